@@ -1,0 +1,339 @@
+//! The one configuration of a shardlog broker: a section per module, each field with its
+//! meaning, unit, default and allowed range. Loaded from TOML (`--config FILE`), then
+//! overridden by `SHARDLOG_*` environment variables and command-line flags (see `main.rs`).
+//!
+//! Owns: parsing, defaults and validation. May import: nothing from this crate.
+//! Invariant: a `Config` that passed `validate()` has every limit inside its hard ceiling.
+//! `docs/configuration.md` is checked against this file by a test.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use thiserror::Error;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config field `{field}` = {value} is out of range: {reason}")]
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub shard: ShardConfig,
+    pub storage: StorageConfig,
+    pub topic_defaults: TopicDefaults,
+}
+
+/// Network listener and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Kafka listener address. Default 127.0.0.1:9092.
+    pub listen: String,
+    /// host:port put in Metadata responses; default: the listen address.
+    pub advertised_listener: Option<String>,
+    /// This broker's node id (Kafka `node.id`). Default 0, range 0..=2^31-1.
+    pub node_id: i32,
+    /// Cluster id reported in Metadata/DescribeCluster. Default "shardlog".
+    pub cluster_id: String,
+    /// Largest request frame accepted, bytes (Kafka `socket.request.max.bytes`).
+    /// Default 100 MiB, range 1 KiB..=1 GiB. Larger frames close the connection.
+    pub request_bytes_max: u64,
+    /// Requests read from one connection before its responses are written.
+    /// Default 64, range 1..=1024.
+    pub connection_inflight_requests_max: usize,
+    /// Concurrent client connections per shard. Default 4096, range 1..=65536.
+    pub shard_connections_max: usize,
+    /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
+    pub fetch_wait_ms_max: u64,
+    /// Upper bound on a Fetch response's record bytes, whatever the client asks.
+    /// Default 64 MiB, range 1 KiB..=1 GiB.
+    pub fetch_response_bytes_max: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:9092".to_string(),
+            advertised_listener: None,
+            node_id: 0,
+            cluster_id: "shardlog".to_string(),
+            request_bytes_max: 100 * MIB,
+            connection_inflight_requests_max: 64,
+            shard_connections_max: 4096,
+            fetch_wait_ms_max: 30_000,
+            fetch_response_bytes_max: 64 * MIB,
+        }
+    }
+}
+
+/// The executor pool: one glommio executor per shard, each pinned to a CPU.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardConfig {
+    /// Number of shards; 0 means one per available CPU. Default 0, range 0..=256.
+    pub shards: usize,
+    /// io_uring registered-buffer memory per shard, bytes. Default 1 MiB, range 0..=64 MiB.
+    /// Above the locked-memory limit glommio falls back to unregistered buffers.
+    pub io_memory_bytes: usize,
+    /// io_uring ring depth per shard. Default 128, range 8..=4096.
+    pub ring_depth: usize,
+    /// Capacity of each shard-to-shard channel, messages. Default 1024, range 1..=65536.
+    pub mesh_channel_capacity: usize,
+    /// Pin each shard to its own CPU. Default true.
+    pub pin_cpus: bool,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            shards: 0,
+            io_memory_bytes: MIB as usize,
+            ring_depth: 128,
+            mesh_channel_capacity: 1024,
+            pin_cpus: true,
+        }
+    }
+}
+
+/// When appended data is made durable with fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPolicy {
+    /// Every write round ends with one fdatasync shared by all batches in it (group commit).
+    EveryBatch,
+    /// fdatasync at most every `sync_interval_ms` (and when an acks=all producer waits).
+    Interval,
+    /// fdatasync once `sync_bytes` unsynced bytes accumulate (and when acks=all waits).
+    Bytes,
+}
+
+/// The partition log (segments, indexes, caches). Per-topic configs override some of these.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory holding one sub-directory per partition. Default ./data.
+    pub data_dir: PathBuf,
+    /// Roll a segment once it reaches this size, bytes (Kafka `log.segment.bytes`).
+    /// Default 1 GiB, range 64 KiB..=4 GiB-1.
+    pub segment_bytes: u64,
+    /// Roll a segment once its first batch is this old, ms (Kafka `log.roll.ms`).
+    /// Default 7 days, range 1000..=2^62.
+    pub segment_ms: u64,
+    /// Bytes between sparse offset-index entries (Kafka `log.index.interval.bytes`).
+    /// Default 4 KiB, range 0..=16 MiB.
+    pub index_interval_bytes: u64,
+    /// Largest record batch accepted, bytes (Kafka `message.max.bytes`).
+    /// Default 1 MiB + 12, range 1 KiB..=100 MiB.
+    pub batch_bytes_max: u64,
+    /// Appended but not yet written bytes per partition before appends wait.
+    /// Default 16 MiB, range 64 KiB..=1 GiB.
+    pub write_buffer_bytes_max: u64,
+    /// Size of one O_DIRECT write, bytes; a multiple of 4 KiB. Default 1 MiB, range 4 KiB..=64 MiB.
+    pub write_chunk_bytes: u64,
+    /// When to fdatasync. Default every_batch. acks=all always waits for a sync.
+    pub sync_policy: SyncPolicy,
+    /// For sync_policy = interval: ms between syncs. Default 100, range 1..=600000.
+    pub sync_interval_ms: u64,
+    /// For sync_policy = bytes: unsynced bytes that trigger a sync. Default 1 MiB.
+    pub sync_bytes: u64,
+    /// Recent batches kept in memory per shard for fetch, bytes. Default 256 MiB,
+    /// range 1 MiB..=64 GiB.
+    pub batch_cache_bytes_max: u64,
+    /// Largest single DMA read for a cold fetch, bytes. Default 1 MiB, range 4 KiB..=64 MiB.
+    pub read_chunk_bytes: u64,
+    /// Open segment files per shard before the least recently read are closed.
+    /// Default 4096, range 16..=1_000_000.
+    pub open_segments_max: usize,
+    /// How often retention runs, ms (Kafka `log.retention.check.interval.ms`).
+    /// Default 300000, range 100..=86400000.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            segment_bytes: GIB,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4 * KIB,
+            batch_bytes_max: MIB + 12,
+            write_buffer_bytes_max: 16 * MIB,
+            write_chunk_bytes: MIB,
+            sync_policy: SyncPolicy::EveryBatch,
+            sync_interval_ms: 100,
+            sync_bytes: MIB,
+            batch_cache_bytes_max: 256 * MIB,
+            read_chunk_bytes: MIB,
+            open_segments_max: 4096,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+/// Broker-level defaults for topics (Kafka `num.partitions`, `log.retention.*`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// Create a topic on first Metadata/Produce for it. Default true.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic or of CreateTopics with -1. Default 1, range 1..=10000.
+    pub num_partitions: i32,
+    /// Largest partition count a topic may have. Default 10000.
+    pub partitions_max: i32,
+    /// Default `retention.ms`: -1 keeps forever. Default 7 days.
+    pub retention_ms: i64,
+    /// Default `retention.bytes` per partition: -1 means no limit. Default -1.
+    pub retention_bytes: i64,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            auto_create_topics: true,
+            num_partitions: 1,
+            partitions_max: 10_000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+        }
+    }
+}
+
+fn check<T: PartialOrd + std::fmt::Debug>(
+    field: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::OutOfRange {
+            field,
+            value: format!("{value:?}"),
+            reason: format!("allowed range is {min:?}..={max:?}"),
+        });
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Checks every limit against its hard ceiling.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        check("server.node_id", s.node_id, 0, i32::MAX)?;
+        check("server.request_bytes_max", s.request_bytes_max, KIB, GIB)?;
+        check(
+            "server.connection_inflight_requests_max",
+            s.connection_inflight_requests_max,
+            1,
+            1024,
+        )?;
+        check("server.shard_connections_max", s.shard_connections_max, 1, 65536)?;
+        check("server.fetch_wait_ms_max", s.fetch_wait_ms_max, 0, 300_000)?;
+        check("server.fetch_response_bytes_max", s.fetch_response_bytes_max, KIB, GIB)?;
+        let sh = &self.shard;
+        check("shard.shards", sh.shards, 0, 256)?;
+        check("shard.io_memory_bytes", sh.io_memory_bytes, 0, 64 * MIB as usize)?;
+        check("shard.ring_depth", sh.ring_depth, 8, 4096)?;
+        check("shard.mesh_channel_capacity", sh.mesh_channel_capacity, 1, 65536)?;
+        let st = &self.storage;
+        check("storage.segment_bytes", st.segment_bytes, 64 * KIB, 4 * GIB - 1)?;
+        check("storage.segment_ms", st.segment_ms, 1000, 1 << 62)?;
+        check("storage.index_interval_bytes", st.index_interval_bytes, 0, 16 * MIB)?;
+        check("storage.batch_bytes_max", st.batch_bytes_max, KIB, 100 * MIB)?;
+        check(
+            "storage.write_buffer_bytes_max",
+            st.write_buffer_bytes_max,
+            64 * KIB,
+            GIB,
+        )?;
+        check("storage.write_chunk_bytes", st.write_chunk_bytes, 4 * KIB, 64 * MIB)?;
+        if st.write_chunk_bytes % (4 * KIB) != 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "storage.write_chunk_bytes",
+                value: st.write_chunk_bytes.to_string(),
+                reason: "must be a multiple of 4096".to_string(),
+            });
+        }
+        check("storage.sync_interval_ms", st.sync_interval_ms, 1, 600_000)?;
+        check("storage.sync_bytes", st.sync_bytes, 4 * KIB, 64 * GIB)?;
+        check(
+            "storage.batch_cache_bytes_max",
+            st.batch_cache_bytes_max,
+            MIB,
+            64 * GIB,
+        )?;
+        check("storage.read_chunk_bytes", st.read_chunk_bytes, 4 * KIB, 64 * MIB)?;
+        check("storage.open_segments_max", st.open_segments_max, 16, 1_000_000)?;
+        check(
+            "storage.retention_check_interval_ms",
+            st.retention_check_interval_ms,
+            100,
+            86_400_000,
+        )?;
+        if st.batch_bytes_max > st.write_buffer_bytes_max {
+            return Err(ConfigError::OutOfRange {
+                field: "storage.batch_bytes_max",
+                value: st.batch_bytes_max.to_string(),
+                reason: "must not exceed storage.write_buffer_bytes_max".to_string(),
+            });
+        }
+        let t = &self.topic_defaults;
+        check("topic_defaults.num_partitions", t.num_partitions, 1, 10_000)?;
+        check("topic_defaults.partitions_max", t.partitions_max, 1, 100_000)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = toml::from_str::<Config>("[server]\nlisten_typo = 1\n");
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn out_of_range_is_reported_with_field_name() {
+        let mut config = Config::default();
+        config.storage.write_chunk_bytes = 5000;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("storage.write_chunk_bytes"), "{message}");
+    }
+}

@@ -1,0 +1,9 @@
+//! shardlog: a Kafka-compatible message broker, thread-per-core on io_uring (glommio).
+//!
+//! Module dependencies point one way: model ← protocol ← server;
+//! model ← storage ← shard ← server; group and metadata sit beside storage.
+//! See docs/architecture.md.
+
+pub mod config;
+pub mod model;
+pub mod storage;

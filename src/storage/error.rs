@@ -1,0 +1,73 @@
+//! Errors of the storage layer. The server maps each to a Kafka error code.
+
+use crate::model::{BatchError, Offset};
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The producer sent an invalid batch (bad CRC, magic, length): Kafka CORRUPT_MESSAGE.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// A batch exceeds `max.message.bytes`: Kafka MESSAGE_TOO_LARGE.
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    BatchTooLarge { size: usize, max: u64 },
+    /// Data on disk failed validation on read: reported, never served (KAFKA_STORAGE_ERROR).
+    #[error("corrupt batch in {path} at position {position}: {source}")]
+    CorruptData {
+        path: PathBuf,
+        position: u64,
+        source: BatchError,
+    },
+    /// Kafka OFFSET_OUT_OF_RANGE.
+    #[error("offset {requested} is outside [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
+    /// Idempotent producer: a gap in sequence numbers (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence {sequence} for producer {producer_id}, expected {expected}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        sequence: i32,
+        expected: i32,
+    },
+    /// Idempotent producer: epoch older than the one seen (INVALID_PRODUCER_EPOCH).
+    #[error("producer {producer_id} epoch {epoch} is older than {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    /// The log was closed or removed while the call was in progress.
+    #[error("partition log is closed")]
+    Closed,
+}
+
+impl StorageError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for "disk full" (ENOSPC, EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}
