@@ -41,6 +41,7 @@ pub struct Config {
     pub shard: ShardConfig,
     pub storage: StorageConfig,
     pub topic_defaults: TopicDefaults,
+    pub group: GroupConfig,
 }
 
 /// Network listener and request limits.
@@ -214,6 +215,47 @@ impl Default for TopicDefaults {
             partitions_max: 10_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+        }
+    }
+}
+
+/// Consumer-group coordination (Kafka `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets`, fixed when the topic is first created
+    /// (Kafka `offsets.topic.num.partitions`). Default 16, range 1..=1000.
+    pub offsets_topic_partitions: i32,
+    /// Smallest session timeout a member may ask for, ms (Kafka `group.min.session.timeout.ms`).
+    /// Default 6000, range 1..=session_timeout_ms_max.
+    pub session_timeout_ms_min: i32,
+    /// Largest session timeout, ms (Kafka `group.max.session.timeout.ms`). Default 1800000.
+    pub session_timeout_ms_max: i32,
+    /// Delay before the first rebalance of an empty group completes, ms
+    /// (Kafka `group.initial.rebalance.delay.ms`). Default 0 (Kafka ships 3000), range 0..=300000.
+    pub initial_rebalance_delay_ms: u64,
+    /// Members per group (Kafka `group.max.size`). Default 1000, range 1..=100000.
+    pub members_max: usize,
+    /// How often session and rebalance deadlines are checked, ms. Default 100, range 10..=10000.
+    pub tick_interval_ms: u64,
+    /// Longest commit metadata string, bytes (Kafka `offset.metadata.max.bytes`). Default 4096.
+    pub offset_metadata_bytes_max: usize,
+    /// Committed offsets of an empty group expire after this long, minutes
+    /// (Kafka `offsets.retention.minutes`). Default 10080 (7 days), range 1..=5256000.
+    pub offsets_retention_minutes: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 16,
+            session_timeout_ms_min: 6_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 0,
+            members_max: 1000,
+            tick_interval_ms: 100,
+            offset_metadata_bytes_max: 4096,
+            offsets_retention_minutes: 7 * 24 * 60,
         }
     }
 }

@@ -429,10 +429,12 @@ impl Group {
         input: JoinInput,
         now_ms: u64,
     ) -> (Reply<JoinOutcome>, Vec<Effect>) {
-        if let Some(instance) = &input.group_instance_id {
-            if let Some(old_id) = self.static_members.get(instance).cloned() {
-                return self.replace_static_member(old_id, input, now_ms);
-            }
+        if let Some(old_id) = input
+            .group_instance_id
+            .as_ref()
+            .and_then(|instance| self.static_members.get(instance).cloned())
+        {
+            return self.replace_static_member(old_id, input, now_ms);
         }
         if self.members.len() >= self.limits.members_max {
             return (
@@ -724,14 +726,14 @@ impl Group {
             .collect();
         let mut votes: Vec<(usize, &String)> = candidates.iter().map(|c| (0, *c)).collect();
         for member in self.members.values() {
-            if let Some((name, _)) = member
+            let preferred = member
                 .protocols
                 .iter()
-                .find(|(p, _)| candidates.contains(&p))
+                .find(|(p, _)| candidates.contains(&p));
+            if let Some((name, _)) = preferred
+                && let Some(entry) = votes.iter_mut().find(|(_, c)| *c == name)
             {
-                if let Some(entry) = votes.iter_mut().find(|(_, c)| *c == name) {
-                    entry.0 += 1;
-                }
+                entry.0 += 1;
             }
         }
         let best = votes.iter().map(|(count, _)| *count).max()?;
@@ -743,10 +745,10 @@ impl Group {
 
     fn remove_member(&mut self, member_id: &str) -> Option<Member> {
         let member = self.members.remove(member_id)?;
-        if let Some(instance) = &member.instance_id {
-            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
-                self.static_members.remove(instance);
-            }
+        if let Some(instance) = &member.instance_id
+            && self.static_members.get(instance).map(String::as_str) == Some(member_id)
+        {
+            self.static_members.remove(instance);
         }
         if self.leader_id.as_deref() == Some(member_id) {
             self.leader_id = None;
