@@ -415,6 +415,32 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Every field of the default config, as "section.field".
+    fn field_names() -> Vec<String> {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut names = Vec::new();
+        for (section, fields) in value.as_table().unwrap() {
+            for field in fields.as_table().unwrap().keys() {
+                names.push(format!("{section}.{field}"));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn configuration_doc_lists_every_field() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut names = field_names();
+        // Option fields with a None default are not serialized; list them explicitly.
+        names.push("server.advertised_listener".to_string());
+        for name in names {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md lacks `{name}`"
+            );
+        }
+    }
+
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();

@@ -96,6 +96,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_the_table() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&coverage_markdown()),
+            "README.md API table is out of date"
+        );
+    }
+
+    #[test]
     fn protocol_coverage_doc_matches_table() {
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
