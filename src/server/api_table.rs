@@ -49,9 +49,21 @@ pub static API_TABLE: &[ApiRow] = &[
     row(ApiKey::ApiVersions, 0, 4, api_versions::handle),
     row(ApiKey::CreateTopics, 2, 7, create_topics::handle),
     row(ApiKey::DeleteTopics, 1, 6, delete_topics::handle),
+    row(ApiKey::DeleteRecords, 0, 2, delete_records::handle),
     row(ApiKey::InitProducerId, 0, 4, init_producer_id::handle),
+    row(ApiKey::DescribeConfigs, 1, 4, describe_configs::handle),
+    row(ApiKey::AlterConfigs, 0, 2, alter_configs::handle),
+    row(ApiKey::DescribeLogDirs, 1, 4, describe_log_dirs::handle),
+    row(ApiKey::CreatePartitions, 0, 3, create_partitions::handle),
     row(ApiKey::DeleteGroups, 0, 2, delete_groups::handle),
+    row(
+        ApiKey::IncrementalAlterConfigs,
+        0,
+        1,
+        incremental_alter_configs::handle,
+    ),
     row(ApiKey::OffsetDelete, 0, 0, offset_delete::handle),
+    row(ApiKey::DescribeCluster, 0, 1, describe_cluster::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

@@ -222,6 +222,43 @@ impl Shard {
         result
     }
 
+    pub(super) async fn delete_records_local(
+        &self,
+        partitions: Vec<(TopicPartition, i64)>,
+    ) -> Vec<(TopicPartition, Result<i64, ErrorCode>)> {
+        let mut results = Vec::with_capacity(partitions.len());
+        for (partition, offset) in partitions {
+            let Some(log) = self.log(&partition) else {
+                results.push((partition, Err(ErrorCode::UnknownTopicOrPartition)));
+                continue;
+            };
+            let high_watermark = log.high_watermark();
+            let target = if offset == -1 {
+                high_watermark
+            } else {
+                Offset(offset)
+            };
+            if target.value() < 0 || target > high_watermark {
+                results.push((partition, Err(ErrorCode::OffsetOutOfRange)));
+                continue;
+            }
+            let outcome = log
+                .delete_records_before(target)
+                .await
+                .map(|start| start.value())
+                .map_err(|error| storage_error_code(&error));
+            results.push((partition, outcome));
+        }
+        results
+    }
+
+    pub(super) fn log_sizes_local(&self) -> Vec<(TopicPartition, u64)> {
+        self.owned_logs()
+            .into_iter()
+            .map(|(partition, log)| (partition, log.size_bytes()))
+            .collect()
+    }
+
     /// Brings this shard's open logs in line with `catalog`.
     pub(super) async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
         self.set_catalog(catalog.clone());
@@ -236,6 +273,11 @@ impl Shard {
                 } else {
                     tracing::info!(shard = %self.id, %partition, "partition removed");
                 }
+            }
+        }
+        for (partition, log) in self.owned_logs() {
+            if let Some(topic) = catalog.topic(partition.topic.as_str()) {
+                log.update_config(self.log_config_for(topic));
             }
         }
         for topic in catalog.topics() {

@@ -224,6 +224,48 @@ impl Shard {
         .await
     }
 
+    pub async fn delete_records(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<(TopicPartition, i64)>,
+    ) -> Result<Vec<(TopicPartition, Result<i64, ErrorCode>)>, ShardError> {
+        if target == self.id {
+            return Ok(self.delete_records_local(partitions).await);
+        }
+        self.request(target, |reply| {
+            ShardMessage::DeleteRecords(DeleteRecordsOp { partitions, reply })
+        })
+        .await
+    }
+
+    pub async fn log_sizes(
+        self: &Rc<Self>,
+        target: ShardId,
+    ) -> Result<Vec<(TopicPartition, u64)>, ShardError> {
+        if target == self.id {
+            return Ok(self.log_sizes_local());
+        }
+        self.request(target, |reply| ShardMessage::LogSizes(LogSizesOp { reply }))
+            .await
+    }
+
+    /// Runs a controller operation on shard 0 and returns its outcome.
+    pub async fn controller_call<T>(
+        self: &Rc<Self>,
+        build: impl FnOnce(Reply<T>) -> ControllerOp,
+    ) -> Result<T, ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        let op = build(reply);
+        if self.controller.is_some() {
+            self.handle_controller_op(op).await;
+        } else {
+            self.send(ShardId(0), ShardMessage::Controller(op)).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| ShardError::NoReply { target: ShardId(0) })
+    }
+
     /// Runs a catalog change on the controller shard (0).
     pub async fn create_topics(
         self: &Rc<Self>,
@@ -322,6 +364,18 @@ impl Shard {
             ShardMessage::Controller(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_controller_op(op).await }).detach();
+            }
+            ShardMessage::DeleteRecords(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = op
+                        .reply
+                        .send(shard.delete_records_local(op.partitions).await);
+                })
+                .detach();
+            }
+            ShardMessage::LogSizes(op) => {
+                let _ = op.reply.send(self.log_sizes_local());
             }
             ShardMessage::Group(op) => {
                 let shard = self.clone();
