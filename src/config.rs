@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
     /// Default 64 MiB, range 1 KiB..=1 GiB.
     pub fetch_response_bytes_max: u64,
+    /// On SIGTERM/SIGINT, how long open connections may take to finish their in-flight
+    /// requests before logs are closed anyway, ms. Default 5000, range 0..=600000.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             shard_connections_max: 4096,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
+            shutdown_grace_ms: 5_000,
         }
     }
 }

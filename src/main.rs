@@ -74,6 +74,25 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
+fn install_signal_handlers() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shardlog::shard::shutdown::shutdown_requested() {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "shutting down gracefully (send again to exit now)");
+                shardlog::shard::shutdown::request_shutdown();
+            }
+        })?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -90,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
+            install_signal_handlers()?;
             tracing::info!(
                 listen = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,
@@ -98,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 "shardlog starting"
             );
             shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            tracing::info!("shardlog stopped");
             Ok(())
         }
     }

@@ -12,6 +12,7 @@ use crate::protocol::codec::{RequestEnvelope, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, take_frame};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
+use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
@@ -90,7 +91,10 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             }
             FrameStatus::NeedBytes(needed) => {
                 buffer.reserve(needed.saturating_sub(buffer.len()));
-                let read = reader.read(&mut scratch).await.map_err(CloseReason::Read)?;
+                let read = match select(reader.read(&mut scratch), shard.shutdown.clone()).await {
+                    Either::Left((read, _)) => read.map_err(CloseReason::Read)?,
+                    Either::Right(_) => return Ok(()),
+                };
                 if read == 0 {
                     return Ok(());
                 }

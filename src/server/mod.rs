@@ -18,11 +18,17 @@ mod socket_writer;
 pub use context::{HandlerError, RequestContext, ResponseFrame};
 
 use crate::shard::Shard;
+use futures::future::{Either, select};
 use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-/// Accepts Kafka connections on this shard until the listener fails.
+/// How often shutdown checks whether connections have drained.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Accepts Kafka connections on this shard until shutdown, then gives open connections up
+/// to `shutdown_grace_ms` to finish their in-flight requests.
 pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     let address = shard.config.server.listen.clone();
     let listener = TcpListener::bind(address.as_str())
@@ -31,14 +37,16 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     let open_connections = Rc::new(Cell::new(0usize));
     let connections_max = shard.config.server.shard_connections_max;
     loop {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(error) => {
+        let accepted = select(Box::pin(listener.accept()), shard.shutdown.clone()).await;
+        let stream = match accepted {
+            Either::Left((Ok(stream), _)) => stream,
+            Either::Left((Err(error), _)) => {
                 // EMFILE and friends: back off instead of spinning or crashing.
                 tracing::warn!(shard = %shard.id, %error, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+            Either::Right(_) => break,
         };
         if open_connections.get() >= connections_max {
             tracing::warn!(shard = %shard.id, connections_max, "connection refused: limit reached");
@@ -53,4 +61,12 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         })
         .detach();
     }
+    drop(listener);
+    let grace = Duration::from_millis(shard.config.server.shutdown_grace_ms);
+    let deadline = Instant::now() + grace;
+    tracing::info!(shard = %shard.id, open = open_connections.get(), "stopped accepting; draining connections");
+    while open_connections.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ mod group_coordinator;
 pub mod messages;
 mod partition_ops;
 mod pool;
+pub mod shutdown;
 mod state;
 
 pub use group_coordinator::monotonic_ms;

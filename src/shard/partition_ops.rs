@@ -259,6 +259,18 @@ impl Shard {
             .collect()
     }
 
+    /// Syncs and closes every log on this shard (clean shutdown).
+    pub(super) async fn close_logs(&self) {
+        let logs = self.owned_logs();
+        let count = logs.len();
+        for (partition, log) in logs {
+            if let Err(error) = log.close().await {
+                tracing::error!(shard = %self.id, %partition, %error, "closing log failed");
+            }
+        }
+        tracing::info!(shard = %self.id, logs = count, "logs closed");
+    }
+
     /// Brings this shard's open logs in line with `catalog`.
     pub(super) async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
         self.set_catalog(catalog.clone());

@@ -35,6 +35,8 @@ pub struct Shard {
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
+    /// Fires when the broker is shutting down.
+    pub shutdown: super::shutdown::ShutdownSignal,
 }
 
 impl Shard {
@@ -58,6 +60,7 @@ impl Shard {
             mesh,
             controller,
             coordinator,
+            shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
 
