@@ -50,6 +50,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// Kafka listener address. Default 127.0.0.1:9092.
     pub listen: String,
+    /// Admin HTTP address for /metrics and /health (shard 0); empty disables it.
+    /// Default 127.0.0.1:9644.
+    pub admin_listen: String,
     /// host:port put in Metadata responses; default: the listen address.
     pub advertised_listener: Option<String>,
     /// This broker's node id (Kafka `node.id`). Default 0, range 0..=2^31-1.
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:9092".to_string(),
+            admin_listen: "127.0.0.1:9644".to_string(),
             advertised_listener: None,
             node_id: 0,
             cluster_id: "shardlog".to_string(),

@@ -36,6 +36,9 @@ struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "SHARDLOG_LISTEN")]
     listen: Option<String>,
+    /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
+    #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// host:port that Metadata tells clients to connect to [default: the listen address].
     #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -57,6 +60,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     };
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
+    }
+    if let Some(admin) = &args.admin_listen {
+        config.server.admin_listen = admin.clone();
     }
     if let Some(advertised) = &args.advertised_listener {
         config.server.advertised_listener = Some(advertised.clone());

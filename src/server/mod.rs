@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin_http;
 pub mod api_table;
 mod connection;
 mod context;
@@ -34,6 +35,14 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     let listener = TcpListener::bind(address.as_str())
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
+    let admin_address = &shard.config.server.admin_listen;
+    if shard.id.0 == 0 && !admin_address.is_empty() {
+        glommio::spawn_local(admin_http::serve_admin(
+            shard.clone(),
+            admin_address.clone(),
+        ))
+        .detach();
+    }
     let open_connections = Rc::new(Cell::new(0usize));
     let connections_max = shard.config.server.shard_connections_max;
     loop {
@@ -50,6 +59,7 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         };
         if open_connections.get() >= connections_max {
             tracing::warn!(shard = %shard.id, connections_max, "connection refused: limit reached");
+            shard.metrics.connection_refused();
             drop(stream);
             continue;
         }

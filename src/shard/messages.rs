@@ -29,6 +29,8 @@ pub enum ShardMessage {
     Group(GroupOp),
     DeleteRecords(DeleteRecordsOp),
     LogSizes(LogSizesOp),
+    /// A copy of the receiver's counters for `/metrics`.
+    Metrics(Reply<super::metrics::MetricsSnapshot>),
 }
 
 /// One partition's commit in an OffsetCommit.

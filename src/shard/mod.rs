@@ -12,6 +12,7 @@
 mod controller;
 mod group_coordinator;
 pub mod messages;
+pub mod metrics;
 mod partition_ops;
 mod pool;
 pub mod shutdown;

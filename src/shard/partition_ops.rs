@@ -66,7 +66,10 @@ impl Shard {
                 ));
                 continue;
             };
-            match log.append(records, LEADER_EPOCH, now_ms()).await {
+            let bytes = records.len();
+            let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
+            self.metrics.produced(bytes, appended.is_err());
+            match appended {
                 Ok(appended) => {
                     if acks == Acks::All {
                         to_sync.push((results.len(), log.clone(), appended.last_offset));

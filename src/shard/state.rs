@@ -35,6 +35,7 @@ pub struct Shard {
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
+    pub metrics: super::metrics::ShardMetrics,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
 }
@@ -60,6 +61,7 @@ impl Shard {
             mesh,
             controller,
             coordinator,
+            metrics: Default::default(),
             shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
@@ -252,6 +254,41 @@ impl Shard {
             .await
     }
 
+    /// Every shard's counters (this one directly, the others over the mesh).
+    pub async fn gather_metrics(self: &Rc<Self>) -> Vec<super::metrics::MetricsSnapshot> {
+        let calls = (0..self.shard_count).map(|target| {
+            let shard = self.clone();
+            async move {
+                let target = ShardId(target);
+                if target == shard.id {
+                    return Some(shard.metrics_snapshot());
+                }
+                shard.request(target, ShardMessage::Metrics).await.ok()
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot(self.id.0);
+        for (partition, log) in self.owned_logs() {
+            snapshot.partitions.insert(
+                (partition.topic.to_string(), partition.partition),
+                (
+                    log.log_start_offset().value(),
+                    log.high_watermark().value(),
+                    log.size_bytes(),
+                ),
+            );
+        }
+        self.coordinator_metrics(&mut snapshot);
+        snapshot
+    }
+
     /// Runs a controller operation on shard 0 and returns its outcome.
     pub async fn controller_call<T>(
         self: &Rc<Self>,
@@ -376,6 +413,9 @@ impl Shard {
                         .send(shard.delete_records_local(op.partitions).await);
                 })
                 .detach();
+            }
+            ShardMessage::Metrics(reply) => {
+                let _ = reply.send(self.metrics_snapshot());
             }
             ShardMessage::LogSizes(op) => {
                 let _ = op.reply.send(self.log_sizes_local());
