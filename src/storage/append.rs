@@ -63,7 +63,9 @@ fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, 
         position += total;
     }
     if spans.is_empty() {
-        return Err(StorageError::InvalidBatch(BatchError::TooShort { available: 0 }));
+        return Err(StorageError::InvalidBatch(BatchError::TooShort {
+            available: 0,
+        }));
     }
     Ok(spans)
 }
@@ -95,7 +97,14 @@ fn place(
     }
     let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
     let base_offset = state.log_end.get();
-    let stamped = stamp(records, spans, base_offset, leader_epoch, log_append_time, now_ms)?;
+    let stamped = stamp(
+        records,
+        spans,
+        base_offset,
+        leader_epoch,
+        log_append_time,
+        now_ms,
+    )?;
     let mut next = base_offset;
     let count = spans.len();
     for (i, &(start, len)) in spans.iter().enumerate() {
@@ -153,7 +162,14 @@ fn place_batch(
     let header = RecordBatchHeader::view(&bytes)?;
     let base_offset = header.base_offset();
     let summary_bytes = bytes.len() as u64;
-    let segment = active_for(state, base_offset, header.last_offset(), summary_bytes, now_ms, config);
+    let segment = active_for(
+        state,
+        base_offset,
+        header.last_offset(),
+        summary_bytes,
+        now_ms,
+        config,
+    );
     let summary = BatchSummary {
         position: segment.size_bytes(),
         bytes: summary_bytes,
@@ -171,7 +187,11 @@ fn place_batch(
             .borrow_mut()
             .record(&producer, base_offset, summary.last_offset);
     }
-    if state.leader_epochs.borrow_mut().assign(leader_epoch, base_offset) {
+    if state
+        .leader_epochs
+        .borrow_mut()
+        .assign(leader_epoch, base_offset)
+    {
         state.leader_epochs_dirty.set(true);
     }
     let next_offset = summary.last_offset + 1;
@@ -191,7 +211,9 @@ fn place_batch(
         next_offset,
         units,
     });
-    state.pending_bytes.set(state.pending_bytes.get() + summary_bytes);
+    state
+        .pending_bytes
+        .set(state.pending_bytes.get() + summary_bytes);
     state.size_bytes.set(state.size_bytes.get() + summary_bytes);
     Ok(next_offset)
 }
@@ -214,7 +236,12 @@ fn active_for(
     if let Some(active) = &active {
         active.seal();
     }
-    let segment = Rc::new(Segment::new(&state.dir, base_offset, state.cache.next_id(), now_ms));
+    let segment = Rc::new(Segment::new(
+        &state.dir,
+        base_offset,
+        state.cache.next_id(),
+        now_ms,
+    ));
     let snapshot = state.producers.borrow().encode_snapshot(base_offset);
     *segment.roll_snapshot.borrow_mut() = Some(snapshot);
     state.segments.borrow_mut().push_back(segment.clone());

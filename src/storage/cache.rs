@@ -175,7 +175,11 @@ impl BatchCache {
             self.used_bytes
                 .set(self.used_bytes.get().saturating_sub(ticket.bytes));
             self.evictions.set(self.evictions.get() + 1);
-            let memory = self.logs.borrow().get(&ticket.log_id).and_then(Weak::upgrade);
+            let memory = self
+                .logs
+                .borrow()
+                .get(&ticket.log_id)
+                .and_then(Weak::upgrade);
             if let Some(memory) = memory {
                 let mut map = memory.borrow_mut();
                 if map

@@ -151,7 +151,10 @@ mod tests {
         assert!(!cache.assign(1, 5));
         assert!(!cache.assign(-1, 5));
         assert!(cache.assign(3, 10));
-        assert_eq!(LeaderEpochCache::decode(&cache.encode()), Some(cache.clone()));
+        assert_eq!(
+            LeaderEpochCache::decode(&cache.encode()),
+            Some(cache.clone())
+        );
         assert_eq!(cache.end_offset_for(0, 20), None);
         assert_eq!(cache.end_offset_for(2, 20), Some((1, 10)));
         assert_eq!(cache.end_offset_for(7, 20), Some((3, 20)));

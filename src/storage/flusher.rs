@@ -50,8 +50,13 @@ impl WriteCursor {
         disk_bytes: u64,
     ) -> Result<WriteCursor, StorageError> {
         let block = io::align_down(disk_bytes);
-        let carry = io::read_at(&file, &segment.log_path, block, (disk_bytes - block) as usize)
-            .await?;
+        let carry = io::read_at(
+            &file,
+            &segment.log_path,
+            block,
+            (disk_bytes - block) as usize,
+        )
+        .await?;
         if carry.len() as u64 != disk_bytes - block {
             return Err(StorageError::io(
                 "read",
@@ -253,7 +258,11 @@ pub(crate) async fn finish_segment(
     cursor: WriteCursor,
 ) -> Result<(), StorageError> {
     let segment = &cursor.segment;
-    assert_eq!(cursor.disk_bytes, segment.size_bytes(), "finishing with unwritten data");
+    assert_eq!(
+        cursor.disk_bytes,
+        segment.size_bytes(),
+        "finishing with unwritten data"
+    );
     io::truncate(&cursor.file, &segment.log_path, cursor.disk_bytes).await?;
     io::fdatasync(&cursor.file, &segment.log_path).await?;
     state.update_stats(|s| s.syncs += 1);
@@ -290,7 +299,10 @@ async fn write_items(
     let new_bytes: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
     let end = cursor.disk_bytes + new_bytes;
     let write_end = io::align_up(end);
-    assert_eq!(items[0].position, cursor.disk_bytes, "write not at the end of the segment");
+    assert_eq!(
+        items[0].position, cursor.disk_bytes,
+        "write not at the end of the segment"
+    );
     let mut source = Source::new(&cursor.carry, items);
     let mut in_flight = FuturesUnordered::new();
     let mut position = start;
@@ -300,7 +312,12 @@ async fn write_items(
         let bytes = buffer.as_bytes_mut();
         let filled = source.fill(bytes);
         bytes[filled..].fill(0);
-        in_flight.push(write_block(&cursor.file, &cursor.segment.log_path, buffer, position));
+        in_flight.push(write_block(
+            &cursor.file,
+            &cursor.segment.log_path,
+            buffer,
+            position,
+        ));
         if in_flight.len() >= WRITES_IN_FLIGHT_MAX
             && let Some(result) = in_flight.next().await
         {

@@ -328,7 +328,11 @@ mod tests {
     fn sparse_entries_and_lookups() {
         let mut index = SegmentIndex::default();
         for i in 0..10 {
-            index.on_batch(1000, &summary(i * 100, 1000 + 2 * i as i64, 50 + i as i64), 250);
+            index.on_batch(
+                1000,
+                &summary(i * 100, 1000 + 2 * i as i64, 50 + i as i64),
+                250,
+            );
         }
         // First batch, then every third batch (300 bytes >= 250).
         let positions: Vec<u32> = index.offsets.iter().map(|e| e.position).collect();
@@ -371,13 +375,19 @@ mod tests {
         );
         let mut flipped = bytes.clone();
         flipped[HEADER_BYTES + 3] ^= 1;
-        assert_eq!(decode_offsets(&flipped, 77, 5000), Err(IndexError::BadChecksum));
+        assert_eq!(
+            decode_offsets(&flipped, 77, 5000),
+            Err(IndexError::BadChecksum)
+        );
         let times = vec![TimeEntry {
             timestamp: 5,
             relative_offset: 3,
         }];
         let bytes = encode_times(77, 5000, &times);
         assert_eq!(decode_times(&bytes, 77, 5000), Ok(times));
-        assert_eq!(decode_times(&bytes[..10], 77, 5000), Err(IndexError::BadHeader));
+        assert_eq!(
+            decode_times(&bytes[..10], 77, 5000),
+            Err(IndexError::BadHeader)
+        );
     }
 }

@@ -30,6 +30,38 @@ pub(crate) fn glommio_err(
     StorageError::io(op, path, std::io::Error::from(error))
 }
 
+/// Makes glommio's per-device io_uring polling (IOPOLL) probe run on a non-empty file.
+///
+/// glommio 0.9 probes IOPOLL support with a read on the first DMA file it opens on a device
+/// and caches the answer per device and thread. On an empty file that read succeeds without touching
+/// the device, so IOPOLL is wrongly enabled and every later DMA read fails with EOPNOTSUPP
+/// on devices without polling (this VM's virtio disk). Opening a file with data first makes
+/// the probe read the device and get the right answer. Done once per device per executor thread.
+pub async fn prime_iopoll_probe(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    thread_local! {
+        // glommio keeps its probe results per thread (one executor per thread), so do we.
+        static PROBED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let device = std::fs::metadata(dir)
+        .map_err(|e| StorageError::io("stat", dir, e))?
+        .dev();
+    let known = PROBED.with(|p| p.borrow().contains(&device));
+    if known {
+        return Ok(());
+    }
+    let path = dir.join(".iopoll-probe");
+    std::fs::write(&path, [1u8; BLOCK_BYTES as usize])
+        .map_err(|e| StorageError::io("write", &path, e))?;
+    let file = DmaFile::open(&path)
+        .await
+        .map_err(|e| glommio_err("open", &path, e))?;
+    let _ = file.close().await;
+    remove_file(&path)?;
+    PROBED.with(|p| p.borrow_mut().push(device));
+    Ok(())
+}
+
 /// Opens a segment file for DMA reads and writes (creating it empty if `create`).
 pub(crate) async fn open_segment_rw(path: &Path, create: bool) -> Result<DmaFile, StorageError> {
     let file = OpenOptions::new()

@@ -82,7 +82,9 @@ impl SyncRule {
     pub(crate) fn of(config: &LogConfig) -> SyncRule {
         match config.sync_policy {
             SyncPolicy::EveryBatch => SyncRule::EveryRound,
-            SyncPolicy::Interval => SyncRule::Interval(Duration::from_millis(config.sync_interval_ms)),
+            SyncPolicy::Interval => {
+                SyncRule::Interval(Duration::from_millis(config.sync_interval_ms))
+            }
             SyncPolicy::Bytes => SyncRule::Bytes(config.sync_bytes),
         }
     }
@@ -183,6 +185,25 @@ impl PartitionLog {
             })
             .await;
         if state.synced.get() > target {
+            return Ok(());
+        }
+        state.check_failure()?;
+        Err(StorageError::Closed)
+    }
+
+    /// Returns once every batch up to and including `offset` is *flushed* (its O_DIRECT
+    /// write completed: it survives kill -9 of the broker, not power loss). Never forces a
+    /// sync.
+    pub async fn wait_flushed(&self, offset: Offset) -> Result<(), StorageError> {
+        let state = &self.state;
+        let target = offset.0.min(state.log_end.get() - 1);
+        state
+            .progress
+            .wait_until(|| {
+                state.flushed.get() > target || state.is_failed() || !state.flusher_running.get()
+            })
+            .await;
+        if state.flushed.get() > target {
             return Ok(());
         }
         state.check_failure()?;
@@ -293,13 +314,19 @@ impl PartitionLog {
     /// memory, with indexes, leader epochs and producer state. For replica divergence.
     /// Returns the new log end offset.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, StorageError> {
-        retention::truncate_to(&self.state, offset.0).await.map(Offset)
+        retention::truncate_to(&self.state, offset.0)
+            .await
+            .map(Offset)
     }
 
     /// Leader epochs and the offsets where they start (the leader-epoch checkpoint).
     pub fn leader_epochs(&self) -> Vec<(i32, Offset)> {
         let cache = self.state.leader_epochs.borrow();
-        cache.entries().iter().map(|&(e, o)| (e, Offset(o))).collect()
+        cache
+            .entries()
+            .iter()
+            .map(|&(e, o)| (e, Offset(o)))
+            .collect()
     }
 
     /// Kafka OffsetsForLeaderEpoch: the largest epoch <= `epoch` and its end offset.

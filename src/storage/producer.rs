@@ -327,7 +327,10 @@ mod tests {
             map.check_all(&[batch(0, 6, 6)]),
             Err(StorageError::OutOfOrderSequence { expected: 5, .. })
         ));
-        assert_eq!(map.check_all(&[batch(0, 5, 5), batch(0, 6, 6)]).unwrap(), None);
+        assert_eq!(
+            map.check_all(&[batch(0, 5, 5), batch(0, 6, 6)]).unwrap(),
+            None
+        );
         assert!(map.check_all(&[batch(0, 5, 5), batch(0, 7, 7)]).is_err());
         assert!(matches!(
             map.check_all(&[batch(1, 3, 3)]),
@@ -339,7 +342,10 @@ mod tests {
             Err(StorageError::InvalidProducerEpoch { .. })
         ));
         let snapshot = map.encode_snapshot(6);
-        assert_eq!(ProducerStateMap::decode_snapshot(&snapshot, 6, 10), Some(map.clone()));
+        assert_eq!(
+            ProducerStateMap::decode_snapshot(&snapshot, 6, 10),
+            Some(map.clone())
+        );
         assert_eq!(ProducerStateMap::decode_snapshot(&snapshot, 7, 10), None);
         map.truncate_from(5);
         assert_eq!(map.len(), 0);

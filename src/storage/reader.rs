@@ -16,8 +16,8 @@ use super::log::ReadResult;
 use super::scan::{self, Stop};
 use super::segment::Segment;
 use super::state::LogState;
-use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
 use crate::model::Offset;
+use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use std::rc::Rc;
@@ -125,7 +125,11 @@ async fn segment_file(state: &LogState, segment: &Segment) -> Result<Rc<DmaFile>
 
 /// Reads batches from disk starting with the one containing `offset`; about `budget`
 /// bytes of them (at least one whole batch), never past what is on disk.
-async fn read_disk(state: &LogState, offset: i64, budget: usize) -> Result<Vec<Found>, StorageError> {
+async fn read_disk(
+    state: &LogState,
+    offset: i64,
+    budget: usize,
+) -> Result<Vec<Found>, StorageError> {
     let Some(segment) = state.segment_for(offset) else {
         return Ok(Vec::new());
     };
@@ -140,9 +144,10 @@ async fn read_disk(state: &LogState, offset: i64, budget: usize) -> Result<Vec<F
         .position_for(offset - segment.base_offset);
     let file = segment_file(state, &segment).await?;
     let slack = config.index_interval_bytes as usize + BATCH_HEADER_BYTES;
-    let mut want = budget
-        .saturating_add(slack)
-        .clamp(io::BLOCK_BYTES as usize, config.read_chunk_bytes.max(4096) as usize);
+    let mut want = budget.saturating_add(slack).clamp(
+        io::BLOCK_BYTES as usize,
+        config.read_chunk_bytes.max(4096) as usize,
+    );
     loop {
         if position >= disk_end {
             return Ok(Vec::new());
@@ -150,7 +155,13 @@ async fn read_disk(state: &LogState, offset: i64, budget: usize) -> Result<Vec<F
         let len = (want as u64).min(disk_end - position) as usize;
         state.cache.count_miss();
         let bytes = Bytes::from(io::read_at(&file, &segment.log_path, position, len).await?);
-        let parsed = parse_chunk(&segment, position, &bytes, offset, len as u64 == disk_end - position)?;
+        let parsed = parse_chunk(
+            &segment,
+            position,
+            &bytes,
+            offset,
+            len as u64 == disk_end - position,
+        )?;
         match parsed {
             Parsed::Batches(batches) if batches.is_empty() => position += len as u64,
             Parsed::Batches(batches) => return Ok(batches),
@@ -163,9 +174,13 @@ async fn read_disk(state: &LogState, offset: i64, budget: usize) -> Result<Vec<F
 enum Parsed {
     Batches(Vec<Found>),
     /// Every complete batch in the chunk is before `offset`; continue at `to`.
-    Skip { to: u64 },
+    Skip {
+        to: u64,
+    },
     /// The first wanted batch does not fit the chunk; read `needed` bytes instead.
-    Grow { needed: usize },
+    Grow {
+        needed: usize,
+    },
 }
 
 /// Validates the batches of a chunk read at `position`; keeps those at or past `offset`.
@@ -179,10 +194,24 @@ fn parse_chunk(
 ) -> Result<Parsed, StorageError> {
     let mut batches = Vec::new();
     let mut at = 0usize;
+    let mut expected = segment.base_offset;
     while at < bytes.len() {
         let stop = match scan::parse_one(&bytes[at..]) {
             Ok(len) => {
                 let header = RecordBatchHeader::view(&bytes[at..])?;
+                if header.base_offset() < expected || header.next_offset() > segment.next_offset() {
+                    // baseOffset is not CRC-covered: a batch out of place is corrupt too.
+                    if !batches.is_empty() {
+                        break;
+                    }
+                    return Err(misplaced(
+                        segment,
+                        position + at as u64,
+                        header.base_offset(),
+                        expected,
+                    ));
+                }
+                expected = header.next_offset();
                 if header.next_offset() > offset {
                     batches.push(Found {
                         base_offset: header.base_offset(),
@@ -212,11 +241,28 @@ fn parse_chunk(
                     available: bytes.len() - at,
                 },
             )),
-            Stop::Zeros => Err(corrupt(segment, here, BatchError::BadLength { batch_length: 0 })),
+            Stop::Zeros => Err(corrupt(
+                segment,
+                here,
+                BatchError::BadLength { batch_length: 0 },
+            )),
             Stop::Invalid(error) => Err(corrupt(segment, here, error)),
         };
     }
     Ok(Parsed::Batches(batches))
+}
+
+fn misplaced(segment: &Segment, position: u64, base_offset: i64, expected: i64) -> StorageError {
+    tracing::error!(
+        path = %segment.log_path.display(), position, base_offset, expected,
+        "misplaced batch on disk; not served"
+    );
+    StorageError::MisplacedBatch {
+        path: segment.log_path.clone(),
+        position,
+        base_offset,
+        expected,
+    }
 }
 
 fn corrupt(segment: &Segment, position: u64, source: BatchError) -> StorageError {

@@ -87,6 +87,7 @@ pub(crate) async fn recover(
     cache: &BatchCache,
 ) -> Result<Recovered, StorageError> {
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create_dir", dir, e))?;
+    io::prime_iopoll_probe(dir).await?;
     let listing = list_dir(dir)?;
     let checkpoint_start = checkpoint::read_log_start(dir).await?;
     let mut segments = VecDeque::new();
@@ -109,11 +110,20 @@ pub(crate) async fn recover(
     };
     let log_end = segments.back().map_or(0, |s| s.next_offset());
     let first_base = segments.front().map_or(0, |s| s.base_offset);
-    let log_start = checkpoint_start.unwrap_or(first_base).max(first_base).min(log_end);
+    let log_start = checkpoint_start
+        .unwrap_or(first_base)
+        .max(first_base)
+        .min(log_end);
     let leader_epochs = recover_leader_epochs(dir, scanned.as_deref(), log_end).await?;
-    let producers =
-        recover_producers(dir, &listing.snapshots, &segments, scanned.as_deref(), log_end, config)
-            .await?;
+    let producers = recover_producers(
+        dir,
+        &listing.snapshots,
+        &segments,
+        scanned.as_deref(),
+        log_end,
+        config,
+    )
+    .await?;
     if listing.clean {
         io::remove_file(&checkpoint::path(dir, CLEAN_SHUTDOWN_FILE))?;
         io::sync_dir(dir).await?;
@@ -193,7 +203,11 @@ async fn rebuild_closed(
         match item {
             ScanItem::Batch { position, bytes } => {
                 if let Ok(header) = RecordBatchHeader::view(bytes) {
-                    index.on_batch(base, &summary(position, bytes.len(), header), interval(config));
+                    index.on_batch(
+                        base,
+                        &summary(position, bytes.len(), header),
+                        interval(config),
+                    );
                 }
             }
             ScanItem::Corrupt {
@@ -343,10 +357,14 @@ async fn scan_last(
             scan.gap = Some((header.base_offset(), scan.next_offset));
             return false;
         }
-        scan.index
-            .on_batch(base, &summary(position, bytes.len(), header), interval(config));
+        scan.index.on_batch(
+            base,
+            &summary(position, bytes.len(), header),
+            interval(config),
+        );
         scan.batches.push(ScannedBatch::of(header));
-        scan.first_max_timestamp.get_or_insert(header.max_timestamp.get());
+        scan.first_max_timestamp
+            .get_or_insert(header.max_timestamp.get());
         scan.valid_end = position + bytes.len() as u64;
         scan.next_offset = header.next_offset();
         true

@@ -136,7 +136,8 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     else {
         return Ok(state.log_end.get());
     };
-    let (position, new_end) = locate_batch(state, &segment, offset.max(segment.base_offset)).await?;
+    let (position, new_end) =
+        locate_batch(state, &segment, offset.max(segment.base_offset)).await?;
     let (removed, cursor) = cut_memory_state(state, &segment, position, new_end);
     delete_segment_files(state, &removed)?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
@@ -172,7 +173,10 @@ async fn locate_batch(
         Some(file) => file,
         None => Rc::new(io::open_segment_read(&segment.log_path).await?),
     };
-    let start = segment.index.borrow().position_for(offset - segment.base_offset);
+    let start = segment
+        .index
+        .borrow()
+        .position_for(offset - segment.base_offset);
     let options = ScanOptions {
         chunk_bytes: state.config().read_chunk_bytes as usize,
         skip_corrupt: false,
@@ -215,7 +219,10 @@ fn cut_memory_state(
     };
     let (units, bytes) = {
         let mut pending = state.pending.borrow_mut();
-        let dropped: Vec<_> = pending.iter().filter(|p| p.base_offset >= new_end).collect();
+        let dropped: Vec<_> = pending
+            .iter()
+            .filter(|p| p.base_offset >= new_end)
+            .collect();
         let units: u64 = dropped.iter().map(|p| p.units).sum();
         let bytes: u64 = dropped.iter().map(|p| p.bytes.len() as u64).sum();
         pending.retain(|p| p.base_offset < new_end);
@@ -228,7 +235,12 @@ fn cut_memory_state(
     drop(state.memory.borrow_mut().split_off(&new_end));
     segment.truncate(position, new_end);
     segment.unseal();
-    for offset_cell in [&state.log_end, &state.high_watermark, &state.flushed, &state.synced] {
+    for offset_cell in [
+        &state.log_end,
+        &state.high_watermark,
+        &state.flushed,
+        &state.synced,
+    ] {
         offset_cell.set(offset_cell.get().min(new_end));
     }
     state.sync_wanted.set(state.sync_wanted.get().min(new_end));
@@ -271,7 +283,9 @@ async fn cut_files(
     *segment.file.borrow_mut() = Some(file.clone());
     state.cache.touch_file(segment.uid, &segment.file);
     let disk = segment.disk_bytes();
-    Ok(Some(WriteCursor::reopen(segment.clone(), file, disk).await?))
+    Ok(Some(
+        WriteCursor::reopen(segment.clone(), file, disk).await?,
+    ))
 }
 
 fn remove_snapshots_after(state: &LogState, new_end: i64) -> Result<(), StorageError> {

@@ -113,7 +113,10 @@ impl Segment {
     }
 
     pub(crate) fn set_disk_bytes(&self, bytes: u64) {
-        assert!(bytes <= self.size_bytes.get(), "disk bytes past segment size");
+        assert!(
+            bytes <= self.size_bytes.get(),
+            "disk bytes past segment size"
+        );
         self.disk_bytes.set(bytes);
     }
 
@@ -137,7 +140,11 @@ impl Segment {
 
     pub(crate) fn set_finished(&self) {
         assert!(self.sealed.get(), "finishing an unsealed segment");
-        assert_eq!(self.disk_bytes.get(), self.size_bytes.get(), "finishing unwritten data");
+        assert_eq!(
+            self.disk_bytes.get(),
+            self.size_bytes.get(),
+            "finishing unwritten data"
+        );
         self.finished.set(true);
     }
 
@@ -164,7 +171,11 @@ impl Segment {
     /// Accounts for a batch appended at the end (position `summary.position`).
     pub(crate) fn on_append(&self, summary: &BatchSummary, interval_bytes: u64) {
         assert!(!self.sealed.get(), "append to a sealed segment");
-        assert_eq!(summary.position, self.size_bytes.get(), "append not at the end");
+        assert_eq!(
+            summary.position,
+            self.size_bytes.get(),
+            "append not at the end"
+        );
         self.index
             .borrow_mut()
             .on_batch(self.base_offset, summary, interval_bytes);
@@ -195,9 +206,18 @@ mod tests {
     fn names_roundtrip() {
         let path = file_path(Path::new("/d"), 42, LOG_SUFFIX);
         assert_eq!(path, Path::new("/d/00000000000000000042.log"));
-        assert_eq!(parse_file_name("00000000000000000042.log", LOG_SUFFIX), Some(42));
+        assert_eq!(
+            parse_file_name("00000000000000000042.log", LOG_SUFFIX),
+            Some(42)
+        );
         assert_eq!(parse_file_name("0000000000000000042.log", LOG_SUFFIX), None);
-        assert_eq!(parse_file_name("00000000000000000042.index", LOG_SUFFIX), None);
-        assert_eq!(parse_file_name("0000000000000000004x.log", LOG_SUFFIX), None);
+        assert_eq!(
+            parse_file_name("00000000000000000042.index", LOG_SUFFIX),
+            None
+        );
+        assert_eq!(
+            parse_file_name("0000000000000000004x.log", LOG_SUFFIX),
+            None
+        );
     }
 }

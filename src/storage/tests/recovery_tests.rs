@@ -1,0 +1,1 @@
+//! Recovery over segment images with seeded faults.
