@@ -78,7 +78,12 @@ async fn collect(
             }
             None => {
                 let budget = max_bytes.saturating_sub(total);
-                read_disk(state, cursor, budget).await?
+                match read_disk(state, cursor, budget).await {
+                    Ok(found) => found,
+                    // Serve what we have; the next read starts at the problem and reports it.
+                    Err(_) if !out.is_empty() => break,
+                    Err(error) => return Err(error),
+                }
             }
         };
         if found.is_empty() {
