@@ -276,7 +276,12 @@ async fn load_last(
     }
     let scan = scan_last(&file, &path, base, size, config).await?;
     if scan.valid_end < size {
-        if scan.stop != Some(Stop::Zeros) {
+        if scan.stop == Some(Stop::Zeros) {
+            tracing::info!(
+                path = %path.display(), valid_bytes = scan.valid_end, file_bytes = size,
+                "zero-filled tail (block padding) trimmed from the last segment"
+            );
+        } else {
             tracing::warn!(
                 path = %path.display(), valid_bytes = scan.valid_end, file_bytes = size,
                 reason = %scan.reason(), "truncating torn tail of the last segment"

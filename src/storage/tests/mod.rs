@@ -24,6 +24,14 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    static TRACING: std::sync::Once = std::sync::Once::new();
+    TRACING.call_once(|| {
+        // `RUST_LOG=warn cargo test ...` shows what recovery repaired.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
     glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .spawn(move || async move { body().await })
