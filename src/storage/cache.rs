@@ -6,16 +6,24 @@
 //! the flusher has written them) and *cached* ones (written; admitted to this cache, which
 //! may evict them). Eviction is the only path that frees cached memory.
 //!
-//! Owns: budget accounting, the eviction queue, hit/miss counters, the open-file LRU.
+//! Owns: budget accounting, the eviction queue, hit/miss counters, the open-file LRU, and
+//! a small pool of reusable DMA write buffers.
 //! May import: `super::segment`. Runs on: one shard; shared by that shard's logs via `Rc`.
 //! Invariants: `used_bytes` is the sum of the queue's entries and stays <= budget after
 //! every `admit`; the registry never holds more than `open_segments_max` handles.
 
 use super::segment::{FileSlot, FileSlotInner};
 use bytes::Bytes;
+use glommio::io::{DmaBuffer, DmaFile};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
+
+/// Write buffers of at least this size are kept for reuse (fresh large allocations cost a
+/// page fault per 4 KiB on first touch).
+const POOLED_WRITE_BUFFER_BYTES_MIN: usize = 64 * 1024;
+/// Write buffers kept per shard: at most this many × `write_chunk_bytes` of memory.
+const POOLED_WRITE_BUFFERS_MAX: usize = 16;
 
 /// Default for `BatchCache::new`; `PartitionLog::open` applies `LogConfig::open_segments_max`.
 const OPEN_SEGMENTS_MAX_DEFAULT: usize = 4096;
@@ -70,6 +78,7 @@ pub struct BatchCache {
     misses: Cell<u64>,
     evictions: Cell<u64>,
     open_files: RefCell<OpenFiles>,
+    write_buffers: RefCell<Vec<DmaBuffer>>,
 }
 
 impl std::fmt::Debug for BatchCache {
@@ -96,6 +105,7 @@ impl BatchCache {
                 tick: 0,
                 entries: HashMap::new(),
             }),
+            write_buffers: RefCell::new(Vec::new()),
         }
     }
 
@@ -199,6 +209,22 @@ impl BatchCache {
         drop(evicted);
     }
 
+    /// An aligned write buffer of exactly `len` bytes, reused if one is pooled.
+    pub(crate) fn take_write_buffer(&self, file: &DmaFile, len: usize) -> DmaBuffer {
+        let mut pool = self.write_buffers.borrow_mut();
+        match pool.iter().position(|b| b.len() == len) {
+            Some(i) => pool.swap_remove(i),
+            None => file.alloc_dma_buffer(len),
+        }
+    }
+
+    pub(crate) fn return_write_buffer(&self, buffer: DmaBuffer) {
+        let mut pool = self.write_buffers.borrow_mut();
+        if buffer.len() >= POOLED_WRITE_BUFFER_BYTES_MIN && pool.len() < POOLED_WRITE_BUFFERS_MAX {
+            pool.push(buffer);
+        }
+    }
+
     pub(crate) fn forget_file(&self, uid: u64) {
         self.open_files.borrow_mut().entries.remove(&uid);
     }
@@ -211,7 +237,7 @@ struct OpenFiles {
 }
 
 impl OpenFiles {
-    fn touch(&mut self, uid: u64, slot: &FileSlot) -> Vec<Rc<glommio::io::DmaFile>> {
+    fn touch(&mut self, uid: u64, slot: &FileSlot) -> Vec<Rc<DmaFile>> {
         self.tick += 1;
         let tick = self.tick;
         if let Some(entry) = self.entries.get_mut(&uid) {

@@ -4,16 +4,18 @@
 //! A round takes every pending batch of one segment, copies it behind the carried partial
 //! last block into aligned DMA buffers (zero padding after the data), issues the
 //! non-overlapping writes concurrently in `write_chunk_bytes` pieces, awaits them all, then
-//! publishes the new *flushed* offset. It then syncs if the policy or a `wait_synced` caller
-//! asks, and publishes *synced*. Appends that arrive meanwhile wait in the pending queue and
-//! go out together in the next round: N acks=all producers share one fdatasync.
+//! publishes the new *flushed* offset. It then starts an fdatasync (as its own task, so the
+//! next round's writes overlap it) if the policy or a `wait_synced` caller asks, and the
+//! sync publishes *synced* when it returns. Appends that arrive meanwhile wait in the pending
+//! queue and go out together in the next round: N acks=all producers share one fdatasync.
 //!
 //! Owns: `WriteCursor` (active segment file, bytes on disk, carried tail block), segment
 //! file creation and finishing (trim, sync, index files). May import: storage modules,
 //! glommio. Runs on: a task spawned on the shard owning the partition.
-//! Invariants: at most one round is in flight (it holds `disk_lock`); writes of a round never
-//! overlap a block of another in-flight write; a block is rewritten only after the previous
-//! write of it completed; flushed/synced only advance after the I/O they stand for returned.
+//! Invariants: at most one round is in flight (it holds `disk_lock`) and at most one sync;
+//! writes of a round never overlap a block of another in-flight write; a block is rewritten
+//! only after the previous write of it completed; a sync covers only writes that completed
+//! before it started; flushed/synced only advance after the I/O they stand for returned.
 
 use super::StorageError;
 use super::checkpoint;
@@ -78,33 +80,51 @@ pub(crate) async fn run(state: Rc<LogState>) {
     state.flusher_running.set(true);
     loop {
         wait_for_work(&state).await;
-        if state.is_failed() || (state.closing.get() && !has_work(&state, true)) {
+        if state.is_failed() || (state.closing.get() && drained(&state)) {
             break;
         }
-        let Ok(permit) = state.disk_lock.acquire_permit(1).await else {
-            break;
-        };
-        let result = round(&state).await;
-        drop(permit);
-        if let Err(error) = result {
-            state.fail(&error);
-            break;
+        if !state.pending.borrow().is_empty() {
+            let Ok(permit) = state.disk_lock.acquire_permit(1).await else {
+                break;
+            };
+            let result = round(&state).await;
+            drop(permit);
+            if let Err(error) = result {
+                state.fail(&error);
+                break;
+            }
+        }
+        if sync_needed(&state) {
+            start_sync(&state);
         }
     }
+    state
+        .progress
+        .wait_until(|| !state.sync_in_flight.get())
+        .await;
     state.flusher_running.set(false);
     state.progress.notify();
     state.appended.notify();
 }
 
-fn has_work(state: &LogState, closing: bool) -> bool {
-    if !state.pending.borrow().is_empty() {
-        return true;
-    }
-    let (flushed, synced) = (state.flushed.get(), state.synced.get());
-    if flushed <= synced {
-        return false;
-    }
-    closing || state.sync_wanted.get() > synced || sync_due(state)
+/// Nothing left to write or sync, and no sync running.
+fn drained(state: &LogState) -> bool {
+    state.pending.borrow().is_empty()
+        && !state.sync_in_flight.get()
+        && state.flushed.get() <= state.synced.get()
+}
+
+fn has_work(state: &LogState) -> bool {
+    !state.pending.borrow().is_empty() || sync_needed(state)
+}
+
+/// A sync should start now: flushed data is unsynced, someone (or the policy) wants it,
+/// and no sync is running (the running one wakes the flusher when it ends).
+fn sync_needed(state: &LogState) -> bool {
+    let synced = state.synced.get();
+    !state.sync_in_flight.get()
+        && state.flushed.get() > synced
+        && (state.closing.get() || state.sync_wanted.get() > synced || sync_due(state))
 }
 
 fn sync_due(state: &LogState) -> bool {
@@ -116,7 +136,9 @@ fn sync_due(state: &LogState) -> bool {
 }
 
 async fn wait_for_work(state: &LogState) {
-    let ready = || state.is_failed() || has_work(state, state.closing.get()) || state.closing.get();
+    let ready = || {
+        state.is_failed() || has_work(state) || (state.closing.get() && drained(state))
+    };
     let timeout = match SyncRule::of(&state.config.borrow()) {
         SyncRule::Interval(interval) if state.flushed.get() > state.synced.get() => {
             Some(interval.saturating_sub(state.last_sync.get().elapsed()))
@@ -146,35 +168,27 @@ fn take_pending(state: &LogState) -> Vec<PendingWrite> {
 
 async fn round(state: &Rc<LogState>) -> Result<(), StorageError> {
     let items = take_pending(state);
-    if let Some(first) = items.first() {
-        let segment = first.segment.clone();
-        let current = state.cursor.borrow_mut().take();
-        let mut cursor = match current {
-            Some(cursor) if cursor.segment.uid == segment.uid => cursor,
-            other => {
-                if let Some(old) = other {
-                    finish_segment(state, old).await?;
-                }
-                start_segment(state, segment).await?
+    let Some(first) = items.first() else {
+        return Ok(());
+    };
+    let segment = first.segment.clone();
+    let current = state.cursor.borrow_mut().take();
+    let mut cursor = match current {
+        Some(cursor) if cursor.segment.uid == segment.uid => cursor,
+        other => {
+            if let Some(old) = other {
+                finish_segment(state, old).await?;
             }
-        };
-        let written = write_items(state, &mut cursor, &items).await?;
-        let units: u64 = items.iter().map(|i| i.units).sum();
-        let bytes: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
-        cursor.segment.set_disk_bytes(cursor.disk_bytes);
-        *state.cursor.borrow_mut() = Some(cursor);
-        publish_flushed(state, &items, units, bytes, written);
-    }
-    if has_work_to_sync(state) {
-        sync(state).await?;
-    }
+            start_segment(state, segment).await?
+        }
+    };
+    let written = write_items(state, &mut cursor, &items).await?;
+    let units: u64 = items.iter().map(|i| i.units).sum();
+    let bytes: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
+    cursor.segment.set_disk_bytes(cursor.disk_bytes);
+    *state.cursor.borrow_mut() = Some(cursor);
+    publish_flushed(state, &items, units, bytes, written);
     Ok(())
-}
-
-fn has_work_to_sync(state: &LogState) -> bool {
-    let synced = state.synced.get();
-    state.flushed.get() > synced
-        && (state.closing.get() || state.sync_wanted.get() > synced || sync_due(state))
 }
 
 fn publish_flushed(state: &LogState, items: &[PendingWrite], units: u64, bytes: u64, io: u64) {
@@ -196,8 +210,36 @@ fn publish_flushed(state: &LogState, items: &[PendingWrite], units: u64, bytes: 
     state.progress.notify();
 }
 
-async fn sync(state: &LogState) -> Result<(), StorageError> {
+/// Starts an fdatasync of the active segment as its own task, so the next round's writes
+/// proceed meanwhile (they are not covered by it; the next sync covers them).
+fn start_sync(state: &Rc<LogState>) {
+    let target_file = state
+        .cursor
+        .borrow()
+        .as_ref()
+        .map(|c| (c.file.clone(), c.segment.log_path.clone()));
+    let Some((file, path)) = target_file else {
+        return;
+    };
     let target = state.flushed.get();
+    let generation = state.generation.get();
+    state.sync_in_flight.set(true);
+    let state = state.clone();
+    glommio::spawn_local(async move {
+        let result = sync(&state, &file, &path).await;
+        state.sync_in_flight.set(false);
+        match result {
+            Ok(()) if generation == state.generation.get() => publish_synced(&state, target),
+            Ok(()) => {}
+            Err(error) => state.fail(&error),
+        }
+        state.work.notify();
+        state.progress.notify();
+    })
+    .detach();
+}
+
+async fn sync(state: &LogState, file: &DmaFile, path: &Path) -> Result<(), StorageError> {
     if state.leader_epochs_dirty.replace(false) {
         let epochs = state.leader_epochs.borrow().clone();
         if let Err(error) = checkpoint::write_leader_epochs(&state.dir, &epochs).await {
@@ -205,20 +247,13 @@ async fn sync(state: &LogState) -> Result<(), StorageError> {
             return Err(error);
         }
     }
-    let target_file = state
-        .cursor
-        .borrow()
-        .as_ref()
-        .map(|c| (c.file.clone(), c.segment.log_path.clone()));
-    if let Some((file, path)) = target_file {
-        io::fdatasync(&file, &path).await?;
-        state.update_stats(|s| s.syncs += 1);
-    }
-    publish_synced(state, target);
+    io::fdatasync(file, path).await?;
+    state.update_stats(|s| s.syncs += 1);
     Ok(())
 }
 
 pub(crate) fn publish_synced(state: &LogState, target: i64) {
+    let target = target.min(state.flushed.get());
     if target > state.synced.get() {
         state.synced.set(target);
     }
@@ -306,27 +341,23 @@ async fn write_items(
     let mut source = Source::new(&cursor.carry, items);
     let mut in_flight = FuturesUnordered::new();
     let mut position = start;
+    let path = &cursor.segment.log_path;
     while position < write_end {
         let len = chunk_bytes.min(write_end - position);
-        let mut buffer = cursor.file.alloc_dma_buffer(len as usize);
+        let mut buffer = state.cache.take_write_buffer(&cursor.file, len as usize);
         let bytes = buffer.as_bytes_mut();
         let filled = source.fill(bytes);
         bytes[filled..].fill(0);
-        in_flight.push(write_block(
-            &cursor.file,
-            &cursor.segment.log_path,
-            buffer,
-            position,
-        ));
+        in_flight.push(write_block(&cursor.file, path, buffer, position));
         if in_flight.len() >= WRITES_IN_FLIGHT_MAX
             && let Some(result) = in_flight.next().await
         {
-            result?;
+            state.cache.return_write_buffer(result?);
         }
         position += len;
     }
     while let Some(result) = in_flight.next().await {
-        result?;
+        state.cache.return_write_buffer(result?);
     }
     let keep = (end - io::align_down(end)) as usize;
     cursor.carry = tail_bytes(&cursor.carry, items, keep);
@@ -334,15 +365,17 @@ async fn write_items(
     Ok(write_end - start)
 }
 
+/// Writes one aligned buffer; returns it for reuse.
 async fn write_block(
     file: &DmaFile,
     path: &Path,
     buffer: DmaBuffer,
     position: u64,
-) -> Result<(), StorageError> {
+) -> Result<DmaBuffer, StorageError> {
     let len = buffer.len();
+    let buffer = Rc::new(buffer);
     let written = file
-        .write_at(buffer, position)
+        .write_rc_at(buffer.clone(), position)
         .await
         .map_err(|e| io::glommio_err("write", path, e))?;
     if written != len {
@@ -353,7 +386,9 @@ async fn write_block(
             std::io::Error::from_raw_os_error(libc::ENOSPC),
         ));
     }
-    Ok(())
+    Rc::try_unwrap(buffer).map_err(|_| {
+        StorageError::io("write", path, std::io::Error::other("write buffer still shared"))
+    })
 }
 
 /// The byte stream `carry ++ items`, copied out in order.

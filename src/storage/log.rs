@@ -127,14 +127,17 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering it after a crash. Must run
     /// inside a glommio executor: it spawns the log's flusher task on the current shard.
+    /// `dir()` is then the absolute form of `dir`.
     pub async fn open(
         dir: &Path,
         config: LogConfig,
         cache: Rc<BatchCache>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
         cache.set_open_segments_max(config.open_segments_max);
-        let recovered = recovery::recover(dir, &config, &cache).await?;
-        let state = Rc::new(LogState::new(dir.to_path_buf(), config, cache, recovered));
+        // glommio's directory calls fail (EBADF) on relative paths.
+        let dir = std::path::absolute(dir).map_err(|e| StorageError::io("absolute", dir, e))?;
+        let recovered = recovery::recover(&dir, &config, &cache).await?;
+        let state = Rc::new(LogState::new(dir, config, cache, recovered));
         state.flusher_running.set(true);
         glommio::spawn_local(flusher::run(state.clone())).detach();
         Ok(Rc::new(PartitionLog { state }))

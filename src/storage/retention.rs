@@ -235,6 +235,7 @@ fn cut_memory_state(
     drop(state.memory.borrow_mut().split_off(&new_end));
     segment.truncate(position, new_end);
     segment.unseal();
+    state.generation.set(state.generation.get() + 1);
     for offset_cell in [
         &state.log_end,
         &state.high_watermark,

@@ -88,6 +88,10 @@ pub(crate) struct LogState {
     pub closing: Cell<bool>,
     pub closed: Cell<bool>,
     pub flusher_running: Cell<bool>,
+    /// An fdatasync task is running (it overlaps the next round's writes).
+    pub sync_in_flight: Cell<bool>,
+    /// Bumped by truncation: a sync started before it must not publish its target.
+    pub generation: Cell<u64>,
     /// Wakes the flusher.
     pub work: Signal,
     /// Flushed/synced advanced, a failure, or the flusher exited.
@@ -186,6 +190,8 @@ impl LogState {
             closing: Cell::new(false),
             closed: Cell::new(false),
             flusher_running: Cell::new(false),
+            sync_in_flight: Cell::new(false),
+            generation: Cell::new(0),
             work: Signal::default(),
             progress: Signal::default(),
             appended: Signal::default(),

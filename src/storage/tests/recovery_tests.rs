@@ -139,7 +139,7 @@ async fn check_prefix(dir: &Path, expected: &[Vec<u8>], continue_after: bool) {
         assert_eq!(&got[..], &want[..], "batch {i}");
     }
     if !continue_after {
-        log.close().await.unwrap();
+        // No clean close: cheaper, and the next open of this copy must not depend on it.
         return;
     }
     let extra = batch_of(2, 77, 5, 0x42);
