@@ -275,7 +275,19 @@ impl Shard {
 
     fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
         let mut snapshot = self.metrics.snapshot(self.id.0);
+        let cache = self.cache.stats();
+        snapshot.cache = (
+            cache.budget_bytes,
+            cache.used_bytes,
+            cache.hits,
+            cache.misses,
+            cache.evictions,
+        );
         for (partition, log) in self.owned_logs() {
+            let stats = log.stats();
+            snapshot.log_syncs += stats.syncs;
+            snapshot.log_bytes_written += stats.bytes_written;
+            snapshot.log_pending_bytes += stats.pending_bytes;
             snapshot.partitions.insert(
                 (partition.topic.to_string(), partition.partition),
                 (
