@@ -68,6 +68,13 @@ pub struct ServerConfig {
     pub connection_inflight_requests_max: usize,
     /// Concurrent client connections per shard. Default 4096, range 1..=65536.
     pub shard_connections_max: usize,
+    /// Concurrent connections from one client IP address, all shards together (Kafka
+    /// `max.connections.per.ip`). Default 4096, range 1..=1000000.
+    pub connections_per_ip_max: usize,
+    /// Bytes of request frames being read or handled per shard; a connection whose next
+    /// frame does not fit waits (TCP back-pressure) instead of buffering it. Must be at least
+    /// `request_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    pub request_memory_bytes_max: u64,
     /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
     pub fetch_wait_ms_max: u64,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
@@ -89,6 +96,8 @@ impl Default for ServerConfig {
             request_bytes_max: 100 * MIB,
             connection_inflight_requests_max: 64,
             shard_connections_max: 4096,
+            connections_per_ip_max: 4096,
+            request_memory_bytes_max: 256 * MIB,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
             shutdown_grace_ms: 5_000,

@@ -80,6 +80,24 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Raises the open-file soft limit to the hard limit: every connection and open segment
+/// is a descriptor, and running out (EMFILE) must not happen at a few thousand clients.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::info!(previous, now = limit.rlim_cur, "open-file limit raised");
+    }
+}
+
 /// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
 fn install_signal_handlers() -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -116,6 +134,7 @@ fn main() -> anyhow::Result<()> {
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
             install_signal_handlers()?;
+            raise_open_files_limit();
             tracing::info!(
                 listen = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,

@@ -38,6 +38,8 @@ pub struct Shard {
     pub(super) coordinator: GroupCoordinator,
     pub(super) txn_coordinator: TxnCoordinator,
     pub metrics: super::metrics::ShardMetrics,
+    /// Budget of request bytes in flight on this shard (`request_memory_bytes_max`).
+    pub request_memory: Rc<glommio::sync::Semaphore>,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
 }
@@ -54,6 +56,9 @@ impl Shard {
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
         let coordinator = GroupCoordinator::new(&config.group);
         let txn_coordinator = TxnCoordinator::new(&config.transaction);
+        let request_memory = Rc::new(glommio::sync::Semaphore::new(
+            config.server.request_memory_bytes_max,
+        ));
         Shard {
             id,
             shard_count,
@@ -66,6 +71,7 @@ impl Shard {
             coordinator,
             txn_coordinator,
             metrics: Default::default(),
+            request_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
