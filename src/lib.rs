@@ -5,6 +5,8 @@
 //! See docs/architecture.md.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod huge_alloc;
 pub mod metadata;
