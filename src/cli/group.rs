@@ -226,13 +226,18 @@ fn describe(
             }
         }
     }
-    let shown: BTreeSet<(String, i32)> = committed
+    // Every partition of each topic the group has committed to or is assigned, so a partition
+    // the group has not reached yet shows up (with no committed offset) instead of hiding.
+    let involved: BTreeSet<&str> = committed
         .keys()
         .chain(owners.keys())
-        .filter(|(topic, _)| topic_filter.is_none_or(|f| f == topic))
+        .map(|(topic, _)| topic.as_str())
+        .collect();
+    let shown: Vec<(String, i32)> = all
+        .iter()
+        .filter(|(topic, _)| involved.contains(topic.as_str()))
         .cloned()
         .collect();
-    let shown: Vec<(String, i32)> = shown.into_iter().collect();
     let log_end = client::list_offsets(&consumer, &cluster.connect, &shown, OffsetSpec::Latest)?;
     let rows: Vec<OffsetRow> = shown
         .into_iter()

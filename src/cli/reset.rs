@@ -37,7 +37,7 @@ pub struct ResetTarget {
     #[arg(long)]
     pub to_latest: bool,
     /// To this offset (clamped into each partition's range).
-    #[arg(long, value_name = "OFFSET")]
+    #[arg(long, value_name = "OFFSET", allow_hyphen_values = true)]
     pub to_offset: Option<i64>,
     /// To the first record at or after this time, YYYY-MM-DDTHH:MM:SS[.mmm][Z|+HH:MM] (UTC
     /// without a zone).
