@@ -73,6 +73,8 @@ impl Broker {
                 "--shards",
                 "2",
             ])
+            // No admin HTTP listener: its fixed default port would collide between brokers.
+            .args(["--admin-listen", ""])
             .arg("--data-dir")
             .arg(&data_dir)
             .env("RUST_LOG", "warn")
@@ -431,6 +433,65 @@ fn topic_create_list_describe_alter_delete() {
         "{}",
         shrink.describe()
     );
+
+    // Partitions can be added; shard placement follows shardlog::metadata::shard_for.
+    let grown = broker.ok(&["topic", "alter", "orders", "--partitions", "5"]);
+    assert!(
+        grown.stdout.contains("partitions 3 -> 5"),
+        "{}",
+        grown.describe()
+    );
+    let json = broker.json(&["topic", "describe", "orders"]);
+    assert_eq!(json["shard_count"], 2, "{json}");
+    let partitions = json["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 5);
+    for partition in partitions {
+        let id = i32::try_from(partition["partition"].as_i64().expect("id")).expect("i32");
+        let shard = shardlog::metadata::shard_for("orders", id, 2).0;
+        assert_eq!(partition["shard"], shard, "{json}");
+    }
+
+    // Configs: set at creation, then set and delete; describe shows the topic's own ones.
+    broker.ok(&[
+        "topic",
+        "create",
+        "tuned",
+        "--partitions",
+        "1",
+        "--config",
+        "retention.ms=86400000",
+    ]);
+    let set = [
+        "topic",
+        "config",
+        "tuned",
+        "--set",
+        "cleanup.policy=compact",
+        "--set",
+        "segment.bytes=1048576",
+    ];
+    let configs = broker.json(&set);
+    assert_eq!(configs["configs"]["retention.ms"], "86400000", "{configs}");
+    assert_eq!(configs["configs"]["cleanup.policy"], "compact", "{configs}");
+    assert_eq!(configs["configs"]["segment.bytes"], "1048576", "{configs}");
+    let configs = broker.json(&["topic", "config", "tuned", "--delete", "retention.ms"]);
+    assert!(
+        configs["configs"].get("retention.ms").is_none(),
+        "{configs}"
+    );
+    assert_eq!(configs["configs"]["cleanup.policy"], "compact", "{configs}");
+    let describe = broker.ok(&["topic", "describe", "tuned"]);
+    assert!(
+        describe
+            .stdout
+            .contains("Configs: cleanup.policy=compact,segment.bytes=1048576"),
+        "{}",
+        describe.describe()
+    );
+    let json = broker.json(&["topic", "describe", "tuned"]);
+    assert_eq!(json["configs"]["cleanup.policy"], "compact", "{json}");
+    let run = broker.run(&["topic", "config", "tuned", "--set", "k=v", "--delete", "k"]);
+    assert_eq!(run.code, 2, "{}", run.describe());
 
     let missing = broker.run(&["topic", "describe", "nope"]);
     assert_eq!(missing.code, 4, "{}", missing.describe());
