@@ -12,16 +12,19 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the probe waits for a TCP connection to each bootstrap address.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Client id the broker sees for every CLI connection.
 const CLIENT_ID: &str = "shardlog-cli";
+/// Pause before repeating a read-only request that hit a transient transport error.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Options every subcommand shares.
 #[derive(clap::Args, Clone, Debug)]
@@ -91,7 +94,23 @@ impl ConnectArgs {
         })
     }
 
-    pub fn error(&self, operation: &str, error: rdkafka::error::KafkaError) -> CliError {
+    /// Repeats a read-only request (metadata, offsets, group listings) while it fails with a
+    /// transient transport error, until the request timeout. librdkafka can fail a request in
+    /// flight on a fresh client, for instance when it swaps its bootstrap connection for the
+    /// broker's advertised address; the probe has already shown the broker is there.
+    pub fn retry<T>(&self, mut attempt: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            match attempt() {
+                Err(error) if is_transient(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(RETRY_BACKOFF);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    pub fn error(&self, operation: &str, error: KafkaError) -> CliError {
         error::from_kafka(operation, &self.bootstrap_server, error)
     }
 
@@ -128,6 +147,13 @@ impl ConnectArgs {
     }
 }
 
+fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error::error_code(error),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+    )
+}
+
 /// One partition as Metadata describes it.
 #[derive(Clone, Debug)]
 pub struct PartitionInfo {
@@ -158,13 +184,17 @@ impl Cluster {
             .operation_timeout(Some(timeout))
     }
 
+    /// Metadata for one topic or all; never creates a topic (`allow.auto.create.topics=false`).
+    fn metadata(&self, topic: Option<&str>) -> Result<Metadata, CliError> {
+        let timeout = self.connect.request_timeout();
+        self.connect
+            .retry(|| self.admin.inner().fetch_metadata(topic, timeout))
+            .map_err(|e| self.connect.error("fetch metadata", e))
+    }
+
     /// All topics (without a topic-creating side effect), sorted by name.
     pub fn topics(&self) -> Result<Vec<TopicInfo>, CliError> {
-        let metadata = self
-            .admin
-            .inner()
-            .fetch_metadata(None, self.connect.request_timeout())
-            .map_err(|e| self.connect.error("fetch metadata", e))?;
+        let metadata = self.metadata(None)?;
         let mut topics: Vec<TopicInfo> = metadata
             .topics()
             .iter()
@@ -177,11 +207,7 @@ impl Cluster {
 
     /// One topic, or `UnknownTopic`.
     pub fn topic(&self, name: &str) -> Result<TopicInfo, CliError> {
-        let metadata = self
-            .admin
-            .inner()
-            .fetch_metadata(Some(name), self.connect.request_timeout())
-            .map_err(|e| self.connect.error("fetch metadata", e))?;
+        let metadata = self.metadata(Some(name))?;
         let topic = metadata.topics().iter().find(|t| t.name() == name);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
@@ -199,11 +225,7 @@ impl Cluster {
 
     /// Broker ids from Metadata, sorted.
     pub fn broker_ids(&self) -> Result<Vec<i32>, CliError> {
-        let metadata = self
-            .admin
-            .inner()
-            .fetch_metadata(None, self.connect.request_timeout())
-            .map_err(|e| self.connect.error("fetch metadata", e))?;
+        let metadata = self.metadata(None)?;
         let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
         ids.sort_unstable();
         Ok(ids)
@@ -258,8 +280,8 @@ pub fn list_offsets(
     if request.count() == 0 {
         return Ok(BTreeMap::new());
     }
-    let answer = consumer
-        .offsets_for_times(request, connect.request_timeout())
+    let answer = connect
+        .retry(|| consumer.offsets_for_times(request.clone(), connect.request_timeout()))
         .map_err(|e| connect.error("list offsets", e))?;
     let mut offsets = BTreeMap::new();
     for element in answer.elements() {

@@ -167,8 +167,10 @@ fn start(consumer: &BaseConsumer, args: &ConsumeArgs, partitions: &[i32]) -> Res
 }
 
 fn topic_partitions(consumer: &BaseConsumer, args: &ConsumeArgs) -> Result<Vec<i32>, CliError> {
-    let metadata = consumer
-        .fetch_metadata(Some(&args.topic), args.connect.request_timeout())
+    let timeout = args.connect.request_timeout();
+    let metadata = args
+        .connect
+        .retry(|| consumer.fetch_metadata(Some(&args.topic), timeout))
         .map_err(|e| args.connect.error("fetch metadata", e))?;
     let topic = metadata.topics().iter().find(|t| t.name() == args.topic);
     match topic {

@@ -34,6 +34,7 @@ pub enum GroupCommand {
     List,
     /// Show a group's members and, per partition, committed offset, log end offset and lag.
     Describe {
+        /// Group id.
         group: String,
         /// Only this topic's partitions.
         #[arg(long)]
@@ -42,7 +43,10 @@ pub enum GroupCommand {
     /// Move a group's committed offsets (the group must have no active members to execute).
     ResetOffsets(ResetArgs),
     /// Delete a group and its committed offsets (the group must have no active members).
-    Delete { group: String },
+    Delete {
+        /// Group id.
+        group: String,
+    },
 }
 
 pub fn run(args: &GroupArgs) -> Result<(), CliError> {
@@ -84,10 +88,10 @@ impl GroupInfo {
 }
 
 pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliError> {
+    let timeout = cluster.connect.request_timeout();
     let list = cluster
-        .admin
-        .inner()
-        .fetch_group_list(Some(group), cluster.connect.request_timeout())
+        .connect
+        .retry(|| cluster.admin.inner().fetch_group_list(Some(group), timeout))
         .map_err(|e| cluster.connect.error("describe group", e))?;
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
         return Err(CliError::UnknownGroup(group.to_string()));
@@ -127,8 +131,8 @@ pub fn committed_offsets(
     if request.count() == 0 {
         return Ok(BTreeMap::new());
     }
-    let answer = consumer
-        .committed_offsets(request, connect.request_timeout())
+    let answer = connect
+        .retry(|| consumer.committed_offsets(request.clone(), connect.request_timeout()))
         .map_err(|e| connect.error("fetch committed offsets", e))?;
     let mut offsets = BTreeMap::new();
     for element in answer.elements() {
@@ -140,10 +144,10 @@ pub fn committed_offsets(
 }
 
 fn list(cluster: &Cluster, format: Format) -> Result<(), CliError> {
+    let timeout = cluster.connect.request_timeout();
     let list = cluster
-        .admin
-        .inner()
-        .fetch_group_list(None, cluster.connect.request_timeout())
+        .connect
+        .retry(|| cluster.admin.inner().fetch_group_list(None, timeout))
         .map_err(|e| cluster.connect.error("list groups", e))?;
     let mut groups: Vec<(String, String, String, usize)> = list
         .groups()

@@ -164,9 +164,10 @@ fn create_producer(args: &ProduceArgs) -> Result<LineProducer, CliError> {
 fn wait_for_topic(producer: &LineProducer, args: &ProduceArgs) -> Result<(), CliError> {
     let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
     loop {
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(&args.topic), args.connect.request_timeout())
+        let timeout = args.connect.request_timeout();
+        let metadata = args
+            .connect
+            .retry(|| producer.client().fetch_metadata(Some(&args.topic), timeout))
             .map_err(|e| args.connect.error("fetch metadata", e))?;
         let topic = metadata.topics().iter().find(|t| t.name() == args.topic);
         let code = topic.and_then(|t| t.error()).map(RDKafkaErrorCode::from);

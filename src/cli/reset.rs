@@ -6,16 +6,17 @@
 //! Invariants: a planned offset always lies in [log start, log end]; `--execute` commits nothing
 //! while the group has members (their own commits would race ours, as in Kafka's tool).
 
-use super::client::{self, Cluster, OffsetSpec};
+use super::client::{self, Cluster, ConnectArgs, OffsetSpec};
 use super::error::CliError;
 use super::group;
 use super::output::{self, Format, Table};
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
 #[derive(clap::Args, Debug)]
 pub struct ResetArgs {
+    /// Group id.
     pub group: String,
     /// Topic whose partitions are reset.
     #[arg(long)]
@@ -144,21 +145,44 @@ pub fn run(cluster: &Cluster, args: &ResetArgs, format: Format) -> Result<(), Cl
         .map(|p| (topic.name.clone(), p.partition))
         .collect();
     let consumer = cluster.connect.query_consumer(Some(&args.group))?;
-    let committed = group::committed_offsets(&consumer, &cluster.connect, &partitions)?;
-    let connect = &cluster.connect;
-    let starts = client::list_offsets(&consumer, connect, &partitions, OffsetSpec::Earliest)?;
-    let ends = client::list_offsets(&consumer, connect, &partitions, OffsetSpec::Latest)?;
+    let plan = build_plan(&consumer, &cluster.connect, &partitions, to)?;
+    if args.mode.execute {
+        let mut offsets = TopicPartitionList::new();
+        for row in &plan {
+            offsets
+                .add_partition_offset(&topic.name, row.partition, Offset::Offset(row.new_offset))
+                .map_err(|e| cluster.connect.error("reset offsets", e))?;
+        }
+        consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(|e| cluster.connect.error("commit offsets", e))?;
+    }
+    print_plan(&args.group, &topic.name, &plan, args.mode.execute, format);
+    Ok(())
+}
+
+/// Reads committed offsets and log bounds (and, for a time target, the offsets at that time),
+/// then plans each partition.
+fn build_plan(
+    consumer: &BaseConsumer,
+    connect: &ConnectArgs,
+    partitions: &[(String, i32)],
+    to: ResetTo,
+) -> Result<Vec<PlanRow>, CliError> {
+    let committed = group::committed_offsets(consumer, connect, partitions)?;
+    let starts = client::list_offsets(consumer, connect, partitions, OffsetSpec::Earliest)?;
+    let ends = client::list_offsets(consumer, connect, partitions, OffsetSpec::Latest)?;
     let at_time = match to {
         ResetTo::Timestamp(ms) => Some(client::list_offsets(
-            &consumer,
+            consumer,
             connect,
-            &partitions,
+            partitions,
             OffsetSpec::Timestamp(ms),
         )?),
         _ => None,
     };
     let mut plan = Vec::new();
-    for key in &partitions {
+    for key in partitions {
         let log_start = starts.get(key).copied().flatten().unwrap_or(0);
         let log_end = ends
             .get(key)
@@ -174,19 +198,7 @@ pub fn run(cluster: &Cluster, args: &ResetArgs, format: Format) -> Result<(), Cl
             new_offset: plan_offset(to, current, log_start, log_end, found),
         });
     }
-    if args.mode.execute {
-        let mut offsets = TopicPartitionList::new();
-        for row in &plan {
-            offsets
-                .add_partition_offset(&topic.name, row.partition, Offset::Offset(row.new_offset))
-                .map_err(|e| connect.error("reset offsets", e))?;
-        }
-        consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(|e| connect.error("commit offsets", e))?;
-    }
-    print_plan(&args.group, &topic.name, &plan, args.mode.execute, format);
-    Ok(())
+    Ok(plan)
 }
 
 fn print_plan(group: &str, topic: &str, plan: &[PlanRow], executed: bool, format: Format) {

@@ -33,6 +33,7 @@ pub struct TopicArgs {
 pub enum TopicCommand {
     /// Create a topic.
     Create {
+        /// Topic name.
         name: String,
         /// Partition count [default: the broker's].
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
@@ -54,11 +55,18 @@ pub enum TopicCommand {
         include_internal: bool,
     },
     /// Show partitions, leaders, shard placement, offsets and configs of a topic.
-    Describe { name: String },
+    Describe {
+        /// Topic name.
+        name: String,
+    },
     /// Delete a topic and its data.
-    Delete { name: String },
+    Delete {
+        /// Topic name.
+        name: String,
+    },
     /// Raise a topic's partition count (partitions can only be added).
     Alter {
+        /// Topic name.
         name: String,
         /// The new, larger partition count.
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
@@ -66,6 +74,7 @@ pub enum TopicCommand {
     },
     /// Set or remove topic configs; with neither flag, print the topic's own configs.
     Config {
+        /// Topic name.
         name: String,
         /// Set KEY=VALUE; repeat for several.
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -207,22 +216,46 @@ enum Configs {
     Unavailable(String),
 }
 
+/// One partition's line in `topic describe`.
+struct PartitionRow {
+    partition: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    shard: Option<usize>,
+    log_start: Option<i64>,
+    log_end: Option<i64>,
+}
+
+/// Everything `topic describe` prints.
+struct TopicReport {
+    name: String,
+    replication_factor: usize,
+    shard_count: Option<usize>,
+    configs: Configs,
+    partitions: Vec<PartitionRow>,
+}
+
 fn describe(cluster: &Cluster, name: &str, format: Format) -> Result<(), CliError> {
+    let report = topic_report(cluster, name)?;
+    match format {
+        Format::Json => output::print_json(&report_json(&report)),
+        Format::Text => print!("{}", report_text(&report)),
+    }
+    Ok(())
+}
+
+fn topic_report(cluster: &Cluster, name: &str) -> Result<TopicReport, CliError> {
     let topic = cluster.topic(name)?;
-    let partitions: Vec<(String, i32)> = topic
+    let keys: Vec<(String, i32)> = topic
         .partitions
         .iter()
         .map(|p| (topic.name.clone(), p.partition))
         .collect();
     let consumer = cluster.connect.query_consumer(None)?;
-    let earliest = client::list_offsets(
-        &consumer,
-        &cluster.connect,
-        &partitions,
-        OffsetSpec::Earliest,
-    )?;
-    let latest =
-        client::list_offsets(&consumer, &cluster.connect, &partitions, OffsetSpec::Latest)?;
+    let connect = &cluster.connect;
+    let earliest = client::list_offsets(&consumer, connect, &keys, OffsetSpec::Earliest)?;
+    let latest = client::list_offsets(&consumer, connect, &keys, OffsetSpec::Latest)?;
     let configs = match topic_configs(cluster, name) {
         Ok(entries) => Configs::Known(entries),
         Err(CliError::UnknownTopic(t)) => return Err(CliError::UnknownTopic(t)),
@@ -230,44 +263,66 @@ fn describe(cluster: &Cluster, name: &str, format: Format) -> Result<(), CliErro
     };
     let leader = topic.partitions.first().map_or(-1, |p| p.leader);
     let shard_count = broker_shard_count(cluster, leader);
-    let shard_of = |partition: i32| {
-        shard_count.map(|count| shardlog::metadata::shard_for(&topic.name, partition, count).0)
-    };
-    let offsets = |map: &BTreeMap<(String, i32), Option<i64>>, partition: i32| {
+    let offset = |map: &BTreeMap<(String, i32), Option<i64>>, partition: i32| {
         map.get(&(topic.name.clone(), partition)).copied().flatten()
     };
-    if format == Format::Json {
-        let rows: Vec<Value> = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                json!({
-                    "partition": p.partition, "leader": p.leader, "replicas": p.replicas,
-                    "isr": p.isr, "shard": shard_of(p.partition),
-                    "log_start_offset": offsets(&earliest, p.partition),
-                    "log_end_offset": offsets(&latest, p.partition),
-                })
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| PartitionRow {
+            partition: p.partition,
+            leader: p.leader,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            shard: shard_count
+                .map(|count| shardlog::metadata::shard_for(&topic.name, p.partition, count).0),
+            log_start: offset(&earliest, p.partition),
+            log_end: offset(&latest, p.partition),
+        })
+        .collect();
+    Ok(TopicReport {
+        replication_factor: replication_factor(&topic),
+        name: topic.name,
+        shard_count,
+        configs,
+        partitions,
+    })
+}
+
+fn report_json(report: &TopicReport) -> Value {
+    let rows: Vec<Value> = report
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition, "leader": p.leader, "replicas": p.replicas,
+                "isr": p.isr, "shard": p.shard, "log_start_offset": p.log_start,
+                "log_end_offset": p.log_end,
             })
-            .collect();
-        let configs = match &configs {
-            Configs::Known(entries) => json!(config_map(entries, false)),
-            Configs::Unavailable(_) => Value::Null,
-        };
-        output::print_json(&json!({
-            "topic": topic.name, "replication_factor": replication_factor(&topic),
-            "shard_count": shard_count, "partitions": rows, "configs": configs,
-        }));
-        return Ok(());
-    }
-    let shards = shard_count.map_or_else(|| "unknown".to_string(), |c| c.to_string());
-    println!(
-        "Topic: {}  Partitions: {}  Replication-factor: {}  Broker shards: {}",
-        topic.name,
-        topic.partitions.len(),
-        replication_factor(&topic),
+        })
+        .collect();
+    let configs = match &report.configs {
+        Configs::Known(entries) => json!(config_map(entries, false)),
+        Configs::Unavailable(_) => Value::Null,
+    };
+    json!({
+        "topic": report.name, "replication_factor": report.replication_factor,
+        "shard_count": report.shard_count, "partitions": rows, "configs": configs,
+    })
+}
+
+fn report_text(report: &TopicReport) -> String {
+    let shards = report
+        .shard_count
+        .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+    let mut out = format!(
+        "Topic: {}  Partitions: {}  Replication-factor: {}  Broker shards: {}\n",
+        report.name,
+        report.partitions.len(),
+        report.replication_factor,
         shards
     );
-    match &configs {
+    match &report.configs {
         Configs::Known(entries) => {
             let own: Vec<String> = config_map(entries, true)
                 .into_iter()
@@ -278,9 +333,9 @@ fn describe(cluster: &Cluster, name: &str, format: Format) -> Result<(), CliErro
             } else {
                 own.join(",")
             };
-            println!("Configs: {own}");
+            out.push_str(&format!("Configs: {own}\n"));
         }
-        Configs::Unavailable(why) => println!("Configs: unavailable ({why})"),
+        Configs::Unavailable(why) => out.push_str(&format!("Configs: unavailable ({why})\n")),
     }
     let mut table = Table::new(&[
         "PARTITION",
@@ -291,19 +346,19 @@ fn describe(cluster: &Cluster, name: &str, format: Format) -> Result<(), CliErro
         "LOG-START",
         "LOG-END",
     ]);
-    for p in &topic.partitions {
+    for p in &report.partitions {
         table.push(vec![
             p.partition.to_string(),
             p.leader.to_string(),
             join_ids(&p.replicas),
             join_ids(&p.isr),
-            shard_of(p.partition).map_or_else(|| "?".to_string(), |s| s.to_string()),
-            output::or_dash(offsets(&earliest, p.partition)),
-            output::or_dash(offsets(&latest, p.partition)),
+            p.shard.map_or_else(|| "?".to_string(), |s| s.to_string()),
+            output::or_dash(p.log_start),
+            output::or_dash(p.log_end),
         ]);
     }
-    print!("{}", table.render());
-    Ok(())
+    out.push_str(&table.render());
+    out
 }
 
 fn join_ids(ids: &[i32]) -> String {
@@ -439,27 +494,7 @@ fn configure(
         for (key, value) in set {
             own.insert(key.clone(), Some(value.clone()));
         }
-        let mut request = AlterConfig::new(ResourceSpecifier::Topic(name));
-        for (key, value) in &own {
-            request = request.set(key, value.as_deref().unwrap_or(""));
-        }
-        let results = client::block_on(
-            cluster
-                .admin
-                .alter_configs([&request], &cluster.admin_options()),
-        )
-        .map_err(|e| cluster.connect.error("alter topic configs", e))?;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                    return Err(CliError::UnknownTopic(name.to_string()));
-                }
-                Err((_, code)) => {
-                    return Err(cluster.connect.code_error("alter topic configs", code));
-                }
-            }
-        }
+        replace_configs(cluster, name, &own)?;
         own = config_map(&topic_configs(cluster, name)?, true);
     }
     match format {
@@ -474,6 +509,34 @@ fn configure(
             } else {
                 print!("{}", table.render());
             }
+        }
+    }
+    Ok(())
+}
+
+/// AlterConfigs with the topic's complete new override set.
+fn replace_configs(
+    cluster: &Cluster,
+    name: &str,
+    configs: &BTreeMap<String, Option<String>>,
+) -> Result<(), CliError> {
+    let mut request = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (key, value) in configs {
+        request = request.set(key, value.as_deref().unwrap_or(""));
+    }
+    let results = client::block_on(
+        cluster
+            .admin
+            .alter_configs([&request], &cluster.admin_options()),
+    )
+    .map_err(|e| cluster.connect.error("alter topic configs", e))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                return Err(CliError::UnknownTopic(name.to_string()));
+            }
+            Err((_, code)) => return Err(cluster.connect.code_error("alter topic configs", code)),
         }
     }
     Ok(())
