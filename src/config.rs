@@ -42,6 +42,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub topic_defaults: TopicDefaults,
     pub group: GroupConfig,
+    pub transaction: TransactionConfig,
 }
 
 /// Network listener and request limits.
@@ -264,6 +265,32 @@ impl Default for GroupConfig {
             tick_interval_ms: 100,
             offset_metadata_bytes_max: 4096,
             offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+/// The transaction coordinator (Kafka `transaction.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// Partitions of `__transaction_state`, fixed at first creation
+    /// (Kafka `transaction.state.log.num.partitions`). Default 16, range 1..=1000.
+    pub state_topic_partitions: i32,
+    /// Longest transaction timeout a producer may ask for, ms
+    /// (Kafka `transaction.max.timeout.ms`). Default 900000, range 1000..=86400000.
+    pub timeout_ms_max: i32,
+    /// How often open transactions are checked for timeouts, ms
+    /// (Kafka `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    /// Default 1000, range 10..=600000.
+    pub timeout_check_interval_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            state_topic_partitions: 16,
+            timeout_ms_max: 900_000,
+            timeout_check_interval_ms: 1_000,
         }
     }
 }

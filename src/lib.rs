@@ -13,3 +13,4 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod txn;

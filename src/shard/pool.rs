@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::ShardId;
+use crate::txn::TRANSACTIONS_TOPIC;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 use std::future::Future;
@@ -85,6 +86,8 @@ where
                 shard.apply_catalog(catalog).await;
                 shard.load_groups().await;
                 shard.spawn_group_timer();
+                shard.load_transactions().await;
+                shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
@@ -125,20 +128,37 @@ where
     Ok(())
 }
 
-/// Creates `__consumer_offsets` (compacted, internal) on first start.
-fn ensure_internal_topics(catalog: Catalog, config: &Config) -> Result<Catalog, ShardPoolError> {
-    if catalog.topic(OFFSETS_TOPIC).is_some() {
-        return Ok(catalog);
+/// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
+/// start.
+fn ensure_internal_topics(
+    mut catalog: Catalog,
+    config: &Config,
+) -> Result<Catalog, ShardPoolError> {
+    let internal = [
+        (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
+        (
+            TRANSACTIONS_TOPIC,
+            config.transaction.state_topic_partitions,
+        ),
+    ];
+    let mut changed = false;
+    for (name, partitions) in internal {
+        if catalog.topic(name).is_some() {
+            continue;
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            internal: true,
+        };
+        catalog = catalog.with_topic(meta)?;
+        changed = true;
     }
-    let meta = TopicMeta {
-        name: OFFSETS_TOPIC.to_string(),
-        id: *uuid::Uuid::new_v4().as_bytes(),
-        partitions: config.group.offsets_topic_partitions,
-        configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
-        internal: true,
-    };
-    let catalog = catalog.with_topic(meta)?;
-    catalog.save(&config.storage.data_dir)?;
+    if changed {
+        catalog.save(&config.storage.data_dir)?;
+    }
     Ok(catalog)
 }
 
