@@ -48,8 +48,11 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test keeps the data dir and broker log for a look.
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
+            let _ = std::fs::remove_file(self.data_dir.with_extension("input.txt"));
         }
     }
 }
