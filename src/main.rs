@@ -1,5 +1,7 @@
 //! The `shardlog` command line: `serve` runs the broker; other subcommands are tools.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardlog::config::Config;
@@ -25,6 +27,14 @@ enum Command {
     Serve(ServeArgs),
     /// Print the supported-API table (docs/protocol-coverage.md) and exit.
     ApiTable,
+    /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).
+    Topic(cli::topic::TopicArgs),
+    /// Write lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(cli::produce::ProduceArgs),
+    /// Print records from a topic, alone or in a group (kafka-console-consumer.sh).
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
+    Group(cli::group::GroupArgs),
 }
 
 /// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
@@ -120,6 +130,10 @@ fn install_signal_handlers() -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Topic(args) => cli::exit(cli::topic::run(&args)),
+        Command::Produce(args) => cli::exit(cli::produce::run(&args)),
+        Command::Consume(args) => cli::exit(cli::consume::run(&args)),
+        Command::Group(args) => cli::exit(cli::group::run(&args)),
         Command::ApiTable => {
             print!("{}", shardlog::server::api_table::coverage_markdown());
             Ok(())
