@@ -33,8 +33,14 @@ pub fn record_batches(data: &[u8]) {
 
 /// Internal-topic records: `__consumer_offsets` and `__transaction_state` keys and values.
 pub fn internal_records(data: &[u8]) {
-    let split = data.first().map_or(0, |b| *b as usize).min(data.len().saturating_sub(1));
-    let (key, value) = data.get(1..).unwrap_or_default().split_at(split.min(data.len().saturating_sub(1)));
+    let split = data
+        .first()
+        .map_or(0, |b| *b as usize)
+        .min(data.len().saturating_sub(1));
+    let (key, value) = data
+        .get(1..)
+        .unwrap_or_default()
+        .split_at(split.min(data.len().saturating_sub(1)));
     let _ = crate::group::records::decode(key, Some(value));
     let _ = crate::group::records::decode(key, None);
     if let Ok(id) = crate::txn::records::decode_key(key) {

@@ -69,6 +69,8 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         match &outcome {
             Ok(()) => tracing::debug!("client closed the connection"),
             Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
+            // A client that exits resets its connections: normal, not worth a warning.
+            Err(reason @ CloseReason::Read(_)) => tracing::debug!(%reason, "closing connection"),
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;

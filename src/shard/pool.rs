@@ -63,6 +63,10 @@ where
         path: data_dir.clone(),
         source,
     })?;
+    ensure_port_free(&config.server.listen)?;
+    if !config.server.admin_listen.is_empty() {
+        ensure_port_free(&config.server.admin_listen)?;
+    }
     let catalog = Arc::new(ensure_internal_topics(Catalog::load(&data_dir)?, &config)?);
     let shards = shard_count(&config);
     let config = Arc::new(config);
@@ -126,6 +130,15 @@ where
         }
     }
     Ok(())
+}
+
+/// Shards share their listening port with SO_REUSEPORT, which would also let a second
+/// broker on the same port silently take half the connections. Binding once without it
+/// first makes a port already in use a clear start-up error.
+fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|e| ShardPoolError::Start(format!("cannot listen on {address}: {e}")))
 }
 
 /// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
