@@ -56,7 +56,8 @@ mod tests {
     #[test]
     fn saved_fuzz_inputs_do_not_panic() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 3] = [
             ("request_frame", super::request_frame),
             ("record_batches", super::record_batches),
             ("internal_records", super::internal_records),
