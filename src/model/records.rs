@@ -244,8 +244,8 @@ pub fn read_records(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
         let key = inner.nullable().ok_or(malformed.clone())?;
         let value = inner.nullable().ok_or(malformed.clone())?;
         records.push(Record {
-            offset: header.base_offset() + offset_delta,
-            timestamp: header.base_timestamp.get() + timestamp_delta,
+            offset: header.base_offset().saturating_add(offset_delta),
+            timestamp: header.base_timestamp.get().saturating_add(timestamp_delta),
             key,
             value,
         });
