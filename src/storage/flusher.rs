@@ -136,9 +136,7 @@ fn sync_due(state: &LogState) -> bool {
 }
 
 async fn wait_for_work(state: &LogState) {
-    let ready = || {
-        state.is_failed() || has_work(state) || (state.closing.get() && drained(state))
-    };
+    let ready = || state.is_failed() || has_work(state) || (state.closing.get() && drained(state));
     let timeout = match SyncRule::of(&state.config.borrow()) {
         SyncRule::Interval(interval) if state.flushed.get() > state.synced.get() => {
             Some(interval.saturating_sub(state.last_sync.get().elapsed()))
@@ -387,7 +385,11 @@ async fn write_block(
         ));
     }
     Rc::try_unwrap(buffer).map_err(|_| {
-        StorageError::io("write", path, std::io::Error::other("write buffer still shared"))
+        StorageError::io(
+            "write",
+            path,
+            std::io::Error::other("write buffer still shared"),
+        )
     })
 }
 
