@@ -189,8 +189,12 @@ impl BatchCache {
                 .logs
                 .borrow()
                 .get(&ticket.log_id)
-                .and_then(Weak::upgrade);
-            if let Some(memory) = memory {
+                .map(Weak::upgrade);
+            if let Some(None) = memory {
+                // The log was dropped without `close`.
+                self.logs.borrow_mut().remove(&ticket.log_id);
+            }
+            if let Some(Some(memory)) = memory {
                 let mut map = memory.borrow_mut();
                 if map
                     .get(&ticket.base_offset)
