@@ -138,7 +138,9 @@ fn sync_due(state: &LogState) -> bool {
 async fn wait_for_work(state: &LogState) {
     let ready = || state.is_failed() || has_work(state) || (state.closing.get() && drained(state));
     let timeout = match SyncRule::of(&state.config.borrow()) {
-        SyncRule::Interval(interval) if state.flushed.get() > state.synced.get() => {
+        SyncRule::Interval(interval)
+            if state.flushed.get() > state.synced.get() && !state.sync_in_flight.get() =>
+        {
             Some(interval.saturating_sub(state.last_sync.get().elapsed()))
         }
         _ => None,
