@@ -558,3 +558,35 @@ fn wait_for_append_wakes_on_append_and_close() {
         ));
     });
 }
+
+#[test]
+fn interval_and_bytes_policies_sync_on_their_own() {
+    run(|| async {
+        let dir = temp_dir();
+        let mut config = small_config();
+        config.sync_policy = SyncPolicy::Interval;
+        config.sync_interval_ms = 30;
+        let log = open(dir.path(), &config, &cache()).await;
+        let result = log.append(batch_of(1, 100, 0, b'i'), 0, 0).await.unwrap();
+        log.wait_flushed(result.last_offset).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(150)).await;
+        assert_eq!(log.synced_offset(), Offset(1), "interval sync without a waiter");
+        log.close().await.unwrap();
+
+        let dir = temp_dir();
+        config.sync_policy = SyncPolicy::Bytes;
+        config.sync_bytes = 10_000;
+        let log = open(dir.path(), &config, &cache()).await;
+        let mut last = Offset(0);
+        for i in 0..20 {
+            last = log.append(batch_of(1, 1000, i, b'b'), 0, 0).await.unwrap().last_offset;
+            log.wait_flushed(last).await.unwrap();
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        let synced = log.synced_offset();
+        assert!(synced.0 >= 9, "bytes policy synced only up to {synced}");
+        assert!(log.stats().syncs < 20, "bytes policy synced every batch");
+        assert!(log.synced_offset() <= last.next());
+        log.close().await.unwrap();
+    });
+}
