@@ -183,15 +183,14 @@ async fn round(state: &Rc<LogState>) -> Result<(), StorageError> {
         }
     };
     let written = write_items(state, &mut cursor, &items).await?;
-    let units: u64 = items.iter().map(|i| i.units).sum();
     let bytes: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
     cursor.segment.set_disk_bytes(cursor.disk_bytes);
     *state.cursor.borrow_mut() = Some(cursor);
-    publish_flushed(state, &items, units, bytes, written);
+    publish_flushed(state, &items, bytes, written);
     Ok(())
 }
 
-fn publish_flushed(state: &LogState, items: &[PendingWrite], units: u64, bytes: u64, io: u64) {
+fn publish_flushed(state: &LogState, items: &[PendingWrite], bytes: u64, io: u64) {
     if let Some(last) = items.last() {
         state.flushed.set(state.flushed.get().max(last.next_offset));
     }
@@ -206,7 +205,6 @@ fn publish_flushed(state: &LogState, items: &[PendingWrite], units: u64, bytes: 
     for item in items {
         state.cache.admit(state.id, &state.memory, item.base_offset);
     }
-    state.admission.signal(units);
     state.progress.notify();
 }
 
@@ -341,6 +339,7 @@ async fn write_items(
     let mut source = Source::new(&cursor.carry, items);
     let mut in_flight = FuturesUnordered::new();
     let mut position = start;
+    let mut released = 0;
     let path = &cursor.segment.log_path;
     while position < write_end {
         let len = chunk_bytes.min(write_end - position);
@@ -349,6 +348,12 @@ async fn write_items(
         let filled = source.fill(bytes);
         bytes[filled..].fill(0);
         in_flight.push(write_block(&cursor.file, path, buffer, position));
+        // Batches copied out make room for appends while the writes are in flight, so
+        // appenders' validation overlaps the device time.
+        let copied = source.items_copied();
+        let units: u64 = items[released..copied].iter().map(|i| i.units).sum();
+        state.admission.signal(units);
+        released = copied;
         if in_flight.len() >= WRITES_IN_FLIGHT_MAX
             && let Some(result) = in_flight.next().await
         {
@@ -412,6 +417,11 @@ impl<'a> Source<'a> {
             part: 0,
             offset: 0,
         }
+    }
+
+    /// Items (not counting the carry) copied out completely so far.
+    fn items_copied(&self) -> usize {
+        self.part.saturating_sub(1).min(self.parts.len() - 1)
     }
 
     /// Copies as much as fits into `out`; returns the bytes copied.

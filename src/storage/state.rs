@@ -64,7 +64,8 @@ pub(crate) struct LogState {
     pub memory: Rc<MemoryBatches>,
     pub pending: RefCell<VecDeque<PendingWrite>>,
     pub pending_bytes: Cell<u64>,
-    /// Units are bytes of unwritten appends; FIFO, so appends are admitted in call order.
+    /// Units are bytes appended and not yet copied into a write buffer by the flusher;
+    /// FIFO, so appends are admitted in call order.
     pub admission: Semaphore,
     pub admission_capacity: u64,
     /// One flush round, truncation or close at a time.
