@@ -124,7 +124,11 @@ pub(crate) async fn delete_records_before(
 
 pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, StorageError> {
     state.check_writable()?;
-    let Ok(_permit) = state.disk_lock.acquire_permit(1).await else {
+    state.quiesce.set(state.quiesce.get() + 1);
+    let permit = state.disk_lock.acquire_permit(1).await;
+    state.quiesce.set(state.quiesce.get() - 1);
+    state.work.notify();
+    let Ok(_permit) = permit else {
         return Err(StorageError::Closed);
     };
     if offset >= state.log_end.get() {

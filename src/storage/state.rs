@@ -42,8 +42,8 @@ pub(crate) struct PendingWrite {
 pub struct LogStats {
     /// fdatasync calls on segment files (group commit shares one among many waiters).
     pub syncs: u64,
-    /// Write rounds of the flusher (each writes everything pending for one segment).
-    pub write_rounds: u64,
+    /// O_DIRECT writes issued (at most `write_chunk_bytes` each).
+    pub writes: u64,
     /// Bytes handed to O_DIRECT writes, padding and rewritten tail blocks included.
     pub bytes_written: u64,
     /// Offsets below this are flushed (survive kill -9).
@@ -93,6 +93,8 @@ pub(crate) struct LogState {
     pub sync_in_flight: Cell<bool>,
     /// Bumped by truncation: a sync started before it must not publish its target.
     pub generation: Cell<u64>,
+    /// Truncations waiting for `disk_lock`: the flusher ends its burst for them.
+    pub quiesce: Cell<u32>,
     /// Wakes the flusher.
     pub work: Signal,
     /// Flushed/synced advanced, a failure, or the flusher exited.
@@ -193,6 +195,7 @@ impl LogState {
             flusher_running: Cell::new(false),
             sync_in_flight: Cell::new(false),
             generation: Cell::new(0),
+            quiesce: Cell::new(0),
             work: Signal::default(),
             progress: Signal::default(),
             appended: Signal::default(),

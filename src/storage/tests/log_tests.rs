@@ -570,9 +570,8 @@ fn interval_and_bytes_policies_sync_on_their_own() {
         let log = open(dir.path(), &config, &cache()).await;
         let result = log.append(batch_of(1, 100, 0, b'i'), 0, 0).await.unwrap();
         log.wait_flushed(result.last_offset).await.unwrap();
-        glommio::timer::sleep(std::time::Duration::from_millis(150)).await;
         assert_eq!(
-            log.synced_offset(),
+            synced_eventually(&log, 1).await,
             Offset(1),
             "interval sync without a waiter"
         );
@@ -591,11 +590,22 @@ fn interval_and_bytes_policies_sync_on_their_own() {
                 .last_offset;
             log.wait_flushed(last).await.unwrap();
         }
-        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
-        let synced = log.synced_offset();
+        let synced = synced_eventually(&log, 9).await;
         assert!(synced.0 >= 9, "bytes policy synced only up to {synced}");
         assert!(log.stats().syncs < 20, "bytes policy synced every batch");
         assert!(log.synced_offset() <= last.next());
         log.close().await.unwrap();
     });
+}
+
+/// Polls (up to 5 s: the shared test machines have slow fdatasync spikes) until the log's
+/// synced offset reaches `offset`; returns it.
+async fn synced_eventually(log: &PartitionLog, offset: i64) -> Offset {
+    for _ in 0..500 {
+        if log.synced_offset().0 >= offset {
+            break;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    log.synced_offset()
 }
