@@ -140,7 +140,7 @@ pub(crate) fn sync_needed(state: &LogState) -> bool {
 
 fn sync_due(state: &LogState) -> bool {
     match SyncRule::of(&state.config.borrow()) {
-        SyncRule::EveryRound => true,
+        SyncRule::WhenFlushed => true,
         SyncRule::Interval(interval) => state.last_sync.get().elapsed() >= interval,
         SyncRule::Bytes(bytes) => state.unsynced_bytes.get() >= bytes,
     }
@@ -177,7 +177,7 @@ pub(crate) fn publish_flushed(state: &LogState, next_offset: i64, bytes: u64) {
     state.progress.notify();
 }
 
-/// Starts an fdatasync of the active segment as its own task, so the next round's writes
+/// Starts an fdatasync of the active segment as its own task, so later writes
 /// proceed meanwhile (they are not covered by it; the next sync covers them).
 pub(crate) fn start_sync(state: &Rc<LogState>, file: Rc<DmaFile>, path: PathBuf) {
     let target = state.flushed.get();

@@ -5,7 +5,7 @@
 //! May import: storage modules. Runs on: the shard owning the partition.
 //! Invariants: only finished segments (sealed, written, synced) are deleted by retention and
 //! never the active one; the log start offset never decreases except when truncation goes
-//! below it; truncation holds `disk_lock`, so no flush round runs while files change, and it
+//! below it; truncation holds `disk_lock`, so no write burst runs while files change, and it
 //! updates memory state without awaiting, so appends see either the old or the new log.
 
 use super::StorageError;

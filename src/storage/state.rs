@@ -68,7 +68,7 @@ pub(crate) struct LogState {
     /// FIFO, so appends are admitted in call order.
     pub admission: Semaphore,
     pub admission_capacity: u64,
-    /// One flush round, truncation or close at a time.
+    /// One write burst, truncation or close at a time.
     pub disk_lock: Semaphore,
     /// One metadata-file write (checkpoints) at a time.
     pub meta_lock: Semaphore,
@@ -89,7 +89,7 @@ pub(crate) struct LogState {
     pub closing: Cell<bool>,
     pub closed: Cell<bool>,
     pub flusher_running: Cell<bool>,
-    /// An fdatasync task is running (it overlaps the next round's writes).
+    /// An fdatasync task is running (later writes overlap it).
     pub sync_in_flight: Cell<bool>,
     /// Bumped by truncation: a sync started before it must not publish its target.
     pub generation: Cell<u64>,
