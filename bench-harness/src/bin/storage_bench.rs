@@ -256,12 +256,6 @@ async fn log_case(
     let _ = std::fs::remove_dir_all(&log_dir);
     let mut config = LogConfig::from_storage(&StorageConfig::default());
     config.sync_policy = SyncPolicy::EveryBatch;
-    if let Some(mib) = std::env::var("BENCH_WRITE_BUFFER_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        config.write_buffer_bytes_max = mib << 20;
-    }
     let cache = Rc::new(BatchCache::new(64 << 20));
     let log = PartitionLog::open(&log_dir, config, cache).await?;
     let template = batch_of_size(size);
