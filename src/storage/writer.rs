@@ -116,7 +116,7 @@ fn issue_chunk(state: &LogState, cursor: &mut WriteCursor, burst: &mut Burst) {
     let seq = burst.next_seq;
     burst.next_seq += 1;
     burst.order.push_back((seq, end, false));
-    burst.tail_write = (end % BLOCK_BYTES != 0).then_some(seq);
+    burst.tail_write = (!end.is_multiple_of(BLOCK_BYTES)).then_some(seq);
     burst.issued = end;
     let file = cursor.file.clone();
     let path = cursor.segment.log_path.clone();
