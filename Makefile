@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build run test unit-test lint fmt
+.PHONY: build run test unit-test rust-client-test lint fmt
 
 build:
 	$(CARGO) build --release --bin shardlog
@@ -12,7 +12,11 @@ run: build
 	./target/release/shardlog serve --listen 127.0.0.1:9092 --data-dir ./data
 
 unit-test:
-	$(CARGO) test -p shardlog
+	$(CARGO) test -p shardlog --lib --bins
+
+# librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9.
+rust-client-test::
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test cli
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -21,4 +25,4 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: unit-test
+test: lint unit-test rust-client-test

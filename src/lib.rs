@@ -5,5 +5,14 @@
 //! See docs/architecture.md.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod group;
+pub mod huge_alloc;
+pub mod metadata;
 pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;
+pub mod txn;

@@ -1,1 +1,164 @@
-fn main() {}
+//! The `shardlog` command line: `serve` runs the broker; other subcommands are tools.
+
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shardlog::config::Config;
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: shardlog::huge_alloc::LazyHugeAllocator = shardlog::huge_alloc::LazyHugeAllocator;
+
+#[derive(Parser)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-compatible broker, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Print the supported-API table (docs/protocol-coverage.md) and exit.
+    ApiTable,
+    /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).
+    Topic(cli::topic::TopicArgs),
+    /// Write lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(cli::produce::ProduceArgs),
+    /// Print records from a topic, alone or in a group (kafka-console-consumer.sh).
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
+    Group(cli::group::GroupArgs),
+}
+
+/// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags and SHARDLOG_* variables override it.
+    #[arg(long, env = "SHARDLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "SHARDLOG_LISTEN")]
+    listen: Option<String>,
+    /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
+    #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// host:port that Metadata tells clients to connect to [default: the listen address].
+    #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    /// Directory for partition logs and the catalog [default: ./data].
+    #[arg(long, env = "SHARDLOG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (executors); 0 = one per CPU [default: 0].
+    #[arg(long, env = "SHARDLOG_SHARDS")]
+    shards: Option<usize>,
+    /// This broker's node id [default: 0].
+    #[arg(long, env = "SHARDLOG_NODE_ID")]
+    node_id: Option<i32>,
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(admin) = &args.admin_listen {
+        config.server.admin_listen = admin.clone();
+    }
+    if let Some(advertised) = &args.advertised_listener {
+        config.server.advertised_listener = Some(advertised.clone());
+    }
+    if let Some(data_dir) = &args.data_dir {
+        config.storage.data_dir = data_dir.clone();
+    }
+    if let Some(shards) = args.shards {
+        config.shard.shards = shards;
+    }
+    if let Some(node_id) = args.node_id {
+        config.server.node_id = node_id;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Raises the open-file soft limit to the hard limit: every connection and open segment
+/// is a descriptor, and running out (EMFILE) must not happen at a few thousand clients.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::info!(previous, now = limit.rlim_cur, "open-file limit raised");
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
+fn install_signal_handlers() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shardlog::shard::shutdown::shutdown_requested() {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "shutting down gracefully (send again to exit now)");
+                shardlog::shard::shutdown::request_shutdown();
+            }
+        })?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Topic(args) => cli::exit(cli::topic::run(&args)),
+        Command::Produce(args) => cli::exit(cli::produce::run(&args)),
+        Command::Consume(args) => cli::exit(cli::consume::run(&args)),
+        Command::Group(args) => cli::exit(cli::group::run(&args)),
+        Command::ApiTable => {
+            print!("{}", shardlog::server::api_table::coverage_markdown());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let config = load_config(&args).context("invalid configuration")?;
+            install_signal_handlers()?;
+            raise_open_files_limit();
+            tracing::info!(
+                listen = %config.server.listen,
+                request_bytes_max = config.server.request_bytes_max,
+                batch_cache_bytes_max = config.storage.batch_cache_bytes_max,
+                write_buffer_bytes_max = config.storage.write_buffer_bytes_max,
+                "shardlog starting"
+            );
+            shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            tracing::info!("shardlog stopped");
+            Ok(())
+        }
+    }
+}

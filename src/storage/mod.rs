@@ -42,3 +42,17 @@ pub use error::StorageError;
 pub use io::prime_iopoll_probe;
 pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
 pub use state::LogStats;
+
+/// Runs the recovery scanner's batch parser over `bytes` as if they were a segment:
+/// returns how many leading bytes are valid batches. For fuzzing and tests.
+#[doc(hidden)]
+pub fn valid_segment_prefix(bytes: &[u8]) -> usize {
+    let mut position = 0usize;
+    while let Some(rest) = bytes.get(position..) {
+        match scan::parse_one(rest) {
+            Ok(total) if total > 0 => position += total,
+            _ => break,
+        }
+    }
+    position
+}
