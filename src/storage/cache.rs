@@ -185,12 +185,12 @@ impl BatchCache {
             self.used_bytes
                 .set(self.used_bytes.get().saturating_sub(ticket.bytes));
             self.evictions.set(self.evictions.get() + 1);
-            let memory = self
-                .logs
-                .borrow()
-                .get(&ticket.log_id)
-                .and_then(Weak::upgrade);
-            if let Some(memory) = memory {
+            let memory = self.logs.borrow().get(&ticket.log_id).map(Weak::upgrade);
+            if let Some(None) = memory {
+                // The log was dropped without `close`.
+                self.logs.borrow_mut().remove(&ticket.log_id);
+            }
+            if let Some(Some(memory)) = memory {
                 let mut map = memory.borrow_mut();
                 if map
                     .get(&ticket.base_offset)

@@ -73,7 +73,7 @@ impl LogConfig {
 /// When the flusher syncs without being asked by a `wait_synced` caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncRule {
-    EveryRound,
+    WhenFlushed,
     Interval(Duration),
     Bytes(u64),
 }
@@ -81,7 +81,7 @@ pub(crate) enum SyncRule {
 impl SyncRule {
     pub(crate) fn of(config: &LogConfig) -> SyncRule {
         match config.sync_policy {
-            SyncPolicy::EveryBatch => SyncRule::EveryRound,
+            SyncPolicy::EveryBatch => SyncRule::WhenFlushed,
             SyncPolicy::Interval => {
                 SyncRule::Interval(Duration::from_millis(config.sync_interval_ms))
             }

@@ -10,7 +10,7 @@
 //! the log end offset; a batch that fails its CRC is never returned by `read`.
 //!
 //! Layout: `log` (public façade and types) over `state` (shared state), `append`,
-//! `flusher` (O_DIRECT writes, group commit), `reader`, `recovery` (open/close), `retention`
+//! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
 //! `checkpoint`, `io`, `signal`. See docs/durability.md for the durability contract.
 
@@ -32,6 +32,7 @@ mod scan;
 mod segment;
 mod signal;
 mod state;
+mod writer;
 
 #[cfg(test)]
 mod tests;

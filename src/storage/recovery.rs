@@ -551,6 +551,10 @@ pub(crate) async fn close(state: &LogState) -> Result<(), StorageError> {
     state.closed.set(true);
     state.admission.close();
     state.cache.unregister_log(state.id);
+    for segment in state.segments.borrow().iter() {
+        state.cache.forget_file(segment.uid);
+        segment.file.borrow_mut().take();
+    }
     state.memory.borrow_mut().clear();
     state.pending.borrow_mut().clear();
     state.progress.notify();

@@ -5,7 +5,7 @@
 //! May import: storage modules. Runs on: the shard owning the partition.
 //! Invariants: only finished segments (sealed, written, synced) are deleted by retention and
 //! never the active one; the log start offset never decreases except when truncation goes
-//! below it; truncation holds `disk_lock`, so no flush round runs while files change, and it
+//! below it; truncation holds `disk_lock`, so no write burst runs while files change, and it
 //! updates memory state without awaiting, so appends see either the old or the new log.
 
 use super::StorageError;
@@ -124,7 +124,11 @@ pub(crate) async fn delete_records_before(
 
 pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, StorageError> {
     state.check_writable()?;
-    let Ok(_permit) = state.disk_lock.acquire_permit(1).await else {
+    state.quiesce.set(state.quiesce.get() + 1);
+    let permit = state.disk_lock.acquire_permit(1).await;
+    state.quiesce.set(state.quiesce.get() - 1);
+    state.work.notify();
+    let Ok(_permit) = permit else {
         return Err(StorageError::Closed);
     };
     if offset >= state.log_end.get() {

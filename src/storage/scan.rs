@@ -95,6 +95,37 @@ pub(crate) struct ScanOptions {
     pub skip_corrupt: bool,
 }
 
+/// Bytes of the file from `start`, read on demand.
+struct Window<'f> {
+    file: &'f DmaFile,
+    path: &'f Path,
+    bytes: Vec<u8>,
+    start: u64,
+    end: u64,
+    chunk: usize,
+}
+
+impl Window<'_> {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// Drops bytes before `position`, then reads at least `missing` more (a chunk at least).
+    /// Returns false at end of file.
+    async fn refill(&mut self, position: u64, missing: usize) -> Result<bool, StorageError> {
+        let window_end = self.end();
+        if window_end >= self.end {
+            return Ok(false);
+        }
+        let len = (missing.max(self.chunk) as u64).min(self.end - window_end) as usize;
+        self.bytes.drain(..(position - self.start) as usize);
+        self.start = position;
+        let more = io::read_at(self.file, self.path, window_end, len).await?;
+        self.bytes.extend_from_slice(&more);
+        Ok(!more.is_empty())
+    }
+}
+
 /// Walks the batches of `file` from `start` to `end` (the file size), calling `on_item`
 /// for each until it returns false. Reads `chunk_bytes` at a time, more for a larger batch.
 pub(crate) async fn scan_segment(
@@ -106,75 +137,52 @@ pub(crate) async fn scan_segment(
     mut on_item: impl FnMut(ScanItem<'_>) -> bool,
 ) -> Result<ScanEnd, StorageError> {
     let chunk = options.chunk_bytes.max(io::BLOCK_BYTES as usize);
-    let mut window: Vec<u8> = Vec::new();
-    let mut window_start = start;
+    let mut window = Window {
+        file,
+        path,
+        bytes: Vec::new(),
+        start,
+        end,
+        chunk,
+    };
     let mut position = start;
     loop {
-        let rel = (position - window_start) as usize;
-        let rest = &window[rel..];
-        let window_end = window_start + window.len() as u64;
-        if rest.is_empty() && window_end >= end {
-            return Ok(ScanEnd {
-                position,
-                stop: None,
-            });
-        }
-        match parse_one(rest) {
-            Ok(len) => {
-                position += len as u64;
-                let item = ScanItem::Batch {
-                    position: position - len as u64,
-                    bytes: &rest[..len],
-                };
-                if !on_item(item) {
-                    return Ok(ScanEnd {
-                        position,
-                        stop: None,
-                    });
-                }
-            }
-            Err(Stop::Incomplete { needed }) if window_end < end => {
-                let missing = needed.saturating_sub(rest.len());
-                let len = (missing.max(chunk) as u64).min(end - window_end) as usize;
-                window.drain(..rel);
-                window_start = position;
-                let bytes = io::read_at(file, path, window_end, len).await?;
-                if bytes.is_empty() {
-                    return Ok(ScanEnd {
-                        position,
-                        stop: Some(Stop::Incomplete { needed }),
-                    });
-                }
-                window.extend_from_slice(&bytes);
-            }
-            Err(Stop::Incomplete { needed }) => {
-                let stop = if rest.iter().all(|&b| b == 0) {
-                    Stop::Zeros
-                } else {
-                    Stop::Incomplete { needed }
-                };
-                return Ok(ScanEnd {
+        let rest = &window.bytes[(position - window.start) as usize..];
+        let at = position;
+        let (item, len) = match parse_one(rest) {
+            Ok(len) => (
+                ScanItem::Batch {
                     position,
-                    stop: Some(stop),
-                });
-            }
+                    bytes: &rest[..len],
+                },
+                len,
+            ),
             Err(Stop::Invalid(error @ BatchError::CrcMismatch { .. })) if options.skip_corrupt => {
                 // Length and magic were fine (else parse_one fails earlier): skip it.
                 let len = RecordBatchHeader::view(rest)
                     .and_then(|h| h.total_bytes())
                     .unwrap_or(rest.len());
-                let at = position;
-                position += len as u64;
-                if !on_item(ScanItem::Corrupt {
-                    position: at,
-                    len,
-                    error,
-                }) {
-                    return Ok(ScanEnd {
+                (
+                    ScanItem::Corrupt {
                         position,
-                        stop: None,
-                    });
+                        len,
+                        error,
+                    },
+                    len,
+                )
+            }
+            Err(Stop::Incomplete { needed }) => {
+                let missing = needed.saturating_sub(rest.len());
+                let all_zero = rest.iter().all(|&b| b == 0);
+                if window.refill(position, missing).await? {
+                    continue;
                 }
+                let stop = match (rest_is_empty(&window, position), all_zero) {
+                    (true, _) => None,
+                    (false, true) => Some(Stop::Zeros),
+                    (false, false) => Some(Stop::Incomplete { needed }),
+                };
+                return Ok(ScanEnd { position, stop });
             }
             Err(stop) => {
                 return Ok(ScanEnd {
@@ -182,8 +190,19 @@ pub(crate) async fn scan_segment(
                     stop: Some(stop),
                 });
             }
+        };
+        position = at + len as u64;
+        if !on_item(item) {
+            return Ok(ScanEnd {
+                position,
+                stop: None,
+            });
         }
     }
+}
+
+fn rest_is_empty(window: &Window<'_>, position: u64) -> bool {
+    window.end() <= position
 }
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ pub(crate) struct PendingWrite {
 pub struct LogStats {
     /// fdatasync calls on segment files (group commit shares one among many waiters).
     pub syncs: u64,
-    /// Write rounds of the flusher (each writes everything pending for one segment).
-    pub write_rounds: u64,
+    /// O_DIRECT writes issued (at most `write_chunk_bytes` each).
+    pub writes: u64,
     /// Bytes handed to O_DIRECT writes, padding and rewritten tail blocks included.
     pub bytes_written: u64,
     /// Offsets below this are flushed (survive kill -9).
@@ -64,10 +64,11 @@ pub(crate) struct LogState {
     pub memory: Rc<MemoryBatches>,
     pub pending: RefCell<VecDeque<PendingWrite>>,
     pub pending_bytes: Cell<u64>,
-    /// Units are bytes of unwritten appends; FIFO, so appends are admitted in call order.
+    /// Units are bytes appended and not yet copied into a write buffer by the flusher;
+    /// FIFO, so appends are admitted in call order.
     pub admission: Semaphore,
     pub admission_capacity: u64,
-    /// One flush round, truncation or close at a time.
+    /// One write burst, truncation or close at a time.
     pub disk_lock: Semaphore,
     /// One metadata-file write (checkpoints) at a time.
     pub meta_lock: Semaphore,
@@ -88,10 +89,12 @@ pub(crate) struct LogState {
     pub closing: Cell<bool>,
     pub closed: Cell<bool>,
     pub flusher_running: Cell<bool>,
-    /// An fdatasync task is running (it overlaps the next round's writes).
+    /// An fdatasync task is running (later writes overlap it).
     pub sync_in_flight: Cell<bool>,
     /// Bumped by truncation: a sync started before it must not publish its target.
     pub generation: Cell<u64>,
+    /// Truncations waiting for `disk_lock`: the flusher ends its burst for them.
+    pub quiesce: Cell<u32>,
     /// Wakes the flusher.
     pub work: Signal,
     /// Flushed/synced advanced, a failure, or the flusher exited.
@@ -192,6 +195,7 @@ impl LogState {
             flusher_running: Cell::new(false),
             sync_in_flight: Cell::new(false),
             generation: Cell::new(0),
+            quiesce: Cell::new(0),
             work: Signal::default(),
             progress: Signal::default(),
             appended: Signal::default(),
