@@ -59,6 +59,16 @@ impl Shard {
         let mut results = Vec::with_capacity(partitions.len());
         let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
         for ProducePartition { partition, records } in partitions {
+            if self.disk.is_full() {
+                self.metrics.produced(records.len(), true);
+                let message = "not enough free disk space; writes resume when space is freed";
+                results.push(produce_error(
+                    partition,
+                    ErrorCode::KafkaStorageError,
+                    Some(message.to_string()),
+                ));
+                continue;
+            }
             let Some(log) = self.log(&partition) else {
                 results.push(produce_error(
                     partition,
@@ -85,6 +95,9 @@ impl Shard {
                     });
                 }
                 Err(error) => {
+                    if error.is_disk_full() {
+                        self.check_disk();
+                    }
                     let code = storage_error_code(&error);
                     tracing::warn!(shard = %self.id, %partition, %error, "append rejected");
                     results.push(produce_error(partition, code, Some(error.to_string())));

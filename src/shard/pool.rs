@@ -94,6 +94,7 @@ where
                     tracing::warn!(shard = %id, %error, "cannot prime the io_uring polling probe");
                 }
                 let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
+                shard.spawn_disk_guard();
                 shard.apply_catalog(catalog).await;
                 shard.load_groups().await;
                 shard.spawn_group_timer();
