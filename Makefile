@@ -22,3 +22,59 @@ fmt:
 	$(CARGO) fmt --all
 
 test: unit-test
+
+# ---- bench-harness (issue 5): benchmarks and the perf-regression gate ----------------------
+# make bench            every workload in bench-harness/workloads/, summary table at the end
+# make bench-ci         the 30 s smoke, BENCH_CI_REPEATS times; medians compared with the
+#                       committed baseline; fails on a regression beyond BENCH_CI_MAX_REGRESSION
+# make bench-ci-selftest  proves the gate can fail: bench-ci against a deliberately slowed
+#                       broker (a delaying proxy) must exit non-zero
+# make bench-ci-refresh-baseline  rerun the smoke and overwrite the committed baseline
+# See docs/benchmarking.md.
+BENCH_HARNESS ?= target/release/bench-harness
+BENCH_OUT ?= target/bench
+BENCH_REPEATS ?= 1
+BENCH_ARGS ?=
+BENCH_CI_REPEATS ?= 3
+BENCH_CI_BASELINE ?= bench-harness/baselines/ci-smoke.json
+BENCH_CI_MAX_REGRESSION ?= 25%
+BENCH_CI_LATENCY_MAX_REGRESSION ?= 50%
+BENCH_CI_SLOWDOWN_US ?= 3000
+
+.PHONY: bench-build bench bench-ci bench-ci-selftest bench-ci-refresh-baseline bench-test
+
+bench-build:
+	$(CARGO) build --release --bin shardlog --bin bench-harness
+
+bench: bench-build
+	@mkdir -p $(BENCH_OUT)/results
+	@set -e; for workload in bench-harness/workloads/*.toml; do \
+	  name=$$(basename $$workload .toml); \
+	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_REPEATS) \
+	    --output $(BENCH_OUT)/results/$$name.json $(BENCH_ARGS); \
+	done
+	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md
+
+bench-ci: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke.json $(BENCH_ARGS)
+	$(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) $(BENCH_OUT)/ci/ci-smoke.json \
+	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
+	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION)
+
+bench-ci-selftest: bench-build
+	@if $(MAKE) --no-print-directory bench-ci BENCH_CI_REPEATS=1 BENCH_OUT=$(BENCH_OUT)/selftest \
+	    BENCH_ARGS="--broker-delay-us $(BENCH_CI_SLOWDOWN_US)"; then \
+	  echo "bench-ci-selftest: FAILED: bench-ci passed against a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
+	  exit 1; \
+	else \
+	  echo "bench-ci-selftest: ok: bench-ci failed against a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
+	fi
+
+bench-ci-refresh-baseline: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_CI_BASELINE) $(BENCH_ARGS)
+
+bench-test:
+	$(CARGO) test -p bench-harness
+# ---- end bench-harness ------------------------------------------------------------------------

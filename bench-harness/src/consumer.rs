@@ -5,7 +5,7 @@
 //! Runs on its own thread. Two modes, chosen per workload: `assign()` of a fixed partition
 //! share (needs no group coordinator) or `subscribe()` in a consumer group.
 
-use crate::control::{ClientEvents, LoadStats, RunControl, is_warning_or_worse};
+use crate::control::{ClientEvents, LoadStats, RunControl};
 use crate::payload::{Header, now_ns};
 use crate::workload::Workload;
 use rdkafka::ClientContext;
@@ -39,10 +39,8 @@ struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if is_warning_or_worse(level) {
-            self.events
-                .log_line(&self.name, format!("{facility}: {message}"));
-        }
+        self.events
+            .log(level, &self.name, format!("{facility}: {message}"));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -90,8 +88,9 @@ pub fn run(
         events: events.clone(),
         name: name.clone(),
     };
-    let consumer: BaseConsumer<Context> =
-        client_config(&spec, &name).create_with_context(context)?;
+    let consumer: BaseConsumer<Context> = client_config(&spec, &name)
+        .set_log_level(events.log_level())
+        .create_with_context(context)?;
     match &spec.group {
         Some(_) => consumer.subscribe(&[spec.topic.as_str()])?,
         None => {

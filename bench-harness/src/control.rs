@@ -161,9 +161,38 @@ impl LoadStats {
 pub struct ClientEvents {
     samples: Mutex<Vec<String>>,
     log_lines: AtomicU64,
+    /// Echo every librdkafka log line, debug included (`--librdkafka-debug`).
+    echo_all: bool,
 }
 
 impl ClientEvents {
+    pub fn new(echo_all: bool) -> ClientEvents {
+        ClientEvents {
+            echo_all,
+            ..Default::default()
+        }
+    }
+
+    /// The librdkafka log level to configure: warnings, or everything when echoing.
+    pub fn log_level(&self) -> rdkafka::config::RDKafkaLogLevel {
+        use rdkafka::config::RDKafkaLogLevel;
+        if self.echo_all {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        }
+    }
+
+    /// A librdkafka log line: warnings and worse are sampled; all are echoed when asked.
+    pub fn log(&self, level: rdkafka::config::RDKafkaLogLevel, client: &str, line: String) {
+        if is_warning_or_worse(level) {
+            self.log_line(client, line);
+        } else if self.echo_all {
+            let millis = crate::payload::now_ns() as f64 / 1e6;
+            eprintln!("[{millis:.3} ms librdkafka {client} {level:?}] {line}");
+        }
+    }
+
     pub fn sample(&self, message: String) {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         if samples.len() < ERROR_SAMPLES_MAX && !samples.contains(&message) {
@@ -174,7 +203,7 @@ impl ClientEvents {
     /// A librdkafka warning or error log line: echoed (up to a limit) and sampled.
     pub fn log_line(&self, client: &str, line: String) {
         let seen = self.log_lines.fetch_add(1, Ordering::Relaxed);
-        if seen < ECHOED_LOG_LINES_MAX {
+        if seen < ECHOED_LOG_LINES_MAX || self.echo_all {
             eprintln!("\n[librdkafka {client}] {line}");
         }
         self.sample(format!("{client}: {line}"));

@@ -41,6 +41,8 @@ pub struct LoadPlan {
     pub run_tag: u32,
     pub label: String,
     pub throttle_us: u64,
+    /// Echo every librdkafka log line (with `debug` set in the workload's properties).
+    pub echo_client_logs: bool,
 }
 
 #[derive(Debug, Default)]
@@ -269,7 +271,7 @@ fn drive(
     let workload = &plan.workload;
     let mut threads = Threads {
         control: Arc::new(RunControl::new(workload.producer_count(), plan.throttle_us)),
-        events: Arc::new(ClientEvents::default()),
+        events: Arc::new(ClientEvents::new(plan.echo_client_logs)),
         producers: Vec::new(),
         consumers: Vec::new(),
     };

@@ -91,6 +91,10 @@ struct RunArgs {
     /// Skip the in-run baselines (ratios are then missing).
     #[arg(long)]
     skip_baselines: bool,
+    /// Set librdkafka `debug` (e.g. "fetch,protocol") on every client and echo all its log
+    /// lines; this changes the workload, so such a result is not comparable.
+    #[arg(long)]
+    librdkafka_debug: Option<String>,
     /// Override the workload's warm-up seconds (quick development runs).
     #[arg(long)]
     warmup_seconds: Option<f64>,
@@ -144,6 +148,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(seconds) = args.measure_seconds {
         workload.duration.measure_seconds = seconds;
     }
+    if let Some(contexts) = &args.librdkafka_debug {
+        workload.producers.properties.insert("debug".into(), contexts.clone());
+        workload.consumers.properties.insert("debug".into(), contexts.clone());
+    }
     workload
         .validate()
         .context("after command-line overrides")?;
@@ -173,6 +181,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         baseline_dir: args.data_root,
         skip_baselines: args.skip_baselines,
         throttle_us: args.throttle_producer_us,
+        echo_client_logs: args.librdkafka_debug.is_some(),
     };
     let result = runner::run(&options)?;
     result.save(&output)?;

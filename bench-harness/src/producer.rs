@@ -42,10 +42,8 @@ struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if crate::control::is_warning_or_worse(level) {
-            self.events
-                .log_line(&self.name, format!("{facility}: {message}"));
-        }
+        self.events
+            .log(level, &self.name, format!("{facility}: {message}"));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -119,8 +117,9 @@ pub fn run(
         events: events.clone(),
         name: name.clone(),
     };
-    let producer: BaseProducer<Context> =
-        client_config(&spec.workload, &spec.bootstrap, &name).create_with_context(context)?;
+    let producer: BaseProducer<Context> = client_config(&spec.workload, &spec.bootstrap, &name)
+        .set_log_level(events.log_level())
+        .create_with_context(context)?;
     let mut rng = Rng::new(spec.seed);
     let messages = &spec.workload.messages;
     let sampler = SizeSampler::new(&messages.size);

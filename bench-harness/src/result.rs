@@ -116,7 +116,7 @@ pub struct Ratios {
 pub struct ProcessUsage {
     /// User + system CPU seconds the broker used in the measured phase.
     pub cpu_seconds: f64,
-    /// Broker CPU microseconds per MB published in the measured phase.
+    /// Broker CPU microseconds per MB moved (published + consumed) in the measured phase.
     pub cpu_us_per_mb: Option<f64>,
     /// Peak resident set size over the broker's life, bytes.
     pub max_rss_bytes: u64,

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub skip_baselines: bool,
     /// `--throttle-producer-us`: sleep after every send (to demonstrate a regression).
     pub throttle_us: u64,
+    /// Echo every librdkafka log line (`--librdkafka-debug`).
+    pub echo_client_logs: bool,
 }
 
 pub fn run(options: &RunOptions) -> anyhow::Result<BenchResult> {
@@ -84,6 +86,7 @@ fn run_repeat(
         run_tag,
         label: label.to_string(),
         throttle_us: options.throttle_us,
+        echo_client_logs: options.echo_client_logs,
     };
     let d = &workload.duration;
     let (target_rate, probe) = match workload.producers.rate {
@@ -165,7 +168,7 @@ fn usage(broker: &StartedBroker, outcome: &LoadOutcome) -> ProcessUsage {
         cpu_seconds,
         cpu_us_per_mb: ratio(
             cpu_seconds * 1e6,
-            outcome.publish.bytes as f64 / crate::stats::MB,
+            (outcome.publish.bytes + outcome.consume.bytes) as f64 / crate::stats::MB,
         ),
         max_rss_bytes: broker.max_rss_bytes().unwrap_or(0),
     }

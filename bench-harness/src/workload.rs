@@ -388,7 +388,9 @@ impl Workload {
             MessageSize::Uniform { min, max } if min > max => {
                 bail!("messages.size: min must not exceed max")
             }
-            MessageSize::Weighted(w) if w.is_empty() || w.iter().any(|(_, x)| x.is_nan() || *x < 0.0) => {
+            MessageSize::Weighted(w)
+                if w.is_empty() || w.iter().any(|(_, x)| x.is_nan() || *x < 0.0) =>
+            {
                 bail!("messages.size.weighted needs at least one [size, weight >= 0] pair")
             }
             MessageSize::Weighted(w) if w.iter().map(|(_, x)| x).sum::<f64>() <= 0.0 => {
