@@ -39,12 +39,14 @@ BENCH_CI_REPEATS ?= 3
 BENCH_CI_BASELINE ?= bench-harness/baselines/ci-smoke.json
 BENCH_CI_MAX_REGRESSION ?= 25%
 BENCH_CI_LATENCY_MAX_REGRESSION ?= 50%
+BENCH_CI_CPU_MAX_REGRESSION ?= 15%
 BENCH_CI_SLOWDOWN_US ?= 3000
 
 .PHONY: bench-build bench bench-ci bench-ci-selftest bench-ci-refresh-baseline bench-test
 
 bench-build:
-	$(CARGO) build --release --bin shardlog --bin bench-harness
+	$(CARGO) build --release --bin shardlog
+	$(CARGO) build --release -p bench-harness --bin bench-harness
 
 bench: bench-build
 	@mkdir -p $(BENCH_OUT)/results
@@ -60,15 +62,21 @@ bench-ci: bench-build
 	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke.json $(BENCH_ARGS)
 	$(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) $(BENCH_OUT)/ci/ci-smoke.json \
 	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
-	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION)
+	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION) \
+	  --cpu-max-regression $(BENCH_CI_CPU_MAX_REGRESSION)
 
 bench-ci-selftest: bench-build
-	@if $(MAKE) --no-print-directory bench-ci BENCH_CI_REPEATS=1 BENCH_OUT=$(BENCH_OUT)/selftest \
-	    BENCH_ARGS="--broker-delay-us $(BENCH_CI_SLOWDOWN_US)"; then \
-	  echo "bench-ci-selftest: FAILED: bench-ci passed against a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
-	  exit 1; \
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker --repeats 1 \
+	  --broker-delay-us $(BENCH_CI_SLOWDOWN_US) --output $(BENCH_OUT)/selftest/ci-smoke-slowed.json
+	@status=0; $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) $(BENCH_OUT)/selftest/ci-smoke-slowed.json \
+	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
+	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION) \
+	  --cpu-max-regression $(BENCH_CI_CPU_MAX_REGRESSION) || status=$$?; \
+	if [ $$status -eq 1 ]; then \
+	  echo "bench-ci-selftest: ok: the gate rejects a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
 	else \
-	  echo "bench-ci-selftest: ok: bench-ci failed against a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
+	  echo "bench-ci-selftest: FAILED: compare exited $$status (want 1) for a slowed broker"; \
+	  exit 1; \
 	fi
 
 bench-ci-refresh-baseline: bench-build

@@ -2,14 +2,17 @@
 //!
 //! Owns: which metrics are gated and how a regression is decided. Imports: `result`, `stats`.
 //! Gated metrics (medians over repeats, from `summary`):
-//! - max-rate workloads: throughput as a ratio to the in-run baselines (publish / O_DIRECT
-//!   write, and consume / loopback TCP when there are consumers); absolute MB/s only when a
-//!   baseline is missing, with a note;
+//! - max-rate workloads: throughput as ratios to the in-run baselines: publish / O_DIRECT
+//!   write and, with consumers, consume / loopback TCP (absolute MB/s, with a note, only
+//!   when a baseline is missing);
 //! - fixed-rate workloads: rate attainment (achieved / target rate);
-//! - always: publish p99 and, with consumers, end-to-end p99;
+//! - publish p99 always; end-to-end p99 for fixed-rate workloads (at max rate it measures
+//!   how far consumers lag a saturating producer, so it is shown but not gated);
+//! - broker CPU per MB moved, when both runs started the broker themselves;
 //! - errors: any error in NEW when OLD had none.
 //!
-//! Invariant: a metric that cannot be compared is reported, never silently passed.
+//! Rows marked "info" are shown for context and never fail the gate.
+//! Invariant: a gated metric that cannot be compared is reported, never silently passed.
 
 use crate::result::{BenchResult, Summary};
 use crate::stats::relative_change;
@@ -17,12 +20,26 @@ use anyhow::{Context, bail};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompareOptions {
-    /// Largest allowed throughput drop, as a fraction (0.10 = 10%).
+    /// Largest allowed throughput-ratio drop, as a fraction (0.10 = 10%).
     pub max_regression: f64,
-    /// Largest allowed p99 rise, as a fraction; defaults to `max_regression`.
+    /// Largest allowed p99 rise, as a fraction.
     pub latency_max_regression: f64,
+    /// Largest allowed rise in broker CPU per MB, as a fraction.
+    pub cpu_max_regression: f64,
     /// A p99 rise smaller than this many microseconds never counts (timer-noise floor).
     pub latency_slack_us: f64,
+}
+
+impl CompareOptions {
+    /// Every limit the same fraction, no latency slack.
+    pub fn uniform(max_regression: f64) -> CompareOptions {
+        CompareOptions {
+            max_regression,
+            latency_max_regression: max_regression,
+            cpu_max_regression: max_regression,
+            latency_slack_us: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +52,8 @@ pub struct Check {
     pub higher_is_better: bool,
     /// The allowed change in the bad direction, as a fraction.
     pub limit: f64,
+    /// false: shown for context only.
+    pub gated: bool,
     pub regressed: bool,
 }
 
@@ -46,7 +65,7 @@ pub struct Comparison {
 
 impl Comparison {
     pub fn regressed(&self) -> bool {
-        self.checks.iter().any(|c| c.regressed)
+        self.checks.iter().any(|c| c.gated && c.regressed)
     }
 
     pub fn render(&self) -> String {
@@ -60,14 +79,18 @@ impl Comparison {
             } else {
                 c.limit
             };
+            let (limit, verdict) = match (c.gated, c.regressed) {
+                (false, _) => ("-".to_string(), "info"),
+                (true, true) => (format!("{:+.0}%", limit * 100.0), "REGRESSION"),
+                (true, false) => (format!("{:+.0}%", limit * 100.0), "ok"),
+            };
             out += &format!(
-                "{:<34} {:>12.4} {:>12.4} {:>+8.1}% {:>+7.0}%  {}\n",
+                "{:<34} {:>12.4} {:>12.4} {:>+8.1}% {:>8}  {verdict}\n",
                 c.metric,
                 c.old,
                 c.new,
                 c.change * 100.0,
-                limit * 100.0,
-                if c.regressed { "REGRESSION" } else { "ok" }
+                limit,
             );
         }
         for note in &self.notes {
@@ -89,7 +112,8 @@ pub fn parse_percent(text: &str) -> anyhow::Result<f64> {
     Ok(value / 100.0)
 }
 
-fn throughput_check(metric: &str, old: f64, new: f64, limit: f64) -> Check {
+/// A metric where higher is better (throughput ratios, rate attainment).
+fn higher_is_better(metric: &str, old: f64, new: f64, limit: f64) -> Check {
     let change = relative_change(old, new);
     Check {
         metric: metric.to_string(),
@@ -98,13 +122,14 @@ fn throughput_check(metric: &str, old: f64, new: f64, limit: f64) -> Check {
         change,
         higher_is_better: true,
         limit,
+        gated: true,
         regressed: change < -limit || !new.is_finite(),
     }
 }
 
-fn latency_check(metric: &str, old: f64, new: f64, options: &CompareOptions) -> Check {
+/// A metric where lower is better (latency, CPU per MB); rises under `slack` never count.
+fn lower_is_better(metric: &str, old: f64, new: f64, limit: f64, slack: f64) -> Check {
     let change = relative_change(old, new);
-    let limit = options.latency_max_regression;
     Check {
         metric: metric.to_string(),
         old,
@@ -112,8 +137,15 @@ fn latency_check(metric: &str, old: f64, new: f64, options: &CompareOptions) -> 
         change,
         higher_is_better: false,
         limit,
-        regressed: change > limit && new - old > options.latency_slack_us,
+        gated: true,
+        regressed: change > limit && new - old > slack,
     }
+}
+
+fn info(mut check: Check) -> Check {
+    check.gated = false;
+    check.regressed = false;
+    check
 }
 
 /// Gates a ratio, falling back to the absolute value (with a note) when either run lacks it.
@@ -126,12 +158,12 @@ fn ratio_or_absolute(
     match (old_ratio, new_ratio) {
         (Some(old), Some(new)) => comparison
             .checks
-            .push(throughput_check(name, old, new, limit)),
+            .push(higher_is_better(name, old, new, limit)),
         _ => {
             comparison.notes.push(format!(
                 "{name} missing in one run (baseline skipped or failed): gating on {absolute_name}"
             ));
-            let check = throughput_check(absolute_name, old_absolute, new_absolute, limit);
+            let check = higher_is_better(absolute_name, old_absolute, new_absolute, limit);
             comparison.checks.push(check);
         }
     }
@@ -150,79 +182,30 @@ pub fn compare(
             new.workload.name
         );
     }
-    let (o, n): (&Summary, &Summary) = (&old.summary, &new.summary);
     let mut comparison = Comparison::default();
-    let limit = options.max_regression;
-    let has_consumers = new.workload.consumer_count() > 0;
     if old.is_max_rate() {
-        ratio_or_absolute(
-            &mut comparison,
-            (
-                "ratios.publish_vs_disk",
-                o.ratios.publish_vs_disk,
-                n.ratios.publish_vs_disk,
-            ),
-            (
-                "publish.mb_per_sec",
-                o.publish.mb_per_sec,
-                n.publish.mb_per_sec,
-            ),
-            limit,
-        );
-        if has_consumers {
-            ratio_or_absolute(
-                &mut comparison,
-                (
-                    "ratios.consume_vs_tcp",
-                    o.ratios.consume_vs_tcp,
-                    n.ratios.consume_vs_tcp,
-                ),
-                (
-                    "consume.mb_per_sec",
-                    o.consume.mb_per_sec,
-                    n.consume.mb_per_sec,
-                ),
-                limit,
-            );
-        }
+        throughput_checks(&mut comparison, old, new, options);
     } else {
-        let old_attainment = o.ratios.rate_attainment.unwrap_or(0.0);
-        let new_attainment = n.ratios.rate_attainment.unwrap_or(0.0);
-        let check = throughput_check(
+        let attainment = |s: &Summary| s.ratios.rate_attainment.unwrap_or(0.0);
+        comparison.checks.push(higher_is_better(
             "ratios.rate_attainment",
-            old_attainment,
-            new_attainment,
-            limit,
-        );
-        comparison.checks.push(check);
-    }
-    let p99 = |s: &Summary| s.publish_latency_us.p99;
-    comparison.checks.push(latency_check(
-        "publish_latency_us.p99",
-        p99(o),
-        p99(n),
-        options,
-    ));
-    if has_consumers {
-        let e2e = |s: &Summary| s.end_to_end_latency_us.p99;
-        comparison.checks.push(latency_check(
-            "end_to_end_latency_us.p99",
-            e2e(o),
-            e2e(n),
-            options,
+            attainment(&old.summary),
+            attainment(&new.summary),
+            options.max_regression,
         ));
+    }
+    latency_checks(&mut comparison, old, new, options);
+    let (o, n) = (&old.summary, &new.summary);
+    if let (Some(old_cpu), Some(new_cpu)) = (o.broker_cpu_us_per_mb, n.broker_cpu_us_per_mb) {
+        let limit = options.cpu_max_regression;
+        let check = lower_is_better("broker_cpu_us_per_mb", old_cpu, new_cpu, limit, 0.0);
+        comparison.checks.push(check);
     }
     let errors = |s: &Summary| (s.errors_publish + s.errors_consume) as f64;
     if errors(n) > 0.0 && errors(o) == 0.0 {
-        comparison.checks.push(Check {
-            metric: "errors".to_string(),
-            old: errors(o),
-            new: errors(n),
-            change: f64::INFINITY,
-            higher_is_better: false,
-            limit: 0.0,
-            regressed: true,
-        });
+        comparison
+            .checks
+            .push(lower_is_better("errors", errors(o), errors(n), 0.0, 0.0));
     }
     if old.environment.cpus != new.environment.cpus {
         comparison.notes.push(format!(
@@ -231,6 +214,79 @@ pub fn compare(
         ));
     }
     Ok(comparison)
+}
+
+fn throughput_checks(
+    comparison: &mut Comparison,
+    old: &BenchResult,
+    new: &BenchResult,
+    options: &CompareOptions,
+) {
+    let (o, n) = (&old.summary, &new.summary);
+    let limit = options.max_regression;
+    ratio_or_absolute(
+        comparison,
+        (
+            "ratios.publish_vs_disk",
+            o.ratios.publish_vs_disk,
+            n.ratios.publish_vs_disk,
+        ),
+        (
+            "publish.mb_per_sec",
+            o.publish.mb_per_sec,
+            n.publish.mb_per_sec,
+        ),
+        limit,
+    );
+    if let (Some(old_tcp), Some(new_tcp)) = (o.ratios.publish_vs_tcp, n.ratios.publish_vs_tcp) {
+        let check = higher_is_better("ratios.publish_vs_tcp", old_tcp, new_tcp, limit);
+        comparison.checks.push(info(check));
+    }
+    if new.workload.consumer_count() > 0 {
+        ratio_or_absolute(
+            comparison,
+            (
+                "ratios.consume_vs_tcp",
+                o.ratios.consume_vs_tcp,
+                n.ratios.consume_vs_tcp,
+            ),
+            (
+                "consume.mb_per_sec",
+                o.consume.mb_per_sec,
+                n.consume.mb_per_sec,
+            ),
+            limit,
+        );
+    }
+    let mb = |s: &Summary| s.publish.mb_per_sec;
+    comparison.checks.push(info(higher_is_better(
+        "publish.mb_per_sec",
+        mb(o),
+        mb(n),
+        limit,
+    )));
+}
+
+fn latency_checks(
+    comparison: &mut Comparison,
+    old: &BenchResult,
+    new: &BenchResult,
+    options: &CompareOptions,
+) {
+    let (o, n) = (&old.summary, &new.summary);
+    let (limit, slack) = (options.latency_max_regression, options.latency_slack_us);
+    let p99 = |s: &Summary| s.publish_latency_us.p99;
+    let check = lower_is_better("publish_latency_us.p99", p99(o), p99(n), limit, slack);
+    comparison.checks.push(check);
+    if new.workload.consumer_count() > 0 {
+        let e2e = |s: &Summary| s.end_to_end_latency_us.p99;
+        let check = lower_is_better("end_to_end_latency_us.p99", e2e(o), e2e(n), limit, slack);
+        comparison.checks.push(if old.is_max_rate() {
+            info(check)
+        } else {
+            check
+        });
+    }
 }
 
 #[cfg(test)]
@@ -295,11 +351,7 @@ mod tests {
     }
 
     fn options(percent: f64) -> CompareOptions {
-        CompareOptions {
-            max_regression: percent / 100.0,
-            latency_max_regression: percent / 100.0,
-            latency_slack_us: 0.0,
-        }
+        CompareOptions::uniform(percent / 100.0)
     }
 
     #[test]
@@ -307,20 +359,54 @@ mod tests {
         let a = result(WORKLOAD, 0.2, 0.1, 5000.0, 6000.0);
         let comparison = compare(&a, &a.clone(), &options(10.0)).unwrap();
         assert!(!comparison.regressed(), "{}", comparison.render());
-        let metrics: Vec<&str> = comparison
+        let gated: Vec<&str> = comparison
             .checks
             .iter()
+            .filter(|c| c.gated)
             .map(|c| c.metric.as_str())
             .collect();
         assert_eq!(
-            metrics,
+            gated,
             [
                 "ratios.publish_vs_disk",
                 "ratios.consume_vs_tcp",
                 "publish_latency_us.p99",
-                "end_to_end_latency_us.p99"
             ]
         );
+    }
+
+    #[test]
+    fn end_to_end_p99_is_gated_only_at_a_fixed_rate() {
+        let old = result(WORKLOAD, 0.2, 0.1, 5000.0, 6000.0);
+        let new = result(WORKLOAD, 0.2, 0.1, 5000.0, 60_000.0);
+        let comparison = compare(&old, &new, &options(10.0)).unwrap();
+        assert!(
+            !comparison.regressed(),
+            "max rate: e2e p99 is consumer lag, info only"
+        );
+        assert!(comparison.render().contains("info"));
+        let fixed = WORKLOAD.replace("\"max\"", "5000");
+        let old = result(&fixed, 0.2, 0.1, 5000.0, 6000.0);
+        let new = result(&fixed, 0.2, 0.1, 5000.0, 60_000.0);
+        assert!(compare(&old, &new, &options(10.0)).unwrap().regressed());
+    }
+
+    #[test]
+    fn broker_cpu_per_mb_rise_fails_when_both_runs_have_it() {
+        let mut old = result(WORKLOAD, 0.2, 0.1, 5000.0, 6000.0);
+        let mut new = old.clone();
+        new.summary.broker_cpu_us_per_mb = Some(1300.0);
+        assert!(
+            !compare(&old, &new, &options(10.0)).unwrap().regressed(),
+            "old lacks it"
+        );
+        old.summary.broker_cpu_us_per_mb = Some(1000.0);
+        assert!(compare(&old, &new, &options(10.0)).unwrap().regressed());
+        let loose = CompareOptions {
+            cpu_max_regression: 0.5,
+            ..options(10.0)
+        };
+        assert!(!compare(&old, &new, &loose).unwrap().regressed());
     }
 
     #[test]
@@ -430,5 +516,28 @@ mod tests {
         assert_eq!(parse_percent(" 2.5 % ").unwrap(), 0.025);
         assert!(parse_percent("ten").is_err());
         assert!(parse_percent("-5%").is_err());
+    }
+
+    /// The baseline `make bench-ci` compares with must load with this schema, pass against
+    /// itself, and fail against a copy slowed beyond the Makefile's thresholds.
+    #[test]
+    fn committed_ci_baseline_passes_itself_and_fails_a_slowed_copy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/ci-smoke.json");
+        let baseline = BenchResult::load(&path).unwrap();
+        let ci = CompareOptions {
+            max_regression: 0.25,
+            latency_max_regression: 0.50,
+            cpu_max_regression: 0.15,
+            latency_slack_us: 0.0,
+        };
+        assert!(!compare(&baseline, &baseline, &ci).unwrap().regressed());
+        let mut slowed = baseline.clone();
+        let ratios = &mut slowed.summary.ratios;
+        ratios.publish_vs_disk = ratios.publish_vs_disk.map(|r| r * 0.7);
+        let comparison = compare(&baseline, &slowed, &ci).unwrap();
+        assert!(comparison.regressed(), "{}", comparison.render());
+        let mut slower_p99 = baseline.clone();
+        slower_p99.summary.publish_latency_us.p99 *= 1.6;
+        assert!(compare(&baseline, &slower_p99, &ci).unwrap().regressed());
     }
 }

@@ -113,6 +113,9 @@ struct CompareArgs {
     /// Separate limit for the p99 rise [default: --max-regression].
     #[arg(long)]
     latency_max_regression: Option<String>,
+    /// Separate limit for the rise in broker CPU per MB [default: --max-regression].
+    #[arg(long)]
+    cpu_max_regression: Option<String>,
     /// p99 rises smaller than this many µs never count (noise floor).
     #[arg(long, default_value_t = 0.0)]
     latency_slack_us: f64,
@@ -149,8 +152,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         workload.duration.measure_seconds = seconds;
     }
     if let Some(contexts) = &args.librdkafka_debug {
-        workload.producers.properties.insert("debug".into(), contexts.clone());
-        workload.consumers.properties.insert("debug".into(), contexts.clone());
+        workload
+            .producers
+            .properties
+            .insert("debug".into(), contexts.clone());
+        workload
+            .consumers
+            .properties
+            .insert("debug".into(), contexts.clone());
     }
     workload
         .validate()
@@ -194,13 +203,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let max_regression = parse_percent(&args.max_regression)?;
-    let latency_max_regression = match &args.latency_max_regression {
-        Some(text) => parse_percent(text)?,
-        None => max_regression,
+    let or_default = |text: &Option<String>| match text {
+        Some(text) => parse_percent(text),
+        None => Ok(max_regression),
     };
     let options = CompareOptions {
         max_regression,
-        latency_max_regression,
+        latency_max_regression: or_default(&args.latency_max_regression)?,
+        cpu_max_regression: or_default(&args.cpu_max_regression)?,
         latency_slack_us: args.latency_slack_us,
     };
     let old = BenchResult::load(&args.old)?;
