@@ -11,6 +11,8 @@ use rdkafka::config::ClientConfig;
 use std::time::{Duration, Instant};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deleting is cleanup: never wait long for a broker that may be gone.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -45,7 +47,9 @@ impl Admin {
                 )
             })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(ADMIN_TIMEOUT))
+            .request_timeout(Some(ADMIN_TIMEOUT));
         let results =
             futures_executor::block_on(self.client.create_topics(new_topics.iter(), &options))
                 .context("CreateTopics request failed")?;
@@ -105,7 +109,9 @@ impl Admin {
     /// Deletes the topics; failures are returned as warnings, not errors (cleanup only).
     pub fn delete_topics(&self, names: &[String]) -> Vec<String> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(DELETE_TIMEOUT))
+            .request_timeout(Some(DELETE_TIMEOUT));
         match futures_executor::block_on(self.client.delete_topics(&names, &options)) {
             Ok(results) => results
                 .into_iter()

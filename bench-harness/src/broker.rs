@@ -40,6 +40,8 @@ pub struct StartedBroker {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     keep_data: bool,
+    /// Set when the broker died: its log is then kept for the post-mortem.
+    exited_unexpectedly: bool,
     proxy: Option<DelayProxy>,
     description: String,
 }
@@ -119,6 +121,7 @@ impl StartedBroker {
             data_dir,
             log_path,
             keep_data: options.keep_data,
+            exited_unexpectedly: false,
             proxy,
             description,
         };
@@ -150,6 +153,7 @@ impl StartedBroker {
     /// Errors if the broker process has exited (it must live for the whole run).
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
+            self.exited_unexpectedly = true;
             bail!(
                 "broker exited unexpectedly ({status}); log {}:\n{}",
                 self.log_path.display(),
@@ -208,6 +212,9 @@ impl Drop for StartedBroker {
         }
         if !self.keep_data {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            if !self.exited_unexpectedly {
+                let _ = std::fs::remove_file(&self.log_path);
+            }
         }
     }
 }

@@ -257,6 +257,12 @@ pub fn execute(plan: &LoadPlan, broker: Option<&mut StartedBroker>) -> anyhow::R
         )
         .context("topic setup")?;
     let outcome = drive(plan, &topics, broker);
+    if let Err(error) = &outcome {
+        eprintln!(
+            "\n{}: load failed: {error:#}\n(deleting the topics, then stopping)",
+            plan.label
+        );
+    }
     for warning in admin.delete_topics(&topics) {
         eprintln!("warning: {warning}");
     }
