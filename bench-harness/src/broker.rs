@@ -31,6 +31,9 @@ pub struct BrokerOptions {
     pub delay_us: u64,
     /// Keep the data directory after the run (for inspection).
     pub keep_data: bool,
+    /// Stop the run when the broker's resident memory exceeds this many bytes (protects a
+    /// shared machine from an unbounded broker); 0 = no limit.
+    pub rss_max_bytes: u64,
 }
 
 pub struct StartedBroker {
@@ -40,6 +43,7 @@ pub struct StartedBroker {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     keep_data: bool,
+    rss_max_bytes: u64,
     /// Set when the broker died: its log is then kept for the post-mortem.
     exited_unexpectedly: bool,
     proxy: Option<DelayProxy>,
@@ -121,6 +125,7 @@ impl StartedBroker {
             data_dir,
             log_path,
             keep_data: options.keep_data,
+            rss_max_bytes: options.rss_max_bytes,
             exited_unexpectedly: false,
             proxy,
             description,
@@ -150,8 +155,18 @@ impl StartedBroker {
         }
     }
 
-    /// Errors if the broker process has exited (it must live for the whole run).
+    /// Errors if the broker process has exited (it must live for the whole run) or has
+    /// grown beyond the memory limit.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        let rss = self.rss_bytes().unwrap_or(0);
+        if self.rss_max_bytes > 0 && rss > self.rss_max_bytes {
+            bail!(
+                "broker resident memory {} MB exceeds --broker-rss-max {} MB: stopping the run \
+                 (is storage keeping every record in memory?)",
+                rss / 1_000_000,
+                self.rss_max_bytes / 1_000_000
+            );
+        }
         if let Some(status) = self.child.try_wait()? {
             self.exited_unexpectedly = true;
             bail!(
@@ -180,10 +195,12 @@ impl StartedBroker {
 
     /// Peak resident set size so far (VmHWM), bytes.
     pub fn max_rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// Current resident set size (VmRSS), bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        proc_status_kib(self.pid(), "VmRSS:").map(|kib| kib * 1024)
     }
 
     fn stop_child(&mut self) {
@@ -217,6 +234,24 @@ impl Drop for StartedBroker {
             }
         }
     }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Default memory limit for a started broker: 60% of this machine's memory.
+pub fn default_rss_max_bytes() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    total_kib * 1024 / 10 * 6
 }
 
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
@@ -257,6 +292,13 @@ mod tests {
     }
 
     #[test]
+    fn memory_limit_default_is_most_of_this_machine() {
+        let limit = default_rss_max_bytes();
+        assert!(limit > 0);
+        assert!(proc_status_kib(std::process::id(), "VmRSS:").unwrap() > 0);
+    }
+
+    #[test]
     fn missing_binary_is_a_clear_error() {
         let options = BrokerOptions {
             binary: PathBuf::from("/nonexistent/shardlog"),
@@ -265,6 +307,7 @@ mod tests {
             data_root: std::env::temp_dir(),
             delay_us: 0,
             keep_data: false,
+            rss_max_bytes: 0,
         };
         let error = StartedBroker::start(&options, "x")
             .err()

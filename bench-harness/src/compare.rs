@@ -527,7 +527,7 @@ mod tests {
         let ci = CompareOptions {
             max_regression: 0.30,
             latency_max_regression: 1.00,
-            cpu_max_regression: 0.15,
+            cpu_max_regression: 0.25,
             latency_slack_us: 0.0,
         };
         assert!(!compare(&baseline, &baseline, &ci).unwrap().regressed());

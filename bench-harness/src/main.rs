@@ -2,7 +2,7 @@
 //! Exit codes: 0 success, 1 regression found by `compare`, 2 any other error.
 
 use anyhow::Context;
-use bench_harness::broker::{BrokerOptions, default_broker_binary};
+use bench_harness::broker::{BrokerOptions, default_broker_binary, default_rss_max_bytes};
 use bench_harness::compare::{self, CompareOptions, parse_percent};
 use bench_harness::result::BenchResult;
 use bench_harness::runner::{self, RunOptions, Target};
@@ -78,6 +78,10 @@ struct RunArgs {
     /// Must be on the disk under test (ext4/xfs), never tmpfs.
     #[arg(long, default_value = "target/bench-data")]
     data_root: PathBuf,
+    /// Stop the run if the started broker's resident memory exceeds this many MB
+    /// [default: 60% of this machine's memory]; 0 = no limit.
+    #[arg(long)]
+    broker_rss_max_mb: Option<u64>,
     /// Keep the started broker's data directory after the run.
     #[arg(long)]
     keep_data: bool,
@@ -177,6 +181,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             data_root: args.data_root.clone(),
             delay_us: args.broker_delay_us,
             keep_data: args.keep_data,
+            rss_max_bytes: args
+                .broker_rss_max_mb
+                .map_or_else(default_rss_max_bytes, |mb| mb * 1_000_000),
         }),
     };
     let output = args.output.unwrap_or_else(|| {
