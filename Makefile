@@ -53,12 +53,13 @@ bench-build:
 
 bench: bench-build
 	@mkdir -p $(BENCH_OUT)/results
-	@set -e; for workload in bench-harness/workloads/*.toml; do \
-	  name=$$(basename $$workload .toml); \
+	@failed=""; for workload in bench-harness/workloads/*.toml; do \
+	  name=$$(basename $$workload .toml); rm -f $(BENCH_OUT)/results/$$name.json; \
 	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_REPEATS) \
-	    --output $(BENCH_OUT)/results/$$name.json $(BENCH_ARGS); \
-	done
-	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md
+	    --output $(BENCH_OUT)/results/$$name.json $(BENCH_ARGS) || failed="$$failed $$name"; \
+	done; \
+	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md; \
+	if [ -n "$$failed" ]; then echo "bench: FAILED workloads:$$failed"; exit 1; fi
 
 bench-ci: bench-build
 	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
