@@ -42,7 +42,7 @@ BENCH_CI_BASELINE ?= bench-harness/baselines/ci-smoke.json
 BENCH_CI_MAX_REGRESSION ?= 30%
 BENCH_CI_LATENCY_MAX_REGRESSION ?= 100%
 BENCH_CI_CPU_MAX_REGRESSION ?= 25%
-BENCH_CI_SLOWDOWN_US ?= 3000
+BENCH_CI_SLOWDOWN_US ?= 500
 
 .PHONY: bench-build bench bench-ci bench-ci-selftest bench-ci-refresh-baseline bench-test \
 	tuning-check tuning-test
