@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build run test unit-test lint fmt
+.PHONY: build run test unit-test rust-client-test lint fmt
 
 build:
 	$(CARGO) build --release --bin shardlog
@@ -12,7 +12,11 @@ run: build
 	./target/release/shardlog serve --listen 127.0.0.1:9092 --data-dir ./data
 
 unit-test:
-	$(CARGO) test -p shardlog
+	$(CARGO) test -p shardlog --lib --bins
+
+# librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9.
+rust-client-test::
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test cli
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -21,7 +25,23 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: unit-test
+test: lint unit-test rust-client-test
+
+# Coverage-guided fuzzing (not part of `make test`): each target for FUZZ_SECONDS, starting
+# from the committed seeds; new inputs go to target/fuzz-corpus. A crash is saved under
+# tests/fuzz/artifacts/; copy it to tests/fuzz/regressions/<target>/ so `make test` replays it.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := request_frame record_batches internal_records
+.PHONY: fuzz fuzz-tools
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-tools
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$target; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz $$target \
+	    target/fuzz-corpus/$$target tests/fuzz/corpus/$$target \
+	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
 
 # ---- bench-harness (issue 5): benchmarks and the perf-regression gate ----------------------
 # make bench            every workload in bench-harness/workloads/, summary table at the end

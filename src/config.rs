@@ -41,6 +41,8 @@ pub struct Config {
     pub shard: ShardConfig,
     pub storage: StorageConfig,
     pub topic_defaults: TopicDefaults,
+    pub group: GroupConfig,
+    pub transaction: TransactionConfig,
 }
 
 /// Network listener and request limits.
@@ -49,6 +51,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// Kafka listener address. Default 127.0.0.1:9092.
     pub listen: String,
+    /// Admin HTTP address for /metrics and /health (shard 0); empty disables it.
+    /// Default 127.0.0.1:9644.
+    pub admin_listen: String,
     /// host:port put in Metadata responses; default: the listen address.
     pub advertised_listener: Option<String>,
     /// This broker's node id (Kafka `node.id`). Default 0, range 0..=2^31-1.
@@ -63,25 +68,39 @@ pub struct ServerConfig {
     pub connection_inflight_requests_max: usize,
     /// Concurrent client connections per shard. Default 4096, range 1..=65536.
     pub shard_connections_max: usize,
+    /// Concurrent connections from one client IP address, all shards together (Kafka
+    /// `max.connections.per.ip`). Default 4096, range 1..=1000000.
+    pub connections_per_ip_max: usize,
+    /// Bytes of request frames being read or handled per shard; a connection whose next
+    /// frame does not fit waits (TCP back-pressure) instead of buffering it. Must be at least
+    /// `request_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    pub request_memory_bytes_max: u64,
     /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
     pub fetch_wait_ms_max: u64,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
     /// Default 64 MiB, range 1 KiB..=1 GiB.
     pub fetch_response_bytes_max: u64,
+    /// On SIGTERM/SIGINT, how long open connections may take to finish their in-flight
+    /// requests before logs are closed anyway, ms. Default 5000, range 0..=600000.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:9092".to_string(),
+            admin_listen: "127.0.0.1:9644".to_string(),
             advertised_listener: None,
             node_id: 0,
             cluster_id: "shardlog".to_string(),
             request_bytes_max: 100 * MIB,
             connection_inflight_requests_max: 64,
             shard_connections_max: 4096,
+            connections_per_ip_max: 4096,
+            request_memory_bytes_max: 256 * MIB,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
+            shutdown_grace_ms: 5_000,
         }
     }
 }
@@ -214,6 +233,73 @@ impl Default for TopicDefaults {
             partitions_max: 10_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+        }
+    }
+}
+
+/// Consumer-group coordination (Kafka `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets`, fixed when the topic is first created
+    /// (Kafka `offsets.topic.num.partitions`). Default 16, range 1..=1000.
+    pub offsets_topic_partitions: i32,
+    /// Smallest session timeout a member may ask for, ms (Kafka `group.min.session.timeout.ms`).
+    /// Default 6000, range 1..=session_timeout_ms_max.
+    pub session_timeout_ms_min: i32,
+    /// Largest session timeout, ms (Kafka `group.max.session.timeout.ms`). Default 1800000.
+    pub session_timeout_ms_max: i32,
+    /// Delay before the first rebalance of an empty group completes, ms
+    /// (Kafka `group.initial.rebalance.delay.ms`). Default 0 (Kafka ships 3000), range 0..=300000.
+    pub initial_rebalance_delay_ms: u64,
+    /// Members per group (Kafka `group.max.size`). Default 1000, range 1..=100000.
+    pub members_max: usize,
+    /// How often session and rebalance deadlines are checked, ms. Default 100, range 10..=10000.
+    pub tick_interval_ms: u64,
+    /// Longest commit metadata string, bytes (Kafka `offset.metadata.max.bytes`). Default 4096.
+    pub offset_metadata_bytes_max: usize,
+    /// Committed offsets of an empty group expire after this long, minutes
+    /// (Kafka `offsets.retention.minutes`). Default 10080 (7 days), range 1..=5256000.
+    pub offsets_retention_minutes: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 16,
+            session_timeout_ms_min: 6_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 0,
+            members_max: 1000,
+            tick_interval_ms: 100,
+            offset_metadata_bytes_max: 4096,
+            offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+/// The transaction coordinator (Kafka `transaction.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// Partitions of `__transaction_state`, fixed at first creation
+    /// (Kafka `transaction.state.log.num.partitions`). Default 16, range 1..=1000.
+    pub state_topic_partitions: i32,
+    /// Longest transaction timeout a producer may ask for, ms
+    /// (Kafka `transaction.max.timeout.ms`). Default 900000, range 1000..=86400000.
+    pub timeout_ms_max: i32,
+    /// How often open transactions are checked for timeouts, ms
+    /// (Kafka `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    /// Default 1000, range 10..=600000.
+    pub timeout_check_interval_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            state_topic_partitions: 16,
+            timeout_ms_max: 900_000,
+            timeout_check_interval_ms: 1_000,
         }
     }
 }
@@ -372,6 +458,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of the default config, as "section.field".
+    fn field_names() -> Vec<String> {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut names = Vec::new();
+        for (section, fields) in value.as_table().unwrap() {
+            for field in fields.as_table().unwrap().keys() {
+                names.push(format!("{section}.{field}"));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn configuration_doc_lists_every_field() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut names = field_names();
+        // Option fields with a None default are not serialized; list them explicitly.
+        names.push("server.advertised_listener".to_string());
+        for name in names {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md lacks `{name}`"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

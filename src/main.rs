@@ -1,5 +1,7 @@
 //! The `shardlog` command line: `serve` runs the broker; other subcommands are tools.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardlog::config::Config;
@@ -25,6 +27,14 @@ enum Command {
     Serve(ServeArgs),
     /// Print the supported-API table (docs/protocol-coverage.md) and exit.
     ApiTable,
+    /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).
+    Topic(cli::topic::TopicArgs),
+    /// Write lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(cli::produce::ProduceArgs),
+    /// Print records from a topic, alone or in a group (kafka-console-consumer.sh).
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
+    Group(cli::group::GroupArgs),
 }
 
 /// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
@@ -36,6 +46,9 @@ struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "SHARDLOG_LISTEN")]
     listen: Option<String>,
+    /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
+    #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// host:port that Metadata tells clients to connect to [default: the listen address].
     #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -58,6 +71,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
+    if let Some(admin) = &args.admin_listen {
+        config.server.admin_listen = admin.clone();
+    }
     if let Some(advertised) = &args.advertised_listener {
         config.server.advertised_listener = Some(advertised.clone());
     }
@@ -74,9 +90,50 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Raises the open-file soft limit to the hard limit: every connection and open segment
+/// is a descriptor, and running out (EMFILE) must not happen at a few thousand clients.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::info!(previous, now = limit.rlim_cur, "open-file limit raised");
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
+fn install_signal_handlers() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shardlog::shard::shutdown::shutdown_requested() {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "shutting down gracefully (send again to exit now)");
+                shardlog::shard::shutdown::request_shutdown();
+            }
+        })?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Topic(args) => cli::exit(cli::topic::run(&args)),
+        Command::Produce(args) => cli::exit(cli::produce::run(&args)),
+        Command::Consume(args) => cli::exit(cli::consume::run(&args)),
+        Command::Group(args) => cli::exit(cli::group::run(&args)),
         Command::ApiTable => {
             print!("{}", shardlog::server::api_table::coverage_markdown());
             Ok(())
@@ -90,6 +147,8 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
+            install_signal_handlers()?;
+            raise_open_files_limit();
             tracing::info!(
                 listen = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,
@@ -98,6 +157,7 @@ fn main() -> anyhow::Result<()> {
                 "shardlog starting"
             );
             shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            tracing::info!("shardlog stopped");
             Ok(())
         }
     }

@@ -23,8 +23,9 @@ for profile in "$root"/tuning/broker/*.toml; do
   data="$work/$name-data"
   log="$work/$name.log"
   rm -rf "$data"
-  "$binary" serve --config "$profile" --listen "127.0.0.1:$port" --data-dir "$data" \
-    >"$log" 2>&1 &
+  admin_port=$(free_port)
+  "$binary" serve --config "$profile" --listen "127.0.0.1:$port" \
+    --admin-listen "127.0.0.1:$admin_port" --data-dir "$data" >"$log" 2>&1 &
   pid=$!
   up=0
   for _ in $(seq 1 100); do
@@ -48,7 +49,7 @@ done
 # proves nothing about the keys' names.
 bad="$work/misspelt.toml"
 printf '[storage]\nsync_polcy = "every_batch"\n' > "$bad"
-if "$binary" serve --config "$bad" --listen 127.0.0.1:1 --data-dir "$work/bad-data" \
+if "$binary" serve --config "$bad" --listen 127.0.0.1:1 --admin-listen "" --data-dir "$work/bad-data" \
      >"$work/misspelt.log" 2>&1; then
   echo "FAIL: a profile with an unknown key was accepted"
   failures=$((failures + 1))

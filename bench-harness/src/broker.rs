@@ -82,10 +82,15 @@ impl StartedBroker {
         let advertised = proxy.as_ref().map_or(listen, |p| p.address);
 
         let mut command = Command::new(&options.binary);
+        // Its own admin (/metrics) port: the default 9644 would collide with any other broker
+        // on this machine, and shardlog refuses to start on a port in use.
+        let admin = format!("127.0.0.1:{}", free_port()?);
         command
             .arg("serve")
             .arg("--listen")
             .arg(listen.to_string())
+            .arg("--admin-listen")
+            .arg(&admin)
             .arg("--advertised-listener")
             .arg(advertised.to_string())
             .arg("--data-dir")

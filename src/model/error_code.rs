@@ -15,6 +15,7 @@ pub enum ErrorCode {
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
+    OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,
     CoordinatorNotAvailable = 15,
     NotCoordinator = 16,
@@ -50,6 +51,7 @@ pub enum ErrorCode {
     InvalidProducerIdMapping = 49,
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
+    OperationNotAttempted = 55,
     KafkaStorageError = 56,
     LogDirNotFound = 57,
     UnknownProducerId = 59,
@@ -61,8 +63,10 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     GroupMaxSizeReached = 81,
     UnstableOffsetCommit = 88,
+    GroupSubscribedToTopic = 86,
     UnknownTopicId = 100,
     InconsistentTopicId = 103,
+    TransactionalIdNotFound = 105,
     ProducerFenced = 90,
 }
 

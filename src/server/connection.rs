@@ -9,15 +9,18 @@ use super::handlers::api_versions;
 use super::socket_writer::write_chunks;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
-use crate::protocol::frame::{FrameError, FrameStatus, take_frame};
+use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
+use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
+use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Instant;
 use thiserror::Error;
 use tracing::Instrument;
 
@@ -28,6 +31,8 @@ type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>
 
 #[derive(Debug, Error)]
 enum CloseReason {
+    #[error("broker is shutting down")]
+    Shutdown,
     #[error("socket read failed: {0}")]
     Read(std::io::Error),
     #[error("bad frame: {0}")]
@@ -43,9 +48,10 @@ enum CloseReason {
 }
 
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_address = stream.peer_addr().ok();
+    let peer = peer_address.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_address
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let span = tracing::debug_span!("connection", shard = %shard.id, %peer);
     async move {
@@ -57,38 +63,72 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let inflight_max = shard.config.server.connection_inflight_requests_max;
         let (queue, responses) = local_channel::new_bounded(inflight_max);
         let writer_task: JoinHandle<()> =
-            glommio::spawn_local(write_responses(fd, writer, responses)).detach();
-        match read_requests(&shard, &mut reader, queue).await {
+            glommio::spawn_local(write_responses(shard.clone(), fd, writer, responses)).detach();
+        shard.metrics.connection_opened();
+        let outcome = read_requests(&shard, &mut reader, queue, &client_host).await;
+        match &outcome {
             Ok(()) => tracing::debug!("client closed the connection"),
-            Err(CloseReason::WriterGone) => {}
+            Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
+            // A client that exits resets its connections: normal, not worth a warning.
+            Err(reason @ CloseReason::Read(_)) => tracing::debug!(%reason, "closing connection"),
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;
+        shard.metrics.connection_closed(close_label(&outcome));
     }
     .instrument(span)
     .await
+}
+
+/// The metrics label of a connection's end.
+fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
+    match outcome {
+        Ok(()) => "client_closed",
+        Err(CloseReason::Shutdown) => "shutdown",
+        Err(CloseReason::Read(_)) => "read_error",
+        Err(CloseReason::Frame(_)) => "bad_frame",
+        Err(CloseReason::UnknownApi { .. }) => "unknown_api",
+        Err(CloseReason::UnsupportedVersion { .. }) => "unsupported_version",
+        Err(CloseReason::Malformed(_)) => "malformed_request",
+        Err(CloseReason::WriterGone) => "write_failed",
+    }
 }
 
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
     queue: LocalSender<PendingResponse>,
+    client_host: &str,
 ) -> Result<(), CloseReason> {
     let frame_max = shard.config.server.request_bytes_max as usize;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
+    // Memory reserved for the frame being read: taken before its body is buffered, released
+    // when its request has been handled.
+    let mut reserved: Option<StaticPermit> = None;
     loop {
         match take_frame(&mut buffer, frame_max)? {
             FrameStatus::Complete(frame) => {
-                let pending = dispatch(shard, frame).await?;
+                let permit = match reserved.take() {
+                    Some(permit) => permit,
+                    None => reserve(shard, frame.len()).await?,
+                };
+                let pending = dispatch(shard, frame, client_host, permit).await?;
                 queue
                     .send(pending)
                     .await
                     .map_err(|_| CloseReason::WriterGone)?;
             }
             FrameStatus::NeedBytes(needed) => {
+                if needed > SIZE_PREFIX_BYTES && reserved.is_none() {
+                    reserved = Some(reserve(shard, needed - SIZE_PREFIX_BYTES).await?);
+                }
                 buffer.reserve(needed.saturating_sub(buffer.len()));
-                let read = reader.read(&mut scratch).await.map_err(CloseReason::Read)?;
+                let read = match select(reader.read(&mut scratch), shard.shutdown.clone()).await {
+                    Either::Left((read, _)) => read.map_err(CloseReason::Read)?,
+                    Either::Right(_) => return Err(CloseReason::Shutdown),
+                };
+                shard.metrics.bytes_received(read);
                 if read == 0 {
                     return Ok(());
                 }
@@ -98,8 +138,23 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
+/// Waits until `bytes` fit in the shard's request memory budget.
+async fn reserve(shard: &Rc<Shard>, bytes: usize) -> Result<StaticPermit, CloseReason> {
+    let units = bytes.max(1) as u64;
+    let acquire = Box::pin(shard.request_memory.acquire_static_permit(units));
+    match select(acquire, shard.shutdown.clone()).await {
+        Either::Left((Ok(permit), _)) => Ok(permit),
+        _ => Err(CloseReason::Shutdown),
+    }
+}
+
 /// Decodes one request and starts it; returns its response-to-be.
-async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, CloseReason> {
+async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    client_host: &str,
+    permit: StaticPermit,
+) -> Result<PendingResponse, CloseReason> {
     let envelope = RequestEnvelope::peek(&frame)?;
     let Some(row) = api_table::find(envelope.api_key) else {
         return Err(CloseReason::UnknownApi {
@@ -109,6 +164,7 @@ async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, Cl
     if !(row.min_version..=row.max_version).contains(&envelope.api_version) {
         if row.key == kafka_protocol::messages::ApiKey::ApiVersions {
             let response = api_versions::unsupported_version(envelope.correlation_id);
+            drop(permit);
             return Ok(glommio::spawn_local(async move { response.map(Some) }));
         }
         return Err(CloseReason::UnsupportedVersion {
@@ -122,15 +178,27 @@ async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, Cl
         version: envelope.api_version,
         correlation_id: envelope.correlation_id,
         client_id: decoded.header.client_id.as_ref().map(|c| c.to_string()),
+        client_host: client_host.to_string(),
     };
     let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
+    let started = Instant::now();
     let completion: ResponseFuture = (row.handler)(shard.clone(), context, decoded.body)
         .instrument(span.clone())
         .await;
-    Ok(glommio::spawn_local(completion.instrument(span)))
+    let (shard, api) = (shard.clone(), row.name);
+    let timed = async move {
+        let response = completion.await;
+        drop(permit);
+        shard
+            .metrics
+            .request_done(api, started.elapsed().as_secs_f64());
+        response
+    };
+    Ok(glommio::spawn_local(timed.instrument(span)))
 }
 
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
     fd: RawFd,
     mut writer: W,
     responses: LocalReceiver<PendingResponse>,
@@ -142,6 +210,9 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
                     tracing::debug!(%error, "socket write failed");
                     return;
                 }
+                shard
+                    .metrics
+                    .bytes_sent(frame.chunks.iter().map(Bytes::len).sum());
             }
             Ok(None) => {}
             Err(error) => {

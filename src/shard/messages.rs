@@ -2,6 +2,7 @@
 //! payloads are `Send`: `Bytes` for record data, `Arc` for immutable catalog snapshots.
 //! Replies travel back on one-shot channels (glommio wakes tasks from foreign threads).
 
+use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncInput, SyncOutcome};
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use bytes::Bytes;
@@ -23,6 +24,178 @@ pub enum ShardMessage {
     Controller(ControllerOp),
     /// A new catalog snapshot: open logs for new partitions this shard owns, remove deleted.
     ApplyCatalog(Arc<Catalog>, Reply<()>),
+    /// Consumer-group work for a group whose `__consumer_offsets` partition this shard owns
+    /// (ListGroups goes to every shard).
+    Group(GroupOp),
+    DeleteRecords(DeleteRecordsOp),
+    LogSizes(LogSizesOp),
+    /// A copy of the receiver's counters for `/metrics`.
+    Metrics(Reply<super::metrics::MetricsSnapshot>),
+    /// Transaction-coordinator work for a transactional id whose `__transaction_state`
+    /// partition this shard owns (ListTransactions goes to every shard).
+    Txn(TxnOp),
+    /// Append transaction markers to partitions this shard owns.
+    WriteMarkers(WriteMarkersOp),
+}
+
+/// Append a COMMIT or ABORT control batch for `producer_id` to each partition, synced.
+pub struct WriteMarkersOp {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<TopicPartition>,
+    pub reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub error: ErrorCode,
+    pub state: &'static str,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub partitions: Vec<(String, i32)>,
+}
+
+pub enum TxnOp {
+    Init {
+        transactional_id: String,
+        timeout_ms: i32,
+        /// (producer id, epoch) the client presented (KIP-360), or (-1, -1).
+        presented: (i64, i16),
+        reply: Reply<Result<(i64, i16), ErrorCode>>,
+    },
+    AddPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        fenced_code: ErrorCode,
+        reply: Reply<ErrorCode>,
+    },
+    End {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        fenced_code: ErrorCode,
+        reply: Reply<ErrorCode>,
+    },
+    Describe {
+        transactional_id: String,
+        reply: Reply<TxnDescription>,
+    },
+    List {
+        reply: Reply<Vec<TxnDescription>>,
+    },
+}
+
+/// One partition's commit in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// One partition's answer in an OffsetFetch.
+#[derive(Debug, Clone)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub error: ErrorCode,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub enum GroupOp {
+    Join {
+        group_id: String,
+        input: JoinInput,
+        reply: Reply<JoinOutcome>,
+    },
+    Sync {
+        group_id: String,
+        input: SyncInput,
+        reply: Reply<SyncOutcome>,
+    },
+    Heartbeat {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        reply: Reply<ErrorCode>,
+    },
+    Leave {
+        group_id: String,
+        members: Vec<(String, Option<String>)>,
+        reply: Reply<Result<Vec<ErrorCode>, ErrorCode>>,
+    },
+    CommitOffsets {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        entries: Vec<OffsetCommitEntry>,
+        reply: Reply<Vec<ErrorCode>>,
+    },
+    /// `partitions: None` means every committed partition of the group.
+    FetchOffsets {
+        group_id: String,
+        partitions: Option<Vec<(String, i32)>>,
+        /// OffsetFetch v7+: flag partitions with pending transactional offsets.
+        require_stable: bool,
+        reply: Reply<Result<Vec<FetchedOffset>, ErrorCode>>,
+    },
+    Describe {
+        group_id: String,
+        reply: Reply<GroupDescription>,
+    },
+    List {
+        reply: Reply<Vec<GroupListing>>,
+    },
+    Delete {
+        group_id: String,
+        reply: Reply<ErrorCode>,
+    },
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+        reply: Reply<Result<Vec<ErrorCode>, ErrorCode>>,
+    },
+    /// TxnOffsetCommit: offsets that become visible when the transaction commits.
+    TxnCommitOffsets {
+        group_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        entries: Vec<OffsetCommitEntry>,
+        reply: Reply<Vec<ErrorCode>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,4 +324,30 @@ pub enum ControllerOp {
     AllocateProducerId {
         reply: Reply<Result<i64, ErrorCode>>,
     },
+    /// Replaces a topic's config set (AlterConfigs and the result of IncrementalAlterConfigs).
+    AlterTopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        reply: Reply<TopicOutcome>,
+    },
+    /// Raises a topic's partition count (never lowers it).
+    CreatePartitions {
+        topic: String,
+        count: i32,
+        validate_only: bool,
+        reply: Reply<TopicOutcome>,
+    },
+}
+
+/// DeleteRecords on owned partitions: move each log start up to the offset
+/// (-1: the high watermark). Results: the new low watermark or an error.
+pub struct DeleteRecordsOp {
+    pub partitions: Vec<(TopicPartition, i64)>,
+    pub reply: Reply<Vec<(TopicPartition, Result<i64, ErrorCode>)>>,
+}
+
+/// Sizes of this shard's partition logs, bytes (DescribeLogDirs).
+pub struct LogSizesOp {
+    pub reply: Reply<Vec<(TopicPartition, u64)>>,
 }

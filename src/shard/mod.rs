@@ -10,11 +10,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod controller;
+mod group_coordinator;
 pub mod messages;
+pub mod metrics;
 mod partition_ops;
 mod pool;
+pub mod shutdown;
 mod state;
+mod txn_coordinator;
 
+pub use group_coordinator::monotonic_ms;
 pub use messages::*;
 pub use pool::{ShardPoolError, run_pool};
 pub use state::{Shard, ShardError};

@@ -3,10 +3,13 @@
 //! background work, then runs the caller's per-shard `serve` future (the listener).
 
 use super::messages::ShardMessage;
+use super::shutdown::StoppedShards;
 use super::{Shard, now_ms};
 use crate::config::Config;
-use crate::metadata::Catalog;
+use crate::group::OFFSETS_TOPIC;
+use crate::metadata::{Catalog, TopicMeta};
 use crate::model::ShardId;
+use crate::txn::TRANSACTIONS_TOPIC;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 use std::future::Future;
@@ -60,10 +63,15 @@ where
         path: data_dir.clone(),
         source,
     })?;
-    let catalog = Arc::new(Catalog::load(&data_dir)?);
+    ensure_port_free(&config.server.listen)?;
+    if !config.server.admin_listen.is_empty() {
+        ensure_port_free(&config.server.admin_listen)?;
+    }
+    let catalog = Arc::new(ensure_internal_topics(Catalog::load(&data_dir)?, &config)?);
     let shards = shard_count(&config);
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
+    let stopped = StoppedShards::default();
     tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
     let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
         .name("shard")
@@ -71,6 +79,7 @@ where
         .ring_depth(config.shard.ring_depth)
         .on_all_shards(move || {
             let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
+            let stopped = stopped.clone();
             async move {
                 let (senders, mut receivers) = mesh
                     .join()
@@ -79,6 +88,10 @@ where
                 let id = ShardId(senders.peer_id());
                 let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
                 shard.apply_catalog(catalog).await;
+                shard.load_groups().await;
+                shard.spawn_group_timer();
+                shard.load_transactions().await;
+                shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
@@ -91,6 +104,10 @@ where
                 }
                 spawn_retention(&shard);
                 let result = serve(shard.clone()).await;
+                stopped.mark_stopped();
+                // Other shards may still forward work here until they stop serving too.
+                stopped.wait_all(shards).await;
+                shard.close_logs().await;
                 result.map_err(|reason| format!("shard {id}: {reason}"))
             }
         })
@@ -113,6 +130,49 @@ where
         }
     }
     Ok(())
+}
+
+/// Shards share their listening port with SO_REUSEPORT, which would also let a second
+/// broker on the same port silently take half the connections. Binding once without it
+/// first makes a port already in use a clear start-up error.
+fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|e| ShardPoolError::Start(format!("cannot listen on {address}: {e}")))
+}
+
+/// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
+/// start.
+fn ensure_internal_topics(
+    mut catalog: Catalog,
+    config: &Config,
+) -> Result<Catalog, ShardPoolError> {
+    let internal = [
+        (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
+        (
+            TRANSACTIONS_TOPIC,
+            config.transaction.state_topic_partitions,
+        ),
+    ];
+    let mut changed = false;
+    for (name, partitions) in internal {
+        if catalog.topic(name).is_some() {
+            continue;
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            internal: true,
+        };
+        catalog = catalog.with_topic(meta)?;
+        changed = true;
+    }
+    if changed {
+        catalog.save(&config.storage.data_dir)?;
+    }
+    Ok(catalog)
 }
 
 /// Retention runs in its own low-priority task queue so it never delays produce/fetch.

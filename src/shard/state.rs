@@ -2,7 +2,9 @@
 //! (a direct call when local, a mesh message otherwise).
 
 use super::controller::Controller;
+use super::group_coordinator::GroupCoordinator;
 use super::messages::*;
+use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
@@ -33,6 +35,13 @@ pub struct Shard {
     cache: Rc<BatchCache>,
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
+    pub(super) coordinator: GroupCoordinator,
+    pub(super) txn_coordinator: TxnCoordinator,
+    pub metrics: super::metrics::ShardMetrics,
+    /// Budget of request bytes in flight on this shard (`request_memory_bytes_max`).
+    pub request_memory: Rc<glommio::sync::Semaphore>,
+    /// Fires when the broker is shutting down.
+    pub shutdown: super::shutdown::ShutdownSignal,
 }
 
 impl Shard {
@@ -45,6 +54,11 @@ impl Shard {
     ) -> Shard {
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
+        let coordinator = GroupCoordinator::new(&config.group);
+        let txn_coordinator = TxnCoordinator::new(&config.transaction);
+        let request_memory = Rc::new(glommio::sync::Semaphore::new(
+            config.server.request_memory_bytes_max,
+        ));
         Shard {
             id,
             shard_count,
@@ -54,6 +68,11 @@ impl Shard {
             cache,
             mesh,
             controller,
+            coordinator,
+            txn_coordinator,
+            metrics: Default::default(),
+            request_memory,
+            shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
 
@@ -124,7 +143,11 @@ impl Shard {
         log_config
     }
 
-    async fn send(&self, target: ShardId, message: ShardMessage) -> Result<(), ShardError> {
+    pub(super) async fn send(
+        &self,
+        target: ShardId,
+        message: ShardMessage,
+    ) -> Result<(), ShardError> {
         assert_ne!(target, self.id, "local work must not go through the mesh");
         self.mesh
             .send_to(target.0, message)
@@ -132,7 +155,7 @@ impl Shard {
             .map_err(|_| ShardError::Unreachable { target })
     }
 
-    async fn request<T>(
+    pub(super) async fn request<T>(
         &self,
         target: ShardId,
         build: impl FnOnce(Reply<T>) -> ShardMessage,
@@ -214,6 +237,95 @@ impl Shard {
             ShardMessage::ListOffsets(ListOffsetsOp { partitions, reply })
         })
         .await
+    }
+
+    pub async fn delete_records(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<(TopicPartition, i64)>,
+    ) -> Result<Vec<(TopicPartition, Result<i64, ErrorCode>)>, ShardError> {
+        if target == self.id {
+            return Ok(self.delete_records_local(partitions).await);
+        }
+        self.request(target, |reply| {
+            ShardMessage::DeleteRecords(DeleteRecordsOp { partitions, reply })
+        })
+        .await
+    }
+
+    pub async fn log_sizes(
+        self: &Rc<Self>,
+        target: ShardId,
+    ) -> Result<Vec<(TopicPartition, u64)>, ShardError> {
+        if target == self.id {
+            return Ok(self.log_sizes_local());
+        }
+        self.request(target, |reply| ShardMessage::LogSizes(LogSizesOp { reply }))
+            .await
+    }
+
+    /// Every shard's counters (this one directly, the others over the mesh).
+    pub async fn gather_metrics(self: &Rc<Self>) -> Vec<super::metrics::MetricsSnapshot> {
+        let calls = (0..self.shard_count).map(|target| {
+            let shard = self.clone();
+            async move {
+                let target = ShardId(target);
+                if target == shard.id {
+                    return Some(shard.metrics_snapshot());
+                }
+                shard.request(target, ShardMessage::Metrics).await.ok()
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot(self.id.0);
+        let cache = self.cache.stats();
+        snapshot.cache = (
+            cache.budget_bytes,
+            cache.used_bytes,
+            cache.hits,
+            cache.misses,
+            cache.evictions,
+        );
+        for (partition, log) in self.owned_logs() {
+            let stats = log.stats();
+            snapshot.log_syncs += stats.syncs;
+            snapshot.log_bytes_written += stats.bytes_written;
+            snapshot.log_pending_bytes += stats.pending_bytes;
+            snapshot.partitions.insert(
+                (partition.topic.to_string(), partition.partition),
+                (
+                    log.log_start_offset().value(),
+                    log.high_watermark().value(),
+                    log.size_bytes(),
+                ),
+            );
+        }
+        self.coordinator_metrics(&mut snapshot);
+        snapshot
+    }
+
+    /// Runs a controller operation on shard 0 and returns its outcome.
+    pub async fn controller_call<T>(
+        self: &Rc<Self>,
+        build: impl FnOnce(Reply<T>) -> ControllerOp,
+    ) -> Result<T, ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        let op = build(reply);
+        if self.controller.is_some() {
+            self.handle_controller_op(op).await;
+        } else {
+            self.send(ShardId(0), ShardMessage::Controller(op)).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| ShardError::NoReply { target: ShardId(0) })
     }
 
     /// Runs a catalog change on the controller shard (0).
@@ -314,6 +426,44 @@ impl Shard {
             ShardMessage::Controller(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_controller_op(op).await }).detach();
+            }
+            ShardMessage::DeleteRecords(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = op
+                        .reply
+                        .send(shard.delete_records_local(op.partitions).await);
+                })
+                .detach();
+            }
+            ShardMessage::Metrics(reply) => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+            ShardMessage::LogSizes(op) => {
+                let _ = op.reply.send(self.log_sizes_local());
+            }
+            ShardMessage::Txn(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.handle_txn_op(op).await }).detach();
+            }
+            ShardMessage::WriteMarkers(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let results = shard
+                        .write_markers_local(
+                            op.producer_id,
+                            op.producer_epoch,
+                            op.commit,
+                            op.partitions,
+                        )
+                        .await;
+                    let _ = op.reply.send(results);
+                })
+                .detach();
+            }
+            ShardMessage::Group(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.handle_group_op(op).await }).detach();
             }
             ShardMessage::ApplyCatalog(catalog, reply) => {
                 let shard = self.clone();
