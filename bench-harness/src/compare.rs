@@ -18,6 +18,9 @@ use crate::result::{BenchResult, Summary};
 use crate::stats::relative_change;
 use anyhow::{Context, bail};
 
+/// Other processes using this many cores or more during a run make it noisy (a note).
+const NOISY_OTHER_CORES: f64 = 0.25;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompareOptions {
     /// Largest allowed throughput-ratio drop, as a fraction (0.10 = 10%).
@@ -206,6 +209,19 @@ pub fn compare(
         comparison
             .checks
             .push(lower_is_better("errors", errors(o), errors(n), 0.0, 0.0));
+    }
+    for (label, result) in [("OLD", old), ("NEW", new)] {
+        if let Some(other) = result
+            .summary
+            .other_processes_cores
+            .filter(|other| *other >= NOISY_OTHER_CORES)
+        {
+            comparison.notes.push(format!(
+                "{label} ran while other processes used {other:.2} cores of {}: a noisy \
+                 machine, so a failure may be noise (rerun to confirm)",
+                result.environment.cpus
+            ));
+        }
     }
     if old.environment.cpus != new.environment.cpus {
         comparison.notes.push(format!(
@@ -486,6 +502,21 @@ mod tests {
                 .any(|c| c.metric == "publish.mb_per_sec" && c.regressed)
         );
         assert!(!comparison.notes.is_empty());
+    }
+
+    #[test]
+    fn a_run_beside_busy_other_processes_gets_a_noise_note() {
+        let old = result(WORKLOAD, 0.2, 0.1, 5000.0, 6000.0);
+        let mut new = old.clone();
+        new.summary.other_processes_cores = Some(0.9);
+        let comparison = compare(&old, &new, &options(10.0)).unwrap();
+        assert!(!comparison.regressed(), "a note never fails the gate");
+        assert!(
+            comparison
+                .notes
+                .iter()
+                .any(|n| n.contains("NEW") && n.contains("noisy"))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `admin`: topics; `broker` / `proxy`: a started shardlog (optionally slowed);
 //! - `load`: one load execution; `runner`: repeats, probe, baselines, ratios;
 //! - `baseline`: raw O_DIRECT / fdatasync / loopback TCP; `stats`: histograms, medians;
+//! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
 //! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
 //!   `table`: Markdown summaries; `progress`: the live line.
 //!
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod compare;
 pub mod consumer;
 pub mod control;
+pub mod cpu;
 pub mod load;
 pub mod payload;
 pub mod producer;

@@ -11,10 +11,11 @@ use crate::admin::Admin;
 use crate::broker::StartedBroker;
 use crate::consumer::{self, ConsumerSpec};
 use crate::control::{ClientEvents, LoadStats, Phase, RunControl};
+use crate::cpu::CpuSnapshot;
 use crate::payload::{Rng, now_ns};
 use crate::producer::{self, ProducerSpec};
 use crate::progress::Progress;
-use crate::result::{Errors, Throughput, TimePoint};
+use crate::result::{CpuUse, Errors, Throughput, TimePoint};
 use crate::stats::{LatencyHistogram, LatencySummary, MB, per_second};
 use crate::workload::Workload;
 use anyhow::{Context, bail};
@@ -56,6 +57,8 @@ pub struct LoadOutcome {
     pub timeseries: Vec<TimePoint>,
     /// Broker CPU seconds in the measured phase (only for a started broker).
     pub broker_cpu_seconds: Option<f64>,
+    /// Who used the CPUs during the measured phase.
+    pub cpu: CpuUse,
 }
 
 struct Threads {
@@ -319,7 +322,12 @@ fn phases(
     let mut progress = Progress::new(&plan.label, plan.warmup_seconds, plan.measure_seconds);
     let mut phase_start = start;
     let mut next_sample = start + SAMPLE_EVERY_NS;
-    let mut measure_start = (Totals::default(), Totals::default(), 0u64, None);
+    let mut measure_start = (
+        Totals::default(),
+        Totals::default(),
+        0u64,
+        CpuSnapshot::default(),
+    );
     let start_phase = if workload.has_backlog() {
         control.set_total_rate(None);
         Phase::Backlog
@@ -359,7 +367,7 @@ fn phases(
             }
             Phase::Warmup => {
                 if in_phase >= plan.warmup_seconds {
-                    let cpu = broker.as_deref().and_then(|b| b.cpu_seconds());
+                    let cpu = CpuSnapshot::take(broker.as_deref().map(|b| b.pid()));
                     measure_start = (threads.published(), threads.consumed(), now_ns(), cpu);
                     control.set_phase(Phase::Measure);
                     phase_start = measure_start.2;
@@ -371,7 +379,7 @@ fn phases(
                     && caught_up(plan, threads);
                 if in_phase >= plan.measure_seconds || caught_up {
                     let end = (threads.published(), threads.consumed(), now_ns());
-                    let cpu = broker.as_deref().and_then(|b| b.cpu_seconds());
+                    let cpu = CpuSnapshot::take(broker.as_deref().map(|b| b.pid()));
                     control.set_phase(Phase::Done);
                     if now_ns() - sampler.last_ns >= SAMPLE_EVERY_NS / 2 {
                         sampler.sample(threads, Phase::Measure);
@@ -395,9 +403,9 @@ fn caught_up(plan: &LoadPlan, threads: &Threads) -> bool {
 
 fn outcome(
     threads: &Threads,
-    start: (Totals, Totals, u64, Option<f64>),
+    start: (Totals, Totals, u64, CpuSnapshot),
     end: (Totals, Totals, u64),
-    cpu_end: Option<f64>,
+    cpu_end: CpuSnapshot,
     timeseries: Vec<TimePoint>,
 ) -> LoadOutcome {
     let seconds = (end.2 - start.2) as f64 / 1e9;
@@ -426,6 +434,11 @@ fn outcome(
         end_to_end_latency: end_to_end.summary(),
         errors: Errors::default(),
         timeseries,
-        broker_cpu_seconds: start.3.zip(cpu_end).map(|(a, b)| b - a),
+        broker_cpu_seconds: start
+            .3
+            .broker_seconds
+            .zip(cpu_end.broker_seconds)
+            .map(|(a, b)| b - a),
+        cpu: crate::cpu::usage(&start.3, &cpu_end, seconds),
     }
 }

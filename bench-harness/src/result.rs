@@ -59,6 +59,9 @@ pub struct RepeatResult {
     pub ratios: Ratios,
     /// Only when the harness started the broker.
     pub broker_process: Option<ProcessUsage>,
+    /// Who used the CPUs during the measured phase.
+    #[serde(default)]
+    pub cpu: CpuUse,
     pub timeseries: Vec<TimePoint>,
 }
 
@@ -122,6 +125,21 @@ pub struct ProcessUsage {
     pub max_rss_bytes: u64,
 }
 
+/// Average cores busy during the measured phase (from /proc), by whom.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// All CPUs, every process (not idle, not iowait).
+    pub machine_busy_cores: Option<f64>,
+    /// bench-harness itself (producers, consumers, librdkafka threads).
+    pub harness_cores: Option<f64>,
+    /// The started broker (None for an external broker).
+    pub broker_cores: Option<f64>,
+    /// Everything else: other users of a shared machine. None for an external broker.
+    pub other_processes_cores: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimePoint {
     /// Seconds since the producers started.
@@ -149,6 +167,9 @@ pub struct Summary {
     pub baselines: Baselines,
     pub ratios: Ratios,
     pub broker_cpu_us_per_mb: Option<f64>,
+    /// Median cores used by other processes during the measured phases.
+    #[serde(default)]
+    pub other_processes_cores: Option<f64>,
 }
 
 fn median_option(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -205,6 +226,7 @@ impl Summary {
                 r.iter()
                     .map(|x| x.broker_process.as_ref().and_then(|p| p.cpu_us_per_mb)),
             ),
+            other_processes_cores: median_option(r.iter().map(|x| x.cpu.other_processes_cores)),
         }
     }
 }

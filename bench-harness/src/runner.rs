@@ -158,6 +158,7 @@ fn run_repeat(
         baselines,
         ratios,
         broker_process,
+        cpu: outcome.cpu,
         timeseries: outcome.timeseries,
     })
 }

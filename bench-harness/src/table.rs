@@ -21,15 +21,16 @@ pub fn markdown(results: &[BenchResult]) -> String {
     let mut out = String::from(
         "| workload | rep | target msg/s | pub msg/s | pub MB/s | con MB/s \
          | pub p50/p99/p99.9/max ms | e2e p50/p99/p99.9/max ms | err \
-         | disk MB/s | fsync p99 ms | tcp MB/s | pub/disk | con/tcp | attain | broker µs CPU/MB |\n",
+         | disk MB/s | fsync p99 ms | tcp MB/s | pub/disk | con/tcp | attain | broker µs CPU/MB \
+         | other cores |\n",
     );
-    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for r in results {
         let s = &r.summary;
         let p = &s.publish_latency_us;
         let e = &s.end_to_end_latency_us;
         out += &format!(
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {}/{}/{}/{} | {}/{}/{}/{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {}/{}/{}/{} | {}/{}/{}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.workload.name,
             s.repeats,
             opt(s.target_rate_msgs_per_sec, 0),
@@ -52,6 +53,7 @@ pub fn markdown(results: &[BenchResult]) -> String {
             opt(s.ratios.consume_vs_tcp, 3),
             opt(s.ratios.rate_attainment, 3),
             opt(s.broker_cpu_us_per_mb, 0),
+            opt(s.other_processes_cores, 2),
         );
     }
     out
