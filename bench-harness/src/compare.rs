@@ -2,9 +2,9 @@
 //!
 //! Owns: which metrics are gated and how a regression is decided. Imports: `result`, `stats`.
 //! Gated metrics (medians over repeats, from `summary`):
-//! - max-rate workloads: throughput as ratios to the in-run baselines: publish / O_DIRECT
-//!   write and, with consumers, consume / loopback TCP (absolute MB/s, with a note, only
-//!   when a baseline is missing);
+//! - max-rate workloads: throughput as ratios to the in-run loopback TCP copy: publish / TCP
+//!   and, with consumers, consume / TCP (absolute MB/s, with a note, only when the baseline
+//!   is missing); publish / O_DIRECT write is shown as info;
 //! - fixed-rate workloads: rate attainment (achieved / target rate);
 //! - publish p99 always; end-to-end p99 for fixed-rate workloads (at max rate it measures
 //!   how far consumers lag a saturating producer, so it is shown but not gated);
@@ -240,12 +240,15 @@ fn throughput_checks(
 ) {
     let (o, n) = (&old.summary, &new.summary);
     let limit = options.max_regression;
+    // The CPU-bound loopback copy, not the disk, is the gated reference for publish: on the
+    // machines we test on the broker is CPU-bound (it uses a fraction of the disk), and the
+    // TCP copy slows down with CPU contention the way the broker does (docs/benchmarking.md).
     ratio_or_absolute(
         comparison,
         (
-            "ratios.publish_vs_disk",
-            o.ratios.publish_vs_disk,
-            n.ratios.publish_vs_disk,
+            "ratios.publish_vs_tcp",
+            o.ratios.publish_vs_tcp,
+            n.ratios.publish_vs_tcp,
         ),
         (
             "publish.mb_per_sec",
@@ -254,8 +257,8 @@ fn throughput_checks(
         ),
         limit,
     );
-    if let (Some(old_tcp), Some(new_tcp)) = (o.ratios.publish_vs_tcp, n.ratios.publish_vs_tcp) {
-        let check = higher_is_better("ratios.publish_vs_tcp", old_tcp, new_tcp, limit);
+    if let (Some(old_disk), Some(new_disk)) = (o.ratios.publish_vs_disk, n.ratios.publish_vs_disk) {
+        let check = higher_is_better("ratios.publish_vs_disk", old_disk, new_disk, limit);
         comparison.checks.push(info(check));
     }
     if new.workload.consumer_count() > 0 {
@@ -326,7 +329,7 @@ mod tests {
 
     fn result(
         workload: &str,
-        publish_vs_disk: f64,
+        publish_vs_tcp: f64,
         consume_vs_tcp: f64,
         p99: f64,
         e2e: f64,
@@ -356,7 +359,7 @@ mod tests {
                     ..Default::default()
                 },
                 ratios: Ratios {
-                    publish_vs_disk: Some(publish_vs_disk),
+                    publish_vs_tcp: Some(publish_vs_tcp),
                     consume_vs_tcp: Some(consume_vs_tcp),
                     rate_attainment: Some(1.0),
                     ..Default::default()
@@ -384,7 +387,7 @@ mod tests {
         assert_eq!(
             gated,
             [
-                "ratios.publish_vs_disk",
+                "ratios.publish_vs_tcp",
                 "ratios.consume_vs_tcp",
                 "publish_latency_us.p99",
             ]
@@ -491,7 +494,7 @@ mod tests {
     fn missing_baseline_falls_back_to_absolute_with_a_note() {
         let old = result(WORKLOAD, 0.2, 0.1, 5000.0, 6000.0);
         let mut new = old.clone();
-        new.summary.ratios.publish_vs_disk = None;
+        new.summary.ratios.publish_vs_tcp = None;
         new.summary.publish.mb_per_sec = 50.0;
         let comparison = compare(&old, &new, &options(10.0)).unwrap();
         assert!(comparison.regressed());
@@ -564,7 +567,7 @@ mod tests {
         assert!(!compare(&baseline, &baseline, &ci).unwrap().regressed());
         let mut slowed = baseline.clone();
         let ratios = &mut slowed.summary.ratios;
-        ratios.publish_vs_disk = ratios.publish_vs_disk.map(|r| r * 0.6);
+        ratios.publish_vs_tcp = ratios.publish_vs_tcp.map(|r| r * 0.6);
         let comparison = compare(&baseline, &slowed, &ci).unwrap();
         assert!(comparison.regressed(), "{}", comparison.render());
         let mut slower_p99 = baseline.clone();
