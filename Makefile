@@ -42,3 +42,84 @@ fuzz: fuzz-tools
 	    target/fuzz-corpus/$$target tests/fuzz/corpus/$$target \
 	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
+
+# ---- bench-harness (issue 5): benchmarks and the perf-regression gate ----------------------
+# make bench            every workload in bench-harness/workloads/, summary table at the end
+# make bench-ci         the 30 s smoke, BENCH_CI_REPEATS times; medians compared with the
+#                       committed baseline; fails on a regression beyond BENCH_CI_MAX_REGRESSION
+# make bench-ci-selftest  proves the gate can fail: bench-ci against a deliberately slowed
+#                       broker (a delaying proxy) must exit non-zero
+# make bench-ci-refresh-baseline  rerun the smoke and overwrite the committed baseline
+# make tuning-check     report where this host differs from tuning/os/ (read-only)
+# make tuning-test      start shardlog with each tuning/broker/ profile
+# See docs/benchmarking.md.
+BENCH_HARNESS ?= target/release/bench-harness
+BENCH_OUT ?= target/bench
+BENCH_REPEATS ?= 1
+BENCH_ARGS ?=
+BENCH_CI_REPEATS ?= 3
+BENCH_CI_BASELINE ?= bench-harness/baselines/ci-smoke.json
+BENCH_CI_MAX_REGRESSION ?= 30%
+BENCH_CI_LATENCY_MAX_REGRESSION ?= 100%
+BENCH_CI_CPU_MAX_REGRESSION ?= 25%
+BENCH_CI_SLOWDOWN_US ?= 500
+
+.PHONY: bench-build bench bench-ci bench-ci-selftest bench-ci-refresh-baseline bench-test \
+	tuning-check tuning-test
+
+bench-build:
+	$(CARGO) build --release --bin shardlog
+	$(CARGO) build --release -p bench-harness --bin bench-harness
+
+bench: bench-build
+	@mkdir -p $(BENCH_OUT)/results
+	@failed=""; for workload in bench-harness/workloads/*.toml; do \
+	  name=$$(basename $$workload .toml); rm -f $(BENCH_OUT)/results/$$name.json; \
+	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_REPEATS) \
+	    --output $(BENCH_OUT)/results/$$name.json $(BENCH_ARGS) || failed="$$failed $$name"; \
+	done; \
+	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md; \
+	if [ -n "$$failed" ]; then echo "bench: FAILED workloads:$$failed"; exit 1; fi
+
+BENCH_CI_COMPARE = $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) \
+	  --max-regression $(BENCH_CI_MAX_REGRESSION) \
+	  --latency-max-regression $(BENCH_CI_LATENCY_MAX_REGRESSION) \
+	  --cpu-max-regression $(BENCH_CI_CPU_MAX_REGRESSION)
+
+# A first failure on this shared machine may be noise: the smoke runs again, and the gate fails
+# only when the second, independent set of repeats fails too.
+bench-ci: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke.json $(BENCH_ARGS)
+	@$(BENCH_CI_COMPARE) $(BENCH_OUT)/ci/ci-smoke.json || { \
+	  echo "bench-ci: regression on the first run; running again to confirm"; \
+	  $(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	    --repeats $(BENCH_CI_REPEATS) --output $(BENCH_OUT)/ci/ci-smoke-confirm.json $(BENCH_ARGS) \
+	  && $(BENCH_CI_COMPARE) $(BENCH_OUT)/ci/ci-smoke-confirm.json; }
+
+bench-ci-selftest: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker --repeats 1 \
+	  --broker-delay-us $(BENCH_CI_SLOWDOWN_US) --output $(BENCH_OUT)/selftest/ci-smoke-slowed.json
+	@status=0; $(BENCH_CI_COMPARE) $(BENCH_OUT)/selftest/ci-smoke-slowed.json || status=$$?; \
+	if [ $$status -eq 1 ]; then \
+	  echo "bench-ci-selftest: ok: the gate rejects a broker slowed by $(BENCH_CI_SLOWDOWN_US) us"; \
+	else \
+	  echo "bench-ci-selftest: FAILED: compare exited $$status (want 1) for a slowed broker"; \
+	  exit 1; \
+	fi
+
+bench-ci-refresh-baseline: bench-build
+	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
+	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_CI_BASELINE) $(BENCH_ARGS)
+	rm -f $(basename $(BENCH_CI_BASELINE)).svg
+
+bench-test:
+	$(CARGO) test -p bench-harness
+
+tuning-check:
+	tuning/check.sh --data-dir .
+
+tuning-test:
+	$(CARGO) build --release --bin shardlog
+	tuning/test-profiles.sh
+# ---- end bench-harness ------------------------------------------------------------------------

@@ -1,5 +1,248 @@
-//! bench-harness: load generator and perf-regression gate (see issue 5).
-fn main() -> anyhow::Result<()> {
-    println!("bench-harness: not implemented yet");
+//! The `bench-harness` command line: `run`, `compare`, `table`, `report`.
+//! Exit codes: 0 success, 1 regression found by `compare`, 2 any other error.
+
+use anyhow::Context;
+use bench_harness::broker::{BrokerOptions, default_broker_binary, default_rss_max_bytes};
+use bench_harness::compare::{self, CompareOptions, parse_percent};
+use bench_harness::result::BenchResult;
+use bench_harness::runner::{self, RunOptions, Target};
+use bench_harness::workload::Workload;
+use bench_harness::{report, table};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "bench-harness",
+    version,
+    about = "Kafka-protocol load generator and perf-regression gate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workload and write RESULT.json and RESULT.svg.
+    Run(RunArgs),
+    /// Compare two results; exit 1 on a regression beyond the threshold.
+    Compare(CompareArgs),
+    /// Print a Markdown table of results.
+    Table {
+        /// Result JSON files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
+    /// (Re)draw the SVG report of a result.
+    Report {
+        result: PathBuf,
+        /// Default: the result path with .svg.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Workload TOML file (see bench-harness/workloads/).
+    workload: PathBuf,
+    /// Bootstrap address of a running Kafka-API broker.
+    #[arg(
+        long,
+        conflicts_with = "start_broker",
+        required_unless_present = "start_broker"
+    )]
+    bootstrap: Option<String>,
+    /// Start target/release/shardlog (not built by this tool) on a free port with a fresh
+    /// data directory, once per repeat.
+    #[arg(long)]
+    start_broker: bool,
+    /// Repeats; the summary holds medians over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    repeats: u32,
+    /// Result JSON [default: target/bench/results/<workload>.json]; the SVG goes beside it.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// The shardlog binary for --start-broker.
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// --shards for the started broker [default: the broker's own default].
+    #[arg(long)]
+    broker_shards: Option<usize>,
+    /// --config for the started broker, e.g. tuning/broker/throughput.toml.
+    #[arg(long)]
+    broker_config: Option<PathBuf>,
+    /// Parent directory of started brokers' data dirs; the disk baselines write here too.
+    /// Must be on the disk under test (ext4/xfs), never tmpfs.
+    #[arg(long, default_value = "target/bench-data")]
+    data_root: PathBuf,
+    /// Stop the run if the started broker's resident memory exceeds this many MB
+    /// [default: 60% of this machine's memory]; 0 = no limit.
+    #[arg(long)]
+    broker_rss_max_mb: Option<u64>,
+    /// Keep the started broker's data directory after the run.
+    #[arg(long)]
+    keep_data: bool,
+    /// Put a TCP proxy that delays every read by this many µs in front of the started
+    /// broker: a deliberately slowed broker, to show the regression gate fails.
+    #[arg(long, default_value_t = 0)]
+    broker_delay_us: u64,
+    /// Sleep this many µs after every send in each producer (another deliberate slowdown).
+    #[arg(long, default_value_t = 0)]
+    throttle_producer_us: u64,
+    /// Skip the in-run baselines (ratios are then missing).
+    #[arg(long)]
+    skip_baselines: bool,
+    /// Set librdkafka `debug` (e.g. "fetch,protocol") on every client and echo all its log
+    /// lines; this changes the workload, so such a result is not comparable.
+    #[arg(long)]
+    librdkafka_debug: Option<String>,
+    /// Override the workload's warm-up seconds (quick development runs).
+    #[arg(long)]
+    warmup_seconds: Option<f64>,
+    /// Override the workload's measured seconds (quick development runs).
+    #[arg(long)]
+    measure_seconds: Option<f64>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    old: PathBuf,
+    new: PathBuf,
+    /// Largest allowed drop in throughput ratio (and rise in p99), e.g. "10%".
+    #[arg(long, default_value = "10%")]
+    max_regression: String,
+    /// Separate limit for the p99 rise [default: --max-regression].
+    #[arg(long)]
+    latency_max_regression: Option<String>,
+    /// Separate limit for the rise in broker CPU per MB [default: --max-regression].
+    #[arg(long)]
+    cpu_max_regression: Option<String>,
+    /// p99 rises smaller than this many µs never count (noise floor).
+    #[arg(long, default_value_t = 0.0)]
+    latency_slack_us: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Compare(args) => compare(args),
+        Command::Table { results } => print_table(&results).map(|()| ExitCode::SUCCESS),
+        Command::Report { result, output } => {
+            let output = output.unwrap_or_else(|| result.with_extension("svg"));
+            BenchResult::load(&result)
+                .and_then(|r| report::write_svg(&r, &output))
+                .map(|()| {
+                    println!("wrote {}", output.display());
+                    ExitCode::SUCCESS
+                })
+        }
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("bench-harness: error: {error:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut workload = Workload::load(&args.workload)?;
+    if let Some(seconds) = args.warmup_seconds {
+        workload.duration.warmup_seconds = seconds;
+    }
+    if let Some(seconds) = args.measure_seconds {
+        workload.duration.measure_seconds = seconds;
+    }
+    if let Some(contexts) = &args.librdkafka_debug {
+        workload
+            .producers
+            .properties
+            .insert("debug".into(), contexts.clone());
+        workload
+            .consumers
+            .properties
+            .insert("debug".into(), contexts.clone());
+    }
+    workload
+        .validate()
+        .context("after command-line overrides")?;
+    anyhow::ensure!(
+        args.broker_delay_us == 0 || args.start_broker,
+        "--broker-delay-us needs --start-broker (the proxy is set as the advertised listener)"
+    );
+    let target = match args.bootstrap {
+        Some(address) => Target::External(address),
+        None => Target::Start(BrokerOptions {
+            binary: args.broker_bin.unwrap_or_else(default_broker_binary),
+            shards: args.broker_shards,
+            config: args.broker_config,
+            data_root: args.data_root.clone(),
+            delay_us: args.broker_delay_us,
+            keep_data: args.keep_data,
+            rss_max_bytes: args
+                .broker_rss_max_mb
+                .map_or_else(default_rss_max_bytes, |mb| mb * 1_000_000),
+        }),
+    };
+    let output = args.output.unwrap_or_else(|| {
+        Path::new("target/bench/results").join(format!("{}.json", workload.name))
+    });
+    let options = RunOptions {
+        workload_file: args.workload,
+        workload,
+        target,
+        repeats: args.repeats,
+        baseline_dir: args.data_root,
+        skip_baselines: args.skip_baselines,
+        throttle_us: args.throttle_producer_us,
+        echo_client_logs: args.librdkafka_debug.is_some(),
+    };
+    let result = runner::run(&options)?;
+    result.save(&output)?;
+    let svg = output.with_extension("svg");
+    report::write_svg(&result, &svg)?;
+    print!("{}", table::markdown(std::slice::from_ref(&result)));
+    println!("wrote {} and {}", output.display(), svg.display());
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let max_regression = parse_percent(&args.max_regression)?;
+    let or_default = |text: &Option<String>| match text {
+        Some(text) => parse_percent(text),
+        None => Ok(max_regression),
+    };
+    let options = CompareOptions {
+        max_regression,
+        latency_max_regression: or_default(&args.latency_max_regression)?,
+        cpu_max_regression: or_default(&args.cpu_max_regression)?,
+        latency_slack_us: args.latency_slack_us,
+    };
+    let old = BenchResult::load(&args.old)?;
+    let new = BenchResult::load(&args.new)?;
+    let comparison = compare::compare(&old, &new, &options)?;
+    println!(
+        "comparing {} (old) with {} (new)",
+        args.old.display(),
+        args.new.display()
+    );
+    print!("{}", comparison.render());
+    if comparison.regressed() {
+        println!("REGRESSION beyond the allowed threshold");
+        Ok(ExitCode::from(1))
+    } else {
+        println!("no regression beyond the allowed threshold");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_table(paths: &[PathBuf]) -> anyhow::Result<()> {
+    let results = paths
+        .iter()
+        .map(|p| BenchResult::load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!("{}", table::markdown(&results));
     Ok(())
 }

@@ -1,0 +1,126 @@
+//! Topic setup and teardown through the Kafka admin API (CreateTopics, Metadata,
+//! DeleteTopics), so the harness works against any Kafka-API broker.
+//!
+//! Owns: a librdkafka `AdminClient`. Imports nothing from this crate. Runs on the
+//! coordinating thread; the admin futures are driven by a tiny local executor.
+
+use anyhow::{Context, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use std::time::{Duration, Instant};
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deleting is cleanup: never wait long for a broker that may be gone.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Admin {
+    client: AdminClient<DefaultClientContext>,
+}
+
+impl Admin {
+    pub fn connect(bootstrap: &str) -> anyhow::Result<Admin> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", "bench-admin")
+            .create()
+            .context("cannot create admin client")?;
+        Ok(Admin { client })
+    }
+
+    /// Creates the topics and waits until Metadata shows every partition with a leader.
+    pub fn create_topics(
+        &self,
+        names: &[String],
+        partitions: u32,
+        replication_factor: i16,
+    ) -> anyhow::Result<()> {
+        let new_topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    partitions as i32,
+                    TopicReplication::Fixed(i32::from(replication_factor)),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(ADMIN_TIMEOUT))
+            .request_timeout(Some(ADMIN_TIMEOUT));
+        let results =
+            futures_executor::block_on(self.client.create_topics(new_topics.iter(), &options))
+                .context("CreateTopics request failed")?;
+        for result in results {
+            if let Err((topic, code)) = result {
+                bail!("CreateTopics {topic}: {code}");
+            }
+        }
+        for name in names {
+            self.wait_for_leaders(name, partitions)?;
+        }
+        Ok(())
+    }
+
+    fn wait_for_leaders(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last_problem = String::new();
+        while Instant::now() < deadline {
+            match self.leaders_problem(topic, partitions) {
+                None => return Ok(()),
+                Some(problem) => last_problem = problem,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("topic {topic} not ready within {READY_TIMEOUT:?}: {last_problem}")
+    }
+
+    /// None when Metadata lists the topic with every partition led; else what is missing.
+    fn leaders_problem(&self, topic: &str, partitions: u32) -> Option<String> {
+        let metadata = match self
+            .client
+            .inner()
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        {
+            Ok(metadata) => metadata,
+            Err(error) => return Some(error.to_string()),
+        };
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Some("topic missing from Metadata".into());
+        };
+        let led = found
+            .partitions()
+            .iter()
+            .filter(|p| p.leader() >= 0 && p.error().is_none());
+        let ready = found.error().is_none()
+            && found.partitions().len() == partitions as usize
+            && led.count() == partitions as usize;
+        (!ready).then(|| {
+            format!(
+                "error {:?}, {} of {partitions} partitions listed",
+                found.error(),
+                found.partitions().len()
+            )
+        })
+    }
+
+    /// Deletes the topics; failures are returned as warnings, not errors (cleanup only).
+    pub fn delete_topics(&self, names: &[String]) -> Vec<String> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(DELETE_TIMEOUT))
+            .request_timeout(Some(DELETE_TIMEOUT));
+        match futures_executor::block_on(self.client.delete_topics(&names, &options)) {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| {
+                    r.err()
+                        .map(|(topic, code)| format!("DeleteTopics {topic}: {code}"))
+                })
+                .collect(),
+            Err(error) => vec![format!("DeleteTopics failed: {error}")],
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! bench-harness: an OpenMessaging-Benchmark-style load generator and perf-regression gate.
+//! It speaks only the Kafka protocol (through librdkafka), so it measures shardlog, Apache
+//! Kafka, Redpanda or any Kafka-API broker at an address, and it can start shardlog itself.
+//!
+//! Modules, by responsibility (each file opens with what it owns):
+//! - `workload`: the TOML workload schema; `payload`: message bytes, keys, the clock;
+//! - `control`: shared run state; `producer` / `consumer`: one load thread each;
+//! - `admin`: topics; `broker` / `proxy`: a started shardlog (optionally slowed);
+//! - `load`: one load execution; `runner`: repeats, probe, baselines, ratios;
+//! - `baseline`: raw O_DIRECT / fdatasync / loopback TCP; `stats`: histograms, medians;
+//! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
+//! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
+//!   `table`: Markdown summaries; `progress`: the live line.
+//!
+//! Other binaries in `src/bin/` may use `stats`, `result` and `report`.
+
+pub mod admin;
+pub mod baseline;
+pub mod broker;
+pub mod compare;
+pub mod consumer;
+pub mod control;
+pub mod cpu;
+pub mod load;
+pub mod payload;
+pub mod producer;
+pub mod progress;
+pub mod proxy;
+pub mod report;
+pub mod result;
+pub mod runner;
+pub mod stats;
+pub mod table;
+pub mod workload;

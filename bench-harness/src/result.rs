@@ -1,0 +1,304 @@
+//! The JSON result of `bench-harness run` (schema documented in docs/benchmarking.md).
+//!
+//! Owns: the result types, their (de)serialisation and the median summary over repeats.
+//! Imports: `workload`, `stats`. Invariant: `summary` is recomputed from `repeats` by
+//! `BenchResult::summarize`, never edited by hand.
+
+use crate::stats::{LatencySummary, median};
+use crate::workload::{Rate, Workload};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub schema_version: u32,
+    pub tool: String,
+    pub workload_file: String,
+    pub workload: Workload,
+    pub environment: Environment,
+    pub repeats: Vec<RepeatResult>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Environment {
+    pub hostname: String,
+    pub cpus: usize,
+    pub kernel: String,
+    /// "started shardlog ..." or "external HOST:PORT".
+    pub broker: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_at_unix: u64,
+    /// Artificial delay injected by `--broker-delay-us` (0 in real runs), microseconds.
+    #[serde(default)]
+    pub injected_delay_us: u64,
+    /// Per-send producer sleep injected by `--throttle-producer-us` (0 in real runs), µs.
+    #[serde(default)]
+    pub injected_throttle_us: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RepeatResult {
+    pub index: u32,
+    /// The producers' total target rate in the measured phase; null at max rate.
+    pub target_rate_msgs_per_sec: Option<f64>,
+    /// Max-rate probe that resolved a "NN%" rate, messages per second.
+    pub probe_msgs_per_sec: Option<f64>,
+    pub measured_seconds: f64,
+    pub publish: Throughput,
+    pub consume: Throughput,
+    /// send -> acknowledgement, microseconds.
+    pub publish_latency_us: LatencySummary,
+    /// send timestamp in the payload -> consumer receive, microseconds.
+    pub end_to_end_latency_us: LatencySummary,
+    pub errors: Errors,
+    pub baselines: Baselines,
+    pub ratios: Ratios,
+    /// Only when the harness started the broker.
+    pub broker_process: Option<ProcessUsage>,
+    /// Who used the CPUs during the measured phase.
+    #[serde(default)]
+    pub cpu: CpuUse,
+    pub timeseries: Vec<TimePoint>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub messages: u64,
+    pub bytes: u64,
+    pub msgs_per_sec: f64,
+    /// 10^6 bytes per second of payload (keys and protocol overhead excluded).
+    pub mb_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Errors {
+    /// Failed deliveries (delivery report with an error) in the whole run.
+    pub publish: u64,
+    /// Consumer errors (not counting end-of-partition events) in the whole run.
+    pub consume: u64,
+    /// The first few distinct error messages.
+    pub samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    /// Directory the disk baselines wrote to (same filesystem as the broker's data).
+    pub disk_dir: String,
+    /// Sequential 1 MiB O_DIRECT writes of `disk_write_bytes`, then one fdatasync.
+    pub disk_write_bytes: u64,
+    pub disk_write_mb_per_sec: Option<f64>,
+    /// 4 KiB O_DIRECT write + fdatasync round trips.
+    pub fdatasync_p50_us: Option<f64>,
+    pub fdatasync_p99_us: Option<f64>,
+    /// One loopback TCP connection, writer thread to reader thread.
+    pub tcp_bytes: u64,
+    pub tcp_loopback_mb_per_sec: Option<f64>,
+    /// Why a baseline is missing, if one is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Broker results as fractions of the in-run baselines (1.0 = as fast as the raw device).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    /// publish MB/s / O_DIRECT sequential write MB/s.
+    pub publish_vs_disk: Option<f64>,
+    /// publish MB/s / loopback TCP MB/s.
+    pub publish_vs_tcp: Option<f64>,
+    /// consume MB/s / loopback TCP MB/s.
+    pub consume_vs_tcp: Option<f64>,
+    /// Achieved publish rate / target rate (fixed-rate workloads only).
+    pub rate_attainment: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// User + system CPU seconds the broker used in the measured phase.
+    pub cpu_seconds: f64,
+    /// Broker CPU microseconds per MB moved (published + consumed) in the measured phase.
+    pub cpu_us_per_mb: Option<f64>,
+    /// Peak resident set size over the broker's life, bytes.
+    pub max_rss_bytes: u64,
+}
+
+/// Average cores busy during the measured phase (from /proc), by whom.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// All CPUs, every process (not idle, not iowait).
+    pub machine_busy_cores: Option<f64>,
+    /// bench-harness itself (producers, consumers, librdkafka threads).
+    pub harness_cores: Option<f64>,
+    /// The started broker (None for an external broker).
+    pub broker_cores: Option<f64>,
+    /// Everything else: other users of a shared machine. None for an external broker.
+    pub other_processes_cores: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimePoint {
+    /// Seconds since the producers started.
+    pub t: f64,
+    pub phase: String,
+    pub publish_msgs_per_sec: f64,
+    pub publish_mb_per_sec: f64,
+    pub consume_msgs_per_sec: f64,
+    pub consume_mb_per_sec: f64,
+    /// Publish p99 over this interval, microseconds (0 when nothing was acked).
+    pub publish_p99_us: f64,
+}
+
+/// Medians over the repeats: what `compare` and the tables read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub repeats: u32,
+    pub target_rate_msgs_per_sec: Option<f64>,
+    pub publish: Throughput,
+    pub consume: Throughput,
+    pub publish_latency_us: LatencySummary,
+    pub end_to_end_latency_us: LatencySummary,
+    pub errors_publish: u64,
+    pub errors_consume: u64,
+    pub baselines: Baselines,
+    pub ratios: Ratios,
+    pub broker_cpu_us_per_mb: Option<f64>,
+    /// Median cores used by other processes during the measured phases.
+    #[serde(default)]
+    pub other_processes_cores: Option<f64>,
+}
+
+fn median_option(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| median(present))
+}
+
+fn median_throughput(items: &[&Throughput]) -> Throughput {
+    Throughput {
+        messages: median(items.iter().map(|t| t.messages as f64)).round() as u64,
+        bytes: median(items.iter().map(|t| t.bytes as f64)).round() as u64,
+        msgs_per_sec: median(items.iter().map(|t| t.msgs_per_sec)),
+        mb_per_sec: median(items.iter().map(|t| t.mb_per_sec)),
+    }
+}
+
+impl Summary {
+    pub fn of(repeats: &[RepeatResult]) -> Summary {
+        let r = repeats;
+        let b: Vec<&Baselines> = r.iter().map(|x| &x.baselines).collect();
+        let ratios = Ratios {
+            publish_vs_disk: median_option(r.iter().map(|x| x.ratios.publish_vs_disk)),
+            publish_vs_tcp: median_option(r.iter().map(|x| x.ratios.publish_vs_tcp)),
+            consume_vs_tcp: median_option(r.iter().map(|x| x.ratios.consume_vs_tcp)),
+            rate_attainment: median_option(r.iter().map(|x| x.ratios.rate_attainment)),
+        };
+        Summary {
+            repeats: r.len() as u32,
+            target_rate_msgs_per_sec: median_option(r.iter().map(|x| x.target_rate_msgs_per_sec)),
+            publish: median_throughput(&r.iter().map(|x| &x.publish).collect::<Vec<_>>()),
+            consume: median_throughput(&r.iter().map(|x| &x.consume).collect::<Vec<_>>()),
+            publish_latency_us: LatencySummary::median_of(
+                &r.iter().map(|x| &x.publish_latency_us).collect::<Vec<_>>(),
+            ),
+            end_to_end_latency_us: LatencySummary::median_of(
+                &r.iter()
+                    .map(|x| &x.end_to_end_latency_us)
+                    .collect::<Vec<_>>(),
+            ),
+            errors_publish: r.iter().map(|x| x.errors.publish).sum(),
+            errors_consume: r.iter().map(|x| x.errors.consume).sum(),
+            baselines: Baselines {
+                disk_dir: b.first().map(|x| x.disk_dir.clone()).unwrap_or_default(),
+                disk_write_bytes: median(b.iter().map(|x| x.disk_write_bytes as f64)) as u64,
+                disk_write_mb_per_sec: median_option(b.iter().map(|x| x.disk_write_mb_per_sec)),
+                fdatasync_p50_us: median_option(b.iter().map(|x| x.fdatasync_p50_us)),
+                fdatasync_p99_us: median_option(b.iter().map(|x| x.fdatasync_p99_us)),
+                tcp_bytes: median(b.iter().map(|x| x.tcp_bytes as f64)) as u64,
+                tcp_loopback_mb_per_sec: median_option(b.iter().map(|x| x.tcp_loopback_mb_per_sec)),
+                notes: Vec::new(),
+            },
+            ratios,
+            broker_cpu_us_per_mb: median_option(
+                r.iter()
+                    .map(|x| x.broker_process.as_ref().and_then(|p| p.cpu_us_per_mb)),
+            ),
+            other_processes_cores: median_option(r.iter().map(|x| x.cpu.other_processes_cores)),
+        }
+    }
+}
+
+impl BenchResult {
+    pub fn summarize(&mut self) {
+        self.summary = Summary::of(&self.repeats);
+    }
+
+    pub fn is_max_rate(&self) -> bool {
+        matches!(self.workload.producers.rate, Rate::Max)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<BenchResult> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read result {}", path.display()))?;
+        let result: BenchResult = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench-harness result", path.display()))?;
+        anyhow::ensure!(
+            result.schema_version == SCHEMA_VERSION,
+            "{}: schema_version {} (this tool reads {SCHEMA_VERSION})",
+            path.display(),
+            result.schema_version
+        );
+        Ok(result)
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repeat(mb_per_sec: f64, p99: f64, disk: Option<f64>) -> RepeatResult {
+        RepeatResult {
+            publish: Throughput {
+                mb_per_sec,
+                ..Default::default()
+            },
+            publish_latency_us: LatencySummary {
+                p99,
+                ..Default::default()
+            },
+            ratios: Ratios {
+                publish_vs_disk: disk.map(|d| mb_per_sec / d),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn summary_takes_medians_and_skips_missing_ratios() {
+        let repeats = [
+            repeat(100.0, 900.0, Some(1000.0)),
+            repeat(300.0, 100.0, None),
+            repeat(200.0, 500.0, Some(1000.0)),
+        ];
+        let summary = Summary::of(&repeats);
+        assert_eq!(summary.repeats, 3);
+        assert_eq!(summary.publish.mb_per_sec, 200.0);
+        assert_eq!(summary.publish_latency_us.p99, 500.0);
+        // Median of the two present ratios 0.1 and 0.2.
+        assert!((summary.ratios.publish_vs_disk.unwrap() - 0.15).abs() < 1e-12);
+        assert_eq!(summary.ratios.consume_vs_tcp, None);
+    }
+}

@@ -1,0 +1,73 @@
+//! `bench-harness table RESULT.json...`: one Markdown row per result (medians over repeats),
+//! throughput and latency beside the in-run baselines and the ratios to them.
+//!
+//! Owns: the summary table format. Imports: `result`.
+
+use crate::result::BenchResult;
+
+fn opt(value: Option<f64>, digits: usize) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn ms(micros: f64) -> String {
+    if micros <= 0.0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}", micros / 1000.0)
+    }
+}
+
+pub fn markdown(results: &[BenchResult]) -> String {
+    let mut out = String::from(
+        "| workload | rep | target msg/s | pub msg/s | pub MB/s | con MB/s \
+         | pub p50/p99/p99.9/max ms | e2e p50/p99/p99.9/max ms | err \
+         | disk MB/s | fsync p99 ms | tcp MB/s | pub/disk | con/tcp | attain | broker µs CPU/MB \
+         | other cores |\n",
+    );
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for r in results {
+        let s = &r.summary;
+        let p = &s.publish_latency_us;
+        let e = &s.end_to_end_latency_us;
+        out += &format!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {}/{}/{}/{} | {}/{}/{}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.workload.name,
+            s.repeats,
+            opt(s.target_rate_msgs_per_sec, 0),
+            s.publish.msgs_per_sec,
+            s.publish.mb_per_sec,
+            s.consume.mb_per_sec,
+            ms(p.p50),
+            ms(p.p99),
+            ms(p.p99_9),
+            ms(p.max),
+            ms(e.p50),
+            ms(e.p99),
+            ms(e.p99_9),
+            ms(e.max),
+            s.errors_publish + s.errors_consume,
+            opt(s.baselines.disk_write_mb_per_sec, 0),
+            opt(s.baselines.fdatasync_p99_us.map(|v| v / 1000.0), 2),
+            opt(s.baselines.tcp_loopback_mb_per_sec, 0),
+            opt(s.ratios.publish_vs_disk, 3),
+            opt(s.ratios.consume_vs_tcp, 3),
+            opt(s.ratios.rate_attainment, 3),
+            opt(s.broker_cpu_us_per_mb, 0),
+            opt(s.other_processes_cores, 2),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_values_render_as_dashes() {
+        assert_eq!(opt(None, 2), "-");
+        assert_eq!(opt(Some(0.12345), 3), "0.123");
+        assert_eq!(ms(0.0), "-");
+        assert_eq!(ms(1500.0), "1.50");
+    }
+}
