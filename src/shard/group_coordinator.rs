@@ -85,7 +85,7 @@ impl Shard {
     }
 
     /// Runs a group operation on the coordinator shard of `group_id`.
-    pub async fn group_call<T>(
+    pub async fn group_call<T: Send + 'static>(
         self: &Rc<Self>,
         group_id: &str,
         build: impl FnOnce(Reply<T>) -> GroupOp,
@@ -94,12 +94,12 @@ impl Shard {
         self.group_call_on(target, build).await
     }
 
-    pub async fn group_call_on<T>(
+    pub async fn group_call_on<T: Send + 'static>(
         self: &Rc<Self>,
         target: crate::model::ShardId,
         build: impl FnOnce(Reply<T>) -> GroupOp,
     ) -> Result<T, super::ShardError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = super::reply::reply_channel();
         let op = build(reply);
         if target == self.id {
             self.handle_group_op(op).await;

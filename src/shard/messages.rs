@@ -6,12 +6,11 @@ use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncIn
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use bytes::Bytes;
-use futures::channel::oneshot;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type Reply<T> = oneshot::Sender<T>;
+pub use super::reply::{Reply, ReplyPayload};
 
 pub enum ShardMessage {
     /// Append to partitions owned by the receiver. The receiver appends in arrival order
@@ -36,6 +35,11 @@ pub enum ShardMessage {
     Txn(TxnOp),
     /// Append transaction markers to partitions this shard owns.
     WriteMarkers(WriteMarkersOp),
+    /// The answer to a request this shard sent (see `reply`).
+    Reply {
+        id: u64,
+        payload: ReplyPayload,
+    },
 }
 
 /// Append a COMMIT or ABORT control batch for `producer_id` to each partition, synced.

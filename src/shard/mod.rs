@@ -16,6 +16,7 @@ pub mod messages;
 pub mod metrics;
 mod partition_ops;
 mod pool;
+pub mod reply;
 pub mod shutdown;
 mod state;
 mod txn_coordinator;

@@ -86,6 +86,8 @@ where
                     .await
                     .map_err(|e| format!("joining the channel mesh: {e}"))?;
                 let id = ShardId(senders.peer_id());
+                let senders = Rc::new(senders);
+                super::reply::install(id, senders.clone());
                 // glommio decides once per device whether io_uring polling works, from the
                 // first DMA file it reads; an empty first file makes it decide wrongly.
                 if let Err(error) =

@@ -4,12 +4,12 @@
 use super::controller::Controller;
 use super::group_coordinator::GroupCoordinator;
 use super::messages::*;
+use super::reply::reply_channel;
 use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
 use crate::storage::{BatchCache, LogConfig, PartitionLog};
-use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use glommio::channels::channel_mesh::Senders;
 use std::cell::RefCell;
@@ -33,7 +33,7 @@ pub struct Shard {
     catalog: RefCell<Arc<Catalog>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     cache: Rc<BatchCache>,
-    mesh: Senders<ShardMessage>,
+    mesh: Rc<Senders<ShardMessage>>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
     pub(super) txn_coordinator: TxnCoordinator,
@@ -52,7 +52,7 @@ impl Shard {
         shard_count: usize,
         config: Arc<Config>,
         catalog: Arc<Catalog>,
-        mesh: Senders<ShardMessage>,
+        mesh: Rc<Senders<ShardMessage>>,
     ) -> Shard {
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
@@ -158,12 +158,12 @@ impl Shard {
             .map_err(|_| ShardError::Unreachable { target })
     }
 
-    pub(super) async fn request<T>(
+    pub(super) async fn request<T: Send + 'static>(
         &self,
         target: ShardId,
         build: impl FnOnce(Reply<T>) -> ShardMessage,
     ) -> Result<T, ShardError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = reply_channel();
         self.send(target, build(reply)).await?;
         receiver.await.map_err(|_| ShardError::NoReply { target })
     }
@@ -181,7 +181,7 @@ impl Shard {
             let completion = self.produce_local(partitions, acks).await;
             return Box::pin(async move { Ok(completion.await) });
         }
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = reply_channel();
         let message = ShardMessage::Produce(ProduceOp {
             partitions,
             acks,
@@ -315,11 +315,11 @@ impl Shard {
     }
 
     /// Runs a controller operation on shard 0 and returns its outcome.
-    pub async fn controller_call<T>(
+    pub async fn controller_call<T: Send + 'static>(
         self: &Rc<Self>,
         build: impl FnOnce(Reply<T>) -> ControllerOp,
     ) -> Result<T, ShardError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = reply_channel();
         let op = build(reply);
         if self.controller.is_some() {
             self.handle_controller_op(op).await;
@@ -445,6 +445,7 @@ impl Shard {
             ShardMessage::LogSizes(op) => {
                 let _ = op.reply.send(self.log_sizes_local());
             }
+            ShardMessage::Reply { id, payload } => super::reply::complete_local(id, payload),
             ShardMessage::Txn(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_txn_op(op).await }).detach();

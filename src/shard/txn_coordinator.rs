@@ -13,7 +13,6 @@ use crate::txn::{
     plan_recovery, plan_timeout, records, validate_timeout,
 };
 use bytes::Bytes;
-use futures::channel::oneshot;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -69,7 +68,7 @@ impl Shard {
     }
 
     /// Runs a transaction operation on the coordinator shard of `transactional_id`.
-    pub async fn txn_call<T>(
+    pub async fn txn_call<T: Send + 'static>(
         self: &Rc<Self>,
         transactional_id: &str,
         build: impl FnOnce(Reply<T>) -> TxnOp,
@@ -78,12 +77,12 @@ impl Shard {
         self.txn_call_on(target, build).await
     }
 
-    pub async fn txn_call_on<T>(
+    pub async fn txn_call_on<T: Send + 'static>(
         self: &Rc<Self>,
         target: ShardId,
         build: impl FnOnce(Reply<T>) -> TxnOp,
     ) -> Result<T, super::ShardError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = super::reply::reply_channel();
         let op = build(reply);
         if target == self.id {
             self.handle_txn_op(op).await;
