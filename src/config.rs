@@ -257,27 +257,67 @@ impl Config {
             1,
             1024,
         )?;
-        check("server.shard_connections_max", s.shard_connections_max, 1, 65536)?;
+        check(
+            "server.shard_connections_max",
+            s.shard_connections_max,
+            1,
+            65536,
+        )?;
         check("server.fetch_wait_ms_max", s.fetch_wait_ms_max, 0, 300_000)?;
-        check("server.fetch_response_bytes_max", s.fetch_response_bytes_max, KIB, GIB)?;
+        check(
+            "server.fetch_response_bytes_max",
+            s.fetch_response_bytes_max,
+            KIB,
+            GIB,
+        )?;
         let sh = &self.shard;
         check("shard.shards", sh.shards, 0, 256)?;
-        check("shard.io_memory_bytes", sh.io_memory_bytes, 0, 64 * MIB as usize)?;
+        check(
+            "shard.io_memory_bytes",
+            sh.io_memory_bytes,
+            0,
+            64 * MIB as usize,
+        )?;
         check("shard.ring_depth", sh.ring_depth, 8, 4096)?;
-        check("shard.mesh_channel_capacity", sh.mesh_channel_capacity, 1, 65536)?;
+        check(
+            "shard.mesh_channel_capacity",
+            sh.mesh_channel_capacity,
+            1,
+            65536,
+        )?;
         let st = &self.storage;
-        check("storage.segment_bytes", st.segment_bytes, 64 * KIB, 4 * GIB - 1)?;
+        check(
+            "storage.segment_bytes",
+            st.segment_bytes,
+            64 * KIB,
+            4 * GIB - 1,
+        )?;
         check("storage.segment_ms", st.segment_ms, 1000, 1 << 62)?;
-        check("storage.index_interval_bytes", st.index_interval_bytes, 0, 16 * MIB)?;
-        check("storage.batch_bytes_max", st.batch_bytes_max, KIB, 100 * MIB)?;
+        check(
+            "storage.index_interval_bytes",
+            st.index_interval_bytes,
+            0,
+            16 * MIB,
+        )?;
+        check(
+            "storage.batch_bytes_max",
+            st.batch_bytes_max,
+            KIB,
+            100 * MIB,
+        )?;
         check(
             "storage.write_buffer_bytes_max",
             st.write_buffer_bytes_max,
             64 * KIB,
             GIB,
         )?;
-        check("storage.write_chunk_bytes", st.write_chunk_bytes, 4 * KIB, 64 * MIB)?;
-        if st.write_chunk_bytes % (4 * KIB) != 0 {
+        check(
+            "storage.write_chunk_bytes",
+            st.write_chunk_bytes,
+            4 * KIB,
+            64 * MIB,
+        )?;
+        if !st.write_chunk_bytes.is_multiple_of(4 * KIB) {
             return Err(ConfigError::OutOfRange {
                 field: "storage.write_chunk_bytes",
                 value: st.write_chunk_bytes.to_string(),
@@ -292,8 +332,18 @@ impl Config {
             MIB,
             64 * GIB,
         )?;
-        check("storage.read_chunk_bytes", st.read_chunk_bytes, 4 * KIB, 64 * MIB)?;
-        check("storage.open_segments_max", st.open_segments_max, 16, 1_000_000)?;
+        check(
+            "storage.read_chunk_bytes",
+            st.read_chunk_bytes,
+            4 * KIB,
+            64 * MIB,
+        )?;
+        check(
+            "storage.open_segments_max",
+            st.open_segments_max,
+            16,
+            1_000_000,
+        )?;
         check(
             "storage.retention_check_interval_ms",
             st.retention_check_interval_ms,
@@ -309,7 +359,12 @@ impl Config {
         }
         let t = &self.topic_defaults;
         check("topic_defaults.num_partitions", t.num_partitions, 1, 10_000)?;
-        check("topic_defaults.partitions_max", t.partitions_max, 1, 100_000)?;
+        check(
+            "topic_defaults.partitions_max",
+            t.partitions_max,
+            1,
+            100_000,
+        )?;
         Ok(())
     }
 }

@@ -5,5 +5,10 @@
 //! See docs/architecture.md.
 
 pub mod config;
+pub mod huge_alloc;
+pub mod metadata;
 pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;

@@ -1,1 +1,104 @@
-fn main() {}
+//! The `shardlog` command line: `serve` runs the broker; other subcommands are tools.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shardlog::config::Config;
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: shardlog::huge_alloc::LazyHugeAllocator = shardlog::huge_alloc::LazyHugeAllocator;
+
+#[derive(Parser)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-compatible broker, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Print the supported-API table (docs/protocol-coverage.md) and exit.
+    ApiTable,
+}
+
+/// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags and SHARDLOG_* variables override it.
+    #[arg(long, env = "SHARDLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "SHARDLOG_LISTEN")]
+    listen: Option<String>,
+    /// host:port that Metadata tells clients to connect to [default: the listen address].
+    #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    /// Directory for partition logs and the catalog [default: ./data].
+    #[arg(long, env = "SHARDLOG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (executors); 0 = one per CPU [default: 0].
+    #[arg(long, env = "SHARDLOG_SHARDS")]
+    shards: Option<usize>,
+    /// This broker's node id [default: 0].
+    #[arg(long, env = "SHARDLOG_NODE_ID")]
+    node_id: Option<i32>,
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(advertised) = &args.advertised_listener {
+        config.server.advertised_listener = Some(advertised.clone());
+    }
+    if let Some(data_dir) = &args.data_dir {
+        config.storage.data_dir = data_dir.clone();
+    }
+    if let Some(shards) = args.shards {
+        config.shard.shards = shards;
+    }
+    if let Some(node_id) = args.node_id {
+        config.server.node_id = node_id;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::ApiTable => {
+            print!("{}", shardlog::server::api_table::coverage_markdown());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let config = load_config(&args).context("invalid configuration")?;
+            tracing::info!(
+                listen = %config.server.listen,
+                request_bytes_max = config.server.request_bytes_max,
+                batch_cache_bytes_max = config.storage.batch_cache_bytes_max,
+                write_buffer_bytes_max = config.storage.write_buffer_bytes_max,
+                "shardlog starting"
+            );
+            shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            Ok(())
+        }
+    }
+}

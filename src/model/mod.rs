@@ -6,11 +6,13 @@
 //! is below the configured shard count.
 
 pub mod batch;
+pub mod error_code;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use batch::{BatchError, Compression, RecordBatchHeader, TimestampType};
+pub use error_code::ErrorCode;
 
 /// A Kafka log offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -264,7 +264,11 @@ impl PartitionLog {
 
     /// Total bytes of the log on disk.
     pub fn size_bytes(&self) -> u64 {
-        self.batches.borrow().iter().map(|(_, b)| b.len() as u64).sum()
+        self.batches
+            .borrow()
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum()
     }
 
     /// Completes once the log end offset is past `offset` (immediately if it already is).
@@ -317,7 +321,9 @@ impl PartitionLog {
     /// DeleteRecords: moves the log start offset up to `offset` (never past the high
     /// watermark). Returns the new log start offset.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, StorageError> {
-        let new_start = offset.min(self.high_watermark()).max(self.log_start_offset.get());
+        let new_start = offset
+            .min(self.high_watermark())
+            .max(self.log_start_offset.get());
         self.log_start_offset.set(new_start);
         Ok(new_start)
     }

@@ -1,0 +1,273 @@
+//! The topic catalog: names, ids, partition counts and configs, persisted as JSON with an
+//! atomic replace (write temp, fsync, rename, fsync dir). Snapshots are immutable: a change
+//! produces a new `Catalog` with a higher `version`.
+
+use super::topic_config::{self, TopicConfigError};
+use crate::model::TopicName;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub type TopicId = [u8; 16];
+
+pub const CATALOG_FILE: &str = "topics.json";
+/// Longest legal topic name (Kafka: 249).
+pub const TOPIC_NAME_MAX: usize = 249;
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name `{name}`: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("invalid partition count {count}: {reason}")]
+    InvalidPartitions { count: i32, reason: String },
+    #[error(transparent)]
+    InvalidConfig(#[from] TopicConfigError),
+    #[error("catalog file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("catalog file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Kafka topic id (a UUID), as 32 hex digits on disk.
+    #[serde(with = "hex_id")]
+    pub id: TopicId,
+    pub partitions: i32,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: u64,
+    topics: BTreeMap<String, TopicMeta>,
+    #[serde(skip)]
+    by_id: HashMap<TopicId, String>,
+}
+
+/// Kafka's rule: 1..=249 chars of [a-zA-Z0-9._-], and not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
+    let invalid = |reason| CatalogError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if name.len() > TOPIC_NAME_MAX {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
+    if !name.chars().all(legal) {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+impl Catalog {
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &TopicId) -> Option<&TopicMeta> {
+        self.by_id.get(id).and_then(|name| self.topics.get(name))
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &TopicMeta> {
+        self.topics.values()
+    }
+
+    pub fn topic_names(&self) -> impl Iterator<Item = TopicName> + '_ {
+        self.topics.keys().map(|name| TopicName::new(name))
+    }
+
+    /// A new catalog with `meta` added.
+    pub fn with_topic(&self, meta: TopicMeta) -> Result<Catalog, CatalogError> {
+        validate_topic_name(&meta.name)?;
+        if self.topics.contains_key(&meta.name) {
+            return Err(CatalogError::TopicExists(meta.name));
+        }
+        if meta.partitions < 1 {
+            return Err(CatalogError::InvalidPartitions {
+                count: meta.partitions,
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        topic_config::validate_all(&meta.configs)?;
+        let mut next = self.clone();
+        next.version += 1;
+        next.by_id.insert(meta.id, meta.name.clone());
+        next.topics.insert(meta.name.clone(), meta);
+        Ok(next)
+    }
+
+    /// A new catalog without topic `name`.
+    pub fn without_topic(&self, name: &str) -> Result<Catalog, CatalogError> {
+        let mut next = self.clone();
+        let removed = next
+            .topics
+            .remove(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        next.by_id.remove(&removed.id);
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// A new catalog with `name`'s partition count raised to `partitions`.
+    pub fn with_partitions(&self, name: &str, partitions: i32) -> Result<Catalog, CatalogError> {
+        let mut next = self.clone();
+        let topic = next
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        if partitions <= topic.partitions {
+            return Err(CatalogError::InvalidPartitions {
+                count: partitions,
+                reason: format!("topic already has {} partitions", topic.partitions),
+            });
+        }
+        topic.partitions = partitions;
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// A new catalog with `name`'s configs replaced.
+    pub fn with_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Catalog, CatalogError> {
+        topic_config::validate_all(&configs)?;
+        let mut next = self.clone();
+        let topic = next
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        topic.configs = configs;
+        next.version += 1;
+        Ok(next)
+    }
+
+    pub fn load(data_dir: &Path) -> Result<Catalog, CatalogError> {
+        let path = data_dir.join(CATALOG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            Err(source) => return Err(CatalogError::Io { path, source }),
+        };
+        let mut catalog: Catalog =
+            serde_json::from_str(&text).map_err(|e| CatalogError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        catalog.by_id = catalog
+            .topics
+            .values()
+            .map(|meta| (meta.id, meta.name.clone()))
+            .collect();
+        Ok(catalog)
+    }
+
+    /// Atomically replaces the catalog file.
+    pub fn save(&self, data_dir: &Path) -> Result<(), CatalogError> {
+        let path = data_dir.join(CATALOG_FILE);
+        let text = serde_json::to_vec_pretty(self).map_err(|e| CatalogError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomically(&path, &text).map_err(|source| CatalogError::Io { path, source })
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+mod hex_id {
+    use super::TopicId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &TopicId, serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TopicId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut id = [0u8; 16];
+        if text.len() != 32 {
+            return Err(serde::de::Error::custom("topic id must be 32 hex digits"));
+        }
+        for (index, byte) in id.iter_mut().enumerate() {
+            let pair = text.get(index * 2..index * 2 + 2).unwrap_or("");
+            *byte = u8::from_str_radix(pair, 16).map_err(serde::de::Error::custom)?;
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> TopicMeta {
+        TopicMeta {
+            name: name.to_string(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn add_remove_and_persist() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let catalog = Catalog::default().with_topic(meta("orders")).unwrap();
+        assert!(catalog.with_topic(meta("orders")).is_err());
+        catalog.save(dir.path()).unwrap();
+        let loaded = Catalog::load(dir.path()).unwrap();
+        let orders = loaded.topic("orders").unwrap();
+        assert_eq!(orders.partitions, 3);
+        assert_eq!(loaded.topic_by_id(&orders.id).unwrap().name, "orders");
+        let emptied = loaded.without_topic("orders").unwrap();
+        assert!(emptied.topic("orders").is_none());
+        assert!(emptied.version > loaded.version);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in ["", ".", "..", "a/b", "spaces here", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_topic_name("ok.topic_name-1").is_ok());
+    }
+}

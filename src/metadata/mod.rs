@@ -1,0 +1,19 @@
+//! Topic catalog and topic configs; partition → shard placement.
+//!
+//! Owns: `<data_dir>/topics.json` (the catalog) and `<data_dir>/meta.json` (broker identity
+//! and the producer-id high mark). May import: `crate::model`. No I/O beyond those files.
+//! Runs on: the controller shard (0) mutates the catalog and broadcasts immutable snapshots;
+//! every shard reads its snapshot.
+//! Invariants: topic names are unique and valid Kafka names; topic ids are unique; a
+//! catalog `version` only grows.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod catalog;
+pub mod placement;
+pub mod topic_config;
+
+pub use catalog::{
+    Catalog, CatalogError, TopicId, TopicMeta, validate_topic_name, write_atomically,
+};
+pub use placement::shard_for;

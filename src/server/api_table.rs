@@ -1,0 +1,100 @@
+//! The one table of supported Kafka APIs: key, versions, handler. It drives dispatch,
+//! the ApiVersions response and docs/protocol-coverage.md (checked by a test).
+
+use super::context::{HandlerError, RequestContext, ResponseFrame};
+use super::handlers::*;
+use crate::shard::Shard;
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestKind};
+use std::future::Future;
+use std::rc::Rc;
+
+/// Stage 2 of a request: completes with the response (None: no response, acks=0).
+pub type ResponseFuture = LocalBoxFuture<'static, Result<Option<ResponseFrame>, HandlerError>>;
+/// A handler runs stage 1 (awaited by the connection's reader, in request order) and
+/// returns stage 2 (run as a task; responses are still written in request order).
+pub type Handler =
+    fn(Rc<Shard>, RequestContext, RequestKind) -> LocalBoxFuture<'static, ResponseFuture>;
+
+pub struct ApiRow {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub handler: Handler,
+}
+
+const fn row(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> ApiRow {
+    ApiRow {
+        key,
+        min_version,
+        max_version,
+        handler,
+    }
+}
+
+pub static API_TABLE: &[ApiRow] = &[
+    row(ApiKey::Produce, 3, 11, produce::handle),
+    row(ApiKey::Fetch, 4, 17, fetch::handle),
+    row(ApiKey::ListOffsets, 1, 7, list_offsets::handle),
+    row(ApiKey::Metadata, 0, 12, metadata::handle),
+    row(ApiKey::ApiVersions, 0, 4, api_versions::handle),
+    row(ApiKey::CreateTopics, 2, 7, create_topics::handle),
+    row(ApiKey::DeleteTopics, 1, 6, delete_topics::handle),
+    row(ApiKey::InitProducerId, 0, 4, init_producer_id::handle),
+];
+
+pub fn find(api_key: i16) -> Option<&'static ApiRow> {
+    API_TABLE.iter().find(|row| row.key as i16 == api_key)
+}
+
+/// Wraps a one-stage handler body: nothing to do in stage 1.
+pub fn single_stage<F>(work: F) -> LocalBoxFuture<'static, ResponseFuture>
+where
+    F: Future<Output = Result<Option<ResponseFrame>, HandlerError>> + 'static,
+{
+    let completion: ResponseFuture = Box::pin(work);
+    Box::pin(std::future::ready(completion))
+}
+
+/// The protocol-coverage table in Markdown, as docs/protocol-coverage.md holds it.
+pub fn coverage_markdown() -> String {
+    let mut text = String::from("| API | key | versions |\n|---|---|---|\n");
+    for row in API_TABLE {
+        text.push_str(&format!(
+            "| {:?} | {} | {}–{} |\n",
+            row.key, row.key as i16, row.min_version, row.max_version
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_versions_are_within_the_codec() {
+        for row in API_TABLE {
+            let codec = row.key.valid_versions();
+            assert!(
+                row.min_version >= codec.min && row.max_version <= codec.max,
+                "{:?}",
+                row.key
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_coverage_doc_matches_table() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/protocol-coverage.md"
+        ))
+        .unwrap_or_default();
+        assert!(
+            doc.contains(&coverage_markdown()),
+            "docs/protocol-coverage.md is out of date; regenerate with `shardlog api-table`:\n{}",
+            coverage_markdown()
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! One client connection: a reader that splits frames and dispatches them in order, and a
+//! writer that sends responses in the same order. Produce's stage 1 (append or enqueue on
+//! the owner shard) runs inline in the reader, so a connection's appends keep their order;
+//! stage 2 (waiting for acks) runs as a task, so requests pipeline.
+
+use super::api_table::{self, ResponseFuture};
+use super::context::{HandlerError, RequestContext, ResponseFrame};
+use super::handlers::api_versions;
+use super::socket_writer::write_chunks;
+use crate::protocol::ProtocolError;
+use crate::protocol::codec::{RequestEnvelope, decode_request};
+use crate::protocol::frame::{FrameError, FrameStatus, take_frame};
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::rc::Rc;
+use thiserror::Error;
+use tracing::Instrument;
+
+/// Bytes read from the socket per read call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>>;
+
+#[derive(Debug, Error)]
+enum CloseReason {
+    #[error("socket read failed: {0}")]
+    Read(std::io::Error),
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("unsupported API key {api_key}")]
+    UnknownApi { api_key: i16 },
+    #[error("unsupported version {version} of API key {api_key}")]
+    UnsupportedVersion { api_key: i16, version: i16 },
+    #[error(transparent)]
+    Malformed(#[from] ProtocolError),
+    #[error("response writer has stopped")]
+    WriterGone,
+}
+
+pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let span = tracing::debug_span!("connection", shard = %shard.id, %peer);
+    async move {
+        let fd = stream.as_raw_fd();
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let (mut reader, writer) = futures_lite::io::split(stream);
+        let inflight_max = shard.config.server.connection_inflight_requests_max;
+        let (queue, responses) = local_channel::new_bounded(inflight_max);
+        let writer_task: JoinHandle<()> =
+            glommio::spawn_local(write_responses(fd, writer, responses)).detach();
+        match read_requests(&shard, &mut reader, queue).await {
+            Ok(()) => tracing::debug!("client closed the connection"),
+            Err(CloseReason::WriterGone) => {}
+            Err(reason) => tracing::warn!(%reason, "closing connection"),
+        }
+        writer_task.await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    reader: &mut R,
+    queue: LocalSender<PendingResponse>,
+) -> Result<(), CloseReason> {
+    let frame_max = shard.config.server.request_bytes_max as usize;
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        match take_frame(&mut buffer, frame_max)? {
+            FrameStatus::Complete(frame) => {
+                let pending = dispatch(shard, frame).await?;
+                queue
+                    .send(pending)
+                    .await
+                    .map_err(|_| CloseReason::WriterGone)?;
+            }
+            FrameStatus::NeedBytes(needed) => {
+                buffer.reserve(needed.saturating_sub(buffer.len()));
+                let read = reader.read(&mut scratch).await.map_err(CloseReason::Read)?;
+                if read == 0 {
+                    return Ok(());
+                }
+                buffer.extend_from_slice(&scratch[..read]);
+            }
+        }
+    }
+}
+
+/// Decodes one request and starts it; returns its response-to-be.
+async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, CloseReason> {
+    let envelope = RequestEnvelope::peek(&frame)?;
+    let Some(row) = api_table::find(envelope.api_key) else {
+        return Err(CloseReason::UnknownApi {
+            api_key: envelope.api_key,
+        });
+    };
+    if !(row.min_version..=row.max_version).contains(&envelope.api_version) {
+        if row.key == kafka_protocol::messages::ApiKey::ApiVersions {
+            let response = api_versions::unsupported_version(envelope.correlation_id);
+            return Ok(glommio::spawn_local(async move { response.map(Some) }));
+        }
+        return Err(CloseReason::UnsupportedVersion {
+            api_key: envelope.api_key,
+            version: envelope.api_version,
+        });
+    }
+    let decoded = decode_request(row.key, frame)?;
+    let context = RequestContext {
+        api: row.key,
+        version: envelope.api_version,
+        correlation_id: envelope.correlation_id,
+        client_id: decoded.header.client_id.as_ref().map(|c| c.to_string()),
+    };
+    let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
+    let completion: ResponseFuture = (row.handler)(shard.clone(), context, decoded.body)
+        .instrument(span.clone())
+        .await;
+    Ok(glommio::spawn_local(completion.instrument(span)))
+}
+
+async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
+    fd: RawFd,
+    mut writer: W,
+    responses: LocalReceiver<PendingResponse>,
+) {
+    while let Some(pending) = responses.recv().await {
+        match pending.await {
+            Ok(Some(frame)) => {
+                if let Err(error) = write_chunks(fd, &mut writer, &frame.chunks).await {
+                    tracing::debug!(%error, "socket write failed");
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "request failed; closing connection");
+                return;
+            }
+        }
+    }
+    let _ = writer.close().await;
+}

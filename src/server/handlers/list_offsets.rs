@@ -1,0 +1,107 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), or the first offset
+//! whose batch timestamp is >= a given time, answered by the owning shards.
+
+use super::topic_name;
+use crate::model::{ErrorCode, ShardId, TopicPartition};
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::{ListOffsetsPartition, ListOffsetsResult, Shard};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestKind};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::ListOffsets(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let response = list_offsets(&shard, request).await?;
+        context.respond(&response).map(Some)
+    })
+}
+
+async fn list_offsets(
+    shard: &Rc<Shard>,
+    request: ListOffsetsRequest,
+) -> Result<ListOffsetsResponse, HandlerError> {
+    let catalog = shard.catalog();
+    let read_committed = request.isolation_level == 1;
+    let mut per_shard: BTreeMap<ShardId, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let Some(meta) = catalog.topic(&name) else {
+            continue;
+        };
+        for partition in topic
+            .partitions
+            .iter()
+            .filter(|p| p.partition_index < meta.partitions)
+        {
+            let tp = TopicPartition::new(name.as_str(), partition.partition_index);
+            per_shard
+                .entry(shard.owner_of(&tp))
+                .or_default()
+                .push(ListOffsetsPartition {
+                    partition: tp,
+                    timestamp: partition.timestamp,
+                    read_committed,
+                });
+        }
+    }
+    let calls = per_shard
+        .into_iter()
+        .map(|(target, partitions)| shard.list_offsets(target, partitions));
+    let mut found: HashMap<(String, i32), ListOffsetsResult> = HashMap::new();
+    for outcome in futures::future::join_all(calls).await {
+        for result in outcome? {
+            let key = (
+                result.partition.topic.to_string(),
+                result.partition.partition,
+            );
+            found.insert(key, result);
+        }
+    }
+    let mut response = ListOffsetsResponse::default();
+    response.topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let mut entry = ListOffsetsTopicResponse::default();
+            entry.name = topic_name(&name);
+            entry.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out = ListOffsetsPartitionResponse::default();
+                    out.partition_index = p.partition_index;
+                    match found.remove(&(name.clone(), p.partition_index)) {
+                        Some(result) => {
+                            out.error_code = result.error.code();
+                            out.offset = result.offset;
+                            out.timestamp = result.timestamp;
+                            out.leader_epoch = if result.offset >= 0 { 0 } else { -1 };
+                        }
+                        None => {
+                            out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                            out.offset = -1;
+                            out.timestamp = -1;
+                            out.leader_epoch = -1;
+                        }
+                    }
+                    out
+                })
+                .collect();
+            entry
+        })
+        .collect();
+    Ok(response)
+}

@@ -1,0 +1,156 @@
+//! Metadata (key 3): this broker, and the requested topics with their partitions (leader =
+//! this broker). Unknown topics are auto-created when the broker and the request allow it.
+
+use super::{str_bytes, topic_name};
+use crate::metadata::{Catalog, TopicMeta, validate_topic_name};
+use crate::model::ErrorCode;
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::{NewTopic, Shard};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestKind};
+use std::rc::Rc;
+
+/// Kafka's "authorized operations not requested" sentinel.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::Metadata(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let response = metadata(&shard, &context, request).await?;
+        context.respond(&response).map(Some)
+    })
+}
+
+/// host and port clients should connect to.
+pub fn advertised_address(shard: &Shard) -> (String, i32) {
+    let server = &shard.config.server;
+    let address = server
+        .advertised_listener
+        .as_deref()
+        .unwrap_or(&server.listen);
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "9092"));
+    let host = match host {
+        "0.0.0.0" | "[::]" | "::" | "" => "localhost",
+        other => other.trim_start_matches('[').trim_end_matches(']'),
+    };
+    (host.to_string(), port.parse().unwrap_or(9092))
+}
+
+/// What the client asked for: None means all topics.
+enum Wanted {
+    All,
+    Some(Vec<(Option<String>, uuid::Uuid)>),
+}
+
+async fn metadata(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: MetadataRequest,
+) -> Result<MetadataResponse, HandlerError> {
+    let wanted = match request.topics {
+        None => Wanted::All,
+        Some(list) if list.is_empty() && context.version == 0 => Wanted::All,
+        Some(list) => Wanted::Some(
+            list.into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let allow_create = shard.config.topic_defaults.auto_create_topics
+        && (context.version < 4 || request.allow_auto_topic_creation);
+    if let (Wanted::Some(list), true) = (&wanted, allow_create) {
+        let catalog = shard.catalog();
+        let missing: Vec<NewTopic> = list
+            .iter()
+            .filter_map(|(name, _)| name.as_ref())
+            .filter(|name| catalog.topic(name).is_none() && validate_topic_name(name).is_ok())
+            .map(|name| NewTopic {
+                name: name.clone(),
+                partitions: -1,
+                configs: Default::default(),
+            })
+            .collect();
+        if !missing.is_empty() {
+            shard.create_topics(missing, false).await?;
+        }
+    }
+    let catalog = shard.catalog();
+    let (host, port) = advertised_address(shard);
+    let node_id = shard.config.server.node_id;
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(node_id);
+    broker.host = str_bytes(&host);
+    broker.port = port;
+    let mut response = MetadataResponse::default();
+    response.brokers = vec![broker];
+    response.cluster_id = Some(str_bytes(&shard.config.server.cluster_id));
+    response.controller_id = BrokerId(node_id);
+    response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    response.topics = match wanted {
+        Wanted::All => catalog
+            .topics()
+            .map(|topic| topic_entry(topic, node_id))
+            .collect(),
+        Wanted::Some(list) => list
+            .iter()
+            .map(|(name, id)| requested_topic(&catalog, name.as_deref(), id, node_id))
+            .collect(),
+    };
+    Ok(response)
+}
+
+fn requested_topic(
+    catalog: &Catalog,
+    name: Option<&str>,
+    id: &uuid::Uuid,
+    node_id: i32,
+) -> MetadataResponseTopic {
+    let found = match name {
+        Some(name) => catalog.topic(name),
+        None => catalog.topic_by_id(id.as_bytes()),
+    };
+    if let Some(topic) = found {
+        return topic_entry(topic, node_id);
+    }
+    let mut entry = MetadataResponseTopic::default();
+    entry.name = name.map(topic_name);
+    entry.topic_id = *id;
+    entry.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    entry.error_code = match name {
+        Some(name) if validate_topic_name(name).is_err() => ErrorCode::InvalidTopicException,
+        Some(_) => ErrorCode::UnknownTopicOrPartition,
+        None => ErrorCode::UnknownTopicId,
+    }
+    .code();
+    entry
+}
+
+fn topic_entry(topic: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+    let mut entry = MetadataResponseTopic::default();
+    entry.name = Some(topic_name(&topic.name));
+    entry.topic_id = uuid::Uuid::from_bytes(topic.id);
+    entry.is_internal = topic.internal;
+    entry.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    entry.partitions = (0..topic.partitions)
+        .map(|index| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = index;
+            partition.leader_id = BrokerId(node_id);
+            partition.leader_epoch = 0;
+            partition.replica_nodes = vec![BrokerId(node_id)];
+            partition.isr_nodes = vec![BrokerId(node_id)];
+            partition
+        })
+        .collect();
+    entry
+}

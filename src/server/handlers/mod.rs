@@ -1,0 +1,35 @@
+//! One file per Kafka API. Each `handle` takes the decoded request and returns its staged
+//! response (see `api_table::Handler`).
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use crate::metadata::{Catalog, TopicMeta};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub(crate) fn str_bytes(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// Looks a topic up by id when the request carries one (v13+ style), else by name.
+pub(crate) fn resolve_topic<'a>(
+    catalog: &'a Catalog,
+    name: &str,
+    id: &uuid::Uuid,
+) -> Option<&'a TopicMeta> {
+    if !id.is_nil() {
+        return catalog.topic_by_id(id.as_bytes());
+    }
+    catalog.topic(name)
+}

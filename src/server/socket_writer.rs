@@ -1,0 +1,80 @@
+//! Vectored response writes: record `Bytes` go to the socket with `sendmsg` straight from
+//! the batch cache or read buffers, never copied into a response buffer. glommio's
+//! `TcpStream` only writes one slice at a time, so this tries a non-blocking `sendmsg` over
+//! all chunks first and, when the socket is full, waits for it through glommio's own write.
+
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
+use std::io;
+use std::os::unix::io::RawFd;
+
+/// Linux's IOV_MAX.
+const IOV_MAX: usize = 1024;
+
+fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
+    let iovecs: Vec<libc::iovec> = slices
+        .iter()
+        .map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        })
+        .collect();
+    // SAFETY: an all-zero msghdr is valid; msg_iov points at `iovecs`, which lives (and
+    // whose slices live) until sendmsg returns.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = iovecs.as_ptr() as *mut libc::iovec;
+    header.msg_iovlen = iovecs.len();
+    // SAFETY: `fd` is the connection's open socket; `header` is valid as above.
+    let sent = unsafe { libc::sendmsg(fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Writes all `chunks` in order to the socket `fd`, which `fallback` also writes to.
+pub async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
+    fd: RawFd,
+    fallback: &mut W,
+    chunks: &[Bytes],
+) -> io::Result<()> {
+    let mut index = 0usize;
+    let mut offset = 0usize;
+    while index < chunks.len() {
+        let slices: Vec<&[u8]> = chunks[index..]
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, chunk)| if i == 0 { &chunk[offset..] } else { &chunk[..] })
+            .collect();
+        let written = match sendmsg_nonblocking(fd, &slices) {
+            Ok(written) => written,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let written = fallback.write(slices[0]).await?;
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                written
+            }
+            Err(error) => return Err(error),
+        };
+        let mut remaining = written;
+        while remaining > 0 && index < chunks.len() {
+            let left_in_chunk = chunks[index].len() - offset;
+            if remaining >= left_in_chunk {
+                remaining -= left_in_chunk;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += remaining;
+                remaining = 0;
+            }
+        }
+        while index < chunks.len() && chunks[index].len() == offset {
+            index += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The controller role of shard 0: serialises catalog changes (create/delete topics),
+//! persists them, and broadcasts the new snapshot to every shard before answering. It also
+//! hands out producer ids from blocks reserved in `meta.json`, so ids never repeat across
+//! restarts.
+
+use super::Shard;
+use super::messages::*;
+use crate::config::Config;
+use crate::metadata::{CatalogError, TopicMeta, validate_topic_name, write_atomically};
+use crate::model::ErrorCode;
+use glommio::sync::Semaphore;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+const META_FILE: &str = "meta.json";
+/// Producer ids reserved (and persisted) at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BrokerMeta {
+    /// Every producer id below this may have been handed out.
+    producer_id_block_end: i64,
+}
+
+pub(super) struct Controller {
+    /// One catalog change at a time.
+    lock: Semaphore,
+    data_dir: PathBuf,
+    next_producer_id: Cell<i64>,
+    producer_id_block_end: Cell<i64>,
+}
+
+impl Controller {
+    pub(super) fn new(config: &Config) -> Controller {
+        let data_dir = config.storage.data_dir.clone();
+        let meta: BrokerMeta = std::fs::read_to_string(data_dir.join(META_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Controller {
+            lock: Semaphore::new(1),
+            data_dir,
+            next_producer_id: Cell::new(meta.producer_id_block_end),
+            producer_id_block_end: Cell::new(meta.producer_id_block_end),
+        }
+    }
+}
+
+fn outcome(name: String, error: ErrorCode, message: Option<String>) -> TopicOutcome {
+    TopicOutcome {
+        name,
+        error,
+        message,
+        topic: None,
+    }
+}
+
+fn catalog_error_code(error: &CatalogError) -> ErrorCode {
+    match error {
+        CatalogError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        CatalogError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+        CatalogError::InvalidName { .. } => ErrorCode::InvalidTopicException,
+        CatalogError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+        CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        CatalogError::Io { .. } | CatalogError::Corrupt { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+impl Shard {
+    fn controller(&self) -> &Controller {
+        self.controller
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("controller op on shard {}", self.id))
+    }
+
+    pub(super) async fn handle_controller_op(self: &Rc<Self>, op: ControllerOp) {
+        match op {
+            ControllerOp::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(self.controller_create_topics(topics, validate_only).await);
+            }
+            ControllerOp::DeleteTopics { names, reply } => {
+                let _ = reply.send(self.controller_delete_topics(names).await);
+            }
+            ControllerOp::AllocateProducerId { reply } => {
+                let _ = reply.send(self.controller_allocate_producer_id().await);
+            }
+        }
+    }
+
+    pub(super) async fn controller_create_topics(
+        self: &Rc<Self>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return topics
+                .into_iter()
+                .map(|t| outcome(t.name, ErrorCode::NotController, None))
+                .collect();
+        };
+        let defaults = &self.config.topic_defaults;
+        let mut catalog = (*self.catalog()).clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let partitions = if topic.partitions == -1 {
+                defaults.num_partitions
+            } else {
+                topic.partitions
+            };
+            if partitions < 1 || partitions > defaults.partitions_max {
+                let message = format!(
+                    "Number of partitions must be between 1 and {}, got {partitions}",
+                    defaults.partitions_max
+                );
+                outcomes.push(outcome(
+                    topic.name,
+                    ErrorCode::InvalidPartitions,
+                    Some(message),
+                ));
+                continue;
+            }
+            if let Err(error) = validate_topic_name(&topic.name) {
+                outcomes.push(outcome(
+                    topic.name,
+                    catalog_error_code(&error),
+                    Some(error.to_string()),
+                ));
+                continue;
+            }
+            let meta = TopicMeta {
+                name: topic.name.clone(),
+                id: *uuid::Uuid::new_v4().as_bytes(),
+                partitions,
+                configs: topic.configs,
+                internal: topic.name.starts_with("__"),
+            };
+            match catalog.with_topic(meta.clone()) {
+                Ok(next) => {
+                    if !validate_only {
+                        catalog = next;
+                    }
+                    outcomes.push(TopicOutcome {
+                        name: topic.name,
+                        error: ErrorCode::None,
+                        message: None,
+                        topic: Some(meta),
+                    });
+                }
+                Err(error) => {
+                    outcomes.push(outcome(
+                        topic.name,
+                        catalog_error_code(&error),
+                        Some(error.to_string()),
+                    ));
+                }
+            }
+        }
+        if catalog.version != self.catalog().version {
+            if let Err(error) = catalog.save(&self.controller().data_dir) {
+                tracing::error!(%error, "cannot persist catalog");
+                return outcomes
+                    .into_iter()
+                    .map(|o| {
+                        outcome(
+                            o.name,
+                            ErrorCode::KafkaStorageError,
+                            Some(error.to_string()),
+                        )
+                    })
+                    .collect();
+            }
+            for created in outcomes.iter().filter_map(|o| o.topic.as_ref()) {
+                tracing::info!(topic = %created.name, partitions = created.partitions, "topic created");
+            }
+            self.broadcast_catalog(Arc::new(catalog)).await;
+        }
+        outcomes
+    }
+
+    pub(super) async fn controller_delete_topics(
+        self: &Rc<Self>,
+        names: Vec<String>,
+    ) -> Vec<TopicOutcome> {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return names
+                .into_iter()
+                .map(|name| outcome(name, ErrorCode::NotController, None))
+                .collect();
+        };
+        let mut catalog = (*self.catalog()).clone();
+        let mut outcomes = Vec::with_capacity(names.len());
+        for name in names {
+            match catalog.without_topic(&name) {
+                Ok(next) => {
+                    let removed = catalog.topic(&name).cloned();
+                    catalog = next;
+                    outcomes.push(TopicOutcome {
+                        name,
+                        error: ErrorCode::None,
+                        message: None,
+                        topic: removed,
+                    });
+                }
+                Err(error) => outcomes.push(outcome(name, catalog_error_code(&error), None)),
+            }
+        }
+        if catalog.version != self.catalog().version {
+            if let Err(error) = catalog.save(&self.controller().data_dir) {
+                tracing::error!(%error, "cannot persist catalog");
+                return outcomes
+                    .into_iter()
+                    .map(|o| {
+                        outcome(
+                            o.name,
+                            ErrorCode::KafkaStorageError,
+                            Some(error.to_string()),
+                        )
+                    })
+                    .collect();
+            }
+            for deleted in outcomes.iter().filter(|o| o.topic.is_some()) {
+                tracing::info!(topic = %deleted.name, "topic deleted");
+            }
+            self.broadcast_catalog(Arc::new(catalog)).await;
+        }
+        outcomes
+    }
+
+    pub(super) async fn controller_allocate_producer_id(&self) -> Result<i64, ErrorCode> {
+        let controller = self.controller();
+        let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+            return Err(ErrorCode::NotController);
+        };
+        let id = controller.next_producer_id.get();
+        if id >= controller.producer_id_block_end.get() {
+            let block_end = id + PRODUCER_ID_BLOCK;
+            let meta = BrokerMeta {
+                producer_id_block_end: block_end,
+            };
+            let text = serde_json::to_vec(&meta).map_err(|_| ErrorCode::UnknownServerError)?;
+            write_atomically(&controller.data_dir.join(META_FILE), &text).map_err(|error| {
+                tracing::error!(%error, "cannot persist producer id block");
+                ErrorCode::KafkaStorageError
+            })?;
+            controller.producer_id_block_end.set(block_end);
+        }
+        controller.next_producer_id.set(id + 1);
+        Ok(id)
+    }
+}

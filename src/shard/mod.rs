@@ -1,0 +1,28 @@
+//! The executor pool and per-shard state. Each shard is one glommio executor pinned to a
+//! core; it owns the partition logs placed on it (`metadata::shard_for`) and is the only
+//! place they change. Other shards reach them with typed messages over the channel mesh.
+//!
+//! Owns: executors, the mesh, `Shard` state, background tasks (retention).
+//! May import: config, model, metadata, storage. Never sockets (that is `server`).
+//! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
+//! held across an `.await`; shard 0 is the controller that serialises catalog changes.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod controller;
+pub mod messages;
+mod partition_ops;
+mod pool;
+mod state;
+
+pub use messages::*;
+pub use pool::{ShardPoolError, run_pool};
+pub use state::{Shard, ShardError};
+
+/// Milliseconds since the Unix epoch (Kafka timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

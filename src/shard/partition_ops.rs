@@ -1,0 +1,287 @@
+//! Operations on partition logs owned by this shard: append, read, long-poll wait, list
+//! offsets, and opening/removing logs when the catalog changes.
+
+use super::messages::*;
+use super::{Shard, now_ms};
+use crate::metadata::Catalog;
+use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::storage::{PartitionLog, StorageError};
+use futures::future::{LocalBoxFuture, select, select_all};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Leader epoch stamped on appended batches (single broker: epoch 0 until replication).
+const LEADER_EPOCH: i32 = 0;
+/// File in each partition dir naming the topic id it belongs to (as Kafka's
+/// `partition.metadata`), so a re-created topic never reads a deleted topic's data.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// The one mapping from storage errors to Kafka error codes.
+pub fn storage_error_code(error: &StorageError) -> ErrorCode {
+    match error {
+        StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+        StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        StorageError::Closed => ErrorCode::NotLeaderOrFollower,
+        StorageError::Io { .. } | StorageError::CorruptData { .. } => ErrorCode::KafkaStorageError,
+        #[allow(unreachable_patterns)]
+        _ => ErrorCode::KafkaStorageError,
+    }
+}
+
+fn produce_error(
+    partition: TopicPartition,
+    error: ErrorCode,
+    message: Option<String>,
+) -> ProducePartitionResult {
+    ProducePartitionResult {
+        partition,
+        error,
+        error_message: message,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+impl Shard {
+    /// Stage 1: appends every partition's records in order. Returns stage 2, which waits
+    /// for the sync when `acks` is All.
+    pub(super) async fn produce_local(
+        self: &Rc<Self>,
+        partitions: Vec<ProducePartition>,
+        acks: Acks,
+    ) -> LocalBoxFuture<'static, Vec<ProducePartitionResult>> {
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut to_sync: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
+        for ProducePartition { partition, records } in partitions {
+            let Some(log) = self.log(&partition) else {
+                results.push(produce_error(
+                    partition,
+                    ErrorCode::UnknownTopicOrPartition,
+                    None,
+                ));
+                continue;
+            };
+            match log.append(records, LEADER_EPOCH, now_ms()).await {
+                Ok(appended) => {
+                    if acks == Acks::All {
+                        to_sync.push((results.len(), log.clone(), appended.last_offset));
+                    }
+                    results.push(ProducePartitionResult {
+                        partition,
+                        error: ErrorCode::None,
+                        error_message: None,
+                        base_offset: appended.base_offset.value(),
+                        log_append_time_ms: appended.log_append_time_ms,
+                        log_start_offset: appended.log_start_offset.value(),
+                    });
+                }
+                Err(error) => {
+                    let code = storage_error_code(&error);
+                    tracing::warn!(shard = %self.id, %partition, %error, "append rejected");
+                    results.push(produce_error(partition, code, Some(error.to_string())));
+                }
+            }
+        }
+        let shard_id = self.id;
+        Box::pin(async move {
+            for (index, log, last_offset) in to_sync {
+                if let Err(error) = log.wait_synced(last_offset).await {
+                    tracing::error!(shard = %shard_id, %error, "sync failed");
+                    let result = &mut results[index];
+                    result.error = storage_error_code(&error);
+                    result.error_message = Some(error.to_string());
+                }
+            }
+            results
+        })
+    }
+
+    pub(super) async fn read_local(
+        &self,
+        partitions: Vec<ReadPartition>,
+    ) -> Vec<ReadPartitionResult> {
+        let mut results = Vec::with_capacity(partitions.len());
+        for request in partitions {
+            results.push(self.read_one(request).await);
+        }
+        results
+    }
+
+    async fn read_one(&self, request: ReadPartition) -> ReadPartitionResult {
+        let mut result = ReadPartitionResult {
+            partition: request.partition.clone(),
+            error: ErrorCode::None,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            batches: Vec::new(),
+        };
+        let Some(log) = self.log(&request.partition) else {
+            result.error = ErrorCode::UnknownTopicOrPartition;
+            return result;
+        };
+        result.high_watermark = log.high_watermark().value();
+        result.last_stable_offset = log.high_watermark().value();
+        result.log_start_offset = log.log_start_offset().value();
+        if request.offset == log.high_watermark() {
+            return result;
+        }
+        match log.read(request.offset, request.max_bytes, true).await {
+            Ok(read) => {
+                let limit = if request.read_committed {
+                    read.last_stable_offset
+                } else {
+                    read.high_watermark
+                };
+                result.high_watermark = read.high_watermark.value();
+                result.last_stable_offset = read.last_stable_offset.value();
+                result.log_start_offset = read.log_start_offset.value();
+                result.batches = read
+                    .batches
+                    .into_iter()
+                    .filter(|batch| batch_base_offset(batch) < limit.value())
+                    .collect();
+            }
+            Err(error) => {
+                result.error = storage_error_code(&error);
+                if !matches!(error, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::error!(shard = %self.id, partition = %request.partition, %error, "read failed");
+                }
+            }
+        }
+        result
+    }
+
+    pub(super) async fn wait_for_data_local(
+        &self,
+        partitions: Vec<(TopicPartition, Offset)>,
+        timeout: Duration,
+    ) {
+        let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+        for (partition, offset) in partitions {
+            if let Some(log) = self.log(&partition) {
+                if log.high_watermark() > offset {
+                    return;
+                }
+                waits.push(Box::pin(async move { log.wait_for_append(offset).await }));
+            }
+        }
+        let sleep = Box::pin(glommio::timer::sleep(timeout));
+        if waits.is_empty() {
+            sleep.await;
+            return;
+        }
+        let _ = select(select_all(waits), sleep).await;
+    }
+
+    pub(super) async fn list_offsets_local(
+        &self,
+        partitions: Vec<ListOffsetsPartition>,
+    ) -> Vec<ListOffsetsResult> {
+        let mut results = Vec::with_capacity(partitions.len());
+        for request in partitions {
+            results.push(self.list_offset_one(request).await);
+        }
+        results
+    }
+
+    async fn list_offset_one(&self, request: ListOffsetsPartition) -> ListOffsetsResult {
+        let mut result = ListOffsetsResult {
+            partition: request.partition.clone(),
+            error: ErrorCode::None,
+            timestamp: -1,
+            offset: -1,
+        };
+        let Some(log) = self.log(&request.partition) else {
+            result.error = ErrorCode::UnknownTopicOrPartition;
+            return result;
+        };
+        let found = match request.timestamp {
+            -1 => Ok(Some((log.high_watermark(), -1))),
+            -2 => Ok(Some((log.log_start_offset(), -1))),
+            -3 => log.max_timestamp().await,
+            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp).await,
+            _ => {
+                result.error = ErrorCode::InvalidRequest;
+                return result;
+            }
+        };
+        match found {
+            Ok(Some((offset, timestamp))) => {
+                result.offset = offset.value();
+                result.timestamp = timestamp;
+            }
+            Ok(None) => {}
+            Err(error) => result.error = storage_error_code(&error),
+        }
+        result
+    }
+
+    /// Brings this shard's open logs in line with `catalog`.
+    pub(super) async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
+        self.set_catalog(catalog.clone());
+        for (partition, log) in self.owned_logs() {
+            let keep = catalog
+                .topic(partition.topic.as_str())
+                .is_some_and(|t| partition.partition < t.partitions);
+            if !keep {
+                self.remove_log(&partition);
+                if let Err(error) = log.remove().await {
+                    tracing::error!(shard = %self.id, %partition, %error, "removing log failed");
+                } else {
+                    tracing::info!(shard = %self.id, %partition, "partition removed");
+                }
+            }
+        }
+        for topic in catalog.topics() {
+            for index in 0..topic.partitions {
+                let partition = TopicPartition::new(topic.name.as_str(), index);
+                if self.owner_of(&partition) != self.id || self.log(&partition).is_some() {
+                    continue;
+                }
+                let dir = self.config.storage.data_dir.join(partition.dir_name());
+                if let Err(error) = claim_partition_dir(&dir, &topic.id) {
+                    tracing::error!(shard = %self.id, %partition, %error, "cannot prepare partition dir");
+                    continue;
+                }
+                match PartitionLog::open(&dir, self.log_config_for(topic), self.cache()).await {
+                    Ok(log) => {
+                        tracing::info!(shard = %self.id, %partition, log_end_offset = %log.log_end_offset(), "partition opened");
+                        self.insert_log(partition, log);
+                    }
+                    Err(error) => {
+                        tracing::error!(shard = %self.id, %partition, %error, "cannot open partition log");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn batch_base_offset(batch: &bytes::Bytes) -> i64 {
+    crate::model::RecordBatchHeader::view(batch)
+        .map(|header| header.base_offset())
+        .unwrap_or(i64::MAX)
+}
+
+/// Makes `dir` belong to topic `id`: a dir left by a deleted topic of the same name is wiped.
+fn claim_partition_dir(dir: &std::path::Path, id: &[u8; 16]) -> std::io::Result<()> {
+    let marker = dir.join(PARTITION_METADATA_FILE);
+    let expected: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found.trim() == expected => return Ok(()),
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "partition dir belongs to an older topic; wiping it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    crate::metadata::write_atomically(&marker, expected.as_bytes())
+}

@@ -1,0 +1,152 @@
+//! Starts one glommio executor per shard (pinned to CPUs), joins them in a full channel
+//! mesh, loads the catalog, opens owned partitions, starts the mesh receivers and
+//! background work, then runs the caller's per-shard `serve` future (the listener).
+
+use super::messages::ShardMessage;
+use super::{Shard, now_ms};
+use crate::config::Config;
+use crate::metadata::Catalog;
+use crate::model::ShardId;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ShardPoolError {
+    #[error("cannot start the executor pool: {0}")]
+    Start(String),
+    #[error("shard {shard} failed: {reason}")]
+    Shard { shard: usize, reason: String },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Catalog(#[from] crate::metadata::CatalogError),
+}
+
+fn shard_count(config: &Config) -> usize {
+    match config.shard.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+fn placement(config: &Config, shards: usize) -> PoolPlacement {
+    if !config.shard.pin_cpus {
+        return PoolPlacement::Unbound(shards);
+    }
+    match CpuSet::online() {
+        Ok(cpus) if cpus.len() >= shards => PoolPlacement::MaxSpread(shards, Some(cpus)),
+        Ok(cpus) if !cpus.is_empty() => PoolPlacement::Fenced(shards, cpus),
+        _ => PoolPlacement::Unbound(shards),
+    }
+}
+
+/// Runs the broker's shards until they all exit. `serve` runs on every shard once its
+/// partitions are open.
+pub fn run_pool<S, F>(config: Config, serve: S) -> Result<(), ShardPoolError>
+where
+    S: Fn(Rc<Shard>) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<(), String>> + 'static,
+{
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ShardPoolError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let catalog = Arc::new(Catalog::load(&data_dir)?);
+    let shards = shard_count(&config);
+    let config = Arc::new(config);
+    let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
+    tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
+    let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
+        .name("shard")
+        .io_memory(config.shard.io_memory_bytes)
+        .ring_depth(config.shard.ring_depth)
+        .on_all_shards(move || {
+            let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
+            async move {
+                let (senders, mut receivers) = mesh
+                    .join()
+                    .await
+                    .map_err(|e| format!("joining the channel mesh: {e}"))?;
+                let id = ShardId(senders.peer_id());
+                let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
+                shard.apply_catalog(catalog).await;
+                for (peer, receiver) in receivers.streams() {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        while let Some(message) = receiver.recv().await {
+                            shard.handle_message(message).await;
+                        }
+                        tracing::debug!(shard = %shard.id, peer, "mesh receiver closed");
+                    })
+                    .detach();
+                }
+                spawn_retention(&shard);
+                let result = serve(shard.clone()).await;
+                result.map_err(|reason| format!("shard {id}: {reason}"))
+            }
+        })
+        .map_err(|e| ShardPoolError::Start(e.to_string()))?;
+    for (index, result) in handles.join_all().into_iter().enumerate() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                return Err(ShardPoolError::Shard {
+                    shard: index,
+                    reason,
+                });
+            }
+            Err(e) => {
+                return Err(ShardPoolError::Shard {
+                    shard: index,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Retention runs in its own low-priority task queue so it never delays produce/fetch.
+fn spawn_retention(shard: &Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.storage.retention_check_interval_ms);
+    let queue = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "retention",
+    );
+    let shard = shard.clone();
+    let spawned = glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                for (partition, log) in shard.owned_logs() {
+                    match log.apply_retention(now_ms()).await {
+                        Ok(0) => {}
+                        Ok(deleted) => {
+                            tracing::info!(shard = %shard.id, %partition, deleted, "retention deleted segments")
+                        }
+                        Err(error) => {
+                            tracing::error!(shard = %shard.id, %partition, %error, "retention failed")
+                        }
+                    }
+                }
+            }
+        },
+        queue,
+    );
+    match spawned {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => tracing::error!(%error, "cannot start retention task"),
+    }
+}

@@ -1,0 +1,328 @@
+//! `Shard`: the state one executor owns, and routing of operations to the owning shard
+//! (a direct call when local, a mesh message otherwise).
+
+use super::controller::Controller;
+use super::messages::*;
+use crate::config::Config;
+use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
+use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
+use crate::storage::{BatchCache, LogConfig, PartitionLog};
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use glommio::channels::channel_mesh::Senders;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ShardError {
+    #[error("shard {target} is unreachable (channel closed)")]
+    Unreachable { target: ShardId },
+    #[error("shard {target} dropped the reply")]
+    NoReply { target: ShardId },
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Arc<Config>,
+    catalog: RefCell<Arc<Catalog>>,
+    logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    cache: Rc<BatchCache>,
+    mesh: Senders<ShardMessage>,
+    pub(super) controller: Option<Controller>,
+}
+
+impl Shard {
+    pub(super) fn new(
+        id: ShardId,
+        shard_count: usize,
+        config: Arc<Config>,
+        catalog: Arc<Catalog>,
+        mesh: Senders<ShardMessage>,
+    ) -> Shard {
+        let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
+        let controller = (id == ShardId(0)).then(|| Controller::new(&config));
+        Shard {
+            id,
+            shard_count,
+            config,
+            catalog: RefCell::new(catalog),
+            logs: RefCell::new(HashMap::new()),
+            cache,
+            mesh,
+            controller,
+        }
+    }
+
+    /// This shard's current catalog snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    pub(super) fn set_catalog(&self, catalog: Arc<Catalog>) {
+        *self.catalog.borrow_mut() = catalog;
+    }
+
+    pub fn owner_of(&self, partition: &TopicPartition) -> ShardId {
+        shard_for(
+            partition.topic.as_str(),
+            partition.partition,
+            self.shard_count,
+        )
+    }
+
+    pub(super) fn log(&self, partition: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow().get(partition).cloned()
+    }
+
+    pub(super) fn insert_log(&self, partition: TopicPartition, log: Rc<PartitionLog>) {
+        self.logs.borrow_mut().insert(partition, log);
+    }
+
+    pub(super) fn remove_log(&self, partition: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow_mut().remove(partition)
+    }
+
+    pub(super) fn owned_logs(&self) -> Vec<(TopicPartition, Rc<PartitionLog>)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect()
+    }
+
+    pub(super) fn cache(&self) -> Rc<BatchCache> {
+        self.cache.clone()
+    }
+
+    /// The effective log settings of a topic: broker defaults overridden by topic configs.
+    pub fn log_config_for(&self, topic: &TopicMeta) -> LogConfig {
+        let mut log_config = LogConfig::from_storage(&self.config.storage);
+        let defaults = &self.config.topic_defaults;
+        let configs = &topic.configs;
+        let long = |name| topic_config::long_value(configs, name);
+        log_config.retention_ms = long("retention.ms").unwrap_or(defaults.retention_ms);
+        log_config.retention_bytes = long("retention.bytes").unwrap_or(defaults.retention_bytes);
+        if let Some(v) = long("segment.bytes") {
+            log_config.segment_bytes = v.max(1) as u64;
+        }
+        if let Some(v) = long("segment.ms") {
+            log_config.segment_ms = v.max(1) as u64;
+        }
+        if let Some(v) = long("max.message.bytes") {
+            log_config.batch_bytes_max = v.max(0) as u64;
+        }
+        if let Some(v) = long("index.interval.bytes") {
+            log_config.index_interval_bytes = v.max(0) as u64;
+        }
+        if configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime") {
+            log_config.timestamp_type = TimestampType::LogAppendTime;
+        }
+        log_config
+    }
+
+    async fn send(&self, target: ShardId, message: ShardMessage) -> Result<(), ShardError> {
+        assert_ne!(target, self.id, "local work must not go through the mesh");
+        self.mesh
+            .send_to(target.0, message)
+            .await
+            .map_err(|_| ShardError::Unreachable { target })
+    }
+
+    async fn request<T>(
+        &self,
+        target: ShardId,
+        build: impl FnOnce(Reply<T>) -> ShardMessage,
+    ) -> Result<T, ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(target, build(reply)).await?;
+        receiver.await.map_err(|_| ShardError::NoReply { target })
+    }
+
+    /// Stage 1 of a produce: the batches are appended (local) or enqueued in order on the
+    /// owner's channel (remote) when this returns. The returned future is stage 2: it
+    /// completes with the results once the acks level is met.
+    pub async fn produce(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<ProducePartition>,
+        acks: Acks,
+    ) -> LocalBoxFuture<'static, Result<Vec<ProducePartitionResult>, ShardError>> {
+        if target == self.id {
+            let completion = self.produce_local(partitions, acks).await;
+            return Box::pin(async move { Ok(completion.await) });
+        }
+        let (reply, receiver) = oneshot::channel();
+        let message = ShardMessage::Produce(ProduceOp {
+            partitions,
+            acks,
+            reply,
+        });
+        let sent = self.send(target, message).await;
+        Box::pin(async move {
+            sent?;
+            receiver.await.map_err(|_| ShardError::NoReply { target })
+        })
+    }
+
+    pub async fn read(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<ReadPartition>,
+    ) -> Result<Vec<ReadPartitionResult>, ShardError> {
+        if target == self.id {
+            return Ok(self.read_local(partitions).await);
+        }
+        self.request(target, |reply| {
+            ShardMessage::Read(ReadOp { partitions, reply })
+        })
+        .await
+    }
+
+    pub async fn wait_for_data(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<(TopicPartition, crate::model::Offset)>,
+        timeout: std::time::Duration,
+    ) -> Result<(), ShardError> {
+        if target == self.id {
+            self.wait_for_data_local(partitions, timeout).await;
+            return Ok(());
+        }
+        self.request(target, |reply| {
+            ShardMessage::WaitForData(WaitOp {
+                partitions,
+                timeout,
+                reply,
+            })
+        })
+        .await
+    }
+
+    pub async fn list_offsets(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<ListOffsetsPartition>,
+    ) -> Result<Vec<ListOffsetsResult>, ShardError> {
+        if target == self.id {
+            return Ok(self.list_offsets_local(partitions).await);
+        }
+        self.request(target, |reply| {
+            ShardMessage::ListOffsets(ListOffsetsOp { partitions, reply })
+        })
+        .await
+    }
+
+    /// Runs a catalog change on the controller shard (0).
+    pub async fn create_topics(
+        self: &Rc<Self>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<TopicOutcome>, ShardError> {
+        if self.controller.is_some() {
+            return Ok(self.controller_create_topics(topics, validate_only).await);
+        }
+        self.request(ShardId(0), |reply| {
+            ShardMessage::Controller(ControllerOp::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            })
+        })
+        .await
+    }
+
+    pub async fn delete_topics(
+        self: &Rc<Self>,
+        names: Vec<String>,
+    ) -> Result<Vec<TopicOutcome>, ShardError> {
+        if self.controller.is_some() {
+            return Ok(self.controller_delete_topics(names).await);
+        }
+        self.request(ShardId(0), |reply| {
+            ShardMessage::Controller(ControllerOp::DeleteTopics { names, reply })
+        })
+        .await
+    }
+
+    pub async fn allocate_producer_id(self: &Rc<Self>) -> Result<i64, ErrorCode> {
+        if self.controller.is_some() {
+            return self.controller_allocate_producer_id().await;
+        }
+        self.request(ShardId(0), |reply| {
+            ShardMessage::Controller(ControllerOp::AllocateProducerId { reply })
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    /// Sends a catalog snapshot to every other shard and applies it here; returns when all
+    /// shards have opened/removed their logs accordingly.
+    pub(super) async fn broadcast_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
+        let mut pending = Vec::new();
+        for target in (0..self.shard_count).map(ShardId).filter(|s| *s != self.id) {
+            let snapshot = catalog.clone();
+            pending.push(self.request(target, move |reply| {
+                ShardMessage::ApplyCatalog(snapshot, reply)
+            }));
+        }
+        self.apply_catalog(catalog).await;
+        for outcome in futures::future::join_all(pending).await {
+            if let Err(error) = outcome {
+                tracing::error!(shard = %self.id, %error, "catalog broadcast failed");
+            }
+        }
+    }
+
+    /// Handles one message from another shard. Produce stage 1 runs inline so that appends
+    /// keep the order in which the sender enqueued them; everything else runs as a task.
+    pub(super) async fn handle_message(self: &Rc<Self>, message: ShardMessage) {
+        match message {
+            ShardMessage::Produce(op) => {
+                let completion = self.produce_local(op.partitions, op.acks).await;
+                let reply = op.reply;
+                glommio::spawn_local(async move {
+                    let _ = reply.send(completion.await);
+                })
+                .detach();
+            }
+            ShardMessage::Read(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = op.reply.send(shard.read_local(op.partitions).await);
+                })
+                .detach();
+            }
+            ShardMessage::WaitForData(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    shard.wait_for_data_local(op.partitions, op.timeout).await;
+                    let _ = op.reply.send(());
+                })
+                .detach();
+            }
+            ShardMessage::ListOffsets(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = op.reply.send(shard.list_offsets_local(op.partitions).await);
+                })
+                .detach();
+            }
+            ShardMessage::Controller(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.handle_controller_op(op).await }).detach();
+            }
+            ShardMessage::ApplyCatalog(catalog, reply) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    shard.apply_catalog(catalog).await;
+                    let _ = reply.send(());
+                })
+                .detach();
+            }
+        }
+    }
+}
