@@ -49,7 +49,8 @@ def test_confluent_create_list_describe(broker):
         assert list(p.isrs) == [broker_md.id]
 
     from confluent_kafka import TopicCollection
-    desc = ck_admin(broker.bootstrap).describe_topics(
+    admin = ck_admin(broker.bootstrap)  # keep the handle alive until its futures complete
+    desc = admin.describe_topics(
         TopicCollection([topic]), request_timeout=ADMIN_TIMEOUT_S)[topic].result(
         timeout=ADMIN_TIMEOUT_S)
     assert desc.name == topic
@@ -70,7 +71,8 @@ def test_confluent_create_existing_topic_fails_with_topic_already_exists(broker)
 
 def test_confluent_validate_only_creates_nothing(broker):
     topic = unique_topic("validate")
-    futures = ck_admin(broker.bootstrap).create_topics(
+    admin = ck_admin(broker.bootstrap)
+    futures = admin.create_topics(
         [NewTopic(topic, num_partitions=3, replication_factor=1)], validate_only=True,
         request_timeout=ADMIN_TIMEOUT_S)
     futures[topic].result(timeout=ADMIN_TIMEOUT_S)
@@ -84,8 +86,9 @@ def test_confluent_delete_topic_then_recreate_starts_empty(broker):
     ck_produce(ck_producer(broker.bootstrap), topic, [(b"k", b"v%d" % i, i % 3) for i in range(30)])
     assert ck_watermarks(broker.bootstrap, topic, 0) == (0, 10)
 
-    futures = ck_admin(broker.bootstrap).delete_topics([topic], operation_timeout=ADMIN_TIMEOUT_S,
-                                                       request_timeout=ADMIN_TIMEOUT_S)
+    admin = ck_admin(broker.bootstrap)
+    futures = admin.delete_topics([topic], operation_timeout=ADMIN_TIMEOUT_S,
+                                  request_timeout=ADMIN_TIMEOUT_S)
     futures[topic].result(timeout=ADMIN_TIMEOUT_S)
     deadline = Deadline(DELETE_VISIBLE_TIMEOUT_S, f"{topic} gone from metadata")
     while topic in ck_admin(broker.bootstrap).list_topics(timeout=METADATA_TIMEOUT_S).topics:
@@ -100,7 +103,8 @@ def test_confluent_delete_topic_then_recreate_starts_empty(broker):
 
 def test_confluent_delete_unknown_topic_fails(broker):
     topic = unique_topic("never")
-    futures = ck_admin(broker.bootstrap).delete_topics([topic], request_timeout=ADMIN_TIMEOUT_S)
+    admin = ck_admin(broker.bootstrap)
+    futures = admin.delete_topics([topic], request_timeout=ADMIN_TIMEOUT_S)
     with pytest.raises(KafkaException) as exc:
         futures[topic].result(timeout=ADMIN_TIMEOUT_S)
     assert exc.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
