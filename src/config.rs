@@ -41,6 +41,7 @@ pub struct Config {
     pub shard: ShardConfig,
     pub storage: StorageConfig,
     pub topic_defaults: TopicDefaults,
+    pub group: GroupConfig,
 }
 
 /// Network listener and request limits.
@@ -218,6 +219,47 @@ impl Default for TopicDefaults {
     }
 }
 
+/// Consumer-group coordination (Kafka `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets`, fixed when the topic is first created
+    /// (Kafka `offsets.topic.num.partitions`). Default 16, range 1..=1000.
+    pub offsets_topic_partitions: i32,
+    /// Smallest session timeout a member may ask for, ms (Kafka `group.min.session.timeout.ms`).
+    /// Default 6000, range 1..=session_timeout_ms_max.
+    pub session_timeout_ms_min: i32,
+    /// Largest session timeout, ms (Kafka `group.max.session.timeout.ms`). Default 1800000.
+    pub session_timeout_ms_max: i32,
+    /// Delay before the first rebalance of an empty group completes, ms
+    /// (Kafka `group.initial.rebalance.delay.ms`). Default 0 (Kafka ships 3000), range 0..=300000.
+    pub initial_rebalance_delay_ms: u64,
+    /// Members per group (Kafka `group.max.size`). Default 1000, range 1..=100000.
+    pub members_max: usize,
+    /// How often session and rebalance deadlines are checked, ms. Default 100, range 10..=10000.
+    pub tick_interval_ms: u64,
+    /// Longest commit metadata string, bytes (Kafka `offset.metadata.max.bytes`). Default 4096.
+    pub offset_metadata_bytes_max: usize,
+    /// Committed offsets of an empty group expire after this long, minutes
+    /// (Kafka `offsets.retention.minutes`). Default 10080 (7 days), range 1..=5256000.
+    pub offsets_retention_minutes: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 16,
+            session_timeout_ms_min: 6_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 0,
+            members_max: 1000,
+            tick_interval_ms: 100,
+            offset_metadata_bytes_max: 4096,
+            offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
 fn check<T: PartialOrd + std::fmt::Debug>(
     field: &'static str,
     value: T,
@@ -372,6 +414,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of the default config, as "section.field".
+    fn field_names() -> Vec<String> {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut names = Vec::new();
+        for (section, fields) in value.as_table().unwrap() {
+            for field in fields.as_table().unwrap().keys() {
+                names.push(format!("{section}.{field}"));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn configuration_doc_lists_every_field() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut names = field_names();
+        // Option fields with a None default are not serialized; list them explicitly.
+        names.push("server.advertised_listener".to_string());
+        for name in names {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md lacks `{name}`"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

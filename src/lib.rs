@@ -5,6 +5,7 @@
 //! See docs/architecture.md.
 
 pub mod config;
+pub mod group;
 pub mod huge_alloc;
 pub mod metadata;
 pub mod model;

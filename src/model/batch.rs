@@ -60,7 +60,7 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum BatchError {
     #[error("batch shorter than its header: {available} bytes")]
     TooShort { available: usize },

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod error_code;
+pub mod records;
 
 use std::fmt;
 use std::sync::Arc;

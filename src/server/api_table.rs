@@ -37,10 +37,21 @@ pub static API_TABLE: &[ApiRow] = &[
     row(ApiKey::Fetch, 4, 17, fetch::handle),
     row(ApiKey::ListOffsets, 1, 7, list_offsets::handle),
     row(ApiKey::Metadata, 0, 12, metadata::handle),
+    row(ApiKey::OffsetCommit, 2, 8, offset_commit::handle),
+    row(ApiKey::OffsetFetch, 1, 8, offset_fetch::handle),
+    row(ApiKey::FindCoordinator, 0, 4, find_coordinator::handle),
+    row(ApiKey::JoinGroup, 0, 9, join_group::handle),
+    row(ApiKey::Heartbeat, 0, 4, heartbeat::handle),
+    row(ApiKey::LeaveGroup, 0, 5, leave_group::handle),
+    row(ApiKey::SyncGroup, 0, 5, sync_group::handle),
+    row(ApiKey::DescribeGroups, 0, 5, describe_groups::handle),
+    row(ApiKey::ListGroups, 0, 5, list_groups::handle),
     row(ApiKey::ApiVersions, 0, 4, api_versions::handle),
     row(ApiKey::CreateTopics, 2, 7, create_topics::handle),
     row(ApiKey::DeleteTopics, 1, 6, delete_topics::handle),
     row(ApiKey::InitProducerId, 0, 4, init_producer_id::handle),
+    row(ApiKey::DeleteGroups, 0, 2, delete_groups::handle),
+    row(ApiKey::OffsetDelete, 0, 0, offset_delete::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {
@@ -82,6 +93,15 @@ mod tests {
                 row.key
             );
         }
+    }
+
+    #[test]
+    fn readme_lists_the_table() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&coverage_markdown()),
+            "README.md API table is out of date"
+        );
     }
 
     #[test]

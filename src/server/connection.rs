@@ -43,9 +43,10 @@ enum CloseReason {
 }
 
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_address = stream.peer_addr().ok();
+    let peer = peer_address.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_address
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let span = tracing::debug_span!("connection", shard = %shard.id, %peer);
     async move {
@@ -58,7 +59,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let (queue, responses) = local_channel::new_bounded(inflight_max);
         let writer_task: JoinHandle<()> =
             glommio::spawn_local(write_responses(fd, writer, responses)).detach();
-        match read_requests(&shard, &mut reader, queue).await {
+        match read_requests(&shard, &mut reader, queue, &client_host).await {
             Ok(()) => tracing::debug!("client closed the connection"),
             Err(CloseReason::WriterGone) => {}
             Err(reason) => tracing::warn!(%reason, "closing connection"),
@@ -73,6 +74,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
     queue: LocalSender<PendingResponse>,
+    client_host: &str,
 ) -> Result<(), CloseReason> {
     let frame_max = shard.config.server.request_bytes_max as usize;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -80,7 +82,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     loop {
         match take_frame(&mut buffer, frame_max)? {
             FrameStatus::Complete(frame) => {
-                let pending = dispatch(shard, frame).await?;
+                let pending = dispatch(shard, frame, client_host).await?;
                 queue
                     .send(pending)
                     .await
@@ -99,7 +101,11 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
 }
 
 /// Decodes one request and starts it; returns its response-to-be.
-async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, CloseReason> {
+async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    client_host: &str,
+) -> Result<PendingResponse, CloseReason> {
     let envelope = RequestEnvelope::peek(&frame)?;
     let Some(row) = api_table::find(envelope.api_key) else {
         return Err(CloseReason::UnknownApi {
@@ -122,6 +128,7 @@ async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<PendingResponse, Cl
         version: envelope.api_version,
         correlation_id: envelope.correlation_id,
         client_id: decoded.header.client_id.as_ref().map(|c| c.to_string()),
+        client_host: client_host.to_string(),
     };
     let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
     let completion: ResponseFuture = (row.handler)(shard.clone(), context, decoded.body)

@@ -14,6 +14,8 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The client's address as Kafka reports it in group descriptions ("/127.0.0.1").
+    pub client_host: String,
 }
 
 /// A complete, size-prefixed response as chunks for one vectored write.

@@ -2,6 +2,7 @@
 //! payloads are `Send`: `Bytes` for record data, `Arc` for immutable catalog snapshots.
 //! Replies travel back on one-shot channels (glommio wakes tasks from foreign threads).
 
+use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncInput, SyncOutcome};
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use bytes::Bytes;
@@ -23,6 +24,102 @@ pub enum ShardMessage {
     Controller(ControllerOp),
     /// A new catalog snapshot: open logs for new partitions this shard owns, remove deleted.
     ApplyCatalog(Arc<Catalog>, Reply<()>),
+    /// Consumer-group work for a group whose `__consumer_offsets` partition this shard owns
+    /// (ListGroups goes to every shard).
+    Group(GroupOp),
+}
+
+/// One partition's commit in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// One partition's answer in an OffsetFetch.
+#[derive(Debug, Clone)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub error: ErrorCode,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub enum GroupOp {
+    Join {
+        group_id: String,
+        input: JoinInput,
+        reply: Reply<JoinOutcome>,
+    },
+    Sync {
+        group_id: String,
+        input: SyncInput,
+        reply: Reply<SyncOutcome>,
+    },
+    Heartbeat {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        reply: Reply<ErrorCode>,
+    },
+    Leave {
+        group_id: String,
+        members: Vec<(String, Option<String>)>,
+        reply: Reply<Result<Vec<ErrorCode>, ErrorCode>>,
+    },
+    CommitOffsets {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        entries: Vec<OffsetCommitEntry>,
+        reply: Reply<Vec<ErrorCode>>,
+    },
+    /// `partitions: None` means every committed partition of the group.
+    FetchOffsets {
+        group_id: String,
+        partitions: Option<Vec<(String, i32)>>,
+        reply: Reply<Result<Vec<FetchedOffset>, ErrorCode>>,
+    },
+    Describe {
+        group_id: String,
+        reply: Reply<GroupDescription>,
+    },
+    List {
+        reply: Reply<Vec<GroupListing>>,
+    },
+    Delete {
+        group_id: String,
+        reply: Reply<ErrorCode>,
+    },
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+        reply: Reply<Result<Vec<ErrorCode>, ErrorCode>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod controller;
+mod group_coordinator;
 pub mod messages;
 mod partition_ops;
 mod pool;
 mod state;
 
+pub use group_coordinator::monotonic_ms;
 pub use messages::*;
 pub use pool::{ShardPoolError, run_pool};
 pub use state::{Shard, ShardError};

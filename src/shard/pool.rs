@@ -5,7 +5,8 @@
 use super::messages::ShardMessage;
 use super::{Shard, now_ms};
 use crate::config::Config;
-use crate::metadata::Catalog;
+use crate::group::OFFSETS_TOPIC;
+use crate::metadata::{Catalog, TopicMeta};
 use crate::model::ShardId;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
@@ -60,7 +61,7 @@ where
         path: data_dir.clone(),
         source,
     })?;
-    let catalog = Arc::new(Catalog::load(&data_dir)?);
+    let catalog = Arc::new(ensure_internal_topics(Catalog::load(&data_dir)?, &config)?);
     let shards = shard_count(&config);
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
@@ -79,6 +80,8 @@ where
                 let id = ShardId(senders.peer_id());
                 let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
                 shard.apply_catalog(catalog).await;
+                shard.load_groups().await;
+                shard.spawn_group_timer();
                 for (peer, receiver) in receivers.streams() {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
@@ -113,6 +116,23 @@ where
         }
     }
     Ok(())
+}
+
+/// Creates `__consumer_offsets` (compacted, internal) on first start.
+fn ensure_internal_topics(catalog: Catalog, config: &Config) -> Result<Catalog, ShardPoolError> {
+    if catalog.topic(OFFSETS_TOPIC).is_some() {
+        return Ok(catalog);
+    }
+    let meta = TopicMeta {
+        name: OFFSETS_TOPIC.to_string(),
+        id: *uuid::Uuid::new_v4().as_bytes(),
+        partitions: config.group.offsets_topic_partitions,
+        configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+        internal: true,
+    };
+    let catalog = catalog.with_topic(meta)?;
+    catalog.save(&config.storage.data_dir)?;
+    Ok(catalog)
 }
 
 /// Retention runs in its own low-priority task queue so it never delays produce/fetch.

@@ -2,6 +2,7 @@
 //! (a direct call when local, a mesh message otherwise).
 
 use super::controller::Controller;
+use super::group_coordinator::GroupCoordinator;
 use super::messages::*;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
@@ -33,6 +34,7 @@ pub struct Shard {
     cache: Rc<BatchCache>,
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
+    pub(super) coordinator: GroupCoordinator,
 }
 
 impl Shard {
@@ -45,6 +47,7 @@ impl Shard {
     ) -> Shard {
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
+        let coordinator = GroupCoordinator::new(&config.group);
         Shard {
             id,
             shard_count,
@@ -54,6 +57,7 @@ impl Shard {
             cache,
             mesh,
             controller,
+            coordinator,
         }
     }
 
@@ -124,7 +128,11 @@ impl Shard {
         log_config
     }
 
-    async fn send(&self, target: ShardId, message: ShardMessage) -> Result<(), ShardError> {
+    pub(super) async fn send(
+        &self,
+        target: ShardId,
+        message: ShardMessage,
+    ) -> Result<(), ShardError> {
         assert_ne!(target, self.id, "local work must not go through the mesh");
         self.mesh
             .send_to(target.0, message)
@@ -314,6 +322,10 @@ impl Shard {
             ShardMessage::Controller(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_controller_op(op).await }).detach();
+            }
+            ShardMessage::Group(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.handle_group_op(op).await }).detach();
             }
             ShardMessage::ApplyCatalog(catalog, reply) => {
                 let shard = self.clone();

@@ -1,0 +1,81 @@
+//! OffsetCommit (key 8): checked against the group's generation and membership, written to
+//! `__consumer_offsets`, answered once synced. Simple consumers (generation -1, no member)
+//! may commit for a group without members.
+
+use super::topic_name;
+use crate::model::ErrorCode;
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::{GroupOp, OffsetCommitEntry, Shard};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitResponse, RequestKind};
+use std::rc::Rc;
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::OffsetCommit(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let group_id = request.group_id.0.to_string();
+        let entries: Vec<OffsetCommitEntry> = request
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions.iter().map(|p| OffsetCommitEntry {
+                    topic: topic.name.0.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+            })
+            .collect();
+        let errors = if group_id.is_empty() {
+            vec![ErrorCode::InvalidGroupId; entries.len()]
+        } else {
+            shard
+                .group_call(&group_id, |reply| GroupOp::CommitOffsets {
+                    group_id: group_id.clone(),
+                    member_id: request.member_id.to_string(),
+                    group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+                    generation_id: request.generation_id_or_member_epoch,
+                    entries,
+                    reply,
+                })
+                .await?
+        };
+        let mut errors = errors.into_iter();
+        let mut response = OffsetCommitResponse::default();
+        response.topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let mut entry = OffsetCommitResponseTopic::default();
+                entry.name = topic_name(&topic.name.0);
+                entry.topic_id = topic.topic_id;
+                entry.partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut partition = OffsetCommitResponsePartition::default();
+                        partition.partition_index = p.partition_index;
+                        partition.error_code = errors
+                            .next()
+                            .unwrap_or(ErrorCode::UnknownServerError)
+                            .code();
+                        partition
+                    })
+                    .collect();
+                entry
+            })
+            .collect();
+        context.respond(&response).map(Some)
+    })
+}

@@ -1,0 +1,140 @@
+//! OffsetFetch (key 9): committed offsets of one group (v0–7) or several (v8+); -1 for
+//! partitions without a commit. A null topic list means every committed partition.
+
+use super::{str_bytes, topic_name};
+use crate::model::ErrorCode;
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::{FetchedOffset, GroupOp, Shard};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchResponse, RequestKind};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::OffsetFetch(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let mut response = OffsetFetchResponse::default();
+        if context.version >= 8 {
+            for group in &request.groups {
+                let wanted = group.topics.as_ref().map(|topics| {
+                    topics
+                        .iter()
+                        .flat_map(|t| {
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| (t.name.0.to_string(), *p))
+                        })
+                        .collect()
+                });
+                let group_id = group.group_id.0.to_string();
+                let outcome = fetch(&shard, &group_id, wanted).await?;
+                let mut entry = OffsetFetchResponseGroup::default();
+                entry.group_id = GroupId(str_bytes(&group_id));
+                match outcome {
+                    Ok(offsets) => entry.topics = by_topic_v8(offsets),
+                    Err(error) => entry.error_code = error.code(),
+                }
+                response.groups.push(entry);
+            }
+        } else {
+            let wanted = request.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| (t.name.0.to_string(), *p))
+                    })
+                    .collect()
+            });
+            match fetch(&shard, &request.group_id.0, wanted).await? {
+                Ok(offsets) => response.topics = by_topic(offsets),
+                Err(error) => response.error_code = error.code(),
+            }
+        }
+        context.respond(&response).map(Some)
+    })
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Result<Result<Vec<FetchedOffset>, ErrorCode>, HandlerError> {
+    if group_id.is_empty() {
+        return Ok(Err(ErrorCode::InvalidGroupId));
+    }
+    let owned = group_id.to_string();
+    Ok(shard
+        .group_call(group_id, |reply| GroupOp::FetchOffsets {
+            group_id: owned,
+            partitions,
+            reply,
+        })
+        .await?)
+}
+
+fn group_by_topic(offsets: Vec<FetchedOffset>) -> BTreeMap<String, Vec<FetchedOffset>> {
+    let mut topics: BTreeMap<String, Vec<FetchedOffset>> = BTreeMap::new();
+    for offset in offsets {
+        topics.entry(offset.topic.clone()).or_default().push(offset);
+    }
+    topics
+}
+
+fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<OffsetFetchResponseTopic> {
+    group_by_topic(offsets)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut topic = OffsetFetchResponseTopic::default();
+            topic.name = topic_name(&name);
+            topic.partitions = partitions
+                .into_iter()
+                .map(|o| {
+                    let mut p = OffsetFetchResponsePartition::default();
+                    p.partition_index = o.partition;
+                    p.committed_offset = o.offset;
+                    p.committed_leader_epoch = o.leader_epoch;
+                    p.metadata = Some(str_bytes(&o.metadata));
+                    p.error_code = o.error.code();
+                    p
+                })
+                .collect();
+            topic
+        })
+        .collect()
+}
+
+fn by_topic_v8(offsets: Vec<FetchedOffset>) -> Vec<OffsetFetchResponseTopics> {
+    group_by_topic(offsets)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut topic = OffsetFetchResponseTopics::default();
+            topic.name = topic_name(&name);
+            topic.partitions = partitions
+                .into_iter()
+                .map(|o| {
+                    let mut p = OffsetFetchResponsePartitions::default();
+                    p.partition_index = o.partition;
+                    p.committed_offset = o.offset;
+                    p.committed_leader_epoch = o.leader_epoch;
+                    p.metadata = Some(str_bytes(&o.metadata));
+                    p.error_code = o.error.code();
+                    p
+                })
+                .collect();
+            topic
+        })
+        .collect()
+}

@@ -1,0 +1,702 @@
+//! The group coordinator shell on the shard that owns a group's `__consumer_offsets`
+//! partition: it feeds Kafka requests to the pure `group::Group` state machine, parks
+//! join/sync requests until their effect arrives, writes group metadata and committed
+//! offsets to the log (answering only once they are synced), replays that log on start,
+//! and drives session/rebalance timers.
+
+use super::messages::*;
+use super::{Shard, now_ms};
+use crate::group::records::{self, CommittedOffset, OffsetsRecord};
+use crate::group::{
+    Effect, Group, GroupLimits, GroupSnapshot, GroupState, JoinOutcome, OFFSETS_TOPIC,
+    Reply as GroupReply, RequestToken, SyncOutcome, offsets_partition_for,
+};
+use crate::model::records::{NewRecord, encode_batch, read_records};
+use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::storage::PartitionLog;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Bytes read per call while replaying `__consumer_offsets` at start.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// Milliseconds on a monotonic clock, for group timers.
+pub fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+type OffsetKey = (String, i32);
+
+pub(super) struct GroupCoordinator {
+    limits: GroupLimits,
+    groups: RefCell<HashMap<String, Group>>,
+    offsets: RefCell<HashMap<String, BTreeMap<OffsetKey, CommittedOffset>>>,
+    join_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<JoinOutcome>>>,
+    sync_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<SyncOutcome>>>,
+    next_token: Cell<RequestToken>,
+}
+
+impl GroupCoordinator {
+    pub(super) fn new(config: &crate::config::GroupConfig) -> GroupCoordinator {
+        GroupCoordinator {
+            limits: GroupLimits {
+                session_timeout_ms_min: config.session_timeout_ms_min,
+                session_timeout_ms_max: config.session_timeout_ms_max,
+                initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
+                members_max: config.members_max,
+            },
+            groups: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(HashMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+        }
+    }
+
+    fn token(&self) -> RequestToken {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        token
+    }
+}
+
+impl Shard {
+    /// The `__consumer_offsets` partition holding `group_id`, and the shard owning it.
+    pub fn group_coordinator_partition(&self, group_id: &str) -> TopicPartition {
+        let partitions = self
+            .catalog()
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.config.group.offsets_topic_partitions, |t| t.partitions);
+        TopicPartition::new(OFFSETS_TOPIC, offsets_partition_for(group_id, partitions))
+    }
+
+    /// Runs a group operation on the coordinator shard of `group_id`.
+    pub async fn group_call<T>(
+        self: &Rc<Self>,
+        group_id: &str,
+        build: impl FnOnce(Reply<T>) -> GroupOp,
+    ) -> Result<T, super::ShardError> {
+        let target = self.owner_of(&self.group_coordinator_partition(group_id));
+        self.group_call_on(target, build).await
+    }
+
+    pub async fn group_call_on<T>(
+        self: &Rc<Self>,
+        target: crate::model::ShardId,
+        build: impl FnOnce(Reply<T>) -> GroupOp,
+    ) -> Result<T, super::ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        let op = build(reply);
+        if target == self.id {
+            self.handle_group_op(op).await;
+        } else {
+            self.send(target, ShardMessage::Group(op)).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| super::ShardError::NoReply { target })
+    }
+
+    pub(super) async fn handle_group_op(self: &Rc<Self>, op: GroupOp) {
+        match op {
+            GroupOp::Join {
+                group_id,
+                input,
+                reply,
+            } => {
+                let _ = reply.send(self.group_join(group_id, input).await);
+            }
+            GroupOp::Sync {
+                group_id,
+                input,
+                reply,
+            } => {
+                let _ = reply.send(self.group_sync(group_id, input).await);
+            }
+            GroupOp::Heartbeat {
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                reply,
+            } => {
+                let error = match self.coordinator.groups.borrow_mut().get_mut(&group_id) {
+                    Some(group) => group.heartbeat(
+                        &member_id,
+                        group_instance_id.as_deref(),
+                        generation_id,
+                        monotonic_ms(),
+                    ),
+                    None => ErrorCode::UnknownMemberId,
+                };
+                let _ = reply.send(error);
+            }
+            GroupOp::Leave {
+                group_id,
+                members,
+                reply,
+            } => {
+                let outcome =
+                    self.coordinator
+                        .groups
+                        .borrow_mut()
+                        .get_mut(&group_id)
+                        .map(|group| {
+                            let (errors, effects) = group.leave(&members, monotonic_ms());
+                            (errors, effects)
+                        });
+                match outcome {
+                    Some((errors, effects)) => {
+                        self.run_group_effects(effects).await;
+                        let _ = reply.send(Ok(errors));
+                    }
+                    None => {
+                        let _ = reply.send(Err(ErrorCode::UnknownMemberId));
+                    }
+                }
+            }
+            GroupOp::CommitOffsets {
+                group_id,
+                member_id,
+                group_instance_id,
+                generation_id,
+                entries,
+                reply,
+            } => {
+                let errors = self
+                    .commit_offsets(
+                        &group_id,
+                        &member_id,
+                        group_instance_id.as_deref(),
+                        generation_id,
+                        entries,
+                    )
+                    .await;
+                let _ = reply.send(errors);
+            }
+            GroupOp::FetchOffsets {
+                group_id,
+                partitions,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.fetch_offsets(&group_id, partitions)));
+            }
+            GroupOp::Describe { group_id, reply } => {
+                let _ = reply.send(self.describe_group(&group_id));
+            }
+            GroupOp::List { reply } => {
+                let _ = reply.send(self.list_groups());
+            }
+            GroupOp::Delete { group_id, reply } => {
+                let _ = reply.send(self.delete_group(&group_id).await);
+            }
+            GroupOp::DeleteOffsets {
+                group_id,
+                partitions,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_offsets(&group_id, partitions).await);
+            }
+        }
+    }
+
+    async fn group_join(
+        self: &Rc<Self>,
+        group_id: String,
+        mut input: crate::group::JoinInput,
+    ) -> JoinOutcome {
+        if group_id.is_empty() {
+            return JoinOutcome::error(ErrorCode::InvalidGroupId, &input.member_id);
+        }
+        let coordinator = &self.coordinator;
+        input.token = coordinator.token();
+        let prefix = input
+            .group_instance_id
+            .as_deref()
+            .unwrap_or(&input.client_id)
+            .to_string();
+        input.fresh_member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+        let token = input.token;
+        let (reply, effects) = {
+            let mut groups = coordinator.groups.borrow_mut();
+            let limits = coordinator.limits;
+            let group = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(&group_id, limits));
+            group.join(input, monotonic_ms())
+        };
+        let receiver = match reply {
+            GroupReply::Now(outcome) => {
+                self.run_group_effects(effects).await;
+                return outcome;
+            }
+            GroupReply::Later => {
+                let (sender, receiver) = oneshot::channel();
+                coordinator.join_waiters.borrow_mut().insert(token, sender);
+                receiver
+            }
+        };
+        self.run_group_effects(effects).await;
+        receiver
+            .await
+            .unwrap_or_else(|_| JoinOutcome::error(ErrorCode::CoordinatorNotAvailable, ""))
+    }
+
+    async fn group_sync(
+        self: &Rc<Self>,
+        group_id: String,
+        mut input: crate::group::SyncInput,
+    ) -> SyncOutcome {
+        let coordinator = &self.coordinator;
+        input.token = coordinator.token();
+        let token = input.token;
+        let outcome = {
+            let mut groups = coordinator.groups.borrow_mut();
+            groups
+                .get_mut(&group_id)
+                .map(|group| group.sync(input, monotonic_ms()))
+        };
+        let Some((reply, effects)) = outcome else {
+            return SyncOutcome::error(ErrorCode::UnknownMemberId);
+        };
+        let receiver = match reply {
+            GroupReply::Now(outcome) => {
+                self.run_group_effects(effects).await;
+                return outcome;
+            }
+            GroupReply::Later => {
+                let (sender, receiver) = oneshot::channel();
+                coordinator.sync_waiters.borrow_mut().insert(token, sender);
+                receiver
+            }
+        };
+        self.run_group_effects(effects).await;
+        receiver
+            .await
+            .unwrap_or_else(|_| SyncOutcome::error(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    /// Delivers effects in order: persistence completes before later responses go out.
+    async fn run_group_effects(self: &Rc<Self>, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::CompleteJoin { token, outcome } => {
+                    if let Some(waiter) = self.coordinator.join_waiters.borrow_mut().remove(&token)
+                    {
+                        let _ = waiter.send(outcome);
+                    }
+                }
+                Effect::CompleteSync { token, outcome } => {
+                    if let Some(waiter) = self.coordinator.sync_waiters.borrow_mut().remove(&token)
+                    {
+                        let _ = waiter.send(outcome);
+                    }
+                }
+                Effect::Persist(snapshot) => {
+                    let key = records::group_key(&snapshot.group_id);
+                    let value = records::group_value(&snapshot, now_ms());
+                    let record = NewRecord {
+                        key: Some(&key),
+                        value: Some(&value),
+                    };
+                    if let Err(error) = self
+                        .append_offsets_records(&snapshot.group_id, &[record])
+                        .await
+                    {
+                        tracing::error!(shard = %self.id, group = %snapshot.group_id, ?error, "cannot persist group metadata");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends internal records to the group's `__consumer_offsets` partition and waits
+    /// until they are synced.
+    async fn append_offsets_records(
+        &self,
+        group_id: &str,
+        records: &[NewRecord<'_>],
+    ) -> Result<(), ErrorCode> {
+        let partition = self.group_coordinator_partition(group_id);
+        let Some(log) = self.log(&partition) else {
+            return Err(ErrorCode::NotCoordinator);
+        };
+        let batch = Bytes::from(encode_batch(records, now_ms()));
+        let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
+            tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+        log.wait_synced(appended.last_offset)
+            .await
+            .map_err(|error| {
+                tracing::error!(shard = %self.id, %partition, %error, "offsets sync failed");
+                ErrorCode::CoordinatorNotAvailable
+            })
+    }
+
+    async fn commit_offsets(
+        self: &Rc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        entries: Vec<OffsetCommitEntry>,
+    ) -> Vec<ErrorCode> {
+        let verdict = {
+            let mut groups = self.coordinator.groups.borrow_mut();
+            match groups.get(group_id) {
+                Some(group) => group.validate_commit(member_id, instance_id, generation_id),
+                None if generation_id < 0 => {
+                    let limits = self.coordinator.limits;
+                    groups.insert(group_id.to_string(), Group::new(group_id, limits));
+                    ErrorCode::None
+                }
+                None => ErrorCode::IllegalGeneration,
+            }
+        };
+        if group_id.is_empty() {
+            return vec![ErrorCode::InvalidGroupId; entries.len()];
+        }
+        if verdict.is_error() {
+            return vec![verdict; entries.len()];
+        }
+        let catalog = self.catalog();
+        let metadata_max = self.config.group.offset_metadata_bytes_max;
+        let timestamp = now_ms();
+        let mut errors = Vec::with_capacity(entries.len());
+        let mut accepted: Vec<(OffsetKey, CommittedOffset)> = Vec::new();
+        for entry in &entries {
+            let metadata = entry.metadata.clone().unwrap_or_default();
+            let known = catalog
+                .topic(&entry.topic)
+                .is_some_and(|t| entry.partition >= 0 && entry.partition < t.partitions);
+            let error = if !known {
+                ErrorCode::UnknownTopicOrPartition
+            } else if metadata.len() > metadata_max {
+                ErrorCode::OffsetMetadataTooLarge
+            } else {
+                ErrorCode::None
+            };
+            if !error.is_error() {
+                accepted.push((
+                    (entry.topic.clone(), entry.partition),
+                    CommittedOffset {
+                        offset: entry.offset,
+                        leader_epoch: entry.leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: timestamp,
+                    },
+                ));
+            }
+            errors.push(error);
+        }
+        if accepted.is_empty() {
+            return errors;
+        }
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = accepted
+            .iter()
+            .map(|((topic, partition), value)| {
+                (
+                    records::commit_key(group_id, topic, *partition),
+                    records::commit_value(value),
+                )
+            })
+            .collect();
+        let batch: Vec<NewRecord<'_>> = encoded
+            .iter()
+            .map(|(key, value)| NewRecord {
+                key: Some(key),
+                value: Some(value),
+            })
+            .collect();
+        if let Err(error) = self.append_offsets_records(group_id, &batch).await {
+            return errors
+                .into_iter()
+                .map(|e| if e.is_error() { e } else { error })
+                .collect();
+        }
+        let mut offsets = self.coordinator.offsets.borrow_mut();
+        let stored = offsets.entry(group_id.to_string()).or_default();
+        stored.extend(accepted);
+        errors
+    }
+
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<FetchedOffset> {
+        let offsets = self.coordinator.offsets.borrow();
+        let stored = offsets.get(group_id);
+        let fetched =
+            |(topic, partition): (String, i32), value: Option<&CommittedOffset>| FetchedOffset {
+                topic,
+                partition,
+                offset: value.map_or(-1, |v| v.offset),
+                leader_epoch: value.map_or(-1, |v| v.leader_epoch),
+                metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
+                error: ErrorCode::None,
+            };
+        match partitions {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|key| {
+                    let value = stored.and_then(|s| s.get(&key));
+                    fetched(key, value)
+                })
+                .collect(),
+            None => stored
+                .map(|s| {
+                    s.iter()
+                        .map(|(key, value)| fetched(key.clone(), Some(value)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn describe_group(&self, group_id: &str) -> GroupDescription {
+        let groups = self.coordinator.groups.borrow();
+        match groups.get(group_id) {
+            Some(group) => GroupDescription {
+                group_id: group_id.to_string(),
+                error: ErrorCode::None,
+                state: group.state(),
+                protocol_type: group.protocol_type().unwrap_or_default().to_string(),
+                protocol_name: if group.state() == GroupState::Stable {
+                    group.protocol_name().unwrap_or_default().to_string()
+                } else {
+                    String::new()
+                },
+                members: group.describe_members(),
+            },
+            None => GroupDescription {
+                group_id: group_id.to_string(),
+                error: ErrorCode::None,
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    fn list_groups(&self) -> Vec<GroupListing> {
+        self.coordinator
+            .groups
+            .borrow()
+            .values()
+            .filter(|g| g.state() != GroupState::Dead)
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+                state: g.state(),
+            })
+            .collect()
+    }
+
+    async fn delete_group(self: &Rc<Self>, group_id: &str) -> ErrorCode {
+        let keys: Vec<OffsetKey> = {
+            let groups = self.coordinator.groups.borrow();
+            match groups.get(group_id) {
+                None => return ErrorCode::GroupIdNotFound,
+                Some(group) if group.has_members() => return ErrorCode::NonEmptyGroup,
+                Some(_) => {}
+            }
+            let offsets = self.coordinator.offsets.borrow();
+            offsets
+                .get(group_id)
+                .map(|s| s.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let mut tombstones: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(topic, partition)| records::commit_key(group_id, topic, *partition))
+            .collect();
+        tombstones.push(records::group_key(group_id));
+        let batch: Vec<NewRecord<'_>> = tombstones
+            .iter()
+            .map(|key| NewRecord {
+                key: Some(key),
+                value: None,
+            })
+            .collect();
+        if let Err(error) = self.append_offsets_records(group_id, &batch).await {
+            return error;
+        }
+        if let Some(group) = self.coordinator.groups.borrow_mut().get_mut(group_id) {
+            group.mark_dead();
+        }
+        self.coordinator.groups.borrow_mut().remove(group_id);
+        self.coordinator.offsets.borrow_mut().remove(group_id);
+        ErrorCode::None
+    }
+
+    async fn delete_offsets(
+        self: &Rc<Self>,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        {
+            let groups = self.coordinator.groups.borrow();
+            match groups.get(group_id) {
+                None => return Err(ErrorCode::GroupIdNotFound),
+                Some(group) if group.has_members() => {
+                    return Ok(vec![ErrorCode::GroupSubscribedToTopic; partitions.len()]);
+                }
+                Some(_) => {}
+            }
+        }
+        let keys: Vec<Vec<u8>> = partitions
+            .iter()
+            .map(|(topic, partition)| records::commit_key(group_id, topic, *partition))
+            .collect();
+        let batch: Vec<NewRecord<'_>> = keys
+            .iter()
+            .map(|key| NewRecord {
+                key: Some(key),
+                value: None,
+            })
+            .collect();
+        if !batch.is_empty() {
+            self.append_offsets_records(group_id, &batch).await?;
+        }
+        if let Some(stored) = self.coordinator.offsets.borrow_mut().get_mut(group_id) {
+            for key in &partitions {
+                stored.remove(key);
+            }
+        }
+        Ok(vec![ErrorCode::None; partitions.len()])
+    }
+
+    /// Rebuilds groups and committed offsets from the `__consumer_offsets` partitions this
+    /// shard owns. Runs at start, before any group request is served.
+    pub(super) async fn load_groups(self: &Rc<Self>) {
+        let partitions: Vec<(TopicPartition, Rc<PartitionLog>)> = self
+            .owned_logs()
+            .into_iter()
+            .filter(|(tp, _)| tp.topic.as_str() == OFFSETS_TOPIC)
+            .collect();
+        let mut snapshots: HashMap<String, Option<GroupSnapshot>> = HashMap::new();
+        for (partition, log) in partitions {
+            let mut offset = log.log_start_offset();
+            let mut replayed = 0usize;
+            while offset < log.high_watermark() {
+                let read = match log.read(offset, REPLAY_READ_BYTES, true).await {
+                    Ok(read) if !read.batches.is_empty() => read,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::error!(shard = %self.id, %partition, %error, "cannot replay group log");
+                        break;
+                    }
+                };
+                for batch in &read.batches {
+                    let Ok(header) = crate::model::RecordBatchHeader::view(batch) else {
+                        continue;
+                    };
+                    offset = Offset(header.next_offset());
+                    match read_records(batch) {
+                        Ok(decoded) => {
+                            for record in decoded {
+                                replayed += 1;
+                                self.replay_record(record.key, record.value, &mut snapshots);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(shard = %self.id, %partition, %error, "skipping unreadable batch in group log");
+                        }
+                    }
+                }
+            }
+            tracing::info!(shard = %self.id, %partition, replayed, "group log replayed");
+        }
+        let now = monotonic_ms();
+        let limits = self.coordinator.limits;
+        let mut groups = self.coordinator.groups.borrow_mut();
+        for (group_id, snapshot) in snapshots {
+            match snapshot {
+                Some(snapshot) => {
+                    groups.insert(group_id, Group::restore(&snapshot, limits, now));
+                }
+                None => {
+                    groups.remove(&group_id);
+                }
+            }
+        }
+        for group_id in self.coordinator.offsets.borrow().keys() {
+            groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id, limits));
+        }
+    }
+
+    fn replay_record(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        snapshots: &mut HashMap<String, Option<GroupSnapshot>>,
+    ) {
+        let Some(key) = key else { return };
+        match records::decode(key, value) {
+            Ok(OffsetsRecord::Commit {
+                group,
+                topic,
+                partition,
+                value,
+            }) => {
+                let mut offsets = self.coordinator.offsets.borrow_mut();
+                match value {
+                    Some(value) => {
+                        offsets
+                            .entry(group)
+                            .or_default()
+                            .insert((topic, partition), value);
+                    }
+                    None => {
+                        if let Some(stored) = offsets.get_mut(&group) {
+                            stored.remove(&(topic, partition));
+                            if stored.is_empty() {
+                                offsets.remove(&group);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(OffsetsRecord::Group { group, value }) => {
+                snapshots.insert(group, value);
+            }
+            Err(error) => {
+                tracing::warn!(shard = %self.id, %error, "skipping unreadable group record")
+            }
+        }
+    }
+
+    /// Drives session and rebalance deadlines of every group on this shard.
+    pub(super) fn spawn_group_timer(self: &Rc<Self>) {
+        let shard = self.clone();
+        let interval = Duration::from_millis(self.config.group.tick_interval_ms);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                let now = monotonic_ms();
+                let effects: Vec<Effect> = shard
+                    .coordinator
+                    .groups
+                    .borrow_mut()
+                    .values_mut()
+                    .flat_map(|group| group.tick(now))
+                    .collect();
+                if !effects.is_empty() {
+                    shard.run_group_effects(effects).await;
+                }
+            }
+        })
+        .detach();
+    }
+}
