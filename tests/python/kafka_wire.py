@@ -296,3 +296,58 @@ def fetch_batch_headers(bootstrap: str, topic: str, partition: int, high_waterma
             headers += batch
             offset = batch[-1]["base_offset"] + batch[-1]["last_offset_delta"] + 1
     return headers
+
+
+API_LIST_OFFSETS = 2
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def list_offsets(correlation_id: int, version: int, topic: str, partition: int,
+                 timestamp: int) -> bytes:
+    """ListOffsets request v1..v7 for one partition (-1 latest, -2 earliest, or a time)."""
+    flexible = version >= 6
+    part = i32(partition) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
+    if flexible:
+        body = (i32(-1) + i8(0) + compact_array([
+            compact_string(topic) + compact_array([part + EMPTY_TAGGED_FIELDS])
+            + EMPTY_TAGGED_FIELDS]) + EMPTY_TAGGED_FIELDS)
+        return frame(header_v2(API_LIST_OFFSETS, version, correlation_id) + body)
+    body = (i32(-1) + (i8(0) if version >= 2 else b"")
+            + i32(1) + string(topic) + i32(1) + part)
+    return frame(header_v1(API_LIST_OFFSETS, version, correlation_id) + body)
+
+
+def parse_list_offsets(body: bytes, version: int) -> dict:
+    """ListOffsets response (after the correlation id) -> {(topic, partition): (error,
+    timestamp, offset)}."""
+    flexible = version >= 6
+    r = Reader(body)
+    if flexible:
+        r.tagged_fields()  # response header v1
+    if version >= 2:
+        r.i32()  # throttle
+    out = {}
+    count = r.uvarint() - 1 if flexible else r.i32()
+    for _ in range(count):
+        if flexible:
+            n = r.uvarint() - 1
+            topic = r.take(n).decode()
+        else:
+            topic = r.string()
+        pcount = r.uvarint() - 1 if flexible else r.i32()
+        for _ in range(pcount):
+            partition, error, timestamp, offset = r.i32(), r.i16(), r.i64(), r.i64()
+            if version >= 4:
+                r.i32()  # leader_epoch
+            if flexible:
+                r.tagged_fields()
+            out[(topic, partition)] = (error, timestamp, offset)
+        if flexible:
+            r.tagged_fields()
+    if flexible:
+        r.tagged_fields()
+    assert r.done(), f"trailing bytes after ListOffsets v{version} body"
+    return out

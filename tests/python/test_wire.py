@@ -90,3 +90,40 @@ def test_pipelined_requests_answered_in_order(broker):
         sock.sendall(b"".join(requests))
         got = [wire.Reader(wire.recv_frame(sock)).i32() for _ in requests]
     assert got == [10, 11, 12, 13, 14]
+
+
+CONNECTIONS_FOR_CONSISTENCY = 12
+
+
+def test_api_versions_identical_on_every_connection(broker):
+    """Connections land on different shards (SO_REUSEPORT or an accept shard); every one must
+    advertise the same API table. librdkafka derives features from it: e.g. it only enables
+    LZ4 if FindCoordinator is listed, and disables idempotence without InitProducerId."""
+    replies = set()
+    for i in range(CONNECTIONS_FOR_CONSISTENCY):
+        body = wire.roundtrip(broker.bootstrap, wire.api_versions_flexible(i, 3))
+        error, apis, _, _ = wire.parse_api_versions_v3(body[4:])
+        assert error == wire.ERROR_NONE
+        replies.add(tuple(sorted(apis.items())))
+    assert len(replies) == 1, "ApiVersions differs between connections:\n" + "\n".join(
+        str(dict(r)) for r in replies)
+    (apis,) = replies
+    assert 10 in dict(apis), "FindCoordinator (10) not listed: librdkafka then refuses LZ4"
+
+
+@pytest.mark.parametrize("version", range(1, 8))
+def test_list_offsets_every_version_answers(broker, version):
+    """ListOffsets v1..v7 (librdkafka 2.0 uses v2, current clients v7+) each answer earliest
+    and latest correctly on one connection; none leaves the client hanging."""
+    from clients import ck_create_topic, ck_produce, ck_producer
+    from harness import unique_topic
+    topic = unique_topic("lo")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    ck_produce(ck_producer(broker.bootstrap), topic, [(None, b"x", 0)] * 3)
+    with wire.connect(broker.bootstrap) as sock:
+        for correlation_id, target, expected in ((1, -2, 0), (2, -1, 3)):
+            sock.sendall(wire.list_offsets(correlation_id, version, topic, 0, target))
+            body = wire.recv_frame(sock)
+            assert wire.Reader(body).i32() == correlation_id
+            error, _, offset = wire.parse_list_offsets(body[4:], version)[(topic, 0)]
+            assert (error, offset) == (0, expected), f"v{version} target {target}"
