@@ -243,7 +243,9 @@ def assert_matches_acks(read: dict[int, list[Record]], sent: list[tuple], acks: 
     by_pos = {}
     for (key, value, *_), (p, off) in zip(sent, acks):
         assert off >= 0, f"delivery report without an offset: partition {p} offset {off}"
-        assert (p, off) not in by_pos, f"two messages acked at partition {p} offset {off}"
+        assert (p, off) not in by_pos, (
+            f"two messages acked at partition {p} offset {off} (an offset was reused: the log "
+            f"lost its tail, e.g. across a restart)")
         by_pos[(p, off)] = (key, value)
     for p, records in read.items():
         offsets = [r.offset for r in records]

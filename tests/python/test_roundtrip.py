@@ -32,8 +32,7 @@ def produce_confluent(bootstrap, topic, sent):
 
 
 def produce_kafka_python(bootstrap, topic, sent):
-    producer = kp_producer(bootstrap, acks="all", linger_ms=10, batch_size=256 * 1024,
-                           buffer_memory=256 * 1024 * 1024)
+    producer = kp_producer(bootstrap, acks="all", linger_ms=10, batch_size=256 * 1024)
     try:
         return kp_produce(producer, topic, sent, timeout_s=BULK_PRODUCE_TIMEOUT_S)
     finally:
