@@ -50,6 +50,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// Kafka listener address. Default 127.0.0.1:9092.
     pub listen: String,
+    /// Admin HTTP address for /metrics and /health (shard 0); empty disables it.
+    /// Default 127.0.0.1:9644.
+    pub admin_listen: String,
     /// host:port put in Metadata responses; default: the listen address.
     pub advertised_listener: Option<String>,
     /// This broker's node id (Kafka `node.id`). Default 0, range 0..=2^31-1.
@@ -69,12 +72,16 @@ pub struct ServerConfig {
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
     /// Default 64 MiB, range 1 KiB..=1 GiB.
     pub fetch_response_bytes_max: u64,
+    /// On SIGTERM/SIGINT, how long open connections may take to finish their in-flight
+    /// requests before logs are closed anyway, ms. Default 5000, range 0..=600000.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:9092".to_string(),
+            admin_listen: "127.0.0.1:9644".to_string(),
             advertised_listener: None,
             node_id: 0,
             cluster_id: "shardlog".to_string(),
@@ -83,6 +90,7 @@ impl Default for ServerConfig {
             shard_connections_max: 4096,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
+            shutdown_grace_ms: 5_000,
         }
     }
 }

@@ -36,6 +36,9 @@ struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "SHARDLOG_LISTEN")]
     listen: Option<String>,
+    /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
+    #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// host:port that Metadata tells clients to connect to [default: the listen address].
     #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
@@ -58,6 +61,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
+    if let Some(admin) = &args.admin_listen {
+        config.server.admin_listen = admin.clone();
+    }
     if let Some(advertised) = &args.advertised_listener {
         config.server.advertised_listener = Some(advertised.clone());
     }
@@ -72,6 +78,25 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
+fn install_signal_handlers() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shardlog::shard::shutdown::shutdown_requested() {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "shutting down gracefully (send again to exit now)");
+                shardlog::shard::shutdown::request_shutdown();
+            }
+        })?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +115,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
+            install_signal_handlers()?;
             tracing::info!(
                 listen = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,
@@ -98,6 +124,7 @@ fn main() -> anyhow::Result<()> {
                 "shardlog starting"
             );
             shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            tracing::info!("shardlog stopped");
             Ok(())
         }
     }

@@ -1,7 +1,8 @@
 //! Topic catalog and topic configs; partition → shard placement.
 //!
 //! Owns: `<data_dir>/topics.json` (the catalog) and `<data_dir>/meta.json` (broker identity
-//! and the producer-id high mark). May import: `crate::model`. No I/O beyond those files.
+//! and the producer-id high mark). May import: `crate::model`, `crate::config`. No I/O beyond
+//! those files.
 //! Runs on: the controller shard (0) mutates the catalog and broadcasts immutable snapshots;
 //! every shard reads its snapshot.
 //! Invariants: topic names are unique and valid Kafka names; topic ids are unique; a

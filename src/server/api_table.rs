@@ -18,14 +18,29 @@ pub type Handler =
 
 pub struct ApiRow {
     pub key: ApiKey,
+    /// Kafka's name of the API (metrics label, docs).
+    pub name: &'static str,
     pub min_version: i16,
     pub max_version: i16,
     pub handler: Handler,
 }
 
-const fn row(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) -> ApiRow {
+macro_rules! row {
+    ($key:ident, $min:expr, $max:expr, $handler:path) => {
+        row(ApiKey::$key, stringify!($key), $min, $max, $handler)
+    };
+}
+
+const fn row(
+    key: ApiKey,
+    name: &'static str,
+    min_version: i16,
+    max_version: i16,
+    handler: Handler,
+) -> ApiRow {
     ApiRow {
         key,
+        name,
         min_version,
         max_version,
         handler,
@@ -33,25 +48,37 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, handler: Handler) 
 }
 
 pub static API_TABLE: &[ApiRow] = &[
-    row(ApiKey::Produce, 3, 11, produce::handle),
-    row(ApiKey::Fetch, 4, 17, fetch::handle),
-    row(ApiKey::ListOffsets, 1, 7, list_offsets::handle),
-    row(ApiKey::Metadata, 0, 12, metadata::handle),
-    row(ApiKey::OffsetCommit, 2, 8, offset_commit::handle),
-    row(ApiKey::OffsetFetch, 1, 8, offset_fetch::handle),
-    row(ApiKey::FindCoordinator, 0, 4, find_coordinator::handle),
-    row(ApiKey::JoinGroup, 0, 9, join_group::handle),
-    row(ApiKey::Heartbeat, 0, 4, heartbeat::handle),
-    row(ApiKey::LeaveGroup, 0, 5, leave_group::handle),
-    row(ApiKey::SyncGroup, 0, 5, sync_group::handle),
-    row(ApiKey::DescribeGroups, 0, 5, describe_groups::handle),
-    row(ApiKey::ListGroups, 0, 5, list_groups::handle),
-    row(ApiKey::ApiVersions, 0, 4, api_versions::handle),
-    row(ApiKey::CreateTopics, 2, 7, create_topics::handle),
-    row(ApiKey::DeleteTopics, 1, 6, delete_topics::handle),
-    row(ApiKey::InitProducerId, 0, 4, init_producer_id::handle),
-    row(ApiKey::DeleteGroups, 0, 2, delete_groups::handle),
-    row(ApiKey::OffsetDelete, 0, 0, offset_delete::handle),
+    row!(Produce, 3, 11, produce::handle),
+    row!(Fetch, 4, 17, fetch::handle),
+    row!(ListOffsets, 1, 7, list_offsets::handle),
+    row!(Metadata, 0, 12, metadata::handle),
+    row!(OffsetCommit, 2, 8, offset_commit::handle),
+    row!(OffsetFetch, 1, 8, offset_fetch::handle),
+    row!(FindCoordinator, 0, 4, find_coordinator::handle),
+    row!(JoinGroup, 0, 9, join_group::handle),
+    row!(Heartbeat, 0, 4, heartbeat::handle),
+    row!(LeaveGroup, 0, 5, leave_group::handle),
+    row!(SyncGroup, 0, 5, sync_group::handle),
+    row!(DescribeGroups, 0, 5, describe_groups::handle),
+    row!(ListGroups, 0, 5, list_groups::handle),
+    row!(ApiVersions, 0, 4, api_versions::handle),
+    row!(CreateTopics, 2, 7, create_topics::handle),
+    row!(DeleteTopics, 1, 6, delete_topics::handle),
+    row!(DeleteRecords, 0, 2, delete_records::handle),
+    row!(InitProducerId, 0, 4, init_producer_id::handle),
+    row!(DescribeConfigs, 1, 4, describe_configs::handle),
+    row!(AlterConfigs, 0, 2, alter_configs::handle),
+    row!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
+    row!(CreatePartitions, 0, 3, create_partitions::handle),
+    row!(DeleteGroups, 0, 2, delete_groups::handle),
+    row!(
+        IncrementalAlterConfigs,
+        0,
+        1,
+        incremental_alter_configs::handle
+    ),
+    row!(OffsetDelete, 0, 0, offset_delete::handle),
+    row!(DescribeCluster, 0, 1, describe_cluster::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {
@@ -72,8 +99,8 @@ pub fn coverage_markdown() -> String {
     let mut text = String::from("| API | key | versions |\n|---|---|---|\n");
     for row in API_TABLE {
         text.push_str(&format!(
-            "| {:?} | {} | {}–{} |\n",
-            row.key, row.key as i16, row.min_version, row.max_version
+            "| {} | {} | {}–{} |\n",
+            row.name, row.key as i16, row.min_version, row.max_version
         ));
     }
     text

@@ -12,12 +12,14 @@ use crate::protocol::codec::{RequestEnvelope, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, take_frame};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
+use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Instant;
 use thiserror::Error;
 use tracing::Instrument;
 
@@ -28,6 +30,8 @@ type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>
 
 #[derive(Debug, Error)]
 enum CloseReason {
+    #[error("broker is shutting down")]
+    Shutdown,
     #[error("socket read failed: {0}")]
     Read(std::io::Error),
     #[error("bad frame: {0}")]
@@ -58,16 +62,33 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let inflight_max = shard.config.server.connection_inflight_requests_max;
         let (queue, responses) = local_channel::new_bounded(inflight_max);
         let writer_task: JoinHandle<()> =
-            glommio::spawn_local(write_responses(fd, writer, responses)).detach();
-        match read_requests(&shard, &mut reader, queue, &client_host).await {
+            glommio::spawn_local(write_responses(shard.clone(), fd, writer, responses)).detach();
+        shard.metrics.connection_opened();
+        let outcome = read_requests(&shard, &mut reader, queue, &client_host).await;
+        match &outcome {
             Ok(()) => tracing::debug!("client closed the connection"),
-            Err(CloseReason::WriterGone) => {}
+            Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;
+        shard.metrics.connection_closed(close_label(&outcome));
     }
     .instrument(span)
     .await
+}
+
+/// The metrics label of a connection's end.
+fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
+    match outcome {
+        Ok(()) => "client_closed",
+        Err(CloseReason::Shutdown) => "shutdown",
+        Err(CloseReason::Read(_)) => "read_error",
+        Err(CloseReason::Frame(_)) => "bad_frame",
+        Err(CloseReason::UnknownApi { .. }) => "unknown_api",
+        Err(CloseReason::UnsupportedVersion { .. }) => "unsupported_version",
+        Err(CloseReason::Malformed(_)) => "malformed_request",
+        Err(CloseReason::WriterGone) => "write_failed",
+    }
 }
 
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
@@ -90,7 +111,11 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
             }
             FrameStatus::NeedBytes(needed) => {
                 buffer.reserve(needed.saturating_sub(buffer.len()));
-                let read = reader.read(&mut scratch).await.map_err(CloseReason::Read)?;
+                let read = match select(reader.read(&mut scratch), shard.shutdown.clone()).await {
+                    Either::Left((read, _)) => read.map_err(CloseReason::Read)?,
+                    Either::Right(_) => return Err(CloseReason::Shutdown),
+                };
+                shard.metrics.bytes_received(read);
                 if read == 0 {
                     return Ok(());
                 }
@@ -131,13 +156,23 @@ async fn dispatch(
         client_host: client_host.to_string(),
     };
     let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
+    let started = Instant::now();
     let completion: ResponseFuture = (row.handler)(shard.clone(), context, decoded.body)
         .instrument(span.clone())
         .await;
-    Ok(glommio::spawn_local(completion.instrument(span)))
+    let (shard, api) = (shard.clone(), row.name);
+    let timed = async move {
+        let response = completion.await;
+        shard
+            .metrics
+            .request_done(api, started.elapsed().as_secs_f64());
+        response
+    };
+    Ok(glommio::spawn_local(timed.instrument(span)))
 }
 
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
     fd: RawFd,
     mut writer: W,
     responses: LocalReceiver<PendingResponse>,
@@ -149,6 +184,9 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
                     tracing::debug!(%error, "socket write failed");
                     return;
                 }
+                shard
+                    .metrics
+                    .bytes_sent(frame.chunks.iter().map(Bytes::len).sum());
             }
             Ok(None) => {}
             Err(error) => {

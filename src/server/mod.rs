@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin_http;
 pub mod api_table;
 mod connection;
 mod context;
@@ -18,30 +19,47 @@ mod socket_writer;
 pub use context::{HandlerError, RequestContext, ResponseFrame};
 
 use crate::shard::Shard;
+use futures::future::{Either, select};
 use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-/// Accepts Kafka connections on this shard until the listener fails.
+/// How often shutdown checks whether connections have drained.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Accepts Kafka connections on this shard until shutdown, then gives open connections up
+/// to `shutdown_grace_ms` to finish their in-flight requests.
 pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     let address = shard.config.server.listen.clone();
     let listener = TcpListener::bind(address.as_str())
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
+    let admin_address = &shard.config.server.admin_listen;
+    if shard.id.0 == 0 && !admin_address.is_empty() {
+        glommio::spawn_local(admin_http::serve_admin(
+            shard.clone(),
+            admin_address.clone(),
+        ))
+        .detach();
+    }
     let open_connections = Rc::new(Cell::new(0usize));
     let connections_max = shard.config.server.shard_connections_max;
     loop {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(error) => {
+        let accepted = select(Box::pin(listener.accept()), shard.shutdown.clone()).await;
+        let stream = match accepted {
+            Either::Left((Ok(stream), _)) => stream,
+            Either::Left((Err(error), _)) => {
                 // EMFILE and friends: back off instead of spinning or crashing.
                 tracing::warn!(shard = %shard.id, %error, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+            Either::Right(_) => break,
         };
         if open_connections.get() >= connections_max {
             tracing::warn!(shard = %shard.id, connections_max, "connection refused: limit reached");
+            shard.metrics.connection_refused();
             drop(stream);
             continue;
         }
@@ -53,4 +71,12 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         })
         .detach();
     }
+    drop(listener);
+    let grace = Duration::from_millis(shard.config.server.shutdown_grace_ms);
+    let deadline = Instant::now() + grace;
+    tracing::info!(shard = %shard.id, open = open_connections.get(), "stopped accepting; draining connections");
+    while open_connections.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@
 use super::Shard;
 use super::messages::*;
 use crate::config::Config;
-use crate::metadata::{CatalogError, TopicMeta, validate_topic_name, write_atomically};
+use crate::metadata::{Catalog, CatalogError, TopicMeta, validate_topic_name, write_atomically};
 use crate::model::ErrorCode;
 use glommio::sync::Semaphore;
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,41 @@ impl Shard {
             }
             ControllerOp::AllocateProducerId { reply } => {
                 let _ = reply.send(self.controller_allocate_producer_id().await);
+            }
+            ControllerOp::AlterTopicConfigs {
+                topic,
+                configs,
+                validate_only,
+                reply,
+            } => {
+                let change = |catalog: &Catalog| catalog.with_configs(&topic, configs);
+                let _ = reply.send(
+                    self.controller_change_topic(&topic, validate_only, change)
+                        .await,
+                );
+            }
+            ControllerOp::CreatePartitions {
+                topic,
+                count,
+                validate_only,
+                reply,
+            } => {
+                let change = |catalog: &Catalog| {
+                    if count > self.config.topic_defaults.partitions_max {
+                        return Err(CatalogError::InvalidPartitions {
+                            count,
+                            reason: format!(
+                                "at most {} partitions are allowed",
+                                self.config.topic_defaults.partitions_max
+                            ),
+                        });
+                    }
+                    catalog.with_partitions(&topic, count)
+                };
+                let _ = reply.send(
+                    self.controller_change_topic(&topic, validate_only, change)
+                        .await,
+                );
             }
         }
     }
@@ -231,6 +266,47 @@ impl Shard {
             self.broadcast_catalog(Arc::new(catalog)).await;
         }
         outcomes
+    }
+
+    /// Applies one catalog change to one topic: validate, persist, broadcast.
+    async fn controller_change_topic(
+        self: &Rc<Self>,
+        topic: &str,
+        validate_only: bool,
+        change: impl FnOnce(&Catalog) -> Result<Catalog, CatalogError>,
+    ) -> TopicOutcome {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return outcome(topic.to_string(), ErrorCode::NotController, None);
+        };
+        let current = self.catalog();
+        let next = match change(&current) {
+            Ok(next) => next,
+            Err(error) => {
+                return outcome(
+                    topic.to_string(),
+                    catalog_error_code(&error),
+                    Some(error.to_string()),
+                );
+            }
+        };
+        if !validate_only {
+            if let Err(error) = next.save(&self.controller().data_dir) {
+                tracing::error!(%error, "cannot persist catalog");
+                return outcome(
+                    topic.to_string(),
+                    ErrorCode::KafkaStorageError,
+                    Some(error.to_string()),
+                );
+            }
+            tracing::info!(%topic, "topic changed");
+            self.broadcast_catalog(Arc::new(next)).await;
+        }
+        TopicOutcome {
+            name: topic.to_string(),
+            error: ErrorCode::None,
+            message: None,
+            topic: self.catalog().topic(topic).cloned(),
+        }
     }
 
     pub(super) async fn controller_allocate_producer_id(&self) -> Result<i64, ErrorCode> {

@@ -677,6 +677,23 @@ impl Shard {
         }
     }
 
+    /// Adds committed offsets and group sizes to a metrics snapshot.
+    pub(super) fn coordinator_metrics(&self, snapshot: &mut super::metrics::MetricsSnapshot) {
+        for (group, offsets) in self.coordinator.offsets.borrow().iter() {
+            for ((topic, partition), committed) in offsets {
+                snapshot
+                    .committed
+                    .insert((group.clone(), topic.clone(), *partition), committed.offset);
+            }
+        }
+        for (id, group) in self.coordinator.groups.borrow().iter() {
+            snapshot.groups.insert(
+                id.clone(),
+                (group.state().kafka_name(), group.member_ids().len()),
+            );
+        }
+    }
+
     /// Drives session and rebalance deadlines of every group on this shard.
     pub(super) fn spawn_group_timer(self: &Rc<Self>) {
         let shard = self.clone();

@@ -27,6 +27,10 @@ pub enum ShardMessage {
     /// Consumer-group work for a group whose `__consumer_offsets` partition this shard owns
     /// (ListGroups goes to every shard).
     Group(GroupOp),
+    DeleteRecords(DeleteRecordsOp),
+    LogSizes(LogSizesOp),
+    /// A copy of the receiver's counters for `/metrics`.
+    Metrics(Reply<super::metrics::MetricsSnapshot>),
 }
 
 /// One partition's commit in an OffsetCommit.
@@ -248,4 +252,30 @@ pub enum ControllerOp {
     AllocateProducerId {
         reply: Reply<Result<i64, ErrorCode>>,
     },
+    /// Replaces a topic's config set (AlterConfigs and the result of IncrementalAlterConfigs).
+    AlterTopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        reply: Reply<TopicOutcome>,
+    },
+    /// Raises a topic's partition count (never lowers it).
+    CreatePartitions {
+        topic: String,
+        count: i32,
+        validate_only: bool,
+        reply: Reply<TopicOutcome>,
+    },
+}
+
+/// DeleteRecords on owned partitions: move each log start up to the offset
+/// (-1: the high watermark). Results: the new low watermark or an error.
+pub struct DeleteRecordsOp {
+    pub partitions: Vec<(TopicPartition, i64)>,
+    pub reply: Reply<Vec<(TopicPartition, Result<i64, ErrorCode>)>>,
+}
+
+/// Sizes of this shard's partition logs, bytes (DescribeLogDirs).
+pub struct LogSizesOp {
+    pub reply: Reply<Vec<(TopicPartition, u64)>>,
 }

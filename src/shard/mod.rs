@@ -12,8 +12,10 @@
 mod controller;
 mod group_coordinator;
 pub mod messages;
+pub mod metrics;
 mod partition_ops;
 mod pool;
+pub mod shutdown;
 mod state;
 
 pub use group_coordinator::monotonic_ms;

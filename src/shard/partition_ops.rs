@@ -66,7 +66,10 @@ impl Shard {
                 ));
                 continue;
             };
-            match log.append(records, LEADER_EPOCH, now_ms()).await {
+            let bytes = records.len();
+            let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
+            self.metrics.produced(bytes, appended.is_err());
+            match appended {
                 Ok(appended) => {
                     if acks == Acks::All {
                         to_sync.push((results.len(), log.clone(), appended.last_offset));
@@ -222,6 +225,55 @@ impl Shard {
         result
     }
 
+    pub(super) async fn delete_records_local(
+        &self,
+        partitions: Vec<(TopicPartition, i64)>,
+    ) -> Vec<(TopicPartition, Result<i64, ErrorCode>)> {
+        let mut results = Vec::with_capacity(partitions.len());
+        for (partition, offset) in partitions {
+            let Some(log) = self.log(&partition) else {
+                results.push((partition, Err(ErrorCode::UnknownTopicOrPartition)));
+                continue;
+            };
+            let high_watermark = log.high_watermark();
+            let target = if offset == -1 {
+                high_watermark
+            } else {
+                Offset(offset)
+            };
+            if target.value() < 0 || target > high_watermark {
+                results.push((partition, Err(ErrorCode::OffsetOutOfRange)));
+                continue;
+            }
+            let outcome = log
+                .delete_records_before(target)
+                .await
+                .map(|start| start.value())
+                .map_err(|error| storage_error_code(&error));
+            results.push((partition, outcome));
+        }
+        results
+    }
+
+    pub(super) fn log_sizes_local(&self) -> Vec<(TopicPartition, u64)> {
+        self.owned_logs()
+            .into_iter()
+            .map(|(partition, log)| (partition, log.size_bytes()))
+            .collect()
+    }
+
+    /// Syncs and closes every log on this shard (clean shutdown).
+    pub(super) async fn close_logs(&self) {
+        let logs = self.owned_logs();
+        let count = logs.len();
+        for (partition, log) in logs {
+            if let Err(error) = log.close().await {
+                tracing::error!(shard = %self.id, %partition, %error, "closing log failed");
+            }
+        }
+        tracing::info!(shard = %self.id, logs = count, "logs closed");
+    }
+
     /// Brings this shard's open logs in line with `catalog`.
     pub(super) async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
         self.set_catalog(catalog.clone());
@@ -236,6 +288,11 @@ impl Shard {
                 } else {
                     tracing::info!(shard = %self.id, %partition, "partition removed");
                 }
+            }
+        }
+        for (partition, log) in self.owned_logs() {
+            if let Some(topic) = catalog.topic(partition.topic.as_str()) {
+                log.update_config(self.log_config_for(topic));
             }
         }
         for topic in catalog.topics() {

@@ -3,6 +3,7 @@
 //! background work, then runs the caller's per-shard `serve` future (the listener).
 
 use super::messages::ShardMessage;
+use super::shutdown::StoppedShards;
 use super::{Shard, now_ms};
 use crate::config::Config;
 use crate::group::OFFSETS_TOPIC;
@@ -65,6 +66,7 @@ where
     let shards = shard_count(&config);
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
+    let stopped = StoppedShards::default();
     tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
     let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
         .name("shard")
@@ -72,6 +74,7 @@ where
         .ring_depth(config.shard.ring_depth)
         .on_all_shards(move || {
             let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
+            let stopped = stopped.clone();
             async move {
                 let (senders, mut receivers) = mesh
                     .join()
@@ -94,6 +97,10 @@ where
                 }
                 spawn_retention(&shard);
                 let result = serve(shard.clone()).await;
+                stopped.mark_stopped();
+                // Other shards may still forward work here until they stop serving too.
+                stopped.wait_all(shards).await;
+                shard.close_logs().await;
                 result.map_err(|reason| format!("shard {id}: {reason}"))
             }
         })

@@ -35,6 +35,9 @@ pub struct Shard {
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
+    pub metrics: super::metrics::ShardMetrics,
+    /// Fires when the broker is shutting down.
+    pub shutdown: super::shutdown::ShutdownSignal,
 }
 
 impl Shard {
@@ -58,6 +61,8 @@ impl Shard {
             mesh,
             controller,
             coordinator,
+            metrics: Default::default(),
+            shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
 
@@ -224,6 +229,83 @@ impl Shard {
         .await
     }
 
+    pub async fn delete_records(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<(TopicPartition, i64)>,
+    ) -> Result<Vec<(TopicPartition, Result<i64, ErrorCode>)>, ShardError> {
+        if target == self.id {
+            return Ok(self.delete_records_local(partitions).await);
+        }
+        self.request(target, |reply| {
+            ShardMessage::DeleteRecords(DeleteRecordsOp { partitions, reply })
+        })
+        .await
+    }
+
+    pub async fn log_sizes(
+        self: &Rc<Self>,
+        target: ShardId,
+    ) -> Result<Vec<(TopicPartition, u64)>, ShardError> {
+        if target == self.id {
+            return Ok(self.log_sizes_local());
+        }
+        self.request(target, |reply| ShardMessage::LogSizes(LogSizesOp { reply }))
+            .await
+    }
+
+    /// Every shard's counters (this one directly, the others over the mesh).
+    pub async fn gather_metrics(self: &Rc<Self>) -> Vec<super::metrics::MetricsSnapshot> {
+        let calls = (0..self.shard_count).map(|target| {
+            let shard = self.clone();
+            async move {
+                let target = ShardId(target);
+                if target == shard.id {
+                    return Some(shard.metrics_snapshot());
+                }
+                shard.request(target, ShardMessage::Metrics).await.ok()
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot(self.id.0);
+        for (partition, log) in self.owned_logs() {
+            snapshot.partitions.insert(
+                (partition.topic.to_string(), partition.partition),
+                (
+                    log.log_start_offset().value(),
+                    log.high_watermark().value(),
+                    log.size_bytes(),
+                ),
+            );
+        }
+        self.coordinator_metrics(&mut snapshot);
+        snapshot
+    }
+
+    /// Runs a controller operation on shard 0 and returns its outcome.
+    pub async fn controller_call<T>(
+        self: &Rc<Self>,
+        build: impl FnOnce(Reply<T>) -> ControllerOp,
+    ) -> Result<T, ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        let op = build(reply);
+        if self.controller.is_some() {
+            self.handle_controller_op(op).await;
+        } else {
+            self.send(ShardId(0), ShardMessage::Controller(op)).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| ShardError::NoReply { target: ShardId(0) })
+    }
+
     /// Runs a catalog change on the controller shard (0).
     pub async fn create_topics(
         self: &Rc<Self>,
@@ -322,6 +404,21 @@ impl Shard {
             ShardMessage::Controller(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_controller_op(op).await }).detach();
+            }
+            ShardMessage::DeleteRecords(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = op
+                        .reply
+                        .send(shard.delete_records_local(op.partitions).await);
+                })
+                .detach();
+            }
+            ShardMessage::Metrics(reply) => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+            ShardMessage::LogSizes(op) => {
+                let _ = op.reply.send(self.log_sizes_local());
             }
             ShardMessage::Group(op) => {
                 let shard = self.clone();

@@ -121,7 +121,8 @@ async fn fetch(
             break read_all(shard, &slots).await?;
         }
     };
-    fill_response(&mut body, slots, results, max_bytes);
+    let returned = fill_response(&mut body, slots, results, max_bytes);
+    shard.metrics.fetched(returned);
     Ok(body)
 }
 
@@ -196,7 +197,7 @@ fn fill_response(
     slots: Vec<Slot>,
     mut results: BTreeMap<usize, ReadPartitionResult>,
     max_bytes: usize,
-) {
+) -> usize {
     let mut total = 0usize;
     for (index, slot) in slots.into_iter().enumerate() {
         let mut partition = FetchPartitionResponse {
@@ -224,4 +225,5 @@ fn fill_response(
         }
         body.topics[slot.topic_index].partitions.push(partition);
     }
+    total
 }

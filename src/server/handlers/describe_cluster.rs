@@ -1,0 +1,36 @@
+//! DescribeCluster (key 60): this broker, the cluster id, and itself as controller.
+
+use super::metadata::advertised_address;
+use super::str_bytes;
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::Shard;
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterResponse, RequestKind};
+use std::rc::Rc;
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::DescribeCluster(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let (host, port) = advertised_address(&shard);
+        let node_id = shard.config.server.node_id;
+        let mut broker = DescribeClusterBroker::default();
+        broker.broker_id = BrokerId(node_id);
+        broker.host = str_bytes(&host);
+        broker.port = port;
+        let mut response = DescribeClusterResponse::default();
+        response.endpoint_type = request.endpoint_type.max(1);
+        response.cluster_id = str_bytes(&shard.config.server.cluster_id);
+        response.controller_id = BrokerId(node_id);
+        response.brokers = vec![broker];
+        response.cluster_authorized_operations = i32::MIN;
+        context.respond(&response).map(Some)
+    })
+}

@@ -1,0 +1,163 @@
+//! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on individual topic
+//! configs; the result is validated and applied as a whole by the controller.
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::str_bytes;
+use crate::model::ErrorCode;
+use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::{HandlerError, RequestContext};
+use crate::shard::{ControllerOp, Shard};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsResponse, RequestKind};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// Applies the operations to `configs`; an unknown operation is an error message.
+pub fn apply_operations(
+    configs: &mut BTreeMap<String, String>,
+    operations: &[AlterableConfig],
+) -> Result<(), String> {
+    for operation in operations {
+        let name = operation.name.to_string();
+        let value = operation.value.as_ref().map(|v| v.to_string());
+        match operation.config_operation {
+            OP_SET => {
+                configs.insert(name, value.unwrap_or_default());
+            }
+            OP_DELETE => {
+                configs.remove(&name);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                let mut items: Vec<String> = configs
+                    .get(&name)
+                    .map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for item in value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if operation.config_operation == OP_APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                configs.insert(name, items.join(","));
+            }
+            other => return Err(format!("Unknown config operation {other}.")),
+        }
+    }
+    Ok(())
+}
+
+pub fn handle(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    body: RequestKind,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    single_stage(async move {
+        let RequestKind::IncrementalAlterConfigs(request) = body else {
+            return Err(HandlerError::WrongBody(context.api));
+        };
+        let mut response = IncrementalAlterConfigsResponse::default();
+        for resource in &request.resources {
+            let name = resource.resource_name.to_string();
+            let (error, message) = match resource.resource_type {
+                RESOURCE_TOPIC => match shard.catalog().topic(&name) {
+                    None => (
+                        ErrorCode::UnknownTopicOrPartition,
+                        Some(format!("Topic {name} does not exist.")),
+                    ),
+                    Some(topic) => {
+                        let mut configs = topic.configs.clone();
+                        match apply_operations(&mut configs, &resource.configs) {
+                            Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                            Ok(()) => {
+                                let outcome = shard
+                                    .controller_call(|reply| ControllerOp::AlterTopicConfigs {
+                                        topic: name.clone(),
+                                        configs,
+                                        validate_only: request.validate_only,
+                                        reply,
+                                    })
+                                    .await?;
+                                (outcome.error, outcome.message)
+                            }
+                        }
+                    }
+                },
+                RESOURCE_BROKER => (
+                    ErrorCode::InvalidRequest,
+                    Some("shardlog broker configs are static; edit the config file".to_string()),
+                ),
+                other => (
+                    ErrorCode::InvalidRequest,
+                    Some(format!("Unsupported resource type {other}.")),
+                ),
+            };
+            let mut result = AlterConfigsResourceResponse::default();
+            result.resource_type = resource.resource_type;
+            result.resource_name = resource.resource_name.clone();
+            result.error_code = error.code();
+            result.error_message = message.as_deref().map(str_bytes);
+            response.responses.push(result);
+        }
+        context.respond(&response).map(Some)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
+        let mut config = AlterableConfig::default();
+        config.name = StrBytes::from_string(name.to_string());
+        config.config_operation = operation;
+        config.value = value.map(|v| StrBytes::from_string(v.to_string()));
+        config
+    }
+
+    #[test]
+    fn set_delete_append_subtract() {
+        let mut configs = BTreeMap::new();
+        apply_operations(&mut configs, &[op("retention.ms", OP_SET, Some("1000"))]).unwrap();
+        apply_operations(
+            &mut configs,
+            &[op("cleanup.policy", OP_APPEND, Some("delete"))],
+        )
+        .unwrap();
+        apply_operations(
+            &mut configs,
+            &[op("cleanup.policy", OP_APPEND, Some("compact"))],
+        )
+        .unwrap();
+        assert_eq!(configs["cleanup.policy"], "delete,compact");
+        apply_operations(
+            &mut configs,
+            &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))],
+        )
+        .unwrap();
+        assert_eq!(configs["cleanup.policy"], "compact");
+        apply_operations(&mut configs, &[op("retention.ms", OP_DELETE, None)]).unwrap();
+        assert!(!configs.contains_key("retention.ms"));
+        assert!(apply_operations(&mut configs, &[op("x", 9, None)]).is_err());
+    }
+}
