@@ -25,6 +25,8 @@ BULK_PRODUCE_TIMEOUT_S = 300.0
 CONSUME_TIMEOUT_S = 60.0
 BULK_CONSUME_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
+# kafka-python's close() flushes without a bound unless given one.
+KP_CLOSE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)

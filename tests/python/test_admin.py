@@ -18,9 +18,9 @@ from confluent_kafka.admin import NewTopic
 import kafka.admin
 import kafka.errors
 
-from clients import (ADMIN_TIMEOUT_S, METADATA_TIMEOUT_S, POLL_INTERVAL_S, Deadline, ck_admin,
-                     ck_create_topic, ck_partition_count, ck_produce, ck_producer, ck_watermarks,
-                     kp_admin, kp_consumer, kp_produce, kp_producer)
+from clients import (ADMIN_TIMEOUT_S, KP_CLOSE_TIMEOUT_S, METADATA_TIMEOUT_S, POLL_INTERVAL_S,
+                     Deadline, ck_admin, ck_create_topic, ck_partition_count, ck_produce,
+                     ck_producer, ck_watermarks, kp_admin, kp_consumer, kp_produce, kp_producer)
 from harness import unique_topic
 
 # After DeleteTopics returns, metadata converges within this bound (Kafka is eventually
@@ -160,7 +160,7 @@ def test_kafka_python_delete_topic(broker):
         admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}})
         p = kp_producer(broker.bootstrap)
         kp_produce(p, topic, [(None, b"x", 0)])
-        p.close()
+        p.close(timeout=KP_CLOSE_TIMEOUT_S)
         admin.delete_topics([topic])
         deadline = Deadline(DELETE_VISIBLE_TIMEOUT_S, f"{topic} gone from metadata")
         while topic in admin.list_topics():

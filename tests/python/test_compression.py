@@ -11,8 +11,9 @@ Checked with confluent-kafka (librdkafka) and kafka-python (with lz4/zstandard/c
 import pytest
 
 import kafka_wire as wire
-from clients import (assert_matches_acks, ck_create_topic, ck_produce, ck_producer, ck_read_all,
-                     ck_watermarks, kp_produce, kp_producer, kp_read_all, payloads)
+from clients import (KP_CLOSE_TIMEOUT_S, assert_matches_acks, ck_create_topic, ck_produce,
+                     ck_producer, ck_read_all, ck_watermarks, kp_produce, kp_producer, kp_read_all,
+                     payloads)
 from harness import unique_topic
 
 CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -42,7 +43,7 @@ def produce(client, bootstrap, topic, sent, codec):
     try:
         return kp_produce(producer, topic, sent)
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
 
 
 def read(client, bootstrap, topic):

@@ -20,9 +20,9 @@ import time
 import pytest
 
 import kafka_wire as wire
-from clients import (BULK_CONSUME_TIMEOUT_S, PRODUCE_TIMEOUT_S, assert_matches_acks,
-                     ck_create_topic, ck_partition_count, ck_produce, ck_producer, ck_read_all,
-                     ck_watermarks, kp_producer, kp_read_all, payloads)
+from clients import (BULK_CONSUME_TIMEOUT_S, KP_CLOSE_TIMEOUT_S, PRODUCE_TIMEOUT_S,
+                     assert_matches_acks, ck_create_topic, ck_partition_count, ck_produce,
+                     ck_producer, ck_read_all, ck_watermarks, kp_producer, kp_read_all, payloads)
 from harness import unique_topic
 
 PARTITIONS = 3
@@ -139,7 +139,7 @@ def test_kill9_mid_stream_kafka_python(broker):
             i += 1
         producer.flush(timeout=CRASH_PRODUCE_TIMEOUT_S)
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
     check_after_crash(broker, topic, sent, acks, kp_read_all)
 
 

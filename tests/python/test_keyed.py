@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from clients import (assert_matches_acks, ck_create_topic, ck_produce, ck_producer, ck_read_all,
-                     kp_produce, kp_producer, kp_read_all)
+from clients import (KP_CLOSE_TIMEOUT_S, assert_matches_acks, ck_create_topic, ck_produce,
+                     ck_producer, ck_read_all, kp_produce, kp_producer, kp_read_all)
 from harness import java_partition_for_key, unique_topic
 
 PARTITIONS = 3
@@ -68,7 +68,7 @@ def test_kafka_python_keyed_produce(broker):
     try:
         acks = kp_produce(producer, topic, sent)
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
     read = kp_read_all(broker.bootstrap, topic, list(range(PARTITIONS)))
     check_keyed(sent, acks, read)
 
@@ -82,7 +82,7 @@ def test_cross_client_keyed_read(broker, reader):
     if reader == "confluent":
         producer = kp_producer(broker.bootstrap)
         acks = kp_produce(producer, topic, sent)
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
         read = ck_read_all(broker.bootstrap, topic, list(range(PARTITIONS)))
     else:
         acks = ck_produce(ck_producer(broker.bootstrap, partitioner="murmur2_random"), topic, sent)

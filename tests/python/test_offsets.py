@@ -22,9 +22,9 @@ from confluent_kafka import TopicPartition
 
 import kafka
 import kafka_wire as wire
-from clients import (CONSUME_TIMEOUT_S, METADATA_TIMEOUT_S, Deadline, ck_consumer,
-                     ck_create_topic, ck_produce, ck_producer, ck_read_all, ck_watermarks,
-                     kp_consumer, kp_produce, kp_producer)
+from clients import (CONSUME_TIMEOUT_S, KP_CLOSE_TIMEOUT_S, METADATA_TIMEOUT_S, Deadline,
+                     ck_consumer, ck_create_topic, ck_produce, ck_producer, ck_read_all,
+                     ck_watermarks, kp_consumer, kp_produce, kp_producer)
 from harness import unique_topic
 
 OLD = 10  # records present before a "latest" consumer starts
@@ -202,7 +202,7 @@ def produce_later(bootstrap, topic, value, delay_s, errors):
             time.sleep(delay_s)
             p = kp_producer(bootstrap)
             kp_produce(p, topic, [(None, value, 0)])
-            p.close()
+            p.close(timeout=KP_CLOSE_TIMEOUT_S)
         except Exception as e:  # surfaced by the test thread
             errors.append(e)
     t = threading.Thread(target=run, daemon=True)

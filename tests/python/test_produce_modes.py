@@ -16,9 +16,10 @@ import time
 import pytest
 
 import kafka_wire as wire
-from clients import (POLL_INTERVAL_S, PRODUCE_TIMEOUT_S, Deadline, assert_matches_acks,
-                     ck_create_topic, ck_partition_count, ck_produce, ck_producer, ck_read_all,
-                     ck_watermarks, kp_produce, kp_producer, kp_read_all, payloads)
+from clients import (KP_CLOSE_TIMEOUT_S, POLL_INTERVAL_S, PRODUCE_TIMEOUT_S, Deadline,
+                     assert_matches_acks, ck_create_topic, ck_partition_count, ck_produce,
+                     ck_producer, ck_read_all, ck_watermarks, kp_produce, kp_producer, kp_read_all,
+                     payloads)
 from harness import unique_topic
 
 ACKS_MESSAGES = 2000
@@ -66,7 +67,7 @@ def test_acks_kafka_python(broker, acks):
         # acks=0 also proves no stray response confused the client: it keeps producing.
         more = kp_produce(producer, topic, [(None, b"after", 0)])
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
     if acks != 0:  # kafka-python reports offset -1 for acks=0
         assert [off for _, off in results] == list(range(ACKS_MESSAGES))
         assert more == [(0, ACKS_MESSAGES)]
@@ -113,7 +114,7 @@ def test_idempotent_producer_kafka_python(broker):
     try:
         acks = kp_produce(producer, topic, sent)
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
     read = kp_read_all(broker.bootstrap, topic, list(range(PARTITIONS)))
     assert sum(len(r) for r in read.values()) == IDEMPOTENT_MESSAGES, "duplicates or losses"
     assert_matches_acks(read, sent, acks)
@@ -136,7 +137,7 @@ def test_auto_create_on_produce_kafka_python(broker):
     try:
         acks = kp_produce(producer, topic, [(b"k", b"first")])
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
     assert acks == [(0, 0)]
     assert ck_partition_count(broker.bootstrap, topic) == 1
     assert [r.value for r in kp_read_all(broker.bootstrap, topic, [0])[0]] == [b"first"]

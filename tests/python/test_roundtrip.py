@@ -10,9 +10,9 @@ import zlib
 
 import pytest
 
-from clients import (BULK_CONSUME_TIMEOUT_S, BULK_PRODUCE_TIMEOUT_S, assert_matches_acks,
-                     ck_create_topic, ck_produce, ck_producer, ck_read_all, kp_produce,
-                     kp_producer, kp_read_all, payloads)
+from clients import (BULK_CONSUME_TIMEOUT_S, BULK_PRODUCE_TIMEOUT_S, KP_CLOSE_TIMEOUT_S,
+                     assert_matches_acks, ck_create_topic, ck_produce, ck_producer, ck_read_all,
+                     kp_produce, kp_producer, kp_read_all, payloads)
 from harness import unique_topic
 
 MESSAGES = 100_000
@@ -36,7 +36,7 @@ def produce_kafka_python(bootstrap, topic, sent):
     try:
         return kp_produce(producer, topic, sent, timeout_s=BULK_PRODUCE_TIMEOUT_S)
     finally:
-        producer.close()
+        producer.close(timeout=KP_CLOSE_TIMEOUT_S)
 
 
 PRODUCERS = {"confluent": produce_confluent, "kafka-python": produce_kafka_python}
