@@ -49,6 +49,18 @@ def broker_binary() -> Path:
         "build it first: cargo build --release --bin shardlog (make client-test does)")
 
 
+_help_cache: dict[Path, str] = {}
+
+
+def supports_flag(binary: Path, flag: str) -> bool:
+    """Whether `shardlog serve` knows `flag` (the CLI grows while the broker is built)."""
+    if binary not in _help_cache:
+        _help_cache[binary] = subprocess.run([str(binary), "serve", "--help"],
+                                             capture_output=True, text=True,
+                                             timeout=BROKER_START_TIMEOUT_S).stdout
+    return flag in _help_cache[binary]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -90,6 +102,8 @@ class Broker:
         self.extra_args = list(extra_args or []) + shlex.split(
             os.environ.get("SHARDLOG_TEST_ARGS", ""))
         self.binary = broker_binary()
+        # Its own admin HTTP port, so brokers never collide on the default one.
+        self.admin_port = free_port() if supports_flag(self.binary, "--admin-listen") else None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.expected_exit = False  # set when we stop or kill it on purpose
@@ -108,11 +122,12 @@ class Broker:
         return self.workdir / f"broker-{self.starts}.stderr.log"
 
     def command(self) -> list[str]:
+        admin = ["--admin-listen", f"{self.host}:{self.admin_port}"] if self.admin_port else []
         return [str(self.binary), "serve",
                 "--listen", self.bootstrap,
                 "--advertised-listener", self.bootstrap,
                 "--data-dir", str(self.data_dir),
-                "--shards", str(self.shards), *self.extra_args]
+                "--shards", str(self.shards), *admin, *self.extra_args]
 
     def start(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
