@@ -42,6 +42,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub topic_defaults: TopicDefaults,
     pub group: GroupConfig,
+    pub transaction: TransactionConfig,
 }
 
 /// Network listener and request limits.
@@ -67,6 +68,13 @@ pub struct ServerConfig {
     pub connection_inflight_requests_max: usize,
     /// Concurrent client connections per shard. Default 4096, range 1..=65536.
     pub shard_connections_max: usize,
+    /// Concurrent connections from one client IP address, all shards together (Kafka
+    /// `max.connections.per.ip`). Default 4096, range 1..=1000000.
+    pub connections_per_ip_max: usize,
+    /// Bytes of request frames being read or handled per shard; a connection whose next
+    /// frame does not fit waits (TCP back-pressure) instead of buffering it. Must be at least
+    /// `request_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    pub request_memory_bytes_max: u64,
     /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
     pub fetch_wait_ms_max: u64,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
@@ -88,6 +96,8 @@ impl Default for ServerConfig {
             request_bytes_max: 100 * MIB,
             connection_inflight_requests_max: 64,
             shard_connections_max: 4096,
+            connections_per_ip_max: 4096,
+            request_memory_bytes_max: 256 * MIB,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
             shutdown_grace_ms: 5_000,
@@ -264,6 +274,32 @@ impl Default for GroupConfig {
             tick_interval_ms: 100,
             offset_metadata_bytes_max: 4096,
             offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+/// The transaction coordinator (Kafka `transaction.*` broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// Partitions of `__transaction_state`, fixed at first creation
+    /// (Kafka `transaction.state.log.num.partitions`). Default 16, range 1..=1000.
+    pub state_topic_partitions: i32,
+    /// Longest transaction timeout a producer may ask for, ms
+    /// (Kafka `transaction.max.timeout.ms`). Default 900000, range 1000..=86400000.
+    pub timeout_ms_max: i32,
+    /// How often open transactions are checked for timeouts, ms
+    /// (Kafka `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    /// Default 1000, range 10..=600000.
+    pub timeout_check_interval_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            state_topic_partitions: 16,
+            timeout_ms_max: 900_000,
+            timeout_check_interval_ms: 1_000,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! See docs/architecture.md.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod huge_alloc;
 pub mod metadata;
@@ -13,3 +15,4 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod txn;

@@ -1,5 +1,7 @@
 //! The `shardlog` command line: `serve` runs the broker; other subcommands are tools.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardlog::config::Config;
@@ -25,6 +27,14 @@ enum Command {
     Serve(ServeArgs),
     /// Print the supported-API table (docs/protocol-coverage.md) and exit.
     ApiTable,
+    /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).
+    Topic(cli::topic::TopicArgs),
+    /// Write lines from stdin or a file as records (kafka-console-producer.sh).
+    Produce(cli::produce::ProduceArgs),
+    /// Print records from a topic, alone or in a group (kafka-console-consumer.sh).
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
+    Group(cli::group::GroupArgs),
 }
 
 /// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
@@ -80,6 +90,24 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Raises the open-file soft limit to the hard limit: every connection and open segment
+/// is a descriptor, and running out (EMFILE) must not happen at a few thousand clients.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let previous = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::info!(previous, now = limit.rlim_cur, "open-file limit raised");
+    }
+}
+
 /// First SIGTERM/SIGINT: graceful shutdown (drain, sync, close logs). Second: exit now.
 fn install_signal_handlers() -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -102,6 +130,10 @@ fn install_signal_handlers() -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Topic(args) => cli::exit(cli::topic::run(&args)),
+        Command::Produce(args) => cli::exit(cli::produce::run(&args)),
+        Command::Consume(args) => cli::exit(cli::consume::run(&args)),
+        Command::Group(args) => cli::exit(cli::group::run(&args)),
         Command::ApiTable => {
             print!("{}", shardlog::server::api_table::coverage_markdown());
             Ok(())
@@ -116,6 +148,7 @@ fn main() -> anyhow::Result<()> {
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
             install_signal_handlers()?;
+            raise_open_files_limit();
             tracing::info!(
                 listen = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,

@@ -21,15 +21,9 @@ mod tests;
 
 pub use machine::*;
 
-/// Kafka's partition of `__consumer_offsets` for a group: `abs(hashCode(group)) % count`,
-/// with Java's `String.hashCode` over UTF-16 units.
+/// Kafka's partition of `__consumer_offsets` for a group.
 pub fn offsets_partition_for(group_id: &str, partition_count: i32) -> i32 {
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
-    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
-    positive % partition_count.max(1)
+    crate::model::coordinator_partition(group_id, partition_count)
 }
 
 /// Kafka's internal topic holding committed offsets and group metadata.

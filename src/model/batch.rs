@@ -102,12 +102,16 @@ impl RecordBatchHeader {
         self.base_offset.get()
     }
 
+    /// Saturates instead of overflowing: `baseOffset` is not covered by the CRC, so a
+    /// corrupt one must not wrap around or panic.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.get() + i64::from(self.last_offset_delta.get())
+        self.base_offset
+            .get()
+            .saturating_add(i64::from(self.last_offset_delta.get()))
     }
 
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {

@@ -51,6 +51,7 @@ pub enum ErrorCode {
     InvalidProducerIdMapping = 49,
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
+    OperationNotAttempted = 55,
     KafkaStorageError = 56,
     LogDirNotFound = 57,
     UnknownProducerId = 59,
@@ -65,6 +66,7 @@ pub enum ErrorCode {
     GroupSubscribedToTopic = 86,
     UnknownTopicId = 100,
     InconsistentTopicId = 103,
+    TransactionalIdNotFound = 105,
     ProducerFenced = 90,
 }
 

@@ -99,3 +99,14 @@ impl fmt::Display for TopicPartition {
         write!(f, "{}-{}", self.topic, self.partition)
     }
 }
+
+/// Kafka's partition for a coordinator key (group id, transactional id):
+/// `abs(javaHashCode(key)) % count`, with Java's `String.hashCode` over UTF-16 units.
+pub fn coordinator_partition(key: &str, partition_count: i32) -> i32 {
+    let hash = key.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % partition_count.max(1)
+}

@@ -46,8 +46,90 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// Producer fields and flags of a batch the broker writes itself.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOrigin {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+    pub control: bool,
+}
+
+impl BatchOrigin {
+    /// No producer: plain internal records.
+    pub const NONE: BatchOrigin = BatchOrigin {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        transactional: false,
+        control: false,
+    };
+}
+
+const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+const ATTRIBUTE_CONTROL: i16 = 0x20;
+/// Control record types (key of a marker record).
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+
 /// Encodes an uncompressed v2 batch (base offset 0, no producer id) with a valid CRC-32C.
 pub fn encode_batch(records: &[NewRecord<'_>], timestamp_ms: i64) -> Vec<u8> {
+    encode_batch_from(records, timestamp_ms, BatchOrigin::NONE)
+}
+
+/// Kafka's transaction marker: a control batch holding one record whose key is
+/// [version 0, type (0 abort, 1 commit)] and value [version 0, coordinator epoch].
+pub fn encode_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let origin = BatchOrigin {
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        transactional: true,
+        control: true,
+    };
+    let record = NewRecord {
+        key: Some(&key),
+        value: Some(&value),
+    };
+    encode_batch_from(&[record], timestamp_ms, origin)
+}
+
+/// The marker type of a control record key: Some(true) commit, Some(false) abort.
+pub fn control_record_commits(key: &[u8]) -> Option<bool> {
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_COMMIT => Some(true),
+        CONTROL_ABORT => Some(false),
+        _ => None,
+    }
+}
+
+/// Encodes an uncompressed v2 batch with the given producer fields and flags.
+pub fn encode_batch_from(
+    records: &[NewRecord<'_>],
+    timestamp_ms: i64,
+    origin: BatchOrigin,
+) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let mut body = Vec::new();
     for (index, record) in records.iter().enumerate() {
@@ -68,13 +150,20 @@ pub fn encode_batch(records: &[NewRecord<'_>], timestamp_ms: i64) -> Vec<u8> {
     batch.extend_from_slice(&(-1i32).to_be_bytes());
     batch.push(MAGIC_V2 as u8);
     batch.extend_from_slice(&0u32.to_be_bytes());
-    batch.extend_from_slice(&0i16.to_be_bytes());
+    let mut attributes = 0i16;
+    if origin.transactional {
+        attributes |= ATTRIBUTE_TRANSACTIONAL;
+    }
+    if origin.control {
+        attributes |= ATTRIBUTE_CONTROL;
+    }
+    batch.extend_from_slice(&attributes.to_be_bytes());
     batch.extend_from_slice(&(count - 1).to_be_bytes());
     batch.extend_from_slice(&timestamp_ms.to_be_bytes());
     batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes());
-    batch.extend_from_slice(&(-1i16).to_be_bytes());
-    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.extend_from_slice(&origin.producer_id.to_be_bytes());
+    batch.extend_from_slice(&origin.producer_epoch.to_be_bytes());
+    batch.extend_from_slice(&origin.base_sequence.to_be_bytes());
     batch.extend_from_slice(&count.to_be_bytes());
     batch.extend_from_slice(&body);
     let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
@@ -155,8 +244,8 @@ pub fn read_records(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
         let key = inner.nullable().ok_or(malformed.clone())?;
         let value = inner.nullable().ok_or(malformed.clone())?;
         records.push(Record {
-            offset: header.base_offset() + offset_delta,
-            timestamp: header.base_timestamp.get() + timestamp_delta,
+            offset: header.base_offset().saturating_add(offset_delta),
+            timestamp: header.base_timestamp.get().saturating_add(timestamp_delta),
             key,
             value,
         });
@@ -191,6 +280,21 @@ mod tests {
         assert_eq!(read[1].offset, 101);
         assert_eq!(read[1].value, None);
         assert_eq!(read[1].timestamp, 1234);
+    }
+
+    #[test]
+    fn control_batches_are_markers() {
+        let batch = encode_control_batch(42, 3, true, 0, 5);
+        assert_eq!(validate_batch(&batch), Ok(batch.len()));
+        let header = crate::model::RecordBatchHeader::view(&batch).unwrap();
+        assert!(header.is_control() && header.is_transactional());
+        assert_eq!(header.producer_id.get(), 42);
+        assert_eq!(header.producer_epoch.get(), 3);
+        let records = read_records(&batch).unwrap();
+        assert_eq!(control_record_commits(records[0].key.unwrap()), Some(true));
+        let abort = encode_control_batch(42, 3, false, 0, 5);
+        let records = read_records(&abort).unwrap();
+        assert_eq!(control_record_commits(records[0].key.unwrap()), Some(false));
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DeleteTopics, 1, 6, delete_topics::handle),
     row!(DeleteRecords, 0, 2, delete_records::handle),
     row!(InitProducerId, 0, 4, init_producer_id::handle),
+    row!(AddPartitionsToTxn, 0, 3, add_partitions_to_txn::handle),
+    row!(AddOffsetsToTxn, 0, 3, add_offsets_to_txn::handle),
+    row!(EndTxn, 0, 3, end_txn::handle),
+    row!(TxnOffsetCommit, 0, 3, txn_offset_commit::handle),
     row!(DescribeConfigs, 1, 4, describe_configs::handle),
     row!(AlterConfigs, 0, 2, alter_configs::handle),
     row!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
@@ -79,6 +83,8 @@ pub static API_TABLE: &[ApiRow] = &[
     ),
     row!(OffsetDelete, 0, 0, offset_delete::handle),
     row!(DescribeCluster, 0, 1, describe_cluster::handle),
+    row!(DescribeTransactions, 0, 0, describe_transactions::handle),
+    row!(ListTransactions, 0, 1, list_transactions::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

@@ -9,13 +9,14 @@ use super::handlers::api_versions;
 use super::socket_writer::write_chunks;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
-use crate::protocol::frame::{FrameError, FrameStatus, take_frame};
+use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
+use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -68,6 +69,8 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         match &outcome {
             Ok(()) => tracing::debug!("client closed the connection"),
             Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
+            // A client that exits resets its connections: normal, not worth a warning.
+            Err(reason @ CloseReason::Read(_)) => tracing::debug!(%reason, "closing connection"),
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;
@@ -100,16 +103,26 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     let frame_max = shard.config.server.request_bytes_max as usize;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
+    // Memory reserved for the frame being read: taken before its body is buffered, released
+    // when its request has been handled.
+    let mut reserved: Option<StaticPermit> = None;
     loop {
         match take_frame(&mut buffer, frame_max)? {
             FrameStatus::Complete(frame) => {
-                let pending = dispatch(shard, frame, client_host).await?;
+                let permit = match reserved.take() {
+                    Some(permit) => permit,
+                    None => reserve(shard, frame.len()).await?,
+                };
+                let pending = dispatch(shard, frame, client_host, permit).await?;
                 queue
                     .send(pending)
                     .await
                     .map_err(|_| CloseReason::WriterGone)?;
             }
             FrameStatus::NeedBytes(needed) => {
+                if needed > SIZE_PREFIX_BYTES && reserved.is_none() {
+                    reserved = Some(reserve(shard, needed - SIZE_PREFIX_BYTES).await?);
+                }
                 buffer.reserve(needed.saturating_sub(buffer.len()));
                 let read = match select(reader.read(&mut scratch), shard.shutdown.clone()).await {
                     Either::Left((read, _)) => read.map_err(CloseReason::Read)?,
@@ -125,11 +138,22 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
+/// Waits until `bytes` fit in the shard's request memory budget.
+async fn reserve(shard: &Rc<Shard>, bytes: usize) -> Result<StaticPermit, CloseReason> {
+    let units = bytes.max(1) as u64;
+    let acquire = Box::pin(shard.request_memory.acquire_static_permit(units));
+    match select(acquire, shard.shutdown.clone()).await {
+        Either::Left((Ok(permit), _)) => Ok(permit),
+        _ => Err(CloseReason::Shutdown),
+    }
+}
+
 /// Decodes one request and starts it; returns its response-to-be.
 async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     client_host: &str,
+    permit: StaticPermit,
 ) -> Result<PendingResponse, CloseReason> {
     let envelope = RequestEnvelope::peek(&frame)?;
     let Some(row) = api_table::find(envelope.api_key) else {
@@ -140,6 +164,7 @@ async fn dispatch(
     if !(row.min_version..=row.max_version).contains(&envelope.api_version) {
         if row.key == kafka_protocol::messages::ApiKey::ApiVersions {
             let response = api_versions::unsupported_version(envelope.correlation_id);
+            drop(permit);
             return Ok(glommio::spawn_local(async move { response.map(Some) }));
         }
         return Err(CloseReason::UnsupportedVersion {
@@ -163,6 +188,7 @@ async fn dispatch(
     let (shard, api) = (shard.clone(), row.name);
     let timed = async move {
         let response = completion.await;
+        drop(permit);
         shard
             .metrics
             .request_done(api, started.elapsed().as_secs_f64());

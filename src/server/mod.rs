@@ -14,6 +14,7 @@ pub mod api_table;
 mod connection;
 mod context;
 pub mod handlers;
+mod ip_limit;
 mod socket_writer;
 
 pub use context::{HandlerError, RequestContext, ResponseFrame};
@@ -63,10 +64,23 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
             drop(stream);
             continue;
         }
+        let ip = stream.peer_addr().map(|a| a.ip()).ok();
+        let per_ip_max = shard.config.server.connections_per_ip_max;
+        let slot = match ip.map(|ip| (ip, ip_limit::try_acquire(ip, per_ip_max))) {
+            Some((ip, None)) => {
+                tracing::warn!(shard = %shard.id, %ip, per_ip_max, "connection refused: per-IP limit reached");
+                shard.metrics.connection_refused();
+                drop(stream);
+                continue;
+            }
+            Some((_, slot)) => slot,
+            None => None,
+        };
         open_connections.set(open_connections.get() + 1);
         let (shard, open_connections) = (shard.clone(), open_connections.clone());
         glommio::spawn_local(async move {
             connection::serve_connection(shard, stream).await;
+            drop(slot);
             open_connections.set(open_connections.get() - 1);
         })
         .detach();

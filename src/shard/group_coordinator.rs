@@ -11,7 +11,9 @@ use crate::group::{
     Effect, Group, GroupLimits, GroupSnapshot, GroupState, JoinOutcome, OFFSETS_TOPIC,
     Reply as GroupReply, RequestToken, SyncOutcome, offsets_partition_for,
 };
-use crate::model::records::{NewRecord, encode_batch, read_records};
+use crate::model::records::{
+    BatchOrigin, NewRecord, control_record_commits, encode_batch_from, read_records,
+};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::storage::PartitionLog;
 use bytes::Bytes;
@@ -32,11 +34,16 @@ pub fn monotonic_ms() -> u64 {
 }
 
 type OffsetKey = (String, i32);
+/// Committed offsets of one group.
+type GroupOffsets = BTreeMap<OffsetKey, CommittedOffset>;
 
 pub(super) struct GroupCoordinator {
     limits: GroupLimits,
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, BTreeMap<OffsetKey, CommittedOffset>>>,
+    /// TxnOffsetCommit offsets per producer id and group, visible once its COMMIT marker
+    /// is written to the group's partition (dropped on ABORT).
+    pending_txn_offsets: RefCell<HashMap<i64, HashMap<String, GroupOffsets>>>,
     join_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<JoinOutcome>>>,
     sync_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<SyncOutcome>>>,
     next_token: Cell<RequestToken>,
@@ -53,6 +60,7 @@ impl GroupCoordinator {
             },
             groups: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
+            pending_txn_offsets: RefCell::new(HashMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
@@ -183,9 +191,19 @@ impl Shard {
             GroupOp::FetchOffsets {
                 group_id,
                 partitions,
+                require_stable,
                 reply,
             } => {
-                let _ = reply.send(Ok(self.fetch_offsets(&group_id, partitions)));
+                let mut fetched = self.fetch_offsets(&group_id, partitions);
+                if require_stable {
+                    let unstable = self.unstable_partitions(&group_id);
+                    for offset in &mut fetched {
+                        if unstable.contains(&(offset.topic.clone(), offset.partition)) {
+                            offset.error = ErrorCode::UnstableOffsetCommit;
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(fetched));
             }
             GroupOp::Describe { group_id, reply } => {
                 let _ = reply.send(self.describe_group(&group_id));
@@ -195,6 +213,33 @@ impl Shard {
             }
             GroupOp::Delete { group_id, reply } => {
                 let _ = reply.send(self.delete_group(&group_id).await);
+            }
+            GroupOp::TxnCommitOffsets {
+                group_id,
+                producer_id,
+                producer_epoch,
+                member_id,
+                group_instance_id,
+                generation_id,
+                entries,
+                reply,
+            } => {
+                let origin = BatchOrigin {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: -1,
+                    transactional: true,
+                    control: false,
+                };
+                let member = (!member_id.is_empty()).then_some((
+                    member_id.as_str(),
+                    group_instance_id.as_deref(),
+                    generation_id,
+                ));
+                let errors = self
+                    .txn_commit_offsets(&group_id, origin, member, entries)
+                    .await;
+                let _ = reply.send(errors);
             }
             GroupOp::DeleteOffsets {
                 group_id,
@@ -323,11 +368,21 @@ impl Shard {
         group_id: &str,
         records: &[NewRecord<'_>],
     ) -> Result<(), ErrorCode> {
+        self.append_offsets_records_from(group_id, records, BatchOrigin::NONE)
+            .await
+    }
+
+    async fn append_offsets_records_from(
+        &self,
+        group_id: &str,
+        records: &[NewRecord<'_>],
+        origin: BatchOrigin,
+    ) -> Result<(), ErrorCode> {
         let partition = self.group_coordinator_partition(group_id);
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
-        let batch = Bytes::from(encode_batch(records, now_ms()));
+        let batch = Bytes::from(encode_batch_from(records, now_ms(), origin));
         let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
             tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");
             ErrorCode::CoordinatorNotAvailable
@@ -348,30 +403,141 @@ impl Shard {
         generation_id: i32,
         entries: Vec<OffsetCommitEntry>,
     ) -> Vec<ErrorCode> {
-        let verdict = {
-            let mut groups = self.coordinator.groups.borrow_mut();
-            match groups.get(group_id) {
-                Some(group) => group.validate_commit(member_id, instance_id, generation_id),
-                None if generation_id < 0 => {
-                    let limits = self.coordinator.limits;
-                    groups.insert(group_id.to_string(), Group::new(group_id, limits));
-                    ErrorCode::None
-                }
-                None => ErrorCode::IllegalGeneration,
-            }
-        };
-        if group_id.is_empty() {
-            return vec![ErrorCode::InvalidGroupId; entries.len()];
-        }
+        let verdict = self.validate_group_commit(group_id, member_id, instance_id, generation_id);
         if verdict.is_error() {
             return vec![verdict; entries.len()];
         }
+        let (errors, accepted) = self.check_commit_entries(&entries);
+        if accepted.is_empty() {
+            return errors;
+        }
+        if let Err(error) = self
+            .write_commit_records(group_id, &accepted, BatchOrigin::NONE)
+            .await
+        {
+            return errors
+                .into_iter()
+                .map(|e| if e.is_error() { e } else { error })
+                .collect();
+        }
+        let mut offsets = self.coordinator.offsets.borrow_mut();
+        offsets
+            .entry(group_id.to_string())
+            .or_default()
+            .extend(accepted);
+        errors
+    }
+
+    /// TxnOffsetCommit: validated like a commit when the member is named (v3+), written in
+    /// a transactional batch, and held as pending until the transaction's marker.
+    async fn txn_commit_offsets(
+        self: &Rc<Self>,
+        group_id: &str,
+        origin: BatchOrigin,
+        member: Option<(&str, Option<&str>, i32)>,
+        entries: Vec<OffsetCommitEntry>,
+    ) -> Vec<ErrorCode> {
+        if group_id.is_empty() {
+            return vec![ErrorCode::InvalidGroupId; entries.len()];
+        }
+        if let Some((member_id, instance_id, generation_id)) = member {
+            let verdict =
+                self.validate_group_commit(group_id, member_id, instance_id, generation_id);
+            if verdict.is_error() {
+                return vec![verdict; entries.len()];
+            }
+        } else if !self.coordinator.groups.borrow().contains_key(group_id) {
+            let limits = self.coordinator.limits;
+            self.coordinator
+                .groups
+                .borrow_mut()
+                .insert(group_id.to_string(), Group::new(group_id, limits));
+        }
+        let (errors, accepted) = self.check_commit_entries(&entries);
+        if accepted.is_empty() {
+            return errors;
+        }
+        if let Err(error) = self.write_commit_records(group_id, &accepted, origin).await {
+            return errors
+                .into_iter()
+                .map(|e| if e.is_error() { e } else { error })
+                .collect();
+        }
+        let mut pending = self.coordinator.pending_txn_offsets.borrow_mut();
+        pending
+            .entry(origin.producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default()
+            .extend(accepted);
+        errors
+    }
+
+    /// A transaction marker reached this shard's `__consumer_offsets` partition: the
+    /// producer's pending offsets become committed (COMMIT) or are dropped (ABORT).
+    pub(super) fn resolve_txn_offsets(&self, producer_id: i64, commit: bool) {
+        let Some(groups) = self
+            .coordinator
+            .pending_txn_offsets
+            .borrow_mut()
+            .remove(&producer_id)
+        else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        let mut offsets = self.coordinator.offsets.borrow_mut();
+        for (group, committed) in groups {
+            offsets.entry(group).or_default().extend(committed);
+        }
+    }
+
+    /// Partitions of `group_id` with transactional offsets not yet committed or aborted.
+    fn unstable_partitions(&self, group_id: &str) -> Vec<OffsetKey> {
+        self.coordinator
+            .pending_txn_offsets
+            .borrow()
+            .values()
+            .filter_map(|groups| groups.get(group_id))
+            .flat_map(|offsets| offsets.keys().cloned())
+            .collect()
+    }
+
+    fn validate_group_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> ErrorCode {
+        if group_id.is_empty() {
+            return ErrorCode::InvalidGroupId;
+        }
+        let mut groups = self.coordinator.groups.borrow_mut();
+        match groups.get(group_id) {
+            Some(group) => group.validate_commit(member_id, instance_id, generation_id),
+            None if generation_id < 0 => {
+                let limits = self.coordinator.limits;
+                groups.insert(group_id.to_string(), Group::new(group_id, limits));
+                ErrorCode::None
+            }
+            None => ErrorCode::IllegalGeneration,
+        }
+    }
+
+    /// Per-entry checks (known partition, metadata size); returns errors in order and the
+    /// accepted offsets.
+    fn check_commit_entries(
+        &self,
+        entries: &[OffsetCommitEntry],
+    ) -> (Vec<ErrorCode>, Vec<(OffsetKey, CommittedOffset)>) {
         let catalog = self.catalog();
         let metadata_max = self.config.group.offset_metadata_bytes_max;
         let timestamp = now_ms();
         let mut errors = Vec::with_capacity(entries.len());
-        let mut accepted: Vec<(OffsetKey, CommittedOffset)> = Vec::new();
-        for entry in &entries {
+        let mut accepted = Vec::new();
+        for entry in entries {
             let metadata = entry.metadata.clone().unwrap_or_default();
             let known = catalog
                 .topic(&entry.topic)
@@ -396,9 +562,15 @@ impl Shard {
             }
             errors.push(error);
         }
-        if accepted.is_empty() {
-            return errors;
-        }
+        (errors, accepted)
+    }
+
+    async fn write_commit_records(
+        &self,
+        group_id: &str,
+        accepted: &[(OffsetKey, CommittedOffset)],
+        origin: BatchOrigin,
+    ) -> Result<(), ErrorCode> {
         let encoded: Vec<(Vec<u8>, Vec<u8>)> = accepted
             .iter()
             .map(|((topic, partition), value)| {
@@ -415,16 +587,8 @@ impl Shard {
                 value: Some(value),
             })
             .collect();
-        if let Err(error) = self.append_offsets_records(group_id, &batch).await {
-            return errors
-                .into_iter()
-                .map(|e| if e.is_error() { e } else { error })
-                .collect();
-        }
-        let mut offsets = self.coordinator.offsets.borrow_mut();
-        let stored = offsets.entry(group_id.to_string()).or_default();
-        stored.extend(accepted);
-        errors
+        self.append_offsets_records_from(group_id, &batch, origin)
+            .await
     }
 
     fn fetch_offsets(
@@ -603,10 +767,8 @@ impl Shard {
                     offset = Offset(header.next_offset());
                     match read_records(batch) {
                         Ok(decoded) => {
-                            for record in decoded {
-                                replayed += 1;
-                                self.replay_record(record.key, record.value, &mut snapshots);
-                            }
+                            replayed += decoded.len();
+                            self.replay_batch(header, decoded, &mut snapshots);
                         }
                         Err(error) => {
                             tracing::error!(shard = %self.id, %partition, %error, "skipping unreadable batch in group log");
@@ -633,6 +795,49 @@ impl Shard {
             groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id, limits));
+        }
+    }
+
+    /// Replays one batch: plain records apply now; a transactional batch's offsets wait
+    /// for their producer's marker; a marker resolves them.
+    fn replay_batch(
+        &self,
+        header: &crate::model::RecordBatchHeader,
+        decoded: Vec<crate::model::records::Record<'_>>,
+        snapshots: &mut HashMap<String, Option<GroupSnapshot>>,
+    ) {
+        let producer_id = header.producer_id.get();
+        if header.is_control() {
+            for record in decoded {
+                if let Some(commit) = record.key.and_then(control_record_commits) {
+                    self.resolve_txn_offsets(producer_id, commit);
+                }
+            }
+            return;
+        }
+        if !header.is_transactional() {
+            for record in decoded {
+                self.replay_record(record.key, record.value, snapshots);
+            }
+            return;
+        }
+        let mut pending = self.coordinator.pending_txn_offsets.borrow_mut();
+        for record in decoded {
+            let Some(key) = record.key else { continue };
+            if let Ok(OffsetsRecord::Commit {
+                group,
+                topic,
+                partition,
+                value: Some(value),
+            }) = records::decode(key, record.value)
+            {
+                pending
+                    .entry(producer_id)
+                    .or_default()
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), value);
+            }
         }
     }
 

@@ -31,6 +31,65 @@ pub enum ShardMessage {
     LogSizes(LogSizesOp),
     /// A copy of the receiver's counters for `/metrics`.
     Metrics(Reply<super::metrics::MetricsSnapshot>),
+    /// Transaction-coordinator work for a transactional id whose `__transaction_state`
+    /// partition this shard owns (ListTransactions goes to every shard).
+    Txn(TxnOp),
+    /// Append transaction markers to partitions this shard owns.
+    WriteMarkers(WriteMarkersOp),
+}
+
+/// Append a COMMIT or ABORT control batch for `producer_id` to each partition, synced.
+pub struct WriteMarkersOp {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<TopicPartition>,
+    pub reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub error: ErrorCode,
+    pub state: &'static str,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub partitions: Vec<(String, i32)>,
+}
+
+pub enum TxnOp {
+    Init {
+        transactional_id: String,
+        timeout_ms: i32,
+        /// (producer id, epoch) the client presented (KIP-360), or (-1, -1).
+        presented: (i64, i16),
+        reply: Reply<Result<(i64, i16), ErrorCode>>,
+    },
+    AddPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        fenced_code: ErrorCode,
+        reply: Reply<ErrorCode>,
+    },
+    End {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        fenced_code: ErrorCode,
+        reply: Reply<ErrorCode>,
+    },
+    Describe {
+        transactional_id: String,
+        reply: Reply<TxnDescription>,
+    },
+    List {
+        reply: Reply<Vec<TxnDescription>>,
+    },
 }
 
 /// One partition's commit in an OffsetCommit.
@@ -106,6 +165,8 @@ pub enum GroupOp {
     FetchOffsets {
         group_id: String,
         partitions: Option<Vec<(String, i32)>>,
+        /// OffsetFetch v7+: flag partitions with pending transactional offsets.
+        require_stable: bool,
         reply: Reply<Result<Vec<FetchedOffset>, ErrorCode>>,
     },
     Describe {
@@ -123,6 +184,17 @@ pub enum GroupOp {
         group_id: String,
         partitions: Vec<(String, i32)>,
         reply: Reply<Result<Vec<ErrorCode>, ErrorCode>>,
+    },
+    /// TxnOffsetCommit: offsets that become visible when the transaction commits.
+    TxnCommitOffsets {
+        group_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        entries: Vec<OffsetCommitEntry>,
+        reply: Reply<Vec<ErrorCode>>,
     },
 }
 

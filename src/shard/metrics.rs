@@ -66,6 +66,12 @@ pub struct MetricsSnapshot {
     pub committed: BTreeMap<(String, String, i32), i64>,
     /// group -> (state, members).
     pub groups: BTreeMap<String, (&'static str, usize)>,
+    /// Summed over this shard's logs: fdatasync calls, bytes written, unwritten bytes.
+    pub log_syncs: u64,
+    pub log_bytes_written: u64,
+    pub log_pending_bytes: u64,
+    /// The shard's batch cache: (budget, used, hits, misses, evictions).
+    pub cache: (u64, u64, u64, u64, u64),
 }
 
 fn add(cell: &Cell<u64>, amount: u64) {
@@ -265,6 +271,62 @@ pub fn render_prometheus(snapshots: &[MetricsSnapshot]) -> String {
             );
         }
     }
+    counter(
+        &mut out,
+        "shardlog_log_syncs_total",
+        "fdatasync calls on segment files (group commit).",
+        "counter",
+        per_shard(&|s| s.log_syncs),
+    );
+    counter(
+        &mut out,
+        "shardlog_log_bytes_written_total",
+        "Bytes written to segment files with O_DIRECT.",
+        "counter",
+        per_shard(&|s| s.log_bytes_written),
+    );
+    counter(
+        &mut out,
+        "shardlog_log_pending_bytes",
+        "Appended bytes not yet written.",
+        "gauge",
+        per_shard(&|s| s.log_pending_bytes),
+    );
+    counter(
+        &mut out,
+        "shardlog_batch_cache_budget_bytes",
+        "Batch cache budget.",
+        "gauge",
+        per_shard(&|s| s.cache.0),
+    );
+    counter(
+        &mut out,
+        "shardlog_batch_cache_used_bytes",
+        "Batch cache bytes in use.",
+        "gauge",
+        per_shard(&|s| s.cache.1),
+    );
+    counter(
+        &mut out,
+        "shardlog_batch_cache_hits_total",
+        "Batches served from memory.",
+        "counter",
+        per_shard(&|s| s.cache.2),
+    );
+    counter(
+        &mut out,
+        "shardlog_batch_cache_misses_total",
+        "Batches read from disk.",
+        "counter",
+        per_shard(&|s| s.cache.3),
+    );
+    counter(
+        &mut out,
+        "shardlog_batch_cache_evictions_total",
+        "Batches evicted from the cache.",
+        "counter",
+        per_shard(&|s| s.cache.4),
+    );
     let mut high_watermarks = BTreeMap::new();
     let (mut starts, mut highs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
     for snapshot in snapshots {

@@ -17,6 +17,7 @@ mod partition_ops;
 mod pool;
 pub mod shutdown;
 mod state;
+mod txn_coordinator;
 
 pub use group_coordinator::monotonic_ms;
 pub use messages::*;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::ShardId;
+use crate::txn::TRANSACTIONS_TOPIC;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 use std::future::Future;
@@ -62,6 +63,10 @@ where
         path: data_dir.clone(),
         source,
     })?;
+    ensure_port_free(&config.server.listen)?;
+    if !config.server.admin_listen.is_empty() {
+        ensure_port_free(&config.server.admin_listen)?;
+    }
     let catalog = Arc::new(ensure_internal_topics(Catalog::load(&data_dir)?, &config)?);
     let shards = shard_count(&config);
     let config = Arc::new(config);
@@ -85,6 +90,8 @@ where
                 shard.apply_catalog(catalog).await;
                 shard.load_groups().await;
                 shard.spawn_group_timer();
+                shard.load_transactions().await;
+                shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
@@ -125,20 +132,46 @@ where
     Ok(())
 }
 
-/// Creates `__consumer_offsets` (compacted, internal) on first start.
-fn ensure_internal_topics(catalog: Catalog, config: &Config) -> Result<Catalog, ShardPoolError> {
-    if catalog.topic(OFFSETS_TOPIC).is_some() {
-        return Ok(catalog);
+/// Shards share their listening port with SO_REUSEPORT, which would also let a second
+/// broker on the same port silently take half the connections. Binding once without it
+/// first makes a port already in use a clear start-up error.
+fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|e| ShardPoolError::Start(format!("cannot listen on {address}: {e}")))
+}
+
+/// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
+/// start.
+fn ensure_internal_topics(
+    mut catalog: Catalog,
+    config: &Config,
+) -> Result<Catalog, ShardPoolError> {
+    let internal = [
+        (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
+        (
+            TRANSACTIONS_TOPIC,
+            config.transaction.state_topic_partitions,
+        ),
+    ];
+    let mut changed = false;
+    for (name, partitions) in internal {
+        if catalog.topic(name).is_some() {
+            continue;
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            internal: true,
+        };
+        catalog = catalog.with_topic(meta)?;
+        changed = true;
     }
-    let meta = TopicMeta {
-        name: OFFSETS_TOPIC.to_string(),
-        id: *uuid::Uuid::new_v4().as_bytes(),
-        partitions: config.group.offsets_topic_partitions,
-        configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
-        internal: true,
-    };
-    let catalog = catalog.with_topic(meta)?;
-    catalog.save(&config.storage.data_dir)?;
+    if changed {
+        catalog.save(&config.storage.data_dir)?;
+    }
     Ok(catalog)
 }
 

@@ -4,6 +4,7 @@
 use super::controller::Controller;
 use super::group_coordinator::GroupCoordinator;
 use super::messages::*;
+use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
@@ -35,7 +36,10 @@ pub struct Shard {
     mesh: Senders<ShardMessage>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
+    pub(super) txn_coordinator: TxnCoordinator,
     pub metrics: super::metrics::ShardMetrics,
+    /// Budget of request bytes in flight on this shard (`request_memory_bytes_max`).
+    pub request_memory: Rc<glommio::sync::Semaphore>,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
 }
@@ -51,6 +55,10 @@ impl Shard {
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
         let coordinator = GroupCoordinator::new(&config.group);
+        let txn_coordinator = TxnCoordinator::new(&config.transaction);
+        let request_memory = Rc::new(glommio::sync::Semaphore::new(
+            config.server.request_memory_bytes_max,
+        ));
         Shard {
             id,
             shard_count,
@@ -61,7 +69,9 @@ impl Shard {
             mesh,
             controller,
             coordinator,
+            txn_coordinator,
             metrics: Default::default(),
+            request_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
@@ -145,7 +155,7 @@ impl Shard {
             .map_err(|_| ShardError::Unreachable { target })
     }
 
-    async fn request<T>(
+    pub(super) async fn request<T>(
         &self,
         target: ShardId,
         build: impl FnOnce(Reply<T>) -> ShardMessage,
@@ -275,7 +285,19 @@ impl Shard {
 
     fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
         let mut snapshot = self.metrics.snapshot(self.id.0);
+        let cache = self.cache.stats();
+        snapshot.cache = (
+            cache.budget_bytes,
+            cache.used_bytes,
+            cache.hits,
+            cache.misses,
+            cache.evictions,
+        );
         for (partition, log) in self.owned_logs() {
+            let stats = log.stats();
+            snapshot.log_syncs += stats.syncs;
+            snapshot.log_bytes_written += stats.bytes_written;
+            snapshot.log_pending_bytes += stats.pending_bytes;
             snapshot.partitions.insert(
                 (partition.topic.to_string(), partition.partition),
                 (
@@ -419,6 +441,25 @@ impl Shard {
             }
             ShardMessage::LogSizes(op) => {
                 let _ = op.reply.send(self.log_sizes_local());
+            }
+            ShardMessage::Txn(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.handle_txn_op(op).await }).detach();
+            }
+            ShardMessage::WriteMarkers(op) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let results = shard
+                        .write_markers_local(
+                            op.producer_id,
+                            op.producer_epoch,
+                            op.commit,
+                            op.partitions,
+                        )
+                        .await;
+                    let _ = op.reply.send(results);
+                })
+                .detach();
             }
             ShardMessage::Group(op) => {
                 let shard = self.clone();

@@ -25,6 +25,17 @@ pub enum StorageError {
         position: u64,
         source: BatchError,
     },
+    /// A batch on disk passed its CRC but its base offset (not CRC-covered) is out of place:
+    /// corrupt, reported, never served (KAFKA_STORAGE_ERROR).
+    #[error(
+        "batch in {path} at position {position} has base offset {base_offset}, expected at least {expected}"
+    )]
+    MisplacedBatch {
+        path: PathBuf,
+        position: u64,
+        base_offset: i64,
+        expected: i64,
+    },
     /// Kafka OFFSET_OUT_OF_RANGE.
     #[error("offset {requested} is outside [{log_start}, {log_end}]")]
     OffsetOutOfRange {

@@ -1,17 +1,26 @@
-//! `PartitionLog`: the public face of one partition's log.
+//! `PartitionLog`: the public face of one partition's log, and its public value types.
 //!
-//! PLACEHOLDER IMPLEMENTATION: keeps batches in memory only. The public API below is the
-//! contract the shard/server layers use; the durable O_DIRECT implementation replaces the
-//! internals (see issue 2) without changing these signatures.
+//! Owns: the API contract used by the shard/server layers (see each method's doc comment
+//! for its semantics and durability word). The work happens in `append`, `reader`,
+//! `flusher`, `recovery` and `retention`; all of them share one `Rc<LogState>`.
+//! May import: `crate::model`, `crate::config`, the storage modules. Runs on: the shard that
+//! owns the partition; `PartitionLog` is `!Send`.
+//! Invariants: see `state.rs`. Calls may interleave at `.await` points; none holds a
+//! `RefCell` borrow across one.
 
 use super::StorageError;
+use super::cache::BatchCache;
+use super::state::{LogState, LogStats};
+use super::{append, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
-use crate::model::batch::{self, RecordBatchHeader};
 use crate::model::{Offset, TimestampType};
-use bytes::{Bytes, BytesMut};
-use std::cell::{Cell, RefCell};
-use std::path::{Path, PathBuf};
+use bytes::Bytes;
+use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
+
+/// Producer ids whose idempotence state a partition keeps (least recently used forgotten).
+pub const PRODUCER_IDS_MAX_DEFAULT: usize = 10_000;
 
 /// Effective settings of one partition log: broker storage config merged with topic configs.
 #[derive(Debug, Clone)]
@@ -20,6 +29,7 @@ pub struct LogConfig {
     pub segment_ms: u64,
     pub index_interval_bytes: u64,
     pub batch_bytes_max: u64,
+    /// Unwritten appended bytes before `append` waits. Fixed when the log is opened.
     pub write_buffer_bytes_max: u64,
     pub write_chunk_bytes: u64,
     pub sync_policy: SyncPolicy,
@@ -32,6 +42,10 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     /// `message.timestamp.type`: LogAppendTime makes append stamp the broker's clock.
     pub timestamp_type: TimestampType,
+    /// Segment files the shard keeps open for reads (applied to the shared `BatchCache`).
+    pub open_segments_max: usize,
+    /// Producer ids tracked for idempotence per partition.
+    pub producer_ids_max: usize,
 }
 
 impl LogConfig {
@@ -50,23 +64,29 @@ impl LogConfig {
             retention_ms: -1,
             retention_bytes: -1,
             timestamp_type: TimestampType::CreateTime,
+            open_segments_max: config.open_segments_max,
+            producer_ids_max: PRODUCER_IDS_MAX_DEFAULT,
         }
     }
 }
 
-/// Per-shard cache of recent batches, bounded by a byte budget.
-#[derive(Debug)]
-pub struct BatchCache {
-    budget_bytes: u64,
+/// When the flusher syncs without being asked by a `wait_synced` caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncRule {
+    WhenFlushed,
+    Interval(Duration),
+    Bytes(u64),
 }
 
-impl BatchCache {
-    pub fn new(budget_bytes: u64) -> BatchCache {
-        BatchCache { budget_bytes }
-    }
-
-    pub fn budget_bytes(&self) -> u64 {
-        self.budget_bytes
+impl SyncRule {
+    pub(crate) fn of(config: &LogConfig) -> SyncRule {
+        match config.sync_policy {
+            SyncPolicy::EveryBatch => SyncRule::WhenFlushed,
+            SyncPolicy::Interval => {
+                SyncRule::Interval(Duration::from_millis(config.sync_interval_ms))
+            }
+            SyncPolicy::Bytes => SyncRule::Bytes(config.sync_bytes),
+        }
     }
 }
 
@@ -80,6 +100,9 @@ pub struct AppendResult {
     /// Broker time stamped on the batches for LogAppendTime topics, else -1.
     pub log_append_time_ms: i64,
     pub log_start_offset: Offset,
+    /// An idempotent producer resent a batch already in the log: nothing was appended and
+    /// the offsets are those of the original (Kafka answers NONE with them).
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log, as stored.
@@ -98,112 +121,96 @@ impl ReadResult {
 }
 
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: RefCell<LogConfig>,
-    batches: RefCell<Vec<(Offset, Bytes)>>,
-    log_start_offset: Cell<Offset>,
-    log_end_offset: Cell<Offset>,
-    append_waiters: RefCell<Vec<futures::channel::oneshot::Sender<()>>>,
-    _cache: Rc<BatchCache>,
+    state: Rc<LogState>,
 }
 
 impl PartitionLog {
-    /// Opens (creating if needed) the log in `dir`, recovering it after a crash.
+    /// Opens (creating if needed) the log in `dir`, recovering it after a crash. Must run
+    /// inside a glommio executor: it spawns the log's flusher task on the current shard.
+    /// `dir()` is then the absolute form of `dir`.
     pub async fn open(
         dir: &Path,
         config: LogConfig,
         cache: Rc<BatchCache>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create_dir", dir, e))?;
-        Ok(Rc::new(PartitionLog {
-            dir: dir.to_path_buf(),
-            config: RefCell::new(config),
-            batches: RefCell::new(Vec::new()),
-            log_start_offset: Cell::new(Offset::ZERO),
-            log_end_offset: Cell::new(Offset::ZERO),
-            append_waiters: RefCell::new(Vec::new()),
-            _cache: cache,
-        }))
+        cache.set_open_segments_max(config.open_segments_max);
+        // glommio's directory calls fail (EBADF) on relative paths.
+        let dir = std::path::absolute(dir).map_err(|e| StorageError::io("absolute", dir, e))?;
+        let recovered = recovery::recover(&dir, &config, &cache).await?;
+        let state = Rc::new(LogState::new(dir, config, cache, recovered));
+        state.flusher_running.set(true);
+        glommio::spawn_local(flusher::run(state.clone())).detach();
+        Ok(Rc::new(PartitionLog { state }))
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.state.dir
     }
 
     /// Replaces the topic-level settings (retention, segment size, ...).
     pub fn update_config(&self, config: LogConfig) {
-        *self.config.borrow_mut() = config;
+        *self.state.config.borrow_mut() = config;
+        self.state.work.notify();
     }
 
     /// Validates every batch in `records` (one produce request's data for this partition),
     /// assigns offsets, stamps `leader_epoch`, and appends. Returns once the batches are
     /// *written* (in the log's buffers and visible to `read`), not when they are durable:
-    /// call `wait_synced` for that.
+    /// call `wait_synced` for that. Waits only while `write_buffer_bytes_max` unwritten
+    /// bytes are queued (back-pressure); concurrent appends are admitted in call order.
     pub async fn append(
         &self,
         records: Bytes,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendResult, StorageError> {
-        let config = self.config.borrow().clone();
-        let mut owned = BytesMut::from(&records[..]);
-        let mut position = 0usize;
-        let mut spans = Vec::new();
-        while position < owned.len() {
-            let total = batch::validate_batch(&owned[position..])?;
-            if total as u64 > config.batch_bytes_max {
-                return Err(StorageError::BatchTooLarge {
-                    size: total,
-                    max: config.batch_bytes_max,
-                });
-            }
-            spans.push((position, total));
-            position += total;
-        }
-        if spans.is_empty() {
-            return Err(StorageError::InvalidBatch(batch::BatchError::TooShort {
-                available: 0,
-            }));
-        }
-        let base_offset = self.log_end_offset.get();
-        let mut next = base_offset;
-        let mut log_append_time_ms = -1;
-        let mut stamped = Vec::with_capacity(spans.len());
-        for (start, total) in spans {
-            let slice = &mut owned[start..start + total];
-            batch::stamp_batch(slice, next.0, leader_epoch);
-            if config.timestamp_type == TimestampType::LogAppendTime {
-                batch::stamp_log_append_time(slice, now_ms)?;
-                log_append_time_ms = now_ms;
-            }
-            let header = RecordBatchHeader::view(slice)?;
-            let batch_base = next;
-            next = Offset(header.next_offset());
-            stamped.push((batch_base, start, total));
-        }
-        let frozen = owned.freeze();
-        {
-            let mut batches = self.batches.borrow_mut();
-            for (batch_base, start, total) in stamped {
-                batches.push((batch_base, frozen.slice(start..start + total)));
-            }
-        }
-        self.log_end_offset.set(next);
-        for waiter in self.append_waiters.borrow_mut().drain(..) {
-            let _ = waiter.send(());
-        }
-        Ok(AppendResult {
-            base_offset,
-            last_offset: Offset(next.0 - 1),
-            log_append_time_ms,
-            log_start_offset: self.log_start_offset.get(),
-        })
+        append::append(&self.state, records, leader_epoch, now_ms).await
     }
 
     /// Returns once every batch up to and including `offset` is *synced* (fdatasync
-    /// returned). Concurrent callers share one sync (group commit).
-    pub async fn wait_synced(&self, _offset: Offset) -> Result<(), StorageError> {
-        Ok(())
+    /// returned). Concurrent callers share one sync (group commit). Forces a sync whatever
+    /// the sync policy.
+    pub async fn wait_synced(&self, offset: Offset) -> Result<(), StorageError> {
+        let state = &self.state;
+        let target = offset.0.min(state.log_end.get() - 1);
+        if state.synced.get() > target {
+            return Ok(());
+        }
+        state.check_failure()?;
+        if state.sync_wanted.get() <= target {
+            state.sync_wanted.set(target + 1);
+        }
+        state.work.notify();
+        state
+            .progress
+            .wait_until(|| {
+                state.synced.get() > target || state.is_failed() || !state.flusher_running.get()
+            })
+            .await;
+        if state.synced.get() > target {
+            return Ok(());
+        }
+        state.check_failure()?;
+        Err(StorageError::Closed)
+    }
+
+    /// Returns once every batch up to and including `offset` is *flushed* (its O_DIRECT
+    /// write completed: it survives kill -9 of the broker, not power loss). Never forces a
+    /// sync.
+    pub async fn wait_flushed(&self, offset: Offset) -> Result<(), StorageError> {
+        let state = &self.state;
+        let target = offset.0.min(state.log_end.get() - 1);
+        state
+            .progress
+            .wait_until(|| {
+                state.flushed.get() > target || state.is_failed() || !state.flusher_running.get()
+            })
+            .await;
+        if state.flushed.get() > target {
+            return Ok(());
+        }
+        state.check_failure()?;
+        Err(StorageError::Closed)
     }
 
     /// Reads whole batches starting with the one containing `start`, up to `max_bytes`.
@@ -216,70 +223,64 @@ impl PartitionLog {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
-        let log_start = self.log_start_offset.get();
-        let log_end = self.log_end_offset.get();
-        if start < log_start || start > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: start,
-                log_start,
-                log_end,
-            });
-        }
-        let batches = self.batches.borrow();
-        let first = batches.partition_point(|(base, bytes)| {
-            RecordBatchHeader::view(bytes)
-                .map(|h| h.next_offset() <= start.0)
-                .unwrap_or(true)
-                && *base <= start
-        });
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        for (_, bytes) in batches[first..].iter() {
-            if total + bytes.len() > max_bytes && !(out.is_empty() && min_one_batch) {
-                break;
-            }
-            total += bytes.len();
-            out.push(bytes.clone());
-        }
-        Ok(ReadResult {
-            batches: out,
-            high_watermark: log_end,
-            log_start_offset: log_start,
-            last_stable_offset: log_end,
-        })
+        reader::read(&self.state, start, max_bytes, min_one_batch).await
     }
 
     pub fn log_start_offset(&self) -> Offset {
-        self.log_start_offset.get()
+        Offset(self.state.log_start.get())
     }
 
     pub fn log_end_offset(&self) -> Offset {
-        self.log_end_offset.get()
+        Offset(self.state.log_end.get())
     }
 
-    /// Offsets below the high watermark are readable by consumers.
+    /// Offsets below the high watermark are readable by consumers. With one replica it
+    /// follows the log end offset (as in Kafka); see docs/durability.md.
     pub fn high_watermark(&self) -> Offset {
-        self.log_end_offset.get()
+        Offset(self.state.high_watermark.get())
+    }
+
+    /// Offsets below this survive kill -9 (their O_DIRECT writes completed).
+    pub fn flushed_offset(&self) -> Offset {
+        Offset(self.state.flushed.get())
+    }
+
+    /// Offsets below this survive power loss (fdatasync returned).
+    pub fn synced_offset(&self) -> Offset {
+        Offset(self.state.synced.get())
     }
 
     /// Total bytes of the log on disk.
     pub fn size_bytes(&self) -> u64 {
-        self.batches
-            .borrow()
-            .iter()
-            .map(|(_, b)| b.len() as u64)
-            .sum()
+        self.state.size_bytes.get()
     }
 
-    /// Completes once the log end offset is past `offset` (immediately if it already is).
-    /// Cancel-safe: dropping the future unregisters nothing that matters.
+    pub fn segment_count(&self) -> usize {
+        self.state.segments.borrow().len()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let mut stats = self.state.stats.get();
+        stats.flushed_offset = self.state.flushed.get();
+        stats.synced_offset = self.state.synced.get();
+        stats.segments = self.segment_count();
+        stats.pending_bytes = self.state.pending_bytes.get();
+        stats
+    }
+
+    /// Completes once the log end offset is past `offset` (immediately if it already is),
+    /// or the log closes or fails. Cancel-safe: dropping the future unregisters its waker.
     pub async fn wait_for_append(&self, offset: Offset) {
-        if self.log_end_offset.get() > offset {
-            return;
-        }
-        let (sender, receiver) = futures::channel::oneshot::channel();
-        self.append_waiters.borrow_mut().push(sender);
-        let _ = receiver.await;
+        let state = &self.state;
+        state
+            .appended
+            .wait_until(|| {
+                state.log_end.get() > offset.0
+                    || state.closing.get()
+                    || state.closed.get()
+                    || state.is_failed()
+            })
+            .await;
     }
 
     /// Kafka ListOffsets by timestamp: the first offset whose batch max timestamp is
@@ -288,53 +289,80 @@ impl PartitionLog {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(Offset, i64)>, StorageError> {
-        let batches = self.batches.borrow();
-        for (base, bytes) in batches.iter() {
-            let header = RecordBatchHeader::view(bytes)?;
-            if header.max_timestamp.get() >= timestamp_ms {
-                return Ok(Some((*base, header.max_timestamp.get())));
-            }
-        }
-        Ok(None)
+        reader::offset_for_timestamp(&self.state, timestamp_ms).await
     }
 
     /// The largest max-timestamp in the log and the offset carrying it (ListOffsets -3).
     pub async fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, StorageError> {
-        let batches = self.batches.borrow();
-        let mut best: Option<(Offset, i64)> = None;
-        for (_, bytes) in batches.iter() {
-            let header = RecordBatchHeader::view(bytes)?;
-            let ts = header.max_timestamp.get();
-            if best.is_none_or(|(_, b)| ts > b) {
-                best = Some((Offset(header.last_offset()), ts));
-            }
-        }
-        Ok(best)
+        Ok(reader::max_timestamp(&self.state))
     }
 
-    /// Deletes whole closed segments past `retention.ms`/`retention.bytes` and advances the
-    /// log start offset. Returns the number of segments deleted.
-    pub async fn apply_retention(&self, _now_ms: i64) -> Result<usize, StorageError> {
-        Ok(0)
+    /// Deletes whole closed segments past `retention.ms`/`retention.bytes` (or wholly
+    /// below the log start offset) and advances the log start offset. Returns the number
+    /// of segments deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        retention::apply_retention(&self.state, now_ms).await
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (never past the high
-    /// watermark). Returns the new log start offset.
+    /// watermark) and persists it. Returns the new log start offset.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, StorageError> {
-        let new_start = offset
-            .min(self.high_watermark())
-            .max(self.log_start_offset.get());
-        self.log_start_offset.set(new_start);
-        Ok(new_start)
+        retention::delete_records_before(&self.state, offset.0)
+            .await
+            .map(Offset)
+    }
+
+    /// Removes every batch that holds `offset` or a later one (so the new log end offset is
+    /// the base offset of the batch containing `offset`, at most `offset`), on disk and in
+    /// memory, with indexes, leader epochs and producer state. For replica divergence.
+    /// Returns the new log end offset.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, StorageError> {
+        retention::truncate_to(&self.state, offset.0)
+            .await
+            .map(Offset)
+    }
+
+    /// Leader epochs and the offsets where they start (the leader-epoch checkpoint).
+    pub fn leader_epochs(&self) -> Vec<(i32, Offset)> {
+        let cache = self.state.leader_epochs.borrow();
+        cache
+            .entries()
+            .iter()
+            .map(|&(e, o)| (e, Offset(o)))
+            .collect()
+    }
+
+    /// Kafka OffsetsForLeaderEpoch: the largest epoch <= `epoch` and its end offset.
+    pub fn end_offset_for_leader_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
+        let cache = self.state.leader_epochs.borrow();
+        cache
+            .end_offset_for(epoch, self.state.log_end.get())
+            .map(|(e, o)| (e, Offset(o)))
     }
 
     /// Syncs and closes the log cleanly (writes indexes and a clean-shutdown marker).
     pub async fn close(&self) -> Result<(), StorageError> {
-        Ok(())
+        recovery::close(&self.state).await
     }
 
     /// Closes the log and deletes its directory (DeleteTopics).
     pub async fn remove(&self) -> Result<(), StorageError> {
-        std::fs::remove_dir_all(&self.dir).map_err(|e| StorageError::io("remove_dir", &self.dir, e))
+        if let Err(error) = self.close().await {
+            tracing::warn!(dir = %self.state.dir.display(), %error, "close before remove failed");
+        }
+        std::fs::remove_dir_all(&self.state.dir)
+            .map_err(|e| StorageError::io("remove_dir", &self.state.dir, e))
+    }
+}
+
+impl Drop for PartitionLog {
+    /// Without `close`, the flusher still writes what is pending and exits; the next open
+    /// then recovers without the clean-shutdown shortcut.
+    fn drop(&mut self) {
+        if !self.state.closed.get() {
+            self.state.closing.set(true);
+            self.state.work.notify();
+            self.state.appended.notify();
+        }
     }
 }

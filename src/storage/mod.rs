@@ -8,9 +8,51 @@
 //! is called from that shard's executor only.
 //! Invariants: offsets are dense and increasing per batch; the high watermark never passes
 //! the log end offset; a batch that fails its CRC is never returned by `read`.
+//!
+//! Layout: `log` (public façade and types) over `state` (shared state), `append`,
+//! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
+//! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
+//! `checkpoint`, `io`, `signal`. See docs/durability.md for the durability contract.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod append;
+mod cache;
+mod checkpoint;
 mod error;
+mod flusher;
+mod index;
+mod io;
 mod log;
+mod producer;
+mod reader;
+mod recovery;
+mod retention;
+mod scan;
+mod segment;
+mod signal;
+mod state;
+mod writer;
 
+#[cfg(test)]
+mod tests;
+
+pub use cache::{BatchCache, CacheStats};
 pub use error::StorageError;
-pub use log::{AppendResult, BatchCache, LogConfig, PartitionLog, ReadResult};
+pub use io::prime_iopoll_probe;
+pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
+pub use state::LogStats;
+
+/// Runs the recovery scanner's batch parser over `bytes` as if they were a segment:
+/// returns how many leading bytes are valid batches. For fuzzing and tests.
+#[doc(hidden)]
+pub fn valid_segment_prefix(bytes: &[u8]) -> usize {
+    let mut position = 0usize;
+    while let Some(rest) = bytes.get(position..) {
+        match scan::parse_one(rest) {
+            Ok(total) if total > 0 => position += total,
+            _ => break,
+        }
+    }
+    position
+}

@@ -1,6 +1,5 @@
-//! FindCoordinator (key 10): the coordinator of every group is this broker (the owning
-//! shard is reached internally). v4+ answers a batch of keys. Transaction coordinators are
-//! not supported yet (COORDINATOR_NOT_AVAILABLE).
+//! FindCoordinator (key 10): the coordinator of every group and transactional id is this
+//! broker (the owning shard is reached internally). v4+ answers a batch of keys.
 
 use super::metadata::advertised_address;
 use super::str_bytes;
@@ -14,6 +13,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorResponse, RequestKind};
 use std::rc::Rc;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(
     shard: Rc<Shard>,
@@ -26,11 +26,12 @@ pub fn handle(
         };
         let (host, port) = advertised_address(&shard);
         let node_id = shard.config.server.node_id;
-        let error = if request.key_type == KEY_TYPE_GROUP {
-            ErrorCode::None
-        } else {
-            ErrorCode::CoordinatorNotAvailable
-        };
+        let error =
+            if request.key_type == KEY_TYPE_GROUP || request.key_type == KEY_TYPE_TRANSACTION {
+                ErrorCode::None
+            } else {
+                ErrorCode::CoordinatorNotAvailable
+            };
         let mut response = FindCoordinatorResponse::default();
         if context.version >= 4 {
             response.coordinators = request

@@ -1,12 +1,13 @@
 //! InitProducerId (key 22): producer ids for idempotent producers (the Java client's
-//! default). Ids come from the controller and never repeat across restarts. A producer that
-//! presents its id and epoch (KIP-360) gets the next epoch. Transactional ids are not
-//! supported yet: they get COORDINATOR_NOT_AVAILABLE... see docs/protocol-coverage.md.
+//! default) from the controller, never repeated across restarts; an idempotent producer
+//! that presents its id and epoch (KIP-360) gets the next epoch. With a transactional id
+//! the request goes to that id's transaction coordinator, which fences older epochs and
+//! aborts a transaction the previous incarnation left open.
 
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
-use crate::shard::Shard;
+use crate::shard::{Shard, TxnOp};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{InitProducerIdResponse, ProducerId, RequestKind};
 use std::rc::Rc;
@@ -23,8 +24,32 @@ pub fn handle(
         let mut response = InitProducerIdResponse::default();
         response.producer_id = ProducerId(-1);
         response.producer_epoch = -1;
-        if request.transactional_id.is_some() {
-            response.error_code = ErrorCode::CoordinatorNotAvailable.code();
+        if let Some(transactional_id) = &request.transactional_id {
+            let transactional_id = transactional_id.0.to_string();
+            let presented = if context.version >= 3 {
+                (request.producer_id.0, request.producer_epoch)
+            } else {
+                (-1, -1)
+            };
+            let owned = transactional_id.clone();
+            let outcome = shard
+                .txn_call(&transactional_id, |reply| TxnOp::Init {
+                    transactional_id: owned,
+                    timeout_ms: request.transaction_timeout_ms,
+                    presented,
+                    reply,
+                })
+                .await?;
+            match outcome {
+                Ok((producer_id, epoch)) => {
+                    response.producer_id = ProducerId(producer_id);
+                    response.producer_epoch = epoch;
+                }
+                Err(error) if error == ErrorCode::ProducerFenced && context.version < 4 => {
+                    response.error_code = ErrorCode::InvalidProducerEpoch.code();
+                }
+                Err(error) => response.error_code = error.code(),
+            }
             return context.respond(&response).map(Some);
         }
         let current = request.producer_id.0;

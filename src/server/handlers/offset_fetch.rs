@@ -38,7 +38,7 @@ pub fn handle(
                         .collect()
                 });
                 let group_id = group.group_id.0.to_string();
-                let outcome = fetch(&shard, &group_id, wanted).await?;
+                let outcome = fetch(&shard, &group_id, wanted, request.require_stable).await?;
                 let mut entry = OffsetFetchResponseGroup::default();
                 entry.group_id = GroupId(str_bytes(&group_id));
                 match outcome {
@@ -58,7 +58,7 @@ pub fn handle(
                     })
                     .collect()
             });
-            match fetch(&shard, &request.group_id.0, wanted).await? {
+            match fetch(&shard, &request.group_id.0, wanted, request.require_stable).await? {
                 Ok(offsets) => response.topics = by_topic(offsets),
                 Err(error) => response.error_code = error.code(),
             }
@@ -71,6 +71,7 @@ async fn fetch(
     shard: &Rc<Shard>,
     group_id: &str,
     partitions: Option<Vec<(String, i32)>>,
+    require_stable: bool,
 ) -> Result<Result<Vec<FetchedOffset>, ErrorCode>, HandlerError> {
     if group_id.is_empty() {
         return Ok(Err(ErrorCode::InvalidGroupId));
@@ -80,6 +81,7 @@ async fn fetch(
         .group_call(group_id, |reply| GroupOp::FetchOffsets {
             group_id: owned,
             partitions,
+            require_stable,
             reply,
         })
         .await?)

@@ -1,0 +1,34 @@
+//! The Kafka tools as `shardlog` subcommands: `topic`, `produce`, `consume` and `group` do what
+//! kafka-topics.sh, kafka-console-producer.sh, kafka-console-consumer.sh and
+//! kafka-consumer-groups.sh do, speaking only the Kafka protocol (through librdkafka) to
+//! `--bootstrap-server`, so they work against Apache Kafka as well as shardlog.
+//!
+//! Owns: one file per command family plus shared `client` (connecting), `output` (tables, JSON,
+//! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, and from the broker
+//! library only `shardlog::metadata::shard_for` (shard placement is computed, not fetched).
+//! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
+
+mod assignment;
+mod client;
+pub mod consume;
+pub mod error;
+pub mod group;
+mod output;
+mod partitioner;
+pub mod produce;
+mod reset;
+pub mod topic;
+
+pub use error::CliError;
+
+/// Ends the process with the command's outcome: exit 0, or the error on stderr and its exit code
+/// (docs/cli.md, "Exit codes").
+pub fn exit(result: Result<(), CliError>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(error::EXIT_OK),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(error.exit_code())
+        }
+    }
+}

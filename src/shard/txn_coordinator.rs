@@ -1,0 +1,531 @@
+//! The transaction coordinator shell on the shard owning a transactional id's
+//! `__transaction_state` partition: it applies the pure `txn` plans, persists metadata
+//! (synced before answering), writes COMMIT/ABORT markers to every partition of a
+//! transaction through their owner shards, aborts timed-out transactions, and on start
+//! replays its partitions and finishes transactions left in a Prepare state.
+
+use super::messages::*;
+use super::{Shard, now_ms};
+use crate::model::records::{NewRecord, encode_batch, encode_control_batch, read_records};
+use crate::model::{ErrorCode, Offset, ShardId, TopicPartition, coordinator_partition};
+use crate::txn::{
+    EndPlan, InitPlan, MarkerJob, TRANSACTIONS_TOPIC, TxnLimits, TxnMetadata, plan_end, plan_init,
+    plan_recovery, plan_timeout, records, validate_timeout,
+};
+use bytes::Bytes;
+use futures::channel::oneshot;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Bytes read per call while replaying `__transaction_state` at start.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+pub(super) struct TxnCoordinator {
+    limits: TxnLimits,
+    transactions: RefCell<HashMap<String, TxnMetadata>>,
+    /// Transactional ids with an operation in flight: a second one gets
+    /// CONCURRENT_TRANSACTIONS (the client retries), as in Kafka.
+    busy: RefCell<HashSet<String>>,
+}
+
+impl TxnCoordinator {
+    pub(super) fn new(config: &crate::config::TransactionConfig) -> TxnCoordinator {
+        TxnCoordinator {
+            limits: TxnLimits {
+                timeout_ms_max: config.timeout_ms_max,
+            },
+            transactions: RefCell::new(HashMap::new()),
+            busy: RefCell::new(HashSet::new()),
+        }
+    }
+}
+
+/// Marks a transactional id busy for the lifetime of the guard.
+struct BusyGuard<'a> {
+    busy: &'a RefCell<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.borrow_mut().remove(&self.id);
+    }
+}
+
+impl Shard {
+    pub fn transaction_partition(&self, transactional_id: &str) -> TopicPartition {
+        let partitions = self
+            .catalog()
+            .topic(TRANSACTIONS_TOPIC)
+            .map_or(self.config.transaction.state_topic_partitions, |t| {
+                t.partitions
+            });
+        TopicPartition::new(
+            TRANSACTIONS_TOPIC,
+            coordinator_partition(transactional_id, partitions),
+        )
+    }
+
+    /// Runs a transaction operation on the coordinator shard of `transactional_id`.
+    pub async fn txn_call<T>(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        build: impl FnOnce(Reply<T>) -> TxnOp,
+    ) -> Result<T, super::ShardError> {
+        let target = self.owner_of(&self.transaction_partition(transactional_id));
+        self.txn_call_on(target, build).await
+    }
+
+    pub async fn txn_call_on<T>(
+        self: &Rc<Self>,
+        target: ShardId,
+        build: impl FnOnce(Reply<T>) -> TxnOp,
+    ) -> Result<T, super::ShardError> {
+        let (reply, receiver) = oneshot::channel();
+        let op = build(reply);
+        if target == self.id {
+            self.handle_txn_op(op).await;
+        } else {
+            self.send(target, ShardMessage::Txn(op)).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| super::ShardError::NoReply { target })
+    }
+
+    fn claim(&self, transactional_id: &str) -> Option<BusyGuard<'_>> {
+        let busy = &self.txn_coordinator.busy;
+        if !busy.borrow_mut().insert(transactional_id.to_string()) {
+            return None;
+        }
+        Some(BusyGuard {
+            busy,
+            id: transactional_id.to_string(),
+        })
+    }
+
+    pub(super) async fn handle_txn_op(self: &Rc<Self>, op: TxnOp) {
+        match op {
+            TxnOp::Init {
+                transactional_id,
+                timeout_ms,
+                presented,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.txn_init(&transactional_id, timeout_ms, presented)
+                        .await,
+                );
+            }
+            TxnOp::AddPartitions {
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+                fenced_code,
+                reply,
+            } => {
+                let outcome = self
+                    .txn_add(
+                        &transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        partitions,
+                        fenced_code,
+                    )
+                    .await;
+                let _ = reply.send(outcome);
+            }
+            TxnOp::End {
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                commit,
+                fenced_code,
+                reply,
+            } => {
+                let outcome = self
+                    .txn_end(
+                        &transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        commit,
+                        fenced_code,
+                    )
+                    .await;
+                let _ = reply.send(outcome);
+            }
+            TxnOp::Describe {
+                transactional_id,
+                reply,
+            } => {
+                let transactions = self.txn_coordinator.transactions.borrow();
+                let description = match transactions.get(&transactional_id) {
+                    Some(metadata) => describe(metadata),
+                    None => TxnDescription {
+                        transactional_id,
+                        error: ErrorCode::TransactionalIdNotFound,
+                        state: "",
+                        producer_id: -1,
+                        producer_epoch: -1,
+                        timeout_ms: 0,
+                        start_ms: -1,
+                        partitions: Vec::new(),
+                    },
+                };
+                let _ = reply.send(description);
+            }
+            TxnOp::List { reply } => {
+                let listed = self
+                    .txn_coordinator
+                    .transactions
+                    .borrow()
+                    .values()
+                    .map(describe)
+                    .collect();
+                let _ = reply.send(listed);
+            }
+        }
+    }
+
+    async fn txn_init(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        timeout_ms: i32,
+        presented: (i64, i16),
+    ) -> Result<(i64, i16), ErrorCode> {
+        validate_timeout(timeout_ms, self.txn_coordinator.limits)?;
+        let _guard = self
+            .claim(transactional_id)
+            .ok_or(ErrorCode::ConcurrentTransactions)?;
+        let current = self
+            .txn_coordinator
+            .transactions
+            .borrow()
+            .get(transactional_id)
+            .cloned();
+        let now = now_ms();
+        let Some(current) = current else {
+            let producer_id = self.allocate_producer_id().await?;
+            let metadata = TxnMetadata::new(transactional_id, producer_id, timeout_ms, now);
+            self.persist_txn(&metadata).await?;
+            return Ok((metadata.producer_id, metadata.producer_epoch));
+        };
+        let fresh_id = if current.producer_epoch >= crate::txn::EPOCH_MAX - 1 {
+            self.allocate_producer_id().await?
+        } else {
+            -1
+        };
+        let after = match plan_init(&current, timeout_ms, presented, fresh_id, now)? {
+            InitPlan::Ready(next) => next,
+            InitPlan::AbortThen { markers, after } => {
+                self.write_markers(&markers).await?;
+                after
+            }
+        };
+        self.persist_txn(&after).await?;
+        Ok((after.producer_id, after.producer_epoch))
+    }
+
+    async fn txn_add(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+        fenced_code: ErrorCode,
+    ) -> ErrorCode {
+        let Some(_guard) = self.claim(transactional_id) else {
+            return ErrorCode::ConcurrentTransactions;
+        };
+        let current = self
+            .txn_coordinator
+            .transactions
+            .borrow()
+            .get(transactional_id)
+            .cloned();
+        let Some(current) = current else {
+            return ErrorCode::InvalidProducerIdMapping;
+        };
+        match crate::txn::add_partitions(
+            &current,
+            producer_id,
+            epoch,
+            &partitions,
+            fenced_code,
+            now_ms(),
+        ) {
+            Ok(next) if next == current => ErrorCode::None,
+            Ok(next) => self
+                .persist_txn(&next)
+                .await
+                .err()
+                .unwrap_or(ErrorCode::None),
+            Err(error) => error,
+        }
+    }
+
+    async fn txn_end(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        fenced_code: ErrorCode,
+    ) -> ErrorCode {
+        let Some(_guard) = self.claim(transactional_id) else {
+            return ErrorCode::ConcurrentTransactions;
+        };
+        let current = self
+            .txn_coordinator
+            .transactions
+            .borrow()
+            .get(transactional_id)
+            .cloned();
+        let Some(current) = current else {
+            return ErrorCode::InvalidProducerIdMapping;
+        };
+        match plan_end(&current, producer_id, epoch, commit, fenced_code, now_ms()) {
+            Ok(EndPlan::AlreadyDone) => ErrorCode::None,
+            Ok(plan) => self
+                .run_end_plan(plan)
+                .await
+                .err()
+                .unwrap_or(ErrorCode::None),
+            Err(error) => error,
+        }
+    }
+
+    /// Prepare (persisted), markers, Complete (persisted).
+    async fn run_end_plan(self: &Rc<Self>, plan: EndPlan) -> Result<(), ErrorCode> {
+        let EndPlan::Complete {
+            prepare,
+            markers,
+            complete,
+        } = plan
+        else {
+            return Ok(());
+        };
+        self.persist_txn(&prepare).await?;
+        self.write_markers(&markers).await?;
+        self.persist_txn(&complete).await
+    }
+
+    /// Writes the metadata record to `__transaction_state` and waits until it is synced.
+    async fn persist_txn(&self, metadata: &TxnMetadata) -> Result<(), ErrorCode> {
+        let partition = self.transaction_partition(&metadata.transactional_id);
+        let Some(log) = self.log(&partition) else {
+            return Err(ErrorCode::NotCoordinator);
+        };
+        let key = records::key(&metadata.transactional_id);
+        let value = records::value(metadata);
+        let record = NewRecord {
+            key: Some(&key),
+            value: Some(&value),
+        };
+        let batch = Bytes::from(encode_batch(&[record], now_ms()));
+        let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
+            tracing::error!(shard = %self.id, %partition, %error, "transaction log append failed");
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+        log.wait_synced(appended.last_offset).await.map_err(|error| {
+            tracing::error!(shard = %self.id, %partition, %error, "transaction log sync failed");
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+        self.txn_coordinator
+            .transactions
+            .borrow_mut()
+            .insert(metadata.transactional_id.clone(), metadata.clone());
+        Ok(())
+    }
+
+    /// Appends the markers on every partition's owner shard (in parallel per shard).
+    async fn write_markers(self: &Rc<Self>, job: &MarkerJob) -> Result<(), ErrorCode> {
+        let catalog = self.catalog();
+        let mut per_shard: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
+        for (topic, partition) in &job.partitions {
+            if catalog.topic(topic).is_none() {
+                continue; // deleted since it joined the transaction
+            }
+            let tp = TopicPartition::new(topic.as_str(), *partition);
+            per_shard.entry(self.owner_of(&tp)).or_default().push(tp);
+        }
+        let calls = per_shard.into_iter().map(|(target, partitions)| {
+            let shard = self.clone();
+            let (producer_id, producer_epoch, commit) =
+                (job.producer_id, job.producer_epoch, job.commit);
+            async move {
+                if target == shard.id {
+                    return Ok(shard
+                        .write_markers_local(producer_id, producer_epoch, commit, partitions)
+                        .await);
+                }
+                shard
+                    .request(target, |reply| {
+                        ShardMessage::WriteMarkers(WriteMarkersOp {
+                            producer_id,
+                            producer_epoch,
+                            commit,
+                            partitions,
+                            reply,
+                        })
+                    })
+                    .await
+            }
+        });
+        for outcome in futures::future::join_all(calls).await {
+            let results = outcome.map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            if let Some((partition, error)) = results.into_iter().find(|(_, e)| e.is_error()) {
+                tracing::error!(shard = %self.id, %partition, ?error, "writing a transaction marker failed");
+                return Err(ErrorCode::CoordinatorNotAvailable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a marker to each owned partition and waits for the sync; markers on
+    /// `__consumer_offsets` also resolve the producer's pending transactional offsets.
+    pub(super) async fn write_markers_local(
+        self: &Rc<Self>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, ErrorCode)> {
+        let mut results = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let Some(log) = self.log(&partition) else {
+                results.push((partition, ErrorCode::None));
+                continue;
+            };
+            let batch = Bytes::from(encode_control_batch(
+                producer_id,
+                producer_epoch,
+                commit,
+                0,
+                now_ms(),
+            ));
+            let outcome = match log.append(batch, 0, now_ms()).await {
+                Ok(appended) => log.wait_synced(appended.last_offset).await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) => {
+                    if partition.topic.as_str() == crate::group::OFFSETS_TOPIC {
+                        self.resolve_txn_offsets(producer_id, commit);
+                    }
+                    results.push((partition, ErrorCode::None));
+                }
+                Err(error) => {
+                    tracing::error!(shard = %self.id, %partition, %error, "marker append failed");
+                    results.push((partition, super::partition_ops::storage_error_code(&error)));
+                }
+            }
+        }
+        results
+    }
+
+    /// Replays the owned `__transaction_state` partitions, then finishes any transaction
+    /// left in a Prepare state (its markers may be partly written).
+    pub(super) async fn load_transactions(self: &Rc<Self>) {
+        let partitions: Vec<_> = self
+            .owned_logs()
+            .into_iter()
+            .filter(|(tp, _)| tp.topic.as_str() == TRANSACTIONS_TOPIC)
+            .collect();
+        for (partition, log) in partitions {
+            let mut offset = log.log_start_offset();
+            while offset < log.high_watermark() {
+                let read = match log.read(offset, REPLAY_READ_BYTES, true).await {
+                    Ok(read) if !read.batches.is_empty() => read,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::error!(shard = %self.id, %partition, %error, "cannot replay transaction log");
+                        break;
+                    }
+                };
+                for batch in &read.batches {
+                    let Ok(header) = crate::model::RecordBatchHeader::view(batch) else {
+                        continue;
+                    };
+                    offset = Offset(header.next_offset());
+                    for record in read_records(batch).unwrap_or_default() {
+                        self.replay_txn_record(record.key, record.value);
+                    }
+                }
+            }
+        }
+        let unfinished: Vec<EndPlan> = self
+            .txn_coordinator
+            .transactions
+            .borrow()
+            .values()
+            .filter_map(|metadata| plan_recovery(metadata, now_ms()))
+            .collect();
+        for plan in unfinished {
+            if let Err(error) = self.run_end_plan(plan).await {
+                tracing::error!(shard = %self.id, ?error, "cannot finish a prepared transaction");
+            }
+        }
+    }
+
+    fn replay_txn_record(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(Ok(transactional_id)) = key.map(records::decode_key) else {
+            return;
+        };
+        let mut transactions = self.txn_coordinator.transactions.borrow_mut();
+        match value.map(|v| records::decode_value(&transactional_id, v)) {
+            Some(Ok(metadata)) => {
+                transactions.insert(transactional_id, metadata);
+            }
+            Some(Err(error)) => {
+                tracing::warn!(shard = %self.id, %error, "skipping unreadable transaction record")
+            }
+            None => {
+                transactions.remove(&transactional_id);
+            }
+        }
+    }
+
+    /// Aborts transactions open longer than their timeout, fencing their producers.
+    pub(super) fn spawn_txn_timer(self: &Rc<Self>) {
+        let shard = self.clone();
+        let interval = Duration::from_millis(self.config.transaction.timeout_check_interval_ms);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                let now = now_ms();
+                let expired: Vec<(String, EndPlan)> = shard
+                    .txn_coordinator
+                    .transactions
+                    .borrow()
+                    .values()
+                    .filter_map(|m| plan_timeout(m, now).map(|plan| (m.transactional_id.clone(), plan)))
+                    .collect();
+                for (transactional_id, plan) in expired {
+                    let Some(_guard) = shard.claim(&transactional_id) else { continue };
+                    tracing::info!(shard = %shard.id, %transactional_id, "aborting timed-out transaction");
+                    if let Err(error) = shard.run_end_plan(plan).await {
+                        tracing::error!(shard = %shard.id, %transactional_id, ?error, "timeout abort failed");
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+fn describe(metadata: &TxnMetadata) -> TxnDescription {
+    TxnDescription {
+        transactional_id: metadata.transactional_id.clone(),
+        error: ErrorCode::None,
+        state: metadata.state.kafka_name(),
+        producer_id: metadata.producer_id,
+        producer_epoch: metadata.producer_epoch,
+        timeout_ms: metadata.timeout_ms,
+        start_ms: metadata.start_ms,
+        partitions: metadata.partitions.iter().cloned().collect(),
+    }
+}

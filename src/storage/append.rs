@@ -1,0 +1,263 @@
+//! The append path: validate a produce request's batches, wait for write-buffer space,
+//! then — without any further `.await`, so it is atomic on the shard — check idempotence,
+//! assign offsets, stamp the broker-owned header fields, roll the segment if due, and queue
+//! the batches for the flusher while making them visible to reads.
+//!
+//! Owns: validation limits, offset assignment, segment roll decisions. May import:
+//! `crate::model::batch`, storage modules. Runs on: the shard owning the partition.
+//! Invariants: offsets are dense and increasing (each batch's base offset is the previous
+//! batch's last offset + 1); a batch is validated (CRC-32C, magic, length, codec) before
+//! it is stored; only baseOffset and partitionLeaderEpoch are rewritten (plus maxTimestamp,
+//! attributes and CRC for LogAppendTime topics); a duplicate is never stored twice.
+
+use super::StorageError;
+use super::cache::MemoryBatch;
+use super::index::{BatchSummary, INDEX_ENTRIES_MAX};
+use super::log::{AppendResult, LogConfig};
+use super::producer::ProducerBatch;
+use super::segment::Segment;
+use super::state::{LogState, PendingWrite};
+use crate::model::batch::{self, BatchError, RecordBatchHeader};
+use crate::model::{Offset, TimestampType};
+use bytes::{Bytes, BytesMut};
+use std::rc::Rc;
+
+pub(crate) async fn append(
+    state: &Rc<LogState>,
+    records: Bytes,
+    leader_epoch: i32,
+    now_ms: i64,
+) -> Result<AppendResult, StorageError> {
+    state.check_writable()?;
+    let config = state.config();
+    let spans = validate(&records, &config)?;
+    let units = (records.len() as u64).min(state.admission_capacity);
+    if state.admission.acquire(units).await.is_err() {
+        state.check_writable()?;
+        return Err(StorageError::Closed);
+    }
+    // From here on no `.await`: the rest of the append is atomic on this shard.
+    let result = state
+        .check_writable()
+        .and_then(|()| place(state, records, &spans, leader_epoch, now_ms, units, &config));
+    match &result {
+        Ok(outcome) if !outcome.duplicate => {}
+        _ => state.admission.signal(units),
+    }
+    result
+}
+
+/// Checks every batch of `records`; returns each batch's (start, length).
+fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, StorageError> {
+    let mut spans = Vec::new();
+    let mut position = 0usize;
+    while position < records.len() {
+        let total = batch::validate_batch(&records[position..])?;
+        if total as u64 > config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                size: total,
+                max: config.batch_bytes_max,
+            });
+        }
+        spans.push((position, total));
+        position += total;
+    }
+    if spans.is_empty() {
+        return Err(StorageError::InvalidBatch(BatchError::TooShort {
+            available: 0,
+        }));
+    }
+    Ok(spans)
+}
+
+fn place(
+    state: &LogState,
+    records: Bytes,
+    spans: &[(usize, usize)],
+    leader_epoch: i32,
+    now_ms: i64,
+    units: u64,
+    config: &LogConfig,
+) -> Result<AppendResult, StorageError> {
+    let producer_batches: Vec<ProducerBatch> = spans
+        .iter()
+        .filter_map(|&(start, _)| RecordBatchHeader::view(&records[start..]).ok())
+        .filter_map(ProducerBatch::from_header)
+        .collect();
+    if !producer_batches.is_empty()
+        && let Some(original) = state.producers.borrow().check_all(&producer_batches)?
+    {
+        return Ok(AppendResult {
+            base_offset: Offset(original.base_offset),
+            last_offset: Offset(original.last_offset),
+            log_append_time_ms: -1,
+            log_start_offset: Offset(state.log_start.get()),
+            duplicate: true,
+        });
+    }
+    let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+    let base_offset = state.log_end.get();
+    let stamped = stamp(
+        records,
+        spans,
+        base_offset,
+        leader_epoch,
+        log_append_time,
+        now_ms,
+    )?;
+    let mut next = base_offset;
+    let count = spans.len();
+    for (i, &(start, len)) in spans.iter().enumerate() {
+        let bytes = stamped.slice(start..start + len);
+        let item_units = if i + 1 == count { units } else { 0 };
+        next = place_batch(state, bytes, leader_epoch, now_ms, item_units, config)?;
+    }
+    state.log_end.set(next);
+    state.high_watermark.set(next);
+    state.appended.notify();
+    state.work.notify();
+    Ok(AppendResult {
+        base_offset: Offset(base_offset),
+        last_offset: Offset(next - 1),
+        log_append_time_ms: if log_append_time { now_ms } else { -1 },
+        log_start_offset: Offset(state.log_start.get()),
+        duplicate: false,
+    })
+}
+
+/// Copies `records` only if it is shared, then stamps offsets and the leader epoch.
+fn stamp(
+    records: Bytes,
+    spans: &[(usize, usize)],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: bool,
+    now_ms: i64,
+) -> Result<Bytes, StorageError> {
+    let mut owned = records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let mut next = base_offset;
+    for &(start, len) in spans {
+        let slice = &mut owned[start..start + len];
+        batch::stamp_batch(slice, next, leader_epoch);
+        if log_append_time {
+            batch::stamp_log_append_time(slice, now_ms)?;
+        }
+        next = RecordBatchHeader::view(slice)?.next_offset();
+    }
+    Ok(owned.freeze())
+}
+
+/// Appends one stamped batch to the active segment (rolling first if due); returns the
+/// next offset.
+fn place_batch(
+    state: &LogState,
+    bytes: Bytes,
+    leader_epoch: i32,
+    now_ms: i64,
+    units: u64,
+    config: &LogConfig,
+) -> Result<i64, StorageError> {
+    let header = RecordBatchHeader::view(&bytes)?;
+    let base_offset = header.base_offset();
+    let summary_bytes = bytes.len() as u64;
+    let segment = active_for(
+        state,
+        base_offset,
+        header.last_offset(),
+        summary_bytes,
+        now_ms,
+        config,
+    );
+    let summary = BatchSummary {
+        position: segment.size_bytes(),
+        bytes: summary_bytes,
+        base_offset,
+        last_offset: header.last_offset(),
+        max_timestamp: header.max_timestamp.get(),
+    };
+    if segment.is_empty() {
+        segment.set_roll_base_ms(now_ms);
+    }
+    segment.on_append(&summary, config.index_interval_bytes);
+    if let Some(producer) = ProducerBatch::from_header(header) {
+        state
+            .producers
+            .borrow_mut()
+            .record(&producer, base_offset, summary.last_offset);
+    }
+    if state
+        .leader_epochs
+        .borrow_mut()
+        .assign(leader_epoch, base_offset)
+    {
+        state.leader_epochs_dirty.set(true);
+    }
+    let next_offset = summary.last_offset + 1;
+    state.memory.borrow_mut().insert(
+        base_offset,
+        MemoryBatch {
+            bytes: bytes.clone(),
+            next_offset,
+            ticket: 0,
+        },
+    );
+    state.pending.borrow_mut().push_back(PendingWrite {
+        segment,
+        position: summary.position,
+        bytes,
+        base_offset,
+        next_offset,
+        units,
+    });
+    state
+        .pending_bytes
+        .set(state.pending_bytes.get() + summary_bytes);
+    state.size_bytes.set(state.size_bytes.get() + summary_bytes);
+    Ok(next_offset)
+}
+
+/// The segment the next batch goes to: the active one, or a new one if a roll is due.
+fn active_for(
+    state: &LogState,
+    base_offset: i64,
+    last_offset: i64,
+    bytes: u64,
+    now_ms: i64,
+    config: &LogConfig,
+) -> Rc<Segment> {
+    let active = state.active_segment();
+    if let Some(active) = &active
+        && !roll_due(active, last_offset, bytes, now_ms, config)
+    {
+        return active.clone();
+    }
+    if let Some(active) = &active {
+        active.seal();
+    }
+    let segment = Rc::new(Segment::new(
+        &state.dir,
+        base_offset,
+        state.cache.next_id(),
+        now_ms,
+    ));
+    let snapshot = state.producers.borrow().encode_snapshot(base_offset);
+    *segment.roll_snapshot.borrow_mut() = Some(snapshot);
+    state.segments.borrow_mut().push_back(segment.clone());
+    segment
+}
+
+fn roll_due(active: &Segment, last_offset: i64, bytes: u64, now_ms: i64, c: &LogConfig) -> bool {
+    if active.is_sealed() {
+        return true;
+    }
+    if active.is_empty() {
+        return false;
+    }
+    let age_ms = now_ms.saturating_sub(active.roll_base_ms());
+    active.size_bytes() + bytes > c.segment_bytes
+        || age_ms > i64::try_from(c.segment_ms).unwrap_or(i64::MAX)
+        || last_offset - active.base_offset > i64::from(i32::MAX)
+        || active.index.borrow().offsets.len() >= INDEX_ENTRIES_MAX
+}

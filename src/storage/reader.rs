@@ -1,0 +1,332 @@
+//! The read path: whole batches from memory (pending or cached) or, for cold data, from a
+//! DMA read of the segment located with the offset index; plus timestamp lookups.
+//!
+//! Owns: fetch-size semantics (KIP-74 `min_one_batch`), cold-read chunking, CRC checks of
+//! bytes read from disk, the open read handles of segments. May import: storage modules.
+//! Runs on: the shard owning the partition.
+//! Invariants: a batch read from disk is returned only after `validate_batch` passed, else
+//! the read fails with `CorruptData`; only bytes below a segment's `disk_bytes` are read
+//! from disk (anything later is still in memory); cold bytes are copied once from the DMA
+//! buffer into one `Bytes` that the returned batches slice.
+
+use super::StorageError;
+use super::cache::batch_containing;
+use super::io;
+use super::log::ReadResult;
+use super::scan::{self, Stop};
+use super::segment::Segment;
+use super::state::LogState;
+use crate::model::Offset;
+use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
+use bytes::Bytes;
+use glommio::io::DmaFile;
+use std::rc::Rc;
+
+/// A batch and the offset after it.
+struct Found {
+    base_offset: i64,
+    next_offset: i64,
+    bytes: Bytes,
+}
+
+pub(crate) async fn read(
+    state: &LogState,
+    start: Offset,
+    max_bytes: usize,
+    min_one_batch: bool,
+) -> Result<ReadResult, StorageError> {
+    if state.closed.get() {
+        return Err(StorageError::Closed);
+    }
+    let (log_start, log_end) = (state.log_start.get(), state.log_end.get());
+    if start.0 < log_start || start.0 > log_end {
+        return Err(StorageError::OffsetOutOfRange {
+            requested: start,
+            log_start: Offset(log_start),
+            log_end: Offset(log_end),
+        });
+    }
+    let batches = collect(state, start.0, max_bytes, min_one_batch).await?;
+    let high_watermark = Offset(state.high_watermark.get());
+    Ok(ReadResult {
+        batches,
+        high_watermark,
+        log_start_offset: Offset(state.log_start.get()),
+        last_stable_offset: high_watermark,
+    })
+}
+
+/// Batches from the one containing `start`, below the high watermark, within `max_bytes`.
+async fn collect(
+    state: &LogState,
+    start: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
+) -> Result<Vec<Bytes>, StorageError> {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    let mut cursor = start;
+    loop {
+        let limit = state.high_watermark.get();
+        if cursor >= limit {
+            break;
+        }
+        let found = match batch_containing(&state.memory, cursor) {
+            Some((base_offset, bytes)) => {
+                state.cache.count_hit();
+                vec![found(base_offset, bytes)?]
+            }
+            None => {
+                let budget = max_bytes.saturating_sub(total);
+                match read_disk(state, cursor, budget).await {
+                    Ok(found) => found,
+                    // Serve what we have; the next read starts at the problem and reports it.
+                    Err(_) if !out.is_empty() => break,
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        if found.is_empty() {
+            break;
+        }
+        for batch in found {
+            let first = out.is_empty();
+            let fits = total + batch.bytes.len() <= max_bytes || (first && min_one_batch);
+            if batch.base_offset >= state.high_watermark.get() || !fits {
+                return Ok(out);
+            }
+            total += batch.bytes.len();
+            cursor = batch.next_offset;
+            out.push(batch.bytes);
+        }
+        if total >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn found(base_offset: i64, bytes: Bytes) -> Result<Found, StorageError> {
+    let next_offset = RecordBatchHeader::view(&bytes)?.next_offset();
+    Ok(Found {
+        base_offset,
+        next_offset,
+        bytes,
+    })
+}
+
+/// The open read handle of `segment`, opening it (and registering it with the per-shard
+/// open-file limit) if needed.
+async fn segment_file(state: &LogState, segment: &Segment) -> Result<Rc<DmaFile>, StorageError> {
+    if let Some(file) = segment.cached_file() {
+        state.cache.touch_file(segment.uid, &segment.file);
+        return Ok(file);
+    }
+    let file = Rc::new(io::open_segment_read(&segment.log_path).await?);
+    *segment.file.borrow_mut() = Some(file.clone());
+    state.cache.touch_file(segment.uid, &segment.file);
+    Ok(file)
+}
+
+/// Reads batches from disk starting with the one containing `offset`; about `budget`
+/// bytes of them (at least one whole batch), never past what is on disk.
+async fn read_disk(
+    state: &LogState,
+    offset: i64,
+    budget: usize,
+) -> Result<Vec<Found>, StorageError> {
+    let Some(segment) = state.segment_for(offset) else {
+        return Ok(Vec::new());
+    };
+    if offset >= segment.next_offset() {
+        return Ok(Vec::new());
+    }
+    let config = state.config();
+    let disk_end = segment.disk_bytes();
+    let mut position = segment
+        .index
+        .borrow()
+        .position_for(offset - segment.base_offset);
+    let file = segment_file(state, &segment).await?;
+    let slack = config.index_interval_bytes as usize + BATCH_HEADER_BYTES;
+    let mut want = budget.saturating_add(slack).clamp(
+        io::BLOCK_BYTES as usize,
+        config.read_chunk_bytes.max(4096) as usize,
+    );
+    loop {
+        if position >= disk_end {
+            return Ok(Vec::new());
+        }
+        let len = (want as u64).min(disk_end - position) as usize;
+        state.cache.count_miss();
+        let bytes = Bytes::from(io::read_at(&file, &segment.log_path, position, len).await?);
+        let parsed = parse_chunk(
+            &segment,
+            position,
+            &bytes,
+            offset,
+            len as u64 == disk_end - position,
+        )?;
+        match parsed {
+            Parsed::Batches(batches) if batches.is_empty() => position += len as u64,
+            Parsed::Batches(batches) => return Ok(batches),
+            Parsed::Skip { to } => position = to,
+            Parsed::Grow { needed } => want = needed,
+        }
+    }
+}
+
+enum Parsed {
+    Batches(Vec<Found>),
+    /// Every complete batch in the chunk is before `offset`; continue at `to`.
+    Skip {
+        to: u64,
+    },
+    /// The first wanted batch does not fit the chunk; read `needed` bytes instead.
+    Grow {
+        needed: usize,
+    },
+}
+
+/// Validates the batches of a chunk read at `position`; keeps those at or past `offset`.
+/// Valid batches before a problem are served; the next read meets the problem again.
+fn parse_chunk(
+    segment: &Segment,
+    position: u64,
+    bytes: &Bytes,
+    offset: i64,
+    reaches_disk_end: bool,
+) -> Result<Parsed, StorageError> {
+    let mut batches = Vec::new();
+    let mut at = 0usize;
+    let mut expected = segment.base_offset;
+    while at < bytes.len() {
+        let stop = match scan::parse_one(&bytes[at..]) {
+            Ok(len) => {
+                let header = RecordBatchHeader::view(&bytes[at..])?;
+                if header.base_offset() < expected || header.next_offset() > segment.next_offset() {
+                    // baseOffset is not CRC-covered: a batch out of place is corrupt too.
+                    if !batches.is_empty() {
+                        break;
+                    }
+                    return Err(misplaced(
+                        segment,
+                        position + at as u64,
+                        header.base_offset(),
+                        expected,
+                    ));
+                }
+                expected = header.next_offset();
+                if header.next_offset() > offset {
+                    batches.push(Found {
+                        base_offset: header.base_offset(),
+                        next_offset: header.next_offset(),
+                        bytes: bytes.slice(at..at + len),
+                    });
+                }
+                at += len;
+                continue;
+            }
+            Err(stop) => stop,
+        };
+        if !batches.is_empty() {
+            break;
+        }
+        let here = position + at as u64;
+        return match stop {
+            Stop::Incomplete { .. } if !reaches_disk_end && at > 0 => Ok(Parsed::Skip { to: here }),
+            Stop::Incomplete { needed } if !reaches_disk_end => Ok(Parsed::Grow {
+                needed: needed.max(BATCH_HEADER_BYTES),
+            }),
+            Stop::Incomplete { needed } => Err(corrupt(
+                segment,
+                here,
+                BatchError::Truncated {
+                    needed,
+                    available: bytes.len() - at,
+                },
+            )),
+            Stop::Zeros => Err(corrupt(
+                segment,
+                here,
+                BatchError::BadLength { batch_length: 0 },
+            )),
+            Stop::Invalid(error) => Err(corrupt(segment, here, error)),
+        };
+    }
+    Ok(Parsed::Batches(batches))
+}
+
+fn misplaced(segment: &Segment, position: u64, base_offset: i64, expected: i64) -> StorageError {
+    tracing::error!(
+        path = %segment.log_path.display(), position, base_offset, expected,
+        "misplaced batch on disk; not served"
+    );
+    StorageError::MisplacedBatch {
+        path: segment.log_path.clone(),
+        position,
+        base_offset,
+        expected,
+    }
+}
+
+fn corrupt(segment: &Segment, position: u64, source: BatchError) -> StorageError {
+    tracing::error!(
+        path = %segment.log_path.display(), position, %source,
+        "corrupt batch on disk; not served"
+    );
+    StorageError::CorruptData {
+        path: segment.log_path.clone(),
+        position,
+        source,
+    }
+}
+
+/// First batch (at or after the log start) whose max timestamp is >= `timestamp`.
+pub(crate) async fn offset_for_timestamp(
+    state: &LogState,
+    timestamp: i64,
+) -> Result<Option<(Offset, i64)>, StorageError> {
+    let log_start = state.log_start.get();
+    let segments = state.segments_snapshot();
+    for segment in segments.iter().filter(|s| s.next_offset() > log_start) {
+        if segment.max_timestamp().is_none_or(|(ts, _)| ts < timestamp) {
+            continue;
+        }
+        let relative = segment.index.borrow().scan_start_for_timestamp(timestamp);
+        let mut cursor = (segment.base_offset + relative).max(log_start);
+        while cursor < segment.next_offset() && cursor < state.high_watermark.get() {
+            let chunk = state.config().read_chunk_bytes as usize;
+            let batches = collect(state, cursor, chunk, true).await?;
+            if batches.is_empty() {
+                break;
+            }
+            for bytes in &batches {
+                let header = RecordBatchHeader::view(bytes)?;
+                if header.max_timestamp.get() >= timestamp {
+                    let offset = header.base_offset().max(log_start);
+                    return Ok(Some((Offset(offset), header.max_timestamp.get())));
+                }
+                cursor = header.next_offset();
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The largest batch max timestamp (earliest batch on ties) and that batch's last offset.
+pub(crate) fn max_timestamp(state: &LogState) -> Option<(Offset, i64)> {
+    let log_start = state.log_start.get();
+    let mut best: Option<(i64, i64)> = None;
+    for segment in state.segments.borrow().iter() {
+        if segment.next_offset() <= log_start {
+            continue;
+        }
+        if let Some((ts, offset)) = segment.max_timestamp()
+            && best.is_none_or(|(b, _)| ts > b)
+        {
+            best = Some((ts, offset));
+        }
+    }
+    best.map(|(ts, offset)| (Offset(offset), ts))
+}
