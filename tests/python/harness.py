@@ -22,13 +22,17 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_DATA_ROOT = REPO_ROOT / "target" / "test-data"
 
 # Named timeouts (seconds). Generous: they bound hangs, they never measure performance.
-BROKER_START_TIMEOUT_S = 30.0
+BROKER_START_TIMEOUT_S = 60.0
+# After kill -9 the old listener can linger briefly (io_uring teardown is asynchronous), so a
+# restart on the same port may see EADDRINUSE; retried for this long, with a warning.
+RESTART_BIND_RETRY_S = 10.0
 BROKER_STOP_TIMEOUT_S = 15.0
 CONNECT_POLL_INTERVAL_S = 0.05
 STDERR_TAIL_LINES = 80
@@ -130,6 +134,18 @@ class Broker:
                 "--shards", str(self.shards), *admin, *self.extra_args]
 
     def start(self) -> "Broker":
+        deadline = time.monotonic() + RESTART_BIND_RETRY_S
+        while True:
+            try:
+                return self._start_once()
+            except BrokerDied as died:
+                if "Address already in use" not in str(died) or time.monotonic() > deadline:
+                    raise
+                warnings.warn(f"broker restart on {self.bootstrap}: address still in use "
+                              "after the previous process exited; retrying")
+                time.sleep(0.5)
+
+    def _start_once(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         self.expected_exit = False
