@@ -79,6 +79,20 @@ def port_accepts(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def answers_api_versions(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """Ready = a Kafka ApiVersions round trip works. A bare TCP connect is not enough: after
+    kill -9 the old process's listener can linger for a moment and accept connections."""
+    import kafka_wire
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(kafka_wire.api_versions_v0(1))
+            body = kafka_wire.recv_frame(sock)
+            return kafka_wire.Reader(body).i32() == 1
+    except (OSError, ConnectionError, ValueError):
+        return False
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a live process, from /proc."""
     with open(f"/proc/{pid}/status") as status:
@@ -164,7 +178,7 @@ class Broker:
             if self.proc.poll() is not None:
                 raise BrokerDied(f"broker exited with {self.proc.returncode} during start-up\n"
                                  f"command: {shlex.join(self.command())}\n{self.stderr_tail()}")
-            if port_accepts(self.host, self.port, timeout_s=0.5):
+            if answers_api_versions(self.host, self.port) and self.proc.poll() is None:
                 return
             time.sleep(CONNECT_POLL_INTERVAL_S)
         raise BrokerDied(f"broker did not accept connections on {self.bootstrap} within "
