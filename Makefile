@@ -16,7 +16,7 @@ unit-test:
 
 # librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9.
 rust-client-test::
-	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test cli
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test cli
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -183,6 +183,12 @@ pub struct StorageConfig {
     /// Open segment files per shard before the least recently read are closed.
     /// Default 4096, range 16..=1_000_000.
     pub open_segments_max: usize,
+    /// Produce is refused with KAFKA_STORAGE_ERROR while the data dir's filesystem has less
+    /// free space than this, bytes (reads keep working; writes resume when space returns).
+    /// Default 128 MiB, range 0..=1 TiB.
+    pub disk_free_bytes_min: u64,
+    /// How often each shard checks the free space, ms. Default 1000, range 10..=60000.
+    pub disk_check_interval_ms: u64,
     /// How often retention runs, ms (Kafka `log.retention.check.interval.ms`).
     /// Default 300000, range 100..=86400000.
     pub retention_check_interval_ms: u64,
@@ -204,6 +210,8 @@ impl Default for StorageConfig {
             batch_cache_bytes_max: 256 * MIB,
             read_chunk_bytes: MIB,
             open_segments_max: 4096,
+            disk_free_bytes_min: 128 * MIB,
+            disk_check_interval_ms: 1_000,
             retention_check_interval_ms: 300_000,
         }
     }
@@ -429,6 +437,18 @@ impl Config {
             st.open_segments_max,
             16,
             1_000_000,
+        )?;
+        check(
+            "storage.disk_free_bytes_min",
+            st.disk_free_bytes_min,
+            0,
+            1024 * GIB,
+        )?;
+        check(
+            "storage.disk_check_interval_ms",
+            st.disk_check_interval_ms,
+            10,
+            60_000,
         )?;
         check(
             "storage.retention_check_interval_ms",

@@ -382,6 +382,9 @@ impl Shard {
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
+        if self.disk.is_full() {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
         let batch = Bytes::from(encode_batch_from(records, now_ms(), origin));
         let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
             tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");

@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod controller;
+pub mod disk;
 mod group_coordinator;
 pub mod messages;
 pub mod metrics;

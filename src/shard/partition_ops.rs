@@ -49,15 +49,26 @@ fn produce_error(
 
 impl Shard {
     /// Stage 1: appends every partition's records in order. Returns stage 2, which waits
-    /// for the sync when `acks` is All.
+    /// until the batches are flushed (acks=1: the O_DIRECT write completed, so they survive
+    /// kill -9) or synced (acks=all: fdatasync returned, so they survive power loss).
     pub(super) async fn produce_local(
         self: &Rc<Self>,
         partitions: Vec<ProducePartition>,
         acks: Acks,
     ) -> LocalBoxFuture<'static, Vec<ProducePartitionResult>> {
         let mut results = Vec::with_capacity(partitions.len());
-        let mut to_sync: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
+        let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
         for ProducePartition { partition, records } in partitions {
+            if self.disk.is_full() {
+                self.metrics.produced(records.len(), true);
+                let message = "not enough free disk space; writes resume when space is freed";
+                results.push(produce_error(
+                    partition,
+                    ErrorCode::KafkaStorageError,
+                    Some(message.to_string()),
+                ));
+                continue;
+            }
             let Some(log) = self.log(&partition) else {
                 results.push(produce_error(
                     partition,
@@ -71,8 +82,8 @@ impl Shard {
             self.metrics.produced(bytes, appended.is_err());
             match appended {
                 Ok(appended) => {
-                    if acks == Acks::All {
-                        to_sync.push((results.len(), log.clone(), appended.last_offset));
+                    if acks != Acks::None {
+                        to_wait.push((results.len(), log.clone(), appended.last_offset));
                     }
                     results.push(ProducePartitionResult {
                         partition,
@@ -84,6 +95,9 @@ impl Shard {
                     });
                 }
                 Err(error) => {
+                    if error.is_disk_full() {
+                        self.check_disk();
+                    }
                     let code = storage_error_code(&error);
                     tracing::warn!(shard = %self.id, %partition, %error, "append rejected");
                     results.push(produce_error(partition, code, Some(error.to_string())));
@@ -92,9 +106,14 @@ impl Shard {
         }
         let shard_id = self.id;
         Box::pin(async move {
-            for (index, log, last_offset) in to_sync {
-                if let Err(error) = log.wait_synced(last_offset).await {
-                    tracing::error!(shard = %shard_id, %error, "sync failed");
+            for (index, log, last_offset) in to_wait {
+                let durable = if acks == Acks::All {
+                    log.wait_synced(last_offset).await
+                } else {
+                    log.wait_flushed(last_offset).await
+                };
+                if let Err(error) = durable {
+                    tracing::error!(shard = %shard_id, %error, "flush or sync failed");
                     let result = &mut results[index];
                     result.error = storage_error_code(&error);
                     result.error_message = Some(error.to_string());

@@ -86,7 +86,15 @@ where
                     .await
                     .map_err(|e| format!("joining the channel mesh: {e}"))?;
                 let id = ShardId(senders.peer_id());
+                // glommio decides once per device whether io_uring polling works, from the
+                // first DMA file it reads; an empty first file makes it decide wrongly.
+                if let Err(error) =
+                    crate::storage::prime_iopoll_probe(&config.storage.data_dir).await
+                {
+                    tracing::warn!(shard = %id, %error, "cannot prime the io_uring polling probe");
+                }
                 let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
+                shard.spawn_disk_guard();
                 shard.apply_catalog(catalog).await;
                 shard.load_groups().await;
                 shard.spawn_group_timer();
@@ -132,13 +140,38 @@ where
     Ok(())
 }
 
+/// How long start-up waits for a listening port still held by a previous process.
+const PORT_WAIT: Duration = Duration::from_secs(10);
+const PORT_RETRY: Duration = Duration::from_millis(50);
+
 /// Shards share their listening port with SO_REUSEPORT, which would also let a second
 /// broker on the same port silently take half the connections. Binding once without it
-/// first makes a port already in use a clear start-up error.
+/// first makes a port in use a clear start-up error. A broker killed with SIGKILL keeps its
+/// listener for a moment after it is reaped (io_uring tears its ring down asynchronously),
+/// so a restart waits up to `PORT_WAIT` for the port instead of failing at once.
 fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
-    std::net::TcpListener::bind(address)
-        .map(drop)
-        .map_err(|e| ShardPoolError::Start(format!("cannot listen on {address}: {e}")))
+    let deadline = std::time::Instant::now() + PORT_WAIT;
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(address) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !logged {
+                    tracing::warn!(%address, "port in use; waiting for it to be released");
+                    logged = true;
+                }
+                std::thread::sleep(PORT_RETRY);
+            }
+            Err(e) => {
+                return Err(ShardPoolError::Start(format!(
+                    "cannot listen on {address}: {e}"
+                )));
+            }
+        }
+    }
 }
 
 /// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first

@@ -38,6 +38,8 @@ pub struct Shard {
     pub(super) coordinator: GroupCoordinator,
     pub(super) txn_coordinator: TxnCoordinator,
     pub metrics: super::metrics::ShardMetrics,
+    /// Free-space state of the data dir's filesystem.
+    pub disk: super::disk::DiskGuard,
     /// Budget of request bytes in flight on this shard (`request_memory_bytes_max`).
     pub request_memory: Rc<glommio::sync::Semaphore>,
     /// Fires when the broker is shutting down.
@@ -71,6 +73,7 @@ impl Shard {
             coordinator,
             txn_coordinator,
             metrics: Default::default(),
+            disk: Default::default(),
             request_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
         }

@@ -319,6 +319,9 @@ impl Shard {
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
+        if self.disk.is_full() {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
         let key = records::key(&metadata.transactional_id);
         let value = records::value(metadata);
         let record = NewRecord {

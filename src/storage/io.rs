@@ -50,7 +50,11 @@ pub async fn prime_iopoll_probe(dir: &Path) -> Result<(), StorageError> {
     if known {
         return Ok(());
     }
-    let path = dir.join(".iopoll-probe");
+    // One file per call: shards probe concurrently, and glommio's open panics (statfs
+    // unwrap) if the file vanishes under it.
+    static PROBE_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = PROBE_NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".iopoll-probe-{}-{number}", std::process::id()));
     std::fs::write(&path, [1u8; BLOCK_BYTES as usize])
         .map_err(|e| StorageError::io("write", &path, e))?;
     let file = DmaFile::open(&path)

@@ -66,6 +66,8 @@ impl Broker {
                 "--shards",
                 "2",
             ])
+            // No admin HTTP: parallel test brokers would collide on its default port.
+            .args(["--admin-listen", ""])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .stdout(Stdio::null())

@@ -14,20 +14,6 @@ use kafka_protocol::messages::{DescribeLogDirsResponse, RequestKind};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-/// (total, usable) bytes of the filesystem holding `path`, or (-1, -1).
-fn filesystem_bytes(path: &std::path::Path) -> (i64, i64) {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return (-1, -1);
-    };
-    // SAFETY: statvfs fills the zeroed struct; c_path is a valid NUL-terminated string.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
-        return (-1, -1);
-    }
-    let block = stats.f_frsize as i64;
-    (stats.f_blocks as i64 * block, stats.f_bavail as i64 * block)
-}
-
 pub fn handle(
     shard: Rc<Shard>,
     context: RequestContext,
@@ -57,7 +43,8 @@ pub fn handle(
             });
         }
         let data_dir = &shard.config.storage.data_dir;
-        let (total, usable) = filesystem_bytes(data_dir);
+        let (total, usable) = crate::shard::disk::filesystem_bytes(data_dir)
+            .map_or((-1, -1), |(t, a)| (t as i64, a as i64));
         let mut result = DescribeLogDirsResult::default();
         result.log_dir = str_bytes(
             &std::fs::canonicalize(data_dir)
