@@ -1,0 +1,251 @@
+// Test driver around the reference Java client (kafka-clients 4.3.0), run by
+// tests/python/test_java.py. Prints machine-readable lines; exits non-zero on any failure.
+//
+//   produce BOOTSTRAP TOPIC N ACKS COMPRESSION [IDEMPOTENCE=true|false]
+//       N records; record i has key "key-<i%13>" (null when i%10==9) and value value(i).
+//       Prints "ACK <index> <partition> <offset>" per record, then "PRODUCED <n>".
+//   consume BOOTSTRAP TOPIC N TIMEOUT_MS
+//       Reads N records from the beginning of every partition (assign, no group). Prints
+//       "REC <partition> <offset> <key|-> <crc32 of value> <value length> <timestamp>", then
+//       "CONSUMED <n>".
+//   create BOOTSTRAP TOPIC PARTITIONS | list BOOTSTRAP | describe BOOTSTRAP TOPIC
+//   delete BOOTSTRAP TOPIC
+//       Admin; print "CREATED t", "TOPIC t" per topic, "PARTITION p leader <id> replicas
+//       <ids>" per partition, "DELETED t".
+//   selftest KEY...
+//       Local checks, no broker: every codec compresses and decompresses a batch; prints
+//       "MURMUR2 <key> <Utils.murmur2(key)>" so the Python murmur2 helper is cross-checked.
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.zip.CRC32;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.compress.Compression;
+import org.apache.kafka.common.record.internal.CompressionType;
+import org.apache.kafka.common.record.internal.MemoryRecords;
+import org.apache.kafka.common.record.internal.MemoryRecordsBuilder;
+import org.apache.kafka.common.record.internal.Record;
+import org.apache.kafka.common.record.internal.RecordBatch;
+import org.apache.kafka.common.record.TimestampType;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.utils.Utils;
+
+public final class ShardlogClient {
+    static final long ADMIN_TIMEOUT_S = 30;
+    static final long PRODUCE_TIMEOUT_S = 120;
+
+    public static void main(String[] args) throws Exception {
+        if (args.length == 0) {
+            usage();
+        }
+        switch (args[0]) {
+            case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]), args[4],
+                    args[5], args.length > 6 ? args[6] : "true");
+            case "consume" -> consume(args[1], args[2], Integer.parseInt(args[3]),
+                    Long.parseLong(args[4]));
+            case "create" -> create(args[1], args[2], Integer.parseInt(args[3]));
+            case "list" -> list(args[1]);
+            case "describe" -> describe(args[1], args[2]);
+            case "delete" -> delete(args[1], args[2]);
+            case "selftest" -> selftest(args);
+            default -> usage();
+        }
+        System.out.flush();
+    }
+
+    static void usage() {
+        System.err.println("usage: ShardlogClient produce|consume|create|list|describe|delete|"
+                + "selftest ...");
+        System.exit(2);
+    }
+
+    /** Deterministic value of record i; test_java.py computes the same bytes. */
+    static byte[] value(int i) {
+        StringBuilder sb = new StringBuilder("java-" + i + "-");
+        for (int j = 0; j < i % 300; j++) {
+            sb.append((char) ('a' + (i * 7 + j) % 26));
+        }
+        return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    static byte[] key(int i) {
+        return i % 10 == 9 ? null : ("key-" + (i % 13)).getBytes(StandardCharsets.UTF_8);
+    }
+
+    static void produce(String bootstrap, String topic, int n, String acks, String compression,
+            String idempotence) throws Exception {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ProducerConfig.ACKS_CONFIG, acks);
+        props.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
+        props.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, idempotence);
+        props.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        long[][] acked = new long[n][];
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            for (int i = 0; i < n; i++) {
+                final int index = i;
+                producer.send(new ProducerRecord<>(topic, key(i), value(i)),
+                        (RecordMetadata md, Exception e) -> {
+                            if (e != null) {
+                                failure.compareAndSet(null, e);
+                            } else {
+                                acked[index] = new long[] {md.partition(), md.offset()};
+                            }
+                        });
+            }
+            producer.flush();
+        }
+        if (failure.get() != null) {
+            System.out.println("ERROR " + failure.get());
+            System.exit(1);
+        }
+        for (int i = 0; i < n; i++) {
+            System.out.println("ACK " + i + " " + acked[i][0] + " " + acked[i][1]);
+        }
+        System.out.println("PRODUCED " + n);
+    }
+
+    static void consume(String bootstrap, String topic, int n, long timeoutMs) {
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        int count = 0;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo p : consumer.partitionsFor(topic, Duration.ofSeconds(30))) {
+                tps.add(new TopicPartition(topic, p.partition()));
+            }
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            while (count < n && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
+                    CRC32 crc = new CRC32();
+                    crc.update(r.value());
+                    String k = r.key() == null ? "-" : new String(r.key(), StandardCharsets.UTF_8);
+                    System.out.println("REC " + r.partition() + " " + r.offset() + " " + k + " "
+                            + crc.getValue() + " " + r.value().length + " " + r.timestamp());
+                    count++;
+                }
+            }
+        }
+        System.out.println("CONSUMED " + count);
+        if (count < n) {
+            System.exit(1);
+        }
+    }
+
+    static Admin admin(String bootstrap) {
+        Properties props = new Properties();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+        return Admin.create(props);
+    }
+
+    static void create(String bootstrap, String topic, int partitions) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1)))
+                    .all().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+        }
+        System.out.println("CREATED " + topic);
+    }
+
+    static void list(String bootstrap) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            List<String> names = new ArrayList<>(
+                    admin.listTopics().names().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS));
+            Collections.sort(names);
+            for (String name : names) {
+                System.out.println("TOPIC " + name);
+            }
+        }
+    }
+
+    static void describe(String bootstrap, String topic) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            Map<String, TopicDescription> all = admin.describeTopics(List.of(topic))
+                    .allTopicNames().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+            TopicDescription d = all.get(topic);
+            System.out.println("TOPIC " + d.name() + " internal " + d.isInternal());
+            for (TopicPartitionInfo p : d.partitions()) {
+                StringBuilder replicas = new StringBuilder();
+                p.replicas().forEach(node -> replicas.append(replicas.length() == 0 ? "" : ",")
+                        .append(node.id()));
+                System.out.println("PARTITION " + p.partition() + " leader " + p.leader().id()
+                        + " replicas " + replicas);
+            }
+        }
+    }
+
+    static void delete(String bootstrap, String topic) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            admin.deleteTopics(List.of(topic)).all().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+        }
+        System.out.println("DELETED " + topic);
+    }
+
+    static void selftest(String[] args) {
+        for (CompressionType type : CompressionType.values()) {
+            ByteBuffer buffer = ByteBuffer.allocate(1 << 20);
+            MemoryRecordsBuilder builder = MemoryRecords.builder(buffer, RecordBatch.MAGIC_VALUE_V2,
+                    Compression.of(type).build(), TimestampType.CREATE_TIME, 0L);
+            for (int i = 0; i < 100; i++) {
+                builder.append(1000L + i, key(i), value(i));
+            }
+            MemoryRecords records = builder.build();
+            int i = 0;
+            for (RecordBatch batch : records.batches()) {
+                batch.ensureValid();
+                if (batch.compressionType() != type) {
+                    throw new IllegalStateException("codec " + batch.compressionType());
+                }
+                for (Record r : batch) {
+                    byte[] v = new byte[r.valueSize()];
+                    r.value().get(v);
+                    if (!java.util.Arrays.equals(v, value(i))) {
+                        throw new IllegalStateException(type + ": record " + i + " differs");
+                    }
+                    i++;
+                }
+            }
+            if (i != 100) {
+                throw new IllegalStateException(type + ": " + i + " records");
+            }
+            System.out.println("CODEC " + type.name + " ok " + records.sizeInBytes());
+        }
+        for (int a = 1; a < args.length; a++) {
+            byte[] k = args[a].getBytes(StandardCharsets.UTF_8);
+            System.out.println("MURMUR2 " + args[a] + " " + Utils.murmur2(k));
+        }
+    }
+}

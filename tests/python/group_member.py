@@ -1,0 +1,95 @@
+"""A consumer-group member run as its own process, so tests can kill -9 it.
+
+usage: group_member.py CLIENT BOOTSTRAP TOPIC GROUP STRATEGY [INSTANCE_ID|-] [SESSION_MS]
+  CLIENT   confluent | kafka-python
+  STRATEGY range | roundrobin | cooperative-sticky
+
+Prints one JSON line per change of its assignment: {"assignment": [partitions...]}, and
+{"records": n} totals every second while it consumes. Exits cleanly (leaving the group, unless
+static) on SIGTERM.
+"""
+
+import json
+import signal
+import sys
+import time
+
+running = True
+
+
+def stop(*_):
+    global running
+    running = False
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def run_confluent(bootstrap, topic, group, strategy, instance_id, session_ms):
+    from confluent_kafka import Consumer
+    conf = {"bootstrap.servers": bootstrap, "group.id": group,
+            "partition.assignment.strategy": strategy, "session.timeout.ms": session_ms,
+            "heartbeat.interval.ms": max(100, session_ms // 10),
+            "auto.offset.reset": "earliest", "enable.auto.commit": True,
+            "auto.commit.interval.ms": 200}
+    if instance_id:
+        conf["group.instance.id"] = instance_id
+    c = Consumer(conf)
+    c.subscribe([topic])
+    last, count, last_report = None, 0, 0.0
+    while running:
+        msg = c.poll(0.1)
+        if msg is not None and msg.error() is None:
+            count += 1
+        current = sorted(tp.partition for tp in c.assignment())
+        if current != last:
+            emit({"assignment": current})
+            last = current
+        if time.monotonic() - last_report > 1.0:
+            emit({"records": count})
+            last_report = time.monotonic()
+    c.close()
+
+
+def run_kafka_python(bootstrap, topic, group, strategy, instance_id, session_ms):
+    import kafka
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    assignor = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+                "cooperative-sticky": CooperativeStickyAssignor}[strategy]
+    kw = dict(bootstrap_servers=bootstrap, group_id=group,
+              partition_assignment_strategy=[assignor], session_timeout_ms=session_ms,
+              heartbeat_interval_ms=max(100, session_ms // 10), auto_offset_reset="earliest",
+              enable_auto_commit=True, auto_commit_interval_ms=200)
+    if instance_id:
+        kw["group_instance_id"] = instance_id
+    c = kafka.KafkaConsumer(**kw)
+    c.subscribe([topic])
+    last, count, last_report = None, 0, 0.0
+    while running:
+        for msgs in c.poll(timeout_ms=100).values():
+            count += len(msgs)
+        current = sorted(tp.partition for tp in c.assignment())
+        if current != last:
+            emit({"assignment": current})
+            last = current
+        if time.monotonic() - last_report > 1.0:
+            emit({"records": count})
+            last_report = time.monotonic()
+    c.close()
+
+
+def main():
+    client, bootstrap, topic, group, strategy = sys.argv[1:6]
+    instance_id = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
+    session_ms = int(sys.argv[7]) if len(sys.argv) > 7 else 10000
+    signal.signal(signal.SIGTERM, stop)
+    runner = run_confluent if client == "confluent" else run_kafka_python
+    runner(bootstrap, topic, group, strategy, instance_id, session_ms)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Minimal hand-written Kafka wire encoding for raw-socket tests (hostile input, KIP-511).
+
+Only what the tests need: request headers v1/v2, ApiVersions v0/v3 requests and responses,
+Metadata v1 requests, Fetch v4 requests/responses. Written from the Kafka protocol guide
+(kafka.apache.org/protocol), independently of the broker's codec.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+# Named timeouts (seconds).
+SOCKET_TIMEOUT_S = 10.0
+
+API_PRODUCE = 0
+API_FETCH = 1
+API_METADATA = 3
+API_API_VERSIONS = 18
+
+ERROR_NONE = 0
+ERROR_UNSUPPORTED_VERSION = 35
+
+
+def i8(v): return struct.pack(">b", v)
+def i16(v): return struct.pack(">h", v)
+def i32(v): return struct.pack(">i", v)
+def i64(v): return struct.pack(">q", v)
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+EMPTY_TAGGED_FIELDS = uvarint(0)
+
+
+def header_v1(api_key: int, version: int, correlation_id: int, client_id="shardlog-tests"):
+    return i16(api_key) + i16(version) + i32(correlation_id) + string(client_id)
+
+
+def header_v2(api_key: int, version: int, correlation_id: int, client_id="shardlog-tests"):
+    return header_v1(api_key, version, correlation_id, client_id) + EMPTY_TAGGED_FIELDS
+
+
+def frame(payload: bytes) -> bytes:
+    return i32(len(payload)) + payload
+
+
+def api_versions_v0(correlation_id: int) -> bytes:
+    return frame(header_v1(API_API_VERSIONS, 0, correlation_id))
+
+
+def api_versions_flexible(correlation_id: int, version: int = 3) -> bytes:
+    body = compact_string("shardlog-tests") + compact_string("1.0") + EMPTY_TAGGED_FIELDS
+    return frame(header_v2(API_API_VERSIONS, version, correlation_id) + body)
+
+
+def metadata_v1(correlation_id: int, topics: list[str] | None) -> bytes:
+    if topics is None:
+        body = i32(-1)
+    else:
+        body = i32(len(topics)) + b"".join(string(t) for t in topics)
+    return frame(header_v1(API_METADATA, 1, correlation_id) + body)
+
+
+def fetch_v4(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int,
+             min_bytes: int = 1, max_bytes: int = 1 << 20) -> bytes:
+    body = (i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + i64(offset) + i32(max_bytes))
+    return frame(header_v1(API_FETCH, 4, correlation_id) + body)
+
+
+class Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"truncated: need {n} bytes at {self.pos}, have {len(self.data)}")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def i8(self): return struct.unpack(">b", self.take(1))[0]
+    def i16(self): return struct.unpack(">h", self.take(2))[0]
+    def i32(self): return struct.unpack(">i", self.take(4))[0]
+    def i64(self): return struct.unpack(">q", self.take(8))[0]
+
+    def uvarint(self) -> int:
+        shift = value = 0
+        while True:
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+            if shift > 35:
+                raise ValueError("uvarint too long")
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def tagged_fields(self) -> dict[int, bytes]:
+        fields = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            fields[tag] = self.take(self.uvarint())
+        return fields
+
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+
+def connect(bootstrap: str) -> socket.socket:
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT_S)
+    sock.settimeout(SOCKET_TIMEOUT_S)
+    return sock
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> bytes:
+    (size,) = struct.unpack(">i", recv_exact(sock, 4))
+    assert 0 <= size < 64 << 20, f"response frame size {size}"
+    return recv_exact(sock, size)
+
+
+def roundtrip(bootstrap: str, request: bytes) -> bytes:
+    with connect(bootstrap) as sock:
+        sock.sendall(request)
+        return recv_frame(sock)
+
+
+def closed_or_answered(sock: socket.socket, timeout_s: float) -> str:
+    """Wait until the peer closes ('closed') or sends bytes ('answered'); raise on a hang."""
+    sock.settimeout(timeout_s)
+    try:
+        data = sock.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        return "closed"
+    except socket.timeout:
+        raise AssertionError(f"broker neither answered nor closed within {timeout_s}s") from None
+    return "answered" if data else "closed"
+
+
+def wait_closed(sock: socket.socket, timeout_s: float) -> None:
+    """Read until EOF/reset; raise if the broker keeps the connection open past timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            if not sock.recv(65536):
+                return
+        except (ConnectionResetError, BrokenPipeError):
+            return
+        except socket.timeout:
+            raise AssertionError(f"connection still open after {timeout_s}s") from None
+
+
+def parse_api_versions_v0(body: bytes) -> tuple[int, dict[int, tuple[int, int]]]:
+    """ApiVersionsResponse v0 body (after the v0 response header)."""
+    r = Reader(body)
+    error = r.i16()
+    apis = {}
+    for _ in range(r.i32()):
+        key, lo, hi = r.i16(), r.i16(), r.i16()
+        apis[key] = (lo, hi)
+    assert r.done(), f"{len(body) - r.pos} trailing bytes after ApiVersions v0 body"
+    return error, apis
+
+
+def parse_api_versions_v3(body: bytes):
+    """ApiVersionsResponse v3 body. Returns (error, apis, throttle, top-level tagged fields)."""
+    r = Reader(body)
+    error = r.i16()
+    apis = {}
+    for _ in range(r.uvarint() - 1):
+        key, lo, hi = r.i16(), r.i16(), r.i16()
+        r.tagged_fields()
+        apis[key] = (lo, hi)
+    throttle = r.i32()
+    tags = r.tagged_fields()
+    assert r.done(), f"{len(body) - r.pos} trailing bytes after ApiVersions v3 body"
+    return error, apis, throttle, tags
+
+
+def parse_fetch_v4(body: bytes):
+    """FetchResponse v4 body -> {(topic, partition): (error, high_watermark, records bytes)}."""
+    r = Reader(body)
+    r.i32()  # throttle_time_ms
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition, error, hw, _lso = r.i32(), r.i16(), r.i64(), r.i64()
+            aborted = r.i32()
+            for _ in range(max(0, aborted)):
+                r.i64(), r.i64()
+            size = r.i32()
+            records = r.take(size) if size > 0 else b""
+            out[(topic, partition)] = (error, hw, records)
+    assert r.done(), "trailing bytes after Fetch v4 body"
+    return out
+
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def parse_batch_headers(records: bytes) -> list[dict]:
+    """Headers of the v2 record batches in a fetched record set; checks magic and CRC-32C.
+    A trailing partial batch (allowed in fetch responses) is ignored."""
+    out, pos = [], 0
+    while pos + 12 <= len(records):
+        base_offset, length = struct.unpack_from(">qi", records, pos)
+        end = pos + 12 + length
+        if end > len(records):
+            break
+        (leader_epoch, magic, crc, attributes, last_delta, base_ts, max_ts, producer_id,
+         producer_epoch, base_sequence, count) = struct.unpack_from(">ibIhiqqqhii", records,
+                                                                    pos + 12)
+        assert magic == 2, f"batch at offset {base_offset}: magic {magic}"
+        assert crc == crc32c(records[pos + 21:end]), f"batch at offset {base_offset}: bad CRC"
+        out.append(dict(base_offset=base_offset, length=length, leader_epoch=leader_epoch,
+                        attributes=attributes, last_offset_delta=last_delta,
+                        base_timestamp=base_ts, max_timestamp=max_ts, producer_id=producer_id,
+                        producer_epoch=producer_epoch, base_sequence=base_sequence,
+                        count=count))
+        pos = end
+    return out
+
+
+def fetch_batch_headers(bootstrap: str, topic: str, partition: int, high_watermark: int):
+    """All batch headers of a partition from offset 0 to high_watermark, via raw Fetch v4."""
+    headers, offset, correlation_id = [], 0, 1000
+    with connect(bootstrap) as sock:
+        while offset < high_watermark:
+            correlation_id += 1
+            sock.sendall(fetch_v4(correlation_id, topic, partition, offset, 500))
+            body = recv_frame(sock)
+            assert Reader(body).i32() == correlation_id
+            error, _, records = parse_fetch_v4(body[4:])[(topic, partition)]
+            assert error == ERROR_NONE, f"fetch error {error} at offset {offset}"
+            batch = parse_batch_headers(records)
+            assert batch, f"no complete batch returned at offset {offset}"
+            headers += batch
+            offset = batch[-1]["base_offset"] + batch[-1]["last_offset_delta"] + 1
+    return headers
+
+
+API_LIST_OFFSETS = 2
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def list_offsets(correlation_id: int, version: int, topic: str, partition: int,
+                 timestamp: int) -> bytes:
+    """ListOffsets request v1..v7 for one partition (-1 latest, -2 earliest, or a time)."""
+    flexible = version >= 6
+    part = i32(partition) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
+    if flexible:
+        body = (i32(-1) + i8(0) + compact_array([
+            compact_string(topic) + compact_array([part + EMPTY_TAGGED_FIELDS])
+            + EMPTY_TAGGED_FIELDS]) + EMPTY_TAGGED_FIELDS)
+        return frame(header_v2(API_LIST_OFFSETS, version, correlation_id) + body)
+    body = (i32(-1) + (i8(0) if version >= 2 else b"")
+            + i32(1) + string(topic) + i32(1) + part)
+    return frame(header_v1(API_LIST_OFFSETS, version, correlation_id) + body)
+
+
+def parse_list_offsets(body: bytes, version: int) -> dict:
+    """ListOffsets response (after the correlation id) -> {(topic, partition): (error,
+    timestamp, offset)}."""
+    flexible = version >= 6
+    r = Reader(body)
+    if flexible:
+        r.tagged_fields()  # response header v1
+    if version >= 2:
+        r.i32()  # throttle
+    out = {}
+    count = r.uvarint() - 1 if flexible else r.i32()
+    for _ in range(count):
+        if flexible:
+            n = r.uvarint() - 1
+            topic = r.take(n).decode()
+        else:
+            topic = r.string()
+        pcount = r.uvarint() - 1 if flexible else r.i32()
+        for _ in range(pcount):
+            partition, error, timestamp, offset = r.i32(), r.i16(), r.i64(), r.i64()
+            if version >= 4:
+                r.i32()  # leader_epoch
+            if flexible:
+                r.tagged_fields()
+            out[(topic, partition)] = (error, timestamp, offset)
+        if flexible:
+            r.tagged_fields()
+    if flexible:
+        r.tagged_fields()
+    assert r.done(), f"trailing bytes after ListOffsets v{version} body"
+    return out

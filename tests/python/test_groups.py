@@ -1,0 +1,252 @@
+"""Contract (issue 4): consumer groups behave as in Kafka for stock clients.
+
+Every test here carries the `groups` marker. `make client-test` deselects them with
+CLIENT_TEST_MARKERS="not groups" until the lead turns them on (CLIENT_TEST_MARKERS=); they are
+never skipped silently.
+
+- Two members on a 6-partition topic split it 3/3, disjoint and complete; a third joins and it
+  becomes 2/2/2 (eager range/roundrobin and cooperative-sticky; with cooperative-sticky the
+  old members keep a subset of what they had and are never left with nothing).
+- A member killed with SIGKILL loses its partitions to the survivor once the session times out.
+- A static member (group.instance.id) killed and restarted within the session timeout gets
+  the same partitions back, and the other member sees no rebalance.
+- Offsets committed before a broker kill -9 are there after restart: the group resumes exactly
+  after them, with nothing lost and nothing re-read.
+- Two groups read the same topic independently (publish-subscribe): each gets every record.
+Members run as subprocesses (group_member.py) so they can be killed; confluent-kafka
+(librdkafka) and kafka-python.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+import kafka
+from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+from harness import unique_topic
+
+pytestmark = pytest.mark.groups
+
+PARTITIONS = 6
+SESSION_MS = 6000
+STATIC_SESSION_MS = 30000
+# A rebalance settles within join/sync round trips plus the session timeout (when a member
+# dies silently); these bound hangs only.
+GROUP_SETTLE_TIMEOUT_S = 60.0
+NO_REBALANCE_OBSERVATION_S = 5.0
+MEMBER_STOP_TIMEOUT_S = 20.0
+MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
+
+
+class Member:
+    def __init__(self, client, bootstrap, topic, group, strategy, instance_id=None,
+                 session_ms=SESSION_MS):
+        self.args = [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group,
+                     strategy, instance_id or "-", str(session_ms)]
+        self.history: list[list[int]] = []
+        self.records = 0
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            with self.lock:
+                if "assignment" in event:
+                    self.history.append(event["assignment"])
+                else:
+                    self.records = event["records"]
+
+    def assignment(self):
+        with self.lock:
+            return self.history[-1] if self.history else None
+
+    def changes(self):
+        with self.lock:
+            return len(self.history)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+@pytest.fixture
+def members():
+    started: list[Member] = []
+
+    def start(*args, **kwargs):
+        m = Member(*args, **kwargs)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+def wait_split(ms, sizes, what):
+    """Wait until the members' assignments are disjoint, cover all partitions, and have the
+    given sizes (sorted)."""
+    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, what)
+    while True:
+        current = [m.assignment() or [] for m in ms]
+        flat = sorted(p for a in current for p in a)
+        if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
+            return current
+        for m in ms:
+            assert m.proc.poll() is None, f"member exited: {m.proc.stderr.read()[-2000:]}"
+        deadline.check(f"assignments now {current}")
+        time.sleep(0.2)
+
+
+STRATEGIES = [("confluent", "range"), ("confluent", "roundrobin"),
+              ("confluent", "cooperative-sticky"), ("kafka-python", "range"),
+              ("kafka-python", "roundrobin"), ("kafka-python", "cooperative-sticky")]
+
+
+@pytest.mark.parametrize("client,strategy", STRATEGIES)
+def test_split_then_third_member_joins(broker, members, client, strategy):
+    topic, group = unique_topic("g6"), unique_topic("grp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(client, broker.bootstrap, topic, group, strategy)
+    m2 = members(client, broker.bootstrap, topic, group, strategy)
+    before = wait_split([m1, m2], [3, 3], "3/3 split")
+    m3 = members(client, broker.bootstrap, topic, group, strategy)
+    after = wait_split([m1, m2, m3], [2, 2, 2], "2/2/2 split")
+    if strategy == "cooperative-sticky":
+        assert set(after[0]) <= set(before[0]) and set(after[1]) <= set(before[1]), (
+            f"cooperative rebalance moved kept partitions: {before} -> {after}")
+        for m in (m1, m2):
+            first = next(i for i, a in enumerate(m.history) if a)
+            assert all(m.history[first:]), f"cooperative member lost everything: {m.history}"
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_killed_member_partitions_move(broker, members, client):
+    topic, group = unique_topic("gk"), unique_topic("grp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(client, broker.bootstrap, topic, group, "range")
+    m2 = members(client, broker.bootstrap, topic, group, "range")
+    wait_split([m1, m2], [3, 3], "3/3 split")
+    m2.kill9()
+    wait_split([m1], [PARTITIONS], "survivor takes all partitions after session timeout")
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_static_member_restart_keeps_assignment(broker, members, client):
+    topic, group = unique_topic("gs"), unique_topic("grp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(client, broker.bootstrap, topic, group, "range", "static-a", STATIC_SESSION_MS)
+    m2 = members(client, broker.bootstrap, topic, group, "range", "static-b", STATIC_SESSION_MS)
+    _, b_partitions = wait_split([m1, m2], [3, 3], "3/3 split")
+    m1_changes = m1.changes()
+    m2.kill9()
+    m2b = members(client, broker.bootstrap, topic, group, "range", "static-b", STATIC_SESSION_MS)
+    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, "restarted static member gets its partitions")
+    while m2b.assignment() != b_partitions:
+        deadline.check(f"m2b has {m2b.assignment()}, expected {b_partitions}")
+        time.sleep(0.2)
+    time.sleep(NO_REBALANCE_OBSERVATION_S)  # give a wrongful rebalance time to show
+    assert m1.changes() == m1_changes, f"the other member saw a rebalance: {m1.history}"
+    assert m2b.assignment() == b_partitions
+
+
+# ---------------------------------------------------------------- committed offsets
+
+RECORDS_PER_PARTITION = 100
+COMMIT_PARTITIONS = 3
+
+
+def consume_group(client, bootstrap, topic, group, limit):
+    """Consume up to `limit` records in `group`, commit synchronously, return
+    {partition: [offsets]} and the committed offsets."""
+    got: dict[int, list[int]] = {p: [] for p in range(COMMIT_PARTITIONS)}
+    deadline = Deadline(CONSUME_TIMEOUT_S, f"group {group} consuming {limit}")
+    if client == "confluent":
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        try:
+            while sum(map(len, got.values())) < limit:
+                deadline.check(f"got {sum(map(len, got.values()))}")
+                for msg in c.consume(num_messages=min(50, limit - sum(map(len, got.values()))),
+                                     timeout=0.5):
+                    assert msg.error() is None, msg.error()
+                    got[msg.partition()].append(msg.offset())
+            c.commit(asynchronous=False)
+            committed = {tp.partition: tp.offset for tp in c.committed(
+                [TopicPartition(topic, p) for p in range(COMMIT_PARTITIONS)], timeout=30)}
+        finally:
+            c.close()
+    else:
+        c = kafka.KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=50)
+        c.subscribe([topic])
+        try:
+            while sum(map(len, got.values())) < limit:
+                deadline.check(f"got {sum(map(len, got.values()))}")
+                for tp, msgs in c.poll(timeout_ms=500).items():
+                    for m in msgs[:limit - sum(map(len, got.values()))]:
+                        got[tp.partition].append(m.offset)
+            # Commit exactly what was taken (a poll may hand over more than `limit`).
+            c.commit({kafka.TopicPartition(topic, p): kafka.OffsetAndMetadata(
+                got[p][-1] + 1, "", -1) for p in got if got[p]})
+            committed = {p: (c.committed(kafka.TopicPartition(topic, p)) or -1001)
+                         for p in range(COMMIT_PARTITIONS)}
+        finally:
+            c.close()
+    return got, committed
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_committed_offsets_survive_broker_kill9(broker, client):
+    topic, group = unique_topic("gc"), unique_topic("grp")
+    ck_create_topic(broker.bootstrap, topic, COMMIT_PARTITIONS)
+    total = RECORDS_PER_PARTITION * COMMIT_PARTITIONS
+    ck_produce(ck_producer(broker.bootstrap), topic,
+               [(None, b"r%d" % i, i % COMMIT_PARTITIONS) for i in range(total)])
+    first, committed = consume_group(client, broker.bootstrap, topic, group, total // 2)
+    for p, offsets in first.items():
+        expected = offsets[-1] + 1 if offsets else -1001
+        assert committed[p] == expected, f"partition {p}: committed {committed[p]}"
+    broker.restart(kill9=True)
+    second, committed_after = consume_group(client, broker.bootstrap, topic, group,
+                                            total - total // 2)
+    for p in range(COMMIT_PARTITIONS):
+        resumed = second[p]
+        start = first[p][-1] + 1 if first[p] else 0
+        assert resumed == list(range(start, RECORDS_PER_PARTITION)), (
+            f"partition {p}: resumed at {resumed[:3]}..., committed was {committed[p]}")
+        assert committed_after[p] == RECORDS_PER_PARTITION
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_two_groups_read_independently(broker, client):
+    topic = unique_topic("gp")
+    ck_create_topic(broker.bootstrap, topic, COMMIT_PARTITIONS)
+    total = RECORDS_PER_PARTITION * COMMIT_PARTITIONS
+    ck_produce(ck_producer(broker.bootstrap), topic,
+               [(None, b"r%d" % i, i % COMMIT_PARTITIONS) for i in range(total)])
+    for group in (unique_topic("grpA"), unique_topic("grpB")):
+        got, _ = consume_group(client, broker.bootstrap, topic, group, total)
+        assert {p: sorted(o) for p, o in got.items()} == {
+            p: list(range(RECORDS_PER_PARTITION)) for p in range(COMMIT_PARTITIONS)}
+
