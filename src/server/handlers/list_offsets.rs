@@ -23,7 +23,7 @@ pub fn handle(
         let RequestKind::ListOffsets(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let response = list_offsets(&shard, request).await?;
+        let response = list_offsets(&shard, request, context.version).await?;
         context.respond(&response).map(Some)
     })
 }
@@ -31,6 +31,7 @@ pub fn handle(
 async fn list_offsets(
     shard: &Rc<Shard>,
     request: ListOffsetsRequest,
+    version: i16,
 ) -> Result<ListOffsetsResponse, HandlerError> {
     let catalog = shard.catalog();
     let read_committed = request.isolation_level == 1;
@@ -88,7 +89,12 @@ async fn list_offsets(
                             out.error_code = result.error.code();
                             out.offset = result.offset;
                             out.timestamp = result.timestamp;
-                            out.leader_epoch = if result.offset >= 0 { 0 } else { -1 };
+                            // leader_epoch exists from v4 only; the codec refuses it before.
+                            out.leader_epoch = if version >= 4 && result.offset >= 0 {
+                                0
+                            } else {
+                                -1
+                            };
                         }
                         None => {
                             out.error_code = ErrorCode::UnknownTopicOrPartition.code();
