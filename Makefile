@@ -182,3 +182,10 @@ tuning-test:
 	$(CARGO) build --release --bin shardlog
 	tuning/test-profiles.sh
 # ---- end bench-harness ------------------------------------------------------------------------
+
+# Kill/restart soak (not part of `make test`): idempotent producers under repeated kill -9 for
+# SOAK_SECONDS; fails on any lost, duplicated or reordered acknowledged record.
+SOAK_SECONDS ?= 120
+.PHONY: soak
+soak: test-deps build
+	$(VENV_PY) tests/soak/soak.py --binary target/release/shardlog --seconds $(SOAK_SECONDS)
