@@ -34,9 +34,17 @@ KILL_INTERVAL_S = (1.0, 3.0)
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, so no client connection or bind(0)
+    elsewhere can take it while the broker is down between kill and restart."""
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 20000..32000")
 
 
 class Broker:
