@@ -24,6 +24,31 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Offsets committed before `cutoff_ms` by groups without members, per group.
+fn expired_offsets(
+    groups: &HashMap<String, Group>,
+    offsets: &HashMap<String, GroupOffsets>,
+    cutoff_ms: i64,
+) -> Vec<(String, Vec<OffsetKey>)> {
+    offsets
+        .iter()
+        .filter(|(group, _)| groups.get(*group).is_none_or(|g| !g.has_members()))
+        .map(|(group, stored)| {
+            let old: Vec<OffsetKey> = stored
+                .iter()
+                .filter(|(_, value)| value.commit_timestamp_ms < cutoff_ms)
+                .map(|(key, _)| key.clone())
+                .collect();
+            (group.clone(), old)
+        })
+        .filter(|(_, old)| !old.is_empty())
+        .collect()
+}
+
+/// How often committed offsets are checked for expiry (Kafka
+/// `offsets.retention.check.interval.ms` default: 10 minutes; one minute here).
+const OFFSETS_EXPIRY_CHECK_MS: u64 = 60_000;
+
 /// Bytes read per call while replaying `__consumer_offsets` at start.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
@@ -903,13 +928,66 @@ impl Shard {
     }
 
     /// Drives session and rebalance deadlines of every group on this shard.
+    /// Kafka `offsets.retention.minutes` (2.1+ semantics): committed offsets of a group with
+    /// no members expire once their commit is older than the retention; a group left with
+    /// neither members nor offsets is forgotten. Expiry is written as tombstones.
+    pub(super) async fn expire_offsets(self: &Rc<Self>) {
+        let retention_ms = self
+            .config
+            .group
+            .offsets_retention_minutes
+            .saturating_mul(60_000) as i64;
+        let cutoff = now_ms().saturating_sub(retention_ms);
+        let expired = expired_offsets(
+            &self.coordinator.groups.borrow(),
+            &self.coordinator.offsets.borrow(),
+            cutoff,
+        );
+        for (group, keys) in expired {
+            let tombstones: Vec<Vec<u8>> = keys
+                .iter()
+                .map(|(topic, partition)| records::commit_key(&group, topic, *partition))
+                .collect();
+            let batch: Vec<NewRecord<'_>> = tombstones
+                .iter()
+                .map(|key| NewRecord {
+                    key: Some(key),
+                    value: None,
+                })
+                .collect();
+            if let Err(error) = self.append_offsets_records(&group, &batch).await {
+                tracing::warn!(shard = %self.id, %group, ?error, "cannot expire offsets");
+                continue;
+            }
+            let mut offsets = self.coordinator.offsets.borrow_mut();
+            if let Some(stored) = offsets.get_mut(&group) {
+                for key in &keys {
+                    stored.remove(key);
+                }
+                if stored.is_empty() {
+                    offsets.remove(&group);
+                    let mut groups = self.coordinator.groups.borrow_mut();
+                    if groups.get(&group).is_some_and(|g| !g.has_members()) {
+                        groups.remove(&group);
+                    }
+                }
+            }
+            tracing::info!(shard = %self.id, %group, expired = keys.len(), "committed offsets expired");
+        }
+    }
+
     pub(super) fn spawn_group_timer(self: &Rc<Self>) {
         let shard = self.clone();
         let interval = Duration::from_millis(self.config.group.tick_interval_ms);
         glommio::spawn_local(async move {
+            let mut last_expiry = monotonic_ms();
             loop {
                 glommio::timer::sleep(interval).await;
                 let now = monotonic_ms();
+                if now.saturating_sub(last_expiry) >= OFFSETS_EXPIRY_CHECK_MS {
+                    last_expiry = now;
+                    shard.expire_offsets().await;
+                }
                 let effects: Vec<Effect> = shard
                     .coordinator
                     .groups
@@ -923,5 +1001,64 @@ impl Shard {
             }
         })
         .detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::{GroupLimits, JoinInput};
+
+    fn committed(at_ms: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: at_ms,
+        }
+    }
+
+    #[test]
+    fn only_old_offsets_of_groups_without_members_expire() {
+        let limits = GroupLimits {
+            session_timeout_ms_min: 1,
+            session_timeout_ms_max: 100_000,
+            initial_rebalance_delay_ms: 0,
+            members_max: 10,
+        };
+        let mut groups = HashMap::new();
+        groups.insert("idle".to_string(), Group::new("idle", limits));
+        let mut active = Group::new("active", limits);
+        let join = JoinInput {
+            token: 1,
+            member_id: String::new(),
+            group_instance_id: None,
+            fresh_member_id: "m".to_string(),
+            client_id: "c".to_string(),
+            client_host: "h".to_string(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".to_string(),
+            protocols: vec![("range".to_string(), bytes::Bytes::new())],
+            require_known_member_id: false,
+        };
+        let _ = active.join(join, 0);
+        groups.insert("active".to_string(), active);
+        let mut offsets = HashMap::new();
+        for group in ["idle", "active", "unknown"] {
+            let mut stored = GroupOffsets::new();
+            stored.insert(("t".to_string(), 0), committed(100));
+            stored.insert(("t".to_string(), 1), committed(900));
+            offsets.insert(group.to_string(), stored);
+        }
+        let mut expired = expired_offsets(&groups, &offsets, 500);
+        expired.sort();
+        assert_eq!(
+            expired,
+            vec![
+                ("idle".to_string(), vec![("t".to_string(), 0)]),
+                ("unknown".to_string(), vec![("t".to_string(), 0)]),
+            ]
+        );
     }
 }
