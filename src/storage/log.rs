@@ -317,6 +317,22 @@ impl PartitionLog {
             .await;
     }
 
+    /// `wait_for_append` for read_committed long polls: completes once the last stable
+    /// offset is past `offset` (a marker ended the transaction holding it back), or the log
+    /// closes or fails. Cancel-safe.
+    pub async fn wait_for_stable(&self, offset: Offset) {
+        let state = &self.state;
+        state
+            .appended
+            .wait_until(|| {
+                txn_state::last_stable_offset(state) > offset.0
+                    || state.closing.get()
+                    || state.closed.get()
+                    || state.is_failed()
+            })
+            .await;
+    }
+
     /// Kafka ListOffsets by timestamp: the first offset whose batch max timestamp is
     /// >= `timestamp_ms`, with that timestamp; None if no such batch.
     pub async fn offset_for_timestamp(

@@ -673,6 +673,7 @@ pub(crate) async fn load_index_files(
         }
     }
     txns.prepend_aborted(entries);
+    txns.drop_aborted_below(log_start);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 mod crash_tests;
 mod log_tests;
 mod recovery_tests;
+mod txn_crash_tests;
 mod txn_tests;
 
 use super::{BatchCache, LogConfig, PartitionLog};

@@ -10,7 +10,7 @@
 use super::*;
 use crate::model::Offset;
 use crate::model::batch::{self, CRC_COVERED_FROM, RecordBatchHeader};
-use crate::model::records::encode_control_batch;
+use crate::model::records::{control_record_commits, encode_control_batch, read_records};
 use crate::storage::{AbortedTransaction, ProducerInfo, StorageError};
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 const DROP_SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A transactional data batch of `count` records of `value_bytes` bytes.
-fn txn_data(
+pub(super) fn txn_data(
     producer_id: i64,
     epoch: i16,
     sequence: i32,
@@ -36,7 +36,7 @@ fn txn_data(
     Bytes::from(bytes)
 }
 
-fn marker(producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32) -> Bytes {
+pub(super) fn marker(producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32) -> Bytes {
     Bytes::from(encode_control_batch(
         producer_id,
         epoch,
@@ -76,7 +76,7 @@ async fn reopen(
 
 /// What the log must say, computed independently of it.
 #[derive(Default)]
-struct Model {
+pub(super) struct Model {
     /// producer id -> first offset of its ongoing transaction.
     ongoing: BTreeMap<i64, i64>,
     /// (producer id, first offset, marker offset), in marker order.
@@ -135,12 +135,52 @@ impl Model {
         }
     }
 
-    /// Reads from every batch start and compares batches, LSO and aborted lists.
-    async fn verify(&self, log: &PartitionLog, rng: &mut Rng, log_start: i64) {
+    /// The model of a whole log (read from offset 0), replayed batch by batch.
+    pub(super) fn from_log(batches: &[Bytes]) -> Model {
+        let mut model = Model::default();
+        for bytes in batches {
+            let header = RecordBatchHeader::view(bytes).expect("header");
+            let (base, last) = (header.base_offset(), header.last_offset());
+            model.batches.push((base, last));
+            model.log_end = last + 1;
+            let producer_id = header.producer_id.get();
+            if producer_id < 0 || !header.is_transactional() {
+                continue;
+            }
+            if !header.is_control() {
+                model.ongoing.entry(producer_id).or_insert(base);
+                continue;
+            }
+            let records = read_records(bytes).expect("control record");
+            let commit = records[0]
+                .key
+                .and_then(control_record_commits)
+                .expect("marker");
+            if let Some(first) = model.ongoing.remove(&producer_id)
+                && !commit
+            {
+                model.aborted.push((producer_id, first, last));
+            }
+        }
+        model
+    }
+
+    pub(super) fn ongoing(&self) -> Vec<i64> {
+        self.ongoing.keys().copied().collect()
+    }
+
+    /// Reads from every batch start (at most `samples` random ones) and compares batches,
+    /// LSO and aborted lists.
+    pub(super) async fn verify(&self, log: &PartitionLog, rng: &mut Rng, samples: usize) {
         let lso = self.lso();
         assert_eq!(log.last_stable_offset(), Offset(lso));
         assert_eq!(log.log_end_offset(), Offset(self.log_end));
-        for &(base, _) in self.batches.iter().filter(|&&(b, _)| b >= log_start) {
+        let mut starts: Vec<i64> = self.batches.iter().map(|&(base, _)| base).collect();
+        while starts.len() > samples {
+            let victim = rng.range(0, starts.len() as u64) as usize;
+            starts.swap_remove(victim);
+        }
+        for base in starts {
             let max_bytes = rng.range(1, 48 * 1024) as usize;
             let read = log
                 .read_isolated(Offset(base), max_bytes, true, true)
@@ -197,9 +237,9 @@ fn lso_and_aborted_index_follow_a_model_across_reopens() {
                     "phase {phase}"
                 );
             }
-            model.verify(&log, &mut rng, 0).await;
+            model.verify(&log, &mut rng, usize::MAX).await;
             log = reopen(log, clean, dir.path(), &config).await;
-            model.verify(&log, &mut rng, 0).await;
+            model.verify(&log, &mut rng, usize::MAX).await;
         }
         assert!(log.segment_count() > 3, "the run crosses segments");
         log.close().await.unwrap();
@@ -611,4 +651,29 @@ fn producers_describe_epochs_sequences_and_open_transactions() {
             log.close().await.unwrap();
         });
     }
+}
+
+#[test]
+fn wait_for_stable_wakes_when_a_marker_ends_the_transaction() {
+    run(|| async {
+        let dir = temp_dir();
+        let log = open(dir.path(), &small_config(), &cache()).await;
+        let data = log.append(txn_data(1, 0, 0, 1, 10), 0, 0).await.unwrap();
+        let woken = Rc::new(std::cell::Cell::new(false));
+        let waiter = glommio::spawn_local({
+            let (log, woken) = (log.clone(), woken.clone());
+            async move {
+                log.wait_for_stable(data.base_offset).await;
+                woken.set(true);
+            }
+        });
+        log.append(plain(10), 0, 0).await.unwrap();
+        glommio::timer::sleep(DROP_SETTLE).await;
+        assert!(!woken.get(), "data alone does not move the LSO");
+        log.append(marker(1, 0, true, 0), 0, 0).await.unwrap();
+        waiter.await;
+        assert!(woken.get());
+        assert_eq!(log.last_stable_offset(), Offset(3));
+        log.close().await.unwrap();
+    });
 }
