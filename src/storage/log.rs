@@ -219,7 +219,9 @@ impl PartitionLog {
     /// Reads whole batches starting with the one containing `start`, up to `max_bytes`.
     /// With `min_one_batch`, the first batch is returned even if it exceeds `max_bytes`
     /// (KIP-74). `start == log_end_offset` returns no batches; outside
-    /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`.
+    /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`. This is
+    /// read_uncommitted (up to the high watermark); the result carries the last stable
+    /// offset and no aborted transactions (see `read_isolated`).
     pub async fn read(
         &self,
         start: Offset,
