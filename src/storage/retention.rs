@@ -151,7 +151,7 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
         locate_batch(state, &segment, offset.max(segment.base_offset)).await?;
     let txns = txn_state::rebuild_for_truncation(state, new_end).await;
     let (removed, cursor) = cut_memory_state(state, &segment, position, new_end);
-    txn_state::install_truncated(state, txns, new_end);
+    let txn_checkpoint = txn_state::install_truncated(state, txns, &segment, new_end);
     delete_segment_files(state, &removed)?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
     *state.cursor.borrow_mut() = cursor;
@@ -159,6 +159,7 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
         io::remove_file(&segment.path(suffix))?;
     }
     remove_snapshots_after(state, new_end)?;
+    txn_checkpoint.write().await?;
     let epochs = state.leader_epochs.borrow().clone();
     checkpoint::write_leader_epochs(&state.dir, &epochs).await?;
     persist_log_start(state).await?;

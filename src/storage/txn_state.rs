@@ -722,21 +722,58 @@ pub(crate) async fn rebuild_for_truncation(state: &LogState, new_end: i64) -> Re
 }
 
 /// Installs the result of `rebuild_for_truncation`; called in the same synchronous step
-/// that cuts the log to `new_end`.
-pub(crate) fn install_truncated(state: &LogState, rebuilt: Rebuilt, new_end: i64) {
-    let mut txns = state.txns.borrow_mut();
-    match rebuilt.state {
-        None => {
-            if txns.last_marker_offset >= new_end {
-                // Only after a failed replay: forget the cut markers, keep what is known.
-                txns.last_marker_offset = -1;
+/// that cut the log to `new_end` inside `segment` (now the last one). Returns what must be
+/// written before the truncation completes.
+pub(crate) fn install_truncated(
+    state: &LogState,
+    rebuilt: Rebuilt,
+    segment: &Segment,
+    new_end: i64,
+) -> TruncationCheckpoint {
+    {
+        let mut txns = state.txns.borrow_mut();
+        match rebuilt.state {
+            None => {
+                if txns.last_marker_offset >= new_end {
+                    // Only after a failed replay: forget the cut markers, keep what is known.
+                    txns.last_marker_offset = -1;
+                }
+                txns.truncate_without_markers(new_end);
             }
-            txns.truncate_without_markers(new_end);
+            Some(mut fresh) => {
+                fresh.prepend_aborted(txns.aborted_in(i64::MIN, rebuilt.from));
+                *txns = fresh;
+            }
         }
-        Some(mut fresh) => {
-            fresh.prepend_aborted(txns.aborted_in(i64::MIN, rebuilt.from));
-            *txns = fresh;
+    }
+    let entries = state.txns.borrow().aborted_in(segment.base_offset, new_end);
+    TruncationCheckpoint {
+        index_path: segment.path(TXN_INDEX_SUFFIX),
+        index: (!entries.is_empty()).then(|| encode_index(segment.base_offset, new_end, &entries)),
+        snapshot_path: segment::file_path(&state.dir, new_end, segment::SNAPSHOT_SUFFIX),
+        snapshot: encode_snapshot(state, new_end),
+    }
+}
+
+/// The state right after a truncation: the cut segment's `.txnindex` and a snapshot at the
+/// new end. Truncation removes the snapshots past the new end and recovery keeps only the
+/// newest ones, so without it a crash could leave no snapshot at or below the log end, and
+/// transactions open since an earlier segment would be lost.
+pub(crate) struct TruncationCheckpoint {
+    index_path: std::path::PathBuf,
+    index: Option<Vec<u8>>,
+    snapshot_path: std::path::PathBuf,
+    snapshot: Vec<u8>,
+}
+
+impl TruncationCheckpoint {
+    /// Writes the index, then the snapshot (which relies on it).
+    pub(crate) async fn write(self) -> Result<(), StorageError> {
+        match self.index {
+            Some(bytes) => io::write_file_atomically(&self.index_path, bytes).await?,
+            None => io::remove_file(&self.index_path)?,
         }
+        io::write_file_atomically(&self.snapshot_path, self.snapshot).await
     }
 }
 

@@ -5,7 +5,8 @@
 //! the kill. The parent SIGKILLs it at a random moment, reopens the log and checks that
 //! every acknowledged marker is present, and that the recovered last stable offset and the
 //! aborted transactions returned by read_committed reads equal those of a replay of the
-//! whole recovered log. Like a coordinator after a crash, it then aborts the transactions
+//! whole recovered log (also after a random `truncate_to` in a third of the cycles). Like
+//! a coordinator after a crash, it then aborts the transactions
 //! the dead producers left open. `SHARDLOG_SEED` replays a run; `SHARDLOG_TXN_CRASH_CYCLES`
 //! changes the number of cycles (default 25).
 
@@ -139,6 +140,17 @@ async fn verify(dir: &Path, acks: Vec<Ack>, seed: u64, close_cleanly: bool) {
         model.ongoing().len()
     );
     model.verify(&log, &mut rng, READ_SAMPLES).await;
+    let model = if rng.range(0, 3) == 0 && log.log_end_offset().0 > 0 {
+        // As a replica that diverged: the transaction state must match the shorter log.
+        let offset = rng.range(0, log.log_end_offset().0 as u64) as i64;
+        let end = log.truncate_to(Offset(offset)).await.unwrap();
+        let model = Model::from_log(&read_all(&log).await);
+        eprintln!("  truncated to {end}: LSO {}", log.last_stable_offset());
+        model.verify(&log, &mut rng, READ_SAMPLES).await;
+        model
+    } else {
+        model
+    };
     // The coordinator aborts what the dead producers left open.
     for producer_id in model.ongoing() {
         let result = log
