@@ -8,7 +8,8 @@
 //! Invariants: offsets are dense and increasing (each batch's base offset is the previous
 //! batch's last offset + 1); a batch is validated (CRC-32C, magic, length, codec) before
 //! it is stored; only baseOffset and partitionLeaderEpoch are rewritten (plus maxTimestamp,
-//! attributes and CRC for LogAppendTime topics); a duplicate is never stored twice.
+//! attributes and CRC for LogAppendTime topics); a duplicate is never stored twice; a batch
+//! older than its producer's epoch (raised by transaction markers) is refused.
 
 use super::StorageError;
 use super::cache::MemoryBatch;
@@ -17,6 +18,7 @@ use super::log::{AppendResult, LogConfig};
 use super::producer::ProducerBatch;
 use super::segment::Segment;
 use super::state::{LogState, PendingWrite};
+use super::txn_state;
 use crate::model::batch::{self, BatchError, RecordBatchHeader};
 use crate::model::{Offset, TimestampType};
 use bytes::{Bytes, BytesMut};
@@ -79,6 +81,7 @@ fn place(
     units: u64,
     config: &LogConfig,
 ) -> Result<AppendResult, StorageError> {
+    txn_state::check_append(state, &records, spans)?;
     let producer_batches: Vec<ProducerBatch> = spans
         .iter()
         .filter_map(|&(start, _)| RecordBatchHeader::view(&records[start..]).ok())
@@ -187,6 +190,7 @@ fn place_batch(
             .borrow_mut()
             .record(&producer, base_offset, summary.last_offset);
     }
+    txn_state::on_append(state, &bytes, base_offset, summary.last_offset);
     if state
         .leader_epochs
         .borrow_mut()
@@ -242,7 +246,7 @@ fn active_for(
         state.cache.next_id(),
         now_ms,
     ));
-    let snapshot = state.producers.borrow().encode_snapshot(base_offset);
+    let snapshot = txn_state::encode_snapshot(state, base_offset);
     *segment.roll_snapshot.borrow_mut() = Some(snapshot);
     state.segments.borrow_mut().push_back(segment.clone());
     segment

@@ -23,6 +23,7 @@ use super::io;
 use super::log::SyncRule;
 use super::segment::{self, Segment};
 use super::state::LogState;
+use super::txn_state;
 use super::writer;
 use glommio::io::DmaFile;
 use std::path::{Path, PathBuf};
@@ -260,6 +261,7 @@ pub(crate) async fn finish_segment(
     io::truncate(&cursor.file, &segment.log_path, cursor.disk_bytes).await?;
     io::fdatasync(&cursor.file, &segment.log_path).await?;
     state.update_stats(|s| s.syncs += 1);
+    txn_state::write_segment_index(state, segment).await?;
     write_indexes(segment, cursor.disk_bytes).await?;
     if segment.is_sealed() {
         segment.set_finished();

@@ -11,6 +11,7 @@
 use super::StorageError;
 use super::cache::BatchCache;
 use super::state::{LogState, LogStats};
+use super::txn_state::{self, AbortedTransaction, ProducerInfo};
 use super::{append, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
 use crate::model::{Offset, TimestampType};
@@ -112,6 +113,8 @@ pub struct ReadResult {
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
     pub last_stable_offset: Offset,
+    /// read_committed only: the aborted transactions overlapping the returned batches.
+    pub aborted_transactions: Vec<AbortedTransaction>,
 }
 
 impl ReadResult {
@@ -216,7 +219,9 @@ impl PartitionLog {
     /// Reads whole batches starting with the one containing `start`, up to `max_bytes`.
     /// With `min_one_batch`, the first batch is returned even if it exceeds `max_bytes`
     /// (KIP-74). `start == log_end_offset` returns no batches; outside
-    /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`.
+    /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`. This is
+    /// read_uncommitted (up to the high watermark); the result carries the last stable
+    /// offset and no aborted transactions (see `read_isolated`).
     pub async fn read(
         &self,
         start: Offset,
@@ -224,6 +229,37 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
         reader::read(&self.state, start, max_bytes, min_one_batch).await
+    }
+
+    /// Fetch with an isolation level. read_uncommitted (`read_committed == false`) is
+    /// `read`. read_committed returns only whole batches whose last offset is below the
+    /// last stable offset (from the batch containing `start`, up to `max_bytes`, KIP-74 as
+    /// `read`), and in `aborted_transactions` every aborted transaction with
+    /// `first_offset <= last returned offset` and `marker offset >= start`, so the client
+    /// can drop their records. Control batches (markers) are returned like any batch.
+    pub async fn read_isolated(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        min_one_batch: bool,
+        read_committed: bool,
+    ) -> Result<ReadResult, StorageError> {
+        if !read_committed {
+            return self.read(start, max_bytes, min_one_batch).await;
+        }
+        txn_state::read_committed(&self.state, start, max_bytes, min_one_batch).await
+    }
+
+    /// The last stable offset (LSO): the first offset of the oldest ongoing transaction,
+    /// else the high watermark (never below the log start offset). read_committed
+    /// consumers read below it; ListOffsets latest with read_committed answers it.
+    pub fn last_stable_offset(&self) -> Offset {
+        Offset(txn_state::last_stable_offset(&self.state))
+    }
+
+    /// Producers with state in this partition, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        txn_state::producers(&self.state)
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -276,6 +312,22 @@ impl PartitionLog {
             .appended
             .wait_until(|| {
                 state.log_end.get() > offset.0
+                    || state.closing.get()
+                    || state.closed.get()
+                    || state.is_failed()
+            })
+            .await;
+    }
+
+    /// `wait_for_append` for read_committed long polls: completes once the last stable
+    /// offset is past `offset` (a marker ended the transaction holding it back), or the log
+    /// closes or fails. Cancel-safe.
+    pub async fn wait_for_stable(&self, offset: Offset) {
+        let state = &self.state;
+        state
+            .appended
+            .wait_until(|| {
+                txn_state::last_stable_offset(state) > offset.0
                     || state.closing.get()
                     || state.closed.get()
                     || state.is_failed()

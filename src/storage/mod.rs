@@ -12,7 +12,8 @@
 //! Layout: `log` (public façade and types) over `state` (shared state), `append`,
 //! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
-//! `checkpoint`, `io`, `signal`. See docs/durability.md for the durability contract.
+//! `checkpoint`, `io`, `signal`, `txn_state` (transactions: last stable offset, aborted
+//! transaction index). See docs/durability.md for the durability contract.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -32,6 +33,7 @@ mod scan;
 mod segment;
 mod signal;
 mod state;
+mod txn_state;
 mod writer;
 
 #[cfg(test)]
@@ -42,6 +44,7 @@ pub use error::StorageError;
 pub use io::prime_iopoll_probe;
 pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
 pub use state::LogStats;
+pub use txn_state::{AbortedTransaction, ProducerInfo};
 
 /// Runs the recovery scanner's batch parser over `bytes` as if they were a segment:
 /// returns how many leading bytes are valid batches. For fuzzing and tests.

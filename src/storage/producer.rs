@@ -4,7 +4,8 @@
 //! sequence gaps (OUT_OF_ORDER_SEQUENCE_NUMBER) and fenced epochs (INVALID_PRODUCER_EPOCH).
 //!
 //! Owns: `ProducerStateMap` and the `<offset>.snapshot` file format (state of every batch
-//! below that offset). May import: `crate::model`, `super::StorageError`.
+//! below that offset; from version 2 it also carries the transaction section of
+//! `txn_state.rs`). May import: `crate::model`, `super::StorageError`.
 //! Invariants: per producer, kept batches have increasing offsets and at most
 //! `PRODUCER_BATCHES_KEPT` of them; the map never holds more than its `max` producers (the
 //! least recently appending one is forgotten and is then accepted with any sequence, as
@@ -16,7 +17,9 @@ use std::collections::{HashMap, VecDeque};
 
 pub(crate) const PRODUCER_BATCHES_KEPT: usize = 5;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
-const SNAPSHOT_VERSION: u16 = 1;
+/// Version 2 appends a length-prefixed transaction section (`txn_state.rs`).
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION_WITHOUT_TXNS: u16 = 1;
 
 /// The idempotence fields of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +219,21 @@ impl ProducerStateMap {
         self.producers.retain(|_, entry| !entry.batches.is_empty());
     }
 
+    /// `(producer id, epoch, last sequence or -1)` of every producer.
+    pub(crate) fn last_sequences(&self) -> Vec<(i64, i16, i32)> {
+        self.producers
+            .iter()
+            .map(|(&id, e)| (id, e.epoch, e.batches.back().map_or(-1, |b| b.last_seq)))
+            .collect()
+    }
+
+    #[cfg(test)]
     pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        self.encode_snapshot_with(offset, &[])
+    }
+
+    /// The snapshot as of `offset`, carrying `txn_section` (opaque here).
+    pub(crate) fn encode_snapshot_with(&self, offset: i64, txn_section: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
@@ -236,20 +253,36 @@ impl ProducerStateMap {
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
+        out.extend_from_slice(&(txn_section.len() as u32).to_be_bytes());
+        out.extend_from_slice(txn_section);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
     }
 
     /// Decodes a snapshot taken at `offset`; `None` if corrupt or for another offset.
+    #[cfg(test)]
     pub(crate) fn decode_snapshot(bytes: &[u8], offset: i64, max: usize) -> Option<Self> {
+        Self::decode_snapshot_with(bytes, offset, max).map(|(map, _)| map)
+    }
+
+    /// Decodes a snapshot taken at `offset` and its transaction section (`None` for a
+    /// version 1 snapshot, which has none); `None` if corrupt or for another offset.
+    pub(crate) fn decode_snapshot_with(
+        bytes: &[u8],
+        offset: i64,
+        max: usize,
+    ) -> Option<(Self, Option<&[u8]>)> {
         let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
         if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
             return None;
         }
         let mut reader = Reader { bytes: body };
-        if reader.take(4)? != SNAPSHOT_MAGIC
-            || reader.u16()? != SNAPSHOT_VERSION
+        if reader.take(4)? != SNAPSHOT_MAGIC {
+            return None;
+        }
+        let version = reader.u16()?;
+        if (version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_WITHOUT_TXNS)
             || reader.i64()? != offset
         {
             return None;
@@ -274,7 +307,12 @@ impl ProducerStateMap {
             }
             map.producers.insert(id, ProducerEntry { epoch, batches });
         }
-        reader.bytes.is_empty().then_some(map)
+        if version == SNAPSHOT_VERSION_WITHOUT_TXNS {
+            return reader.bytes.is_empty().then_some((map, None));
+        }
+        let len = reader.u32()? as usize;
+        let section = reader.take(len)?;
+        reader.bytes.is_empty().then_some((map, Some(section)))
     }
 }
 

@@ -16,6 +16,7 @@ use super::log::ReadResult;
 use super::scan::{self, Stop};
 use super::segment::Segment;
 use super::state::LogState;
+use super::txn_state;
 use crate::model::Offset;
 use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
 use bytes::Bytes;
@@ -35,6 +36,22 @@ pub(crate) async fn read(
     max_bytes: usize,
     min_one_batch: bool,
 ) -> Result<ReadResult, StorageError> {
+    check_read(state, start)?;
+    let batches = collect(state, start.0, max_bytes, min_one_batch, || {
+        state.high_watermark.get()
+    })
+    .await?;
+    Ok(ReadResult {
+        batches,
+        high_watermark: Offset(state.high_watermark.get()),
+        log_start_offset: Offset(state.log_start.get()),
+        last_stable_offset: Offset(txn_state::last_stable_offset(state)),
+        aborted_transactions: Vec::new(),
+    })
+}
+
+/// Err unless the log is open and `start` is in `[log_start_offset, log_end_offset]`.
+pub(crate) fn check_read(state: &LogState, start: Offset) -> Result<(), StorageError> {
     if state.closed.get() {
         return Err(StorageError::Closed);
     }
@@ -46,29 +63,23 @@ pub(crate) async fn read(
             log_end: Offset(log_end),
         });
     }
-    let batches = collect(state, start.0, max_bytes, min_one_batch).await?;
-    let high_watermark = Offset(state.high_watermark.get());
-    Ok(ReadResult {
-        batches,
-        high_watermark,
-        log_start_offset: Offset(state.log_start.get()),
-        last_stable_offset: high_watermark,
-    })
+    Ok(())
 }
 
-/// Batches from the one containing `start`, below the high watermark, within `max_bytes`.
-async fn collect(
+/// Batches from the one containing `start`, within `max_bytes`, each ending below
+/// `limit()` (the high watermark, or the last stable offset for read_committed).
+pub(crate) async fn collect(
     state: &LogState,
     start: i64,
     max_bytes: usize,
     min_one_batch: bool,
+    limit: impl Fn() -> i64,
 ) -> Result<Vec<Bytes>, StorageError> {
     let mut out: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     let mut cursor = start;
     loop {
-        let limit = state.high_watermark.get();
-        if cursor >= limit {
+        if cursor >= limit() {
             break;
         }
         let found = match batch_containing(&state.memory, cursor) {
@@ -92,7 +103,10 @@ async fn collect(
         for batch in found {
             let first = out.is_empty();
             let fits = total + batch.bytes.len() <= max_bytes || (first && min_one_batch);
-            if batch.base_offset >= state.high_watermark.get() || !fits {
+            // Whole batches below the limit only (the LSO may be the log start offset,
+            // inside a batch).
+            let limit = limit();
+            if batch.base_offset >= limit || batch.next_offset > limit || !fits {
                 return Ok(out);
             }
             total += batch.bytes.len();
@@ -297,7 +311,8 @@ pub(crate) async fn offset_for_timestamp(
         let mut cursor = (segment.base_offset + relative).max(log_start);
         while cursor < segment.next_offset() && cursor < state.high_watermark.get() {
             let chunk = state.config().read_chunk_bytes as usize;
-            let batches = collect(state, cursor, chunk, true).await?;
+            let batches =
+                collect(state, cursor, chunk, true, || state.high_watermark.get()).await?;
             if batches.is_empty() {
                 break;
             }

@@ -24,6 +24,7 @@ use super::producer::{ProducerBatch, ProducerStateMap};
 use super::scan::{self, ScanItem, ScanOptions, Stop};
 use super::segment::{self, Segment};
 use super::state::{LogState, Recovered};
+use super::txn_state::{self, TxnBatch, TxnState};
 use crate::model::RecordBatchHeader;
 use glommio::io::DmaFile;
 use std::collections::VecDeque;
@@ -37,15 +38,17 @@ struct ScannedBatch {
     last_offset: i64,
     leader_epoch: i32,
     producer: Option<ProducerBatch>,
+    txn: Option<TxnBatch>,
 }
 
 impl ScannedBatch {
-    fn of(header: &RecordBatchHeader) -> ScannedBatch {
+    fn of(header: &RecordBatchHeader, bytes: &[u8]) -> ScannedBatch {
         ScannedBatch {
             base_offset: header.base_offset(),
             last_offset: header.last_offset(),
             leader_epoch: header.partition_leader_epoch.get(),
             producer: ProducerBatch::from_header(header),
+            txn: TxnBatch::of(bytes),
         }
     }
 }
@@ -115,7 +118,7 @@ pub(crate) async fn recover(
         .max(first_base)
         .min(log_end);
     let leader_epochs = recover_leader_epochs(dir, scanned.as_deref(), log_end).await?;
-    let producers = recover_producers(
+    let (producers, mut txns, replayed_from) = recover_producers(
         dir,
         &listing.snapshots,
         &segments,
@@ -124,6 +127,7 @@ pub(crate) async fn recover(
         config,
     )
     .await?;
+    txn_state::load_index_files(&mut txns, &segments, replayed_from, log_start).await?;
     if listing.clean {
         io::remove_file(&checkpoint::path(dir, CLEAN_SHUTDOWN_FILE))?;
         io::sync_dir(dir).await?;
@@ -138,6 +142,7 @@ pub(crate) async fn recover(
         log_start,
         leader_epochs,
         producers,
+        txns,
     })
 }
 
@@ -367,7 +372,7 @@ async fn scan_last(
             &summary(position, bytes.len(), header),
             interval(config),
         );
-        scan.batches.push(ScannedBatch::of(header));
+        scan.batches.push(ScannedBatch::of(header, bytes));
         scan.first_max_timestamp
             .get_or_insert(header.max_timestamp.get());
         scan.valid_end = position + bytes.len() as u64;
@@ -449,6 +454,7 @@ async fn recover_leader_epochs(
 
 /// Latest snapshot at or below the log end, then the batches after it replayed. Without a
 /// usable snapshot only the last segment is replayed (older producers count as unknown).
+/// Returns the idempotence and transaction states and the offset the replay started at.
 async fn recover_producers(
     dir: &Path,
     snapshots: &[i64],
@@ -456,9 +462,9 @@ async fn recover_producers(
     scanned: Option<&[ScannedBatch]>,
     log_end: i64,
     config: &LogConfig,
-) -> Result<ProducerStateMap, StorageError> {
+) -> Result<(ProducerStateMap, TxnState, i64), StorageError> {
     let max = config.producer_ids_max;
-    let mut found: Option<(i64, ProducerStateMap)> = None;
+    let mut found: Option<(i64, ProducerStateMap, TxnState)> = None;
     for &offset in snapshots.iter().rev() {
         let path = segment::file_path(dir, offset, segment::SNAPSHOT_SUFFIX);
         if found.is_some() || offset > log_end {
@@ -468,8 +474,11 @@ async fn recover_producers(
             continue;
         }
         let bytes = io::read_small_file(&path).await?.unwrap_or_default();
-        match ProducerStateMap::decode_snapshot(&bytes, offset, max) {
-            Some(map) => found = Some((offset, map)),
+        match ProducerStateMap::decode_snapshot_with(&bytes, offset, max) {
+            Some((map, section)) => {
+                let txns = txn_state::state_from_section(section, max, &path);
+                found = Some((offset, map, txns));
+            }
             None => {
                 tracing::warn!(path = %path.display(), "corrupt producer snapshot ignored");
                 io::remove_file(&path)?;
@@ -477,32 +486,37 @@ async fn recover_producers(
         }
     }
     let last_base = segments.back().map_or(0, |s| s.base_offset);
-    let (from, mut map) = found.unwrap_or((last_base, ProducerStateMap::new(max)));
+    let (from, mut map, mut txns) =
+        found.unwrap_or_else(|| (last_base, ProducerStateMap::new(max), TxnState::new(max)));
     if from >= log_end {
-        return Ok(map);
+        return Ok((map, txns, from));
     }
     let first_base = segments.front().map_or(0, |s| s.base_offset);
     let from = from.max(first_base);
     for segment in segments.iter().filter(|s| s.next_offset() > from) {
         let is_last = segment.base_offset == last_base;
         match scanned {
-            Some(batches) if is_last => replay(&mut map, batches, from),
-            _ => replay_segment(&mut map, segment, from, config).await?,
+            Some(batches) if is_last => replay(&mut map, &mut txns, batches, from),
+            _ => replay_segment(&mut map, &mut txns, segment, from, config).await?,
         }
     }
-    Ok(map)
+    Ok((map, txns, from))
 }
 
-fn replay(map: &mut ProducerStateMap, batches: &[ScannedBatch], from: i64) {
+fn replay(map: &mut ProducerStateMap, txns: &mut TxnState, batches: &[ScannedBatch], from: i64) {
     for batch in batches.iter().filter(|b| b.base_offset >= from) {
         if let Some(producer) = &batch.producer {
             map.record(producer, batch.base_offset, batch.last_offset);
+        }
+        if let Some(txn) = &batch.txn {
+            txns.apply(txn, batch.base_offset, batch.last_offset);
         }
     }
 }
 
 async fn replay_segment(
     map: &mut ProducerStateMap,
+    txns: &mut TxnState,
     segment: &Segment,
     from: i64,
     config: &LogConfig,
@@ -525,17 +539,18 @@ async fn replay_segment(
         if let ScanItem::Batch { bytes, .. } = item
             && let Ok(header) = RecordBatchHeader::view(bytes)
         {
-            batches.push(ScannedBatch::of(header));
+            batches.push(ScannedBatch::of(header, bytes));
         }
         true
     })
     .await?;
-    replay(map, &batches, from);
+    replay(map, txns, &batches, from);
     Ok(())
 }
 
 /// Drains the flusher, then writes the active segment's final state (trimmed and synced
-/// file, index files), the producer snapshot, the leader epochs and the clean marker.
+/// file, transaction and offset index files), the producer snapshot (with the transaction
+/// state), the leader epochs and the clean marker.
 pub(crate) async fn close(state: &LogState) -> Result<(), StorageError> {
     if state.closed.get() {
         return Ok(());
@@ -571,10 +586,11 @@ async fn finalize(state: &LogState) -> Result<(), StorageError> {
     if let Some(cursor) = cursor {
         io::truncate(&cursor.file, &cursor.segment.log_path, cursor.disk_bytes).await?;
         io::fdatasync(&cursor.file, &cursor.segment.log_path).await?;
+        txn_state::write_segment_index(state, &cursor.segment).await?;
         flusher::write_indexes(&cursor.segment, cursor.disk_bytes).await?;
     }
     let log_end = state.log_end.get();
-    let snapshot = state.producers.borrow().encode_snapshot(log_end);
+    let snapshot = txn_state::encode_snapshot(state, log_end);
     let path = segment::file_path(&state.dir, log_end, segment::SNAPSHOT_SUFFIX);
     io::write_file_atomically(&path, snapshot).await?;
     let epochs = state.leader_epochs.borrow().clone();

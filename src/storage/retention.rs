@@ -15,14 +15,16 @@ use super::io;
 use super::scan::{self, ScanItem, ScanOptions};
 use super::segment::{self, Segment};
 use super::state::LogState;
+use super::txn_state;
 use crate::model::RecordBatchHeader;
 use std::rc::Rc;
 
-const SEGMENT_SUFFIXES: [&str; 4] = [
+const SEGMENT_SUFFIXES: [&str; 5] = [
     segment::LOG_SUFFIX,
     segment::INDEX_SUFFIX,
     segment::TIME_INDEX_SUFFIX,
     segment::SNAPSHOT_SUFFIX,
+    txn_state::TXN_INDEX_SUFFIX,
 ];
 
 pub(crate) async fn apply_retention(state: &LogState, now_ms: i64) -> Result<usize, StorageError> {
@@ -44,6 +46,10 @@ pub(crate) async fn apply_retention(state: &LogState, now_ms: i64) -> Result<usi
             state.log_start.set(first_base);
         }
     }
+    state
+        .txns
+        .borrow_mut()
+        .drop_aborted_below(state.log_start.get());
     let freed: u64 = removed.iter().map(|s| s.size_bytes()).sum();
     state
         .size_bytes
@@ -118,6 +124,7 @@ pub(crate) async fn delete_records_before(
         return Ok(current);
     }
     state.log_start.set(target);
+    state.txns.borrow_mut().drop_aborted_below(target);
     persist_log_start(state).await?;
     Ok(state.log_start.get())
 }
@@ -142,7 +149,9 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     };
     let (position, new_end) =
         locate_batch(state, &segment, offset.max(segment.base_offset)).await?;
+    let txns = txn_state::rebuild_for_truncation(state, new_end).await;
     let (removed, cursor) = cut_memory_state(state, &segment, position, new_end);
+    let txn_checkpoint = txn_state::install_truncated(state, txns, &segment, new_end);
     delete_segment_files(state, &removed)?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
     *state.cursor.borrow_mut() = cursor;
@@ -150,6 +159,7 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
         io::remove_file(&segment.path(suffix))?;
     }
     remove_snapshots_after(state, new_end)?;
+    txn_checkpoint.write().await?;
     let epochs = state.leader_epochs.borrow().clone();
     checkpoint::write_leader_epochs(&state.dir, &epochs).await?;
     persist_log_start(state).await?;

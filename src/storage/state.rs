@@ -2,7 +2,8 @@
 //! flusher task. `PartitionLog` (log.rs) is a thin façade over an `Rc<LogState>`.
 //!
 //! Owns: segment list, in-memory batches, pending-write queue, offsets (log start, log end,
-//! high watermark, flushed, synced), leader epochs, producer state, the sticky I/O failure.
+//! high watermark, flushed, synced), leader epochs, producer state, transaction state, the
+//! sticky I/O failure.
 //! May import: the other storage modules. Runs on: the shard owning the partition.
 //! Invariants: `log_start <= high_watermark <= log_end`; `synced <= flushed <= log_end`;
 //! every batch at or past `flushed` is in `memory` (pending); the pending queue is in offset
@@ -17,6 +18,7 @@ use super::log::LogConfig;
 use super::producer::ProducerStateMap;
 use super::segment::Segment;
 use super::signal::Signal;
+use super::txn_state::TxnState;
 use bytes::Bytes;
 use glommio::sync::Semaphore;
 use std::cell::{Cell, RefCell};
@@ -85,6 +87,8 @@ pub(crate) struct LogState {
     pub leader_epochs: RefCell<LeaderEpochCache>,
     pub leader_epochs_dirty: Cell<bool>,
     pub producers: RefCell<ProducerStateMap>,
+    /// Ongoing and aborted transactions (see `txn_state.rs`).
+    pub txns: RefCell<TxnState>,
     failure: RefCell<Option<Failure>>,
     pub closing: Cell<bool>,
     pub closed: Cell<bool>,
@@ -148,6 +152,7 @@ pub(crate) struct Recovered {
     pub log_start: i64,
     pub leader_epochs: LeaderEpochCache,
     pub producers: ProducerStateMap,
+    pub txns: TxnState,
 }
 
 impl LogState {
@@ -189,6 +194,7 @@ impl LogState {
             leader_epochs: RefCell::new(recovered.leader_epochs),
             leader_epochs_dirty: Cell::new(false),
             producers: RefCell::new(recovered.producers),
+            txns: RefCell::new(recovered.txns),
             failure: RefCell::new(None),
             closing: Cell::new(false),
             closed: Cell::new(false),

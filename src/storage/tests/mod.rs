@@ -1,5 +1,6 @@
 //! Tests of the storage module: API behaviour (`log_tests`), recovery over segment images
-//! with seeded faults (`recovery_tests`), and kill -9 of a child process (`crash_tests`).
+//! with seeded faults (`recovery_tests`), kill -9 of a child process (`crash_tests`), and
+//! transactions: last stable offset, aborted-transaction index, fencing (`txn_tests`).
 //!
 //! Test data lives under `target/storage-tests` (ext4: O_DIRECT works there, unlike
 //! /dev/shm) or under `$SHARDLOG_TEST_DIR`. Randomised tests print their seed on failure;
@@ -8,6 +9,8 @@
 mod crash_tests;
 mod log_tests;
 mod recovery_tests;
+mod txn_crash_tests;
+mod txn_tests;
 
 use super::{BatchCache, LogConfig, PartitionLog};
 use crate::config::{StorageConfig, SyncPolicy};
