@@ -28,6 +28,7 @@ pub enum ShardMessage {
     Group(GroupOp),
     DeleteRecords(DeleteRecordsOp),
     LogSizes(LogSizesOp),
+    Producers(ProducersOp),
     /// A copy of the receiver's counters for `/metrics`.
     Metrics(Reply<super::metrics::MetricsSnapshot>),
     /// Transaction-coordinator work for a transactional id whose `__transaction_state`
@@ -257,6 +258,9 @@ pub struct ReadPartitionResult {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub batches: Vec<Bytes>,
+    /// read_committed only: (producer id, first offset) of aborted transactions overlapping
+    /// the returned batches. None for read_uncommitted.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 impl ReadPartitionResult {
@@ -270,9 +274,10 @@ pub struct ReadOp {
     pub reply: Reply<Vec<ReadPartitionResult>>,
 }
 
-/// Completes when any listed partition's log end passes its offset, or after `timeout`.
+/// Completes when any listed partition has data past its offset (past the last stable
+/// offset for read_committed), or after `timeout`.
 pub struct WaitOp {
-    pub partitions: Vec<(TopicPartition, Offset)>,
+    pub partitions: Vec<(TopicPartition, Offset, bool)>,
     pub timeout: Duration,
     pub reply: Reply<()>,
 }
@@ -349,6 +354,12 @@ pub enum ControllerOp {
 pub struct DeleteRecordsOp {
     pub partitions: Vec<(TopicPartition, i64)>,
     pub reply: Reply<Vec<(TopicPartition, Result<i64, ErrorCode>)>>,
+}
+
+/// Producer states of owned partitions (DescribeProducers).
+pub struct ProducersOp {
+    pub partitions: Vec<TopicPartition>,
+    pub reply: Reply<Vec<(TopicPartition, Option<Vec<crate::storage::ProducerInfo>>)>>,
 }
 
 /// Sizes of this shard's partition logs, bytes (DescribeLogDirs).

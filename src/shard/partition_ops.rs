@@ -77,6 +77,16 @@ impl Shard {
                 ));
                 continue;
             };
+            if contains_control_batch(&records) {
+                // Only transaction coordinators write markers (Kafka: INVALID_RECORD).
+                let message = "clients may not write control batches".to_string();
+                results.push(produce_error(
+                    partition,
+                    ErrorCode::InvalidRecord,
+                    Some(message),
+                ));
+                continue;
+            }
             let bytes = records.len();
             let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
             self.metrics.produced(bytes, appended.is_err());
@@ -142,32 +152,45 @@ impl Shard {
             last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            aborted_transactions: request.read_committed.then(Vec::new),
         };
         let Some(log) = self.log(&request.partition) else {
             result.error = ErrorCode::UnknownTopicOrPartition;
             return result;
         };
         result.high_watermark = log.high_watermark().value();
-        result.last_stable_offset = log.high_watermark().value();
+        result.last_stable_offset = log.last_stable_offset().value();
         result.log_start_offset = log.log_start_offset().value();
-        if request.offset == log.high_watermark() {
+        let visible_end = if request.read_committed {
+            log.last_stable_offset()
+        } else {
+            log.high_watermark()
+        };
+        if request.offset == visible_end && request.offset >= log.log_start_offset() {
             return result;
         }
-        match log.read(request.offset, request.max_bytes, true).await {
+        let read = log
+            .read_isolated(
+                request.offset,
+                request.max_bytes,
+                true,
+                request.read_committed,
+            )
+            .await;
+        match read {
             Ok(read) => {
-                let limit = if request.read_committed {
-                    read.last_stable_offset
-                } else {
-                    read.high_watermark
-                };
                 result.high_watermark = read.high_watermark.value();
                 result.last_stable_offset = read.last_stable_offset.value();
                 result.log_start_offset = read.log_start_offset.value();
-                result.batches = read
-                    .batches
-                    .into_iter()
-                    .filter(|batch| batch_base_offset(batch) < limit.value())
-                    .collect();
+                result.batches = read.batches;
+                if request.read_committed {
+                    result.aborted_transactions = Some(
+                        read.aborted_transactions
+                            .iter()
+                            .map(|a| (a.producer_id, a.first_offset.value()))
+                            .collect(),
+                    );
+                }
             }
             Err(error) => {
                 result.error = storage_error_code(&error);
@@ -181,16 +204,25 @@ impl Shard {
 
     pub(super) async fn wait_for_data_local(
         &self,
-        partitions: Vec<(TopicPartition, Offset)>,
+        partitions: Vec<(TopicPartition, Offset, bool)>,
         timeout: Duration,
     ) {
         let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
-        for (partition, offset) in partitions {
+        for (partition, offset, read_committed) in partitions {
             if let Some(log) = self.log(&partition) {
-                if log.high_watermark() > offset {
+                let visible_end = if read_committed {
+                    log.last_stable_offset()
+                } else {
+                    log.high_watermark()
+                };
+                if visible_end > offset {
                     return;
                 }
-                waits.push(Box::pin(async move { log.wait_for_append(offset).await }));
+                if read_committed {
+                    waits.push(Box::pin(async move { log.wait_for_stable(offset).await }));
+                } else {
+                    waits.push(Box::pin(async move { log.wait_for_append(offset).await }));
+                }
             }
         }
         let sleep = Box::pin(glommio::timer::sleep(timeout));
@@ -223,8 +255,13 @@ impl Shard {
             result.error = ErrorCode::UnknownTopicOrPartition;
             return result;
         };
+        let latest = if request.read_committed {
+            log.last_stable_offset()
+        } else {
+            log.high_watermark()
+        };
         let found = match request.timestamp {
-            -1 => Ok(Some((log.high_watermark(), -1))),
+            -1 => Ok(Some((latest, -1))),
             -2 => Ok(Some((log.log_start_offset(), -1))),
             -3 => log.max_timestamp().await,
             timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
@@ -275,6 +312,19 @@ impl Shard {
             results.push((partition, outcome));
         }
         results
+    }
+
+    pub(super) fn producers_local(
+        &self,
+        partitions: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, Option<Vec<crate::storage::ProducerInfo>>)> {
+        partitions
+            .into_iter()
+            .map(|partition| {
+                let producers = self.log(&partition).map(|log| log.producers());
+                (partition, producers)
+            })
+            .collect()
     }
 
     pub(super) fn log_sizes_local(&self) -> Vec<(TopicPartition, u64)> {
@@ -365,10 +415,8 @@ async fn first_record_at_or_after(
         .map_or(found, |r| (Offset(r.offset), r.timestamp))
 }
 
-fn batch_base_offset(batch: &bytes::Bytes) -> i64 {
-    crate::model::RecordBatchHeader::view(batch)
-        .map(|header| header.base_offset())
-        .unwrap_or(i64::MAX)
+fn contains_control_batch(records: &bytes::Bytes) -> bool {
+    crate::model::batch::batch_positions(records).any(|(_, header)| header.is_control())
 }
 
 /// Makes `dir` belong to topic `id`: a dir left by a deleted topic of the same name is wiped.

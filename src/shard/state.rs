@@ -211,7 +211,7 @@ impl Shard {
     pub async fn wait_for_data(
         self: &Rc<Self>,
         target: ShardId,
-        partitions: Vec<(TopicPartition, crate::model::Offset)>,
+        partitions: Vec<(TopicPartition, crate::model::Offset, bool)>,
         timeout: std::time::Duration,
     ) -> Result<(), ShardError> {
         if target == self.id {
@@ -252,6 +252,20 @@ impl Shard {
         }
         self.request(target, |reply| {
             ShardMessage::DeleteRecords(DeleteRecordsOp { partitions, reply })
+        })
+        .await
+    }
+
+    pub async fn producers(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<Vec<(TopicPartition, Option<Vec<crate::storage::ProducerInfo>>)>, ShardError> {
+        if target == self.id {
+            return Ok(self.producers_local(partitions));
+        }
+        self.request(target, |reply| {
+            ShardMessage::Producers(ProducersOp { partitions, reply })
         })
         .await
     }
@@ -441,6 +455,9 @@ impl Shard {
             }
             ShardMessage::Metrics(reply) => {
                 let _ = reply.send(self.metrics_snapshot());
+            }
+            ShardMessage::Producers(op) => {
+                let _ = op.reply.send(self.producers_local(op.partitions));
             }
             ShardMessage::LogSizes(op) => {
                 let _ = op.reply.send(self.log_sizes_local());

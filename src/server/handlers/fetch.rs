@@ -9,7 +9,8 @@ use super::resolve_topic;
 use crate::model::{ErrorCode, Offset, ShardId, TopicPartition};
 use crate::protocol::codec::encode_response_header;
 use crate::protocol::fetch_response::{
-    FetchPartitionResponse, FetchResponseBody, FetchTopicResponse, encode_fetch_response,
+    AbortedTransaction, FetchPartitionResponse, FetchResponseBody, FetchTopicResponse,
+    encode_fetch_response,
 };
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
@@ -162,12 +163,12 @@ async fn wait_for_any(
     slots: &[Slot],
     timeout: Duration,
 ) -> Result<(), HandlerError> {
-    let mut per_shard: BTreeMap<ShardId, Vec<(TopicPartition, Offset)>> = BTreeMap::new();
+    let mut per_shard: BTreeMap<ShardId, Vec<(TopicPartition, Offset, bool)>> = BTreeMap::new();
     for read in slots.iter().filter_map(|s| s.read.as_ref()) {
         per_shard
             .entry(shard.owner_of(&read.partition))
             .or_default()
-            .push((read.partition.clone(), read.offset));
+            .push((read.partition.clone(), read.offset, read.read_committed));
     }
     let sleep = Box::pin(glommio::timer::sleep(timeout));
     if per_shard.is_empty() {
@@ -215,6 +216,15 @@ fn fill_response(
             partition.high_watermark = result.high_watermark;
             partition.last_stable_offset = result.last_stable_offset;
             partition.log_start_offset = result.log_start_offset;
+            partition.aborted_transactions = result.aborted_transactions.map(|aborted| {
+                aborted
+                    .into_iter()
+                    .map(|(producer_id, first_offset)| AbortedTransaction {
+                        producer_id,
+                        first_offset,
+                    })
+                    .collect()
+            });
             for batch in result.batches {
                 if total + batch.len() > max_bytes && total > 0 {
                     break;
