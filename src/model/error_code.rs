@@ -64,6 +64,7 @@ pub enum ErrorCode {
     GroupMaxSizeReached = 81,
     UnstableOffsetCommit = 88,
     GroupSubscribedToTopic = 86,
+    InvalidRecord = 87,
     UnknownTopicId = 100,
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,

@@ -207,8 +207,10 @@ fn ensure_internal_topics(
     Ok(catalog)
 }
 
-/// Retention runs in its own low-priority task queue so it never delays produce/fetch.
+/// Retention runs in its own low-priority task queue so it never delays produce/fetch;
+/// compaction in another (see `spawn_compaction`).
 fn spawn_retention(shard: &Rc<Shard>) {
+    spawn_compaction(shard);
     let interval = Duration::from_millis(shard.config.storage.retention_check_interval_ms);
     let queue = glommio::executor().create_task_queue(
         Shares::Static(100),
@@ -240,5 +242,51 @@ fn spawn_retention(shard: &Rc<Shard>) {
             task.detach();
         }
         Err(error) => tracing::error!(%error, "cannot start retention task"),
+    }
+}
+
+/// Shares of the compaction task queue: half of retention's, far below request work
+/// (glommio's default queue has 1000).
+const COMPACTION_SHARES: usize = 50;
+
+/// Compaction runs in its own low-priority task queue: every
+/// `storage.compaction_check_interval_ms`, each owned partition of a compacted topic whose
+/// dirty ratio, max lag or tombstone deadline says so gets one pass, one partition at a
+/// time (each pass paced by `storage.compaction_io_bytes_per_second`).
+fn spawn_compaction(shard: &Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.storage.compaction_check_interval_ms);
+    let queue = glommio::executor().create_task_queue(
+        Shares::Static(COMPACTION_SHARES),
+        Latency::NotImportant,
+        "compaction",
+    );
+    let shard = shard.clone();
+    let spawned = glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                for (partition, log) in shard.owned_logs() {
+                    if !log.compaction_due(now_ms()) {
+                        continue;
+                    }
+                    match log.compact(now_ms()).await {
+                        Ok(stats) if stats.aborted => {
+                            tracing::info!(shard = %shard.id, %partition, "compaction pass abandoned; retried later")
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(shard = %shard.id, %partition, %error, "compaction failed")
+                        }
+                    }
+                }
+            }
+        },
+        queue,
+    );
+    match spawned {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => tracing::error!(%error, "cannot start compaction task"),
     }
 }
