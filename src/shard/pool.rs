@@ -273,7 +273,7 @@ fn spawn_compaction(shard: &Rc<Shard>) {
                         Ok(stats) if stats.aborted => {
                             tracing::info!(shard = %shard.id, %partition, "compaction pass abandoned; retried later")
                         }
-                        Ok(_) => {}
+                        Ok(_) | Err(crate::storage::StorageError::Closed) => {}
                         Err(error) => {
                             tracing::error!(shard = %shard.id, %partition, %error, "compaction failed")
                         }

@@ -272,7 +272,7 @@ pub(crate) async fn compact(
         ..CompactionStats::default()
     };
     let mut budget = IoBudget::new(config.compaction_io_bytes_per_second, Instant::now());
-    let map = build_map(&cleanable, first_dirty, &config, &mut budget).await?;
+    let map = build_map(state, &cleanable, first_dirty, &config, &mut budget).await?;
     stats.keys_mapped = map.len();
     let rules = Rules {
         now_ms,
@@ -288,8 +288,17 @@ pub(crate) async fn compact(
         stats: &mut stats,
     };
     for group in groups(&cleanable, map.end, &config) {
-        let Some(cleaned) = pass.rewrite(&group).await? else {
-            continue;
+        let rewritten = pass.rewrite(&group).await;
+        let cleaned = match rewritten {
+            Ok(Some(cleaned)) => cleaned,
+            Ok(None) => continue,
+            Err(error) => {
+                // Best effort: the next pass or the next open removes leftovers anyway.
+                if let Some(first) = group.first() {
+                    let _ = files::remove_cleaned(&state.dir, first.base_offset);
+                }
+                return Err(error);
+            }
         };
         if !swap(state, &group, cleaned, generation).await? {
             pass.stats.aborted = true;
@@ -316,6 +325,14 @@ pub(crate) async fn compact(
     Ok(stats)
 }
 
+/// A pass stops as soon as its log closes (shutdown, DeleteTopics).
+fn check_open(state: &LogState) -> Result<(), StorageError> {
+    if state.closing.get() || state.closed.get() {
+        return Err(StorageError::Closed);
+    }
+    Ok(())
+}
+
 fn decompressed_max(config: &LogConfig) -> usize {
     usize::try_from(config.decompressed_batch_bytes_max).unwrap_or(usize::MAX)
 }
@@ -329,6 +346,7 @@ async fn pace(budget: &mut IoBudget, bytes: u64) {
 
 /// Maps the keys of the dirty batches (from `first_dirty`) until the map is full.
 async fn build_map(
+    state: &LogState,
     cleanable: &[Rc<Segment>],
     first_dirty: i64,
     config: &LogConfig,
@@ -344,6 +362,7 @@ async fn build_map(
         let mut read = 0;
         let mut expected = segment.base_offset;
         while let Some((position, batch)) = batches.next().await? {
+            check_open(state)?;
             pace(budget, batches.bytes_read - read).await;
             read = batches.bytes_read;
             let header = placed(segment, position, &batch, expected)?;
@@ -485,6 +504,7 @@ impl Pass<'_> {
         let mut expected = old.base_offset;
         let mut changed = false;
         while let Some((position, batch)) = batches.next().await? {
+            check_open(self.state)?;
             pace(self.budget, batches.bytes_read - read).await;
             read = batches.bytes_read;
             expected = placed(old, position, &batch, expected)?.next_offset();

@@ -256,6 +256,18 @@ fn offsets_are_kept_and_reads_cross_gaps() {
         assert_eq!(found.pop().map(|r| r.1), Some("sentinel".to_string()));
         assert_eq!(found, expected);
         assert!(log.last_compaction().batches_removed > 50);
+        // Some segment must end in a gap (its last batches went) for this to test the
+        // reader's step to the next segment.
+        let batch_ends: Vec<i64> = read_all(&log)
+            .await
+            .iter()
+            .map(|b| RecordBatchHeader::view(b).unwrap().next_offset())
+            .collect();
+        let bases = segment_bases(dir.path());
+        assert!(
+            bases[1..].iter().any(|base| !batch_ends.contains(base)),
+            "no segment ends in a gap: {bases:?}"
+        );
         for offset in 0..log.log_end_offset().0 {
             let read = log.read(Offset(offset), 4096, true).await.unwrap();
             let first = records_of(&read.batches)
@@ -701,5 +713,171 @@ fn appends_continue_during_compaction() {
             assert!(value.starts_with("late-19"), "k{k}: {value}");
         }
         log.close().await.unwrap();
+    });
+}
+
+const KILL_CHILD_ENV: &str = "SHARDLOG_COMPACTION_CHILD_DIR";
+const KILL_TEST_NAME: &str =
+    "storage::tests::compaction_tests::kill_dash_nine_during_compaction_keeps_latest_values";
+const KILL_CYCLES_DEFAULT: usize = 15;
+const KILL_KEYS: u64 = 20;
+/// The child stops by itself after this long if nobody kills it.
+const KILL_CHILD_LIFETIME_MAX: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn kill_config() -> LogConfig {
+    let mut config = compact_config();
+    config.segment_bytes = 8 * 1024;
+    config.delete_retention_ms = i64::MAX / 2;
+    config.compaction_io_bytes_per_second = 1 << 30;
+    config
+}
+
+/// kill -9 at random moments of a child that appends keyed records (some tombstones) with
+/// sync-per-batch while compaction passes run back to back, so kills land in every phase
+/// of a pass, swaps included. After each kill the log must open without leftovers, decode
+/// completely with increasing offsets, and hold for every key a latest record at or after
+/// the last acknowledged one for that key (no acknowledged update lost, no older value
+/// resurrected). `SHARDLOG_SEED` replays; `SHARDLOG_CRASH_CYCLES` sets the cycles.
+#[test]
+fn kill_dash_nine_during_compaction_keeps_latest_values() {
+    if let Some(dir) = std::env::var_os(KILL_CHILD_ENV) {
+        kill_child(std::path::PathBuf::from(dir));
+        return;
+    }
+    let cycles = std::env::var("SHARDLOG_CRASH_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(KILL_CYCLES_DEFAULT);
+    let mut rng = Rng::from_env();
+    let dir = temp_dir();
+    let mut latest_acked: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+    let mut passes = 0;
+    for cycle in 0..cycles {
+        let delay = std::time::Duration::from_millis(rng.range(30, 400));
+        let (acks, child_passes) = run_kill_child(dir.path(), delay);
+        passes += child_passes;
+        let acked = acks.len();
+        for (offset, key, value) in acks {
+            let newer = latest_acked.get(&key).is_none_or(|(o, _)| *o < offset);
+            if newer {
+                latest_acked.insert(key, (offset, value));
+            }
+        }
+        let path = dir.path().to_path_buf();
+        let expected = latest_acked.clone();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        run(move || async move {
+            let log = open(&path, &kill_config(), &cache()).await;
+            let records = records_of(&read_all(&log).await);
+            assert!(
+                records.windows(2).all(|w| w[0].0 < w[1].0),
+                "offsets increase"
+            );
+            let found = latest_by_key(&records);
+            for (key, (offset, value)) in &expected {
+                let (found_offset, found_value) = found.get(key).cloned().unwrap_or((-1, None));
+                assert!(
+                    found_offset >= *offset,
+                    "{key}: acked {offset}, latest {found_offset}"
+                );
+                if found_offset == *offset {
+                    assert_eq!(&found_value, value, "{key} at {offset}");
+                }
+            }
+            log.close().await.unwrap();
+            sender.send(log.segment_count()).unwrap();
+        });
+        let segments = receiver.recv().unwrap();
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+            .count();
+        assert_eq!(leftovers, 0);
+        eprintln!(
+            "cycle {cycle}: killed after {delay:?}: {acked} acks, {child_passes} passes, \
+             {segments} segments"
+        );
+    }
+    assert!(
+        passes > cycles,
+        "children completed only {passes} compaction passes"
+    );
+}
+
+/// Runs one child for `delay`, SIGKILLs it; returns its acknowledged records and passes.
+fn run_kill_child(
+    dir: &std::path::Path,
+    delay: std::time::Duration,
+) -> (Vec<(i64, String, Option<String>)>, usize) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([KILL_TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(KILL_CHILD_ENV, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let (mut acks, mut passes) = (Vec::new(), 0);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            // Only whole lines: the kill may cut the last one.
+            match fields[..] {
+                ["ack", offset, key, value] if text.ends_with('\n') => {
+                    let value = (value != "-").then(|| value.to_string());
+                    acks.push((offset.parse().unwrap(), key.to_string(), value));
+                }
+                ["pass"] if text.ends_with('\n') => passes += 1,
+                _ => {}
+            }
+            line.clear();
+        }
+        (acks, passes)
+    });
+    std::thread::sleep(delay);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
+/// The child: one task appends (rolling segments by size) and prints
+/// `ack <offset> <key> <value or ->` once synced; another runs compaction passes.
+fn kill_child(dir: std::path::PathBuf) {
+    run(move || async move {
+        let config = kill_config();
+        let log = open(&dir, &config, &cache()).await;
+        let compactor = glommio::spawn_local({
+            let log = log.clone();
+            async move {
+                loop {
+                    if let Ok(stats) = log.compact(i64::MAX / 4).await
+                        && stats.segments_written > 0
+                    {
+                        println!("pass");
+                    }
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        });
+        let start = log.log_end_offset().0;
+        let appender = glommio::spawn_local(async move {
+            for seq in start.. {
+                let key = format!("k{}", seq as u64 % KILL_KEYS);
+                let value = (seq % 13 != 0).then(|| format!("{seq}-{}", "v".repeat(200)));
+                let batch = keyed(&[(key.clone(), value.clone())], 1);
+                let result = log.append(batch, 0, 1).await.unwrap();
+                log.wait_synced(result.last_offset).await.unwrap();
+                let shown = value.as_deref().unwrap_or("-");
+                println!("ack {} {key} {shown}", result.base_offset.0);
+            }
+        });
+        glommio::timer::sleep(KILL_CHILD_LIFETIME_MAX).await;
+        drop((compactor, appender));
     });
 }
