@@ -146,6 +146,7 @@ pub struct CompactionStats {
     pub segments_rewritten: usize,
     /// Segments the pass produced (groups of old segments merge into one).
     pub segments_written: usize,
+    /// Records dropped, expired tombstones included.
     pub records_removed: u64,
     pub tombstones_removed: u64,
     pub batches_removed: u64,

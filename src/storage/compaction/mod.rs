@@ -7,7 +7,8 @@
 //! built from the *dirty* part of it (from the cleaner checkpoint on), within
 //! `compaction_map_bytes_max`; (3) the segments up to the mapped end are rewritten in
 //! groups (consecutive segments whose sizes sum to at most `segment.bytes` merge into one
-//! segment named after the first), each swapped in crash-safely (`files.rs`); (4) the
+//! segment named after the first; a segment holding transaction markers only starts a
+//! group), each swapped in crash-safely (`files.rs`); (4) the
 //! checkpoint (first dirty offset, next tombstone deadline) is saved. Reads and writes are
 //! paced by an `IoBudget` (`compaction_io_bytes_per_second`).
 //!
@@ -273,6 +274,11 @@ pub(crate) async fn compact(
     };
     let mut budget = IoBudget::new(config.compaction_io_bytes_per_second, Instant::now());
     let map = build_map(state, &cleanable, first_dirty, &config, &mut budget).await?;
+    let groups = groups(&cleanable, map.end, &config);
+    if groups.is_empty() {
+        // Only a tombstone deadline, and nothing cleanable now: keep the checkpoint.
+        return Ok(CompactionStats::default());
+    }
     stats.keys_mapped = map.len();
     let rules = Rules {
         now_ms,
@@ -287,11 +293,18 @@ pub(crate) async fn compact(
         budget: &mut budget,
         stats: &mut stats,
     };
-    for group in groups(&cleanable, map.end, &config) {
+    let mut work: std::collections::VecDeque<Vec<Rc<Segment>>> = groups.into();
+    while let Some(group) = work.pop_front() {
         let rewritten = pass.rewrite(&group).await;
         let cleaned = match rewritten {
-            Ok(Some(cleaned)) => cleaned,
-            Ok(None) => continue,
+            Ok(Rewrite::Cleaned(cleaned)) => cleaned,
+            Ok(Rewrite::Unchanged) => continue,
+            Ok(Rewrite::Split) => {
+                for segment in group.into_iter().rev() {
+                    work.push_front(vec![segment]);
+                }
+                continue;
+            }
             Err(error) => {
                 // Best effort: the next pass or the next open removes leftovers anyway.
                 if let Some(first) = group.first() {
@@ -425,6 +438,17 @@ fn groups(cleanable: &[Rc<Segment>], map_end: i64, config: &LogConfig) -> Vec<Ve
     out
 }
 
+/// What rewriting a group produced.
+enum Rewrite {
+    /// A single segment came out unchanged: nothing to swap.
+    Unchanged,
+    Cleaned(Cleaned),
+    /// A segment after the group's first holds transaction markers: rewrite the group's
+    /// segments one by one instead. Markers then stay in a segment with the same base
+    /// offset, so per-segment transaction indexes keyed by base offset stay valid.
+    Split,
+}
+
 /// A rewritten group waiting to be swapped in.
 struct Cleaned {
     segment: Rc<Segment>,
@@ -442,26 +466,40 @@ struct Pass<'p> {
 }
 
 impl Pass<'_> {
-    /// Writes the cleaned segment of `group`; `None` if a single segment came out unchanged.
-    async fn rewrite(&mut self, group: &[Rc<Segment>]) -> Result<Option<Cleaned>, StorageError> {
+    /// Writes the cleaned segment of `group` (see `Rewrite`).
+    async fn rewrite(&mut self, group: &[Rc<Segment>]) -> Result<Rewrite, StorageError> {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
-            return Ok(None);
+            return Ok(Rewrite::Unchanged);
         };
+        let counted = *self.stats;
         let dir = &self.state.dir;
         let base = first.base_offset;
         let path = files::cleaned_path(dir, base, segment::LOG_SUFFIX);
         let mut writer = CleanedWriter::create(path, self.config.write_chunk_bytes).await?;
         let mut index = SegmentIndex::default();
         let mut changed = group.len() > 1;
-        for old in group {
-            changed |= self
-                .copy_segment(old, base, &mut writer, &mut index)
+        for (i, old) in group.iter().enumerate() {
+            let markers_allowed = i == 0;
+            let copied = self
+                .copy_segment(old, base, &mut writer, &mut index, markers_allowed)
                 .await?;
+            match copied {
+                Some(segment_changed) => changed |= segment_changed,
+                None => {
+                    drop(writer);
+                    files::remove_cleaned(dir, base)?;
+                    // The I/O happened; the record counters are redone per segment.
+                    let bytes_written = self.stats.bytes_written;
+                    *self.stats = counted;
+                    self.stats.bytes_written = bytes_written;
+                    return Ok(Rewrite::Split);
+                }
+            }
         }
         if !changed {
             drop(writer);
             files::remove_cleaned(dir, base)?;
-            return Ok(None);
+            return Ok(Rewrite::Unchanged);
         }
         let (file, size, tail) = writer.finish().await?;
         self.stats.bytes_written += tail;
@@ -484,20 +522,22 @@ impl Pass<'_> {
         .await?;
         let times_path = files::cleaned_path(dir, base, segment::TIME_INDEX_SUFFIX);
         io::write_file_atomically(&times_path, times).await?;
-        Ok(Some(Cleaned {
+        Ok(Rewrite::Cleaned(Cleaned {
             segment: Rc::new(segment),
             file,
         }))
     }
 
-    /// Filters the batches of `old` into `writer`; returns whether anything changed.
+    /// Filters the batches of `old` into `writer`; returns whether anything changed, or
+    /// `None` at a control batch (transaction marker) if `markers_allowed` is false.
     async fn copy_segment(
         &mut self,
         old: &Segment,
         base: i64,
         writer: &mut CleanedWriter,
         index: &mut SegmentIndex,
-    ) -> Result<bool, StorageError> {
+        markers_allowed: bool,
+    ) -> Result<Option<bool>, StorageError> {
         let chunk = self.config.read_chunk_bytes as usize;
         let mut batches = SegmentBatches::open(old, 0, chunk).await?;
         let mut read = 0;
@@ -507,7 +547,11 @@ impl Pass<'_> {
             check_open(self.state)?;
             pace(self.budget, batches.bytes_read - read).await;
             read = batches.bytes_read;
-            expected = placed(old, position, &batch, expected)?.next_offset();
+            let header = placed(old, position, &batch, expected)?;
+            if header.is_control() && !markers_allowed {
+                return Ok(None);
+            }
+            expected = header.next_offset();
             let filtered = if batch_base(&batch) < self.map.end {
                 filter::filter_batch(&batch, self.map, &self.rules, self.stats)
             } else {
@@ -524,7 +568,7 @@ impl Pass<'_> {
             }
             glommio::yield_if_needed().await;
         }
-        Ok(changed)
+        Ok(Some(changed))
     }
 
     async fn write_batch(

@@ -881,3 +881,81 @@ fn kill_child(dir: std::path::PathBuf) {
         drop((compactor, appender));
     });
 }
+
+/// Transactional batches and transaction markers are kept as they are, and a segment
+/// holding markers is never merged into an earlier one (its base offset, which
+/// per-segment transaction state is keyed by, stays).
+#[test]
+fn transactional_batches_and_markers_stay_intact() {
+    use crate::model::records::{BatchOrigin, encode_batch_from, encode_control_batch};
+    run(|| async {
+        let dir = temp_dir();
+        let mut config = compact_config();
+        config.segment_bytes = 1 << 20;
+        config.segment_ms = 1000;
+        let log = open(dir.path(), &config, &cache()).await;
+        let five = |value: &str| -> Vec<_> {
+            (0..5)
+                .map(|i| record(&format!("k{i}"), Some(value)))
+                .collect()
+        };
+        log.append(keyed(&five("old"), 0), 0, 0).await.unwrap();
+        let txn_records = [
+            NewRecord {
+                key: Some(b"k0"),
+                value: Some(b"txn"),
+            },
+            NewRecord {
+                key: Some(b"k1"),
+                value: Some(b"txn"),
+            },
+        ];
+        let origin = BatchOrigin {
+            producer_id: 9,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+            control: false,
+        };
+        let txn = Bytes::from(encode_batch_from(&txn_records, 2000, origin));
+        let txn_at = log.append(txn, 0, 2000).await.unwrap().base_offset.0;
+        let marker = Bytes::from(encode_control_batch(9, 0, true, 0, 2000));
+        log.append(marker, 0, 2000).await.unwrap();
+        log.append(keyed(&five("new"), 4000), 0, 4000)
+            .await
+            .unwrap();
+        roll(&log, &config, 4000).await;
+        let bases_before = segment_bases(dir.path());
+        assert_eq!(bases_before.len(), 4, "{bases_before:?}");
+        let stats = log.compact(10_000).await.unwrap();
+        assert_eq!(stats.records_removed, 5, "{stats:?}");
+        assert_eq!(stats.batches_kept_intact, 2, "{stats:?}");
+        assert_eq!(
+            segment_bases(dir.path()),
+            bases_before,
+            "marker segment not merged"
+        );
+        let batches = read_all(&log).await;
+        let headers: Vec<_> = batches
+            .iter()
+            .map(|b| *RecordBatchHeader::view(b).unwrap())
+            .collect();
+        assert_eq!(headers[0].base_offset(), txn_at);
+        assert!(headers[0].is_transactional() && !headers[0].is_control());
+        assert!(headers[1].is_control());
+        let records = records_of(&batches);
+        let txn_values: Vec<_> = records
+            .iter()
+            .filter(|r| r.2.as_deref() == Some("txn"))
+            .map(|r| r.1.clone())
+            .collect();
+        assert_eq!(txn_values, ["k0", "k1"], "transactional records kept");
+        let news = records
+            .iter()
+            .filter(|r| r.2.as_deref() == Some("new"))
+            .count();
+        assert_eq!(news, 5);
+        assert!(records.iter().all(|r| r.2.as_deref() != Some("old")));
+        log.close().await.unwrap();
+    });
+}
