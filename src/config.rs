@@ -192,6 +192,20 @@ pub struct StorageConfig {
     /// How often retention runs, ms (Kafka `log.retention.check.interval.ms`).
     /// Default 300000, range 100..=86400000.
     pub retention_check_interval_ms: u64,
+    /// How often the compaction task looks for compacted topics' partitions to clean, ms
+    /// (Kafka `log.cleaner.backoff.ms`). Default 15000, range 100..=86400000.
+    pub compaction_check_interval_ms: u64,
+    /// Bytes per second one shard's compaction may read plus write (Kafka
+    /// `log.cleaner.io.max.bytes.per.second`). Default 64 MiB, range 64 KiB..=64 GiB.
+    pub compaction_io_bytes_per_second: u64,
+    /// Memory for the key map of one compaction pass: key bytes + 64 per key (Kafka
+    /// `log.cleaner.dedupe.buffer.size`); a pass maps what fits and the next continues.
+    /// Default 64 MiB, range 64 KiB..=16 GiB.
+    pub compaction_map_bytes_max: u64,
+    /// Largest decompressed records section of one batch when the broker recompresses
+    /// (compression.type), checks keys on compacted topics, or compacts. Default 64 MiB,
+    /// range 1 MiB..=1 GiB.
+    pub decompressed_batch_bytes_max: u64,
 }
 
 impl Default for StorageConfig {
@@ -213,6 +227,10 @@ impl Default for StorageConfig {
             disk_free_bytes_min: 128 * MIB,
             disk_check_interval_ms: 1_000,
             retention_check_interval_ms: 300_000,
+            compaction_check_interval_ms: 15_000,
+            compaction_io_bytes_per_second: 64 * MIB,
+            compaction_map_bytes_max: 64 * MIB,
+            decompressed_batch_bytes_max: 64 * MIB,
         }
     }
 }
@@ -455,6 +473,30 @@ impl Config {
             st.retention_check_interval_ms,
             100,
             86_400_000,
+        )?;
+        check(
+            "storage.compaction_check_interval_ms",
+            st.compaction_check_interval_ms,
+            100,
+            86_400_000,
+        )?;
+        check(
+            "storage.compaction_io_bytes_per_second",
+            st.compaction_io_bytes_per_second,
+            64 * KIB,
+            64 * GIB,
+        )?;
+        check(
+            "storage.compaction_map_bytes_max",
+            st.compaction_map_bytes_max,
+            64 * KIB,
+            16 * GIB,
+        )?;
+        check(
+            "storage.decompressed_batch_bytes_max",
+            st.decompressed_batch_bytes_max,
+            MIB,
+            GIB,
         )?;
         if st.batch_bytes_max > st.write_buffer_bytes_max {
             return Err(ConfigError::OutOfRange {

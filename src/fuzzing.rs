@@ -31,6 +31,37 @@ pub fn record_batches(data: &[u8]) {
     assert!(valid <= data.len());
 }
 
+/// The codecs and the record parser: the first byte picks a codec for the rest (raw
+/// compressed bytes); then the whole input is treated as a batch to decode, recompress to
+/// every codec and parse, as broker-side recompression and compaction do.
+pub fn compressed_batches(data: &[u8]) {
+    use crate::model::batch::Compression;
+    use crate::model::compression;
+    const LIMIT: usize = 1 << 20;
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    let codec = CODECS[usize::from(data.first().copied().unwrap_or(0)) % CODECS.len()];
+    if let Ok(records) = compression::decompress(codec, data.get(1..).unwrap_or_default(), LIMIT) {
+        assert!(records.len() <= LIMIT);
+        let _ = compression::parse_records(&records, 3);
+    }
+    if let Ok(records) = compression::batch_records(data, LIMIT) {
+        if let Ok(header) = crate::model::RecordBatchHeader::view(data) {
+            let _ = compression::parse_records(&records, header.records_count.get());
+        }
+        for codec in CODECS {
+            if let Ok(Some(rebuilt)) = compression::recompress_batch(data, codec, LIMIT) {
+                assert!(crate::model::batch::validate_batch(&rebuilt).is_ok());
+            }
+        }
+    }
+}
+
 /// Internal-topic records: `__consumer_offsets` and `__transaction_state` keys and values.
 pub fn internal_records(data: &[u8]) {
     let split = data
@@ -57,10 +88,11 @@ mod tests {
     fn saved_fuzz_inputs_do_not_panic() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
         type Target = (&'static str, fn(&[u8]));
-        let targets: [Target; 3] = [
+        let targets: [Target; 4] = [
             ("request_frame", super::request_frame),
             ("record_batches", super::record_batches),
             ("internal_records", super::internal_records),
+            ("compressed_batches", super::compressed_batches),
         ];
         let mut replayed = 0;
         for (name, target) in targets {

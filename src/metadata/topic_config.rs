@@ -69,7 +69,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "cleanup.policy",
         ConfigKind::List(CLEANUP_POLICIES),
-        false,
+        true,
         Some("log.cleanup.policy"),
         |_| "delete".into(),
         "delete old segments, compact by key, or both"
@@ -77,7 +77,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "compression.type",
         ConfigKind::Choice(COMPRESSION_TYPES),
-        false,
+        true,
         Some("compression.type"),
         |_| "producer".into(),
         "final compression of the topic's batches"
@@ -85,7 +85,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "delete.retention.ms",
         ConfigKind::Long { min: 0 },
-        false,
+        true,
         Some("log.cleaner.delete.retention.ms"),
         |_| "86400000".into(),
         "how long tombstones are kept on compacted topics"
@@ -157,7 +157,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "max.compaction.lag.ms",
         ConfigKind::Long { min: 1 },
-        false,
+        true,
         Some("log.cleaner.max.compaction.lag.ms"),
         LONG_MAX,
         "longest a record stays uncompacted"
@@ -205,7 +205,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "min.cleanable.dirty.ratio",
         ConfigKind::Double,
-        false,
+        true,
         Some("log.cleaner.min.cleanable.ratio"),
         |_| "0.5".into(),
         "dirty ratio that triggers compaction"
@@ -213,7 +213,7 @@ pub const TOPIC_CONFIGS: &[ConfigSpec] = &[
     spec!(
         "min.compaction.lag.ms",
         ConfigKind::Long { min: 0 },
-        false,
+        true,
         Some("log.cleaner.min.compaction.lag.ms"),
         |_| "0".into(),
         "shortest time a record stays uncompacted"

@@ -6,6 +6,7 @@
 //! is below the configured shard count.
 
 pub mod batch;
+pub mod compression;
 pub mod error_code;
 pub mod records;
 

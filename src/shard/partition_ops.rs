@@ -20,7 +20,8 @@ const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// The one mapping from storage errors to Kafka error codes.
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
-        StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+        StorageError::InvalidBatch(_) | StorageError::Compression(_) => ErrorCode::CorruptMessage,
+        StorageError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,

@@ -176,6 +176,9 @@ fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
     }
 }
 
+/// Segment size of the internal compacted topics (Kafka's default for them: 100 MiB).
+const INTERNAL_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
 /// start.
 fn ensure_internal_topics(
@@ -198,7 +201,13 @@ fn ensure_internal_topics(
             name: name.to_string(),
             id: *uuid::Uuid::new_v4().as_bytes(),
             partitions,
-            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            // As Kafka's offsets.topic.segment.bytes and transaction.state.log.segment.bytes:
+            // small segments, so closed ones exist for the cleaner to compact.
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), INTERNAL_SEGMENT_BYTES.to_string()),
+            ]
+            .into(),
             internal: true,
         };
         catalog = catalog.with_topic(meta)?;
@@ -210,8 +219,10 @@ fn ensure_internal_topics(
     Ok(catalog)
 }
 
-/// Retention runs in its own low-priority task queue so it never delays produce/fetch.
+/// Retention runs in its own low-priority task queue so it never delays produce/fetch;
+/// compaction in another (see `spawn_compaction`).
 fn spawn_retention(shard: &Rc<Shard>) {
+    spawn_compaction(shard);
     let interval = Duration::from_millis(shard.config.storage.retention_check_interval_ms);
     let queue = glommio::executor().create_task_queue(
         Shares::Static(100),
@@ -243,5 +254,51 @@ fn spawn_retention(shard: &Rc<Shard>) {
             task.detach();
         }
         Err(error) => tracing::error!(%error, "cannot start retention task"),
+    }
+}
+
+/// Shares of the compaction task queue: half of retention's, far below request work
+/// (glommio's default queue has 1000).
+const COMPACTION_SHARES: usize = 50;
+
+/// Compaction runs in its own low-priority task queue: every
+/// `storage.compaction_check_interval_ms`, each owned partition of a compacted topic whose
+/// dirty ratio, max lag or tombstone deadline says so gets one pass, one partition at a
+/// time (each pass paced by `storage.compaction_io_bytes_per_second`).
+fn spawn_compaction(shard: &Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.storage.compaction_check_interval_ms);
+    let queue = glommio::executor().create_task_queue(
+        Shares::Static(COMPACTION_SHARES),
+        Latency::NotImportant,
+        "compaction",
+    );
+    let shard = shard.clone();
+    let spawned = glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                for (partition, log) in shard.owned_logs() {
+                    if !log.compaction_due(now_ms()) {
+                        continue;
+                    }
+                    match log.compact(now_ms()).await {
+                        Ok(stats) if stats.aborted => {
+                            tracing::info!(shard = %shard.id, %partition, "compaction pass abandoned; retried later")
+                        }
+                        Ok(_) | Err(crate::storage::StorageError::Closed) => {}
+                        Err(error) => {
+                            tracing::error!(shard = %shard.id, %partition, %error, "compaction failed")
+                        }
+                    }
+                }
+            }
+        },
+        queue,
+    );
+    match spawned {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => tracing::error!(%error, "cannot start compaction task"),
     }
 }

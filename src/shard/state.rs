@@ -9,7 +9,7 @@ use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
-use crate::storage::{BatchCache, LogConfig, PartitionLog};
+use crate::storage::{BatchCache, CleanupPolicy, LogConfig, PartitionLog};
 use futures::future::LocalBoxFuture;
 use glommio::channels::channel_mesh::Senders;
 use std::cell::RefCell;
@@ -143,6 +143,7 @@ impl Shard {
         if configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime") {
             log_config.timestamp_type = TimestampType::LogAppendTime;
         }
+        apply_cleanup_configs(&mut log_config, configs);
         log_config
     }
 
@@ -495,5 +496,43 @@ impl Shard {
                 .detach();
             }
         }
+    }
+}
+
+/// Compaction and codec topic configs (`cleanup.policy`, `compression.type`,
+/// `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+/// `min.cleanable.dirty.ratio`); unset ones keep `LogConfig::from_storage`'s Kafka defaults.
+fn apply_cleanup_configs(
+    log_config: &mut LogConfig,
+    configs: &std::collections::BTreeMap<String, String>,
+) {
+    use crate::model::Compression;
+    let long = |name| topic_config::long_value(configs, name);
+    if let Some(policy) = configs.get("cleanup.policy") {
+        log_config.cleanup_policy = CleanupPolicy::parse(policy);
+    }
+    log_config.compression_type = match configs.get("compression.type").map(|v| v.trim()) {
+        Some("uncompressed" | "none") => Some(Compression::None),
+        Some("gzip") => Some(Compression::Gzip),
+        Some("snappy") => Some(Compression::Snappy),
+        Some("lz4") => Some(Compression::Lz4),
+        Some("zstd") => Some(Compression::Zstd),
+        _ => None,
+    };
+    if let Some(v) = long("delete.retention.ms") {
+        log_config.delete_retention_ms = v.max(0);
+    }
+    if let Some(v) = long("min.compaction.lag.ms") {
+        log_config.min_compaction_lag_ms = v.max(0);
+    }
+    if let Some(v) = long("max.compaction.lag.ms") {
+        log_config.max_compaction_lag_ms = v.max(1);
+    }
+    if let Some(v) = configs
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+    {
+        log_config.min_cleanable_dirty_ratio = v.clamp(0.0, 1.0);
     }
 }

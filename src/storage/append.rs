@@ -32,6 +32,7 @@ pub(crate) async fn append(
 ) -> Result<AppendResult, StorageError> {
     state.check_writable()?;
     let config = state.config();
+    let records = super::conform::conform(records, &config)?;
     let spans = validate(&records, &config)?;
     let units = (records.len() as u64).min(state.admission_capacity);
     if state.admission.acquire(units).await.is_err() {

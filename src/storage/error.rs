@@ -57,6 +57,14 @@ pub enum StorageError {
         epoch: i16,
         current_epoch: i16,
     },
+    /// A record breaks a topic rule, e.g. no key on a compacted topic: Kafka INVALID_RECORD
+    /// (87).
+    #[error("invalid record: {reason}")]
+    InvalidRecord { reason: String },
+    /// A compressed batch cannot be decoded or re-encoded (bad codec data, decompressed
+    /// size over `decompressed_batch_bytes_max`, malformed records): Kafka CORRUPT_MESSAGE.
+    #[error("cannot recompress batch: {0}")]
+    Compression(#[from] crate::model::compression::CompressionError),
     /// The log was closed or removed while the call was in progress.
     #[error("partition log is closed")]
     Closed,

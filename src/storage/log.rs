@@ -10,11 +10,12 @@
 
 use super::StorageError;
 use super::cache::BatchCache;
+use super::compaction::{self, CleanupPolicy, CompactionStats};
 use super::state::{LogState, LogStats};
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
 use super::{append, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
-use crate::model::{Offset, TimestampType};
+use crate::model::{Compression, Offset, TimestampType};
 use bytes::Bytes;
 use std::path::Path;
 use std::rc::Rc;
@@ -22,6 +23,9 @@ use std::time::Duration;
 
 /// Producer ids whose idempotence state a partition keeps (least recently used forgotten).
 pub const PRODUCER_IDS_MAX_DEFAULT: usize = 10_000;
+/// Kafka's defaults for `delete.retention.ms` (1 day) and `min.cleanable.dirty.ratio`.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 86_400_000;
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
 
 /// Effective settings of one partition log: broker storage config merged with topic configs.
 #[derive(Debug, Clone)]
@@ -47,6 +51,28 @@ pub struct LogConfig {
     pub open_segments_max: usize,
     /// Producer ids tracked for idempotence per partition.
     pub producer_ids_max: usize,
+    /// `cleanup.policy`: time/size retention applies with `delete`, compaction with
+    /// `compact`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`: `None` keeps batches as produced (`producer`); otherwise
+    /// appends re-encode batches in another codec to this one.
+    pub compression_type: Option<Compression>,
+    /// `delete.retention.ms`: compaction keeps a tombstone at least this long after its
+    /// timestamp.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments holding newer records are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty data older than this triggers compaction whatever
+    /// the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: dirty bytes / cleanable bytes that trigger compaction.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Bytes per second a compaction pass may read plus write.
+    pub compaction_io_bytes_per_second: u64,
+    /// Memory for one pass's key map (key bytes + 64 per key).
+    pub compaction_map_bytes_max: u64,
+    /// Largest decompressed records section handled when recompressing or compacting.
+    pub decompressed_batch_bytes_max: u64,
 }
 
 impl LogConfig {
@@ -67,6 +93,15 @@ impl LogConfig {
             timestamp_type: TimestampType::CreateTime,
             open_segments_max: config.open_segments_max,
             producer_ids_max: PRODUCER_IDS_MAX_DEFAULT,
+            cleanup_policy: CleanupPolicy::DELETE,
+            compression_type: None,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
+            compaction_io_bytes_per_second: config.compaction_io_bytes_per_second,
+            compaction_map_bytes_max: config.compaction_map_bytes_max,
+            decompressed_batch_bytes_max: config.decompressed_batch_bytes_max,
         }
     }
 }
@@ -349,11 +384,34 @@ impl PartitionLog {
         Ok(reader::max_timestamp(&self.state))
     }
 
-    /// Deletes whole closed segments past `retention.ms`/`retention.bytes` (or wholly
-    /// below the log start offset) and advances the log start offset. Returns the number
+    /// Deletes whole closed segments past `retention.ms`/`retention.bytes` (those two only
+    /// with cleanup.policy `delete`) or wholly below the log start offset and advances the log start offset. Returns the number
     /// of segments deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         retention::apply_retention(&self.state, now_ms).await
+    }
+
+    /// One compaction pass for `cleanup.policy=compact` (a no-op otherwise): rewrites the
+    /// closed segments whose records are older than `min.compaction.lag.ms`, keeping the
+    /// latest record per key and tombstones younger than `delete.retention.ms`; offsets
+    /// never change. Paced by `compaction_io_bytes_per_second`. See `compaction/mod.rs`.
+    pub async fn compact(&self, now_ms: i64) -> Result<CompactionStats, StorageError> {
+        compaction::compact(&self.state, now_ms).await
+    }
+
+    /// Whether a compaction pass is due (dirty ratio, max lag, expired tombstones).
+    pub fn compaction_due(&self, now_ms: i64) -> bool {
+        compaction::due(&self.state, now_ms)
+    }
+
+    /// Dirty bytes / cleanable bytes of a compacted log.
+    pub fn dirty_ratio(&self, now_ms: i64) -> f64 {
+        compaction::dirty_ratio(&self.state, now_ms)
+    }
+
+    /// Counters of the last compaction pass that had something to do.
+    pub fn last_compaction(&self) -> CompactionStats {
+        compaction::last_stats(&self.state)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (never past the high

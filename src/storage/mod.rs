@@ -13,13 +13,17 @@
 //! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
 //! `checkpoint`, `io`, `signal`, `txn_state` (transactions: last stable offset, aborted
-//! transaction index). See docs/durability.md for the durability contract.
+//! transaction index); `compaction` (cleanup.policy=compact) and `conform` (topic rules
+//! applied to incoming batches: compression.type, keys on compacted topics). See
+//! docs/durability.md for the durability contract.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod append;
 mod cache;
 mod checkpoint;
+mod compaction;
+mod conform;
 mod error;
 mod flusher;
 mod index;
@@ -40,6 +44,7 @@ mod writer;
 mod tests;
 
 pub use cache::{BatchCache, CacheStats};
+pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::StorageError;
 pub use io::prime_iopoll_probe;
 pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};

@@ -98,7 +98,14 @@ pub(crate) async fn collect(
             }
         };
         if found.is_empty() {
-            break;
+            // Compaction leaves offset gaps; one may end a segment: go on with the next.
+            match base_after_gap(state, cursor) {
+                Some(next) => {
+                    cursor = next;
+                    continue;
+                }
+                None => break,
+            }
         }
         for batch in found {
             let first = out.is_empty();
@@ -118,6 +125,16 @@ pub(crate) async fn collect(
         }
     }
     Ok(out)
+}
+
+/// The base offset of the segment after the one holding `offset`, if that one is wholly
+/// on disk (so finding nothing at `offset` there means a gap, not unwritten data).
+fn base_after_gap(state: &LogState, offset: i64) -> Option<i64> {
+    let segments = state.segments.borrow();
+    let point = segments.partition_point(|s| s.base_offset <= offset);
+    let current = segments.get(point.checked_sub(1)?)?;
+    let next = segments.get(point)?;
+    (current.disk_bytes() == current.size_bytes()).then_some(next.base_offset)
 }
 
 fn found(base_offset: i64, bytes: Bytes) -> Result<Found, StorageError> {

@@ -91,6 +91,7 @@ pub(crate) async fn recover(
 ) -> Result<Recovered, StorageError> {
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create_dir", dir, e))?;
     io::prime_iopoll_probe(dir).await?;
+    super::compaction::recover_swaps(dir).await?;
     let listing = list_dir(dir)?;
     let checkpoint_start = checkpoint::read_log_start(dir).await?;
     let mut segments = VecDeque::new();

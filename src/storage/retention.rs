@@ -31,6 +31,9 @@ pub(crate) async fn apply_retention(state: &LogState, now_ms: i64) -> Result<usi
     if state.closed.get() {
         return Err(StorageError::Closed);
     }
+    if super::compaction::swap_in_progress(state) {
+        return Ok(0);
+    }
     let count = expired_segments(state, now_ms);
     if count == 0 {
         return Ok(0);
@@ -77,12 +80,16 @@ fn expired_segments(state: &LogState, now_ms: i64) -> usize {
             break;
         }
         let below_start = segments[count + 1].base_offset <= log_start;
-        let expired = config.retention_ms >= 0
+        // Time and size limits apply only with cleanup.policy `delete`.
+        let delete = config.cleanup_policy.delete;
+        let expired = delete
+            && config.retention_ms >= 0
             && segment
                 .max_timestamp()
                 .is_some_and(|(ts, _)| now_ms.saturating_sub(ts) > config.retention_ms);
         let size = segment.size_bytes() as i64;
-        let oversized = config.retention_bytes >= 0 && total - size >= config.retention_bytes;
+        let oversized =
+            delete && config.retention_bytes >= 0 && total - size >= config.retention_bytes;
         if !(below_start || expired || oversized) {
             break;
         }

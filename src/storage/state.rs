@@ -106,6 +106,8 @@ pub(crate) struct LogState {
     /// Log end offset advanced, or the log is closing.
     pub appended: Signal,
     pub stats: Cell<LogStats>,
+    /// Compaction bookkeeping (checkpoint, pass and swap flags).
+    pub cleaner: RefCell<super::compaction::CleanerState>,
 }
 
 /// The error that failed the log, kept so every later caller gets an equivalent one.
@@ -206,6 +208,7 @@ impl LogState {
             progress: Signal::default(),
             appended: Signal::default(),
             stats: Cell::new(LogStats::default()),
+            cleaner: RefCell::default(),
         }
     }
 

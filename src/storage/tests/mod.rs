@@ -1,11 +1,13 @@
 //! Tests of the storage module: API behaviour (`log_tests`), recovery over segment images
 //! with seeded faults (`recovery_tests`), kill -9 of a child process (`crash_tests`), and
 //! transactions: last stable offset, aborted-transaction index, fencing (`txn_tests`).
+//! compaction and broker-side compression (`compaction_tests`).
 //!
 //! Test data lives under `target/storage-tests` (ext4: O_DIRECT works there, unlike
 //! /dev/shm) or under `$SHARDLOG_TEST_DIR`. Randomised tests print their seed on failure;
 //! `SHARDLOG_SEED=<seed>` replays it.
 
+mod compaction_tests;
 mod crash_tests;
 mod log_tests;
 mod recovery_tests;

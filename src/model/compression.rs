@@ -1,0 +1,419 @@
+//! The codecs of Kafka v2 record batches (gzip, snappy, lz4, zstd) and the records inside a
+//! batch: decompress a batch's records, parse them without copying, and assemble a batch
+//! from records with any codec (recompression on append, rewriting batches in compaction).
+//!
+//! Owns: Kafka's codec framings — gzip: a gzip stream (several members accepted); snappy:
+//! the xerial framing Java clients write (magic, version, then length-prefixed raw blocks of
+//! 32 KiB input), raw snappy accepted on input (librdkafka may send it); lz4: the LZ4 frame
+//! format with a correct header checksum (Kafka >= 0.10), independent 64 KiB blocks on
+//! output; zstd: zstd frames (level 3 on output, Kafka's default).
+//! May import: `super::batch`, the codec crates. Pure: no I/O, no async, no shared state.
+//! Invariants: decoding untrusted bytes never panics and never allocates more than the
+//! caller's `decompressed_bytes_max` (plus what a codec needs for one block of at most
+//! 8 MiB); every batch built here passes `validate_batch`; header fields are copied from the
+//! source batch except the codec bits, recordsCount, maxTimestamp, batchLength and CRC.
+
+use super::batch::{
+    self, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD, BatchError, CRC_COVERED_FROM, Compression,
+    RecordBatchHeader, TimestampType,
+};
+use std::io::{Read, Write};
+use thiserror::Error;
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+/// snappy-java's stream header: magic, then version and minimum compatible version (i32 BE).
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+const XERIAL_HEADER_BYTES: usize = 16;
+const XERIAL_VERSION: i32 = 1;
+/// snappy-java's default block size (input bytes per block).
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+/// Kafka's default zstd level (ZSTD_CLEVEL_DEFAULT) and gzip level (Deflater default).
+const ZSTD_LEVEL: i32 = 3;
+const GZIP_LEVEL: u32 = 6;
+/// The largest zstd window a frame may ask for (2^27 = 128 MiB is zstd's own default
+/// limit); smaller if the caller's output limit is smaller, since a window never needs to
+/// exceed the content.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+const ZSTD_WINDOW_LOG_MIN: u32 = 20;
+/// Smallest encoded record: length, attributes, timestamp and offset deltas, key and value
+/// lengths, header count (one byte each).
+const RECORD_BYTES_MIN: usize = 7;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum CompressionError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("invalid {codec:?} data: {reason}")]
+    Corrupt { codec: Compression, reason: String },
+    #[error("decompressed records exceed the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("malformed record {index}: {reason}")]
+    MalformedRecord { index: usize, reason: &'static str },
+    #[error("batch declares {declared} records but holds {found}")]
+    CountMismatch { declared: i32, found: usize },
+    #[error("encoded batch of {bytes} bytes is too large")]
+    BatchTooLarge { bytes: usize },
+}
+
+fn corrupt(codec: Compression, reason: impl ToString) -> CompressionError {
+    CompressionError::Corrupt {
+        codec,
+        reason: reason.to_string(),
+    }
+}
+
+/// The Kafka attribute value (bits 0-2) of a codec.
+pub fn codec_id(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
+}
+
+/// Decompresses `input` (the records section of a batch) written with `codec`; at most
+/// `max` output bytes, else `TooLarge`.
+pub fn decompress(
+    codec: Compression,
+    input: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, CompressionError> {
+    match codec {
+        Compression::None if input.len() > max => Err(CompressionError::TooLarge { limit: max }),
+        Compression::None => Ok(input.to_vec()),
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), codec, max),
+        Compression::Snappy => snappy_decompress(input, max),
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), codec, max),
+        Compression::Zstd => {
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
+            let window_log = usize::BITS - max.max(1).leading_zeros();
+            decoder
+                .window_log_max(window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX))
+                .map_err(|e| corrupt(codec, e))?;
+            read_bounded(decoder, codec, max)
+        }
+    }
+}
+
+fn read_bounded(
+    reader: impl Read,
+    codec: Compression,
+    max: usize,
+) -> Result<Vec<u8>, CompressionError> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(codec, e))?;
+    if out.len() > max {
+        return Err(CompressionError::TooLarge { limit: max });
+    }
+    Ok(out)
+}
+
+/// xerial framing if the magic is there, else one raw snappy block.
+fn snappy_decompress(input: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
+    let codec = Compression::Snappy;
+    let mut decoder = snap::raw::Decoder::new();
+    let Some(mut blocks) = input
+        .strip_prefix(&XERIAL_MAGIC[..])
+        .and_then(|rest| rest.get(XERIAL_HEADER_BYTES - XERIAL_MAGIC.len()..))
+    else {
+        let mut out = Vec::new();
+        snappy_block(&mut decoder, input, &mut out, max)?;
+        return Ok(out);
+    };
+    let mut out = Vec::new();
+    while !blocks.is_empty() {
+        let (length, rest) = blocks
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt(codec, "truncated block length"))?;
+        let length = usize::try_from(i32::from_be_bytes(*length))
+            .map_err(|_| corrupt(codec, "negative block length"))?;
+        let block = rest
+            .get(..length)
+            .ok_or_else(|| corrupt(codec, "block length past the end"))?;
+        snappy_block(&mut decoder, block, &mut out, max)?;
+        blocks = &rest[length..];
+    }
+    Ok(out)
+}
+
+/// Appends one raw snappy block to `out`, checking its declared length against `max`
+/// before allocating.
+fn snappy_block(
+    decoder: &mut snap::raw::Decoder,
+    block: &[u8],
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), CompressionError> {
+    let codec = Compression::Snappy;
+    let length = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
+    let start = out.len();
+    if length > max.saturating_sub(start) {
+        return Err(CompressionError::TooLarge { limit: max });
+    }
+    out.resize(start + length, 0);
+    let written = decoder
+        .decompress(block, &mut out[start..])
+        .map_err(|e| corrupt(codec, e))?;
+    out.truncate(start + written);
+    Ok(())
+}
+
+/// Compresses `input` with `codec` in the framing Kafka clients read.
+pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    let failed = |e: std::io::Error| corrupt(codec, e);
+    match codec {
+        Compression::None => Ok(input.to_vec()),
+        Compression::Gzip => {
+            let level = flate2::Compression::new(GZIP_LEVEL);
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
+            encoder.write_all(input).map_err(failed)?;
+            encoder.finish().map_err(failed)
+        }
+        Compression::Snappy => snappy_compress(input),
+        Compression::Lz4 => {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            encoder.write_all(input).map_err(failed)?;
+            encoder.finish().map_err(|e| corrupt(codec, e))
+        }
+        Compression::Zstd => zstd::bulk::compress(input, ZSTD_LEVEL).map_err(failed),
+    }
+}
+
+fn snappy_compress(input: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    let mut encoder = snap::raw::Encoder::new();
+    let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + input.len() / 2);
+    out.extend_from_slice(&XERIAL_MAGIC);
+    out.extend_from_slice(&XERIAL_VERSION.to_be_bytes());
+    out.extend_from_slice(&XERIAL_VERSION.to_be_bytes());
+    for chunk in input.chunks(XERIAL_BLOCK_BYTES) {
+        let block = encoder
+            .compress_vec(chunk)
+            .map_err(|e| corrupt(Compression::Snappy, e))?;
+        let length = i32::try_from(block.len())
+            .map_err(|_| corrupt(Compression::Snappy, "block too large"))?;
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&block);
+    }
+    Ok(out)
+}
+
+/// The uncompressed records section of a complete, CRC-valid batch.
+pub fn batch_records(batch: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
+    let total = batch::validate_batch(batch)?;
+    let header = RecordBatchHeader::view(batch)?;
+    decompress(
+        header.compression()?,
+        &batch[BATCH_HEADER_BYTES..total],
+        max,
+    )
+}
+
+/// One record of a v2 batch, borrowed from the uncompressed records section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// The whole encoded record, length prefix included (copy it to keep the record).
+    pub bytes: &'a [u8],
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    /// None: a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A zigzag varint of at most `max_bytes` bytes (5 for int32, 10 for int64).
+    fn varint(&mut self, max_bytes: usize) -> Option<i64> {
+        let mut result: u64 = 0;
+        for index in 0..max_bytes {
+            let byte = *self.bytes.get(self.position)?;
+            self.position += 1;
+            result |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Some(((result >> 1) as i64) ^ -((result & 1) as i64));
+            }
+        }
+        None
+    }
+
+    fn varint32(&mut self) -> Option<i32> {
+        self.varint(5).and_then(|v| i32::try_from(v).ok())
+    }
+
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let end = self.position.checked_add(len)?;
+        let slice = self.bytes.get(self.position..end)?;
+        self.position = end;
+        Some(slice)
+    }
+
+    /// A length-prefixed byte string; -1 is null.
+    fn nullable(&mut self) -> Option<Option<&'a [u8]>> {
+        match self.varint32()? {
+            -1 => Some(None),
+            len => self.take(usize::try_from(len).ok()?).map(Some),
+        }
+    }
+}
+
+/// Parses exactly `count` records filling `bytes` (an uncompressed records section).
+pub fn parse_records(bytes: &[u8], count: i32) -> Result<Vec<RawRecord<'_>>, CompressionError> {
+    let declared = usize::try_from(count).map_err(|_| CompressionError::CountMismatch {
+        declared: count,
+        found: 0,
+    })?;
+    let mut records = Vec::with_capacity(declared.min(bytes.len() / RECORD_BYTES_MIN));
+    let mut reader = Reader { bytes, position: 0 };
+    while reader.position < bytes.len() {
+        let index = records.len();
+        let bad = |reason| CompressionError::MalformedRecord { index, reason };
+        let start = reader.position;
+        let length = reader.varint32().ok_or(bad("bad length"))?;
+        let body = usize::try_from(length)
+            .ok()
+            .and_then(|len| reader.take(len))
+            .ok_or(bad("length past the end"))?;
+        let record = parse_body(body).ok_or(bad("bad field"))?;
+        records.push(RawRecord {
+            bytes: &bytes[start..reader.position],
+            ..record
+        });
+        if records.len() > declared {
+            break;
+        }
+    }
+    if records.len() != declared {
+        return Err(CompressionError::CountMismatch {
+            declared: count,
+            found: records.len(),
+        });
+    }
+    Ok(records)
+}
+
+/// attributes | timestampDelta | offsetDelta | key | value | headers, filling `body`.
+fn parse_body(body: &[u8]) -> Option<RawRecord<'_>> {
+    let mut reader = Reader {
+        bytes: body,
+        position: 1, // attributes (unused)
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let timestamp_delta = reader.varint(10)?;
+    let offset_delta = reader.varint32()?;
+    let key = reader.nullable()?;
+    let value = reader.nullable()?;
+    let headers = reader.varint32()?;
+    for _ in 0..headers.max(0) {
+        let key_length = usize::try_from(reader.varint32()?).ok()?;
+        reader.take(key_length)?;
+        reader.nullable()?;
+    }
+    (headers >= 0 && reader.position == body.len() && offset_delta >= 0).then_some(RawRecord {
+        bytes: body,
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+    })
+}
+
+/// What changes when a batch is rebuilt from (some of) its records.
+#[derive(Debug, Clone, Copy)]
+pub struct Rebuild {
+    pub codec: Compression,
+    pub records_count: i32,
+    pub max_timestamp: i64,
+}
+
+/// A batch with `template`'s header (base offset, leader epoch, lastOffsetDelta,
+/// baseTimestamp, producer fields, attributes other than the codec) holding `records` (an
+/// uncompressed records section) encoded with `rebuild.codec`.
+pub fn assemble(
+    template: &RecordBatchHeader,
+    records: &[u8],
+    rebuild: Rebuild,
+) -> Result<Vec<u8>, CompressionError> {
+    let body = match rebuild.codec {
+        Compression::None => std::borrow::Cow::Borrowed(records),
+        codec => std::borrow::Cow::Owned(compress(codec, records)?),
+    };
+    let total = BATCH_HEADER_BYTES + body.len();
+    let batch_length = i32::try_from(total - BATCH_LOG_OVERHEAD)
+        .map_err(|_| CompressionError::BatchTooLarge { bytes: total })?;
+    let mut header = *template;
+    let attributes = (template.attributes.get() & !ATTR_COMPRESSION_MASK) | codec_id(rebuild.codec);
+    header.attributes.set(attributes);
+    header.batch_length.set(batch_length);
+    header.records_count.set(rebuild.records_count);
+    header.max_timestamp.set(rebuild.max_timestamp);
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(zerocopy::IntoBytes::as_bytes(&header));
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    // Checked before anyone writes it (a template with a bad magic or delta fails here).
+    batch::validate_batch(&out)?;
+    Ok(out)
+}
+
+/// The timestamp of a record: LogAppendTime batches carry it in maxTimestamp.
+pub fn record_timestamp(header: &RecordBatchHeader, record: &RawRecord<'_>) -> i64 {
+    match header.timestamp_type() {
+        TimestampType::LogAppendTime => header.max_timestamp.get(),
+        TimestampType::CreateTime => header
+            .base_timestamp
+            .get()
+            .saturating_add(record.timestamp_delta),
+    }
+}
+
+/// True when the records' offset deltas strictly increase and stay within the batch's
+/// lastOffsetDelta (compaction keys its map by these offsets, so it trusts no others).
+pub fn offsets_consistent(header: &RecordBatchHeader, records: &[RawRecord<'_>]) -> bool {
+    let last = header.last_offset_delta.get();
+    let increasing = records
+        .windows(2)
+        .all(|pair| pair[0].offset_delta < pair[1].offset_delta);
+    increasing && records.last().is_none_or(|r| r.offset_delta <= last)
+}
+
+/// Re-encodes a complete, CRC-valid batch with `codec` (records unchanged). Control
+/// batches and batches already in `codec` come back unchanged.
+pub fn recompress_batch(
+    batch: &[u8],
+    codec: Compression,
+    max: usize,
+) -> Result<Option<Vec<u8>>, CompressionError> {
+    let header = RecordBatchHeader::view(batch)?;
+    if header.is_control() || header.compression()? == codec {
+        batch::validate_batch(batch)?;
+        return Ok(None);
+    }
+    let records = batch_records(batch, max)?;
+    parse_records(&records, header.records_count.get())?;
+    let rebuild = Rebuild {
+        codec,
+        records_count: header.records_count.get(),
+        max_timestamp: header.max_timestamp.get(),
+    };
+    assemble(header, &records, rebuild).map(Some)
+}
+
+#[cfg(test)]
+mod tests;
