@@ -145,34 +145,45 @@ where
 /// How long start-up waits for a listening port still held by a previous process.
 const PORT_WAIT: Duration = Duration::from_secs(10);
 const PORT_RETRY: Duration = Duration::from_millis(50);
+const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Shards share their listening port with SO_REUSEPORT, which would also let a second
-/// broker on the same port silently take half the connections. Binding once without it
-/// first makes a port in use a clear start-up error. A broker killed with SIGKILL keeps its
-/// listener for a moment after it is reaped (io_uring tears its ring down asynchronously),
-/// so a restart waits up to `PORT_WAIT` for the port instead of failing at once.
+/// broker on the same port silently take half the connections. So start-up first checks
+/// that nobody listens there: a plain bind, and if that reports the port in use, a connect
+/// (the port can also be held by TIME_WAIT sockets of a killed predecessor, which block a
+/// plain bind for a minute but not our SO_REUSEPORT listeners, and accept nothing). A
+/// broker killed with SIGKILL keeps accepting for a moment after it is reaped (io_uring
+/// tears its ring down asynchronously), so start-up waits up to `PORT_WAIT` for that.
 fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
+    let in_use =
+        |detail: String| ShardPoolError::Start(format!("cannot listen on {address}: {detail}"));
     let deadline = std::time::Instant::now() + PORT_WAIT;
     let mut logged = false;
     loop {
         match std::net::TcpListener::bind(address) {
             Ok(_) => return Ok(()),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && std::time::Instant::now() < deadline =>
-            {
-                if !logged {
-                    tracing::warn!(%address, "port in use; waiting for it to be released");
-                    logged = true;
-                }
-                std::thread::sleep(PORT_RETRY);
+            Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
+                return Err(in_use(e.to_string()));
             }
-            Err(e) => {
-                return Err(ShardPoolError::Start(format!(
-                    "cannot listen on {address}: {e}"
-                )));
-            }
+            Err(_) => {}
         }
+        let listening = address
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .is_some_and(|target| {
+                std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT).is_ok()
+            });
+        if !listening {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(in_use("another process is listening there".to_string()));
+        }
+        if !logged {
+            tracing::warn!(%address, "port in use; waiting for it to be released");
+            logged = true;
+        }
+        std::thread::sleep(PORT_RETRY);
     }
 }
 
@@ -205,7 +216,10 @@ fn ensure_internal_topics(
             // small segments, so closed ones exist for the cleaner to compact.
             configs: [
                 ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), INTERNAL_SEGMENT_BYTES.to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    INTERNAL_SEGMENT_BYTES.to_string(),
+                ),
             ]
             .into(),
             internal: true,

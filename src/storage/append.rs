@@ -117,8 +117,12 @@ fn place(
         next = place_batch(state, bytes, leader_epoch, now_ms, item_units, config)?;
     }
     state.log_end.set(next);
-    state.high_watermark.set(next);
-    state.appended.notify();
+    // With `visible_when_flushed` the high watermark moves when the batches are flushed
+    // (`flusher::publish_flushed`): a consumer never sees a record kill -9 could take back.
+    if !config.visible_when_flushed {
+        state.high_watermark.set(next);
+        state.appended.notify();
+    }
     state.work.notify();
     Ok(AppendResult {
         base_offset: Offset(base_offset),

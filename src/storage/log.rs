@@ -30,6 +30,10 @@ pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
 /// Effective settings of one partition log: broker storage config merged with topic configs.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
+    /// When appended records become visible to readers (the high watermark): once flushed
+    /// (the broker's setting: a consumer never reads a record kill -9 could take back), or
+    /// as soon as appended (only tests use this, to read right after an append).
+    pub visible_when_flushed: bool,
     pub segment_bytes: u64,
     pub segment_ms: u64,
     pub index_interval_bytes: u64,
@@ -78,6 +82,7 @@ pub struct LogConfig {
 impl LogConfig {
     pub fn from_storage(config: &StorageConfig) -> LogConfig {
         LogConfig {
+            visible_when_flushed: true,
             segment_bytes: config.segment_bytes,
             segment_ms: config.segment_ms,
             index_interval_bytes: config.index_interval_bytes,
@@ -305,8 +310,9 @@ impl PartitionLog {
         Offset(self.state.log_end.get())
     }
 
-    /// Offsets below the high watermark are readable by consumers. With one replica it
-    /// follows the log end offset (as in Kafka); see docs/durability.md.
+    /// Offsets below the high watermark are readable by consumers. With one replica it is
+    /// the flushed offset: consumers only see records that survive kill -9 (see
+    /// docs/durability.md).
     pub fn high_watermark(&self) -> Offset {
         Offset(self.state.high_watermark.get())
     }
@@ -339,14 +345,15 @@ impl PartitionLog {
         stats
     }
 
-    /// Completes once the log end offset is past `offset` (immediately if it already is),
-    /// or the log closes or fails. Cancel-safe: dropping the future unregisters its waker.
+    /// Completes once the high watermark is past `offset` (immediately if it already is):
+    /// new records were appended *and flushed*, so consumers may read them. Also completes
+    /// when the log closes or fails. Cancel-safe: dropping the future unregisters its waker.
     pub async fn wait_for_append(&self, offset: Offset) {
         let state = &self.state;
         state
             .appended
             .wait_until(|| {
-                state.log_end.get() > offset.0
+                state.high_watermark.get() > offset.0
                     || state.closing.get()
                     || state.closed.get()
                     || state.is_failed()

@@ -609,3 +609,23 @@ async fn synced_eventually(log: &PartitionLog, offset: i64) -> Offset {
     }
     log.synced_offset()
 }
+
+#[test]
+fn records_become_visible_once_flushed() {
+    run(|| async {
+        let dir = temp_dir();
+        let mut config = small_config();
+        config.visible_when_flushed = true;
+        let log = open(dir.path(), &config, &cache()).await;
+        let appended = log.append(batch_of(3, 10, 1000, b'v'), 0, 0).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(3));
+        // Visible no earlier than flushed: the high watermark never passes the flushed offset.
+        assert!(log.high_watermark() <= log.flushed_offset());
+        log.wait_flushed(appended.last_offset).await.unwrap();
+        log.wait_for_append(Offset(2)).await;
+        assert_eq!(log.high_watermark(), Offset(3));
+        let read = log.read(Offset(0), 1 << 20, false).await.unwrap();
+        assert_eq!(read.batches.len(), 1);
+        assert_eq!(read.high_watermark, Offset(3));
+    });
+}

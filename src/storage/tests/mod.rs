@@ -69,6 +69,9 @@ pub(crate) fn small_config() -> LogConfig {
     config.write_chunk_bytes = 16 * 1024;
     config.read_chunk_bytes = 8 * 1024;
     config.sync_policy = SyncPolicy::EveryBatch;
+    // Most tests read right after appending; `records_become_visible_once_flushed` covers
+    // the broker's setting.
+    config.visible_when_flushed = false;
     config
 }
 
