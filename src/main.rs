@@ -145,6 +145,8 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Colour only on a terminal: files and journald get plain, parseable lines.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let config = load_config(&args).context("invalid configuration")?;
             install_signal_handlers()?;
