@@ -561,6 +561,28 @@ mod tests {
         ));
     }
 
+    /// docs/operations.md lists every family and every reason label.
+    #[test]
+    fn operations_doc_lists_every_family_and_reason() {
+        let doc = include_str!("../../../docs/operations.md");
+        let text = render_prometheus(&sample_snapshots());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(doc.contains(&format!("`{name}`")), "{name} not in docs");
+            }
+        }
+        for reason in RejectReason::ALL.map(RejectReason::as_str) {
+            assert!(doc.contains(&format!("`{reason}`")), "{reason} not in docs");
+        }
+        for reason in DelayReason::ALL.map(DelayReason::as_str) {
+            assert!(doc.contains(&format!("`{reason}`")), "{reason} not in docs");
+        }
+        for pool in MemoryPool::ALL.map(MemoryPool::as_str) {
+            assert!(doc.contains(&format!("`{pool}`")), "{pool} not in docs");
+        }
+    }
+
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
