@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod compression;
 pub mod error_code;
+pub mod histogram;
 pub mod records;
 
 use std::fmt;

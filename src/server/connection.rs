@@ -11,6 +11,7 @@ use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
 use crate::shard::Shard;
+use crate::shard::metrics::{DelayReason, RejectReason};
 use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +75,11 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;
+        if let Err(reason) = &outcome
+            && let Some(reject) = reject_reason(reason)
+        {
+            shard.metrics.rejected(reject);
+        }
         shard.metrics.connection_closed(close_label(&outcome));
     }
     .instrument(span)
@@ -91,6 +97,18 @@ fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
         Err(CloseReason::UnsupportedVersion { .. }) => "unsupported_version",
         Err(CloseReason::Malformed(_)) => "malformed_request",
         Err(CloseReason::WriterGone) => "write_failed",
+    }
+}
+
+/// The reject reason of a connection closed for its client's fault, if it was.
+fn reject_reason(reason: &CloseReason) -> Option<RejectReason> {
+    match reason {
+        CloseReason::Frame(FrameError::TooLarge { .. }) => Some(RejectReason::RequestTooLarge),
+        CloseReason::Frame(FrameError::NegativeSize { .. }) => Some(RejectReason::MalformedFrame),
+        CloseReason::UnknownApi { .. } => Some(RejectReason::UnknownApi),
+        CloseReason::UnsupportedVersion { .. } => Some(RejectReason::UnsupportedVersion),
+        CloseReason::Malformed(_) => Some(RejectReason::MalformedRequest),
+        CloseReason::Shutdown | CloseReason::Read(_) | CloseReason::WriterGone => None,
     }
 }
 
@@ -114,6 +132,9 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                     None => reserve(shard, frame.len()).await?,
                 };
                 let pending = dispatch(shard, frame, client_host, permit).await?;
+                if queue.is_full() {
+                    shard.metrics.delayed(DelayReason::InflightLimit);
+                }
                 queue
                     .send(pending)
                     .await
@@ -141,6 +162,10 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
 /// Waits until `bytes` fit in the shard's request memory budget.
 async fn reserve(shard: &Rc<Shard>, bytes: usize) -> Result<StaticPermit, CloseReason> {
     let units = bytes.max(1) as u64;
+    if let Ok(permit) = shard.request_memory.try_acquire_static_permit(units) {
+        return Ok(permit);
+    }
+    shard.metrics.delayed(DelayReason::MemoryBudget);
     let acquire = Box::pin(shard.request_memory.acquire_static_permit(units));
     match select(acquire, shard.shutdown.clone()).await {
         Either::Left((Ok(permit), _)) => Ok(permit),
@@ -163,6 +188,7 @@ async fn dispatch(
     };
     if !(row.min_version..=row.max_version).contains(&envelope.api_version) {
         if row.key == kafka_protocol::messages::ApiKey::ApiVersions {
+            shard.metrics.rejected(RejectReason::UnsupportedVersion);
             let response = api_versions::unsupported_version(envelope.correlation_id);
             drop(permit);
             return Ok(glommio::spawn_local(async move { response.map(Some) }));
@@ -228,6 +254,7 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, "request failed; closing connection");
+                shard.metrics.rejected(RejectReason::HandlerFailed);
                 close_socket(fd);
                 return;
             }

@@ -20,6 +20,7 @@ mod socket_writer;
 pub use context::{HandlerError, RequestContext, ResponseFrame};
 
 use crate::shard::Shard;
+use crate::shard::metrics::RejectReason;
 use futures::future::{Either, select};
 use glommio::net::TcpListener;
 use std::cell::Cell;
@@ -60,7 +61,9 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         };
         if open_connections.get() >= connections_max {
             tracing::warn!(shard = %shard.id, connections_max, "connection refused: limit reached");
-            shard.metrics.connection_refused();
+            shard
+                .metrics
+                .connection_refused(RejectReason::ConnectionLimit);
             drop(stream);
             continue;
         }
@@ -69,7 +72,9 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         let slot = match ip.map(|ip| (ip, ip_limit::try_acquire(ip, per_ip_max))) {
             Some((ip, None)) => {
                 tracing::warn!(shard = %shard.id, %ip, per_ip_max, "connection refused: per-IP limit reached");
-                shard.metrics.connection_refused();
+                shard
+                    .metrics
+                    .connection_refused(RejectReason::ConnectionLimitPerIp);
                 drop(stream);
                 continue;
             }

@@ -2,7 +2,8 @@
 //! core; it owns the partition logs placed on it (`metadata::shard_for`) and is the only
 //! place they change. Other shards reach them with typed messages over the channel mesh.
 //!
-//! Owns: executors, the mesh, `Shard` state, background tasks (retention).
+//! Owns: executors, the mesh (`mesh`: senders with traffic counters), `Shard` state,
+//! metrics, background tasks (retention).
 //! May import: config, model, metadata, storage. Never sockets (that is `server`).
 //! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
 //! held across an `.await`; shard 0 is the controller that serialises catalog changes.
@@ -12,6 +13,7 @@
 mod controller;
 pub mod disk;
 mod group_coordinator;
+pub mod mesh;
 pub mod messages;
 pub mod metrics;
 mod partition_ops;

@@ -2,6 +2,7 @@
 //! offsets, and opening/removing logs when the catalog changes.
 
 use super::messages::*;
+use super::metrics::RejectReason;
 use super::{Shard, now_ms};
 use crate::metadata::Catalog;
 use crate::model::{ErrorCode, Offset, TopicPartition};
@@ -61,7 +62,8 @@ impl Shard {
         let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
         for ProducePartition { partition, records } in partitions {
             if self.disk.is_full() {
-                self.metrics.produced(records.len(), true);
+                self.metrics
+                    .produced(records.len(), Some(RejectReason::DiskFull));
                 let message = "not enough free disk space; writes resume when space is freed";
                 results.push(produce_error(
                     partition,
@@ -71,6 +73,8 @@ impl Shard {
                 continue;
             }
             let Some(log) = self.log(&partition) else {
+                self.metrics
+                    .produced(records.len(), Some(RejectReason::UnknownPartition));
                 results.push(produce_error(
                     partition,
                     ErrorCode::UnknownTopicOrPartition,
@@ -81,6 +85,8 @@ impl Shard {
             if contains_control_batch(&records) {
                 // Only transaction coordinators write markers (Kafka: INVALID_RECORD).
                 let message = "clients may not write control batches".to_string();
+                self.metrics
+                    .produced(records.len(), Some(RejectReason::InvalidRecord));
                 results.push(produce_error(
                     partition,
                     ErrorCode::InvalidRecord,
@@ -90,7 +96,8 @@ impl Shard {
             }
             let bytes = records.len();
             let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
-            self.metrics.produced(bytes, appended.is_err());
+            let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
+            self.metrics.produced(bytes, reason);
             match appended {
                 Ok(appended) => {
                     if acks != Acks::None {
@@ -115,7 +122,7 @@ impl Shard {
                 }
             }
         }
-        let shard_id = self.id;
+        let shard = self.clone();
         Box::pin(async move {
             for (index, log, last_offset) in to_wait {
                 let durable = if acks == Acks::All {
@@ -124,7 +131,10 @@ impl Shard {
                     log.wait_flushed(last_offset).await
                 };
                 if let Err(error) = durable {
-                    tracing::error!(shard = %shard_id, %error, "flush or sync failed");
+                    tracing::error!(shard = %shard.id, %error, "flush or sync failed");
+                    shard
+                        .metrics
+                        .rejected(RejectReason::of_storage_error(&error));
                     let result = &mut results[index];
                     result.error = storage_error_code(&error);
                     result.error_message = Some(error.to_string());
@@ -379,7 +389,14 @@ impl Shard {
                     tracing::error!(shard = %self.id, %partition, %error, "cannot prepare partition dir");
                     continue;
                 }
-                match PartitionLog::open(&dir, self.log_config_for(topic), self.cache()).await {
+                match PartitionLog::open(
+                    &dir,
+                    self.log_config_for(topic),
+                    self.cache(),
+                    self.storage_stats(),
+                )
+                .await
+                {
                     Ok(log) => {
                         tracing::info!(shard = %self.id, %partition, log_end_offset = %log.log_end_offset(), "partition opened");
                         self.insert_log(partition, log);

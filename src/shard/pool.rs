@@ -86,7 +86,7 @@ where
                     .await
                     .map_err(|e| format!("joining the channel mesh: {e}"))?;
                 let id = ShardId(senders.peer_id());
-                let senders = Rc::new(senders);
+                let senders = Rc::new(super::mesh::Mesh::new(senders));
                 super::reply::install(id, senders.clone());
                 // glommio decides once per device whether io_uring polling works, from the
                 // first DMA file it reads; an empty first file makes it decide wrongly.
@@ -106,6 +106,7 @@ where
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
                         while let Some(message) = receiver.recv().await {
+                            shard.mesh().received_from(peer);
                             shard.handle_message(message).await;
                         }
                         tracing::debug!(shard = %shard.id, peer, "mesh receiver closed");

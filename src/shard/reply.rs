@@ -9,10 +9,10 @@
 //!
 //! Runs on: every shard; the routing state is thread-local (one executor per thread).
 
+use super::mesh::{Mesh, TrySend};
 use super::messages::ShardMessage;
 use crate::model::ShardId;
 use futures::channel::oneshot;
-use glommio::channels::channel_mesh::Senders;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ pub type ReplyPayload = Option<Box<dyn Any + Send>>;
 
 struct Route {
     shard: ShardId,
-    mesh: Rc<Senders<ShardMessage>>,
+    mesh: Rc<Mesh>,
 }
 
 thread_local! {
@@ -37,7 +37,7 @@ thread_local! {
 }
 
 /// Called once per shard thread before any request is made.
-pub fn install(shard: ShardId, mesh: Rc<Senders<ShardMessage>>) {
+pub fn install(shard: ShardId, mesh: Rc<Mesh>) {
     ROUTE.with(|route| *route.borrow_mut() = Some(Route { shard, mesh }));
 }
 
@@ -137,15 +137,15 @@ fn deliver(origin: ShardId, id: u64, payload: ReplyPayload) -> Result<(), ReplyL
         return Err(ReplyLost);
     };
     match mesh.try_send_to(origin.0, ShardMessage::Reply { id, payload }) {
-        Ok(()) => Ok(()),
-        Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(message))) => {
+        TrySend::Sent => Ok(()),
+        TrySend::Full(message) => {
             // The origin's inbox is full: wait for room without blocking this caller.
             glommio::spawn_local(async move {
-                let _ = mesh.send_to(origin.0, message).await;
+                let _ = mesh.send_to(origin.0, *message).await;
             })
             .detach();
             Ok(())
         }
-        Err(_) => Err(ReplyLost),
+        TrySend::Closed => Err(ReplyLost),
     }
 }

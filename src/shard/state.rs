@@ -3,15 +3,15 @@
 
 use super::controller::Controller;
 use super::group_coordinator::GroupCoordinator;
+use super::mesh::Mesh;
 use super::messages::*;
 use super::reply::reply_channel;
 use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
 use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
-use crate::storage::{BatchCache, CleanupPolicy, LogConfig, PartitionLog};
+use crate::storage::{BatchCache, CleanupPolicy, LogConfig, PartitionLog, StorageStats};
 use futures::future::LocalBoxFuture;
-use glommio::channels::channel_mesh::Senders;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -33,7 +33,9 @@ pub struct Shard {
     catalog: RefCell<Arc<Catalog>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     cache: Rc<BatchCache>,
-    mesh: Rc<Senders<ShardMessage>>,
+    /// Storage counters shared by this shard's logs (fdatasync latency, append waits).
+    storage_stats: Rc<StorageStats>,
+    mesh: Rc<Mesh>,
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
     pub(super) txn_coordinator: TxnCoordinator,
@@ -52,7 +54,7 @@ impl Shard {
         shard_count: usize,
         config: Arc<Config>,
         catalog: Arc<Catalog>,
-        mesh: Rc<Senders<ShardMessage>>,
+        mesh: Rc<Mesh>,
     ) -> Shard {
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
@@ -68,6 +70,7 @@ impl Shard {
             catalog: RefCell::new(catalog),
             logs: RefCell::new(HashMap::new()),
             cache,
+            storage_stats: Rc::default(),
             mesh,
             controller,
             coordinator,
@@ -120,6 +123,10 @@ impl Shard {
         self.cache.clone()
     }
 
+    pub(super) fn storage_stats(&self) -> Rc<StorageStats> {
+        self.storage_stats.clone()
+    }
+
     /// The effective log settings of a topic: broker defaults overridden by topic configs.
     pub fn log_config_for(&self, topic: &TopicMeta) -> LogConfig {
         let mut log_config = LogConfig::from_storage(&self.config.storage);
@@ -157,6 +164,10 @@ impl Shard {
             .send_to(target.0, message)
             .await
             .map_err(|_| ShardError::Unreachable { target })
+    }
+
+    pub(super) fn mesh(&self) -> &Mesh {
+        &self.mesh
     }
 
     pub(super) async fn request<T: Send + 'static>(
@@ -302,7 +313,18 @@ impl Shard {
     }
 
     fn metrics_snapshot(&self) -> super::metrics::MetricsSnapshot {
+        use super::metrics::{DelayReason, MemoryGauge, MemoryPool};
         let mut snapshot = self.metrics.snapshot(self.id.0);
+        let delays = [
+            (DelayReason::MeshFull, self.mesh.send_waits()),
+            (DelayReason::WriteBuffer, self.storage_stats.append_waits()),
+        ];
+        for (reason, count) in delays.into_iter().filter(|(_, count)| *count > 0) {
+            snapshot.delayed.insert(reason, count);
+        }
+        snapshot.log_sync_latency = Some(self.storage_stats.sync_latency());
+        snapshot.mesh = self.mesh.counts();
+        snapshot.mesh_capacity = self.config.shard.mesh_channel_capacity as u64;
         let cache = self.cache.stats();
         snapshot.cache = (
             cache.budget_bytes,
@@ -311,8 +333,16 @@ impl Shard {
             cache.misses,
             cache.evictions,
         );
+        let request_budget = self.config.server.request_memory_bytes_max;
+        let mut write_buffer = MemoryGauge {
+            pool: MemoryPool::WriteBuffer,
+            budget_bytes: 0,
+            in_use_bytes: 0,
+        };
         for (partition, log) in self.owned_logs() {
             let stats = log.stats();
+            write_buffer.budget_bytes += stats.write_buffer_bytes_max;
+            write_buffer.in_use_bytes += stats.write_buffer_bytes_used;
             snapshot.log_syncs += stats.syncs;
             snapshot.log_bytes_written += stats.bytes_written;
             snapshot.log_pending_bytes += stats.pending_bytes;
@@ -325,6 +355,19 @@ impl Shard {
                 ),
             );
         }
+        snapshot.memory = vec![
+            MemoryGauge {
+                pool: MemoryPool::Request,
+                budget_bytes: request_budget,
+                in_use_bytes: request_budget.saturating_sub(self.request_memory.available()),
+            },
+            MemoryGauge {
+                pool: MemoryPool::BatchCache,
+                budget_bytes: cache.budget_bytes,
+                in_use_bytes: cache.used_bytes,
+            },
+            write_buffer,
+        ];
         self.coordinator_metrics(&mut snapshot);
         snapshot
     }

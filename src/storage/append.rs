@@ -35,6 +35,9 @@ pub(crate) async fn append(
     let records = super::conform::conform(records, &config)?;
     let spans = validate(&records, &config)?;
     let units = (records.len() as u64).min(state.admission_capacity);
+    if state.admission.available() < units {
+        state.shard_stats.append_waited();
+    }
     if state.admission.acquire(units).await.is_err() {
         state.check_writable()?;
         return Err(StorageError::Closed);

@@ -213,7 +213,9 @@ async fn sync(state: &LogState, file: &DmaFile, path: &Path) -> Result<(), Stora
             return Err(error);
         }
     }
+    let started = Instant::now();
     io::fdatasync(file, path).await?;
+    state.shard_stats.record_sync(started.elapsed());
     state.update_stats(|s| s.syncs += 1);
     Ok(())
 }
@@ -265,7 +267,9 @@ pub(crate) async fn finish_segment(
         "finishing with unwritten data"
     );
     io::truncate(&cursor.file, &segment.log_path, cursor.disk_bytes).await?;
+    let started = Instant::now();
     io::fdatasync(&cursor.file, &segment.log_path).await?;
+    state.shard_stats.record_sync(started.elapsed());
     state.update_stats(|s| s.syncs += 1);
     txn_state::write_segment_index(state, segment).await?;
     write_indexes(segment, cursor.disk_bytes).await?;

@@ -12,6 +12,7 @@ use super::StorageError;
 use super::cache::BatchCache;
 use super::compaction::{self, CleanupPolicy, CompactionStats};
 use super::state::{LogState, LogStats};
+use super::stats::StorageStats;
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
 use super::{append, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
@@ -175,12 +176,13 @@ impl PartitionLog {
         dir: &Path,
         config: LogConfig,
         cache: Rc<BatchCache>,
+        shard_stats: Rc<StorageStats>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
         cache.set_open_segments_max(config.open_segments_max);
         // glommio's directory calls fail (EBADF) on relative paths.
         let dir = std::path::absolute(dir).map_err(|e| StorageError::io("absolute", dir, e))?;
         let recovered = recovery::recover(&dir, &config, &cache).await?;
-        let state = Rc::new(LogState::new(dir, config, cache, recovered));
+        let state = Rc::new(LogState::new(dir, config, cache, shard_stats, recovered));
         state.flusher_running.set(true);
         glommio::spawn_local(flusher::run(state.clone())).detach();
         Ok(Rc::new(PartitionLog { state }))
@@ -342,6 +344,9 @@ impl PartitionLog {
         stats.synced_offset = self.state.synced.get();
         stats.segments = self.segment_count();
         stats.pending_bytes = self.state.pending_bytes.get();
+        let capacity = self.state.admission_capacity;
+        stats.write_buffer_bytes_max = capacity;
+        stats.write_buffer_bytes_used = capacity.saturating_sub(self.state.admission.available());
         stats
     }
 

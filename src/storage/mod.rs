@@ -12,7 +12,7 @@
 //! Layout: `log` (public façade and types) over `state` (shared state), `append`,
 //! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
-//! `checkpoint`, `io`, `signal`, `txn_state` (transactions: last stable offset, aborted
+//! `checkpoint`, `io`, `signal`, `stats` (shard-wide counters: fdatasync latency), `txn_state` (transactions: last stable offset, aborted
 //! transaction index); `compaction` (cleanup.policy=compact) and `conform` (topic rules
 //! applied to incoming batches: compression.type, keys on compacted topics). See
 //! docs/durability.md for the durability contract.
@@ -37,6 +37,7 @@ mod scan;
 mod segment;
 mod signal;
 mod state;
+mod stats;
 mod txn_state;
 mod writer;
 
@@ -49,6 +50,7 @@ pub use error::StorageError;
 pub use io::prime_iopoll_probe;
 pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
 pub use state::LogStats;
+pub use stats::StorageStats;
 pub use txn_state::{AbortedTransaction, ProducerInfo};
 
 /// Runs the recovery scanner's batch parser over `bytes` as if they were a segment:

@@ -18,6 +18,7 @@ use super::log::LogConfig;
 use super::producer::ProducerStateMap;
 use super::segment::Segment;
 use super::signal::Signal;
+use super::stats::StorageStats;
 use super::txn_state::TxnState;
 use bytes::Bytes;
 use glommio::sync::Semaphore;
@@ -55,6 +56,10 @@ pub struct LogStats {
     pub segments: usize,
     /// Bytes appended but not yet written.
     pub pending_bytes: u64,
+    /// The write buffer's admission budget (`write_buffer_bytes_max`) and the part of it
+    /// held by appended bytes not yet copied into a write buffer.
+    pub write_buffer_bytes_max: u64,
+    pub write_buffer_bytes_used: u64,
 }
 
 pub(crate) struct LogState {
@@ -106,6 +111,8 @@ pub(crate) struct LogState {
     /// Log end offset advanced, or the log is closing.
     pub appended: Signal,
     pub stats: Cell<LogStats>,
+    /// Counters shared by all logs of the shard.
+    pub shard_stats: Rc<StorageStats>,
     /// Compaction bookkeeping (checkpoint, pass and swap flags).
     pub cleaner: RefCell<super::compaction::CleanerState>,
 }
@@ -162,6 +169,7 @@ impl LogState {
         dir: PathBuf,
         config: LogConfig,
         cache: Rc<BatchCache>,
+        shard_stats: Rc<StorageStats>,
         recovered: Recovered,
     ) -> LogState {
         let log_end = recovered.segments.back().map_or(0, |s| s.next_offset());
@@ -208,6 +216,7 @@ impl LogState {
             progress: Signal::default(),
             appended: Signal::default(),
             stats: Cell::new(LogStats::default()),
+            shard_stats,
             cleaner: RefCell::default(),
         }
     }

@@ -111,11 +111,16 @@ fn metrics(broker: &Broker) -> String {
     text
 }
 
-fn refused_total(text: &str) -> u64 {
+/// Sum of a family's samples whose line starts with `prefix` and contains `label`.
+fn sample_sum(text: &str, prefix: &str, label: &str) -> u64 {
     text.lines()
-        .filter(|l| l.starts_with("shardlog_connections_refused_total{"))
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+fn refused_total(text: &str) -> u64 {
+    sample_sum(text, "shardlog_connections_refused_total{", "")
 }
 
 #[test]
@@ -134,10 +139,14 @@ fn a_thousand_idle_connections_and_the_per_ip_limit() {
         api_versions(&mut extra, 9999).is_err(),
         "the connection over the limit was served"
     );
-    assert!(
-        refused_total(&metrics(&broker)) >= 1,
-        "refusal not counted in /metrics"
+    let text = metrics(&broker);
+    assert!(refused_total(&text) >= 1, "refusal not counted in /metrics");
+    let by_reason = sample_sum(
+        &text,
+        "shardlog_requests_rejected_total{",
+        "reason=\"connection_limit_per_ip\"",
     );
+    assert!(by_reason >= 1, "refusal not counted by reason in /metrics");
     // Closing connections frees their slots.
     idle.truncate(IDLE_CONNECTIONS - 10);
     let deadline = Instant::now() + IO_TIMEOUT;

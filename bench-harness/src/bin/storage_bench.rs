@@ -257,7 +257,7 @@ async fn log_case(
     let mut config = LogConfig::from_storage(&StorageConfig::default());
     config.sync_policy = SyncPolicy::EveryBatch;
     let cache = Rc::new(BatchCache::new(64 << 20));
-    let log = PartitionLog::open(&log_dir, config, cache).await?;
+    let log = PartitionLog::open(&log_dir, config, cache, Rc::default()).await?;
     let template = batch_of_size(size);
     // Unique buffers, built before the clock starts: a produce request owns its bytes.
     let mut batches: Vec<Vec<Bytes>> = vec![Vec::new(); appenders];

@@ -8,6 +8,7 @@ use super::{resolve_topic, topic_name};
 use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext};
+use crate::shard::metrics::RejectReason;
 use crate::shard::{Acks, ProducePartition, ProducePartitionResult, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -81,6 +82,11 @@ async fn enqueue(
                 }
                 (error, _) => {
                     let error = error.unwrap_or(ErrorCode::CorruptMessage);
+                    shard.metrics.rejected(match error {
+                        ErrorCode::InvalidRequiredAcks => RejectReason::InvalidRequiredAcks,
+                        ErrorCode::UnknownTopicOrPartition => RejectReason::UnknownPartition,
+                        _ => RejectReason::CorruptBatch,
+                    });
                     outcomes.insert((name.clone(), data.index), rejected(partition, error));
                 }
             }

@@ -84,7 +84,7 @@ pub(crate) async fn open(
     config: &LogConfig,
     cache: &Rc<BatchCache>,
 ) -> Rc<PartitionLog> {
-    PartitionLog::open(dir, config.clone(), cache.clone())
+    PartitionLog::open(dir, config.clone(), cache.clone(), Rc::default())
         .await
         .expect("open log")
 }

@@ -1,0 +1,47 @@
+//! `StorageStats`: counters one shard's partition logs share, so they keep growing when a
+//! log is removed (per-log numbers are in `LogStats`). The shard reads them for `/metrics`.
+//!
+//! Owns: fdatasync latency and append back-pressure counts. May import: `crate::model`.
+//! Runs on: the shard that opened the logs (`!Send`, plain `Cell`s).
+
+use crate::model::histogram::{LatencyHistogram, SYNC_BUCKETS_SECONDS};
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct StorageStats {
+    sync_latency: RefCell<LatencyHistogram>,
+    append_waits: Cell<u64>,
+}
+
+impl Default for StorageStats {
+    fn default() -> Self {
+        StorageStats {
+            sync_latency: RefCell::new(LatencyHistogram::new(SYNC_BUCKETS_SECONDS)),
+            append_waits: Cell::new(0),
+        }
+    }
+}
+
+impl StorageStats {
+    /// One fdatasync of a segment file returned after `elapsed`.
+    pub(crate) fn record_sync(&self, elapsed: Duration) {
+        self.sync_latency.borrow_mut().record(elapsed.as_secs_f64());
+    }
+
+    /// An append found its partition's write buffer full and waited.
+    pub(crate) fn append_waited(&self) {
+        self.append_waits
+            .set(self.append_waits.get().saturating_add(1));
+    }
+
+    /// fdatasync durations of segment files (`SYNC_BUCKETS_SECONDS` buckets).
+    pub fn sync_latency(&self) -> LatencyHistogram {
+        self.sync_latency.borrow().clone()
+    }
+
+    /// Appends that waited for write-buffer room (`storage.write_buffer_bytes_max`).
+    pub fn append_waits(&self) -> u64 {
+        self.append_waits.get()
+    }
+}
