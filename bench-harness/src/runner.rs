@@ -375,10 +375,10 @@ fn print_maintenance(m: &MaintenanceRepeat) {
     let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let (idle, with) = (&m.idle, &m.with_background);
     eprintln!(
-        "  {:?} (idle = {:?}, {} first): publish p50/p99/p99.9 idle {} ms, with background {} ms, \
+        "  {} (idle = {}, {} first): publish p50/p99/p99.9 idle {} ms, with background {} ms, \
          with/idle {}/{}/{}; idle {:.0} msg/s, with {:.0} msg/s",
-        m.kind,
-        m.idle_mode,
+        m.kind.name(),
+        m.idle_mode.name(),
         m.first,
         ms(&idle.publish_latency_us),
         ms(&with.publish_latency_us),

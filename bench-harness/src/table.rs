@@ -81,11 +81,11 @@ pub fn maintenance_markdown(results: &[BenchResult]) -> String {
             &m.with_background_publish_latency_us,
         );
         out += &format!(
-            "| {} | {} | {:?} | {:?} | {:.0} | {:.0} | {}/{}/{} | {}/{}/{} | {}/{}/{} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {}/{}/{} | {}/{}/{} | {}/{}/{} | {:.0} | {} | {} | {} |\n",
             r.workload.name,
             r.summary.repeats,
-            m.kind,
-            m.idle_mode,
+            m.kind.name(),
+            m.idle_mode.name(),
             m.idle_publish_msgs_per_sec,
             m.with_background_publish_msgs_per_sec,
             ms(i.p50),

@@ -357,6 +357,24 @@ pub enum IdleMode {
     Writes,
 }
 
+impl MaintenanceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MaintenanceKind::Compaction => "compaction",
+            MaintenanceKind::Retention => "retention",
+        }
+    }
+}
+
+impl IdleMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IdleMode::None => "none",
+            IdleMode::Writes => "writes",
+        }
+    }
+}
+
 /// Topic configs that make the broker compact or delete; dropped for the idle topic.
 const MAINTENANCE_TOPIC_CONFIGS: &[&str] = &["cleanup.policy", "retention.ms", "retention.bytes"];
 const BACKGROUND_RATE_MAX: f64 = 1_000_000.0;
