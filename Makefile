@@ -103,7 +103,10 @@ fuzz: fuzz-tools
 	done
 
 # ---- bench-harness (issue 5): benchmarks and the perf-regression gate ----------------------
-# make bench            every workload in bench-harness/workloads/, summary table at the end
+# make bench            every workload in bench-harness/workloads/ except maintenance-*,
+#                       summary table at the end
+# make bench-maintenance  produce latency with compaction / retention running vs idle
+#                       (maintenance-*.toml, BENCH_MAINTENANCE_REPEATS repeats of two sides each)
 # make bench-ci         the 30 s smoke, BENCH_CI_REPEATS times; medians compared with the
 #                       committed baseline; fails on a regression beyond BENCH_CI_MAX_REGRESSION
 # make bench-ci-selftest  proves the gate can fail: bench-ci against a deliberately slowed
@@ -112,8 +115,14 @@ fuzz: fuzz-tools
 # make tuning-check     report where this host differs from tuning/os/ (read-only)
 # make tuning-test      start shardlog with each tuning/broker/ profile
 # See docs/benchmarking.md.
-BENCH_HARNESS ?= target/release/bench-harness
+# Binaries: under CARGO_TARGET_DIR when that is set (as cargo builds them), else target/;
+# `run --start-broker` looks for shardlog the same way.
+BENCH_BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
+BENCH_HARNESS ?= $(BENCH_BIN_DIR)/bench-harness
 BENCH_OUT ?= target/bench
+BENCH_MAINTENANCE_WORKLOADS := $(wildcard bench-harness/workloads/maintenance-*.toml)
+BENCH_WORKLOADS := $(filter-out $(BENCH_MAINTENANCE_WORKLOADS),$(wildcard bench-harness/workloads/*.toml))
+BENCH_MAINTENANCE_REPEATS ?= 2
 BENCH_REPEATS ?= 1
 BENCH_ARGS ?=
 BENCH_CI_REPEATS ?= 3
@@ -123,8 +132,8 @@ BENCH_CI_LATENCY_MAX_REGRESSION ?= 100%
 BENCH_CI_CPU_MAX_REGRESSION ?= 25%
 BENCH_CI_SLOWDOWN_US ?= 500
 
-.PHONY: bench-build bench bench-ci bench-ci-selftest bench-ci-refresh-baseline bench-test \
-	tuning-check tuning-test
+.PHONY: bench-build bench bench-maintenance bench-ci bench-ci-selftest bench-ci-refresh-baseline \
+	bench-test tuning-check tuning-test
 
 bench-build:
 	$(CARGO) build --release --bin shardlog
@@ -132,13 +141,25 @@ bench-build:
 
 bench: bench-build
 	@mkdir -p $(BENCH_OUT)/results
-	@failed=""; for workload in bench-harness/workloads/*.toml; do \
+	@failed=""; for workload in $(BENCH_WORKLOADS); do \
 	  name=$$(basename $$workload .toml); rm -f $(BENCH_OUT)/results/$$name.json; \
 	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_REPEATS) \
 	    --output $(BENCH_OUT)/results/$$name.json $(BENCH_ARGS) || failed="$$failed $$name"; \
 	done; \
 	$(BENCH_HARNESS) table $(BENCH_OUT)/results/*.json | tee $(BENCH_OUT)/results/summary.md; \
 	if [ -n "$$failed" ]; then echo "bench: FAILED workloads:$$failed"; exit 1; fi
+
+# Each repeat: the same measured load on a fresh broker with maintenance idle and on another
+# with it busy (about 2 x 50 s), then the baselines; the table compares the sides' latency.
+bench-maintenance: bench-build
+	@mkdir -p $(BENCH_OUT)/maintenance
+	@failed=""; for workload in $(BENCH_MAINTENANCE_WORKLOADS); do \
+	  name=$$(basename $$workload .toml); rm -f $(BENCH_OUT)/maintenance/$$name.json; \
+	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_MAINTENANCE_REPEATS) \
+	    --output $(BENCH_OUT)/maintenance/$$name.json $(BENCH_ARGS) || failed="$$failed $$name"; \
+	done; \
+	$(BENCH_HARNESS) table $(BENCH_OUT)/maintenance/*.json | tee $(BENCH_OUT)/maintenance/summary.md; \
+	if [ -n "$$failed" ]; then echo "bench-maintenance: FAILED workloads:$$failed"; exit 1; fi
 
 BENCH_CI_COMPARE = $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) \
 	  --max-regression $(BENCH_CI_MAX_REGRESSION) \

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,14 +38,28 @@ impl Admin {
         partitions: u32,
         replication_factor: i16,
     ) -> anyhow::Result<()> {
+        self.create_topics_with_configs(names, partitions, replication_factor, &BTreeMap::new())
+    }
+
+    /// `create_topics` with topic configs (Kafka names, e.g. "cleanup.policy").
+    pub fn create_topics_with_configs(
+        &self,
+        names: &[String],
+        partitions: u32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> anyhow::Result<()> {
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| {
-                NewTopic::new(
+                let topic = NewTopic::new(
                     name,
                     partitions as i32,
                     TopicReplication::Fixed(i32::from(replication_factor)),
-                )
+                );
+                configs
+                    .iter()
+                    .fold(topic, |topic, (key, value)| topic.set(key, value))
             })
             .collect();
         let options = AdminOptions::new()
@@ -104,6 +119,21 @@ impl Admin {
                 found.partitions().len()
             )
         })
+    }
+
+    /// Sums over the topic's partitions of (log start offset, high watermark), from
+    /// ListOffsets earliest and latest.
+    pub fn offsets(&self, topic: &str, partitions: u32) -> anyhow::Result<(i64, i64)> {
+        let mut sums = (0, 0);
+        for partition in 0..partitions {
+            let (low, high) = self
+                .client
+                .inner()
+                .fetch_watermarks(topic, partition as i32, METADATA_TIMEOUT)
+                .with_context(|| format!("ListOffsets {topic}/{partition}"))?;
+            sums = (sums.0 + low, sums.1 + high);
+        }
+        Ok(sums)
     }
 
     /// Deletes the topics; failures are returned as warnings, not errors (cleanup only).

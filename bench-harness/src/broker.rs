@@ -4,10 +4,12 @@
 //! and the optional delaying proxy in front of it. Imports: `proxy`.
 //! Invariant: the child is stopped (SIGTERM, then SIGKILL) and its data directory removed
 //! when a `StartedBroker` is dropped, so an aborted run never leaves load or data behind.
-//! This module builds nothing: the binary must already exist.
+//! This module builds nothing: the binary must already exist. With `config_overrides` it
+//! writes the config file it passes (the `--config` file, if any, plus the overrides).
 
 use crate::proxy::DelayProxy;
 use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +36,8 @@ pub struct BrokerOptions {
     /// Stop the run when the broker's resident memory exceeds this many bytes (protects a
     /// shared machine from an unbounded broker); 0 = no limit.
     pub rss_max_bytes: u64,
+    /// Dotted config keys (`storage.retention_check_interval_ms`) set on top of `config`.
+    pub config_overrides: BTreeMap<String, toml::Value>,
 }
 
 pub struct StartedBroker {
@@ -48,6 +52,8 @@ pub struct StartedBroker {
     exited_unexpectedly: bool,
     proxy: Option<DelayProxy>,
     description: String,
+    /// The config file written for `config_overrides` (removed with the data).
+    generated_config: Option<PathBuf>,
 }
 
 /// A port that was free a moment ago (the tiny race with other processes is acceptable).
@@ -98,7 +104,16 @@ impl StartedBroker {
         if let Some(shards) = options.shards {
             command.arg("--shards").arg(shards.to_string());
         }
-        if let Some(config) = &options.config {
+        let generated_config = if options.config_overrides.is_empty() {
+            None
+        } else {
+            let path = options.data_root.join(format!("{run_name}.broker.toml"));
+            let text = merged_config(options.config.as_deref(), &options.config_overrides)?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Some(path)
+        };
+        if let Some(config) = generated_config.as_ref().or(options.config.as_ref()) {
             command.arg("--config").arg(config);
         }
         command
@@ -134,6 +149,7 @@ impl StartedBroker {
             exited_unexpectedly: false,
             proxy,
             description,
+            generated_config,
         };
         broker.wait_ready(listen)?;
         Ok(broker)
@@ -234,11 +250,45 @@ impl Drop for StartedBroker {
         }
         if !self.keep_data {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            if let Some(config) = &self.generated_config {
+                let _ = std::fs::remove_file(config);
+            }
             if !self.exited_unexpectedly {
                 let _ = std::fs::remove_file(&self.log_path);
             }
         }
     }
+}
+
+/// The TOML of `base` (or an empty config) with each dotted key of `overrides` set.
+pub fn merged_config(
+    base: Option<&Path>,
+    overrides: &BTreeMap<String, toml::Value>,
+) -> anyhow::Result<String> {
+    let mut config: toml::Table = match base {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (key, value) in overrides {
+        let parts: Vec<&str> = key.split('.').collect();
+        let (last, sections) = parts.split_last().context("empty config key")?;
+        let mut table = &mut config;
+        for section in sections {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = match entry {
+                toml::Value::Table(inner) => inner,
+                _ => bail!("broker config override {key}: {section} is not a section"),
+            };
+        }
+        table.insert(last.to_string(), value.clone());
+    }
+    Ok(toml::to_string(&config)?)
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -271,9 +321,16 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     (ticks > 0.0).then(|| (utime + stime) / ticks)
 }
 
-/// target/release/shardlog of the workspace this harness was built in, or of the current
-/// directory if that exists.
+/// `$CARGO_TARGET_DIR/release/shardlog` when that variable is set and the file exists (where
+/// `cargo build --release` put it), else target/release/shardlog of the current directory if
+/// that exists, else of the workspace this harness was built in.
 pub fn default_broker_binary() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let built = Path::new(&dir).join("release/shardlog");
+        if built.is_file() {
+            return built;
+        }
+    }
     let local = Path::new("target/release/shardlog");
     if local.is_file() {
         return local.to_path_buf();
@@ -304,6 +361,42 @@ mod tests {
     }
 
     #[test]
+    fn config_overrides_merge_into_the_base_file() {
+        let base = std::env::temp_dir().join(format!("bench-base-{}.toml", std::process::id()));
+        std::fs::write(
+            &base,
+            "[storage]\nsegment_bytes = 1048576\n[server]\nlisten = \"x\"\n",
+        )
+        .unwrap();
+        let overrides = BTreeMap::from([
+            (
+                "storage.retention_check_interval_ms".to_string(),
+                toml::Value::Integer(1000),
+            ),
+            ("shard.shards".to_string(), toml::Value::Integer(2)),
+        ]);
+        let merged: toml::Table =
+            toml::from_str(&merged_config(Some(&base), &overrides).unwrap()).unwrap();
+        let bad = BTreeMap::from([(
+            "storage.segment_bytes.x".to_string(),
+            toml::Value::Integer(1),
+        )]);
+        let error = merged_config(Some(&base), &bad).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&base);
+        assert!(error.contains("not a section"), "{error}");
+        assert_eq!(
+            merged["storage"]["segment_bytes"].as_integer(),
+            Some(1048576)
+        );
+        assert_eq!(
+            merged["storage"]["retention_check_interval_ms"].as_integer(),
+            Some(1000)
+        );
+        assert_eq!(merged["shard"]["shards"].as_integer(), Some(2));
+        assert_eq!(merged["server"]["listen"].as_str(), Some("x"));
+    }
+
+    #[test]
     fn missing_binary_is_a_clear_error() {
         let options = BrokerOptions {
             binary: PathBuf::from("/nonexistent/shardlog"),
@@ -313,6 +406,7 @@ mod tests {
             delay_us: 0,
             keep_data: false,
             rss_max_bytes: 0,
+            config_overrides: BTreeMap::new(),
         };
         let error = StartedBroker::start(&options, "x")
             .err()

@@ -6,7 +6,10 @@
 //! - `workload`: the TOML workload schema; `payload`: message bytes, keys, the clock;
 //! - `control`: shared run state; `producer` / `consumer`: one load thread each;
 //! - `admin`: topics; `broker` / `proxy`: a started shardlog (optionally slowed);
+//! - `overrides`: `run --set SECTION.KEY=VALUE` on a workload file;
 //! - `load`: one load execution; `runner`: repeats, probe, baselines, ratios;
+//! - `maintenance`: the `[background]` writer that keeps compaction/retention busy, and
+//!   the evidence (broker log lines) that it ran;
 //! - `baseline`: raw O_DIRECT / fdatasync / loopback TCP; `stats`: histograms, medians;
 //! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
 //! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
@@ -22,6 +25,8 @@ pub mod consumer;
 pub mod control;
 pub mod cpu;
 pub mod load;
+pub mod maintenance;
+pub mod overrides;
 pub mod payload;
 pub mod producer;
 pub mod progress;

@@ -3,7 +3,8 @@
 //! the topics and hand back what was measured.
 //!
 //! Owns: the load threads' lifetimes and the phase clock. Imports: `admin`, `broker`,
-//! `consumer`, `producer`, `control`, `progress`, `result`, `stats`, `workload`.
+//! `consumer`, `producer`, `control`, `maintenance`, `progress`, `result`, `stats`,
+//! `workload`. A `[background]` writer, when planned, follows the same phases.
 //! Runs on the coordinating thread. Invariant: every thread it starts is joined before it
 //! returns, on success and on error, so no load outlives a run.
 
@@ -12,10 +13,11 @@ use crate::broker::StartedBroker;
 use crate::consumer::{self, ConsumerSpec};
 use crate::control::{ClientEvents, LoadStats, Phase, RunControl};
 use crate::cpu::CpuSnapshot;
+use crate::maintenance::{BackgroundPlan, BackgroundWriter};
 use crate::payload::{Rng, now_ns};
 use crate::producer::{self, ProducerSpec};
 use crate::progress::Progress;
-use crate::result::{CpuUse, Errors, Throughput, TimePoint};
+use crate::result::{BackgroundReport, CpuUse, Errors, Throughput, TimePoint};
 use crate::stats::{LatencyHistogram, LatencySummary, MB, per_second};
 use crate::workload::Workload;
 use anyhow::{Context, bail};
@@ -44,6 +46,8 @@ pub struct LoadPlan {
     pub throttle_us: u64,
     /// Echo every librdkafka log line (with `debug` set in the workload's properties).
     pub echo_client_logs: bool,
+    /// A background writer during warm-up and measure (maintenance under load).
+    pub background: Option<BackgroundPlan>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +63,8 @@ pub struct LoadOutcome {
     pub broker_cpu_seconds: Option<f64>,
     /// Who used the CPUs during the measured phase.
     pub cpu: CpuUse,
+    /// What the background writer did, and its topic's offsets at the end.
+    pub background: Option<BackgroundReport>,
 }
 
 struct Threads {
@@ -66,6 +72,7 @@ struct Threads {
     events: Arc<ClientEvents>,
     producers: Vec<(Arc<LoadStats>, JoinHandle<anyhow::Result<()>>)>,
     consumers: Vec<(Arc<LoadStats>, JoinHandle<anyhow::Result<()>>)>,
+    background: Option<BackgroundWriter>,
 }
 
 /// Totals over all threads of one kind.
@@ -94,8 +101,19 @@ impl Threads {
         Threads::totals(&self.consumers)
     }
 
+    /// The phase of the measured load and of the background writer.
+    fn set_phase(&mut self, phase: Phase) {
+        self.control.set_phase(phase);
+        if let Some(background) = &mut self.background {
+            background.set_phase(phase);
+        }
+    }
+
     /// A thread that ended before the run did has failed: return its error.
     fn check_threads(&mut self) -> anyhow::Result<()> {
+        if self.background.as_ref().is_some_and(|b| b.is_finished()) {
+            bail!("the background writer stopped early (see the error after shutdown)");
+        }
         let all = self.producers.iter_mut().chain(self.consumers.iter_mut());
         for (_, handle) in all {
             if handle.is_finished() {
@@ -106,8 +124,8 @@ impl Threads {
     }
 
     /// Stops and joins every thread; returns the first thread error.
-    fn shutdown(self) -> anyhow::Result<Errors> {
-        self.control.set_phase(Phase::Done);
+    fn shutdown(mut self) -> anyhow::Result<(Errors, Option<BackgroundReport>)> {
+        self.set_phase(Phase::Done);
         let mut first_error = None;
         let mut errors = Errors::default();
         for (stats, handle) in self.producers {
@@ -128,9 +146,17 @@ impl Threads {
             }
         }
         errors.samples = self.events.samples();
+        let background = self.background.take().map(BackgroundWriter::finish);
+        let background = match background.transpose() {
+            Ok(report) => report,
+            Err(e) => {
+                first_error = first_error.or(Some(e));
+                None
+            }
+        };
         match first_error {
             Some(error) => Err(error.context("load thread failed")),
-            None => Ok(errors),
+            None => Ok((errors, background)),
         }
     }
 
@@ -259,14 +285,42 @@ pub fn execute(plan: &LoadPlan, broker: Option<&mut StartedBroker>) -> anyhow::R
             workload.topics.replication_factor,
         )
         .context("topic setup")?;
-    let outcome = drive(plan, &topics, broker);
+    let mut all_topics = topics.clone();
+    if let Some(background) = &plan.background {
+        all_topics.push(background.topic.clone());
+        let created = admin
+            .create_topics_with_configs(
+                std::slice::from_ref(&background.topic),
+                background.writer.topics.partitions,
+                background.writer.topics.replication_factor,
+                &background.topic_configs,
+            )
+            .context("background topic setup");
+        if let Err(error) = created {
+            for warning in admin.delete_topics(&topics) {
+                eprintln!("warning: {warning}");
+            }
+            return Err(error);
+        }
+    }
+    let mut outcome = drive(plan, &topics, broker);
+    if let (Ok(outcome), Some(background)) = (&mut outcome, &plan.background)
+        && let Some(report) = &mut outcome.background
+    {
+        match admin.offsets(&background.topic, background.writer.topics.partitions) {
+            Ok((start, end)) => {
+                (report.log_start_offset, report.high_watermark) = (Some(start), Some(end))
+            }
+            Err(error) => eprintln!("warning: background topic offsets: {error:#}"),
+        }
+    }
     if let Err(error) = &outcome {
         eprintln!(
             "\n{}: load failed: {error:#}\n(deleting the topics, then stopping)",
             plan.label
         );
     }
-    for warning in admin.delete_topics(&topics) {
+    for warning in admin.delete_topics(&all_topics) {
         eprintln!("warning: {warning}");
     }
     outcome
@@ -283,6 +337,7 @@ fn drive(
         events: Arc::new(ClientEvents::new(plan.echo_client_logs)),
         producers: Vec::new(),
         consumers: Vec::new(),
+        background: None,
     };
     let result = (|| {
         if !workload.has_backlog() {
@@ -290,12 +345,20 @@ fn drive(
             threads.wait_consumers_ready()?;
         }
         threads.spawn_producers(plan, topics)?;
+        if let Some(background) = &plan.background {
+            threads.background = Some(BackgroundWriter::start(
+                background,
+                &plan.bootstrap,
+                plan.run_tag,
+            )?);
+        }
         phases(plan, topics, &mut threads, &mut broker)
     })();
     // A thread's own error explains a failed run better than "stopped early".
     match (result, threads.shutdown()) {
-        (Ok(mut outcome), Ok(errors)) => {
+        (Ok(mut outcome), Ok((errors, background))) => {
             outcome.errors = errors;
+            outcome.background = background;
             Ok(outcome)
         }
         (_, Err(thread_error)) => Err(thread_error),
@@ -335,7 +398,7 @@ fn phases(
         control.set_total_rate(plan.target_rate);
         Phase::Warmup
     };
-    control.set_phase(start_phase);
+    threads.set_phase(start_phase);
     loop {
         std::thread::sleep(TICK);
         threads.check_threads()?;
@@ -356,7 +419,7 @@ fn phases(
                     control.set_total_rate(plan.target_rate);
                     threads.spawn_consumers(plan, topics)?;
                     threads.wait_consumers_ready()?;
-                    control.set_phase(Phase::Warmup);
+                    threads.set_phase(Phase::Warmup);
                     phase_start = now_ns();
                 } else if now - start > BACKLOG_TIMEOUT_NS {
                     bail!(
@@ -369,7 +432,7 @@ fn phases(
                 if in_phase >= plan.warmup_seconds {
                     let cpu = CpuSnapshot::take(broker.as_deref().map(|b| b.pid()));
                     measure_start = (threads.published(), threads.consumed(), now_ns(), cpu);
-                    control.set_phase(Phase::Measure);
+                    threads.set_phase(Phase::Measure);
                     phase_start = measure_start.2;
                 }
             }
@@ -380,7 +443,10 @@ fn phases(
                 if in_phase >= plan.measure_seconds || caught_up {
                     let end = (threads.published(), threads.consumed(), now_ns());
                     let cpu = CpuSnapshot::take(broker.as_deref().map(|b| b.pid()));
-                    control.set_phase(Phase::Done);
+                    threads.set_phase(Phase::Done);
+                    if let Some(background) = &mut threads.background {
+                        background.set_measured_seconds((end.2 - phase_start) as f64 / 1e9);
+                    }
                     if now_ns() - sampler.last_ns >= SAMPLE_EVERY_NS / 2 {
                         sampler.sample(threads, Phase::Measure);
                     }
@@ -440,5 +506,6 @@ fn outcome(
             .zip(cpu_end.broker_seconds)
             .map(|(a, b)| b - a),
         cpu: crate::cpu::usage(&start.3, &cpu_end, seconds),
+        background: None,
     }
 }

@@ -6,8 +6,7 @@ use bench_harness::broker::{BrokerOptions, default_broker_binary, default_rss_ma
 use bench_harness::compare::{self, CompareOptions, parse_percent};
 use bench_harness::result::BenchResult;
 use bench_harness::runner::{self, RunOptions, Target};
-use bench_harness::workload::Workload;
-use bench_harness::{report, table};
+use bench_harness::{overrides, report, table};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -105,6 +104,11 @@ struct RunArgs {
     /// Override the workload's measured seconds (quick development runs).
     #[arg(long)]
     measure_seconds: Option<f64>,
+    /// Override a workload setting before validation, e.g. `--set producers.acks=1`,
+    /// `--set name=foo`, `--set 'producers.properties."linger.ms"=5'` (repeatable; a
+    /// changed workload is not comparable with the file's).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args)]
@@ -148,7 +152,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut workload = Workload::load(&args.workload)?;
+    let mut workload = overrides::load_with_overrides(&args.workload, &args.set)?;
     if let Some(seconds) = args.warmup_seconds {
         workload.duration.warmup_seconds = seconds;
     }
@@ -184,6 +188,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             rss_max_bytes: args
                 .broker_rss_max_mb
                 .map_or_else(default_rss_max_bytes, |mb| mb * 1_000_000),
+            config_overrides: Default::default(),
         }),
     };
     let output = args.output.unwrap_or_else(|| {

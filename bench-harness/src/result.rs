@@ -4,10 +4,11 @@
 //! Imports: `workload`, `stats`. Invariant: `summary` is recomputed from `repeats` by
 //! `BenchResult::summarize`, never edited by hand.
 
-use crate::stats::{LatencySummary, median};
-use crate::workload::{Rate, Workload};
+use crate::stats::{LatencySummary, median, ratio};
+use crate::workload::{IdleMode, MaintenanceKind, Rate, Workload};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -63,6 +64,158 @@ pub struct RepeatResult {
     #[serde(default)]
     pub cpu: CpuUse,
     pub timeseries: Vec<TimePoint>,
+    /// Workloads with `[background]`: both sides of the repeat. The fields above are then
+    /// the "with background" side's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceRepeat>,
+}
+
+/// One repeat of a `[background]` workload: the same measured load on a fresh broker with
+/// the broker's maintenance idle, and on another with it busy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceRepeat {
+    pub kind: MaintenanceKind,
+    pub idle_mode: IdleMode,
+    /// Which side ran first ("idle" or "with_background"); alternates between repeats.
+    pub first: String,
+    pub idle: MaintenanceSide,
+    pub with_background: MaintenanceSide,
+    /// with_background / idle publish latency.
+    pub ratios: LatencyRatios,
+}
+
+/// The measured load of one side, and what the background writer did on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceSide {
+    pub measured_seconds: f64,
+    pub publish: Throughput,
+    /// Without the curve.
+    pub publish_latency_us: LatencySummary,
+    pub end_to_end_latency_us: LatencySummary,
+    pub errors_publish: u64,
+    pub errors_consume: u64,
+    pub broker_process: Option<ProcessUsage>,
+    pub cpu: CpuUse,
+    /// None on the idle side with idle = "none".
+    pub background: Option<BackgroundReport>,
+    /// Maintenance lines in the started broker's log (None for an external broker).
+    pub broker_log: Option<MaintenanceLog>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackgroundReport {
+    pub topic: String,
+    pub topic_configs: BTreeMap<String, String>,
+    /// Acknowledged background writes in the measured phase.
+    pub writes: Throughput,
+    /// Acknowledged background writes over the whole load (warm-up and measure).
+    pub writes_total: u64,
+    /// Background send -> ack p99 in the measured phase, microseconds.
+    pub publish_p99_us: f64,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    /// Sums over the topic's partitions at the end of the load, from ListOffsets (earliest
+    /// and latest): a log start offset above 0 shows retention deleted segments.
+    pub log_start_offset: Option<i64>,
+    pub high_watermark: Option<i64>,
+}
+
+/// Counted from shardlog's log: "compacted" and "retention deleted segments" lines (both
+/// sides' brokers; the measured topics never compact or expire within a run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceLog {
+    pub compaction_passes: u64,
+    pub compaction_records_removed: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
+    /// Retention runs that deleted something, and the segments they deleted.
+    pub retention_runs: u64,
+    pub retention_segments_deleted: u64,
+}
+
+/// with_background / idle, per percentile of publish latency (None when idle is 0).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRatios {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub p99_9: Option<f64>,
+}
+
+impl LatencyRatios {
+    pub fn of(idle: &LatencySummary, with_background: &LatencySummary) -> LatencyRatios {
+        let valid = |x: f64| (idle.count > 0 && with_background.count > 0).then_some(x);
+        LatencyRatios {
+            p50: valid(with_background.p50).and_then(|w| ratio(w, idle.p50)),
+            p99: valid(with_background.p99).and_then(|w| ratio(w, idle.p99)),
+            p99_9: valid(with_background.p99_9).and_then(|w| ratio(w, idle.p99_9)),
+        }
+    }
+
+    /// Per-percentile medians of per-repeat ratios.
+    pub fn median_of(all: &[&LatencyRatios]) -> LatencyRatios {
+        LatencyRatios {
+            p50: median_option(all.iter().map(|r| r.p50)),
+            p99: median_option(all.iter().map(|r| r.p99)),
+            p99_9: median_option(all.iter().map(|r| r.p99_9)),
+        }
+    }
+}
+
+/// Medians over the repeats of a `[background]` workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceSummary {
+    pub kind: MaintenanceKind,
+    pub idle_mode: IdleMode,
+    pub idle_publish_msgs_per_sec: f64,
+    pub with_background_publish_msgs_per_sec: f64,
+    /// Field-wise medians, no curve.
+    pub idle_publish_latency_us: LatencySummary,
+    pub with_background_publish_latency_us: LatencySummary,
+    /// Medians of the per-repeat ratios (not ratios of the medians).
+    pub ratios: LatencyRatios,
+    /// Background writes per second in the measured phase, with background.
+    pub background_msgs_per_sec: f64,
+    /// Medians of the "with background" side's evidence that maintenance ran.
+    pub log_start_offset: Option<f64>,
+    pub compaction_records_removed: Option<f64>,
+    pub retention_segments_deleted: Option<f64>,
+}
+
+impl MaintenanceSummary {
+    pub fn of(repeats: &[&MaintenanceRepeat]) -> Option<MaintenanceSummary> {
+        let first = repeats.first()?;
+        let with = || repeats.iter().map(|r| &r.with_background);
+        let logs = || with().filter_map(|s| s.broker_log.as_ref());
+        let background = || with().filter_map(|s| s.background.as_ref());
+        Some(MaintenanceSummary {
+            kind: first.kind,
+            idle_mode: first.idle_mode,
+            idle_publish_msgs_per_sec: median(repeats.iter().map(|r| r.idle.publish.msgs_per_sec)),
+            with_background_publish_msgs_per_sec: median(with().map(|s| s.publish.msgs_per_sec)),
+            idle_publish_latency_us: LatencySummary::median_of(
+                &repeats
+                    .iter()
+                    .map(|r| &r.idle.publish_latency_us)
+                    .collect::<Vec<_>>(),
+            ),
+            with_background_publish_latency_us: LatencySummary::median_of(
+                &with().map(|s| &s.publish_latency_us).collect::<Vec<_>>(),
+            ),
+            ratios: LatencyRatios::median_of(
+                &repeats.iter().map(|r| &r.ratios).collect::<Vec<_>>(),
+            ),
+            background_msgs_per_sec: median(background().map(|b| b.writes.msgs_per_sec)),
+            log_start_offset: median_option(
+                background().map(|b| b.log_start_offset.map(|o| o as f64)),
+            ),
+            compaction_records_removed: median_option(
+                logs().map(|l| Some(l.compaction_records_removed as f64)),
+            ),
+            retention_segments_deleted: median_option(
+                logs().map(|l| Some(l.retention_segments_deleted as f64)),
+            ),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +323,9 @@ pub struct Summary {
     /// Median cores used by other processes during the measured phases.
     #[serde(default)]
     pub other_processes_cores: Option<f64>,
+    /// `[background]` workloads: idle vs with-background medians and ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceSummary>,
 }
 
 fn median_option(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -227,6 +383,11 @@ impl Summary {
                     .map(|x| x.broker_process.as_ref().and_then(|p| p.cpu_us_per_mb)),
             ),
             other_processes_cores: median_option(r.iter().map(|x| x.cpu.other_processes_cores)),
+            maintenance: MaintenanceSummary::of(
+                &r.iter()
+                    .filter_map(|x| x.maintenance.as_ref())
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 }
@@ -284,6 +445,103 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    fn latency(p50: f64, p99: f64, p99_9: f64) -> LatencySummary {
+        LatencySummary {
+            count: 1000,
+            p50,
+            p99,
+            p99_9,
+            ..Default::default()
+        }
+    }
+
+    fn maintenance(idle: LatencySummary, with: LatencySummary) -> MaintenanceRepeat {
+        MaintenanceRepeat {
+            kind: MaintenanceKind::Retention,
+            idle_mode: IdleMode::None,
+            first: "idle".into(),
+            ratios: LatencyRatios::of(&idle, &with),
+            idle: MaintenanceSide {
+                publish_latency_us: idle,
+                ..Default::default()
+            },
+            with_background: MaintenanceSide {
+                publish_latency_us: with,
+                background: Some(BackgroundReport {
+                    log_start_offset: Some(5000),
+                    ..Default::default()
+                }),
+                broker_log: Some(MaintenanceLog {
+                    retention_segments_deleted: 7,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn latency_ratios_are_with_over_idle() {
+        let r = LatencyRatios::of(
+            &latency(1000.0, 4000.0, 8000.0),
+            &latency(1500.0, 10000.0, 8000.0),
+        );
+        assert_eq!(r.p50, Some(1.5));
+        assert_eq!(r.p99, Some(2.5));
+        assert_eq!(r.p99_9, Some(1.0));
+        // Nothing measured on a side: no ratio rather than 0 or infinity.
+        let none = LatencyRatios::of(&LatencySummary::default(), &latency(1.0, 2.0, 3.0));
+        assert_eq!(none, LatencyRatios::default());
+        let zero = LatencyRatios::of(&latency(0.0, 1.0, 1.0), &latency(1.0, 1.0, 1.0));
+        assert_eq!((zero.p50, zero.p99), (None, Some(1.0)));
+    }
+
+    #[test]
+    fn maintenance_summary_takes_medians_of_per_repeat_ratios() {
+        // Per-repeat p99 ratios 2.0, 1.0, 4.0: median 2.0. Per-repeat p50 ratios 3.0, 1.0,
+        // 1.5: median 1.5, while the ratio of the median p50s would be 3000 / 1000 = 3.0.
+        let repeats = [
+            maintenance(
+                latency(1000.0, 3000.0, 5000.0),
+                latency(3000.0, 6000.0, 5000.0),
+            ),
+            maintenance(
+                latency(500.0, 8000.0, 9000.0),
+                latency(500.0, 8000.0, 9000.0),
+            ),
+            maintenance(
+                latency(2000.0, 1000.0, 2000.0),
+                latency(3000.0, 4000.0, 2000.0),
+            ),
+        ];
+        let all: Vec<&MaintenanceRepeat> = repeats.iter().collect();
+        let summary = MaintenanceSummary::of(&all).unwrap();
+        assert_eq!(summary.ratios.p50, Some(1.5));
+        assert_eq!(summary.ratios.p99, Some(2.0));
+        assert_eq!(summary.ratios.p99_9, Some(1.0));
+        assert_eq!(summary.idle_publish_latency_us.p99, 3000.0);
+        assert_eq!(summary.with_background_publish_latency_us.p99, 6000.0);
+        assert_eq!(summary.log_start_offset, Some(5000.0));
+        assert_eq!(summary.retention_segments_deleted, Some(7.0));
+        assert_eq!(summary.compaction_records_removed, Some(0.0));
+        assert!(MaintenanceSummary::of(&[]).is_none());
+        // Through the repeat summary and JSON.
+        let results: Vec<RepeatResult> = repeats
+            .iter()
+            .map(|m| RepeatResult {
+                maintenance: Some(m.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let summary = Summary::of(&results);
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.maintenance.unwrap().ratios.p99, Some(2.0));
+        // A plain result has no maintenance keys at all.
+        let plain = serde_json::to_string(&Summary::of(&[RepeatResult::default()])).unwrap();
+        assert!(!plain.contains("maintenance"), "{plain}");
     }
 
     #[test]

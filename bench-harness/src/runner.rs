@@ -1,19 +1,23 @@
 //! `bench-harness run`: repeats of one workload, each with (optionally) a fresh broker, the
 //! max-rate probe for "NN%" rates, the in-run baselines and the ratios; then the JSON result.
+//! A `[background]` workload runs each repeat twice, on two fresh brokers: maintenance idle
+//! and maintenance busy (order alternating between repeats), then the baselines once.
 //!
-//! Owns: the order of a run. Imports: `baseline`, `broker`, `load`, `result`, `stats`,
-//! `workload`. Invariant: baselines are measured while no load runs and (for a started
+//! Owns: the order of a run. Imports: `baseline`, `broker`, `load`, `maintenance`, `result`,
+//! `stats`, `workload`. Invariant: baselines are measured while no load runs and (for a started
 //! broker) after the broker has stopped, so they do not compete with it for the CPU.
 
 use crate::baseline;
 use crate::broker::{BrokerOptions, StartedBroker};
 use crate::load::{self, LoadOutcome, LoadPlan};
+use crate::maintenance::{BackgroundPlan, parse_broker_log};
 use crate::payload::random_seed;
 use crate::result::{
-    BenchResult, Environment, ProcessUsage, Ratios, RepeatResult, SCHEMA_VERSION, Summary,
+    BenchResult, Environment, LatencyRatios, MaintenanceLog, MaintenanceRepeat, MaintenanceSide,
+    ProcessUsage, Ratios, RepeatResult, SCHEMA_VERSION, Summary,
 };
 use crate::stats::ratio;
-use crate::workload::{Rate, Workload};
+use crate::workload::{IdleMode, Rate, Workload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,6 +54,14 @@ pub fn run(options: &RunOptions) -> anyhow::Result<BenchResult> {
         repeats: Vec::new(),
         summary: Summary::default(),
     };
+    if let (Some(background), Target::External(_)) = (&workload.background, &options.target)
+        && !background.broker_config.is_empty()
+    {
+        eprintln!(
+            "warning: background.broker_config is not applied to an external broker: set those \
+             settings on it yourself, or maintenance may not run within the measured phase"
+        );
+    }
     for index in 0..options.repeats {
         let repeat = run_repeat(options, &workload, index)?;
         print_repeat(&workload.name, &repeat);
@@ -59,16 +71,141 @@ pub fn run(options: &RunOptions) -> anyhow::Result<BenchResult> {
     Ok(result)
 }
 
+/// Which broker a side of a repeat runs on and what, besides the measured load, it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// A workload without `[background]`.
+    Plain,
+    /// `[background]`: maintenance idle (with the background writes to a plain topic when
+    /// `idle = "writes"`).
+    Idle,
+    /// `[background]`: the background writer keeps maintenance busy.
+    WithBackground,
+}
+
+impl Side {
+    fn tag(self) -> &'static str {
+        match self {
+            Side::Plain => "",
+            Side::Idle => "-idle",
+            Side::WithBackground => "-bg",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Plain => "",
+            Side::Idle => " idle",
+            Side::WithBackground => " with background",
+        }
+    }
+}
+
+/// One load on one (fresh, when started) broker, and what the broker did meanwhile.
+struct SideOutcome {
+    outcome: LoadOutcome,
+    target_rate: Option<f64>,
+    probe: Option<f64>,
+    broker_process: Option<ProcessUsage>,
+    broker_log: Option<MaintenanceLog>,
+}
+
 fn run_repeat(
     options: &RunOptions,
     workload: &Arc<Workload>,
     index: u32,
 ) -> anyhow::Result<RepeatResult> {
+    let Some(background) = &workload.background else {
+        let side = run_side(options, workload, index, Side::Plain)?;
+        return Ok(finish_repeat(options, index, side, None));
+    };
+    // Alternate the order so a machine that gets busier or quieter during a run does not
+    // always favour the same side.
+    let idle_first = index.is_multiple_of(2);
+    let (idle, with) = if idle_first {
+        let idle = run_side(options, workload, index, Side::Idle)?;
+        (
+            idle,
+            run_side(options, workload, index, Side::WithBackground)?,
+        )
+    } else {
+        let with = run_side(options, workload, index, Side::WithBackground)?;
+        (run_side(options, workload, index, Side::Idle)?, with)
+    };
+    let maintenance = MaintenanceRepeat {
+        kind: background.kind,
+        idle_mode: background.idle,
+        first: if idle_first {
+            "idle"
+        } else {
+            "with_background"
+        }
+        .to_string(),
+        ratios: LatencyRatios::of(&idle.outcome.publish_latency, &with.outcome.publish_latency),
+        idle: maintenance_side(&idle),
+        with_background: maintenance_side(&with),
+    };
+    Ok(finish_repeat(options, index, with, Some(maintenance)))
+}
+
+fn maintenance_side(side: &SideOutcome) -> MaintenanceSide {
+    let o = &side.outcome;
+    let without_curve = |l: &crate::stats::LatencySummary| crate::stats::LatencySummary {
+        curve: Vec::new(),
+        ..l.clone()
+    };
+    MaintenanceSide {
+        measured_seconds: o.measured_seconds,
+        publish: o.publish.clone(),
+        publish_latency_us: without_curve(&o.publish_latency),
+        end_to_end_latency_us: without_curve(&o.end_to_end_latency),
+        errors_publish: o.errors.publish,
+        errors_consume: o.errors.consume,
+        broker_process: side.broker_process.clone(),
+        cpu: o.cpu.clone(),
+        background: o.background.clone(),
+        broker_log: side.broker_log.clone(),
+    }
+}
+
+/// The background writer's topic and configs for this side, if it writes at all.
+fn background_plan(workload: &Workload, side: Side, topic_prefix: &str) -> Option<BackgroundPlan> {
+    let background = workload.background.as_ref()?;
+    let topic_configs = match (side, background.idle) {
+        (Side::Plain, _) | (Side::Idle, IdleMode::None) => return None,
+        (Side::Idle, IdleMode::Writes) => background.idle_topic_configs(),
+        (Side::WithBackground, _) => background.topic_configs.clone(),
+    };
+    Some(BackgroundPlan {
+        topic: format!("{topic_prefix}-background"),
+        topic_configs,
+        writer: Arc::new(background.writer_workload(workload)),
+    })
+}
+
+fn run_side(
+    options: &RunOptions,
+    workload: &Arc<Workload>,
+    index: u32,
+    side: Side,
+) -> anyhow::Result<SideOutcome> {
     let run_tag = random_seed() as u32;
-    let run_name = format!("{}-{run_tag:08x}-r{index}", workload.name);
-    let label = format!("{} {}/{}", workload.name, index + 1, options.repeats);
+    let run_name = format!("{}-{run_tag:08x}-r{index}{}", workload.name, side.tag());
+    let label = format!(
+        "{} {}/{}{}",
+        workload.name,
+        index + 1,
+        options.repeats,
+        side.label()
+    );
     let mut broker = match &options.target {
-        Target::Start(broker_options) => Some(StartedBroker::start(broker_options, &run_name)?),
+        Target::Start(broker_options) => {
+            let mut broker_options = broker_options.clone();
+            if let Some(background) = &workload.background {
+                broker_options.config_overrides = background.broker_config.clone();
+            }
+            Some(StartedBroker::start(&broker_options, &run_name)?)
+        }
         Target::External(_) => None,
     };
     let bootstrap = match (&options.target, &broker) {
@@ -87,6 +224,7 @@ fn run_repeat(
         label: label.to_string(),
         throttle_us: options.throttle_us,
         echo_client_logs: options.echo_client_logs,
+        background: None,
     };
     let d = &workload.duration;
     let (target_rate, probe) = match workload.producers.rate {
@@ -114,18 +252,44 @@ fn run_repeat(
             (Some(max * fraction), Some(max))
         }
     };
-    let outcome = load::execute(
-        &plan(
-            target_rate,
-            d.warmup_seconds,
-            d.measure_seconds,
-            "load",
-            &label,
-        ),
-        broker.as_mut(),
-    )?;
+    let mut load_plan = plan(
+        target_rate,
+        d.warmup_seconds,
+        d.measure_seconds,
+        "load",
+        &label,
+    );
+    load_plan.background = background_plan(workload, side, &load_plan.topic_prefix);
+    let outcome = load::execute(&load_plan, broker.as_mut())?;
     let broker_process = broker.as_ref().map(|b| usage(b, &outcome));
+    let broker_log = (side != Side::Plain)
+        .then_some(broker.as_ref())
+        .flatten()
+        .map(|b| parse_broker_log(&std::fs::read_to_string(&b.log_path).unwrap_or_default()));
     drop(broker); // stops the broker and removes its data before the baselines run
+    Ok(SideOutcome {
+        outcome,
+        target_rate,
+        probe,
+        broker_process,
+        broker_log,
+    })
+}
+
+/// Baselines (with no broker running) and ratios for the repeat's main side.
+fn finish_repeat(
+    options: &RunOptions,
+    index: u32,
+    side: SideOutcome,
+    maintenance: Option<MaintenanceRepeat>,
+) -> RepeatResult {
+    let SideOutcome {
+        outcome,
+        target_rate,
+        probe,
+        broker_process,
+        ..
+    } = side;
     let baselines = if options.skip_baselines {
         Default::default()
     } else {
@@ -145,7 +309,7 @@ fn run_repeat(
             .and_then(|t| ratio(outcome.consume.mb_per_sec, t)),
         rate_attainment: target_rate.and_then(|t| ratio(outcome.publish.msgs_per_sec, t)),
     };
-    Ok(RepeatResult {
+    RepeatResult {
         index,
         target_rate_msgs_per_sec: target_rate,
         probe_msgs_per_sec: probe,
@@ -160,7 +324,8 @@ fn run_repeat(
         broker_process,
         cpu: outcome.cpu,
         timeseries: outcome.timeseries,
-    })
+        maintenance,
+    }
 }
 
 fn usage(broker: &StartedBroker, outcome: &LoadOutcome) -> ProcessUsage {
@@ -197,6 +362,56 @@ fn print_repeat(name: &str, r: &RepeatResult) {
     );
     for sample in &r.errors.samples {
         eprintln!("  error sample: {sample}");
+    }
+    if let Some(m) = &r.maintenance {
+        print_maintenance(m);
+    }
+}
+
+fn print_maintenance(m: &MaintenanceRepeat) {
+    let ms = |l: &crate::stats::LatencySummary| {
+        format!("{:.2}/{:.2}/{:.2}", l.p50 / 1e3, l.p99 / 1e3, l.p99_9 / 1e3)
+    };
+    let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let (idle, with) = (&m.idle, &m.with_background);
+    eprintln!(
+        "  {} (idle = {}, {} first): publish p50/p99/p99.9 idle {} ms, with background {} ms, \
+         with/idle {}/{}/{}; idle {:.0} msg/s, with {:.0} msg/s",
+        m.kind.name(),
+        m.idle_mode.name(),
+        m.first,
+        ms(&idle.publish_latency_us),
+        ms(&with.publish_latency_us),
+        x(m.ratios.p50),
+        x(m.ratios.p99),
+        x(m.ratios.p99_9),
+        idle.publish.msgs_per_sec,
+        with.publish.msgs_per_sec,
+    );
+    for (name, side) in [("idle", idle), ("with background", with)] {
+        let writes = side
+            .background
+            .as_ref()
+            .map_or("no background writes".into(), |b| {
+                format!(
+                    "background {:.0} msg/s (errors {}), log start offset {} of {}",
+                    b.writes.msgs_per_sec,
+                    b.errors,
+                    b.log_start_offset.map_or("-".into(), |o| o.to_string()),
+                    b.high_watermark.map_or("-".into(), |o| o.to_string()),
+                )
+            });
+        let log = side.broker_log.as_ref().map_or(String::new(), |l| {
+            format!(
+                "; broker log: {} compaction passes removed {} records, {} retention runs \
+                 deleted {} segments",
+                l.compaction_passes,
+                l.compaction_records_removed,
+                l.retention_runs,
+                l.retention_segments_deleted
+            )
+        });
+        eprintln!("  {name}: {writes}{log}");
     }
 }
 

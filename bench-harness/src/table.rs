@@ -56,6 +56,53 @@ pub fn markdown(results: &[BenchResult]) -> String {
             opt(s.other_processes_cores, 2),
         );
     }
+    out + &maintenance_markdown(results)
+}
+
+/// A second table for `[background]` results: publish latency with the broker's
+/// maintenance idle vs busy, medians over repeats; empty when no result has one.
+pub fn maintenance_markdown(results: &[BenchResult]) -> String {
+    let rows: Vec<_> = results
+        .iter()
+        .filter_map(|r| Some((r, r.summary.maintenance.as_ref()?)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| workload | rep | maintenance | idle side | idle pub msg/s | with pub msg/s \
+         | idle p50/p99/p99.9 ms | with p50/p99/p99.9 ms | with/idle p50/p99/p99.9 \
+         | background msg/s | log start offset | records compacted away | segments deleted |\n",
+    );
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (r, m) in rows {
+        let (i, w) = (
+            &m.idle_publish_latency_us,
+            &m.with_background_publish_latency_us,
+        );
+        out += &format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {}/{}/{} | {}/{}/{} | {}/{}/{} | {:.0} | {} | {} | {} |\n",
+            r.workload.name,
+            r.summary.repeats,
+            m.kind.name(),
+            m.idle_mode.name(),
+            m.idle_publish_msgs_per_sec,
+            m.with_background_publish_msgs_per_sec,
+            ms(i.p50),
+            ms(i.p99),
+            ms(i.p99_9),
+            ms(w.p50),
+            ms(w.p99),
+            ms(w.p99_9),
+            opt(m.ratios.p50, 2),
+            opt(m.ratios.p99, 2),
+            opt(m.ratios.p99_9, 2),
+            m.background_msgs_per_sec,
+            opt(m.log_start_offset, 0),
+            opt(m.compaction_records_removed, 0),
+            opt(m.retention_segments_deleted, 0),
+        );
+    }
     out
 }
 
