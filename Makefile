@@ -20,7 +20,7 @@ rust-client-test::
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -47,9 +47,9 @@ CLIENT_TEST_ARGS ?=
 
 .PHONY: test test-deps venv kcat java-client client-test
 
-# The full gate run by .ci/run: lint, installs, build, unit tests, Rust client tests (rdkafka,
-# defined above), then the Python/Java/kcat matrix.
-test: lint test-deps build unit-test rust-client-test client-test
+# The full gate run by .ci/run: lint, installs, build, unit tests (broker and bench-harness),
+# Rust client tests (rdkafka, defined above), then the Python/Java/kcat matrix.
+test: lint test-deps build unit-test bench-test rust-client-test client-test
 
 test-deps: venv kcat java-client
 

@@ -3,8 +3,9 @@
 - `/metrics` on the admin port, scraped repeatedly *while* a confluent-kafka producer is
   writing, is valid Prometheus text (parsed by prometheus_client's own parser, one HELP/TYPE per
   family), its counters only grow between scrapes, Produce request counts and bytes in grow
-  during the load, histograms are cumulative, and after the load the per-partition high
-  watermark gauges add up to exactly the number of acknowledged records.
+  during the load, histograms are cumulative, fsync latency is observed, memory in use stays
+  within each budget, cross-shard messages are counted, and after the load the per-partition
+  high watermark gauges add up to exactly the number of acknowledged records.
 - SIGTERM in the middle of an acks=all produce stream: the broker stops on its own with exit
   code 0 (in-flight requests finished, logs synced), the restart trusts the clean-shutdown
   markers (every partition log reports `clean=true`, no tail scan or truncation), and every
@@ -70,7 +71,8 @@ def produce_requests(families) -> float:
 
 
 MONOTONIC_COUNTERS = ("shardlog_bytes_received_total", "shardlog_produce_bytes_total",
-                      "shardlog_connections_accepted_total", "shardlog_log_bytes_written_total")
+                      "shardlog_connections_accepted_total", "shardlog_log_bytes_written_total",
+                      "shardlog_mesh_messages_sent_total")
 
 
 def test_metrics_scraped_during_produce_load(broker):
@@ -150,6 +152,21 @@ def test_metrics_scraped_during_produce_load(broker):
     assert total(final, "shardlog_produce_bytes_total") >= acked[0]
     assert total(final, "shardlog_log_syncs_total") >= 1
     assert total(final, "shardlog_connections_open") >= 1
+
+    # fsync latency, memory against budget, cross-shard traffic (2 shards: a connection on one
+    # shard routes the other shard's partitions over the channel mesh).
+    assert total(final, "shardlog_log_sync_duration_seconds",
+                 "shardlog_log_sync_duration_seconds_count") >= 1
+    budgets = final["shardlog_memory_budget_bytes"]
+    in_use = final["shardlog_memory_in_use_bytes"]
+    pools = {dict(labels)["pool"] for _, labels in budgets}
+    assert {"request", "batch_cache", "write_buffer"} <= pools, pools
+    for (_, labels), budget in budgets.items():
+        assert budget > 0, labels
+        assert 0 <= in_use[("shardlog_memory_in_use_bytes", labels)] <= budget, labels
+    assert total(final, "shardlog_mesh_messages_sent_total") > 0
+    assert all(v >= 0 for v in final["shardlog_mesh_queue_depth"].values())
+    assert "shardlog_requests_rejected" in final and "shardlog_requests_delayed" in final
 
 
 def recovery_lines(broker) -> list[str]:
