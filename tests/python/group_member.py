@@ -67,6 +67,13 @@ def run_kafka_python(bootstrap, topic, group, strategy, instance_id, session_ms)
     if instance_id:
         kw["group_instance_id"] = instance_id
     c = kafka.KafkaConsumer(**kw)
+    # Load the topic's metadata before joining. Otherwise a kafka-python 3.0.12 leader may
+    # assign with no partitions known, rejoin at once when the metadata arrives, and drop the
+    # SyncGroup response of that rejoin (its heartbeat stays disabled, the coordinator expires
+    # it after the session timeout, and the process keeps polling with no assignment). Apache
+    # Kafka's default group.initial.rebalance.delay.ms (3000) hides the race; shardlog's
+    # default delay is 0 (docs/consumer-groups.md).
+    assert c.partitions_for_topic(topic), f"no metadata for {topic}"
     c.subscribe([topic])
     last, count, last_report = None, 0, 0.0
     while running:
