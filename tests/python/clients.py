@@ -120,6 +120,45 @@ def ck_produce(producer: Producer, topic: str, messages, timeout_s: float = PROD
     return [(r[1], r[2]) for r in results]
 
 
+class CkAckedStream:
+    """A confluent-kafka producer writing value i to partition i % partitions, one record at a
+    time, remembering what was sent and what each delivery report acknowledged: for tests that
+    crash or stop the broker mid-stream and then check every acknowledged record."""
+
+    def __init__(self, producer: Producer, topic: str, partitions: int):
+        self.producer, self.topic, self.partitions = producer, topic, partitions
+        self.sent: list[tuple] = []        # (key, value, partition), as assert_matches_acks
+        self.acks: list[tuple | None] = []  # (partition, offset) once acknowledged
+
+    def _on_delivery(self, index: int):
+        def cb(err, msg):
+            if err is None:
+                self.acks[index] = (msg.partition(), msg.offset())
+        return cb
+
+    def produce(self, value: bytes) -> None:
+        index = len(self.sent)
+        partition = index % self.partitions
+        self.sent.append((None, value, partition))
+        self.acks.append(None)
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, partition=partition,
+                                      on_delivery=self._on_delivery(index))
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def acked_count(self) -> int:
+        return sum(a is not None for a in self.acks)
+
+    def acked(self) -> tuple[list[tuple], list[tuple]]:
+        """(sent records, their acks) for the acknowledged ones, in produce order."""
+        pairs = [(m, a) for m, a in zip(self.sent, self.acks) if a is not None]
+        return [m for m, _ in pairs], [a for _, a in pairs]
+
+
 def ck_consumer(bootstrap: str, **conf) -> Consumer:
     # confluent-kafka refuses to build a Consumer without group.id; the tests use assign()
     # only, and never commit.

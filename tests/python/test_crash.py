@@ -21,8 +21,9 @@ import pytest
 
 import kafka_wire as wire
 from clients import (BULK_CONSUME_TIMEOUT_S, KP_CLOSE_TIMEOUT_S, PRODUCE_TIMEOUT_S,
-                     assert_matches_acks, ck_create_topic, ck_partition_count, ck_produce,
-                     ck_producer, ck_read_all, ck_watermarks, kp_producer, kp_read_all, payloads)
+                     CkAckedStream, assert_matches_acks, ck_create_topic, ck_partition_count,
+                     ck_produce, ck_producer, ck_read_all, ck_watermarks, kp_producer,
+                     kp_read_all, payloads)
 from harness import unique_topic
 
 PARTITIONS = 3
@@ -55,29 +56,14 @@ def test_kill9_mid_stream_confluent(broker):
     producer = ck_producer(broker.bootstrap, acks="all", **{
         "linger.ms": 2, "message.timeout.ms": int(CRASH_PRODUCE_TIMEOUT_S * 1000),
         "max.in.flight.requests.per.connection": 5})
-    sent, acks = [], []
-
-    def on_delivery(index):
-        def cb(err, msg):
-            if err is None:
-                acks[index] = (msg.partition(), msg.offset())
-        return cb
+    stream = CkAckedStream(producer, topic, PARTITIONS)
 
     def produce_one(i):
-        sent.append((None, value_for(i, pool), i % PARTITIONS))
-        acks.append(None)
-        while True:
-            try:
-                producer.produce(topic, value=sent[i][1], partition=i % PARTITIONS,
-                                 on_delivery=on_delivery(i))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        stream.produce(value_for(i, pool))
 
     i = 0
     deadline = time.monotonic() + PRODUCE_TIMEOUT_S
-    while sum(a is not None for a in acks) < KILL_AFTER_ACKS:
+    while stream.acked_count() < KILL_AFTER_ACKS:
         assert time.monotonic() < deadline, "producer made no progress before the kill"
         produce_one(i)
         i += 1
@@ -90,7 +76,7 @@ def test_kill9_mid_stream_confluent(broker):
         produce_one(i)
         i += 1
     assert producer.flush(CRASH_PRODUCE_TIMEOUT_S) == 0
-    check_after_crash(broker, topic, sent, acks, ck_read_all)
+    check_after_crash(broker, topic, stream.sent, stream.acks, ck_read_all)
 
 
 @pytest.mark.slow

@@ -22,8 +22,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import (BULK_CONSUME_TIMEOUT_S, PRODUCE_TIMEOUT_S, Deadline, assert_matches_acks,
-                     ck_create_topic, ck_producer, ck_read_all, payloads)
+from clients import (BULK_CONSUME_TIMEOUT_S, PRODUCE_TIMEOUT_S, CkAckedStream, Deadline,
+                     assert_matches_acks, ck_create_topic, ck_producer, ck_read_all, payloads)
 from harness import BROKER_STOP_TIMEOUT_S, unique_topic
 
 PARTITIONS = 4
@@ -182,29 +182,14 @@ def test_sigterm_mid_load_then_clean_restart_loses_nothing(broker):
     producer = ck_producer(broker.bootstrap, acks="all", **{
         "linger.ms": 2, "message.timeout.ms": 20000,
         "max.in.flight.requests.per.connection": 5})
-    sent, acks = [], []
-
-    def on_delivery(index):
-        def cb(err, msg):
-            if err is None:
-                acks[index] = (msg.partition(), msg.offset())
-        return cb
+    stream = CkAckedStream(producer, topic, PARTITIONS)
 
     def produce_one(i):
-        sent.append((None, b"seq-%08d:" % i + pool[i % len(pool)], i % PARTITIONS))
-        acks.append(None)
-        while True:
-            try:
-                producer.produce(topic, value=sent[i][1], partition=i % PARTITIONS,
-                                 on_delivery=on_delivery(i))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        stream.produce(b"seq-%08d:" % i + pool[i % len(pool)])
 
     i = 0
     deadline = Deadline(PRODUCE_TIMEOUT_S, "acks before SIGTERM")
-    while sum(a is not None for a in acks) < SIGTERM_AFTER_ACKS:
+    while stream.acked_count() < SIGTERM_AFTER_ACKS:
         deadline.check()
         produce_one(i)
         i += 1
@@ -228,7 +213,7 @@ def test_sigterm_mid_load_then_clean_restart_loses_nothing(broker):
         assert marker not in restarted_log, f"restart after SIGTERM logged '{marker}'"
 
     assert producer.flush(PRODUCE_TIMEOUT_S) == 0
-    acked = [(m, a) for m, a in zip(sent, acks) if a is not None]
-    assert len(acked) >= SIGTERM_AFTER_ACKS
+    sent, acks = stream.acked()
+    assert len(acks) >= SIGTERM_AFTER_ACKS
     read = ck_read_all(broker.bootstrap, topic, list(range(PARTITIONS)), BULK_CONSUME_TIMEOUT_S)
-    assert_matches_acks(read, [m for m, _ in acked], [a for _, a in acked])
+    assert_matches_acks(read, sent, acks)
