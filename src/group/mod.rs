@@ -14,11 +14,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod interface;
 mod machine;
 pub mod records;
 #[cfg(test)]
 mod tests;
 
+pub use interface::*;
 pub use machine::*;
 
 /// Kafka's partition of `__consumer_offsets` for a group.
