@@ -124,17 +124,7 @@ fn set(table: &mut Table, item: &Override) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-        name = "t"
-        [topics]
-        partitions = 4
-        [messages]
-        size = 1024
-        [producers]
-        rate = "max"
-        [duration]
-        measure_seconds = 10
-    "#;
+    use crate::workload::tests::MINIMAL as BASE;
 
     fn with(sets: &[&str]) -> anyhow::Result<Workload> {
         let base = Workload::parse(BASE).unwrap();

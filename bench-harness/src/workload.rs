@@ -634,10 +634,11 @@ fn is_name_char(c: char) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid workload; other modules' tests build on it too.
+    pub(crate) const MINIMAL: &str = r#"
         name = "t"
         [topics]
         partitions = 4
