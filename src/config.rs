@@ -71,10 +71,31 @@ pub struct ServerConfig {
     /// Concurrent connections from one client IP address, all shards together (Kafka
     /// `max.connections.per.ip`). Default 4096, range 1..=1000000.
     pub connections_per_ip_max: usize,
-    /// Bytes of request frames being read or handled per shard; a connection whose next
-    /// frame does not fit waits (TCP back-pressure) instead of buffering it. Must be at least
-    /// `request_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    /// Bytes of request frames received (reserved as they arrive, not as declared) or being
+    /// handled, per shard; a connection whose received bytes do not fit stops reading (TCP
+    /// back-pressure) until memory is released. Must be at least `request_bytes_max`.
+    /// Default 256 MiB, range 1 MiB..=64 GiB.
     pub request_memory_bytes_max: u64,
+    /// A request frame must arrive whole within this time of its first byte, ms; a slower
+    /// one (a stalled or trickling client) closes the connection. Default 30000,
+    /// range 100..=3600000.
+    pub request_read_timeout_ms: u64,
+    /// A connection with no request in flight that receives nothing for this long, or whose
+    /// client reads none of its responses for this long, is closed, ms (Kafka
+    /// `connections.max.idle.ms`). Default 600000, range 100..=86400000.
+    pub connections_max_idle_ms: u64,
+    /// Bytes of fetch responses read from the logs but not yet written to a socket, per
+    /// shard; a fetch takes what is free (at least 1 MiB or its limit) or waits. Must be at
+    /// least `connection_response_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    pub response_memory_bytes_max: u64,
+    /// Bytes of fetch responses one connection may hold unwritten; a client that does not
+    /// read its responses stops getting new fetches answered (its fetches wait) and is
+    /// closed after `connections_max_idle_ms`. Also caps one fetch response. Default 64 MiB,
+    /// range 64 KiB..=1 GiB.
+    pub connection_response_bytes_max: u64,
+    /// Concurrent connections to the admin HTTP port; more get 503. Default 64,
+    /// range 1..=4096.
+    pub admin_connections_max: usize,
     /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
     pub fetch_wait_ms_max: u64,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
@@ -98,6 +119,11 @@ impl Default for ServerConfig {
             shard_connections_max: 4096,
             connections_per_ip_max: 4096,
             request_memory_bytes_max: 256 * MIB,
+            request_read_timeout_ms: 30_000,
+            connections_max_idle_ms: 600_000,
+            response_memory_bytes_max: 256 * MIB,
+            connection_response_bytes_max: 64 * MIB,
+            admin_connections_max: 64,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
             shutdown_grace_ms: 5_000,
@@ -374,6 +400,56 @@ impl Config {
             s.shard_connections_max,
             1,
             65536,
+        )?;
+        check(
+            "server.request_memory_bytes_max",
+            s.request_memory_bytes_max,
+            MIB,
+            64 * GIB,
+        )?;
+        if s.request_memory_bytes_max < s.request_bytes_max {
+            return Err(ConfigError::OutOfRange {
+                field: "server.request_memory_bytes_max",
+                value: s.request_memory_bytes_max.to_string(),
+                reason: "must be at least server.request_bytes_max".to_string(),
+            });
+        }
+        check(
+            "server.request_read_timeout_ms",
+            s.request_read_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        check(
+            "server.connections_max_idle_ms",
+            s.connections_max_idle_ms,
+            100,
+            86_400_000,
+        )?;
+        check(
+            "server.response_memory_bytes_max",
+            s.response_memory_bytes_max,
+            MIB,
+            64 * GIB,
+        )?;
+        check(
+            "server.connection_response_bytes_max",
+            s.connection_response_bytes_max,
+            64 * KIB,
+            GIB,
+        )?;
+        if s.response_memory_bytes_max < s.connection_response_bytes_max {
+            return Err(ConfigError::OutOfRange {
+                field: "server.response_memory_bytes_max",
+                value: s.response_memory_bytes_max.to_string(),
+                reason: "must be at least server.connection_response_bytes_max".to_string(),
+            });
+        }
+        check(
+            "server.admin_connections_max",
+            s.admin_connections_max,
+            1,
+            4096,
         )?;
         check("server.fetch_wait_ms_max", s.fetch_wait_ms_max, 0, 300_000)?;
         check(

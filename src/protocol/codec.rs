@@ -1,8 +1,8 @@
 //! Request decoding and response encoding on top of the `kafka-protocol` message codecs.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use thiserror::Error;
 
 /// Bytes every request starts with: api_key i16, api_version i16, correlation_id i32.
@@ -53,26 +53,107 @@ impl RequestEnvelope {
 #[derive(Debug)]
 pub struct DecodedRequest {
     pub api: ApiKey,
-    pub header: RequestHeader,
+    pub envelope: RequestEnvelope,
+    /// The header's client id, decoded lossily as Kafka does (invalid UTF-8 becomes U+FFFD).
+    pub client_id: Option<String>,
     pub body: RequestKind,
 }
 
 /// Decodes header and body of a request frame (without its size prefix). The caller has
 /// already checked that the API key and version are ones it supports.
 pub fn decode_request(api: ApiKey, frame: Bytes) -> Result<DecodedRequest, ProtocolError> {
-    let version = RequestEnvelope::peek(&frame)?.api_version;
-    let mut buffer = frame;
+    let envelope = RequestEnvelope::peek(&frame)?;
+    let version = envelope.api_version;
     let malformed = |reason: String| ProtocolError::Malformed {
         api,
         version,
         reason,
     };
+    let mut buffer = frame;
     let header_version = api.request_header_version(version);
-    let header = RequestHeader::decode(&mut buffer, header_version)
-        .map_err(|e| malformed(format!("header: {e}")))?;
+    let client_id = decode_header(&mut buffer, header_version)
+        .map_err(|reason| malformed(format!("header: {reason}")))?;
     let body = RequestKind::decode(api, &mut buffer, version)
         .map_err(|e| malformed(format!("body: {e}")))?;
-    Ok(DecodedRequest { api, header, body })
+    Ok(DecodedRequest {
+        api,
+        envelope,
+        client_id,
+        body,
+    })
+}
+
+/// Reads a request header of `header_version` off the front of `buffer`; returns the client
+/// id. Kafka's rules: v0 has no client id; v1+ has a nullable i16-length string (never
+/// compact, even in v2); v2 adds a tagged-field section whose tags must be strictly
+/// increasing (no duplicates), each with a size inside the frame. The header defines no
+/// tagged fields, so every tag is skipped.
+fn decode_header(buffer: &mut Bytes, header_version: i16) -> Result<Option<String>, String> {
+    let short = |what: &str| format!("frame ends inside the {what}");
+    if buffer.remaining() < ENVELOPE_BYTES {
+        return Err(short("envelope"));
+    }
+    buffer.advance(ENVELOPE_BYTES);
+    if header_version < 1 {
+        return Ok(None);
+    }
+    if buffer.remaining() < 2 {
+        return Err(short("client id length"));
+    }
+    let length = buffer.get_i16();
+    let client_id = match length {
+        -1 => None,
+        n if n < 0 => return Err(format!("client id length {n} is negative")),
+        n => {
+            let n = n as usize;
+            if buffer.remaining() < n {
+                return Err(short("client id"));
+            }
+            let raw = buffer.split_to(n);
+            Some(String::from_utf8_lossy(&raw).into_owned())
+        }
+    };
+    if header_version >= 2 {
+        skip_tagged_fields(buffer)?;
+    }
+    Ok(client_id)
+}
+
+/// Skips a tagged-field section, checking Kafka's ordering rule (strictly increasing tags).
+fn skip_tagged_fields(buffer: &mut Bytes) -> Result<(), String> {
+    let count = read_unsigned_varint(buffer)?;
+    let mut previous: Option<u32> = None;
+    for _ in 0..count {
+        let tag = read_unsigned_varint(buffer)?;
+        if previous.is_some_and(|p| tag <= p) {
+            return Err(format!("tagged field {tag} is out of order or repeated"));
+        }
+        previous = Some(tag);
+        let size = read_unsigned_varint(buffer)? as usize;
+        if buffer.remaining() < size {
+            return Err(format!(
+                "tagged field {tag} of {size} bytes passes the frame end"
+            ));
+        }
+        buffer.advance(size);
+    }
+    Ok(())
+}
+
+/// An unsigned varint of at most 5 bytes (Kafka's u32 varint).
+fn read_unsigned_varint(buffer: &mut Bytes) -> Result<u32, String> {
+    let mut value: u32 = 0;
+    for index in 0..5 {
+        if !buffer.has_remaining() {
+            return Err("frame ends inside a varint".to_string());
+        }
+        let byte = buffer.get_u8();
+        value |= u32::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("varint longer than 5 bytes".to_string())
 }
 
 /// Encodes a size-prefixed response frame: size, response header, body.
@@ -128,7 +209,7 @@ pub fn encode_response_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
     use kafka_protocol::protocol::{StrBytes, encode_request_header_into_buffer};
 
     #[test]
@@ -147,8 +228,41 @@ mod tests {
         let envelope = RequestEnvelope::peek(&frame).unwrap();
         assert_eq!(envelope.correlation_id, 77);
         let decoded = decode_request(ApiKey::ApiVersions, frame).unwrap();
-        assert_eq!(decoded.header.correlation_id, 77);
+        assert_eq!(decoded.envelope.correlation_id, 77);
+        assert_eq!(decoded.client_id.as_deref(), Some("test"));
         assert!(matches!(decoded.body, RequestKind::ApiVersions(_)));
+    }
+
+    /// An ApiVersions v3 request (header v2) with `client_id` bytes and the header's tagged
+    /// section given raw.
+    fn api_versions_v3(client_id: &[u8], header_tags: &[u8]) -> Bytes {
+        let mut frame = vec![0u8, 18, 0, 3, 0, 0, 0, 9];
+        frame.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+        frame.extend_from_slice(client_id);
+        frame.extend_from_slice(header_tags);
+        // Body: compact strings "x" and "1", no tagged fields.
+        frame.extend_from_slice(&[2, b'x', 2, b'1', 0]);
+        Bytes::from(frame)
+    }
+
+    #[test]
+    fn client_id_is_decoded_lossily() {
+        let decoded =
+            decode_request(ApiKey::ApiVersions, api_versions_v3(b"ab\xffc", &[0])).unwrap();
+        assert_eq!(decoded.client_id.as_deref(), Some("ab\u{fffd}c"));
+    }
+
+    #[test]
+    fn header_tags_must_increase() {
+        // Two tags in order (1, then 5), each with one byte: accepted and skipped.
+        let ordered = api_versions_v3(b"c", &[2, 1, 1, 0xaa, 5, 1, 0xbb]);
+        assert!(decode_request(ApiKey::ApiVersions, ordered).is_ok());
+        let reversed = api_versions_v3(b"c", &[2, 5, 1, 0xaa, 1, 1, 0xbb]);
+        assert!(decode_request(ApiKey::ApiVersions, reversed).is_err());
+        let repeated = api_versions_v3(b"c", &[2, 3, 1, 0xaa, 3, 1, 0xbb]);
+        assert!(decode_request(ApiKey::ApiVersions, repeated).is_err());
+        let overlong = api_versions_v3(b"c", &[1, 3, 100, 0xaa]);
+        assert!(decode_request(ApiKey::ApiVersions, overlong).is_err());
     }
 
     #[test]

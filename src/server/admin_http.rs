@@ -1,12 +1,16 @@
 //! The admin HTTP endpoint (shard 0 only): `GET /metrics` (Prometheus text, all shards),
 //! `GET /health/live` and `GET /health/ready` (200 once this process serves Kafka clients;
 //! 503 while shutting down). Requests are tiny and bounded; anything else gets 404/400.
+//! At most `server.admin_connections_max` connections are served at once (more get 503 at
+//! once), and each must send its request within `REQUEST_TIMEOUT` and take the response
+//! within `RESPONSE_TIMEOUT`, so clients that never read cannot pile up rendered bodies.
 
 use crate::shard::Shard;
-use crate::shard::metrics::render_prometheus;
+use crate::shard::metrics::{RejectReason, render_prometheus};
 use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +18,8 @@ use std::time::Duration;
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client must read the whole response within this time.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve_admin(shard: Rc<Shard>, address: String) {
     let listener = match TcpListener::bind(address.as_str()) {
@@ -24,12 +30,23 @@ pub async fn serve_admin(shard: Rc<Shard>, address: String) {
         }
     };
     tracing::info!(%address, "admin HTTP listening (/metrics, /health/live, /health/ready)");
+    let open = Rc::new(Cell::new(0usize));
+    let open_max = shard.config.server.admin_connections_max;
     loop {
         let accepted = select(Box::pin(listener.accept()), shard.shutdown.clone()).await;
         match accepted {
+            Either::Left((Ok(stream), _)) if open.get() >= open_max => {
+                shard.metrics.rejected(RejectReason::AdminConnectionLimit);
+                glommio::spawn_local(refuse(stream)).detach();
+            }
             Either::Left((Ok(stream), _)) => {
-                let shard = shard.clone();
-                glommio::spawn_local(async move { answer(shard, stream).await }).detach();
+                let (shard, open) = (shard.clone(), open.clone());
+                open.set(open.get() + 1);
+                glommio::spawn_local(async move {
+                    answer(shard, stream).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
             }
             Either::Left((Err(error), _)) => {
                 tracing::warn!(%error, "admin accept failed");
@@ -93,6 +110,21 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.close().await;
+    send_and_close(stream, response).await;
+}
+
+/// Answers 503 to a connection over the limit (without reading its request).
+async fn refuse(stream: TcpStream) {
+    let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+                    Content-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n";
+    send_and_close(stream, response.to_string()).await;
+}
+
+/// Writes `response` within `RESPONSE_TIMEOUT`, then closes (dropping it either way).
+async fn send_and_close(mut stream: TcpStream, response: String) {
+    let write = Box::pin(async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.close().await;
+    });
+    let _ = select(write, Box::pin(glommio::timer::sleep(RESPONSE_TIMEOUT))).await;
 }

@@ -4,24 +4,24 @@
 //! stage 2 (waiting for acks) runs as a task, so requests pipeline.
 
 use super::api_table::{self, ResponseFuture};
-use super::context::{HandlerError, RequestContext, ResponseFrame};
+use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFrame};
 use super::handlers::api_versions;
 use super::socket_writer::write_chunks;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
 use crate::shard::Shard;
+use crate::shard::memory::Reservation;
 use crate::shard::metrics::{DelayReason, RejectReason};
 use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
-use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::Instrument;
 
@@ -46,6 +46,10 @@ enum CloseReason {
     Malformed(#[from] ProtocolError),
     #[error("response writer has stopped")]
     WriterGone,
+    #[error("a request frame did not arrive whole within server.request_read_timeout_ms")]
+    FrameTimeout,
+    #[error("idle for server.connections_max_idle_ms")]
+    Idle,
 }
 
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
@@ -61,17 +65,27 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let (mut reader, writer) = futures_lite::io::split(stream);
-        let inflight_max = shard.config.server.connection_inflight_requests_max;
-        let (queue, responses) = local_channel::new_bounded(inflight_max);
-        let writer_task: JoinHandle<()> =
-            glommio::spawn_local(write_responses(shard.clone(), fd, writer, responses)).detach();
+        let server = &shard.config.server;
+        let (queue, responses) =
+            local_channel::new_bounded(server.connection_inflight_requests_max);
+        let connection = ConnectionState::new(server.connection_response_bytes_max);
+        let writer_task: JoinHandle<()> = glommio::spawn_local(write_responses(
+            shard.clone(),
+            fd,
+            writer,
+            responses,
+            connection.clone(),
+        ))
+        .detach();
         shard.metrics.connection_opened();
-        let outcome = read_requests(&shard, &mut reader, queue, &client_host).await;
+        let outcome = read_requests(&shard, &mut reader, queue, &client_host, &connection).await;
         match &outcome {
             Ok(()) => tracing::debug!("client closed the connection"),
             Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
             // A client that exits resets its connections: normal, not worth a warning.
-            Err(reason @ CloseReason::Read(_)) => tracing::debug!(%reason, "closing connection"),
+            Err(reason @ (CloseReason::Read(_) | CloseReason::Idle)) => {
+                tracing::debug!(%reason, "closing connection")
+            }
             Err(reason) => tracing::warn!(%reason, "closing connection"),
         }
         writer_task.await;
@@ -80,7 +94,8 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         {
             shard.metrics.rejected(reject);
         }
-        shard.metrics.connection_closed(close_label(&outcome));
+        let label = connection.closed_by.get().unwrap_or(close_label(&outcome));
+        shard.metrics.connection_closed(label);
     }
     .instrument(span)
     .await
@@ -97,6 +112,8 @@ fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
         Err(CloseReason::UnsupportedVersion { .. }) => "unsupported_version",
         Err(CloseReason::Malformed(_)) => "malformed_request",
         Err(CloseReason::WriterGone) => "write_failed",
+        Err(CloseReason::FrameTimeout) => "request_read_timeout",
+        Err(CloseReason::Idle) => "idle_timeout",
     }
 }
 
@@ -108,68 +125,156 @@ fn reject_reason(reason: &CloseReason) -> Option<RejectReason> {
         CloseReason::UnknownApi { .. } => Some(RejectReason::UnknownApi),
         CloseReason::UnsupportedVersion { .. } => Some(RejectReason::UnsupportedVersion),
         CloseReason::Malformed(_) => Some(RejectReason::MalformedRequest),
-        CloseReason::Shutdown | CloseReason::Read(_) | CloseReason::WriterGone => None,
+        CloseReason::FrameTimeout => Some(RejectReason::RequestReadTimeout),
+        CloseReason::Shutdown
+        | CloseReason::Read(_)
+        | CloseReason::WriterGone
+        | CloseReason::Idle => None,
     }
 }
 
+/// The timing limits a connection's reader enforces.
+#[derive(Debug, Clone, Copy)]
+struct ReadLimits {
+    frame_bytes_max: usize,
+    /// A frame must arrive whole within this time of its first byte.
+    frame_timeout: Duration,
+    /// With nothing in flight, a connection that receives nothing this long is closed.
+    idle_timeout: Duration,
+}
+
+impl ReadLimits {
+    fn of(config: &crate::config::ServerConfig) -> ReadLimits {
+        ReadLimits {
+            frame_bytes_max: config.request_bytes_max as usize,
+            frame_timeout: Duration::from_millis(config.request_read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        }
+    }
+}
+
+/// Reads frames and dispatches them in order. Memory is reserved from the shard's request
+/// budget as bytes arrive (never for a frame's declared size): `held` covers exactly the
+/// buffered bytes between reads, and a complete frame takes its share along to its handler.
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
     queue: LocalSender<PendingResponse>,
     client_host: &str,
+    connection: &Rc<ConnectionState>,
 ) -> Result<(), CloseReason> {
-    let frame_max = shard.config.server.request_bytes_max as usize;
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
-    // Memory reserved for the frame being read: taken before its body is buffered, released
-    // when its request has been handled.
-    let mut reserved: Option<StaticPermit> = None;
+    let limits = ReadLimits::of(&shard.config.server);
+    let mut buffer = BytesMut::new();
+    // Allocated on the first read; the kernel copies into it, then into `buffer`.
+    let mut scratch: Vec<u8> = Vec::new();
+    let mut held = shard.request_memory.empty();
+    // When the first byte of the incomplete frame at the front of `buffer` arrived.
+    let mut frame_started: Option<Instant> = None;
     loop {
-        match take_frame(&mut buffer, frame_max)? {
+        match take_frame(&mut buffer, limits.frame_bytes_max)? {
             FrameStatus::Complete(frame) => {
-                let permit = match reserved.take() {
-                    Some(permit) => permit,
-                    None => reserve(shard, frame.len()).await?,
-                };
-                let pending = dispatch(shard, frame, client_host, permit).await?;
+                let permit = held.split_off((frame.len() + SIZE_PREFIX_BYTES) as u64);
+                if buffer.is_empty() {
+                    frame_started = None;
+                }
+                let pending = dispatch(shard, frame, client_host, permit, connection).await?;
                 if queue.is_full() {
                     shard.metrics.delayed(DelayReason::InflightLimit);
                 }
+                connection.in_flight.set(connection.in_flight.get() + 1);
                 queue
                     .send(pending)
                     .await
                     .map_err(|_| CloseReason::WriterGone)?;
             }
             FrameStatus::NeedBytes(needed) => {
-                if needed > SIZE_PREFIX_BYTES && reserved.is_none() {
-                    reserved = Some(reserve(shard, needed - SIZE_PREFIX_BYTES).await?);
+                if scratch.is_empty() {
+                    scratch = vec![0u8; READ_CHUNK_BYTES];
                 }
-                buffer.reserve(needed.saturating_sub(buffer.len()));
-                let read = match select(reader.read(&mut scratch), shard.shutdown.clone()).await {
-                    Either::Left((read, _)) => read.map_err(CloseReason::Read)?,
-                    Either::Right(_) => return Err(CloseReason::Shutdown),
-                };
-                shard.metrics.bytes_received(read);
+                let deadline = frame_started.map(|started| started + limits.frame_timeout);
+                let read =
+                    read_some(shard, reader, &mut scratch, deadline, connection, &limits).await?;
                 if read == 0 {
                     return Ok(());
                 }
+                shard.metrics.bytes_received(read);
+                connection.touch();
+                let started = *frame_started.get_or_insert_with(Instant::now);
+                reserve_arrived(shard, &mut held, read, started + limits.frame_timeout).await?;
+                // Grow the buffer with the data, at most doubling, never to the declared size.
+                let missing = needed.saturating_sub(buffer.len());
+                buffer.reserve(missing.min(buffer.len().max(READ_CHUNK_BYTES)).max(read));
                 buffer.extend_from_slice(&scratch[..read]);
+                debug_assert_eq!(held.bytes(), buffer.len() as u64);
             }
         }
     }
 }
 
-/// Waits until `bytes` fit in the shard's request memory budget.
-async fn reserve(shard: &Rc<Shard>, bytes: usize) -> Result<StaticPermit, CloseReason> {
-    let units = bytes.max(1) as u64;
-    if let Ok(permit) = shard.request_memory.try_acquire_static_permit(units) {
-        return Ok(permit);
+/// One socket read. Gives up when the current frame's `deadline` passes, when the
+/// connection has been idle (nothing in flight, nothing received or written) for the idle
+/// timeout, or at shutdown. The read future is kept across wake-ups, never dropped and
+/// re-issued, so no received byte can be lost.
+async fn read_some<R: futures_lite::AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    reader: &mut R,
+    scratch: &mut [u8],
+    deadline: Option<Instant>,
+    connection: &ConnectionState,
+    limits: &ReadLimits,
+) -> Result<usize, CloseReason> {
+    let read = reader.read(scratch);
+    futures::pin_mut!(read);
+    loop {
+        let now = Instant::now();
+        let idle_deadline = connection.last_activity.get() + limits.idle_timeout;
+        let wake_at = deadline.map_or(idle_deadline, |d| d.min(idle_deadline));
+        let timer = glommio::timer::sleep(wake_at.saturating_duration_since(now));
+        let shutdown = shard.shutdown.clone();
+        match select(read.as_mut(), select(Box::pin(timer), shutdown)).await {
+            Either::Left((read, _)) => return read.map_err(CloseReason::Read),
+            Either::Right((Either::Right(_), _)) => return Err(CloseReason::Shutdown),
+            Either::Right((Either::Left(_), _)) => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(CloseReason::FrameTimeout);
+                }
+                let idle_since = connection.last_activity.get();
+                if connection.in_flight.get() == 0
+                    && now.saturating_duration_since(idle_since) >= limits.idle_timeout
+                {
+                    return Err(CloseReason::Idle);
+                }
+                if connection.in_flight.get() > 0 {
+                    // Waiting for our own responses is not idleness.
+                    connection.touch();
+                }
+            }
+        }
+    }
+}
+
+/// Adds `read` newly arrived bytes to `held`, waiting for room in the shard's request
+/// budget if needed (the client's bytes wait in the socket meanwhile: TCP back-pressure).
+/// Any waiter that fits proceeds first, so this never blocks smaller requests; the wait
+/// ends at the frame's deadline.
+async fn reserve_arrived(
+    shard: &Rc<Shard>,
+    held: &mut Reservation,
+    read: usize,
+    deadline: Instant,
+) -> Result<(), CloseReason> {
+    if held.try_grow(read as u64) {
+        return Ok(());
     }
     shard.metrics.delayed(DelayReason::MemoryBudget);
-    let acquire = Box::pin(shard.request_memory.acquire_static_permit(units));
-    match select(acquire, shard.shutdown.clone()).await {
-        Either::Left((Ok(permit), _)) => Ok(permit),
-        _ => Err(CloseReason::Shutdown),
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let timer = Box::pin(glommio::timer::sleep(timeout));
+    let grow = Box::pin(held.grow(read as u64));
+    match select(grow, select(timer, shard.shutdown.clone())).await {
+        Either::Left(_) => Ok(()),
+        Either::Right((Either::Left(_), _)) => Err(CloseReason::FrameTimeout),
+        Either::Right((Either::Right(_), _)) => Err(CloseReason::Shutdown),
     }
 }
 
@@ -178,7 +283,8 @@ async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     client_host: &str,
-    permit: StaticPermit,
+    permit: Reservation,
+    connection: &Rc<ConnectionState>,
 ) -> Result<PendingResponse, CloseReason> {
     let envelope = RequestEnvelope::peek(&frame)?;
     let Some(row) = api_table::find(envelope.api_key) else {
@@ -203,8 +309,9 @@ async fn dispatch(
         api: row.key,
         version: envelope.api_version,
         correlation_id: envelope.correlation_id,
-        client_id: decoded.header.client_id.as_ref().map(|c| c.to_string()),
+        client_id: decoded.client_id,
         client_host: client_host.to_string(),
+        connection: connection.clone(),
     };
     let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
     let started = Instant::now();
@@ -233,32 +340,67 @@ fn close_socket(fd: RawFd) {
     }
 }
 
+/// Writes responses in request order. A response the client does not take within
+/// `connections_max_idle_ms` closes the connection (it stopped reading); the memory a
+/// response holds is released once it is written.
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     fd: RawFd,
     mut writer: W,
     responses: LocalReceiver<PendingResponse>,
+    connection: Rc<ConnectionState>,
 ) {
+    let write_timeout = Duration::from_millis(shard.config.server.connections_max_idle_ms);
     while let Some(pending) = responses.recv().await {
-        match pending.await {
+        let finished = match pending.await {
             Ok(Some(frame)) => {
-                if let Err(error) = write_chunks(fd, &mut writer, &frame.chunks).await {
-                    tracing::debug!(%error, "socket write failed");
-                    close_socket(fd);
-                    return;
-                }
-                shard
-                    .metrics
-                    .bytes_sent(frame.chunks.iter().map(Bytes::len).sum());
+                write_one(&shard, fd, &mut writer, frame, write_timeout, &connection).await
             }
-            Ok(None) => {}
+            Ok(None) => true,
             Err(error) => {
                 tracing::warn!(%error, "request failed; closing connection");
                 shard.metrics.rejected(RejectReason::HandlerFailed);
-                close_socket(fd);
-                return;
+                false
             }
+        };
+        connection
+            .in_flight
+            .set(connection.in_flight.get().saturating_sub(1));
+        connection.touch();
+        if !finished {
+            close_socket(fd);
+            return;
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes one response within `timeout`; false if the connection must close.
+async fn write_one<W: futures_lite::AsyncWrite + Unpin>(
+    shard: &Shard,
+    fd: RawFd,
+    writer: &mut W,
+    frame: ResponseFrame,
+    timeout: Duration,
+    connection: &ConnectionState,
+) -> bool {
+    let write = Box::pin(write_chunks(fd, writer, &frame.chunks));
+    let timer = Box::pin(glommio::timer::sleep(timeout));
+    match select(write, timer).await {
+        Either::Left((Ok(()), _)) => {
+            shard
+                .metrics
+                .bytes_sent(frame.chunks.iter().map(Bytes::len).sum());
+            true
+        }
+        Either::Left((Err(error), _)) => {
+            tracing::debug!(%error, "socket write failed");
+            false
+        }
+        Either::Right(_) => {
+            tracing::debug!("client read no response within connections_max_idle_ms");
+            connection.closed_by.set(Some("idle_timeout"));
+            false
+        }
+    }
 }

@@ -3,10 +3,42 @@
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::encode_response;
 use crate::shard::ShardError;
+use crate::shard::memory::{MemoryBudget, Reservation};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
 use thiserror::Error;
+
+/// What one connection's reader, writer and handlers share.
+#[derive(Debug)]
+pub struct ConnectionState {
+    /// Response bytes this connection holds unwritten (`connection_response_bytes_max`).
+    pub response_memory: Rc<MemoryBudget>,
+    /// Requests dispatched whose responses are not yet written (or dropped, acks=0).
+    pub in_flight: Cell<usize>,
+    /// When bytes last arrived or a response was last written.
+    pub last_activity: Cell<Instant>,
+    /// Set by the writer when it closes the connection, as the metrics label.
+    pub closed_by: Cell<Option<&'static str>>,
+}
+
+impl ConnectionState {
+    pub fn new(response_bytes_max: u64) -> Rc<ConnectionState> {
+        Rc::new(ConnectionState {
+            response_memory: MemoryBudget::new(response_bytes_max),
+            in_flight: Cell::new(0),
+            last_activity: Cell::new(Instant::now()),
+            closed_by: Cell::new(None),
+        })
+    }
+
+    pub fn touch(&self) {
+        self.last_activity.set(Instant::now());
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -16,12 +48,24 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The client's address as Kafka reports it in group descriptions ("/127.0.0.1").
     pub client_host: String,
+    pub connection: Rc<ConnectionState>,
 }
 
-/// A complete, size-prefixed response as chunks for one vectored write.
+/// A complete, size-prefixed response as chunks for one vectored write, with the memory
+/// reserved for it (released once it is written).
 #[derive(Debug, Default)]
 pub struct ResponseFrame {
     pub chunks: Vec<Bytes>,
+    pub memory: Vec<Reservation>,
+}
+
+impl ResponseFrame {
+    pub fn of(frame: Bytes) -> ResponseFrame {
+        ResponseFrame {
+            chunks: vec![frame],
+            memory: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -41,8 +85,6 @@ impl RequestContext {
         body: &T,
     ) -> Result<ResponseFrame, HandlerError> {
         let frame = encode_response(self.api, self.version, self.correlation_id, body)?;
-        Ok(ResponseFrame {
-            chunks: vec![frame],
-        })
+        Ok(ResponseFrame::of(frame))
     }
 }

@@ -269,8 +269,11 @@ impl ReadPartitionResult {
     }
 }
 
+/// Reads `partitions` in order, all together at most `total_bytes_max` record bytes (plus,
+/// KIP-74, the first batch of the first partition with data, whatever its size).
 pub struct ReadOp {
     pub partitions: Vec<ReadPartition>,
+    pub total_bytes_max: usize,
     pub reply: Reply<Vec<ReadPartitionResult>>,
 }
 

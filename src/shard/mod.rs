@@ -13,6 +13,7 @@
 mod controller;
 pub mod disk;
 mod group_coordinator;
+pub mod memory;
 pub mod mesh;
 pub mod messages;
 pub mod metrics;

@@ -144,18 +144,31 @@ impl Shard {
         })
     }
 
+    /// Reads partitions in order, each up to its own limit and to what is left of
+    /// `total_bytes_max`, as Kafka does: the read stops at the response limit instead of
+    /// collecting every partition's maximum. Only the first partition with data may return a
+    /// batch larger than its limit (KIP-74); the others return whole batches that fit.
     pub(super) async fn read_local(
         &self,
         partitions: Vec<ReadPartition>,
+        total_bytes_max: usize,
     ) -> Vec<ReadPartitionResult> {
         let mut results = Vec::with_capacity(partitions.len());
-        for request in partitions {
-            results.push(self.read_one(request).await);
+        let mut remaining = total_bytes_max;
+        // With no room at all (a fetch that got no memory) not even KIP-74's first batch.
+        let mut first_with_data = total_bytes_max > 0;
+        for mut request in partitions {
+            request.max_bytes = request.max_bytes.min(remaining);
+            let result = self.read_one(request, first_with_data).await;
+            let bytes = result.bytes();
+            remaining = remaining.saturating_sub(bytes);
+            first_with_data &= bytes == 0;
+            results.push(result);
         }
         results
     }
 
-    async fn read_one(&self, request: ReadPartition) -> ReadPartitionResult {
+    async fn read_one(&self, request: ReadPartition, min_one_batch: bool) -> ReadPartitionResult {
         let mut result = ReadPartitionResult {
             partition: request.partition.clone(),
             error: ErrorCode::None,
@@ -177,14 +190,18 @@ impl Shard {
         } else {
             log.high_watermark()
         };
-        if request.offset == visible_end && request.offset >= log.log_start_offset() {
+        let in_range = request.offset >= log.log_start_offset() && request.offset <= visible_end;
+        // Nothing to send (caught up, or the response is already full): answer with the
+        // watermarks without touching the log. Out-of-range offsets still get their error.
+        let nothing_fits = request.max_bytes == 0 && !min_one_batch;
+        if in_range && (request.offset == visible_end || nothing_fits) {
             return result;
         }
         let read = log
             .read_isolated(
                 request.offset,
                 request.max_bytes,
-                true,
+                min_one_batch,
                 request.read_committed,
             )
             .await;

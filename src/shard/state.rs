@@ -3,6 +3,7 @@
 
 use super::controller::Controller;
 use super::group_coordinator::GroupCoordinator;
+use super::memory::MemoryBudget;
 use super::mesh::Mesh;
 use super::messages::*;
 use super::reply::reply_channel;
@@ -42,8 +43,10 @@ pub struct Shard {
     pub metrics: super::metrics::ShardMetrics,
     /// Free-space state of the data dir's filesystem.
     pub disk: super::disk::DiskGuard,
-    /// Budget of request bytes in flight on this shard (`request_memory_bytes_max`).
-    pub request_memory: Rc<glommio::sync::Semaphore>,
+    /// Request bytes received or being handled on this shard (`request_memory_bytes_max`).
+    pub request_memory: Rc<MemoryBudget>,
+    /// Fetch response bytes read but not yet written (`response_memory_bytes_max`).
+    pub response_memory: Rc<MemoryBudget>,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
 }
@@ -60,9 +63,8 @@ impl Shard {
         let controller = (id == ShardId(0)).then(|| Controller::new(&config));
         let coordinator = GroupCoordinator::new(&config.group);
         let txn_coordinator = TxnCoordinator::new(&config.transaction);
-        let request_memory = Rc::new(glommio::sync::Semaphore::new(
-            config.server.request_memory_bytes_max,
-        ));
+        let request_memory = MemoryBudget::new(config.server.request_memory_bytes_max);
+        let response_memory = MemoryBudget::new(config.server.response_memory_bytes_max);
         Shard {
             id,
             shard_count,
@@ -78,6 +80,7 @@ impl Shard {
             metrics: Default::default(),
             disk: Default::default(),
             request_memory,
+            response_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
         }
     }
@@ -206,16 +209,23 @@ impl Shard {
         })
     }
 
+    /// Reads `partitions` (in order) on `target`, at most `total_bytes_max` record bytes in
+    /// all, plus the first batch of the first partition with data (KIP-74).
     pub async fn read(
         self: &Rc<Self>,
         target: ShardId,
         partitions: Vec<ReadPartition>,
+        total_bytes_max: usize,
     ) -> Result<Vec<ReadPartitionResult>, ShardError> {
         if target == self.id {
-            return Ok(self.read_local(partitions).await);
+            return Ok(self.read_local(partitions, total_bytes_max).await);
         }
         self.request(target, |reply| {
-            ShardMessage::Read(ReadOp { partitions, reply })
+            ShardMessage::Read(ReadOp {
+                partitions,
+                total_bytes_max,
+                reply,
+            })
         })
         .await
     }
@@ -333,7 +343,6 @@ impl Shard {
             cache.misses,
             cache.evictions,
         );
-        let request_budget = self.config.server.request_memory_bytes_max;
         let mut write_buffer = MemoryGauge {
             pool: MemoryPool::WriteBuffer,
             budget_bytes: 0,
@@ -358,8 +367,13 @@ impl Shard {
         snapshot.memory = vec![
             MemoryGauge {
                 pool: MemoryPool::Request,
-                budget_bytes: request_budget,
-                in_use_bytes: request_budget.saturating_sub(self.request_memory.available()),
+                budget_bytes: self.request_memory.capacity_bytes(),
+                in_use_bytes: self.request_memory.in_use_bytes(),
+            },
+            MemoryGauge {
+                pool: MemoryPool::Response,
+                budget_bytes: self.response_memory.capacity_bytes(),
+                in_use_bytes: self.response_memory.in_use_bytes(),
             },
             MemoryGauge {
                 pool: MemoryPool::BatchCache,
@@ -465,7 +479,8 @@ impl Shard {
             ShardMessage::Read(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let _ = op.reply.send(shard.read_local(op.partitions).await);
+                    let results = shard.read_local(op.partitions, op.total_bytes_max).await;
+                    let _ = op.reply.send(results);
                 })
                 .detach();
             }

@@ -45,7 +45,5 @@ pub fn handle(
 pub fn unsupported_version(correlation_id: i32) -> Result<ResponseFrame, HandlerError> {
     let body = response(ErrorCode::UnsupportedVersion);
     let frame = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)?;
-    Ok(ResponseFrame {
-        chunks: vec![frame],
-    })
+    Ok(ResponseFrame::of(frame))
 }

@@ -22,6 +22,11 @@ pub enum RejectReason {
     ConnectionLimit,
     /// A connection over `server.connections_per_ip_max`.
     ConnectionLimitPerIp,
+    /// A request frame that did not arrive whole within `server.request_read_timeout_ms`
+    /// of its first byte: the connection is closed.
+    RequestReadTimeout,
+    /// An admin HTTP connection over `server.admin_connections_max` (answered 503).
+    AdminConnectionLimit,
     /// Produce refused because the data dir's free space is below `disk_free_bytes_min`.
     DiskFull,
     /// An I/O failure of a partition log (KAFKA_STORAGE_ERROR), on append, flush or sync.
@@ -46,7 +51,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -54,6 +59,8 @@ impl RejectReason {
         RejectReason::UnsupportedVersion,
         RejectReason::ConnectionLimit,
         RejectReason::ConnectionLimitPerIp,
+        RejectReason::RequestReadTimeout,
+        RejectReason::AdminConnectionLimit,
         RejectReason::DiskFull,
         RejectReason::StorageError,
         RejectReason::UnknownPartition,
@@ -76,6 +83,8 @@ impl RejectReason {
             RejectReason::UnsupportedVersion => "unsupported_version",
             RejectReason::ConnectionLimit => "connection_limit",
             RejectReason::ConnectionLimitPerIp => "connection_limit_per_ip",
+            RejectReason::RequestReadTimeout => "request_read_timeout",
+            RejectReason::AdminConnectionLimit => "admin_connection_limit",
             RejectReason::DiskFull => "disk_full",
             RejectReason::StorageError => "storage_error",
             RejectReason::UnknownPartition => "unknown_partition",
@@ -112,9 +121,13 @@ impl RejectReason {
 /// at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DelayReason {
-    /// The next frame did not fit in `server.request_memory_bytes_max`: reading stopped
-    /// (TCP back-pressure) until memory was released.
+    /// Received request bytes did not fit in `server.request_memory_bytes_max`: reading
+    /// stopped (TCP back-pressure) until memory was released.
     MemoryBudget,
+    /// A fetch waited for room in `server.connection_response_bytes_max` or
+    /// `server.response_memory_bytes_max` (its client is not reading its responses, or the
+    /// shard holds that many unwritten response bytes).
+    ResponseBudget,
     /// A connection had `server.connection_inflight_requests_max` requests in flight.
     InflightLimit,
     /// A partition's `storage.write_buffer_bytes_max` was full: the append waited for the
@@ -125,8 +138,9 @@ pub enum DelayReason {
 }
 
 impl DelayReason {
-    pub const ALL: [DelayReason; 4] = [
+    pub const ALL: [DelayReason; 5] = [
         DelayReason::MemoryBudget,
+        DelayReason::ResponseBudget,
         DelayReason::InflightLimit,
         DelayReason::WriteBuffer,
         DelayReason::MeshFull,
@@ -135,6 +149,7 @@ impl DelayReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DelayReason::MemoryBudget => "memory_budget",
+            DelayReason::ResponseBudget => "response_budget",
             DelayReason::InflightLimit => "inflight_limit",
             DelayReason::WriteBuffer => "write_buffer",
             DelayReason::MeshFull => "mesh_full",
@@ -147,6 +162,8 @@ impl DelayReason {
 pub enum MemoryPool {
     /// Request frames being read or handled (`server.request_memory_bytes_max`).
     Request,
+    /// Fetch responses read but not yet written (`server.response_memory_bytes_max`).
+    Response,
     /// Recent batches kept for fetch (`storage.batch_cache_bytes_max`).
     BatchCache,
     /// Appended bytes not yet copied to a write buffer, summed over the shard's partitions
@@ -155,8 +172,9 @@ pub enum MemoryPool {
 }
 
 impl MemoryPool {
-    pub const ALL: [MemoryPool; 3] = [
+    pub const ALL: [MemoryPool; 4] = [
         MemoryPool::Request,
+        MemoryPool::Response,
         MemoryPool::BatchCache,
         MemoryPool::WriteBuffer,
     ];
@@ -164,6 +182,7 @@ impl MemoryPool {
     pub fn as_str(self) -> &'static str {
         match self {
             MemoryPool::Request => "request",
+            MemoryPool::Response => "response",
             MemoryPool::BatchCache => "batch_cache",
             MemoryPool::WriteBuffer => "write_buffer",
         }

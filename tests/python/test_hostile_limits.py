@@ -1,0 +1,280 @@
+"""Contract (issue 14, items 1-3 and 6): no client can hang or bloat a shard through its
+connection.
+
+- Partial frames hold only the bytes that arrived: connections that send just a 4-byte length
+  (100 MiB declared) or trickle big frames a byte at a time never block other clients'
+  requests, and a frame that does not arrive whole within `server.request_read_timeout_ms`
+  closes its connection.
+- `server.connections_max_idle_ms` (Kafka `connections.max.idle.ms`) closes idle connections,
+  but never one waiting for its own long-poll answer.
+- Fetch memory is bounded: a client that pipelines big fetches and never reads the answers
+  holds at most `server.connection_response_bytes_max` of response bytes (reads stop at the
+  response limit); the broker's RSS stays bounded and the answers, once read, are valid.
+- The admin HTTP port serves at most `server.admin_connections_max` clients at once and drops
+  clients that do not read their response, so /metrics requests that are never read do not
+  pile up memory.
+- Request header details as Kafka: out-of-order or repeated tagged fields close the
+  connection; a client id that is not UTF-8 is decoded lossily and answered; Fetch with
+  min_bytes = 0 answers at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import kafka_wire as wire
+from clients import ck_create_topic, ck_produce, ck_producer, ck_read_all
+from harness import rss_bytes, unique_topic
+
+# Named bounds on hangs (seconds), never performance assertions.
+SERVE_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 20.0
+MiB = 1 << 20
+
+
+def broker_with(broker_factory, tmp_path, name: str, server_settings: str):
+    config = tmp_path / f"{name}.toml"
+    config.write_text("[server]\n" + server_settings)
+    return broker_factory(name, extra_args=["--config", str(config)])
+
+
+def api_versions_answered(bootstrap: str, connections: int = 8) -> None:
+    """ApiVersions on several fresh connections (so every shard is asked) within bounds."""
+    for i in range(connections):
+        with wire.connect(bootstrap) as sock:
+            sock.settimeout(SERVE_TIMEOUT_S)
+            sock.sendall(wire.api_versions_v0(100 + i))
+            body = wire.recv_frame(sock)
+            assert wire.Reader(body).i32() == 100 + i
+
+
+def assert_serves(broker, label: str) -> None:
+    """A stock client creates a topic, produces and consumes while the hostile load runs."""
+    api_versions_answered(broker.bootstrap)
+    topic = unique_topic(label)
+    ck_create_topic(broker.bootstrap, topic, 2)
+    ck_produce(ck_producer(broker.bootstrap), topic,
+               [(b"k%d" % i, b"v%d" % i, i % 2) for i in range(10)])
+    read = ck_read_all(broker.bootstrap, topic, [0, 1])
+    assert sum(len(records) for records in read.values()) == 10
+
+
+def open_partial_frames(bootstrap: str, count: int, declared: int, sent: bytes) -> list:
+    sockets = []
+    for _ in range(count):
+        sock = wire.connect(bootstrap)
+        sock.sendall(wire.i32(declared) + sent)
+        sockets.append(sock)
+    return sockets
+
+
+def test_declared_frame_sizes_do_not_exhaust_request_memory(broker):
+    """24 connections declare 64 MiB frames (1.5 GB promised against 2 x 256 MiB of request
+    memory: four such frames fill a shard's budget exactly) and send nothing more: memory is
+    only reserved for bytes that arrive, so every other client is still served."""
+    stalled = open_partial_frames(broker.bootstrap, 24, 64 * MiB, b"")
+    try:
+        rss_before = rss_bytes(broker.pid)
+        assert_serves(broker, "declared")
+        assert rss_bytes(broker.pid) - rss_before < 64 * MiB
+    finally:
+        for sock in stalled:
+            sock.close()
+    broker.assert_alive()
+
+
+def test_trickled_frames_are_cut_at_the_read_deadline(broker_factory, tmp_path):
+    """300 connections trickle 2 MiB frames a byte per second (600 MiB promised): others are
+    served meanwhile, and each trickler is closed once its frame is late."""
+    broker = broker_with(broker_factory, tmp_path, "trickle", "request_read_timeout_ms = 3000\n")
+    tricklers = open_partial_frames(broker.bootstrap, 300, 2 * MiB, b"\x00\x00")
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(1.0):
+            for sock in tricklers:
+                try:
+                    sock.send(b"\x00")
+                except OSError:
+                    pass  # closed by the broker: what we wait for
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        assert_serves(broker, "trickle")
+        for sock in tricklers:
+            wire.wait_closed(sock, CLOSE_TIMEOUT_S)
+    finally:
+        stop.set()
+        sender.join()
+        for sock in tricklers:
+            sock.close()
+    metrics = get(broker, "/metrics")
+    assert 'reason="request_read_timeout"' in metrics
+    assert_serves(broker, "after-trickle")
+
+
+def test_idle_connections_close_but_long_polls_do_not(broker_factory, tmp_path):
+    broker = broker_with(broker_factory, tmp_path, "idle", "connections_max_idle_ms = 1500\n")
+    topic = unique_topic("idle")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    with wire.connect(broker.bootstrap) as sock:
+        # A long poll longer than the idle timeout is answered, not cut off.
+        sock.sendall(wire.fetch_v4(7, topic, 0, 0, max_wait_ms=4000))
+        sock.settimeout(SERVE_TIMEOUT_S)
+        body = wire.recv_frame(sock)
+        assert wire.Reader(body).i32() == 7
+        # Then nothing: the broker closes the idle connection.
+        wire.wait_closed(sock, CLOSE_TIMEOUT_S)
+    with wire.connect(broker.bootstrap) as sock:
+        wire.wait_closed(sock, CLOSE_TIMEOUT_S)  # never sent anything
+    assert 'reason="idle_timeout"' in get(broker, "/metrics")
+
+
+def fetch_v4_partitions(correlation_id: int, topic: str, partitions: int,
+                        partition_max_bytes: int, max_bytes: int) -> bytes:
+    body = (wire.i32(-1) + wire.i32(500) + wire.i32(1) + wire.i32(max_bytes) + wire.i8(0)
+            + wire.i32(1) + wire.string(topic) + wire.i32(partitions)
+            + b"".join(wire.i32(p) + wire.i64(0) + wire.i32(partition_max_bytes)
+                       for p in range(partitions)))
+    return wire.frame(wire.header_v1(wire.API_FETCH, 4, correlation_id) + body)
+
+
+def test_fetch_memory_is_bounded_when_the_client_does_not_read(broker_factory, tmp_path):
+    """16 partitions x 6 MiB, read cold after a restart. One connection pipelines 8 fetches
+    asking for everything and reads nothing: the broker holds at most one connection's
+    response budget (16 MiB here), not 8 x 96 MiB."""
+    broker = broker_with(broker_factory, tmp_path, "fetchmem",
+                         "connection_response_bytes_max = 16777216\n")
+    topic = unique_topic("fetchmem")
+    partitions = 16
+    ck_create_topic(broker.bootstrap, topic, partitions)
+    producer = ck_producer(broker.bootstrap, **{"linger.ms": 50, "batch.size": 1 << 20})
+    value = bytes(range(256)) * 4  # 1 KiB
+    ck_produce(producer, topic, [(None, value, i % partitions) for i in range(partitions * 6144)],
+               timeout_s=300)
+    broker.restart()  # cold: every fetch reads the segments from disk
+    sock = wire.connect(broker.bootstrap)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    rss_before = rss_bytes(broker.pid)
+    try:
+        for i in range(8):
+            sock.sendall(fetch_v4_partitions(i, topic, partitions, 1 << 30, 1 << 30))
+        time.sleep(3.0)
+        growth = rss_bytes(broker.pid) - rss_before
+        assert growth < 96 * MiB, f"RSS grew by {growth >> 20} MiB"
+        api_versions_answered(broker.bootstrap)
+        # The answers, once read, are complete frames in order.
+        sock.settimeout(SERVE_TIMEOUT_S)
+        for i in range(8):
+            body = recv_large_frame(sock)
+            assert wire.Reader(body).i32() == i
+    finally:
+        sock.close()
+    broker.assert_alive()
+
+
+def recv_large_frame(sock: socket.socket) -> bytes:
+    size = int.from_bytes(wire.recv_exact(sock, 4), "big", signed=True)
+    assert 0 <= size <= 64 * MiB, f"response frame size {size}"
+    return wire.recv_exact(sock, size)
+
+
+def get(broker, path: str, timeout_s: float = SERVE_TIMEOUT_S) -> str:
+    url = f"http://{broker.host}:{broker.admin_port}{path}"
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return response.read().decode()
+
+
+def test_admin_clients_that_never_read_are_bounded(broker):
+    """400 clients ask for /metrics and never read: the admin port serves at most
+    admin_connections_max of them, drops non-readers, and answers again afterwards. (A topic
+    of 400 partitions makes each /metrics body a few hundred KiB.)"""
+    ck_create_topic(broker.bootstrap, unique_topic("admin"), 400)
+    rss_before = rss_bytes(broker.pid)
+    clients = []
+    request = f"GET /metrics HTTP/1.1\r\nHost: {broker.host}\r\n\r\n".encode()
+    try:
+        for _ in range(400):
+            sock = socket.create_connection((broker.host, broker.admin_port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(request)
+            clients.append(sock)
+        time.sleep(2.0)
+        growth = rss_bytes(broker.pid) - rss_before
+        assert growth < 32 * MiB, f"RSS grew by {growth >> 20} MiB"
+        statuses = [status_line(sock) for sock in clients]
+        # At most 64 are served at once; the few whose whole answer fit in the socket
+        # buffers finish early and free their slot for others.
+        refused = statuses.count(b"HTTP/1.1 503")
+        assert refused >= 200, f"only {refused} of 400 refused; {set(statuses)}"
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while True:
+            try:
+                assert get(broker, "/health/live", timeout_s=5) == "live\n"
+                break
+            except (urllib.error.HTTPError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        for sock in clients:
+            sock.close()
+    assert 'reason="admin_connection_limit"' in get(broker, "/metrics")
+
+
+def status_line(sock: socket.socket) -> bytes:
+    """The first 12 bytes of the HTTP answer, left in the socket (peeked)."""
+    sock.settimeout(SERVE_TIMEOUT_S)
+    return sock.recv(12, socket.MSG_PEEK)
+
+
+def api_versions_v3_raw(correlation_id: int, client_id: bytes, header_tags: bytes) -> bytes:
+    header = (wire.i16(wire.API_API_VERSIONS) + wire.i16(3) + wire.i32(correlation_id)
+              + wire.i16(len(client_id)) + client_id + header_tags)
+    body = wire.compact_string("x") + wire.compact_string("1") + wire.uvarint(0)
+    return wire.frame(header + body)
+
+
+def test_header_tagged_fields_out_of_order_or_repeated_close_the_connection(broker):
+    ordered = wire.uvarint(2) + b"\x01\x01\xaa" + b"\x05\x01\xbb"
+    with wire.connect(broker.bootstrap) as sock:
+        sock.sendall(api_versions_v3_raw(1, b"c", ordered))
+        assert wire.Reader(wire.recv_frame(sock)).i32() == 1
+    for tags in (wire.uvarint(2) + b"\x05\x01\xaa" + b"\x01\x01\xbb",
+                 wire.uvarint(2) + b"\x03\x01\xaa" + b"\x03\x01\xbb"):
+        with wire.connect(broker.bootstrap) as sock:
+            sock.sendall(api_versions_v3_raw(2, b"c", tags))
+            wire.wait_closed(sock, CLOSE_TIMEOUT_S)
+    broker.assert_alive()
+
+
+def test_non_utf8_client_id_is_answered(broker):
+    with wire.connect(broker.bootstrap) as sock:
+        sock.sendall(api_versions_v3_raw(41, b"caf\xe9-\xff", wire.uvarint(0)))
+        sock.settimeout(SERVE_TIMEOUT_S)
+        body = wire.recv_frame(sock)
+        assert wire.Reader(body).i32() == 41
+    with wire.connect(broker.bootstrap) as sock:
+        sock.sendall(wire.frame(wire.header_v1(wire.API_METADATA, 1, 42, client_id="x")[:-1]
+                                + b"\xff" + wire.i32(-1)))
+        assert wire.Reader(wire.recv_frame(sock)).i32() == 42
+
+
+def test_fetch_with_min_bytes_zero_answers_at_once(broker):
+    """min_bytes = 0 must not long-poll (Kafka answers at once); the 60 s max wait would be
+    capped at fetch_wait_ms_max (30 s), so an answer within the bound below is immediate."""
+    topic = unique_topic("minbytes0")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    with wire.connect(broker.bootstrap) as sock:
+        sock.settimeout(15.0)
+        sock.sendall(wire.fetch_v4(5, topic, 0, 0, max_wait_ms=60000, min_bytes=0))
+        body = wire.recv_frame(sock)
+    reader = wire.Reader(body)
+    assert reader.i32() == 5
+    (error, high_watermark, records), = wire.parse_fetch_v4(body[4:]).values()
+    assert (error, high_watermark, records) == (0, 0, b"")
