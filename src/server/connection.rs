@@ -168,15 +168,16 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     // Allocated on the first read; the kernel copies into it, then into `buffer`.
     let mut scratch: Vec<u8> = Vec::new();
     let mut held = shard.request_memory.empty();
-    // When the first byte of the incomplete frame at the front of `buffer` arrived.
+    // When the first byte of the incomplete frame at the front of `buffer` arrived (at the
+    // latest), and when the last read returned.
     let mut frame_started: Option<Instant> = None;
+    let mut last_read_at = Instant::now();
     loop {
         match take_frame(&mut buffer, limits.frame_bytes_max)? {
             FrameStatus::Complete(frame) => {
                 let permit = held.split_off((frame.len() + SIZE_PREFIX_BYTES) as u64);
-                if buffer.is_empty() {
-                    frame_started = None;
-                }
+                // Bytes left over belong to the next frame; they came with the last read.
+                frame_started = (!buffer.is_empty()).then_some(last_read_at);
                 let pending = dispatch(shard, frame, client_host, permit, connection).await?;
                 if queue.is_full() {
                     shard.metrics.delayed(DelayReason::InflightLimit);
@@ -199,7 +200,8 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                 }
                 shard.metrics.bytes_received(read);
                 connection.touch();
-                let started = *frame_started.get_or_insert_with(Instant::now);
+                last_read_at = Instant::now();
+                let started = *frame_started.get_or_insert(last_read_at);
                 reserve_arrived(shard, &mut held, read, started + limits.frame_timeout).await?;
                 // Grow the buffer with the data, at most doubling, never to the declared size.
                 let missing = needed.saturating_sub(buffer.len());

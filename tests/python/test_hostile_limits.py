@@ -118,6 +118,25 @@ def test_trickled_frames_are_cut_at_the_read_deadline(broker_factory, tmp_path):
     assert_serves(broker, "after-trickle")
 
 
+def test_read_deadline_is_per_frame_not_per_connection(broker_factory, tmp_path):
+    """A client that keeps the broker's buffer non-empty (each write ends inside the next
+    frame) for 4 s, with a 1 s read deadline, is never cut off: each frame arrives in time."""
+    broker = broker_with(broker_factory, tmp_path, "straddle", "request_read_timeout_ms = 1000\n")
+    frames = [wire.api_versions_v0(i) for i in range(40)]
+    stream = b"".join(frames)
+    size = len(frames[0])
+    with wire.connect(broker.bootstrap) as sock:
+        sock.settimeout(SERVE_TIMEOUT_S)
+        position = 0
+        for i in range(len(frames)):
+            end = min(len(stream), (i + 1) * size + size // 2)
+            sock.sendall(stream[position:end])
+            position = end
+            time.sleep(0.1)
+        for i in range(len(frames)):
+            assert wire.Reader(wire.recv_frame(sock)).i32() == i
+
+
 def test_idle_connections_close_but_long_polls_do_not(broker_factory, tmp_path):
     broker = broker_with(broker_factory, tmp_path, "idle", "connections_max_idle_ms = 1500\n")
     topic = unique_topic("idle")
