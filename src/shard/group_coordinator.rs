@@ -49,6 +49,10 @@ pub(super) struct GroupCoordinator {
     limits: GroupLimits,
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, BTreeMap<OffsetKey, CommittedOffset>>>,
+    /// Log offset of the record behind each committed offset applied since start (commits
+    /// replayed from the log are older than any new one), so a commit whose sync completes
+    /// after a later commit's is not applied over it.
+    offsets_written_at: RefCell<HashMap<String, HashMap<OffsetKey, i64>>>,
     /// TxnOffsetCommit offsets per producer id and group, visible once its COMMIT marker
     /// is written to the group's partition (dropped on ABORT).
     pending_txn_offsets: RefCell<HashMap<i64, HashMap<String, GroupOffsets>>>,
@@ -68,6 +72,7 @@ impl GroupCoordinator {
             },
             groups: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
+            offsets_written_at: RefCell::new(HashMap::new()),
             pending_txn_offsets: RefCell::new(HashMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
@@ -100,6 +105,33 @@ impl Shard {
     ) -> Result<T, super::ShardError> {
         let target = self.owner_of(&self.group_coordinator_partition(group_id));
         self.group_call_on(target, build).await
+    }
+
+    /// Stage 1 of a group operation that must keep its connection's request order (offset
+    /// commits): when this returns, the operation has been started on the coordinator shard
+    /// (spawned there, or queued on the FIFO mesh channel), so operations enqueued one after
+    /// another start in that order. The returned future waits for the reply.
+    pub async fn group_enqueue<T: Send + 'static>(
+        self: &Rc<Self>,
+        group_id: &str,
+        build: impl FnOnce(Reply<T>) -> GroupOp,
+    ) -> futures::future::LocalBoxFuture<'static, Result<T, super::ShardError>> {
+        let target = self.owner_of(&self.group_coordinator_partition(group_id));
+        let (reply, receiver) = super::reply::reply_channel();
+        let op = build(reply);
+        let sent = if target == self.id {
+            let shard = self.clone();
+            glommio::spawn_local(async move { shard.handle_group_op(op).await }).detach();
+            Ok(())
+        } else {
+            self.send(target, ShardMessage::Group(op)).await
+        };
+        Box::pin(async move {
+            sent?;
+            receiver
+                .await
+                .map_err(|_| super::ShardError::NoReply { target })
+        })
     }
 
     pub async fn group_call_on<T: Send + 'static>(
@@ -378,14 +410,16 @@ impl Shard {
     ) -> Result<(), ErrorCode> {
         self.append_offsets_records_from(group_id, records, BatchOrigin::NONE)
             .await
+            .map(|_| ())
     }
 
+    /// Appends records, waits until they are synced; returns the log offset of the last.
     async fn append_offsets_records_from(
         &self,
         group_id: &str,
         records: &[NewRecord<'_>],
         origin: BatchOrigin,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<i64, ErrorCode> {
         let partition = self.group_coordinator_partition(group_id);
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
@@ -403,7 +437,8 @@ impl Shard {
             .map_err(|error| {
                 tracing::error!(shard = %self.id, %partition, %error, "offsets sync failed");
                 ErrorCode::CoordinatorNotAvailable
-            })
+            })?;
+        Ok(appended.last_offset.value())
     }
 
     fn describe_group(&self, group_id: &str) -> GroupDescription {
@@ -480,6 +515,10 @@ impl Shard {
         }
         self.coordinator.groups.borrow_mut().remove(group_id);
         self.coordinator.offsets.borrow_mut().remove(group_id);
+        self.coordinator
+            .offsets_written_at
+            .borrow_mut()
+            .remove(group_id);
         ErrorCode::None
     }
 

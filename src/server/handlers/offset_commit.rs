@@ -4,24 +4,29 @@
 
 use super::topic_name;
 use crate::model::ErrorCode;
-use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{GroupOp, OffsetCommitEntry, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitResponse, RequestKind};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, RequestKind};
 use std::rc::Rc;
 
+/// Stage 1 enqueues the commit on the coordinator shard in request order (so pipelined
+/// async commits of one consumer apply in order and the last one wins, as in Kafka); stage 2
+/// waits until it is synced and answers.
 pub fn handle(
     shard: Rc<Shard>,
     context: RequestContext,
     body: RequestKind,
 ) -> LocalBoxFuture<'static, ResponseFuture> {
-    single_stage(async move {
+    Box::pin(async move {
         let RequestKind::OffsetCommit(request) = body else {
-            return Err(HandlerError::WrongBody(context.api));
+            let api = context.api;
+            let failed: ResponseFuture = Box::pin(async move { Err(HandlerError::WrongBody(api)) });
+            return failed;
         };
         let group_id = request.group_id.0.to_string();
         let entries: Vec<OffsetCommitEntry> = request
@@ -37,45 +42,61 @@ pub fn handle(
                 })
             })
             .collect();
-        let errors = if group_id.is_empty() {
-            vec![ErrorCode::InvalidGroupId; entries.len()]
+        let count = entries.len();
+        let pending = if group_id.is_empty() {
+            None
         } else {
-            shard
-                .group_call(&group_id, |reply| GroupOp::CommitOffsets {
-                    group_id: group_id.clone(),
-                    member_id: request.member_id.to_string(),
-                    group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
-                    generation_id: request.generation_id_or_member_epoch,
-                    entries,
-                    reply,
-                })
-                .await?
+            let op = |reply| GroupOp::CommitOffsets {
+                group_id: group_id.clone(),
+                member_id: request.member_id.to_string(),
+                group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+                generation_id: request.generation_id_or_member_epoch,
+                entries,
+                reply,
+            };
+            Some(shard.group_enqueue(&group_id, op).await)
         };
-        let mut errors = errors.into_iter();
-        let mut response = OffsetCommitResponse::default();
-        response.topics = request
-            .topics
-            .iter()
-            .map(|topic| {
-                let mut entry = OffsetCommitResponseTopic::default();
-                entry.name = topic_name(&topic.name.0);
-                entry.topic_id = topic.topic_id;
-                entry.partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut partition = OffsetCommitResponsePartition::default();
-                        partition.partition_index = p.partition_index;
-                        partition.error_code = errors
-                            .next()
-                            .unwrap_or(ErrorCode::UnknownServerError)
-                            .code();
-                        partition
-                    })
-                    .collect();
-                entry
-            })
-            .collect();
-        context.respond(&response).map(Some)
+        let completion: ResponseFuture = Box::pin(async move {
+            let errors = match pending {
+                Some(reply) => reply.await?,
+                None => vec![ErrorCode::InvalidGroupId; count],
+            };
+            respond(&context, &request, errors)
+        });
+        completion
     })
+}
+
+/// The response in request order, one error per partition.
+fn respond(
+    context: &RequestContext,
+    request: &OffsetCommitRequest,
+    errors: Vec<ErrorCode>,
+) -> Result<Option<crate::server::ResponseFrame>, HandlerError> {
+    let mut errors = errors.into_iter();
+    let mut response = OffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let mut entry = OffsetCommitResponseTopic::default();
+            entry.name = topic_name(&topic.name.0);
+            entry.topic_id = topic.topic_id;
+            entry.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut partition = OffsetCommitResponsePartition::default();
+                    partition.partition_index = p.partition_index;
+                    partition.error_code = errors
+                        .next()
+                        .unwrap_or(ErrorCode::UnknownServerError)
+                        .code();
+                    partition
+                })
+                .collect();
+            entry
+        })
+        .collect();
+    context.respond(&response).map(Some)
 }

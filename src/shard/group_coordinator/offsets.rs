@@ -32,21 +32,40 @@ impl Shard {
         if accepted.is_empty() {
             return errors;
         }
-        if let Err(error) = self
+        match self
             .write_commit_records(group_id, &accepted, BatchOrigin::NONE)
             .await
         {
-            return errors
+            Ok(written_at) => {
+                self.apply_commits(group_id, accepted, written_at);
+                errors
+            }
+            Err(error) => errors
                 .into_iter()
                 .map(|e| if e.is_error() { e } else { error })
-                .collect();
+                .collect(),
         }
+    }
+
+    /// Makes synced commits visible, unless a commit written later to the log (at a higher
+    /// offset than `written_at`) already set that partition's offset.
+    fn apply_commits(
+        &self,
+        group_id: &str,
+        accepted: Vec<(OffsetKey, CommittedOffset)>,
+        written_at: i64,
+    ) {
         let mut offsets = self.coordinator.offsets.borrow_mut();
-        offsets
-            .entry(group_id.to_string())
-            .or_default()
-            .extend(accepted);
-        errors
+        let mut positions = self.coordinator.offsets_written_at.borrow_mut();
+        let group_offsets = offsets.entry(group_id.to_string()).or_default();
+        let group_positions = positions.entry(group_id.to_string()).or_default();
+        for (key, value) in accepted {
+            if group_positions.get(&key).is_some_and(|&at| at > written_at) {
+                continue;
+            }
+            group_positions.insert(key.clone(), written_at);
+            group_offsets.insert(key, value);
+        }
     }
 
     /// TxnOffsetCommit: validated like a commit when the member is named (v3+), written in
@@ -191,7 +210,7 @@ impl Shard {
         group_id: &str,
         accepted: &[(OffsetKey, CommittedOffset)],
         origin: BatchOrigin,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<i64, ErrorCode> {
         let encoded: Vec<(Vec<u8>, Vec<u8>)> = accepted
             .iter()
             .map(|((topic, partition), value)| {
