@@ -28,42 +28,49 @@ pub fn handle(
             let failed: ResponseFuture = Box::pin(async move { Err(HandlerError::WrongBody(api)) });
             return failed;
         };
-        let group_id = request.group_id.0.to_string();
-        let entries: Vec<OffsetCommitEntry> = request
-            .topics
-            .iter()
-            .flat_map(|topic| {
-                topic.partitions.iter().map(|p| OffsetCommitEntry {
-                    topic: topic.name.0.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
+        enqueue(shard, context, request).await
+    })
+}
+
+async fn enqueue(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    request: OffsetCommitRequest,
+) -> ResponseFuture {
+    let group_id = request.group_id.0.to_string();
+    let entries: Vec<OffsetCommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| OffsetCommitEntry {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
             })
-            .collect();
-        let count = entries.len();
-        let pending = if group_id.is_empty() {
-            None
-        } else {
-            let op = |reply| GroupOp::CommitOffsets {
-                group_id: group_id.clone(),
-                member_id: request.member_id.to_string(),
-                group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
-                generation_id: request.generation_id_or_member_epoch,
-                entries,
-                reply,
-            };
-            Some(shard.group_enqueue(&group_id, op).await)
+        })
+        .collect();
+    let count = entries.len();
+    let pending = if group_id.is_empty() {
+        None
+    } else {
+        let op = |reply| GroupOp::CommitOffsets {
+            group_id: group_id.clone(),
+            member_id: request.member_id.to_string(),
+            group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+            generation_id: request.generation_id_or_member_epoch,
+            entries,
+            reply,
         };
-        let completion: ResponseFuture = Box::pin(async move {
-            let errors = match pending {
-                Some(reply) => reply.await?,
-                None => vec![ErrorCode::InvalidGroupId; count],
-            };
-            respond(&context, &request, errors)
-        });
-        completion
+        Some(shard.group_enqueue(&group_id, op).await)
+    };
+    Box::pin(async move {
+        let errors = match pending {
+            Some(reply) => reply.await?,
+            None => vec![ErrorCode::InvalidGroupId; count],
+        };
+        respond(&context, &request, errors)
     })
 }
 
