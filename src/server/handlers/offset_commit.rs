@@ -17,6 +17,7 @@ use std::rc::Rc;
 /// Stage 1 enqueues the commit on the coordinator shard in request order (so pipelined
 /// async commits of one consumer apply in order and the last one wins, as in Kafka); stage 2
 /// waits until it is synced and answers.
+#[allow(clippy::async_yields_async)] // stage 1 deliberately yields stage 2
 pub fn handle(
     shard: Rc<Shard>,
     context: RequestContext,
