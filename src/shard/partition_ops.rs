@@ -18,17 +18,23 @@ const LEADER_EPOCH: i32 = 0;
 /// `partition.metadata`), so a re-created topic never reads a deleted topic's data.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
-/// The one mapping from storage errors to Kafka error codes.
+/// The one mapping from storage errors to Kafka error codes. A batch on disk that fails
+/// its checks is CORRUPT_MESSAGE, as Kafka answers: clients report it to the application
+/// (librdkafka as a consumer error, the Java consumer throws) instead of retrying the same
+/// offset forever, which they do for KAFKA_STORAGE_ERROR.
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
         StorageError::InvalidBatch(_) | StorageError::Compression(_) => ErrorCode::CorruptMessage,
+        StorageError::CorruptData { .. } | StorageError::MisplacedBatch { .. } => {
+            ErrorCode::CorruptMessage
+        }
         StorageError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         StorageError::Closed => ErrorCode::NotLeaderOrFollower,
-        StorageError::Io { .. } | StorageError::CorruptData { .. } => ErrorCode::KafkaStorageError,
+        StorageError::Io { .. } | StorageError::Damaged { .. } => ErrorCode::KafkaStorageError,
         #[allow(unreachable_patterns)]
         _ => ErrorCode::KafkaStorageError,
     }
@@ -366,7 +372,8 @@ impl Shard {
                 .is_some_and(|t| partition.partition < t.partitions);
             if !keep {
                 self.remove_log(&partition);
-                if let Err(error) = log.remove().await {
+                // The tombstone tag; the next commit uses the deleted topic's id.
+                if let Err(error) = log.remove("deleted").await {
                     tracing::error!(shard = %self.id, %partition, %error, "removing log failed");
                 } else {
                     tracing::info!(shard = %self.id, %partition, "partition removed");
