@@ -206,6 +206,18 @@ pub struct StorageConfig {
     /// (compression.type), checks keys on compacted topics, or compacts. Default 64 MiB,
     /// range 1 MiB..=1 GiB.
     pub decompressed_batch_bytes_max: u64,
+    /// How often each partition checkpoints its recovery point (the synced offset; a log
+    /// found ending below it at start is damaged, not a torn tail), ms (Kafka
+    /// `log.flush.offset.checkpoint.interval.ms`). Segment rolls and clean shutdown also
+    /// checkpoint it. Default 60000, range 100..=86400000.
+    pub recovery_point_checkpoint_interval_ms: u64,
+    /// Bytes per second one shard's scrub reads to re-check finished segments (CRC of every
+    /// batch); 0 disables the scrub. Default 32 MiB, range 0..=4 GiB.
+    pub scrub_bytes_per_second: u64,
+    /// Pause between the end of one scrub pass over a shard's logs and the next, ms. The
+    /// first pass starts right after start-up. Default 86400000 (1 day), range
+    /// 1000..=2592000000 (30 days).
+    pub scrub_interval_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -231,6 +243,9 @@ impl Default for StorageConfig {
             compaction_io_bytes_per_second: 64 * MIB,
             compaction_map_bytes_max: 64 * MIB,
             decompressed_batch_bytes_max: 64 * MIB,
+            recovery_point_checkpoint_interval_ms: 60_000,
+            scrub_bytes_per_second: 32 * MIB,
+            scrub_interval_ms: 86_400_000,
         }
     }
 }
@@ -497,6 +512,24 @@ impl Config {
             st.decompressed_batch_bytes_max,
             MIB,
             GIB,
+        )?;
+        check(
+            "storage.recovery_point_checkpoint_interval_ms",
+            st.recovery_point_checkpoint_interval_ms,
+            100,
+            86_400_000,
+        )?;
+        check(
+            "storage.scrub_bytes_per_second",
+            st.scrub_bytes_per_second,
+            0,
+            4 * GIB,
+        )?;
+        check(
+            "storage.scrub_interval_ms",
+            st.scrub_interval_ms,
+            1000,
+            2_592_000_000,
         )?;
         if st.batch_bytes_max > st.write_buffer_bytes_max {
             return Err(ConfigError::OutOfRange {

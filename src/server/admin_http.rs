@@ -1,6 +1,9 @@
 //! The admin HTTP endpoint (shard 0 only): `GET /metrics` (Prometheus text, all shards),
-//! `GET /health/live` and `GET /health/ready` (200 once this process serves Kafka clients;
-//! 503 while shutting down). Requests are tiny and bounded; anything else gets 404/400.
+//! `GET /health/live` (200 while the process runs) and `GET /health/ready` (200 once every
+//! shard has opened all its partitions and none is offline; 503 while starting, with an
+//! offline partition, or while shutting down, the body says which). It starts before the
+//! Kafka listener; `/metrics` answers 503 until start-up is complete. Requests are tiny and
+//! bounded; anything else gets 404/400.
 
 use crate::shard::Shard;
 use crate::shard::metrics::render_prometheus;
@@ -14,6 +17,27 @@ use std::time::Duration;
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const STARTING: &str = "starting: shards are opening their partitions\n";
+
+/// Why the broker is not ready (`None`: it is): shutting down, still starting, or some
+/// partition of the catalog has no open log.
+async fn readiness(shard: &Rc<Shard>) -> Option<String> {
+    if crate::shard::shutdown::shutdown_requested() {
+        return Some("shutting down\n".to_string());
+    }
+    if !shard.startup.complete(shard.shard_count) {
+        return Some(STARTING.to_string());
+    }
+    let offline: usize = shard
+        .gather_metrics()
+        .await
+        .iter()
+        .map(|s| s.offline.len())
+        .sum();
+    (offline > 0).then(|| {
+        format!("not ready: {offline} partition(s) offline (see shardlog_partition_offline in /metrics)\n")
+    })
+}
 
 pub async fn serve_admin(shard: Rc<Shard>, address: String) {
     let listener = match TcpListener::bind(address.as_str()) {
@@ -67,9 +91,9 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let ready = !crate::shard::shutdown::shutdown_requested();
+    let started = shard.startup.complete(shard.shard_count);
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
+        ("GET", "/metrics") if started => {
             let snapshots = shard.gather_metrics().await;
             (
                 "200 OK",
@@ -80,11 +104,14 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         ("GET", "/health/live") | ("GET", "/health") => {
             ("200 OK", "text/plain", "live\n".to_string())
         }
-        ("GET", "/health/ready") if ready => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/health/ready") => (
+        ("GET", "/health/ready") => match readiness(&shard).await {
+            None => ("200 OK", "text/plain", "ready\n".to_string()),
+            Some(why) => ("503 Service Unavailable", "text/plain", why),
+        },
+        ("GET", "/metrics") => (
             "503 Service Unavailable",
             "text/plain",
-            "shutting down\n".to_string(),
+            STARTING.to_string(),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
