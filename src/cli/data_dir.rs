@@ -1,7 +1,8 @@
 //! `shardlog data-dir`: inspect and recover a data dir while no broker runs on it (each
 //! command takes the data dir's lock). `check` says whether start-up would proceed and why
 //! not; `recover-catalog` rebuilds a missing or unreadable `topics.json` / `meta.json`;
-//! `quarantine` moves partition directories of unknown identity aside; `repair` accepts the
+//! `quarantine` moves partition directories of unknown identity aside; `adopt` declares a
+//! directory that lost its `partition.metadata` to be its topic's; `repair` accepts the
 //! loss a damaged partition log reports. Nothing is ever deleted. See docs/operations.md,
 //! "Recovering a data dir".
 //!
@@ -36,6 +37,17 @@ enum DataDirCommand {
         all_unidentified: bool,
         /// Directory names (e.g. orders-3).
         names: Vec<String>,
+    },
+    /// Declare that a directory without a readable partition.metadata holds the data of the
+    /// catalog's topic of that name (writes partition.metadata with its topic id).
+    Adopt {
+        #[command(flatten)]
+        location: Location,
+        /// The partition directory (e.g. orders-3).
+        name: String,
+        /// Required: you checked that the data is that topic's.
+        #[arg(long, required = true)]
+        confirm: bool,
     },
     /// Let a damaged partition log open again, continuing after the offsets it had
     /// reached; the damaged segment is kept as `<base>.log.damaged`.
@@ -81,12 +93,27 @@ pub fn run(args: &DataDirArgs) -> Result<(), CliError> {
                     "name the directories or pass --all-unidentified".to_string(),
                 ));
             }
-            let moved = data_dir_tools::quarantine(&location.data_dir, names)
+            let report = data_dir_tools::quarantine(&location.data_dir, names)
                 .map_err(|e| failed("quarantine", e))?;
-            for (from, to) in &moved {
+            for (from, to) in &report.moved {
                 println!("{from} -> {to}");
             }
-            println!("{} directories quarantined (nothing deleted).", moved.len());
+            for (name, why) in &report.skipped {
+                println!(
+                    "{name}: left in place ({why}); it is named like a partition of a topic in the catalog: `adopt` it if the data is that topic's, or name it to quarantine it (the partition then restarts empty)"
+                );
+            }
+            println!(
+                "{} directories quarantined (nothing deleted).",
+                report.moved.len()
+            );
+            Ok(())
+        }
+        DataDirCommand::Adopt { location, name, .. } => {
+            let id =
+                data_dir_tools::adopt(&location.data_dir, name).map_err(|e| failed("adopt", e))?;
+            let id = shardlog::metadata::topic_id_hex(&id);
+            println!("{name}: partition.metadata names topic id {id}");
             Ok(())
         }
         DataDirCommand::Repair { location, name, .. } => repair(location, name),

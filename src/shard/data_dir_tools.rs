@@ -1,8 +1,9 @@
 //! The `shardlog data-dir` recovery tools, run while no broker uses the data dir (they take
 //! its lock): `recover_catalog` rebuilds a missing or unreadable `topics.json` from the
 //! partition directories and `meta.json` from the highest producer id in the logs;
-//! `quarantine` moves partition directories of unknown identity aside; `repair` accepts
-//! the loss a damaged partition log reports so it opens again without reusing offsets.
+//! `quarantine` moves partition directories of unknown identity aside; `adopt` writes the
+//! `partition.metadata` an operator vouches for; `repair` accepts the loss a damaged
+//! partition log reports so it opens again without reusing offsets.
 //!
 //! Owns: these operations and their reports. May import: config, metadata, storage,
 //! `super::data_dir`. Runs on: the main thread of the `shardlog` CLI (`repair` runs one
@@ -179,48 +180,32 @@ fn recovered_block_end(
     Ok(recovered.max(kept))
 }
 
+/// What `quarantine` did.
+#[derive(Debug, Default)]
+pub struct QuarantineReport {
+    /// (old name, new name).
+    pub moved: Vec<(String, String)>,
+    /// Unidentified directories named like a partition the catalog has, left in place by
+    /// `--all-unidentified` (moving them would restart that partition empty at offset 0):
+    /// (name, why).
+    pub skipped: Vec<(String, String)>,
+}
+
 /// Moves partition directories aside as `<name>.quarantined` (numbered if taken): the
-/// named ones, or with `names` empty every unidentified one. Live partitions (those the
-/// catalog knows) are refused: use `repair` for a damaged one. Returns the new names.
-pub fn quarantine(
-    data_dir: &Path,
-    names: &[String],
-) -> Result<Vec<(String, String)>, DataDirError> {
+/// named ones, or with `names` empty every unidentified one except those named like a
+/// partition the catalog has (see `QuarantineReport::skipped`; `adopt` or name them).
+/// Live partitions are refused: use `repair` for a damaged one.
+pub fn quarantine(data_dir: &Path, names: &[String]) -> Result<QuarantineReport, DataDirError> {
     let _lock = data_dir::lock(data_dir)?;
     let survey = data_dir::survey(data_dir)?;
-    let catalog = match &survey.catalog {
-        Ok(Some(catalog)) => catalog.clone(),
-        _ => {
-            return Err(DataDirError::CatalogMissing {
-                dir: data_dir.to_path_buf(),
-                evidence:
-                    "run recover-catalog first: without a catalog every directory is unidentified"
-                        .to_string(),
-            });
-        }
+    let Ok(Some(catalog)) = &survey.catalog else {
+        return Err(DataDirError::CatalogMissing {
+            dir: data_dir.to_path_buf(),
+            evidence:
+                "run recover-catalog first: without a catalog every directory is unidentified"
+                    .to_string(),
+        });
     };
-    let mut moved = Vec::new();
-    for dir in &survey.partitions {
-        let wanted = names.is_empty() || names.iter().any(|n| n == &dir.name);
-        if !wanted {
-            continue;
-        }
-        match data_dir::standing(dir, &catalog) {
-            Standing::Live if !names.is_empty() => {
-                return Err(DataDirError::Io {
-                    path: data_dir.join(&dir.name),
-                    source: std::io::Error::other(
-                        "a partition of a topic in the catalog; use `shardlog data-dir repair` for a damaged one",
-                    ),
-                });
-            }
-            Standing::Unidentified { .. } | Standing::Deleting { .. } => {
-                let to = quarantine_one(data_dir, &dir.name)?;
-                moved.push((dir.name.clone(), to));
-            }
-            Standing::Live => {}
-        }
-    }
     for name in names {
         if !survey.partitions.iter().any(|d| &d.name == name) {
             return Err(DataDirError::Io {
@@ -229,10 +214,38 @@ pub fn quarantine(
             });
         }
     }
+    let mut report = QuarantineReport::default();
+    for dir in &survey.partitions {
+        let named = names.iter().any(|n| n == &dir.name);
+        if !names.is_empty() && !named {
+            continue;
+        }
+        let partition_of_catalog = catalog
+            .topic(&dir.topic)
+            .is_some_and(|t| dir.partition < t.partitions);
+        match data_dir::standing(dir, catalog) {
+            Standing::Live if named => {
+                return Err(DataDirError::Io {
+                    path: data_dir.join(&dir.name),
+                    source: std::io::Error::other(
+                        "a partition of a topic in the catalog; use `shardlog data-dir repair` for a damaged one",
+                    ),
+                });
+            }
+            Standing::Live => {}
+            Standing::Unidentified { reason } if partition_of_catalog && !named => {
+                report.skipped.push((dir.name.clone(), reason));
+            }
+            Standing::Unidentified { .. } | Standing::Deleting { .. } => {
+                let to = quarantine_one(data_dir, &dir.name)?;
+                report.moved.push((dir.name.clone(), to));
+            }
+        }
+    }
     std::fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error(data_dir))?;
-    Ok(moved)
+    Ok(report)
 }
 
 fn quarantine_one(data_dir: &Path, name: &str) -> Result<String, DataDirError> {
@@ -246,6 +259,49 @@ fn quarantine_one(data_dir: &Path, name: &str) -> Result<String, DataDirError> {
     std::fs::rename(&from, data_dir.join(&to)).map_err(io_error(&from))?;
     tracing::warn!(from = %name, to = %to, "partition directory quarantined");
     Ok(to)
+}
+
+/// Writes `partition.metadata` into `<data_dir>/<name>` with the topic id the catalog has
+/// for its topic: the operator's statement that a directory which lost (or has an
+/// unreadable) `partition.metadata` holds that topic's data. Refused for a directory that
+/// names another topic id, or whose topic or partition the catalog does not have.
+pub fn adopt(data_dir: &Path, name: &str) -> Result<TopicId, DataDirError> {
+    let _lock = data_dir::lock(data_dir)?;
+    let survey = data_dir::survey(data_dir)?;
+    let refuse = |why: String| DataDirError::Io {
+        path: data_dir.join(name),
+        source: std::io::Error::other(why),
+    };
+    let Ok(Some(catalog)) = &survey.catalog else {
+        return Err(refuse(
+            "no readable topics.json: run recover-catalog first".to_string(),
+        ));
+    };
+    let Some(dir) = survey.partitions.iter().find(|d| d.name == name) else {
+        return Err(refuse("not a partition directory".to_string()));
+    };
+    let Some(topic) = catalog
+        .topic(&dir.topic)
+        .filter(|t| dir.partition < t.partitions)
+    else {
+        return Err(refuse(format!(
+            "{CATALOG_FILE} has no partition {} of `{}`",
+            dir.partition, dir.topic
+        )));
+    };
+    match &dir.identity {
+        Identity::Id(id) if *id == topic.id => return Ok(topic.id),
+        Identity::Id(_) => {
+            return Err(refuse(
+                "its partition.metadata names another topic id; quarantine it instead".to_string(),
+            ));
+        }
+        Identity::Empty | Identity::Missing { .. } | Identity::Unreadable(_) => {}
+    }
+    let marker = data_dir.join(name).join(data_dir::PARTITION_METADATA_FILE);
+    crate::metadata::write_atomically(&marker, crate::metadata::topic_id_hex(&topic.id).as_bytes())
+        .map_err(io_error(&marker))?;
+    Ok(topic.id)
 }
 
 /// What `repair` found.
@@ -312,4 +368,106 @@ fn open_once(dir: &Path, config: LogConfig) -> Result<Result<i64, StorageError>,
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::topic_id_hex;
+    use crate::model::batch::CRC_COVERED_FROM;
+    use crate::model::batch::test_support::build_batch;
+
+    /// A partition dir with `partition.metadata` for `id` (None: without) and one segment
+    /// holding a batch of `producer_id`.
+    fn partition(root: &Path, name: &str, id: Option<&TopicId>, producer_id: i64) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(id) = id {
+            std::fs::write(dir.join("partition.metadata"), topic_id_hex(id)).unwrap();
+        }
+        let mut batch = build_batch(&[b"value"], 1000);
+        batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(dir.join("00000000000000000000.log"), batch).unwrap();
+    }
+
+    fn id() -> TopicId {
+        *uuid::Uuid::new_v4().as_bytes()
+    }
+
+    #[test]
+    fn recover_catalog_rebuilds_topics_and_producer_ids_and_keeps_damaged_files() {
+        let root = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let (orders, offsets) = (id(), id());
+        partition(root.path(), "orders-0", Some(&orders), 1234);
+        partition(root.path(), "orders-2", Some(&orders), 7);
+        partition(root.path(), "__consumer_offsets-0", Some(&offsets), -1);
+        partition(root.path(), "lost-0", None, 5);
+        std::fs::write(root.path().join(CATALOG_FILE), b"{ broken").unwrap();
+        let report = recover_catalog(root.path()).unwrap();
+        assert_eq!(
+            report.topics,
+            vec![
+                ("__consumer_offsets".to_string(), 1),
+                ("orders".to_string(), 3)
+            ]
+        );
+        assert_eq!(report.kept_damaged.len(), 1);
+        assert!(root.path().join("topics.json.damaged").exists());
+        // 1234 + 1 rounded up to a block, plus the margin.
+        assert_eq!(
+            report.producer_id_block_end,
+            Some(2000 + 10 * PRODUCER_ID_BLOCK)
+        );
+        assert_eq!(report.unidentified.len(), 1, "{:?}", report.unidentified);
+        let catalog = Catalog::load(root.path()).unwrap().unwrap();
+        assert_eq!(catalog.topic("orders").unwrap().id, orders);
+        let internal = catalog.topic("__consumer_offsets").unwrap();
+        assert!(internal.internal);
+        assert_eq!(internal.configs["cleanup.policy"], "compact");
+        let meta = BrokerMeta::load(root.path()).unwrap().unwrap();
+        assert_eq!(meta.producer_id_block_end, 12_000);
+    }
+
+    #[test]
+    fn quarantine_moves_unknown_dirs_and_leaves_lookalikes_of_catalog_partitions() {
+        let root = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let orders = id();
+        partition(root.path(), "orders-0", Some(&orders), -1);
+        partition(root.path(), "orders-1", None, -1);
+        partition(root.path(), "gone-0", Some(&id()), -1);
+        let topic = TopicMeta {
+            name: "orders".to_string(),
+            id: orders,
+            partitions: 2,
+            configs: BTreeMap::new(),
+            internal: false,
+        };
+        Catalog::default()
+            .with_topic(topic)
+            .unwrap()
+            .save(root.path())
+            .unwrap();
+        BrokerMeta::default().save(root.path()).unwrap();
+        let report = quarantine(root.path(), &[]).unwrap();
+        assert_eq!(
+            report.moved,
+            vec![("gone-0".to_string(), "gone-0.quarantined".to_string())]
+        );
+        assert_eq!(report.skipped.len(), 1);
+        assert!(
+            root.path()
+                .join("gone-0.quarantined/00000000000000000000.log")
+                .exists()
+        );
+        assert!(
+            quarantine(root.path(), &["orders-0".to_string()]).is_err(),
+            "live"
+        );
+        // The lookalike is the topic's after all: adopt it.
+        assert_eq!(adopt(root.path(), "orders-1").unwrap(), orders);
+        let survey = data_dir::survey(root.path()).unwrap();
+        assert!(survey.check().is_ok(), "{:?}", survey.check().err());
+    }
 }
