@@ -212,8 +212,14 @@ impl Broker {
 }
 
 impl Drop for Broker {
+    /// Kills the broker; removes its data dir unless the test failed (kept to look at).
     fn drop(&mut self) {
         self.kill_dash_nine();
+        if !std::thread::panicking()
+            && let Some(root) = self.data_dir.parent()
+        {
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
 }
 
