@@ -14,9 +14,10 @@ run: build
 unit-test:
 	$(CARGO) test -p shardlog --lib --bins
 
-# librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9.
+# librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9, disk full,
+# damaged data dirs.
 rust-client-test::
-	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test cli
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir --test cli
 
 lint:
 	$(CARGO) fmt --all -- --check

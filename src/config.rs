@@ -93,9 +93,12 @@ pub struct ServerConfig {
     /// closed after `connections_max_idle_ms`. Also caps one fetch response. Default 64 MiB,
     /// range 64 KiB..=1 GiB.
     pub connection_response_bytes_max: u64,
-    /// Concurrent connections to the admin HTTP port; more get 503. Default 64,
-    /// range 1..=4096.
+    /// Open connections to the admin HTTP port; more get 503 at once. Each must send its
+    /// request within 5 s. Default 1024, range 1..=65536.
     pub admin_connections_max: usize,
+    /// /metrics responses rendered or being sent at once (health checks are not counted);
+    /// more get 503. Default 16, range 1..=4096.
+    pub admin_metrics_inflight_max: usize,
     /// Upper bound on a Fetch's `max_wait_ms`, milliseconds. Default 30000, range 0..=300000.
     pub fetch_wait_ms_max: u64,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks.
@@ -123,7 +126,8 @@ impl Default for ServerConfig {
             connections_max_idle_ms: 600_000,
             response_memory_bytes_max: 256 * MIB,
             connection_response_bytes_max: 64 * MIB,
-            admin_connections_max: 64,
+            admin_connections_max: 1024,
+            admin_metrics_inflight_max: 16,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
             shutdown_grace_ms: 5_000,
@@ -232,6 +236,18 @@ pub struct StorageConfig {
     /// (compression.type), checks keys on compacted topics, or compacts. Default 64 MiB,
     /// range 1 MiB..=1 GiB.
     pub decompressed_batch_bytes_max: u64,
+    /// How often each partition checkpoints its recovery point (the synced offset; a log
+    /// found ending below it at start is damaged, not a torn tail), ms (Kafka
+    /// `log.flush.offset.checkpoint.interval.ms`). Segment rolls and clean shutdown also
+    /// checkpoint it. Default 60000, range 100..=86400000.
+    pub recovery_point_checkpoint_interval_ms: u64,
+    /// Bytes per second one shard's scrub reads to re-check finished segments (CRC of every
+    /// batch); 0 disables the scrub. Default 32 MiB, range 0..=4 GiB.
+    pub scrub_bytes_per_second: u64,
+    /// Pause between the end of one scrub pass over a shard's logs and the next, ms. The
+    /// first pass starts right after start-up. Default 86400000 (1 day), range
+    /// 1000..=2592000000 (30 days).
+    pub scrub_interval_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -257,6 +273,9 @@ impl Default for StorageConfig {
             compaction_io_bytes_per_second: 64 * MIB,
             compaction_map_bytes_max: 64 * MIB,
             decompressed_batch_bytes_max: 64 * MIB,
+            recovery_point_checkpoint_interval_ms: 60_000,
+            scrub_bytes_per_second: 32 * MIB,
+            scrub_interval_ms: 86_400_000,
         }
     }
 }
@@ -449,6 +468,12 @@ impl Config {
             "server.admin_connections_max",
             s.admin_connections_max,
             1,
+            65536,
+        )?;
+        check(
+            "server.admin_metrics_inflight_max",
+            s.admin_metrics_inflight_max,
+            1,
             4096,
         )?;
         check("server.fetch_wait_ms_max", s.fetch_wait_ms_max, 0, 300_000)?;
@@ -573,6 +598,24 @@ impl Config {
             st.decompressed_batch_bytes_max,
             MIB,
             GIB,
+        )?;
+        check(
+            "storage.recovery_point_checkpoint_interval_ms",
+            st.recovery_point_checkpoint_interval_ms,
+            100,
+            86_400_000,
+        )?;
+        check(
+            "storage.scrub_bytes_per_second",
+            st.scrub_bytes_per_second,
+            0,
+            4 * GIB,
+        )?;
+        check(
+            "storage.scrub_interval_ms",
+            st.scrub_interval_ms,
+            1000,
+            2_592_000_000,
         )?;
         if st.batch_bytes_max > st.write_buffer_bytes_max {
             return Err(ConfigError::OutOfRange {

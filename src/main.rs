@@ -35,6 +35,8 @@ enum Command {
     Consume(cli::consume::ConsumeArgs),
     /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
     Group(cli::group::GroupArgs),
+    /// Check and recover a stopped broker's data dir (docs/operations.md).
+    DataDir(cli::data_dir::DataDirArgs),
 }
 
 /// Every flag also reads from the environment (SHARDLOG_*) and, below that, the TOML file.
@@ -134,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => cli::exit(cli::produce::run(&args)),
         Command::Consume(args) => cli::exit(cli::consume::run(&args)),
         Command::Group(args) => cli::exit(cli::group::run(&args)),
+        Command::DataDir(args) => cli::exit(cli::data_dir::run(&args)),
         Command::ApiTable => {
             print!("{}", shardlog::server::api_table::coverage_markdown());
             Ok(())

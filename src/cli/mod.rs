@@ -3,14 +3,18 @@
 //! kafka-consumer-groups.sh do, speaking only the Kafka protocol (through librdkafka) to
 //! `--bootstrap-server`, so they work against Apache Kafka as well as shardlog.
 //!
+//! `data-dir` is the exception: it works on a stopped broker's data dir, not over Kafka.
+//!
 //! Owns: one file per command family plus shared `client` (connecting), `output` (tables, JSON,
 //! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, and from the broker
-//! library only `shardlog::metadata::shard_for` (shard placement is computed, not fetched).
+//! library only `shardlog::metadata::shard_for` (shard placement is computed, not fetched)
+//! and, for `data-dir`, `shardlog::shard::data_dir` / `data_dir_tools` and `config`.
 //! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
 
 mod assignment;
 mod client;
 pub mod consume;
+pub mod data_dir;
 pub mod error;
 pub mod group;
 mod output;

@@ -1,6 +1,10 @@
 //! The topic catalog: names, ids, partition counts and configs, persisted as JSON with an
 //! atomic replace (write temp, fsync, rename, fsync dir). Snapshots are immutable: a change
 //! produces a new `Catalog` with a higher `version`.
+//!
+//! Deleting a topic is two catalog changes: `without_topic` moves it to `deleting` (saved
+//! before any partition directory is touched), and `deletion_finished` drops it once every
+//! directory is gone. A crash in between leaves the record, so start-up finishes the job.
 
 use super::topic_config::{self, TopicConfigError};
 use crate::model::TopicName;
@@ -20,6 +24,8 @@ pub const TOPIC_NAME_MAX: usize = 249;
 pub enum CatalogError {
     #[error("topic `{0}` already exists")]
     TopicExists(String),
+    #[error("topic `{0}` is marked for deletion")]
+    MarkedForDeletion(String),
     #[error("topic `{0}` does not exist")]
     UnknownTopic(String),
     #[error("invalid topic name `{name}`: {reason}")]
@@ -54,6 +60,9 @@ pub struct TopicMeta {
 pub struct Catalog {
     pub version: u64,
     topics: BTreeMap<String, TopicMeta>,
+    /// Deleted topics whose partition directories may still exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deleting: Vec<TopicMeta>,
     #[serde(skip)]
     by_id: HashMap<TopicId, String>,
 }
@@ -99,11 +108,28 @@ impl Catalog {
         self.topics.keys().map(|name| TopicName::new(name))
     }
 
+    /// Deleted topics whose partition directories may still exist.
+    pub fn deleting(&self) -> &[TopicMeta] {
+        &self.deleting
+    }
+
+    /// A new catalog that no longer records the deletion of topic `id` (its directories
+    /// are gone).
+    pub fn deletion_finished(&self, id: &TopicId) -> Catalog {
+        let mut next = self.clone();
+        next.deleting.retain(|t| &t.id != id);
+        next.version += 1;
+        next
+    }
+
     /// A new catalog with `meta` added.
     pub fn with_topic(&self, meta: TopicMeta) -> Result<Catalog, CatalogError> {
         validate_topic_name(&meta.name)?;
         if self.topics.contains_key(&meta.name) {
             return Err(CatalogError::TopicExists(meta.name));
+        }
+        if self.deleting.iter().any(|t| t.name == meta.name) {
+            return Err(CatalogError::MarkedForDeletion(meta.name));
         }
         if meta.partitions < 1 {
             return Err(CatalogError::InvalidPartitions {
@@ -119,7 +145,8 @@ impl Catalog {
         Ok(next)
     }
 
-    /// A new catalog without topic `name`.
+    /// A new catalog without topic `name`, which is recorded in `deleting` until
+    /// `deletion_finished`.
     pub fn without_topic(&self, name: &str) -> Result<Catalog, CatalogError> {
         let mut next = self.clone();
         let removed = next
@@ -127,6 +154,7 @@ impl Catalog {
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
         next.by_id.remove(&removed.id);
+        next.deleting.push(removed);
         next.version += 1;
         Ok(next)
     }
@@ -166,11 +194,12 @@ impl Catalog {
         Ok(next)
     }
 
-    pub fn load(data_dir: &Path) -> Result<Catalog, CatalogError> {
+    /// Reads `<data_dir>/topics.json`; `Ok(None)` if there is none.
+    pub fn load(data_dir: &Path) -> Result<Option<Catalog>, CatalogError> {
         let path = data_dir.join(CATALOG_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CatalogError::Io { path, source }),
         };
         let mut catalog: Catalog =
@@ -183,7 +212,7 @@ impl Catalog {
             .values()
             .map(|meta| (meta.id, meta.name.clone()))
             .collect();
-        Ok(catalog)
+        Ok(Some(catalog))
     }
 
     /// Atomically replaces the catalog file.
@@ -195,6 +224,24 @@ impl Catalog {
         })?;
         write_atomically(&path, &text).map_err(|source| CatalogError::Io { path, source })
     }
+}
+
+/// A topic id as 32 lowercase hex digits (its form in `topics.json` and `partition.metadata`).
+pub fn topic_id_hex(id: &TopicId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 32 hex digits back into a topic id.
+pub fn parse_topic_id(text: &str) -> Option<TopicId> {
+    let text = text.trim();
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (index, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
+    }
+    Some(id)
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
@@ -216,21 +263,13 @@ mod hex_id {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(id: &TopicId, serializer: S) -> Result<S::Ok, S::Error> {
-        let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        serializer.serialize_str(&text)
+        serializer.serialize_str(&super::topic_id_hex(id))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TopicId, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let mut id = [0u8; 16];
-        if text.len() != 32 {
-            return Err(serde::de::Error::custom("topic id must be 32 hex digits"));
-        }
-        for (index, byte) in id.iter_mut().enumerate() {
-            let pair = text.get(index * 2..index * 2 + 2).unwrap_or("");
-            *byte = u8::from_str_radix(pair, 16).map_err(serde::de::Error::custom)?;
-        }
-        Ok(id)
+        super::parse_topic_id(&text)
+            .ok_or_else(|| serde::de::Error::custom("topic id must be 32 hex digits"))
     }
 }
 
@@ -254,13 +293,33 @@ mod tests {
         let catalog = Catalog::default().with_topic(meta("orders")).unwrap();
         assert!(catalog.with_topic(meta("orders")).is_err());
         catalog.save(dir.path()).unwrap();
-        let loaded = Catalog::load(dir.path()).unwrap();
+        let loaded = Catalog::load(dir.path()).unwrap().unwrap();
         let orders = loaded.topic("orders").unwrap();
         assert_eq!(orders.partitions, 3);
         assert_eq!(loaded.topic_by_id(&orders.id).unwrap().name, "orders");
         let emptied = loaded.without_topic("orders").unwrap();
         assert!(emptied.topic("orders").is_none());
         assert!(emptied.version > loaded.version);
+        assert!(Catalog::load(&dir.path().join("absent")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_deleted_topic_is_recorded_until_its_directories_are_gone() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let catalog = Catalog::default().with_topic(meta("orders")).unwrap();
+        let id = catalog.topic("orders").unwrap().id;
+        let deleting = catalog.without_topic("orders").unwrap();
+        assert_eq!(deleting.deleting().len(), 1);
+        assert!(matches!(
+            deleting.with_topic(meta("orders")),
+            Err(CatalogError::MarkedForDeletion(_))
+        ));
+        deleting.save(dir.path()).unwrap();
+        let loaded = Catalog::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.deleting()[0].id, id);
+        let done = loaded.deletion_finished(&id);
+        assert!(done.deleting().is_empty());
+        assert!(done.with_topic(meta("orders")).is_ok());
     }
 
     #[test]

@@ -10,11 +10,14 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod broker_meta;
 mod catalog;
 pub mod placement;
 pub mod topic_config;
 
+pub use broker_meta::{BrokerMeta, BrokerMetaError, META_FILE, PRODUCER_ID_BLOCK};
 pub use catalog::{
-    Catalog, CatalogError, TopicId, TopicMeta, validate_topic_name, write_atomically,
+    CATALOG_FILE, Catalog, CatalogError, TopicId, TopicMeta, parse_topic_id, topic_id_hex,
+    validate_topic_name, write_atomically,
 };
 pub use placement::shard_for;

@@ -1,9 +1,16 @@
 //! The admin HTTP endpoint (shard 0 only): `GET /metrics` (Prometheus text, all shards),
-//! `GET /health/live` and `GET /health/ready` (200 once this process serves Kafka clients;
-//! 503 while shutting down). Requests are tiny and bounded; anything else gets 404/400.
-//! At most `server.admin_connections_max` connections are served at once (more get 503 at
-//! once), and each must send its request within `REQUEST_TIMEOUT` and take the response
-//! within `RESPONSE_TIMEOUT`, so clients that never read cannot pile up rendered bodies.
+//! `GET /health/live` (200 while the process runs) and `GET /health/ready` (200 once every
+//! shard has opened all its partitions and none is offline; 503 while starting, with an
+//! offline partition, or while shutting down, the body says which). It starts before the
+//! Kafka listener; `/metrics` answers 503 until start-up is complete. Requests are tiny and
+//! bounded; anything else gets 404/400.
+//!
+//! Limits: at most `server.admin_connections_max` connections are open at once (more get 503
+//! at once); each must send its request head within `REQUEST_TIMEOUT`. Health checks are
+//! always answered; at most `server.admin_metrics_inflight_max` /metrics bodies are rendered
+//! or being sent at once (more get 503), and a client that takes no bytes of its response for
+//! `RESPONSE_STALL_TIMEOUT` is dropped, so clients that never read cannot pile up bodies or
+//! crowd out health probes.
 
 use crate::shard::Shard;
 use crate::shard::metrics::{RejectReason, render_prometheus};
@@ -18,8 +25,29 @@ use std::time::Duration;
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// A client must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// A client must read the whole response within this time.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that takes no bytes of its response for this long is dropped.
+const RESPONSE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+const STARTING: &str = "starting: shards are opening their partitions\n";
+
+/// Why the broker is not ready (`None`: it is): shutting down, still starting, or some
+/// partition of the catalog has no open log.
+async fn readiness(shard: &Rc<Shard>) -> Option<String> {
+    if crate::shard::shutdown::shutdown_requested() {
+        return Some("shutting down\n".to_string());
+    }
+    if !shard.startup.complete(shard.shard_count) {
+        return Some(STARTING.to_string());
+    }
+    let offline: usize = shard
+        .gather_metrics()
+        .await
+        .iter()
+        .map(|s| s.offline.len())
+        .sum();
+    (offline > 0).then(|| {
+        format!("not ready: {offline} partition(s) offline (see shardlog_partition_offline in /metrics)\n")
+    })
+}
 
 pub async fn serve_admin(shard: Rc<Shard>, address: String) {
     let listener = match TcpListener::bind(address.as_str()) {
@@ -32,6 +60,7 @@ pub async fn serve_admin(shard: Rc<Shard>, address: String) {
     tracing::info!(%address, "admin HTTP listening (/metrics, /health/live, /health/ready)");
     let open = Rc::new(Cell::new(0usize));
     let open_max = shard.config.server.admin_connections_max;
+    let metrics_inflight = Rc::new(Cell::new(0usize));
     loop {
         let accepted = select(Box::pin(listener.accept()), shard.shutdown.clone()).await;
         match accepted {
@@ -41,9 +70,10 @@ pub async fn serve_admin(shard: Rc<Shard>, address: String) {
             }
             Either::Left((Ok(stream), _)) => {
                 let (shard, open) = (shard.clone(), open.clone());
+                let metrics_inflight = metrics_inflight.clone();
                 open.set(open.get() + 1);
                 glommio::spawn_local(async move {
-                    answer(shard, stream).await;
+                    answer(shard, stream, &metrics_inflight).await;
                     open.set(open.get() - 1);
                 })
                 .detach();
@@ -73,7 +103,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn answer(shard: Rc<Shard>, mut stream: TcpStream, metrics_inflight: &Cell<usize>) {
     let timeout = Box::pin(glommio::timer::sleep(REQUEST_TIMEOUT));
     let head = match select(Box::pin(read_head(&mut stream)), timeout).await {
         Either::Left((Some(head), _)) => head,
@@ -84,9 +114,21 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let ready = !crate::shard::shutdown::shutdown_requested();
+    let started = shard.startup.complete(shard.shard_count);
+    let metrics_max = shard.config.server.admin_metrics_inflight_max;
+    let busy = metrics_inflight.get() >= metrics_max;
+    let mut rendering = None;
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
+        ("GET", "/metrics") if started && busy => {
+            shard.metrics.rejected(RejectReason::AdminConnectionLimit);
+            (
+                "503 Service Unavailable",
+                "text/plain",
+                "too many /metrics clients\n".to_string(),
+            )
+        }
+        ("GET", "/metrics") if started => {
+            rendering = Some(InflightSlot::take(metrics_inflight));
             let snapshots = shard.gather_metrics().await;
             (
                 "200 OK",
@@ -97,11 +139,14 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         ("GET", "/health/live") | ("GET", "/health") => {
             ("200 OK", "text/plain", "live\n".to_string())
         }
-        ("GET", "/health/ready") if ready => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", "/health/ready") => (
+        ("GET", "/health/ready") => match readiness(&shard).await {
+            None => ("200 OK", "text/plain", "ready\n".to_string()),
+            Some(why) => ("503 Service Unavailable", "text/plain", why),
+        },
+        ("GET", "/metrics") => (
             "503 Service Unavailable",
             "text/plain",
-            "shutting down\n".to_string(),
+            STARTING.to_string(),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
@@ -111,6 +156,23 @@ async fn answer(shard: Rc<Shard>, mut stream: TcpStream) {
         body.len()
     );
     send_and_close(stream, response).await;
+    drop(rendering);
+}
+
+/// One of the `admin_metrics_inflight_max` slots, given back when dropped.
+struct InflightSlot<'a>(&'a Cell<usize>);
+
+impl<'a> InflightSlot<'a> {
+    fn take(count: &'a Cell<usize>) -> InflightSlot<'a> {
+        count.set(count.get() + 1);
+        InflightSlot(count)
+    }
+}
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// Answers 503 to a connection over the limit (without reading its request).
@@ -120,11 +182,17 @@ async fn refuse(stream: TcpStream) {
     send_and_close(stream, response.to_string()).await;
 }
 
-/// Writes `response` within `RESPONSE_TIMEOUT`, then closes (dropping it either way).
+/// Writes `response`, giving up when the client takes no bytes for `RESPONSE_STALL_TIMEOUT`,
+/// then closes (dropping the response either way).
 async fn send_and_close(mut stream: TcpStream, response: String) {
-    let write = Box::pin(async {
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.close().await;
-    });
-    let _ = select(write, Box::pin(glommio::timer::sleep(RESPONSE_TIMEOUT))).await;
+    let mut rest = response.as_bytes();
+    while !rest.is_empty() {
+        let write = Box::pin(stream.write(rest));
+        let stall = Box::pin(glommio::timer::sleep(RESPONSE_STALL_TIMEOUT));
+        match select(write, stall).await {
+            Either::Left((Ok(written), _)) if written > 0 => rest = &rest[written..],
+            _ => return,
+        }
+    }
+    let _ = stream.close().await;
 }

@@ -31,12 +31,10 @@ use std::time::{Duration, Instant};
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Accepts Kafka connections on this shard until shutdown, then gives open connections up
-/// to `shutdown_grace_ms` to finish their in-flight requests.
+/// to `shutdown_grace_ms` to finish their in-flight requests. The listener opens only once
+/// every shard has opened all its partitions (the start-up barrier); the admin endpoint
+/// starts before, answering `/health/ready` with 503 until then.
 pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
-    let address = shard.config.server.listen.clone();
-    let listener = TcpListener::bind(address.as_str())
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
     let admin_address = &shard.config.server.admin_listen;
     if shard.id.0 == 0 && !admin_address.is_empty() {
         glommio::spawn_local(admin_http::serve_admin(
@@ -45,6 +43,17 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         ))
         .detach();
     }
+    shard.startup.wait_all(shard.shard_count).await;
+    if shard.id.0 == 0 {
+        tracing::info!(
+            shards = shard.shard_count,
+            "every shard has opened its partitions; serving"
+        );
+    }
+    let address = shard.config.server.listen.clone();
+    let listener = TcpListener::bind(address.as_str())
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
     let open_connections = Rc::new(Cell::new(0usize));
     let connections_max = shard.config.server.shard_connections_max;
     loop {

@@ -2,28 +2,25 @@
 //! persists them, and broadcasts the new snapshot to every shard before answering. It also
 //! hands out producer ids from blocks reserved in `meta.json`, so ids never repeat across
 //! restarts.
+//!
+//! DeleteTopics is durable and resumable: the catalog that drops the topic records it in
+//! `deleting` (saved before any directory is touched); each shard then removes its
+//! partition directories through a tombstone rename; once none is left the record is
+//! dropped. A crash in between leaves the record, and start-up finishes the deletion.
 
 use super::Shard;
 use super::messages::*;
 use crate::config::Config;
-use crate::metadata::{Catalog, CatalogError, TopicMeta, validate_topic_name, write_atomically};
-use crate::model::ErrorCode;
+use crate::metadata::{
+    BrokerMeta, Catalog, CatalogError, PRODUCER_ID_BLOCK, TopicMeta, topic_id_hex,
+    validate_topic_name,
+};
+use crate::model::{ErrorCode, TopicPartition};
 use glommio::sync::Semaphore;
-use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-
-const META_FILE: &str = "meta.json";
-/// Producer ids reserved (and persisted) at a time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct BrokerMeta {
-    /// Every producer id below this may have been handed out.
-    producer_id_block_end: i64,
-}
 
 pub(super) struct Controller {
     /// One catalog change at a time.
@@ -34,12 +31,9 @@ pub(super) struct Controller {
 }
 
 impl Controller {
-    pub(super) fn new(config: &Config) -> Controller {
+    /// `meta` was read (or created) by start-up (`data_dir::prepare`).
+    pub(super) fn new(config: &Config, meta: BrokerMeta) -> Controller {
         let data_dir = config.storage.data_dir.clone();
-        let meta: BrokerMeta = std::fs::read_to_string(data_dir.join(META_FILE))
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
         Controller {
             lock: Semaphore::new(1),
             data_dir,
@@ -60,7 +54,9 @@ fn outcome(name: String, error: ErrorCode, message: Option<String>) -> TopicOutc
 
 fn catalog_error_code(error: &CatalogError) -> ErrorCode {
     match error {
-        CatalogError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        CatalogError::TopicExists(_) | CatalogError::MarkedForDeletion(_) => {
+            ErrorCode::TopicAlreadyExists
+        }
         CatalogError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
         CatalogError::InvalidName { .. } => ErrorCode::InvalidTopicException,
         CatalogError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
@@ -264,8 +260,36 @@ impl Shard {
                 tracing::info!(topic = %deleted.name, "topic deleted");
             }
             self.broadcast_catalog(Arc::new(catalog)).await;
+            self.forget_finished_deletions().await;
         }
         outcomes
+    }
+
+    /// Drops from the catalog's `deleting` list every topic none of whose partition
+    /// directories is left (a shard that could not remove one leaves it listed, and
+    /// start-up retries).
+    async fn forget_finished_deletions(self: &Rc<Self>) {
+        let mut catalog = (*self.catalog()).clone();
+        let data_dir = &self.controller().data_dir;
+        for topic in catalog.deleting().to_vec() {
+            let left = (0..topic.partitions).any(|index| {
+                let partition = TopicPartition::new(topic.name.as_str(), index);
+                data_dir.join(partition.dir_name()).exists()
+            });
+            if left {
+                tracing::warn!(topic = %topic.name, id = %topic_id_hex(&topic.id), "deleted topic has directories left; start-up will remove them");
+                continue;
+            }
+            catalog = catalog.deletion_finished(&topic.id);
+        }
+        if catalog.deleting().len() == self.catalog().deleting().len() {
+            return;
+        }
+        if let Err(error) = catalog.save(data_dir) {
+            tracing::warn!(%error, "cannot record finished deletions; start-up will");
+            return;
+        }
+        self.broadcast_catalog(Arc::new(catalog)).await;
     }
 
     /// Applies one catalog change to one topic: validate, persist, broadcast.
@@ -320,8 +344,7 @@ impl Shard {
             let meta = BrokerMeta {
                 producer_id_block_end: block_end,
             };
-            let text = serde_json::to_vec(&meta).map_err(|_| ErrorCode::UnknownServerError)?;
-            write_atomically(&controller.data_dir.join(META_FILE), &text).map_err(|error| {
+            meta.save(&controller.data_dir).map_err(|error| {
                 tracing::error!(%error, "cannot persist producer id block");
                 ErrorCode::KafkaStorageError
             })?;

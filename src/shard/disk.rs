@@ -2,12 +2,21 @@
 //! free space is below `storage.disk_free_bytes_min`, refuses new writes with
 //! KAFKA_STORAGE_ERROR instead of letting O_DIRECT writes hit ENOSPC. Reads are unaffected,
 //! and writes resume by themselves once space is freed. Nothing already written is touched.
+//!
+//! A write that hits a real ENOSPC anyway (the disk filled between two checks) leaves its
+//! log read-only, as does an open on a full disk; once free space is back above the
+//! minimum plus one write chunk, the guard reopens such logs (recovery cuts the unwritten
+//! tail, exactly as after kill -9), so writes resume without a restart.
 
-use super::Shard;
+use super::{OfflineReason, Shard};
 use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// After a reopen that came back read-only (the disk filled again), wait this long before
+/// the next attempt: each one re-scans the log's last segment.
+const REOPEN_RETRY: Duration = Duration::from_secs(5);
 
 /// (total, available) bytes of the filesystem holding `path`, or None.
 pub fn filesystem_bytes(path: &Path) -> Option<(u64, u64)> {
@@ -25,6 +34,8 @@ pub fn filesystem_bytes(path: &Path) -> Option<(u64, u64)> {
 pub struct DiskGuard {
     full: Cell<bool>,
     available_bytes: Cell<u64>,
+    /// No reopen before this (after one that came back read-only).
+    reopen_after: Cell<Option<Instant>>,
 }
 
 impl DiskGuard {
@@ -66,8 +77,48 @@ impl Shard {
             loop {
                 glommio::timer::sleep(interval).await;
                 shard.check_disk();
+                shard.reopen_logs_failed_for_space().await;
             }
         })
         .detach();
+    }
+
+    /// Room for at least one write beyond the reserve.
+    fn space_for_writes(&self) -> bool {
+        let storage = &self.config.storage;
+        let wanted = storage
+            .disk_free_bytes_min
+            .saturating_add(storage.write_chunk_bytes);
+        !self.disk.is_full() && self.disk.available_bytes() >= wanted
+    }
+
+    /// Reopens the logs that failed (or opened read-only) because the disk was full.
+    async fn reopen_logs_failed_for_space(self: &Rc<Self>) {
+        let now = Instant::now();
+        if !self.space_for_writes() || self.disk.reopen_after.get().is_some_and(|t| now < t) {
+            return;
+        }
+        let failed: Vec<_> = self
+            .owned_logs()
+            .into_iter()
+            .filter(|(_, log)| log.failed_for_lack_of_space())
+            .collect();
+        for (partition, log) in failed {
+            let Some(topic) = self.catalog().topic(partition.topic.as_str()).cloned() else {
+                continue;
+            };
+            tracing::info!(shard = %self.id, %partition, available = self.disk.available_bytes(), "disk space is back: reopening read-only partition log");
+            self.remove_log(&partition);
+            self.set_offline(partition.clone(), OfflineReason::Reopening);
+            // Fails (the log failed) but stops the flusher and releases the files.
+            let _ = log.close().await;
+            drop(log);
+            self.open_partition(&topic, partition.clone()).await;
+            if self.log(&partition).is_some_and(|log| log.is_failed()) {
+                self.disk
+                    .reopen_after
+                    .set(Some(Instant::now() + REOPEN_RETRY));
+            }
+        }
     }
 }

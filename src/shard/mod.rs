@@ -3,7 +3,9 @@
 //! place they change. Other shards reach them with typed messages over the channel mesh.
 //!
 //! Owns: executors, the mesh (`mesh`: senders with traffic counters), `Shard` state,
-//! metrics, background tasks (retention).
+//! metrics, background tasks (retention, compaction, scrub, recovery-point checkpoints),
+//! the start-up check of the data dir (`data_dir`) and its recovery tools
+//! (`data_dir_tools`), the start-up barrier (`startup`).
 //! May import: config, model, metadata, storage. Never sockets (that is `server`).
 //! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
 //! held across an `.await`; shard 0 is the controller that serialises catalog changes.
@@ -11,8 +13,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod controller;
+pub mod data_dir;
+pub mod data_dir_tools;
 pub mod disk;
 mod group_coordinator;
+mod integrity;
 pub mod memory;
 pub mod mesh;
 pub mod messages;
@@ -21,13 +26,14 @@ mod partition_ops;
 mod pool;
 pub mod reply;
 pub mod shutdown;
+pub mod startup;
 mod state;
 mod txn_coordinator;
 
 pub use group_coordinator::monotonic_ms;
 pub use messages::*;
 pub use pool::{ShardPoolError, run_pool};
-pub use state::{Shard, ShardError};
+pub use state::{OfflineReason, Shard, ShardError};
 
 /// Milliseconds since the Unix epoch (Kafka timestamps).
 pub fn now_ms() -> i64 {

@@ -1,10 +1,11 @@
 //! Operations on partition logs owned by this shard: append, read, long-poll wait, list
 //! offsets, and opening/removing logs when the catalog changes.
 
+use super::data_dir::claim_partition_dir;
 use super::messages::*;
 use super::metrics::RejectReason;
-use super::{Shard, now_ms};
-use crate::metadata::Catalog;
+use super::{OfflineReason, Shard, now_ms};
+use crate::metadata::{Catalog, TopicMeta, topic_id_hex};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::storage::{PartitionLog, StorageError};
 use futures::future::{LocalBoxFuture, select, select_all};
@@ -14,21 +15,24 @@ use std::time::Duration;
 
 /// Leader epoch stamped on appended batches (single broker: epoch 0 until replication).
 const LEADER_EPOCH: i32 = 0;
-/// File in each partition dir naming the topic id it belongs to (as Kafka's
-/// `partition.metadata`), so a re-created topic never reads a deleted topic's data.
-const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
-/// The one mapping from storage errors to Kafka error codes.
+/// The one mapping from storage errors to Kafka error codes. A batch on disk that fails
+/// its checks is CORRUPT_MESSAGE, as Kafka answers: clients report it to the application
+/// (librdkafka as a consumer error, the Java consumer throws) instead of retrying the same
+/// offset forever, which they do for KAFKA_STORAGE_ERROR.
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
         StorageError::InvalidBatch(_) | StorageError::Compression(_) => ErrorCode::CorruptMessage,
+        StorageError::CorruptData { .. } | StorageError::MisplacedBatch { .. } => {
+            ErrorCode::CorruptMessage
+        }
         StorageError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         StorageError::Closed => ErrorCode::NotLeaderOrFollower,
-        StorageError::Io { .. } | StorageError::CorruptData { .. } => ErrorCode::KafkaStorageError,
+        StorageError::Io { .. } | StorageError::Damaged { .. } => ErrorCode::KafkaStorageError,
         #[allow(unreachable_patterns)]
         _ => ErrorCode::KafkaStorageError,
     }
@@ -73,13 +77,13 @@ impl Shard {
                 continue;
             }
             let Some(log) = self.log(&partition) else {
-                self.metrics
-                    .produced(records.len(), Some(RejectReason::UnknownPartition));
-                results.push(produce_error(
-                    partition,
-                    ErrorCode::UnknownTopicOrPartition,
-                    None,
-                ));
+                let code = self.missing_log_error(&partition);
+                let reason = match code {
+                    ErrorCode::UnknownTopicOrPartition => RejectReason::UnknownPartition,
+                    _ => RejectReason::StorageError,
+                };
+                self.metrics.produced(records.len(), Some(reason));
+                results.push(produce_error(partition, code, None));
                 continue;
             };
             if contains_control_batch(&records) {
@@ -179,7 +183,7 @@ impl Shard {
             aborted_transactions: request.read_committed.then(Vec::new),
         };
         let Some(log) = self.log(&request.partition) else {
-            result.error = ErrorCode::UnknownTopicOrPartition;
+            result.error = self.missing_log_error(&request.partition);
             return result;
         };
         result.high_watermark = log.high_watermark().value();
@@ -280,7 +284,7 @@ impl Shard {
             offset: -1,
         };
         let Some(log) = self.log(&request.partition) else {
-            result.error = ErrorCode::UnknownTopicOrPartition;
+            result.error = self.missing_log_error(&request.partition);
             return result;
         };
         let latest = if request.read_committed {
@@ -319,7 +323,8 @@ impl Shard {
         let mut results = Vec::with_capacity(partitions.len());
         for (partition, offset) in partitions {
             let Some(log) = self.log(&partition) else {
-                results.push((partition, Err(ErrorCode::UnknownTopicOrPartition)));
+                let code = self.missing_log_error(&partition);
+                results.push((partition, Err(code)));
                 continue;
             };
             let high_watermark = log.high_watermark();
@@ -374,22 +379,29 @@ impl Shard {
         tracing::info!(shard = %self.id, logs = count, "logs closed");
     }
 
-    /// Brings this shard's open logs in line with `catalog`.
+    /// Brings this shard's open logs in line with `catalog`: removes the partitions of
+    /// deleted topics (tombstone rename, then removal) and opens the new ones.
     pub(super) async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
+        let previous = self.catalog();
         self.set_catalog(catalog.clone());
-        for (partition, log) in self.owned_logs() {
-            let keep = catalog
+        let kept = |partition: &TopicPartition| {
+            catalog
                 .topic(partition.topic.as_str())
-                .is_some_and(|t| partition.partition < t.partitions);
-            if !keep {
+                .is_some_and(|t| partition.partition < t.partitions)
+        };
+        for (partition, log) in self.owned_logs() {
+            if !kept(&partition) {
                 self.remove_log(&partition);
-                if let Err(error) = log.remove().await {
-                    tracing::error!(shard = %self.id, %partition, %error, "removing log failed");
-                } else {
-                    tracing::info!(shard = %self.id, %partition, "partition removed");
+                let tag = deletion_tag(&previous, &catalog, &partition);
+                match log.remove(&tag).await {
+                    Ok(()) => tracing::info!(shard = %self.id, %partition, "partition removed"),
+                    Err(error) => {
+                        tracing::error!(shard = %self.id, %partition, %error, "removing log failed")
+                    }
                 }
             }
         }
+        self.remove_offline_partitions(&previous, &catalog, kept);
         for (partition, log) in self.owned_logs() {
             if let Some(topic) = catalog.topic(partition.topic.as_str()) {
                 log.update_config(self.log_config_for(topic));
@@ -398,33 +410,86 @@ impl Shard {
         for topic in catalog.topics() {
             for index in 0..topic.partitions {
                 let partition = TopicPartition::new(topic.name.as_str(), index);
-                if self.owner_of(&partition) != self.id || self.log(&partition).is_some() {
+                let known = self.log(&partition).is_some() || self.is_offline(&partition);
+                if self.owner_of(&partition) != self.id || known {
                     continue;
                 }
-                let dir = self.config.storage.data_dir.join(partition.dir_name());
-                if let Err(error) = claim_partition_dir(&dir, &topic.id) {
-                    tracing::error!(shard = %self.id, %partition, %error, "cannot prepare partition dir");
-                    continue;
-                }
-                match PartitionLog::open(
-                    &dir,
-                    self.log_config_for(topic),
-                    self.cache(),
-                    self.storage_stats(),
-                )
-                .await
-                {
-                    Ok(log) => {
-                        tracing::info!(shard = %self.id, %partition, log_end_offset = %log.log_end_offset(), "partition opened");
-                        self.insert_log(partition, log);
-                    }
-                    Err(error) => {
-                        tracing::error!(shard = %self.id, %partition, %error, "cannot open partition log");
-                    }
+                self.open_partition(topic, partition).await;
+            }
+        }
+    }
+
+    /// Offline partitions of deleted topics: a damaged log's directory is the topic's and
+    /// goes with it; an unidentified directory is not the topic's and stays untouched.
+    fn remove_offline_partitions(
+        &self,
+        previous: &Catalog,
+        catalog: &Catalog,
+        kept: impl Fn(&TopicPartition) -> bool,
+    ) {
+        for (partition, reason) in self.offline_partitions() {
+            if kept(&partition) {
+                continue;
+            }
+            self.clear_offline(&partition);
+            if reason == OfflineReason::UnidentifiedDir {
+                continue;
+            }
+            let dir = self.config.storage.data_dir.join(partition.dir_name());
+            let tag = deletion_tag(previous, catalog, &partition);
+            match crate::storage::remove_partition_dir(&dir, &tag) {
+                Ok(()) => tracing::info!(shard = %self.id, %partition, "partition removed"),
+                Err(error) => {
+                    tracing::error!(shard = %self.id, %partition, %error, "removing log failed")
                 }
             }
         }
     }
+
+    /// Claims the partition's directory and opens its log; a failure leaves the partition
+    /// offline (KAFKA_STORAGE_ERROR to clients, `shardlog_partition_offline` in /metrics).
+    pub(super) async fn open_partition(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        partition: TopicPartition,
+    ) {
+        let dir = self.config.storage.data_dir.join(partition.dir_name());
+        if let Err(error) = claim_partition_dir(&dir, &topic.id) {
+            tracing::error!(shard = %self.id, %partition, %error, "cannot use partition dir; partition offline");
+            let reason = match error.unidentified {
+                true => OfflineReason::UnidentifiedDir,
+                false => OfflineReason::OpenFailed,
+            };
+            self.set_offline(partition, reason);
+            return;
+        }
+        let config = self.log_config_for(topic);
+        match PartitionLog::open(&dir, config, self.cache(), self.storage_stats()).await {
+            Ok(log) => {
+                tracing::info!(shard = %self.id, %partition, log_end_offset = %log.log_end_offset(), corrupt_batches = log.corrupt_batches(), read_only = log.is_failed(), "partition opened");
+                self.clear_offline(&partition);
+                self.insert_log(partition, log);
+            }
+            Err(error) => {
+                let reason = match error {
+                    StorageError::Damaged { .. } => OfflineReason::Damaged,
+                    _ => OfflineReason::OpenFailed,
+                };
+                tracing::error!(shard = %self.id, %partition, %error, "cannot open partition log; partition offline");
+                self.set_offline(partition, reason);
+            }
+        }
+    }
+}
+
+/// The tombstone tag of a removed partition: its topic id (from the catalog that still had
+/// it, or the deletion record), else "unknown".
+fn deletion_tag(previous: &Catalog, catalog: &Catalog, partition: &TopicPartition) -> String {
+    let name = partition.topic.as_str();
+    previous
+        .topic(name)
+        .or_else(|| catalog.deleting().iter().find(|t| t.name == name))
+        .map_or_else(|| "unknown".to_string(), |t| topic_id_hex(&t.id))
 }
 
 /// Kafka answers a timestamp lookup with the first *record* whose timestamp is at or after
@@ -452,21 +517,4 @@ async fn first_record_at_or_after(
 
 fn contains_control_batch(records: &bytes::Bytes) -> bool {
     crate::model::batch::batch_positions(records).any(|(_, header)| header.is_control())
-}
-
-/// Makes `dir` belong to topic `id`: a dir left by a deleted topic of the same name is wiped.
-fn claim_partition_dir(dir: &std::path::Path, id: &[u8; 16]) -> std::io::Result<()> {
-    let marker = dir.join(PARTITION_METADATA_FILE);
-    let expected: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    match std::fs::read_to_string(&marker) {
-        Ok(found) if found.trim() == expected => return Ok(()),
-        Ok(_) => {
-            tracing::warn!(dir = %dir.display(), "partition dir belongs to an older topic; wiping it");
-            std::fs::remove_dir_all(dir)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(dir)?;
-    crate::metadata::write_atomically(&marker, expected.as_bytes())
 }

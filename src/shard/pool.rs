@@ -1,15 +1,17 @@
 //! Starts one glommio executor per shard (pinned to CPUs), joins them in a full channel
-//! mesh, loads the catalog, opens owned partitions, starts the mesh receivers and
-//! background work, then runs the caller's per-shard `serve` future (the listener).
+//! mesh, checks the data dir and loads the catalog (`data_dir::prepare`, before any shard
+//! starts), opens owned partitions, starts the mesh receivers and background work, marks
+//! the shard opened on the start-up barrier, then runs the caller's per-shard `serve`
+//! future (which waits for the barrier before it lets clients in).
 
+use super::data_dir::{self, DataDirError};
 use super::messages::ShardMessage;
 use super::shutdown::StoppedShards;
+use super::startup::StartupBarrier;
 use super::{Shard, now_ms};
 use crate::config::Config;
-use crate::group::OFFSETS_TOPIC;
-use crate::metadata::{Catalog, TopicMeta};
+use crate::metadata::{BrokerMeta, Catalog};
 use crate::model::ShardId;
-use crate::txn::TRANSACTIONS_TOPIC;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 use std::future::Future;
@@ -24,13 +26,17 @@ pub enum ShardPoolError {
     Start(String),
     #[error("shard {shard} failed: {reason}")]
     Shard { shard: usize, reason: String },
-    #[error("cannot create data dir {path}: {source}")]
-    DataDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Catalog(#[from] crate::metadata::CatalogError),
+    DataDir(#[from] DataDirError),
+}
+
+/// What every shard starts from.
+#[derive(Clone)]
+pub(super) struct StartState {
+    pub catalog: Arc<Catalog>,
+    /// Read by shard 0 (the controller).
+    pub meta: BrokerMeta,
+    pub startup: StartupBarrier,
 }
 
 fn shard_count(config: &Config) -> usize {
@@ -59,15 +65,19 @@ where
     F: Future<Output = Result<(), String>> + 'static,
 {
     let data_dir = config.storage.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| ShardPoolError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
     ensure_port_free(&config.server.listen)?;
     if !config.server.admin_listen.is_empty() {
         ensure_port_free(&config.server.admin_listen)?;
     }
-    let catalog = Arc::new(ensure_internal_topics(Catalog::load(&data_dir)?, &config)?);
+    let prepared = data_dir::prepare(&config).inspect_err(|error| {
+        tracing::error!(%error, "the data dir is not safe to start from");
+    })?;
+    let start = StartState {
+        catalog: Arc::new(prepared.catalog),
+        meta: prepared.meta,
+        startup: StartupBarrier::default(),
+    };
+    let _lock = prepared.lock;
     let shards = shard_count(&config);
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
@@ -78,7 +88,7 @@ where
         .io_memory(config.shard.io_memory_bytes)
         .ring_depth(config.shard.ring_depth)
         .on_all_shards(move || {
-            let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
+            let (config, start, mesh, serve) = (config.clone(), start.clone(), mesh, serve);
             let stopped = stopped.clone();
             async move {
                 let (senders, mut receivers) = mesh
@@ -95,7 +105,8 @@ where
                 {
                     tracing::warn!(shard = %id, %error, "cannot prime the io_uring polling probe");
                 }
-                let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
+                let catalog = start.catalog.clone();
+                let shard = Rc::new(Shard::new(id, shards, config, start, senders));
                 shard.spawn_disk_guard();
                 shard.apply_catalog(catalog).await;
                 shard.load_groups().await;
@@ -114,6 +125,9 @@ where
                     .detach();
                 }
                 spawn_retention(&shard);
+                shard.spawn_integrity_tasks();
+                shard.startup.mark_opened();
+                tracing::info!(shard = %id, logs = shard.owned_logs().len(), offline = shard.offline_partitions().len(), "shard opened its partitions");
                 let result = serve(shard.clone()).await;
                 stopped.mark_stopped();
                 // Other shards may still forward work here until they stop serving too.
@@ -186,52 +200,6 @@ fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
         }
         std::thread::sleep(PORT_RETRY);
     }
-}
-
-/// Segment size of the internal compacted topics (Kafka's default for them: 100 MiB).
-const INTERNAL_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
-
-/// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) on first
-/// start.
-fn ensure_internal_topics(
-    mut catalog: Catalog,
-    config: &Config,
-) -> Result<Catalog, ShardPoolError> {
-    let internal = [
-        (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
-        (
-            TRANSACTIONS_TOPIC,
-            config.transaction.state_topic_partitions,
-        ),
-    ];
-    let mut changed = false;
-    for (name, partitions) in internal {
-        if catalog.topic(name).is_some() {
-            continue;
-        }
-        let meta = TopicMeta {
-            name: name.to_string(),
-            id: *uuid::Uuid::new_v4().as_bytes(),
-            partitions,
-            // As Kafka's offsets.topic.segment.bytes and transaction.state.log.segment.bytes:
-            // small segments, so closed ones exist for the cleaner to compact.
-            configs: [
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                (
-                    "segment.bytes".to_string(),
-                    INTERNAL_SEGMENT_BYTES.to_string(),
-                ),
-            ]
-            .into(),
-            internal: true,
-        };
-        catalog = catalog.with_topic(meta)?;
-        changed = true;
-    }
-    if changed {
-        catalog.save(&config.storage.data_dir)?;
-    }
-    Ok(catalog)
 }
 
 /// Retention runs in its own low-priority task queue so it never delays produce/fetch;

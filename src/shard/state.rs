@@ -14,7 +14,7 @@ use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
 use crate::storage::{BatchCache, CleanupPolicy, LogConfig, PartitionLog, StorageStats};
 use futures::future::LocalBoxFuture;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use thiserror::Error;
@@ -27,12 +27,45 @@ pub enum ShardError {
     NoReply { target: ShardId },
 }
 
+/// Why a partition this shard owns has no open log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OfflineReason {
+    /// Recovery found synced data missing or unreadable (`StorageError::Damaged`).
+    Damaged,
+    /// Its directory belongs to another or an unknown topic (never adopted or wiped).
+    UnidentifiedDir,
+    /// Opening failed otherwise (I/O error).
+    OpenFailed,
+    /// Being reopened (after the disk was full).
+    Reopening,
+}
+
+impl OfflineReason {
+    pub const ALL: [OfflineReason; 4] = [
+        OfflineReason::Damaged,
+        OfflineReason::UnidentifiedDir,
+        OfflineReason::OpenFailed,
+        OfflineReason::Reopening,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfflineReason::Damaged => "damaged",
+            OfflineReason::UnidentifiedDir => "unidentified_dir",
+            OfflineReason::OpenFailed => "open_failed",
+            OfflineReason::Reopening => "reopening",
+        }
+    }
+}
+
 pub struct Shard {
     pub id: ShardId,
     pub shard_count: usize,
     pub config: Arc<Config>,
     catalog: RefCell<Arc<Catalog>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Owned partitions of the catalog without an open log, and why.
+    offline: RefCell<BTreeMap<TopicPartition, OfflineReason>>,
     cache: Rc<BatchCache>,
     /// Storage counters shared by this shard's logs (fdatasync latency, append waits).
     storage_stats: Rc<StorageStats>,
@@ -49,6 +82,10 @@ pub struct Shard {
     pub response_memory: Rc<MemoryBudget>,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
+    /// Counts shards that have opened all their partitions.
+    pub startup: super::startup::StartupBarrier,
+    /// Bytes the scrub has checked on this shard.
+    pub(super) scrubbed_bytes: std::cell::Cell<u64>,
 }
 
 impl Shard {
@@ -56,11 +93,16 @@ impl Shard {
         id: ShardId,
         shard_count: usize,
         config: Arc<Config>,
-        catalog: Arc<Catalog>,
+        start: super::pool::StartState,
         mesh: Rc<Mesh>,
     ) -> Shard {
+        let super::pool::StartState {
+            catalog,
+            meta,
+            startup,
+        } = start;
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
-        let controller = (id == ShardId(0)).then(|| Controller::new(&config));
+        let controller = (id == ShardId(0)).then(|| Controller::new(&config, meta));
         let coordinator = GroupCoordinator::new(&config.group);
         let txn_coordinator = TxnCoordinator::new(&config.transaction);
         let request_memory = MemoryBudget::new(config.server.request_memory_bytes_max);
@@ -71,6 +113,7 @@ impl Shard {
             config,
             catalog: RefCell::new(catalog),
             logs: RefCell::new(HashMap::new()),
+            offline: RefCell::new(BTreeMap::new()),
             cache,
             storage_stats: Rc::default(),
             mesh,
@@ -82,6 +125,8 @@ impl Shard {
             request_memory,
             response_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
+            startup,
+            scrubbed_bytes: std::cell::Cell::new(0),
         }
     }
 
@@ -112,6 +157,37 @@ impl Shard {
 
     pub(super) fn remove_log(&self, partition: &TopicPartition) -> Option<Rc<PartitionLog>> {
         self.logs.borrow_mut().remove(partition)
+    }
+
+    pub(super) fn set_offline(&self, partition: TopicPartition, reason: OfflineReason) {
+        self.offline.borrow_mut().insert(partition, reason);
+    }
+
+    pub(super) fn clear_offline(&self, partition: &TopicPartition) -> Option<OfflineReason> {
+        self.offline.borrow_mut().remove(partition)
+    }
+
+    pub(super) fn is_offline(&self, partition: &TopicPartition) -> bool {
+        self.offline.borrow().contains_key(partition)
+    }
+
+    pub(super) fn offline_partitions(&self) -> Vec<(TopicPartition, OfflineReason)> {
+        self.offline
+            .borrow()
+            .iter()
+            .map(|(p, r)| (p.clone(), *r))
+            .collect()
+    }
+
+    /// The error for a request to `partition` when it has no open log here: the partition
+    /// exists but is offline (KAFKA_STORAGE_ERROR, as Kafka answers for an offline log
+    /// dir), or it does not exist.
+    pub(super) fn missing_log_error(&self, partition: &TopicPartition) -> ErrorCode {
+        if self.offline.borrow().contains_key(partition) {
+            ErrorCode::KafkaStorageError
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        }
     }
 
     pub(super) fn owned_logs(&self) -> Vec<(TopicPartition, Rc<PartitionLog>)> {
@@ -355,8 +431,13 @@ impl Shard {
             snapshot.log_syncs += stats.syncs;
             snapshot.log_bytes_written += stats.bytes_written;
             snapshot.log_pending_bytes += stats.pending_bytes;
+            let key = (partition.topic.to_string(), partition.partition);
+            let corrupt = log.corrupt_batches() as u64;
+            if corrupt > 0 {
+                snapshot.corrupt_batches.insert(key.clone(), corrupt);
+            }
             snapshot.partitions.insert(
-                (partition.topic.to_string(), partition.partition),
+                key,
                 (
                     log.log_start_offset().value(),
                     log.high_watermark().value(),
@@ -364,6 +445,11 @@ impl Shard {
                 ),
             );
         }
+        for (partition, reason) in self.offline_partitions() {
+            let key = (partition.topic.to_string(), partition.partition);
+            snapshot.offline.insert(key, reason.as_str());
+        }
+        snapshot.scrubbed_bytes = self.scrubbed_bytes.get();
         snapshot.memory = vec![
             MemoryGauge {
                 pool: MemoryPool::Request,

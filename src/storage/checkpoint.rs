@@ -1,15 +1,19 @@
-//! Small per-partition metadata files: the log start offset checkpoint, the leader-epoch
-//! checkpoint (Kafka's text format), and the clean-shutdown marker.
+//! Small per-partition metadata files: the log start offset checkpoint, the recovery point
+//! checkpoint (every offset below it was synced), the leader-epoch checkpoint (Kafka's text
+//! format), and the clean-shutdown marker.
 //!
 //! Owns: these formats and `LeaderEpochCache`. May import: `super::io`.
 //! Invariants: leader-epoch entries strictly increase in epoch and never decrease in start
-//! offset; files are replaced atomically. Runs on: the shard owning the partition.
+//! offset; files are replaced atomically; the recovery point only moves back when the log
+//! is truncated on purpose (`truncate_to`). Runs on: the shard owning the partition.
 
 use super::StorageError;
 use super::io;
 use std::path::{Path, PathBuf};
 
 pub(crate) const LOG_START_FILE: &str = "log-start-offset.checkpoint";
+/// Kafka's `recovery-point-offset-checkpoint`, per partition: offsets below it were synced.
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset.checkpoint";
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 const VERSION: &str = "0";
@@ -30,18 +34,36 @@ pub(crate) fn parse_log_start(text: &[u8]) -> Option<i64> {
 }
 
 pub(crate) async fn write_log_start(dir: &Path, offset: i64) -> Result<(), StorageError> {
-    let text = format!("{VERSION}\n{offset}\n");
-    io::write_file_atomically(&path(dir, LOG_START_FILE), text.into_bytes()).await
+    write_offset(dir, LOG_START_FILE, offset).await
 }
 
 pub(crate) async fn read_log_start(dir: &Path) -> Result<Option<i64>, StorageError> {
-    let file = path(dir, LOG_START_FILE);
+    read_offset(dir, LOG_START_FILE).await
+}
+
+pub(crate) async fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    write_offset(dir, RECOVERY_POINT_FILE, offset).await
+}
+
+pub(crate) async fn read_recovery_point(dir: &Path) -> Result<Option<i64>, StorageError> {
+    read_offset(dir, RECOVERY_POINT_FILE).await
+}
+
+async fn write_offset(dir: &Path, name: &str, offset: i64) -> Result<(), StorageError> {
+    let text = format!("{VERSION}\n{offset}\n");
+    io::write_file_atomically(&path(dir, name), text.into_bytes()).await
+}
+
+/// A `0\n<offset>\n` checkpoint; a malformed one is logged and ignored (it only narrows
+/// what recovery trusts).
+async fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, StorageError> {
+    let file = path(dir, name);
     let Some(bytes) = io::read_small_file(&file).await? else {
         return Ok(None);
     };
     let parsed = parse_log_start(&bytes);
     if parsed.is_none() {
-        tracing::error!(path = %file.display(), "malformed log start checkpoint ignored");
+        tracing::error!(path = %file.display(), "malformed offset checkpoint ignored");
     }
     Ok(parsed)
 }

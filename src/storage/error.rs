@@ -68,6 +68,25 @@ pub enum StorageError {
     /// The log was closed or removed while the call was in progress.
     #[error("partition log is closed")]
     Closed,
+    /// Recovery found the log ending before an offset it had reached (its recovery point
+    /// or log start checkpoint): synced data is missing or unreadable. The log is not
+    /// opened and nothing on disk is changed, so no offset is handed out twice
+    /// (KAFKA_STORAGE_ERROR). `shardlog data-dir repair` accepts the loss.
+    #[error(
+        "partition log {dir} is damaged: {detail}; its data ends at offset {log_end} but offsets below {expected} were synced before (per its {checkpoint}). Not opened, nothing changed on disk; see `shardlog data-dir repair` in docs/operations.md"
+    )]
+    Damaged {
+        dir: PathBuf,
+        log_end: i64,
+        expected: i64,
+        detail: String,
+        /// The checkpoint file that says how far the log had come.
+        checkpoint: &'static str,
+        /// The segment file that ends too early (None: there is none).
+        segment: Option<PathBuf>,
+        /// Its leading bytes that are readable batches.
+        valid_bytes: u64,
+    },
 }
 
 impl StorageError {
@@ -82,11 +101,20 @@ impl StorageError {
     /// True for "disk full" (ENOSPC, EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         match self {
-            StorageError::Io { source, .. } => matches!(
-                source.raw_os_error(),
-                Some(libc::ENOSPC) | Some(libc::EDQUOT)
-            ),
+            StorageError::Io { source, .. } => {
+                is_disk_full_error(source.kind(), source.raw_os_error())
+            }
             _ => false,
         }
     }
+}
+
+/// ENOSPC / EDQUOT, by errno or by kind: glommio's errors carry the kind (`StorageFull`,
+/// `QuotaExceeded`) but not the errno.
+pub(crate) fn is_disk_full_error(kind: std::io::ErrorKind, raw_os_error: Option<i32>) -> bool {
+    matches!(raw_os_error, Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            kind,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
 }

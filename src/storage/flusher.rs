@@ -277,7 +277,25 @@ pub(crate) async fn finish_segment(
         segment.set_finished();
     }
     publish_synced(state, segment.next_offset());
+    advance_recovery_point(state, segment.next_offset()).await?;
     Ok(())
+}
+
+/// Checkpoints `offset` (at most the synced offset) as the recovery point if that moves it
+/// forward. Serialised with the other metadata writes. Returns the recovery point.
+pub(crate) async fn advance_recovery_point(
+    state: &LogState,
+    offset: i64,
+) -> Result<i64, StorageError> {
+    let Ok(_permit) = state.meta_lock.acquire_permit(1).await else {
+        return Err(StorageError::Closed);
+    };
+    let offset = offset.min(state.synced.get());
+    if offset > state.recovery_point.get() {
+        checkpoint::write_recovery_point(&state.dir, offset).await?;
+        state.recovery_point.set(offset);
+    }
+    Ok(state.recovery_point.get())
 }
 
 /// Writes both index files of `segment`, covering `log_bytes` bytes of it.

@@ -30,13 +30,20 @@ pub(crate) fn glommio_err(
     StorageError::io(op, path, std::io::Error::from(error))
 }
 
+/// Name prefix of the files `prime_iopoll_probe` creates; recovery and start-up remove
+/// leftovers (a crash between create and remove).
+pub const PROBE_FILE_PREFIX: &str = ".iopoll-probe";
+
 /// Makes glommio's per-device io_uring polling (IOPOLL) probe run on a non-empty file.
 ///
 /// glommio 0.9 probes IOPOLL support with a read on the first DMA file it opens on a device
 /// and caches the answer per device and thread. On an empty file that read succeeds without touching
 /// the device, so IOPOLL is wrongly enabled and every later DMA read fails with EOPNOTSUPP
 /// on devices without polling (this VM's virtio disk). Opening a file with data first makes
-/// the probe read the device and get the right answer. Done once per device per executor thread.
+/// the probe read the device and get the right answer. Done once per device per executor
+/// thread, with a non-empty regular file already in `dir` when there is one (so nothing is
+/// written: this works on a full disk), else with a 4 KiB probe file that is removed again
+/// whatever happens.
 pub async fn prime_iopoll_probe(dir: &Path) -> Result<(), StorageError> {
     use std::os::unix::fs::MetadataExt;
     thread_local! {
@@ -50,20 +57,56 @@ pub async fn prime_iopoll_probe(dir: &Path) -> Result<(), StorageError> {
     if known {
         return Ok(());
     }
+    match existing_nonempty_file(dir) {
+        Some(path) => probe_with(&path).await?,
+        None => probe_with_new_file(dir).await?,
+    }
+    PROBED.with(|p| p.borrow_mut().push(device));
+    Ok(())
+}
+
+/// How many directory entries `existing_nonempty_file` looks at.
+const PROBE_CANDIDATES_MAX: usize = 64;
+
+/// A non-empty regular file directly in `dir` that is not being replaced (no temp files).
+fn existing_nonempty_file(dir: &Path) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .take(PROBE_CANDIDATES_MAX)
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            !name.ends_with(".tmp") && !name.starts_with(PROBE_FILE_PREFIX)
+        })
+        .find(|entry| entry.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
+        .map(|entry| entry.path())
+}
+
+async fn probe_with(path: &Path) -> Result<(), StorageError> {
+    let file = DmaFile::open(path)
+        .await
+        .map_err(|e| glommio_err("open", path, e))?;
+    let _ = file.close().await;
+    Ok(())
+}
+
+async fn probe_with_new_file(dir: &Path) -> Result<(), StorageError> {
     // One file per call: shards probe concurrently, and glommio's open panics (statfs
     // unwrap) if the file vanishes under it.
     static PROBE_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let number = PROBE_NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!(".iopoll-probe-{}-{number}", std::process::id()));
-    std::fs::write(&path, [1u8; BLOCK_BYTES as usize])
-        .map_err(|e| StorageError::io("write", &path, e))?;
-    let file = DmaFile::open(&path)
-        .await
-        .map_err(|e| glommio_err("open", &path, e))?;
-    let _ = file.close().await;
-    remove_file(&path)?;
-    PROBED.with(|p| p.borrow_mut().push(device));
-    Ok(())
+    let path = dir.join(format!(
+        "{PROBE_FILE_PREFIX}-{}-{number}",
+        std::process::id()
+    ));
+    let probed = match std::fs::write(&path, [1u8; BLOCK_BYTES as usize]) {
+        Ok(()) => probe_with(&path).await,
+        Err(e) => Err(StorageError::io("write", &path, e)),
+    };
+    // Removed on every path: a failed write (ENOSPC) leaves a partial file otherwise.
+    let removed = remove_file(&path);
+    probed.and(removed)
 }
 
 /// Opens a segment file for DMA reads and writes (creating it empty if `create`).
@@ -120,6 +163,26 @@ pub(crate) async fn read_at(
         .await
         .map_err(|e| glommio_err("read", path, e))?;
     Ok(result.to_vec())
+}
+
+/// Reads `[position, position + len)` (fewer bytes at end of file) and appends them to
+/// `out`, copying once from the DMA buffer. Returns how many bytes were appended.
+pub(crate) async fn read_append(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, StorageError> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let result = file
+        .read_at(position, len)
+        .await
+        .map_err(|e| glommio_err("read", path, e))?;
+    out.extend_from_slice(&result);
+    Ok(result.len())
 }
 
 pub(crate) async fn file_size(file: &DmaFile, path: &Path) -> Result<u64, StorageError> {

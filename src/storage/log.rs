@@ -11,6 +11,7 @@
 use super::StorageError;
 use super::cache::BatchCache;
 use super::compaction::{self, CleanupPolicy, CompactionStats};
+use super::scrub::{self, ScrubStats};
 use super::state::{LogState, LogStats};
 use super::stats::StorageStats;
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
@@ -181,11 +182,51 @@ impl PartitionLog {
         cache.set_open_segments_max(config.open_segments_max);
         // glommio's directory calls fail (EBADF) on relative paths.
         let dir = std::path::absolute(dir).map_err(|e| StorageError::io("absolute", dir, e))?;
-        let recovered = recovery::recover(&dir, &config, &cache).await?;
+        let mut recovered = recovery::recover(&dir, &config, &cache).await?;
+        let read_only = recovered.read_only.take();
         let state = Rc::new(LogState::new(dir, config, cache, shard_stats, recovered));
+        if let Some(error) = read_only {
+            // Opened on a full disk: readable, and failed like a log whose write hit ENOSPC.
+            state.fail(&error);
+        }
         state.flusher_running.set(true);
         glommio::spawn_local(flusher::run(state.clone())).detach();
         Ok(Rc::new(PartitionLog { state }))
+    }
+
+    /// True once a write or sync failed (or the open skipped writes on a full disk): appends
+    /// fail, reads work. Reopening the log recovers it.
+    pub fn is_failed(&self) -> bool {
+        self.state.is_failed()
+    }
+
+    /// True if the failure was a full disk (ENOSPC, EDQUOT): reopening once space is back
+    /// makes the log writable again.
+    pub fn failed_for_lack_of_space(&self) -> bool {
+        self.state.failed_for_lack_of_space()
+    }
+
+    /// Distinct batches known to be corrupt (found at open, by `scrub` or by a read). They
+    /// are never served: a read that reaches one fails with `CorruptData`.
+    pub fn corrupt_batches(&self) -> usize {
+        self.state.corrupt.borrow().len()
+    }
+
+    /// Writes the recovery point checkpoint (every offset below the synced offset survives
+    /// power loss) if it moved since the last one. Recovery refuses a log that ends below
+    /// it. Returns the checkpointed offset.
+    pub async fn checkpoint_recovery_point(&self) -> Result<Offset, StorageError> {
+        flusher::advance_recovery_point(&self.state, self.state.synced.get())
+            .await
+            .map(Offset)
+    }
+
+    /// Re-reads every finished segment and checks each batch (length, magic, CRC-32C) at
+    /// about `bytes_per_second`; corrupt batches are logged and counted in
+    /// `corrupt_batches`. The active segment is not read (it is checked at open and every
+    /// append is checked on arrival).
+    pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubStats, StorageError> {
+        scrub::scrub(&self.state, bytes_per_second).await
     }
 
     pub fn dir(&self) -> &Path {
@@ -467,13 +508,14 @@ impl PartitionLog {
         recovery::close(&self.state).await
     }
 
-    /// Closes the log and deletes its directory (DeleteTopics).
-    pub async fn remove(&self) -> Result<(), StorageError> {
+    /// Closes the log and deletes its directory (DeleteTopics): renamed to a tombstone
+    /// first (`remove_partition_dir`), so a crash never leaves a half-deleted directory
+    /// under the partition's name.
+    pub async fn remove(&self, tag: &str) -> Result<(), StorageError> {
         if let Err(error) = self.close().await {
             tracing::warn!(dir = %self.state.dir.display(), %error, "close before remove failed");
         }
-        std::fs::remove_dir_all(&self.state.dir)
-            .map_err(|e| StorageError::io("remove_dir", &self.state.dir, e))
+        super::remove_partition_dir(&self.state.dir, tag)
     }
 }
 

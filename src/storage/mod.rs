@@ -10,12 +10,14 @@
 //! the log end offset; a batch that fails its CRC is never returned by `read`.
 //!
 //! Layout: `log` (public façade and types) over `state` (shared state), `append`,
-//! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
-//! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
+//! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close) with `tail` (the last segment: torn tail or damage), `retention`
+//! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `scrub` (paced
+//! re-check of finished segments), `cache`, `producer`,
 //! `checkpoint`, `io`, `signal`, `stats` (shard-wide counters: fdatasync latency), `txn_state` (transactions: last stable offset, aborted
 //! transaction index); `compaction` (cleanup.policy=compact) and `conform` (topic rules
-//! applied to incoming batches: compression.type, keys on compacted topics). See
-//! docs/durability.md for the durability contract.
+//! applied to incoming batches: compression.type, keys on compacted topics); `offline`
+//! (directory operations outside an open log: tombstone deletion, repair, producer-id
+//! survey). See docs/durability.md for the durability contract.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -29,15 +31,18 @@ mod flusher;
 mod index;
 mod io;
 mod log;
+mod offline;
 mod producer;
 mod reader;
 mod recovery;
 mod retention;
 mod scan;
+mod scrub;
 mod segment;
 mod signal;
 mod state;
 mod stats;
+mod tail;
 mod txn_state;
 mod writer;
 
@@ -47,8 +52,13 @@ mod tests;
 pub use cache::{BatchCache, CacheStats};
 pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::StorageError;
-pub use io::prime_iopoll_probe;
+pub use io::{PROBE_FILE_PREFIX, prime_iopoll_probe};
 pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
+pub use offline::{
+    DAMAGED_SUFFIX, RepairReport, TOMBSTONE_SUFFIX, max_producer_id, remove_partition_dir,
+    repair_damaged, tombstone_name,
+};
+pub use scrub::ScrubStats;
 pub use state::LogStats;
 pub use stats::StorageStats;
 pub use txn_state::{AbortedTransaction, ProducerInfo};

@@ -197,7 +197,8 @@ async fn read_disk(
             &bytes,
             offset,
             len as u64 == disk_end - position,
-        )?;
+        )
+        .inspect_err(|error| note_corrupt(state, &segment, error))?;
         match parsed {
             Parsed::Batches(batches) if batches.is_empty() => position += len as u64,
             Parsed::Batches(batches) => return Ok(batches),
@@ -258,34 +259,117 @@ fn parse_chunk(
                 at += len;
                 continue;
             }
+            Err(Stop::Invalid(BatchError::CrcMismatch { .. }))
+                if batches.is_empty()
+                    && let Some(skip) = skippable_corrupt(&bytes[at..], offset, expected) =>
+            {
+                match past_corrupt(skip, position, at, reaches_disk_end) {
+                    Past::Skip(len) => {
+                        at += len;
+                        continue;
+                    }
+                    Past::Return(parsed) => return Ok(parsed),
+                    Past::Fail => Stop::Invalid(BatchError::BadLength { batch_length: 0 }),
+                }
+            }
             Err(stop) => stop,
         };
         if !batches.is_empty() {
             break;
         }
         let here = position + at as u64;
-        return match stop {
-            Stop::Incomplete { .. } if !reaches_disk_end && at > 0 => Ok(Parsed::Skip { to: here }),
-            Stop::Incomplete { needed } if !reaches_disk_end => Ok(Parsed::Grow {
-                needed: needed.max(BATCH_HEADER_BYTES),
-            }),
-            Stop::Incomplete { needed } => Err(corrupt(
-                segment,
-                here,
-                BatchError::Truncated {
-                    needed,
-                    available: bytes.len() - at,
-                },
-            )),
-            Stop::Zeros => Err(corrupt(
-                segment,
-                here,
-                BatchError::BadLength { batch_length: 0 },
-            )),
-            Stop::Invalid(error) => Err(corrupt(segment, here, error)),
-        };
+        return stopped(
+            segment,
+            here,
+            stop,
+            at > 0,
+            bytes.len() - at,
+            reaches_disk_end,
+        );
     }
     Ok(Parsed::Batches(batches))
+}
+
+/// Counts a corrupt batch a read ran into (reported once per batch in /metrics).
+fn note_corrupt(state: &LogState, segment: &Segment, error: &StorageError) {
+    if let StorageError::CorruptData { position, .. }
+    | StorageError::MisplacedBatch { position, .. } = error
+    {
+        state.note_corrupt(segment.base_offset, *position);
+    }
+}
+
+/// The size of the CRC-corrupt batch at the start of `bytes` if the batch after it starts
+/// at or before `offset` (so the corrupt one holds none of the offsets wanted, and a reader
+/// past it is not stuck on it). `Err(needed)`: the next header is not in `bytes`.
+fn skippable_corrupt(bytes: &[u8], offset: i64, expected: i64) -> Option<Result<usize, usize>> {
+    let len = RecordBatchHeader::view(bytes)
+        .and_then(|h| h.total_bytes())
+        .ok()?;
+    let Some(next) = bytes.get(len..len + BATCH_HEADER_BYTES) else {
+        return Some(Err(len + BATCH_HEADER_BYTES));
+    };
+    let next = RecordBatchHeader::view(next).ok()?;
+    let base = next.base_offset();
+    (next.magic == crate::model::batch::MAGIC_V2 && base <= offset && base >= expected)
+        .then_some(Ok(len))
+}
+
+/// What a read does where parsing stopped at `here` (`after_batches`: valid batches
+/// before it in the chunk; `available`: bytes from `here` to the chunk end).
+fn stopped(
+    segment: &Segment,
+    here: u64,
+    stop: Stop,
+    after_batches: bool,
+    available: usize,
+    reaches_disk_end: bool,
+) -> Result<Parsed, StorageError> {
+    match stop {
+        Stop::Incomplete { .. } if !reaches_disk_end && after_batches => {
+            Ok(Parsed::Skip { to: here })
+        }
+        Stop::Incomplete { needed } if !reaches_disk_end => Ok(Parsed::Grow {
+            needed: needed.max(BATCH_HEADER_BYTES),
+        }),
+        Stop::Incomplete { needed } => Err(corrupt(
+            segment,
+            here,
+            BatchError::Truncated { needed, available },
+        )),
+        Stop::Zeros => Err(corrupt(
+            segment,
+            here,
+            BatchError::BadLength { batch_length: 0 },
+        )),
+        Stop::Invalid(error) => Err(corrupt(segment, here, error)),
+    }
+}
+
+/// How a read gets past a skippable corrupt batch (see `skippable_corrupt`).
+enum Past {
+    /// Skip it: the next batch is in this chunk.
+    Skip(usize),
+    /// Read on from it (`Skip`) or read more (`Grow`) to see the next header.
+    Return(Parsed),
+    /// Nothing follows it on disk: the read fails on it.
+    Fail,
+}
+
+fn past_corrupt(
+    skip: Result<usize, usize>,
+    position: u64,
+    at: usize,
+    reaches_disk_end: bool,
+) -> Past {
+    match skip {
+        Ok(len) => Past::Skip(len),
+        Err(_) if at > 0 => Past::Return(Parsed::Skip {
+            to: position + at as u64,
+        }),
+        Err(needed) if !reaches_disk_end => Past::Return(Parsed::Grow { needed }),
+        Err(_) => Past::Fail,
+    }
 }
 
 fn misplaced(segment: &Segment, position: u64, base_offset: i64, expected: i64) -> StorageError {

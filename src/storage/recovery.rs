@@ -2,56 +2,39 @@
 //!
 //! Closed segments are trusted when both index files are sane for the segment's size (see
 //! `index.rs`), else rebuilt by a full validating scan; CRC-corrupt batches found there are
-//! reported and never served. The last segment is scanned batch by batch (length, magic,
-//! CRC-32C, offset continuity): zero padding ends the log, a torn or invalid tail is cut off
-//! (the file is truncated and synced), and the partial last block is read back so the next
-//! append continues it. After `close()` the clean-shutdown marker lets the open trust the
-//! last segment's index too and only check the bytes after its last entry.
+//! reported and never served (the background scrub checks the trusted ones). The last
+//! segment is always scanned batch by batch (`tail.rs`): a torn tail past the recovery
+//! point is cut off, synced data that cannot be read fails the open with `Damaged`.
+//!
+//! On a full disk the open still succeeds, read-only: a metadata write that recovery would
+//! make (a rebuilt index, the leader-epoch checkpoint) and that fails for lack of space is
+//! skipped, and the log starts failed with that error (reads work; the shard reopens it
+//! when space returns).
 //!
 //! Owns: `recover`, `close`. May import: storage modules. Runs on: the shard owning the
 //! partition, before the log is shared (`recover`) or after its flusher exited (`close`).
 //! Invariants: after `recover`, every segment's `disk_bytes == size_bytes`, segments are
-//! contiguous, the last one is unsealed; the clean-shutdown marker is gone before any write.
+//! contiguous, the last one is unsealed, and the log end is at least the floor (recovery
+//! point and log start checkpoints); the clean-shutdown marker is gone before any write.
 
 use super::StorageError;
 use super::cache::BatchCache;
 use super::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LeaderEpochCache};
-use super::flusher::{self, WriteCursor};
+use super::flusher;
 use super::index::{self, BatchSummary, SegmentIndex};
 use super::io;
 use super::log::LogConfig;
-use super::producer::{ProducerBatch, ProducerStateMap};
+use super::producer::ProducerStateMap;
 use super::scan::{self, ScanItem, ScanOptions, Stop};
 use super::segment::{self, Segment};
 use super::state::{LogState, Recovered};
-use super::txn_state::{self, TxnBatch, TxnState};
+use super::tail::{self, Floor, ScannedBatch};
+use super::txn_state::{self, TxnState};
 use crate::model::RecordBatchHeader;
 use glommio::io::DmaFile;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
-
-/// What recovery keeps of each scanned batch of the last segment.
-#[derive(Debug, Clone, Copy)]
-struct ScannedBatch {
-    base_offset: i64,
-    last_offset: i64,
-    leader_epoch: i32,
-    producer: Option<ProducerBatch>,
-    txn: Option<TxnBatch>,
-}
-
-impl ScannedBatch {
-    fn of(header: &RecordBatchHeader, bytes: &[u8]) -> ScannedBatch {
-        ScannedBatch {
-            base_offset: header.base_offset(),
-            last_offset: header.last_offset(),
-            leader_epoch: header.partition_leader_epoch.get(),
-            producer: ProducerBatch::from_header(header),
-            txn: TxnBatch::of(bytes),
-        }
-    }
-}
 
 struct Listing {
     log_bases: Vec<i64>,
@@ -69,7 +52,7 @@ fn list_dir(dir: &Path) -> Result<Listing, StorageError> {
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("read_dir", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.starts_with(io::PROBE_FILE_PREFIX) {
             io::remove_file(&entry.path())?;
         } else if name == CLEAN_SHUTDOWN_FILE {
             listing.clean = true;
@@ -84,6 +67,43 @@ fn list_dir(dir: &Path) -> Result<Listing, StorageError> {
     Ok(listing)
 }
 
+/// Writes recovery may skip on a full disk; the first such error makes the log read-only.
+#[derive(Default)]
+pub(crate) struct Skipped {
+    pub disk_full: Option<StorageError>,
+}
+
+impl Skipped {
+    /// `Ok` if `result` is fine or failed for lack of space (remembered), else the error.
+    fn tolerate(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        match result {
+            Err(error) if error.is_disk_full() => {
+                tracing::warn!(%error, "disk full while opening a partition log: it opens read-only");
+                self.disk_full.get_or_insert(error);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// The recovery point and log start checkpoints: the log must reach the higher one.
+async fn read_floor(dir: &Path) -> Result<(Floor, Option<i64>), StorageError> {
+    let log_start = checkpoint::read_log_start(dir).await?;
+    let recovery_point = checkpoint::read_recovery_point(dir).await?.unwrap_or(0);
+    let floor = match log_start {
+        Some(start) if start > recovery_point => Floor {
+            offset: start,
+            source: checkpoint::LOG_START_FILE,
+        },
+        _ => Floor {
+            offset: recovery_point,
+            source: checkpoint::RECOVERY_POINT_FILE,
+        },
+    };
+    Ok((floor, log_start))
+}
+
 pub(crate) async fn recover(
     dir: &Path,
     config: &LogConfig,
@@ -93,37 +113,47 @@ pub(crate) async fn recover(
     io::prime_iopoll_probe(dir).await?;
     super::compaction::recover_swaps(dir).await?;
     let listing = list_dir(dir)?;
-    let checkpoint_start = checkpoint::read_log_start(dir).await?;
+    let (floor, checkpoint_start) = read_floor(dir).await?;
+    let mut skipped = Skipped::default();
+    let mut corrupt = Vec::new();
     let mut segments = VecDeque::new();
     let bases = &listing.log_bases;
     for pair in bases.windows(2) {
-        let segment = load_closed(dir, pair[0], pair[1], config, cache).await?;
+        let (segment, bad) =
+            load_closed(dir, pair[0], pair[1], config, cache, &mut skipped).await?;
+        corrupt.extend(bad.into_iter().map(|position| (pair[0], position)));
         segments.push_back(Rc::new(segment));
     }
     let (cursor, scanned) = match bases.last() {
         Some(&base) => {
-            let (cursor, scanned) = load_last(dir, base, listing.clean, config, cache).await?;
-            segments.push_back(cursor.segment.clone());
-            (Some(cursor), scanned)
+            let last = tail::load_last(dir, base, floor, config, cache).await?;
+            corrupt.extend(last.corrupt.iter().map(|&position| (base, position)));
+            segments.push_back(last.cursor.segment.clone());
+            (Some(last.cursor), last.scanned)
         }
+        None if floor.offset > 0 => return Err(no_segments(dir, floor)),
         None => {
             let base = checkpoint_start.unwrap_or(0);
             segments.push_back(Rc::new(Segment::new(dir, base, cache.next_id(), -1)));
-            (None, Some(Vec::new()))
+            (None, Vec::new())
         }
     };
     let log_end = segments.back().map_or(0, |s| s.next_offset());
+    assert!(
+        log_end >= floor.offset,
+        "recovered log ends below its floor"
+    );
     let first_base = segments.front().map_or(0, |s| s.base_offset);
     let log_start = checkpoint_start
         .unwrap_or(first_base)
         .max(first_base)
         .min(log_end);
-    let leader_epochs = recover_leader_epochs(dir, scanned.as_deref(), log_end).await?;
+    let leader_epochs = recover_leader_epochs(dir, &scanned, log_end, &mut skipped).await?;
     let (producers, mut txns, replayed_from) = recover_producers(
         dir,
         &listing.snapshots,
         &segments,
-        scanned.as_deref(),
+        &scanned,
         log_end,
         config,
     )
@@ -135,16 +165,32 @@ pub(crate) async fn recover(
     }
     tracing::info!(
         dir = %dir.display(), log_start, log_end, segments = segments.len(),
-        clean = listing.clean, "partition log recovered"
+        clean = listing.clean, floor = floor.offset, corrupt_batches = corrupt.len(),
+        "partition log recovered"
     );
     Ok(Recovered {
         segments,
         cursor,
         log_start,
+        recovery_point: floor.offset.min(log_end),
         leader_epochs,
         producers,
         txns,
+        corrupt,
+        read_only: skipped.disk_full,
     })
+}
+
+fn no_segments(dir: &Path, floor: Floor) -> StorageError {
+    StorageError::Damaged {
+        dir: dir.to_path_buf(),
+        log_end: 0,
+        expected: floor.offset,
+        detail: "it has no segment file".to_string(),
+        checkpoint: floor.source,
+        segment: None,
+        valid_bytes: 0,
+    }
 }
 
 async fn load_indexes(segment_path: &Path, base: i64, size: u64) -> Result<SegmentIndex, String> {
@@ -162,44 +208,48 @@ async fn load_indexes(segment_path: &Path, base: i64, size: u64) -> Result<Segme
 }
 
 /// A segment that is not the last: index files trusted if sane, else rebuilt by a scan.
+/// Returns it with the positions of corrupt batches the scan found.
 async fn load_closed(
     dir: &Path,
     base: i64,
     next_base: i64,
     config: &LogConfig,
     cache: &BatchCache,
-) -> Result<Segment, StorageError> {
+    skipped: &mut Skipped,
+) -> Result<(Segment, Vec<u64>), StorageError> {
     let path = segment::file_path(dir, base, segment::LOG_SUFFIX);
     let file = io::open_segment_rw(&path, false).await?;
     let size = io::file_size(&file, &path).await?;
-    let (index, size, rebuilt) = match load_indexes(&path, base, size).await {
-        Ok(index) => (index, size, false),
+    let (index, size, corrupt) = match load_indexes(&path, base, size).await {
+        Ok(index) => (index, size, None),
         Err(reason) => {
             tracing::warn!(path = %path.display(), %reason, "rebuilding segment index");
-            let (index, valid) = rebuild_closed(&file, &path, base, size, config).await?;
-            (index, valid, true)
+            let (index, valid, corrupt) = rebuild_closed(&file, &path, base, size, config).await?;
+            (index, valid, Some(corrupt))
         }
     };
     let segment = Segment::recovered(dir, base, cache.next_id(), size, next_base, index);
     segment.seal();
-    if rebuilt {
-        flusher::write_indexes(&segment, size).await?;
+    if corrupt.is_some() {
+        skipped.tolerate(flusher::write_indexes(&segment, size).await)?;
     }
     segment.set_finished();
     *segment.file.borrow_mut() = Some(Rc::new(file));
     cache.touch_file(segment.uid, &segment.file);
-    Ok(segment)
+    Ok((segment, corrupt.unwrap_or_default()))
 }
 
 /// Scans a closed segment, reporting corrupt batches (skipped when their length is intact);
-/// cuts a zero-filled tail. Returns the index and the segment's size.
+/// cuts a zero-filled tail. Returns the index, the segment's size and the positions of
+/// the corrupt batches.
 async fn rebuild_closed(
     file: &DmaFile,
     path: &Path,
     base: i64,
     size: u64,
     config: &LogConfig,
-) -> Result<(SegmentIndex, u64), StorageError> {
+) -> Result<(SegmentIndex, u64, Vec<u64>), StorageError> {
+    let mut corrupt = Vec::new();
     let mut index = SegmentIndex::default();
     let options = ScanOptions {
         chunk_bytes: config.read_chunk_bytes as usize,
@@ -220,27 +270,32 @@ async fn rebuild_closed(
                 position,
                 len,
                 error,
-            } => tracing::error!(
-                path = %path.display(), position, len, %error,
-                "corrupt batch in a closed segment; it will not be served"
-            ),
+                ..
+            } => {
+                tracing::error!(
+                    path = %path.display(), position, len, %error,
+                    "corrupt batch in a closed segment; it will not be served"
+                );
+                corrupt.push(position);
+            }
         }
         true
     })
     .await?;
     match end.stop {
-        None => Ok((index, size)),
+        None => Ok((index, size, corrupt)),
         Some(Stop::Zeros) => {
             io::truncate(file, path, end.position).await?;
             io::fdatasync(file, path).await?;
-            Ok((index, end.position))
+            Ok((index, end.position, corrupt))
         }
         Some(stop) => {
             tracing::error!(
                 path = %path.display(), position = end.position, ?stop,
                 "closed segment damaged; data after this position will not be served"
             );
-            Ok((index, size))
+            corrupt.push(end.position);
+            Ok((index, size, corrupt))
         }
     }
 }
@@ -259,196 +314,20 @@ fn summary(position: u64, len: usize, header: &RecordBatchHeader) -> BatchSummar
     }
 }
 
-/// The last segment: full validating scan (or, after a clean shutdown, a check of the bytes
-/// after its last index entry). Returns its write cursor and the scanned batches (`None`
-/// when the clean-shutdown shortcut was taken).
-async fn load_last(
-    dir: &Path,
-    base: i64,
-    clean: bool,
-    config: &LogConfig,
-    cache: &BatchCache,
-) -> Result<(WriteCursor, Option<Vec<ScannedBatch>>), StorageError> {
-    let path = segment::file_path(dir, base, segment::LOG_SUFFIX);
-    let file = Rc::new(io::open_segment_rw(&path, false).await?);
-    let size = io::file_size(&file, &path).await?;
-    let uid = cache.next_id();
-    if clean
-        && let Ok(index) = load_indexes(&path, base, size).await
-        && let Some(segment) = clean_tail(dir, &file, &path, base, size, index, uid, config).await?
-    {
-        let cursor = attach(Rc::new(segment), file, size, cache).await?;
-        return Ok((cursor, None));
-    }
-    let scan = scan_last(&file, &path, base, size, config).await?;
-    if scan.valid_end < size {
-        if scan.stop == Some(Stop::Zeros) {
-            tracing::info!(
-                path = %path.display(), valid_bytes = scan.valid_end, file_bytes = size,
-                "zero-filled tail (block padding) trimmed from the last segment"
-            );
-        } else {
-            tracing::warn!(
-                path = %path.display(), valid_bytes = scan.valid_end, file_bytes = size,
-                reason = %scan.reason(), "truncating torn tail of the last segment"
-            );
-        }
-        io::truncate(&file, &path, scan.valid_end).await?;
-        io::fdatasync(&file, &path).await?;
-    }
-    let segment = Segment::recovered(dir, base, uid, scan.valid_end, scan.next_offset, scan.index);
-    if let Some(first) = scan.first_max_timestamp {
-        segment.set_roll_base_ms(first);
-    }
-    let cursor = attach(Rc::new(segment), file, scan.valid_end, cache).await?;
-    Ok((cursor, Some(scan.batches)))
-}
-
-async fn attach(
-    segment: Rc<Segment>,
-    file: Rc<DmaFile>,
-    size: u64,
-    cache: &BatchCache,
-) -> Result<WriteCursor, StorageError> {
-    *segment.file.borrow_mut() = Some(file.clone());
-    cache.touch_file(segment.uid, &segment.file);
-    WriteCursor::reopen(segment, file, size).await
-}
-
-struct LastScan {
-    index: SegmentIndex,
-    batches: Vec<ScannedBatch>,
-    valid_end: u64,
-    next_offset: i64,
-    first_max_timestamp: Option<i64>,
-    stop: Option<Stop>,
-    gap: Option<(i64, i64)>,
-}
-
-impl LastScan {
-    fn reason(&self) -> String {
-        match (&self.gap, &self.stop) {
-            (Some((found, expected)), _) => {
-                format!("batch base offset {found} does not continue the log at {expected}")
-            }
-            (None, Some(stop)) => format!("{stop:?}"),
-            (None, None) => "unknown".to_string(),
-        }
-    }
-}
-
-async fn scan_last(
-    file: &DmaFile,
-    path: &Path,
-    base: i64,
-    size: u64,
-    config: &LogConfig,
-) -> Result<LastScan, StorageError> {
-    let mut scan = LastScan {
-        index: SegmentIndex::default(),
-        batches: Vec::new(),
-        valid_end: 0,
-        next_offset: base,
-        first_max_timestamp: None,
-        stop: None,
-        gap: None,
-    };
-    let options = ScanOptions {
-        chunk_bytes: config.read_chunk_bytes as usize,
-        skip_corrupt: false,
-    };
-    let end = scan::scan_segment(file, path, 0, size, &options, |item| {
-        let ScanItem::Batch { position, bytes } = item else {
-            return false;
-        };
-        let Ok(header) = RecordBatchHeader::view(bytes) else {
-            return false;
-        };
-        if header.base_offset() != scan.next_offset {
-            scan.gap = Some((header.base_offset(), scan.next_offset));
-            return false;
-        }
-        scan.index.on_batch(
-            base,
-            &summary(position, bytes.len(), header),
-            interval(config),
-        );
-        scan.batches.push(ScannedBatch::of(header, bytes));
-        scan.first_max_timestamp
-            .get_or_insert(header.max_timestamp.get());
-        scan.valid_end = position + bytes.len() as u64;
-        scan.next_offset = header.next_offset();
-        true
-    })
-    .await?;
-    scan.stop = end.stop;
-    Ok(scan)
-}
-
-/// Clean-shutdown shortcut: trust the index, validate only the batches after its last
-/// entry. `None` if anything is off (the caller then scans everything).
-#[allow(clippy::too_many_arguments)]
-async fn clean_tail(
-    dir: &Path,
-    file: &DmaFile,
-    path: &Path,
-    base: i64,
-    size: u64,
-    index: SegmentIndex,
-    uid: u64,
-    config: &LogConfig,
-) -> Result<Option<Segment>, StorageError> {
-    let (start, mut next) = index.offsets.last().map_or((0, base), |e| {
-        (u64::from(e.position), base + i64::from(e.relative_offset))
-    });
-    let mut valid_end = start;
-    let mut continuous = true;
-    let options = ScanOptions {
-        chunk_bytes: config.read_chunk_bytes as usize,
-        skip_corrupt: false,
-    };
-    let end = scan::scan_segment(file, path, start, size, &options, |item| {
-        let ScanItem::Batch { position, bytes } = item else {
-            return false;
-        };
-        match RecordBatchHeader::view(bytes) {
-            Ok(header) if header.base_offset() == next => {
-                next = header.next_offset();
-                valid_end = position + bytes.len() as u64;
-                true
-            }
-            _ => {
-                continuous = false;
-                false
-            }
-        }
-    })
-    .await?;
-    if end.stop.is_some() || !continuous || valid_end != size {
-        tracing::warn!(path = %path.display(), "clean-shutdown index check failed; full scan");
-        return Ok(None);
-    }
-    let first = io::read_at(file, path, 0, crate::model::batch::BATCH_HEADER_BYTES).await?;
-    let segment = Segment::recovered(dir, base, uid, size, next, index);
-    if let Ok(header) = RecordBatchHeader::view(&first) {
-        segment.set_roll_base_ms(header.max_timestamp.get());
-    }
-    Ok(Some(segment))
-}
-
 async fn recover_leader_epochs(
     dir: &Path,
-    scanned: Option<&[ScannedBatch]>,
+    scanned: &[ScannedBatch],
     log_end: i64,
+    skipped: &mut Skipped,
 ) -> Result<LeaderEpochCache, StorageError> {
     let stored = checkpoint::read_leader_epochs(dir).await?;
     let mut epochs = stored.clone();
     epochs.truncate_from(log_end);
-    for batch in scanned.unwrap_or_default() {
+    for batch in scanned {
         epochs.assign(batch.leader_epoch, batch.base_offset);
     }
     if epochs != stored {
-        checkpoint::write_leader_epochs(dir, &epochs).await?;
+        skipped.tolerate(checkpoint::write_leader_epochs(dir, &epochs).await)?;
     }
     Ok(epochs)
 }
@@ -460,7 +339,7 @@ async fn recover_producers(
     dir: &Path,
     snapshots: &[i64],
     segments: &VecDeque<Rc<Segment>>,
-    scanned: Option<&[ScannedBatch]>,
+    scanned: &[ScannedBatch],
     log_end: i64,
     config: &LogConfig,
 ) -> Result<(ProducerStateMap, TxnState, i64), StorageError> {
@@ -495,10 +374,10 @@ async fn recover_producers(
     let first_base = segments.front().map_or(0, |s| s.base_offset);
     let from = from.max(first_base);
     for segment in segments.iter().filter(|s| s.next_offset() > from) {
-        let is_last = segment.base_offset == last_base;
-        match scanned {
-            Some(batches) if is_last => replay(&mut map, &mut txns, batches, from),
-            _ => replay_segment(&mut map, &mut txns, segment, from, config).await?,
+        if segment.base_offset == last_base {
+            replay(&mut map, &mut txns, scanned, from);
+        } else {
+            replay_segment(&mut map, &mut txns, segment, from, config).await?;
         }
     }
     Ok((map, txns, from))
@@ -596,6 +475,8 @@ async fn finalize(state: &LogState) -> Result<(), StorageError> {
     io::write_file_atomically(&path, snapshot).await?;
     let epochs = state.leader_epochs.borrow().clone();
     checkpoint::write_leader_epochs(&state.dir, &epochs).await?;
+    checkpoint::write_recovery_point(&state.dir, log_end).await?;
+    state.recovery_point.set(log_end);
     let marker = checkpoint::path(&state.dir, CLEAN_SHUTDOWN_FILE);
     io::write_file_atomically(&marker, format!("0\n{log_end}\n").into_bytes()).await
 }

@@ -156,8 +156,12 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     };
     let (position, new_end) =
         locate_batch(state, &segment, offset.max(segment.base_offset)).await?;
+    // Before any file changes, so recovery never takes the cut for damage; held until the
+    // synced offset is cut too, so a concurrent checkpoint cannot move it back up.
+    let meta_permit = lower_recovery_point(state, new_end).await?;
     let txns = txn_state::rebuild_for_truncation(state, new_end).await;
     let (removed, cursor) = cut_memory_state(state, &segment, position, new_end);
+    drop(meta_permit);
     let txn_checkpoint = txn_state::install_truncated(state, txns, &segment, new_end);
     delete_segment_files(state, &removed)?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
@@ -173,6 +177,22 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     io::sync_dir(&state.dir).await?;
     tracing::warn!(dir = %state.dir.display(), new_end, "log truncated");
     Ok(new_end)
+}
+
+/// Moves the recovery point checkpoint back to `new_end` if it is past it; returns the
+/// metadata permit, held by the caller until the in-memory offsets are cut.
+async fn lower_recovery_point(
+    state: &LogState,
+    new_end: i64,
+) -> Result<glommio::sync::Permit<'_>, StorageError> {
+    let Ok(permit) = state.meta_lock.acquire_permit(1).await else {
+        return Err(StorageError::Closed);
+    };
+    if state.recovery_point.get() > new_end {
+        checkpoint::write_recovery_point(&state.dir, new_end).await?;
+        state.recovery_point.set(new_end);
+    }
+    Ok(permit)
 }
 
 /// Position and base offset of the batch of `segment` that contains `offset`.

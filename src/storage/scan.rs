@@ -72,11 +72,13 @@ pub(crate) fn parse_one(bytes: &[u8]) -> Result<usize, Stop> {
 pub(crate) enum ScanItem<'a> {
     /// A valid batch at `position`.
     Batch { position: u64, bytes: &'a [u8] },
-    /// A batch with an intact length whose CRC failed (only with `skip_corrupt`).
+    /// A batch with an intact length whose CRC failed (only with `skip_corrupt`). `bytes`
+    /// are its (untrustworthy) bytes, at most `len`.
     Corrupt {
         position: u64,
         len: usize,
         error: BatchError,
+        bytes: &'a [u8],
     },
 }
 
@@ -120,9 +122,9 @@ impl Window<'_> {
         let len = (missing.max(self.chunk) as u64).min(self.end - window_end) as usize;
         self.bytes.drain(..(position - self.start) as usize);
         self.start = position;
-        let more = io::read_at(self.file, self.path, window_end, len).await?;
-        self.bytes.extend_from_slice(&more);
-        Ok(!more.is_empty())
+        self.bytes.reserve(len);
+        let read = io::read_append(self.file, self.path, window_end, len, &mut self.bytes).await?;
+        Ok(read > 0)
     }
 }
 
@@ -167,6 +169,7 @@ pub(crate) async fn scan_segment(
                         position,
                         len,
                         error,
+                        bytes: &rest[..len.min(rest.len())],
                     },
                     len,
                 )

@@ -23,7 +23,7 @@ use super::txn_state::TxnState;
 use bytes::Bytes;
 use glommio::sync::Semaphore;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
@@ -111,6 +111,11 @@ pub(crate) struct LogState {
     /// Log end offset advanced, or the log is closing.
     pub appended: Signal,
     pub stats: Cell<LogStats>,
+    /// The recovery point last checkpointed: every offset below it was synced.
+    pub recovery_point: Cell<i64>,
+    /// Known CRC-corrupt (or unreadable) batches, as (segment base offset, byte position):
+    /// found at open, by the scrub or by a read. Never served.
+    pub corrupt: RefCell<BTreeSet<(i64, u64)>>,
     /// Counters shared by all logs of the shard.
     pub shard_stats: Rc<StorageStats>,
     /// Compaction bookkeeping (checkpoint, pass and swap flags).
@@ -159,9 +164,15 @@ pub(crate) struct Recovered {
     pub segments: VecDeque<Rc<Segment>>,
     pub cursor: Option<WriteCursor>,
     pub log_start: i64,
+    /// The recovery point on disk (at most the log end).
+    pub recovery_point: i64,
     pub leader_epochs: LeaderEpochCache,
     pub producers: ProducerStateMap,
     pub txns: TxnState,
+    /// Corrupt batches found while opening: (segment base offset, byte position).
+    pub corrupt: Vec<(i64, u64)>,
+    /// A write recovery skipped because the disk is full: the log opens read-only.
+    pub read_only: Option<StorageError>,
 }
 
 impl LogState {
@@ -216,6 +227,8 @@ impl LogState {
             progress: Signal::default(),
             appended: Signal::default(),
             stats: Cell::new(LogStats::default()),
+            recovery_point: Cell::new(recovered.recovery_point),
+            corrupt: RefCell::new(recovered.corrupt.into_iter().collect()),
             shard_stats,
             cleaner: RefCell::default(),
         }
@@ -243,6 +256,20 @@ impl LogState {
 
     pub(crate) fn is_failed(&self) -> bool {
         self.failure.borrow().is_some()
+    }
+
+    /// True if the log failed because the disk was full (ENOSPC, EDQUOT).
+    pub(crate) fn failed_for_lack_of_space(&self) -> bool {
+        self.failure
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| super::error::is_disk_full_error(f.kind, f.raw_os_error))
+    }
+
+    /// Remembers a corrupt batch at `position` of the segment based at `base`; true if it
+    /// was not known yet.
+    pub(crate) fn note_corrupt(&self, base: i64, position: u64) -> bool {
+        self.corrupt.borrow_mut().insert((base, position))
     }
 
     /// Makes the log read-only after a write or sync error: appends and sync waiters fail

@@ -1,7 +1,10 @@
 //! Contract: on a full disk, produce gets KAFKA_STORAGE_ERROR, reads keep working, nothing
-//! already acknowledged is lost or corrupted, and writes resume once space is freed.
+//! already acknowledged is lost or corrupted, and writes resume once space is freed: after
+//! the free-space guard refused them, and after a real ENOSPC hit a write (without a
+//! restart). A broker restarted on a full disk opens every partition read-only, so reads
+//! work, and leaves no `.iopoll-probe` files behind.
 //!
-//! The test makes its own small ext4 filesystem (a loop-mounted image under target/, so
+//! Each test makes its own small ext4 filesystem (a loop-mounted image under target/, so
 //! O_DIRECT works) and fills it with a ballast file. It needs root for `mount`, which the
 //! project's machines and CI have; without it the test fails with a clear message rather
 //! than being skipped.
@@ -46,14 +49,21 @@ struct SmallFilesystem {
 }
 
 impl SmallFilesystem {
-    fn create(dir: &Path) -> SmallFilesystem {
+    /// `reserved_percent`: ext4 blocks reserved for root (`mkfs.ext4 -m`); the tests run as
+    /// root, which may write into them, so a real ENOSPC needs 0.
+    fn create(dir: &Path, reserved_percent: u32) -> SmallFilesystem {
         let image = dir.join("disk.img");
         let mount_point = dir.join("mnt");
         let _ = Command::new("umount").arg(&mount_point).output();
         std::fs::create_dir_all(&mount_point).expect("mount point");
         let file = std::fs::File::create(&image).expect("image file");
         file.set_len(IMAGE_MIB << 20).expect("size the image");
-        let made = run(Command::new("mkfs.ext4").arg("-q").arg("-F").arg(&image)).and_then(|_| {
+        let made = run(Command::new("mkfs.ext4")
+            .arg("-q")
+            .arg("-F")
+            .args(["-m", &reserved_percent.to_string()])
+            .arg(&image))
+        .and_then(|_| {
             run(Command::new("mount")
                 .arg("-o")
                 .arg("loop")
@@ -95,7 +105,7 @@ impl Drop for Broker {
     }
 }
 
-fn start_broker(dir: &Path, data_dir: &Path) -> Broker {
+fn start_broker(dir: &Path, data_dir: &Path, reserve_bytes: u64) -> Broker {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -104,7 +114,7 @@ fn start_broker(dir: &Path, data_dir: &Path) -> Broker {
     std::fs::write(
         &config,
         format!(
-            "[storage]\ndisk_free_bytes_min = {RESERVE_BYTES}\ndisk_check_interval_ms = 50\n\
+            "[storage]\ndisk_free_bytes_min = {reserve_bytes}\ndisk_check_interval_ms = 50\n\
              segment_bytes = 1048576\nwrite_buffer_bytes_max = 2097152\n\
              batch_cache_bytes_max = 1048576\n[topic_defaults]\nnum_partitions = 2\n"
         ),
@@ -118,7 +128,13 @@ fn start_broker(dir: &Path, data_dir: &Path) -> Broker {
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("broker.log")).expect("log"))
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("broker.log"))
+                .expect("log"),
+        )
         .spawn()
         .expect("start shardlog");
     let deadline = Instant::now() + BROKER_START_TIMEOUT;
@@ -237,9 +253,9 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("disk-full-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("test dir");
-    let filesystem = SmallFilesystem::create(&dir);
+    let filesystem = SmallFilesystem::create(&dir, 5);
     let data_dir = filesystem.mount_point.join("data");
-    let broker = start_broker(&dir, &data_dir);
+    let broker = start_broker(&dir, &data_dir, RESERVE_BYTES);
     let bootstrap = format!("127.0.0.1:{}", broker.1);
     // Topic first (small), then ballast to leave HEADROOM_MIB free.
     let acked: Acked = Arc::new(Mutex::new(Vec::new()));
@@ -281,4 +297,124 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers() {
     );
     let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
     assert!(!log.contains("panicked"), "the broker panicked:\n{log}");
+}
+
+/// Writes `path` until the filesystem has at most `leave` bytes free, or until ENOSPC.
+fn fill(filesystem: &SmallFilesystem, path: &Path, leave: u64) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("ballast");
+    let chunk = vec![0u8; 64 * 1024];
+    while filesystem.available_bytes() > leave {
+        let want = (filesystem.available_bytes() - leave).min(chunk.len() as u64) as usize;
+        match std::io::Write::write_all(&mut file, &chunk[..want]) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("ballast: {e}"),
+        }
+        file.sync_all().ok();
+    }
+    file.sync_all().ok();
+}
+
+fn probe_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".iopoll-probe")
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn real_enospc_recovers_without_restart_and_a_restart_on_a_full_disk_serves_reads() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("disk-enospc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let filesystem = SmallFilesystem::create(&dir, 0);
+    let data_dir = filesystem.mount_point.join("data");
+    // No free-space reserve: writes run into the filesystem's real ENOSPC.
+    let mut broker = start_broker(&dir, &data_dir, 0);
+    let bootstrap = format!("127.0.0.1:{}", broker.1);
+    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
+    assert_eq!(
+        produce(&bootstrap, 0, 10, 100, &acked),
+        0,
+        "empty disk refused"
+    );
+    let ballast = filesystem.mount_point.join("ballast");
+    fill(&filesystem, &ballast, 3 << 20);
+    let refused = produce(&bootstrap, 10, 1000, 10 * 1024, &acked);
+    assert!(
+        refused > 0,
+        "no write hit ENOSPC although the disk filled up"
+    );
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+    assert!(
+        log.contains("No space left on device"),
+        "writes were refused but not by a real ENOSPC:\n{log}"
+    );
+    // Space comes back: the same broker process accepts writes again.
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    let mut start = 100_000;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after ENOSPC without a restart"
+        );
+        if produce(&bootstrap, start, 20, 100, &acked) == 0 {
+            break;
+        }
+        start += 20;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A restart on a completely full disk opens every partition (read-only): reads work.
+    fill(&filesystem, &ballast, 0);
+    let stored = acked.lock().expect("acked").len();
+    drop(broker);
+    broker = start_broker(&dir, &data_dir, 0);
+    let bootstrap = format!("127.0.0.1:{}", broker.1);
+    let records = read_all(&bootstrap);
+    assert!(
+        records.len() >= stored,
+        "{} of {stored} records readable",
+        records.len()
+    );
+    assert_eq!(
+        probe_files(&data_dir),
+        Vec::<PathBuf>::new(),
+        "probe files left behind"
+    );
+    // And writes resume once space returns, still without a restart.
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    let mut start = 200_000;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after a full-disk start"
+        );
+        if produce(&bootstrap, start, 20, 100, &acked) == 0 {
+            break;
+        }
+        start += 20;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "the broker panicked:\n{log}");
+    drop(broker);
 }

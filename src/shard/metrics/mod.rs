@@ -73,6 +73,12 @@ pub struct MetricsSnapshot {
     pub delayed: BTreeMap<DelayReason, u64>,
     /// (topic, partition) -> (log start offset, high watermark, size bytes).
     pub partitions: BTreeMap<(String, i32), (i64, i64, u64)>,
+    /// (topic, partition) -> known corrupt batches (only partitions with some).
+    pub corrupt_batches: BTreeMap<(String, i32), u64>,
+    /// (topic, partition) -> why it has no open log (`OfflineReason::as_str`).
+    pub offline: BTreeMap<(String, i32), &'static str>,
+    /// Bytes the scrub has checked on this shard.
+    pub scrubbed_bytes: u64,
     /// (group, topic, partition) -> committed offset, for groups coordinated here.
     pub committed: BTreeMap<(String, String, i32), i64>,
     /// group -> (state, members).

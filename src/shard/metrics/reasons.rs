@@ -25,7 +25,8 @@ pub enum RejectReason {
     /// A request frame that did not arrive whole within `server.request_read_timeout_ms`
     /// of its first byte: the connection is closed.
     RequestReadTimeout,
-    /// An admin HTTP connection over `server.admin_connections_max` (answered 503).
+    /// An admin HTTP connection over `server.admin_connections_max`, or a /metrics request
+    /// over `server.admin_metrics_inflight_max` (answered 503).
     AdminConnectionLimit,
     /// Produce refused because the data dir's free space is below `disk_free_bytes_min`.
     DiskFull,

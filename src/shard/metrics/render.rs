@@ -422,6 +422,7 @@ fn partitions_and_groups(e: &mut Exposition, snapshots: &[MetricsSnapshot]) {
         "Bytes of the partition's segments.",
         sizes,
     );
+    integrity(e, snapshots);
     let mut lags = Vec::new();
     for snapshot in snapshots {
         for ((group, topic, partition), committed) in &snapshot.committed {
@@ -452,6 +453,61 @@ fn partitions_and_groups(e: &mut Exposition, snapshots: &[MetricsSnapshot]) {
         Kind::Gauge,
         "Members of each consumer group.",
         members,
+    );
+}
+
+/// Corrupt batches, offline partitions, scrub progress.
+fn integrity(e: &mut Exposition, snapshots: &[MetricsSnapshot]) {
+    let (mut corrupt, mut offline) = (Vec::new(), Vec::new());
+    for snapshot in snapshots {
+        let shard = snapshot.shard.to_string();
+        for ((topic, partition), count) in &snapshot.corrupt_batches {
+            let partition = partition.to_string();
+            let labels = labels(&[
+                ("topic", topic),
+                ("partition", &partition),
+                ("shard", &shard),
+            ]);
+            corrupt.push((labels, *count));
+        }
+        for ((topic, partition), reason) in &snapshot.offline {
+            let partition = partition.to_string();
+            let labels = labels(&[
+                ("topic", topic),
+                ("partition", &partition),
+                ("shard", &shard),
+                ("reason", reason),
+            ]);
+            offline.push((labels, 1u64));
+        }
+    }
+    e.family(
+        "shardlog_partition_corrupt_batches",
+        Kind::Gauge,
+        "Batches of the partition known to be corrupt (found at open, by the scrub or by a read); never served.",
+        corrupt,
+    );
+    e.family(
+        "shardlog_partition_offline",
+        Kind::Gauge,
+        "1 for each partition of the catalog without an open log, by reason.",
+        offline,
+    );
+    let offline_counts = snapshots
+        .iter()
+        .map(|s| (shard_label(s.shard), s.offline.len()));
+    e.family(
+        "shardlog_partitions_offline",
+        Kind::Gauge,
+        "Partitions of the catalog owned by the shard without an open log.",
+        offline_counts,
+    );
+    e.per_shard(
+        snapshots,
+        "shardlog_scrub_bytes_total",
+        Kind::Counter,
+        "Bytes of finished segments the scrub has re-checked.",
+        |s| s.scrubbed_bytes,
     );
 }
 
@@ -487,6 +543,9 @@ mod tests {
         zero.mesh_capacity = 1024;
         zero.partitions
             .insert(("we\"ird\\top\nic".to_string(), 0), (0, 5, 100));
+        zero.corrupt_batches.insert(("t".to_string(), 1), 2);
+        zero.offline.insert(("t".to_string(), 2), "damaged");
+        zero.scrubbed_bytes = 4096;
         let mut one = ShardMetrics::default().snapshot(1);
         one.mesh = vec![MeshPeerCounts {
             peer: 0,
@@ -581,6 +640,9 @@ mod tests {
         for pool in MemoryPool::ALL.map(MemoryPool::as_str) {
             assert!(doc.contains(&format!("`{pool}`")), "{pool} not in docs");
         }
+        for reason in crate::shard::OfflineReason::ALL.map(crate::shard::OfflineReason::as_str) {
+            assert!(doc.contains(&format!("`{reason}`")), "{reason} not in docs");
+        }
     }
 
     #[test]
@@ -605,6 +667,10 @@ mod tests {
             "shardlog_mesh_queue_depth{shard=\"1\",peer=\"0\"} 0\n",
             "shardlog_mesh_queue_capacity{shard=\"0\"} 1024\n",
             "shardlog_mesh_messages_sent_total{shard=\"0\",peer=\"1\"} 10\n",
+            "shardlog_partition_corrupt_batches{topic=\"t\",partition=\"1\",shard=\"0\"} 2\n",
+            "shardlog_partition_offline{topic=\"t\",partition=\"2\",shard=\"0\",reason=\"damaged\"} 1\n",
+            "shardlog_partitions_offline{shard=\"1\"} 0\n",
+            "shardlog_scrub_bytes_total{shard=\"0\"} 4096\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -1,5 +1,7 @@
 //! Tests of the storage module: API behaviour (`log_tests`), recovery over segment images
-//! with seeded faults (`recovery_tests`), kill -9 of a child process (`crash_tests`), and
+//! with seeded faults (`recovery_tests`), damage to synced data: offsets never reused,
+//! corruption reported, the repair, the scrub (`damage_tests`), kill -9 of a child process
+//! (`crash_tests`), and
 //! transactions: last stable offset, aborted-transaction index, fencing (`txn_tests`).
 //! compaction and broker-side compression (`compaction_tests`).
 //!
@@ -9,6 +11,7 @@
 
 mod compaction_tests;
 mod crash_tests;
+mod damage_tests;
 mod log_tests;
 mod recovery_tests;
 mod txn_crash_tests;
@@ -87,6 +90,13 @@ pub(crate) async fn open(
     PartitionLog::open(dir, config.clone(), cache.clone(), Rc::default())
         .await
         .expect("open log")
+}
+
+/// Removes the recovery point checkpoint of a closed log's copy: the state of a crash before
+/// the tail was checkpointed, so damaging the tail models a torn write, not lost synced
+/// data (which recovery refuses with `Damaged`).
+pub(crate) fn forget_recovery_point(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("recovery-point-offset.checkpoint"));
 }
 
 /// A seeded xorshift64* generator; prints its seed if the test panics.

@@ -12,12 +12,12 @@ use crate::storage::StorageError;
 use crate::storage::index;
 
 /// A closed log and the stamped batches it holds, in offset order.
-struct Image {
-    dir: tempfile::TempDir,
-    batches: Vec<Vec<u8>>,
+pub(super) struct Image {
+    pub dir: tempfile::TempDir,
+    pub batches: Vec<Vec<u8>>,
 }
 
-fn random_batch(rng: &mut Rng, index: usize, value_max: u64) -> Bytes {
+pub(super) fn random_batch(rng: &mut Rng, index: usize, value_max: u64) -> Bytes {
     let count = rng.range(1, 4) as usize;
     let values: Vec<Vec<u8>> = (0..count)
         .map(|_| {
@@ -30,7 +30,12 @@ fn random_batch(rng: &mut Rng, index: usize, value_max: u64) -> Bytes {
     Bytes::from(build_batch(&refs, 1000 + index as i64 * 10))
 }
 
-async fn build_image(rng: &mut Rng, count: usize, value_max: u64, last_value: usize) -> Image {
+pub(super) async fn build_image(
+    rng: &mut Rng,
+    count: usize,
+    value_max: u64,
+    last_value: usize,
+) -> Image {
     let dir = temp_dir();
     let log = open(dir.path(), &small_config(), &cache()).await;
     let mut batches = Vec::new();
@@ -47,7 +52,7 @@ async fn build_image(rng: &mut Rng, count: usize, value_max: u64, last_value: us
     Image { dir, batches }
 }
 
-fn segment_bases(dir: &Path) -> Vec<i64> {
+pub(super) fn segment_bases(dir: &Path) -> Vec<i64> {
     let mut bases: Vec<i64> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {
@@ -59,26 +64,33 @@ fn segment_bases(dir: &Path) -> Vec<i64> {
     bases
 }
 
-fn log_path(dir: &Path, base: i64) -> PathBuf {
+pub(super) fn log_path(dir: &Path, base: i64) -> PathBuf {
     crate::storage::segment::file_path(dir, base, "log")
 }
 
-/// Copies the image into a fresh directory, without the clean-shutdown marker unless asked.
-fn crash_copy(image: &Image, keep_marker: bool) -> tempfile::TempDir {
+/// Copies the image into a fresh directory, without the clean-shutdown marker unless asked,
+/// and without the recovery point checkpoint (see `forget_recovery_point`).
+pub(super) fn crash_copy(image: &Image, keep_marker: bool) -> tempfile::TempDir {
+    let copy = exact_copy(image);
+    if !keep_marker {
+        std::fs::remove_file(copy.path().join(".clean-shutdown")).unwrap();
+    }
+    forget_recovery_point(copy.path());
+    copy
+}
+
+/// Copies the image as it is: a clean stop, every checkpoint in place.
+pub(super) fn exact_copy(image: &Image) -> tempfile::TempDir {
     let copy = temp_dir();
     for entry in std::fs::read_dir(image.dir.path()).unwrap() {
         let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == ".clean-shutdown" && !keep_marker {
-            continue;
-        }
-        std::fs::copy(entry.path(), copy.path().join(name)).unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
     }
     copy
 }
 
 /// (index of first batch, byte position of each batch) for the segment based at `base`.
-fn layout(image: &Image, base: i64) -> (usize, Vec<u64>) {
+pub(super) fn layout(image: &Image, base: i64) -> (usize, Vec<u64>) {
     let first = image
         .batches
         .iter()
@@ -96,7 +108,7 @@ fn layout(image: &Image, base: i64) -> (usize, Vec<u64>) {
 }
 
 /// How many batches, from the first, are byte-identical in `file` at their positions.
-fn intact_batches(file: &[u8], positions: &[u64], batches: &[Vec<u8>]) -> usize {
+pub(super) fn intact_batches(file: &[u8], positions: &[u64], batches: &[Vec<u8>]) -> usize {
     positions
         .iter()
         .zip(batches)
@@ -104,7 +116,7 @@ fn intact_batches(file: &[u8], positions: &[u64], batches: &[Vec<u8>]) -> usize 
         .count()
 }
 
-fn set_len(path: &Path, len: u64) {
+pub(super) fn set_len(path: &Path, len: u64) {
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -113,13 +125,13 @@ fn set_len(path: &Path, len: u64) {
         .unwrap();
 }
 
-fn append_bytes(path: &Path, bytes: &[u8]) {
+pub(super) fn append_bytes(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     file.write_all(bytes).unwrap();
 }
 
-fn flip_bit(path: &Path, position: u64, bit: u8) {
+pub(super) fn flip_bit(path: &Path, position: u64, bit: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[position as usize] ^= 1 << bit;
     std::fs::write(path, bytes).unwrap();
@@ -127,7 +139,7 @@ fn flip_bit(path: &Path, position: u64, bit: u8) {
 
 /// Opens `dir` and checks it holds exactly `expected`; then appends one more batch, reopens
 /// after an unclean stop, and checks the tail continued correctly.
-async fn check_prefix(dir: &Path, expected: &[Vec<u8>], continue_after: bool) {
+pub(super) async fn check_prefix(dir: &Path, expected: &[Vec<u8>], continue_after: bool) {
     let log = open(dir, &small_config(), &cache()).await;
     let end = expected.last().map_or(0, |b| {
         batch::RecordBatchHeader::view(b).unwrap().next_offset()

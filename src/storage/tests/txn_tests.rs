@@ -355,6 +355,7 @@ fn torn_tail_cutting_a_marker_reopens_the_transaction() {
                 .unwrap();
             file.set_len(position + len - 3).unwrap();
             drop(file);
+            forget_recovery_point(dir.path());
             let log = open(dir.path(), &config, &cache()).await;
             let context = format!("clean={clean} fill={fill}");
             assert_eq!(log.log_end_offset(), abort.base_offset, "{context}");
