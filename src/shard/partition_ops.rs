@@ -5,6 +5,8 @@ use super::messages::*;
 use super::metrics::RejectReason;
 use super::{Shard, now_ms};
 use crate::metadata::Catalog;
+use crate::model::compression::CompressionError;
+use crate::model::validation::ValidationError;
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::storage::{PartitionLog, StorageError};
 use futures::future::{LocalBoxFuture, select, select_all};
@@ -21,6 +23,12 @@ const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// The one mapping from storage errors to Kafka error codes.
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
+        StorageError::Validation(ValidationError::Corrupt(_)) => ErrorCode::CorruptMessage,
+        StorageError::Validation(ValidationError::Invalid(_)) => ErrorCode::InvalidRecord,
+        StorageError::Validation(ValidationError::TooLarge { .. })
+        | StorageError::Compression(CompressionError::TooLarge { .. }) => {
+            ErrorCode::MessageTooLarge
+        }
         StorageError::InvalidBatch(_) | StorageError::Compression(_) => ErrorCode::CorruptMessage,
         StorageError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -82,20 +90,10 @@ impl Shard {
                 ));
                 continue;
             };
-            if contains_control_batch(&records) {
-                // Only transaction coordinators write markers (Kafka: INVALID_RECORD).
-                let message = "clients may not write control batches".to_string();
-                self.metrics
-                    .produced(records.len(), Some(RejectReason::InvalidRecord));
-                results.push(produce_error(
-                    partition,
-                    ErrorCode::InvalidRecord,
-                    Some(message),
-                ));
-                continue;
-            }
             let bytes = records.len();
-            let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
+            let appended = log
+                .append_from_client(records, LEADER_EPOCH, now_ms())
+                .await;
             let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
             self.metrics.produced(bytes, reason);
             match appended {
@@ -431,10 +429,6 @@ async fn first_record_at_or_after(
         .iter()
         .find(|r| r.offset >= found.0.value() && r.timestamp >= target)
         .map_or(found, |r| (Offset(r.offset), r.timestamp))
-}
-
-fn contains_control_batch(records: &bytes::Bytes) -> bool {
-    crate::model::batch::batch_positions(records).any(|(_, header)| header.is_control())
 }
 
 /// Makes `dir` belong to topic `id`: a dir left by a deleted topic of the same name is wiped.

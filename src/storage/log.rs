@@ -9,12 +9,13 @@
 //! `RefCell` borrow across one.
 
 use super::StorageError;
+use super::append::{self, AppendOrigin};
 use super::cache::BatchCache;
 use super::compaction::{self, CleanupPolicy, CompactionStats};
 use super::state::{LogState, LogStats};
 use super::stats::StorageStats;
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
-use super::{append, flusher, reader, recovery, retention};
+use super::{flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
 use crate::model::{Compression, Offset, TimestampType};
 use bytes::Bytes;
@@ -203,13 +204,40 @@ impl PartitionLog {
     /// *written* (in the log's buffers and visible to `read`), not when they are durable:
     /// call `wait_synced` for that. Waits only while `write_buffer_bytes_max` unwritten
     /// bytes are queued (back-pressure); concurrent appends are admitted in call order.
+    /// Appends batches the broker wrote itself (coordinators: group and transaction
+    /// records, transaction markers); they are checked for framing and CRC only.
     pub async fn append(
         &self,
         records: Bytes,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendResult, StorageError> {
-        append::append(&self.state, records, leader_epoch, now_ms).await
+        append::append(
+            &self.state,
+            records,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Broker,
+        )
+        .await
+    }
+
+    /// Appends a produce request's records for this partition: validated as Kafka's
+    /// LogValidator does for a client (`model::validation`) before anything is stored.
+    pub async fn append_from_client(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendResult, StorageError> {
+        append::append(
+            &self.state,
+            records,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Client,
+        )
+        .await
     }
 
     /// Returns once every batch up to and including `offset` is *synced* (fdatasync

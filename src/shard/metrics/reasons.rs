@@ -2,6 +2,7 @@
 //! why one was delayed (back-pressure), and which memory pool a gauge is about. Labels come
 //! only from these enums, never from free-form strings, so a family's cardinality is fixed.
 
+use crate::model::validation::ValidationError;
 use crate::storage::StorageError;
 
 /// Why the broker refused, dropped or failed a request or connection
@@ -92,6 +93,11 @@ impl RejectReason {
     /// The reason a failed append counts under.
     pub fn of_storage_error(error: &StorageError) -> RejectReason {
         match error {
+            StorageError::Validation(ValidationError::Corrupt(_)) => RejectReason::CorruptBatch,
+            StorageError::Validation(ValidationError::Invalid(_)) => RejectReason::InvalidRecord,
+            StorageError::Validation(ValidationError::TooLarge { .. }) => {
+                RejectReason::BatchTooLarge
+            }
             StorageError::InvalidBatch(_) | StorageError::Compression(_) => {
                 RejectReason::CorruptBatch
             }
