@@ -35,6 +35,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        StorageError::TransactionNotVerified { .. } => ErrorCode::TransactionAbortable,
         StorageError::Closed => ErrorCode::NotLeaderOrFollower,
         StorageError::Io { .. } | StorageError::CorruptData { .. } => ErrorCode::KafkaStorageError,
         #[allow(unreachable_patterns)]

@@ -46,6 +46,9 @@ pub struct Shard {
     pub request_memory: Rc<glommio::sync::Semaphore>,
     /// Fires when the broker is shutting down.
     pub shutdown: super::shutdown::ShutdownSignal,
+    /// Producer ids below this were handed out (a cache of the controller's answer; see
+    /// `producer_checks`).
+    pub(super) producer_id_bound: std::cell::Cell<i64>,
 }
 
 impl Shard {
@@ -79,6 +82,7 @@ impl Shard {
             disk: Default::default(),
             request_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
+            producer_id_bound: std::cell::Cell::new(0),
         }
     }
 
@@ -525,6 +529,10 @@ impl Shard {
                     let _ = op.reply.send(results);
                 })
                 .detach();
+            }
+            ShardMessage::AllowTxn(op) => {
+                self.allow_transaction_local(op.producer_id, op.epoch, &op.partitions);
+                let _ = op.reply.send(());
             }
             ShardMessage::Group(op) => {
                 let shard = self.clone();

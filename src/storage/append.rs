@@ -22,7 +22,7 @@ use super::log::{AppendResult, LogConfig};
 use super::producer::ProducerBatch;
 use super::segment::Segment;
 use super::state::{LogState, PendingWrite};
-use super::txn_state;
+use super::{txn_state, txn_tickets};
 use crate::model::batch::{self, BatchError, RecordBatchHeader};
 use crate::model::validation::{self, ValidationLimits};
 use crate::model::{Offset, TimestampType};
@@ -65,9 +65,14 @@ pub(crate) async fn append(
         return Err(StorageError::Closed);
     }
     // From here on no `.await`: the rest of the append is atomic on this shard.
-    let result = state
-        .check_writable()
-        .and_then(|()| place(state, records, &spans, leader_epoch, now_ms, units, &config));
+    let result = state.check_writable().and_then(|()| {
+        let batches = Placement {
+            records,
+            spans: &spans,
+            origin,
+        };
+        place(state, batches, leader_epoch, now_ms, units, &config)
+    });
     match &result {
         Ok(outcome) if !outcome.duplicate => {}
         _ => state.admission.signal(units),
@@ -125,16 +130,30 @@ fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, 
     Ok(spans)
 }
 
+/// The validated batches of one append.
+struct Placement<'a> {
+    records: Bytes,
+    spans: &'a [(usize, usize)],
+    origin: AppendOrigin,
+}
+
 fn place(
     state: &LogState,
-    records: Bytes,
-    spans: &[(usize, usize)],
+    batches: Placement<'_>,
     leader_epoch: i32,
     now_ms: i64,
     units: u64,
     config: &LogConfig,
 ) -> Result<AppendResult, StorageError> {
+    let Placement {
+        records,
+        spans,
+        origin,
+    } = batches;
     txn_state::check_append(state, &records, spans)?;
+    if origin == AppendOrigin::Client {
+        txn_tickets::check_client_append(state, &records, spans)?;
+    }
     let producer_batches: Vec<ProducerBatch> = spans
         .iter()
         .filter_map(|&(start, _)| RecordBatchHeader::view(&records[start..]).ok())

@@ -71,6 +71,14 @@ pub enum StorageError {
     /// size over `decompressed_batch_bytes_max`, malformed records): Kafka CORRUPT_MESSAGE.
     #[error("cannot recompress batch: {0}")]
     Compression(#[from] crate::model::compression::CompressionError),
+    /// A client's transactional batch whose producer has no transaction in progress on the
+    /// partition and no verification from the coordinator (KIP-890 part 1): Kafka
+    /// TRANSACTION_ABORTABLE (INVALID_TXN_STATE for Produce v10 and older).
+    #[error(
+        "Partition was not added to the transaction (producer {producer_id} has no verified \
+         transaction on it)"
+    )]
+    TransactionNotVerified { producer_id: i64 },
     /// The log was closed or removed while the call was in progress.
     #[error("partition log is closed")]
     Closed,

@@ -328,6 +328,15 @@ impl PartitionLog {
     }
 
     /// Producers with state in this partition, by producer id (DescribeProducers).
+    /// The transaction coordinator verified that `producer_id` at `epoch` may start a
+    /// transaction on this partition (KIP-890 part 1; see `txn_tickets.rs`).
+    pub fn allow_transaction(&self, producer_id: i64, epoch: i16) {
+        self.state
+            .txn_tickets
+            .borrow_mut()
+            .allow(producer_id, epoch);
+    }
+
     pub fn producers(&self) -> Vec<ProducerInfo> {
         txn_state::producers(&self.state)
     }

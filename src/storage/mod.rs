@@ -13,7 +13,7 @@
 //! `flusher` (syncs, group commit) with `writer` (the O_DIRECT write stream), `reader`, `recovery` (open/close), `retention`
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `cache`, `producer`,
 //! `checkpoint`, `io`, `signal`, `stats` (shard-wide counters: fdatasync latency), `txn_state` (transactions: last stable offset, aborted
-//! transaction index); `compaction` (cleanup.policy=compact) and `conform` (topic rules
+//! transaction index), `txn_tickets` (transaction verification, KIP-890 part 1); `compaction` (cleanup.policy=compact) and `conform` (topic rules
 //! applied to incoming batches: compression.type, keys on compacted topics). See
 //! docs/durability.md for the durability contract.
 
@@ -39,6 +39,7 @@ mod signal;
 mod state;
 mod stats;
 mod txn_state;
+mod txn_tickets;
 mod writer;
 
 #[cfg(test)]

@@ -200,3 +200,81 @@ def test_decompression_bomb_is_refused_in_bounded_memory(broker, name, build, ex
     print(f"{name}: {len(data)} bytes on the wire, peak RSS growth {growth / MIB:.1f} MiB")
     assert growth < BOMB_RSS_GROWTH_MAX_BYTES, f"peak RSS grew by {growth / MIB:.1f} MiB"
     assert_refused_and_usable(broker, topic, result, expected, files)
+
+
+# ---- producer ids -------------------------------------------------------------------------
+
+def idempotent_batch(producer_id, epoch=0, sequence=0):
+    return bw.batch(bw.records(1), 1, producer_id=producer_id, producer_epoch=epoch,
+                    base_sequence=sequence)
+
+
+def transactional_batch(producer_id, epoch=0, sequence=0):
+    return bw.batch(bw.records(1), 1, attributes=bw.ATTR_TRANSACTIONAL,
+                    producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence)
+
+
+def test_idempotent_batch_needs_an_allocated_producer_id(broker):
+    topic = setup_partition(broker)
+    files = partition_files(broker, topic)
+    result = bw.send_produce(broker.bootstrap, topic, 0, idempotent_batch(10**12))
+    assert_refused_and_usable(broker, topic, result, bw.ERROR_UNKNOWN_PRODUCER_ID, files)
+    # An allocated id is accepted.
+    error, producer_id, epoch = bw.init_producer_id(broker.bootstrap, None)
+    assert error == 0 and producer_id >= 0
+    accepted = bw.send_produce(broker.bootstrap, topic, 0, idempotent_batch(producer_id, epoch))
+    assert accepted.error == 0, accepted
+
+
+@pytest.mark.parametrize("producer_id", [-1, 10**12], ids=["producer-id--1", "never-allocated"])
+def test_transactional_batch_needs_the_transactions_producer_id(broker, producer_id):
+    topic = setup_partition(broker)
+    files = partition_files(broker, topic)
+    transactional_id = unique_topic("txn")
+    error, _, _ = bw.init_producer_id(broker.bootstrap, transactional_id)
+    assert error == 0
+    result = bw.send_produce(broker.bootstrap, topic, 0, transactional_batch(producer_id),
+                             transactional_id=transactional_id)
+    assert_refused_and_usable(broker, topic, result, bw.ERROR_INVALID_PRODUCER_ID_MAPPING,
+                              files)
+
+
+def test_transactional_batch_needs_a_transactional_id(broker):
+    """Kafka's KafkaApis: transactional records without a transactional id are refused with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED."""
+    topic = setup_partition(broker)
+    files = partition_files(broker, topic)
+    error, producer_id, epoch = bw.init_producer_id(broker.bootstrap, unique_topic("txn"))
+    assert error == 0
+    result = bw.send_produce(broker.bootstrap, topic, 0, transactional_batch(producer_id, epoch))
+    assert_refused_and_usable(broker, topic, result,
+                              bw.ERROR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, files)
+
+
+@pytest.mark.parametrize("version,expected", [(8, bw.ERROR_INVALID_TXN_STATE),
+                                              (10, bw.ERROR_INVALID_TXN_STATE),
+                                              (11, bw.ERROR_TRANSACTION_ABORTABLE)])
+def test_transactional_batch_needs_its_partition_added(broker, version, expected):
+    """KIP-890 part 1: a transactional batch for a partition the producer never added with
+    AddPartitionsToTxn is refused (no hanging transaction); once added it is accepted."""
+    topic = setup_partition(broker)
+    files = partition_files(broker, topic)
+    transactional_id = unique_topic("txn")
+    error, producer_id, epoch = bw.init_producer_id(broker.bootstrap, transactional_id)
+    assert error == 0
+    result = bw.send_produce(broker.bootstrap, topic, 0, transactional_batch(producer_id, epoch),
+                             version=version, transactional_id=transactional_id)
+    assert_refused_and_usable(broker, topic, result, expected, files)
+    # Added: accepted, then committed so read_committed consumers move on.
+    assert bw.add_partitions_to_txn(broker.bootstrap, transactional_id, producer_id, epoch,
+                                    topic, 0) == 0
+    accepted = bw.send_produce(broker.bootstrap, topic, 0,
+                               transactional_batch(producer_id, epoch), version=version,
+                               transactional_id=transactional_id)
+    assert accepted.error == 0, accepted
+    assert bw.end_txn(broker.bootstrap, transactional_id, producer_id, epoch, True) == 0
+    # After the commit the partition is out of the transaction again.
+    late = bw.send_produce(broker.bootstrap, topic, 0,
+                           transactional_batch(producer_id, epoch, sequence=1),
+                           version=version, transactional_id=transactional_id)
+    assert late.error == expected, late

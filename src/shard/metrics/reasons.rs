@@ -103,9 +103,9 @@ impl RejectReason {
             }
             StorageError::InvalidRecord { .. } => RejectReason::InvalidRecord,
             StorageError::BatchTooLarge { .. } => RejectReason::BatchTooLarge,
-            StorageError::OutOfOrderSequence { .. } | StorageError::InvalidProducerEpoch { .. } => {
-                RejectReason::ProducerState
-            }
+            StorageError::OutOfOrderSequence { .. }
+            | StorageError::InvalidProducerEpoch { .. }
+            | StorageError::TransactionNotVerified { .. } => RejectReason::ProducerState,
             StorageError::Closed => RejectReason::LogClosed,
             _ if error.is_disk_full() => RejectReason::DiskFull,
             _ => RejectReason::StorageError,
