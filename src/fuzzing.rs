@@ -81,7 +81,12 @@ fn check_accepted(batch: &[u8], count: i32) {
     let parsed = compression::parse_records(&records, count)
         .unwrap_or_else(|e| panic!("accepted batch, broker cannot parse it: {e}"));
     assert_eq!(parsed.len(), declared);
-    assert!(parsed.iter().enumerate().all(|(i, r)| r.offset_delta as usize == i));
+    assert!(
+        parsed
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.offset_delta as usize == i)
+    );
     assert!(compression::offsets_consistent(header, &parsed));
     if header.compression() == Ok(crate::model::Compression::None) {
         let read = crate::model::records::read_records(&stored)
@@ -99,7 +104,10 @@ fn check_accepted(batch: &[u8], count: i32) {
     for (index, record) in decoded.records.iter().enumerate() {
         assert_eq!(record.offset, index as i64);
     }
-    assert!(buffer.is_empty(), "kafka-protocol left bytes after the batch");
+    assert!(
+        buffer.is_empty(),
+        "kafka-protocol left bytes after the batch"
+    );
 }
 
 fn independent_decompress(
