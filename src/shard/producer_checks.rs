@@ -2,16 +2,16 @@
 //! partition: that a producer id was handed out by this broker (the controller's producer-id
 //! blocks), and that a transactional batch's partition is in its producer's ongoing
 //! transaction (KIP-890 part 1: the transaction coordinator verifies it and leaves a ticket
-//! on the partition's owner shard, see `storage/txn_tickets.rs`).
+//! on the partition's owner shard, see `storage/txn_tickets.rs` and docs/transactions.md).
 //!
 //! Owns: the per-shard cache of the allocated producer-id bound, the coordinator's
 //! verification (`txn_verify`) and the partitions it already ticketed in each ongoing
 //! transaction. May import: `crate::txn`, `crate::model`, shard modules.
 //! Runs on: the connection's shard (the callers), shard 0 (the bound), the coordinator's
-//! shard (verification) and each partition's owner (tickets). A verification holds the
-//! transactional id's claim from its check until every ticket is placed, so a marker of
-//! the same transaction (written under the same claim) always reaches the partition after
-//! the ticket and removes it.
+//! shard (verification) and each partition's owner (tickets). A verification that places
+//! tickets holds the transactional id's claim from its check until every ticket is placed,
+//! so a marker of the same transaction (written under the same claim) always reaches the
+//! partition after the ticket and removes it.
 //! Invariants: the cached bound only grows; every producer id below it was handed out (or
 //! may have been, before a restart); a partition is in `ticketed` only while its ticket was
 //! placed in the current Ongoing transaction.
@@ -72,7 +72,10 @@ impl Shard {
         .await
     }
 
-    /// The coordinator's side of `verify_transaction`.
+    /// The coordinator's side of `verify_transaction`. Partitions already ticketed in this
+    /// transaction need only the check; placing new tickets needs the transactional id's
+    /// claim (taken right after the check, with no `.await` between), so that no marker of
+    /// this transaction can be on its way while they are placed.
     pub(super) async fn txn_verify(
         self: &Rc<Self>,
         transactional_id: &str,
@@ -80,12 +83,6 @@ impl Shard {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     ) -> Vec<(TopicPartition, ErrorCode)> {
-        let all = |code: ErrorCode, partitions: Vec<TopicPartition>| {
-            partitions.into_iter().map(|p| (p, code)).collect()
-        };
-        let Some(_guard) = self.claim(transactional_id) else {
-            return all(ErrorCode::ConcurrentTransactions, partitions);
-        };
         let keys: Vec<(String, i32)> = partitions
             .iter()
             .map(|p| (p.topic.to_string(), p.partition))
@@ -97,29 +94,41 @@ impl Shard {
         };
         let verdicts = match verdicts {
             Ok(verdicts) => verdicts,
-            Err(code) => return all(code, partitions),
+            Err(code) => return partitions.into_iter().map(|p| (p, code)).collect(),
         };
         let ticketed = self.ticketed(transactional_id);
         let mut results = Vec::with_capacity(partitions.len());
         let mut to_ticket: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
         for ((partition, key), in_txn) in partitions.into_iter().zip(keys).zip(verdicts) {
-            if !in_txn {
-                results.push((partition, ErrorCode::TransactionAbortable));
-                continue;
-            }
-            if !ticketed.contains(&key) {
-                to_ticket
-                    .entry(self.owner_of(&partition))
-                    .or_default()
-                    .push(partition.clone());
-            }
-            results.push((partition, ErrorCode::None));
+            let code = if !in_txn {
+                ErrorCode::TransactionAbortable
+            } else {
+                if !ticketed.contains(&key) {
+                    let owner = self.owner_of(&partition);
+                    to_ticket.entry(owner).or_default().push(partition.clone());
+                }
+                ErrorCode::None
+            };
+            results.push((partition, code));
         }
+        if to_ticket.is_empty() {
+            return results;
+        }
+        let Some(_guard) = self.claim(transactional_id) else {
+            let waiting: BTreeSet<TopicPartition> = to_ticket.into_values().flatten().collect();
+            for (partition, code) in &mut results {
+                if waiting.contains(partition) {
+                    *code = ErrorCode::ConcurrentTransactions;
+                }
+            }
+            return results;
+        };
+        let placed: BTreeSet<TopicPartition> = to_ticket.values().flatten().cloned().collect();
         let failed = self.place_tickets(producer_id, epoch, to_ticket).await;
         for (partition, code) in &mut results {
             if failed.contains(partition) {
                 *code = ErrorCode::CoordinatorNotAvailable;
-            } else if *code == ErrorCode::None {
+            } else if placed.contains(partition) {
                 self.mark_ticketed(transactional_id, partition);
             }
         }
