@@ -17,6 +17,7 @@ use super::batch::{
     self, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD, BatchError, CRC_COVERED_FROM, Compression,
     RecordBatchHeader, TimestampType,
 };
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use thiserror::Error;
 
@@ -89,34 +90,54 @@ pub fn decompress(
         }
         return Ok(input.to_vec());
     }
-    read_bounded(decoder(codec, input, max)?, codec, max)
+    with_decoder(codec, input, max, |reader| read_bounded(reader, codec, max))?
 }
 
-/// A streaming decoder of `input` (the records section of a batch) written with `codec`:
-/// reading it yields the uncompressed records. It holds at most one codec block (snappy:
-/// at most `max` and 32 times the block's compressed size; lz4: its frame's block size) and
-/// zstd's window (at most `max`, clamped to [1 MiB, 128 MiB]), never the whole output; the
-/// caller bounds how much it reads.
-pub fn decoder<'a>(
+thread_local! {
+    /// One zstd decompression context per thread (shard), reused for every batch: creating
+    /// one and its buffers per batch costs more than decoding a small batch.
+    static ZSTD_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `read` on a streaming decoder of `input` (the records section of a batch) written
+/// with `codec`: reading it yields the uncompressed records. The decoder holds at most one
+/// codec block (snappy: at most `max` and 32 times the block's compressed size; lz4: its
+/// frame's block size) and zstd's window (at most `max`, clamped to [1 MiB, 128 MiB]),
+/// never the whole output; `read` bounds how much it reads.
+pub fn with_decoder<T>(
     codec: Compression,
-    input: &'a [u8],
+    input: &[u8],
     max: usize,
-) -> Result<Box<dyn Read + 'a>, CompressionError> {
-    Ok(match codec {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Snappy => Box::new(SnappyReader::new(input, max)),
-        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
-        Compression::Zstd => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> Result<T, CompressionError> {
+    match codec {
+        Compression::None => Ok(read(&mut &input[..])),
+        Compression::Gzip => Ok(read(&mut flate2::read::MultiGzDecoder::new(input))),
+        Compression::Snappy => Ok(read(&mut SnappyReader::new(input, max))),
+        Compression::Lz4 => Ok(read(&mut lz4_flex::frame::FrameDecoder::new(input))),
+        Compression::Zstd => ZSTD_CONTEXT.with(|cell| {
+            let mut slot = cell.try_borrow_mut().map_err(|e| corrupt(codec, e))?;
+            let context = match slot.as_mut() {
+                Some(context) => context,
+                None => slot.insert(
+                    zstd::zstd_safe::DCtx::try_create()
+                        .ok_or_else(|| corrupt(codec, "cannot create a context"))?,
+                ),
+            };
             let window_log = usize::BITS - max.max(1).leading_zeros();
-            decoder
-                .window_log_max(window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX))
-                .map_err(|e| corrupt(codec, e))?;
-            Box::new(decoder)
-        }
-    })
+            let window_log = window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX);
+            // A previous batch may have stopped mid-frame; parameters need a fresh session.
+            context
+                .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                .map_err(|code| corrupt(codec, zstd::zstd_safe::get_error_name(code)))?;
+            context
+                .set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log))
+                .map_err(|code| corrupt(codec, zstd::zstd_safe::get_error_name(code)))?;
+            let mut decoder = zstd::stream::read::Decoder::with_context(input, context);
+            Ok(read(&mut decoder))
+        }),
+    }
 }
 
 fn read_bounded(

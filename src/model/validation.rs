@@ -5,7 +5,7 @@
 //! Owns: `validate_client_records` and the record walk: every record of a batch is parsed
 //! to the batch's end — in place for uncompressed batches (no copy), through a streaming
 //! decoder for compressed ones, holding one `STREAM_CHUNK_BYTES` chunk (plus the codec's
-//! block or window, see `compression::decoder`) and never decoding more than the caller's
+//! block or window, see `compression::with_decoder`) and never decoding more than the caller's
 //! `decompressed_bytes_max`.
 //! May import: `super::batch`, `super::compression`. Pure: no I/O, no async, no shared state.
 //! Invariants: a batch that passes holds exactly `recordsCount` = `lastOffsetDelta + 1` > 0
@@ -227,9 +227,24 @@ fn walk_records(
         ));
     }
     let limit = limits.decompressed_bytes_max;
-    let decoder = compression::decoder(compression, body, limit)
-        .map_err(|error| decompression(error.to_string()))?;
-    walk.run(&mut StreamSource::new(decoder, compression, limit))
+    CHUNK.with(|cell| {
+        let mut owned = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let chunk = match borrowed.as_mut() {
+            Ok(chunk) => chunk,
+            Err(_) => &mut owned,
+        };
+        chunk.resize(STREAM_CHUNK_BYTES, 0);
+        compression::with_decoder(compression, body, limit, |decoder| {
+            walk.run(&mut StreamSource::new(decoder, chunk, compression, limit))
+        })
+        .map_err(|error| decompression(error.to_string()))?
+    })
+}
+
+thread_local! {
+    /// The stream chunk, reused for every compressed batch a thread (shard) validates.
+    static CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The header rules of `LogValidator.validateBatch` for a client append.
@@ -323,9 +338,9 @@ impl Source for SliceSource<'_> {
 /// Decoded bytes, one chunk at a time; errs as soon as more than `limit` bytes would be
 /// decoded (a declared length past the limit is refused before anything is decoded).
 struct StreamSource<'a> {
-    decoder: Box<dyn Read + 'a>,
+    decoder: &'a mut dyn Read,
     codec: Compression,
-    chunk: Vec<u8>,
+    chunk: &'a mut [u8],
     start: usize,
     end: usize,
     /// Bytes decoded so far.
@@ -335,11 +350,16 @@ struct StreamSource<'a> {
 }
 
 impl<'a> StreamSource<'a> {
-    fn new(decoder: Box<dyn Read + 'a>, codec: Compression, limit: usize) -> StreamSource<'a> {
+    fn new(
+        decoder: &'a mut dyn Read,
+        chunk: &'a mut [u8],
+        codec: Compression,
+        limit: usize,
+    ) -> StreamSource<'a> {
         StreamSource {
             decoder,
             codec,
-            chunk: vec![0; STREAM_CHUNK_BYTES],
+            chunk,
             start: 0,
             end: 0,
             decoded: 0,
@@ -352,7 +372,7 @@ impl<'a> StreamSource<'a> {
     fn refill(&mut self) -> Result<bool, SourceError> {
         debug_assert_eq!(self.start, self.end);
         while !self.finished {
-            match self.decoder.read(&mut self.chunk) {
+            match self.decoder.read(self.chunk) {
                 Ok(0) => self.finished = true,
                 Ok(n) => {
                     self.start = 0;
