@@ -77,7 +77,8 @@ pub struct LogConfig {
     pub compaction_io_bytes_per_second: u64,
     /// Memory for one pass's key map (key bytes + 64 per key).
     pub compaction_map_bytes_max: u64,
-    /// Largest decompressed records section handled when recompressing or compacting.
+    /// Largest decompressed records section of a client batch (validation refuses more) and
+    /// of one handled when recompressing or compacting.
     pub decompressed_batch_bytes_max: u64,
 }
 
