@@ -31,14 +31,16 @@ pub enum RejectReason {
     UnknownPartition,
     /// Produce with an acks value other than 0, 1 or -1.
     InvalidRequiredAcks,
-    /// A record batch that fails its CRC, framing or decompression (CORRUPT_MESSAGE).
+    /// A record batch that fails its CRC or framing (CORRUPT_MESSAGE).
     CorruptBatch,
-    /// A batch breaking a topic rule: control batch from a client, keyless record on a
-    /// compacted topic (INVALID_RECORD).
+    /// A batch breaking a record-validation or topic rule (`model::validation`; keyless
+    /// record on a compacted topic) (INVALID_RECORD).
     InvalidRecord,
-    /// A batch over `storage.batch_bytes_max` (MESSAGE_TOO_LARGE).
+    /// A batch over `storage.batch_bytes_max`, or whose records decompress past
+    /// `storage.decompressed_batch_bytes_max` (MESSAGE_TOO_LARGE).
     BatchTooLarge,
-    /// Idempotence/transaction checks: out-of-order sequence, fenced producer epoch.
+    /// Idempotence/transaction checks: out-of-order sequence, fenced producer epoch, a
+    /// producer id never handed out, an unverified transactional batch.
     ProducerState,
     /// The partition's log is closing (moved or deleted) (NOT_LEADER_OR_FOLLOWER).
     LogClosed,
