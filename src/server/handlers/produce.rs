@@ -98,22 +98,8 @@ async fn enqueue(
         }
     }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
-    let checked = check_producers(&shard, transactional_id.as_deref(), accepted).await;
-    let mut per_shard: BTreeMap<ShardId, Vec<ProducePartition>> = BTreeMap::new();
-    for partition in checked.passed {
-        per_shard
-            .entry(shard.owner_of(&partition.partition))
-            .or_default()
-            .push(partition);
-    }
-    for result in checked.refused {
-        shard.metrics.rejected(RejectReason::ProducerState);
-        let key = (
-            result.partition.topic.to_string(),
-            result.partition.partition,
-        );
-        outcomes.insert(key, result);
-    }
+    let per_shard =
+        checked_per_shard(&shard, transactional_id.as_deref(), accepted, &mut outcomes).await;
     let acks = acks.unwrap_or(Acks::Leader);
     let mut completions = Vec::with_capacity(per_shard.len());
     for (target, partitions) in per_shard {
@@ -176,6 +162,33 @@ fn response(request: &ProduceRequest, mut outcomes: Outcomes, version: i16) -> P
         })
         .collect();
     response
+}
+
+/// Runs the producer checks: the partitions that pass, by owner shard; the refused ones go
+/// to `outcomes`.
+async fn checked_per_shard(
+    shard: &Rc<Shard>,
+    transactional_id: Option<&str>,
+    partitions: Vec<ProducePartition>,
+    outcomes: &mut Outcomes,
+) -> BTreeMap<ShardId, Vec<ProducePartition>> {
+    let checked = check_producers(shard, transactional_id, partitions).await;
+    let mut per_shard: BTreeMap<ShardId, Vec<ProducePartition>> = BTreeMap::new();
+    for partition in checked.passed {
+        per_shard
+            .entry(shard.owner_of(&partition.partition))
+            .or_default()
+            .push(partition);
+    }
+    for result in checked.refused {
+        shard.metrics.rejected(RejectReason::ProducerState);
+        let key = (
+            result.partition.topic.to_string(),
+            result.partition.partition,
+        );
+        outcomes.insert(key, result);
+    }
+    per_shard
 }
 
 /// Produce v11 (KIP-890) introduced TRANSACTION_ABORTABLE; older clients get
