@@ -232,9 +232,10 @@ pub struct StorageConfig {
     /// `log.cleaner.dedupe.buffer.size`); a pass maps what fits and the next continues.
     /// Default 64 MiB, range 64 KiB..=16 GiB.
     pub compaction_map_bytes_max: u64,
-    /// Largest decompressed records section of one batch when the broker recompresses
-    /// (compression.type), checks keys on compacted topics, or compacts. Default 64 MiB,
-    /// range 1 MiB..=1 GiB.
+    /// Largest decompressed records section of one batch: a produced batch whose records
+    /// decode to more is refused (MESSAGE_TOO_LARGE; validation streams them), and the bound
+    /// on records held when the broker recompresses (compression.type), checks keys on
+    /// compacted topics, or compacts. Default 64 MiB, range 1 MiB..=1 GiB.
     pub decompressed_batch_bytes_max: u64,
     /// How often each partition checkpoints its recovery point (the synced offset; a log
     /// found ending below it at start is damaged, not a torn tail), ms (Kafka

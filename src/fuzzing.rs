@@ -19,7 +19,8 @@ pub fn request_frame(data: &[u8]) {
     }
 }
 
-/// Record-batch parsing: validation, iteration, record decoding and the recovery scanner.
+/// Record-batch parsing: validation, iteration, record decoding and the recovery scanner;
+/// then the input as a client's batch (see `client_batch`).
 pub fn record_batches(data: &[u8]) {
     let _ = crate::model::batch::validate_batch(data);
     for (_, header) in crate::model::batch::batch_positions(data) {
@@ -29,11 +30,107 @@ pub fn record_batches(data: &[u8]) {
     let _ = crate::model::records::read_records(data);
     let valid = crate::storage::valid_segment_prefix(data);
     assert!(valid <= data.len());
+    client_batch(data);
 }
 
-/// The codecs and the record parser: the first byte picks a codec for the rest (raw
-/// compressed bytes); then the whole input is treated as a batch to decode, recompress to
-/// every codec and parse, as broker-side recompression and compaction do.
+/// Decompression limit of the client-batch checks (small, so that bombs are cheap).
+const CLIENT_DECOMPRESSED_MAX: usize = 1 << 20;
+
+/// The produce-path validator's promise: a batch it accepts is read by the broker's own
+/// readers and by an independent decoder of the v2 format (kafka-protocol's
+/// `RecordBatchDecoder`, the Rust clients' parser) to exactly its declared records, at
+/// offsets 0..n-1. The input is tried as sent and with its batchLength and CRC fixed up, so
+/// that the fuzzer explores records rather than checksums.
+pub fn client_batch(data: &[u8]) {
+    use crate::model::batch::{BATCH_HEADER_BYTES, recompute_crc};
+    use crate::model::validation::{ValidationLimits, validate_client_records};
+    let limits = ValidationLimits {
+        decompressed_bytes_max: CLIENT_DECOMPRESSED_MAX,
+    };
+    if let Ok(validated) = validate_client_records(data, &limits) {
+        check_accepted(data, validated.records);
+    }
+    let (Some(length), true) = (
+        i32::try_from(data.len().saturating_sub(12)).ok(),
+        data.len() >= BATCH_HEADER_BYTES,
+    ) else {
+        return;
+    };
+    let mut fixed = data.to_vec();
+    fixed[8..12].copy_from_slice(&length.to_be_bytes());
+    recompute_crc(&mut fixed);
+    if let Ok(validated) = validate_client_records(&fixed, &limits) {
+        check_accepted(&fixed, validated.records);
+    }
+}
+
+/// Reads an accepted batch, stamped at offset 0 as the broker stores it, three ways.
+fn check_accepted(batch: &[u8], count: i32) {
+    use crate::model::batch::{RecordBatchHeader, stamp_batch};
+    use crate::model::compression;
+    let mut stored = batch.to_vec();
+    stamp_batch(&mut stored, 0, 0);
+    let declared = usize::try_from(count).unwrap_or(0);
+    assert!(declared > 0, "an accepted batch holds records");
+    // The recovery scanner takes it whole.
+    assert_eq!(crate::storage::valid_segment_prefix(&stored), stored.len());
+    // The broker's record parser (compaction, recompression, compacted-topic keys).
+    let header = RecordBatchHeader::view(&stored).unwrap_or_else(|e| panic!("{e}"));
+    let records = compression::batch_records(&stored, CLIENT_DECOMPRESSED_MAX)
+        .unwrap_or_else(|e| panic!("accepted batch, broker cannot decompress it: {e}"));
+    let parsed = compression::parse_records(&records, count)
+        .unwrap_or_else(|e| panic!("accepted batch, broker cannot parse it: {e}"));
+    assert_eq!(parsed.len(), declared);
+    assert!(
+        parsed
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.offset_delta as usize == i)
+    );
+    assert!(compression::offsets_consistent(header, &parsed));
+    if header.compression() == Ok(crate::model::Compression::None) {
+        let read = crate::model::records::read_records(&stored)
+            .unwrap_or_else(|e| panic!("accepted batch, fetch-side reader fails: {e}"));
+        assert_eq!(read.len(), declared);
+    }
+    // An independent parse of the v2 format (codecs: the broker's, bounded).
+    let mut buffer = bytes::Bytes::from(stored);
+    let decoded = kafka_protocol::records::RecordBatchDecoder::decode_with_custom_compression(
+        &mut buffer,
+        Some(independent_decompress),
+    )
+    .unwrap_or_else(|e| panic!("accepted batch, kafka-protocol cannot decode it: {e}"));
+    assert_eq!(decoded.records.len(), declared);
+    for (index, record) in decoded.records.iter().enumerate() {
+        assert_eq!(record.offset, index as i64);
+    }
+    assert!(
+        buffer.is_empty(),
+        "kafka-protocol left bytes after the batch"
+    );
+}
+
+fn independent_decompress(
+    buffer: &mut bytes::Bytes,
+    codec: kafka_protocol::records::Compression,
+) -> anyhow::Result<bytes::Bytes> {
+    use crate::model::Compression;
+    use kafka_protocol::records::Compression as Wire;
+    let codec = match codec {
+        Wire::None => return Ok(buffer.clone()),
+        Wire::Gzip => Compression::Gzip,
+        Wire::Snappy => Compression::Snappy,
+        Wire::Lz4 => Compression::Lz4,
+        Wire::Zstd => Compression::Zstd,
+    };
+    let plain = crate::model::compression::decompress(codec, buffer, CLIENT_DECOMPRESSED_MAX)?;
+    Ok(bytes::Bytes::from(plain))
+}
+
+/// The codecs and the record parser: the input as a client's batch (`client_batch`); the
+/// first byte picks a codec for the rest (raw compressed bytes); then the whole input is
+/// treated as a batch to decode, recompress to every codec and parse, as broker-side
+/// recompression and compaction do.
 pub fn compressed_batches(data: &[u8]) {
     use crate::model::batch::Compression;
     use crate::model::compression;
@@ -45,6 +142,7 @@ pub fn compressed_batches(data: &[u8]) {
         Compression::Lz4,
         Compression::Zstd,
     ];
+    client_batch(data);
     let codec = CODECS[usize::from(data.first().copied().unwrap_or(0)) % CODECS.len()];
     if let Ok(records) = compression::decompress(codec, data.get(1..).unwrap_or_default(), LIMIT) {
         assert!(records.len() <= LIMIT);
@@ -108,5 +206,33 @@ mod tests {
             }
         }
         assert!(replayed > 0, "no saved fuzz inputs found under tests/fuzz");
+    }
+
+    /// The seeds that are stock clients' batches (every codec) pass the validator, so the
+    /// fuzzer starts from accepted batches and `check_accepted` runs on them.
+    #[test]
+    fn client_seeds_are_accepted_and_read_back() {
+        use crate::model::validation::{ValidationLimits, validate_client_records};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus");
+        let limits = ValidationLimits {
+            decompressed_bytes_max: super::CLIENT_DECOMPRESSED_MAX,
+        };
+        let mut accepted = 0;
+        for target in ["record_batches", "compressed_batches"] {
+            for entry in std::fs::read_dir(root.join(target)).unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let data = std::fs::read(entry.path()).unwrap();
+                let client = name.starts_with("client-")
+                    || name.starts_with("librdkafka-")
+                    || name.starts_with("kafka-python-");
+                if client {
+                    let validated = validate_client_records(&data, &limits);
+                    assert!(validated.is_ok(), "{name}: {validated:?}");
+                    super::check_accepted(&data, validated.unwrap().records);
+                    accepted += 1;
+                }
+            }
+        }
+        assert_eq!(accepted, 11);
     }
 }

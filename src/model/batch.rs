@@ -196,6 +196,14 @@ pub fn stamp_log_append_time(bytes: &mut [u8], append_time_ms: i64) -> Result<()
     Ok(())
 }
 
+/// Recomputes the CRC-32C of a complete batch (after a CRC-covered field was rewritten).
+pub fn recompute_crc(bytes: &mut [u8]) {
+    if bytes.len() >= BATCH_HEADER_BYTES {
+        let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
 /// Iterates over the complete batches in a records blob, yielding `(position, header)`.
 /// Stops at the first incomplete batch; it does not check CRCs.
 pub fn batch_positions(bytes: &[u8]) -> impl Iterator<Item = (usize, &RecordBatchHeader)> + '_ {

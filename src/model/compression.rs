@@ -17,6 +17,7 @@ use super::batch::{
     self, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD, BatchError, CRC_COVERED_FROM, Compression,
     RecordBatchHeader, TimestampType,
 };
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use thiserror::Error;
 
@@ -37,7 +38,10 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 const ZSTD_WINDOW_LOG_MIN: u32 = 20;
 /// Smallest encoded record: length, attributes, timestamp and offset deltas, key and value
 /// lengths, header count (one byte each).
-const RECORD_BYTES_MIN: usize = 7;
+pub const RECORD_BYTES_MIN: usize = 7;
+/// Most output a snappy block can declare per input byte: its densest element, a copy of
+/// 64 bytes, takes 3 (so 21.4); 32 leaves room for the length header.
+const SNAPPY_EXPANSION_MAX: usize = 32;
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum CompressionError {
@@ -80,21 +84,59 @@ pub fn decompress(
     input: &[u8],
     max: usize,
 ) -> Result<Vec<u8>, CompressionError> {
-    match codec {
-        Compression::None if input.len() > max => Err(CompressionError::TooLarge { limit: max }),
-        Compression::None => Ok(input.to_vec()),
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), codec, max),
-        Compression::Snappy => snappy_decompress(input, max),
-        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), codec, max),
-        Compression::Zstd => {
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
-            let window_log = usize::BITS - max.max(1).leading_zeros();
-            decoder
-                .window_log_max(window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX))
-                .map_err(|e| corrupt(codec, e))?;
-            read_bounded(decoder, codec, max)
+    if codec == Compression::None {
+        if input.len() > max {
+            return Err(CompressionError::TooLarge { limit: max });
         }
+        return Ok(input.to_vec());
+    }
+    with_decoder(codec, input, max, |reader| read_bounded(reader, codec, max))?
+}
+
+thread_local! {
+    /// One zstd decompression context per thread (shard), reused for every batch: creating
+    /// one and its buffers per batch costs more than decoding a small batch.
+    static ZSTD_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `read` on a streaming decoder of `input` (the records section of a batch) written
+/// with `codec`: reading it yields the uncompressed records. The decoder holds at most one
+/// codec block (snappy: at most `max` and 32 times the block's compressed size; lz4: its
+/// frame's block size) and zstd's window (at most `max`, clamped to [1 MiB, 128 MiB]),
+/// never the whole output; `read` bounds how much it reads.
+pub fn with_decoder<T>(
+    codec: Compression,
+    input: &[u8],
+    max: usize,
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> Result<T, CompressionError> {
+    match codec {
+        Compression::None => Ok(read(&mut &input[..])),
+        Compression::Gzip => Ok(read(&mut flate2::read::MultiGzDecoder::new(input))),
+        Compression::Snappy => Ok(read(&mut SnappyReader::new(input, max))),
+        Compression::Lz4 => Ok(read(&mut lz4_flex::frame::FrameDecoder::new(input))),
+        Compression::Zstd => ZSTD_CONTEXT.with(|cell| {
+            let mut slot = cell.try_borrow_mut().map_err(|e| corrupt(codec, e))?;
+            let context = match slot.as_mut() {
+                Some(context) => context,
+                None => slot.insert(
+                    zstd::zstd_safe::DCtx::try_create()
+                        .ok_or_else(|| corrupt(codec, "cannot create a context"))?,
+                ),
+            };
+            let window_log = usize::BITS - max.max(1).leading_zeros();
+            let window_log = window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX);
+            // A previous batch may have stopped mid-frame; parameters need a fresh session.
+            context
+                .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                .map_err(|code| corrupt(codec, zstd::zstd_safe::get_error_name(code)))?;
+            context
+                .set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log))
+                .map_err(|code| corrupt(codec, zstd::zstd_safe::get_error_name(code)))?;
+            let mut decoder = zstd::stream::read::Decoder::with_context(input, context);
+            Ok(read(&mut decoder))
+        }),
     }
 }
 
@@ -108,42 +150,105 @@ fn read_bounded(
     reader
         .take(limit)
         .read_to_end(&mut out)
-        .map_err(|e| corrupt(codec, e))?;
+        .map_err(|e| from_io(codec, e))?;
     if out.len() > max {
         return Err(CompressionError::TooLarge { limit: max });
     }
     Ok(out)
 }
 
-/// xerial framing if the magic is there, else one raw snappy block.
-fn snappy_decompress(input: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
-    let codec = Compression::Snappy;
-    let mut decoder = snap::raw::Decoder::new();
-    let Some(mut blocks) = input
-        .strip_prefix(&XERIAL_MAGIC[..])
-        .and_then(|rest| rest.get(XERIAL_HEADER_BYTES - XERIAL_MAGIC.len()..))
-    else {
-        let mut out = Vec::new();
-        snappy_block(&mut decoder, input, &mut out, max)?;
-        return Ok(out);
-    };
-    let mut out = Vec::new();
-    while !blocks.is_empty() {
-        let (length, rest) = blocks
-            .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt(codec, "truncated block length"))?;
-        let length = usize::try_from(i32::from_be_bytes(*length))
-            .map_err(|_| corrupt(codec, "negative block length"))?;
-        let block = rest
-            .get(..length)
-            .ok_or_else(|| corrupt(codec, "block length past the end"))?;
-        snappy_block(&mut decoder, block, &mut out, max)?;
-        blocks = &rest[length..];
+/// The error a `decoder` read failed with: the decoder's own `CompressionError` (such as
+/// `TooLarge`) if it raised one, else the codec's complaint as `Corrupt`.
+pub fn from_io(codec: Compression, error: std::io::Error) -> CompressionError {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<CompressionError>())
+    {
+        Some(inner) => inner.clone(),
+        None => corrupt(codec, error),
     }
-    Ok(out)
 }
 
-/// Appends one raw snappy block to `out`, checking its declared length against `max`
+/// Streams snappy input: the xerial framing (length-prefixed raw blocks) if its magic is
+/// there, else one raw snappy block; one decoded block is held at a time.
+struct SnappyReader<'a> {
+    /// Blocks not yet decoded (xerial), or the one raw block.
+    rest: &'a [u8],
+    xerial: bool,
+    decoder: snap::raw::Decoder,
+    block: Vec<u8>,
+    position: usize,
+    /// Output bytes still allowed, of `max`.
+    budget: usize,
+    max: usize,
+}
+
+impl<'a> SnappyReader<'a> {
+    fn new(input: &'a [u8], max: usize) -> SnappyReader<'a> {
+        let framed = input
+            .strip_prefix(&XERIAL_MAGIC[..])
+            .and_then(|rest| rest.get(XERIAL_HEADER_BYTES - XERIAL_MAGIC.len()..));
+        SnappyReader {
+            rest: framed.unwrap_or(input),
+            xerial: framed.is_some(),
+            decoder: snap::raw::Decoder::new(),
+            block: Vec::new(),
+            position: 0,
+            budget: max,
+            max,
+        }
+    }
+
+    /// Decodes the next block into `self.block`; false at the end of the input.
+    fn next_block(&mut self) -> Result<bool, CompressionError> {
+        let codec = Compression::Snappy;
+        if self.rest.is_empty() {
+            return Ok(false);
+        }
+        let block = if self.xerial {
+            let (length, rest) = self
+                .rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| corrupt(codec, "truncated block length"))?;
+            let length = usize::try_from(i32::from_be_bytes(*length))
+                .map_err(|_| corrupt(codec, "negative block length"))?;
+            let block = rest
+                .get(..length)
+                .ok_or_else(|| corrupt(codec, "block length past the end"))?;
+            self.rest = &rest[length..];
+            block
+        } else {
+            std::mem::take(&mut self.rest)
+        };
+        self.block.clear();
+        self.position = 0;
+        snappy_block(&mut self.decoder, block, &mut self.block, self.budget).map_err(|error| {
+            match error {
+                CompressionError::TooLarge { .. } => CompressionError::TooLarge { limit: self.max },
+                other => other,
+            }
+        })?;
+        self.budget -= self.block.len();
+        Ok(true)
+    }
+}
+
+impl Read for SnappyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.position == self.block.len() {
+            if !self.next_block().map_err(std::io::Error::other)? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.position);
+        buf[..n].copy_from_slice(&self.block[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// Appends one raw snappy block to `out`, checking its declared length against `max` and
+/// against what the block can encode (a snappy element expands at most 64 bytes from 3)
 /// before allocating.
 fn snappy_block(
     decoder: &mut snap::raw::Decoder,
@@ -157,12 +262,48 @@ fn snappy_block(
     if length > max.saturating_sub(start) {
         return Err(CompressionError::TooLarge { limit: max });
     }
+    if length > block.len().saturating_mul(SNAPPY_EXPANSION_MAX) {
+        return Err(corrupt(
+            codec,
+            "declared length exceeds what the block can encode",
+        ));
+    }
     out.resize(start + length, 0);
     let written = decoder
         .decompress(block, &mut out[start..])
         .map_err(|e| corrupt(codec, e))?;
     out.truncate(start + written);
     Ok(())
+}
+
+/// The size of the LZ4 frame (Kafka's framing: standard magic, no dictionary) at the start
+/// of `input`, found by walking its block headers; `None` if it is not a complete frame.
+/// Java consumers stop reading at the first frame's end mark, so a batch must be one frame.
+pub fn lz4_frame_bytes(input: &[u8]) -> Option<usize> {
+    const MAGIC: u32 = 0x184D_2204;
+    let magic = u32::from_le_bytes(*input.first_chunk::<4>()?);
+    let flags = *input.get(4)?;
+    if magic != MAGIC || flags >> 6 != 0b01 || flags & 0b11 != 0 {
+        return None;
+    }
+    let block_checksum = flags & 0x10 != 0;
+    let content_size = flags & 0x08 != 0;
+    let content_checksum = flags & 0x04 != 0;
+    // magic, FLG, BD, [content size], header checksum.
+    let mut position = 4 + 2 + if content_size { 8 } else { 0 } + 1;
+    loop {
+        let size = u32::from_le_bytes(*input.get(position..)?.first_chunk::<4>()?);
+        position += 4;
+        if size == 0 {
+            break;
+        }
+        let data = usize::try_from(size & 0x7FFF_FFFF).ok()?;
+        position = position
+            .checked_add(data)?
+            .checked_add(if block_checksum { 4 } else { 0 })?;
+    }
+    position += if content_checksum { 4 } else { 0 };
+    (position <= input.len()).then_some(position)
 }
 
 /// Compresses `input` with `codec` in the framing Kafka clients read.

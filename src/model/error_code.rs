@@ -52,6 +52,7 @@ pub enum ErrorCode {
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
     OperationNotAttempted = 55,
+    TransactionalIdAuthorizationFailed = 53,
     KafkaStorageError = 56,
     LogDirNotFound = 57,
     UnknownProducerId = 59,
@@ -69,6 +70,7 @@ pub enum ErrorCode {
     InconsistentTopicId = 103,
     TransactionalIdNotFound = 105,
     ProducerFenced = 90,
+    TransactionAbortable = 120,
 }
 
 impl ErrorCode {

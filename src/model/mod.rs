@@ -10,6 +10,7 @@ pub mod compression;
 pub mod error_code;
 pub mod histogram;
 pub mod records;
+pub mod validation;
 
 use std::fmt;
 use std::sync::Arc;

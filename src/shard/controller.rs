@@ -87,6 +87,9 @@ impl Shard {
             ControllerOp::AllocateProducerId { reply } => {
                 let _ = reply.send(self.controller_allocate_producer_id().await);
             }
+            ControllerOp::ProducerIdBound { reply } => {
+                let _ = reply.send(self.controller_producer_id_bound());
+            }
             ControllerOp::AlterTopicConfigs {
                 topic,
                 configs,
@@ -331,6 +334,11 @@ impl Shard {
             message: None,
             topic: self.catalog().topic(topic).cloned(),
         }
+    }
+
+    /// Every producer id below this was (or, before a restart, may have been) handed out.
+    pub(super) fn controller_producer_id_bound(&self) -> i64 {
+        self.controller().next_producer_id.get()
     }
 
     pub(super) async fn controller_allocate_producer_id(&self) -> Result<i64, ErrorCode> {

@@ -36,6 +36,8 @@ pub enum ShardMessage {
     Txn(TxnOp),
     /// Append transaction markers to partitions this shard owns.
     WriteMarkers(WriteMarkersOp),
+    /// Transaction verification (KIP-890 part 1): tickets for partitions this shard owns.
+    AllowTxn(AllowTxnOp),
     /// The answer to a request this shard sent (see `reply`).
     Reply {
         id: u64,
@@ -50,6 +52,15 @@ pub struct WriteMarkersOp {
     pub commit: bool,
     pub partitions: Vec<TopicPartition>,
     pub reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
+}
+
+/// Place tickets on partitions the receiver owns: `producer_id` at `epoch` may start a
+/// transaction on each (the coordinator verified that they are in its transaction).
+pub struct AllowTxnOp {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub partitions: Vec<TopicPartition>,
+    pub reply: Reply<()>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +102,15 @@ pub enum TxnOp {
     Describe {
         transactional_id: String,
         reply: Reply<TxnDescription>,
+    },
+    /// KIP-890 part 1: may this producer write transactional data to these partitions
+    /// now? Places the tickets before answering (see `producer_checks`).
+    Verify {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<TopicPartition>,
+        reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
     },
     List {
         reply: Reply<Vec<TxnDescription>>,
@@ -336,6 +356,8 @@ pub enum ControllerOp {
     AllocateProducerId {
         reply: Reply<Result<i64, ErrorCode>>,
     },
+    /// Every producer id below the answer was (or may have been) handed out.
+    ProducerIdBound { reply: Reply<i64> },
     /// Replaces a topic's config set (AlterConfigs and the result of IncrementalAlterConfigs).
     AlterTopicConfigs {
         topic: String,

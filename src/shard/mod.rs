@@ -24,6 +24,7 @@ pub mod messages;
 pub mod metrics;
 mod partition_ops;
 mod pool;
+mod producer_checks;
 pub mod reply;
 pub mod shutdown;
 pub mod startup;

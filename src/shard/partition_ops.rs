@@ -6,6 +6,8 @@ use super::messages::*;
 use super::metrics::RejectReason;
 use super::{OfflineReason, Shard, now_ms};
 use crate::metadata::{Catalog, TopicMeta, topic_id_hex};
+use crate::model::compression::CompressionError;
+use crate::model::validation::ValidationError;
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::storage::{PartitionLog, StorageError};
 use futures::future::{LocalBoxFuture, select, select_all};
@@ -22,6 +24,12 @@ const LEADER_EPOCH: i32 = 0;
 /// offset forever, which they do for KAFKA_STORAGE_ERROR.
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
+        StorageError::Validation(ValidationError::Corrupt(_)) => ErrorCode::CorruptMessage,
+        StorageError::Validation(ValidationError::Invalid(_)) => ErrorCode::InvalidRecord,
+        StorageError::Validation(ValidationError::TooLarge { .. })
+        | StorageError::Compression(CompressionError::TooLarge { .. }) => {
+            ErrorCode::MessageTooLarge
+        }
         StorageError::InvalidBatch(_) | StorageError::Compression(_) => ErrorCode::CorruptMessage,
         StorageError::CorruptData { .. } | StorageError::MisplacedBatch { .. } => {
             ErrorCode::CorruptMessage
@@ -31,6 +39,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        StorageError::TransactionNotVerified { .. } => ErrorCode::TransactionAbortable,
         StorageError::Closed => ErrorCode::NotLeaderOrFollower,
         StorageError::Io { .. } | StorageError::Damaged { .. } => ErrorCode::KafkaStorageError,
         #[allow(unreachable_patterns)]
@@ -86,20 +95,10 @@ impl Shard {
                 results.push(produce_error(partition, code, None));
                 continue;
             };
-            if contains_control_batch(&records) {
-                // Only transaction coordinators write markers (Kafka: INVALID_RECORD).
-                let message = "clients may not write control batches".to_string();
-                self.metrics
-                    .produced(records.len(), Some(RejectReason::InvalidRecord));
-                results.push(produce_error(
-                    partition,
-                    ErrorCode::InvalidRecord,
-                    Some(message),
-                ));
-                continue;
-            }
             let bytes = records.len();
-            let appended = log.append(records, LEADER_EPOCH, now_ms()).await;
+            let appended = log
+                .append_from_client(records, LEADER_EPOCH, now_ms())
+                .await;
             let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
             self.metrics.produced(bytes, reason);
             match appended {
@@ -513,8 +512,4 @@ async fn first_record_at_or_after(
         .iter()
         .find(|r| r.offset >= found.0.value() && r.timestamp >= target)
         .map_or(found, |r| (Offset(r.offset), r.timestamp))
-}
-
-fn contains_control_batch(records: &bytes::Bytes) -> bool {
-    crate::model::batch::batch_positions(records).any(|(_, header)| header.is_control())
 }

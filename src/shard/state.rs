@@ -86,6 +86,9 @@ pub struct Shard {
     pub startup: super::startup::StartupBarrier,
     /// Bytes the scrub has checked on this shard.
     pub(super) scrubbed_bytes: std::cell::Cell<u64>,
+    /// Producer ids below this were handed out (a cache of the controller's answer; see
+    /// `producer_checks`).
+    pub(super) producer_id_bound: std::cell::Cell<i64>,
 }
 
 impl Shard {
@@ -127,6 +130,7 @@ impl Shard {
             shutdown: super::shutdown::watch_for_shutdown(),
             startup,
             scrubbed_bytes: std::cell::Cell::new(0),
+            producer_id_bound: std::cell::Cell::new(0),
         }
     }
 
@@ -626,6 +630,10 @@ impl Shard {
                     let _ = op.reply.send(results);
                 })
                 .detach();
+            }
+            ShardMessage::AllowTxn(op) => {
+                self.allow_transaction_local(op.producer_id, op.epoch, &op.partitions);
+                let _ = op.reply.send(());
             }
             ShardMessage::Group(op) => {
                 let shard = self.clone();

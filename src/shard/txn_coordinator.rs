@@ -14,7 +14,7 @@ use crate::txn::{
 };
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,10 +23,13 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 
 pub(super) struct TxnCoordinator {
     limits: TxnLimits,
-    transactions: RefCell<HashMap<String, TxnMetadata>>,
+    pub(super) transactions: RefCell<HashMap<String, TxnMetadata>>,
     /// Transactional ids with an operation in flight: a second one gets
     /// CONCURRENT_TRANSACTIONS (the client retries), as in Kafka.
     busy: RefCell<HashSet<String>>,
+    /// Partitions whose owner holds a verification ticket for the ongoing transaction of
+    /// a transactional id (see `producer_checks`); cleared when it leaves Ongoing.
+    pub(super) ticketed: RefCell<HashMap<String, BTreeSet<(String, i32)>>>,
 }
 
 impl TxnCoordinator {
@@ -37,12 +40,13 @@ impl TxnCoordinator {
             },
             transactions: RefCell::new(HashMap::new()),
             busy: RefCell::new(HashSet::new()),
+            ticketed: RefCell::new(HashMap::new()),
         }
     }
 }
 
 /// Marks a transactional id busy for the lifetime of the guard.
-struct BusyGuard<'a> {
+pub(super) struct BusyGuard<'a> {
     busy: &'a RefCell<HashSet<String>>,
     id: String,
 }
@@ -94,7 +98,7 @@ impl Shard {
             .map_err(|_| super::ShardError::NoReply { target })
     }
 
-    fn claim(&self, transactional_id: &str) -> Option<BusyGuard<'_>> {
+    pub(super) fn claim(&self, transactional_id: &str) -> Option<BusyGuard<'_>> {
         let busy = &self.txn_coordinator.busy;
         if !busy.borrow_mut().insert(transactional_id.to_string()) {
             return None;
@@ -175,6 +179,18 @@ impl Shard {
                     },
                 };
                 let _ = reply.send(description);
+            }
+            TxnOp::Verify {
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+                reply,
+            } => {
+                let outcome = self
+                    .txn_verify(&transactional_id, producer_id, producer_epoch, partitions)
+                    .await;
+                let _ = reply.send(outcome);
             }
             TxnOp::List { reply } => {
                 let listed = self
@@ -336,6 +352,12 @@ impl Shard {
             tracing::error!(shard = %self.id, %partition, %error, "transaction log sync failed");
             ErrorCode::CoordinatorNotAvailable
         })?;
+        if metadata.state != crate::txn::TxnState::Ongoing {
+            self.txn_coordinator
+                .ticketed
+                .borrow_mut()
+                .remove(&metadata.transactional_id);
+        }
         self.txn_coordinator
             .transactions
             .borrow_mut()

@@ -4,12 +4,16 @@
 //! the batches for the flusher while making them visible to reads.
 //!
 //! Owns: validation limits, offset assignment, segment roll decisions. May import:
-//! `crate::model::batch`, storage modules. Runs on: the shard owning the partition.
+//! `crate::model::batch`, `crate::model::validation`, storage modules. Runs on: the shard
+//! owning the partition.
 //! Invariants: offsets are dense and increasing (each batch's base offset is the previous
-//! batch's last offset + 1); a batch is validated (CRC-32C, magic, length, codec) before
-//! it is stored; only baseOffset and partitionLeaderEpoch are rewritten (plus maxTimestamp,
-//! attributes and CRC for LogAppendTime topics); a duplicate is never stored twice; a batch
-//! older than its producer's epoch (raised by transaction markers) is refused.
+//! batch's last offset + 1); a client's records are one batch that passed
+//! `validate_client_records` (Kafka's LogValidator rules: the records count matches
+//! lastOffsetDelta, every record parses, ...) before anything is stored, and the broker's
+//! own batches pass the framing and CRC-32C checks; only baseOffset and partitionLeaderEpoch are
+//! rewritten (plus maxTimestamp, attributes and CRC for LogAppendTime topics); a duplicate
+//! is never stored twice; a batch older than its producer's epoch (raised by transaction
+//! markers) is refused.
 
 use super::StorageError;
 use super::cache::MemoryBatch;
@@ -18,22 +22,40 @@ use super::log::{AppendResult, LogConfig};
 use super::producer::ProducerBatch;
 use super::segment::Segment;
 use super::state::{LogState, PendingWrite};
-use super::txn_state;
+use super::{txn_state, txn_tickets};
 use crate::model::batch::{self, BatchError, RecordBatchHeader};
+use crate::model::validation::{self, ValidationLimits};
 use crate::model::{Offset, TimestampType};
 use bytes::{Bytes, BytesMut};
 use std::rc::Rc;
+
+/// Who wrote the batches of an append (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppendOrigin {
+    /// A producer: every rule of `model::validation` applies.
+    Client,
+    /// The broker itself (coordinators): framing and CRC are checked; control batches
+    /// (transaction markers) are allowed.
+    Broker,
+}
 
 pub(crate) async fn append(
     state: &Rc<LogState>,
     records: Bytes,
     leader_epoch: i32,
     now_ms: i64,
+    origin: AppendOrigin,
 ) -> Result<AppendResult, StorageError> {
     state.check_writable()?;
     let config = state.config();
-    let records = super::conform::conform(records, &config)?;
-    let spans = validate(&records, &config)?;
+    let (records, spans) = match origin {
+        AppendOrigin::Client => validate_client(records, &config)?,
+        AppendOrigin::Broker => {
+            let records = super::conform::conform(records, &config)?;
+            let spans = validate(&records, &config)?;
+            (records, spans)
+        }
+    };
     let units = (records.len() as u64).min(state.admission_capacity);
     if state.admission.available() < units {
         state.shard_stats.append_waited();
@@ -43,14 +65,46 @@ pub(crate) async fn append(
         return Err(StorageError::Closed);
     }
     // From here on no `.await`: the rest of the append is atomic on this shard.
-    let result = state
-        .check_writable()
-        .and_then(|()| place(state, records, &spans, leader_epoch, now_ms, units, &config));
+    let result = state.check_writable().and_then(|()| {
+        let batches = Placement {
+            records,
+            spans: &spans,
+            origin,
+        };
+        place(state, batches, leader_epoch, now_ms, units, &config)
+    });
     match &result {
         Ok(outcome) if !outcome.duplicate => {}
         _ => state.admission.signal(units),
     }
     result
+}
+
+/// Validates a client's records (one batch), then applies the topic's rules (which may
+/// re-encode the batch); returns them with the batch's (start, length).
+fn validate_client(
+    records: Bytes,
+    config: &LogConfig,
+) -> Result<(Bytes, Vec<(usize, usize)>), StorageError> {
+    if records.len() as u64 > config.batch_bytes_max {
+        return Err(StorageError::BatchTooLarge {
+            size: records.len(),
+            max: config.batch_bytes_max,
+        });
+    }
+    let limits = ValidationLimits {
+        decompressed_bytes_max: usize::try_from(config.decompressed_batch_bytes_max)
+            .unwrap_or(usize::MAX),
+    };
+    validation::validate_client_records(&records, &limits)?;
+    let records = super::conform::conform(records, config)?;
+    let total = RecordBatchHeader::view(&records)?.total_bytes()?;
+    assert_eq!(
+        total,
+        records.len(),
+        "conform keeps a client's single batch"
+    );
+    Ok((records, vec![(0, total)]))
 }
 
 /// Checks every batch of `records`; returns each batch's (start, length).
@@ -76,16 +130,30 @@ fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, 
     Ok(spans)
 }
 
+/// The validated batches of one append.
+struct Placement<'a> {
+    records: Bytes,
+    spans: &'a [(usize, usize)],
+    origin: AppendOrigin,
+}
+
 fn place(
     state: &LogState,
-    records: Bytes,
-    spans: &[(usize, usize)],
+    batches: Placement<'_>,
     leader_epoch: i32,
     now_ms: i64,
     units: u64,
     config: &LogConfig,
 ) -> Result<AppendResult, StorageError> {
+    let Placement {
+        records,
+        spans,
+        origin,
+    } = batches;
     txn_state::check_append(state, &records, spans)?;
+    if origin == AppendOrigin::Client {
+        txn_tickets::check_client_append(state, &records, spans)?;
+    }
     let producer_batches: Vec<ProducerBatch> = spans
         .iter()
         .filter_map(|&(start, _)| RecordBatchHeader::view(&records[start..]).ok())

@@ -1,5 +1,6 @@
 //! Errors of the storage layer. The server maps each to a Kafka error code.
 
+use crate::model::validation::ValidationError;
 use crate::model::{BatchError, Offset};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -15,6 +16,11 @@ pub enum StorageError {
     /// The producer sent an invalid batch (bad CRC, magic, length): Kafka CORRUPT_MESSAGE.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// A client batch breaks a rule of `model::validation` (Kafka's LogValidator):
+    /// CORRUPT_MESSAGE for framing and CRC, INVALID_RECORD for the rest, MESSAGE_TOO_LARGE
+    /// when its records decompress past `decompressed_batch_bytes_max`.
+    #[error("{0}")]
+    Validation(#[from] ValidationError),
     /// A batch exceeds `max.message.bytes`: Kafka MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     BatchTooLarge { size: usize, max: u64 },
@@ -65,6 +71,14 @@ pub enum StorageError {
     /// size over `decompressed_batch_bytes_max`, malformed records): Kafka CORRUPT_MESSAGE.
     #[error("cannot recompress batch: {0}")]
     Compression(#[from] crate::model::compression::CompressionError),
+    /// A client's transactional batch whose producer has no transaction in progress on the
+    /// partition and no verification from the coordinator (KIP-890 part 1): Kafka
+    /// TRANSACTION_ABORTABLE (INVALID_TXN_STATE for Produce v10 and older).
+    #[error(
+        "Partition was not added to the transaction (producer {producer_id} has no verified \
+         transaction on it)"
+    )]
+    TransactionNotVerified { producer_id: i64 },
     /// The log was closed or removed while the call was in progress.
     #[error("partition log is closed")]
     Closed,

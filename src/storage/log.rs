@@ -9,13 +9,14 @@
 //! `RefCell` borrow across one.
 
 use super::StorageError;
+use super::append::{self, AppendOrigin};
 use super::cache::BatchCache;
 use super::compaction::{self, CleanupPolicy, CompactionStats};
 use super::scrub::{self, ScrubStats};
 use super::state::{LogState, LogStats};
 use super::stats::StorageStats;
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
-use super::{append, flusher, reader, recovery, retention};
+use super::{flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
 use crate::model::{Compression, Offset, TimestampType};
 use bytes::Bytes;
@@ -77,7 +78,8 @@ pub struct LogConfig {
     pub compaction_io_bytes_per_second: u64,
     /// Memory for one pass's key map (key bytes + 64 per key).
     pub compaction_map_bytes_max: u64,
-    /// Largest decompressed records section handled when recompressing or compacting.
+    /// Largest decompressed records section of a client batch (validation refuses more) and
+    /// of one handled when recompressing or compacting.
     pub decompressed_batch_bytes_max: u64,
 }
 
@@ -244,13 +246,40 @@ impl PartitionLog {
     /// *written* (in the log's buffers and visible to `read`), not when they are durable:
     /// call `wait_synced` for that. Waits only while `write_buffer_bytes_max` unwritten
     /// bytes are queued (back-pressure); concurrent appends are admitted in call order.
+    /// Appends batches the broker wrote itself (coordinators: group and transaction
+    /// records, transaction markers); they are checked for framing and CRC only.
     pub async fn append(
         &self,
         records: Bytes,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendResult, StorageError> {
-        append::append(&self.state, records, leader_epoch, now_ms).await
+        append::append(
+            &self.state,
+            records,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Broker,
+        )
+        .await
+    }
+
+    /// Appends a produce request's records for this partition: validated as Kafka's
+    /// LogValidator does for a client (`model::validation`) before anything is stored.
+    pub async fn append_from_client(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendResult, StorageError> {
+        append::append(
+            &self.state,
+            records,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Client,
+        )
+        .await
     }
 
     /// Returns once every batch up to and including `offset` is *synced* (fdatasync
@@ -341,6 +370,15 @@ impl PartitionLog {
     }
 
     /// Producers with state in this partition, by producer id (DescribeProducers).
+    /// The transaction coordinator verified that `producer_id` at `epoch` may start a
+    /// transaction on this partition (KIP-890 part 1; see `txn_tickets.rs`).
+    pub fn allow_transaction(&self, producer_id: i64, epoch: i16) {
+        self.state
+            .txn_tickets
+            .borrow_mut()
+            .allow(producer_id, epoch);
+    }
+
     pub fn producers(&self) -> Vec<ProducerInfo> {
         txn_state::producers(&self.state)
     }

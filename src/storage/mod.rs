@@ -14,10 +14,11 @@
 //! (retention, DeleteRecords, truncation), `segment`, `index`, `scan`, `scrub` (paced
 //! re-check of finished segments), `cache`, `producer`,
 //! `checkpoint`, `io`, `signal`, `stats` (shard-wide counters: fdatasync latency), `txn_state` (transactions: last stable offset, aborted
-//! transaction index); `compaction` (cleanup.policy=compact) and `conform` (topic rules
-//! applied to incoming batches: compression.type, keys on compacted topics); `offline`
-//! (directory operations outside an open log: tombstone deletion, repair, producer-id
-//! survey). See docs/durability.md for the durability contract.
+//! transaction index), `txn_tickets` (transaction verification, KIP-890 part 1);
+//! `compaction` (cleanup.policy=compact) and `conform` (topic rules applied to incoming
+//! batches: compression.type, keys on compacted topics); `offline` (directory operations
+//! outside an open log: tombstone deletion, repair, producer-id survey). See
+//! docs/durability.md for the durability contract.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -44,6 +45,7 @@ mod state;
 mod stats;
 mod tail;
 mod txn_state;
+mod txn_tickets;
 mod writer;
 
 #[cfg(test)]

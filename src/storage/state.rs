@@ -94,6 +94,8 @@ pub(crate) struct LogState {
     pub producers: RefCell<ProducerStateMap>,
     /// Ongoing and aborted transactions (see `txn_state.rs`).
     pub txns: RefCell<TxnState>,
+    /// Producers the transaction coordinator verified here (see `txn_tickets.rs`).
+    pub txn_tickets: RefCell<super::txn_tickets::TxnTickets>,
     failure: RefCell<Option<Failure>>,
     pub closing: Cell<bool>,
     pub closed: Cell<bool>,
@@ -186,6 +188,7 @@ impl LogState {
         let log_end = recovered.segments.back().map_or(0, |s| s.next_offset());
         let size = recovered.segments.iter().map(|s| s.size_bytes()).sum();
         let capacity = config.write_buffer_bytes_max.max(1);
+        let tickets_max = config.producer_ids_max;
         let id = cache.next_id();
         let memory: Rc<MemoryBatches> = Rc::default();
         cache.register_log(id, &memory);
@@ -216,6 +219,7 @@ impl LogState {
             leader_epochs_dirty: Cell::new(false),
             producers: RefCell::new(recovered.producers),
             txns: RefCell::new(recovered.txns),
+            txn_tickets: RefCell::new(super::txn_tickets::TxnTickets::new(tickets_max)),
             failure: RefCell::new(None),
             closing: Cell::new(false),
             closed: Cell::new(false),

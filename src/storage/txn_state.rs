@@ -278,6 +278,13 @@ impl TxnState {
         }
     }
 
+    /// True while `producer_id` has a transaction in progress here.
+    pub(crate) fn has_ongoing(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.txn_first_offset.is_some())
+    }
+
     /// First offset of the oldest ongoing transaction.
     pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.first().map(|&(offset, _)| offset)
@@ -592,6 +599,7 @@ pub(crate) fn on_append(state: &LogState, bytes: &[u8], base_offset: i64, last_o
             .txns
             .borrow_mut()
             .apply(&batch, base_offset, last_offset);
+        super::txn_tickets::on_append(state, &batch);
     }
 }
 

@@ -237,6 +237,38 @@ pub fn add_partitions(
     Ok(next)
 }
 
+/// KIP-890 part 1 (Kafka's `handleVerifyPartitionsInTransaction`): may `producer_id` at
+/// `epoch` write transactional data to each of `partitions` now? `Ok` says, per partition,
+/// whether it is in the ongoing transaction (Kafka answers TRANSACTION_ABORTABLE for one that
+/// is not); `Err` applies to all of them.
+pub fn verify_partitions(
+    current: Option<&TxnMetadata>,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<Vec<bool>, ErrorCode> {
+    let Some(current) = current else {
+        return Err(ErrorCode::InvalidProducerIdMapping);
+    };
+    if current.producer_id != producer_id {
+        return Err(ErrorCode::InvalidProducerIdMapping);
+    }
+    if current.producer_epoch != epoch {
+        return Err(ErrorCode::ProducerFenced);
+    }
+    if matches!(
+        current.state,
+        TxnState::PrepareCommit | TxnState::PrepareAbort
+    ) {
+        return Err(ErrorCode::ConcurrentTransactions);
+    }
+    let ongoing = current.state == TxnState::Ongoing;
+    Ok(partitions
+        .iter()
+        .map(|p| ongoing && current.partitions.contains(p))
+        .collect())
+}
+
 /// What EndTxn must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndPlan {

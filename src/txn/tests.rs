@@ -196,3 +196,40 @@ fn records_round_trip() {
     assert_eq!(records::decode_key(&records::key("tx")).unwrap(), "tx");
     assert!(records::decode_value("tx", &[0, 0, 1]).is_err());
 }
+
+#[test]
+fn verification_needs_the_producer_and_an_added_partition() {
+    let metadata = ongoing();
+    let parts = [("a".to_string(), 0), ("z".to_string(), 9)];
+    assert_eq!(
+        verify_partitions(Some(&metadata), 7, 0, &parts),
+        Ok(vec![true, false])
+    );
+    assert_eq!(
+        verify_partitions(None, 7, 0, &parts),
+        Err(ErrorCode::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        verify_partitions(Some(&metadata), -1, 0, &parts),
+        Err(ErrorCode::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        verify_partitions(Some(&metadata), 7, 1, &parts),
+        Err(ErrorCode::ProducerFenced)
+    );
+    let EndPlan::Complete {
+        prepare, complete, ..
+    } = plan_end(&metadata, 7, 0, true, ErrorCode::ProducerFenced, 30).unwrap()
+    else {
+        panic!("an ongoing transaction completes");
+    };
+    assert_eq!(
+        verify_partitions(Some(&prepare), 7, 0, &parts),
+        Err(ErrorCode::ConcurrentTransactions)
+    );
+    // Complete: no partition is in a transaction any more.
+    assert_eq!(
+        verify_partitions(Some(&complete), 7, 0, &parts),
+        Ok(vec![false, false])
+    );
+}

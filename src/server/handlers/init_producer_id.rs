@@ -1,6 +1,8 @@
 //! InitProducerId (key 22): producer ids for idempotent producers (the Java client's
-//! default) from the controller, never repeated across restarts; an idempotent producer
-//! that presents its id and epoch (KIP-360) gets the next epoch. With a transactional id
+//! default) from the controller, never repeated across restarts. Without a transactional id
+//! every request gets a fresh id at epoch 0, as from Kafka (`handleInitProducerId`), even
+//! one that presents an id and epoch (KIP-360): an id the broker never handed out is never
+//! blessed (produce refuses such ids, see `produce.rs`). With a transactional id
 //! the request goes to that id's transaction coordinator, which fences older epochs and
 //! aborts a transaction the previous incarnation left open.
 
@@ -50,12 +52,6 @@ pub fn handle(
                 }
                 Err(error) => response.error_code = error.code(),
             }
-            return context.respond(&response).map(Some);
-        }
-        let current = request.producer_id.0;
-        if current >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
-            response.producer_id = request.producer_id;
-            response.producer_epoch = request.producer_epoch + 1;
             return context.respond(&response).map(Some);
         }
         match shard.allocate_producer_id().await {

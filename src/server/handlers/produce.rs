@@ -1,11 +1,21 @@
 //! Produce (key 0): appends each partition's record batches on the owning shard.
-//! Stage 1 (in request order on the connection): batches are appended locally or enqueued
-//! on the owner's mesh channel. Stage 2: the response, once acks are met — acks=1 when the
-//! batches are written, acks=-1 when they are synced (fdatasync, group-committed); acks=0
-//! sends no response.
+//! Stage 1 (in request order on the connection): the producer checks below, then batches
+//! are appended locally or enqueued on the owner's mesh channel. Stage 2: the response, once
+//! acks are met — acks=1 when the batches are written, acks=-1 when they are synced
+//! (fdatasync, group-committed); acks=0 sends no response.
+//!
+//! Producer checks (Kafka's `KafkaApis.handleProduceRequest` and `ReplicaManager`
+//! transaction verification, KIP-890 part 1), before anything is appended: transactional
+//! batches need the request's transactional id (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//! for every partition) and a producer id; a producer id must have been handed out by
+//! InitProducerId (shardlog knows its producer-id blocks: UNKNOWN_PRODUCER_ID for an
+//! idempotent batch, INVALID_PRODUCER_ID_MAPPING for a transactional one); a transactional
+//! batch's partition must be in the producer's ongoing transaction, which the coordinator
+//! verifies (INVALID_TXN_STATE up to v10, TRANSACTION_ABORTABLE from v11). The batch
+//! itself is validated by storage (`model::validation`).
 
 use super::{resolve_topic, topic_name};
-use crate::model::{ErrorCode, ShardId, TopicPartition};
+use crate::model::{ErrorCode, RecordBatchHeader, ShardId, TopicPartition};
 use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::metrics::RejectReason;
@@ -55,7 +65,7 @@ async fn enqueue(
     let acks = Acks::from_wire(request.acks);
     let catalog = shard.catalog();
     let mut outcomes: Outcomes = HashMap::new();
-    let mut per_shard: BTreeMap<ShardId, Vec<ProducePartition>> = BTreeMap::new();
+    let mut accepted: Vec<ProducePartition> = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.to_string();
         let meta = resolve_topic(&catalog, &name, &topic.topic_id);
@@ -71,15 +81,10 @@ async fn enqueue(
                 _ => None,
             };
             match (error, &data.records) {
-                (None, Some(records)) => {
-                    per_shard
-                        .entry(shard.owner_of(&partition))
-                        .or_default()
-                        .push(ProducePartition {
-                            partition,
-                            records: records.clone(),
-                        });
-                }
+                (None, Some(records)) => accepted.push(ProducePartition {
+                    partition,
+                    records: records.clone(),
+                }),
                 (error, _) => {
                     let error = error.unwrap_or(ErrorCode::CorruptMessage);
                     shard.metrics.rejected(match error {
@@ -92,6 +97,9 @@ async fn enqueue(
             }
         }
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let per_shard =
+        checked_per_shard(&shard, transactional_id.as_deref(), accepted, &mut outcomes).await;
     let acks = acks.unwrap_or(Acks::Leader);
     let mut completions = Vec::with_capacity(per_shard.len());
     for (target, partitions) in per_shard {
@@ -110,11 +118,14 @@ async fn enqueue(
         if acks == Acks::None {
             return Ok(None);
         }
-        context.respond(&response(&request, outcomes)).map(Some)
+        let version = context.version;
+        context
+            .respond(&response(&request, outcomes, version))
+            .map(Some)
     })
 }
 
-fn response(request: &ProduceRequest, mut outcomes: Outcomes) -> ProduceResponse {
+fn response(request: &ProduceRequest, mut outcomes: Outcomes, version: i16) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     response.responses = request
         .topic_data
@@ -139,7 +150,7 @@ fn response(request: &ProduceRequest, mut outcomes: Outcomes) -> ProduceResponse
                             });
                     let mut partition = PartitionProduceResponse::default();
                     partition.index = data.index;
-                    partition.error_code = outcome.error.code();
+                    partition.error_code = for_version(outcome.error, version).code();
                     partition.base_offset = outcome.base_offset;
                     partition.log_append_time_ms = outcome.log_append_time_ms;
                     partition.log_start_offset = outcome.log_start_offset;
@@ -151,4 +162,226 @@ fn response(request: &ProduceRequest, mut outcomes: Outcomes) -> ProduceResponse
         })
         .collect();
     response
+}
+
+/// Runs the producer checks: the partitions that pass, by owner shard; the refused ones go
+/// to `outcomes`.
+async fn checked_per_shard(
+    shard: &Rc<Shard>,
+    transactional_id: Option<&str>,
+    partitions: Vec<ProducePartition>,
+    outcomes: &mut Outcomes,
+) -> BTreeMap<ShardId, Vec<ProducePartition>> {
+    let checked = check_producers(shard, transactional_id, partitions).await;
+    let mut per_shard: BTreeMap<ShardId, Vec<ProducePartition>> = BTreeMap::new();
+    for partition in checked.passed {
+        per_shard
+            .entry(shard.owner_of(&partition.partition))
+            .or_default()
+            .push(partition);
+    }
+    for result in checked.refused {
+        shard.metrics.rejected(RejectReason::ProducerState);
+        let key = (
+            result.partition.topic.to_string(),
+            result.partition.partition,
+        );
+        outcomes.insert(key, result);
+    }
+    per_shard
+}
+
+/// Produce v11 (KIP-890) introduced TRANSACTION_ABORTABLE; older clients get
+/// INVALID_TXN_STATE for a partition that is not in the transaction, as from Kafka.
+fn for_version(error: ErrorCode, version: i16) -> ErrorCode {
+    match error {
+        ErrorCode::TransactionAbortable if version <= LAST_VERSION_WITHOUT_ABORTABLE => {
+            ErrorCode::InvalidTxnState
+        }
+        other => other,
+    }
+}
+
+const LAST_VERSION_WITHOUT_ABORTABLE: i16 = 10;
+
+/// Partitions that may go on to the owner shards, and those refused by `check_producers`.
+struct Checked {
+    passed: Vec<ProducePartition>,
+    refused: Vec<ProducePartitionResult>,
+}
+
+/// The producer fields of a partition's (first) batch.
+#[derive(Clone, Copy)]
+struct ProducerFields {
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+}
+
+impl ProducerFields {
+    fn of(records: &[u8]) -> Option<ProducerFields> {
+        let header = RecordBatchHeader::view(records).ok()?;
+        Some(ProducerFields {
+            producer_id: header.producer_id.get(),
+            epoch: header.producer_epoch.get(),
+            base_sequence: header.base_sequence.get(),
+            transactional: header.is_transactional() && !header.is_control(),
+        })
+    }
+}
+
+fn refusal(partition: TopicPartition, error: ErrorCode, message: String) -> ProducePartitionResult {
+    ProducePartitionResult {
+        error_message: Some(message),
+        ..rejected(partition, error)
+    }
+}
+
+/// The checks of the module doc that need state outside the partition.
+async fn check_producers(
+    shard: &Rc<Shard>,
+    transactional_id: Option<&str>,
+    partitions: Vec<ProducePartition>,
+) -> Checked {
+    let fields: Vec<Option<ProducerFields>> = partitions
+        .iter()
+        .map(|p| ProducerFields::of(&p.records))
+        .collect();
+    let mut checked = Checked {
+        passed: Vec::with_capacity(partitions.len()),
+        refused: Vec::new(),
+    };
+    let any_transactional = fields.iter().flatten().any(|f| f.transactional);
+    let Some(transactional_id) = transactional_id.filter(|_| any_transactional) else {
+        if any_transactional {
+            let message = "transactional records need the request's transactional id";
+            checked.refused = partitions
+                .into_iter()
+                .map(|p| {
+                    let code = ErrorCode::TransactionalIdAuthorizationFailed;
+                    refusal(p.partition, code, message.to_string())
+                })
+                .collect();
+            return checked;
+        }
+        for (partition, fields) in partitions.into_iter().zip(fields) {
+            match producer_id_refusal(shard, fields).await {
+                Some((code, message)) => {
+                    checked
+                        .refused
+                        .push(refusal(partition.partition, code, message))
+                }
+                None => checked.passed.push(partition),
+            }
+        }
+        return checked;
+    };
+    let mut to_verify: Vec<(ProducePartition, ProducerFields)> = Vec::new();
+    for (partition, fields) in partitions.into_iter().zip(fields) {
+        match (producer_id_refusal(shard, fields).await, fields) {
+            (Some((code, message)), _) => {
+                checked
+                    .refused
+                    .push(refusal(partition.partition, code, message))
+            }
+            (None, Some(f)) if f.transactional => to_verify.push((partition, f)),
+            (None, _) => checked.passed.push(partition),
+        }
+    }
+    verify(shard, transactional_id, to_verify, &mut checked).await;
+    checked
+}
+
+/// The producer id of an idempotent or transactional batch must be one InitProducerId
+/// handed out; a transactional batch must have one.
+async fn producer_id_refusal(
+    shard: &Rc<Shard>,
+    fields: Option<ProducerFields>,
+) -> Option<(ErrorCode, String)> {
+    let f = fields?;
+    if f.transactional && f.producer_id < 0 {
+        let message = "a transactional batch needs the producer id of its transactional id";
+        return Some((ErrorCode::InvalidProducerIdMapping, message.to_string()));
+    }
+    let idempotent = f.producer_id >= 0 && f.base_sequence >= 0;
+    if !(idempotent || f.transactional) || shard.producer_id_allocated(f.producer_id).await {
+        return None;
+    }
+    let message = format!("producer id {} was never allocated", f.producer_id);
+    let code = if f.transactional {
+        ErrorCode::InvalidProducerIdMapping
+    } else {
+        ErrorCode::UnknownProducerId
+    };
+    Some((code, message))
+}
+
+/// Asks the transaction coordinator about the transactional partitions (one producer per
+/// request, as Kafka requires) and sorts them into passed and refused.
+async fn verify(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    to_verify: Vec<(ProducePartition, ProducerFields)>,
+    checked: &mut Checked,
+) {
+    let Some(&(_, first)) = to_verify.first() else {
+        return;
+    };
+    if to_verify
+        .iter()
+        .any(|(_, f)| (f.producer_id, f.epoch) != (first.producer_id, first.epoch))
+    {
+        let message = "Transactional records contained more than one producer ID";
+        for (partition, _) in to_verify {
+            let code = ErrorCode::InvalidProducerIdMapping;
+            checked
+                .refused
+                .push(refusal(partition.partition, code, message.to_string()));
+        }
+        return;
+    }
+    let partitions = to_verify.iter().map(|(p, _)| p.partition.clone()).collect();
+    let verdicts = shard
+        .verify_transaction(transactional_id, first.producer_id, first.epoch, partitions)
+        .await
+        .unwrap_or_default();
+    let verdicts: HashMap<TopicPartition, ErrorCode> = verdicts.into_iter().collect();
+    for (partition, _) in to_verify {
+        let code = verdicts
+            .get(&partition.partition)
+            .copied()
+            .unwrap_or(ErrorCode::CoordinatorNotAvailable);
+        match verification_refusal(code) {
+            None => checked.passed.push(partition),
+            Some((code, message)) => checked.refused.push(ProducePartitionResult {
+                error_message: message,
+                ..rejected(partition.partition, code)
+            }),
+        }
+    }
+}
+
+/// The coordinator's answer as Kafka's ReplicaManager translates it for producers.
+fn verification_refusal(code: ErrorCode) -> Option<(ErrorCode, Option<String>)> {
+    let retriable = |underlying: &str| {
+        let message = format!(
+            "Unable to verify the partition has been added to the transaction. \
+             Underlying error: {underlying}"
+        );
+        Some((ErrorCode::NotEnoughReplicas, Some(message)))
+    };
+    match code {
+        ErrorCode::None => None,
+        ErrorCode::ProducerFenced => Some((ErrorCode::InvalidProducerEpoch, None)),
+        ErrorCode::TransactionAbortable => Some((
+            ErrorCode::TransactionAbortable,
+            Some("Partition was not added to the transaction".to_string()),
+        )),
+        ErrorCode::ConcurrentTransactions => retriable("CONCURRENT_TRANSACTIONS"),
+        ErrorCode::NotCoordinator => retriable("NOT_COORDINATOR"),
+        ErrorCode::CoordinatorNotAvailable => retriable("COORDINATOR_NOT_AVAILABLE"),
+        ErrorCode::CoordinatorLoadInProgress => retriable("COORDINATOR_LOAD_IN_PROGRESS"),
+        other => Some((other, None)),
+    }
 }

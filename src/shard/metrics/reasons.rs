@@ -2,6 +2,7 @@
 //! why one was delayed (back-pressure), and which memory pool a gauge is about. Labels come
 //! only from these enums, never from free-form strings, so a family's cardinality is fixed.
 
+use crate::model::validation::ValidationError;
 use crate::storage::StorageError;
 
 /// Why the broker refused, dropped or failed a request or connection
@@ -36,14 +37,16 @@ pub enum RejectReason {
     UnknownPartition,
     /// Produce with an acks value other than 0, 1 or -1.
     InvalidRequiredAcks,
-    /// A record batch that fails its CRC, framing or decompression (CORRUPT_MESSAGE).
+    /// A record batch that fails its CRC or framing (CORRUPT_MESSAGE).
     CorruptBatch,
-    /// A batch breaking a topic rule: control batch from a client, keyless record on a
-    /// compacted topic (INVALID_RECORD).
+    /// A batch breaking a record-validation or topic rule (`model::validation`; keyless
+    /// record on a compacted topic) (INVALID_RECORD).
     InvalidRecord,
-    /// A batch over `storage.batch_bytes_max` (MESSAGE_TOO_LARGE).
+    /// A batch over `storage.batch_bytes_max`, or whose records decompress past
+    /// `storage.decompressed_batch_bytes_max` (MESSAGE_TOO_LARGE).
     BatchTooLarge,
-    /// Idempotence/transaction checks: out-of-order sequence, fenced producer epoch.
+    /// Idempotence/transaction checks: out-of-order sequence, fenced producer epoch, a
+    /// producer id never handed out, an unverified transactional batch.
     ProducerState,
     /// The partition's log is closing (moved or deleted) (NOT_LEADER_OR_FOLLOWER).
     LogClosed,
@@ -102,14 +105,19 @@ impl RejectReason {
     /// The reason a failed append counts under.
     pub fn of_storage_error(error: &StorageError) -> RejectReason {
         match error {
+            StorageError::Validation(ValidationError::Corrupt(_)) => RejectReason::CorruptBatch,
+            StorageError::Validation(ValidationError::Invalid(_)) => RejectReason::InvalidRecord,
+            StorageError::Validation(ValidationError::TooLarge { .. }) => {
+                RejectReason::BatchTooLarge
+            }
             StorageError::InvalidBatch(_) | StorageError::Compression(_) => {
                 RejectReason::CorruptBatch
             }
             StorageError::InvalidRecord { .. } => RejectReason::InvalidRecord,
             StorageError::BatchTooLarge { .. } => RejectReason::BatchTooLarge,
-            StorageError::OutOfOrderSequence { .. } | StorageError::InvalidProducerEpoch { .. } => {
-                RejectReason::ProducerState
-            }
+            StorageError::OutOfOrderSequence { .. }
+            | StorageError::InvalidProducerEpoch { .. }
+            | StorageError::TransactionNotVerified { .. } => RejectReason::ProducerState,
             StorageError::Closed => RejectReason::LogClosed,
             _ if error.is_disk_full() => RejectReason::DiskFull,
             _ => RejectReason::StorageError,

@@ -107,6 +107,52 @@ fn invalid_and_oversized_batches_are_rejected() {
     });
 }
 
+/// The client path (`append_from_client`) applies Kafka's LogValidator rules before
+/// anything is stored: a batch whose lastOffsetDelta is 2^31-1 (one record) neither moves
+/// the log end nor rolls a segment; the next valid batch still gets offset 0.
+#[test]
+fn client_batches_are_validated_before_anything_is_stored() {
+    run(|| async {
+        use crate::model::validation::{InvalidBatch, ValidationError};
+        let dir = temp_dir();
+        let log = open(dir.path(), &small_config(), &cache()).await;
+        let mut huge_delta = batch_of(1, 10, 0, b'x').to_vec();
+        huge_delta[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+        batch::recompute_crc(&mut huge_delta);
+        for _ in 0..3 {
+            let refused = log
+                .append_from_client(Bytes::from(huge_delta.clone()), 0, 0)
+                .await;
+            assert!(matches!(
+                refused,
+                Err(StorageError::Validation(ValidationError::Invalid(
+                    InvalidBatch::CountMismatch { .. }
+                )))
+            ));
+        }
+        // Two batches in one request, and a control batch: refused (the broker's own
+        // path still takes both).
+        let mut two = batch_of(1, 10, 0, b'a').to_vec();
+        two.extend_from_slice(&batch_of(1, 10, 0, b'b'));
+        assert!(
+            log.append_from_client(Bytes::from(two), 0, 0)
+                .await
+                .is_err()
+        );
+        assert_eq!(log.log_end_offset(), Offset(0));
+        assert_eq!(log.stats().segments, 1);
+        let appended = log
+            .append_from_client(batch_of(3, 10, 0, b'y'), 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            (appended.base_offset, appended.last_offset),
+            (Offset(0), Offset(2))
+        );
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn log_append_time_is_stamped_with_valid_crc() {
     run(|| async {

@@ -1,0 +1,202 @@
+//! Checks of a produce request's producer fields that need state kept outside the
+//! partition: that a producer id was handed out by this broker (the controller's producer-id
+//! blocks), and that a transactional batch's partition is in its producer's ongoing
+//! transaction (KIP-890 part 1: the transaction coordinator verifies it and leaves a ticket
+//! on the partition's owner shard, see `storage/txn_tickets.rs` and docs/transactions.md).
+//!
+//! Owns: the per-shard cache of the allocated producer-id bound, the coordinator's
+//! verification (`txn_verify`) and the partitions it already ticketed in each ongoing
+//! transaction. May import: `crate::txn`, `crate::model`, shard modules.
+//! Runs on: the connection's shard (the callers), shard 0 (the bound), the coordinator's
+//! shard (verification) and each partition's owner (tickets). A verification that places
+//! tickets holds the transactional id's claim from its check until every ticket is placed,
+//! so a marker of the same transaction (written under the same claim) always reaches the
+//! partition after the ticket and removes it.
+//! Invariants: the cached bound only grows; every producer id below it was handed out (or
+//! may have been, before a restart); a partition is in `ticketed` only while its ticket was
+//! placed in the current Ongoing transaction.
+
+use super::Shard;
+use super::messages::*;
+use crate::model::{ErrorCode, ShardId, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+impl Shard {
+    /// True if `producer_id` was handed out by InitProducerId (this run or an earlier one).
+    /// Asks the controller only when the id is past this shard's cached bound; if the
+    /// controller cannot answer, the id is given the benefit of the doubt.
+    pub async fn producer_id_allocated(self: &Rc<Self>, producer_id: i64) -> bool {
+        if producer_id < self.producer_id_bound.get() {
+            return true;
+        }
+        let bound = if self.controller.is_some() {
+            Ok(self.controller_producer_id_bound())
+        } else {
+            self.request(ShardId(0), |reply| {
+                ShardMessage::Controller(ControllerOp::ProducerIdBound { reply })
+            })
+            .await
+        };
+        match bound {
+            Ok(bound) => {
+                self.producer_id_bound
+                    .set(bound.max(self.producer_id_bound.get()));
+                producer_id < bound
+            }
+            Err(error) => {
+                tracing::warn!(shard = %self.id, %error, "cannot ask the controller for the producer id bound");
+                true
+            }
+        }
+    }
+
+    /// KIP-890 part 1: asks `transactional_id`'s coordinator whether `producer_id` at
+    /// `epoch` may write transactional data to each partition now. On success each
+    /// partition holds a ticket by the time this returns.
+    pub async fn verify_transaction(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<Vec<(TopicPartition, ErrorCode)>, super::ShardError> {
+        let owned = transactional_id.to_string();
+        self.txn_call(transactional_id, |reply| TxnOp::Verify {
+            transactional_id: owned,
+            producer_id,
+            producer_epoch: epoch,
+            partitions,
+            reply,
+        })
+        .await
+    }
+
+    /// The coordinator's side of `verify_transaction`. Partitions already ticketed in this
+    /// transaction need only the check; placing new tickets needs the transactional id's
+    /// claim (taken right after the check, with no `.await` between), so that no marker of
+    /// this transaction can be on its way while they are placed.
+    pub(super) async fn txn_verify(
+        self: &Rc<Self>,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, ErrorCode)> {
+        let keys: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|p| (p.topic.to_string(), p.partition))
+            .collect();
+        let verdicts = {
+            let transactions = self.txn_coordinator.transactions.borrow();
+            let current = transactions.get(transactional_id);
+            crate::txn::verify_partitions(current, producer_id, epoch, &keys)
+        };
+        let verdicts = match verdicts {
+            Ok(verdicts) => verdicts,
+            Err(code) => return partitions.into_iter().map(|p| (p, code)).collect(),
+        };
+        let ticketed = self.ticketed(transactional_id);
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut to_ticket: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
+        for ((partition, key), in_txn) in partitions.into_iter().zip(keys).zip(verdicts) {
+            let code = if !in_txn {
+                ErrorCode::TransactionAbortable
+            } else {
+                if !ticketed.contains(&key) {
+                    let owner = self.owner_of(&partition);
+                    to_ticket.entry(owner).or_default().push(partition.clone());
+                }
+                ErrorCode::None
+            };
+            results.push((partition, code));
+        }
+        if to_ticket.is_empty() {
+            return results;
+        }
+        let Some(_guard) = self.claim(transactional_id) else {
+            let waiting: BTreeSet<TopicPartition> = to_ticket.into_values().flatten().collect();
+            for (partition, code) in &mut results {
+                if waiting.contains(partition) {
+                    *code = ErrorCode::ConcurrentTransactions;
+                }
+            }
+            return results;
+        };
+        let placed: BTreeSet<TopicPartition> = to_ticket.values().flatten().cloned().collect();
+        let failed = self.place_tickets(producer_id, epoch, to_ticket).await;
+        for (partition, code) in &mut results {
+            if failed.contains(partition) {
+                *code = ErrorCode::CoordinatorNotAvailable;
+            } else if placed.contains(partition) {
+                self.mark_ticketed(transactional_id, partition);
+            }
+        }
+        results
+    }
+
+    /// Puts the tickets on the owner shards; returns the partitions whose owner did not
+    /// answer.
+    async fn place_tickets(
+        self: &Rc<Self>,
+        producer_id: i64,
+        epoch: i16,
+        per_shard: BTreeMap<ShardId, Vec<TopicPartition>>,
+    ) -> BTreeSet<TopicPartition> {
+        let mut failed = BTreeSet::new();
+        for (target, partitions) in per_shard {
+            if target == self.id {
+                self.allow_transaction_local(producer_id, epoch, &partitions);
+                continue;
+            }
+            let sent = partitions.clone();
+            let placed = self
+                .request(target, |reply| {
+                    ShardMessage::AllowTxn(AllowTxnOp {
+                        producer_id,
+                        epoch,
+                        partitions: sent,
+                        reply,
+                    })
+                })
+                .await;
+            if let Err(error) = placed {
+                tracing::warn!(shard = %self.id, %target, %error, "cannot place transaction tickets");
+                failed.extend(partitions);
+            }
+        }
+        failed
+    }
+
+    /// Tickets on partitions this shard owns (the handling of `AllowTxnOp`).
+    pub(super) fn allow_transaction_local(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[TopicPartition],
+    ) {
+        for partition in partitions {
+            if let Some(log) = self.log(partition) {
+                log.allow_transaction(producer_id, epoch);
+            }
+        }
+    }
+
+    fn ticketed(&self, transactional_id: &str) -> BTreeSet<(String, i32)> {
+        self.txn_coordinator
+            .ticketed
+            .borrow()
+            .get(transactional_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn mark_ticketed(&self, transactional_id: &str, partition: &TopicPartition) {
+        self.txn_coordinator
+            .ticketed
+            .borrow_mut()
+            .entry(transactional_id.to_string())
+            .or_default()
+            .insert((partition.topic.to_string(), partition.partition));
+    }
+}
