@@ -146,7 +146,8 @@ pub struct HostileReport {
     pub backlog: BacklogReport,
     /// Raw connections held open, per kind (empty on the idle side).
     pub connections: Vec<HeldConnections>,
-    /// The librdkafka consumers with huge fetch limits (None on the idle side).
+    /// The librdkafka consumers with huge fetch limits (None on the idle side or without
+    /// such consumers).
     pub big_fetch: Option<BigFetchReport>,
 }
 

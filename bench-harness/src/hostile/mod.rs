@@ -124,8 +124,9 @@ impl HostileLoad {
         }
         let s = &self.fetch_stats;
         let bytes = s.bytes.load(Ordering::Relaxed);
-        let big_fetch = self.plan.attack.then(|| BigFetchReport {
-            consumers: self.plan.settings.big_fetch_consumers,
+        let consumers = self.plan.settings.big_fetch_consumers;
+        let big_fetch = (self.plan.attack && consumers > 0).then(|| BigFetchReport {
+            consumers,
             messages: s.messages.load(Ordering::Relaxed),
             bytes,
             mb_per_sec: per_second(bytes as f64, seconds) / MB,
