@@ -104,10 +104,13 @@ fuzz: fuzz-tools
 	done
 
 # ---- bench-harness (issue 5): benchmarks and the perf-regression gate ----------------------
-# make bench            every workload in bench-harness/workloads/ except maintenance-*,
-#                       summary table at the end
+# make bench            every workload in bench-harness/workloads/ except the two-sided ones
+#                       below, summary table at the end
 # make bench-maintenance  produce latency with compaction / retention running vs idle
 #                       (maintenance-*.toml, BENCH_MAINTENANCE_REPEATS repeats of two sides each)
+# make bench-hostile    issue 14: the load alone vs beside hostile clients (broker RSS against
+#                       its memory budgets) and vs 1,000-partition CreateTopics
+#                       (BENCH_HOSTILE_REPEATS repeats of two sides each)
 # make bench-ci         the 30 s smoke, BENCH_CI_REPEATS times; medians compared with the
 #                       committed baseline; fails on a regression beyond BENCH_CI_MAX_REGRESSION
 # make bench-ci-selftest  proves the gate can fail: bench-ci against a deliberately slowed
@@ -122,8 +125,12 @@ BENCH_BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/release
 BENCH_HARNESS ?= $(BENCH_BIN_DIR)/bench-harness
 BENCH_OUT ?= target/bench
 BENCH_MAINTENANCE_WORKLOADS := $(wildcard bench-harness/workloads/maintenance-*.toml)
-BENCH_WORKLOADS := $(filter-out $(BENCH_MAINTENANCE_WORKLOADS),$(wildcard bench-harness/workloads/*.toml))
+BENCH_HOSTILE_WORKLOADS := bench-harness/workloads/hostile-memory.toml \
+	bench-harness/workloads/create-topics-1000.toml
+BENCH_WORKLOADS := $(filter-out $(BENCH_MAINTENANCE_WORKLOADS) $(BENCH_HOSTILE_WORKLOADS),\
+	$(wildcard bench-harness/workloads/*.toml))
 BENCH_MAINTENANCE_REPEATS ?= 2
+BENCH_HOSTILE_REPEATS ?= 2
 BENCH_REPEATS ?= 1
 BENCH_ARGS ?=
 BENCH_CI_REPEATS ?= 3
@@ -133,7 +140,7 @@ BENCH_CI_LATENCY_MAX_REGRESSION ?= 100%
 BENCH_CI_CPU_MAX_REGRESSION ?= 25%
 BENCH_CI_SLOWDOWN_US ?= 500
 
-.PHONY: bench-build bench bench-maintenance bench-ci bench-ci-selftest bench-ci-refresh-baseline \
+.PHONY: bench-build bench bench-maintenance bench-hostile bench-ci bench-ci-selftest bench-ci-refresh-baseline \
 	bench-test tuning-check tuning-test
 
 bench-build:
@@ -161,6 +168,18 @@ bench-maintenance: bench-build
 	done; \
 	$(BENCH_HARNESS) table $(BENCH_OUT)/maintenance/*.json | tee $(BENCH_OUT)/maintenance/summary.md; \
 	if [ -n "$$failed" ]; then echo "bench-maintenance: FAILED workloads:$$failed"; exit 1; fi
+
+# Each repeat: the same measured load on a fresh broker alone and on another beside the
+# hostile clients / the topic creation (about 2 x 60 s), then the baselines.
+bench-hostile: bench-build
+	@mkdir -p $(BENCH_OUT)/hostile
+	@failed=""; for workload in $(BENCH_HOSTILE_WORKLOADS); do \
+	  name=$$(basename $$workload .toml); rm -f $(BENCH_OUT)/hostile/$$name.json; \
+	  $(BENCH_HARNESS) run $$workload --start-broker --repeats $(BENCH_HOSTILE_REPEATS) \
+	    --output $(BENCH_OUT)/hostile/$$name.json $(BENCH_ARGS) || failed="$$failed $$name"; \
+	done; \
+	$(BENCH_HARNESS) table $(BENCH_OUT)/hostile/*.json | tee $(BENCH_OUT)/hostile/summary.md; \
+	if [ -n "$$failed" ]; then echo "bench-hostile: FAILED workloads:$$failed"; exit 1; fi
 
 BENCH_CI_COMPARE = $(BENCH_HARNESS) compare $(BENCH_CI_BASELINE) \
 	  --max-regression $(BENCH_CI_MAX_REGRESSION) \

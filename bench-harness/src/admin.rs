@@ -49,6 +49,28 @@ impl Admin {
         replication_factor: i16,
         configs: &BTreeMap<String, String>,
     ) -> anyhow::Result<()> {
+        self.create_topics_only(
+            names,
+            partitions,
+            replication_factor,
+            configs,
+            ADMIN_TIMEOUT,
+        )?;
+        for name in names {
+            self.wait_for_leaders(name, partitions)?;
+        }
+        Ok(())
+    }
+
+    /// One CreateTopics request, answered within `timeout`; does not wait for leaders.
+    pub fn create_topics_only(
+        &self,
+        names: &[String],
+        partitions: u32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| {
@@ -63,8 +85,8 @@ impl Admin {
             })
             .collect();
         let options = AdminOptions::new()
-            .operation_timeout(Some(ADMIN_TIMEOUT))
-            .request_timeout(Some(ADMIN_TIMEOUT));
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
         let results =
             futures_executor::block_on(self.client.create_topics(new_topics.iter(), &options))
                 .context("CreateTopics request failed")?;
@@ -73,13 +95,11 @@ impl Admin {
                 bail!("CreateTopics {topic}: {code}");
             }
         }
-        for name in names {
-            self.wait_for_leaders(name, partitions)?;
-        }
         Ok(())
     }
 
-    fn wait_for_leaders(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
+    /// Waits until Metadata shows the topic with every partition led.
+    pub fn wait_for_leaders(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_problem = String::new();
         while Instant::now() < deadline {
@@ -138,10 +158,15 @@ impl Admin {
 
     /// Deletes the topics; failures are returned as warnings, not errors (cleanup only).
     pub fn delete_topics(&self, names: &[String]) -> Vec<String> {
+        self.delete_topics_within(names, DELETE_TIMEOUT)
+    }
+
+    /// `delete_topics` with the answer awaited for up to `timeout`.
+    pub fn delete_topics_within(&self, names: &[String], timeout: Duration) -> Vec<String> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let options = AdminOptions::new()
-            .operation_timeout(Some(DELETE_TIMEOUT))
-            .request_timeout(Some(DELETE_TIMEOUT));
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
         match futures_executor::block_on(self.client.delete_topics(&names, &options)) {
             Ok(results) => results
                 .into_iter()

@@ -44,6 +44,8 @@ pub struct StartedBroker {
     child: Child,
     /// What clients bootstrap to: the broker itself, or the delay proxy in front of it.
     pub bootstrap: String,
+    /// The admin HTTP address (/metrics, /health), host:port.
+    pub admin_address: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     keep_data: bool,
@@ -142,6 +144,7 @@ impl StartedBroker {
         let mut broker = StartedBroker {
             child,
             bootstrap: advertised.to_string(),
+            admin_address: admin,
             data_dir,
             log_path,
             keep_data: options.keep_data,

@@ -8,8 +8,12 @@
 //! - `admin`: topics; `broker` / `proxy`: a started shardlog (optionally slowed);
 //! - `overrides`: `run --set SECTION.KEY=VALUE` on a workload file;
 //! - `load`: one load execution; `runner`: repeats, probe, baselines, ratios;
-//! - `maintenance`: the `[background]` writer that keeps compaction/retention busy, and
-//!   the evidence (broker log lines) that it ran;
+//!   `console`: the lines printed after each repeat;
+//! - `activity`: what runs beside the load on a `[background]` side, by kind:
+//!   `maintenance` (the writer that keeps compaction/retention busy, and the evidence in
+//!   the broker log that it ran), `hostile` (clients that try to hang or bloat the broker;
+//!   raw request bytes from `wire`), `topic_churn` (many-partition CreateTopics);
+//! - `memory`: the started broker's sampled RSS and the memory budgets it reports;
 //! - `baseline`: raw O_DIRECT / fdatasync / loopback TCP; `stats`: histograms, medians;
 //! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
 //! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
@@ -17,15 +21,19 @@
 //!
 //! Other binaries in `src/bin/` may use `stats`, `result` and `report`.
 
+pub mod activity;
 pub mod admin;
 pub mod baseline;
 pub mod broker;
 pub mod compare;
+pub mod console;
 pub mod consumer;
 pub mod control;
 pub mod cpu;
+pub mod hostile;
 pub mod load;
 pub mod maintenance;
+pub mod memory;
 pub mod overrides;
 pub mod payload;
 pub mod producer;
@@ -36,4 +44,6 @@ pub mod result;
 pub mod runner;
 pub mod stats;
 pub mod table;
+pub mod topic_churn;
+pub mod wire;
 pub mod workload;

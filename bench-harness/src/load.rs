@@ -3,21 +3,23 @@
 //! the topics and hand back what was measured.
 //!
 //! Owns: the load threads' lifetimes and the phase clock. Imports: `admin`, `broker`,
-//! `consumer`, `producer`, `control`, `maintenance`, `progress`, `result`, `stats`,
-//! `workload`. A `[background]` writer, when planned, follows the same phases.
+//! `consumer`, `producer`, `control`, `activity`, `memory`, `progress`, `result`, `stats`,
+//! `workload`. A `[background]` activity, when planned, follows the same phases; a started
+//! broker's RSS is sampled on every tick of the warm-up and measured phases.
 //! Runs on the coordinating thread. Invariant: every thread it starts is joined before it
 //! returns, on success and on error, so no load outlives a run.
 
+use crate::activity::{Activity, ActivityReport, BackgroundPlan, Prepared};
 use crate::admin::Admin;
 use crate::broker::StartedBroker;
 use crate::consumer::{self, ConsumerSpec};
 use crate::control::{ClientEvents, LoadStats, Phase, RunControl};
 use crate::cpu::CpuSnapshot;
-use crate::maintenance::{BackgroundPlan, BackgroundWriter};
+use crate::memory::{MemoryBudget, RssSamples};
 use crate::payload::{Rng, now_ns};
 use crate::producer::{self, ProducerSpec};
 use crate::progress::Progress;
-use crate::result::{BackgroundReport, CpuUse, Errors, Throughput, TimePoint};
+use crate::result::{CpuUse, Errors, Throughput, TimePoint};
 use crate::stats::{LatencyHistogram, LatencySummary, MB, per_second};
 use crate::workload::Workload;
 use anyhow::{Context, bail};
@@ -46,7 +48,7 @@ pub struct LoadPlan {
     pub throttle_us: u64,
     /// Echo every librdkafka log line (with `debug` set in the workload's properties).
     pub echo_client_logs: bool,
-    /// A background writer during warm-up and measure (maintenance under load).
+    /// A background activity during warm-up and measure (`[background]`, this side's).
     pub background: Option<BackgroundPlan>,
 }
 
@@ -63,8 +65,12 @@ pub struct LoadOutcome {
     pub broker_cpu_seconds: Option<f64>,
     /// Who used the CPUs during the measured phase.
     pub cpu: CpuUse,
-    /// What the background writer did, and its topic's offsets at the end.
-    pub background: Option<BackgroundReport>,
+    /// What the background activity did (and the writer's topic offsets at the end).
+    pub activity: ActivityReport,
+    /// The started broker's VmRSS, sampled every tick of the warm-up and measured phases.
+    pub rss: RssSamples,
+    /// The started broker's memory budgets from /metrics after a `[background]` load.
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 struct Threads {
@@ -72,7 +78,7 @@ struct Threads {
     events: Arc<ClientEvents>,
     producers: Vec<(Arc<LoadStats>, JoinHandle<anyhow::Result<()>>)>,
     consumers: Vec<(Arc<LoadStats>, JoinHandle<anyhow::Result<()>>)>,
-    background: Option<BackgroundWriter>,
+    background: Option<Activity>,
 }
 
 /// Totals over all threads of one kind.
@@ -112,7 +118,7 @@ impl Threads {
     /// A thread that ended before the run did has failed: return its error.
     fn check_threads(&mut self) -> anyhow::Result<()> {
         if self.background.as_ref().is_some_and(|b| b.is_finished()) {
-            bail!("the background writer stopped early (see the error after shutdown)");
+            bail!("the background activity stopped early (see the error after shutdown)");
         }
         let all = self.producers.iter_mut().chain(self.consumers.iter_mut());
         for (_, handle) in all {
@@ -124,7 +130,7 @@ impl Threads {
     }
 
     /// Stops and joins every thread; returns the first thread error.
-    fn shutdown(mut self) -> anyhow::Result<(Errors, Option<BackgroundReport>)> {
+    fn shutdown(mut self) -> anyhow::Result<(Errors, ActivityReport)> {
         self.set_phase(Phase::Done);
         let mut first_error = None;
         let mut errors = Errors::default();
@@ -146,12 +152,12 @@ impl Threads {
             }
         }
         errors.samples = self.events.samples();
-        let background = self.background.take().map(BackgroundWriter::finish);
+        let background = self.background.take().map(Activity::finish);
         let background = match background.transpose() {
-            Ok(report) => report,
+            Ok(report) => report.unwrap_or_default(),
             Err(e) => {
                 first_error = first_error.or(Some(e));
-                None
+                ActivityReport::default()
             }
         };
         match first_error {
@@ -245,9 +251,19 @@ struct Sampler {
     last_published: Totals,
     last_consumed: Totals,
     points: Vec<TimePoint>,
+    /// The started broker's latest VmRSS, and the samples of the warm-up and measure.
+    last_rss: Option<u64>,
+    rss: RssSamples,
 }
 
 impl Sampler {
+    fn note_rss(&mut self, rss: Option<u64>, phase: Phase) {
+        self.last_rss = rss;
+        if let (Some(bytes), Phase::Warmup | Phase::Measure) = (rss, phase) {
+            self.rss.add(bytes);
+        }
+    }
+
     fn sample(&mut self, threads: &Threads, phase: Phase) -> &TimePoint {
         let now = now_ns();
         let seconds = (now - self.last_ns) as f64 / 1e9;
@@ -265,6 +281,7 @@ impl Sampler {
             consume_msgs_per_sec: rate(consumed.messages, self.last_consumed.messages),
             consume_mb_per_sec: rate(consumed.bytes, self.last_consumed.bytes) / MB,
             publish_p99_us: interval.summary().p99,
+            broker_rss_bytes: self.last_rss,
         });
         (self.last_ns, self.last_published, self.last_consumed) = (now, published, consumed);
         self.points.last().expect("just pushed")
@@ -272,7 +289,10 @@ impl Sampler {
 }
 
 /// Creates the topics, runs the load and deletes the topics again.
-pub fn execute(plan: &LoadPlan, broker: Option<&mut StartedBroker>) -> anyhow::Result<LoadOutcome> {
+pub fn execute(
+    plan: &LoadPlan,
+    mut broker: Option<&mut StartedBroker>,
+) -> anyhow::Result<LoadOutcome> {
     let workload = &plan.workload;
     let admin = Admin::connect(&plan.bootstrap)?;
     let topics: Vec<String> = (0..workload.topics.count)
@@ -286,33 +306,22 @@ pub fn execute(plan: &LoadPlan, broker: Option<&mut StartedBroker>) -> anyhow::R
         )
         .context("topic setup")?;
     let mut all_topics = topics.clone();
+    let mut prepared = Prepared::default();
     if let Some(background) = &plan.background {
-        all_topics.push(background.topic.clone());
-        let created = admin
-            .create_topics_with_configs(
-                std::slice::from_ref(&background.topic),
-                background.writer.topics.partitions,
-                background.writer.topics.replication_factor,
-                &background.topic_configs,
-            )
-            .context("background topic setup");
-        if let Err(error) = created {
-            for warning in admin.delete_topics(&topics) {
-                eprintln!("warning: {warning}");
+        all_topics.extend(background.topics());
+        match background.prepare(&admin) {
+            Ok(ready) => prepared = ready,
+            Err(error) => {
+                for warning in admin.delete_topics(&all_topics) {
+                    eprintln!("warning: {warning}");
+                }
+                return Err(error);
             }
-            return Err(error);
         }
     }
-    let mut outcome = drive(plan, &topics, broker);
-    if let (Ok(outcome), Some(background)) = (&mut outcome, &plan.background)
-        && let Some(report) = &mut outcome.background
-    {
-        match admin.offsets(&background.topic, background.writer.topics.partitions) {
-            Ok((start, end)) => {
-                (report.log_start_offset, report.high_watermark) = (Some(start), Some(end))
-            }
-            Err(error) => eprintln!("warning: background topic offsets: {error:#}"),
-        }
+    let mut outcome = drive(plan, &topics, prepared, broker.as_deref_mut());
+    if let Ok(outcome) = &mut outcome {
+        after_load(plan, &admin, broker.as_deref(), outcome);
     }
     if let Err(error) = &outcome {
         eprintln!(
@@ -326,9 +335,39 @@ pub fn execute(plan: &LoadPlan, broker: Option<&mut StartedBroker>) -> anyhow::R
     outcome
 }
 
+/// Evidence read from the broker after a `[background]` load (either side), before its
+/// topics go: the writer topic's offsets, the started broker's memory budgets.
+fn after_load(
+    plan: &LoadPlan,
+    admin: &Admin,
+    broker: Option<&StartedBroker>,
+    outcome: &mut LoadOutcome,
+) {
+    if plan.workload.background.is_none() {
+        return;
+    }
+    if let (Some(BackgroundPlan::Writer(writer)), Some(report)) =
+        (&plan.background, &mut outcome.activity.writer)
+    {
+        match admin.offsets(&writer.topic, writer.writer.topics.partitions) {
+            Ok((start, end)) => {
+                (report.log_start_offset, report.high_watermark) = (Some(start), Some(end))
+            }
+            Err(error) => eprintln!("warning: background topic offsets: {error:#}"),
+        }
+    }
+    if let Some(broker) = broker {
+        match MemoryBudget::scrape(&broker.admin_address) {
+            Ok(budget) => outcome.memory_budget = Some(budget),
+            Err(error) => eprintln!("warning: memory budgets: {error:#}"),
+        }
+    }
+}
+
 fn drive(
     plan: &LoadPlan,
     topics: &[String],
+    prepared: Prepared,
     mut broker: Option<&mut StartedBroker>,
 ) -> anyhow::Result<LoadOutcome> {
     let workload = &plan.workload;
@@ -346,8 +385,9 @@ fn drive(
         }
         threads.spawn_producers(plan, topics)?;
         if let Some(background) = &plan.background {
-            threads.background = Some(BackgroundWriter::start(
+            threads.background = Some(Activity::start(
                 background,
+                prepared,
                 &plan.bootstrap,
                 plan.run_tag,
             )?);
@@ -356,9 +396,9 @@ fn drive(
     })();
     // A thread's own error explains a failed run better than "stopped early".
     match (result, threads.shutdown()) {
-        (Ok(mut outcome), Ok((errors, background))) => {
+        (Ok(mut outcome), Ok((errors, activity))) => {
             outcome.errors = errors;
-            outcome.background = background;
+            outcome.activity = activity;
             Ok(outcome)
         }
         (_, Err(thread_error)) => Err(thread_error),
@@ -381,6 +421,8 @@ fn phases(
         last_published: Totals::default(),
         last_consumed: Totals::default(),
         points: Vec::new(),
+        last_rss: None,
+        rss: RssSamples::default(),
     };
     let mut progress = Progress::new(&plan.label, plan.warmup_seconds, plan.measure_seconds);
     let mut phase_start = start;
@@ -404,6 +446,7 @@ fn phases(
         threads.check_threads()?;
         if let Some(broker) = broker.as_deref_mut() {
             broker.check_alive()?;
+            sampler.note_rss(broker.rss_bytes(), control.phase());
         }
         let now = now_ns();
         let phase = control.phase();
@@ -451,7 +494,7 @@ fn phases(
                         sampler.sample(threads, Phase::Measure);
                     }
                     progress.finish();
-                    return Ok(outcome(threads, measure_start, end, cpu, sampler.points));
+                    return Ok(outcome(threads, measure_start, end, cpu, sampler));
                 }
             }
             Phase::Setup | Phase::Done => bail!("unexpected phase {}", phase.name()),
@@ -472,7 +515,7 @@ fn outcome(
     start: (Totals, Totals, u64, CpuSnapshot),
     end: (Totals, Totals, u64),
     cpu_end: CpuSnapshot,
-    timeseries: Vec<TimePoint>,
+    sampler: Sampler,
 ) -> LoadOutcome {
     let seconds = (end.2 - start.2) as f64 / 1e9;
     let throughput = |from: Totals, to: Totals| {
@@ -499,13 +542,15 @@ fn outcome(
         publish_latency: publish_latency.summary(),
         end_to_end_latency: end_to_end.summary(),
         errors: Errors::default(),
-        timeseries,
+        timeseries: sampler.points,
+        rss: sampler.rss,
+        memory_budget: None,
         broker_cpu_seconds: start
             .3
             .broker_seconds
             .zip(cpu_end.broker_seconds)
             .map(|(a, b)| b - a),
         cpu: crate::cpu::usage(&start.3, &cpu_end, seconds),
-        background: None,
+        activity: ActivityReport::default(),
     }
 }

@@ -22,15 +22,15 @@ const BACKGROUND_PRODUCER_INDEX: u32 = u32::MAX;
 
 /// Which topic the background writer writes to, with which configs.
 #[derive(Debug, Clone)]
-pub struct BackgroundPlan {
+pub struct WriterPlan {
     pub topic: String,
     pub topic_configs: BTreeMap<String, String>,
-    /// The writer as a workload of its own (`Background::writer_workload`).
+    /// The writer as a workload of its own (`Maintenance::writer_workload`).
     pub writer: Arc<Workload>,
 }
 
 pub struct BackgroundWriter {
-    plan: BackgroundPlan,
+    plan: WriterPlan,
     control: Arc<RunControl>,
     stats: Arc<LoadStats>,
     events: Arc<ClientEvents>,
@@ -44,7 +44,7 @@ pub struct BackgroundWriter {
 impl BackgroundWriter {
     /// Starts writing at the plan's rate, in the warm-up phase (not measured).
     pub fn start(
-        plan: &BackgroundPlan,
+        plan: &WriterPlan,
         bootstrap: &str,
         run_tag: u32,
     ) -> anyhow::Result<BackgroundWriter> {

@@ -197,7 +197,38 @@ mod tests {
         ])
         .unwrap();
         let background = w.background.unwrap();
-        assert_eq!(background.rate, 1000.0);
-        assert_eq!(background.topic_configs["retention.bytes"], "1048576");
+        let maintenance = background.maintenance().unwrap();
+        assert_eq!(maintenance.rate, 1000.0);
+        assert_eq!(maintenance.topic_configs["retention.bytes"], "1048576");
+    }
+
+    #[test]
+    fn hostile_settings_can_be_overridden_and_stay_typed() {
+        let w = with(&[
+            "background.kind=hostile",
+            "background.idle_connections=10",
+            "background.big_fetch_mb_per_sec=50",
+        ])
+        .unwrap();
+        let Some(crate::workload::Background::Hostile(h)) = &w.background else {
+            panic!("hostile expected: {:?}", w.background)
+        };
+        assert_eq!(h.idle_connections, 10);
+        assert_eq!(h.big_fetch_mb_per_sec, 50.0);
+        // An integer replacing a float setting stays a float once the section exists.
+        let hostile = apply(
+            &w,
+            &[Override::parse("background.big_fetch_mb_per_sec=20").unwrap()],
+        )
+        .unwrap();
+        let Some(crate::workload::Background::Hostile(h)) = &hostile.background else {
+            panic!("hostile expected")
+        };
+        assert_eq!(h.big_fetch_mb_per_sec, 20.0);
+        let err = format!(
+            "{:#}",
+            with(&["background.kind=hostile", "background.rate=1"]).unwrap_err()
+        );
+        assert!(err.contains("unknown field"), "{err}");
     }
 }

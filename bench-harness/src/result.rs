@@ -5,7 +5,7 @@
 //! `BenchResult::summarize`, never edited by hand.
 
 use crate::stats::{LatencySummary, median, ratio};
-use crate::workload::{IdleMode, MaintenanceKind, Rate, Workload};
+use crate::workload::{BackgroundKind, IdleMode, Rate, Workload};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,11 +70,12 @@ pub struct RepeatResult {
     pub maintenance: Option<MaintenanceRepeat>,
 }
 
-/// One repeat of a `[background]` workload: the same measured load on a fresh broker with
-/// the broker's maintenance idle, and on another with it busy.
+/// One repeat of a `[background]` workload: the same measured load on a fresh broker alone
+/// ("idle") and on another with the background activity (maintenance, hostile clients,
+/// topic creation; the JSON key `maintenance` predates the other kinds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceRepeat {
-    pub kind: MaintenanceKind,
+    pub kind: BackgroundKind,
     pub idle_mode: IdleMode,
     /// Which side ran first ("idle" or "with_background"); alternates between repeats.
     pub first: String,
@@ -82,9 +83,12 @@ pub struct MaintenanceRepeat {
     pub with_background: MaintenanceSide,
     /// with_background / idle publish latency.
     pub ratios: LatencyRatios,
+    /// with_background / idle end-to-end latency (absent in results of older versions).
+    #[serde(default)]
+    pub end_to_end_ratios: LatencyRatios,
 }
 
-/// The measured load of one side, and what the background writer did on it.
+/// The measured load of one side, and what the background activity did on it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceSide {
     pub measured_seconds: f64,
@@ -100,6 +104,110 @@ pub struct MaintenanceSide {
     pub background: Option<BackgroundReport>,
     /// Maintenance lines in the started broker's log (None for an external broker).
     pub broker_log: Option<MaintenanceLog>,
+    /// The highest one-second publish p99 of the measured phase, microseconds: a stall of
+    /// a second or two shows here even when the whole phase's p99 hides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_second_publish_p99_us: Option<f64>,
+    /// The started broker's sampled RSS and its configured memory budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+    /// `kind = "hostile"`: the backlog (both sides) and the hostile clients (with side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<HostileReport>,
+    /// `kind = "create-topics"`: the topics created during the measured phase (with side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_topics: Option<CreateTopicsReport>,
+}
+
+/// A started broker's memory during one load: VmRSS sampled about every 100 ms from the
+/// start of the warm-up to the end of the measured phase, and the budgets it enforces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub samples: u64,
+    /// The largest sample, bytes.
+    pub rss_max_bytes: u64,
+    /// The first sample (start of the warm-up, after topic setup) and the last, bytes.
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+    /// Peak RSS over the broker's whole life (VmHWM, setup included), bytes.
+    pub rss_peak_bytes: Option<u64>,
+    /// Sum over shards and pools of `shardlog_memory_budget_bytes` from /metrics after the
+    /// load (request + response memory, batch cache, write buffers), bytes; None when
+    /// /metrics could not be read (e.g. an external broker).
+    pub budget_bytes: Option<u64>,
+    /// The same per pool, summed over shards.
+    pub budget_pools: BTreeMap<String, u64>,
+}
+
+/// `kind = "hostile"` on one side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostileReport {
+    /// The topic the fetchers read, filled before the warm-up on both sides.
+    pub backlog: BacklogReport,
+    /// Raw connections held open, per kind (empty on the idle side).
+    pub connections: Vec<HeldConnections>,
+    /// The librdkafka consumers with huge fetch limits (None on the idle side or without
+    /// such consumers).
+    pub big_fetch: Option<BigFetchReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BacklogReport {
+    pub topic: String,
+    pub partitions: u32,
+    /// Acknowledged messages and payload bytes.
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub errors: u64,
+}
+
+/// Hostile connections of one kind over the whole load (warm-up and measure).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeldConnections {
+    /// "declared_frame", "trickle", "fetch_pipeline", "idle" or "admin".
+    pub kind: String,
+    /// Connections the workload asks for.
+    pub target: u32,
+    /// Connections opened, reconnects included.
+    pub opened: u64,
+    /// Connections the broker closed (seen as end of stream or a reset). A connection whose
+    /// unread answers fill the socket never sees the close, so it is not counted.
+    pub closed_by_broker: u64,
+    /// Admin connections among them that were answered 503 (connection limit) first.
+    pub refused: u64,
+    pub connect_errors: u64,
+    /// Bytes sent over all of them.
+    pub bytes_sent: u64,
+    /// Still open when the load ended.
+    pub open_at_end: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BigFetchReport {
+    pub consumers: u32,
+    /// Messages and bytes read over the whole load.
+    pub messages: u64,
+    pub bytes: u64,
+    pub mb_per_sec: f64,
+    /// Times a consumer read the whole backlog and started again from the beginning.
+    pub passes: u64,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+}
+
+/// `kind = "create-topics"` on the "with" side: each topic created in the measured phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateTopicsReport {
+    pub partitions: u32,
+    /// Each CreateTopics call, request to answer, milliseconds.
+    pub create_ms: Vec<f64>,
+    /// From each CreateTopics answer until Metadata showed every partition led, ms.
+    pub ready_ms: Vec<f64>,
+    /// Each DeleteTopics call (repeat mode, in the measured phase), ms.
+    pub delete_ms: Vec<f64>,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -164,7 +272,7 @@ impl LatencyRatios {
 /// Medians over the repeats of a `[background]` workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceSummary {
-    pub kind: MaintenanceKind,
+    pub kind: BackgroundKind,
     pub idle_mode: IdleMode,
     pub idle_publish_msgs_per_sec: f64,
     pub with_background_publish_msgs_per_sec: f64,
@@ -179,28 +287,67 @@ pub struct MaintenanceSummary {
     pub log_start_offset: Option<f64>,
     pub compaction_records_removed: Option<f64>,
     pub retention_segments_deleted: Option<f64>,
+    /// End-to-end latency medians and the medians of the per-repeat ratios.
+    #[serde(default)]
+    pub idle_end_to_end_latency_us: LatencySummary,
+    #[serde(default)]
+    pub with_background_end_to_end_latency_us: LatencySummary,
+    #[serde(default)]
+    pub end_to_end_ratios: LatencyRatios,
+    /// Medians of each side's largest sampled broker RSS, and of the memory budget the
+    /// "with" side's broker reported, bytes.
+    #[serde(default)]
+    pub idle_rss_max_bytes: Option<f64>,
+    #[serde(default)]
+    pub with_background_rss_max_bytes: Option<f64>,
+    #[serde(default)]
+    pub memory_budget_bytes: Option<f64>,
+    /// Medians of each side's cores used by other processes (machine load).
+    #[serde(default)]
+    pub idle_other_processes_cores: Option<f64>,
+    #[serde(default)]
+    pub with_background_other_processes_cores: Option<f64>,
+    /// `create-topics`: CreateTopics calls over all repeats, their median and largest
+    /// duration, milliseconds.
+    #[serde(default)]
+    pub create_topics_calls: Option<u64>,
+    #[serde(default)]
+    pub create_topics_median_ms: Option<f64>,
+    #[serde(default)]
+    pub create_topics_max_ms: Option<f64>,
 }
 
 impl MaintenanceSummary {
     pub fn of(repeats: &[&MaintenanceRepeat]) -> Option<MaintenanceSummary> {
         let first = repeats.first()?;
+        let idle = || repeats.iter().map(|r| &r.idle);
         let with = || repeats.iter().map(|r| &r.with_background);
         let logs = || with().filter_map(|s| s.broker_log.as_ref());
         let background = || with().filter_map(|s| s.background.as_ref());
+        let latency = |sides: Vec<&MaintenanceSide>, end_to_end: bool| {
+            LatencySummary::median_of(
+                &sides
+                    .iter()
+                    .map(|s| match end_to_end {
+                        true => &s.end_to_end_latency_us,
+                        false => &s.publish_latency_us,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let rss = |s: &MaintenanceSide| s.memory.as_ref().map(|m| m.rss_max_bytes as f64);
+        let creates: Vec<f64> = with()
+            .filter_map(|s| s.create_topics.as_ref())
+            .flat_map(|c| c.create_ms.iter().copied())
+            .collect();
+        let has_creates = with().any(|s| s.create_topics.is_some());
         Some(MaintenanceSummary {
             kind: first.kind,
             idle_mode: first.idle_mode,
-            idle_publish_msgs_per_sec: median(repeats.iter().map(|r| r.idle.publish.msgs_per_sec)),
+            idle_publish_msgs_per_sec: median(idle().map(|s| s.publish.msgs_per_sec)),
             with_background_publish_msgs_per_sec: median(with().map(|s| s.publish.msgs_per_sec)),
-            idle_publish_latency_us: LatencySummary::median_of(
-                &repeats
-                    .iter()
-                    .map(|r| &r.idle.publish_latency_us)
-                    .collect::<Vec<_>>(),
-            ),
-            with_background_publish_latency_us: LatencySummary::median_of(
-                &with().map(|s| &s.publish_latency_us).collect::<Vec<_>>(),
-            ),
+            idle_publish_latency_us: latency(idle().collect(), false),
+            with_background_publish_latency_us: latency(with().collect(), false),
             ratios: LatencyRatios::median_of(
                 &repeats.iter().map(|r| &r.ratios).collect::<Vec<_>>(),
             ),
@@ -214,6 +361,26 @@ impl MaintenanceSummary {
             retention_segments_deleted: median_option(
                 logs().map(|l| Some(l.retention_segments_deleted as f64)),
             ),
+            idle_end_to_end_latency_us: latency(idle().collect(), true),
+            with_background_end_to_end_latency_us: latency(with().collect(), true),
+            end_to_end_ratios: LatencyRatios::median_of(
+                &repeats
+                    .iter()
+                    .map(|r| &r.end_to_end_ratios)
+                    .collect::<Vec<_>>(),
+            ),
+            idle_rss_max_bytes: median_option(idle().map(rss)),
+            with_background_rss_max_bytes: median_option(with().map(rss)),
+            memory_budget_bytes: median_option(
+                with().map(|s| s.memory.as_ref()?.budget_bytes.map(|b| b as f64)),
+            ),
+            idle_other_processes_cores: median_option(idle().map(|s| s.cpu.other_processes_cores)),
+            with_background_other_processes_cores: median_option(
+                with().map(|s| s.cpu.other_processes_cores),
+            ),
+            create_topics_calls: has_creates.then_some(creates.len() as u64),
+            create_topics_median_ms: (!creates.is_empty()).then(|| median(creates.clone())),
+            create_topics_max_ms: creates.iter().copied().reduce(f64::max),
         })
     }
 }
@@ -304,6 +471,9 @@ pub struct TimePoint {
     pub consume_mb_per_sec: f64,
     /// Publish p99 over this interval, microseconds (0 when nothing was acked).
     pub publish_p99_us: f64,
+    /// The started broker's VmRSS at the sample, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_rss_bytes: Option<u64>,
 }
 
 /// Medians over the repeats: what `compare` and the tables read.
@@ -459,10 +629,11 @@ mod tests {
 
     fn maintenance(idle: LatencySummary, with: LatencySummary) -> MaintenanceRepeat {
         MaintenanceRepeat {
-            kind: MaintenanceKind::Retention,
+            kind: BackgroundKind::Retention,
             idle_mode: IdleMode::None,
             first: "idle".into(),
             ratios: LatencyRatios::of(&idle, &with),
+            end_to_end_ratios: LatencyRatios::default(),
             idle: MaintenanceSide {
                 publish_latency_us: idle,
                 ..Default::default()
@@ -558,5 +729,89 @@ mod tests {
         // Median of the two present ratios 0.1 and 0.2.
         assert!((summary.ratios.publish_vs_disk.unwrap() - 0.15).abs() < 1e-12);
         assert_eq!(summary.ratios.consume_vs_tcp, None);
+    }
+
+    fn side(rss_max: u64, other_cores: f64, create_ms: &[f64]) -> MaintenanceSide {
+        MaintenanceSide {
+            publish_latency_us: latency(1000.0, 2000.0, 3000.0),
+            end_to_end_latency_us: latency(2000.0, 4000.0, 6000.0),
+            cpu: CpuUse {
+                other_processes_cores: Some(other_cores),
+                ..Default::default()
+            },
+            memory: Some(MemoryReport {
+                samples: 10,
+                rss_max_bytes: rss_max,
+                budget_bytes: Some(1 << 30),
+                ..Default::default()
+            }),
+            create_topics: (!create_ms.is_empty()).then(|| CreateTopicsReport {
+                partitions: 1000,
+                create_ms: create_ms.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn isolation_summary_has_memory_end_to_end_and_create_topics_figures() {
+        let repeat =
+            |idle: MaintenanceSide, with: MaintenanceSide, e2e_p99: f64| MaintenanceRepeat {
+                kind: BackgroundKind::CreateTopics,
+                idle_mode: IdleMode::None,
+                first: "idle".into(),
+                ratios: LatencyRatios::of(&idle.publish_latency_us, &with.publish_latency_us),
+                end_to_end_ratios: LatencyRatios {
+                    p99: Some(e2e_p99),
+                    ..Default::default()
+                },
+                idle,
+                with_background: with,
+            };
+        let repeats = [
+            repeat(side(100, 0.1, &[]), side(300, 0.5, &[2000.0, 9000.0]), 3.0),
+            repeat(side(200, 0.3, &[]), side(500, 0.7, &[1000.0]), 1.0),
+        ];
+        let all: Vec<&MaintenanceRepeat> = repeats.iter().collect();
+        let summary = MaintenanceSummary::of(&all).unwrap();
+        assert_eq!(summary.kind, BackgroundKind::CreateTopics);
+        assert_eq!(summary.end_to_end_ratios.p99, Some(2.0));
+        assert_eq!(summary.with_background_end_to_end_latency_us.p99, 4000.0);
+        assert_eq!(summary.idle_rss_max_bytes, Some(150.0));
+        assert_eq!(summary.with_background_rss_max_bytes, Some(400.0));
+        assert_eq!(summary.memory_budget_bytes, Some((1u64 << 30) as f64));
+        assert_eq!(summary.idle_other_processes_cores, Some(0.2));
+        assert_eq!(summary.with_background_other_processes_cores, Some(0.6));
+        // Every call of every repeat: 1000, 2000, 9000 ms.
+        assert_eq!(summary.create_topics_calls, Some(3));
+        assert_eq!(summary.create_topics_median_ms, Some(2000.0));
+        assert_eq!(summary.create_topics_max_ms, Some(9000.0));
+        // Without create-topics reports the figures are absent, not zero.
+        let plain = [repeat(side(1, 0.0, &[]), side(1, 0.0, &[]), 1.0)];
+        let summary = MaintenanceSummary::of(&plain.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(summary.create_topics_calls, None);
+        assert_eq!(summary.create_topics_max_ms, None);
+    }
+
+    #[test]
+    fn results_written_before_the_new_kinds_still_load() {
+        let repeat = maintenance(latency(1.0, 2.0, 3.0), latency(2.0, 4.0, 6.0));
+        let mut json = serde_json::to_value(&repeat).unwrap();
+        let object = json.as_object_mut().unwrap();
+        assert_eq!(object["kind"], "retention");
+        object.remove("end_to_end_ratios");
+        // The new per-side keys are absent when unset.
+        assert!(
+            !object["with_background"]
+                .as_object()
+                .unwrap()
+                .contains_key("memory")
+        );
+        let back: MaintenanceRepeat = serde_json::from_value(json).unwrap();
+        assert_eq!(back.end_to_end_ratios, LatencyRatios::default());
+        assert_eq!(back.ratios, repeat.ratios);
+        let kind: BackgroundKind = serde_json::from_str("\"create-topics\"").unwrap();
+        assert_eq!(kind, BackgroundKind::CreateTopics);
     }
 }

@@ -1,23 +1,30 @@
 //! `bench-harness run`: repeats of one workload, each with (optionally) a fresh broker, the
 //! max-rate probe for "NN%" rates, the in-run baselines and the ratios; then the JSON result.
-//! A `[background]` workload runs each repeat twice, on two fresh brokers: maintenance idle
-//! and maintenance busy (order alternating between repeats), then the baselines once.
+//! A `[background]` workload runs each repeat twice, on two fresh brokers: the measured load
+//! alone ("idle") and with the background activity (maintenance, hostile clients, topic
+//! creation; order alternating between repeats), then the baselines once.
 //!
-//! Owns: the order of a run. Imports: `baseline`, `broker`, `load`, `maintenance`, `result`,
-//! `stats`, `workload`. Invariant: baselines are measured while no load runs and (for a started
+//! Owns: the order of a run and each side's background plan. Imports: `activity`,
+//! `baseline`, `broker`, `hostile`, `load`, `maintenance`, `result`, `stats`,
+//! `topic_churn`, `workload`. Invariant: baselines are measured while no load runs and (for a started
 //! broker) after the broker has stopped, so they do not compete with it for the CPU.
 
+use crate::activity::BackgroundPlan;
 use crate::baseline;
 use crate::broker::{BrokerOptions, StartedBroker};
+use crate::console;
+use crate::control::Phase;
+use crate::hostile::HostilePlan;
 use crate::load::{self, LoadOutcome, LoadPlan};
-use crate::maintenance::{BackgroundPlan, parse_broker_log};
+use crate::maintenance::{WriterPlan, parse_broker_log};
 use crate::payload::random_seed;
 use crate::result::{
     BenchResult, Environment, LatencyRatios, MaintenanceLog, MaintenanceRepeat, MaintenanceSide,
     ProcessUsage, Ratios, RepeatResult, SCHEMA_VERSION, Summary,
 };
 use crate::stats::ratio;
-use crate::workload::{IdleMode, Rate, Workload};
+use crate::topic_churn::ChurnPlan;
+use crate::workload::{Background, IdleMode, Rate, Workload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,7 +62,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<BenchResult> {
         summary: Summary::default(),
     };
     if let (Some(background), Target::External(_)) = (&workload.background, &options.target)
-        && !background.broker_config.is_empty()
+        && !background.broker_config().is_empty()
     {
         eprintln!(
             "warning: background.broker_config is not applied to an external broker: set those \
@@ -64,7 +71,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<BenchResult> {
     }
     for index in 0..options.repeats {
         let repeat = run_repeat(options, &workload, index)?;
-        print_repeat(&workload.name, &repeat);
+        console::print_repeat(&workload.name, &repeat);
         result.repeats.push(repeat);
     }
     result.summarize();
@@ -133,8 +140,8 @@ fn run_repeat(
         (run_side(options, workload, index, Side::Idle)?, with)
     };
     let maintenance = MaintenanceRepeat {
-        kind: background.kind,
-        idle_mode: background.idle,
+        kind: background.kind(),
+        idle_mode: background.idle_mode(),
         first: if idle_first {
             "idle"
         } else {
@@ -142,6 +149,10 @@ fn run_repeat(
         }
         .to_string(),
         ratios: LatencyRatios::of(&idle.outcome.publish_latency, &with.outcome.publish_latency),
+        end_to_end_ratios: LatencyRatios::of(
+            &idle.outcome.end_to_end_latency,
+            &with.outcome.end_to_end_latency,
+        ),
         idle: maintenance_side(&idle),
         with_background: maintenance_side(&with),
     };
@@ -163,24 +174,72 @@ fn maintenance_side(side: &SideOutcome) -> MaintenanceSide {
         errors_consume: o.errors.consume,
         broker_process: side.broker_process.clone(),
         cpu: o.cpu.clone(),
-        background: o.background.clone(),
+        background: o.activity.writer.clone(),
         broker_log: side.broker_log.clone(),
+        worst_second_publish_p99_us: o
+            .timeseries
+            .iter()
+            .filter(|p| p.phase == Phase::Measure.name())
+            .map(|p| p.publish_p99_us)
+            .reduce(f64::max),
+        memory: (o.rss.count > 0).then(|| {
+            let peak = side.broker_process.as_ref().map(|p| p.max_rss_bytes);
+            o.rss.report(peak, o.memory_budget.as_ref())
+        }),
+        hostile: o.activity.hostile.clone(),
+        create_topics: o.activity.create_topics.clone(),
     }
 }
 
-/// The background writer's topic and configs for this side, if it writes at all.
-fn background_plan(workload: &Workload, side: Side, topic_prefix: &str) -> Option<BackgroundPlan> {
-    let background = workload.background.as_ref()?;
-    let topic_configs = match (side, background.idle) {
-        (Side::Plain, _) | (Side::Idle, IdleMode::None) => return None,
-        (Side::Idle, IdleMode::Writes) => background.idle_topic_configs(),
-        (Side::WithBackground, _) => background.topic_configs.clone(),
+/// Where one side's load runs, for its background plan.
+struct SideTarget<'a> {
+    side: Side,
+    topic_prefix: &'a str,
+    bootstrap: &'a str,
+    admin_address: Option<&'a str>,
+    run_tag: u32,
+}
+
+/// This side's background plan, if it runs one: the maintenance writer (the idle side's
+/// too with idle = "writes"), the hostile backlog (both sides) and clients (with side), or
+/// the topic churn (with side).
+fn background_plan(workload: &Workload, at: &SideTarget<'_>) -> Option<BackgroundPlan> {
+    let with = match at.side {
+        Side::Plain => return None,
+        Side::Idle => false,
+        Side::WithBackground => true,
     };
-    Some(BackgroundPlan {
-        topic: format!("{topic_prefix}-background"),
-        topic_configs,
-        writer: Arc::new(background.writer_workload(workload)),
-    })
+    let replication_factor = workload.topics.replication_factor;
+    match workload.background.as_ref()? {
+        Background::Compaction(m) | Background::Retention(m) => {
+            let topic_configs = match (with, m.idle) {
+                (false, IdleMode::None) => return None,
+                (false, IdleMode::Writes) => m.idle_topic_configs(),
+                (true, _) => m.topic_configs.clone(),
+            };
+            Some(BackgroundPlan::Writer(WriterPlan {
+                topic: format!("{}-background", at.topic_prefix),
+                topic_configs,
+                writer: Arc::new(m.writer_workload(workload)),
+            }))
+        }
+        Background::Hostile(h) => Some(BackgroundPlan::Hostile(HostilePlan {
+            settings: h.clone(),
+            attack: with,
+            topic: format!("{}-backlog", at.topic_prefix),
+            bootstrap: at.bootstrap.to_string(),
+            admin_address: at.admin_address.map(str::to_string),
+            run_tag: at.run_tag,
+        })),
+        Background::CreateTopics(c) => with.then(|| {
+            BackgroundPlan::CreateTopics(ChurnPlan {
+                settings: c.clone(),
+                topic_prefix: format!("{}-created", at.topic_prefix),
+                bootstrap: at.bootstrap.to_string(),
+                replication_factor,
+            })
+        }),
+    }
 }
 
 fn run_side(
@@ -202,7 +261,7 @@ fn run_side(
         Target::Start(broker_options) => {
             let mut broker_options = broker_options.clone();
             if let Some(background) = &workload.background {
-                broker_options.config_overrides = background.broker_config.clone();
+                broker_options.config_overrides = background.broker_config().clone();
             }
             Some(StartedBroker::start(&broker_options, &run_name)?)
         }
@@ -259,7 +318,16 @@ fn run_side(
         "load",
         &label,
     );
-    load_plan.background = background_plan(workload, side, &load_plan.topic_prefix);
+    load_plan.background = background_plan(
+        workload,
+        &SideTarget {
+            side,
+            topic_prefix: &load_plan.topic_prefix,
+            bootstrap: &bootstrap,
+            admin_address: broker.as_ref().map(|b| b.admin_address.as_str()),
+            run_tag,
+        },
+    );
     let outcome = load::execute(&load_plan, broker.as_mut())?;
     let broker_process = broker.as_ref().map(|b| usage(b, &outcome));
     let broker_log = (side != Side::Plain)
@@ -337,81 +405,6 @@ fn usage(broker: &StartedBroker, outcome: &LoadOutcome) -> ProcessUsage {
             (outcome.publish.bytes + outcome.consume.bytes) as f64 / crate::stats::MB,
         ),
         max_rss_bytes: broker.max_rss_bytes().unwrap_or(0),
-    }
-}
-
-fn print_repeat(name: &str, r: &RepeatResult) {
-    let show =
-        |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |v| format!("{v:.digits$}"));
-    eprintln!(
-        "{name} repeat {}: publish {:.0} msg/s {:.1} MB/s (p99 {:.2} ms), consume {:.1} MB/s \
-         (e2e p99 {:.2} ms), errors {}/{}; disk {} MB/s, tcp {} MB/s; \
-         ratios pub/disk {} con/tcp {}",
-        r.index + 1,
-        r.publish.msgs_per_sec,
-        r.publish.mb_per_sec,
-        r.publish_latency_us.p99 / 1000.0,
-        r.consume.mb_per_sec,
-        r.end_to_end_latency_us.p99 / 1000.0,
-        r.errors.publish,
-        r.errors.consume,
-        show(r.baselines.disk_write_mb_per_sec, 0),
-        show(r.baselines.tcp_loopback_mb_per_sec, 0),
-        show(r.ratios.publish_vs_disk, 3),
-        show(r.ratios.consume_vs_tcp, 3),
-    );
-    for sample in &r.errors.samples {
-        eprintln!("  error sample: {sample}");
-    }
-    if let Some(m) = &r.maintenance {
-        print_maintenance(m);
-    }
-}
-
-fn print_maintenance(m: &MaintenanceRepeat) {
-    let ms = |l: &crate::stats::LatencySummary| {
-        format!("{:.2}/{:.2}/{:.2}", l.p50 / 1e3, l.p99 / 1e3, l.p99_9 / 1e3)
-    };
-    let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
-    let (idle, with) = (&m.idle, &m.with_background);
-    eprintln!(
-        "  {} (idle = {}, {} first): publish p50/p99/p99.9 idle {} ms, with background {} ms, \
-         with/idle {}/{}/{}; idle {:.0} msg/s, with {:.0} msg/s",
-        m.kind.name(),
-        m.idle_mode.name(),
-        m.first,
-        ms(&idle.publish_latency_us),
-        ms(&with.publish_latency_us),
-        x(m.ratios.p50),
-        x(m.ratios.p99),
-        x(m.ratios.p99_9),
-        idle.publish.msgs_per_sec,
-        with.publish.msgs_per_sec,
-    );
-    for (name, side) in [("idle", idle), ("with background", with)] {
-        let writes = side
-            .background
-            .as_ref()
-            .map_or("no background writes".into(), |b| {
-                format!(
-                    "background {:.0} msg/s (errors {}), log start offset {} of {}",
-                    b.writes.msgs_per_sec,
-                    b.errors,
-                    b.log_start_offset.map_or("-".into(), |o| o.to_string()),
-                    b.high_watermark.map_or("-".into(), |o| o.to_string()),
-                )
-            });
-        let log = side.broker_log.as_ref().map_or(String::new(), |l| {
-            format!(
-                "; broker log: {} compaction passes removed {} records, {} retention runs \
-                 deleted {} segments",
-                l.compaction_passes,
-                l.compaction_records_removed,
-                l.retention_runs,
-                l.retention_segments_deleted
-            )
-        });
-        eprintln!("  {name}: {writes}{log}");
     }
 }
 

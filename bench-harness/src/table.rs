@@ -56,7 +56,7 @@ pub fn markdown(results: &[BenchResult]) -> String {
             opt(s.other_processes_cores, 2),
         );
     }
-    out + &maintenance_markdown(results)
+    out + &maintenance_markdown(results) + &isolation_markdown(results)
 }
 
 /// A second table for `[background]` results: publish latency with the broker's
@@ -65,6 +65,7 @@ pub fn maintenance_markdown(results: &[BenchResult]) -> String {
     let rows: Vec<_> = results
         .iter()
         .filter_map(|r| Some((r, r.summary.maintenance.as_ref()?)))
+        .filter(|(_, m)| m.kind.is_maintenance())
         .collect();
     if rows.is_empty() {
         return String::new();
@@ -106,6 +107,69 @@ pub fn maintenance_markdown(results: &[BenchResult]) -> String {
     out
 }
 
+fn mib(bytes: Option<f64>) -> String {
+    opt(bytes.map(|b| b / (1024.0 * 1024.0)), 0)
+}
+
+fn triple(l: &crate::stats::LatencySummary) -> String {
+    format!("{}/{}/{}", ms(l.p50), ms(l.p99), ms(l.p99_9))
+}
+
+fn ratio_triple(r: &crate::result::LatencyRatios) -> String {
+    format!("{}/{}/{}", opt(r.p50, 2), opt(r.p99, 2), opt(r.p99_9, 2))
+}
+
+/// A third table for `hostile` and `create-topics` results (issue 14): the measured load's
+/// latency alone vs beside the hostile clients or the topic creation, the broker's largest
+/// sampled RSS per side against its memory budget, CreateTopics times, and the machine load
+/// of each side; empty when no result has one.
+pub fn isolation_markdown(results: &[BenchResult]) -> String {
+    let rows: Vec<_> = results
+        .iter()
+        .filter_map(|r| Some((r, r.summary.maintenance.as_ref()?)))
+        .filter(|(_, m)| !m.kind.is_maintenance())
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| workload | rep | background | idle pub p50/p99/p99.9 ms | with pub p50/p99/p99.9 ms \
+         | with/idle pub p50/p99/p99.9 | with/idle e2e p50/p99/p99.9 | idle/with pub msg/s \
+         | RSS max idle/with MiB | budget MiB | CreateTopics n, median/max ms \
+         | other cores idle/with |\n",
+    );
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (r, m) in rows {
+        let creates = match m.create_topics_calls {
+            None => "-".to_string(),
+            Some(n) => format!(
+                "{n}, {}/{}",
+                opt(m.create_topics_median_ms, 0),
+                opt(m.create_topics_max_ms, 0)
+            ),
+        };
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0}/{:.0} | {}/{} | {} | {} | {}/{} |\n",
+            r.workload.name,
+            r.summary.repeats,
+            m.kind.name(),
+            triple(&m.idle_publish_latency_us),
+            triple(&m.with_background_publish_latency_us),
+            ratio_triple(&m.ratios),
+            ratio_triple(&m.end_to_end_ratios),
+            m.idle_publish_msgs_per_sec,
+            m.with_background_publish_msgs_per_sec,
+            mib(m.idle_rss_max_bytes),
+            mib(m.with_background_rss_max_bytes),
+            mib(m.memory_budget_bytes),
+            creates,
+            opt(m.idle_other_processes_cores, 2),
+            opt(m.with_background_other_processes_cores, 2),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +180,65 @@ mod tests {
         assert_eq!(opt(Some(0.12345), 3), "0.123");
         assert_eq!(ms(0.0), "-");
         assert_eq!(ms(1500.0), "1.50");
+    }
+
+    fn result_of(kind: crate::workload::BackgroundKind) -> BenchResult {
+        use crate::result::{MaintenanceSummary, Summary};
+        let summary = MaintenanceSummary {
+            kind,
+            idle_mode: crate::workload::IdleMode::None,
+            idle_publish_msgs_per_sec: 10000.0,
+            with_background_publish_msgs_per_sec: 9990.0,
+            idle_publish_latency_us: Default::default(),
+            with_background_publish_latency_us: Default::default(),
+            ratios: Default::default(),
+            background_msgs_per_sec: 0.0,
+            log_start_offset: None,
+            compaction_records_removed: None,
+            retention_segments_deleted: None,
+            idle_end_to_end_latency_us: Default::default(),
+            with_background_end_to_end_latency_us: Default::default(),
+            end_to_end_ratios: Default::default(),
+            idle_rss_max_bytes: Some(100.0 * 1024.0 * 1024.0),
+            with_background_rss_max_bytes: Some(150.0 * 1024.0 * 1024.0),
+            memory_budget_bytes: Some(720.0 * 1024.0 * 1024.0),
+            idle_other_processes_cores: Some(0.1),
+            with_background_other_processes_cores: Some(0.25),
+            create_topics_calls: Some(4),
+            create_topics_median_ms: Some(2600.0),
+            create_topics_max_ms: Some(3100.0),
+        };
+        let workload = crate::workload::Workload::parse(crate::workload::tests::MINIMAL).unwrap();
+        BenchResult {
+            schema_version: crate::result::SCHEMA_VERSION,
+            tool: String::new(),
+            workload_file: String::new(),
+            workload,
+            environment: Default::default(),
+            repeats: Vec::new(),
+            summary: Summary {
+                repeats: 2,
+                maintenance: Some(summary),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn isolation_kinds_get_their_own_table() {
+        use crate::workload::BackgroundKind;
+        let results = [result_of(BackgroundKind::CreateTopics)];
+        assert_eq!(maintenance_markdown(&results), "");
+        let table = isolation_markdown(&results);
+        let row = table.lines().last().unwrap();
+        assert!(row.contains("| create-topics |"), "{row}");
+        assert!(
+            row.contains("| 100/150 | 720 | 4, 2600/3100 | 0.10/0.25 |"),
+            "{row}"
+        );
+        let maintenance = [result_of(BackgroundKind::Retention)];
+        assert_eq!(isolation_markdown(&maintenance), "");
+        assert!(maintenance_markdown(&maintenance).contains("| retention |"));
+        assert!(markdown(&results).contains("| create-topics |"));
     }
 }

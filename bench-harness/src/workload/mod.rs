@@ -3,13 +3,19 @@
 //! Owns: the schema, its defaults, and validation (every unknown key is an error, so a typo
 //! never silently falls back to a default). Imports nothing from this crate.
 //! Invariant: a `Workload` returned by `Workload::parse` has passed `validate()`.
-//! The optional `[background]` section (maintenance under load, issue 7) is described here
-//! too; `maintenance` runs it.
+//! The optional `[background]` section (what runs beside the measured load on the "with"
+//! side of each repeat) is in `background`.
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+mod background;
+pub use background::{
+    Background, BackgroundKind, CreateTopics, HOSTILE_CONNECTIONS_MAX, Hostile, IdleMode,
+    Maintenance,
+};
 
 /// Bytes at the front of every message payload: send timestamp, run tag, producer index.
 pub const PAYLOAD_HEADER_BYTES: u64 = 16;
@@ -28,8 +34,8 @@ pub struct Workload {
     #[serde(default)]
     pub consumers: Consumers,
     pub duration: Duration,
-    /// Broker maintenance (compaction or retention) kept busy by a second writer while the
-    /// measured load runs, against the same load on an idle broker. Absent: a plain run.
+    /// What runs beside the measured load on the "with" side of each repeat (maintenance,
+    /// hostile clients, topic creation), against the same load alone. Absent: a plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<Background>,
 }
@@ -301,206 +307,6 @@ pub struct Duration {
     pub probe_seconds: f64,
 }
 
-/// What keeps the broker's background maintenance busy during the measured phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Background {
-    /// Which maintenance the topic configs trigger: "compaction" or "retention".
-    pub kind: MaintenanceKind,
-    /// Background writer rate, messages per second (fixed; never coordinated with the
-    /// measured producers).
-    pub rate: f64,
-    /// Background message size, bytes (16 ..= 1 MiB). Default 1024.
-    #[serde(default = "default_background_size")]
-    pub size: u64,
-    /// Distinct keys the writer cycles through at random: each key is rewritten again and
-    /// again, which is what compaction removes. Default 1000.
-    #[serde(default = "default_background_keys")]
-    pub key_count: u64,
-    /// Partitions of the background topic. Default 4.
-    #[serde(default = "default_background_partitions")]
-    pub partitions: u32,
-    /// librdkafka `acks` of the background writer. Default "1".
-    #[serde(default = "default_background_acks")]
-    pub acks: String,
-    /// What the idle side runs besides the measured load: "none", or "writes" (the same
-    /// background writer to a topic without maintenance, see `idle_topic_configs`).
-    #[serde(default)]
-    pub idle: IdleMode,
-    /// CreateTopics configs of the maintenance topic, verbatim (Kafka names).
-    #[serde(default)]
-    pub topic_configs: BTreeMap<String, String>,
-    /// Settings merged into the config file of a broker the harness starts (both sides),
-    /// as dotted keys: `"storage.retention_check_interval_ms" = 1000`. Ignored, with a
-    /// warning, for an external broker.
-    #[serde(default)]
-    pub broker_config: BTreeMap<String, toml::Value>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MaintenanceKind {
-    /// `cleanup.policy` includes compact: the broker rewrites segments without old values.
-    Compaction,
-    /// `retention.ms` / `retention.bytes`: the broker deletes the oldest segments.
-    Retention,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdleMode {
-    /// The idle side runs only the measured load.
-    #[default]
-    None,
-    /// The idle side also runs the background writer, to a topic that rolls segments the
-    /// same way but is neither compacted nor trimmed: isolates maintenance from extra writes.
-    Writes,
-}
-
-impl MaintenanceKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MaintenanceKind::Compaction => "compaction",
-            MaintenanceKind::Retention => "retention",
-        }
-    }
-}
-
-impl IdleMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            IdleMode::None => "none",
-            IdleMode::Writes => "writes",
-        }
-    }
-}
-
-/// Topic configs that make the broker compact or delete; dropped for the idle topic.
-const MAINTENANCE_TOPIC_CONFIGS: &[&str] = &["cleanup.policy", "retention.ms", "retention.bytes"];
-const BACKGROUND_RATE_MAX: f64 = 1_000_000.0;
-const BACKGROUND_MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
-
-impl Background {
-    /// The idle side's topic: the maintenance topic's configs (segment size and roll time
-    /// included) with cleanup.policy = delete and the retention limits at the broker's
-    /// defaults (7 days, no size limit), so nothing is compacted or deleted during a run.
-    pub fn idle_topic_configs(&self) -> BTreeMap<String, String> {
-        let mut configs = self.topic_configs.clone();
-        for name in MAINTENANCE_TOPIC_CONFIGS {
-            configs.remove(*name);
-        }
-        configs.insert("cleanup.policy".into(), "delete".into());
-        configs
-    }
-
-    /// The background writer as a workload of its own: one producer at `rate`, keyed at
-    /// random over `key_count` keys, no consumers.
-    pub fn writer_workload(&self, measured: &Workload) -> Workload {
-        Workload {
-            name: format!("{}-background", measured.name),
-            description: "background writer".into(),
-            topics: Topics {
-                count: 1,
-                partitions: self.partitions,
-                replication_factor: measured.topics.replication_factor,
-            },
-            messages: Messages {
-                size: MessageSize::Fixed(self.size),
-                keys: KeyDistribution::Random,
-                key_space: self.key_count,
-                payload: PayloadKind::Random,
-            },
-            producers: Producers {
-                per_topic: 1,
-                rate: Rate::Fixed(self.rate),
-                acks: self.acks.clone(),
-                linger_ms: 5.0,
-                batch_size: default_batch_size(),
-                compression_type: default_compression(),
-                properties: BTreeMap::new(),
-            },
-            consumers: Consumers {
-                per_subscription: 0,
-                ..Consumers::default()
-            },
-            duration: measured.duration.clone(),
-            background: None,
-        }
-    }
-
-    fn validate(&self, measured: &Workload) -> anyhow::Result<()> {
-        if !(self.rate > 0.0 && self.rate <= BACKGROUND_RATE_MAX) {
-            bail!("background.rate must be in (0, {BACKGROUND_RATE_MAX}] messages/s");
-        }
-        if !(PAYLOAD_HEADER_BYTES..=BACKGROUND_MESSAGE_BYTES_MAX).contains(&self.size) {
-            bail!(
-                "background.size must be in {PAYLOAD_HEADER_BYTES}..={BACKGROUND_MESSAGE_BYTES_MAX}"
-            );
-        }
-        if self.key_count == 0 {
-            bail!("background.key_count must be at least 1");
-        }
-        if !(1..=10_000).contains(&self.partitions) {
-            bail!("background.partitions must be in 1..=10000");
-        }
-        if !["0", "1", "-1", "all"].contains(&self.acks.as_str()) {
-            bail!("background.acks must be \"0\", \"1\" or \"all\"");
-        }
-        if matches!(measured.producers.rate, Rate::FractionOfMax(_)) {
-            bail!(
-                "background: producers.rate must be \"max\" or a fixed rate, not \"NN%\" \
-                 (each side would probe its own maximum, so the sides would differ)"
-            );
-        }
-        let policy = self.topic_configs.get("cleanup.policy");
-        let policies = || policy.into_iter().flat_map(|p| p.split(',')).map(str::trim);
-        match self.kind {
-            MaintenanceKind::Compaction if !policies().any(|p| p == "compact") => {
-                bail!(
-                    "background: kind = \"compaction\" needs topic_configs.\"cleanup.policy\" = \"compact\""
-                )
-            }
-            MaintenanceKind::Retention => {
-                if policy.is_some() && !policies().any(|p| p == "delete") {
-                    bail!(
-                        "background: kind = \"retention\" needs cleanup.policy to include delete"
-                    );
-                }
-                let limited = ["retention.ms", "retention.bytes"]
-                    .iter()
-                    .any(|k| self.topic_configs.get(*k).is_some_and(|v| v.trim() != "-1"));
-                if !limited {
-                    bail!(
-                        "background: kind = \"retention\" needs retention.ms or retention.bytes in topic_configs"
-                    );
-                }
-            }
-            MaintenanceKind::Compaction => {}
-        }
-        for key in self.broker_config.keys() {
-            let parts: Vec<&str> = key.split('.').collect();
-            if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
-                bail!(
-                    "background.broker_config: key {key:?} must be SECTION.FIELD, e.g. \"storage.retention_check_interval_ms\""
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-fn default_background_size() -> u64 {
-    1024
-}
-fn default_background_keys() -> u64 {
-    1000
-}
-fn default_background_partitions() -> u32 {
-    4
-}
-fn default_background_acks() -> String {
-    "1".to_string()
-}
 fn one() -> u32 {
     1
 }
@@ -519,10 +325,10 @@ fn default_key_space() -> u64 {
 fn default_acks() -> String {
     "all".to_string()
 }
-fn default_batch_size() -> u64 {
+pub(crate) fn default_batch_size() -> u64 {
     131_072
 }
-fn default_compression() -> String {
+pub(crate) fn default_compression() -> String {
     "none".to_string()
 }
 fn default_fetch_wait() -> u64 {
@@ -751,123 +557,9 @@ pub(crate) mod tests {
             }
         }
         assert!(
-            count >= 8,
-            "expected the eight shipped workloads, found {count}"
+            count >= 10,
+            "expected the ten shipped workloads, found {count}"
         );
-    }
-
-    const COMPACTION: &str = r#"
-        [background]
-        kind = "compaction"
-        rate = 2000
-        key_count = 500
-        idle = "writes"
-        topic_configs = { "cleanup.policy" = "compact", "segment.bytes" = "1048576", "min.cleanable.dirty.ratio" = "0.01", "retention.ms" = "60000" }
-        broker_config = { "storage.compaction_check_interval_ms" = 1000 }
-    "#;
-
-    #[test]
-    fn background_section_parses_with_defaults() {
-        assert_eq!(Workload::parse(MINIMAL).unwrap().background, None);
-        let w = Workload::parse(&format!("{MINIMAL}{COMPACTION}")).unwrap();
-        let b = w.background.clone().unwrap();
-        assert_eq!(b.kind, MaintenanceKind::Compaction);
-        assert_eq!(b.rate, 2000.0);
-        assert_eq!((b.size, b.key_count, b.partitions), (1024, 500, 4));
-        assert_eq!(b.acks, "1");
-        assert_eq!(b.idle, IdleMode::Writes);
-        assert_eq!(
-            b.broker_config["storage.compaction_check_interval_ms"],
-            toml::Value::Integer(1000)
-        );
-        // The idle topic rolls segments the same way but neither compacts nor expires.
-        let idle = b.idle_topic_configs();
-        assert_eq!(idle["cleanup.policy"], "delete");
-        assert_eq!(idle["segment.bytes"], "1048576");
-        assert!(!idle.contains_key("retention.ms"));
-        let writer = b.writer_workload(&w);
-        assert_eq!(writer.producers.rate, Rate::Fixed(2000.0));
-        assert_eq!(writer.messages.keys, KeyDistribution::Random);
-        assert_eq!(writer.messages.key_space, 500);
-        assert_eq!(writer.consumer_count(), 0);
-        writer.validate().unwrap();
-        // The section survives the JSON result and compares equal.
-        let back: Workload = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
-        assert_eq!(back, w);
-        let idle_none = COMPACTION.replace("idle = \"writes\"", "");
-        let w = Workload::parse(&format!("{MINIMAL}{idle_none}")).unwrap();
-        assert_eq!(w.background.unwrap().idle, IdleMode::None);
-    }
-
-    #[test]
-    fn bad_background_sections_are_rejected() {
-        let retention = r#"
-            [background]
-            kind = "retention"
-            rate = 1000
-            topic_configs = { "retention.bytes" = "1048576" }
-        "#;
-        Workload::parse(&format!("{MINIMAL}{retention}")).unwrap();
-        let cases = [
-            (COMPACTION.replace("\"compact\"", "\"delete\""), "compact"),
-            (
-                COMPACTION.replace("rate = 2000", "rate = 0"),
-                "background.rate",
-            ),
-            (
-                COMPACTION.replace("key_count = 500", "key_count = 0"),
-                "key_count",
-            ),
-            (
-                COMPACTION.replace("idle = \"writes\"", "idle = \"some\""),
-                "unknown variant",
-            ),
-            (
-                COMPACTION.replace("kind = \"compaction\"", "kind = \"both\""),
-                "unknown variant",
-            ),
-            (
-                COMPACTION.replace("rate = 2000", "rate = 2000\nsize = 8"),
-                "background.size",
-            ),
-            (
-                COMPACTION.replace("rate = 2000", "rate = 2000\nacks = \"2\""),
-                "background.acks",
-            ),
-            (
-                COMPACTION.replace("rate = 2000", "rate = 2000\nratee = 1"),
-                "unknown field",
-            ),
-            (
-                COMPACTION.replace("\"storage.compaction_check_interval_ms\"", "interval"),
-                "SECTION.FIELD",
-            ),
-            (
-                retention.replace("\"retention.bytes\" = \"1048576\"", ""),
-                "retention.ms or",
-            ),
-            (
-                retention.replace("\"1048576\"", "\"-1\", \"retention.ms\" = \"-1\""),
-                "retention.ms or",
-            ),
-            (
-                retention.replace("{ ", "{ \"cleanup.policy\" = \"compact\", "),
-                "include delete",
-            ),
-        ];
-        for (section, expected) in cases {
-            let err = format!(
-                "{:#}",
-                Workload::parse(&format!("{MINIMAL}{section}")).unwrap_err()
-            );
-            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
-        }
-        let probe = MINIMAL.replace("\"max\"", "\"50%\"");
-        let err = format!(
-            "{:#}",
-            Workload::parse(&format!("{probe}{retention}")).unwrap_err()
-        );
-        assert!(err.contains("NN%"), "{err}");
     }
 
     #[test]
