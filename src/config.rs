@@ -73,8 +73,10 @@ pub struct ServerConfig {
     pub connections_per_ip_max: usize,
     /// Bytes of request frames received (reserved as they arrive, not as declared) or being
     /// handled, per shard; a connection whose received bytes do not fit stops reading (TCP
-    /// back-pressure) until memory is released. Must be at least `request_bytes_max`.
-    /// Default 256 MiB, range 1 MiB..=64 GiB.
+    /// back-pressure) until memory is released. An eighth more (at least 1 MiB) is kept for
+    /// frames of at most 64 KiB when it is full, and one frame per shard may overdraw it to
+    /// finish (so large frames never wait on each other's halves). Must be at least
+    /// `request_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
     pub request_memory_bytes_max: u64,
     /// A request frame must arrive whole within this time of its first byte, ms; a slower
     /// one (a stalled or trickling client) closes the connection. Default 30000,
@@ -84,14 +86,16 @@ pub struct ServerConfig {
     /// client reads none of its responses for this long, is closed, ms (Kafka
     /// `connections.max.idle.ms`). Default 600000, range 100..=86400000.
     pub connections_max_idle_ms: u64,
-    /// Bytes of fetch responses read from the logs but not yet written to a socket, per
-    /// shard; a fetch takes what is free (at least 1 MiB or its limit) or waits. Must be at
-    /// least `connection_response_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
+    /// Bytes of fetch responses read from disk and not yet written to a socket, per shard
+    /// (batches still in the batch cache are shared, not counted); a fetch reads from disk at
+    /// most what is free, and waits for room when its data is only on disk. Must be at least
+    /// `connection_response_bytes_max`. Default 256 MiB, range 1 MiB..=64 GiB.
     pub response_memory_bytes_max: u64,
-    /// Bytes of fetch responses one connection may hold unwritten; a client that does not
-    /// read its responses stops getting new fetches answered (its fetches wait) and is
-    /// closed after `connections_max_idle_ms`. Also caps one fetch response. Default 64 MiB,
-    /// range 64 KiB..=1 GiB.
+    /// Bytes of responses one connection holds unwritten (a request counts its frame size
+    /// until its response exists, then the response's size until it is written); when full,
+    /// the connection reads no further request until its client takes some, as Kafka mutes
+    /// a connection while its response is outstanding. Also caps one fetch response.
+    /// Default 16 MiB, range 64 KiB..=1 GiB.
     pub connection_response_bytes_max: u64,
     /// Open connections to the admin HTTP port; more get 503 at once. Each must send its
     /// request within 5 s. Default 1024, range 1..=65536.
@@ -125,7 +129,7 @@ impl Default for ServerConfig {
             request_read_timeout_ms: 30_000,
             connections_max_idle_ms: 600_000,
             response_memory_bytes_max: 256 * MIB,
-            connection_response_bytes_max: 64 * MIB,
+            connection_response_bytes_max: 16 * MIB,
             admin_connections_max: 1024,
             admin_metrics_inflight_max: 16,
             fetch_wait_ms_max: 30_000,

@@ -6,6 +6,7 @@
 use super::api_table::{self, ResponseFuture};
 use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFrame};
 use super::handlers::api_versions;
+use super::request_memory::{FramePermit, HeldBytes};
 use super::socket_writer::write_chunks;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
@@ -29,6 +30,15 @@ use tracing::Instrument;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>>;
+
+/// A dispatched request on its way to the writer, with what it is charged against the
+/// connection's response budget: its frame size until its response exists (responses are
+/// seldom larger than requests, except fetches, which are capped by that budget anyway),
+/// then the response's size until it is written.
+struct Queued {
+    response: PendingResponse,
+    charge: Reservation,
+}
 
 #[derive(Debug, Error)]
 enum CloseReason {
@@ -153,13 +163,15 @@ impl ReadLimits {
     }
 }
 
-/// Reads frames and dispatches them in order. Memory is reserved from the shard's request
-/// budget as bytes arrive (never for a frame's declared size): `held` covers exactly the
-/// buffered bytes between reads, and a complete frame takes its share along to its handler.
+/// Reads frames and dispatches them in order. Memory is reserved as bytes arrive (never for
+/// a frame's declared size; see `request_memory`): `held` covers exactly the buffered bytes
+/// between reads, and a complete frame takes its share along to its handler. A connection
+/// whose unwritten responses fill `connection_response_bytes_max` reads no further request
+/// until its client takes some.
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
-    queue: LocalSender<PendingResponse>,
+    queue: LocalSender<Queued>,
     client_host: &str,
     connection: &Rc<ConnectionState>,
 ) -> Result<(), CloseReason> {
@@ -167,18 +179,20 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     let mut buffer = BytesMut::new();
     // Allocated on the first read; the kernel copies into it, then into `buffer`.
     let mut scratch: Vec<u8> = Vec::new();
-    let mut held = shard.request_memory.empty();
-    // When the first byte of the incomplete frame at the front of `buffer` arrived (at the
-    // latest), and when the last read returned.
-    let mut frame_started: Option<Instant> = None;
-    let mut last_read_at = Instant::now();
+    let mut held = HeldBytes::new(shard);
+    // Time the client has taken so far to send the frame at the front of `buffer`: only
+    // time spent waiting for its bytes counts, not time the broker was not reading.
+    let mut frame_waited = Duration::ZERO;
     loop {
         match take_frame(&mut buffer, limits.frame_bytes_max)? {
             FrameStatus::Complete(frame) => {
-                let permit = held.split_off((frame.len() + SIZE_PREFIX_BYTES) as u64);
-                // Bytes left over belong to the next frame; they came with the last read.
-                frame_started = (!buffer.is_empty()).then_some(last_read_at);
-                let pending = dispatch(shard, frame, client_host, permit, connection).await?;
+                let frame_bytes = (frame.len() + SIZE_PREFIX_BYTES) as u64;
+                let permit = held.take_frame(frame_bytes);
+                frame_waited = Duration::ZERO;
+                wait_until_responses_taken(shard, connection).await?;
+                let charge = connection.response_memory.force(frame_bytes);
+                let response = dispatch(shard, frame, client_host, permit, connection).await?;
+                let pending = Queued { response, charge };
                 if queue.is_full() {
                     shard.metrics.delayed(DelayReason::InflightLimit);
                 }
@@ -192,17 +206,30 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                 if scratch.is_empty() {
                     scratch = vec![0u8; READ_CHUNK_BYTES];
                 }
-                let deadline = frame_started.map(|started| started + limits.frame_timeout);
-                let read =
-                    read_some(shard, reader, &mut scratch, deadline, connection, &limits).await?;
+                let frame_deadline =
+                    (!buffer.is_empty()).then(|| limits.frame_timeout.saturating_sub(frame_waited));
+                let started = Instant::now();
+                let read = read_some(
+                    shard,
+                    reader,
+                    &mut scratch,
+                    frame_deadline,
+                    connection,
+                    &limits,
+                )
+                .await?;
+                if !buffer.is_empty() {
+                    frame_waited += started.elapsed();
+                }
                 if read == 0 {
                     return Ok(());
                 }
                 shard.metrics.bytes_received(read);
                 connection.touch();
-                last_read_at = Instant::now();
-                let started = *frame_started.get_or_insert(last_read_at);
-                reserve_arrived(shard, &mut held, read, started + limits.frame_timeout).await?;
+                let front_frame_bytes = front_frame_size(&buffer, &scratch[..read]);
+                if !held.reserve_arrived(read, front_frame_bytes).await {
+                    return Err(CloseReason::Shutdown);
+                }
                 // Grow the buffer with the data, at most doubling, never to the declared size.
                 let missing = needed.saturating_sub(buffer.len());
                 buffer.reserve(missing.min(buffer.len().max(READ_CHUNK_BYTES)).max(read));
@@ -213,18 +240,48 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
-/// One socket read. Gives up when the current frame's `deadline` passes, when the
-/// connection has been idle (nothing in flight, nothing received or written) for the idle
-/// timeout, or at shutdown. The read future is kept across wake-ups, never dropped and
-/// re-issued, so no received byte can be lost.
+/// The size the frame at the front declares, once its 4-byte prefix is known (from the
+/// buffered bytes followed by the newly read ones).
+fn front_frame_size(buffer: &[u8], read: &[u8]) -> Option<usize> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    let mut known = 0;
+    for (slot, byte) in prefix.iter_mut().zip(buffer.iter().chain(read)) {
+        *slot = *byte;
+        known += 1;
+    }
+    (known == SIZE_PREFIX_BYTES).then(|| i32::from_be_bytes(prefix).max(0) as usize)
+}
+
+/// Mutes the connection while its unwritten responses fill its response budget (as Kafka
+/// mutes a connection until its response is sent): the client's requests wait in its socket.
+async fn wait_until_responses_taken(
+    shard: &Rc<Shard>,
+    connection: &ConnectionState,
+) -> Result<(), CloseReason> {
+    if connection.response_memory.available_bytes() > 0 {
+        return Ok(());
+    }
+    shard.metrics.delayed(DelayReason::ResponseBudget);
+    let room = Box::pin(connection.response_memory.room_for(1));
+    match select(room, shard.shutdown.clone()).await {
+        Either::Left(_) => Ok(()),
+        Either::Right(_) => Err(CloseReason::Shutdown),
+    }
+}
+
+/// One socket read. Gives up when `frame_left` (the time the client still has for the frame
+/// it is sending) runs out, when the connection has been idle (nothing in flight, nothing
+/// received or written) for the idle timeout, or at shutdown. The read future is kept across
+/// wake-ups, never dropped and re-issued, so no received byte can be lost.
 async fn read_some<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     reader: &mut R,
     scratch: &mut [u8],
-    deadline: Option<Instant>,
+    frame_left: Option<Duration>,
     connection: &ConnectionState,
     limits: &ReadLimits,
 ) -> Result<usize, CloseReason> {
+    let deadline = frame_left.map(|left| Instant::now() + left);
     let read = reader.read(scratch);
     futures::pin_mut!(read);
     loop {
@@ -256,36 +313,12 @@ async fn read_some<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
-/// Adds `read` newly arrived bytes to `held`, waiting for room in the shard's request
-/// budget if needed (the client's bytes wait in the socket meanwhile: TCP back-pressure).
-/// Any waiter that fits proceeds first, so this never blocks smaller requests; the wait
-/// ends at the frame's deadline.
-async fn reserve_arrived(
-    shard: &Rc<Shard>,
-    held: &mut Reservation,
-    read: usize,
-    deadline: Instant,
-) -> Result<(), CloseReason> {
-    if held.try_grow(read as u64) {
-        return Ok(());
-    }
-    shard.metrics.delayed(DelayReason::MemoryBudget);
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    let timer = Box::pin(glommio::timer::sleep(timeout));
-    let grow = Box::pin(held.grow(read as u64));
-    match select(grow, select(timer, shard.shutdown.clone())).await {
-        Either::Left(_) => Ok(()),
-        Either::Right((Either::Left(_), _)) => Err(CloseReason::FrameTimeout),
-        Either::Right((Either::Right(_), _)) => Err(CloseReason::Shutdown),
-    }
-}
-
 /// Decodes one request and starts it; returns its response-to-be.
 async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     client_host: &str,
-    permit: Reservation,
+    permit: FramePermit,
     connection: &Rc<ConnectionState>,
 ) -> Result<PendingResponse, CloseReason> {
     let envelope = RequestEnvelope::peek(&frame)?;
@@ -342,67 +375,60 @@ fn close_socket(fd: RawFd) {
     }
 }
 
-/// Writes responses in request order. A response the client does not take within
-/// `connections_max_idle_ms` closes the connection (it stopped reading); the memory a
-/// response holds is released once it is written.
+/// Writes responses in request order. Every response counts against the connection's
+/// response budget until it is written (the reader mutes the connection while the budget is
+/// full). A client that takes no bytes for `connections_max_idle_ms` is dropped; the memory
+/// a response holds is released once it is written.
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     fd: RawFd,
     mut writer: W,
-    responses: LocalReceiver<PendingResponse>,
+    responses: LocalReceiver<Queued>,
     connection: Rc<ConnectionState>,
 ) {
-    let write_timeout = Duration::from_millis(shard.config.server.connections_max_idle_ms);
-    while let Some(pending) = responses.recv().await {
-        let finished = match pending.await {
+    let stall_timeout = Duration::from_millis(shard.config.server.connections_max_idle_ms);
+    while let Some(Queued {
+        response,
+        mut charge,
+    }) = responses.recv().await
+    {
+        let closed_by = match response.await {
             Ok(Some(frame)) => {
-                write_one(&shard, fd, &mut writer, frame, write_timeout, &connection).await
+                let bytes: usize = frame.chunks.iter().map(Bytes::len).sum();
+                charge.force_to((bytes as u64).saturating_sub(frame.connection_bytes));
+                match write_chunks(fd, &mut writer, &frame.chunks, stall_timeout).await {
+                    Ok(()) => {
+                        shard.metrics.bytes_sent(bytes);
+                        None
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                        tracing::debug!(
+                            "client took no response bytes for connections_max_idle_ms"
+                        );
+                        Some("idle_timeout")
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "socket write failed");
+                        Some("write_failed")
+                    }
+                }
             }
-            Ok(None) => true,
+            Ok(None) => None,
             Err(error) => {
                 tracing::warn!(%error, "request failed; closing connection");
                 shard.metrics.rejected(RejectReason::HandlerFailed);
-                false
+                Some("handler_failed")
             }
         };
         connection
             .in_flight
             .set(connection.in_flight.get().saturating_sub(1));
         connection.touch();
-        if !finished {
+        if let Some(label) = closed_by {
+            connection.closed_by.set(Some(label));
             close_socket(fd);
             return;
         }
     }
     let _ = writer.close().await;
-}
-
-/// Writes one response within `timeout`; false if the connection must close.
-async fn write_one<W: futures_lite::AsyncWrite + Unpin>(
-    shard: &Shard,
-    fd: RawFd,
-    writer: &mut W,
-    frame: ResponseFrame,
-    timeout: Duration,
-    connection: &ConnectionState,
-) -> bool {
-    let write = Box::pin(write_chunks(fd, writer, &frame.chunks));
-    let timer = Box::pin(glommio::timer::sleep(timeout));
-    match select(write, timer).await {
-        Either::Left((Ok(()), _)) => {
-            shard
-                .metrics
-                .bytes_sent(frame.chunks.iter().map(Bytes::len).sum());
-            true
-        }
-        Either::Left((Err(error), _)) => {
-            tracing::debug!(%error, "socket write failed");
-            false
-        }
-        Either::Right(_) => {
-            tracing::debug!("client read no response within connections_max_idle_ms");
-            connection.closed_by.set(Some("idle_timeout"));
-            false
-        }
-    }
 }

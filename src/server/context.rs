@@ -57,6 +57,9 @@ pub struct RequestContext {
 pub struct ResponseFrame {
     pub chunks: Vec<Bytes>,
     pub memory: Vec<Reservation>,
+    /// Bytes of this response the handler already holds from the connection's response
+    /// budget (in `memory`); the writer counts only the rest.
+    pub connection_bytes: u64,
 }
 
 impl ResponseFrame {
@@ -64,6 +67,7 @@ impl ResponseFrame {
         ResponseFrame {
             chunks: vec![frame],
             memory: Vec::new(),
+            connection_bytes: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ mod connection;
 mod context;
 pub mod handlers;
 mod ip_limit;
+mod request_memory;
 mod socket_writer;
 
 pub use context::{HandlerError, RequestContext, ResponseFrame};

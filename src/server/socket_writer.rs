@@ -4,9 +4,11 @@
 //! all chunks first and, when the socket is full, waits for it through glommio's own write.
 
 use bytes::Bytes;
+use futures::future::{Either, select};
 use futures_lite::AsyncWriteExt;
 use std::io;
 use std::os::unix::io::RawFd;
+use std::time::Duration;
 
 /// Linux's IOV_MAX.
 const IOV_MAX: usize = 1024;
@@ -32,11 +34,13 @@ fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
     Ok(sent as usize)
 }
 
-/// Writes all `chunks` in order to the socket `fd`, which `fallback` also writes to.
+/// Writes all `chunks` in order to the socket `fd`, which `fallback` also writes to. Fails
+/// with `TimedOut` when the socket takes no byte for `stall_timeout`.
 pub async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
     fd: RawFd,
     fallback: &mut W,
     chunks: &[Bytes],
+    stall_timeout: Duration,
 ) -> io::Result<()> {
     let mut index = 0usize;
     let mut offset = 0usize;
@@ -51,7 +55,12 @@ pub async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
             Ok(written) => written,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                let written = fallback.write(slices[0]).await?;
+                let write = Box::pin(fallback.write(slices[0]));
+                let stall = Box::pin(glommio::timer::sleep(stall_timeout));
+                let written = match select(write, stall).await {
+                    Either::Left((written, _)) => written?,
+                    Either::Right(_) => return Err(io::ErrorKind::TimedOut.into()),
+                };
                 if written == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }

@@ -5,13 +5,13 @@
 //! `Reservation` (bytes taken from a budget, given back when dropped). May import: nothing
 //! from this crate. Runs on: one shard (`Rc`, `Cell`; never shared across threads).
 //! Invariants: `in_use` is the sum of the live reservations' bytes; a reservation gives back
-//! exactly what it holds, once. Waiting is not first-come-first-served: any waiter whose
-//! request fits proceeds, so a large reservation that cannot be met never blocks smaller
-//! ones that can (a large waiter may wait longer under steady small traffic; every
+//! exactly what it holds, once. Waiting is not first-come-first-served: a release wakes the
+//! waiters whose request now fits, so a large reservation that cannot be met never blocks
+//! smaller ones that can (a large waiter may wait longer under steady small traffic; every
 //! reservation is bounded by a request or response limit well below the capacity).
 //! Only `force` can take a budget past its capacity, for bytes that already exist and cannot
-//! be refused (the first batch of a fetch, KIP-74); the budget then admits nothing new until
-//! it is back under capacity.
+//! be refused (the first batch of a fetch, KIP-74; the one frame allowed to overdraw the
+//! request budget); the budget then admits nothing new until it is back under capacity.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -23,9 +23,8 @@ use std::task::{Context, Poll, Waker};
 pub struct MemoryBudget {
     capacity_bytes: u64,
     in_use_bytes: Cell<u64>,
-    /// Bumped on every release, so a waiter can tell that room may have appeared.
-    releases: Cell<u64>,
-    waiters: RefCell<Vec<Waker>>,
+    /// Tasks waiting for room: the bytes each needs free, and its waker.
+    waiters: RefCell<Vec<(u64, Waker)>>,
 }
 
 impl MemoryBudget {
@@ -33,7 +32,6 @@ impl MemoryBudget {
         Rc::new(MemoryBudget {
             capacity_bytes,
             in_use_bytes: Cell::new(0),
-            releases: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
         })
     }
@@ -82,7 +80,7 @@ impl MemoryBudget {
             if let Some(reservation) = self.try_reserve(bytes) {
                 return reservation;
             }
-            self.room_freed().await;
+            self.room_for(bytes).await;
         }
     }
 
@@ -95,15 +93,16 @@ impl MemoryBudget {
             if available >= minimum {
                 return self.force(wanted.min(available));
             }
-            self.room_freed().await;
+            self.room_for(minimum).await;
         }
     }
 
-    /// Completes after the next release of bytes back to this budget.
-    fn room_freed(&self) -> RoomFreed<'_> {
-        RoomFreed {
+    /// Completes once at least `bytes` (at most the capacity) are free: at once if they
+    /// are, else after a release that frees them. Takes nothing.
+    pub fn room_for(&self, bytes: u64) -> RoomFor<'_> {
+        RoomFor {
             budget: self,
-            seen: self.releases.get(),
+            bytes: bytes.min(self.capacity_bytes),
         }
     }
 
@@ -114,29 +113,43 @@ impl MemoryBudget {
         let in_use = self.in_use_bytes.get();
         assert!(in_use >= bytes, "budget releases more than it lent");
         self.in_use_bytes.set(in_use - bytes);
-        self.releases.set(self.releases.get().wrapping_add(1));
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for waker in waiters {
+        // Wake only the waiters that fit now; each wakes once and re-registers if it lost
+        // the race for the room.
+        let available = self.available_bytes();
+        let mut woken = Vec::new();
+        self.waiters.borrow_mut().retain(|(needed, waker)| {
+            let fits = *needed <= available;
+            if fits {
+                woken.push(waker.clone());
+            }
+            !fits
+        });
+        for waker in woken {
             waker.wake();
         }
     }
 }
 
-struct RoomFreed<'a> {
+/// See `MemoryBudget::room_for`.
+pub struct RoomFor<'a> {
     budget: &'a MemoryBudget,
-    seen: u64,
+    bytes: u64,
 }
 
-impl Future for RoomFreed<'_> {
+impl Future for RoomFor<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.budget.releases.get() != self.seen {
+        if self.budget.available_bytes() >= self.bytes {
             return Poll::Ready(());
         }
         let mut waiters = self.budget.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(context.waker())) {
-            waiters.push(context.waker().clone());
+        match waiters
+            .iter_mut()
+            .find(|(_, w)| w.will_wake(context.waker()))
+        {
+            Some(entry) => entry.0 = entry.0.min(self.bytes),
+            None => waiters.push((self.bytes, context.waker().clone())),
         }
         Poll::Pending
     }

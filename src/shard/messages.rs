@@ -278,6 +278,10 @@ pub struct ReadPartitionResult {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub batches: Vec<Bytes>,
+    /// Bytes of `batches` read from disk (fresh memory; the rest is shared with the cache).
+    pub disk_bytes: usize,
+    /// More data was there, but reading it needed more disk bytes than allowed.
+    pub disk_limited: bool,
     /// read_committed only: (producer id, first offset) of aborted transactions overlapping
     /// the returned batches. None for read_uncommitted.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
@@ -289,11 +293,21 @@ impl ReadPartitionResult {
     }
 }
 
-/// Reads `partitions` in order, all together at most `total_bytes_max` record bytes (plus,
-/// KIP-74, the first batch of the first partition with data, whatever its size).
+/// What one shard's part of a fetch may read, all its partitions together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBudget {
+    /// Record bytes at most (KIP-74's first batch aside).
+    pub total_bytes_max: usize,
+    /// Record bytes read from disk at most (they take fresh memory; cached ones do not).
+    pub disk_bytes_max: usize,
+    /// The first partition with data returns its first batch even if it is larger (KIP-74).
+    pub min_one_batch: bool,
+}
+
+/// Reads `partitions` in order within `budget`.
 pub struct ReadOp {
     pub partitions: Vec<ReadPartition>,
-    pub total_bytes_max: usize,
+    pub budget: ReadBudget,
     pub reply: Reply<Vec<ReadPartitionResult>>,
 }
 

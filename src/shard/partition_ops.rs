@@ -9,7 +9,7 @@ use crate::metadata::{Catalog, TopicMeta, topic_id_hex};
 use crate::model::compression::CompressionError;
 use crate::model::validation::ValidationError;
 use crate::model::{ErrorCode, Offset, TopicPartition};
-use crate::storage::{PartitionLog, StorageError};
+use crate::storage::{PartitionLog, ReadLimits, StorageError};
 use futures::future::{LocalBoxFuture, select, select_all};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -154,24 +154,31 @@ impl Shard {
     pub(super) async fn read_local(
         &self,
         partitions: Vec<ReadPartition>,
-        total_bytes_max: usize,
+        budget: ReadBudget,
     ) -> Vec<ReadPartitionResult> {
         let mut results = Vec::with_capacity(partitions.len());
-        let mut remaining = total_bytes_max;
-        // With no room at all (a fetch that got no memory) not even KIP-74's first batch.
-        let mut first_with_data = total_bytes_max > 0;
-        for mut request in partitions {
-            request.max_bytes = request.max_bytes.min(remaining);
-            let result = self.read_one(request, first_with_data).await;
+        let mut remaining = budget.total_bytes_max;
+        let mut disk_remaining = budget.disk_bytes_max;
+        let mut first_with_data = budget.min_one_batch;
+        for request in partitions {
+            let limits = ReadLimits {
+                max_bytes: request.max_bytes.min(remaining),
+                min_one_batch: first_with_data,
+                disk_bytes_max: disk_remaining,
+            };
+            let result = self.read_one(request, limits).await;
             let bytes = result.bytes();
             remaining = remaining.saturating_sub(bytes);
+            disk_remaining = disk_remaining.saturating_sub(result.disk_bytes);
             first_with_data &= bytes == 0;
             results.push(result);
+            // Thousands of partitions in one request must not hold the shard.
+            glommio::yield_if_needed().await;
         }
         results
     }
 
-    async fn read_one(&self, request: ReadPartition, min_one_batch: bool) -> ReadPartitionResult {
+    async fn read_one(&self, request: ReadPartition, limits: ReadLimits) -> ReadPartitionResult {
         let mut result = ReadPartitionResult {
             partition: request.partition.clone(),
             error: ErrorCode::None,
@@ -179,6 +186,8 @@ impl Shard {
             last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            disk_bytes: 0,
+            disk_limited: false,
             aborted_transactions: request.read_committed.then(Vec::new),
         };
         let Some(log) = self.log(&request.partition) else {
@@ -196,17 +205,12 @@ impl Shard {
         let in_range = request.offset >= log.log_start_offset() && request.offset <= visible_end;
         // Nothing to send (caught up, or the response is already full): answer with the
         // watermarks without touching the log. Out-of-range offsets still get their error.
-        let nothing_fits = request.max_bytes == 0 && !min_one_batch;
+        let nothing_fits = limits.max_bytes == 0 && !limits.min_one_batch;
         if in_range && (request.offset == visible_end || nothing_fits) {
             return result;
         }
         let read = log
-            .read_isolated(
-                request.offset,
-                request.max_bytes,
-                min_one_batch,
-                request.read_committed,
-            )
+            .read_isolated(request.offset, limits, request.read_committed)
             .await;
         match read {
             Ok(read) => {
@@ -214,6 +218,8 @@ impl Shard {
                 result.last_stable_offset = read.last_stable_offset.value();
                 result.log_start_offset = read.log_start_offset.value();
                 result.batches = read.batches;
+                result.disk_bytes = read.disk_bytes;
+                result.disk_limited = read.disk_limited;
                 if request.read_committed {
                     result.aborted_transactions = Some(
                         read.aborted_transactions

@@ -78,6 +78,11 @@ pub struct Shard {
     pub disk: super::disk::DiskGuard,
     /// Request bytes received or being handled on this shard (`request_memory_bytes_max`).
     pub request_memory: Rc<MemoryBudget>,
+    /// Reserve for small request frames when `request_memory` is full (an eighth of
+    /// `request_memory_bytes_max`, at least 1 MiB; see `server::request_memory`).
+    pub small_request_memory: Rc<MemoryBudget>,
+    /// One request frame on this shard is overdrawing `request_memory` to finish.
+    pub request_overdraft: std::cell::Cell<bool>,
     /// Fetch response bytes read but not yet written (`response_memory_bytes_max`).
     pub response_memory: Rc<MemoryBudget>,
     /// Fires when the broker is shutting down.
@@ -109,6 +114,8 @@ impl Shard {
         let coordinator = GroupCoordinator::new(&config.group);
         let txn_coordinator = TxnCoordinator::new(&config.transaction);
         let request_memory = MemoryBudget::new(config.server.request_memory_bytes_max);
+        let small_request_memory =
+            MemoryBudget::new((config.server.request_memory_bytes_max / 8).max(1 << 20));
         let response_memory = MemoryBudget::new(config.server.response_memory_bytes_max);
         Shard {
             id,
@@ -126,6 +133,8 @@ impl Shard {
             metrics: Default::default(),
             disk: Default::default(),
             request_memory,
+            small_request_memory,
+            request_overdraft: std::cell::Cell::new(false),
             response_memory,
             shutdown: super::shutdown::watch_for_shutdown(),
             startup,
@@ -289,21 +298,20 @@ impl Shard {
         })
     }
 
-    /// Reads `partitions` (in order) on `target`, at most `total_bytes_max` record bytes in
-    /// all, plus the first batch of the first partition with data (KIP-74).
+    /// Reads `partitions` (in order) on `target` within `budget`.
     pub async fn read(
         self: &Rc<Self>,
         target: ShardId,
         partitions: Vec<ReadPartition>,
-        total_bytes_max: usize,
+        budget: ReadBudget,
     ) -> Result<Vec<ReadPartitionResult>, ShardError> {
         if target == self.id {
-            return Ok(self.read_local(partitions, total_bytes_max).await);
+            return Ok(self.read_local(partitions, budget).await);
         }
         self.request(target, |reply| {
             ShardMessage::Read(ReadOp {
                 partitions,
-                total_bytes_max,
+                budget,
                 reply,
             })
         })
@@ -461,6 +469,11 @@ impl Shard {
                 in_use_bytes: self.request_memory.in_use_bytes(),
             },
             MemoryGauge {
+                pool: MemoryPool::RequestSmall,
+                budget_bytes: self.small_request_memory.capacity_bytes(),
+                in_use_bytes: self.small_request_memory.in_use_bytes(),
+            },
+            MemoryGauge {
                 pool: MemoryPool::Response,
                 budget_bytes: self.response_memory.capacity_bytes(),
                 in_use_bytes: self.response_memory.in_use_bytes(),
@@ -569,7 +582,7 @@ impl Shard {
             ShardMessage::Read(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let results = shard.read_local(op.partitions, op.total_bytes_max).await;
+                    let results = shard.read_local(op.partitions, op.budget).await;
                     let _ = op.reply.send(results);
                 })
                 .detach();

@@ -150,10 +150,39 @@ pub struct AppendResult {
     pub duplicate: bool,
 }
 
+/// How much one read may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Record bytes to return at most, in whole batches.
+    pub max_bytes: usize,
+    /// Return the first batch even if it exceeds `max_bytes` (KIP-74).
+    pub min_one_batch: bool,
+    /// Bytes of batches that may be read from disk: cold data takes fresh memory, batches
+    /// still in memory cost nothing. The first batch of a `min_one_batch` read may exceed
+    /// it (but not a zero allowance).
+    pub disk_bytes_max: usize,
+}
+
+impl ReadLimits {
+    /// Up to `max_bytes` (KIP-74 as `min_one_batch` says), from memory or disk.
+    pub fn bytes(max_bytes: usize, min_one_batch: bool) -> ReadLimits {
+        ReadLimits {
+            max_bytes,
+            min_one_batch,
+            disk_bytes_max: usize::MAX,
+        }
+    }
+}
+
 /// Whole batches read from the log, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
+    /// Bytes of `batches` read from disk (the rest came from memory).
+    pub disk_bytes: usize,
+    /// The read stopped because the next batch had to come from disk and `disk_bytes_max`
+    /// was used up: more data is there.
+    pub disk_limited: bool,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
     pub last_stable_offset: Offset,
@@ -340,7 +369,8 @@ impl PartitionLog {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
-        reader::read(&self.state, start, max_bytes, min_one_batch).await
+        let limits = ReadLimits::bytes(max_bytes, min_one_batch);
+        reader::read(&self.state, start, limits).await
     }
 
     /// Fetch with an isolation level. read_uncommitted (`read_committed == false`) is
@@ -352,14 +382,13 @@ impl PartitionLog {
     pub async fn read_isolated(
         &self,
         start: Offset,
-        max_bytes: usize,
-        min_one_batch: bool,
+        limits: ReadLimits,
         read_committed: bool,
     ) -> Result<ReadResult, StorageError> {
         if !read_committed {
-            return self.read(start, max_bytes, min_one_batch).await;
+            return reader::read(&self.state, start, limits).await;
         }
-        txn_state::read_committed(&self.state, start, max_bytes, min_one_batch).await
+        txn_state::read_committed(&self.state, start, limits).await
     }
 
     /// The last stable offset (LSO): the first offset of the oldest ongoing transaction,

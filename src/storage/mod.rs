@@ -55,7 +55,9 @@ pub use cache::{BatchCache, CacheStats};
 pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::StorageError;
 pub use io::{PROBE_FILE_PREFIX, prime_iopoll_probe};
-pub use log::{AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadResult};
+pub use log::{
+    AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadLimits, ReadResult,
+};
 pub use offline::{
     DAMAGED_SUFFIX, RepairReport, TOMBSTONE_SUFFIX, max_producer_id, remove_partition_dir,
     repair_damaged, tombstone_name,

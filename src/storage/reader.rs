@@ -12,7 +12,7 @@
 use super::StorageError;
 use super::cache::batch_containing;
 use super::io;
-use super::log::ReadResult;
+use super::log::{ReadLimits, ReadResult};
 use super::scan::{self, Stop};
 use super::segment::Segment;
 use super::state::LogState;
@@ -33,16 +33,14 @@ struct Found {
 pub(crate) async fn read(
     state: &LogState,
     start: Offset,
-    max_bytes: usize,
-    min_one_batch: bool,
+    limits: ReadLimits,
 ) -> Result<ReadResult, StorageError> {
     check_read(state, start)?;
-    let batches = collect(state, start.0, max_bytes, min_one_batch, || {
-        state.high_watermark.get()
-    })
-    .await?;
+    let collected = collect(state, start.0, limits, || state.high_watermark.get()).await?;
     Ok(ReadResult {
-        batches,
+        batches: collected.batches,
+        disk_bytes: collected.disk_bytes,
+        disk_limited: collected.disk_limited,
         high_watermark: Offset(state.high_watermark.get()),
         log_start_offset: Offset(state.log_start.get()),
         last_stable_offset: Offset(txn_state::last_stable_offset(state)),
@@ -66,33 +64,46 @@ pub(crate) fn check_read(state: &LogState, start: Offset) -> Result<(), StorageE
     Ok(())
 }
 
-/// Batches from the one containing `start`, within `max_bytes`, each ending below
-/// `limit()` (the high watermark, or the last stable offset for read_committed).
+/// What `collect` gathered.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub batches: Vec<Bytes>,
+    pub disk_bytes: usize,
+    pub disk_limited: bool,
+}
+
+/// Batches from the one containing `start`, within `limits`, each ending below `limit()`
+/// (the high watermark, or the last stable offset for read_committed).
 pub(crate) async fn collect(
     state: &LogState,
     start: i64,
-    max_bytes: usize,
-    min_one_batch: bool,
+    limits: ReadLimits,
     limit: impl Fn() -> i64,
-) -> Result<Vec<Bytes>, StorageError> {
-    let mut out: Vec<Bytes> = Vec::new();
+) -> Result<Collected, StorageError> {
+    let max_bytes = limits.max_bytes;
+    let mut out = Collected::default();
     let mut total = 0usize;
     let mut cursor = start;
     loop {
         if cursor >= limit() {
             break;
         }
-        let found = match batch_containing(&state.memory, cursor) {
+        let (found, from_disk) = match batch_containing(&state.memory, cursor) {
             Some((base_offset, bytes)) => {
                 state.cache.count_hit();
-                vec![found(base_offset, bytes)?]
+                (vec![found(base_offset, bytes)?], false)
             }
             None => {
-                let budget = max_bytes.saturating_sub(total);
+                let disk_left = limits.disk_bytes_max.saturating_sub(out.disk_bytes);
+                if disk_left == 0 {
+                    out.disk_limited = true;
+                    break;
+                }
+                let budget = max_bytes.saturating_sub(total).min(disk_left);
                 match read_disk(state, cursor, budget).await {
-                    Ok(found) => found,
+                    Ok(found) => (found, true),
                     // Serve what we have; the next read starts at the problem and reports it.
-                    Err(_) if !out.is_empty() => break,
+                    Err(_) if !out.batches.is_empty() => break,
                     Err(error) => return Err(error),
                 }
             }
@@ -108,17 +119,27 @@ pub(crate) async fn collect(
             }
         }
         for batch in found {
-            let first = out.is_empty();
-            let fits = total + batch.bytes.len() <= max_bytes || (first && min_one_batch);
+            let first = out.batches.is_empty();
+            let len = batch.bytes.len();
+            let fits = total + len <= max_bytes || (first && limits.min_one_batch);
             // Whole batches below the limit only (the LSO may be the log start offset,
             // inside a batch).
             let limit = limit();
             if batch.base_offset >= limit || batch.next_offset > limit || !fits {
                 return Ok(out);
             }
-            total += batch.bytes.len();
+            if from_disk {
+                let disk_fits = out.disk_bytes + len <= limits.disk_bytes_max
+                    || (first && limits.min_one_batch);
+                if !disk_fits {
+                    out.disk_limited = true;
+                    return Ok(out);
+                }
+                out.disk_bytes += len;
+            }
+            total += len;
             cursor = batch.next_offset;
-            out.push(batch.bytes);
+            out.batches.push(batch.bytes);
         }
         if total >= max_bytes {
             break;
@@ -412,8 +433,10 @@ pub(crate) async fn offset_for_timestamp(
         let mut cursor = (segment.base_offset + relative).max(log_start);
         while cursor < segment.next_offset() && cursor < state.high_watermark.get() {
             let chunk = state.config().read_chunk_bytes as usize;
-            let batches =
-                collect(state, cursor, chunk, true, || state.high_watermark.get()).await?;
+            let limits = ReadLimits::bytes(chunk, true);
+            let batches = collect(state, cursor, limits, || state.high_watermark.get())
+                .await?
+                .batches;
             if batches.is_empty() {
                 break;
             }

@@ -27,7 +27,7 @@
 
 use super::StorageError;
 use super::io;
-use super::log::ReadResult;
+use super::log::{ReadLimits, ReadResult};
 use super::producer::ProducerStateMap;
 use super::reader;
 use super::segment::{self, Segment};
@@ -553,14 +553,11 @@ pub(crate) fn last_stable_offset(state: &LogState) -> i64 {
 pub(crate) async fn read_committed(
     state: &LogState,
     start: Offset,
-    max_bytes: usize,
-    min_one_batch: bool,
+    limits: ReadLimits,
 ) -> Result<ReadResult, StorageError> {
     reader::check_read(state, start)?;
-    let batches = reader::collect(state, start.0, max_bytes, min_one_batch, || {
-        last_stable_offset(state)
-    })
-    .await?;
+    let collected = reader::collect(state, start.0, limits, || last_stable_offset(state)).await?;
+    let batches = collected.batches;
     let aborted_transactions = match batches.last() {
         Some(last) => {
             let upper = RecordBatchHeader::view(last)?.next_offset();
@@ -570,6 +567,8 @@ pub(crate) async fn read_committed(
     };
     Ok(ReadResult {
         batches,
+        disk_bytes: collected.disk_bytes,
+        disk_limited: collected.disk_limited,
         high_watermark: Offset(state.high_watermark.get()),
         log_start_offset: Offset(state.log_start.get()),
         last_stable_offset: Offset(last_stable_offset(state)),
@@ -823,7 +822,10 @@ async fn replay_range(
     let chunk = state.config().read_chunk_bytes as usize;
     let mut cursor = from;
     while cursor < end {
-        let batches = reader::collect(state, cursor, chunk, true, || end).await?;
+        let limits = ReadLimits::bytes(chunk, true);
+        let batches = reader::collect(state, cursor, limits, || end)
+            .await?
+            .batches;
         if batches.is_empty() {
             break;
         }

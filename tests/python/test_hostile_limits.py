@@ -20,13 +20,14 @@ connection.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 import urllib.request
 
 import kafka_wire as wire
-from clients import ck_create_topic, ck_produce, ck_producer, ck_read_all
+from clients import ck_consumer, ck_create_topic, ck_produce, ck_producer, ck_read_all
 from harness import rss_bytes, unique_topic
 
 # Named bounds on hangs (seconds), never performance assertions.
@@ -291,3 +292,145 @@ def test_fetch_with_min_bytes_zero_answers_at_once(broker):
     assert reader.i32() == 5
     (error, high_watermark, records), = wire.parse_fetch_v4(body[4:]).values()
     assert (error, high_watermark, records) == (0, 0, b"")
+
+
+def api_versions_v0_padded(correlation_id: int, size: int) -> bytes:
+    """An ApiVersions v0 request whose frame is `size` bytes (the body's trailing bytes are
+    ignored by the decoder), to move large frames without a costly handler."""
+    head = wire.header_v1(wire.API_API_VERSIONS, 0, correlation_id)
+    return wire.frame(head + b"\x00" * (size - len(head)))
+
+
+def test_large_frames_beyond_the_budget_do_not_deadlock(broker):
+    """10 clients send 70 MiB frames at once (700 MiB against 2 x 256 MiB of request memory):
+    frames holding only what arrived could wait on each other's halves forever; every one is
+    answered and none is closed."""
+    results: dict[int, object] = {}
+
+    def send(index: int) -> None:
+        try:
+            with wire.connect(broker.bootstrap) as sock:
+                sock.settimeout(120)
+                frame = api_versions_v0_padded(1000 + index, 70 * MiB)
+                # Paced, so that all ten frames are half-sent at the same time.
+                for start in range(0, len(frame), MiB):
+                    sock.sendall(frame[start:start + MiB])
+                    time.sleep(0.02)
+                results[index] = wire.Reader(wire.recv_frame(sock)).i32()
+        except Exception as error:  # noqa: BLE001 - reported below
+            results[index] = error
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: 1000 + i for i in range(10)}
+    assert 'reason="request_read_timeout"' not in get(broker, "/metrics")
+
+
+def test_clients_that_never_read_do_not_starve_consumers(broker):
+    """32 connections pipeline 64 fetches each of a topic and read nothing: a stock consumer
+    still reads the whole topic (cached data costs no response memory; each connection is
+    muted once its own unwritten responses fill its budget)."""
+    topic = unique_topic("starve")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    value = b"x" * 1000
+    ck_produce(ck_producer(broker.bootstrap), topic, [(None, value, 0) for _ in range(2000)])
+    hogs = []
+    try:
+        for c in range(32):
+            sock = wire.connect(broker.bootstrap)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for i in range(64):
+                try:
+                    sock.sendall(wire.fetch_v4(i, topic, 0, 0, max_wait_ms=500,
+                                               max_bytes=1 << 20))
+                except OSError:
+                    break  # muted: the broker stopped reading, our send buffer is full
+            hogs.append(sock)
+        read = ck_read_all(broker.bootstrap, topic, [0])
+        assert len(read[0]) == 2000
+    finally:
+        for sock in hogs:
+            sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_long_poll_below_min_bytes_does_not_spin(broker):
+    """A consumer with fetch.min.bytes = 1 MB on a topic getting 10 records/s: the long poll
+    waits for new data past what it saw instead of re-reading the visible records in a loop.
+    Broker CPU over the 10 s stays far below one core (a spinning fetch used ~60%)."""
+    topic = unique_topic("nospin")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    producer = ck_producer(broker.bootstrap)
+    consumer = ck_consumer(broker.bootstrap, **{
+        "group.id": unique_topic("g"), "fetch.min.bytes": 1_000_000,
+        "fetch.wait.max.ms": 5000, "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        consumer.poll(1.0)
+        before = cpu_seconds(broker.pid)
+        for i in range(100):
+            producer.produce(topic, value=b"v%d" % i, partition=0)
+            producer.poll(0)
+            consumer.poll(0.1)
+        producer.flush(30)
+        used = cpu_seconds(broker.pid) - before
+    finally:
+        consumer.close()
+    assert used < 3.0, f"broker used {used:.1f} CPU-s in 10 s"
+
+
+def test_fetch_with_max_bytes_zero_returns_the_first_batch(broker):
+    """KIP-74: the first batch comes back even when max_bytes and partition_max_bytes are 0,
+    at once, not after max_wait_ms of nothing."""
+    topic = unique_topic("maxbytes0")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    ck_produce(ck_producer(broker.bootstrap), topic, [(None, b"v" * 100, 0)])
+    with wire.connect(broker.bootstrap) as sock:
+        sock.settimeout(15.0)
+        sock.sendall(wire.fetch_v4(9, topic, 0, 0, max_wait_ms=60000, max_bytes=0))
+        body = wire.recv_frame(sock)
+    (error, high_watermark, records), = wire.parse_fetch_v4(body[4:]).values()
+    assert (error, high_watermark) == (0, 1) and len(records) > 100
+
+
+def list_offsets_v1_many(correlation_id: int, topic: str, entries: int) -> bytes:
+    body = (wire.i32(-1) + wire.i32(1) + wire.string(topic) + wire.i32(entries)
+            + (wire.i32(0) + wire.i64(-1)) * entries)
+    return wire.frame(wire.header_v1(wire.API_LIST_OFFSETS, 1, correlation_id) + body)
+
+
+def test_unread_responses_of_any_api_are_bounded(broker):
+    """10 connections pipeline 64 ListOffsets requests of 1 MiB each (a response about twice
+    the request) and read nothing: each connection stops being read once its unwritten
+    responses fill connection_response_bytes_max, so the broker's memory stays bounded."""
+    topic = unique_topic("lo")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    request = list_offsets_v1_many(1, topic, (1 << 20) // 12)
+    rss_before = rss_bytes(broker.pid)
+    hogs = []
+    try:
+        for _ in range(10):
+            sock = wire.connect(broker.bootstrap)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(2.0)
+            for _ in range(64):
+                try:
+                    sock.sendall(request)
+                except OSError:
+                    break  # muted
+            hogs.append(sock)
+        time.sleep(5.0)
+        growth = rss_bytes(broker.pid) - rss_before
+        assert growth < 700 * MiB, f"RSS grew by {growth >> 20} MiB"
+        api_versions_answered(broker.bootstrap)
+    finally:
+        for sock in hogs:
+            sock.close()

@@ -6,11 +6,15 @@
 //! gets FETCH_SESSION_ID_NOT_FOUND.
 //!
 //! Memory: a response never holds more record bytes than `connection_response_bytes_max`
-//! and `fetch_response_bytes_max` allow (plus the first batch, KIP-74). The bytes are
-//! reserved from the connection's and the shard's response budgets before the logs are
-//! read (as much as is free, at least 1 MiB or what the fetch can use), shrunk to what was
-//! read, and held until the writer has sent them; a long poll holds nothing while it
-//! waits. A fetch that cannot get memory by its deadline answers empty.
+//! and `fetch_response_bytes_max` allow (plus the first batch, KIP-74); reads stop at that
+//! limit, in request order, as Kafka's do. Batches still in memory (the batch cache) are
+//! shared, not copied, and cost nothing more; batches read from disk take fresh memory, so
+//! before reading the fetch takes an allowance from the shard's response budget (what is
+//! free, without waiting), reads from disk at most that much, keeps the bytes it read
+//! reserved until the writer has sent them, and gives the rest back. A fetch whose data is
+//! on disk while the budget is used up waits for room (or answers at its deadline); a long
+//! poll holds nothing while it waits, and it waits for data past what it has already seen,
+//! so visible data below `min_bytes` does not make it spin.
 
 use super::resolve_topic;
 use crate::model::{ErrorCode, Offset, ShardId, TopicPartition};
@@ -21,11 +25,11 @@ use crate::protocol::fetch_response::{
 };
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
-use crate::shard::memory::{MemoryBudget, Reservation};
+use crate::shard::memory::Reservation;
 use crate::shard::metrics::DelayReason;
-use crate::shard::{ReadPartition, ReadPartitionResult, Shard};
+use crate::shard::{ReadBudget, ReadPartition, ReadPartitionResult, Shard};
 use bytes::BytesMut;
-use futures::future::{Either, LocalBoxFuture, select, select_all};
+use futures::future::{LocalBoxFuture, select, select_all};
 use kafka_protocol::messages::{FetchRequest, RequestKind};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -43,6 +47,7 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let (body, memory) = fetch(&shard, &context, request).await?;
+        let connection_bytes = memory.as_ref().map_or(0, DiskAllowance::bytes);
         let mut header = BytesMut::new();
         encode_response_header(
             &mut header,
@@ -53,7 +58,10 @@ pub fn handle(
         let frame = encode_fetch_response(context.version, &header, &body);
         Ok(Some(ResponseFrame {
             chunks: frame.chunks,
-            memory: memory.into_reservations(),
+            memory: memory
+                .map(DiskAllowance::into_reservations)
+                .unwrap_or_default(),
+            connection_bytes,
         }))
     })
 }
@@ -63,22 +71,21 @@ struct Slot {
     topic_index: usize,
     /// None: the topic or partition is unknown; answered with `error`.
     read: Option<ReadPartition>,
+    /// A long poll waits for data past this offset (see `remember_visible_ends`).
+    seen_end: Offset,
     error: ErrorCode,
     partition_index: i32,
 }
-
-/// Smallest response reservation a fetch waits for (unless it can use less).
-const RESPONSE_RESERVATION_MIN_BYTES: u64 = 1 << 20;
 
 async fn fetch(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: FetchRequest,
-) -> Result<(FetchResponseBody, ResponseMemory), HandlerError> {
+) -> Result<(FetchResponseBody, Option<DiskAllowance>), HandlerError> {
     let mut body = FetchResponseBody::default();
     if context.version >= 7 && request.session_id != 0 {
         body.error_code = ErrorCode::FetchSessionIdNotFound.code();
-        return Ok((body, ResponseMemory::none(shard, context)));
+        return Ok((body, None));
     }
     let server = &shard.config.server;
     let max_wait =
@@ -87,33 +94,122 @@ async fn fetch(
         .min(server.fetch_response_bytes_max)
         .min(server.connection_response_bytes_max) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let slots = slots_of(shard, context, &request, &mut body);
-    // What the reads could return at most: a fetch of little data reserves little.
-    let wanted = slots
-        .iter()
-        .filter_map(|slot| slot.read.as_ref())
-        .map(|read| read.max_bytes.min(limit))
-        .fold(0usize, usize::saturating_add)
-        .min(limit);
+    let mut slots = slots_of(shard, context, &request, &mut body);
     let deadline = Instant::now() + max_wait;
     loop {
-        let mut memory = ResponseMemory::reserve(shard, context, wanted, deadline).await;
-        let cap = memory.bytes();
+        let mut memory = DiskAllowance::take(shard, context, &slots, limit);
+        let cap = ReadCap {
+            bytes: limit,
+            disk_bytes: memory.bytes() as usize,
+        };
         let results = read_all(shard, &slots, cap).await?;
         let available: usize = results.values().map(ReadPartitionResult::bytes).sum();
+        let disk_bytes: usize = results.values().map(|r| r.disk_bytes).sum();
+        let disk_limited = results.values().any(|r| r.disk_limited);
         let failed = results.values().any(|r| r.error.is_error());
-        // min_bytes = 0 answers at once (as Kafka); a fetch whose memory is all used
-        // answers with what it has.
-        let satisfied = available >= min_bytes || (available > 0 && available >= cap);
+        // min_bytes = 0 answers at once (as Kafka); a full response answers too.
+        let satisfied = available >= min_bytes || available >= limit;
         let now = Instant::now();
         if satisfied || failed || now >= deadline {
-            let returned = fill_response(&mut body, slots, results, cap);
-            memory.force_to(returned);
+            let returned = fill_response(&mut body, std::mem::take(&mut slots), results, limit);
+            // Cached batches cost nothing; disk bytes that were read stay reserved.
+            memory.hold(disk_bytes.min(returned) as u64);
             shard.metrics.fetched(returned);
-            return Ok((body, memory));
+            return Ok((body, Some(memory)));
         }
         drop(memory);
-        wait_for_any(shard, &slots, deadline - now).await?;
+        if disk_limited {
+            // Data is on disk but there is no memory to read it: wait for room, not spin.
+            shard.metrics.delayed(DelayReason::ResponseBudget);
+            wait_for_room(shard, context, deadline - now).await;
+        } else {
+            remember_visible_ends(&mut slots, &results);
+            wait_for_any(shard, &slots, deadline - now).await?;
+        }
+    }
+}
+
+/// Smallest disk allowance a fetch waits for when it needs one (unless it can use less).
+const DISK_ALLOWANCE_MIN_BYTES: u64 = 1 << 20;
+
+/// What a fetch may read: record bytes in all, and of them bytes read from disk.
+#[derive(Debug, Clone, Copy)]
+struct ReadCap {
+    bytes: usize,
+    disk_bytes: usize,
+}
+
+/// Memory for the disk reads of one fetch, equal amounts from the shard's response budget
+/// and the connection's.
+struct DiskAllowance {
+    shard: Reservation,
+    connection: Reservation,
+}
+
+impl DiskAllowance {
+    /// Takes now, without waiting, as much as both budgets have free, up to what the request
+    /// could read. Cached batches need none, so a fetch of hot data is served even when the
+    /// budgets are used up.
+    fn take(shard: &Shard, context: &RequestContext, slots: &[Slot], limit: usize) -> Self {
+        let wanted = slots
+            .iter()
+            .filter_map(|slot| slot.read.as_ref())
+            .map(|read| read.max_bytes.min(limit))
+            .fold(0usize, usize::saturating_add)
+            .min(limit) as u64;
+        let connection_budget = &context.connection.response_memory;
+        let free = shard
+            .response_memory
+            .available_bytes()
+            .min(connection_budget.available_bytes());
+        DiskAllowance {
+            shard: shard.response_memory.force(wanted.min(free)),
+            connection: connection_budget.force(wanted.min(free)),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.shard.bytes()
+    }
+
+    /// Keeps exactly `bytes` (what was read from disk; the KIP-74 first batch may pass the
+    /// allowance: those bytes exist and are held all the same).
+    fn hold(&mut self, bytes: u64) {
+        self.shard.force_to(bytes);
+        self.connection.force_to(bytes);
+    }
+
+    fn into_reservations(self) -> Vec<Reservation> {
+        vec![self.shard, self.connection]
+    }
+}
+
+/// Waits until both response budgets have room for a disk read, or `timeout`.
+async fn wait_for_room(shard: &Shard, context: &RequestContext, timeout: Duration) {
+    let connection_budget = &context.connection.response_memory;
+    let budget = if connection_budget.available_bytes() < DISK_ALLOWANCE_MIN_BYTES {
+        connection_budget
+    } else {
+        &shard.response_memory
+    };
+    let room = Box::pin(budget.room_for(DISK_ALLOWANCE_MIN_BYTES));
+    let _ = select(room, Box::pin(glommio::timer::sleep(timeout))).await;
+}
+
+/// After a read that did not satisfy min_bytes, the long poll waits for data past what was
+/// visible then (the high watermark or last stable offset), not past the fetch offset:
+/// otherwise visible-but-too-little data would wake it at once, again and again.
+fn remember_visible_ends(slots: &mut [Slot], results: &BTreeMap<usize, ReadPartitionResult>) {
+    for (index, slot) in slots.iter_mut().enumerate() {
+        let (Some(read), Some(result)) = (slot.read.as_ref(), results.get(&index)) else {
+            continue;
+        };
+        let visible = if read.read_committed {
+            result.last_stable_offset
+        } else {
+            result.high_watermark
+        };
+        slot.seen_end = slot.seen_end.max(Offset(visible)).max(read.offset);
     }
 }
 
@@ -151,6 +247,7 @@ fn slots_of(
                     max_bytes: partition.partition_max_bytes.max(0) as usize,
                     read_committed,
                 }),
+                seen_end: Offset(partition.fetch_offset),
                 error: if known.is_some() {
                     ErrorCode::None
                 } else {
@@ -163,122 +260,89 @@ fn slots_of(
     slots
 }
 
-/// Response bytes reserved from the connection's and the shard's response budgets, equal
-/// amounts from each.
-struct ResponseMemory {
-    connection: Reservation,
-    shard: Reservation,
-}
-
-impl ResponseMemory {
-    fn none(shard: &Shard, context: &RequestContext) -> ResponseMemory {
-        ResponseMemory::none_of(&context.connection.response_memory, &shard.response_memory)
-    }
-
-    /// Takes up to `wanted` bytes: what is free in both budgets, waiting while less than
-    /// `min(wanted, 1 MiB)` is; at `deadline` it gives up with nothing.
-    async fn reserve(
-        shard: &Shard,
-        context: &RequestContext,
-        wanted: usize,
-        deadline: Instant,
-    ) -> ResponseMemory {
-        let wanted = wanted as u64;
-        let minimum = wanted.min(RESPONSE_RESERVATION_MIN_BYTES);
-        let (connection_budget, shard_budget) =
-            (&context.connection.response_memory, &shard.response_memory);
-        if connection_budget.available_bytes() < minimum || shard_budget.available_bytes() < minimum
-        {
-            shard.metrics.delayed(DelayReason::ResponseBudget);
-        }
-        let both = Box::pin(async {
-            let connection = connection_budget.reserve_up_to(minimum, wanted).await;
-            let shard = shard_budget
-                .reserve_up_to(minimum, connection.bytes())
-                .await;
-            (connection, shard)
-        });
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        match select(both, Box::pin(glommio::timer::sleep(timeout))).await {
-            Either::Left(((mut connection, shard), _)) => {
-                connection.shrink_to(shard.bytes());
-                ResponseMemory { connection, shard }
-            }
-            Either::Right(_) => ResponseMemory::none_of(connection_budget, shard_budget),
-        }
-    }
-
-    fn none_of(connection: &Rc<MemoryBudget>, shard: &Rc<MemoryBudget>) -> ResponseMemory {
-        ResponseMemory {
-            connection: connection.empty(),
-            shard: shard.empty(),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.connection.bytes().min(self.shard.bytes()) as usize
-    }
-
-    /// Holds exactly the `bytes` the response carries (more than reserved only for the
-    /// first batch that KIP-74 always returns).
-    fn force_to(&mut self, bytes: usize) {
-        self.connection.force_to(bytes as u64);
-        self.shard.force_to(bytes as u64);
-    }
-
-    fn into_reservations(self) -> Vec<Reservation> {
-        vec![self.connection, self.shard]
-    }
-}
-
-/// Reads every known slot, at most `cap` record bytes in all (plus one first batch per
-/// owning shard, KIP-74). When the partitions together may return more than `cap`, the
-/// owning shards are read one after another, each with what the previous left; otherwise
-/// all at once (one mesh round trip per shard, in parallel).
+/// Reads every known slot within `cap`. When the partitions together may return more than
+/// the cap, they are read in request order, one run of partitions on the same shard after
+/// another, each with what the previous left (as Kafka stops at the response limit);
+/// otherwise every owning shard is read at once (one mesh round trip each, in parallel),
+/// each with a share of the disk allowance in proportion to what it may return.
 async fn read_all(
     shard: &Rc<Shard>,
     slots: &[Slot],
-    cap: usize,
+    cap: ReadCap,
 ) -> Result<BTreeMap<usize, ReadPartitionResult>, HandlerError> {
-    let mut per_shard: Vec<(ShardId, Vec<usize>, Vec<ReadPartition>)> = Vec::new();
-    let mut demand = 0usize;
-    for (index, slot) in slots.iter().enumerate() {
-        if let Some(read) = &slot.read {
-            demand = demand.saturating_add(read.max_bytes.min(cap));
-            let target = shard.owner_of(&read.partition);
-            let position = match per_shard.iter().position(|(t, _, _)| *t == target) {
-                Some(position) => position,
-                None => {
-                    per_shard.push((target, Vec::new(), Vec::new()));
-                    per_shard.len() - 1
-                }
-            };
-            per_shard[position].1.push(index);
-            per_shard[position].2.push(read.clone());
-        }
-    }
+    let demand_of = |read: &ReadPartition| read.max_bytes.min(cap.bytes);
+    let demand = slots
+        .iter()
+        .filter_map(|slot| slot.read.as_ref())
+        .map(demand_of)
+        .fold(0usize, usize::saturating_add);
     let mut by_slot = BTreeMap::new();
-    if demand <= cap || per_shard.len() <= 1 {
-        let reads = per_shard
-            .into_iter()
-            .map(|(target, indexes, reads)| async move {
-                let results = shard.read(target, reads, cap).await?;
-                Ok::<_, HandlerError>((indexes, results))
-            });
-        for outcome in futures::future::join_all(reads).await {
-            let (indexes, results) = outcome?;
+    if demand > cap.bytes {
+        let mut left = cap;
+        let mut min_one_batch = true;
+        for (target, indexes, reads) in runs_by_owner(shard, slots) {
+            let budget = ReadBudget {
+                total_bytes_max: left.bytes,
+                disk_bytes_max: left.disk_bytes,
+                min_one_batch,
+            };
+            let results = shard.read(target, reads, budget).await?;
+            let bytes: usize = results.iter().map(ReadPartitionResult::bytes).sum();
+            let disk: usize = results.iter().map(|r| r.disk_bytes).sum();
+            left.bytes = left.bytes.saturating_sub(bytes);
+            left.disk_bytes = left.disk_bytes.saturating_sub(disk);
+            min_one_batch &= bytes == 0;
             by_slot.extend(indexes.into_iter().zip(results));
         }
         return Ok(by_slot);
     }
-    let mut remaining = cap;
-    for (target, indexes, reads) in per_shard {
-        let results = shard.read(target, reads, remaining).await?;
-        let bytes: usize = results.iter().map(ReadPartitionResult::bytes).sum();
-        remaining = remaining.saturating_sub(bytes);
+    let mut per_shard: BTreeMap<ShardId, (Vec<usize>, Vec<ReadPartition>, usize)> = BTreeMap::new();
+    for (index, slot) in slots.iter().enumerate() {
+        if let Some(read) = &slot.read {
+            let entry = per_shard
+                .entry(shard.owner_of(&read.partition))
+                .or_default();
+            entry.0.push(index);
+            entry.1.push(read.clone());
+            entry.2 += demand_of(read);
+        }
+    }
+    let reads = per_shard
+        .into_iter()
+        .map(|(target, (indexes, reads, shard_demand))| async move {
+            // demand <= cap.bytes here, so each shard's share is exact and sums to the cap.
+            let share =
+                (cap.disk_bytes as u128 * shard_demand as u128 / demand.max(1) as u128) as usize;
+            let budget = ReadBudget {
+                total_bytes_max: cap.bytes,
+                disk_bytes_max: share,
+                min_one_batch: true,
+            };
+            let results = shard.read(target, reads, budget).await?;
+            Ok::<_, HandlerError>((indexes, results))
+        });
+    for outcome in futures::future::join_all(reads).await {
+        let (indexes, results) = outcome?;
         by_slot.extend(indexes.into_iter().zip(results));
     }
     Ok(by_slot)
+}
+
+/// Consecutive known slots with the same owning shard, in request order.
+fn runs_by_owner(shard: &Shard, slots: &[Slot]) -> Vec<(ShardId, Vec<usize>, Vec<ReadPartition>)> {
+    let mut runs: Vec<(ShardId, Vec<usize>, Vec<ReadPartition>)> = Vec::new();
+    for (index, slot) in slots.iter().enumerate() {
+        let Some(read) = &slot.read else { continue };
+        let target = shard.owner_of(&read.partition);
+        match runs.last_mut() {
+            Some(run) if run.0 == target => {
+                run.1.push(index);
+                run.2.push(read.clone());
+            }
+            _ => runs.push((target, vec![index], vec![read.clone()])),
+        }
+    }
+    runs
 }
 
 async fn wait_for_any(
@@ -287,11 +351,13 @@ async fn wait_for_any(
     timeout: Duration,
 ) -> Result<(), HandlerError> {
     let mut per_shard: BTreeMap<ShardId, Vec<(TopicPartition, Offset, bool)>> = BTreeMap::new();
-    for read in slots.iter().filter_map(|s| s.read.as_ref()) {
-        per_shard
-            .entry(shard.owner_of(&read.partition))
-            .or_default()
-            .push((read.partition.clone(), read.offset, read.read_committed));
+    for slot in slots {
+        if let Some(read) = &slot.read {
+            per_shard
+                .entry(shard.owner_of(&read.partition))
+                .or_default()
+                .push((read.partition.clone(), slot.seen_end, read.read_committed));
+        }
     }
     let sleep = Box::pin(glommio::timer::sleep(timeout));
     if per_shard.is_empty() {

@@ -171,6 +171,9 @@ impl DelayReason {
 pub enum MemoryPool {
     /// Request frames being read or handled (`server.request_memory_bytes_max`).
     Request,
+    /// The reserve small request frames use when `Request` is full (an eighth of
+    /// `server.request_memory_bytes_max`).
+    RequestSmall,
     /// Fetch responses read but not yet written (`server.response_memory_bytes_max`).
     Response,
     /// Recent batches kept for fetch (`storage.batch_cache_bytes_max`).
@@ -181,8 +184,9 @@ pub enum MemoryPool {
 }
 
 impl MemoryPool {
-    pub const ALL: [MemoryPool; 4] = [
+    pub const ALL: [MemoryPool; 5] = [
         MemoryPool::Request,
+        MemoryPool::RequestSmall,
         MemoryPool::Response,
         MemoryPool::BatchCache,
         MemoryPool::WriteBuffer,
@@ -191,6 +195,7 @@ impl MemoryPool {
     pub fn as_str(self) -> &'static str {
         match self {
             MemoryPool::Request => "request",
+            MemoryPool::RequestSmall => "request_small",
             MemoryPool::Response => "response",
             MemoryPool::BatchCache => "batch_cache",
             MemoryPool::WriteBuffer => "write_buffer",

@@ -806,7 +806,9 @@ fn kill_dash_nine_during_compaction_keeps_latest_values() {
     );
 }
 
-/// Runs one child for `delay`, SIGKILLs it; returns its acknowledged records and passes.
+/// Runs one child until `delay` after it has opened its log (its start-up, slow on a busy
+/// machine, does not eat the delay), SIGKILLs it; returns its acknowledged records and
+/// passes.
 fn run_kill_child(
     dir: &std::path::Path,
     delay: std::time::Duration,
@@ -820,6 +822,7 @@ fn run_kill_child(
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (ready_sender, ready) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut reader = std::io::BufReader::new(stdout);
         let (mut acks, mut passes) = (Vec::new(), 0);
@@ -834,12 +837,17 @@ fn run_kill_child(
                     acks.push((offset.parse().unwrap(), key.to_string(), value));
                 }
                 ["pass"] if text.ends_with('\n') => passes += 1,
+                ["ready"] => {
+                    let _ = ready_sender.send(());
+                }
                 _ => {}
             }
             line.clear();
         }
         (acks, passes)
     });
+    // The child stops by itself after its lifetime, which bounds this wait.
+    let _ = ready.recv_timeout(KILL_CHILD_LIFETIME_MAX);
     std::thread::sleep(delay);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -852,6 +860,7 @@ fn kill_child(dir: std::path::PathBuf) {
     run(move || async move {
         let config = kill_config();
         let log = open(&dir, &config, &cache()).await;
+        println!("ready");
         let compactor = glommio::spawn_local({
             let log = log.clone();
             async move {

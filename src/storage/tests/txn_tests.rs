@@ -11,6 +11,7 @@ use super::*;
 use crate::model::Offset;
 use crate::model::batch::{self, CRC_COVERED_FROM, RecordBatchHeader};
 use crate::model::records::{control_record_commits, encode_control_batch, read_records};
+use crate::storage::ReadLimits;
 use crate::storage::{AbortedTransaction, ProducerInfo, StorageError};
 use std::collections::BTreeMap;
 
@@ -183,7 +184,7 @@ impl Model {
         for base in starts {
             let max_bytes = rng.range(1, 48 * 1024) as usize;
             let read = log
-                .read_isolated(Offset(base), max_bytes, true, true)
+                .read_isolated(Offset(base), ReadLimits::bytes(max_bytes, true), true)
                 .await
                 .expect("read_committed");
             assert_eq!(read.last_stable_offset, Offset(lso));
@@ -208,7 +209,7 @@ impl Model {
                 "aborted from {base} to {next}"
             );
             let uncommitted = log
-                .read_isolated(Offset(base), max_bytes, true, false)
+                .read_isolated(Offset(base), ReadLimits::bytes(max_bytes, true), false)
                 .await
                 .expect("read_uncommitted");
             assert!(uncommitted.aborted_transactions.is_empty());
@@ -260,7 +261,7 @@ fn read_committed_stops_at_the_lso_and_lists_overlapping_aborts() {
         assert_eq!(log.last_stable_offset(), b.base_offset);
         assert_eq!(log.high_watermark(), Offset(6));
         let read = log
-            .read_isolated(a.base_offset, 1 << 20, true, true)
+            .read_isolated(a.base_offset, ReadLimits::bytes(1 << 20, true), true)
             .await
             .unwrap();
         assert_eq!(read.batches.len(), 1, "only the batch below the LSO");
@@ -271,21 +272,21 @@ fn read_committed_stops_at_the_lso_and_lists_overlapping_aborts() {
         assert_eq!(plain_read.last_stable_offset, Offset(2));
         assert!(plain_read.aborted_transactions.is_empty());
         let at_lso = log
-            .read_isolated(Offset(2), 1 << 20, true, true)
+            .read_isolated(Offset(2), ReadLimits::bytes(1 << 20, true), true)
             .await
             .unwrap();
         assert!(at_lso.batches.is_empty() && at_lso.aborted_transactions.is_empty());
         log.append(marker(2, 0, true, 0), 0, 0).await.unwrap(); // 6
         assert_eq!(log.last_stable_offset(), Offset(7));
         let read = log
-            .read_isolated(Offset(0), 1 << 20, true, true)
+            .read_isolated(Offset(0), ReadLimits::bytes(1 << 20, true), true)
             .await
             .unwrap();
         assert_eq!(read.batches.len(), 5, "markers are returned like any batch");
         assert_eq!(read.aborted_transactions, vec![aborted(1, 0)]);
         // Starting after the abort marker: the aborted transaction no longer overlaps.
         let read = log
-            .read_isolated(Offset(5), 1 << 20, true, true)
+            .read_isolated(Offset(5), ReadLimits::bytes(1 << 20, true), true)
             .await
             .unwrap();
         assert_eq!(read.batches.len(), 2);
@@ -294,11 +295,14 @@ fn read_committed_stops_at_the_lso_and_lists_overlapping_aborts() {
         log.append(plain(10), 0, 0).await.unwrap(); // 7
         log.append(txn_data(3, 0, 0, 1, 10), 0, 0).await.unwrap(); // 8
         log.append(marker(3, 0, false, 0), 0, 0).await.unwrap(); // 9
-        let small = log.read_isolated(Offset(7), 1, true, true).await.unwrap();
+        let small = log
+            .read_isolated(Offset(7), ReadLimits::bytes(1, true), true)
+            .await
+            .unwrap();
         assert_eq!(small.batches.len(), 1);
         assert!(small.aborted_transactions.is_empty());
         let read = log
-            .read_isolated(Offset(7), 1 << 20, true, true)
+            .read_isolated(Offset(7), ReadLimits::bytes(1 << 20, true), true)
             .await
             .unwrap();
         assert_eq!(read.aborted_transactions, vec![aborted(3, 8)]);
@@ -374,7 +378,7 @@ fn torn_tail_cutting_a_marker_reopens_the_transaction() {
                 "{context}"
             );
             let read = log
-                .read_isolated(Offset(0), 1 << 20, true, true)
+                .read_isolated(Offset(0), ReadLimits::bytes(1 << 20, true), true)
                 .await
                 .unwrap();
             assert_eq!(
@@ -387,7 +391,7 @@ fn torn_tail_cutting_a_marker_reopens_the_transaction() {
             log.append(marker(1, 0, true, 0), 0, 0).await.unwrap();
             assert_eq!(log.last_stable_offset(), log.high_watermark(), "{context}");
             let read = log
-                .read_isolated(Offset(0), 1 << 30, true, true)
+                .read_isolated(Offset(0), ReadLimits::bytes(1 << 30, true), true)
                 .await
                 .unwrap();
             assert_eq!(
@@ -397,7 +401,7 @@ fn torn_tail_cutting_a_marker_reopens_the_transaction() {
             );
             let log = reopen(log, !clean, dir.path(), &config).await;
             let again = log
-                .read_isolated(Offset(0), 1 << 30, true, true)
+                .read_isolated(Offset(0), ReadLimits::bytes(1 << 30, true), true)
                 .await
                 .unwrap();
             assert_eq!(
@@ -411,7 +415,7 @@ fn torn_tail_cutting_a_marker_reopens_the_transaction() {
 }
 
 async fn read_aborted(log: &PartitionLog, start: Offset) -> Vec<AbortedTransaction> {
-    log.read_isolated(start, 1 << 30, true, true)
+    log.read_isolated(start, ReadLimits::bytes(1 << 30, true), true)
         .await
         .unwrap()
         .aborted_transactions
