@@ -120,6 +120,11 @@ pub struct ShardConfig {
     pub mesh_channel_capacity: usize,
     /// Pin each shard to its own CPU. Default true.
     pub pin_cpus: bool,
+    /// Start-up watchdog: if a shard has not finished starting (mesh join, opening its
+    /// partitions, loading groups and transactions) after this long, a separate thread logs
+    /// at WARN which shard is in which phase and since when, again every this long, ms.
+    /// Default 30000, range 10..=86400000.
+    pub startup_watchdog_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -130,6 +135,7 @@ impl Default for ShardConfig {
             ring_depth: 128,
             mesh_channel_capacity: 1024,
             pin_cpus: true,
+            startup_watchdog_ms: 30_000,
         }
     }
 }
@@ -396,6 +402,12 @@ impl Config {
             sh.mesh_channel_capacity,
             1,
             65536,
+        )?;
+        check(
+            "shard.startup_watchdog_ms",
+            sh.startup_watchdog_ms,
+            10,
+            86_400_000,
         )?;
         let st = &self.storage;
         check(

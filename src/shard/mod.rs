@@ -3,7 +3,7 @@
 //! place they change. Other shards reach them with typed messages over the channel mesh.
 //!
 //! Owns: executors, the mesh (`mesh`: senders with traffic counters), `Shard` state,
-//! metrics, background tasks (retention).
+//! metrics, background tasks (retention), the start-up watchdog (`startup_watchdog`).
 //! May import: config, model, metadata, storage. Never sockets (that is `server`).
 //! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
 //! held across an `.await`; shard 0 is the controller that serialises catalog changes.
@@ -20,6 +20,7 @@ mod partition_ops;
 mod pool;
 pub mod reply;
 pub mod shutdown;
+pub mod startup_watchdog;
 mod state;
 mod txn_coordinator;
 

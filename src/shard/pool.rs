@@ -1,9 +1,11 @@
 //! Starts one glommio executor per shard (pinned to CPUs), joins them in a full channel
 //! mesh, loads the catalog, opens owned partitions, starts the mesh receivers and
 //! background work, then runs the caller's per-shard `serve` future (the listener).
+//! Each shard reports its start-up phases to the start-up watchdog (`startup_watchdog`).
 
 use super::messages::ShardMessage;
 use super::shutdown::StoppedShards;
+use super::startup_watchdog::{StallSpec, StartupPhase, StartupWatch, WatchdogGuard};
 use super::{Shard, now_ms};
 use crate::config::Config;
 use crate::group::OFFSETS_TOPIC;
@@ -72,6 +74,8 @@ where
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
     let stopped = StoppedShards::default();
+    let supervision = Supervision::start(&config, shards)?;
+    let watch = supervision.watch.clone();
     tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
     let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
         .name("shard")
@@ -79,13 +83,17 @@ where
         .ring_depth(config.shard.ring_depth)
         .on_all_shards(move || {
             let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
-            let stopped = stopped.clone();
+            let (stopped, watch) = (stopped.clone(), watch.clone());
             async move {
+                let startup = watch.executor_started();
+                startup.enter(StartupPhase::MeshJoin);
                 let (senders, mut receivers) = mesh
                     .join()
                     .await
                     .map_err(|e| format!("joining the channel mesh: {e}"))?;
                 let id = ShardId(senders.peer_id());
+                startup.set_shard(id.0);
+                startup.enter(StartupPhase::IopollProbe);
                 let senders = Rc::new(super::mesh::Mesh::new(senders));
                 super::reply::install(id, senders.clone());
                 // glommio decides once per device whether io_uring polling works, from the
@@ -97,9 +105,12 @@ where
                 }
                 let shard = Rc::new(Shard::new(id, shards, config, catalog.clone(), senders));
                 shard.spawn_disk_guard();
+                startup.watch_opens(&shard, &catalog);
                 shard.apply_catalog(catalog).await;
+                startup.enter(StartupPhase::LoadingGroups);
                 shard.load_groups().await;
                 shard.spawn_group_timer();
+                startup.enter(StartupPhase::LoadingTransactions);
                 shard.load_transactions().await;
                 shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
@@ -114,6 +125,7 @@ where
                     .detach();
                 }
                 spawn_retention(&shard);
+                startup.finished(&shard);
                 let result = serve(shard.clone()).await;
                 stopped.mark_stopped();
                 // Other shards may still forward work here until they stop serving too.
@@ -141,6 +153,28 @@ where
         }
     }
     Ok(())
+}
+
+/// The threads that watch the executors from outside: the start-up watchdog. It stops
+/// when this is dropped (after the pool returned).
+struct Supervision {
+    watch: StartupWatch,
+    _watchdog: WatchdogGuard,
+}
+
+impl Supervision {
+    fn start(config: &Config, shards: usize) -> Result<Supervision, ShardPoolError> {
+        let stall = StallSpec::from_env().map_err(ShardPoolError::Start)?;
+        let watch = StartupWatch::new(shards, stall);
+        let start_error = |e: std::io::Error| ShardPoolError::Start(e.to_string());
+        let watchdog = watch
+            .spawn_watchdog(Duration::from_millis(config.shard.startup_watchdog_ms))
+            .map_err(start_error)?;
+        Ok(Supervision {
+            watch,
+            _watchdog: watchdog,
+        })
+    }
 }
 
 /// How long start-up waits for a listening port still held by a previous process.

@@ -155,7 +155,8 @@ fn a_stalled_shard_is_reported_with_its_phase_and_partition_until_it_finishes() 
         assert_eq!(field(line, "phase"), Some("opening_partitions"), "{line}");
         let partition = field(line, "partition").unwrap_or_default();
         assert!(
-            partition.starts_with("__consumer_offsets-") || partition.starts_with("__transaction_state-"),
+            partition.starts_with("__consumer_offsets-")
+                || partition.starts_with("__transaction_state-"),
             "the report names the partition being opened: {line}"
         );
         assert_eq!(
@@ -166,7 +167,10 @@ fn a_stalled_shard_is_reported_with_its_phase_and_partition_until_it_finishes() 
         let partitions: u32 = field(line, "partitions")
             .and_then(|n| n.parse().ok())
             .unwrap_or_default();
-        assert!(partitions >= 1, "the report says how many partitions: {line}");
+        assert!(
+            partitions >= 1,
+            "the report says how many partitions: {line}"
+        );
         assert!(field(line, "phase_ms").is_some(), "{line}");
     }
     let finished = log
@@ -194,7 +198,11 @@ fn a_normal_start_finishes_without_watchdog_reports() {
         .lines()
         .find(|l| l.contains("start-up finished"))
         .expect("finish line");
-    assert_eq!(field(finished, "reported_stuck"), Some("false"), "{finished}");
+    assert_eq!(
+        field(finished, "reported_stuck"),
+        Some("false"),
+        "{finished}"
+    );
     assert_eq!(field(finished, "shards"), Some("2"), "{finished}");
 }
 

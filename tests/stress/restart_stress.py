@@ -18,7 +18,7 @@ On a stall (step 2 not done in time) the loop writes to <workdir>/stall-<cycle>/
 log, every thread's stack (`gdb -p PID -batch -ex "thread apply all bt"`), and each thread's
 name, state, wchan, context switches and kernel stack from /proc; it then notes whether the
 broker finished its start-up after the debugger attached (a lost wake-up resumes when ptrace
-interrupts the sleeping syscall), and keeps the process for inspection (--keep-stalled) or
+interrupts the sleeping syscall: any shard moving to another phase counts), and keeps the process for inspection (--keep-stalled) or
 kills it. The summary (cycles, cycles/s, start-up times, stalls) is printed and written to
 <workdir>/summary.json; the exit status is 1 if any start stalled.
 
@@ -219,24 +219,40 @@ def dump_stall(broker: Broker, cycle: int, workdir: Path) -> dict:
             f.write(f"== tid {info['tid']} {info['comm']} wchan={info['wchan']} "
                     f"switches(vol nonvol)={info.get('switches')}\nstat: {info['stat']}\n"
                     f"{info['stack']}\n\n")
-    finished_before = broker.finished()
+    phases_before = reported_phases(broker.log_text())
     try:
         gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
                              capture_output=True, text=True, timeout=GDB_TIMEOUT_S)
         (out / "gdb.txt").write_text(gdb.stdout + gdb.stderr)
     except (OSError, subprocess.TimeoutExpired) as error:
         (out / "gdb.txt").write_text(f"gdb failed: {error}")
+    # A lost wake-up resumes when ptrace interrupts the sleep: did any shard move on (or
+    # finish) after the debugger attached? The watchdog reports again within the window.
     deadline = time.monotonic() + RESUME_AFTER_ATTACH_S
     while not broker.finished() and time.monotonic() < deadline and broker.alive():
         time.sleep(POLL_S)
-    resumed = broker.finished() and not finished_before
+    moved = broker.finished() or reported_phases(broker.log_text()) != phases_before
     shutil.copy(broker.log_path, out / "broker.log")
     previous = workdir / "broker.previous.log"
     if previous.exists():
         shutil.copy(previous, out / "broker.previous.log")
     watchdog = [l for l in broker.log_text().splitlines() if "start-up is taking long" in l]
     return {"cycle": cycle, "pid": pid, "dir": str(out),
-            "resumed_after_debugger_attach": resumed, "watchdog_reports": watchdog[-4:]}
+            "progress_after_debugger_attach": moved, "finished": broker.finished(),
+            "watchdog_reports": watchdog[-4:]}
+
+
+def reported_phases(log: str) -> dict[str, tuple[str, str]]:
+    """thread -> (phase, partition number) from the latest watchdog report of each thread."""
+    phases = {}
+    for line in log.splitlines():
+        if "start-up is taking long" not in line:
+            continue
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "thread" in fields:
+            phases[fields["thread"]] = (fields.get("phase", ""),
+                                        fields.get("partition_number", ""))
+    return phases
 
 
 def run(binary: str, cycles: int, workdir: Path, seed: int, shards: int = 2,
@@ -274,8 +290,8 @@ def run(binary: str, cycles: int, workdir: Path, seed: int, shards: int = 2,
             stall = dump_stall(broker, cycle, workdir)
             stalls.append(stall)
             log(f"restart-stress: STALL in cycle {cycle}: start-up not finished after "
-                f"{ready_timeout_s}s; dump in {stall['dir']}; resumed after debugger attach: "
-                f"{stall['resumed_after_debugger_attach']}")
+                f"{ready_timeout_s}s; dump in {stall['dir']}; progress after debugger attach: "
+                f"{stall['progress_after_debugger_attach']}")
             if keep_stalled:
                 log(f"restart-stress: keeping broker pid {broker.process.pid} for inspection")
                 break
