@@ -3,7 +3,8 @@
 //! place they change. Other shards reach them with typed messages over the channel mesh.
 //!
 //! Owns: executors, the mesh (`mesh`: senders with traffic counters), `Shard` state,
-//! metrics, background tasks (retention), the start-up watchdog (`startup_watchdog`).
+//! metrics, background tasks (retention), the start-up watchdog (`startup_watchdog`) and
+//! the executor nudge that works around a glommio wake-up bug (`executor_nudge`).
 //! May import: config, model, metadata, storage. Never sockets (that is `server`).
 //! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
 //! held across an `.await`; shard 0 is the controller that serialises catalog changes.
@@ -12,6 +13,7 @@
 
 mod controller;
 pub mod disk;
+pub mod executor_nudge;
 mod group_coordinator;
 pub mod mesh;
 pub mod messages;

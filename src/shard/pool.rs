@@ -1,8 +1,10 @@
 //! Starts one glommio executor per shard (pinned to CPUs), joins them in a full channel
 //! mesh, loads the catalog, opens owned partitions, starts the mesh receivers and
 //! background work, then runs the caller's per-shard `serve` future (the listener).
-//! Each shard reports its start-up phases to the start-up watchdog (`startup_watchdog`).
+//! Each shard reports its start-up phases to the start-up watchdog (`startup_watchdog`),
+//! and every executor is nudged against a glommio lost wake-up (`executor_nudge`).
 
+use super::executor_nudge::{ExecutorNudge, NudgeThread};
 use super::messages::ShardMessage;
 use super::shutdown::StoppedShards;
 use super::startup_watchdog::{StallSpec, StartupPhase, StartupWatch, WatchdogGuard};
@@ -75,16 +77,19 @@ where
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
     let stopped = StoppedShards::default();
     let supervision = Supervision::start(&config, shards)?;
-    let watch = supervision.watch.clone();
+    let (watch, nudge) = (supervision.watch.clone(), supervision.nudge.clone());
     tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
     let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
         .name("shard")
         .io_memory(config.shard.io_memory_bytes)
         .ring_depth(config.shard.ring_depth)
+        .preempt_timer(Duration::from_micros(config.shard.preempt_interval_us))
         .on_all_shards(move || {
             let (config, catalog, mesh, serve) = (config.clone(), catalog.clone(), mesh, serve);
-            let (stopped, watch) = (stopped.clone(), watch.clone());
+            let (stopped, watch, nudge) = (stopped.clone(), watch.clone(), nudge.clone());
             async move {
+                // First, before anything can strand this executor (see executor_nudge).
+                let _nudge = nudge.attach();
                 let startup = watch.executor_started();
                 startup.enter(StartupPhase::MeshJoin);
                 let (senders, mut receivers) = mesh
@@ -155,11 +160,13 @@ where
     Ok(())
 }
 
-/// The threads that watch the executors from outside: the start-up watchdog. It stops
-/// when this is dropped (after the pool returned).
+/// The threads that watch the executors from outside: the start-up watchdog and the
+/// executor nudge. They stop when this is dropped (after the pool returned).
 struct Supervision {
     watch: StartupWatch,
+    nudge: ExecutorNudge,
     _watchdog: WatchdogGuard,
+    _nudge_thread: NudgeThread,
 }
 
 impl Supervision {
@@ -170,9 +177,16 @@ impl Supervision {
         let watchdog = watch
             .spawn_watchdog(Duration::from_millis(config.shard.startup_watchdog_ms))
             .map_err(start_error)?;
+        let (nudge, nudge_thread) = ExecutorNudge::start(
+            shards,
+            Duration::from_millis(config.shard.executor_nudge_ms),
+        )
+        .map_err(start_error)?;
         Ok(Supervision {
             watch,
+            nudge,
             _watchdog: watchdog,
+            _nudge_thread: nudge_thread,
         })
     }
 }
