@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 pub const EXECUTOR_THREAD_PREFIX: &str = "shard-";
 /// The kernel wait channel of a thread asleep in `io_uring_enter` waiting for completions.
 const IO_URING_WAIT_CHANNEL: &str = "io_cqring_wait";
-/// An executor that has not registered after this long and sleeps in `io_uring_enter` is
-/// stranded before its first task (a new executor registers in its first run-loop turn).
+/// How long after the nudge thread starts (the executors start right after it) it begins
+/// to look for unregistered executor threads asleep in `io_uring_enter`: an executor
+/// registers in its first run-loop turn, so one found asleep without a waker is stranded.
 const REGISTRATION_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Default)]

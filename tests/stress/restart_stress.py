@@ -17,9 +17,9 @@ so each start recovers segments and replays groups and transactions. Then every 
 On a stall (step 2 not done in time) the loop writes to <workdir>/stall-<cycle>/: the broker
 log, every thread's stack (`gdb -p PID -batch -ex "thread apply all bt"`), and each thread's
 name, state, wchan, context switches and kernel stack from /proc; it then notes whether the
-broker finished its start-up after the debugger attached (a lost wake-up resumes when ptrace
-interrupts the sleeping syscall: any shard moving to another phase counts), and keeps the process for inspection (--keep-stalled) or
-kills it. The summary (cycles, cycles/s, start-up times, stalls) is printed and written to
+broker made progress after the debugger attached (a lost wake-up resumes when ptrace
+interrupts the sleeping syscall; progress = finished, or any shard in another phase in the
+watchdog's reports), and keeps the process for inspection (--keep-stalled) or kills it. The summary (cycles, cycles/s, start-up times, stalls) is printed and written to
 <workdir>/summary.json; the exit status is 1 if any start stalled.
 
 Usage: restart_stress.py --binary target/release/shardlog --cycles 3000
