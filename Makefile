@@ -15,9 +15,10 @@ unit-test:
 	$(CARGO) test -p shardlog --lib --bins
 
 # librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9, disk full,
-# damaged data dirs.
+# damaged data dirs; the start-up watchdog against the real binary.
 rust-client-test::
-	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir --test cli
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir \
+	  --test cli --test startup
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -223,6 +224,18 @@ tuning-test:
 	$(CARGO) build --release --bin shardlog
 	tuning/test-profiles.sh
 # ---- end bench-harness ------------------------------------------------------------------------
+
+# Restart stress (not part of `make test`; its short version is tests/python/test_restart_stress.py):
+# kill -9 at random moments of start-up and after, RESTART_CYCLES times; every start must
+# finish within the bound, and a stall is dumped (gdb stacks, /proc, log) under
+# target/restart-stress/stall-<cycle>/. RESTART_STRESS_ARGS adds options, e.g.
+# --set shard.preempt_interval_us=200 --continue-after-stall. See docs/operations.md.
+RESTART_CYCLES ?= 3000
+RESTART_STRESS_ARGS ?=
+.PHONY: restart-stress
+restart-stress: venv build
+	$(VENV_PY) tests/stress/restart_stress.py --binary target/release/shardlog \
+	  --cycles $(RESTART_CYCLES) $(RESTART_STRESS_ARGS)
 
 # Kill/restart soak (not part of `make test`): idempotent producers under repeated kill -9 for
 # SOAK_SECONDS; fails on any lost, duplicated or reordered acknowledged record.

@@ -154,6 +154,21 @@ pub struct ShardConfig {
     pub mesh_channel_capacity: usize,
     /// Pin each shard to its own CPU. Default true.
     pub pin_cpus: bool,
+    /// How long a task queue may run before glommio's scheduler preempts it (its
+    /// `preempt_timer`), microseconds. Default 100000 (glommio's own default), range
+    /// 100..=10000000. Small values make the stranded-executor condition that
+    /// `executor_nudge_ms` covers frequent (see docs/operations.md, "Start-up").
+    pub preempt_interval_us: u64,
+    /// How often a helper thread wakes every shard's executor, ms, so that an executor that
+    /// went to sleep with runnable tasks (a glommio 0.9 bug) resumes within this time
+    /// instead of hanging. 0 disables it (only to reproduce the bug). Default 100, range
+    /// 0..=60000.
+    pub executor_nudge_ms: u64,
+    /// Start-up watchdog: if a shard has not finished starting (mesh join, opening its
+    /// partitions, loading groups and transactions) after this long, a separate thread logs
+    /// at WARN which shard is in which phase and since when, again every this long, ms.
+    /// Default 30000, range 10..=86400000.
+    pub startup_watchdog_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -164,6 +179,9 @@ impl Default for ShardConfig {
             ring_depth: 128,
             mesh_channel_capacity: 1024,
             pin_cpus: true,
+            preempt_interval_us: 100_000,
+            executor_nudge_ms: 100,
+            startup_watchdog_ms: 30_000,
         }
     }
 }
@@ -502,6 +520,19 @@ impl Config {
             sh.mesh_channel_capacity,
             1,
             65536,
+        )?;
+        check(
+            "shard.preempt_interval_us",
+            sh.preempt_interval_us,
+            100,
+            10_000_000,
+        )?;
+        check("shard.executor_nudge_ms", sh.executor_nudge_ms, 0, 60_000)?;
+        check(
+            "shard.startup_watchdog_ms",
+            sh.startup_watchdog_ms,
+            10,
+            86_400_000,
         )?;
         let st = &self.storage;
         check(

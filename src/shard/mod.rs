@@ -5,7 +5,9 @@
 //! Owns: executors, the mesh (`mesh`: senders with traffic counters), `Shard` state,
 //! metrics, background tasks (retention, compaction, scrub, recovery-point checkpoints),
 //! the start-up check of the data dir (`data_dir`) and its recovery tools
-//! (`data_dir_tools`), the start-up barrier (`startup`).
+//! (`data_dir_tools`), the start-up barrier (`startup`), the start-up watchdog
+//! (`startup_watchdog`) and the executor nudge that works around a glommio wake-up bug
+//! (`executor_nudge`).
 //! May import: config, model, metadata, storage. Never sockets (that is `server`).
 //! Invariants: a `PartitionLog` is touched only on its owning shard; no `RefCell` borrow is
 //! held across an `.await`; shard 0 is the controller that serialises catalog changes.
@@ -16,6 +18,7 @@ mod controller;
 pub mod data_dir;
 pub mod data_dir_tools;
 pub mod disk;
+pub mod executor_nudge;
 mod group_coordinator;
 mod integrity;
 pub mod memory;
@@ -28,6 +31,7 @@ mod producer_checks;
 pub mod reply;
 pub mod shutdown;
 pub mod startup;
+pub mod startup_watchdog;
 mod state;
 mod txn_coordinator;
 

@@ -2,12 +2,16 @@
 //! mesh, checks the data dir and loads the catalog (`data_dir::prepare`, before any shard
 //! starts), opens owned partitions, starts the mesh receivers and background work, marks
 //! the shard opened on the start-up barrier, then runs the caller's per-shard `serve`
-//! future (which waits for the barrier before it lets clients in).
+//! future (which waits for the barrier before it lets clients in). Each shard reports its
+//! start-up phases to the start-up watchdog (`startup_watchdog`), and every executor is
+//! nudged against a glommio lost wake-up (`executor_nudge`).
 
 use super::data_dir::{self, DataDirError};
+use super::executor_nudge::{ExecutorNudge, NudgeThread};
 use super::messages::ShardMessage;
 use super::shutdown::StoppedShards;
 use super::startup::StartupBarrier;
+use super::startup_watchdog::{StallSpec, StartupPhase, StartupWatch, WatchdogGuard};
 use super::{Shard, now_ms};
 use crate::config::Config;
 use crate::metadata::{BrokerMeta, Catalog};
@@ -82,20 +86,29 @@ where
     let config = Arc::new(config);
     let mesh = MeshBuilder::<ShardMessage, _>::full(shards, config.shard.mesh_channel_capacity);
     let stopped = StoppedShards::default();
+    let supervision = Supervision::start(&config, shards)?;
+    let (watch, nudge) = (supervision.watch.clone(), supervision.nudge.clone());
     tracing::info!(shards, data_dir = %data_dir.display(), "starting shards");
     let handles = LocalExecutorPoolBuilder::new(placement(&config, shards))
         .name("shard")
         .io_memory(config.shard.io_memory_bytes)
         .ring_depth(config.shard.ring_depth)
+        .preempt_timer(Duration::from_micros(config.shard.preempt_interval_us))
         .on_all_shards(move || {
             let (config, start, mesh, serve) = (config.clone(), start.clone(), mesh, serve);
-            let stopped = stopped.clone();
+            let (stopped, watch, nudge) = (stopped.clone(), watch.clone(), nudge.clone());
             async move {
+                // First, before anything can strand this executor (see executor_nudge).
+                let _nudge = nudge.attach();
+                let startup = watch.executor_started();
+                startup.enter(StartupPhase::MeshJoin);
                 let (senders, mut receivers) = mesh
                     .join()
                     .await
                     .map_err(|e| format!("joining the channel mesh: {e}"))?;
                 let id = ShardId(senders.peer_id());
+                startup.set_shard(id.0);
+                startup.enter(StartupPhase::IopollProbe);
                 let senders = Rc::new(super::mesh::Mesh::new(senders));
                 super::reply::install(id, senders.clone());
                 // glommio decides once per device whether io_uring polling works, from the
@@ -108,9 +121,12 @@ where
                 let catalog = start.catalog.clone();
                 let shard = Rc::new(Shard::new(id, shards, config, start, senders));
                 shard.spawn_disk_guard();
+                startup.watch_opens(&shard, &catalog);
                 shard.apply_catalog(catalog).await;
+                startup.enter(StartupPhase::LoadingGroups);
                 shard.load_groups().await;
                 shard.spawn_group_timer();
+                startup.enter(StartupPhase::LoadingTransactions);
                 shard.load_transactions().await;
                 shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
@@ -128,6 +144,7 @@ where
                 shard.spawn_integrity_tasks();
                 shard.startup.mark_opened();
                 tracing::info!(shard = %id, logs = shard.owned_logs().len(), offline = shard.offline_partitions().len(), "shard opened its partitions");
+                startup.finished(&shard);
                 let result = serve(shard.clone()).await;
                 stopped.mark_stopped();
                 // Other shards may still forward work here until they stop serving too.
@@ -155,6 +172,37 @@ where
         }
     }
     Ok(())
+}
+
+/// The threads that watch the executors from outside: the start-up watchdog and the
+/// executor nudge. They stop when this is dropped (after the pool returned).
+struct Supervision {
+    watch: StartupWatch,
+    nudge: ExecutorNudge,
+    _watchdog: WatchdogGuard,
+    _nudge_thread: NudgeThread,
+}
+
+impl Supervision {
+    fn start(config: &Config, shards: usize) -> Result<Supervision, ShardPoolError> {
+        let stall = StallSpec::from_env().map_err(ShardPoolError::Start)?;
+        let watch = StartupWatch::new(shards, stall);
+        let start_error = |e: std::io::Error| ShardPoolError::Start(e.to_string());
+        let watchdog = watch
+            .spawn_watchdog(Duration::from_millis(config.shard.startup_watchdog_ms))
+            .map_err(start_error)?;
+        let (nudge, nudge_thread) = ExecutorNudge::start(
+            shards,
+            Duration::from_millis(config.shard.executor_nudge_ms),
+        )
+        .map_err(start_error)?;
+        Ok(Supervision {
+            watch,
+            nudge,
+            _watchdog: watchdog,
+            _nudge_thread: nudge_thread,
+        })
+    }
 }
 
 /// How long start-up waits for a listening port still held by a previous process.

@@ -210,6 +210,7 @@ impl PartitionLog {
         cache: Rc<BatchCache>,
         shard_stats: Rc<StorageStats>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
+        shard_stats.opening(dir);
         cache.set_open_segments_max(config.open_segments_max);
         // glommio's directory calls fail (EBADF) on relative paths.
         let dir = std::path::absolute(dir).map_err(|e| StorageError::io("absolute", dir, e))?;

@@ -33,6 +33,7 @@ pub struct ShardMetrics {
     fetch_bytes: Cell<u64>,
     rejected: RefCell<BTreeMap<RejectReason, u64>>,
     delayed: RefCell<BTreeMap<DelayReason, u64>>,
+    startup_seconds: Cell<f64>,
 }
 
 /// One memory budget's size and use on a shard.
@@ -97,6 +98,8 @@ pub struct MetricsSnapshot {
     pub mesh: Vec<MeshPeerCounts>,
     /// Capacity of each shard-to-shard channel, messages.
     pub mesh_capacity: u64,
+    /// Seconds from the start of the executor pool to the end of this shard's start-up.
+    pub startup_seconds: f64,
 }
 
 fn add(cell: &Cell<u64>, amount: u64) {
@@ -168,6 +171,11 @@ impl ShardMetrics {
         bump(&self.delayed, reason);
     }
 
+    /// This shard finished its start-up `seconds` after the executor pool started.
+    pub fn startup_finished(&self, seconds: f64) {
+        self.startup_seconds.set(seconds);
+    }
+
     pub fn snapshot(&self, shard: usize) -> MetricsSnapshot {
         MetricsSnapshot {
             shard,
@@ -183,6 +191,7 @@ impl ShardMetrics {
             fetch_bytes: self.fetch_bytes.get(),
             rejected: self.rejected.borrow().clone(),
             delayed: self.delayed.borrow().clone(),
+            startup_seconds: self.startup_seconds.get(),
             ..MetricsSnapshot::default()
         }
     }

@@ -131,6 +131,14 @@ pub fn render_prometheus(snapshots: &[MetricsSnapshot]) -> String {
 }
 
 fn connections(e: &mut Exposition, snapshots: &[MetricsSnapshot]) {
+    e.family(
+        "shardlog_startup_duration_seconds",
+        Kind::Gauge,
+        "Seconds from the start of the executor pool to the end of this shard's start-up.",
+        snapshots
+            .iter()
+            .map(|s| (shard_label(s.shard), s.startup_seconds)),
+    );
     e.per_shard(
         snapshots,
         "shardlog_connections_open",
@@ -525,6 +533,7 @@ mod tests {
         metrics.request_done("Produce", 0.2);
         metrics.rejected(RejectReason::RequestTooLarge);
         metrics.delayed(DelayReason::InflightLimit);
+        metrics.startup_finished(0.25);
         let mut zero = metrics.snapshot(0);
         let mut sync = LatencyHistogram::new(SYNC_BUCKETS_SECONDS);
         sync.record(0.0007);
@@ -671,6 +680,7 @@ mod tests {
             "shardlog_partition_offline{topic=\"t\",partition=\"2\",shard=\"0\",reason=\"damaged\"} 1\n",
             "shardlog_partitions_offline{shard=\"1\"} 0\n",
             "shardlog_scrub_bytes_total{shard=\"0\"} 4096\n",
+            "shardlog_startup_duration_seconds{shard=\"0\"} 0.25\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
