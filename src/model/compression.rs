@@ -127,6 +127,10 @@ pub fn with_decoder<T>(
             };
             let window_log = usize::BITS - max.max(1).leading_zeros();
             let window_log = window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX);
+            // zstd checks the window only when it streams a frame; a frame small enough to
+            // decode straight into the caller's buffer skips the check, so whether a batch
+            // decodes would depend on the reader's buffer size. Check every frame up front.
+            check_zstd_windows(input, 1u64 << window_log)?;
             // A previous batch may have stopped mid-frame; parameters need a fresh session.
             context
                 .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
@@ -138,6 +142,62 @@ pub fn with_decoder<T>(
             Ok(read(&mut decoder))
         }),
     }
+}
+
+/// The zstd frame magic (RFC 8878 section 3.1.1) and the skippable frames' magic range.
+const ZSTD_FRAME_MAGIC: u32 = 0xFD2F_B528;
+const ZSTD_SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+const ZSTD_SKIPPABLE_MAGIC_MASK: u32 = 0xFFFF_FFF0;
+
+/// Refuses zstd input holding a frame whose window (as the decoder computes it: the window
+/// descriptor, or the content size of a single-segment frame) exceeds `window_max`. Stops at
+/// the first bytes that are not a whole frame: the decoder reports those.
+fn check_zstd_windows(input: &[u8], window_max: u64) -> Result<(), CompressionError> {
+    let mut rest = input;
+    while let Some(magic) = rest.get(..4) {
+        let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
+        if magic == ZSTD_FRAME_MAGIC {
+            if let Some(window) = zstd_frame_window(&rest[4..])
+                && window > window_max
+            {
+                return Err(corrupt(
+                    Compression::Zstd,
+                    format!("a frame asks for a {window}-byte window, more than {window_max}"),
+                ));
+            }
+        } else if magic & ZSTD_SKIPPABLE_MAGIC_MASK != ZSTD_SKIPPABLE_MAGIC {
+            return Ok(());
+        }
+        match zstd::zstd_safe::find_frame_compressed_size(rest) {
+            Ok(size) if size > 0 && size <= rest.len() => rest = &rest[size..],
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// The window size a zstd frame header (after the magic) declares; None if truncated.
+fn zstd_frame_window(header: &[u8]) -> Option<u64> {
+    let descriptor = *header.first()?;
+    let single_segment = descriptor & 0x20 != 0;
+    if !single_segment {
+        let window = *header.get(1)?;
+        let base = 1u64 << (10 + u32::from(window >> 3));
+        return Some(base + (base / 8) * u64::from(window & 0x07));
+    }
+    let dictionary_bytes = [0usize, 1, 2, 4][usize::from(descriptor & 0x03)];
+    let content_size_bytes = [1usize, 2, 4, 8][usize::from(descriptor >> 6)];
+    let start = 1 + dictionary_bytes;
+    let field = header.get(start..start + content_size_bytes)?;
+    let mut little_endian = [0u8; 8];
+    little_endian[..content_size_bytes].copy_from_slice(field);
+    let value = u64::from_le_bytes(little_endian);
+    // A two-byte content size is stored minus 256.
+    Some(if content_size_bytes == 2 {
+        value + 256
+    } else {
+        value
+    })
 }
 
 fn read_bounded(

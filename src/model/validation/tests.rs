@@ -613,3 +613,49 @@ fn streamed_walk_agrees_with_in_place_walk() {
         }
     }
 }
+
+/// A zstd frame of a few hundred bytes whose header asks for a window larger than the limit
+/// allows (found by the record_batches fuzzer): zstd skips its window check when a frame
+/// fits the reader's buffer, so the validator (64 KiB chunks) accepted what the broker's
+/// own reader (small reads) refused. Both now judge the header, whatever the buffer.
+#[test]
+fn zstd_window_is_judged_by_the_frame_header_not_the_reader_buffer() {
+    let records: Vec<Rec> = (0..4).map(|i| rec(i, &[b'w'; 100])).collect();
+    let section = encode(&records);
+    let frame = zstd::bulk::compress(&section, 3).unwrap();
+    // zstd writes a single-segment frame with a two-byte content size (256..65791 bytes)
+    // and no window descriptor; clear the single-segment flag and add a window descriptor,
+    // keeping the content size and the blocks.
+    let descriptor = frame[4];
+    assert_eq!(
+        descriptor & 0xe0,
+        0x60,
+        "single segment, two-byte content size"
+    );
+    let with_window = |window_descriptor: u8| {
+        let mut out = frame[..4].to_vec();
+        out.push(descriptor & !0x20);
+        out.push(window_descriptor);
+        out.extend_from_slice(&frame[5..]);
+        let mut h = head(records.len());
+        h.attributes = 4;
+        raw_batch(h, &out)
+    };
+    // Window 2^(10+12) = 4 MiB, over the 2 MiB a 1 MiB limit allows.
+    let too_wide = with_window(12 << 3);
+    let verdict = check(&too_wide);
+    assert!(
+        matches!(
+            verdict,
+            Err(ValidationError::Invalid(InvalidBatch::Decompression(ref reason)))
+                if reason.contains("window")
+        ),
+        "{verdict:?}"
+    );
+    assert!(compression::batch_records(&too_wide, LIMITS.decompressed_bytes_max).is_err());
+    // Window 1 MiB: both accept and read the same records.
+    let fits = with_window(10 << 3);
+    assert!(check(&fits).is_ok(), "{:?}", check(&fits));
+    let read = compression::batch_records(&fits, LIMITS.decompressed_bytes_max).unwrap();
+    assert_eq!(read, section);
+}
