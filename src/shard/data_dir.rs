@@ -23,7 +23,7 @@ use crate::metadata::{
     BrokerMeta, BrokerMetaError, CATALOG_FILE, Catalog, CatalogError, META_FILE, TopicId,
     TopicMeta, parse_topic_id, topic_id_hex, validate_topic_name,
 };
-use crate::storage::{PROBE_FILE_PREFIX, TOMBSTONE_SUFFIX, remove_partition_dir};
+use crate::storage::{PROBE_FILE_PREFIX, TOMBSTONE_SUFFIX, max_producer_id, remove_partition_dir};
 use crate::txn::TRANSACTIONS_TOPIC;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -60,9 +60,13 @@ pub enum DataDirError {
     )]
     CatalogUnreadable { dir: PathBuf, source: CatalogError },
     #[error(
-        "{dir}/{META_FILE} is missing: the producer-id block it records would restart at 0 and hand out producer ids again. Start-up stops here; nothing was changed. Rebuild it from the highest producer id in the logs with `shardlog data-dir recover-catalog --data-dir {dir}` (docs/operations.md, \"Recovering a data dir\")"
+        "{dir}/{META_FILE} is missing, but partition {partition} holds producer id {producer_id}: the producer-id block it records would restart at 0 and hand out producer ids again. Start-up stops here; nothing was changed. Rebuild it from the highest producer id in the logs with `shardlog data-dir recover-catalog --data-dir {dir}` (docs/operations.md, \"Recovering a data dir\")"
     )]
-    MetaMissing { dir: PathBuf },
+    MetaMissing {
+        dir: PathBuf,
+        partition: String,
+        producer_id: i64,
+    },
     #[error(
         "{source}. Start-up stops here; nothing was changed. Rebuild it from the highest producer id in the logs with `shardlog data-dir recover-catalog --data-dir {dir}` (docs/operations.md, \"Recovering a data dir\")"
     )]
@@ -334,7 +338,19 @@ impl Survey {
         let meta = match &self.meta {
             Ok(Some(meta)) => *meta,
             Ok(None) if self.is_fresh() => BrokerMeta::default(),
-            Ok(None) => return Err(DataDirError::MetaMissing { dir }),
+            Ok(None) => match self.highest_producer_id()? {
+                // A data dir written before meta.json existed (or one that never saw an
+                // idempotent or transactional producer): no producer id was ever handed out
+                // that a restart at block 0 could repeat.
+                None => BrokerMeta::default(),
+                Some((partition, producer_id)) => {
+                    return Err(DataDirError::MetaMissing {
+                        dir,
+                        partition,
+                        producer_id,
+                    });
+                }
+            },
             Err(_) => {
                 let source = match BrokerMeta::load(&self.dir) {
                     Err(error) => error,
@@ -355,6 +371,24 @@ impl Survey {
             });
         }
         Ok((catalog, meta))
+    }
+
+    /// The highest producer id stamped in any partition's segments, with that partition.
+    fn highest_producer_id(&self) -> Result<Option<(String, i64)>, DataDirError> {
+        let mut highest: Option<(String, i64)> = None;
+        for partition in &self.partitions {
+            let path = self.dir.join(&partition.name);
+            let found = max_producer_id(&path).map_err(|error| DataDirError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(error.to_string()),
+            })?;
+            if let Some(id) = found
+                && highest.as_ref().is_none_or(|(_, max)| id > *max)
+            {
+                highest = Some((partition.name.clone(), id));
+            }
+        }
+        Ok(highest)
     }
 
     fn evidence(&self) -> String {
@@ -420,8 +454,13 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
     let survey = survey(dir)?;
     let (catalog, meta) = survey.check()?;
     let fresh = survey.is_fresh();
-    if fresh && matches!(survey.meta, Ok(None)) {
-        // meta.json first: from here on a missing catalog is no longer a new data dir.
+    if matches!(survey.meta, Ok(None)) {
+        // A new data dir: meta.json first, so from here on a missing catalog is no longer a
+        // new data dir. A data dir from a release before meta.json (`check` found no
+        // producer id in its logs): written now, block end 0.
+        if !fresh {
+            tracing::warn!(dir = %dir.display(), "{META_FILE} missing and no producer id in any log: written with producer ids starting at 0 (a data dir from a release before {META_FILE})");
+        }
         meta.save(dir)?;
     }
     let mut catalog = ensure_internal_topics(catalog, config)?;

@@ -637,6 +637,56 @@ fn missing_meta_or_unreadable_metadata_files_stop_startup_without_changes() {
     assert_eq!(read_all(&broker, "keep", 2).len(), 10);
 }
 
+#[test]
+fn missing_meta_names_the_partition_with_the_highest_producer_id() {
+    let mut broker = Broker::new("meta-names", "");
+    broker.start();
+    create_topic(&broker, "plain", 1);
+    create_topic(&broker, "idem", 1);
+    produce(&new_producer(&broker, false), "plain", 0, 5, 100);
+    produce(&new_producer(&broker, true), "idem", 0, 5, 100);
+    broker.stop();
+    let producer_id = max_producer_id(&broker.data_dir, "idem");
+    assert!(producer_id >= 0, "idempotent producer left no producer id");
+    std::fs::remove_file(broker.data_dir.join("meta.json")).expect("remove meta");
+    let log = broker.start_refused();
+    let named = format!("partition idem-0 holds producer id {producer_id}");
+    assert!(
+        log.contains(&named),
+        "refusal does not say {named:?}:\n{log}"
+    );
+}
+
+/// A data dir from a release before `meta.json` (or one no idempotent or transactional
+/// producer ever wrote to) has no producer id to repeat: it starts and gains the file.
+#[test]
+fn missing_meta_without_producer_ids_starts_like_an_earlier_release() {
+    let mut broker = Broker::new("meta-upgrade", "");
+    broker.start();
+    create_topic(&broker, "old", 2);
+    let producer = new_producer(&broker, false);
+    produce(&producer, "old", 0, 10, 100);
+    produce(&producer, "old", 1, 10, 100);
+    drop(producer);
+    broker.stop();
+    assert_eq!(max_producer_id(&broker.data_dir, "old"), -1);
+    let meta = broker.data_dir.join("meta.json");
+    std::fs::remove_file(&meta).expect("remove meta");
+    broker.start();
+    assert!(meta.exists(), "meta.json not written at start-up");
+    assert_eq!(read_all(&broker, "old", 2).len(), 20, "records lost");
+    let producer = new_producer(&broker, true);
+    produce(&producer, "old", 0, 5, 100);
+    drop(producer);
+    broker.stop();
+    assert!(
+        max_producer_id(&broker.data_dir, "old") >= 0,
+        "idempotent producer got no producer id after the upgrade"
+    );
+    broker.start();
+    assert_eq!(read_all(&broker, "old", 2).len(), 25);
+}
+
 // ---- item 9: corruption found at start; offsets never reused --------------------------
 
 fn scrape(broker: &Broker) -> String {
