@@ -259,7 +259,10 @@ impl MetadataImage {
                     level: *level,
                 }),
         );
-        records.extend(self.brokers.values().map(|broker| {
+        // In epoch order: registrations apply only with growing epochs.
+        let mut brokers: Vec<_> = self.brokers.values().collect();
+        brokers.sort_by_key(|broker| broker.broker_epoch);
+        records.extend(brokers.into_iter().map(|broker| {
             MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 node_id: broker.node_id,
                 incarnation_id: broker.incarnation_id,

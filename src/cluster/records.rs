@@ -773,3 +773,7 @@ impl<'a> Reader<'a> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
