@@ -97,7 +97,7 @@ impl Cluster {
     }
 
     fn create(&mut self, request: CreateTopicRequest) -> Result<TopicId, ControllerError> {
-        let mut results = create_topics(&self.image, &self.settings, &[request.clone()]);
+        let mut results = create_topics(&self.image, &self.settings, std::slice::from_ref(&request));
         let records = results.pop().unwrap()?;
         self.apply(&records);
         Ok(request.topic_id)
