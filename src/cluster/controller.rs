@@ -15,7 +15,7 @@ use super::records::{
     MetadataRecord, NodeId, PartitionChangeRecord, PartitionRecord, ProducerIdsBlockRecord,
     RegisterBrokerRecord, TopicRecord, Uuid,
 };
-use crate::metadata::topic_config::validate_all;
+use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
 use crate::metadata::{TopicId, validate_topic_name};
 use crate::model::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -811,5 +811,81 @@ pub fn create_partitions(
         .into_iter()
         .zip(current..)
         .map(|(replicas, partition)| new_partition_record(topic.id, partition, replicas, image))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Configs
+// ---------------------------------------------------------------------------------------
+
+/// One entry of an IncrementalAlterConfigs request: set (`value` present) or delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigAlteration {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// IncrementalAlterConfigs (SET and DELETE) for one resource. Topic configs are checked
+/// against the topic-config table; broker configs may set the broker-level synonym of a topic
+/// config (`log.retention.ms`, ...) with the same value rules. Anything else is INVALID_CONFIG.
+pub fn alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    alterations: &[ConfigAlteration],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    match resource {
+        ConfigResource::Topic(name) => {
+            if image.topic_by_name(name).is_none() {
+                return Err(ControllerError::UnknownTopicOrPartition(name.clone()));
+            }
+        }
+        ConfigResource::Broker(node_id) => {
+            if image.broker(*node_id).is_none() {
+                return Err(ControllerError::BrokerIdNotRegistered(*node_id));
+            }
+        }
+        ConfigResource::BrokerDefault => {}
+    }
+    let mut seen = BTreeSet::new();
+    for alteration in alterations {
+        if !seen.insert(alteration.name.as_str()) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "config `{}` is altered twice",
+                alteration.name
+            )));
+        }
+        let topic_name = match resource {
+            ConfigResource::Topic(_) => Some(alteration.name.as_str()),
+            _ => TOPIC_CONFIGS
+                .iter()
+                .find(|spec| spec.broker_name == Some(alteration.name.as_str()))
+                .map(|spec| spec.name),
+        };
+        let Some(topic_name) = topic_name else {
+            return Err(ControllerError::InvalidConfig(format!(
+                "unknown broker config `{}`",
+                alteration.name
+            )));
+        };
+        let checked = alteration.value.as_deref().map_or_else(
+            || find_spec(topic_name).map(|_| ()).ok_or(()),
+            |value| validate_entry(topic_name, value).map_err(|_| ()),
+        );
+        if checked.is_err() {
+            return Err(ControllerError::InvalidConfig(format!(
+                "invalid config `{}`",
+                alteration.name
+            )));
+        }
+    }
+    Ok(alterations
+        .iter()
+        .map(|alteration| {
+            MetadataRecord::ConfigChange(ConfigChangeRecord {
+                resource: resource.clone(),
+                name: alteration.name.clone(),
+                value: alteration.value.clone(),
+            })
+        })
         .collect())
 }

@@ -97,7 +97,8 @@ impl Cluster {
     }
 
     fn create(&mut self, request: CreateTopicRequest) -> Result<TopicId, ControllerError> {
-        let mut results = create_topics(&self.image, &self.settings, std::slice::from_ref(&request));
+        let mut results =
+            create_topics(&self.image, &self.settings, std::slice::from_ref(&request));
         let records = results.pop().unwrap()?;
         self.apply(&records);
         Ok(request.topic_id)
@@ -601,4 +602,81 @@ fn random_decisions_always_apply() {
         let restored = MetadataImage::from_snapshot(&cluster.image.snapshot());
         assert_eq!(restored.as_ref(), Ok(&cluster.image));
     }
+}
+
+#[test]
+fn alter_configs_validates_and_records_topic_and_broker_configs() {
+    let mut cluster = Cluster::new(&[None]);
+    let id = cluster.create(topic("orders", 1, 1, 1)).unwrap();
+    let set = |name: &str, value: Option<&str>| ConfigAlteration {
+        name: name.into(),
+        value: value.map(str::to_string),
+    };
+    let orders = ConfigResource::Topic("orders".into());
+    let bad = [set("retention.ms", Some("soon"))];
+    assert_eq!(error_code(alter_configs(&cluster.image, &orders, &bad)), 40);
+    let unknown = [set("no.such.config", Some("1"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &orders, &unknown)),
+        40
+    );
+    let twice = [set("retention.ms", Some("1")), set("retention.ms", None)];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &orders, &twice)),
+        42
+    );
+    let missing = ConfigResource::Topic("nope".into());
+    assert_eq!(error_code(alter_configs(&cluster.image, &missing, &[])), 3);
+    assert_eq!(
+        error_code(alter_configs(
+            &cluster.image,
+            &ConfigResource::Broker(9),
+            &[]
+        )),
+        102
+    );
+    let records = alter_configs(
+        &cluster.image,
+        &orders,
+        &[set("retention.ms", Some("1000"))],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    let configs = &cluster.image.topic(&id).unwrap().configs;
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
+    let records = alter_configs(&cluster.image, &orders, &[set("retention.ms", None)]).unwrap();
+    cluster.apply(&records);
+    assert!(cluster.image.topic(&id).unwrap().configs.is_empty());
+
+    let broker = ConfigResource::Broker(1);
+    let topic_name_on_broker = [set("retention.ms", Some("1"))];
+    assert_eq!(
+        error_code(alter_configs(
+            &cluster.image,
+            &broker,
+            &topic_name_on_broker
+        )),
+        40
+    );
+    let records = alter_configs(
+        &cluster.image,
+        &broker,
+        &[set("log.retention.ms", Some("5"))],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    let configs = cluster.image.broker_configs(&broker).unwrap();
+    assert_eq!(
+        configs.get("log.retention.ms").map(String::as_str),
+        Some("5")
+    );
+    let default = ConfigResource::BrokerDefault;
+    let bad_default = [set("log.retention.ms", Some("-7"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &default, &bad_default)),
+        40
+    );
 }
