@@ -4,6 +4,7 @@
 //! model ← storage ← shard ← server; group and metadata sit beside storage.
 //! See docs/architecture.md.
 
+pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

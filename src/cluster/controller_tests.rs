@@ -1,0 +1,682 @@
+//! Controller decision tests: each decision's records apply to the image it was decided on,
+//! and each refusal carries Kafka's error code. A randomized run drives every decision
+//! against one image (failures print `SHARDLOG_SEED`).
+
+use super::*;
+use crate::cluster::test_rng::Rng;
+
+const CLUSTER: Uuid = [42; 16];
+const TIMEOUT: i64 = 9_000;
+
+struct Cluster {
+    image: MetadataImage,
+    sessions: BrokerSessions,
+    settings: ControllerSettings,
+    epochs: BTreeMap<NodeId, i64>,
+}
+
+impl Cluster {
+    /// `racks[i]` is the rack of node i+1; every broker registered and unfenced at time 0.
+    fn new(racks: &[Option<&str>]) -> Cluster {
+        let mut image = MetadataImage::new();
+        image.apply(&MetadataRecord::ClusterId(CLUSTER)).unwrap();
+        let mut cluster = Cluster {
+            image,
+            sessions: BrokerSessions::default(),
+            settings: ControllerSettings::default(),
+            epochs: BTreeMap::new(),
+        };
+        for (index, rack) in racks.iter().enumerate() {
+            let node = index as NodeId + 1;
+            cluster
+                .start_broker(node, [node as u8; 16], rack.map(str::to_string), 0)
+                .unwrap();
+        }
+        cluster
+    }
+
+    fn apply(&mut self, records: &[MetadataRecord]) {
+        self.image
+            .apply_all(records)
+            .unwrap_or_else(|e| panic!("decision records do not apply: {e}: {records:?}"));
+    }
+
+    fn request(
+        node: NodeId,
+        incarnation_id: Uuid,
+        rack: Option<String>,
+    ) -> BrokerRegistrationRequest {
+        BrokerRegistrationRequest {
+            cluster_id: CLUSTER,
+            node_id: node,
+            incarnation_id,
+            listeners: vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + node as u16,
+                security_protocol: 0,
+            }],
+            rack,
+        }
+    }
+
+    /// Registers (fenced) and heartbeats (unfenced) a broker process.
+    fn start_broker(
+        &mut self,
+        node: NodeId,
+        incarnation_id: Uuid,
+        rack: Option<String>,
+        now_ms: i64,
+    ) -> Result<i64, ControllerError> {
+        let request = Cluster::request(node, incarnation_id, rack);
+        let decision = register_broker(
+            &self.image,
+            &self.sessions,
+            &self.settings,
+            &request,
+            now_ms,
+        )?;
+        self.apply(&decision.records);
+        self.sessions.touch(node, now_ms);
+        self.epochs.insert(node, decision.broker_epoch);
+        self.heartbeat(node, now_ms)?;
+        Ok(decision.broker_epoch)
+    }
+
+    fn heartbeat(&mut self, node: NodeId, now_ms: i64) -> Result<(), ControllerError> {
+        let request = BrokerHeartbeatRequest {
+            node_id: node,
+            broker_epoch: self.epochs[&node],
+            caught_up: true,
+            want_fence: false,
+        };
+        let records = broker_heartbeat(&self.image, &request, now_ms)?;
+        self.apply(&records);
+        self.sessions.touch(node, now_ms);
+        Ok(())
+    }
+
+    fn create(&mut self, request: CreateTopicRequest) -> Result<TopicId, ControllerError> {
+        let mut results =
+            create_topics(&self.image, &self.settings, std::slice::from_ref(&request));
+        let records = results.pop().unwrap()?;
+        self.apply(&records);
+        Ok(request.topic_id)
+    }
+}
+
+fn topic(name: &str, id: u8, partitions: i32, replication_factor: i16) -> CreateTopicRequest {
+    CreateTopicRequest {
+        name: name.into(),
+        topic_id: [id; 16],
+        num_partitions: partitions,
+        replication_factor,
+        assignments: BTreeMap::new(),
+        configs: BTreeMap::new(),
+    }
+}
+
+fn error_code<T: std::fmt::Debug>(result: Result<T, ControllerError>) -> i16 {
+    result.unwrap_err().error_code()
+}
+
+#[test]
+fn create_topics_refuses_bad_requests_with_kafka_codes() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    assert_eq!(
+        error_code(cluster.create(topic("a", 1, 1, 4))),
+        38,
+        "RF above brokers"
+    );
+    assert_eq!(error_code(cluster.create(topic("a", 1, 1, 0))), 38, "RF 0");
+    assert_eq!(
+        error_code(cluster.create(topic("a", 1, 0, 1))),
+        37,
+        "0 partitions"
+    );
+    assert_eq!(
+        error_code(cluster.create(topic("a", 1, 10_001, 1))),
+        37,
+        "past the limit"
+    );
+    assert_eq!(
+        error_code(cluster.create(topic("a b", 1, 1, 1))),
+        17,
+        "bad name"
+    );
+    let mut bad_config = topic("a", 1, 1, 1);
+    bad_config
+        .configs
+        .insert("retention.ms".into(), "soon".into());
+    assert_eq!(error_code(cluster.create(bad_config)), 40);
+    cluster.create(topic("a", 1, -1, -1)).unwrap();
+    assert_eq!(
+        error_code(cluster.create(topic("a", 2, 1, 1))),
+        36,
+        "exists"
+    );
+    let results = create_topics(
+        &cluster.image,
+        &cluster.settings,
+        &[topic("b", 3, 1, 1), topic("b", 4, 1, 1)],
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().error_code() == 42)
+    );
+    // A fenced broker does not count towards the replication factor.
+    let epoch = cluster.epochs[&3];
+    let request = BrokerHeartbeatRequest {
+        node_id: 3,
+        broker_epoch: epoch,
+        caught_up: true,
+        want_fence: true,
+    };
+    let records = broker_heartbeat(&cluster.image, &request, 1).unwrap();
+    cluster.apply(&records);
+    assert_eq!(error_code(cluster.create(topic("c", 5, 1, 3))), 38);
+    cluster.create(topic("c", 5, 1, 2)).unwrap();
+}
+
+#[test]
+fn placement_spreads_racks_and_balances_leaders() {
+    let racks = [
+        Some("r1"),
+        Some("r1"),
+        Some("r2"),
+        Some("r2"),
+        Some("r3"),
+        Some("r3"),
+    ];
+    let mut cluster = Cluster::new(&racks);
+    let id = cluster.create(topic("orders", 1, 12, 3)).unwrap();
+    let created = cluster.image.topic(&id).unwrap();
+    let mut leaders: BTreeMap<NodeId, usize> = BTreeMap::new();
+    let mut replicas: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for state in &created.partitions {
+        let partition_racks: BTreeSet<_> = state
+            .replicas
+            .iter()
+            .map(|node| racks[*node as usize - 1])
+            .collect();
+        assert_eq!(
+            partition_racks.len(),
+            3,
+            "one replica per rack: {:?}",
+            state.replicas
+        );
+        assert_eq!(state.isr, state.replicas);
+        assert_eq!(state.leader, state.replicas.first().copied());
+        *leaders.entry(state.leader.unwrap()).or_default() += 1;
+        state
+            .replicas
+            .iter()
+            .for_each(|n| *replicas.entry(*n).or_default() += 1);
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2; 6]);
+    assert_eq!(replicas.values().copied().collect::<Vec<_>>(), vec![6; 6]);
+    // A second topic keeps leaders balanced across both topics.
+    cluster.create(topic_named("more", 2, 3)).unwrap();
+    let mut all_leaders: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for state in cluster.image.topics().flat_map(|t| t.partitions.iter()) {
+        *all_leaders.entry(state.leader.unwrap()).or_default() += 1;
+    }
+    let (min, max) = (all_leaders.values().min(), all_leaders.values().max());
+    assert!(max.unwrap() - min.unwrap() <= 1, "leaders {all_leaders:?}");
+}
+
+fn topic_named(name: &str, id: u8, partitions: i32) -> CreateTopicRequest {
+    topic(name, id, partitions, 2)
+}
+
+#[test]
+fn explicit_assignments_are_validated() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    let with = |assignments: &[(i32, &[NodeId])]| CreateTopicRequest {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: assignments.iter().map(|(p, r)| (*p, r.to_vec())).collect(),
+        ..topic("manual", 1, -1, -1)
+    };
+    assert_eq!(
+        error_code(cluster.create(with(&[(0, &[1, 2]), (2, &[2, 3])]))),
+        39,
+        "gap"
+    );
+    assert_eq!(
+        error_code(cluster.create(with(&[(0, &[1, 1])]))),
+        39,
+        "duplicate broker"
+    );
+    assert_eq!(
+        error_code(cluster.create(with(&[(0, &[1, 9])]))),
+        39,
+        "unknown broker"
+    );
+    assert_eq!(error_code(cluster.create(with(&[(0, &[])]))), 39, "empty");
+    assert_eq!(
+        error_code(cluster.create(with(&[(0, &[1]), (1, &[1, 2])]))),
+        39,
+        "ragged"
+    );
+    let mut both = with(&[(0, &[1])]);
+    both.num_partitions = 1;
+    assert_eq!(error_code(cluster.create(both)), 42);
+    let id = cluster.create(with(&[(0, &[3, 1]), (1, &[2, 3])])).unwrap();
+    let state = cluster.image.partition(&id, 0).unwrap();
+    assert_eq!(
+        (state.replicas.clone(), state.leader),
+        (vec![3, 1], Some(3))
+    );
+}
+
+#[test]
+fn delete_topics_and_create_partitions() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    let id = cluster.create(topic("orders", 1, 2, 2)).unwrap();
+    let grow = |count| CreatePartitionsRequest {
+        name: "orders".into(),
+        count,
+        assignments: vec![],
+    };
+    assert_eq!(
+        error_code(create_partitions(
+            &cluster.image,
+            &cluster.settings,
+            &grow(2)
+        )),
+        37
+    );
+    let records = create_partitions(&cluster.image, &cluster.settings, &grow(5)).unwrap();
+    cluster.apply(&records);
+    let grown = cluster.image.topic(&id).unwrap();
+    assert_eq!(grown.partitions.len(), 5);
+    assert!(grown.partitions.iter().all(|p| p.replicas.len() == 2));
+    let manual = CreatePartitionsRequest {
+        name: "orders".into(),
+        count: 6,
+        assignments: vec![vec![1, 7]],
+    };
+    assert_eq!(
+        error_code(create_partitions(
+            &cluster.image,
+            &cluster.settings,
+            &manual
+        )),
+        39
+    );
+    let missing = CreatePartitionsRequest {
+        name: "nope".into(),
+        ..grow(3)
+    };
+    assert_eq!(
+        error_code(create_partitions(
+            &cluster.image,
+            &cluster.settings,
+            &missing
+        )),
+        3
+    );
+
+    let mut results = delete_topics(&cluster.image, &["orders".into(), "nope".into()]);
+    assert_eq!(error_code(results.pop().unwrap()), 3);
+    cluster.apply(&results.pop().unwrap().unwrap());
+    assert!(cluster.image.topic_by_name("orders").is_none());
+    // The name is free again, under a new id.
+    cluster.create(topic("orders", 2, 1, 1)).unwrap();
+}
+
+#[test]
+fn registration_epochs_and_duplicate_claimants() {
+    let mut cluster = Cluster::new(&[None, None]);
+    let first_epoch = cluster.epochs[&1];
+    assert!(!cluster.image.broker(1).unwrap().fenced);
+    // The same registration again (a retry) changes nothing.
+    let retry = Cluster::request(1, [1; 16], None);
+    let decision = register_broker(
+        &cluster.image,
+        &cluster.sessions,
+        &cluster.settings,
+        &retry,
+        10,
+    )
+    .unwrap();
+    assert_eq!(
+        (decision.broker_epoch, decision.records.len()),
+        (first_epoch, 0)
+    );
+    // Another process claiming node 1 while its session is live is refused.
+    let impostor = Cluster::request(1, [77; 16], None);
+    let result = register_broker(
+        &cluster.image,
+        &cluster.sessions,
+        &cluster.settings,
+        &impostor,
+        10,
+    );
+    assert_eq!(error_code(result), 101);
+    // Another cluster's broker is refused.
+    let mut foreign = Cluster::request(3, [3; 16], None);
+    foreign.cluster_id = [1; 16];
+    let result = register_broker(
+        &cluster.image,
+        &cluster.sessions,
+        &cluster.settings,
+        &foreign,
+        10,
+    );
+    assert_eq!(error_code(result), 104);
+    // Once the session expired, a new incarnation registers with a higher epoch, fenced.
+    let later = TIMEOUT + 1;
+    let epoch = cluster.start_broker(1, [78; 16], None, later).unwrap();
+    assert!(epoch > cluster.image.broker(2).unwrap().broker_epoch && epoch > first_epoch);
+    assert_eq!(cluster.image.broker(1).unwrap().incarnation_id, [78; 16]);
+    // The old incarnation's epoch is stale now.
+    let stale = BrokerHeartbeatRequest {
+        node_id: 1,
+        broker_epoch: first_epoch,
+        caught_up: true,
+        want_fence: false,
+    };
+    assert_eq!(
+        error_code(broker_heartbeat(&cluster.image, &stale, later)),
+        77
+    );
+    let unknown = BrokerHeartbeatRequest {
+        node_id: 9,
+        ..stale
+    };
+    assert_eq!(
+        error_code(broker_heartbeat(&cluster.image, &unknown, later)),
+        102
+    );
+}
+
+#[test]
+fn a_registered_broker_stays_fenced_until_caught_up() {
+    let mut cluster = Cluster::new(&[None]);
+    let request = Cluster::request(2, [2; 16], None);
+    let decision = register_broker(
+        &cluster.image,
+        &cluster.sessions,
+        &cluster.settings,
+        &request,
+        0,
+    )
+    .unwrap();
+    cluster.apply(&decision.records);
+    assert!(cluster.image.broker(2).unwrap().fenced);
+    let behind = BrokerHeartbeatRequest {
+        node_id: 2,
+        broker_epoch: decision.broker_epoch,
+        caught_up: false,
+        want_fence: false,
+    };
+    assert!(
+        broker_heartbeat(&cluster.image, &behind, 1)
+            .unwrap()
+            .is_empty()
+    );
+    let caught_up = BrokerHeartbeatRequest {
+        caught_up: true,
+        ..behind
+    };
+    let records = broker_heartbeat(&cluster.image, &caught_up, 2).unwrap();
+    cluster.apply(&records);
+    assert!(!cluster.image.broker(2).unwrap().fenced);
+}
+
+#[test]
+fn session_timeout_fences_and_moves_leadership_then_offline_then_back() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    let manual = CreateTopicRequest {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: BTreeMap::from([(0, vec![1, 2, 3])]),
+        ..topic("orders", 1, -1, -1)
+    };
+    let id = cluster.create(manual).unwrap();
+    let state = |cluster: &Cluster| cluster.image.partition(&id, 0).unwrap().clone();
+    assert_eq!(state(&cluster).leader, Some(1));
+    // Brokers 2 and 3 heartbeat; broker 1 goes silent past the session timeout.
+    let now = TIMEOUT + 1;
+    cluster.heartbeat(2, now).unwrap();
+    cluster.heartbeat(3, now).unwrap();
+    assert!(
+        fence_expired_brokers(
+            &cluster.image,
+            &cluster.sessions,
+            &cluster.settings,
+            TIMEOUT
+        )
+        .is_empty()
+    );
+    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+    cluster.apply(&records);
+    assert!(cluster.image.broker(1).unwrap().fenced);
+    let after = state(&cluster);
+    assert_eq!((after.leader, after.isr.clone()), (Some(2), vec![2, 3]));
+    assert_eq!((after.leader_epoch, after.partition_epoch), (1, 1));
+    // Follower 3 expires: the ISR shrinks, the leader and its epoch stay.
+    let now = now + TIMEOUT + 1;
+    cluster.heartbeat(2, now).unwrap();
+    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+    cluster.apply(&records);
+    let after = state(&cluster);
+    assert_eq!((after.leader, after.isr.clone()), (Some(2), vec![2]));
+    assert_eq!((after.leader_epoch, after.partition_epoch), (1, 2));
+    // The last ISR member expires: offline, and the ISR remembers who holds the data.
+    let now = now + TIMEOUT + 1;
+    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+    cluster.apply(&records);
+    let after = state(&cluster);
+    assert_eq!(
+        (after.leader, after.isr.clone(), after.leader_epoch),
+        (None, vec![2], 2)
+    );
+    // Broker 3 coming back cannot lead (not in the ISR); broker 2 coming back does.
+    cluster.heartbeat(3, now + 1).unwrap();
+    assert_eq!(state(&cluster).leader, None);
+    cluster.start_broker(2, [99; 16], None, now + 2).unwrap();
+    let after = state(&cluster);
+    assert_eq!((after.leader, after.leader_epoch), (Some(2), 3));
+}
+
+#[test]
+fn a_new_incarnation_gives_up_leadership_until_it_is_unfenced() {
+    let mut cluster = Cluster::new(&[None, None]);
+    let manual = CreateTopicRequest {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: BTreeMap::from([(0, vec![1, 2])]),
+        ..topic("orders", 1, -1, -1)
+    };
+    let id = cluster.create(manual).unwrap();
+    let request = Cluster::request(1, [50; 16], None);
+    let decision = register_broker(
+        &cluster.image,
+        &cluster.sessions,
+        &cluster.settings,
+        &request,
+        TIMEOUT + 1,
+    )
+    .unwrap();
+    cluster.apply(&decision.records);
+    let state = cluster.image.partition(&id, 0).unwrap();
+    assert_eq!((state.leader, state.isr.clone()), (Some(2), vec![2]));
+}
+
+#[test]
+fn producer_id_blocks_are_never_reused_across_snapshots() {
+    let mut cluster = Cluster::new(&[None, None]);
+    let epoch = cluster.epochs[&1];
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let records = allocate_producer_ids(&cluster.image, &cluster.settings, 1, epoch).unwrap();
+        let MetadataRecord::ProducerIdsBlock(block) = records[0] else {
+            panic!("expected a producer-id block");
+        };
+        seen.push((block.first_producer_id, block.size));
+        cluster.apply(&records);
+        if round == 1 {
+            cluster.image = MetadataImage::from_snapshot(&cluster.image.snapshot()).unwrap();
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![(0, 1000), (1000, 1000), (2000, 1000), (3000, 1000)]
+    );
+    assert_eq!(
+        error_code(allocate_producer_ids(
+            &cluster.image,
+            &cluster.settings,
+            1,
+            0
+        )),
+        77
+    );
+    assert_eq!(
+        error_code(allocate_producer_ids(
+            &cluster.image,
+            &cluster.settings,
+            9,
+            0
+        )),
+        102
+    );
+}
+
+/// Random decisions against one image: every record list applies, invariants hold (the image
+/// checks them), and the image always survives a snapshot round trip.
+#[test]
+fn random_decisions_always_apply() {
+    let mut rng = Rng::from_env();
+    let mut cluster = Cluster::new(&[Some("a"), Some("b"), None, Some("a")]);
+    let mut now = 0;
+    let mut next_topic = 10u8;
+    for _ in 0..400 {
+        now += rng.below(TIMEOUT as u64 / 2) as i64;
+        let node = 1 + rng.below(5) as NodeId;
+        match rng.below(7) {
+            0 => {
+                let _ = cluster.start_broker(node, rng.uuid(), None, now);
+            }
+            1 | 2 => {
+                if cluster.epochs.contains_key(&node) {
+                    let _ = cluster.heartbeat(node, now);
+                }
+            }
+            3 => {
+                let records = fence_expired_brokers(
+                    &cluster.image,
+                    &cluster.sessions,
+                    &cluster.settings,
+                    now,
+                );
+                cluster.apply(&records);
+            }
+            4 => {
+                next_topic = next_topic.wrapping_add(1).max(10);
+                let name = format!("t{}", rng.below(20));
+                let rf = 1 + rng.below(3) as i16;
+                let _ = cluster.create(topic(&name, next_topic, 1 + rng.below(4) as i32, rf));
+            }
+            5 => {
+                let names: Vec<String> = cluster.image.topics().map(|t| t.name.clone()).collect();
+                if let Some(name) = names.first() {
+                    for result in delete_topics(&cluster.image, std::slice::from_ref(name)) {
+                        cluster.apply(&result.unwrap());
+                    }
+                }
+            }
+            _ => {
+                if let Some(epoch) = cluster.image.broker(node).map(|b| b.broker_epoch) {
+                    let records =
+                        allocate_producer_ids(&cluster.image, &cluster.settings, node, epoch)
+                            .unwrap();
+                    cluster.apply(&records);
+                }
+            }
+        }
+        let restored = MetadataImage::from_snapshot(&cluster.image.snapshot());
+        assert_eq!(restored.as_ref(), Ok(&cluster.image));
+    }
+}
+
+#[test]
+fn alter_configs_validates_and_records_topic_and_broker_configs() {
+    let mut cluster = Cluster::new(&[None]);
+    let id = cluster.create(topic("orders", 1, 1, 1)).unwrap();
+    let set = |name: &str, value: Option<&str>| ConfigAlteration {
+        name: name.into(),
+        value: value.map(str::to_string),
+    };
+    let orders = ConfigResource::Topic("orders".into());
+    let bad = [set("retention.ms", Some("soon"))];
+    assert_eq!(error_code(alter_configs(&cluster.image, &orders, &bad)), 40);
+    let unknown = [set("no.such.config", Some("1"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &orders, &unknown)),
+        40
+    );
+    let twice = [set("retention.ms", Some("1")), set("retention.ms", None)];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &orders, &twice)),
+        42
+    );
+    let missing = ConfigResource::Topic("nope".into());
+    assert_eq!(error_code(alter_configs(&cluster.image, &missing, &[])), 3);
+    assert_eq!(
+        error_code(alter_configs(
+            &cluster.image,
+            &ConfigResource::Broker(9),
+            &[]
+        )),
+        102
+    );
+    let records = alter_configs(
+        &cluster.image,
+        &orders,
+        &[set("retention.ms", Some("1000"))],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    let configs = &cluster.image.topic(&id).unwrap().configs;
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
+    let records = alter_configs(&cluster.image, &orders, &[set("retention.ms", None)]).unwrap();
+    cluster.apply(&records);
+    assert!(cluster.image.topic(&id).unwrap().configs.is_empty());
+
+    let broker = ConfigResource::Broker(1);
+    let topic_name_on_broker = [set("retention.ms", Some("1"))];
+    assert_eq!(
+        error_code(alter_configs(
+            &cluster.image,
+            &broker,
+            &topic_name_on_broker
+        )),
+        40
+    );
+    let records = alter_configs(
+        &cluster.image,
+        &broker,
+        &[set("log.retention.ms", Some("5"))],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    let configs = cluster.image.broker_configs(&broker).unwrap();
+    assert_eq!(
+        configs.get("log.retention.ms").map(String::as_str),
+        Some("5")
+    );
+    let default = ConfigResource::BrokerDefault;
+    let bad_default = [set("log.retention.ms", Some("-7"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &default, &bad_default)),
+        40
+    );
+}

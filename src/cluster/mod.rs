@@ -1,0 +1,20 @@
+//! Cluster metadata (KRaft-shaped): the typed records of the metadata log, the image every
+//! broker builds by applying them in order, and the active controller's pure decisions.
+//!
+//! Owns: pure state and decisions only. May import: `crate::model`, `crate::metadata`
+//! (topic ids, topic-name and topic-config validation). No I/O, no glommio, no clocks: time is
+//! an argument. Invariants: applying the same records in the same order gives the same image
+//! on every broker; an image restored from a snapshot equals the image it was taken from.
+//! Runs on: whichever shard hosts the metadata log (see docs/cluster.md).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod controller;
+pub mod image;
+pub mod records;
+#[cfg(test)]
+mod test_rng;
+
+pub use controller::ControllerError;
+pub use image::{ImageError, MetadataImage};
+pub use records::{MetadataRecord, NodeId, RecordDecodeError};
