@@ -9,11 +9,14 @@
 //! Invariants: one call runs one closure to completion before its future resolves, so a
 //! caller that awaits `write → fsync file → rename → fsync dir` inside one closure, or in
 //! sequence, keeps that order (docs/durability.md). The pool has `shard.blocking_threads`
-//! threads per shard (FIFO queue); every caller awaits its own operation, so the queue holds
-//! at most one operation per waiting task. Start-up code on the main thread and the
+//! threads per shard (one FIFO queue, shared with glommio's own blocking calls); at most
+//! `shard.blocking_threads - 1` of this shard's operations are in it at once
+//! (`set_in_flight_max`), the others wait here, so one thread is always left for glommio. Start-up code on the main thread and the
 //! `shardlog data-dir` tools call the same functions directly (no executor there).
 
+use glommio::sync::Semaphore;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -59,14 +62,41 @@ impl BlockingOp {
     }
 }
 
+thread_local! {
+    /// Operations of this shard in the blocking pool at once (`set_in_flight_max`).
+    static IN_FLIGHT: Rc<Semaphore> = Rc::new(Semaphore::new(1));
+}
+
+/// Bounds this shard's operations in its blocking pool to `in_flight_max` at once, so that
+/// with `shard.blocking_threads` = `in_flight_max + 1` a thread is always free for glommio's
+/// own blocking calls (the renames of checkpoint writes, truncates): a slow unlink or
+/// `remove_dir_all` then delays only the operations queued behind it here. Called once by
+/// each shard before it serves.
+pub fn set_in_flight_max(in_flight_max: usize) {
+    assert!(in_flight_max >= 1, "no blocking file operation could run");
+    IN_FLIGHT.with(|semaphore| {
+        let current = semaphore.available() as usize;
+        if in_flight_max > current {
+            semaphore.signal((in_flight_max - current) as u64);
+        }
+    });
+}
+
 /// Runs `operation` on this shard's blocking thread pool and returns its result.
 pub async fn run_off_shard<T, F>(op: BlockingOp, operation: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    gate(op);
-    operation()
+    let semaphore = IN_FLIGHT.with(Rc::clone);
+    // The semaphore is never closed, so the permit is always granted.
+    let _permit = semaphore.acquire_permit(1).await;
+    glommio::executor()
+        .spawn_blocking(move || {
+            gate(op);
+            operation()
+        })
+        .await
 }
 
 /// The gate hook (see `FS_GATE_ENV`); does nothing unless the variable names `op`.
@@ -83,7 +113,10 @@ fn gate(op: BlockingOp) {
     if name != op.as_str() || !dir.join("armed").exists() {
         return;
     }
-    tracing::warn!(op = op.as_str(), dir = %dir.display(), "test gate ({FS_GATE_ENV}): holding a blocking file operation");
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    ANNOUNCED.call_once(|| {
+        tracing::warn!(op = op.as_str(), dir = %dir.display(), "test gate ({FS_GATE_ENV}): holding blocking file operations");
+    });
     let _ = std::fs::write(dir.join("reached"), b"");
     let started = std::time::Instant::now();
     while !dir.join("release").exists() && started.elapsed() < GATE_WAIT_MAX {

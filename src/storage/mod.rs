@@ -52,7 +52,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use blocking_fs::{BlockingOp, FS_GATE_ENV, run_off_shard};
+pub use blocking_fs::{BlockingOp, FS_GATE_ENV, run_off_shard, set_in_flight_max};
 pub use cache::{BatchCache, CacheStats};
 pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::StorageError;

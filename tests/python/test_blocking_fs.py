@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 import kafka_wire as wire
-from clients import (ADMIN_TIMEOUT_S, Deadline, ck_admin, ck_create_topic, ck_partition_count,
+from clients import (ADMIN_TIMEOUT_S, METADATA_TIMEOUT_S, Deadline, ck_admin, ck_create_topic, ck_partition_count,
                      ck_produce, ck_producer)
 from harness import unique_topic
 
@@ -40,10 +40,11 @@ def probe_shard_serves(bootstrap: str, other_topic: str) -> None:
             sock.settimeout(SERVE_TIMEOUT_S)
             sock.sendall(wire.api_versions_v0(correlation_id))
             body = wire.recv_frame(sock)
-            error, _versions = wire.parse_api_versions_v0(body)
-            assert error == 0
+            assert int.from_bytes(body[:4], "big") == correlation_id
+            error, versions = wire.parse_api_versions_v0(body[4:])
+            assert error == 0 and versions
             sock.sendall(wire.metadata_v1(correlation_id, [other_topic]))
-            assert wire.recv_frame(sock)
+            assert int.from_bytes(wire.recv_frame(sock)[:4], "big") == correlation_id
     placed = ck_produce(ck_producer(bootstrap), other_topic, [(b"k", b"while-held", 0)],
                         timeout_s=PRODUCE_WHILE_HELD_TIMEOUT_S)
     assert placed[0][0] == 0
@@ -85,8 +86,11 @@ def test_shard_serves_while_a_blocking_file_operation_is_held(broker_factory, tm
         (gate / "release").touch()
     futures[big].result(timeout=ADMIN_TIMEOUT_S)
     if deleting:
-        deadline = Deadline(ADMIN_TIMEOUT_S, f"{big} gone")
-        while ck_partition_count(broker.bootstrap, big) is not None:
+        # All topics: asking for the one topic would auto-create it again.
+        deadline = Deadline(ADMIN_TIMEOUT_S, f"{big} gone from metadata")
+        while big in ck_admin(broker.bootstrap).list_topics(timeout=METADATA_TIMEOUT_S).topics:
             deadline.check()
+            time.sleep(GATE_POLL_S)
+        assert not any(p.name.startswith(f"{big}-") for p in broker.data_dir.iterdir())
     else:
         assert ck_partition_count(broker.bootstrap, big) == PARTITIONS
