@@ -169,6 +169,13 @@ pub struct ShardConfig {
     /// at WARN which shard is in which phase and since when, again every this long, ms.
     /// Default 30000, range 10..=86400000.
     pub startup_watchdog_ms: u64,
+    /// Threads per shard that run the file-system calls with no io_uring form made while the
+    /// shard serves (catalog writes, partition directory creation and removal, segment
+    /// unlinks; `storage::blocking_fs`) and glommio's own blocking calls (renames,
+    /// truncates), so neither stops the shard's thread. At most `blocking_threads - 1` of
+    /// the shard's calls run at once, so a slow one never holds up glommio's. Not pinned (they
+    /// wait on the disk, not the CPU). Default 2, range 2..=64.
+    pub blocking_threads: usize,
 }
 
 impl Default for ShardConfig {
@@ -182,6 +189,7 @@ impl Default for ShardConfig {
             preempt_interval_us: 100_000,
             executor_nudge_ms: 100,
             startup_watchdog_ms: 30_000,
+            blocking_threads: 2,
         }
     }
 }
@@ -534,6 +542,7 @@ impl Config {
             10,
             86_400_000,
         )?;
+        check("shard.blocking_threads", sh.blocking_threads, 2, 64)?;
         let st = &self.storage;
         check(
             "storage.segment_bytes",

@@ -2,7 +2,8 @@
 //! of the last reserved producer-id block, so producer ids never repeat.
 //!
 //! Owns: the file's format, load and atomic save. May import: `super::catalog`
-//! (`write_atomically`). Runs on: the main thread at start-up and the controller shard.
+//! (`write_atomically`). Runs on: the main thread at start-up and the controller shard's
+//! blocking pool (blocking `std::fs` calls: never on a shard thread).
 //! Invariants: `producer_id_block_end` only grows; the file is written (block end 0) when a
 //! data dir is created, so a later absence is loss, not a fresh start.
 

@@ -1,6 +1,8 @@
 //! The topic catalog: names, ids, partition counts and configs, persisted as JSON with an
 //! atomic replace (write temp, fsync, rename, fsync dir). Snapshots are immutable: a change
-//! produces a new `Catalog` with a higher `version`.
+//! produces a new `Catalog` with a higher `version`. `load` and `save` block (`std::fs`): the
+//! main thread calls them at start-up, the controller shard only through its blocking pool
+//! (`storage::run_off_shard`).
 //!
 //! Deleting a topic is two catalog changes: `without_topic` moves it to `deleting` (saved
 //! before any partition directory is touched), and `deletion_finished` drops it once every

@@ -16,9 +16,10 @@ use crate::metadata::{
     validate_topic_name,
 };
 use crate::model::{ErrorCode, TopicPartition};
+use crate::storage::{BlockingOp, run_off_shard};
 use glommio::sync::Semaphore;
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -41,6 +42,13 @@ impl Controller {
             producer_id_block_end: Cell::new(meta.producer_id_block_end),
         }
     }
+}
+
+/// Writes `topics.json` on the blocking pool (the shard keeps serving); the caller holds
+/// the controller lock, so there is still exactly one writer.
+async fn save_catalog(data_dir: &Path, catalog: &Catalog) -> Result<(), CatalogError> {
+    let (data_dir, catalog) = (data_dir.to_path_buf(), catalog.clone());
+    run_off_shard(BlockingOp::CatalogSave, move || catalog.save(&data_dir)).await
 }
 
 fn outcome(name: String, error: ErrorCode, message: Option<String>) -> TopicOutcome {
@@ -197,7 +205,7 @@ impl Shard {
             }
         }
         if catalog.version != self.catalog().version {
-            if let Err(error) = catalog.save(&self.controller().data_dir) {
+            if let Err(error) = save_catalog(&self.controller().data_dir, &catalog).await {
                 tracing::error!(%error, "cannot persist catalog");
                 return outcomes
                     .into_iter()
@@ -246,7 +254,7 @@ impl Shard {
             }
         }
         if catalog.version != self.catalog().version {
-            if let Err(error) = catalog.save(&self.controller().data_dir) {
+            if let Err(error) = save_catalog(&self.controller().data_dir, &catalog).await {
                 tracing::error!(%error, "cannot persist catalog");
                 return outcomes
                     .into_iter()
@@ -275,10 +283,16 @@ impl Shard {
         let mut catalog = (*self.catalog()).clone();
         let data_dir = &self.controller().data_dir;
         for topic in catalog.deleting().to_vec() {
-            let left = (0..topic.partitions).any(|index| {
-                let partition = TopicPartition::new(topic.name.as_str(), index);
-                data_dir.join(partition.dir_name()).exists()
-            });
+            let dirs: Vec<PathBuf> = (0..topic.partitions)
+                .map(|index| {
+                    let partition = TopicPartition::new(topic.name.as_str(), index);
+                    data_dir.join(partition.dir_name())
+                })
+                .collect();
+            let left = run_off_shard(BlockingOp::CheckPartitionDirs, move || {
+                dirs.iter().any(|dir| dir.exists())
+            })
+            .await;
             if left {
                 tracing::warn!(topic = %topic.name, id = %topic_id_hex(&topic.id), "deleted topic has directories left; start-up will remove them");
                 continue;
@@ -288,7 +302,7 @@ impl Shard {
         if catalog.deleting().len() == self.catalog().deleting().len() {
             return;
         }
-        if let Err(error) = catalog.save(data_dir) {
+        if let Err(error) = save_catalog(data_dir, &catalog).await {
             tracing::warn!(%error, "cannot record finished deletions; start-up will");
             return;
         }
@@ -317,7 +331,7 @@ impl Shard {
             }
         };
         if !validate_only {
-            if let Err(error) = next.save(&self.controller().data_dir) {
+            if let Err(error) = save_catalog(&self.controller().data_dir, &next).await {
                 tracing::error!(%error, "cannot persist catalog");
                 return outcome(
                     topic.to_string(),
@@ -352,10 +366,13 @@ impl Shard {
             let meta = BrokerMeta {
                 producer_id_block_end: block_end,
             };
-            meta.save(&controller.data_dir).map_err(|error| {
-                tracing::error!(%error, "cannot persist producer id block");
-                ErrorCode::KafkaStorageError
-            })?;
+            let data_dir = controller.data_dir.clone();
+            run_off_shard(BlockingOp::BrokerMetaSave, move || meta.save(&data_dir))
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "cannot persist producer id block");
+                    ErrorCode::KafkaStorageError
+                })?;
             controller.producer_id_block_end.set(block_end);
         }
         controller.next_producer_id.set(id + 1);

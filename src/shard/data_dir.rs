@@ -13,7 +13,8 @@
 //! Owns: the survey and classification of a data dir, its lock file, `partition.metadata`.
 //! May import: config, metadata, storage (directory operations). Blocking `std::fs` calls:
 //! it runs on the main thread before the executors start, in the `shardlog data-dir`
-//! tools, and (`claim_partition_dir`) on a shard when it first opens a partition.
+//! tools, and (`claim_partition_dir`) on a shard's blocking pool (`storage::run_off_shard`)
+//! when the shard first opens a partition.
 //! Invariants: `prepare` changes nothing on disk unless every directory is accounted for;
 //! a directory is only ever deleted when the catalog's `deleting` list names its topic id.
 

@@ -9,7 +9,7 @@ use crate::metadata::{Catalog, TopicMeta, topic_id_hex};
 use crate::model::compression::CompressionError;
 use crate::model::validation::ValidationError;
 use crate::model::{ErrorCode, Offset, TopicPartition};
-use crate::storage::{PartitionLog, ReadLimits, StorageError};
+use crate::storage::{BlockingOp, PartitionLog, ReadLimits, StorageError, run_off_shard};
 use futures::future::{LocalBoxFuture, select, select_all};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -406,7 +406,8 @@ impl Shard {
                 }
             }
         }
-        self.remove_offline_partitions(&previous, &catalog, kept);
+        self.remove_offline_partitions(&previous, &catalog, kept)
+            .await;
         for (partition, log) in self.owned_logs() {
             if let Some(topic) = catalog.topic(partition.topic.as_str()) {
                 log.update_config(self.log_config_for(topic));
@@ -426,7 +427,7 @@ impl Shard {
 
     /// Offline partitions of deleted topics: a damaged log's directory is the topic's and
     /// goes with it; an unidentified directory is not the topic's and stays untouched.
-    fn remove_offline_partitions(
+    async fn remove_offline_partitions(
         &self,
         previous: &Catalog,
         catalog: &Catalog,
@@ -442,7 +443,10 @@ impl Shard {
             }
             let dir = self.config.storage.data_dir.join(partition.dir_name());
             let tag = deletion_tag(previous, catalog, &partition);
-            match crate::storage::remove_partition_dir(&dir, &tag) {
+            let removed = run_off_shard(BlockingOp::RemovePartitionDir, move || {
+                crate::storage::remove_partition_dir(&dir, &tag)
+            });
+            match removed.await {
                 Ok(()) => tracing::info!(shard = %self.id, %partition, "partition removed"),
                 Err(error) => {
                     tracing::error!(shard = %self.id, %partition, %error, "removing log failed")
@@ -459,7 +463,11 @@ impl Shard {
         partition: TopicPartition,
     ) {
         let dir = self.config.storage.data_dir.join(partition.dir_name());
-        if let Err(error) = claim_partition_dir(&dir, &topic.id) {
+        let (claimed_dir, id) = (dir.clone(), topic.id);
+        let claimed = run_off_shard(BlockingOp::ClaimPartitionDir, move || {
+            claim_partition_dir(&claimed_dir, &id)
+        });
+        if let Err(error) = claimed.await {
             tracing::error!(shard = %self.id, %partition, %error, "cannot use partition dir; partition offline");
             let reason = match error.unidentified {
                 true => OfflineReason::UnidentifiedDir,

@@ -94,12 +94,15 @@ where
         .io_memory(config.shard.io_memory_bytes)
         .ring_depth(config.shard.ring_depth)
         .preempt_timer(Duration::from_micros(config.shard.preempt_interval_us))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(config.shard.blocking_threads))
         .on_all_shards(move || {
             let (config, start, mesh, serve) = (config.clone(), start.clone(), mesh, serve);
             let (stopped, watch, nudge) = (stopped.clone(), watch.clone(), nudge.clone());
             async move {
                 // First, before anything can strand this executor (see executor_nudge).
                 let _nudge = nudge.attach();
+                // One blocking thread stays free for glommio's own calls (config docs).
+                crate::storage::set_in_flight_max(config.shard.blocking_threads - 1);
                 let startup = watch.executor_started();
                 startup.enter(StartupPhase::MeshJoin);
                 let (senders, mut receivers) = mesh

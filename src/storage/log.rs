@@ -583,7 +583,11 @@ impl PartitionLog {
         if let Err(error) = self.close().await {
             tracing::warn!(dir = %self.state.dir.display(), %error, "close before remove failed");
         }
-        super::remove_partition_dir(&self.state.dir, tag)
+        let (dir, tag) = (self.state.dir.clone(), tag.to_string());
+        super::run_off_shard(super::BlockingOp::RemovePartitionDir, move || {
+            super::remove_partition_dir(&dir, &tag)
+        })
+        .await
     }
 }
 

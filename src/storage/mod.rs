@@ -23,6 +23,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod append;
+mod blocking_fs;
 mod cache;
 mod checkpoint;
 mod compaction;
@@ -51,6 +52,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use blocking_fs::{BlockingOp, FS_GATE_ENV, run_off_shard, set_in_flight_max};
 pub use cache::{BatchCache, CacheStats};
 pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::StorageError;

@@ -5,8 +5,8 @@
 //! Owns: the tombstone naming (`<name>.<tag>.deleted`), `remove_partition_dir`,
 //! `repair_damaged`, `max_producer_id`. May import: storage modules, `crate::model`.
 //! Runs on: the main thread before the shards start, the `shardlog data-dir` tools, and
-//! (deletion) the shard that owned the partition. Kept in small functions so they can move
-//! to a blocking pool.
+//! (deletion) the blocking pool of the shard that owned the partition (`blocking_fs`), never
+//! that shard's thread.
 //! Invariants: a partition directory is never half-deleted under its own name (it is
 //! renamed first, and the rename is synced); the repair never deletes log bytes (the
 //! damaged file is kept as `<base>.log.damaged`).

@@ -9,6 +9,7 @@
 //! updates memory state without awaiting, so appends see either the old or the new log.
 
 use super::StorageError;
+use super::blocking_fs::{BlockingOp, run_off_shard};
 use super::checkpoint;
 use super::flusher::WriteCursor;
 use super::io;
@@ -57,7 +58,7 @@ pub(crate) async fn apply_retention(state: &LogState, now_ms: i64) -> Result<usi
     state
         .size_bytes
         .set(state.size_bytes.get().saturating_sub(freed));
-    delete_segment_files(state, &removed)?;
+    delete_segment_files(state, &removed).await?;
     io::sync_dir(&state.dir).await?;
     persist_log_start(state).await?;
     tracing::info!(
@@ -99,15 +100,25 @@ fn expired_segments(state: &LogState, now_ms: i64) -> usize {
     count
 }
 
-fn delete_segment_files(state: &LogState, removed: &[Rc<Segment>]) -> Result<(), StorageError> {
+/// Forgets the segments' open files, then unlinks their files on the blocking pool (an
+/// unlink of a large segment frees its extents: milliseconds the shard would not serve).
+async fn delete_segment_files(
+    state: &LogState,
+    removed: &[Rc<Segment>],
+) -> Result<(), StorageError> {
+    let mut paths = Vec::with_capacity(removed.len() * SEGMENT_SUFFIXES.len());
     for segment in removed {
         state.cache.forget_file(segment.uid);
         segment.file.borrow_mut().take();
-        for suffix in SEGMENT_SUFFIXES {
-            io::remove_file(&segment.path(suffix))?;
-        }
+        paths.extend(SEGMENT_SUFFIXES.iter().map(|suffix| segment.path(suffix)));
     }
-    Ok(())
+    if paths.is_empty() {
+        return Ok(());
+    }
+    run_off_shard(BlockingOp::RemoveSegmentFiles, move || {
+        paths.iter().try_for_each(|path| io::remove_file(path))
+    })
+    .await
 }
 
 /// Writes the current log start offset (serialised, so the file only moves forward).
@@ -163,7 +174,7 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     let (removed, cursor) = cut_memory_state(state, &segment, position, new_end);
     drop(meta_permit);
     let txn_checkpoint = txn_state::install_truncated(state, txns, &segment, new_end);
-    delete_segment_files(state, &removed)?;
+    delete_segment_files(state, &removed).await?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
     *state.cursor.borrow_mut() = cursor;
     for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {

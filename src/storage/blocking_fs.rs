@@ -1,0 +1,147 @@
+//! File-system calls with no io_uring form in glommio 0.9 (mkdir, unlink, rename,
+//! `remove_dir_all`, `std::fs` writes with `sync_all`) made while a shard serves: they run
+//! on the executor's blocking thread pool (`glommio::executor().spawn_blocking`), and the
+//! shard task awaits them, so the shard thread keeps answering its connections meanwhile.
+//!
+//! Owns: `run_off_shard`, the names of the operations (`BlockingOp`) and the test-only gate
+//! hook (`SHARDLOG_TEST_FS_GATE`). May import: glommio, std. Runs on: any shard (the closure
+//! on that shard's blocking thread).
+//! Invariants: one call runs one closure to completion before its future resolves, so a
+//! caller that awaits `write → fsync file → rename → fsync dir` inside one closure, or in
+//! sequence, keeps that order (docs/durability.md). The pool has `shard.blocking_threads`
+//! threads per shard (one FIFO queue, shared with glommio's own blocking calls); at most
+//! `shard.blocking_threads - 1` of this shard's operations are in it at once
+//! (`set_in_flight_max`), the others wait here, so one thread is always left for glommio. Start-up code on the main thread and the
+//! `shardlog data-dir` tools call the same functions directly (no executor there).
+
+use glommio::sync::Semaphore;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The environment variable of the test-only gate hook: `<op>:<dir>`. Once `<dir>/armed`
+/// exists, every operation named `<op>` creates `<dir>/reached`, then waits (on the thread
+/// that runs it) until `<dir>/release` exists, at most `GATE_WAIT_MAX`. Tests use it to hold a blocking file
+/// operation and show that the shard answers requests meanwhile.
+pub const FS_GATE_ENV: &str = "SHARDLOG_TEST_FS_GATE";
+/// Longest a gated operation waits for its release file.
+const GATE_WAIT_MAX: Duration = Duration::from_secs(120);
+const GATE_POLL: Duration = Duration::from_millis(5);
+
+/// The blocking file-system operations a serving shard makes, by name (logs, gate hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockingOp {
+    /// `topics.json` written (temp file, `sync_all`, rename, directory sync).
+    CatalogSave,
+    /// `meta.json` written (producer-id block).
+    BrokerMetaSave,
+    /// A new partition's directory and `partition.metadata` created.
+    ClaimPartitionDir,
+    /// A deleted partition's directory renamed to its tombstone and removed.
+    RemovePartitionDir,
+    /// Whether a deleted topic's partition directories are gone (stat calls).
+    CheckPartitionDirs,
+    /// The files of segments retention, DeleteRecords or truncation dropped unlinked.
+    RemoveSegmentFiles,
+    /// Other unlinks of a serving log (compaction leftovers, transaction indexes, markers).
+    RemoveFiles,
+}
+
+impl BlockingOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockingOp::CatalogSave => "catalog_save",
+            BlockingOp::BrokerMetaSave => "broker_meta_save",
+            BlockingOp::ClaimPartitionDir => "claim_partition_dir",
+            BlockingOp::RemovePartitionDir => "remove_partition_dir",
+            BlockingOp::CheckPartitionDirs => "check_partition_dirs",
+            BlockingOp::RemoveSegmentFiles => "remove_segment_files",
+            BlockingOp::RemoveFiles => "remove_files",
+        }
+    }
+}
+
+thread_local! {
+    /// Operations of this shard in the blocking pool at once (`set_in_flight_max`).
+    static IN_FLIGHT: Rc<Semaphore> = Rc::new(Semaphore::new(1));
+}
+
+/// Bounds this shard's operations in its blocking pool to `in_flight_max` at once, so that
+/// with `shard.blocking_threads` = `in_flight_max + 1` a thread is always free for glommio's
+/// own blocking calls (the renames of checkpoint writes, truncates): a slow unlink or
+/// `remove_dir_all` then delays only the operations queued behind it here. Called once by
+/// each shard before it serves.
+pub fn set_in_flight_max(in_flight_max: usize) {
+    assert!(in_flight_max >= 1, "no blocking file operation could run");
+    IN_FLIGHT.with(|semaphore| {
+        let current = semaphore.available() as usize;
+        if in_flight_max > current {
+            semaphore.signal((in_flight_max - current) as u64);
+        }
+    });
+}
+
+/// Runs `operation` on this shard's blocking thread pool and returns its result.
+pub async fn run_off_shard<T, F>(op: BlockingOp, operation: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let semaphore = IN_FLIGHT.with(Rc::clone);
+    // The semaphore is never closed, so the permit is always granted.
+    let _permit = semaphore.acquire_permit(1).await;
+    glommio::executor()
+        .spawn_blocking(move || {
+            gate(op);
+            operation()
+        })
+        .await
+}
+
+/// The gate hook (see `FS_GATE_ENV`); does nothing unless the variable names `op`.
+fn gate(op: BlockingOp) {
+    static GATE: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
+    let gate = GATE.get_or_init(|| {
+        let spec = std::env::var(FS_GATE_ENV).ok()?;
+        let (name, dir) = spec.split_once(':')?;
+        Some((name.to_string(), PathBuf::from(dir)))
+    });
+    let Some((name, dir)) = gate else {
+        return;
+    };
+    if name != op.as_str() || !dir.join("armed").exists() {
+        return;
+    }
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    ANNOUNCED.call_once(|| {
+        tracing::warn!(op = op.as_str(), dir = %dir.display(), "test gate ({FS_GATE_ENV}): holding blocking file operations");
+    });
+    let _ = std::fs::write(dir.join("reached"), b"");
+    let started = std::time::Instant::now();
+    while !dir.join("release").exists() && started.elapsed() < GATE_WAIT_MAX {
+        std::thread::sleep(GATE_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_on_another_thread_and_returns_the_result() {
+        let (result, shard_thread, blocking_thread) = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let shard_thread = std::thread::current().id();
+                let (result, blocking_thread) = run_off_shard(BlockingOp::RemoveFiles, || {
+                    (40 + 2, std::thread::current().id())
+                })
+                .await;
+                (result, shard_thread, blocking_thread)
+            })
+            .and_then(|handle| handle.join())
+            .unwrap();
+        assert_eq!(result, 42);
+        assert_ne!(blocking_thread, shard_thread);
+    }
+}
