@@ -580,7 +580,7 @@ impl PartitionLog {
     /// first (`remove_partition_dir`), so a crash never leaves a half-deleted directory
     /// under the partition's name.
     pub async fn remove(&self, tag: &str) -> Result<(), StorageError> {
-        if let Err(error) = self.close().await {
+        if let Err(error) = recovery::close_for_removal(&self.state).await {
             tracing::warn!(dir = %self.state.dir.display(), %error, "close before remove failed");
         }
         let (dir, tag) = (self.state.dir.clone(), tag.to_string());
