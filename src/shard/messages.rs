@@ -5,6 +5,7 @@
 use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncInput, SyncOutcome};
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::storage::RecordError;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -251,6 +252,8 @@ pub struct ProducePartitionResult {
     pub partition: TopicPartition,
     pub error: ErrorCode,
     pub error_message: Option<String>,
+    /// The records that caused `error` (KIP-467), by index in the batch.
+    pub record_errors: Vec<RecordError>,
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,

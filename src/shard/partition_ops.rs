@@ -56,6 +56,7 @@ fn produce_error(
         partition,
         error,
         error_message: message,
+        record_errors: Vec::new(),
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
@@ -110,6 +111,7 @@ impl Shard {
                         partition,
                         error: ErrorCode::None,
                         error_message: None,
+                        record_errors: Vec::new(),
                         base_offset: appended.base_offset.value(),
                         log_append_time_ms: appended.log_append_time_ms,
                         log_start_offset: appended.log_start_offset.value(),
@@ -121,7 +123,10 @@ impl Shard {
                     }
                     let code = storage_error_code(&error);
                     tracing::warn!(shard = %self.id, %partition, %error, "append rejected");
-                    results.push(produce_error(partition, code, Some(error.to_string())));
+                    results.push(ProducePartitionResult {
+                        record_errors: error.record_errors(),
+                        ..produce_error(partition, code, Some(error.to_string()))
+                    });
                 }
             }
         }

@@ -11,8 +11,8 @@
 //! copy); a batch is CRC-checked before it is decompressed; decompression is bounded by
 //! `decompressed_batch_bytes_max`.
 
-use super::StorageError;
 use super::log::LogConfig;
+use super::{RecordError, StorageError};
 use crate::model::batch::{self, Compression, RecordBatchHeader};
 use crate::model::compression::{self, RawRecord};
 use bytes::Bytes;
@@ -92,18 +92,35 @@ fn conform_batch(
     Ok(Some(compression::assemble(header, records_bytes, rebuild)?))
 }
 
+/// Kafka's message for a keyless record on a compacted topic (`LogValidator.validateKey`).
+const KEYLESS_ON_COMPACTED: &str = "Compacted topic cannot accept message without key";
+
 /// Compacted topics: every record has a key and offsets compaction can trust.
 fn check_keys(header: &RecordBatchHeader, records: &[RawRecord<'_>]) -> Result<(), StorageError> {
-    if let Some(index) = records.iter().position(|r| r.key.is_none()) {
+    let keyless: Vec<RecordError> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(index, _)| RecordError {
+            batch_index: i32::try_from(index).unwrap_or(i32::MAX),
+            message: KEYLESS_ON_COMPACTED.to_string(),
+        })
+        .collect();
+    if let Some(first) = keyless.first() {
         return Err(StorageError::InvalidRecord {
             reason: format!(
-                "compacted topic cannot accept a record without a key (record {index} of the batch)"
+                "One or more records have been rejected due to {} record errors in total: \
+                 {KEYLESS_ON_COMPACTED} (first: record {} of the batch)",
+                keyless.len(),
+                first.batch_index
             ),
+            record_errors: keyless,
         });
     }
     if !compression::offsets_consistent(header, records) {
         return Err(StorageError::InvalidRecord {
             reason: "record offset deltas are not increasing within lastOffsetDelta".to_string(),
+            record_errors: Vec::new(),
         });
     }
     Ok(())

@@ -64,9 +64,13 @@ pub enum StorageError {
         current_epoch: i16,
     },
     /// A record breaks a topic rule, e.g. no key on a compacted topic: Kafka INVALID_RECORD
-    /// (87).
+    /// (87), with the offending records named (KIP-467 `record_errors`; empty when the
+    /// rule is about the batch as a whole).
     #[error("invalid record: {reason}")]
-    InvalidRecord { reason: String },
+    InvalidRecord {
+        reason: String,
+        record_errors: Vec<RecordError>,
+    },
     /// A compressed batch cannot be decoded or re-encoded (bad codec data, decompressed
     /// size over `decompressed_batch_bytes_max`, malformed records): Kafka CORRUPT_MESSAGE.
     #[error("cannot recompress batch: {0}")]
@@ -103,7 +107,31 @@ pub enum StorageError {
     },
 }
 
+/// One refused record of a produced batch (KIP-467): its index in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
 impl StorageError {
+    /// The records of a refused batch that caused the refusal (Kafka's `record_errors` in
+    /// a Produce response, v8+); empty when the batch as a whole was refused.
+    pub fn record_errors(&self) -> Vec<RecordError> {
+        use crate::model::validation::InvalidBatch;
+        match self {
+            StorageError::InvalidRecord { record_errors, .. } => record_errors.clone(),
+            StorageError::Validation(ValidationError::Invalid(InvalidBatch::Record {
+                index,
+                problem,
+            })) => vec![RecordError {
+                batch_index: i32::try_from(*index).unwrap_or(i32::MAX),
+                message: problem.to_string(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StorageError::Io {
             op,

@@ -139,6 +139,8 @@ class PartitionResult:
     error: int
     base_offset: int
     error_message: str | None
+    # KIP-467 (v8+): (batch index, message) of each record that caused `error`.
+    record_errors: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 def parse_produce(body: bytes, version: int) -> dict[tuple[str, int], PartitionResult]:
@@ -165,14 +167,17 @@ def parse_produce(body: bytes, version: int) -> dict[tuple[str, int], PartitionR
             if version >= 5:
                 r.i64()  # log_start_offset
             message = None
+            record_errors = []
             if version >= 8:
                 for _ in range(count()):
-                    r.i32()
-                    string()
+                    batch_index = r.i32()
+                    record_errors.append((batch_index, string()))
+                    if flexible:
+                        r.tagged_fields()
                 message = string()
             if flexible:
                 r.tagged_fields()
-            out[(topic, index)] = PartitionResult(error, base_offset, message)
+            out[(topic, index)] = PartitionResult(error, base_offset, message, record_errors)
         if flexible:
             r.tagged_fields()
     r.i32()  # throttle_time_ms

@@ -21,7 +21,9 @@ use crate::server::{HandlerError, RequestContext};
 use crate::shard::metrics::RejectReason;
 use crate::shard::{Acks, ProducePartition, ProducePartitionResult, Shard};
 use futures::future::LocalBoxFuture;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +45,9 @@ pub fn handle(
     })
 }
 
+/// The first Produce version whose response names the refused records (KIP-467).
+const RECORD_ERRORS_VERSION_MIN: i16 = 8;
+
 /// Per (topic, partition) outcome, keyed for building the response in request order.
 type Outcomes = HashMap<(String, i32), ProducePartitionResult>;
 
@@ -51,6 +56,7 @@ fn rejected(partition: TopicPartition, error: ErrorCode) -> ProducePartitionResu
         partition,
         error,
         error_message: None,
+        record_errors: Vec::new(),
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
@@ -155,6 +161,19 @@ fn response(request: &ProduceRequest, mut outcomes: Outcomes, version: i16) -> P
                     partition.log_append_time_ms = outcome.log_append_time_ms;
                     partition.log_start_offset = outcome.log_start_offset;
                     partition.error_message = outcome.error_message.map(StrBytes::from_string);
+                    if version >= RECORD_ERRORS_VERSION_MIN {
+                        partition.record_errors = outcome
+                            .record_errors
+                            .into_iter()
+                            .map(|record| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(record.batch_index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        record.message,
+                                    )))
+                            })
+                            .collect();
+                    }
                     partition
                 })
                 .collect();
