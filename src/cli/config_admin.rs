@@ -1,13 +1,16 @@
-//! DescribeConfigs and IncrementalAlterConfigs with their per-resource errors.
+//! DescribeConfigs, IncrementalAlterConfigs and CreateTopics with their per-resource errors and
+//! the broker's messages.
 //!
 //! rdkafka 0.39 drops the per-resource error of both results: its `AlterConfigsFuture` pushes
 //! `Ok` for every resource and its `DescribeConfigsFuture` returns an empty entry list for a
 //! resource the broker refused, so `--set retention.ms=abc` looked like success. librdkafka
 //! itself keeps the code and the broker's message on each result resource
 //! (`rd_kafka_ConfigResource_error` / `_error_string`), so this module calls its C API
-//! (`rdkafka::bindings`) directly on a private result queue and reads them.
+//! (`rdkafka::bindings`) directly on a private result queue and reads them. CreateTopics goes
+//! the same way because rdkafka keeps its per-topic code but drops the message (which names the
+//! refused config).
 //!
-//! Owns: `ConfigChange`, `describe`, `alter_incrementally`. May import: rdkafka (and its
+//! Owns: `ConfigChange`, `describe`, `alter_incrementally`, `create_topic`. May import: rdkafka (and its
 //! bindings), `super::{client, error}`.
 //! Invariants: every native object made here (resources, options, queue, event) is destroyed
 //! by its guard's `Drop`, also on early return; a result is read only from the event it came in.
@@ -179,6 +182,70 @@ pub fn alter_incrementally(
     Ok(first_outcome(results, count, false)?.map(|_| ()))
 }
 
+/// CreateTopics for one topic (`-1` partitions or replication factor: the broker's default).
+/// `Ok(Err(_))` is the broker's refusal with its message (rdkafka's `create_topics` keeps the
+/// code but drops the message, so `--config retention.ms=abc` said only "Configuration is
+/// invalid").
+pub fn create_topic(
+    cluster: &Cluster,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(String, String)],
+) -> Result<Result<(), ResourceError>, CliError> {
+    let topic = NativeNewTopic::new(name, partitions, replication_factor)?;
+    for (key, value) in configs {
+        topic.set(key, value)?;
+    }
+    let call = AdminCall::new(
+        cluster,
+        rdsys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
+        None,
+    )?;
+    call.set_operation_timeout()?;
+    let mut topics = [topic.ptr];
+    // SAFETY: as in `describe`; librdkafka copies the new-topic specification.
+    unsafe {
+        rdsys::rd_kafka_CreateTopics(
+            call.handle,
+            topics.as_mut_ptr(),
+            topics.len(),
+            call.options,
+            call.queue,
+        );
+    }
+    let event = call.wait(cluster, "create topic")?;
+    // SAFETY: as in `describe`.
+    let result = unsafe { rdsys::rd_kafka_event_CreateTopics_result(event.ptr) };
+    if result.is_null() {
+        return Err(CliError::failed("create topic", "unexpected result type"));
+    }
+    let mut count = 0;
+    // SAFETY: `result` belongs to the live event; the array has `count` topic results.
+    let results = unsafe { rdsys::rd_kafka_CreateTopics_result_topics(result, &mut count) };
+    if results.is_null() || count == 0 {
+        return Err(CliError::failed(
+            "create topic",
+            "the broker returned no result",
+        ));
+    }
+    // SAFETY: `count` ≥ 1 valid pointers, alive with the event; strings are copied out.
+    let (code, message) = unsafe {
+        let topic_result = *results;
+        (
+            rdsys::rd_kafka_topic_result_error(topic_result),
+            owned_string(rdsys::rd_kafka_topic_result_error_string(topic_result)),
+        )
+    };
+    if code == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Ok(Ok(()));
+    }
+    Ok(Err(ResourceError {
+        code: code.into(),
+        message,
+    }))
+}
+
 /// The outcome of the only resource in a result; with `read_entries`, its config entries.
 fn first_outcome(
     results: *mut *const rdsys::rd_kafka_ConfigResource_t,
@@ -334,6 +401,62 @@ impl Drop for NativeResource {
     }
 }
 
+/// An owned `rd_kafka_NewTopic_t` for a CreateTopics request.
+struct NativeNewTopic {
+    ptr: *mut rdsys::rd_kafka_NewTopic_t,
+}
+
+impl NativeNewTopic {
+    fn new(
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<NativeNewTopic, CliError> {
+        let name_c = c_string(name)?;
+        let mut error_text = [0 as c_char; 512];
+        // SAFETY: valid C string (copied by librdkafka) and a writable error buffer.
+        let ptr = unsafe {
+            rdsys::rd_kafka_NewTopic_new(
+                name_c.as_ptr(),
+                partitions,
+                replication_factor,
+                error_text.as_mut_ptr(),
+                error_text.len(),
+            )
+        };
+        if ptr.is_null() {
+            // SAFETY: librdkafka wrote a NUL-terminated message into the buffer.
+            let message = unsafe { owned_string(error_text.as_ptr()) }.unwrap_or_default();
+            return Err(CliError::InvalidArgument(format!(
+                "topic '{name}': {message}"
+            )));
+        }
+        Ok(NativeNewTopic { ptr })
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<(), CliError> {
+        let (key_c, value_c) = (c_string(key)?, c_string(value)?);
+        // SAFETY: live new-topic; valid C strings that librdkafka copies.
+        let code = unsafe {
+            rdsys::rd_kafka_NewTopic_set_config(self.ptr, key_c.as_ptr(), value_c.as_ptr())
+        };
+        if code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(CliError::InvalidArgument(format!(
+                "config '{key}': {}",
+                RDKafkaErrorCode::from(code)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NativeNewTopic {
+    fn drop(&mut self) {
+        // SAFETY: created by rd_kafka_NewTopic_new and destroyed only here.
+        unsafe { rdsys::rd_kafka_NewTopic_destroy(self.ptr) }
+    }
+}
+
 /// Admin options and a private result queue on the cluster's client handle.
 struct AdminCall {
     handle: *mut rdsys::rd_kafka_t,
@@ -396,6 +519,28 @@ impl AdminCall {
             return Err(CliError::failed("configs", message));
         }
         Ok(call)
+    }
+
+    /// For requests the broker completes asynchronously (CreateTopics): how long it may take,
+    /// the same as the request timeout.
+    fn set_operation_timeout(&self) -> Result<(), CliError> {
+        let timeout_ms = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut error_text = [0 as c_char; 512];
+        // SAFETY: live options; the error buffer is writable for its stated length.
+        let code = unsafe {
+            rdsys::rd_kafka_AdminOptions_set_operation_timeout(
+                self.options,
+                timeout_ms,
+                error_text.as_mut_ptr(),
+                error_text.len(),
+            )
+        };
+        if code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            // SAFETY: librdkafka wrote a NUL-terminated message into the buffer.
+            let message = unsafe { owned_string(error_text.as_ptr()) }.unwrap_or_default();
+            return Err(CliError::failed("admin options", message));
+        }
+        Ok(())
     }
 
     /// Waits for the request's result event; a request-level error (no broker, timeout) is the

@@ -624,6 +624,24 @@ fn topic_config_refusals_exit_non_zero_with_the_brokers_message_and_apply_nothin
     assert_eq!(configs["configs"]["segment.bytes"], "1048576", "{configs}");
     assert_eq!(configs["configs"]["retention.ms"], "86400000", "{configs}");
 
+    // CreateTopics refusals carry the broker's message too, and create nothing.
+    let bad_create = broker.run(&[
+        "topic",
+        "create",
+        "badly-tuned",
+        "--config",
+        "retention.ms=abc",
+    ]);
+    assert_eq!(bad_create.code, 1, "{}", bad_create.describe());
+    assert!(
+        bad_create
+            .stderr
+            .contains("invalid value `abc` for topic config `retention.ms`"),
+        "{}",
+        bad_create.describe()
+    );
+    assert_eq!(broker.run(&["topic", "describe", "badly-tuned"]).code, 4);
+
     for args in [
         vec!["topic", "config", "nope"],
         vec!["topic", "config", "nope", "--set", "retention.ms=1000"],

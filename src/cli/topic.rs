@@ -11,7 +11,7 @@ use super::client::{self, Cluster, ConnectArgs, OffsetSpec, TopicInfo};
 use super::config_admin::{self, ConfigChange, ConfigTarget};
 use super::error::CliError;
 use super::output::{self, Format, Table};
-use rdkafka::admin::{ConfigEntry, ConfigSource, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{ConfigEntry, ConfigSource, NewPartitions};
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -149,31 +149,32 @@ fn create(
     if_not_exists: bool,
     format: Format,
 ) -> Result<(), CliError> {
-    let mut topic = NewTopic::new(
+    let outcome = config_admin::create_topic(
+        cluster,
         spec.name,
         spec.partitions,
-        TopicReplication::Fixed(spec.replication_factor),
-    );
-    for (key, value) in spec.configs {
-        topic = topic.set(key, value);
-    }
-    let results = client::block_on(
-        cluster
-            .admin
-            .create_topics([&topic], &cluster.admin_options()),
-    )
-    .map_err(|e| cluster.connect.error("create topic", e))?;
-    let mut created = true;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if if_not_exists => created = false,
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                return Err(CliError::Conflict(format!("topic '{name}' already exists")));
-            }
-            Err((_, code)) => return Err(cluster.connect.code_error("create topic", code)),
+        spec.replication_factor,
+        spec.configs,
+    )?;
+    let created = match outcome {
+        Ok(()) => true,
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists && if_not_exists => {
+            false
         }
-    }
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists => {
+            return Err(CliError::Conflict(format!(
+                "topic '{}' already exists",
+                spec.name
+            )));
+        }
+        Err(refusal) => {
+            return Err(refusal.into_cli_error(
+                cluster,
+                "create topic",
+                ConfigTarget::Topic(spec.name),
+            ));
+        }
+    };
     match format {
         Format::Json => output::print_json(&json!({ "topic": spec.name, "created": created })),
         Format::Text if created => println!("Created topic {}.", spec.name),
