@@ -20,8 +20,11 @@ rust-client-test::
 	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir \
 	  --test cli --test startup
 
+# check-dependencies.sh: the broker library stays free of librdkafka and every crate declared in
+# Cargo.toml is used (issue 18 item 7); no build needed.
 lint:
 	$(CARGO) fmt --all -- --check
+	CARGO=$(CARGO) tests/tidy/check-dependencies.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:

@@ -17,6 +17,10 @@ static ALLOCATOR: shardlog::huge_alloc::LazyHugeAllocator = shardlog::huge_alloc
     about = "A Kafka-compatible broker, thread-per-core on io_uring"
 )]
 struct Cli {
+    /// `--bootstrap-server` and `--request-timeout-ms`: global, so they work before the
+    /// subcommand as well as after it (`serve`, `data-dir` and `api-table` ignore them).
+    #[command(flatten)]
+    connect: cli::client::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,11 +135,24 @@ fn install_signal_handlers() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let connect = cli.connect;
     match cli.command {
-        Command::Topic(args) => cli::exit(cli::topic::run(&args)),
-        Command::Produce(args) => cli::exit(cli::produce::run(&args)),
-        Command::Consume(args) => cli::exit(cli::consume::run(&args)),
-        Command::Group(args) => cli::exit(cli::group::run(&args)),
+        Command::Topic(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::topic::run(&args))
+        }
+        Command::Produce(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::produce::run(&args))
+        }
+        Command::Consume(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::consume::run(&args))
+        }
+        Command::Group(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::group::run(&args))
+        }
         Command::DataDir(args) => cli::exit(cli::data_dir::run(&args)),
         Command::ApiTable => {
             print!("{}", shardlog::server::api_table::coverage_markdown());

@@ -26,7 +26,15 @@ const CLIENT_ID: &str = "shardlog-cli";
 /// Pause before repeating a read-only request that hit a transient transport error.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Options every subcommand shares.
+/// `--bootstrap-server` when neither the flag nor SHARDLOG_BOOTSTRAP_SERVER is given.
+const DEFAULT_BOOTSTRAP_SERVER: &str = "127.0.0.1:9092";
+/// `--request-timeout-ms` when not given.
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// Options every broker-facing subcommand shares. Declared once, on the top-level `shardlog`
+/// command with `global = true`, so they are accepted before the subcommand
+/// (`shardlog --bootstrap-server h:9092 topic list`) as well as after it; `main` hands the
+/// parsed values to the subcommand's args.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConnectArgs {
     /// Broker to bootstrap from, HOST:PORT (a comma-separated list is allowed).
@@ -34,12 +42,23 @@ pub struct ConnectArgs {
         long,
         global = true,
         env = "SHARDLOG_BOOTSTRAP_SERVER",
-        default_value = "127.0.0.1:9092"
+        default_value = DEFAULT_BOOTSTRAP_SERVER
     )]
     pub bootstrap_server: String,
     /// How long to wait for each broker request, in milliseconds.
-    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    #[arg(long, global = true, default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub request_timeout_ms: u64,
+}
+
+/// The values clap uses when no flag is given; subcommand args start from this until `main`
+/// fills in the parsed top-level flags.
+impl Default for ConnectArgs {
+    fn default() -> ConnectArgs {
+        ConnectArgs {
+            bootstrap_server: DEFAULT_BOOTSTRAP_SERVER.to_string(),
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+        }
+    }
 }
 
 impl ConnectArgs {

@@ -59,7 +59,9 @@ fn parse_start_offset(text: &str) -> Result<StartOffset, String> {
 
 #[derive(clap::Args, Debug)]
 pub struct ConsumeArgs {
-    #[command(flatten)]
+    /// Filled from the top-level `--bootstrap-server` / `--request-timeout-ms` (global flags
+    /// of `shardlog`, accepted before or after the subcommand).
+    #[arg(skip)]
     pub connect: ConnectArgs,
     /// Topic to read.
     #[arg(long)]

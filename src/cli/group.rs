@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(clap::Args, Debug)]
 pub struct GroupArgs {
-    #[command(flatten)]
+    /// Filled from the top-level `--bootstrap-server` / `--request-timeout-ms` (global flags
+    /// of `shardlog`, accepted before or after the subcommand).
+    #[arg(skip)]
     pub connect: ConnectArgs,
     /// Output: aligned text tables, or JSON for scripts.
     #[arg(long, global = true, value_enum, default_value_t)]
@@ -96,6 +98,11 @@ pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliEr
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
         return Err(CliError::UnknownGroup(group.to_string()));
     };
+    match group_error(info) {
+        RDKafkaErrorCode::NoError => {}
+        RDKafkaErrorCode::GroupIdNotFound => return Err(CliError::UnknownGroup(group.to_string())),
+        code => return Err(cluster.connect.code_error("describe group", code)),
+    }
     let members = info
         .members()
         .iter()
@@ -118,6 +125,18 @@ pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliEr
     })
 }
 
+/// DescribeGroups' per-group error, which rdkafka's `GroupInfo` does not expose (a refused group
+/// would otherwise read as one with an empty state and no members).
+fn group_error(info: &rdkafka::groups::GroupInfo) -> RDKafkaErrorCode {
+    // SAFETY: `GroupInfo` is rdkafka's single-field wrapper of `rd_kafka_group_info`; rdkafka
+    // itself builds `&[GroupInfo]` by casting the C array (`GroupList::groups`), so the cast
+    // back reads the same memory, which lives as long as `info`.
+    let native = unsafe {
+        &*(info as *const rdkafka::groups::GroupInfo as *const rdkafka::types::RDKafkaGroupInfo)
+    };
+    native.err.into()
+}
+
 /// The group's committed offsets over `partitions`; partitions without a commit are left out.
 pub fn committed_offsets(
     consumer: &BaseConsumer,
@@ -136,6 +155,17 @@ pub fn committed_offsets(
         .map_err(|e| connect.error("fetch committed offsets", e))?;
     let mut offsets = BTreeMap::new();
     for element in answer.elements() {
+        // OffsetFetch answers per partition; a partition-level error is the command's error.
+        if let Err(e) = element.error() {
+            return Err(connect.error(
+                &format!(
+                    "fetch committed offsets for {}/{}",
+                    element.topic(),
+                    element.partition()
+                ),
+                e,
+            ));
+        }
         if let Offset::Offset(offset) = element.offset() {
             offsets.insert((element.topic().to_string(), element.partition()), offset);
         }

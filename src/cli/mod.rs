@@ -12,7 +12,8 @@
 //! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
 
 mod assignment;
-mod client;
+pub mod client;
+mod config_admin;
 pub mod consume;
 pub mod data_dir;
 pub mod error;

@@ -50,7 +50,9 @@ pub enum Compression {
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {
-    #[command(flatten)]
+    /// Filled from the top-level `--bootstrap-server` / `--request-timeout-ms` (global flags
+    /// of `shardlog`, accepted before or after the subcommand).
+    #[arg(skip)]
     pub connect: ConnectArgs,
     /// Topic to write to (created on first use when the broker auto-creates topics).
     #[arg(long)]

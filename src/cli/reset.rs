@@ -1,5 +1,5 @@
 //! `shardlog group reset-offsets`: plan new committed offsets for a group on one topic, print the
-//! plan, and with `--execute` commit it.
+//! plan, and with `--execute` commit it and read the commit back.
 //!
 //! Owns: `ResetArgs`, `ResetTo` and the pure planning rule `plan_offset`. May import:
 //! `super::{client, error, group, output}`.
@@ -156,8 +156,40 @@ pub fn run(cluster: &Cluster, args: &ResetArgs, format: Format) -> Result<(), Cl
         consumer
             .commit(&offsets, CommitMode::Sync)
             .map_err(|e| cluster.connect.error("commit offsets", e))?;
+        verify_committed(&consumer, &cluster.connect, &topic.name, &plan)?;
     }
     print_plan(&args.group, &topic.name, &plan, args.mode.execute, format);
+    Ok(())
+}
+
+/// Reads the committed offsets back after `--execute`: rd_kafka_commit reports a request-level
+/// failure, but a partition the broker refused inside a successful OffsetCommit would otherwise
+/// pass unnoticed.
+fn verify_committed(
+    consumer: &BaseConsumer,
+    connect: &ConnectArgs,
+    topic: &str,
+    plan: &[PlanRow],
+) -> Result<(), CliError> {
+    let partitions: Vec<(String, i32)> = plan
+        .iter()
+        .map(|row| (topic.to_string(), row.partition))
+        .collect();
+    let committed = group::committed_offsets(consumer, connect, &partitions)?;
+    for row in plan {
+        let now = committed.get(&(topic.to_string(), row.partition)).copied();
+        if now != Some(row.new_offset) {
+            return Err(CliError::failed(
+                "commit offsets",
+                format!(
+                    "{topic}/{}: committed {} after committing {}",
+                    row.partition,
+                    now.map_or_else(|| "nothing".to_string(), |o| o.to_string()),
+                    row.new_offset
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -1,16 +1,17 @@
 //! `shardlog topic …`: create, list, describe, delete, alter (add partitions) and configure
 //! topics, like kafka-topics.sh and kafka-configs.sh, over CreateTopics, DeleteTopics, Metadata,
-//! CreatePartitions, DescribeConfigs and AlterConfigs.
+//! CreatePartitions, DescribeConfigs and IncrementalAlterConfigs.
 //!
-//! Owns: the `topic` argument tree and its output. May import: `super::{client, error, output}`,
+//! Owns: the `topic` argument tree and its output. May import:
+//! `super::{client, config_admin, error, output}`,
 //! `shardlog::metadata::shard_for` (shard placement is computed, not fetched: the broker only
 //! publishes its shard count, as the read-only broker config `shardlog.shards`).
 
 use super::client::{self, Cluster, ConnectArgs, OffsetSpec, TopicInfo};
+use super::config_admin::{self, ConfigChange, ConfigTarget};
 use super::error::CliError;
 use super::output::{self, Format, Table};
-use rdkafka::admin::{AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier};
-use rdkafka::admin::{ConfigEntry, TopicReplication};
+use rdkafka::admin::{ConfigEntry, ConfigSource, NewPartitions};
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -20,7 +21,9 @@ pub const SHARD_COUNT_CONFIG: &str = "shardlog.shards";
 
 #[derive(clap::Args, Debug)]
 pub struct TopicArgs {
-    #[command(flatten)]
+    /// Filled from the top-level `--bootstrap-server` / `--request-timeout-ms` (global flags
+    /// of `shardlog`, accepted before or after the subcommand).
+    #[arg(skip)]
     pub connect: ConnectArgs,
     /// Output: aligned text tables, or JSON for scripts.
     #[arg(long, global = true, value_enum, default_value_t)]
@@ -54,10 +57,14 @@ pub enum TopicCommand {
         #[arg(long)]
         include_internal: bool,
     },
-    /// Show partitions, leaders, shard placement, offsets and configs of a topic.
+    /// Show partitions, leaders, shard placement, offsets and configs of a topic, or of every
+    /// topic when no name is given.
     Describe {
-        /// Topic name.
-        name: String,
+        /// Topic name; without it, every topic (as kafka-topics.sh --describe).
+        name: Option<String>,
+        /// Without a name, also describe internal topics such as __consumer_offsets.
+        #[arg(long, conflicts_with = "name")]
+        include_internal: bool,
     },
     /// Delete a topic and its data.
     Delete {
@@ -114,7 +121,13 @@ pub fn run(args: &TopicArgs) -> Result<(), CliError> {
             create(&cluster, &spec, *if_not_exists, format)
         }
         TopicCommand::List { include_internal } => list(&cluster, *include_internal, format),
-        TopicCommand::Describe { name } => describe(&cluster, name, format),
+        TopicCommand::Describe {
+            name: Some(name), ..
+        } => describe(&cluster, name, format),
+        TopicCommand::Describe {
+            name: None,
+            include_internal,
+        } => describe_all(&cluster, *include_internal, format),
         TopicCommand::Delete { name } => delete(&cluster, name, format),
         TopicCommand::Alter { name, partitions } => alter(&cluster, name, *partitions, format),
         TopicCommand::Config { name, set, delete } => {
@@ -136,31 +149,32 @@ fn create(
     if_not_exists: bool,
     format: Format,
 ) -> Result<(), CliError> {
-    let mut topic = NewTopic::new(
+    let outcome = config_admin::create_topic(
+        cluster,
         spec.name,
         spec.partitions,
-        TopicReplication::Fixed(spec.replication_factor),
-    );
-    for (key, value) in spec.configs {
-        topic = topic.set(key, value);
-    }
-    let results = client::block_on(
-        cluster
-            .admin
-            .create_topics([&topic], &cluster.admin_options()),
-    )
-    .map_err(|e| cluster.connect.error("create topic", e))?;
-    let mut created = true;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if if_not_exists => created = false,
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                return Err(CliError::Conflict(format!("topic '{name}' already exists")));
-            }
-            Err((_, code)) => return Err(cluster.connect.code_error("create topic", code)),
+        spec.replication_factor,
+        spec.configs,
+    )?;
+    let created = match outcome {
+        Ok(()) => true,
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists && if_not_exists => {
+            false
         }
-    }
+        Err(refusal) if refusal.code == RDKafkaErrorCode::TopicAlreadyExists => {
+            return Err(CliError::Conflict(format!(
+                "topic '{}' already exists",
+                spec.name
+            )));
+        }
+        Err(refusal) => {
+            return Err(refusal.into_cli_error(
+                cluster,
+                "create topic",
+                ConfigTarget::Topic(spec.name),
+            ));
+        }
+    };
     match format {
         Format::Json => output::print_json(&json!({ "topic": spec.name, "created": created })),
         Format::Text if created => println!("Created topic {}.", spec.name),
@@ -241,6 +255,33 @@ fn describe(cluster: &Cluster, name: &str, format: Format) -> Result<(), CliErro
     match format {
         Format::Json => output::print_json(&report_json(&report)),
         Format::Text => print!("{}", report_text(&report)),
+    }
+    Ok(())
+}
+
+/// Every topic, as kafka-topics.sh --describe without --topic: text reports one after another
+/// (a blank line between), or a JSON array of the per-topic objects.
+fn describe_all(cluster: &Cluster, include_internal: bool, format: Format) -> Result<(), CliError> {
+    let mut reports = Vec::new();
+    for topic in cluster.topics()? {
+        if !include_internal && topic.name.starts_with("__") {
+            continue;
+        }
+        match topic_report(cluster, &topic.name) {
+            Ok(report) => reports.push(report),
+            // Deleted between the listing and its describe: not an error of this command.
+            Err(CliError::UnknownTopic(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    match format {
+        Format::Json => {
+            output::print_json(&Value::Array(reports.iter().map(report_json).collect()))
+        }
+        Format::Text => {
+            let texts: Vec<String> = reports.iter().map(report_text).collect();
+            print!("{}", texts.join("\n"));
+        }
     }
     Ok(())
 }
@@ -379,22 +420,12 @@ fn is_topic_override(entry: &ConfigEntry) -> bool {
         || (entry.source == ConfigSource::Unknown && !entry.is_default)
 }
 
+/// The topic's configs from DescribeConfigs; a refusal is an error with the broker's message
+/// (rdkafka's own `describe_configs` would return no entries instead, see `config_admin`).
 fn topic_configs(cluster: &Cluster, name: &str) -> Result<Vec<ConfigEntry>, CliError> {
-    let resource = ResourceSpecifier::Topic(name);
-    let results = client::block_on(
-        cluster
-            .admin
-            .describe_configs([&resource], &cluster.admin_options()),
-    )
-    .map_err(|e| cluster.connect.error("describe topic configs", e))?;
-    match results.into_iter().next() {
-        Some(Ok(resource)) => Ok(resource.entries),
-        Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-            Err(CliError::UnknownTopic(name.to_string()))
-        }
-        Some(Err(code)) => Err(cluster.connect.code_error("describe topic configs", code)),
-        None => Err(CliError::failed("describe topic configs", "empty response")),
-    }
+    let target = ConfigTarget::Topic(name);
+    config_admin::describe(cluster, target, None)?
+        .map_err(|refusal| refusal.into_cli_error(cluster, "describe topic configs", target))
 }
 
 /// The broker's shard count from its `shardlog.shards` config; `None` for brokers that do not
@@ -405,11 +436,11 @@ pub fn broker_shard_count(cluster: &Cluster, broker_id: i32) -> Option<usize> {
     } else {
         *cluster.broker_ids().ok()?.first()?
     };
-    let resource = ResourceSpecifier::Broker(broker_id);
-    let options = cluster.admin_options().broker_id(broker_id);
-    let results = client::block_on(cluster.admin.describe_configs([&resource], &options)).ok()?;
-    let resource = results.into_iter().next()?.ok()?;
-    let value = resource.get(SHARD_COUNT_CONFIG)?.value.as_deref()?;
+    let entries = config_admin::describe(cluster, ConfigTarget::Broker(broker_id), Some(broker_id))
+        .ok()?
+        .ok()?;
+    let entry = entries.iter().find(|e| e.name == SHARD_COUNT_CONFIG)?;
+    let value = entry.value.as_deref()?;
     value.parse::<usize>().ok().filter(|count| *count > 0)
 }
 
@@ -470,8 +501,10 @@ fn alter(cluster: &Cluster, name: &str, partitions: i32, format: Format) -> Resu
     Ok(())
 }
 
-/// AlterConfigs replaces a topic's whole dynamic config, so the new set is the current overrides
-/// with `set` applied and `delete` removed.
+/// IncrementalAlterConfigs SET for each `set` and DELETE for each `delete`, as
+/// kafka-configs.sh does: the broker validates the changes together and applies all or none, and
+/// a refusal ends the command non-zero with the broker's message. Prints the topic's own configs
+/// as the broker has them afterwards.
 fn configure(
     cluster: &Cluster,
     name: &str,
@@ -487,14 +520,14 @@ fn configure(
     let mut own = config_map(&topic_configs(cluster, name)?, true);
     if !set.is_empty() || !delete.is_empty() {
         for key in delete {
-            if own.remove(key).is_none() {
+            if !own.contains_key(key) {
                 eprintln!("note: {key} was not set on topic {name}");
             }
         }
-        for (key, value) in set {
-            own.insert(key.clone(), Some(value.clone()));
-        }
-        replace_configs(cluster, name, &own)?;
+        let changes = config_changes(set, delete);
+        let target = ConfigTarget::Topic(name);
+        config_admin::alter_incrementally(cluster, target, &changes)?
+            .map_err(|refusal| refusal.into_cli_error(cluster, "alter topic configs", target))?;
         own = config_map(&topic_configs(cluster, name)?, true);
     }
     match format {
@@ -514,32 +547,15 @@ fn configure(
     Ok(())
 }
 
-/// AlterConfigs with the topic's complete new override set.
-fn replace_configs(
-    cluster: &Cluster,
-    name: &str,
-    configs: &BTreeMap<String, Option<String>>,
-) -> Result<(), CliError> {
-    let mut request = AlterConfig::new(ResourceSpecifier::Topic(name));
-    for (key, value) in configs {
-        request = request.set(key, value.as_deref().unwrap_or(""));
-    }
-    let results = client::block_on(
-        cluster
-            .admin
-            .alter_configs([&request], &cluster.admin_options()),
-    )
-    .map_err(|e| cluster.connect.error("alter topic configs", e))?;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                return Err(CliError::UnknownTopic(name.to_string()));
-            }
-            Err((_, code)) => return Err(cluster.connect.code_error("alter topic configs", code)),
-        }
-    }
-    Ok(())
+fn config_changes(set: &[(String, String)], delete: &[String]) -> Vec<ConfigChange> {
+    let sets = set.iter().map(|(key, value)| ConfigChange::Set {
+        key: key.clone(),
+        value: value.clone(),
+    });
+    let deletes = delete
+        .iter()
+        .map(|key| ConfigChange::Delete { key: key.clone() });
+    sets.chain(deletes).collect()
 }
 
 #[cfg(test)]
@@ -556,5 +572,25 @@ mod tests {
         assert_eq!(parse_key_value("k="), Ok(("k".into(), String::new())));
         assert!(parse_key_value("novalue").is_err());
         assert!(parse_key_value("=v").is_err());
+    }
+
+    #[test]
+    fn set_and_delete_flags_become_one_incremental_request() {
+        let changes = config_changes(
+            &[("retention.ms".into(), "1000".into())],
+            &["segment.bytes".into()],
+        );
+        assert_eq!(
+            changes,
+            [
+                ConfigChange::Set {
+                    key: "retention.ms".into(),
+                    value: "1000".into()
+                },
+                ConfigChange::Delete {
+                    key: "segment.bytes".into()
+                },
+            ]
+        );
     }
 }
