@@ -3,13 +3,19 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build run test unit-test rust-client-test lint fmt
+.PHONY: build run install test unit-test rust-client-test lint fmt
 
 build:
 	$(CARGO) build --release --bin shardlog
 
 run: build
 	./target/release/shardlog serve --listen 127.0.0.1:9092 --data-dir ./data
+
+# The broker and CLI binary on PATH: PREFIX/bin (default ~/.local/bin).
+PREFIX ?= $(HOME)/.local
+install: build
+	install -D -m 755 target/release/shardlog $(PREFIX)/bin/shardlog
+	@echo "installed $(PREFIX)/bin/shardlog"
 
 unit-test:
 	$(CARGO) test -p shardlog --lib --bins

@@ -31,6 +31,26 @@ use std::time::{Duration, Instant};
 /// How often shutdown checks whether connections have drained.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// The one line an operator looks for after start-up: where to connect, where the admin
+/// endpoints are, which data dir.
+fn log_ready(shard: &Shard) {
+    let server = &shard.config.server;
+    let admin = if server.admin_listen.is_empty() {
+        "disabled".to_string()
+    } else {
+        format!(
+            "http://{}/ (/metrics, /health/live, /health/ready)",
+            server.admin_listen
+        )
+    };
+    tracing::info!(
+        "shardlog ready: Kafka clients on {}, admin {admin}, data dir {}, {} shards",
+        server.listen,
+        shard.config.storage.data_dir.display(),
+        shard.shard_count
+    );
+}
+
 /// Accepts Kafka connections on this shard until shutdown, then gives open connections up
 /// to `shutdown_grace_ms` to finish their in-flight requests. The listener opens only once
 /// every shard has opened all its partitions (the start-up barrier); the admin endpoint
@@ -55,6 +75,9 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     let listener = TcpListener::bind(address.as_str())
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
+    if shard.id.0 == 0 {
+        log_ready(&shard);
+    }
     let open_connections = Rc::new(Cell::new(0usize));
     let connections_max = shard.config.server.shard_connections_max;
     loop {

@@ -596,7 +596,7 @@ impl Shard {
                     }
                 }
             }
-            tracing::info!(shard = %self.id, %partition, replayed, "group log replayed");
+            tracing::debug!(shard = %self.id, %partition, replayed, "group log replayed");
         }
         let now = monotonic_ms();
         let limits = self.coordinator.limits;

@@ -163,11 +163,17 @@ pub(crate) async fn recover(
         io::remove_file(&checkpoint::path(dir, CLEAN_SHUTDOWN_FILE))?;
         io::sync_dir(dir).await?;
     }
-    tracing::info!(
-        dir = %dir.display(), log_start, log_end, segments = segments.len(),
-        clean = listing.clean, floor = floor.offset, corrupt_batches = corrupt.len(),
-        "partition log recovered"
-    );
+    if listing.log_bases.is_empty() {
+        // A new partition (or one whose files were all gone, which `floor` would have
+        // refused had anything been synced): nothing to recover, so no "clean" to report.
+        tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log created");
+    } else {
+        tracing::info!(
+            dir = %dir.display(), log_start, log_end, segments = segments.len(),
+            clean = listing.clean, floor = floor.offset, corrupt_batches = corrupt.len(),
+            "partition log recovered"
+        );
+    }
     Ok(Recovered {
         segments,
         cursor,
