@@ -15,6 +15,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// ListOffsets special timestamps (Kafka's `ListOffsetsRequest` constants).
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+/// KIP-734, ListOffsets v7+.
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405, ListOffsets v8+.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// KIP-1005, ListOffsets v9+.
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
 /// Leader epoch stamped on appended batches (single broker: epoch 0 until replication).
 const LEADER_EPOCH: i32 = 0;
 
@@ -297,10 +307,15 @@ impl Shard {
         } else {
             log.high_watermark()
         };
+        // The special timestamps are documented in docs/protocol-coverage.md.
         let found = match request.timestamp {
-            -1 => Ok(Some((latest, -1))),
-            -2 => Ok(Some((log.log_start_offset(), -1))),
-            -3 => log.max_timestamp().await,
+            LATEST_TIMESTAMP => Ok(Some((latest, -1))),
+            // No tiered storage: the earliest local offset is the log start offset.
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok(Some((log.log_start_offset(), -1))),
+            MAX_TIMESTAMP => log.max_timestamp().await,
+            // No tiered storage: nothing was moved to remote storage, so offset -1 (as Kafka
+            // answers for a topic without remote storage).
+            LATEST_TIERED_TIMESTAMP => Ok(None),
             timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
                 Ok(Some(found)) => Ok(Some(first_record_at_or_after(&log, found, timestamp).await)),
                 other => other,

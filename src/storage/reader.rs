@@ -19,6 +19,7 @@ use super::state::LogState;
 use super::txn_state;
 use crate::model::Offset;
 use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
+use crate::model::compression;
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use std::rc::Rc;
@@ -453,8 +454,45 @@ pub(crate) async fn offset_for_timestamp(
     Ok(None)
 }
 
+/// ListOffsets -3 (KIP-734): the offset and timestamp of the record with the largest
+/// timestamp; on ties the earliest such record, as Kafka answers. The batch carrying the
+/// largest batch max timestamp is read (decompressed if need be, within
+/// `decompressed_batch_bytes_max`) to find the record. When the record cannot be told (the
+/// batch is above the high watermark, or compaction removed that record), the batch's last
+/// offset is answered.
+pub(crate) async fn max_timestamp_record(
+    state: &LogState,
+) -> Result<Option<(Offset, i64)>, StorageError> {
+    let Some((last_offset, timestamp)) = max_timestamp_batch(state) else {
+        return Ok(None);
+    };
+    let limits = ReadLimits::bytes(1, true);
+    let batches = collect(state, last_offset.0, limits, || state.high_watermark.get())
+        .await?
+        .batches;
+    let Some(batch) = batches.first() else {
+        return Ok(Some((last_offset, timestamp)));
+    };
+    let header = RecordBatchHeader::view(batch)?;
+    let max = usize::try_from(state.config().decompressed_batch_bytes_max).unwrap_or(usize::MAX);
+    let records = compression::batch_records(batch, max)?;
+    let parsed = compression::parse_records(&records, header.records_count.get())?;
+    let log_start = state.log_start.get();
+    let record = parsed.iter().find(|record| {
+        compression::record_timestamp(header, record) == timestamp
+            && header.base_offset() + i64::from(record.offset_delta) >= log_start
+    });
+    Ok(Some(match record {
+        Some(record) => (
+            Offset(header.base_offset() + i64::from(record.offset_delta)),
+            timestamp,
+        ),
+        None => (last_offset, timestamp),
+    }))
+}
+
 /// The largest batch max timestamp (earliest batch on ties) and that batch's last offset.
-pub(crate) fn max_timestamp(state: &LogState) -> Option<(Offset, i64)> {
+fn max_timestamp_batch(state: &LogState) -> Option<(Offset, i64)> {
     let log_start = state.log_start.get();
     let mut best: Option<(i64, i64)> = None;
     for segment in state.segments.borrow().iter() {
