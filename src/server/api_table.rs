@@ -86,6 +86,12 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DescribeProducers, 0, 0, describe_producers::handle),
     row!(DescribeTransactions, 0, 0, describe_transactions::handle),
     row!(ListTransactions, 0, 1, list_transactions::handle),
+    row!(
+        DescribeTopicPartitions,
+        0,
+        0,
+        describe_topic_partitions::handle
+    ),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

@@ -10,6 +10,11 @@
   first such record on ties, also inside a compressed batch and when later batches carry
   smaller timestamps; -4 EARLIEST_LOCAL is the log start offset (no tiered storage), also
   after DeleteRecords moved it; -5 LATEST_TIERED is -1 (nothing in remote storage).
+- DescribeTopicPartitions (API 75, KIP-966) through kafka-python's admin: pages of at most
+  `response_partition_limit` partitions, the cursor leading through every partition of the
+  named topics exactly once, in name order; leader/replicas/ISR = this broker; an unknown
+  topic is reported with UNKNOWN_TOPIC_OR_PARTITION and takes no room; topic ids agree with
+  Metadata. (The Java AdminClient's use of API 75 is checked in test_java.py.)
 """
 
 import kafka
@@ -32,9 +37,9 @@ KAFKA_4_0 = (4, 0)
 
 # API key -> (min, max) versions the round-trip tests here and in test_wire.py exercise
 # (test_list_offsets_every_version_answers: ListOffsets v1..v10; this file: ListOffsets v10
-# through kafka-python). Raising a version in the API table without a round-trip test of it
-# fails below.
-ROUND_TRIPPED = {2: (1, 10)}
+# and DescribeTopicPartitions v0 through kafka-python). Raising a version in the API table
+# without a round-trip test of it fails below.
+ROUND_TRIPPED = {2: (1, 10), 75: (0, 0)}
 
 
 def test_advertised_versions_are_the_round_tripped_ones(broker):
@@ -99,5 +104,57 @@ def test_list_offsets_max_timestamp_on_empty_partition(broker):
     try:
         found = admin.list_partition_offsets({tp: OffsetSpec.MAX_TIMESTAMP})[tp]
         assert (found.offset, found.timestamp) == (-1, -1)
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------- DescribeTopicPartitions (75)
+
+def describe_pages(admin, topics, limit):
+    """Every page of DescribeTopicPartitions, following next_cursor from the start."""
+    pages, cursor = [], None
+    while True:
+        page = admin.describe_topic_partitions(topics, response_partition_limit=limit,
+                                               cursor=cursor)
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "DescribeTopicPartitions paging does not end"
+
+
+def test_describe_topic_partitions_pages_with_cursor_kafka_python(broker):
+    a, b = unique_topic("dtpa"), unique_topic("dtpb")
+    ck_create_topic(broker.bootstrap, a, 5)
+    ck_create_topic(broker.bootstrap, b, 2)
+    first, second = sorted([a, b])
+    counts = {a: 5, b: 2}
+    admin = kp_admin(broker.bootstrap)
+    try:
+        (node_id,) = [b["broker_id"] for b in admin.describe_cluster()["brokers"]]
+        pages = describe_pages(admin, [a, b], limit=3)
+        seen = []
+        for page in pages:
+            assert sum(len(t["partitions"]) for t in page["topics"]) <= 3
+            for topic in page["topics"]:
+                assert topic["error_code"] == 0, topic
+                assert topic["is_internal"] is False
+                for p in topic["partitions"]:
+                    assert (p["error_code"], p["leader_id"], p["replica_nodes"],
+                            p["isr_nodes"]) == (0, node_id, [node_id], [node_id]), p
+                    seen.append((topic["name"], p["partition_index"]))
+        assert seen == [(t, i) for t in (first, second) for i in range(counts[t])]
+        # 7 partitions, 3 a page: 3 pages, the first cursor inside the first topic.
+        assert len(pages) == 3
+        assert pages[0]["next_cursor"] == {"topic_name": first, "partition_index": 3}
+        # All in one page; an unknown topic is reported and takes no room.
+        missing = unique_topic("dtpmissing")
+        (page,) = describe_pages(admin, [a, missing, b], limit=2000)
+        by_name = {t["name"]: t for t in page["topics"]}
+        assert by_name[missing]["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+        assert [len(by_name[t]["partitions"]) for t in (a, b)] == [5, 2]
+        # The topic id is the one Metadata reports.
+        (described,) = admin.describe_topics([a])
+        assert str(by_name[a]["topic_id"]) == str(described["topic_id"])
     finally:
         admin.close()
