@@ -316,10 +316,7 @@ impl Shard {
             // No tiered storage: nothing was moved to remote storage, so offset -1 (as Kafka
             // answers for a topic without remote storage).
             LATEST_TIERED_TIMESTAMP => Ok(None),
-            timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
-                Ok(Some(found)) => Ok(Some(first_record_at_or_after(&log, found, timestamp).await)),
-                other => other,
-            },
+            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp).await,
             _ => {
                 result.error = ErrorCode::InvalidRequest;
                 return result;
@@ -518,27 +515,4 @@ fn deletion_tag(previous: &Catalog, catalog: &Catalog, partition: &TopicPartitio
         .topic(name)
         .or_else(|| catalog.deleting().iter().find(|t| t.name == name))
         .map_or_else(|| "unknown".to_string(), |t| topic_id_hex(&t.id))
-}
-
-/// Kafka answers a timestamp lookup with the first *record* whose timestamp is at or after
-/// the target, not the batch. The storage index finds the batch (`found`); this looks
-/// inside it. Compressed batches are answered at batch level for now.
-async fn first_record_at_or_after(
-    log: &PartitionLog,
-    found: (Offset, i64),
-    target: i64,
-) -> (Offset, i64) {
-    let Ok(read) = log.read(found.0, 1, true).await else {
-        return found;
-    };
-    let Some(batch) = read.batches.first() else {
-        return found;
-    };
-    let Ok(records) = crate::model::records::read_records(batch) else {
-        return found;
-    };
-    records
-        .iter()
-        .find(|r| r.offset >= found.0.value() && r.timestamp >= target)
-        .map_or(found, |r| (Offset(r.offset), r.timestamp))
 }

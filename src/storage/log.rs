@@ -491,8 +491,8 @@ impl PartitionLog {
             .await;
     }
 
-    /// Kafka ListOffsets by timestamp: the first offset whose batch max timestamp is
-    /// >= `timestamp_ms`, with that timestamp; None if no such batch.
+    /// Kafka ListOffsets by timestamp: the first record whose timestamp is >= `timestamp_ms`
+    /// (also inside a compressed batch), with its timestamp; None if there is none.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,

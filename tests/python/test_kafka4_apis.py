@@ -9,7 +9,8 @@
   -3 MAX_TIMESTAMP is the offset and timestamp of the record with the largest timestamp, the
   first such record on ties, also inside a compressed batch and when later batches carry
   smaller timestamps; -4 EARLIEST_LOCAL is the log start offset (no tiered storage), also
-  after DeleteRecords moved it; -5 LATEST_TIERED is -1 (nothing in remote storage).
+  after DeleteRecords moved it; -5 LATEST_TIERED is -1 (nothing in remote storage). A time
+  target answers the first record at or after it, also inside a compressed batch.
 - DescribeTopicPartitions (API 75, KIP-966) through kafka-python's admin: pages of at most
   `response_partition_limit` partitions, the cursor leading through every partition of the
   named topics exactly once, in name order; leader/replicas/ISR = this broker; an unknown
@@ -87,6 +88,10 @@ def test_list_offsets_special_timestamps_kafka_python(broker, compression):
         assert lookup(OffsetSpec.MAX_TIMESTAMP) == (MAX_TS_OFFSET, TS_BASE_MS + 5000)
         assert lookup(OffsetSpec.EARLIEST_LOCAL) == (0, -1)
         assert lookup(OffsetSpec.LATEST_TIERED) == (-1, -1)
+        # By time: the first record at or after the target, inside the (compressed) batch.
+        assert lookup(TS_BASE_MS) == (0, TS_BASE_MS)
+        assert lookup(TS_BASE_MS + 1) == (MAX_TS_OFFSET, TS_BASE_MS + 5000)
+        assert lookup(TS_BASE_MS + 5001) == (-1, -1)
         # DeleteRecords moves the log start offset: earliest-local follows it.
         admin.delete_records({tp: 2})
         assert lookup(OffsetSpec.EARLIEST) == (2, -1)
