@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long open connections may take to finish their in-flight
     /// requests before logs are closed anyway, ms. Default 5000, range 0..=600000.
     pub shutdown_grace_ms: u64,
+    /// Most partitions one DescribeTopicPartitions response describes, whatever the client's
+    /// `response_partition_limit` (Kafka `max.request.partition.size.limit`); the rest is
+    /// reached through the response's cursor. Default 2000, range 1..=1000000.
+    pub describe_topic_partitions_response_partitions_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +139,7 @@ impl Default for ServerConfig {
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: 64 * MIB,
             shutdown_grace_ms: 5_000,
+            describe_topic_partitions_response_partitions_max: 2000,
         }
     }
 }
@@ -508,6 +513,12 @@ impl Config {
             4096,
         )?;
         check("server.fetch_wait_ms_max", s.fetch_wait_ms_max, 0, 300_000)?;
+        check(
+            "server.describe_topic_partitions_response_partitions_max",
+            s.describe_topic_partitions_response_partitions_max,
+            1,
+            1_000_000,
+        )?;
         check(
             "server.fetch_response_bytes_max",
             s.fetch_response_bytes_max,

@@ -50,7 +50,7 @@ const fn row(
 pub static API_TABLE: &[ApiRow] = &[
     row!(Produce, 3, 11, produce::handle),
     row!(Fetch, 4, 17, fetch::handle),
-    row!(ListOffsets, 1, 7, list_offsets::handle),
+    row!(ListOffsets, 1, 10, list_offsets::handle),
     row!(Metadata, 0, 12, metadata::handle),
     row!(OffsetCommit, 2, 8, offset_commit::handle),
     row!(OffsetFetch, 1, 8, offset_fetch::handle),
@@ -86,6 +86,12 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DescribeProducers, 0, 0, describe_producers::handle),
     row!(DescribeTransactions, 0, 0, describe_transactions::handle),
     row!(ListTransactions, 0, 1, list_transactions::handle),
+    row!(
+        DescribeTopicPartitions,
+        0,
+        0,
+        describe_topic_partitions::handle
+    ),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

@@ -325,7 +325,8 @@ pub struct WaitOp {
 #[derive(Debug, Clone)]
 pub struct ListOffsetsPartition {
     pub partition: TopicPartition,
-    /// -1 latest, -2 earliest, -3 max timestamp, >= 0 a timestamp.
+    /// -1 latest, -2 earliest, -3 max timestamp, -4 earliest local, -5 latest tiered, or
+    /// a timestamp (zero or more).
     pub timestamp: i64,
     pub read_committed: bool,
 }

@@ -15,6 +15,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// ListOffsets special timestamps (Kafka's `ListOffsetsRequest` constants).
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+/// KIP-734, ListOffsets v7+.
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405, ListOffsets v8+.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// KIP-1005, ListOffsets v9+.
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
 /// Leader epoch stamped on appended batches (single broker: epoch 0 until replication).
 const LEADER_EPOCH: i32 = 0;
 
@@ -302,14 +312,16 @@ impl Shard {
         } else {
             log.high_watermark()
         };
+        // The special timestamps are documented in docs/protocol-coverage.md.
         let found = match request.timestamp {
-            -1 => Ok(Some((latest, -1))),
-            -2 => Ok(Some((log.log_start_offset(), -1))),
-            -3 => log.max_timestamp().await,
-            timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
-                Ok(Some(found)) => Ok(Some(first_record_at_or_after(&log, found, timestamp).await)),
-                other => other,
-            },
+            LATEST_TIMESTAMP => Ok(Some((latest, -1))),
+            // No tiered storage: the earliest local offset is the log start offset.
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok(Some((log.log_start_offset(), -1))),
+            MAX_TIMESTAMP => log.max_timestamp().await,
+            // No tiered storage: nothing was moved to remote storage, so offset -1 (as Kafka
+            // answers for a topic without remote storage).
+            LATEST_TIERED_TIMESTAMP => Ok(None),
+            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp).await,
             _ => {
                 result.error = ErrorCode::InvalidRequest;
                 return result;
@@ -508,27 +520,4 @@ fn deletion_tag(previous: &Catalog, catalog: &Catalog, partition: &TopicPartitio
         .topic(name)
         .or_else(|| catalog.deleting().iter().find(|t| t.name == name))
         .map_or_else(|| "unknown".to_string(), |t| topic_id_hex(&t.id))
-}
-
-/// Kafka answers a timestamp lookup with the first *record* whose timestamp is at or after
-/// the target, not the batch. The storage index finds the batch (`found`); this looks
-/// inside it. Compressed batches are answered at batch level for now.
-async fn first_record_at_or_after(
-    log: &PartitionLog,
-    found: (Offset, i64),
-    target: i64,
-) -> (Offset, i64) {
-    let Ok(read) = log.read(found.0, 1, true).await else {
-        return found;
-    };
-    let Some(batch) = read.batches.first() else {
-        return found;
-    };
-    let Ok(records) = crate::model::records::read_records(batch) else {
-        return found;
-    };
-    records
-        .iter()
-        .find(|r| r.offset >= found.0.value() && r.timestamp >= target)
-        .map_or(found, |r| (Offset(r.offset), r.timestamp))
 }

@@ -491,8 +491,8 @@ impl PartitionLog {
             .await;
     }
 
-    /// Kafka ListOffsets by timestamp: the first offset whose batch max timestamp is
-    /// >= `timestamp_ms`, with that timestamp; None if no such batch.
+    /// Kafka ListOffsets by timestamp: the first record whose timestamp is >= `timestamp_ms`
+    /// (also inside a compressed batch), with its timestamp; None if there is none.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
@@ -500,9 +500,10 @@ impl PartitionLog {
         reader::offset_for_timestamp(&self.state, timestamp_ms).await
     }
 
-    /// The largest max-timestamp in the log and the offset carrying it (ListOffsets -3).
+    /// ListOffsets -3 (KIP-734): the offset and timestamp of the record with the largest
+    /// timestamp (the earliest such record on ties); None for a log without records.
     pub async fn max_timestamp(&self) -> Result<Option<(Offset, i64)>, StorageError> {
-        Ok(reader::max_timestamp(&self.state))
+        reader::max_timestamp_record(&self.state).await
     }
 
     /// Deletes whole closed segments past `retention.ms`/`retention.bytes` (those two only

@@ -19,6 +19,7 @@ use super::state::LogState;
 use super::txn_state;
 use crate::model::Offset;
 use crate::model::batch::{BATCH_HEADER_BYTES, BatchError, RecordBatchHeader};
+use crate::model::compression;
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use std::rc::Rc;
@@ -418,7 +419,11 @@ fn corrupt(segment: &Segment, position: u64, source: BatchError) -> StorageError
     }
 }
 
-/// First batch (at or after the log start) whose max timestamp is >= `timestamp`.
+/// ListOffsets by time: the first record (at or after the log start) whose timestamp is at
+/// or after `timestamp`, with its timestamp, as Kafka answers; compressed batches are
+/// decompressed (within `decompressed_batch_bytes_max`) to find it. The time index finds the
+/// batch; if no record of that batch can be told (a malformed batch is never served, so this
+/// is a defensive fallback), its first offset and max timestamp are answered.
 pub(crate) async fn offset_for_timestamp(
     state: &LogState,
     timestamp: i64,
@@ -443,8 +448,9 @@ pub(crate) async fn offset_for_timestamp(
             for bytes in &batches {
                 let header = RecordBatchHeader::view(bytes)?;
                 if header.max_timestamp.get() >= timestamp {
+                    let record = first_record(state, bytes, |ts| ts >= timestamp)?;
                     let offset = header.base_offset().max(log_start);
-                    return Ok(Some((Offset(offset), header.max_timestamp.get())));
+                    return Ok(record.or(Some((Offset(offset), header.max_timestamp.get()))));
                 }
                 cursor = header.next_offset();
             }
@@ -453,8 +459,51 @@ pub(crate) async fn offset_for_timestamp(
     Ok(None)
 }
 
+/// ListOffsets -3 (KIP-734): the offset and timestamp of the record with the largest
+/// timestamp; on ties the earliest such record, as Kafka answers. The batch carrying the
+/// largest batch max timestamp is read (decompressed if need be, within
+/// `decompressed_batch_bytes_max`) to find the record. When the record cannot be told (the
+/// batch is above the high watermark, or compaction removed that record), the batch's last
+/// offset is answered.
+pub(crate) async fn max_timestamp_record(
+    state: &LogState,
+) -> Result<Option<(Offset, i64)>, StorageError> {
+    let Some((last_offset, timestamp)) = max_timestamp_batch(state) else {
+        return Ok(None);
+    };
+    let limits = ReadLimits::bytes(1, true);
+    let batches = collect(state, last_offset.0, limits, || state.high_watermark.get())
+        .await?
+        .batches;
+    let Some(batch) = batches.first() else {
+        return Ok(Some((last_offset, timestamp)));
+    };
+    let record = first_record(state, batch, |ts| ts == timestamp)?;
+    Ok(record.or(Some((last_offset, timestamp))))
+}
+
+/// The offset and timestamp of the first record of `batch` at or after the log start whose
+/// timestamp satisfies `wanted`; the records are decompressed within
+/// `decompressed_batch_bytes_max`.
+fn first_record(
+    state: &LogState,
+    batch: &[u8],
+    wanted: impl Fn(i64) -> bool,
+) -> Result<Option<(Offset, i64)>, StorageError> {
+    let header = RecordBatchHeader::view(batch)?;
+    let max = usize::try_from(state.config().decompressed_batch_bytes_max).unwrap_or(usize::MAX);
+    let records = compression::batch_records(batch, max)?;
+    let parsed = compression::parse_records(&records, header.records_count.get())?;
+    let log_start = state.log_start.get();
+    Ok(parsed.iter().find_map(|record| {
+        let offset = header.base_offset() + i64::from(record.offset_delta);
+        let timestamp = compression::record_timestamp(header, record);
+        (offset >= log_start && wanted(timestamp)).then_some((Offset(offset), timestamp))
+    }))
+}
+
 /// The largest batch max timestamp (earliest batch on ties) and that batch's last offset.
-pub(crate) fn max_timestamp(state: &LogState) -> Option<(Offset, i64)> {
+fn max_timestamp_batch(state: &LogState) -> Option<(Offset, i64)> {
     let log_start = state.log_start.get();
     let mut best: Option<(i64, i64)> = None;
     for segment in state.segments.borrow().iter() {

@@ -306,14 +306,16 @@ def compact_array(items: list[bytes]) -> bytes:
 
 
 def list_offsets(correlation_id: int, version: int, topic: str, partition: int,
-                 timestamp: int) -> bytes:
-    """ListOffsets request v1..v7 for one partition (-1 latest, -2 earliest, or a time)."""
+                 timestamp: int, timeout_ms: int = 30_000) -> bytes:
+    """ListOffsets request v1..v10 for one partition (-1 latest, -2 earliest, -3 max
+    timestamp, -4 earliest local, -5 latest tiered, or a time); v10 carries `timeout_ms`."""
     flexible = version >= 6
     part = i32(partition) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
     if flexible:
         body = (i32(-1) + i8(0) + compact_array([
             compact_string(topic) + compact_array([part + EMPTY_TAGGED_FIELDS])
-            + EMPTY_TAGGED_FIELDS]) + EMPTY_TAGGED_FIELDS)
+            + EMPTY_TAGGED_FIELDS]) + (i32(timeout_ms) if version >= 10 else b"")
+            + EMPTY_TAGGED_FIELDS)
         return frame(header_v2(API_LIST_OFFSETS, version, correlation_id) + body)
     body = (i32(-1) + (i8(0) if version >= 2 else b"")
             + i32(1) + string(topic) + i32(1) + part)

@@ -2,7 +2,8 @@
 on by default) works unmodified, driven through tests/java/ShardlogClient.java.
 
 - Admin: create a 3-partition topic, list it, describe it (every partition led by the one
-  broker, replicas = [that broker]), delete it (gone from the list).
+  broker, replicas = [that broker]; the broker serves it as DescribeTopicPartitions, counted
+  in /metrics), delete it (gone from the list).
 - Produce 5,000 records (keys incl. null) with the default idempotent producer (acks=all) and
   every codec; also acks=0 and acks=1 without idempotence. Each record is acked with an
   offset; keyed records land on (murmur2(key) & 0x7fffffff) % 3; offsets per partition are
@@ -26,6 +27,7 @@ import kafka_wire as wire
 from clients import ck_create_topic, ck_produce, ck_producer, ck_read_all, ck_watermarks
 from harness import REPO_ROOT, java_partition_for_key, murmur2, unique_topic
 from test_compression import CODECS
+from test_operations import scrape, total
 
 JAVA_TIMEOUT_S = 180.0
 JAVA_CONSUME_TIMEOUT_MS = 120_000
@@ -76,11 +78,21 @@ def test_java_selftest_codecs_and_murmur2():
     assert java_hashes == {k: murmur2(k.encode()) for k in keys}
 
 
+def api_requests(broker, api: str) -> float:
+    """Requests of `api` the broker has handled, from /metrics."""
+    return total(scrape(broker), "shardlog_request_duration_seconds",
+                 "shardlog_request_duration_seconds_count", api=api)
+
+
 def test_java_admin_create_list_describe_delete(broker):
     topic = unique_topic("jadmin")
     assert java("create", broker.bootstrap, topic, "3") == [["CREATED", topic]]
     assert ["TOPIC", topic] in java("list", broker.bootstrap)
+    served_before = api_requests(broker, "DescribeTopicPartitions")
     described = java("describe", broker.bootstrap, topic)
+    # kafka-clients 4.x describes topics with DescribeTopicPartitions (KIP-966) when the
+    # broker advertises it, and Metadata otherwise: the broker must have served API 75.
+    assert api_requests(broker, "DescribeTopicPartitions") > served_before
     assert described[0][:2] == ["TOPIC", topic]
     bid = str(broker_id(broker.bootstrap))
     assert described[1:] == [["PARTITION", str(p), "leader", bid, "replicas", bid]

@@ -111,19 +111,30 @@ def test_api_versions_identical_on_every_connection(broker):
     assert 10 in dict(apis), "FindCoordinator (10) not listed: librdkafka then refuses LZ4"
 
 
-@pytest.mark.parametrize("version", range(1, 8))
+LIST_OFFSETS_TS_MS = 1_700_000_000_000
+
+
+@pytest.mark.parametrize("version", range(1, 11))
 def test_list_offsets_every_version_answers(broker, version):
-    """ListOffsets v1..v7 (librdkafka 2.0 uses v2, current clients v7+) each answer earliest
-    and latest correctly on one connection; none leaves the client hanging."""
+    """ListOffsets v1..v10 (librdkafka 2.0 uses v2, Kafka 4.0 clients v10) each answer
+    earliest and latest correctly on one connection, and from the version that introduced
+    them the special timestamps -3 (max timestamp, v7), -4 (earliest local, v8) and -5
+    (latest tiered, v9: -1 without tiered storage); none leaves the client hanging. The
+    records all carry one timestamp, so -3 names the first of them."""
     from clients import ck_create_topic, ck_produce, ck_producer
     from harness import unique_topic
     topic = unique_topic("lo")
     ck_create_topic(broker.bootstrap, topic, 1)
-    ck_produce(ck_producer(broker.bootstrap), topic, [(None, b"x", 0)] * 3)
+    ck_produce(ck_producer(broker.bootstrap), topic, [(None, b"x", 0, LIST_OFFSETS_TS_MS)] * 3)
+    # (target, introduced in, expected (error, timestamp, offset))
+    cases = [(-2, 1, (0, -1, 0)), (-1, 1, (0, -1, 3)), (-3, 7, (0, LIST_OFFSETS_TS_MS, 0)),
+             (-4, 8, (0, -1, 0)), (-5, 9, (0, -1, -1))]
     with wire.connect(broker.bootstrap) as sock:
-        for correlation_id, target, expected in ((1, -2, 0), (2, -1, 3)):
+        for correlation_id, (target, since, expected) in enumerate(cases, start=1):
+            if version < since:
+                continue
             sock.sendall(wire.list_offsets(correlation_id, version, topic, 0, target))
             body = wire.recv_frame(sock)
             assert wire.Reader(body).i32() == correlation_id
-            error, _, offset = wire.parse_list_offsets(body[4:], version)[(topic, 0)]
-            assert (error, offset) == (0, expected), f"v{version} target {target}"
+            found = wire.parse_list_offsets(body[4:], version)[(topic, 0)]
+            assert found == expected, f"v{version} target {target}"

@@ -1,5 +1,8 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), or the first offset
-//! whose batch timestamp is >= a given time, answered by the owning shards.
+//! ListOffsets (key 2, v1–10): latest (-1), earliest (-2), max timestamp (-3, KIP-734),
+//! earliest local (-4, KIP-405), latest tiered (-5, KIP-1005), or the first record whose
+//! timestamp is >= a given time, answered by the owning shards. v10's `timeout_ms`
+//! (KIP-1075) bounds remote-storage lookups; there is no remote storage, so it is ignored.
+//! The special timestamps are tabled in docs/protocol-coverage.md.
 
 use super::topic_name;
 use crate::model::{ErrorCode, ShardId, TopicPartition};
