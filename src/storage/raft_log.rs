@@ -93,6 +93,20 @@ impl RaftLogStore {
         }
     }
 
+    /// An in-memory copy of everything this store has persisted — all of its state, since
+    /// every mutating call syncs before it changes memory. The simulator's crash keeps this
+    /// and loses the rest of the node.
+    pub fn durable_copy(&self) -> RaftLogStore {
+        RaftLogStore {
+            dir: None,
+            log_file: None,
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+
     /// Opens (or creates) the store in `dir`, recovering what a crash left.
     pub fn open(dir: &Path, voters: &[u64]) -> Result<(Self, RaftLogRecovery), RaftLogError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
