@@ -15,6 +15,7 @@ pub mod controller;
 pub mod image;
 pub mod raft;
 pub mod records;
+pub mod sim;
 #[cfg(test)]
 mod test_rng;
 
