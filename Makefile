@@ -252,3 +252,14 @@ SOAK_SECONDS ?= 120
 .PHONY: soak
 soak: test-deps build
 	$(VENV_PY) tests/soak/soak.py --binary target/release/shardlog --seconds $(SOAK_SECONDS)
+
+# Metadata Raft simulator, long run (not part of `make test`; `cargo test --release --lib
+# cluster::sim` runs 1000 seeds): SIM_SEEDS seeds × SIM_STEPS fault steps each, then healing and
+# a liveness check. A failing seed prints SHARDLOG_SIM_SEED=<seed>; replay it with
+# `SHARDLOG_SIM_SEED=<seed> cargo test --release --lib cluster::sim`. See docs/cluster.md.
+SIM_SEEDS ?= 10000
+SIM_STEPS ?= 2000
+.PHONY: sim
+sim:
+	SHARDLOG_SIM_SEEDS=$(SIM_SEEDS) SHARDLOG_SIM_STEPS=$(SIM_STEPS) $(CARGO) test --release --lib \
+	  cluster::sim::tests::seeded_runs_keep_raft_safe_and_live -- --exact --nocapture

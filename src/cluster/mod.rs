@@ -2,16 +2,20 @@
 //! broker builds by applying them in order, and the active controller's pure decisions.
 //!
 //! Owns: pure state and decisions only. May import: `crate::model`, `crate::metadata`
-//! (topic ids, topic-name and topic-config validation). No I/O, no glommio, no clocks: time is
-//! an argument. Invariants: applying the same records in the same order gives the same image
-//! on every broker; an image restored from a snapshot equals the image it was taken from.
+//! (topic ids, topic-name and topic-config validation); `raft` (the metadata Raft driver) also
+//! the `raft` crate and `crate::storage::raft_log`, whose store does std file I/O when opened on
+//! a directory. No sockets, no glommio, no clocks: time is an argument (ticks, for Raft).
+//! Invariants: applying the same records in the same order gives the same image on every
+//! broker; an image restored from a snapshot equals the image it was taken from.
 //! Runs on: whichever shard hosts the metadata log (see docs/cluster.md).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod controller;
 pub mod image;
+pub mod raft;
 pub mod records;
+pub mod sim;
 #[cfg(test)]
 mod test_rng;
 

@@ -17,7 +17,8 @@
 //! transaction index), `txn_tickets` (transaction verification, KIP-890 part 1);
 //! `compaction` (cleanup.policy=compact) and `conform` (topic rules applied to incoming
 //! batches: compression.type, keys on compacted topics); `offline` (directory operations
-//! outside an open log: tombstone deletion, repair, producer-id survey). See
+//! outside an open log: tombstone deletion, repair, producer-id survey); `raft_log` (the cluster
+//! metadata Raft log, hard state and snapshot under its own directory, std fs). See
 //! docs/durability.md for the durability contract.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -35,6 +36,7 @@ mod io;
 mod log;
 mod offline;
 mod producer;
+pub mod raft_log;
 mod reader;
 mod recovery;
 mod retention;
