@@ -151,6 +151,16 @@ fn a_stalled_shard_is_reported_with_its_phase_and_partition_until_it_finishes() 
         shard_1.len() >= 2,
         "the watchdog must report the stalled shard repeatedly while it is stuck:\n{log}"
     );
+    // The stall holds the shard's first partition; once it lifts, a loaded machine may
+    // keep later partitions slow enough for further reports, naming them.
+    let at_the_stall = shard_1
+        .iter()
+        .filter(|l| field(l, "partition_number") == Some("1"))
+        .count();
+    assert!(
+        at_the_stall >= 2,
+        "the stall hits this shard's first partition and is reported repeatedly:\n{log}"
+    );
     for line in &shard_1 {
         assert_eq!(field(line, "phase"), Some("opening_partitions"), "{line}");
         let partition = field(line, "partition").unwrap_or_default();
@@ -159,10 +169,12 @@ fn a_stalled_shard_is_reported_with_its_phase_and_partition_until_it_finishes() 
                 || partition.starts_with("__transaction_state-"),
             "the report names the partition being opened: {line}"
         );
-        assert_eq!(
-            field(line, "partition_number"),
-            Some("1"),
-            "the stall hits this shard's first partition: {line}"
+        let partition_number: u32 = field(line, "partition_number")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        assert!(
+            partition_number >= 1,
+            "the report numbers the partition: {line}"
         );
         let partitions: u32 = field(line, "partitions")
             .and_then(|n| n.parse().ok())
