@@ -813,13 +813,15 @@ mod tests {
         let mut config = Config::default();
         config.cluster.metadata_snapshot_entries = 0;
         let message = config.validate().unwrap_err().to_string();
-        assert!(message.contains("cluster.metadata_snapshot_entries"), "{message}");
+        assert!(
+            message.contains("cluster.metadata_snapshot_entries"),
+            "{message}"
+        );
         let mut config = Config::default();
         config.cluster.default_partitions = config.cluster.partitions_max + 1;
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("cluster.default_partitions"), "{message}");
-        let parsed: Config =
-            toml::from_str("[cluster]\nmetadata_snapshot_entries = 50\n").unwrap();
+        let parsed: Config = toml::from_str("[cluster]\nmetadata_snapshot_entries = 50\n").unwrap();
         assert_eq!(parsed.cluster.metadata_snapshot_entries, 50);
         assert_eq!(parsed.cluster.broker_session_timeout_ms, 9_000);
     }

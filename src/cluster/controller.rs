@@ -15,8 +15,8 @@ use super::records::{
     MetadataRecord, NodeId, PartitionChangeRecord, PartitionRecord, ProducerIdsBlockRecord,
     RegisterBrokerRecord, TopicRecord, Uuid,
 };
-use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
 use crate::config::ClusterConfig;
+use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
 use crate::metadata::{TopicId, validate_topic_name};
 use crate::model::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
