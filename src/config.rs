@@ -43,6 +43,7 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     pub group: GroupConfig,
     pub transaction: TransactionConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// Network listener and request limits.
@@ -411,6 +412,79 @@ impl Default for TransactionConfig {
     }
 }
 
+/// The metadata quorum and the active controller (issue 15, docs/cluster.md). Not yet read by
+/// a running broker: the cluster code takes these values, but no broker runs it yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Applied metadata-log entries between two snapshots of the metadata image; the log
+    /// before a snapshot is dropped. Default 10000, range 1..=10000000.
+    pub metadata_snapshot_entries: u64,
+    /// An unfenced broker that has not heartbeated for this long is fenced, ms
+    /// (Kafka `broker.session.timeout.ms`). Default 9000, range 1000..=3600000.
+    pub broker_session_timeout_ms: i64,
+    /// Replication factor of a CreateTopics request that asks for -1
+    /// (Kafka `default.replication.factor`). Default 1, range 1..=32.
+    pub default_replication_factor: i16,
+    /// Partitions of a CreateTopics request that asks for -1 (Kafka `num.partitions`).
+    /// Default 1, range 1..=`cluster.partitions_max`.
+    pub default_partitions: i32,
+    /// Largest partition count of one topic. Default 10000, range 1..=100000.
+    pub partitions_max: i32,
+    /// Producer ids per block the controller hands to a broker. Default 1000,
+    /// range 1..=1000000.
+    pub producer_id_block_size: i64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            metadata_snapshot_entries: 10_000,
+            broker_session_timeout_ms: 9_000,
+            default_replication_factor: 1,
+            default_partitions: 1,
+            partitions_max: 10_000,
+            producer_id_block_size: 1_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            "cluster.metadata_snapshot_entries",
+            self.metadata_snapshot_entries,
+            1,
+            10_000_000,
+        )?;
+        check(
+            "cluster.broker_session_timeout_ms",
+            self.broker_session_timeout_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check(
+            "cluster.default_replication_factor",
+            self.default_replication_factor,
+            1,
+            32,
+        )?;
+        check("cluster.partitions_max", self.partitions_max, 1, 100_000)?;
+        check(
+            "cluster.default_partitions",
+            self.default_partitions,
+            1,
+            self.partitions_max,
+        )?;
+        check(
+            "cluster.producer_id_block_size",
+            self.producer_id_block_size,
+            1,
+            1_000_000,
+        )
+    }
+}
+
 fn check<T: PartialOrd + std::fmt::Debug>(
     field: &'static str,
     value: T,
@@ -688,6 +762,7 @@ impl Config {
             1,
             100_000,
         )?;
+        self.cluster.validate()?;
         Ok(())
     }
 }
@@ -731,6 +806,24 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let err = toml::from_str::<Config>("[server]\nlisten_typo = 1\n");
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn cluster_section_is_validated() {
+        let mut config = Config::default();
+        config.cluster.metadata_snapshot_entries = 0;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("cluster.metadata_snapshot_entries"),
+            "{message}"
+        );
+        let mut config = Config::default();
+        config.cluster.default_partitions = config.cluster.partitions_max + 1;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("cluster.default_partitions"), "{message}");
+        let parsed: Config = toml::from_str("[cluster]\nmetadata_snapshot_entries = 50\n").unwrap();
+        assert_eq!(parsed.cluster.metadata_snapshot_entries, 50);
+        assert_eq!(parsed.cluster.broker_session_timeout_ms, 9_000);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Owns: placement, broker registration and fencing, leader election on fencing, producer-id
 //! blocks. May import: `super::{records, image}`, `crate::metadata` (name and config
-//! validation), `crate::model::ErrorCode`. No I/O, no clock reads.
+//! validation), `crate::model::ErrorCode`, `crate::config` (settings). No I/O, no clock reads.
 //! Invariants: every record list a decision returns applies cleanly, in order, to the image it
 //! was decided on; epochs in it only grow; producer-id blocks never overlap.
 //! Broker heartbeat times are not metadata: `BrokerSessions` keeps them in the controller's
@@ -15,19 +15,15 @@ use super::records::{
     MetadataRecord, NodeId, PartitionChangeRecord, PartitionRecord, ProducerIdsBlockRecord,
     RegisterBrokerRecord, TopicRecord, Uuid,
 };
+use crate::config::ClusterConfig;
 use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
 use crate::metadata::{TopicId, validate_topic_name};
 use crate::model::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use thiserror::Error;
 
-/// Kafka error codes the model table does not list yet (Kafka protocol guide numbers).
-const STALE_BROKER_EPOCH: i16 = 77;
-const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
-const BROKER_ID_NOT_REGISTERED: i16 = 102;
-const INCONSISTENT_CLUSTER_ID: i16 = 104;
-
-/// Knobs of the controller's decisions. The shell fills them from `Config`.
+/// Knobs of the controller's decisions, from the `[cluster]` config section
+/// (`from_config`); the defaults equal the config's.
 #[derive(Debug, Clone)]
 pub struct ControllerSettings {
     /// A broker that has not heartbeated for this long is fenced (Kafka
@@ -41,6 +37,19 @@ pub struct ControllerSettings {
     pub partitions_max: i32,
     /// Producer ids per block handed to a broker. Default 1000.
     pub producer_id_block_size: i64,
+}
+
+impl ControllerSettings {
+    /// The settings of the `[cluster]` config section (validated by `Config::validate`).
+    pub fn from_config(config: &ClusterConfig) -> Self {
+        ControllerSettings {
+            broker_session_timeout_ms: config.broker_session_timeout_ms,
+            default_replication_factor: config.default_replication_factor,
+            default_partitions: config.default_partitions,
+            partitions_max: config.partitions_max,
+            producer_id_block_size: config.producer_id_block_size,
+        }
+    }
 }
 
 impl Default for ControllerSettings {
@@ -107,10 +116,12 @@ impl ControllerError {
             ControllerError::UnknownTopicOrPartition(_) => {
                 ErrorCode::UnknownTopicOrPartition.code()
             }
-            ControllerError::DuplicateBrokerRegistration { .. } => DUPLICATE_BROKER_REGISTRATION,
-            ControllerError::BrokerIdNotRegistered(_) => BROKER_ID_NOT_REGISTERED,
-            ControllerError::StaleBrokerEpoch { .. } => STALE_BROKER_EPOCH,
-            ControllerError::InconsistentClusterId => INCONSISTENT_CLUSTER_ID,
+            ControllerError::DuplicateBrokerRegistration { .. } => {
+                ErrorCode::DuplicateBrokerRegistration.code()
+            }
+            ControllerError::BrokerIdNotRegistered(_) => ErrorCode::BrokerIdNotRegistered.code(),
+            ControllerError::StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch.code(),
+            ControllerError::InconsistentClusterId => ErrorCode::InconsistentClusterId.code(),
             ControllerError::ProducerIdsExhausted => ErrorCode::UnknownServerError.code(),
         }
     }

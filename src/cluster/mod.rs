@@ -2,7 +2,8 @@
 //! broker builds by applying them in order, and the active controller's pure decisions.
 //!
 //! Owns: pure state and decisions only. May import: `crate::model`, `crate::metadata`
-//! (topic ids, topic-name and topic-config validation); `raft` (the metadata Raft driver) also
+//! (topic ids, topic-name and topic-config validation), `crate::config` (the `[cluster]`
+//! section); `raft` (the metadata Raft driver) also
 //! the `raft` crate and `crate::storage::raft_log`, whose store does std file I/O when opened on
 //! a directory. No sockets, no glommio, no clocks: time is an argument (ticks, for Raft).
 //! Invariants: applying the same records in the same order gives the same image on every
@@ -13,6 +14,7 @@
 
 pub mod controller;
 pub mod image;
+pub mod image_machine;
 pub mod raft;
 pub mod records;
 pub mod sim;

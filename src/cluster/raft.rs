@@ -14,21 +14,29 @@
 use raft::prelude::{Entry, EntryType, Message};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 
+use crate::config::ClusterConfig;
 use crate::storage::raft_log::{RaftLogError, RaftLogStore};
 
-/// Entries applied between two snapshots of the state machine (config knob
-/// `cluster.metadata_snapshot_entries` when the controller is wired to the config).
+/// Entries applied between two snapshots of the state machine; the default of the config
+/// knob `cluster.metadata_snapshot_entries`.
 pub const METADATA_SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
 
-/// The replicated state machine the metadata log feeds (the metadata image, in production).
+/// The replicated state machine the metadata log feeds (the metadata image, in production:
+/// `super::image_machine::ImageStateMachine`).
+///
+/// An error from any method means this node's state can no longer be trusted (a committed
+/// entry or a snapshot that does not apply is a bug or corruption): the driver returns
+/// `RaftDriverError::StateMachine` and halts, refusing every later call, so the node stops
+/// rather than skip the entry and diverge from its peers.
 pub trait MetadataStateMachine {
+    type Error: std::error::Error + Send + Sync + 'static;
     /// Applies the committed entry at `index`. Called for every normal entry in index order;
     /// `data` is empty for the no-op entry a new leader appends.
-    fn apply(&mut self, index: u64, data: &[u8]);
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<(), Self::Error>;
     /// The state as bytes, for a snapshot taken at the last applied index.
-    fn snapshot(&self) -> Vec<u8>;
+    fn snapshot(&self) -> Result<Vec<u8>, Self::Error>;
     /// Replaces the state with a snapshot's bytes.
-    fn restore(&mut self, data: &[u8]);
+    fn restore(&mut self, data: &[u8]) -> Result<(), Self::Error>;
 }
 
 /// Timing and size settings of one Raft node. Ticks are whatever the caller's tick is.
@@ -63,6 +71,16 @@ impl Default for RaftSettings {
     }
 }
 
+impl RaftSettings {
+    /// Default timings with the snapshot interval of the `[cluster]` config section.
+    pub fn from_config(config: &ClusterConfig) -> Self {
+        RaftSettings {
+            snapshot_entries: config.metadata_snapshot_entries,
+            ..RaftSettings::default()
+        }
+    }
+}
+
 /// Errors of the Raft driver.
 #[derive(Debug, thiserror::Error)]
 pub enum RaftDriverError {
@@ -78,6 +96,25 @@ pub enum RaftDriverError {
         "committed entry {index} is a configuration change; membership changes are not supported"
     )]
     UnsupportedEntry { index: u64 },
+    /// The state machine refused a committed entry (`index`), a snapshot, or to snapshot. The
+    /// driver has halted; the node must stop.
+    #[error("metadata state machine failed at index {index}; the node must stop: {source}")]
+    StateMachine {
+        index: u64,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the metadata Raft node halted after a state machine failure at index {index}")]
+    Halted { index: u64 },
+}
+
+fn state_machine_error<E: std::error::Error + Send + Sync + 'static>(
+    index: u64,
+    error: E,
+) -> RaftDriverError {
+    RaftDriverError::StateMachine {
+        index,
+        source: Box::new(error),
+    }
 }
 
 /// Where a proposal landed in the leader's log. It is committed when the entry at `index` is
@@ -113,6 +150,8 @@ pub struct RaftDriver<M: MetadataStateMachine> {
     state_machine: M,
     applied: u64,
     snapshot_entries: u64,
+    /// Set when the state machine failed; every later call is refused.
+    halted_at: Option<u64>,
 }
 
 impl<M: MetadataStateMachine> RaftDriver<M> {
@@ -127,7 +166,9 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
         let snapshot = store.latest_snapshot();
         let applied = snapshot.get_metadata().index;
         if applied > 0 {
-            state_machine.restore(snapshot.get_data());
+            state_machine
+                .restore(snapshot.get_data())
+                .map_err(|error| state_machine_error(applied, error))?;
         }
         let (min_election_tick, max_election_tick) =
             settings.election_timeout_range.unwrap_or((0, 0));
@@ -152,6 +193,7 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
             state_machine,
             applied,
             snapshot_entries: settings.snapshot_entries.max(1),
+            halted_at: None,
         })
     }
 
@@ -162,16 +204,19 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
 
     /// Starts an election now (tests and tooling; ticks do it on their own).
     pub fn campaign(&mut self) -> Result<(), RaftDriverError> {
+        self.check_running()?;
         Ok(self.node.campaign()?)
     }
 
     /// Feeds a message received from a peer.
     pub fn step(&mut self, message: Message) -> Result<(), RaftDriverError> {
+        self.check_running()?;
         Ok(self.node.step(message)?)
     }
 
     /// Appends `data` to the log if this node leads; it commits when a quorum has it.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<Proposal, RaftDriverError> {
+        self.check_running()?;
         if data.is_empty() {
             return Err(RaftDriverError::EmptyProposal);
         }
@@ -201,7 +246,31 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
     /// snapshot, entries and hard state are stored (each synced) before any message is
     /// returned and before committed entries are applied; then `advance`, the light ready's
     /// commit index is stored, and its committed entries applied.
+    ///
+    /// A state machine failure halts the driver: this and every later call return an error,
+    /// and the messages of the failed ready are not returned.
     pub fn handle_ready(&mut self) -> Result<ReadyOutcome, RaftDriverError> {
+        self.check_running()?;
+        let result = self.handle_ready_inner();
+        if let Err(RaftDriverError::StateMachine { index, .. }) = &result {
+            self.halted_at = Some(*index);
+        }
+        result
+    }
+
+    fn check_running(&self) -> Result<(), RaftDriverError> {
+        match self.halted_at {
+            Some(index) => Err(RaftDriverError::Halted { index }),
+            None => Ok(()),
+        }
+    }
+
+    /// The index of the entry or snapshot the state machine failed on, once it has.
+    pub fn halted_at(&self) -> Option<u64> {
+        self.halted_at
+    }
+
+    fn handle_ready_inner(&mut self) -> Result<ReadyOutcome, RaftDriverError> {
         let mut outcome = ReadyOutcome::default();
         if !self.node.has_ready() {
             return Ok(outcome);
@@ -214,7 +283,9 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
             let snapshot = ready.snapshot().clone();
             let index = snapshot.get_metadata().index;
             self.node.mut_store().apply_snapshot(&snapshot)?;
-            self.state_machine.restore(snapshot.get_data());
+            self.state_machine
+                .restore(snapshot.get_data())
+                .map_err(|error| state_machine_error(index, error))?;
             self.applied = index;
             outcome.restored_snapshot = Some(index);
         }
@@ -265,7 +336,9 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 return Err(RaftDriverError::UnsupportedEntry { index: entry.index });
             }
-            self.state_machine.apply(entry.index, entry.get_data());
+            self.state_machine
+                .apply(entry.index, entry.get_data())
+                .map_err(|error| state_machine_error(entry.index, error))?;
             self.applied = entry.index;
             outcome.applied.push(AppliedEntry {
                 index: entry.index,
@@ -278,7 +351,10 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
     fn maybe_compact(&mut self, outcome: &mut ReadyOutcome) -> Result<(), RaftDriverError> {
         let snapshot_index = self.node.store().latest_snapshot().get_metadata().index;
         if self.applied >= snapshot_index + self.snapshot_entries {
-            let data = self.state_machine.snapshot();
+            let data = self
+                .state_machine
+                .snapshot()
+                .map_err(|error| state_machine_error(self.applied, error))?;
             self.node.mut_store().compact(self.applied, data)?;
             outcome.compacted_to = Some(self.applied);
         }
@@ -337,25 +413,28 @@ mod tests {
     }
 
     impl MetadataStateMachine for ListMachine {
-        fn apply(&mut self, index: u64, data: &[u8]) {
+        type Error = std::convert::Infallible;
+        fn apply(&mut self, index: u64, data: &[u8]) -> Result<(), Self::Error> {
             assert_eq!(index, self.entries.len() as u64 + 1);
             self.entries.push(data.to_vec());
+            Ok(())
         }
-        fn snapshot(&self) -> Vec<u8> {
+        fn snapshot(&self) -> Result<Vec<u8>, Self::Error> {
             let mut out = Vec::new();
             for entry in &self.entries {
                 out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
                 out.extend_from_slice(entry);
             }
-            out
+            Ok(out)
         }
-        fn restore(&mut self, mut data: &[u8]) {
+        fn restore(&mut self, mut data: &[u8]) -> Result<(), Self::Error> {
             self.entries.clear();
             while !data.is_empty() {
                 let len = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
                 self.entries.push(data[4..4 + len].to_vec());
                 data = &data[4 + len..];
             }
+            Ok(())
         }
     }
 
@@ -393,6 +472,22 @@ mod tests {
             .filter(|entry| !entry.is_empty())
             .cloned()
             .collect()
+    }
+
+    #[test]
+    fn config_defaults_match_the_driver_defaults() {
+        let config = ClusterConfig::default();
+        assert_eq!(
+            RaftSettings::from_config(&config).snapshot_entries,
+            METADATA_SNAPSHOT_ENTRIES_DEFAULT
+        );
+        let from_config = crate::cluster::controller::ControllerSettings::from_config(&config);
+        let default = crate::cluster::controller::ControllerSettings::default();
+        assert_eq!(
+            format!("{from_config:?}"),
+            format!("{default:?}"),
+            "[cluster] defaults differ from ControllerSettings::default()"
+        );
     }
 
     #[test]

@@ -177,23 +177,26 @@ struct RecordingMachine {
 }
 
 impl MetadataStateMachine for RecordingMachine {
-    fn apply(&mut self, index: u64, data: &[u8]) {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<(), Self::Error> {
         if index != self.entries.len() as u64 + 1 && self.gap.is_none() {
             self.gap = Some((self.entries.len() as u64 + 1, index));
         }
         self.entries.push(data.to_vec());
+        Ok(())
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    fn snapshot(&self) -> Result<Vec<u8>, Self::Error> {
         let mut out = Vec::new();
         for entry in &self.entries {
             out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
             out.extend_from_slice(entry);
         }
-        out
+        Ok(out)
     }
 
-    fn restore(&mut self, data: &[u8]) {
+    fn restore(&mut self, data: &[u8]) -> Result<(), Self::Error> {
         self.entries.clear();
         let mut rest = data;
         while rest.len() >= 4 {
@@ -206,6 +209,7 @@ impl MetadataStateMachine for RecordingMachine {
             self.entries.push(entry.to_vec());
             rest = &rest[4 + len..];
         }
+        Ok(())
     }
 }
 
