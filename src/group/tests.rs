@@ -455,7 +455,10 @@ fn initial_delay_holds_the_first_rebalance_of_an_empty_group() {
     let mut group = delayed_group();
     let (reply, effects) = group.join(join_input(1, "", "a"), 0);
     assert_eq!(reply, Reply::Later);
-    assert!(joins(&effects).is_empty(), "all joined, but the delay holds");
+    assert!(
+        joins(&effects).is_empty(),
+        "all joined, but the delay holds"
+    );
     assert!(joins(&group.tick(2_999)).is_empty());
     assert_eq!(group.state(), GroupState::PreparingRebalance);
     let completed = joins(&group.tick(3_000));
@@ -505,7 +508,7 @@ fn initial_delay_extensions_stop_at_the_rebalance_timeout() {
 
 #[test]
 fn initial_delay_without_new_members_is_not_extended_and_rebalances_of_a_live_group_are_not_delayed()
-{
+ {
     let mut group = delayed_group();
     group.join(join_input(1, "", "a"), 0);
     let completed = joins(&group.tick(3_000));
