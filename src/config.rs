@@ -357,8 +357,9 @@ pub struct GroupConfig {
     pub session_timeout_ms_min: i32,
     /// Largest session timeout, ms (Kafka `group.max.session.timeout.ms`). Default 1800000.
     pub session_timeout_ms_max: i32,
-    /// Delay before the first rebalance of an empty group completes, ms
-    /// (Kafka `group.initial.rebalance.delay.ms`). Default 0 (Kafka ships 3000), range 0..=300000.
+    /// Delay before the first rebalance of an empty group completes, ms; each member that
+    /// joins during it extends it by the delay, up to the group's rebalance timeout
+    /// (Kafka `group.initial.rebalance.delay.ms`). Default 3000 as Kafka, range 0..=300000.
     pub initial_rebalance_delay_ms: u64,
     /// Members per group (Kafka `group.max.size`). Default 1000, range 1..=100000.
     pub members_max: usize,
@@ -377,7 +378,7 @@ impl Default for GroupConfig {
             offsets_topic_partitions: 16,
             session_timeout_ms_min: 6_000,
             session_timeout_ms_max: 1_800_000,
-            initial_rebalance_delay_ms: 0,
+            initial_rebalance_delay_ms: 3_000,
             members_max: 1000,
             tick_interval_ms: 100,
             offset_metadata_bytes_max: 4096,

@@ -67,6 +67,10 @@ struct ServeArgs {
     /// This broker's node id [default: 0].
     #[arg(long, env = "SHARDLOG_NODE_ID")]
     node_id: Option<i32>,
+    /// `[group] initial_rebalance_delay_ms`: wait before an empty group's first rebalance,
+    /// ms (test suites pass 0) [default: 3000].
+    #[arg(long, env = "SHARDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -91,6 +95,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(node_id) = args.node_id {
         config.server.node_id = node_id;
+    }
+    if let Some(delay) = args.group_initial_rebalance_delay_ms {
+        config.group.initial_rebalance_delay_ms = delay;
     }
     config.validate()?;
     Ok(config)

@@ -47,8 +47,16 @@ pub struct Group {
     static_members: HashMap<String, String>,
     /// PreparingRebalance: join completes by then; CompletingRebalance: sync must arrive.
     rebalance_deadline_ms: u64,
-    /// PreparingRebalance from Empty: do not complete before this (initial delay).
+    /// PreparingRebalance from Empty: do not complete before this (end of the current
+    /// initial-delay window, Kafka's `InitialDelayedJoin`).
     join_not_before_ms: u64,
+    /// This rebalance started from Empty, so the initial delay applies.
+    initial_rebalance: bool,
+    /// A new member joined during the current initial-delay window: extend it once more.
+    new_member_added: bool,
+    /// How much longer the initial delay may still be extended (the group's rebalance
+    /// timeout minus the windows so far).
+    initial_delay_remaining_ms: u64,
     limits: GroupLimits,
 }
 
@@ -66,6 +74,9 @@ impl Group {
             static_members: HashMap::new(),
             rebalance_deadline_ms: 0,
             join_not_before_ms: 0,
+            initial_rebalance: false,
+            new_member_added: false,
+            initial_delay_remaining_ms: 0,
             limits,
         }
     }
@@ -308,6 +319,9 @@ impl Group {
                 .insert(instance.clone(), member_id.clone());
         }
         self.members.insert(member_id, member);
+        if self.state == GroupState::PreparingRebalance && self.initial_rebalance {
+            self.new_member_added = true;
+        }
         let mut effects = self.prepare_rebalance(now_ms);
         effects.extend(self.try_complete_join(now_ms));
         (Reply::Later, effects)
@@ -457,10 +471,7 @@ impl Group {
                     }
                 }
             }
-            GroupState::Empty => {
-                self.join_not_before_ms = now_ms + self.limits.initial_rebalance_delay_ms;
-            }
-            GroupState::Stable => {}
+            GroupState::Empty | GroupState::Stable => {}
         }
         let timeout = self
             .members
@@ -468,6 +479,13 @@ impl Group {
             .map(|m| m.rebalance_timeout_ms.max(0) as u64)
             .max()
             .unwrap_or(0);
+        if self.state == GroupState::Empty {
+            let delay = self.limits.initial_rebalance_delay_ms;
+            self.initial_rebalance = true;
+            self.new_member_added = false;
+            self.join_not_before_ms = now_ms + delay;
+            self.initial_delay_remaining_ms = timeout.saturating_sub(delay);
+        }
         self.rebalance_deadline_ms = now_ms + timeout.max(self.limits.initial_rebalance_delay_ms);
         self.state = GroupState::PreparingRebalance;
         effects
@@ -483,6 +501,7 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return Vec::new();
         }
+        self.extend_initial_delay(now_ms);
         let ready = self.all_members_joined() && now_ms >= self.join_not_before_ms;
         if !ready && now_ms < self.rebalance_deadline_ms {
             return Vec::new();
@@ -497,6 +516,8 @@ impl Group {
             self.remove_member(id);
         }
         self.pending_members.clear();
+        self.initial_rebalance = false;
+        self.new_member_added = false;
         self.generation_id += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
@@ -534,6 +555,25 @@ impl Group {
             }
         }
         effects
+    }
+
+    /// Kafka's `InitialDelayedJoin`: when an initial-delay window ends and a new member
+    /// joined during it, wait another delay (at most what is left of the rebalance timeout).
+    fn extend_initial_delay(&mut self, now_ms: u64) {
+        if !self.initial_rebalance
+            || now_ms < self.join_not_before_ms
+            || !self.new_member_added
+            || self.initial_delay_remaining_ms == 0
+        {
+            return;
+        }
+        self.new_member_added = false;
+        let delay = self
+            .limits
+            .initial_rebalance_delay_ms
+            .min(self.initial_delay_remaining_ms);
+        self.initial_delay_remaining_ms -= delay;
+        self.join_not_before_ms += delay;
     }
 
     /// Kafka's vote: among protocols every member supports, each member votes for its

@@ -442,3 +442,83 @@ fn offsets_partition_matches_kafka_java_hash() {
         assert!((0..16).contains(&p));
     }
 }
+
+/// A group with `initial_rebalance_delay_ms` = 3000, as Kafka ships.
+fn delayed_group() -> Group {
+    let mut limits = limits();
+    limits.initial_rebalance_delay_ms = 3_000;
+    Group::new("g", limits)
+}
+
+#[test]
+fn initial_delay_holds_the_first_rebalance_of_an_empty_group() {
+    let mut group = delayed_group();
+    let (reply, effects) = group.join(join_input(1, "", "a"), 0);
+    assert_eq!(reply, Reply::Later);
+    assert!(
+        joins(&effects).is_empty(),
+        "all joined, but the delay holds"
+    );
+    assert!(joins(&group.tick(2_999)).is_empty());
+    assert_eq!(group.state(), GroupState::PreparingRebalance);
+    let completed = joins(&group.tick(3_000));
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].1.generation_id, 1);
+}
+
+#[test]
+fn a_member_joining_during_the_initial_delay_extends_it_by_the_delay() {
+    let mut group = delayed_group();
+    group.join(join_input(1, "", "a"), 0);
+    let (reply, effects) = group.join(join_input(2, "", "b"), 1_000);
+    assert_eq!(reply, Reply::Later);
+    assert!(joins(&effects).is_empty());
+    // "b" joined within the first window: Kafka's InitialDelayedJoin waits another delay.
+    assert!(joins(&group.tick(3_000)).is_empty());
+    assert!(joins(&group.tick(5_999)).is_empty());
+    assert_eq!(group.state(), GroupState::PreparingRebalance);
+    let completed = joins(&group.tick(6_000));
+    assert_eq!(completed.len(), 2, "both members in the first generation");
+    for (_, outcome) in &completed {
+        assert_eq!(outcome.generation_id, 1);
+    }
+    let leader = completed.iter().find(|(token, _)| *token == 1).unwrap();
+    assert_eq!(leader.1.members.len(), 2);
+}
+
+#[test]
+fn initial_delay_extensions_stop_at_the_rebalance_timeout() {
+    let mut group = delayed_group();
+    let with_timeout = |token, fresh| {
+        let mut input = join_input(token, "", fresh);
+        input.rebalance_timeout_ms = 7_000;
+        input
+    };
+    group.join(with_timeout(1, "a"), 0);
+    group.join(with_timeout(2, "b"), 1_000); // window 0..3000 -> extended to 6000
+    assert!(joins(&group.tick(3_000)).is_empty());
+    group.join(with_timeout(3, "c"), 4_000); // window ..6000 -> extended by the 1000 left
+    assert!(joins(&group.tick(6_000)).is_empty());
+    group.join(with_timeout(4, "d"), 6_500); // no time left: no further extension
+    assert!(joins(&group.tick(6_999)).is_empty());
+    let completed = joins(&group.tick(7_000));
+    assert_eq!(completed.len(), 4);
+    assert!(completed.iter().all(|(_, o)| o.generation_id == 1));
+}
+
+#[test]
+fn initial_delay_without_new_members_is_not_extended_and_rebalances_of_a_live_group_are_not_delayed()
+ {
+    let mut group = delayed_group();
+    group.join(join_input(1, "", "a"), 0);
+    let completed = joins(&group.tick(3_000));
+    assert_eq!(completed.len(), 1);
+    group.sync(sync_input(2, "a", 1, &[("a", "A")]), 3_000);
+    assert_eq!(group.state(), GroupState::Stable);
+    // A second member of a live group: completes as soon as everyone rejoined.
+    group.join(join_input(3, "", "b"), 4_000);
+    let (_, effects) = group.join(join_input(4, "a", "x"), 4_001);
+    let completed = joins(&effects);
+    assert_eq!(completed.len(), 2);
+    assert!(completed.iter().all(|(_, o)| o.generation_id == 2));
+}

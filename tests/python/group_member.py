@@ -71,8 +71,8 @@ def run_kafka_python(bootstrap, topic, group, strategy, instance_id, session_ms)
     # assign with no partitions known, rejoin at once when the metadata arrives, and drop the
     # SyncGroup response of that rejoin (its heartbeat stays disabled, the coordinator expires
     # it after the session timeout, and the process keeps polling with no assignment). Apache
-    # Kafka's default group.initial.rebalance.delay.ms (3000) hides the race; shardlog's
-    # default delay is 0 (docs/consumer-groups.md).
+    # Kafka's default group.initial.rebalance.delay.ms (3000, shardlog's too) hides the race;
+    # the test brokers run with a 0 delay (docs/consumer-groups.md).
     assert c.partitions_for_topic(topic), f"no metadata for {topic}"
     c.subscribe([topic])
     last, count, last_report = None, 0, 0.0

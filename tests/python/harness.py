@@ -109,7 +109,10 @@ class BrokerDied(AssertionError):
 class Broker:
     """One shardlog process (and its restarts) on one data dir and one port."""
 
-    def __init__(self, name: str, shards: int | None = None, extra_args: list[str] | None = None):
+    def __init__(self, name: str, shards: int | None = None, extra_args: list[str] | None = None,
+                 initial_rebalance_delay_ms: int | None = 0):
+        """`initial_rebalance_delay_ms`: 0 keeps group tests fast; None leaves the broker's
+        default (3000, as Kafka) or what a `--config` file says."""
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
         self.workdir = TEST_DATA_ROOT / f"{safe}-{uuid.uuid4().hex[:8]}"
         self.data_dir = self.workdir / "data"
@@ -117,7 +120,9 @@ class Broker:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.shards = shards or int(os.environ.get("SHARDLOG_TEST_SHARDS", "2"))
-        self.extra_args = list(extra_args or []) + shlex.split(
+        delay = ([] if initial_rebalance_delay_ms is None
+                 else ["--group-initial-rebalance-delay-ms", str(initial_rebalance_delay_ms)])
+        self.extra_args = delay + list(extra_args or []) + shlex.split(
             os.environ.get("SHARDLOG_TEST_ARGS", ""))
         self.binary = broker_binary()
         # Its own admin HTTP port, so brokers never collide on the default one.

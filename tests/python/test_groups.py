@@ -250,3 +250,25 @@ def test_two_groups_read_independently(broker, client):
         assert {p: sorted(o) for p, o in got.items()} == {
             p: list(range(RECORDS_PER_PARTITION)) for p in range(COMMIT_PARTITIONS)}
 
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_default_initial_delay_puts_early_members_in_one_generation(broker_factory, members,
+                                                                    client):
+    """With Kafka's default group.initial.rebalance.delay.ms (3000), two members that subscribe
+    within the delay get their first assignment from the same rebalance: each a share, neither
+    ever all partitions (with a 0 delay the first would get all six, then give half back)."""
+    broker = broker_factory("default-delay", initial_rebalance_delay_ms=None)
+    topic = unique_topic("initial-delay")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    group = f"g-{topic}"
+    a = members(client, broker.bootstrap, topic, group, "range")
+    b = members(client, broker.bootstrap, topic, group, "range")
+    wait_split([a, b], [3, 3], "two members split the topic")
+    for m in (a, b):
+        with m.lock:
+            history = [assigned for assigned in m.history if assigned]
+        assert history, "no assignment seen"
+        assert len(history[0]) == 3, f"first assignment {history[0]} is not a half share"
+        assert all(len(assigned) < PARTITIONS for assigned in history), \
+            f"a member got every partition at some point: {history}"

@@ -85,6 +85,8 @@ impl Broker {
             ])
             // No admin HTTP: parallel test brokers would collide on its default port.
             .args(["--admin-listen", ""])
+            // Groups rebalance at once (the default waits 3000 ms as Kafka does).
+            .args(["--group-initial-rebalance-delay-ms", "0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .stdout(Stdio::null())
