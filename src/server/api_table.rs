@@ -92,6 +92,7 @@ pub static API_TABLE: &[ApiRow] = &[
         0,
         describe_topic_partitions::handle
     ),
+    row!(ListConfigResources, 0, 1, list_config_resources::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

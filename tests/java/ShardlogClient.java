@@ -12,6 +12,9 @@
 //   delete BOOTSTRAP TOPIC
 //       Admin; print "CREATED t", "TOPIC t" per topic, "PARTITION p leader <id> replicas
 //       <ids>" per partition, "DELETED t".
+//   configresources BOOTSTRAP [TYPE...]
+//       Admin.listConfigResources (ListConfigResources, API 74) for the given
+//       ConfigResource.Type names (none: every type); prints "RESOURCE <type> <name>", sorted.
 //   selftest KEY...
 //       Local checks, no broker: every codec compresses and decompresses a batch; prints
 //       "MURMUR2 <key> <Utils.murmur2(key)>" so the Python murmur2 helper is cross-checked.
@@ -20,9 +23,11 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
@@ -30,6 +35,7 @@ import java.util.zip.CRC32;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -43,6 +49,7 @@ import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.compress.Compression;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.record.internal.CompressionType;
 import org.apache.kafka.common.record.internal.MemoryRecords;
 import org.apache.kafka.common.record.internal.MemoryRecordsBuilder;
@@ -70,6 +77,8 @@ public final class ShardlogClient {
             case "list" -> list(args[1]);
             case "describe" -> describe(args[1], args[2]);
             case "delete" -> delete(args[1], args[2]);
+            case "configresources" -> configResources(args[1],
+                    List.of(args).subList(2, args.length));
             case "selftest" -> selftest(args);
             default -> usage();
         }
@@ -205,6 +214,20 @@ public final class ShardlogClient {
                         + " replicas " + replicas);
             }
         }
+    }
+
+    static void configResources(String bootstrap, List<String> typeNames) throws Exception {
+        Set<ConfigResource.Type> types = new HashSet<>();
+        typeNames.forEach(name -> types.add(ConfigResource.Type.valueOf(name)));
+        List<String> lines = new ArrayList<>();
+        try (Admin admin = admin(bootstrap)) {
+            for (ConfigResource r : admin.listConfigResources(types,
+                    new ListConfigResourcesOptions()).all().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS)) {
+                lines.add("RESOURCE " + r.type() + " " + r.name());
+            }
+        }
+        Collections.sort(lines);
+        lines.forEach(System.out::println);
     }
 
     static void delete(String bootstrap, String topic) throws Exception {

@@ -353,3 +353,36 @@ def parse_list_offsets(body: bytes, version: int) -> dict:
         r.tagged_fields()
     assert r.done(), f"trailing bytes after ListOffsets v{version} body"
     return out
+
+
+API_LIST_CONFIG_RESOURCES = 74
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+RESOURCE_CLIENT_METRICS = 16
+
+
+def list_config_resources(correlation_id: int, version: int,
+                          resource_types: list[int]) -> bytes:
+    """ListConfigResources request (flexible; v1 carries the resource types, v0 is Kafka
+    3.7's ListClientMetricsResources with an empty body)."""
+    types = compact_array([i8(t) for t in resource_types]) if version >= 1 else b""
+    body = types + EMPTY_TAGGED_FIELDS
+    return frame(header_v2(API_LIST_CONFIG_RESOURCES, version, correlation_id) + body)
+
+
+def parse_list_config_resources(body: bytes, version: int) -> tuple[int, list[tuple[str, int]]]:
+    """ListConfigResources response (after the correlation id) -> (error, [(name, type)]);
+    v0 resources have no type on the wire and are client-metrics resources."""
+    r = Reader(body)
+    r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    error = r.i16()
+    resources = []
+    for _ in range(r.uvarint() - 1):
+        name = r.take(r.uvarint() - 1).decode()
+        resource_type = r.i8() if version >= 1 else RESOURCE_CLIENT_METRICS
+        r.tagged_fields()
+        resources.append((name, resource_type))
+    r.tagged_fields()
+    assert r.done(), f"trailing bytes after ListConfigResources v{version} body"
+    return error, resources

@@ -10,6 +10,8 @@ on by default) works unmodified, driven through tests/java/ShardlogClient.java.
   contiguous from 0; the Java consumer and confluent-kafka read back every record byte-exact
   at its acked position; the stored batches carry the codec and, when idempotent, a producer
   id >= 0 with continuing sequences.
+- Admin.listConfigResources (ListConfigResources, API 74, Kafka 4.1): every type lists the
+  created topics and this broker; TOPIC alone lists topics only; BROKER alone the broker.
 - The Java consumer reads records that librdkafka compressed.
 - Offline self-test: the extracted jar set compresses/decompresses all codecs and Java's
   Utils.murmur2 agrees with the Python helper the other tests use.
@@ -99,6 +101,20 @@ def test_java_admin_create_list_describe_delete(broker):
                              for p in range(3)]
     assert java("delete", broker.bootstrap, topic) == [["DELETED", topic]]
     assert ["TOPIC", topic] not in java("list", broker.bootstrap)
+
+
+def test_java_list_config_resources(broker):
+    topics = sorted(unique_topic(f"jlcr{i}") for i in range(2))
+    for topic in topics:
+        ck_create_topic(broker.bootstrap, topic, 1)
+    bid = str(broker_id(broker.bootstrap))
+    every = java("configresources", broker.bootstrap)
+    for topic in topics:
+        assert ["RESOURCE", "TOPIC", topic] in every
+    assert [line for line in every if line[1] != "TOPIC"] == [["RESOURCE", "BROKER", bid]]
+    only_topics = java("configresources", broker.bootstrap, "TOPIC")
+    assert only_topics == [line for line in every if line[1] == "TOPIC"]
+    assert java("configresources", broker.bootstrap, "BROKER") == [["RESOURCE", "BROKER", bid]]
 
 
 def check_java_produced(broker, topic, acks_lines, idempotent, codec):

@@ -16,6 +16,10 @@
   named topics exactly once, in name order; leader/replicas/ISR = this broker; an unknown
   topic is reported with UNKNOWN_TOPIC_OR_PARTITION and takes no room; topic ids agree with
   Metadata. (The Java AdminClient's use of API 75 is checked in test_java.py.)
+- ListConfigResources (API 74, KIP-1142) by raw round trip: v1 lists every topic (TOPIC) and
+  this broker (BROKER, its node id) for an empty type list and only the asked types
+  otherwise; client-metrics and group types list nothing here; a type Kafka does not define
+  is INVALID_REQUEST; v0 (ListClientMetricsResources) lists no client-metrics resources.
 """
 
 import kafka
@@ -38,9 +42,10 @@ KAFKA_4_0 = (4, 0)
 
 # API key -> (min, max) versions the round-trip tests here and in test_wire.py exercise
 # (test_list_offsets_every_version_answers: ListOffsets v1..v10; this file: ListOffsets v10
-# and DescribeTopicPartitions v0 through kafka-python). Raising a version in the API table
-# without a round-trip test of it fails below.
-ROUND_TRIPPED = {2: (1, 10), 75: (0, 0)}
+# and DescribeTopicPartitions v0 through kafka-python; ListConfigResources v0 and v1 raw).
+# Raising a version in the API table without a round-trip test of it fails below.
+ROUND_TRIPPED = {2: (1, 10), 74: (0, 1), 75: (0, 0)}
+ERROR_INVALID_REQUEST = 42
 
 
 def test_advertised_versions_are_the_round_tripped_ones(broker):
@@ -163,3 +168,30 @@ def test_describe_topic_partitions_pages_with_cursor_kafka_python(broker):
         assert str(by_name[a]["topic_id"]) == str(described["topic_id"])
     finally:
         admin.close()
+
+
+def list_config_resources(bootstrap, version, types):
+    body = wire.roundtrip(bootstrap, wire.list_config_resources(7, version, types))
+    return wire.parse_list_config_resources(body[4:], version)
+
+
+def test_list_config_resources_raw(broker):
+    topics = sorted(unique_topic(f"lcr{i}") for i in range(2))
+    for topic in topics:
+        ck_create_topic(broker.bootstrap, topic, 2)
+    error, every = list_config_resources(broker.bootstrap, 1, [])
+    assert error == wire.ERROR_NONE
+    listed_topics = {name for name, t in every if t == wire.RESOURCE_TOPIC}
+    assert set(topics) <= listed_topics
+    assert [r for r in every if r[1] != wire.RESOURCE_TOPIC] == [("0", wire.RESOURCE_BROKER)]
+    assert len(every) == len(set(every))
+
+    error, only_topics = list_config_resources(broker.bootstrap, 1, [wire.RESOURCE_TOPIC])
+    assert (error, sorted(only_topics)) == (wire.ERROR_NONE, sorted(
+        r for r in every if r[1] == wire.RESOURCE_TOPIC))
+    assert list_config_resources(broker.bootstrap, 1, [wire.RESOURCE_BROKER]) == (
+        wire.ERROR_NONE, [("0", wire.RESOURCE_BROKER)])
+    assert list_config_resources(broker.bootstrap, 1, [wire.RESOURCE_CLIENT_METRICS, 32]) == (
+        wire.ERROR_NONE, [])
+    assert list_config_resources(broker.bootstrap, 1, [99]) == (ERROR_INVALID_REQUEST, [])
+    assert list_config_resources(broker.bootstrap, 0, []) == (wire.ERROR_NONE, [])

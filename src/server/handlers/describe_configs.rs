@@ -1,11 +1,13 @@
 //! DescribeConfigs (key 32): every topic config with its value and source (the topic's own
 //! setting, or the broker default it falls back to) and, on request, synonyms and docs.
-//! Broker resources list the broker's static settings under Kafka names, plus
-//! `shardlog.shards` (read-only) so tools can compute partition → shard placement.
+//! Broker resources list every broker setting shardlog honours under Kafka's names and forms
+//! (`metadata::broker_config`), with source and synonyms, plus `shardlog.shards` (read-only)
+//! so tools can compute partition → shard placement.
 
 use super::str_bytes;
 use crate::config::Config;
 use crate::metadata::TopicMeta;
+use crate::metadata::broker_config::{TYPE_INT, broker_settings};
 use crate::metadata::topic_config::{ConfigSpec, TOPIC_CONFIGS};
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -23,10 +25,6 @@ pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_BOOLEAN: i8 = 1;
 
 pub fn handle(
     shard: Rc<Shard>,
@@ -63,7 +61,7 @@ pub fn handle(
                 RESOURCE_BROKER
                     if name.is_empty() || name == shard.config.server.node_id.to_string() =>
                 {
-                    Ok(broker_entries(&shard))
+                    Ok(broker_entries(&shard, request.include_synonyms))
                 }
                 RESOURCE_BROKER => {
                     Err((ErrorCode::InvalidRequest, format!("Unknown broker {name}.")))
@@ -159,146 +157,49 @@ fn topic_entries(
         .collect()
 }
 
-fn broker_entries(shard: &Shard) -> Vec<DescribeConfigsResourceResult> {
-    let c = &shard.config;
-    let settings: Vec<(&str, String, i8, &str)> = vec![
-        (
-            "node.id",
-            c.server.node_id.to_string(),
-            TYPE_INT,
-            "this broker's id",
-        ),
-        (
-            "broker.id",
-            c.server.node_id.to_string(),
-            TYPE_INT,
-            "this broker's id",
-        ),
-        (
-            "listeners",
-            c.server.listen.clone(),
-            TYPE_STRING,
-            "Kafka listener",
-        ),
-        (
-            "log.dirs",
-            c.storage.data_dir.display().to_string(),
-            TYPE_STRING,
-            "data directory",
-        ),
-        (
-            "num.partitions",
-            c.topic_defaults.num_partitions.to_string(),
-            TYPE_INT,
-            "partitions of auto-created topics",
-        ),
-        (
-            "auto.create.topics.enable",
-            c.topic_defaults.auto_create_topics.to_string(),
-            TYPE_BOOLEAN,
-            "auto-create topics",
-        ),
-        (
-            "default.replication.factor",
-            "1".to_string(),
-            TYPE_INT,
-            "single broker",
-        ),
-        (
-            "log.retention.ms",
-            c.topic_defaults.retention_ms.to_string(),
-            TYPE_LONG,
-            "default retention.ms",
-        ),
-        (
-            "log.retention.bytes",
-            c.topic_defaults.retention_bytes.to_string(),
-            TYPE_LONG,
-            "default retention.bytes",
-        ),
-        (
-            "log.segment.bytes",
-            c.storage.segment_bytes.to_string(),
-            TYPE_INT,
-            "default segment.bytes",
-        ),
-        (
-            "log.roll.ms",
-            c.storage.segment_ms.to_string(),
-            TYPE_LONG,
-            "default segment.ms",
-        ),
-        (
-            "log.index.interval.bytes",
-            c.storage.index_interval_bytes.to_string(),
-            TYPE_INT,
-            "default index.interval.bytes",
-        ),
-        (
-            "message.max.bytes",
-            c.storage.batch_bytes_max.to_string(),
-            TYPE_INT,
-            "default max.message.bytes",
-        ),
-        (
-            "socket.request.max.bytes",
-            c.server.request_bytes_max.to_string(),
-            TYPE_INT,
-            "largest request",
-        ),
-        (
-            "offsets.topic.num.partitions",
-            c.group.offsets_topic_partitions.to_string(),
-            TYPE_INT,
-            "partitions of __consumer_offsets",
-        ),
-        (
-            "group.min.session.timeout.ms",
-            c.group.session_timeout_ms_min.to_string(),
-            TYPE_INT,
-            "smallest session timeout",
-        ),
-        (
-            "group.max.session.timeout.ms",
-            c.group.session_timeout_ms_max.to_string(),
-            TYPE_INT,
-            "largest session timeout",
-        ),
-        (
-            "group.initial.rebalance.delay.ms",
-            c.group.initial_rebalance_delay_ms.to_string(),
-            TYPE_INT,
-            "first rebalance delay",
-        ),
-        (
-            "group.max.size",
-            c.group.members_max.to_string(),
-            TYPE_INT,
-            "members per group",
-        ),
-        (
-            "offset.metadata.max.bytes",
-            c.group.offset_metadata_bytes_max.to_string(),
-            TYPE_INT,
-            "largest commit metadata",
-        ),
-        (
-            "offsets.retention.minutes",
-            c.group.offsets_retention_minutes.to_string(),
-            TYPE_INT,
-            "committed offset retention",
-        ),
-        (
-            "shardlog.shards",
-            shard.shard_count.to_string(),
-            TYPE_INT,
-            "shard count: partition p of topic t lives on shard (fnv1a(t) + p) mod shards",
-        ),
-    ];
-    settings
+/// The broker's settings (`metadata::broker_config`), each STATIC_BROKER_CONFIG when it
+/// differs from shardlog's built-in default and DEFAULT_CONFIG otherwise; synonyms as Kafka
+/// lists them: the static value first, then the default. Read-only: no dynamic broker configs.
+fn broker_entries(shard: &Shard, include_synonyms: bool) -> Vec<DescribeConfigsResourceResult> {
+    let mut entries: Vec<DescribeConfigsResourceResult> = broker_settings(&shard.config)
         .into_iter()
-        .map(|(name, value, config_type, doc)| {
-            entry(name, &value, SOURCE_STATIC_BROKER, config_type, true, doc)
+        .map(|setting| {
+            let source = if setting.is_static() {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            let mut result = entry(
+                setting.name,
+                &setting.value,
+                source,
+                setting.config_type,
+                true,
+                setting.doc,
+            );
+            if include_synonyms {
+                if setting.is_static() {
+                    let own = synonym(setting.name, &setting.value, SOURCE_STATIC_BROKER);
+                    result.synonyms.push(own);
+                }
+                let default = synonym(setting.name, &setting.default, SOURCE_DEFAULT);
+                result.synonyms.push(default);
+            }
+            result
         })
-        .collect()
+        .collect();
+    let shards_source = if shard.config.shard.shards == 0 {
+        SOURCE_DEFAULT
+    } else {
+        SOURCE_STATIC_BROKER
+    };
+    entries.push(entry(
+        "shardlog.shards",
+        &shard.shard_count.to_string(),
+        shards_source,
+        TYPE_INT,
+        true,
+        "shard count: partition p of topic t lives on shard (fnv1a(t) + p) mod shards",
+    ));
+    entries
 }

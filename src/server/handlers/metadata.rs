@@ -33,17 +33,7 @@ pub fn handle(
 
 /// host and port clients should connect to.
 pub fn advertised_address(shard: &Shard) -> (String, i32) {
-    let server = &shard.config.server;
-    let address = server
-        .advertised_listener
-        .as_deref()
-        .unwrap_or(&server.listen);
-    let (host, port) = address.rsplit_once(':').unwrap_or((address, "9092"));
-    let host = match host {
-        "0.0.0.0" | "[::]" | "::" | "" => "localhost",
-        other => other.trim_start_matches('[').trim_end_matches(']'),
-    };
-    (host.to_string(), port.parse().unwrap_or(9092))
+    crate::metadata::broker_config::advertised_address(&shard.config.server)
 }
 
 /// What the client asked for: None means all topics.
