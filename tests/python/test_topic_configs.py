@@ -76,8 +76,12 @@ def test_retention_ms_deletes_old_segments(broker_factory, tmp_path):
     ck_create(broker.bootstrap, topic, 1, {"segment.bytes": str(SEGMENT_BYTES),
                                           "retention.ms": "1000"})
     values = payloads(2000, seed=71, max_len=200)
-    ck_produce(ck_producer(broker.bootstrap, **{"linger.ms": 0}), topic,
-               [(None, v, 0) for v in values])
+    # Batches well below a segment: a batch is never split across segments, and librdkafka
+    # queues every record into one 1 MiB batch if its first request waits for the
+    # connection (seen: all 2000 records in one batch, so nothing rolled and nothing could
+    # be deleted).
+    ck_produce(ck_producer(broker.bootstrap, **{"linger.ms": 0, "batch.size": SEGMENT_BYTES // 4}),
+               topic, [(None, v, 0) for v in values])
     low, high = wait_for_log_start(broker.bootstrap, topic, "retention.ms deleting segments")
     assert high == len(values)
     # The active segment stays (as in Kafka), so the newest records are still readable.
@@ -130,7 +134,7 @@ def test_compaction_keeps_latest_value_per_key_and_drops_tombstones(broker_facto
     updates = [(keys[i % 100], b"%s=v%05d" % (keys[i % 100], i), 0) for i in range(10_000)]
     deleted = set(keys[:10])
     tombstones = [(k, None, 0) for k in sorted(deleted)]
-    producer = ck_producer(broker.bootstrap, **{"linger.ms": 5})
+    producer = ck_producer(broker.bootstrap, **{"linger.ms": 5, "batch.size": SEGMENT_BYTES // 4})
     ck_produce(producer, topic, updates + tombstones)
     # Filler on its own key, in separately flushed batches each larger than a segment, so
     # segments roll and the updates and tombstones leave the active segment (which is never
