@@ -502,6 +502,21 @@ fn check<T: PartialOrd + std::fmt::Debug>(
     Ok(())
 }
 
+/// Whether two `host:port` listen addresses would bind the same port on a common address
+/// (equal, or either one the unspecified address). Port 0 never overlaps (the kernel picks);
+/// names that are not socket addresses are compared as written.
+fn listen_addresses_overlap(first: &str, second: &str) -> bool {
+    use std::net::SocketAddr;
+    match (first.parse::<SocketAddr>(), second.parse::<SocketAddr>()) {
+        (Ok(a), Ok(b)) => {
+            a.port() == b.port()
+                && a.port() != 0
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => !first.is_empty() && first == second,
+    }
+}
+
 impl Config {
     pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -537,6 +552,15 @@ impl Config {
             MIB,
             64 * GIB,
         )?;
+        if listen_addresses_overlap(&s.listen, &s.admin_listen) {
+            // Shards bind with SO_REUSEPORT, which the kernel also grants to the admin
+            // listener on the same port: it would take a share of the Kafka connections.
+            return Err(ConfigError::OutOfRange {
+                field: "server.admin_listen",
+                value: s.admin_listen.clone(),
+                reason: format!("must not be the Kafka listen address {}", s.listen),
+            });
+        }
         if s.request_memory_bytes_max < s.request_bytes_max {
             return Err(ConfigError::OutOfRange {
                 field: "server.request_memory_bytes_max",
@@ -801,6 +825,29 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn admin_listen_on_the_kafka_port_is_refused() {
+        for (listen, admin, refused) in [
+            ("127.0.0.1:9092", "127.0.0.1:9092", true),
+            ("0.0.0.0:9092", "127.0.0.1:9092", true),
+            ("127.0.0.1:9092", "0.0.0.0:9092", true),
+            ("localhost:9092", "localhost:9092", true),
+            ("127.0.0.1:9092", "127.0.0.1:9644", false),
+            ("127.0.0.1:9092", "127.0.0.2:9092", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+            ("127.0.0.1:9092", "", false),
+        ] {
+            let mut config = Config::default();
+            config.server.listen = listen.to_string();
+            config.server.admin_listen = admin.to_string();
+            let error = config.validate().err().map(|e| e.to_string());
+            assert_eq!(error.is_some(), refused, "{listen} / {admin}: {error:?}");
+            if let Some(error) = error {
+                assert!(error.contains("server.admin_listen"), "{error}");
+            }
+        }
     }
 
     #[test]

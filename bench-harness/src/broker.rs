@@ -58,9 +58,23 @@ pub struct StartedBroker {
     generated_config: Option<PathBuf>,
 }
 
-/// A port that was free a moment ago (the tiny race with other processes is acceptable).
+/// A port that was free a moment ago (the tiny race with other processes is acceptable)
+/// and that this process has not handed out before: the kernel may return the same
+/// ephemeral port to two binds in a row, and a broker whose admin port equals its Kafka
+/// port refuses to start.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static ISSUED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut issued = ISSUED
+            .lock()
+            .map_err(|_| anyhow::anyhow!("port list poisoned"))?;
+        if !issued.contains(&port) {
+            issued.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no fresh free port after 100 tries")
 }
 
 impl StartedBroker {

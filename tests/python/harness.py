@@ -65,10 +65,20 @@ def supports_flag(binary: Path, flag: str) -> bool:
     return flag in _help_cache[binary]
 
 
+_issued_ports: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free a moment ago that this process has not handed out before: two binds in a
+    row may get the same ephemeral port back, and a broker whose admin port equals its Kafka
+    port refuses to start (it once silently shared the connections)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
 
 
 def port_accepts(host: str, port: int, timeout_s: float = 1.0) -> bool:

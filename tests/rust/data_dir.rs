@@ -78,10 +78,14 @@ impl Broker {
         std::fs::create_dir_all(&root).expect("test dir");
         let config_path = root.join("shardlog.toml");
         std::fs::write(&config_path, config).expect("config");
+        let port = free_port();
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port)
+            .expect("a second free port");
         Broker {
             child: None,
-            port: free_port(),
-            admin_port: free_port(),
+            port,
+            admin_port,
             data_dir: root.join("data"),
             log_path: root.join("broker.log"),
             config_path,

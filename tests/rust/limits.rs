@@ -45,7 +45,11 @@ fn start_broker(name: &str, per_ip_max: usize) -> Broker {
         format!("[server]\nconnections_per_ip_max = {per_ip_max}\n"),
     )
     .expect("config");
-    let (port, admin_port) = (free_port(), free_port());
+    let port = free_port();
+    // Two binds in a row may get the same ephemeral port back.
+    let admin_port = std::iter::repeat_with(free_port)
+        .find(|&p| p != port)
+        .expect("a second free port");
     let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .args(["serve", "--shards", "2"])
         .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -236,3 +236,81 @@ fn a_bad_stall_spec_is_refused_at_start() {
         broker.log_text()
     );
 }
+
+/// Runs `shardlog serve` with `args` to completion (it must exit on its own) and returns
+/// whether it succeeded and what it wrote to stderr.
+fn serve_until_exit(name: &str, args: &[&str]) -> (bool, String) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("startup-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["serve", "--shards", "1", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlog");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("`shardlog serve {args:?}` did not exit on its own");
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status.success(), stderr)
+}
+
+/// The admin HTTP listener on the Kafka port would, through SO_REUSEPORT, receive a share
+/// of the Kafka connections and drop each after its HTTP request timeout.
+#[test]
+fn an_admin_address_equal_to_the_kafka_address_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let address = format!("127.0.0.1:{port}");
+    let (ok, stderr) = serve_until_exit(
+        "admin-on-kafka-port",
+        &["--listen", &address, "--admin-listen", &address],
+    );
+    assert!(
+        !ok,
+        "the broker started with admin and Kafka on {address}:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("server.admin_listen") && stderr.contains("Kafka listen address"),
+        "{stderr}"
+    );
+}
+
+/// Every shard binds with SO_REUSEPORT, which the kernel grants to a second broker on the
+/// same port too: it would silently take a share of the first broker's connections. The
+/// second broker must refuse to start instead (after waiting a moment for a predecessor to
+/// let go), and the first keep answering every connection.
+#[test]
+fn a_second_broker_on_a_port_in_use_refuses_to_start() {
+    let mut first = Broker::start("port-owner", "", None);
+    first.wait_ready();
+    let listen = format!("127.0.0.1:{}", first.port);
+    let (ok, stderr) = serve_until_exit(
+        "port-intruder",
+        &["--listen", &listen, "--admin-listen", ""],
+    );
+    assert!(!ok, "a second broker started on {listen}:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")),
+        "{stderr}"
+    );
+    for _ in 0..32 {
+        assert!(first.answers_api_versions(), "{}", first.log_text());
+    }
+}
