@@ -13,6 +13,7 @@ pub mod huge_alloc;
 pub mod metadata;
 pub mod model;
 pub mod protocol;
+pub mod quorum;
 pub mod server;
 pub mod shard;
 pub mod storage;

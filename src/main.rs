@@ -71,6 +71,23 @@ struct ServeArgs {
     /// ms (test suites pass 0) [default: 3000].
     #[arg(long, env = "SHARDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// Cluster mode: the metadata quorum, ID@HOST:PORT,... (`[cluster] controller_quorum`);
+    /// unset, the broker runs alone [default: unset].
+    #[arg(long, env = "SHARDLOG_CONTROLLER_QUORUM")]
+    controller_quorum: Option<String>,
+    /// Controller-protocol address of this node; required when its node id is in the quorum
+    /// (`[cluster] controller_listen`) [default: unset].
+    #[arg(long, env = "SHARDLOG_CONTROLLER_LISTEN")]
+    controller_listen: Option<String>,
+    /// This broker's rack (`[cluster] rack`) [default: unset].
+    #[arg(long, env = "SHARDLOG_RACK")]
+    rack: Option<String>,
+    /// `[cluster] broker_session_timeout_ms` [default: 9000].
+    #[arg(long, env = "SHARDLOG_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<i64>,
+    /// `[cluster] broker_heartbeat_interval_ms` [default: 2000].
+    #[arg(long, env = "SHARDLOG_BROKER_HEARTBEAT_INTERVAL_MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -98,6 +115,21 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(delay) = args.group_initial_rebalance_delay_ms {
         config.group.initial_rebalance_delay_ms = delay;
+    }
+    if let Some(quorum) = &args.controller_quorum {
+        config.cluster.controller_quorum = Some(quorum.clone());
+    }
+    if let Some(listen) = &args.controller_listen {
+        config.cluster.controller_listen = Some(listen.clone());
+    }
+    if let Some(rack) = &args.rack {
+        config.cluster.rack = Some(rack.clone());
+    }
+    if let Some(timeout) = args.broker_session_timeout_ms {
+        config.cluster.broker_session_timeout_ms = timeout;
+    }
+    if let Some(interval) = args.broker_heartbeat_interval_ms {
+        config.cluster.broker_heartbeat_interval_ms = interval;
     }
     config.validate()?;
     Ok(config)
@@ -185,7 +217,22 @@ fn main() -> anyhow::Result<()> {
                 write_buffer_bytes_max = config.storage.write_buffer_bytes_max,
                 "shardlog starting"
             );
-            shardlog::shard::run_pool(config, shardlog::server::serve)?;
+            // Cluster mode (opt-in): without --controller-quorum this is None and the broker
+            // starts exactly as a single broker, with no extra thread or socket.
+            let quorum = shardlog::quorum::start(&config).context("cannot start cluster mode")?;
+            match &quorum {
+                None => shardlog::shard::run_pool(config, shardlog::server::serve)?,
+                Some(quorum) => {
+                    let hub = quorum.hub.clone();
+                    shardlog::shard::run_pool(config, move |shard| {
+                        glommio::spawn_local(hub.subscribe().install()).detach();
+                        shardlog::server::serve(shard)
+                    })?
+                }
+            }
+            if let Some(fatal) = quorum.as_ref().and_then(|q| q.fatal_error()) {
+                anyhow::bail!("{fatal}");
+            }
             tracing::info!("shardlog stopped");
             Ok(())
         }

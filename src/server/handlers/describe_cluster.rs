@@ -30,6 +30,20 @@ pub fn handle(
         response.cluster_id = str_bytes(&shard.config.server.cluster_id);
         response.controller_id = BrokerId(node_id);
         response.brokers = vec![broker];
+        if let Some((controller_id, brokers)) = super::metadata::cluster_brokers(&shard) {
+            response.controller_id = BrokerId(controller_id);
+            response.brokers = brokers
+                .into_iter()
+                .map(|endpoint| {
+                    let mut broker = DescribeClusterBroker::default();
+                    broker.broker_id = BrokerId(endpoint.node_id);
+                    broker.host = str_bytes(&endpoint.host);
+                    broker.port = i32::from(endpoint.port);
+                    broker.rack = endpoint.rack.as_deref().map(str_bytes);
+                    broker
+                })
+                .collect();
+        }
         response.cluster_authorized_operations = i32::MIN;
         context.respond(&response).map(Some)
     })

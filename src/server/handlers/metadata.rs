@@ -36,6 +36,18 @@ pub fn advertised_address(shard: &Shard) -> (String, i32) {
     crate::metadata::broker_config::advertised_address(&shard.config.server)
 }
 
+/// Cluster mode: the controller and the live brokers (`crate::quorum::view`); `None` for a
+/// single broker, which answers with itself as today.
+pub fn cluster_brokers(shard: &Shard) -> Option<(i32, Vec<crate::quorum::frame::BrokerEndpoint>)> {
+    let (host, port) = advertised_address(shard);
+    crate::quorum::view::brokers_for_clients(crate::quorum::frame::BrokerEndpoint {
+        node_id: shard.config.server.node_id,
+        host,
+        port: u16::try_from(port).unwrap_or_default(),
+        rack: shard.config.cluster.rack.clone(),
+    })
+}
+
 /// What the client asked for: None means all topics.
 enum Wanted {
     All,
@@ -85,6 +97,20 @@ async fn metadata(
     response.brokers = vec![broker];
     response.cluster_id = Some(str_bytes(&shard.config.server.cluster_id));
     response.controller_id = BrokerId(node_id);
+    if let Some((controller_id, brokers)) = cluster_brokers(shard) {
+        response.controller_id = BrokerId(controller_id);
+        response.brokers = brokers
+            .into_iter()
+            .map(|endpoint| {
+                let mut broker = MetadataResponseBroker::default();
+                broker.node_id = BrokerId(endpoint.node_id);
+                broker.host = str_bytes(&endpoint.host);
+                broker.port = i32::from(endpoint.port);
+                broker.rack = endpoint.rack.as_deref().map(str_bytes);
+                broker
+            })
+            .collect();
+    }
     response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
     response.topics = match wanted {
         Wanted::All => catalog

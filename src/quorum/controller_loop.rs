@@ -1,0 +1,410 @@
+//! The controller thread of a quorum member: owns the metadata Raft node over its durable
+//! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
+//! this node is the active controller (raft leader whose term's first entry is applied) —
+//! decides broker registrations, heartbeats and session fencing with `cluster::controller`'s
+//! pure functions and proposes their records. A dedicated std thread, never a shard: the
+//! raft log's fsyncs block.
+//!
+//! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it.
+//! May import: `crate::cluster`, `super::{frame, transport, view}`.
+//! Invariants: one proposal in flight at a time, and decisions are made on the applied image
+//! (so no decision depends on an uncommitted one); a request is answered only after its
+//! records are applied (or at once when it needs none, or on an error); losing leadership
+//! answers every waiting request NOT_CONTROLLER; a driver error stops the node.
+
+use super::frame::{BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse};
+use super::transport::PeerSenders;
+use super::view::ViewHub;
+use super::{ControllerEvent, QuorumError};
+use crate::cluster::controller::{
+    BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
+    broker_heartbeat, fence_expired_brokers, register_broker,
+};
+use crate::cluster::image::MetadataImage;
+use crate::cluster::image_machine::ImageStateMachine;
+use crate::cluster::raft::{Proposal, RaftDriver};
+use crate::cluster::records::{Listener, MetadataRecord, NodeId, encode_batch};
+use crate::model::ErrorCode;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+/// The Kafka listener name brokers register their endpoint under.
+pub const LISTENER_NAME: &str = "PLAINTEXT";
+
+type Reply = SyncSender<ControllerResponse>;
+
+struct Waiting {
+    request: ControllerRequest,
+    reply: Reply,
+}
+
+struct InFlight {
+    proposal: Proposal,
+    /// The reply and the epoch to answer with, once the entry is applied.
+    reply: Option<(Reply, i64)>,
+}
+
+/// Present while this node is the active controller.
+struct Active {
+    term: u64,
+    sessions: BrokerSessions,
+    in_flight: Option<InFlight>,
+    queue: VecDeque<Waiting>,
+}
+
+pub struct ControllerLoop {
+    pub driver: RaftDriver<ImageStateMachine>,
+    pub settings: ControllerSettings,
+    pub inbox: Receiver<ControllerEvent>,
+    pub peers: PeerSenders,
+    pub hub: Arc<ViewHub>,
+    pub tick: Duration,
+    pub request_queue_max: usize,
+    active: Option<Active>,
+    started: Instant,
+}
+
+impl ControllerLoop {
+    pub fn new(
+        driver: RaftDriver<ImageStateMachine>,
+        settings: ControllerSettings,
+        inbox: Receiver<ControllerEvent>,
+        peers: PeerSenders,
+        hub: Arc<ViewHub>,
+        tick: Duration,
+        request_queue_max: usize,
+    ) -> Self {
+        ControllerLoop {
+            driver,
+            settings,
+            inbox,
+            peers,
+            hub,
+            tick,
+            request_queue_max,
+            active: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Monotonic ms since start: sessions live in memory only, so wall time is not needed.
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Runs until the driver fails.
+    pub fn run(mut self) -> QuorumError {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(wait) {
+                Ok(event) => self.handle_event(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return QuorumError::Stopped,
+            }
+            // Drain what else is queued before the (fsyncing) ready round.
+            while let Ok(event) = self.inbox.try_recv() {
+                self.handle_event(event);
+            }
+            if Instant::now() >= next_tick {
+                next_tick += self.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.tick;
+                }
+                self.driver.tick();
+                self.fence_expired();
+                self.hub.flush();
+            }
+            if let Err(error) = self.round() {
+                return error;
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: ControllerEvent) {
+        match event {
+            ControllerEvent::Raft(message) => {
+                if let Err(error) = self.driver.step(message) {
+                    tracing::debug!(%error, "raft refused a message");
+                }
+            }
+            ControllerEvent::Unreachable(peer) => self.driver.report_unreachable(peer),
+            ControllerEvent::Request { request, reply } => self.handle_request(request, reply),
+        }
+    }
+
+    /// One ready round: persist, send, apply; then follow leadership and answer requests.
+    fn round(&mut self) -> Result<(), QuorumError> {
+        let outcome = self.driver.handle_ready().map_err(QuorumError::Raft)?;
+        for message in outcome.messages {
+            let to = message.to;
+            if !self.peers.send(message) {
+                self.driver.report_unreachable(to);
+            }
+        }
+        self.follow_leadership(&outcome.applied);
+        for entry in &outcome.applied {
+            self.complete(entry.index, entry.term);
+        }
+        if !outcome.applied.is_empty() || outcome.restored_snapshot.is_some() {
+            self.start_next();
+        }
+        self.hub.publish(self.view());
+        Ok(())
+    }
+
+    fn follow_leadership(&mut self, applied: &[crate::cluster::raft::AppliedEntry]) {
+        let term = self.driver.term();
+        if let Some(active) = &self.active
+            && (!self.driver.is_leader() || active.term != term)
+        {
+            tracing::info!(term = active.term, "no longer the active controller");
+            self.resign();
+        }
+        if self.active.is_none()
+            && self.driver.is_leader()
+            && applied.iter().any(|entry| entry.term == term)
+        {
+            tracing::info!(term, node = self.driver.id(), "active controller");
+            let sessions = BrokerSessions::activate(self.image(), self.now_ms());
+            self.active = Some(Active {
+                term,
+                sessions,
+                in_flight: None,
+                queue: VecDeque::new(),
+            });
+            if self.image().cluster_id().is_none() {
+                let id = *uuid::Uuid::new_v4().as_bytes();
+                self.propose(vec![MetadataRecord::ClusterId(id)], None);
+            }
+        }
+    }
+
+    fn resign(&mut self) {
+        let hint = self.leader_hint();
+        if let Some(active) = self.active.take() {
+            let view = self.view();
+            let replies = active
+                .in_flight
+                .into_iter()
+                .filter_map(|f| f.reply.map(|(reply, _)| reply))
+                .chain(active.queue.into_iter().map(|w| w.reply));
+            for reply in replies {
+                let _ = reply.try_send(not_controller(hint, view.clone()));
+            }
+        }
+    }
+
+    fn image(&self) -> &MetadataImage {
+        self.driver.state_machine().image()
+    }
+
+    fn leader_hint(&self) -> NodeId {
+        self.driver.leader_id().map_or(-1, |id| id as NodeId)
+    }
+
+    /// The live brokers and the controller, from the applied image.
+    pub fn view(&self) -> ClusterView {
+        let brokers = self
+            .image()
+            .unfenced_brokers()
+            .filter_map(|broker| {
+                let listener = broker
+                    .listeners
+                    .iter()
+                    .find(|l| l.name == LISTENER_NAME)
+                    .or(broker.listeners.first())?;
+                Some(BrokerEndpoint {
+                    node_id: broker.node_id,
+                    host: listener.host.clone(),
+                    port: listener.port,
+                    rack: broker.rack.clone(),
+                })
+            })
+            .collect();
+        ClusterView {
+            controller_id: self.leader_hint(),
+            brokers,
+        }
+    }
+
+    fn handle_request(&mut self, request: ControllerRequest, reply: Reply) {
+        let (hint, view) = (self.leader_hint(), self.view());
+        let queue_max = self.request_queue_max;
+        let Some(active) = self.active.as_mut() else {
+            let _ = reply.try_send(not_controller(hint, view));
+            return;
+        };
+        if active.in_flight.is_some() || !active.queue.is_empty() {
+            if active.queue.len() >= queue_max {
+                let _ = reply.try_send(error_response(ErrorCode::RequestTimedOut, hint, view));
+            } else {
+                active.queue.push_back(Waiting { request, reply });
+            }
+            return;
+        }
+        self.decide(request, reply);
+    }
+
+    /// Decides one request on the applied image; proposes its records if any.
+    fn decide(&mut self, request: ControllerRequest, reply: Reply) {
+        let now = self.now_ms();
+        let (hint, view) = (self.leader_hint(), self.view());
+        let image = self.driver.state_machine().image();
+        let Some(active) = self.active.as_mut() else {
+            let _ = reply.try_send(not_controller(hint, view));
+            return;
+        };
+        let decision = match request {
+            ControllerRequest::Register {
+                node_id,
+                incarnation_id,
+                endpoint,
+            } => {
+                let request = BrokerRegistrationRequest {
+                    cluster_id: image.cluster_id().unwrap_or_default(),
+                    node_id,
+                    incarnation_id,
+                    listeners: vec![Listener {
+                        name: LISTENER_NAME.to_string(),
+                        host: endpoint.host,
+                        port: endpoint.port,
+                        security_protocol: 0,
+                    }],
+                    rack: endpoint.rack,
+                };
+                register_broker(image, &active.sessions, &self.settings, &request, now).map(
+                    |decision| {
+                        active.sessions.touch(node_id, now);
+                        (decision.records, decision.broker_epoch)
+                    },
+                )
+            }
+            ControllerRequest::Heartbeat {
+                node_id,
+                broker_epoch,
+                caught_up,
+                want_fence,
+            } => {
+                let request = BrokerHeartbeatRequest {
+                    node_id,
+                    broker_epoch,
+                    caught_up,
+                    want_fence,
+                };
+                broker_heartbeat(image, &request, now).map(|records| {
+                    active.sessions.touch(node_id, now);
+                    (records, broker_epoch)
+                })
+            }
+        };
+        match decision {
+            Err(error) => {
+                tracing::info!(%error, "controller refused a broker request");
+                let mut response = error_response(ErrorCode::None, hint, view);
+                response.error_code = error.error_code();
+                let _ = reply.try_send(response);
+            }
+            Ok((records, epoch)) if records.is_empty() => {
+                let mut response = error_response(ErrorCode::None, hint, view);
+                response.broker_epoch = epoch;
+                let _ = reply.try_send(response);
+            }
+            Ok((records, epoch)) => self.propose(records, Some((reply, epoch))),
+        }
+    }
+
+    fn propose(&mut self, records: Vec<MetadataRecord>, reply: Option<(Reply, i64)>) {
+        let (hint, view) = (self.leader_hint(), self.view());
+        match self.driver.propose(encode_batch(&records)) {
+            Ok(proposal) => {
+                if let Some(active) = self.active.as_mut() {
+                    active.in_flight = Some(InFlight { proposal, reply });
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, "metadata proposal refused");
+                if let Some((reply, _)) = reply {
+                    let _ = reply.try_send(not_controller(hint, view));
+                }
+            }
+        }
+    }
+
+    /// Answers the request in flight once the entry at its index is applied.
+    fn complete(&mut self, index: u64, term: u64) {
+        let (hint, view) = (self.leader_hint(), self.view());
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let Some(in_flight) = &active.in_flight else {
+            return;
+        };
+        if in_flight.proposal.index != index {
+            return;
+        }
+        let Some(in_flight) = active.in_flight.take() else {
+            return;
+        };
+        if let Some((reply, epoch)) = in_flight.reply {
+            let response = if in_flight.proposal.term == term {
+                let mut response = error_response(ErrorCode::None, hint, view);
+                response.broker_epoch = epoch;
+                response
+            } else {
+                not_controller(hint, view)
+            };
+            let _ = reply.try_send(response);
+        }
+    }
+
+    /// Decides queued requests until one needs a proposal.
+    fn start_next(&mut self) {
+        loop {
+            let Some(active) = self.active.as_mut() else {
+                return;
+            };
+            if active.in_flight.is_some() {
+                return;
+            }
+            let Some(waiting) = active.queue.pop_front() else {
+                return;
+            };
+            self.decide(waiting.request, waiting.reply);
+        }
+    }
+
+    /// On the active controller's tick: fences brokers whose session expired.
+    fn fence_expired(&mut self) {
+        let now = self.now_ms();
+        let Some(active) = &self.active else {
+            return;
+        };
+        if active.in_flight.is_some() {
+            return;
+        }
+        let records = fence_expired_brokers(self.image(), &active.sessions, &self.settings, now);
+        if !records.is_empty() {
+            tracing::info!(
+                records = records.len(),
+                "fencing brokers whose session expired"
+            );
+            self.propose(records, None);
+        }
+    }
+}
+
+fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> ControllerResponse {
+    ControllerResponse {
+        error_code: code.code(),
+        leader_hint: hint,
+        broker_epoch: -1,
+        view,
+    }
+}
+
+fn not_controller(hint: NodeId, view: ClusterView) -> ControllerResponse {
+    error_response(ErrorCode::NotController, hint, view)
+}

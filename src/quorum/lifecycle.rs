@@ -1,0 +1,189 @@
+//! The broker side of the controller protocol (every cluster-mode node, controller or not):
+//! registers this process (a fresh incarnation id per start) with the active controller, then
+//! heartbeats every `cluster.broker_heartbeat_interval_ms`. A NOT_CONTROLLER answer names the
+//! leader to try next; an unreachable node moves on to the next voter. On a broker-only node
+//! the heartbeat answers carry the cluster view, which this thread publishes to the shards.
+//!
+//! Owns: this broker's registration (epoch) and its controller connection. May import:
+//! `super::{frame, transport, view}`. A std thread.
+//! Invariants: a heartbeat is sent only with the epoch of a committed registration; a
+//! DUPLICATE_BROKER_REGISTRATION refusal that outlasts twice the session timeout (the old
+//! incarnation is still alive, not a quick restart) stops the broker with a clear error.
+
+use super::frame::{
+    BrokerEndpoint, ControllerRequest, ControllerResponse, Frame, FrameError, PROTOCOL_VERSION,
+    read_frame, write_frame,
+};
+use super::transport::connect;
+use super::view::ViewHub;
+use super::{NetSettings, QuorumError};
+use crate::cluster::records::{NodeId, Uuid};
+use crate::config::QuorumVoter;
+use crate::model::ErrorCode;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct BrokerLifecycle {
+    pub node_id: NodeId,
+    pub incarnation_id: Uuid,
+    pub endpoint: BrokerEndpoint,
+    pub voters: Vec<QuorumVoter>,
+    pub settings: NetSettings,
+    pub heartbeat_interval: Duration,
+    pub session_timeout: Duration,
+    /// Publish heartbeat views to the shards (broker-only nodes; a controller publishes its
+    /// own image instead).
+    pub hub: Option<Arc<ViewHub>>,
+    /// Set when the broker must stop (duplicate node id); main reports it.
+    pub fatal: Arc<Mutex<Option<String>>>,
+}
+
+struct Connection {
+    voter: usize,
+    stream: Option<TcpStream>,
+    correlation: u64,
+}
+
+impl BrokerLifecycle {
+    pub fn run(self) {
+        let mut connection = Connection {
+            voter: 0,
+            stream: None,
+            correlation: 0,
+        };
+        let mut epoch: Option<i64> = None;
+        let mut duplicate_since: Option<Instant> = None;
+        loop {
+            let request = match epoch {
+                None => ControllerRequest::Register {
+                    node_id: self.node_id,
+                    incarnation_id: self.incarnation_id,
+                    endpoint: self.endpoint.clone(),
+                },
+                Some(broker_epoch) => ControllerRequest::Heartbeat {
+                    node_id: self.node_id,
+                    broker_epoch,
+                    caught_up: true,
+                    want_fence: false,
+                },
+            };
+            let response = match self.exchange(&mut connection, request) {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(voter = %self.voters[connection.voter].address, %error, "controller unreachable");
+                    connection.stream = None;
+                    connection.voter = (connection.voter + 1) % self.voters.len();
+                    std::thread::sleep(self.settings.reconnect_backoff);
+                    continue;
+                }
+            };
+            if let Some(hub) = &self.hub
+                && response.view.controller_id >= 0
+            {
+                hub.publish(response.view.clone());
+            }
+            let code = response.error_code;
+            if code == ErrorCode::None.code() {
+                duplicate_since = None;
+                if epoch.is_none() {
+                    tracing::info!(
+                        node_id = self.node_id,
+                        broker_epoch = response.broker_epoch,
+                        incarnation = %uuid::Uuid::from_bytes(self.incarnation_id),
+                        "registered with the controller"
+                    );
+                }
+                epoch = Some(response.broker_epoch);
+                std::thread::sleep(self.heartbeat_interval);
+            } else if code == ErrorCode::NotController.code() {
+                self.follow_hint(&mut connection, response.leader_hint);
+                std::thread::sleep(self.settings.reconnect_backoff);
+            } else if code == ErrorCode::DuplicateBrokerRegistration.code() {
+                let since = *duplicate_since.get_or_insert_with(Instant::now);
+                let message = format!(
+                    "node id {} is registered by another live broker \
+                     (DUPLICATE_BROKER_REGISTRATION): two processes must not share a node id",
+                    self.node_id
+                );
+                if since.elapsed() > 2 * self.session_timeout {
+                    tracing::error!("{message}; stopping");
+                    if let Ok(mut fatal) = self.fatal.lock() {
+                        *fatal = Some(message);
+                    }
+                    crate::shard::shutdown::request_shutdown();
+                    return;
+                }
+                tracing::error!("{message}; retrying until its session would have expired");
+                std::thread::sleep(self.heartbeat_interval);
+            } else if code == ErrorCode::StaleBrokerEpoch.code()
+                || code == ErrorCode::BrokerIdNotRegistered.code()
+            {
+                tracing::warn!(
+                    code,
+                    "controller lost this broker's registration; registering again"
+                );
+                epoch = None;
+            } else {
+                tracing::debug!(code, "controller request failed; retrying");
+                std::thread::sleep(self.settings.reconnect_backoff);
+            }
+        }
+    }
+
+    fn follow_hint(&self, connection: &mut Connection, hint: NodeId) {
+        let next = self
+            .voters
+            .iter()
+            .position(|voter| voter.node_id == hint)
+            .unwrap_or((connection.voter + 1) % self.voters.len());
+        if next != connection.voter {
+            connection.voter = next;
+            connection.stream = None;
+        }
+    }
+
+    fn exchange(
+        &self,
+        connection: &mut Connection,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, FrameError> {
+        if connection.stream.is_none() {
+            let address = &self.voters[connection.voter].address;
+            let mut stream = connect(address, self.settings.connect_timeout)?;
+            write_frame(
+                &mut stream,
+                &Frame::Hello {
+                    version: PROTOCOL_VERSION,
+                    node_id: self.node_id,
+                },
+            )?;
+            connection.stream = Some(stream);
+        }
+        let Some(stream) = connection.stream.as_mut() else {
+            return Err(FrameError::Malformed("no connection".into()));
+        };
+        connection.correlation += 1;
+        let correlation = connection.correlation;
+        write_frame(
+            stream,
+            &Frame::Request {
+                correlation,
+                request,
+            },
+        )?;
+        match read_frame(stream, self.settings.frame_bytes_max)? {
+            Frame::Response {
+                correlation: answered,
+                response,
+            } if answered == correlation => Ok(response),
+            _ => Err(FrameError::Malformed("unexpected answer".into())),
+        }
+    }
+}
+
+impl From<FrameError> for QuorumError {
+    fn from(error: FrameError) -> Self {
+        QuorumError::Frame(error)
+    }
+}

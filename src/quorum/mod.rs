@@ -1,0 +1,207 @@
+//! Cluster mode's I/O shell (issue 15, docs/cluster.md): the controller protocol's sockets,
+//! the controller thread that runs the metadata Raft node and the active controller's
+//! decisions, the broker lifecycle (register, heartbeat), and the cluster view pushed to
+//! every shard.
+//!
+//! Owns: threads and sockets of cluster mode. May import: `crate::cluster` (pure),
+//! `crate::storage::raft_log`, `crate::config`, `crate::model`, `crate::shard::shutdown`;
+//! nothing in `cluster/` or `storage/` imports this. Runs on: its own std threads, never a
+//! shard (raft-log fsyncs block); shards only receive views (`view`).
+//! Invariants: without `cluster.controller_quorum` nothing here starts (`start` returns
+//! `None`: no thread, no socket, no file).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod controller_loop;
+pub mod frame;
+pub mod lifecycle;
+pub mod transport;
+pub mod view;
+
+use crate::cluster::controller::ControllerSettings;
+use crate::cluster::image_machine::ImageStateMachine;
+use crate::cluster::raft::{RaftDriver, RaftDriverError, RaftSettings};
+use crate::cluster::records::NodeId;
+use crate::config::{Config, ConfigError};
+use crate::storage::raft_log::{RaftLogError, RaftLogStore};
+use frame::{BrokerEndpoint, ControllerRequest, ControllerResponse};
+use raft::prelude::Message as RaftMessage;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use view::ViewHub;
+
+/// Directory of the metadata Raft log inside the data dir (not a partition directory name,
+/// so the data-dir survey ignores it).
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen for the controller protocol on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start a cluster thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the metadata log: {0}")]
+    Log(#[from] RaftLogError),
+    #[error("the metadata Raft node: {0}")]
+    Raft(RaftDriverError),
+    #[error("controller protocol: {0}")]
+    Frame(frame::FrameError),
+    #[error("the controller thread's inbox closed")]
+    Stopped,
+    #[error("advertised listener `{0}` is not HOST:PORT")]
+    Advertised(String),
+}
+
+/// What reaches the controller thread.
+pub enum ControllerEvent {
+    Raft(RaftMessage),
+    Request {
+        request: ControllerRequest,
+        reply: SyncSender<ControllerResponse>,
+    },
+    /// A message to this peer could not be delivered.
+    Unreachable(u64),
+}
+
+/// Socket settings of the `[cluster]` section.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub frame_bytes_max: u64,
+    pub peer_queue_max: usize,
+    pub connections_max: usize,
+    pub connect_timeout: Duration,
+    pub reconnect_backoff: Duration,
+    pub read_timeout: Duration,
+}
+
+impl NetSettings {
+    fn from_config(config: &Config) -> Self {
+        let cluster = &config.cluster;
+        NetSettings {
+            frame_bytes_max: cluster.controller_frame_bytes_max,
+            peer_queue_max: cluster.controller_peer_queue_max,
+            connections_max: cluster.controller_connections_max,
+            connect_timeout: Duration::from_millis(cluster.controller_connect_timeout_ms),
+            reconnect_backoff: Duration::from_millis(cluster.controller_reconnect_backoff_ms),
+            read_timeout: Duration::from_millis(cluster.controller_read_timeout_ms),
+        }
+    }
+}
+
+/// A running cluster mode: the view hub shards subscribe to, and the fatal error that stops
+/// the broker (a duplicate node id), if one happened.
+pub struct Quorum {
+    pub hub: Arc<ViewHub>,
+    fatal: Arc<Mutex<Option<String>>>,
+}
+
+impl Quorum {
+    pub fn fatal_error(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|fatal| fatal.clone())
+    }
+}
+
+/// Starts cluster mode, or returns `None` without `cluster.controller_quorum`.
+pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
+    let Some(voters) = config.cluster.quorum_voters()? else {
+        return Ok(None);
+    };
+    let node_id = config.server.node_id;
+    let net = NetSettings::from_config(config);
+    let hub = Arc::new(ViewHub::default());
+    let is_controller = voters.iter().any(|voter| voter.node_id == node_id);
+    if is_controller {
+        start_controller(config, &voters, &net, hub.clone())?;
+    }
+    let (host, port) = crate::metadata::broker_config::advertised_address(&config.server);
+    let port =
+        u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
+    let fatal = Arc::new(Mutex::new(None));
+    let lifecycle = lifecycle::BrokerLifecycle {
+        node_id,
+        incarnation_id: *uuid::Uuid::new_v4().as_bytes(),
+        endpoint: BrokerEndpoint {
+            node_id,
+            host,
+            port,
+            rack: config.cluster.rack.clone(),
+        },
+        voters: voters.clone(),
+        settings: net,
+        heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+        session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms as u64),
+        hub: (!is_controller).then(|| hub.clone()),
+        fatal: fatal.clone(),
+    };
+    std::thread::Builder::new()
+        .name("broker-lifecycle".to_string())
+        .spawn(move || lifecycle.run())
+        .map_err(QuorumError::Thread)?;
+    tracing::info!(
+        node_id,
+        controller = is_controller,
+        voters = voters.len(),
+        "cluster mode started"
+    );
+    Ok(Some(Quorum { hub, fatal }))
+}
+
+fn start_controller(
+    config: &Config,
+    voters: &[crate::config::QuorumVoter],
+    net: &NetSettings,
+    hub: Arc<ViewHub>,
+) -> Result<(), QuorumError> {
+    let node_id = config.server.node_id;
+    let address = config.cluster.controller_listen.clone().unwrap_or_default();
+    let listener = std::net::TcpListener::bind(&address).map_err(|source| QuorumError::Listen {
+        address: address.clone(),
+        source,
+    })?;
+    let raft_ids: Vec<u64> = voters.iter().map(|v| v.node_id as u64).collect();
+    let (store, recovery) =
+        RaftLogStore::open(&config.storage.data_dir.join(METADATA_LOG_DIR), &raft_ids)?;
+    tracing::info!(?recovery, "metadata log opened");
+    let driver = RaftDriver::new(
+        node_id as u64,
+        store,
+        ImageStateMachine::new(),
+        &RaftSettings::from_config(&config.cluster),
+    )
+    .map_err(QuorumError::Raft)?;
+    let (inbox_sender, inbox) = sync_channel(config.cluster.controller_inbox_max);
+    let voter_ids: Arc<Vec<NodeId>> = Arc::new(voters.iter().map(|v| v.node_id).collect());
+    transport::spawn_listener(listener, voter_ids, inbox_sender.clone(), net.clone())
+        .map_err(QuorumError::Thread)?;
+    let peers: Vec<(NodeId, String)> = voters
+        .iter()
+        .filter(|v| v.node_id != node_id)
+        .map(|v| (v.node_id, v.address.clone()))
+        .collect();
+    let peers = transport::PeerSenders::start(node_id, &peers, inbox_sender, net)
+        .map_err(QuorumError::Thread)?;
+    let controller = controller_loop::ControllerLoop::new(
+        driver,
+        ControllerSettings::from_config(&config.cluster),
+        inbox,
+        peers,
+        hub,
+        Duration::from_millis(config.cluster.raft_tick_ms),
+        config.cluster.controller_request_queue_max,
+    );
+    std::thread::Builder::new()
+        .name("controller".to_string())
+        .spawn(move || {
+            let error = controller.run();
+            tracing::error!(%error, "the controller thread stopped; stopping the broker");
+            crate::shard::shutdown::request_shutdown();
+        })
+        .map_err(QuorumError::Thread)?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! How shards see the cluster: the controller thread (or, on a broker-only node, the
+//! lifecycle thread) publishes an `Arc<ClusterView>` to every shard over a bounded
+//! `futures::channel::mpsc` channel; each shard keeps its latest copy in a thread-local that
+//! its Metadata and DescribeCluster handlers read. No lock is taken on a shard's request path.
+//!
+//! Owns: the per-shard channels and the shard's copy. May import: `super::frame`. Runs on:
+//! `publish`/`flush` on the publishing thread; `follow` as a task on each shard.
+//! Invariants: every shard eventually holds the latest published view (a view that does not
+//! fit a full channel stays pending and is retried on the next `flush`); single-broker mode
+//! creates no hub, so `shard_view` is `None` there.
+
+use super::frame::{BrokerEndpoint, ClusterView};
+use crate::cluster::records::NodeId;
+use futures::StreamExt;
+use futures::channel::mpsc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+/// Views queued per shard; a shard only needs the latest, so a full channel keeps the newest
+/// one pending instead.
+const SHARD_VIEW_CHANNEL_CAPACITY: usize = 4;
+
+struct Subscriber {
+    sender: mpsc::Sender<Arc<ClusterView>>,
+    pending: Option<Arc<ClusterView>>,
+}
+
+struct HubState {
+    latest: Arc<ClusterView>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// The publishing side, shared by the publishing thread and shard start-up (which subscribes).
+pub struct ViewHub {
+    state: Mutex<HubState>,
+}
+
+impl Default for ViewHub {
+    fn default() -> Self {
+        ViewHub {
+            state: Mutex::new(HubState {
+                latest: Arc::new(ClusterView {
+                    controller_id: -1,
+                    brokers: Vec::new(),
+                }),
+                subscribers: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// A shard's end: its first view and the channel of later ones.
+pub struct ShardViewReceiver {
+    first: Arc<ClusterView>,
+    receiver: mpsc::Receiver<Arc<ClusterView>>,
+}
+
+impl ViewHub {
+    pub fn subscribe(&self) -> ShardViewReceiver {
+        let (sender, receiver) = mpsc::channel(SHARD_VIEW_CHANNEL_CAPACITY);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.subscribers.push(Subscriber {
+            sender,
+            pending: None,
+        });
+        ShardViewReceiver {
+            first: state.latest.clone(),
+            receiver,
+        }
+    }
+
+    /// Publishes `view` if it differs from the latest one.
+    pub fn publish(&self, view: ClusterView) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if *state.latest == view {
+            return;
+        }
+        tracing::info!(
+            controller = view.controller_id,
+            brokers = ?view.brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(),
+            "cluster view changed"
+        );
+        let view = Arc::new(view);
+        state.latest = view.clone();
+        for subscriber in &mut state.subscribers {
+            subscriber.pending = Some(view.clone());
+        }
+        flush_locked(&mut state);
+    }
+
+    /// Retries deliveries a full channel refused.
+    pub fn flush(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        flush_locked(&mut state);
+    }
+
+    pub fn latest(&self) -> Arc<ClusterView> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .latest
+            .clone()
+    }
+}
+
+fn flush_locked(state: &mut HubState) {
+    for subscriber in &mut state.subscribers {
+        if let Some(view) = subscriber.pending.take() {
+            match subscriber.sender.try_send(view) {
+                Ok(()) => {}
+                Err(error) if error.is_full() => subscriber.pending = Some(error.into_inner()),
+                Err(_) => {} // the shard stopped
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SHARD_VIEW: RefCell<Option<Arc<ClusterView>>> = const { RefCell::new(None) };
+}
+
+/// This shard's latest cluster view; `None` in single-broker mode.
+pub fn shard_view() -> Option<Arc<ClusterView>> {
+    SHARD_VIEW.with(|view| view.borrow().clone())
+}
+
+impl ShardViewReceiver {
+    /// Installs the first view on this thread now, then keeps it current until the hub
+    /// goes away. Spawn it on the shard as a task.
+    pub fn install(self) -> impl std::future::Future<Output = ()> {
+        let ShardViewReceiver {
+            first,
+            mut receiver,
+        } = self;
+        SHARD_VIEW.with(|view| *view.borrow_mut() = Some(first));
+        async move {
+            while let Some(next) = receiver.next().await {
+                SHARD_VIEW.with(|view| *view.borrow_mut() = Some(next));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(controller_id: i32) -> ClusterView {
+        ClusterView {
+            controller_id,
+            brokers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_slow_shard_still_gets_the_latest_view() {
+        let hub = ViewHub::default();
+        let mut receiver = hub.subscribe();
+        assert_eq!(receiver.first.controller_id, -1);
+        for id in 0..(SHARD_VIEW_CHANNEL_CAPACITY as i32 + 5) {
+            hub.publish(view(id));
+        }
+        let mut seen = Vec::new();
+        while let Ok(Some(v)) = receiver.receiver.try_next() {
+            seen.push(v.controller_id);
+        }
+        hub.flush();
+        while let Ok(Some(v)) = receiver.receiver.try_next() {
+            seen.push(v.controller_id);
+        }
+        assert_eq!(seen.last(), Some(&(SHARD_VIEW_CHANNEL_CAPACITY as i32 + 4)));
+        assert_eq!(
+            hub.latest().controller_id,
+            SHARD_VIEW_CHANNEL_CAPACITY as i32 + 4
+        );
+    }
+}
+
+/// What Metadata and DescribeCluster answer in cluster mode: the controller id and every
+/// live broker, this one included even before its registration is committed (it is
+/// answering the client, so it is up). `None` in single-broker mode.
+pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEndpoint>)> {
+    let view = shard_view()?;
+    let mut brokers = view.brokers.clone();
+    if !brokers.iter().any(|broker| broker.node_id == own.node_id) {
+        brokers.push(own);
+        brokers.sort_by_key(|broker| broker.node_id);
+    }
+    Some((view.controller_id, brokers))
+}

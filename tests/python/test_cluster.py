@@ -1,0 +1,215 @@
+"""Cluster mode (issue 15): three real shardlog processes form a metadata quorum over the
+controller protocol, register and heartbeat, and every node's Metadata shows the live brokers
+and the same controller (the raft leader).
+
+Contract checked, with stock clients (confluent-kafka, kafka-python) and raw Metadata v1 sent
+to each node in turn (a stock client picks its own node):
+  (a) 3 nodes come up; every node lists all 3 brokers and names the same controller;
+  (b) kill -9 the active controller: the other two elect a new one, and once
+      broker_session_timeout_ms has passed the killed node is fenced and no longer listed;
+  (c) restarted, it registers again with a new incarnation and is listed again;
+  (d) a second process claiming a live node id is refused: a controller id (its controller
+      port is held) exits at start-up; a broker-only id gets DUPLICATE_BROKER_REGISTRATION and
+      exits with that error; neither is listed.
+Waits are bounded polls (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+import kafka_wire
+from harness import Broker, free_port
+
+pytestmark = pytest.mark.cluster
+
+SESSION_TIMEOUT_MS = 2000
+HEARTBEAT_INTERVAL_MS = 300
+# Bounds on waits (seconds); generous, they only stop hangs.
+CONVERGE_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.2
+
+
+class Cluster:
+    """Three shardlog processes with --shards 1, a controller each (combined mode)."""
+
+    def __init__(self, name: str, size: int = 3):
+        self.controller_ports = {node: free_port() for node in range(1, size + 1)}
+        self.quorum = ",".join(f"{node}@127.0.0.1:{port}"
+                               for node, port in self.controller_ports.items())
+        self.nodes: dict[int, Broker] = {}
+        for node in self.controller_ports:
+            self.nodes[node] = Broker(f"{name}-node{node}", shards=1,
+                                      extra_args=self.node_args(node, controller=True))
+
+    def node_args(self, node: int, controller: bool, rack: str | None = None) -> list[str]:
+        args = ["--node-id", str(node), "--controller-quorum", self.quorum,
+                "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
+                "--broker-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS),
+                "--rack", rack or f"rack-{node}"]
+        if controller:
+            args += ["--controller-listen", f"127.0.0.1:{self.controller_ports[node]}"]
+        return args
+
+    def start(self) -> "Cluster":
+        for node in self.nodes.values():
+            node.start()
+        return self
+
+    def live(self) -> list[Broker]:
+        return [node for node in self.nodes.values() if node.alive()]
+
+
+def metadata_v1(bootstrap: str) -> tuple[int, dict[int, tuple[str, int, str | None]]]:
+    """(controller_id, {node_id: (host, port, rack)}) from one node's Metadata v1."""
+    body = kafka_wire.roundtrip(bootstrap, kafka_wire.metadata_v1(7, []))
+    reader = kafka_wire.Reader(body)
+    assert reader.i32() == 7
+    brokers = {}
+    for _ in range(reader.i32()):
+        node_id, host, port, rack = reader.i32(), reader.string(), reader.i32(), reader.string()
+        brokers[node_id] = (host, port, rack)
+    return reader.i32(), brokers
+
+
+def wait_for(what: str, check, timeout_s: float = CONVERGE_TIMEOUT_S):
+    """Polls `check` until it returns a truthy value; fails with the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (OSError, ConnectionError, ValueError) as error:
+            last = error
+        else:
+            if last and not isinstance(last, Exception):
+                return last
+        time.sleep(POLL_INTERVAL_S)
+    pytest.fail(f"{what}: not reached within {timeout_s}s (last seen: {last!r})")
+
+
+def agreed_view(nodes: list[Broker], expected: set[int]):
+    """Every node names the same controller (one of `expected`) and exactly `expected`."""
+    views = [metadata_v1(node.bootstrap) for node in nodes]
+    controllers = {controller for controller, _ in views}
+    if len(controllers) != 1 or not controllers <= expected:
+        return None
+    if any(set(brokers) != expected for _, brokers in views):
+        return None
+    return views[0]
+
+
+@pytest.fixture
+def cluster(request):
+    c = Cluster(request.node.name)
+    extra: list[Broker] = []
+    c.extra = extra
+    try:
+        yield c.start()
+    finally:
+        failed = any(getattr(request.node, f"rep_{p}", None) is not None
+                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
+        for node in list(c.nodes.values()) + extra:
+            if failed:
+                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
+            node.cleanup(keep=failed)
+
+
+def incarnations(node: Broker) -> list[str]:
+    found = []
+    for start in range(1, node.starts + 1):
+        path = node.workdir / f"broker-{start}.stderr.log"
+        if path.exists():
+            found += re.findall(r"registered with the controller.*incarnation=([0-9a-f-]+)",
+                                path.read_text(errors="replace"))
+    return found
+
+
+def test_three_nodes_agree_on_brokers_and_controller(cluster):
+    controller, brokers = wait_for("all 3 nodes list 3 brokers and one controller",
+                                   lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    for node_id, node in cluster.nodes.items():
+        assert brokers[node_id][1] == node.port
+        assert brokers[node_id][2] == f"rack-{node_id}"
+    # Stock clients see the same.
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[2].bootstrap})
+    listed = admin.list_topics(timeout=10)
+    assert set(listed.brokers) == {1, 2, 3}
+    assert listed.controller_id == controller
+    described = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    assert {node.id for node in described.nodes} == {1, 2, 3}
+    assert described.controller.id == controller
+    from kafka.admin import KafkaAdminClient
+    kadmin = KafkaAdminClient(bootstrap_servers=cluster.nodes[3].bootstrap,
+                              request_timeout_ms=10000)
+    try:
+        info = kadmin.describe_cluster()
+        assert {b["broker_id"] for b in info["brokers"]} == {1, 2, 3}
+        assert info["controller_id"] == controller
+    finally:
+        kadmin.close()
+
+
+def test_controller_failover_fencing_and_rejoin(cluster):
+    controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    killed = cluster.nodes[controller]
+    first_incarnations = incarnations(killed)
+    assert len(first_incarnations) == 1, first_incarnations
+    killed.kill9()
+    survivors = set(cluster.nodes) - {controller}
+    new_controller, brokers = wait_for(
+        "the two survivors elect a new controller and fence the killed node",
+        lambda: agreed_view(cluster.live(), survivors))
+    assert new_controller != controller and new_controller in survivors
+    # (c) restart: a new incarnation registers and all three are listed again.
+    killed.start()
+    wait_for("the restarted node is listed again",
+             lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    later = incarnations(killed)
+    assert len(later) == 2 and later[0] != later[1], later
+
+
+def test_duplicate_node_ids_are_refused(cluster):
+    controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    # A broker-only node 4 joins (its id is not in the quorum).
+    first = Broker("dup-first", shards=1, extra_args=cluster.node_args(4, controller=False))
+    cluster.extra.append(first)
+    first.start()
+    _, brokers = wait_for("broker-only node 4 is listed",
+                          lambda: agreed_view(cluster.live() + [first], {1, 2, 3, 4}))
+    assert brokers[4][1] == first.port
+
+    def run_to_exit(name: str, args: list[str]) -> tuple[int, str, Broker]:
+        dup = Broker(name, shards=1, extra_args=args)
+        cluster.extra.append(dup)
+        dup.starts = 1
+        with open(dup.log_path, "wb") as log:
+            proc = subprocess.Popen(dup.command(), stdout=subprocess.DEVNULL, stderr=log,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        dup.proc = proc
+        dup.expected_exit = True
+        try:
+            code = proc.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{name} did not exit\n{dup.stderr_tail()}")
+        return code, dup.log_path.read_text(errors="replace"), dup
+
+    # A second node 4: refused by the controller, it exits with the Kafka error's name.
+    code, log, dup = run_to_exit("dup-broker", cluster.node_args(4, controller=False))
+    assert code != 0 and "DUPLICATE_BROKER_REGISTRATION" in log, log[-3000:]
+    # A second controller 2: its controller port is taken, it exits at start-up.
+    code, log, _ = run_to_exit("dup-controller", cluster.node_args(2, controller=True))
+    assert code != 0 and "cannot listen for the controller protocol" in log, log[-3000:]
+    # Neither replaced the live registrations.
+    _, brokers = wait_for("the live registrations stand",
+                          lambda: agreed_view(cluster.live() + [first], {1, 2, 3, 4}))
+    assert brokers[4][1] == first.port
+    assert brokers[2][1] == cluster.nodes[2].port
+    assert dup.port not in {port for _, port, _ in brokers.values()}
