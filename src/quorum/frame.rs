@@ -362,10 +362,12 @@ mod tests {
             version: PROTOCOL_VERSION,
             node_id: 3,
         });
-        let mut message = RaftMessage::default();
-        message.from = 1;
-        message.to = 2;
-        message.term = 7;
+        let message = RaftMessage {
+            from: 1,
+            to: 2,
+            term: 7,
+            ..Default::default()
+        };
         roundtrip(Frame::Raft(message));
         roundtrip(Frame::Request {
             correlation: 9,

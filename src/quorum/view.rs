@@ -141,6 +141,19 @@ impl ShardViewReceiver {
     }
 }
 
+/// What Metadata and DescribeCluster answer in cluster mode: the controller id and every
+/// live broker, this one included even before its registration is committed (it is
+/// answering the client, so it is up). `None` in single-broker mode.
+pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEndpoint>)> {
+    let view = shard_view()?;
+    let mut brokers = view.brokers.clone();
+    if !brokers.iter().any(|broker| broker.node_id == own.node_id) {
+        brokers.push(own);
+        brokers.sort_by_key(|broker| broker.node_id);
+    }
+    Some((view.controller_id, brokers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,11 +174,11 @@ mod tests {
             hub.publish(view(id));
         }
         let mut seen = Vec::new();
-        while let Ok(Some(v)) = receiver.receiver.try_next() {
+        while let Ok(v) = receiver.receiver.try_recv() {
             seen.push(v.controller_id);
         }
         hub.flush();
-        while let Ok(Some(v)) = receiver.receiver.try_next() {
+        while let Ok(v) = receiver.receiver.try_recv() {
             seen.push(v.controller_id);
         }
         assert_eq!(seen.last(), Some(&(SHARD_VIEW_CHANNEL_CAPACITY as i32 + 4)));
@@ -174,17 +187,4 @@ mod tests {
             SHARD_VIEW_CHANNEL_CAPACITY as i32 + 4
         );
     }
-}
-
-/// What Metadata and DescribeCluster answer in cluster mode: the controller id and every
-/// live broker, this one included even before its registration is committed (it is
-/// answering the client, so it is up). `None` in single-broker mode.
-pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEndpoint>)> {
-    let view = shard_view()?;
-    let mut brokers = view.brokers.clone();
-    if !brokers.iter().any(|broker| broker.node_id == own.node_id) {
-        brokers.push(own);
-        brokers.sort_by_key(|broker| broker.node_id);
-    }
-    Some((view.controller_id, brokers))
 }
