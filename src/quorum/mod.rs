@@ -54,6 +54,8 @@ pub enum QuorumError {
     Frame(frame::FrameError),
     #[error("the controller thread's inbox closed")]
     Stopped,
+    #[error("the metadata log {0} is in use by another process (two nodes on one data dir?)")]
+    LogLocked(String),
     #[error("advertised listener `{0}` is not HOST:PORT")]
     Advertised(String),
 }
@@ -115,14 +117,14 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let node_id = config.server.node_id;
     let net = NetSettings::from_config(config);
     let hub = Arc::new(ViewHub::default());
+    let fatal = Arc::new(Mutex::new(None));
     let is_controller = voters.iter().any(|voter| voter.node_id == node_id);
     if is_controller {
-        start_controller(config, &voters, &net, hub.clone())?;
+        start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }
     let (host, port) = crate::metadata::broker_config::advertised_address(&config.server);
     let port =
         u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
-    let fatal = Arc::new(Mutex::new(None));
     let lifecycle = lifecycle::BrokerLifecycle {
         node_id,
         incarnation_id: *uuid::Uuid::new_v4().as_bytes(),
@@ -157,6 +159,7 @@ fn start_controller(
     voters: &[crate::config::QuorumVoter],
     net: &NetSettings,
     hub: Arc<ViewHub>,
+    fatal: Arc<Mutex<Option<String>>>,
 ) -> Result<(), QuorumError> {
     let node_id = config.server.node_id;
     let address = config.cluster.controller_listen.clone().unwrap_or_default();
@@ -165,8 +168,9 @@ fn start_controller(
         source,
     })?;
     let raft_ids: Vec<u64> = voters.iter().map(|v| v.node_id as u64).collect();
-    let (store, recovery) =
-        RaftLogStore::open(&config.storage.data_dir.join(METADATA_LOG_DIR), &raft_ids)?;
+    let log_dir = config.storage.data_dir.join(METADATA_LOG_DIR);
+    let log_lock = lock_log_dir(&log_dir)?;
+    let (store, recovery) = RaftLogStore::open(&log_dir, &raft_ids)?;
     tracing::info!(?recovery, "metadata log opened");
     let driver = RaftDriver::new(
         node_id as u64,
@@ -198,10 +202,40 @@ fn start_controller(
     std::thread::Builder::new()
         .name("controller".to_string())
         .spawn(move || {
+            let _log_lock = log_lock;
             let error = controller.run();
             tracing::error!(%error, "the controller thread stopped; stopping the broker");
+            if let Ok(mut fatal) = fatal.lock() {
+                *fatal = Some(format!("the controller stopped: {error}"));
+            }
             crate::shard::shutdown::request_shutdown();
         })
         .map_err(QuorumError::Thread)?;
     Ok(())
+}
+
+/// An exclusive `flock` on `<log_dir>/.lock`, held as long as the controller runs (the data
+/// dir's own lock is taken later, by the shard pool, and a second flock on it from this
+/// process would conflict with it).
+fn lock_log_dir(log_dir: &std::path::Path) -> Result<std::fs::File, QuorumError> {
+    use std::os::fd::AsRawFd;
+    let path = log_dir.join(".lock");
+    let io = |source: std::io::Error| {
+        QuorumError::Log(RaftLogError::Io {
+            path: path.clone(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(log_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(QuorumError::LogLocked(log_dir.display().to_string()));
+    }
+    Ok(file)
 }
