@@ -269,3 +269,143 @@ impl PeerWriter {
             .try_send(ControllerEvent::Unreachable(self.peer_id as u64));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::frame::ControllerRequest;
+    use std::io::Read;
+
+    fn settings() -> NetSettings {
+        NetSettings {
+            frame_bytes_max: 1 << 20,
+            peer_queue_max: 4,
+            connections_max: 8,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_backoff: Duration::from_millis(10),
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn hello(stream: &mut TcpStream, node_id: NodeId) {
+        write_frame(
+            stream,
+            &Frame::Hello {
+                version: PROTOCOL_VERSION,
+                node_id,
+            },
+        )
+        .unwrap();
+    }
+
+    fn raft_from(from: u64) -> Frame {
+        Frame::Raft(RaftMessage {
+            from,
+            to: 1,
+            term: 3,
+            ..Default::default()
+        })
+    }
+
+    /// The peer closed the connection (EOF or reset), within the test's read timeout.
+    fn assert_closed(stream: &mut TcpStream) {
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("connection not closed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn raft_frames_only_from_voters_and_requests_from_anyone() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (inbox, events) = sync_channel(16);
+        spawn_listener(listener, Arc::new(vec![1, 2]), inbox, settings()).unwrap();
+
+        // A voter's raft frame reaches the controller thread.
+        let mut voter = connect(&address, Duration::from_secs(5)).unwrap();
+        hello(&mut voter, 2);
+        write_frame(&mut voter, &raft_from(2)).unwrap();
+        let event = events.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(event, ControllerEvent::Raft(m) if m.from == 2));
+
+        // A voter's hello with another node's `from` is refused.
+        write_frame(&mut voter, &raft_from(1)).unwrap();
+        assert_closed(&mut voter);
+
+        // A node outside the quorum may not send raft frames.
+        let mut outsider = connect(&address, Duration::from_secs(5)).unwrap();
+        hello(&mut outsider, 9);
+        write_frame(&mut outsider, &raft_from(9)).unwrap();
+        assert_closed(&mut outsider);
+
+        // A frame before the hello is refused.
+        let mut rude = connect(&address, Duration::from_secs(5)).unwrap();
+        write_frame(&mut rude, &raft_from(1)).unwrap();
+        assert_closed(&mut rude);
+
+        // A broker-only node's request is passed on and answered on its connection.
+        let mut broker = connect(&address, Duration::from_secs(5)).unwrap();
+        hello(&mut broker, 9);
+        let request = ControllerRequest::Heartbeat {
+            node_id: 9,
+            broker_epoch: 4,
+            caught_up: true,
+            want_fence: false,
+        };
+        write_frame(
+            &mut broker,
+            &Frame::Request {
+                correlation: 5,
+                request: request.clone(),
+            },
+        )
+        .unwrap();
+        let ControllerEvent::Request {
+            request: received,
+            reply,
+        } = events.recv_timeout(Duration::from_secs(5)).unwrap()
+        else {
+            panic!("expected a request");
+        };
+        assert_eq!(received, request);
+        let mut answer = timed_out();
+        answer.error_code = 0;
+        answer.broker_epoch = 4;
+        reply.send(answer.clone()).unwrap();
+        let frame = read_frame(&mut broker, 1 << 20).unwrap();
+        assert_eq!(
+            frame,
+            Frame::Response {
+                correlation: 5,
+                response: answer
+            }
+        );
+        // Nothing from the refused connections reached the controller thread.
+        assert!(events.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_reported_and_unknown_peers_are_refused() {
+        // Nobody listens on port 1: the writer's connect fails and it reports the peer.
+        let (inbox, events) = sync_channel(64);
+        let peers =
+            PeerSenders::start(1, &[(2, "127.0.0.1:1".to_string())], inbox, &settings()).unwrap();
+        let message = RaftMessage {
+            from: 1,
+            to: 2,
+            term: 1,
+            ..Default::default()
+        };
+        assert!(peers.send(message), "the queue has room");
+        let unreachable = events.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(unreachable, ControllerEvent::Unreachable(2)));
+        let unknown = RaftMessage {
+            to: 7,
+            ..Default::default()
+        };
+        assert!(!peers.send(unknown), "a message to a non-peer is refused");
+    }
+}
