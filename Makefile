@@ -23,7 +23,7 @@ unit-test:
 # librdkafka (rdkafka crate) against the real binary: round trip, groups, kill -9, disk full,
 # damaged data dirs; the start-up watchdog against the real binary.
 rust-client-test::
-	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir \
+	$(CARGO) test -p shardlog --test rdkafka_clients --test limits --test disk_full --test data_dir --test api_round_trip \
 	  --test cli --test startup
 
 # check-dependencies.sh: the broker library stays free of librdkafka and every crate declared in

@@ -3,6 +3,7 @@
 
 use super::context::{HandlerError, RequestContext, ResponseFrame};
 use super::handlers::*;
+use crate::protocol::kafka_releases;
 use crate::shard::Shard;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestKind};
@@ -108,12 +109,26 @@ where
     Box::pin(std::future::ready(completion))
 }
 
-/// The protocol-coverage table in Markdown, as docs/protocol-coverage.md holds it.
+/// The Kafka release the protocol-coverage table compares each range with.
+pub const COMPARED_KAFKA_RELEASE: &str = "4.1";
+
+/// The protocol-coverage table in Markdown, as docs/protocol-coverage.md holds it: each
+/// API's advertised range, the Kafka release that introduced its max version (the range
+/// is what that release offers, minus the versions Kafka 4.0 removed), and Kafka 4.1's range.
 pub fn coverage_markdown() -> String {
-    let mut text = String::from("| API | key | versions |\n|---|---|---|\n");
+    let mut text = format!(
+        "| API | key | versions | max version from | Kafka {COMPARED_KAFKA_RELEASE} |\n|---|---|---|---|---|\n"
+    );
     for row in API_TABLE {
+        let introduced = kafka_releases::version_introduced_in(row.key, row.max_version)
+            .map_or_else(|| "?".to_string(), |release| format!("Kafka {release}"));
+        let compared = kafka_releases::newest_version_in(row.key, COMPARED_KAFKA_RELEASE)
+            .map_or_else(
+                || "—".to_string(),
+                |max| format!("{}–{max}", kafka_releases::kafka_4_min_version(row.key)),
+            );
         text.push_str(&format!(
-            "| {} | {} | {}–{} |\n",
+            "| {} | {} | {}–{} | {introduced} | {compared} |\n",
             row.name, row.key as i16, row.min_version, row.max_version
         ));
     }
@@ -132,6 +147,33 @@ mod tests {
                 row.min_version >= codec.min && row.max_version <= codec.max,
                 "{:?}",
                 row.key
+            );
+        }
+    }
+
+    /// KIP-896: Kafka 4.0 removed the versions older clients used; shardlog advertises
+    /// exactly Kafka 4.x's minimum of every API (JoinGroup v0-v1 as restored in 4.0.1).
+    #[test]
+    fn minimum_versions_are_kafka_4s() {
+        for row in API_TABLE {
+            assert_eq!(
+                row.min_version,
+                kafka_releases::kafka_4_min_version(row.key),
+                "{:?}: min version differs from Kafka 4.x's",
+                row.key
+            );
+        }
+    }
+
+    /// The coverage doc names the Kafka release of every advertised max version.
+    #[test]
+    fn every_max_version_has_its_kafka_release() {
+        for row in API_TABLE {
+            assert!(
+                kafka_releases::version_introduced_in(row.key, row.max_version).is_some(),
+                "{:?} v{}: add the Kafka release that introduced it to protocol/kafka_releases.rs",
+                row.key,
+                row.max_version
             );
         }
     }
