@@ -24,6 +24,8 @@ pub enum ShardMessage {
     Controller(ControllerOp),
     /// A new catalog snapshot: open logs for new partitions this shard owns, remove deleted.
     ApplyCatalog(Arc<Catalog>, Reply<()>),
+    /// New dynamic broker configs: re-derive every open log's settings.
+    ApplyDynamicConfigs(Arc<crate::metadata::DynamicBrokerConfigs>, Reply<()>),
     /// Consumer-group work for a group whose `__consumer_offsets` partition this shard owns
     /// (ListGroups goes to every shard).
     Group(GroupOp),
@@ -382,6 +384,14 @@ pub enum ControllerOp {
         configs: BTreeMap<String, String>,
         validate_only: bool,
         reply: Reply<TopicOutcome>,
+    },
+    /// Replaces one dynamic broker-config entity's set (AlterConfigs and the result of
+    /// IncrementalAlterConfigs on the BROKER resource).
+    AlterBrokerConfigs {
+        entity: crate::metadata::BrokerEntity,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        reply: Reply<(ErrorCode, Option<String>)>,
     },
     /// Raises a topic's partition count (never lowers it).
     CreatePartitions {

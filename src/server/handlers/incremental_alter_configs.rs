@@ -1,6 +1,8 @@
 //! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on individual topic
-//! configs; the result is validated and applied as a whole by the controller.
+//! or dynamic broker configs (BROKER resource: node id or "" for the cluster default); the
+//! result is validated and applied as a whole by the controller.
 
+use super::alter_configs::{alter_broker_configs, broker_entity};
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::model::ErrorCode;
@@ -102,10 +104,19 @@ pub fn handle(
                         }
                     }
                 },
-                RESOURCE_BROKER => (
-                    ErrorCode::InvalidRequest,
-                    Some("shardlog broker configs are static; edit the config file".to_string()),
-                ),
+                RESOURCE_BROKER => match broker_entity(&shard, &name) {
+                    Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                    Ok(entity) => {
+                        let mut configs = shard.dynamic_configs().entity(entity).clone();
+                        match apply_operations(&mut configs, &resource.configs) {
+                            Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                            Ok(()) => {
+                                let validate_only = request.validate_only;
+                                alter_broker_configs(&shard, entity, configs, validate_only).await?
+                            }
+                        }
+                    }
+                },
                 other => (
                     ErrorCode::InvalidRequest,
                     Some(format!("Unsupported resource type {other}.")),
