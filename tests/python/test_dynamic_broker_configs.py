@@ -14,9 +14,14 @@
   dynamically", an unknown key or a bad value INVALID_CONFIG, another broker id
   INVALID_REQUEST; validate_only stores nothing. The legacy AlterConfigs (kafka-python) does
   the same on BROKER "0".
+- `shardlog broker config --set/--delete` changes this broker's values and exits non-zero
+  with the broker's message on each kind of refusal.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -27,7 +32,7 @@ from kafka.admin import ConfigResource as KpConfigResource
 import kafka_wire as wire
 from clients import ADMIN_TIMEOUT_S, PRODUCE_TIMEOUT_S, ck_admin, ck_create_topic, ck_producer, \
     kp_admin
-from harness import unique_topic
+from harness import broker_binary, unique_topic
 
 DEFAULT_MESSAGE_MAX_BYTES = str((1 << 20) + 12)
 SMALL_MAX = 10240
@@ -243,3 +248,34 @@ def test_kafka_python_alter_configs_on_broker(broker):
     entry = describe(broker.bootstrap, ResourceType.BROKER, "0")["log.retention.bytes"]
     assert (entry.value, entry.source) == ("123456789",
                                            ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+
+CLI_TIMEOUT_S = 60.0
+
+
+def run_cli(broker, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(broker_binary()), "--bootstrap-server", broker.bootstrap,
+                           "broker", "config", *args],
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+def test_cli_broker_config_sets_deletes_and_surfaces_refusals(broker):
+    done = run_cli(broker, "--set", "log.retention.ms=3600000", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"broker": 0, "configs": {"log.retention.ms": {
+        "value": "3600000", "source": "DYNAMIC_BROKER_CONFIG"}}}
+    entry = describe(broker.bootstrap, ResourceType.BROKER, "0")["log.retention.ms"]
+    assert (entry.value, entry.source) == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+    for refused, words in [("listeners=PLAINTEXT://127.0.0.1:1", "Cannot update these configs"),
+                           ("no.such.config=1", "Unknown broker config"),
+                           ("message.max.bytes=abc", "message.max.bytes")]:
+        done = run_cli(broker, "--set", refused)
+        assert done.returncode != 0, (refused, done.stdout)
+        assert words in done.stderr, (refused, done.stderr)
+
+    done = run_cli(broker, "--delete", "log.retention.ms")
+    assert done.returncode == 0, done.stderr
+    assert "Broker 0 has no dynamic configs." in done.stdout, done.stdout
+    entry = describe(broker.bootstrap, ResourceType.BROKER, "0")["log.retention.ms"]
+    assert entry.source == ConfigSource.DEFAULT_CONFIG.value
