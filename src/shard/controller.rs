@@ -19,7 +19,6 @@ use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::storage::{BlockingOp, run_off_shard};
 use glommio::sync::Semaphore;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -113,12 +112,12 @@ impl Shard {
             }
             ControllerOp::AlterBrokerConfigs {
                 entity,
-                configs,
+                update,
                 validate_only,
                 reply,
             } => {
                 let outcome = self
-                    .controller_alter_broker_configs(entity, configs, validate_only)
+                    .controller_alter_broker_configs(entity, update, validate_only)
                     .await;
                 let _ = reply.send(outcome);
             }
@@ -367,11 +366,15 @@ impl Shard {
     async fn controller_alter_broker_configs(
         self: &Rc<Self>,
         entity: BrokerEntity,
-        configs: BTreeMap<String, String>,
+        update: BrokerConfigUpdate,
         validate_only: bool,
     ) -> (ErrorCode, Option<String>) {
         let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
             return (ErrorCode::NotController, None);
+        };
+        let configs = match update(self.dynamic_configs().entity(entity)) {
+            Ok(configs) => configs,
+            Err(message) => return (ErrorCode::InvalidRequest, Some(message)),
         };
         let next = match self
             .dynamic_configs()

@@ -363,6 +363,10 @@ pub struct TopicOutcome {
     pub topic: Option<TopicMeta>,
 }
 
+/// See `ControllerOp::AlterBrokerConfigs`.
+pub type BrokerConfigUpdate =
+    Box<dyn FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Send>;
+
 pub enum ControllerOp {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -385,11 +389,13 @@ pub enum ControllerOp {
         validate_only: bool,
         reply: Reply<TopicOutcome>,
     },
-    /// Replaces one dynamic broker-config entity's set (AlterConfigs and the result of
-    /// IncrementalAlterConfigs on the BROKER resource).
+    /// Changes one dynamic broker-config entity's set (AlterConfigs replaces it,
+    /// IncrementalAlterConfigs edits it): `update` maps the entity's current set to the new
+    /// one, or to the refusal message; it runs on the controller under its lock, so two
+    /// concurrent edits cannot lose one another.
     AlterBrokerConfigs {
         entity: crate::metadata::BrokerEntity,
-        configs: BTreeMap<String, String>,
+        update: BrokerConfigUpdate,
         validate_only: bool,
         reply: Reply<(ErrorCode, Option<String>)>,
     },

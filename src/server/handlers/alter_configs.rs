@@ -9,7 +9,7 @@ use crate::metadata::BrokerEntity;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
-use crate::shard::{ControllerOp, Shard};
+use crate::shard::{BrokerConfigUpdate, ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsResponse, RequestKind};
@@ -51,7 +51,8 @@ pub fn handle(
                 }
                 RESOURCE_BROKER => match broker_entity(&shard, &name) {
                     Ok(entity) => {
-                        alter_broker_configs(&shard, entity, configs, request.validate_only).await?
+                        let update: BrokerConfigUpdate = Box::new(move |_| Ok(configs));
+                        alter_broker_configs(&shard, entity, update, request.validate_only).await?
                     }
                     Err(message) => (ErrorCode::InvalidRequest, Some(message)),
                 },
@@ -87,18 +88,18 @@ pub fn broker_entity(shard: &Shard, name: &str) -> Result<BrokerEntity, String> 
     }
 }
 
-/// Replaces `entity`'s dynamic configs through the controller (validated, persisted and
-/// applied on every shard before it answers).
+/// Changes `entity`'s dynamic configs through the controller (`update` runs there under its
+/// lock; the result is validated, persisted and applied on every shard before it answers).
 pub async fn alter_broker_configs(
     shard: &Rc<Shard>,
     entity: BrokerEntity,
-    configs: BTreeMap<String, String>,
+    update: BrokerConfigUpdate,
     validate_only: bool,
 ) -> Result<(ErrorCode, Option<String>), HandlerError> {
     let outcome = shard
         .controller_call(|reply| ControllerOp::AlterBrokerConfigs {
             entity,
-            configs,
+            update,
             validate_only,
             reply,
         })

@@ -8,7 +8,7 @@ use super::str_bytes;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
-use crate::shard::{ControllerOp, Shard};
+use crate::shard::{BrokerConfigUpdate, ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -107,14 +107,12 @@ pub fn handle(
                 RESOURCE_BROKER => match broker_entity(&shard, &name) {
                     Err(message) => (ErrorCode::InvalidRequest, Some(message)),
                     Ok(entity) => {
-                        let mut configs = shard.dynamic_configs().entity(entity).clone();
-                        match apply_operations(&mut configs, &resource.configs) {
-                            Err(message) => (ErrorCode::InvalidRequest, Some(message)),
-                            Ok(()) => {
-                                let validate_only = request.validate_only;
-                                alter_broker_configs(&shard, entity, configs, validate_only).await?
-                            }
-                        }
+                        let operations = resource.configs.clone();
+                        let update: BrokerConfigUpdate = Box::new(move |current| {
+                            let mut configs = current.clone();
+                            apply_operations(&mut configs, &operations).map(|()| configs)
+                        });
+                        alter_broker_configs(&shard, entity, update, request.validate_only).await?
                     }
                 },
                 other => (
