@@ -14,6 +14,7 @@
   dynamically", an unknown key or a bad value INVALID_CONFIG, another broker id
   INVALID_REQUEST; validate_only stores nothing. The legacy AlterConfigs (kafka-python) does
   the same on BROKER "0".
+- A topic without a retention override picks up a new cluster-default log.retention.ms live.
 - Concurrent IncrementalAlterConfigs of different keys of one entity all take effect.
 - `shardlog broker config --set/--delete` changes this broker's values and exits non-zero
   with the broker's message on each kind of refusal.
@@ -32,9 +33,10 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
 from kafka.admin import ConfigResource as KpConfigResource
 
 import kafka_wire as wire
-from clients import ADMIN_TIMEOUT_S, PRODUCE_TIMEOUT_S, ck_admin, ck_create_topic, ck_producer, \
-    kp_admin
+from clients import (ADMIN_TIMEOUT_S, PRODUCE_TIMEOUT_S, ck_admin, ck_create_topic, ck_produce,
+                     ck_producer, ck_watermarks, kp_admin, payloads)
 from harness import broker_binary, unique_topic
+from test_topic_configs import SEGMENT_BYTES, ck_create, maintenance_broker, wait_for_log_start
 
 DEFAULT_MESSAGE_MAX_BYTES = str((1 << 20) + 12)
 SMALL_MAX = 10240
@@ -301,3 +303,19 @@ def test_concurrent_incremental_edits_of_one_entity_all_apply(broker):
         assert (configs["log.roll.ms"].value, configs["log.index.interval.bytes"].value) == (
             roll_ms, interval), round_number
         alter(broker.bootstrap, "0", {"log.roll.ms": None, "log.index.interval.bytes": None})
+
+
+def test_topic_without_override_takes_the_new_retention_default_live(broker_factory, tmp_path):
+    """A topic with no retention.ms of its own keeps 7 days of data until the cluster-wide
+    log.retention.ms default drops to 1 s; then retention deletes its old segments, without
+    a restart."""
+    broker = maintenance_broker(broker_factory, tmp_path)
+    topic = unique_topic("dynret")
+    ck_create(broker.bootstrap, topic, 1, {"segment.bytes": str(SEGMENT_BYTES)})
+    values = payloads(2000, seed=73, max_len=200)
+    ck_produce(ck_producer(broker.bootstrap, **{"linger.ms": 0, "batch.size": SEGMENT_BYTES // 4}),
+               topic, [(None, v, 0) for v in values])
+    assert ck_watermarks(broker.bootstrap, topic, 0) == (0, len(values))
+    assert wire_alter(broker.bootstrap, "", {"log.retention.ms": "1000"}) == (0, None)
+    low, high = wait_for_log_start(broker.bootstrap, topic, "the dynamic log.retention.ms")
+    assert 0 < low < high == len(values)
