@@ -39,6 +39,8 @@ enum Command {
     Consume(cli::consume::ConsumeArgs),
     /// List, describe, reset offsets of and delete consumer groups (kafka-consumer-groups.sh).
     Group(cli::group::GroupArgs),
+    /// Show and change a broker's dynamic configs (kafka-configs.sh --entity-type brokers).
+    Broker(cli::broker::BrokerArgs),
     /// Check and recover a stopped broker's data dir (docs/operations.md).
     DataDir(cli::data_dir::DataDirArgs),
 }
@@ -191,6 +193,10 @@ fn main() -> anyhow::Result<()> {
         Command::Group(mut args) => {
             args.connect = connect;
             cli::exit(cli::group::run(&args))
+        }
+        Command::Broker(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::broker::run(&args))
         }
         Command::DataDir(args) => cli::exit(cli::data_dir::run(&args)),
         Command::ApiTable => {

@@ -12,6 +12,7 @@
 //! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
 
 mod assignment;
+pub mod broker;
 pub mod client;
 mod config_admin;
 pub mod consume;

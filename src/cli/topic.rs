@@ -547,7 +547,7 @@ fn configure(
     Ok(())
 }
 
-fn config_changes(set: &[(String, String)], delete: &[String]) -> Vec<ConfigChange> {
+pub(super) fn config_changes(set: &[(String, String)], delete: &[String]) -> Vec<ConfigChange> {
     let sets = set.iter().map(|(key, value)| ConfigChange::Set {
         key: key.clone(),
         value: value.clone(),

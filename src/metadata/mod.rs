@@ -1,8 +1,8 @@
 //! Topic catalog and topic configs; partition → shard placement.
 //!
-//! Owns: `<data_dir>/topics.json` (the catalog) and `<data_dir>/meta.json` (broker identity
-//! and the producer-id high mark). May import: `crate::model`, `crate::config`. No I/O beyond
-//! those files.
+//! Owns: `<data_dir>/topics.json` (the catalog), `<data_dir>/meta.json` (broker identity
+//! and the producer-id high mark) and `<data_dir>/dynamic_broker_configs.json`. May import:
+//! `crate::model`, `crate::config`. No I/O beyond those files.
 //! Runs on: the controller shard (0) mutates the catalog and broadcasts immutable snapshots;
 //! every shard reads its snapshot.
 //! Invariants: topic names are unique and valid Kafka names; topic ids are unique; a
@@ -13,6 +13,7 @@
 pub mod broker_config;
 mod broker_meta;
 mod catalog;
+pub mod dynamic_broker_config;
 pub mod placement;
 pub mod topic_config;
 
@@ -21,4 +22,5 @@ pub use catalog::{
     CATALOG_FILE, Catalog, CatalogError, TopicId, TopicMeta, parse_topic_id, topic_id_hex,
     validate_topic_name, write_atomically,
 };
+pub use dynamic_broker_config::{BrokerEntity, DynamicBrokerConfigs, DynamicConfigError};
 pub use placement::shard_for;

@@ -12,10 +12,10 @@ use super::Shard;
 use super::messages::*;
 use crate::config::Config;
 use crate::metadata::{
-    BrokerMeta, Catalog, CatalogError, PRODUCER_ID_BLOCK, TopicMeta, topic_id_hex,
-    validate_topic_name,
+    BrokerEntity, BrokerMeta, Catalog, CatalogError, DynamicBrokerConfigs, DynamicConfigError,
+    PRODUCER_ID_BLOCK, TopicMeta, topic_id_hex, validate_topic_name,
 };
-use crate::model::{ErrorCode, TopicPartition};
+use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::storage::{BlockingOp, run_off_shard};
 use glommio::sync::Semaphore;
 use std::cell::Cell;
@@ -109,6 +109,17 @@ impl Shard {
                     self.controller_change_topic(&topic, validate_only, change)
                         .await,
                 );
+            }
+            ControllerOp::AlterBrokerConfigs {
+                entity,
+                update,
+                validate_only,
+                reply,
+            } => {
+                let outcome = self
+                    .controller_alter_broker_configs(entity, update, validate_only)
+                    .await;
+                let _ = reply.send(outcome);
             }
             ControllerOp::CreatePartitions {
                 topic,
@@ -347,6 +358,67 @@ impl Shard {
             error: ErrorCode::None,
             message: None,
             topic: self.catalog().topic(topic).cloned(),
+        }
+    }
+
+    /// Replaces one dynamic broker-config entity: validate, persist, broadcast (every shard
+    /// re-derives its logs' settings before this answers).
+    async fn controller_alter_broker_configs(
+        self: &Rc<Self>,
+        entity: BrokerEntity,
+        update: BrokerConfigUpdate,
+        validate_only: bool,
+    ) -> (ErrorCode, Option<String>) {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return (ErrorCode::NotController, None);
+        };
+        let configs = match update(self.dynamic_configs().entity(entity)) {
+            Ok(configs) => configs,
+            Err(message) => return (ErrorCode::InvalidRequest, Some(message)),
+        };
+        let next = match self
+            .dynamic_configs()
+            .with_entity(entity, configs, &self.config)
+        {
+            Ok(next) => next,
+            Err(error) => {
+                let code = match error {
+                    DynamicConfigError::NotDynamic(_) => ErrorCode::InvalidRequest,
+                    DynamicConfigError::Io { .. } | DynamicConfigError::Corrupt { .. } => {
+                        ErrorCode::KafkaStorageError
+                    }
+                    _ => ErrorCode::InvalidConfig,
+                };
+                return (code, Some(error.to_string()));
+            }
+        };
+        if validate_only {
+            return (ErrorCode::None, None);
+        }
+        let (data_dir, saved) = (self.controller().data_dir.clone(), next.clone());
+        let save = move || saved.save(&data_dir);
+        if let Err(error) = run_off_shard(BlockingOp::DynamicConfigSave, save).await {
+            tracing::error!(%error, "cannot persist dynamic broker configs");
+            return (ErrorCode::KafkaStorageError, Some(error.to_string()));
+        }
+        tracing::info!(?entity, configs = ?next.entity(entity), "dynamic broker configs changed");
+        self.broadcast_dynamic_configs(Arc::new(next)).await;
+        (ErrorCode::None, None)
+    }
+
+    async fn broadcast_dynamic_configs(self: &Rc<Self>, configs: Arc<DynamicBrokerConfigs>) {
+        let mut pending = Vec::new();
+        for target in (0..self.shard_count).map(ShardId).filter(|s| *s != self.id) {
+            let snapshot = configs.clone();
+            pending.push(self.request(target, move |reply| {
+                ShardMessage::ApplyDynamicConfigs(snapshot, reply)
+            }));
+        }
+        self.apply_dynamic_configs(configs);
+        for outcome in futures::future::join_all(pending).await {
+            if let Err(error) = outcome {
+                tracing::error!(shard = %self.id, %error, "dynamic config broadcast failed");
+            }
         }
     }
 

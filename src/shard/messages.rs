@@ -24,6 +24,8 @@ pub enum ShardMessage {
     Controller(ControllerOp),
     /// A new catalog snapshot: open logs for new partitions this shard owns, remove deleted.
     ApplyCatalog(Arc<Catalog>, Reply<()>),
+    /// New dynamic broker configs: re-derive every open log's settings.
+    ApplyDynamicConfigs(Arc<crate::metadata::DynamicBrokerConfigs>, Reply<()>),
     /// Consumer-group work for a group whose `__consumer_offsets` partition this shard owns
     /// (ListGroups goes to every shard).
     Group(GroupOp),
@@ -361,6 +363,10 @@ pub struct TopicOutcome {
     pub topic: Option<TopicMeta>,
 }
 
+/// See `ControllerOp::AlterBrokerConfigs`.
+pub type BrokerConfigUpdate =
+    Box<dyn FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Send>;
+
 pub enum ControllerOp {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -382,6 +388,16 @@ pub enum ControllerOp {
         configs: BTreeMap<String, String>,
         validate_only: bool,
         reply: Reply<TopicOutcome>,
+    },
+    /// Changes one dynamic broker-config entity's set (AlterConfigs replaces it,
+    /// IncrementalAlterConfigs edits it): `update` maps the entity's current set to the new
+    /// one, or to the refusal message; it runs on the controller under its lock, so two
+    /// concurrent edits cannot lose one another.
+    AlterBrokerConfigs {
+        entity: crate::metadata::BrokerEntity,
+        update: BrokerConfigUpdate,
+        validate_only: bool,
+        reply: Reply<(ErrorCode, Option<String>)>,
     },
     /// Raises a topic's partition count (never lowers it).
     CreatePartitions {

@@ -32,6 +32,8 @@ pub enum ShardPoolError {
     Shard { shard: usize, reason: String },
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    #[error("cannot read the dynamic broker configs: {0}")]
+    DynamicConfigs(#[from] crate::metadata::DynamicConfigError),
 }
 
 /// What every shard starts from.
@@ -40,6 +42,8 @@ pub(super) struct StartState {
     pub catalog: Arc<Catalog>,
     /// Read by shard 0 (the controller).
     pub meta: BrokerMeta,
+    /// Dynamic broker configs saved by AlterConfigs (`dynamic_broker_configs.json`).
+    pub dynamic_configs: Arc<crate::metadata::DynamicBrokerConfigs>,
     pub startup: StartupBarrier,
 }
 
@@ -76,9 +80,12 @@ where
     let prepared = data_dir::prepare(&config).inspect_err(|error| {
         tracing::error!(%error, "the data dir is not safe to start from");
     })?;
+    let dynamic_configs = crate::metadata::DynamicBrokerConfigs::load_valid(&data_dir, &config)
+        .inspect_err(|error| tracing::error!(%error, "cannot read dynamic broker configs"))?;
     let start = StartState {
         catalog: Arc::new(prepared.catalog),
         meta: prepared.meta,
+        dynamic_configs: Arc::new(dynamic_configs),
         startup: StartupBarrier::default(),
     };
     let _lock = prepared.lock;

@@ -9,7 +9,7 @@ use super::messages::*;
 use super::reply::reply_channel;
 use super::txn_coordinator::TxnCoordinator;
 use crate::config::Config;
-use crate::metadata::{Catalog, TopicMeta, shard_for, topic_config};
+use crate::metadata::{Catalog, DynamicBrokerConfigs, TopicMeta, shard_for, topic_config};
 use crate::model::{ErrorCode, ShardId, TimestampType, TopicPartition};
 use crate::storage::{BatchCache, CleanupPolicy, LogConfig, PartitionLog, StorageStats};
 use futures::future::LocalBoxFuture;
@@ -61,7 +61,12 @@ impl OfflineReason {
 pub struct Shard {
     pub id: ShardId,
     pub shard_count: usize,
+    /// The static config (file, environment, flags).
     pub config: Arc<Config>,
+    /// Dynamic broker configs (AlterConfigs on BROKER), as the controller last broadcast.
+    dynamic_configs: RefCell<Arc<DynamicBrokerConfigs>>,
+    /// `config` with `dynamic_configs` laid over it: what the logs run with.
+    effective_config: RefCell<Arc<Config>>,
     catalog: RefCell<Arc<Catalog>>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Owned partitions of the catalog without an open log, and why.
@@ -107,8 +112,10 @@ impl Shard {
         let super::pool::StartState {
             catalog,
             meta,
+            dynamic_configs,
             startup,
         } = start;
+        let effective_config = Arc::new(dynamic_configs.effective(&config));
         let cache = Rc::new(BatchCache::new(config.storage.batch_cache_bytes_max));
         let controller = (id == ShardId(0)).then(|| Controller::new(&config, meta));
         let coordinator = GroupCoordinator::new(&config.group);
@@ -121,6 +128,8 @@ impl Shard {
             id,
             shard_count,
             config,
+            dynamic_configs: RefCell::new(dynamic_configs),
+            effective_config: RefCell::new(effective_config),
             catalog: RefCell::new(catalog),
             logs: RefCell::new(HashMap::new()),
             offline: RefCell::new(BTreeMap::new()),
@@ -146,6 +155,29 @@ impl Shard {
     /// This shard's current catalog snapshot.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.borrow().clone()
+    }
+
+    /// The dynamic broker configs this shard runs with.
+    pub fn dynamic_configs(&self) -> Arc<DynamicBrokerConfigs> {
+        self.dynamic_configs.borrow().clone()
+    }
+
+    /// The static config with the dynamic broker configs applied.
+    pub fn effective_config(&self) -> Arc<Config> {
+        self.effective_config.borrow().clone()
+    }
+
+    /// Takes new dynamic broker configs (from the controller's broadcast) and re-derives
+    /// every open log's settings from them.
+    pub(super) fn apply_dynamic_configs(&self, configs: Arc<DynamicBrokerConfigs>) {
+        *self.effective_config.borrow_mut() = Arc::new(configs.effective(&self.config));
+        *self.dynamic_configs.borrow_mut() = configs;
+        let catalog = self.catalog();
+        for (partition, log) in self.owned_logs() {
+            if let Some(topic) = catalog.topic(partition.topic.as_str()) {
+                log.update_config(self.log_config_for(topic));
+            }
+        }
     }
 
     pub(super) fn set_catalog(&self, catalog: Arc<Catalog>) {
@@ -221,8 +253,9 @@ impl Shard {
 
     /// The effective log settings of a topic: broker defaults overridden by topic configs.
     pub fn log_config_for(&self, topic: &TopicMeta) -> LogConfig {
-        let mut log_config = LogConfig::from_storage(&self.config.storage);
-        let defaults = &self.config.topic_defaults;
+        let config = self.effective_config();
+        let mut log_config = LogConfig::from_storage(&config.storage);
+        let defaults = &config.topic_defaults;
         let configs = &topic.configs;
         let long = |name| topic_config::long_value(configs, name);
         log_config.retention_ms = long("retention.ms").unwrap_or(defaults.retention_ms);
@@ -651,6 +684,10 @@ impl Shard {
             ShardMessage::Group(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_group_op(op).await }).detach();
+            }
+            ShardMessage::ApplyDynamicConfigs(configs, reply) => {
+                self.apply_dynamic_configs(configs);
+                let _ = reply.send(());
             }
             ShardMessage::ApplyCatalog(catalog, reply) => {
                 let shard = self.clone();

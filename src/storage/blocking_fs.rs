@@ -36,6 +36,8 @@ pub enum BlockingOp {
     CatalogSave,
     /// `meta.json` written (producer-id block).
     BrokerMetaSave,
+    /// `dynamic_broker_configs.json` written (AlterConfigs on the BROKER resource).
+    DynamicConfigSave,
     /// A new partition's directory and `partition.metadata` created.
     ClaimPartitionDir,
     /// A deleted partition's directory renamed to its tombstone and removed.
@@ -53,6 +55,7 @@ impl BlockingOp {
         match self {
             BlockingOp::CatalogSave => "catalog_save",
             BlockingOp::BrokerMetaSave => "broker_meta_save",
+            BlockingOp::DynamicConfigSave => "dynamic_config_save",
             BlockingOp::ClaimPartitionDir => "claim_partition_dir",
             BlockingOp::RemovePartitionDir => "remove_partition_dir",
             BlockingOp::CheckPartitionDirs => "check_partition_dirs",

@@ -1,12 +1,15 @@
-//! AlterConfigs (key 33): replaces a topic's whole config set (the legacy, non-incremental
-//! API). Broker configs are static in shardlog and cannot be altered.
+//! AlterConfigs (key 33): replaces a topic's whole config set, or one dynamic broker-config
+//! entity's (the legacy, non-incremental API). BROKER resources name this broker's node id
+//! (per-broker configs) or "" (the cluster-wide default); see
+//! `metadata::dynamic_broker_config` for the keys that can change.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
+use crate::metadata::BrokerEntity;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
-use crate::shard::{ControllerOp, Shard};
+use crate::shard::{BrokerConfigUpdate, ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsResponse, RequestKind};
@@ -46,10 +49,13 @@ pub fn handle(
                         .await?;
                     (outcome.error, outcome.message)
                 }
-                RESOURCE_BROKER => (
-                    ErrorCode::InvalidRequest,
-                    Some("shardlog broker configs are static; edit the config file".to_string()),
-                ),
+                RESOURCE_BROKER => match broker_entity(&shard, &name) {
+                    Ok(entity) => {
+                        let update: BrokerConfigUpdate = Box::new(move |_| Ok(configs));
+                        alter_broker_configs(&shard, entity, update, request.validate_only).await?
+                    }
+                    Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                },
                 other => (
                     ErrorCode::InvalidRequest,
                     Some(format!("Unsupported resource type {other}.")),
@@ -64,4 +70,39 @@ pub fn handle(
         }
         context.respond(&response).map(Some)
     })
+}
+
+/// The dynamic-config entity a BROKER resource name stands for: this broker's node id or ""
+/// (the cluster default); any other name is refused with Kafka's message.
+pub fn broker_entity(shard: &Shard, name: &str) -> Result<BrokerEntity, String> {
+    if name.is_empty() {
+        return Ok(BrokerEntity::ClusterDefault);
+    }
+    let node_id = shard.config.server.node_id;
+    match name.parse::<i32>() {
+        Ok(id) if id == node_id => Ok(BrokerEntity::ThisBroker),
+        Ok(_) => Err(format!(
+            "Unexpected broker id, expected {node_id} or empty string, but received {name}"
+        )),
+        Err(_) => Err(format!("Broker id must be an integer, but it is: {name}")),
+    }
+}
+
+/// Changes `entity`'s dynamic configs through the controller (`update` runs there under its
+/// lock; the result is validated, persisted and applied on every shard before it answers).
+pub async fn alter_broker_configs(
+    shard: &Rc<Shard>,
+    entity: BrokerEntity,
+    update: BrokerConfigUpdate,
+    validate_only: bool,
+) -> Result<(ErrorCode, Option<String>), HandlerError> {
+    let outcome = shard
+        .controller_call(|reply| ControllerOp::AlterBrokerConfigs {
+            entity,
+            update,
+            validate_only,
+            reply,
+        })
+        .await?;
+    Ok(outcome)
 }

@@ -1,13 +1,15 @@
 //! DescribeConfigs (key 32): every topic config with its value and source (the topic's own
 //! setting, or the broker default it falls back to) and, on request, synonyms and docs.
 //! Broker resources list every broker setting shardlog honours under Kafka's names and forms
-//! (`metadata::broker_config`), with source and synonyms, plus `shardlog.shards` (read-only)
-//! so tools can compute partition → shard placement.
+//! (`metadata::broker_config`), with source (dynamic per-broker, dynamic cluster default,
+//! static, default) and synonyms, plus `shardlog.shards` (read-only) so tools can compute
+//! partition → shard placement; the resource "" lists the cluster-default dynamic configs.
 
 use super::str_bytes;
-use crate::config::Config;
+use crate::metadata::DynamicBrokerConfigs;
 use crate::metadata::TopicMeta;
-use crate::metadata::broker_config::{TYPE_INT, broker_settings};
+use crate::metadata::broker_config::{BrokerSetting, TYPE_INT, broker_settings};
+use crate::metadata::dynamic_broker_config::is_dynamic;
 use crate::metadata::topic_config::{ConfigSpec, TOPIC_CONFIGS};
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -23,6 +25,8 @@ use std::rc::Rc;
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -48,19 +52,16 @@ pub fn handle(
             result.resource_name = resource.resource_name.clone();
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => match catalog.topic(&name) {
-                    Some(topic) => Ok(topic_entries(
-                        &shard.config,
-                        topic,
-                        request.include_synonyms,
-                    )),
+                    Some(topic) => Ok(topic_entries(&shard, topic, request.include_synonyms)),
                     None => Err((
                         ErrorCode::UnknownTopicOrPartition,
                         format!("Topic {name} does not exist."),
                     )),
                 },
-                RESOURCE_BROKER
-                    if name.is_empty() || name == shard.config.server.node_id.to_string() =>
-                {
+                RESOURCE_BROKER if name.is_empty() => {
+                    Ok(default_entity_entries(&shard, request.include_synonyms))
+                }
+                RESOURCE_BROKER if name == shard.config.server.node_id.to_string() => {
                     Ok(broker_entries(&shard, request.include_synonyms))
                 }
                 RESOURCE_BROKER => {
@@ -118,19 +119,30 @@ fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
     synonym
 }
 
+/// A topic's configs: its own value (TOPIC_CONFIG), else the broker config it falls back
+/// to with that one's source (dynamic per-broker, dynamic default, static or default, as
+/// Kafka reports); synonyms: the topic's value, then the broker layers in that order.
 fn topic_entries(
-    config: &Config,
+    shard: &Shard,
     topic: &TopicMeta,
     include_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
+    let dynamic = shard.dynamic_configs();
+    let settings = broker_settings(&shard.config);
     TOPIC_CONFIGS
         .iter()
         .map(|spec: &ConfigSpec| {
-            let default = (spec.default)(config);
+            let setting = spec
+                .broker_name
+                .and_then(|name| settings.iter().find(|s| s.name == name));
+            let broker_layers = match setting {
+                Some(setting) => broker_layers(setting, &dynamic),
+                None => vec![((spec.default)(&shard.config), SOURCE_DEFAULT)],
+            };
             let own = topic.configs.get(spec.name);
             let (value, source) = match own {
                 Some(value) => (value.clone(), SOURCE_TOPIC),
-                None => (default.clone(), SOURCE_DEFAULT),
+                None => broker_layers[0].clone(),
             };
             let mut result = entry(
                 spec.name,
@@ -147,9 +159,9 @@ fn topic_entries(
                         .push(synonym(spec.name, value, SOURCE_TOPIC));
                 }
                 if let Some(broker_name) = spec.broker_name {
-                    result
-                        .synonyms
-                        .push(synonym(broker_name, &default, SOURCE_DEFAULT));
+                    for (value, source) in &broker_layers {
+                        result.synonyms.push(synonym(broker_name, value, *source));
+                    }
                 }
             }
             result
@@ -157,33 +169,86 @@ fn topic_entries(
         .collect()
 }
 
-/// The broker's settings (`metadata::broker_config`), each STATIC_BROKER_CONFIG when it
-/// differs from shardlog's built-in default and DEFAULT_CONFIG otherwise; synonyms as Kafka
-/// lists them: the static value first, then the default. Read-only: no dynamic broker configs.
-fn broker_entries(shard: &Shard, include_synonyms: bool) -> Vec<DescribeConfigsResourceResult> {
-    let mut entries: Vec<DescribeConfigsResourceResult> = broker_settings(&shard.config)
+/// The values a broker setting has, highest precedence first, each with its source:
+/// per-broker dynamic, cluster-default dynamic, static (when it differs from the built-in
+/// default), built-in default. Never empty.
+fn broker_layers(setting: &BrokerSetting, dynamic: &DynamicBrokerConfigs) -> Vec<(String, i8)> {
+    let mut layers = Vec::with_capacity(4);
+    if let Some(value) = dynamic.broker.get(setting.name) {
+        layers.push((value.clone(), SOURCE_DYNAMIC_BROKER));
+    }
+    if let Some(value) = dynamic.cluster_default.get(setting.name) {
+        layers.push((value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER));
+    }
+    if setting.is_static() {
+        layers.push((setting.value.clone(), SOURCE_STATIC_BROKER));
+    }
+    layers.push((setting.default.clone(), SOURCE_DEFAULT));
+    layers
+}
+
+/// The cluster-wide default entity (resource name ""): as in Kafka, only the configs set
+/// dynamically for it, each DYNAMIC_DEFAULT_BROKER_CONFIG.
+fn default_entity_entries(
+    shard: &Shard,
+    include_synonyms: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let dynamic = shard.dynamic_configs();
+    broker_settings(&shard.config)
         .into_iter()
+        .filter(|setting| dynamic.cluster_default.contains_key(setting.name))
         .map(|setting| {
-            let source = if setting.is_static() {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
+            let layers = broker_layers(&setting, &dynamic);
+            let layers: Vec<_> = layers
+                .into_iter()
+                .filter(|(_, source)| *source != SOURCE_DYNAMIC_BROKER)
+                .collect();
+            let (value, source) = layers[0].clone();
             let mut result = entry(
                 setting.name,
-                &setting.value,
+                &value,
                 source,
                 setting.config_type,
-                true,
+                false,
                 setting.doc,
             );
             if include_synonyms {
-                if setting.is_static() {
-                    let own = synonym(setting.name, &setting.value, SOURCE_STATIC_BROKER);
-                    result.synonyms.push(own);
-                }
-                let default = synonym(setting.name, &setting.default, SOURCE_DEFAULT);
-                result.synonyms.push(default);
+                result.synonyms = layers
+                    .iter()
+                    .map(|(value, source)| synonym(setting.name, value, *source))
+                    .collect();
+            }
+            result
+        })
+        .collect()
+}
+
+/// The broker's settings (`metadata::broker_config`) as Kafka's `DynamicBrokerConfig`
+/// reports them: the value and source of the first that is set of this broker's dynamic
+/// value (DYNAMIC_BROKER_CONFIG), the cluster-wide dynamic default
+/// (DYNAMIC_DEFAULT_BROKER_CONFIG), the config file (STATIC_BROKER_CONFIG: it differs from
+/// the built-in default) and the built-in default (DEFAULT_CONFIG); synonyms list them all
+/// in that order. Dynamic keys are not read-only.
+fn broker_entries(shard: &Shard, include_synonyms: bool) -> Vec<DescribeConfigsResourceResult> {
+    let dynamic = shard.dynamic_configs();
+    let mut entries: Vec<DescribeConfigsResourceResult> = broker_settings(&shard.config)
+        .into_iter()
+        .map(|setting| {
+            let layers = broker_layers(&setting, &dynamic);
+            let (value, source) = layers[0].clone();
+            let mut result = entry(
+                setting.name,
+                &value,
+                source,
+                setting.config_type,
+                !is_dynamic(setting.name),
+                setting.doc,
+            );
+            if include_synonyms {
+                result.synonyms = layers
+                    .iter()
+                    .map(|(value, source)| synonym(setting.name, value, *source))
+                    .collect();
             }
             result
         })

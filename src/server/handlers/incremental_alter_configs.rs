@@ -1,12 +1,14 @@
 //! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on individual topic
-//! configs; the result is validated and applied as a whole by the controller.
+//! or dynamic broker configs (BROKER resource: node id or "" for the cluster default); the
+//! result is validated and applied as a whole by the controller.
 
+use super::alter_configs::{alter_broker_configs, broker_entity};
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
-use crate::shard::{ControllerOp, Shard};
+use crate::shard::{BrokerConfigUpdate, ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -102,10 +104,17 @@ pub fn handle(
                         }
                     }
                 },
-                RESOURCE_BROKER => (
-                    ErrorCode::InvalidRequest,
-                    Some("shardlog broker configs are static; edit the config file".to_string()),
-                ),
+                RESOURCE_BROKER => match broker_entity(&shard, &name) {
+                    Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                    Ok(entity) => {
+                        let operations = resource.configs.clone();
+                        let update: BrokerConfigUpdate = Box::new(move |current| {
+                            let mut configs = current.clone();
+                            apply_operations(&mut configs, &operations).map(|()| configs)
+                        });
+                        alter_broker_configs(&shard, entity, update, request.validate_only).await?
+                    }
+                },
                 other => (
                     ErrorCode::InvalidRequest,
                     Some(format!("Unsupported resource type {other}.")),
