@@ -27,10 +27,12 @@ rust-client-test::
 	  --test cli --test startup
 
 # check-dependencies.sh: the broker library stays free of librdkafka and every crate declared in
-# Cargo.toml is used (issue 18 item 7); no build needed.
+# Cargo.toml is used (issue 18 item 7); check-doc-commands.py: every `make TARGET` in README.md,
+# tests/README.md and docs/ exists. No build needed.
 lint:
 	$(CARGO) fmt --all -- --check
 	CARGO=$(CARGO) tests/tidy/check-dependencies.sh
+	python3 tests/tidy/check-doc-commands.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
@@ -57,9 +59,14 @@ CLIENT_TEST_ARGS ?=
 .PHONY: test test-deps test-deps-selftest system-deps venv kcat java-client client-test
 
 # The full gate run by .ci/run: installs (first, so a missing tool is named before anything
-# fails on it), lint, build, unit tests (broker and bench-harness), Rust
+# fails on it), lint, build, the docs' shardlog commands, unit tests (broker and bench-harness), Rust
 # client tests (rdkafka, defined above), then the Python/Java/kcat matrix.
-test: test-deps lint build unit-test bench-test rust-client-test client-test
+test: test-deps lint build doc-commands unit-test bench-test rust-client-test client-test
+
+# Every `shardlog SUBCOMMAND --flag` the docs show exists in the built binary's --help.
+.PHONY: doc-commands
+doc-commands: build
+	python3 tests/tidy/check-doc-commands.py --binary target/release/shardlog
 
 test-deps: system-deps venv kcat java-client
 
