@@ -1,8 +1,7 @@
 """Contract (issue 4): consumer groups behave as in Kafka for stock clients.
 
-Every test here carries the `groups` marker. `make client-test` deselects them with
-CLIENT_TEST_MARKERS="not groups" until the lead turns them on (CLIENT_TEST_MARKERS=); they are
-never skipped silently.
+Every test here carries the `groups` marker; `make test` runs them (CLIENT_TEST_MARKERS="not
+groups" leaves them out). They are never skipped silently.
 
 - Two members on a 6-partition topic split it 3/3, disjoint and complete; a third joins and it
   becomes 2/2/2 (eager range/roundrobin and cooperative-sticky; with cooperative-sticky the
