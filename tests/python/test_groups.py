@@ -171,6 +171,10 @@ def test_killed_member_partitions_move(broker, members, client):
     wait_split([m1, m2], [3, 3], "3/3 split")
     m2.kill9()
     wait_split([m1], [PARTITIONS], "survivor takes all partitions after session timeout")
+    # The broker log says why: the killed member's session expired (the diagnosis aid).
+    log = broker.log_path.read_text(errors="replace")
+    assert any("group member expired" in line and f"group={group} " in line
+               for line in log.splitlines()), f"no expiry logged for {group}"
 
 
 @pytest.mark.parametrize("client", ["confluent", "kafka-python"])
