@@ -59,9 +59,9 @@ CLIENT_TEST_ARGS ?=
 .PHONY: test test-deps test-deps-selftest system-deps venv kcat java-client client-test
 
 # The full gate run by .ci/run: installs (first, so a missing tool is named before anything
-# fails on it), lint, build, the docs' shardlog commands, unit tests (broker and bench-harness), Rust
+# fails on it) and their self-test, lint, build, the docs' shardlog commands, unit tests (broker and bench-harness), Rust
 # client tests (rdkafka, defined above), then the Python/Java/kcat matrix.
-test: test-deps lint build doc-commands unit-test bench-test rust-client-test client-test
+test: test-deps test-deps-selftest lint build doc-commands unit-test bench-test rust-client-test client-test
 
 # Every `shardlog SUBCOMMAND --flag` the docs show exists in the built binary's --help.
 .PHONY: doc-commands
@@ -76,9 +76,8 @@ test-deps: system-deps venv kcat java-client
 system-deps:
 	@tests/deps/system-deps.sh
 
-# Each tool hidden from PATH in turn: make test-deps must name it (or install it). Not part of
-# `make test` (about 1-3 minutes: it runs make test-deps some 15 times); run it when changing
-# tests/deps/.
+# Each tool hidden from PATH in turn: make test-deps must name it (or install it with a fake
+# apt-get); installs nothing on this machine. About 15-25 s.
 test-deps-selftest:
 	@tests/deps/test-system-deps.sh
 

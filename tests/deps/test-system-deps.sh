@@ -11,19 +11,22 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
 
-# PATH with every executable of the real PATH except the named ones.
-shadow_path() {
-  local bin="$work/bin" dir exe name
-  rm -rf "$bin"
-  mkdir -p "$bin"
-  IFS=: read -ra dirs <<<"$PATH"
-  for dir in "${dirs[@]}"; do
-    [ -d "$dir" ] || continue
-    for exe in "$dir"/*; do
-      name=${exe##*/}
-      [ -x "$exe" ] && [ ! -e "$bin/$name" ] && ln -s "$exe" "$bin/$name"
-    done
+# Links to every executable of the real PATH (the first of each name), made once.
+mkdir -p "$work/all"
+IFS=: read -ra dirs <<<"$PATH"
+for dir in "${dirs[@]}"; do
+  [ -d "$dir" ] || continue
+  for exe in "$dir"/*; do
+    name=${exe##*/}
+    [ -x "$exe" ] && [ ! -e "$work/all/$name" ] && ln -s "$exe" "$work/all/$name"
   done
+done
+
+# A PATH directory with every executable of the real PATH except the named ones.
+shadow_path() {
+  local bin="$work/bin" name
+  rm -rf "$bin"
+  cp -a "$work/all" "$bin"
   for name in "$@"; do rm -f "$bin/$name"; done
   echo "$bin"
 }
@@ -31,7 +34,7 @@ shadow_path() {
 expect_missing() { # hidden-tool expected-text...
   local hide=$1 path out status=0
   shift
-  path=$(shadow_path "$hide" apt-get sudo)
+  path=$(shadow_path "$hide" apt-get sudo rustup)
   out=$(PATH=$path "$MAKE_BIN" -s test-deps 2>&1) || status=$?
   for want in "$@"; do
     if [ $status -eq 0 ] || ! grep -qF -- "$want" <<<"$out"; then
@@ -63,7 +66,7 @@ else
 fi
 
 # python3 without ensurepip (Debian's python3 without python3-venv).
-path=$(shadow_path python3 apt-get sudo)
+path=$(shadow_path python3 apt-get sudo rustup)
 mkdir -p "$work/no-ensurepip/ensurepip"
 echo 'raise ImportError("ensurepip hidden by test-system-deps.sh")' \
   >"$work/no-ensurepip/ensurepip/__init__.py"
@@ -80,7 +83,7 @@ else
 fi
 
 # A kcat on another librdkafka than the old one test_kcat.py checks.
-path=$(shadow_path kcat apt-get sudo)
+path=$(shadow_path kcat apt-get sudo rustup)
 printf '#!/bin/sh\necho "Version 1.7.1 (JSON, librdkafka 2.8.0 builtin.features=zstd)"\n' \
   >"$path/kcat"
 chmod +x "$path/kcat"
@@ -94,7 +97,7 @@ else
 fi
 
 # Installing: kcat hidden, a fake apt-get (and sudo) that links it back on "install".
-path=$(shadow_path kcat apt-get sudo)
+path=$(shadow_path kcat apt-get sudo rustup)
 real_kcat=$(command -v kcat)
 cat >"$path/apt-get" <<EOF
 #!/bin/sh
