@@ -605,6 +605,7 @@ impl Group {
                 member.assignment = Bytes::new();
                 member.touch(now_ms);
                 if let Some(token) = member.pending_join.take() {
+                    tracing::debug!(group = %self.id, member = %id, token, generation = outcome.generation_id, "group join answered");
                     effects.push(Effect::CompleteJoin { token, outcome });
                 }
             }
@@ -763,12 +764,23 @@ impl Group {
             "group stable: assignment received from the leader"
         );
         effects.push(Effect::Persist(self.snapshot()));
-        let waiting: Vec<(RequestToken, Bytes)> = self
+        let waiting: Vec<(RequestToken, String, Bytes)> = self
             .members
             .values_mut()
-            .filter_map(|m| m.pending_sync.take().map(|t| (t, m.assignment.clone())))
+            .filter_map(|m| {
+                let token = m.pending_sync.take()?;
+                Some((token, m.id.clone(), m.assignment.clone()))
+            })
             .collect();
-        for (token, assignment) in waiting {
+        for (token, member, assignment) in waiting {
+            tracing::debug!(
+                group = %self.id,
+                %member,
+                token,
+                generation = self.generation_id,
+                assignment_bytes = assignment.len(),
+                "group sync answered"
+            );
             effects.push(Effect::CompleteSync {
                 token,
                 outcome: self.sync_outcome(assignment),

@@ -24,8 +24,30 @@ running = True
 log = logging.getLogger("group_member")
 
 
+class CollapseRepeats(logging.Filter):
+    """Drops a record whose message equals the previous one (kafka-python repeats e.g.
+    "Failing OffsetCommit request ..." every auto-commit interval while it is out of the
+    group) and says how many were dropped when the message changes, so a stderr tail still
+    shows what happened before."""
+
+    def __init__(self):
+        super().__init__()
+        self.last, self.repeats = None, 0
+
+    def filter(self, record):
+        message = (record.name, record.levelno, record.getMessage())
+        if message == self.last:
+            self.repeats += 1
+            return False
+        if self.repeats:
+            record.msg = f"(previous message repeated {self.repeats} more times) {record.msg}"
+        self.last, self.repeats = message, 0
+        return True
+
+
 def setup_logging():
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CollapseRepeats())
     formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
                                   datefmt="%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime

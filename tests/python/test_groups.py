@@ -100,6 +100,13 @@ class Member:
                 self.kill9()
 
 
+@pytest.fixture(autouse=True)
+def group_debug_log(monkeypatch):
+    """The brokers of these tests also log each join/sync answer (DEBUG of the group state
+    machine), so a failure shows whether a member was sent its answer."""
+    monkeypatch.setenv("RUST_LOG", "info,shardlog::group=debug")
+
+
 @pytest.fixture
 def members(request):
     started: list[Member] = []
