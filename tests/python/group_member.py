@@ -7,14 +7,54 @@ usage: group_member.py CLIENT BOOTSTRAP TOPIC GROUP STRATEGY [INSTANCE_ID|-] [SE
 Prints one JSON line per change of its assignment: {"assignment": [partitions...]}, and
 {"records": n} totals every second while it consumes. Exits cleanly (leaving the group, unless
 static) on SIGTERM.
+
+Its stderr is a diagnosis log with UTC timestamps, to line up with the broker's: each
+assignment change, and for kafka-python the client's own group coordinator at INFO (joins,
+syncs, heartbeat failures, revocations); test_groups.py prints its tail when a test fails.
 """
 
 import json
+import logging
+import os
 import signal
 import sys
 import time
 
 running = True
+log = logging.getLogger("group_member")
+
+
+class CollapseRepeats(logging.Filter):
+    """Drops a record whose message equals the previous one (kafka-python repeats e.g.
+    "Failing OffsetCommit request ..." every auto-commit interval while it is out of the
+    group) and says how many were dropped when the message changes, so a stderr tail still
+    shows what happened before."""
+
+    def __init__(self):
+        super().__init__()
+        self.last, self.repeats = None, 0
+
+    def filter(self, record):
+        message = (record.name, record.levelno, record.getMessage())
+        if message == self.last:
+            self.repeats += 1
+            return False
+        if self.repeats:
+            record.msg = f"(previous message repeated {self.repeats} more times) {record.msg}"
+        self.last, self.repeats = message, 0
+        return True
+
+
+def setup_logging():
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CollapseRepeats())
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+                                  datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    log.setLevel(logging.INFO)
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
 
 
 def stop(*_):
@@ -45,6 +85,7 @@ def run_confluent(bootstrap, topic, group, strategy, instance_id, session_ms):
             count += 1
         current = sorted(tp.partition for tp in c.assignment())
         if current != last:
+            log.info("assignment %s", current)
             emit({"assignment": current})
             last = current
         if time.monotonic() - last_report > 1.0:
@@ -81,6 +122,7 @@ def run_kafka_python(bootstrap, topic, group, strategy, instance_id, session_ms)
             count += len(msgs)
         current = sorted(tp.partition for tp in c.assignment())
         if current != last:
+            log.info("assignment %s", current)
             emit({"assignment": current})
             last = current
         if time.monotonic() - last_report > 1.0:
@@ -94,6 +136,8 @@ def main():
     instance_id = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
     session_ms = int(sys.argv[7]) if len(sys.argv) > 7 else 10000
     signal.signal(signal.SIGTERM, stop)
+    setup_logging()
+    log.info("pid %d: %s", os.getpid(), " ".join(sys.argv[1:]))
     runner = run_confluent if client == "confluent" else run_kafka_python
     runner(bootstrap, topic, group, strategy, instance_id, session_ms)
 

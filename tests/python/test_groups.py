@@ -1,8 +1,7 @@
 """Contract (issue 4): consumer groups behave as in Kafka for stock clients.
 
-Every test here carries the `groups` marker. `make client-test` deselects them with
-CLIENT_TEST_MARKERS="not groups" until the lead turns them on (CLIENT_TEST_MARKERS=); they are
-never skipped silently.
+Every test here carries the `groups` marker; `make test` runs them (CLIENT_TEST_MARKERS="not
+groups" leaves them out). They are never skipped silently.
 
 - Two members on a 6-partition topic split it 3/3, disjoint and complete; a third joins and it
   becomes 2/2/2 (eager range/roundrobin and cooperative-sticky; with cooperative-sticky the
@@ -14,10 +13,15 @@ never skipped silently.
   after them, with nothing lost and nothing re-read.
 - Two groups read the same topic independently (publish-subscribe): each gets every record.
 Members run as subprocesses (group_member.py) so they can be killed; confluent-kafka
-(librdkafka) and kafka-python.
+(librdkafka) and kafka-python. Each member's stderr (its assignment changes and kafka-python's
+coordinator log, UTC timestamps) goes to a file under target/test-data; a failing test prints
+each member's tail next to the broker's (whose log has a line per group lifecycle event) and
+keeps the files.
 """
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +34,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import kafka
 from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
-from harness import unique_topic
+from harness import TEST_DATA_ROOT, unique_topic
 
 pytestmark = pytest.mark.groups
 
@@ -42,20 +46,29 @@ STATIC_SESSION_MS = 30000
 GROUP_SETTLE_TIMEOUT_S = 60.0
 NO_REBALANCE_OBSERVATION_S = 5.0
 MEMBER_STOP_TIMEOUT_S = 20.0
+MEMBER_STDERR_TAIL_LINES = 60
 MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
 
 
 class Member:
-    def __init__(self, client, bootstrap, topic, group, strategy, instance_id=None,
+    def __init__(self, stderr_path, client, bootstrap, topic, group, strategy, instance_id=None,
                  session_ms=SESSION_MS):
         self.args = [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group,
                      strategy, instance_id or "-", str(session_ms)]
         self.history: list[list[int]] = []
         self.records = 0
         self.lock = threading.Lock()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        # A file, not a pipe: nobody drains a pipe while the test runs, and a full one would
+        # block the member.
+        self.stderr_path = stderr_path
+        with open(stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
+                                         text=True)
         threading.Thread(target=self._read, daemon=True).start()
+
+    def stderr_tail(self, lines=MEMBER_STDERR_TAIL_LINES):
+        text = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
+        return f"--- {self.stderr_path} (last {len(text)} lines) ---\n" + "\n".join(text)
 
     def _read(self):
         for line in self.proc.stdout:
@@ -87,18 +100,36 @@ class Member:
                 self.kill9()
 
 
+@pytest.fixture(autouse=True)
+def group_debug_log(monkeypatch):
+    """The brokers of these tests also log each join/sync answer (DEBUG of the group state
+    machine), so a failure shows whether a member was sent its answer."""
+    monkeypatch.setenv("RUST_LOG", "info,shardlog::group=debug")
+
+
 @pytest.fixture
-def members():
+def members(request):
     started: list[Member] = []
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
+    workdir = TEST_DATA_ROOT / f"{safe}-members-{os.getpid()}-{time.monotonic_ns()}"
+    workdir.mkdir(parents=True)
 
     def start(*args, **kwargs):
-        m = Member(*args, **kwargs)
+        m = Member(workdir / f"member-{len(started) + 1}.stderr.log", *args, **kwargs)
         started.append(m)
         return m
 
     yield start
     for m in started:
         m.stop()
+    failed = any(getattr(request.node, f"rep_{phase}", None) is not None
+                 and getattr(request.node, f"rep_{phase}").failed for phase in ("setup", "call"))
+    if failed:
+        for number, m in enumerate(started, 1):
+            sys.stderr.write(f"\n==== group member {number} (exit {m.proc.returncode}) "
+                             f"{' '.join(m.args[2:])} ====\n{m.stderr_tail()}\n")
+    elif not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def wait_split(ms, sizes, what):
@@ -111,7 +142,7 @@ def wait_split(ms, sizes, what):
         if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
             return current
         for m in ms:
-            assert m.proc.poll() is None, f"member exited: {m.proc.stderr.read()[-2000:]}"
+            assert m.proc.poll() is None, f"member exited: {m.stderr_tail()}"
         deadline.check(f"assignments now {current}")
         time.sleep(0.2)
 
@@ -147,6 +178,10 @@ def test_killed_member_partitions_move(broker, members, client):
     wait_split([m1, m2], [3, 3], "3/3 split")
     m2.kill9()
     wait_split([m1], [PARTITIONS], "survivor takes all partitions after session timeout")
+    # The broker log says why: the killed member's session expired (the diagnosis aid).
+    log = broker.log_path.read_text(errors="replace")
+    assert any("group member expired" in line and f"group={group} " in line
+               for line in log.splitlines()), f"no expiry logged for {group}"
 
 
 @pytest.mark.parametrize("client", ["confluent", "kafka-python"])
