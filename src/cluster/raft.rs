@@ -389,6 +389,25 @@ impl<M: MetadataStateMachine> RaftDriver<M> {
         self.applied
     }
 
+    /// Each voter's matched index as the leader tracks it (the leader's own last index for
+    /// itself); `None` on a non-leader.
+    pub fn voter_progress(&self) -> Option<Vec<(u64, u64)>> {
+        if !self.is_leader() {
+            return None;
+        }
+        let own = self.node.raft.id;
+        let last = self.node.raft.raft_log.last_index();
+        let mut voters: Vec<(u64, u64)> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, progress)| (*id, if *id == own { last } else { progress.matched }))
+            .collect();
+        voters.sort_unstable();
+        Some(voters)
+    }
+
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed
     }

@@ -127,6 +127,7 @@ const VERSION_INTRODUCED_IN: &[(ApiKey, &[&str])] = &[
     (ApiKey::DeleteGroups, &["1.1", "2.0", "2.4"]),
     (ApiKey::IncrementalAlterConfigs, &["2.3", "2.4"]),
     (ApiKey::OffsetDelete, &["2.4"]),
+    (ApiKey::DescribeQuorum, &["2.7", "3.3", "3.9"]),
     (ApiKey::DescribeCluster, &["2.8", "3.7", "4.0"]),
     (ApiKey::DescribeProducers, &["2.8"]),
     (ApiKey::DescribeTransactions, &["3.0"]),

@@ -12,7 +12,9 @@
 //! records are applied (or at once when it needs none, or on an error); losing leadership
 //! answers every waiting request NOT_CONTROLLER; a driver error stops the node.
 
-use super::frame::{BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse};
+use super::frame::{
+    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, QuorumState, VoterProgress,
+};
 use super::transport::PeerSenders;
 use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
@@ -25,6 +27,7 @@ use crate::cluster::image_machine::ImageStateMachine;
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, encode_batch};
 use crate::model::ErrorCode;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -64,6 +67,10 @@ pub struct ControllerLoop {
     pub request_queue_max: usize,
     active: Option<Active>,
     started: Instant,
+    /// Per voter: wall-clock ms of its last raft message (DescribeQuorum's last fetch).
+    last_heard: HashMap<u64, i64>,
+    /// Per voter: wall-clock ms its matched index last reached the commit index.
+    last_caught_up: HashMap<u64, i64>,
 }
 
 impl ControllerLoop {
@@ -86,6 +93,8 @@ impl ControllerLoop {
             request_queue_max,
             active: None,
             started: Instant::now(),
+            last_heard: HashMap::new(),
+            last_caught_up: HashMap::new(),
         }
     }
 
@@ -126,6 +135,7 @@ impl ControllerLoop {
     fn handle_event(&mut self, event: ControllerEvent) {
         match event {
             ControllerEvent::Raft(message) => {
+                self.last_heard.insert(message.from, wall_clock_ms());
                 if let Err(error) = self.driver.step(message) {
                     tracing::debug!(%error, "raft refused a message");
                 }
@@ -151,6 +161,7 @@ impl ControllerLoop {
         if !outcome.applied.is_empty() || outcome.restored_snapshot.is_some() {
             self.start_next();
         }
+        self.track_caught_up();
         self.hub.publish(self.view());
         Ok(())
     }
@@ -205,6 +216,47 @@ impl ControllerLoop {
         self.driver.leader_id().map_or(-1, |id| id as NodeId)
     }
 
+    /// Records, on the leader, which voters have reached the commit index now.
+    fn track_caught_up(&mut self) {
+        let Some(progress) = self.driver.voter_progress() else {
+            self.last_caught_up.clear();
+            return;
+        };
+        let commit = self.driver.commit_index();
+        let now = wall_clock_ms();
+        for (id, matched) in progress {
+            if matched >= commit {
+                self.last_caught_up.insert(id, now);
+            }
+        }
+    }
+
+    /// The quorum as this leader sees it; `None` on a non-leader.
+    fn quorum_state(&self) -> Option<QuorumState> {
+        let progress = self.driver.voter_progress()?;
+        let own = self.driver.id();
+        let now = wall_clock_ms();
+        let voters = progress
+            .into_iter()
+            .map(|(id, matched)| VoterProgress {
+                node_id: id as NodeId,
+                log_end_offset: matched as i64,
+                last_fetch_timestamp: if id == own {
+                    now
+                } else {
+                    self.last_heard.get(&id).copied().unwrap_or(-1)
+                },
+                last_caught_up_timestamp: self.last_caught_up.get(&id).copied().unwrap_or(-1),
+            })
+            .collect();
+        Some(QuorumState {
+            leader_id: own as NodeId,
+            leader_epoch: self.driver.term() as i64,
+            high_watermark: self.driver.commit_index() as i64,
+            voters,
+        })
+    }
+
     /// The live brokers and the controller, from the applied image.
     pub fn view(&self) -> ClusterView {
         let brokers = self
@@ -227,6 +279,7 @@ impl ControllerLoop {
         ClusterView {
             controller_id: self.leader_hint(),
             brokers,
+            quorum: self.quorum_state(),
         }
     }
 
@@ -407,4 +460,11 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
 
 fn not_controller(hint: NodeId, view: ClusterView) -> ControllerResponse {
     error_response(ErrorCode::NotController, hint, view)
+}
+
+/// Kafka's DescribeQuorum timestamps are wall-clock epoch ms.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(-1, |elapsed| elapsed.as_millis() as i64)
 }

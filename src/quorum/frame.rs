@@ -46,6 +46,32 @@ pub struct ClusterView {
     /// The raft leader, -1 when none is known.
     pub controller_id: NodeId,
     pub brokers: Vec<BrokerEndpoint>,
+    /// The metadata quorum as its raft leader sees it; `Some` only on the leader's own
+    /// shards (never on the wire: DescribeQuorum is answered by the leader).
+    pub quorum: Option<QuorumState>,
+}
+
+/// The metadata quorum seen by its raft leader, for DescribeQuorum.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuorumState {
+    pub leader_id: NodeId,
+    /// The raft term.
+    pub leader_epoch: i64,
+    /// The raft commit index.
+    pub high_watermark: i64,
+    pub voters: Vec<VoterProgress>,
+}
+
+/// One voter as the leader tracks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterProgress {
+    pub node_id: NodeId,
+    /// The raft matched index (the leader's own last index for itself).
+    pub log_end_offset: i64,
+    /// Wall-clock ms of the last raft message from it, -1 if none yet.
+    pub last_fetch_timestamp: i64,
+    /// Wall-clock ms when its matched index last reached the commit index, -1 if never.
+    pub last_caught_up_timestamp: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +204,7 @@ impl Frame {
                         view: ClusterView {
                             controller_id,
                             brokers,
+                            quorum: None,
                         },
                     },
                 }
@@ -395,6 +422,7 @@ mod tests {
                 view: ClusterView {
                     controller_id: 3,
                     brokers: vec![endpoint(1, None), endpoint(2, Some("r"))],
+                    quorum: None,
                 },
             },
         });

@@ -148,6 +148,7 @@ fn timed_out() -> ControllerResponse {
         view: ClusterView {
             controller_id: -1,
             brokers: Vec::new(),
+            quorum: None,
         },
     }
 }

@@ -42,6 +42,7 @@ impl Default for ViewHub {
                 latest: Arc::new(ClusterView {
                     controller_id: -1,
                     brokers: Vec::new(),
+                    quorum: None,
                 }),
                 subscribers: Vec::new(),
             }),
@@ -75,11 +76,15 @@ impl ViewHub {
         if *state.latest == view {
             return;
         }
-        tracing::info!(
-            controller = view.controller_id,
-            brokers = ?view.brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(),
-            "cluster view changed"
-        );
+        // The quorum part changes with every raft message; log only membership changes.
+        if state.latest.controller_id != view.controller_id || state.latest.brokers != view.brokers
+        {
+            tracing::info!(
+                controller = view.controller_id,
+                brokers = ?view.brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(),
+                "cluster view changed"
+            );
+        }
         let view = Arc::new(view);
         state.latest = view.clone();
         for subscriber in &mut state.subscribers {
@@ -162,6 +167,7 @@ mod tests {
         ClusterView {
             controller_id,
             brokers: Vec::new(),
+            quorum: None,
         }
     }
 

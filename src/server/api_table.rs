@@ -83,6 +83,7 @@ pub static API_TABLE: &[ApiRow] = &[
         incremental_alter_configs::handle
     ),
     row!(OffsetDelete, 0, 0, offset_delete::handle),
+    row!(DescribeQuorum, 0, 2, describe_quorum::handle),
     row!(DescribeCluster, 0, 1, describe_cluster::handle),
     row!(DescribeProducers, 0, 0, describe_producers::handle),
     row!(DescribeTransactions, 0, 0, describe_transactions::handle),

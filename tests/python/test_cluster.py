@@ -77,6 +77,42 @@ def metadata_v1(bootstrap: str) -> tuple[int, dict[int, tuple[str, int, str | No
     return reader.i32(), brokers
 
 
+API_DESCRIBE_QUORUM = 55
+
+
+def describe_quorum_v1(bootstrap: str, topic: str = "__cluster_metadata") -> dict:
+    """One node's raw DescribeQuorum v1 (flexible) answer for `topic` partition 0."""
+    w = kafka_wire
+    body = (w.compact_array([w.compact_string(topic)
+                             + w.compact_array([w.i32(0) + w.EMPTY_TAGGED_FIELDS])
+                             + w.EMPTY_TAGGED_FIELDS]) + w.EMPTY_TAGGED_FIELDS)
+    answer = w.roundtrip(bootstrap, w.frame(w.header_v2(API_DESCRIBE_QUORUM, 1, 9) + body))
+    r = w.Reader(answer)
+    assert r.i32() == 9
+    r.tagged_fields()
+
+    def compact_string() -> str:
+        return r.take(r.uvarint() - 1).decode()
+
+    def replicas() -> list[dict]:
+        found = []
+        for _ in range(r.uvarint() - 1):
+            found.append({"id": r.i32(), "log_end_offset": r.i64(),
+                          "last_fetch": r.i64(), "last_caught_up": r.i64()})
+            r.tagged_fields()
+        return found
+
+    result = {"error_code": r.i16()}
+    assert r.uvarint() - 1 == 1
+    result["topic"] = compact_string()
+    assert r.uvarint() - 1 == 1
+    result.update(partition=r.i32(), partition_error=r.i16(), leader_id=r.i32(),
+                  leader_epoch=r.i32(), high_watermark=r.i64())
+    result["voters"] = replicas()
+    result["observers"] = replicas()
+    return result
+
+
 def wait_for(what: str, check, timeout_s: float = CONVERGE_TIMEOUT_S):
     """Polls `check` until it returns a truthy value; fails with the last value seen."""
     deadline = time.monotonic() + timeout_s
@@ -154,6 +190,30 @@ def test_three_nodes_agree_on_brokers_and_controller(cluster):
         assert info["controller_id"] == controller
     finally:
         kadmin.close()
+
+
+def test_describe_quorum_names_the_metadata_controller(cluster):
+    controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+
+    def leader_caught_up():
+        answer = describe_quorum_v1(cluster.nodes[controller].bootstrap)
+        voters = answer["voters"]
+        if answer["partition_error"] != 0 or any(v["last_fetch"] < 0 for v in voters):
+            return None
+        return answer
+    answer = wait_for("the leader reports every voter fetching", leader_caught_up)
+    assert answer["error_code"] == 0 and answer["topic"] == "__cluster_metadata"
+    assert answer["leader_id"] == controller
+    assert answer["leader_epoch"] >= 1 and answer["high_watermark"] >= 1
+    assert sorted(v["id"] for v in answer["voters"]) == [1, 2, 3]
+    assert all(0 <= v["log_end_offset"] for v in answer["voters"])
+    assert answer["observers"] == []
+    # Non-leaders refuse as Kafka's raft client does; other partitions are unknown.
+    for node_id, node in cluster.nodes.items():
+        if node_id != controller:
+            assert describe_quorum_v1(node.bootstrap)["partition_error"] == 6  # NOT_LEADER...
+    other = describe_quorum_v1(cluster.nodes[controller].bootstrap, topic="orders")
+    assert other["partition_error"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
 
 
 def test_controller_failover_fencing_and_rejoin(cluster):
