@@ -1093,6 +1093,22 @@ fn list_config_resources(fx: &mut Fixture, version: i16) {
     }
 }
 
+/// A single broker is no Raft quorum: the answer decodes and says UNSUPPORTED_VERSION (35),
+/// which Java's `describeMetadataQuorum` reports cleanly (the three-node answer is checked in
+/// tests/python/test_cluster.py).
+fn describe_quorum(fx: &mut Fixture, version: i16) {
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    let response = fx.send(&request, version);
+    assert_eq!(
+        response.error_code, 35,
+        "UNSUPPORTED_VERSION in single-broker mode"
+    );
+}
+
 type Case = fn(&mut Fixture, i16);
 
 /// One round trip per API the broker may advertise.
@@ -1132,6 +1148,7 @@ const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::ListTransactions, list_transactions),
     (ApiKey::DescribeTopicPartitions, describe_topic_partitions),
     (ApiKey::ListConfigResources, list_config_resources),
+    (ApiKey::DescribeQuorum, describe_quorum),
 ];
 
 /// The broker's advertised table: key -> (min, max).
