@@ -1,0 +1,293 @@
+//! The `[cluster]` section: the metadata quorum, the controller listener and broker
+//! sessions (issue 15, docs/cluster.md), with its parsing and validation.
+
+use super::{ConfigError, GIB, MIB, check};
+use serde::{Deserialize, Serialize};
+
+/// The metadata quorum and the active controller (issue 15, docs/cluster.md). Cluster mode is
+/// opt-in: without `controller_quorum` the broker runs alone exactly as before, and none of
+/// the network fields below is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Applied metadata-log entries between two snapshots of the metadata image; the log
+    /// before a snapshot is dropped. Default 10000, range 1..=10000000.
+    pub metadata_snapshot_entries: u64,
+    /// An unfenced broker that has not heartbeated for this long is fenced, ms
+    /// (Kafka `broker.session.timeout.ms`). Default 9000, range 1000..=3600000.
+    pub broker_session_timeout_ms: i64,
+    /// Replication factor of a CreateTopics request that asks for -1
+    /// (Kafka `default.replication.factor`). Default 1, range 1..=32.
+    pub default_replication_factor: i16,
+    /// Partitions of a CreateTopics request that asks for -1 (Kafka `num.partitions`).
+    /// Default 1, range 1..=`cluster.partitions_max`.
+    pub default_partitions: i32,
+    /// Largest partition count of one topic. Default 10000, range 1..=100000.
+    pub partitions_max: i32,
+    /// Producer ids per block the controller hands to a broker. Default 1000,
+    /// range 1..=1000000.
+    pub producer_id_block_size: i64,
+    /// The metadata quorum, `ID@HOST:PORT,...` (Kafka `controller.quorum.voters`). Set: the
+    /// node runs in cluster mode; its node id in the list makes it a controller. Default unset
+    /// (a single broker, no quorum).
+    pub controller_quorum: Option<String>,
+    /// Address the controller protocol listens on (raft messages, broker registration and
+    /// heartbeats). Required when this node is a controller; must have the port its quorum
+    /// entry names. Default unset.
+    pub controller_listen: Option<String>,
+    /// This broker's rack (Kafka `broker.rack`), reported in Metadata. Default unset.
+    pub rack: Option<String>,
+    /// The metadata Raft node's tick, ms: a follower campaigns after 10 ticks without a
+    /// leader (randomized up to 20), a leader heartbeats every 2. Default 100, range 10..=10000.
+    pub raft_tick_ms: u64,
+    /// Interval between a broker's heartbeats to the active controller, ms (Kafka
+    /// `broker.heartbeat.interval.ms`). Must be below `cluster.broker_session_timeout_ms`.
+    /// Default 2000, range 50..=600000.
+    pub broker_heartbeat_interval_ms: u64,
+    /// Largest controller-protocol frame, bytes; a larger one closes the connection. Must hold
+    /// a metadata snapshot. Default 64 MiB, range 64 KiB..=1 GiB.
+    pub controller_frame_bytes_max: u64,
+    /// Raft messages queued for one peer; more are dropped (raft retransmits) and the peer is
+    /// reported unreachable. Default 1024, range 1..=1000000.
+    pub controller_peer_queue_max: usize,
+    /// Events (inbound raft messages, broker requests) queued for the controller thread; more
+    /// are dropped (a request gets REQUEST_TIMED_OUT). Default 4096, range 1..=1000000.
+    pub controller_inbox_max: usize,
+    /// Broker requests waiting while the active controller commits an earlier one; more get
+    /// REQUEST_TIMED_OUT. Default 1024, range 1..=1000000.
+    pub controller_request_queue_max: usize,
+    /// Open inbound controller-protocol connections; more are closed at once.
+    /// Default 256, range 1..=65536.
+    pub controller_connections_max: usize,
+    /// Timeout of a connect to a peer or controller, and of one request's answer, ms.
+    /// Default 2000, range 10..=600000.
+    pub controller_connect_timeout_ms: u64,
+    /// Wait before reconnecting to a peer or controller after a failure, ms.
+    /// Default 200, range 1..=600000.
+    pub controller_reconnect_backoff_ms: u64,
+    /// An inbound controller connection that receives nothing for this long is closed (also
+    /// the bound on a hello frame's arrival), ms. Default 30000, range 100..=3600000.
+    pub controller_read_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            metadata_snapshot_entries: 10_000,
+            broker_session_timeout_ms: 9_000,
+            default_replication_factor: 1,
+            default_partitions: 1,
+            partitions_max: 10_000,
+            producer_id_block_size: 1_000,
+            controller_quorum: None,
+            controller_listen: None,
+            rack: None,
+            raft_tick_ms: 100,
+            broker_heartbeat_interval_ms: 2_000,
+            controller_frame_bytes_max: 64 * MIB,
+            controller_peer_queue_max: 1024,
+            controller_inbox_max: 4096,
+            controller_request_queue_max: 1024,
+            controller_connections_max: 256,
+            controller_connect_timeout_ms: 2_000,
+            controller_reconnect_backoff_ms: 200,
+            controller_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// One voter of the metadata quorum (`ID@HOST:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    /// `HOST:PORT` as written (resolved when connecting).
+    pub address: String,
+}
+
+/// Parses `ID@HOST:PORT,...`: ids unique and non-negative, every address `HOST:PORT`.
+pub fn parse_controller_quorum(text: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let invalid = |reason: String| ConfigError::OutOfRange {
+        field: "cluster.controller_quorum",
+        value: text.to_string(),
+        reason,
+    };
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| invalid(format!("`{entry}` is not ID@HOST:PORT")))?;
+        let node_id: i32 =
+            id.parse().ok().filter(|id| *id >= 0).ok_or_else(|| {
+                invalid(format!("`{id}` in `{entry}` is not a node id (0..=2^31-1)"))
+            })?;
+        let port_ok = address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(invalid(format!(
+                "`{address}` in `{entry}` is not HOST:PORT"
+            )));
+        }
+        if voters.iter().any(|voter| voter.node_id == node_id) {
+            return Err(invalid(format!("node id {node_id} is listed twice")));
+        }
+        voters.push(QuorumVoter {
+            node_id,
+            address: address.to_string(),
+        });
+    }
+    Ok(voters)
+}
+
+fn port_of(address: &str) -> Option<u16> {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+}
+
+impl ClusterConfig {
+    /// The quorum's voters, or `None` without `controller_quorum` (single-broker mode).
+    pub fn quorum_voters(&self) -> Result<Option<Vec<QuorumVoter>>, ConfigError> {
+        self.controller_quorum
+            .as_deref()
+            .map(parse_controller_quorum)
+            .transpose()
+    }
+
+    /// Cluster-mode checks that need this node's id: a controller (its id in the quorum) must
+    /// listen on the port its quorum entry names.
+    pub(super) fn validate_quorum(&self, node_id: i32) -> Result<(), ConfigError> {
+        let Some(voters) = self.quorum_voters()? else {
+            if self.controller_listen.is_some() {
+                return Err(ConfigError::OutOfRange {
+                    field: "cluster.controller_listen",
+                    value: self.controller_listen.clone().unwrap_or_default(),
+                    reason: "needs cluster.controller_quorum (--controller-quorum)".to_string(),
+                });
+            }
+            return Ok(());
+        };
+        let Some(own) = voters.iter().find(|voter| voter.node_id == node_id) else {
+            return Ok(());
+        };
+        let listen = self.controller_listen.as_deref().unwrap_or_default();
+        let refuse = |reason: String| ConfigError::OutOfRange {
+            field: "cluster.controller_listen",
+            value: listen.to_string(),
+            reason,
+        };
+        if listen.is_empty() {
+            return Err(refuse(format!(
+                "node {node_id} is a controller in cluster.controller_quorum, so it needs \
+                 --controller-listen (its quorum entry is {})",
+                own.address
+            )));
+        }
+        if port_of(listen).is_none() {
+            return Err(refuse("is not HOST:PORT".to_string()));
+        }
+        if port_of(listen) != port_of(&own.address) {
+            return Err(refuse(format!(
+                "node {node_id}'s quorum entry is {}: the controller must listen on that port",
+                own.address
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            "cluster.metadata_snapshot_entries",
+            self.metadata_snapshot_entries,
+            1,
+            10_000_000,
+        )?;
+        check(
+            "cluster.broker_session_timeout_ms",
+            self.broker_session_timeout_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check(
+            "cluster.default_replication_factor",
+            self.default_replication_factor,
+            1,
+            32,
+        )?;
+        check("cluster.partitions_max", self.partitions_max, 1, 100_000)?;
+        check(
+            "cluster.default_partitions",
+            self.default_partitions,
+            1,
+            self.partitions_max,
+        )?;
+        check(
+            "cluster.producer_id_block_size",
+            self.producer_id_block_size,
+            1,
+            1_000_000,
+        )?;
+        check("cluster.raft_tick_ms", self.raft_tick_ms, 10, 10_000)?;
+        check(
+            "cluster.broker_heartbeat_interval_ms",
+            self.broker_heartbeat_interval_ms,
+            50,
+            600_000,
+        )?;
+        if self.broker_heartbeat_interval_ms as i64 >= self.broker_session_timeout_ms {
+            return Err(ConfigError::OutOfRange {
+                field: "cluster.broker_heartbeat_interval_ms",
+                value: self.broker_heartbeat_interval_ms.to_string(),
+                reason: "must be below cluster.broker_session_timeout_ms".to_string(),
+            });
+        }
+        check(
+            "cluster.controller_frame_bytes_max",
+            self.controller_frame_bytes_max,
+            64 * 1024,
+            GIB,
+        )?;
+        check(
+            "cluster.controller_peer_queue_max",
+            self.controller_peer_queue_max,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "cluster.controller_inbox_max",
+            self.controller_inbox_max,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "cluster.controller_request_queue_max",
+            self.controller_request_queue_max,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "cluster.controller_connections_max",
+            self.controller_connections_max,
+            1,
+            65_536,
+        )?;
+        check(
+            "cluster.controller_connect_timeout_ms",
+            self.controller_connect_timeout_ms,
+            10,
+            600_000,
+        )?;
+        check(
+            "cluster.controller_reconnect_backoff_ms",
+            self.controller_reconnect_backoff_ms,
+            1,
+            600_000,
+        )?;
+        check(
+            "cluster.controller_read_timeout_ms",
+            self.controller_read_timeout_ms,
+            100,
+            3_600_000,
+        )
+    }
+}

@@ -1,0 +1,130 @@
+use super::*;
+
+/// Every field of the default config, as "section.field".
+fn field_names() -> Vec<String> {
+    let value = toml::Value::try_from(Config::default()).unwrap();
+    let mut names = Vec::new();
+    for (section, fields) in value.as_table().unwrap() {
+        for field in fields.as_table().unwrap().keys() {
+            names.push(format!("{section}.{field}"));
+        }
+    }
+    names
+}
+
+#[test]
+fn configuration_doc_lists_every_field() {
+    let doc = include_str!("../docs/configuration.md");
+    let mut names = field_names();
+    // Option fields with a None default are not serialized; list them explicitly.
+    names.push("server.advertised_listener".to_string());
+    names.push("cluster.controller_quorum".to_string());
+    names.push("cluster.controller_listen".to_string());
+    names.push("cluster.rack".to_string());
+    for name in names {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/configuration.md lacks `{name}`"
+        );
+    }
+}
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate().unwrap();
+}
+
+#[test]
+fn admin_listen_on_the_kafka_port_is_refused() {
+    for (listen, admin, refused) in [
+        ("127.0.0.1:9092", "127.0.0.1:9092", true),
+        ("0.0.0.0:9092", "127.0.0.1:9092", true),
+        ("127.0.0.1:9092", "0.0.0.0:9092", true),
+        ("localhost:9092", "localhost:9092", true),
+        ("127.0.0.1:9092", "127.0.0.1:9644", false),
+        ("127.0.0.1:9092", "127.0.0.2:9092", false),
+        ("127.0.0.1:0", "127.0.0.1:0", false),
+        ("127.0.0.1:9092", "", false),
+    ] {
+        let mut config = Config::default();
+        config.server.listen = listen.to_string();
+        config.server.admin_listen = admin.to_string();
+        let error = config.validate().err().map(|e| e.to_string());
+        assert_eq!(error.is_some(), refused, "{listen} / {admin}: {error:?}");
+        if let Some(error) = error {
+            assert!(error.contains("server.admin_listen"), "{error}");
+        }
+    }
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let err = toml::from_str::<Config>("[server]\nlisten_typo = 1\n");
+    assert!(err.is_err());
+}
+
+#[test]
+fn controller_quorum_is_parsed_and_validated() {
+    let voters = parse_controller_quorum("1@127.0.0.1:9093,2@host-b:9093, 3@[::1]:9094").unwrap();
+    assert_eq!(voters.len(), 3);
+    assert_eq!(voters[2].node_id, 3);
+    assert_eq!(voters[2].address, "[::1]:9094");
+    for (bad, needle) in [
+        ("1@a:1,1@b:2", "listed twice"),
+        ("x@a:1", "not a node id"),
+        ("-1@a:1", "not a node id"),
+        ("1@a", "not HOST:PORT"),
+        ("1@:5", "not HOST:PORT"),
+        ("1@a:99999", "not HOST:PORT"),
+        ("1a:1", "not ID@HOST:PORT"),
+    ] {
+        let message = parse_controller_quorum(bad).unwrap_err().to_string();
+        assert!(message.contains(needle), "{bad}: {message}");
+    }
+    let mut config = Config::default();
+    config.server.node_id = 2;
+    config.cluster.controller_quorum = Some("1@127.0.0.1:9093,2@127.0.0.1:9094".into());
+    let message = config.validate().unwrap_err().to_string();
+    assert!(message.contains("needs --controller-listen"), "{message}");
+    config.cluster.controller_listen = Some("127.0.0.1:9093".into());
+    let message = config.validate().unwrap_err().to_string();
+    assert!(message.contains("must listen on that port"), "{message}");
+    config.cluster.controller_listen = Some("0.0.0.0:9094".into());
+    config.validate().unwrap();
+    // A node whose id is not in the quorum is a broker only and needs no controller port.
+    config.server.node_id = 7;
+    config.cluster.controller_listen = None;
+    config.validate().unwrap();
+    config.cluster.controller_quorum = None;
+    config.cluster.controller_listen = Some("127.0.0.1:9093".into());
+    assert!(config.validate().is_err());
+    config.cluster.controller_listen = None;
+    config.cluster.broker_heartbeat_interval_ms = 9_000;
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn cluster_section_is_validated() {
+    let mut config = Config::default();
+    config.cluster.metadata_snapshot_entries = 0;
+    let message = config.validate().unwrap_err().to_string();
+    assert!(
+        message.contains("cluster.metadata_snapshot_entries"),
+        "{message}"
+    );
+    let mut config = Config::default();
+    config.cluster.default_partitions = config.cluster.partitions_max + 1;
+    let message = config.validate().unwrap_err().to_string();
+    assert!(message.contains("cluster.default_partitions"), "{message}");
+    let parsed: Config = toml::from_str("[cluster]\nmetadata_snapshot_entries = 50\n").unwrap();
+    assert_eq!(parsed.cluster.metadata_snapshot_entries, 50);
+    assert_eq!(parsed.cluster.broker_session_timeout_ms, 9_000);
+}
+
+#[test]
+fn out_of_range_is_reported_with_field_name() {
+    let mut config = Config::default();
+    config.storage.write_chunk_bytes = 5000;
+    let message = config.validate().unwrap_err().to_string();
+    assert!(message.contains("storage.write_chunk_bytes"), "{message}");
+}

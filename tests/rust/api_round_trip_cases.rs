@@ -1,0 +1,676 @@
+//! The round-trip cases of api_round_trip.rs: one function per API, each sending its request
+//! at the given version through the fixture and asserting a field only a correct answer has.
+
+use super::*;
+
+fn produce(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("produce", 1);
+    fx.produce(&topic, 3, None);
+    let response = fx.send(&Fixture::produce_request(&topic, 2, None, None), version);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(
+        partition.base_offset, 3,
+        "the batch follows the first three records"
+    );
+    assert_eq!(fx.latest_offset(&topic), 5);
+}
+
+fn fetch(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let mut fetch_topic = FetchTopic::default().with_partitions(vec![
+        FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20),
+    ]);
+    if version >= 13 {
+        fetch_topic.topic_id = fx.topic_id(&topic);
+    } else {
+        fetch_topic.topic = topic_name(&topic);
+    }
+    let request = FetchRequest::default()
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_topics(vec![fetch_topic]);
+    let response = fx.send(&request, version);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(partition.high_watermark, FIXTURE_RECORDS);
+    let records = partition.records.as_ref().expect("records");
+    // The first batch starts at offset 0 and is not empty.
+    assert!(records.len() > 61, "{} bytes of records", records.len());
+    assert_eq!(i64::from_be_bytes(records[..8].try_into().unwrap()), 0);
+}
+
+fn list_offsets(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let mut request = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name(&topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
+    ]);
+    if version >= 10 {
+        request.timeout_ms = 5_000;
+    }
+    let response = fx.send(&request, version);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(partition.offset, FIXTURE_RECORDS, "latest = high watermark");
+}
+
+fn metadata(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(&topic))),
+    ]));
+    let response = fx.send(&request, version);
+    assert_eq!(response.brokers.len(), 1);
+    assert_eq!(response.brokers[0].port, i32::from(fx.port));
+    let described = &response.topics[0];
+    assert_eq!(described.error_code, NONE);
+    assert_eq!(
+        described.name.as_ref().map(|n| n.text()),
+        Some(topic.text())
+    );
+    assert_eq!(described.partitions.len(), 1);
+    assert_eq!(
+        described.partitions[0].leader_id,
+        response.brokers[0].node_id
+    );
+}
+
+fn offset_commit(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("commit");
+    let topic = fx.topic.clone();
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_committed_offset(1)
+                        .with_committed_metadata(Some(s("meta"))),
+                ]),
+        ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.topics[0].partitions[0].error_code, NONE);
+    assert_eq!(fx.committed_offset(&group, &topic), 1);
+}
+
+fn offset_fetch(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("fetch");
+    let topic = fx.topic.clone();
+    fx.commit_offset(&group, &topic, 2);
+    let committed = if version >= 8 {
+        fx.committed_offset(&group, &topic)
+    } else {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        let response = fx.send(&request, version);
+        assert_eq!(response.error_code, NONE);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, NONE);
+        partition.committed_offset
+    };
+    assert_eq!(committed, 2);
+}
+
+fn find_coordinator(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("coordinator");
+    let (error, port) = if version >= 4 {
+        let request = FindCoordinatorRequest::default().with_coordinator_keys(vec![s(&group)]);
+        let response = fx.send(&request, version);
+        let coordinator = &response.coordinators[0];
+        assert_eq!(coordinator.key.text(), group);
+        (coordinator.error_code, coordinator.port)
+    } else {
+        let request = FindCoordinatorRequest::default().with_key(s(&group));
+        let response = fx.send(&request, version);
+        (response.error_code, response.port)
+    };
+    assert_eq!(error, NONE);
+    assert_eq!(port, i32::from(fx.port));
+}
+
+fn join_group(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("join");
+    let response = fx.join(&group, version);
+    assert_eq!(response.error_code, NONE);
+    assert!(!response.member_id.is_empty());
+    assert_eq!(response.leader, response.member_id, "the only member leads");
+    assert_eq!(response.members.len(), 1, "the leader gets the member list");
+    assert_eq!(
+        response.protocol_name.as_ref().map(|n| n.text()),
+        Some("range")
+    );
+}
+
+fn sync_group(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("sync");
+    let joined = fx.join(&group, 9);
+    assert_eq!(joined.error_code, NONE);
+    let mut request = fx.sync_request(&group, &joined);
+    if version >= 5 {
+        request.protocol_type = Some(s("consumer"));
+        request.protocol_name = Some(s("range"));
+    }
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(&response.assignment[..], b"assignment");
+}
+
+fn heartbeat(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("heartbeat");
+    let (generation, member_id) = fx.stable_group(&group);
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id(generation)
+        .with_member_id(s(&member_id));
+    assert_eq!(fx.send(&request, version).error_code, NONE);
+    // A stale generation is told apart: the request was read, not just acknowledged.
+    let stale = HeartbeatRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id(generation + 100)
+        .with_member_id(s(&member_id));
+    assert_eq!(
+        fx.send(&stale, version).error_code,
+        22,
+        "ILLEGAL_GENERATION"
+    );
+}
+
+fn leave_group(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("leave");
+    let (_, member_id) = fx.stable_group(&group);
+    let mut request = LeaveGroupRequest::default().with_group_id(GroupId(s(&group)));
+    if version >= 3 {
+        request.members = vec![MemberIdentity::default().with_member_id(s(&member_id))];
+    } else {
+        request.member_id = s(&member_id);
+    }
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    if version >= 3 {
+        assert_eq!(response.members[0].member_id.text(), member_id);
+        assert_eq!(response.members[0].error_code, NONE);
+    }
+    let described = fx.send(
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]),
+        5,
+    );
+    assert!(described.groups[0].members.is_empty(), "the member left");
+}
+
+fn describe_groups(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("describe");
+    let (_, member_id) = fx.stable_group(&group);
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]);
+    let response = fx.send(&request, version);
+    let described = &response.groups[0];
+    assert_eq!(described.error_code, NONE);
+    assert_eq!(described.group_state.text(), "Stable");
+    assert_eq!(described.protocol_data.text(), "range");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].member_id.text(), member_id);
+}
+
+fn list_groups(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("list");
+    fx.stable_group(&group);
+    let response = fx.send(&ListGroupsRequest::default(), version);
+    assert_eq!(response.error_code, NONE);
+    let listed = response
+        .groups
+        .iter()
+        .find(|listed| listed.group_id.text() == group)
+        .expect("the group is listed");
+    assert_eq!(listed.protocol_type.text(), "consumer");
+}
+
+fn api_versions(fx: &mut Fixture, version: i16) {
+    let mut request = ApiVersionsRequest::default();
+    if version >= 3 {
+        request.client_software_name = s("api-round-trip");
+        request.client_software_version = s("1.0");
+    }
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    let own = response
+        .api_keys
+        .iter()
+        .find(|api| api.api_key == ApiKey::ApiVersions as i16)
+        .expect("ApiVersions lists itself");
+    assert_eq!((own.min_version, own.max_version), (0, 4));
+}
+
+fn create_topics(fx: &mut Fixture, version: i16) {
+    let name = fx.unique("create");
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name(&name))
+                .with_num_partitions(2)
+                .with_replication_factor(1),
+        ]);
+    let response = fx.send(&request, version);
+    let created = &response.topics[0];
+    assert_eq!(created.error_code, NONE);
+    assert_eq!(created.name.text(), name);
+    if version >= 5 {
+        assert_eq!(created.num_partitions, 2);
+    }
+    assert_eq!(fx.partition_count(&name), 2);
+}
+
+fn delete_topics(fx: &mut Fixture, version: i16) {
+    let name = fx.new_topic("delete", 1);
+    let mut request = DeleteTopicsRequest::default().with_timeout_ms(30_000);
+    if version >= 6 {
+        request.topics = vec![DeleteTopicState::default().with_name(Some(topic_name(&name)))];
+    } else {
+        request.topic_names = vec![topic_name(&name)];
+    }
+    let response = fx.send(&request, version);
+    let deleted = &response.responses[0];
+    assert_eq!(deleted.error_code, NONE);
+    assert_eq!(deleted.name.as_ref().map(|n| n.text()), Some(name.text()));
+    // Deleted: creating it again succeeds.
+    fx.create_topic(&name, 1);
+}
+
+fn delete_records(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("delete-records", 1);
+    fx.produce(&topic, 3, None);
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_offset(2)]),
+        ]);
+    let response = fx.send(&request, version);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(partition.low_watermark, 2);
+}
+
+fn init_producer_id(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("init");
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(&transactional_id))))
+        .with_transaction_timeout_ms(60_000);
+    let first = fx.send(&request, version);
+    assert_eq!(first.error_code, NONE);
+    assert!(first.producer_id.0 >= 0);
+    // The same transactional id again: same producer id, next epoch.
+    let second = fx.send(&request, version);
+    assert_eq!(second.error_code, NONE);
+    assert_eq!(second.producer_id, first.producer_id);
+    assert_eq!(second.producer_epoch, first.producer_epoch + 1);
+}
+
+fn add_partitions_to_txn(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("add-partitions");
+    let producer = fx.init_producer(Some(&transactional_id));
+    let topic = fx.topic.clone();
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(&transactional_id)))
+        .with_v3_and_below_producer_id(ProducerId(producer.0))
+        .with_v3_and_below_producer_epoch(producer.1)
+        .with_v3_and_below_topics(vec![
+            AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![0]),
+        ]);
+    let response = fx.send(&request, version);
+    let result = &response.results_by_topic_v3_and_below[0];
+    assert_eq!(result.name.text(), topic);
+    assert_eq!(result.results_by_partition[0].partition_error_code, NONE);
+    fx.abort(&transactional_id, producer);
+}
+
+fn add_offsets_to_txn(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("add-offsets");
+    let producer = fx.init_producer(Some(&transactional_id));
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(&transactional_id)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(s("round-trip-group")));
+    assert_eq!(fx.send(&request, version).error_code, NONE);
+    // The transaction is now ongoing: a wrong epoch is fenced.
+    let fenced = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(&transactional_id)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1 - 1)
+        .with_group_id(GroupId(s("round-trip-group")));
+    assert_ne!(fx.send(&fenced, version).error_code, NONE);
+    fx.abort(&transactional_id, producer);
+}
+
+fn end_txn(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("end");
+    let producer = fx.init_producer(Some(&transactional_id));
+    fx.add_partition_to_txn(&transactional_id, producer);
+    let response = fx.send(
+        &Fixture::end_txn_request(&transactional_id, producer),
+        version,
+    );
+    assert_eq!(response.error_code, NONE);
+    let described = fx.send(
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s(&transactional_id))]),
+        0,
+    );
+    let state = described.transaction_states[0].transaction_state.text();
+    assert!(matches!(state, "CompleteAbort" | "PrepareAbort"), "{state}");
+}
+
+fn txn_offset_commit(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("txn-commit");
+    let group = fx.unique("txn-group");
+    let producer = fx.init_producer(Some(&transactional_id));
+    fx.add_offsets_to_txn(&transactional_id, producer, &group);
+    let topic = fx.topic.clone();
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(&transactional_id)))
+        .with_group_id(GroupId(s(&group)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default().with_committed_offset(1),
+                ]),
+        ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.topics[0].name.text(), topic);
+    assert_eq!(response.topics[0].partitions[0].error_code, NONE);
+    fx.abort(&transactional_id, producer);
+}
+
+fn describe_configs(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("describe-configs", 1);
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(s(&topic))
+            .with_configuration_keys(Some(vec![s("cleanup.policy")])),
+    ]);
+    let response = fx.send(&request, version);
+    let result = &response.results[0];
+    assert_eq!(result.error_code, NONE);
+    assert_eq!(result.resource_name.text(), topic);
+    assert_eq!(result.configs.len(), 1, "only the asked key");
+    assert_eq!(result.configs[0].name.text(), "cleanup.policy");
+    assert_eq!(
+        result.configs[0].value.as_ref().map(|v| v.text()),
+        Some("delete")
+    );
+}
+
+fn alter_configs(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("alter-configs", 1);
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(s(&topic))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("123456"))),
+            ]),
+    ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.responses[0].error_code, NONE);
+    assert_eq!(
+        fx.topic_config(&topic, "retention.ms").as_deref(),
+        Some("123456")
+    );
+}
+
+fn describe_log_dirs(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let response = fx.send(
+        &DescribeLogDirsRequest::default().with_topics(None),
+        version,
+    );
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.results.len(), 1, "one data dir");
+    let dir = &response.results[0];
+    assert_eq!(dir.error_code, NONE);
+    let described = dir
+        .topics
+        .iter()
+        .find(|t| t.name.text() == topic)
+        .expect("the fixture topic is in the data dir");
+    assert!(described.partitions[0].partition_size > 0);
+}
+
+fn create_partitions(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("partitions", 1);
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(topic_name(&topic))
+                .with_count(3)
+                .with_assignments(None),
+        ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.results[0].error_code, NONE);
+    assert_eq!(response.results[0].name.text(), topic);
+    assert_eq!(fx.partition_count(&topic), 3);
+}
+
+fn delete_groups(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("delete-group");
+    let topic = fx.topic.clone();
+    fx.commit_offset(&group, &topic, 1);
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.results[0].group_id.text(), group);
+    assert_eq!(response.results[0].error_code, NONE);
+    assert_eq!(
+        fx.committed_offset(&group, &topic),
+        -1,
+        "offsets went with the group"
+    );
+}
+
+fn incremental_alter_configs(fx: &mut Fixture, version: i16) {
+    use kafka_protocol::messages::incremental_alter_configs_request as iac;
+    let topic = fx.new_topic("incremental", 1);
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        iac::AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(s(&topic))
+            .with_configs(vec![
+                iac::AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(s("654321"))),
+            ]),
+    ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.responses[0].error_code, NONE);
+    assert_eq!(
+        fx.topic_config(&topic, "retention.ms").as_deref(),
+        Some("654321")
+    );
+}
+
+fn offset_delete(fx: &mut Fixture, version: i16) {
+    let group = fx.unique("offset-delete");
+    let topic = fx.topic.clone();
+    fx.commit_offset(&group, &topic, 1);
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_topics(vec![
+            OffsetDeleteRequestTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![OffsetDeleteRequestPartition::default()]),
+        ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.topics[0].partitions[0].error_code, NONE);
+    assert_eq!(fx.committed_offset(&group, &topic), -1);
+}
+
+fn describe_cluster(fx: &mut Fixture, version: i16) {
+    let response = fx.send(&DescribeClusterRequest::default(), version);
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.brokers.len(), 1);
+    assert_eq!(response.brokers[0].port, i32::from(fx.port));
+    assert_eq!(response.controller_id, response.brokers[0].broker_id);
+}
+
+fn describe_producers(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("producers", 1);
+    let producer = fx.init_producer(None);
+    fx.produce(&topic, 2, Some(producer));
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic_name(&topic))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let response = fx.send(&request, version);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(partition.active_producers.len(), 1);
+    assert_eq!(partition.active_producers[0].producer_id.0, producer.0);
+    assert_eq!(partition.active_producers[0].last_sequence, 1);
+}
+
+fn describe_transactions(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("describe-txn");
+    let producer = fx.init_producer(Some(&transactional_id));
+    let request = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(s(&transactional_id))]);
+    let response = fx.send(&request, version);
+    let state = &response.transaction_states[0];
+    assert_eq!(state.error_code, NONE);
+    assert_eq!(state.transaction_state.text(), "Empty");
+    assert_eq!(state.producer_id.0, producer.0);
+}
+
+fn list_transactions(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("list-txn");
+    fx.init_producer(Some(&transactional_id));
+    let response = fx.send(&ListTransactionsRequest::default(), version);
+    assert_eq!(response.error_code, NONE);
+    let listed = response
+        .transaction_states
+        .iter()
+        .find(|state| state.transactional_id.text() == transactional_id)
+        .expect("the transactional id is listed");
+    assert_eq!(listed.transaction_state.text(), "Empty");
+}
+
+fn describe_topic_partitions(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("dtp", 3);
+    let request = DescribeTopicPartitionsRequest::default()
+        .with_response_partition_limit(2)
+        .with_topics(vec![
+            describe_topic_partitions_request::TopicRequest::default()
+                .with_name(topic_name(&topic)),
+        ]);
+    let response = fx.send(&request, version);
+    let described = &response.topics[0];
+    assert_eq!(described.error_code, NONE);
+    assert_eq!(described.partitions.len(), 2, "the page holds the limit");
+    let cursor = response.next_cursor.as_ref().expect("a cursor to the rest");
+    assert_eq!(
+        (cursor.topic_name.text(), cursor.partition_index),
+        (topic.text(), 2)
+    );
+}
+
+fn list_config_resources(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let mut request = ListConfigResourcesRequest::default();
+    if version >= 1 {
+        request.resource_types = vec![RESOURCE_TOPIC];
+    }
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    if version >= 1 {
+        assert!(
+            response
+                .config_resources
+                .iter()
+                .any(|r| r.resource_name.text() == topic && r.resource_type == RESOURCE_TOPIC)
+        );
+    } else {
+        // v0 is ListClientMetricsResources: shardlog keeps no client-metrics resources.
+        assert!(response.config_resources.is_empty());
+    }
+}
+
+/// A single broker is no Raft quorum: the answer decodes and says UNSUPPORTED_VERSION (35),
+/// which Java's `describeMetadataQuorum` reports cleanly (the three-node answer is checked in
+/// tests/python/test_cluster.py).
+fn describe_quorum(fx: &mut Fixture, version: i16) {
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    let response = fx.send(&request, version);
+    assert_eq!(
+        response.error_code, 35,
+        "UNSUPPORTED_VERSION in single-broker mode"
+    );
+}
+
+pub(crate) type Case = fn(&mut Fixture, i16);
+
+/// One round trip per API the broker may advertise.
+pub(crate) const CASES: &[(ApiKey, Case)] = &[
+    (ApiKey::Produce, produce),
+    (ApiKey::Fetch, fetch),
+    (ApiKey::ListOffsets, list_offsets),
+    (ApiKey::Metadata, metadata),
+    (ApiKey::OffsetCommit, offset_commit),
+    (ApiKey::OffsetFetch, offset_fetch),
+    (ApiKey::FindCoordinator, find_coordinator),
+    (ApiKey::JoinGroup, join_group),
+    (ApiKey::Heartbeat, heartbeat),
+    (ApiKey::LeaveGroup, leave_group),
+    (ApiKey::SyncGroup, sync_group),
+    (ApiKey::DescribeGroups, describe_groups),
+    (ApiKey::ListGroups, list_groups),
+    (ApiKey::ApiVersions, api_versions),
+    (ApiKey::CreateTopics, create_topics),
+    (ApiKey::DeleteTopics, delete_topics),
+    (ApiKey::DeleteRecords, delete_records),
+    (ApiKey::InitProducerId, init_producer_id),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
+    (ApiKey::EndTxn, end_txn),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit),
+    (ApiKey::DescribeConfigs, describe_configs),
+    (ApiKey::AlterConfigs, alter_configs),
+    (ApiKey::DescribeLogDirs, describe_log_dirs),
+    (ApiKey::CreatePartitions, create_partitions),
+    (ApiKey::DeleteGroups, delete_groups),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
+    (ApiKey::OffsetDelete, offset_delete),
+    (ApiKey::DescribeCluster, describe_cluster),
+    (ApiKey::DescribeProducers, describe_producers),
+    (ApiKey::DescribeTransactions, describe_transactions),
+    (ApiKey::ListTransactions, list_transactions),
+    (ApiKey::DescribeTopicPartitions, describe_topic_partitions),
+    (ApiKey::ListConfigResources, list_config_resources),
+    (ApiKey::DescribeQuorum, describe_quorum),
+];
