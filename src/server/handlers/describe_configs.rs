@@ -187,6 +187,32 @@ fn broker_layers(setting: &BrokerSetting, dynamic: &DynamicBrokerConfigs) -> Vec
     layers
 }
 
+/// One broker setting's entry: the value and source of its first (highest-precedence)
+/// layer, and every layer as a synonym when asked.
+fn layered_entry(
+    setting: &BrokerSetting,
+    layers: &[(String, i8)],
+    read_only: bool,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let (value, source) = &layers[0];
+    let mut result = entry(
+        setting.name,
+        value,
+        *source,
+        setting.config_type,
+        read_only,
+        setting.doc,
+    );
+    if include_synonyms {
+        result.synonyms = layers
+            .iter()
+            .map(|(value, source)| synonym(setting.name, value, *source))
+            .collect();
+    }
+    result
+}
+
 /// The cluster-wide default entity (resource name ""): as in Kafka, only the configs set
 /// dynamically for it, each DYNAMIC_DEFAULT_BROKER_CONFIG.
 fn default_entity_entries(
@@ -203,22 +229,7 @@ fn default_entity_entries(
                 .into_iter()
                 .filter(|(_, source)| *source != SOURCE_DYNAMIC_BROKER)
                 .collect();
-            let (value, source) = layers[0].clone();
-            let mut result = entry(
-                setting.name,
-                &value,
-                source,
-                setting.config_type,
-                false,
-                setting.doc,
-            );
-            if include_synonyms {
-                result.synonyms = layers
-                    .iter()
-                    .map(|(value, source)| synonym(setting.name, value, *source))
-                    .collect();
-            }
-            result
+            layered_entry(&setting, &layers, false, include_synonyms)
         })
         .collect()
 }
@@ -235,22 +246,12 @@ fn broker_entries(shard: &Shard, include_synonyms: bool) -> Vec<DescribeConfigsR
         .into_iter()
         .map(|setting| {
             let layers = broker_layers(&setting, &dynamic);
-            let (value, source) = layers[0].clone();
-            let mut result = entry(
-                setting.name,
-                &value,
-                source,
-                setting.config_type,
+            layered_entry(
+                &setting,
+                &layers,
                 !is_dynamic(setting.name),
-                setting.doc,
-            );
-            if include_synonyms {
-                result.synonyms = layers
-                    .iter()
-                    .map(|(value, source)| synonym(setting.name, value, *source))
-                    .collect();
-            }
-            result
+                include_synonyms,
+            )
         })
         .collect();
     let shards_source = if shard.config.shard.shards == 0 {
