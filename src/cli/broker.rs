@@ -11,7 +11,7 @@ use super::client::{Cluster, ConnectArgs};
 use super::config_admin::{self, ConfigTarget};
 use super::error::CliError;
 use super::output::{self, Format, Table};
-use super::topic::{config_changes, parse_key_value};
+use super::topic::{config_changes, parse_key_value, refuse_set_and_deleted};
 use rdkafka::admin::{ConfigEntry, ConfigSource};
 use serde_json::json;
 
@@ -62,11 +62,7 @@ fn configure(
     delete: &[String],
     format: Format,
 ) -> Result<(), CliError> {
-    if let Some(key) = delete.iter().find(|k| set.iter().any(|(s, _)| s == *k)) {
-        return Err(CliError::InvalidArgument(format!(
-            "config '{key}' is both set and deleted"
-        )));
-    }
+    refuse_set_and_deleted(set, delete)?;
     let id = match broker {
         Some(id) => id,
         None => *cluster

@@ -512,11 +512,7 @@ fn configure(
     delete: &[String],
     format: Format,
 ) -> Result<(), CliError> {
-    if let Some(key) = delete.iter().find(|k| set.iter().any(|(s, _)| s == *k)) {
-        return Err(CliError::InvalidArgument(format!(
-            "config '{key}' is both set and deleted"
-        )));
-    }
+    refuse_set_and_deleted(set, delete)?;
     let mut own = config_map(&topic_configs(cluster, name)?, true);
     if !set.is_empty() || !delete.is_empty() {
         for key in delete {
@@ -545,6 +541,19 @@ fn configure(
         }
     }
     Ok(())
+}
+
+/// `--set k=v` and `--delete k` of the same key in one command is a usage error.
+pub(super) fn refuse_set_and_deleted(
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<(), CliError> {
+    match delete.iter().find(|k| set.iter().any(|(s, _)| s == *k)) {
+        Some(key) => Err(CliError::InvalidArgument(format!(
+            "config '{key}' is both set and deleted"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn config_changes(set: &[(String, String)], delete: &[String]) -> Vec<ConfigChange> {
