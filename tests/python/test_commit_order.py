@@ -22,10 +22,12 @@ COMMIT_CALLBACK_TIMEOUT_S = 30.0
 def ck_async_commits(bootstrap: str, topic: str, group: str) -> list[int]:
     """Commits 1..COMMITS asynchronously; returns the offsets the callbacks reported."""
     reported: list[int] = []
+    refused: list[str] = []  # per-partition errors, shown if the assertion fails
 
     def on_commit(err, partitions):
         assert err is None, err
         reported.extend(p.offset for p in partitions if p.error is None)
+        refused.extend(f"{p.offset}: {p.error}" for p in partitions if p.error is not None)
 
     consumer = ck_consumer(bootstrap, **{"group.id": group, "enable.auto.commit": False,
                                          "on_commit": on_commit})
@@ -41,7 +43,7 @@ def ck_async_commits(bootstrap: str, topic: str, group: str) -> list[int]:
                                        timeout=METADATA_TIMEOUT_S)[0].offset
     finally:
         consumer.close()
-    assert reported == list(range(1, COMMITS + 1)), reported
+    assert reported == list(range(1, COMMITS + 1)), (reported, refused)
     return committed
 
 
