@@ -356,7 +356,7 @@ pub fn repair(config: &Config, name: &str) -> Result<RepairOutcome, DataDirError
 /// Opens and closes the log on a one-off executor; the outer error is the executor's.
 fn open_once(dir: &Path, config: LogConfig) -> Result<Result<i64, StorageError>, String> {
     let dir = dir.to_path_buf();
-    glommio::LocalExecutorBuilder::default()
+    crate::storage::one_off_executor()
         .io_memory(REPAIR_IO_MEMORY_BYTES)
         .spawn(move || async move {
             let cache = Rc::new(BatchCache::new(REPAIR_IO_MEMORY_BYTES as u64));

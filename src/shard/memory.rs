@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_large_waiter_does_not_block_a_small_one() {
-        glommio::LocalExecutorBuilder::default()
+        crate::storage::one_off_executor()
             .spawn(|| async {
                 let budget = MemoryBudget::new(100);
                 let held = budget.try_reserve(90).unwrap();

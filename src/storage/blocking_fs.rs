@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn runs_on_another_thread_and_returns_the_result() {
-        let (result, shard_thread, blocking_thread) = glommio::LocalExecutorBuilder::default()
+        let (result, shard_thread, blocking_thread) = crate::storage::one_off_executor()
             .spawn(|| async {
                 let shard_thread = std::thread::current().id();
                 let (result, blocking_thread) = run_off_shard(BlockingOp::RemoveFiles, || {

@@ -291,3 +291,16 @@ pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
         Err(error) => Err(StorageError::io("remove", path, error)),
     }
 }
+
+/// Preemption interval of one-off executors (`one_off_executor`): long enough never to fire.
+const ONE_OFF_PREEMPT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The builder for a one-off executor (offline data-dir tools, tests): one task queue, so
+/// preemption buys nothing, and a preemption timer that never fires. glommio 0.9 can strand
+/// an executor asleep in `io_uring_enter` with runnable tasks when its preemption timer
+/// fires between being armed and being checked (docs/operations.md "Start-up",
+/// `shard::executor_nudge`); the broker's shards are nudged out of that, one-off executors
+/// are kept out of it: a unit test once hung in `make test` that way.
+pub fn one_off_executor() -> glommio::LocalExecutorBuilder {
+    glommio::LocalExecutorBuilder::default().preempt_timer(ONE_OFF_PREEMPT_INTERVAL)
+}

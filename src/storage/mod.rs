@@ -58,7 +58,7 @@ pub use blocking_fs::{BlockingOp, FS_GATE_ENV, run_off_shard, set_in_flight_max}
 pub use cache::{BatchCache, CacheStats};
 pub use compaction::{CleanupPolicy, CompactionStats};
 pub use error::{RecordError, StorageError};
-pub use io::{PROBE_FILE_PREFIX, prime_iopoll_probe};
+pub use io::{PROBE_FILE_PREFIX, one_off_executor, prime_iopoll_probe};
 pub use log::{
     AppendResult, LogConfig, PRODUCER_IDS_MAX_DEFAULT, PartitionLog, ReadLimits, ReadResult,
 };

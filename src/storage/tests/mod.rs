@@ -40,7 +40,7 @@ where
             .with_test_writer()
             .try_init();
     });
-    glommio::LocalExecutorBuilder::default()
+    crate::storage::one_off_executor()
         .io_memory(1 << 20)
         .spawn(move || async move { body().await })
         .expect("spawn executor")
