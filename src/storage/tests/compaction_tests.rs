@@ -719,7 +719,7 @@ fn appends_continue_during_compaction() {
 const KILL_CHILD_ENV: &str = "SHARDLOG_COMPACTION_CHILD_DIR";
 const KILL_TEST_NAME: &str =
     "storage::tests::compaction_tests::kill_dash_nine_during_compaction_keeps_latest_values";
-const KILL_CYCLES_DEFAULT: usize = 15;
+const KILL_CYCLES_DEFAULT: usize = 50;
 const KILL_KEYS: u64 = 20;
 /// The child stops by itself after this long if nobody kills it.
 const KILL_CHILD_LIFETIME_MAX: std::time::Duration = std::time::Duration::from_secs(20);
@@ -837,7 +837,8 @@ fn run_kill_child(
                     acks.push((offset.parse().unwrap(), key.to_string(), value));
                 }
                 ["pass"] if text.ends_with('\n') => passes += 1,
-                ["ready"] => {
+                // The harness prints `test <name> ... ` without a newline first.
+                [.., "ready"] => {
                     let _ = ready_sender.send(());
                 }
                 _ => {}
