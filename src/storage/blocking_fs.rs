@@ -48,6 +48,9 @@ pub enum BlockingOp {
     RemoveSegmentFiles,
     /// Other unlinks of a serving log (compaction leftovers, transaction indexes, markers).
     RemoveFiles,
+    /// Compaction's swap: the merged-away segments' files unlinked and the cleaned files
+    /// renamed into place (readers opening those paths wait for it).
+    CompactionSwap,
 }
 
 impl BlockingOp {
@@ -61,6 +64,7 @@ impl BlockingOp {
             BlockingOp::CheckPartitionDirs => "check_partition_dirs",
             BlockingOp::RemoveSegmentFiles => "remove_segment_files",
             BlockingOp::RemoveFiles => "remove_files",
+            BlockingOp::CompactionSwap => "compaction_swap",
         }
     }
 }

@@ -169,16 +169,22 @@ fn found(base_offset: i64, bytes: Bytes) -> Result<Found, StorageError> {
 }
 
 /// The open read handle of `segment`, opening it (and registering it with the per-shard
-/// open-file limit) if needed.
-async fn segment_file(state: &LogState, segment: &Segment) -> Result<Rc<DmaFile>, StorageError> {
+/// open-file limit) if needed; `None` if compaction replaced the segment meanwhile.
+async fn segment_file(
+    state: &LogState,
+    segment: &Segment,
+) -> Result<Option<Rc<DmaFile>>, StorageError> {
     if let Some(file) = segment.cached_file() {
         state.cache.touch_file(segment.uid, &segment.file);
-        return Ok(file);
+        return Ok(Some(file));
     }
-    let file = Rc::new(io::open_segment_read(&segment.log_path).await?);
+    let Some(file) = state.open_segment_path(segment).await? else {
+        return Ok(None);
+    };
+    let file = Rc::new(file);
     *segment.file.borrow_mut() = Some(file.clone());
     state.cache.touch_file(segment.uid, &segment.file);
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Reads batches from disk starting with the one containing `offset`; about `budget`
@@ -188,19 +194,25 @@ async fn read_disk(
     offset: i64,
     budget: usize,
 ) -> Result<Vec<Found>, StorageError> {
-    let Some(segment) = state.segment_for(offset) else {
-        return Ok(Vec::new());
+    // A segment compaction replaced while its file was being opened is looked up again
+    // (the swap has switched the segment list by then, so this repeats at most once per swap).
+    let (segment, file) = loop {
+        let Some(segment) = state.segment_for(offset) else {
+            return Ok(Vec::new());
+        };
+        if offset >= segment.next_offset() {
+            return Ok(Vec::new());
+        }
+        if let Some(file) = segment_file(state, &segment).await? {
+            break (segment, file);
+        }
     };
-    if offset >= segment.next_offset() {
-        return Ok(Vec::new());
-    }
     let config = state.config();
     let disk_end = segment.disk_bytes();
     let mut position = segment
         .index
         .borrow()
         .position_for(offset - segment.base_offset);
-    let file = segment_file(state, &segment).await?;
     let slack = config.index_interval_bytes as usize + BATCH_HEADER_BYTES;
     let mut want = budget.saturating_add(slack).clamp(
         io::BLOCK_BYTES as usize,

@@ -149,11 +149,7 @@ pub(crate) async fn delete_records_before(
 
 pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, StorageError> {
     state.check_writable()?;
-    state.quiesce.set(state.quiesce.get() + 1);
-    let permit = state.disk_lock.acquire_permit(1).await;
-    state.quiesce.set(state.quiesce.get() - 1);
-    state.work.notify();
-    let Ok(_permit) = permit else {
+    let Some(_permit) = state.quiesce_disk().await else {
         return Err(StorageError::Closed);
     };
     if offset >= state.log_end.get() {
@@ -221,9 +217,19 @@ async fn locate_batch(
     if let Some(found) = pending {
         return Ok(found);
     }
+    // Under `disk_lock` (truncation), so no compaction swap replaces the segment meanwhile.
     let file = match segment.cached_file() {
         Some(file) => file,
-        None => Rc::new(io::open_segment_read(&segment.log_path).await?),
+        None => match state.open_segment_path(segment).await? {
+            Some(file) => Rc::new(file),
+            None => {
+                return Err(StorageError::io(
+                    "truncate",
+                    &segment.log_path,
+                    std::io::Error::other("segment replaced by compaction during truncation"),
+                ));
+            }
+        },
     };
     let start = segment
         .index

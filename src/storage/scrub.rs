@@ -10,7 +10,6 @@
 //! on arrival).
 
 use super::StorageError;
-use super::io;
 use super::scan::{self, ScanItem, ScanOptions};
 use super::segment::Segment;
 use super::state::LogState;
@@ -43,9 +42,11 @@ pub(crate) async fn scrub(
         }
         let file = match segment.cached_file() {
             Some(file) => file,
-            None => match io::open_segment_read(&segment.log_path).await {
-                Ok(file) => Rc::new(file),
-                // Deleted by retention or replaced by compaction meanwhile.
+            None => match state.open_segment_path(&segment).await {
+                Ok(Some(file)) => Rc::new(file),
+                // Replaced by compaction meanwhile.
+                Ok(None) => continue,
+                // Deleted by retention meanwhile.
                 Err(StorageError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {

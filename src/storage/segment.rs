@@ -54,6 +54,9 @@ pub(crate) struct Segment {
     roll_base_ms: Cell<i64>,
     /// Sealed, fully written, trimmed to its size, synced, indexes on disk.
     finished: Cell<bool>,
+    /// Compaction swapped a cleaned segment in for this one: its path may now hold other
+    /// bytes (or nothing); only a handle opened before still reads this segment.
+    replaced: Cell<bool>,
     pub index: RefCell<SegmentIndex>,
     pub file: FileSlot,
     /// Producer-state snapshot as of `base_offset`, taken at roll, written by the flusher
@@ -73,6 +76,7 @@ impl Segment {
             sealed: Cell::new(false),
             roll_base_ms: Cell::new(created_ms),
             finished: Cell::new(false),
+            replaced: Cell::new(false),
             index: RefCell::new(SegmentIndex::default()),
             file: Rc::new(RefCell::new(None)),
             roll_snapshot: RefCell::new(None),
@@ -132,6 +136,14 @@ impl Segment {
     pub(crate) fn unseal(&self) {
         self.sealed.set(false);
         self.finished.set(false);
+    }
+
+    pub(crate) fn is_replaced(&self) -> bool {
+        self.replaced.get()
+    }
+
+    pub(crate) fn mark_replaced(&self) {
+        self.replaced.set(true);
     }
 
     pub(crate) fn is_finished(&self) -> bool {

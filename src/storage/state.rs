@@ -21,7 +21,8 @@ use super::signal::Signal;
 use super::stats::StorageStats;
 use super::txn_state::TxnState;
 use bytes::Bytes;
-use glommio::sync::Semaphore;
+use glommio::io::DmaFile;
+use glommio::sync::{Permit, RwLock, Semaphore};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -79,6 +80,10 @@ pub(crate) struct LogState {
     pub disk_lock: Semaphore,
     /// One metadata-file write (checkpoints) at a time.
     pub meta_lock: Semaphore,
+    /// Held shared while a segment file is opened by its path, exclusively while compaction
+    /// moves files under those paths (on the blocking pool) and switches the segment list:
+    /// a path opened under it always holds what its `Segment` describes.
+    pub segment_paths: RwLock<()>,
     pub cursor: RefCell<Option<WriteCursor>>,
     pub log_start: Cell<i64>,
     pub log_end: Cell<i64>,
@@ -178,6 +183,33 @@ pub(crate) struct Recovered {
 }
 
 impl LogState {
+    /// Takes `disk_lock` ahead of the flusher's next burst (the flusher ends its burst when
+    /// `quiesce` is set). `None` once the log is closed.
+    pub(crate) async fn quiesce_disk(&self) -> Option<Permit<'_>> {
+        self.quiesce.set(self.quiesce.get() + 1);
+        let permit = self.disk_lock.acquire_permit(1).await;
+        self.quiesce.set(self.quiesce.get() - 1);
+        self.work.notify();
+        permit.ok()
+    }
+
+    /// Opens `segment`'s file for reads by its path, unless compaction has replaced the
+    /// segment (`None`: look the offset up again). Waits while a swap moves files.
+    pub(crate) async fn open_segment_path(
+        &self,
+        segment: &Segment,
+    ) -> Result<Option<DmaFile>, StorageError> {
+        let Ok(_paths) = self.segment_paths.read().await else {
+            return Err(StorageError::Closed);
+        };
+        if segment.is_replaced() {
+            return Ok(None);
+        }
+        super::io::open_segment_read(&segment.log_path)
+            .await
+            .map(Some)
+    }
+
     pub(crate) fn new(
         dir: PathBuf,
         config: LogConfig,
@@ -205,6 +237,7 @@ impl LogState {
             admission_capacity: capacity,
             disk_lock: Semaphore::new(1),
             meta_lock: Semaphore::new(1),
+            segment_paths: RwLock::new(()),
             cursor: RefCell::new(recovered.cursor),
             log_start: Cell::new(recovered.log_start),
             log_end: Cell::new(log_end),

@@ -5,9 +5,13 @@
 //! 1. write `<base>.log.cleaned` (fdatasync) and `<base>.index.cleaned`,
 //!    `<base>.timeindex.cleaned` (atomic, directory synced);
 //! 2. write the marker `<base>.swap` (`0\n<base>\n<end>\n`, atomic): the commit point;
-//! 3. without any `.await`: delete the files of the other old segments of the group, rename
-//!    the index files, then `<base>.log.cleaned` over `<base>.log`, and switch the in-memory
-//!    segment list;
+//! 3. holding `disk_lock` (no write burst, truncation or close meanwhile) and the
+//!    `segment_paths` write lock (no segment file is opened by path meanwhile): on the
+//!    blocking pool, delete the files of the other old segments of the group, rename the
+//!    index files, then `<base>.log.cleaned` over `<base>.log`; then, without an `.await`,
+//!    mark the old segments replaced and switch the in-memory segment list. Reads holding
+//!    an open handle of an old segment finish on the old (unlinked) file; a read that must
+//!    open one waits for the lock and then finds it replaced and looks its offset up again;
 //! 4. sync the directory, delete the marker, sync again.
 //!
 //! Abandoning after 2 deletes `<base>.log.cleaned` first. Recovery (`recover_swaps`, run
@@ -16,9 +20,12 @@
 //! files without a marker are deleted (step 1 never committed).
 //!
 //! Owns: the `.cleaned` and `.swap` file names and the marker format. May import: storage
-//! modules, glommio. Runs on: the shard owning the partition.
+//! modules, glommio. Runs on: the shard owning the partition; unlinks and renames of a
+//! serving log on its blocking pool (`blocking_fs`). Recovery (before the log serves) calls
+//! the synchronous forms directly.
 
 use crate::storage::StorageError;
+use crate::storage::blocking_fs::{BlockingOp, run_off_shard};
 use crate::storage::io::{self, BLOCK_BYTES};
 use crate::storage::scan::{self, Stop};
 use crate::storage::segment::{self, Segment};
@@ -226,8 +233,31 @@ impl CleanedWriter {
     }
 }
 
-/// Removes the cleaned files of `base` (log first: see the module doc).
-pub(crate) fn remove_cleaned(dir: &Path, base: i64) -> Result<(), StorageError> {
+/// Removes the cleaned files of `base` (log first: see the module doc), and the swap
+/// marker if `with_marker`, on the blocking pool.
+pub(crate) async fn discard_cleaned(
+    dir: &Path,
+    base: i64,
+    with_marker: bool,
+) -> Result<(), StorageError> {
+    let dir = dir.to_path_buf();
+    run_off_shard(BlockingOp::RemoveFiles, move || {
+        remove_cleaned(&dir, base)?;
+        if with_marker {
+            io::remove_file(&marker_path(&dir, base))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Removes the swap marker of `base` on the blocking pool (the swap is complete).
+pub(crate) async fn remove_marker(dir: &Path, base: i64) -> Result<(), StorageError> {
+    let marker = marker_path(dir, base);
+    run_off_shard(BlockingOp::RemoveFiles, move || io::remove_file(&marker)).await
+}
+
+fn remove_cleaned(dir: &Path, base: i64) -> Result<(), StorageError> {
     io::remove_file(&cleaned_path(dir, base, segment::LOG_SUFFIX))?;
     for suffix in INDEX_SUFFIXES {
         io::remove_file(&cleaned_path(dir, base, suffix))?;
@@ -235,9 +265,22 @@ pub(crate) fn remove_cleaned(dir: &Path, base: i64) -> Result<(), StorageError> 
     Ok(())
 }
 
+/// Step 3's file part on the blocking pool (see the module doc for what the caller holds).
+pub(crate) async fn install_off_shard(
+    dir: &Path,
+    base: i64,
+    old_bases: Vec<i64>,
+) -> Result<(), StorageError> {
+    let dir = dir.to_path_buf();
+    run_off_shard(BlockingOp::CompactionSwap, move || {
+        install(&dir, base, &old_bases)
+    })
+    .await
+}
+
 /// Step 3's file part: delete the other old segments of `[base, end)`, then move the
-/// cleaned files into place. Synchronous: no other task sees a half-done directory.
-pub(crate) fn install(dir: &Path, base: i64, old_bases: &[i64]) -> Result<(), StorageError> {
+/// cleaned files into place.
+fn install(dir: &Path, base: i64, old_bases: &[i64]) -> Result<(), StorageError> {
     for &old in old_bases.iter().filter(|&&old| old != base) {
         for suffix in SEGMENT_SUFFIXES {
             io::remove_file(&segment::file_path(dir, old, suffix))?;

@@ -308,7 +308,7 @@ pub(crate) async fn compact(
             Err(error) => {
                 // Best effort: the next pass or the next open removes leftovers anyway.
                 if let Some(first) = group.first() {
-                    let _ = files::remove_cleaned(&state.dir, first.base_offset);
+                    let _ = files::discard_cleaned(&state.dir, first.base_offset, false).await;
                 }
                 return Err(error);
             }
@@ -487,7 +487,7 @@ impl Pass<'_> {
                 Some(segment_changed) => changed |= segment_changed,
                 None => {
                     drop(writer);
-                    files::remove_cleaned(dir, base)?;
+                    files::discard_cleaned(dir, base, false).await?;
                     // The I/O happened; the record counters are redone per segment.
                     let bytes_written = self.stats.bytes_written;
                     *self.stats = counted;
@@ -498,7 +498,7 @@ impl Pass<'_> {
         }
         if !changed {
             drop(writer);
-            files::remove_cleaned(dir, base)?;
+            files::discard_cleaned(dir, base, false).await?;
             return Ok(Rewrite::Unchanged);
         }
         let (file, size, tail) = writer.finish().await?;
@@ -608,6 +608,11 @@ fn still_in_place(state: &LogState, group: &[Rc<Segment>], generation: u64) -> b
     {
         return false;
     }
+    group_in_list(state, group)
+}
+
+/// The group's segments are still in the segment list, in order, finished, not the last.
+fn group_in_list(state: &LogState, group: &[Rc<Segment>]) -> bool {
     let segments = state.segments.borrow();
     let Some(start) = group
         .first()
@@ -635,27 +640,47 @@ async fn swap(
     let end = cleaned.segment.next_offset();
     let _swapping = Flag::raise(state, |c, on| c.swapping = on);
     if !still_in_place(state, group, generation) {
-        files::remove_cleaned(dir, base)?;
+        files::discard_cleaned(dir, base, false).await?;
         return Ok(false);
     }
     files::write_marker(dir, base, end).await?;
-    let marker = files::marker_path(dir, base);
+    // No write burst, truncation or close until the segment list is switched, and no segment
+    // file opened by path while its files move.
+    let Some(disk) = state.quiesce_disk().await else {
+        return Err(StorageError::Closed);
+    };
+    let Ok(paths) = state.segment_paths.write().await else {
+        return Err(StorageError::Closed);
+    };
     if !still_in_place(state, group, generation) {
-        files::remove_cleaned(dir, base)?;
-        io::remove_file(&marker)?;
+        drop((paths, disk));
+        files::discard_cleaned(dir, base, true).await?;
         io::sync_dir(dir).await?;
         return Ok(false);
     }
-    // From here to the end of `switch_segments`, no `.await`.
     let old_bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
-    if let Err(error) = files::install(dir, base, &old_bases) {
+    if let Err(error) = files::install_off_shard(dir, base, old_bases).await {
         // The marker makes the next open finish the swap; until then, read-only.
         state.fail(&error);
         return Err(error);
     }
+    if state.generation.get() != generation || !group_in_list(state, group) {
+        // Cannot happen under `disk_lock` (truncation and retention wait for it); were it
+        // to, the files are already swapped: read-only until the restart finishes from the
+        // marker.
+        let error = StorageError::io(
+            "compact",
+            dir,
+            std::io::Error::other("log changed during a compaction swap"),
+        );
+        state.fail(&error);
+        return Err(error);
+    }
+    // From here to the end of `switch_segments`, no `.await`.
     switch_segments(state, group, cleaned);
+    drop((paths, disk));
     io::sync_dir(dir).await?;
-    io::remove_file(&marker)?;
+    files::remove_marker(dir, base).await?;
     io::sync_dir(dir).await?;
     Ok(true)
 }
@@ -688,6 +713,7 @@ fn switch_segments(state: &LogState, group: &[Rc<Segment>], cleaned: Cleaned) {
         .borrow_mut()
         .retain(|&base, batch| batch.ticket == 0 || base < low || base >= high);
     for old in group {
+        old.mark_replaced();
         state.cache.forget_file(old.uid);
     }
     state.cache.touch_file(new.uid, &new.file);
