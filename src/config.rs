@@ -331,6 +331,12 @@ pub struct TopicDefaults {
     pub retention_ms: i64,
     /// Default `retention.bytes` per partition: -1 means no limit. Default -1.
     pub retention_bytes: i64,
+    /// Broker-wide defaults of the other topic configs shardlog applies, keyed by topic
+    /// config name (`cleanup.policy`, `compression.type`, ...): set only as dynamic broker
+    /// configs (`log.cleanup.policy`, ...; see `metadata::dynamic_broker_config`), each value
+    /// validated as the topic config. A topic's own value wins.
+    #[serde(skip)]
+    pub configs: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for TopicDefaults {
@@ -341,6 +347,7 @@ impl Default for TopicDefaults {
             partitions_max: 10_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            configs: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -289,10 +289,18 @@ pub fn broker_settings(config: &Config) -> Vec<BrokerSetting> {
         if settings.iter().any(|s| s.name == name) {
             continue;
         }
+        let value = |config: &Config| {
+            config
+                .topic_defaults
+                .configs
+                .get(spec.name)
+                .cloned()
+                .unwrap_or_else(|| (spec.default)(config))
+        };
         settings.push(BrokerSetting {
             name,
-            value: (spec.default)(config),
-            default: (spec.default)(&defaults),
+            value: value(config),
+            default: value(&defaults),
             config_type: spec.kind.kafka_type(),
             doc: spec.doc,
         });

@@ -6,7 +6,7 @@
 //!
 //! Owns: the set of dynamic keys and how each maps onto `Config`, validation of a change,
 //! the file's format, load and atomic save. May import: `crate::config`, `broker_config`,
-//! `catalog` (`write_atomically`). Runs on: the main thread at start-up (load) and the
+//! `topic_config` (validation), `catalog` (`write_atomically`). Runs on: the main thread at start-up (load) and the
 //! controller shard's blocking pool (save): blocking `std::fs` calls never run on a shard.
 //! Invariants: every stored key is in `DYNAMIC_KEYS`; the stored values, laid over the
 //! static config, pass `Config::validate` (checked on every change; a value the static
@@ -14,6 +14,7 @@
 
 use super::broker_config::broker_settings;
 use super::catalog::write_atomically;
+use super::topic_config::{TopicConfigError, validate_entry};
 use crate::config::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -126,7 +127,50 @@ pub const DYNAMIC_KEYS: &[(&str, Apply)] = &[
         c.storage.compaction_map_bytes_max = parse_unsigned(v)?;
         Ok(())
     }),
+    ("log.cleaner.backoff.ms", |c, v| {
+        c.storage.compaction_check_interval_ms = parse_unsigned(v)?;
+        Ok(())
+    }),
+    ("max.connections.per.ip", |c, v| {
+        c.server.connections_per_ip_max = parse_unsigned(v)? as usize;
+        Ok(())
+    }),
+    // Broker defaults of topic configs (Kafka's `DynamicLogConfig` keys shardlog applies).
+    ("log.cleanup.policy", |c, v| {
+        topic_default(c, "cleanup.policy", v)
+    }),
+    ("compression.type", |c, v| {
+        topic_default(c, "compression.type", v)
+    }),
+    ("log.cleaner.delete.retention.ms", |c, v| {
+        topic_default(c, "delete.retention.ms", v)
+    }),
+    ("log.cleaner.min.compaction.lag.ms", |c, v| {
+        topic_default(c, "min.compaction.lag.ms", v)
+    }),
+    ("log.cleaner.max.compaction.lag.ms", |c, v| {
+        topic_default(c, "max.compaction.lag.ms", v)
+    }),
+    ("log.cleaner.min.cleanable.ratio", |c, v| {
+        topic_default(c, "min.cleanable.dirty.ratio", v)
+    }),
+    ("log.message.timestamp.type", |c, v| {
+        topic_default(c, "message.timestamp.type", v)
+    }),
 ];
+
+/// Sets the broker default of topic config `topic_name`, validated as that topic config.
+fn topic_default(config: &mut Config, topic_name: &str, value: &str) -> Result<(), String> {
+    validate_entry(topic_name, value).map_err(|error| match error {
+        TopicConfigError::InvalidValue { reason, .. } => reason.to_string(),
+        other => other.to_string(),
+    })?;
+    config
+        .topic_defaults
+        .configs
+        .insert(topic_name.to_string(), value.trim().to_string());
+    Ok(())
+}
 
 pub fn is_dynamic(name: &str) -> bool {
     DYNAMIC_KEYS.iter().any(|(key, _)| *key == name)
@@ -374,6 +418,45 @@ mod tests {
             DynamicBrokerConfigs::load(dir.path()),
             Err(DynamicConfigError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn topic_defaults_are_validated_as_their_topic_config() {
+        let base = Config::default();
+        let configs = DynamicBrokerConfigs::default()
+            .with_entity(
+                BrokerEntity::ClusterDefault,
+                map(&[
+                    ("log.cleanup.policy", "compact,delete"),
+                    ("log.cleaner.min.cleanable.ratio", "0.2"),
+                ]),
+                &base,
+            )
+            .unwrap();
+        let effective = configs.effective(&base);
+        assert_eq!(
+            effective.topic_defaults.configs,
+            map(&[
+                ("cleanup.policy", "compact,delete"),
+                ("min.cleanable.dirty.ratio", "0.2"),
+            ])
+        );
+        assert!(base.topic_defaults.configs.is_empty());
+        let none = DynamicBrokerConfigs::default();
+        for (name, value) in [
+            ("log.cleanup.policy", "shred"),
+            ("compression.type", "brotli"),
+            ("log.cleaner.delete.retention.ms", "-1"),
+            ("log.message.timestamp.type", "Now"),
+        ] {
+            let error = none
+                .with_entity(BrokerEntity::ThisBroker, map(&[(name, value)]), &base)
+                .unwrap_err();
+            assert!(
+                matches!(error, DynamicConfigError::InvalidValue { .. }),
+                "{name}={value}: {error}"
+            );
+        }
     }
 
     #[test]

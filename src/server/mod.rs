@@ -101,7 +101,8 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
             continue;
         }
         let ip = stream.peer_addr().map(|a| a.ip()).ok();
-        let per_ip_max = shard.config.server.connections_per_ip_max;
+        // Dynamic (`max.connections.per.ip`): a change applies to the next connection.
+        let per_ip_max = shard.effective_config().server.connections_per_ip_max;
         let slot = match ip.map(|ip| (ip, ip_limit::try_acquire(ip, per_ip_max))) {
             Some((ip, None)) => {
                 tracing::warn!(shard = %shard.id, %ip, per_ip_max, "connection refused: per-IP limit reached");

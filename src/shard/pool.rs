@@ -307,7 +307,6 @@ const COMPACTION_SHARES: usize = 50;
 /// dirty ratio, max lag or tombstone deadline says so gets one pass, one partition at a
 /// time (each pass paced by `storage.compaction_io_bytes_per_second`).
 fn spawn_compaction(shard: &Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.storage.compaction_check_interval_ms);
     let queue = glommio::executor().create_task_queue(
         Shares::Static(COMPACTION_SHARES),
         Latency::NotImportant,
@@ -317,7 +316,12 @@ fn spawn_compaction(shard: &Rc<Shard>) {
     let spawned = glommio::spawn_local_into(
         async move {
             loop {
-                glommio::timer::sleep(interval).await;
+                // Dynamic (`log.cleaner.backoff.ms`): read again before every wait.
+                let interval = shard
+                    .effective_config()
+                    .storage
+                    .compaction_check_interval_ms;
+                glommio::timer::sleep(Duration::from_millis(interval)).await;
                 for (partition, log) in shard.owned_logs() {
                     if !log.compaction_due(now_ms()) {
                         continue;

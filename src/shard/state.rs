@@ -256,7 +256,16 @@ impl Shard {
         let config = self.effective_config();
         let mut log_config = LogConfig::from_storage(&config.storage);
         let defaults = &config.topic_defaults;
-        let configs = &topic.configs;
+        // The topic's own configs over the dynamic broker defaults of the others.
+        let merged;
+        let configs = if defaults.configs.is_empty() {
+            &topic.configs
+        } else {
+            let mut all = defaults.configs.clone();
+            all.extend(topic.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            merged = all;
+            &merged
+        };
         let long = |name| topic_config::long_value(configs, name);
         log_config.retention_ms = long("retention.ms").unwrap_or(defaults.retention_ms);
         log_config.retention_bytes = long("retention.bytes").unwrap_or(defaults.retention_bytes);

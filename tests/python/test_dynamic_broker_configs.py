@@ -15,6 +15,11 @@
   INVALID_REQUEST; validate_only stores nothing. The legacy AlterConfigs (kafka-python) does
   the same on BROKER "0".
 - A topic without a retention override picks up a new cluster-default log.retention.ms live.
+- The topic-config defaults (log.cleanup.policy, compression.type, log.cleaner.*,
+  log.message.timestamp.type) apply live to topics without their own value (a cluster-default
+  log.cleanup.policy=compact refuses a keyless record at once), are validated as the topic
+  config, persist, and deleting one restores Kafka's default.
+- max.connections.per.ip applies to the next connections without a restart.
 - Concurrent IncrementalAlterConfigs of different keys of one entity all take effect.
 - `shardlog broker config --set/--delete` changes this broker's values and exits non-zero
   with the broker's message on each kind of refusal.
@@ -319,3 +324,111 @@ def test_topic_without_override_takes_the_new_retention_default_live(broker_fact
     assert wire_alter(broker.bootstrap, "", {"log.retention.ms": "1000"}) == (0, None)
     low, high = wait_for_log_start(broker.bootstrap, topic, "the dynamic log.retention.ms")
     assert 0 < low < high == len(values)
+
+
+INVALID_RECORD = 87
+
+
+def produce_keyed(bootstrap: str, topic: str, key: bytes | None):
+    """One small record with `key` in its own batch; the delivery error (None if accepted)."""
+    producer = ck_producer(bootstrap, **{"linger.ms": 0, "enable.idempotence": False,
+                                         "retries": 0})
+    outcome = []
+    producer.produce(topic, key=key, value=b"v",
+                     on_delivery=lambda err, _msg: outcome.append(err))
+    assert producer.flush(PRODUCE_TIMEOUT_S) == 0
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+def test_topic_config_defaults_apply_live(broker):
+    """log.cleanup.policy on the cluster-default entity makes every topic without its own
+    cleanup.policy compacted at once: a keyless record is refused (INVALID_RECORD), a keyed
+    one accepted; a topic's own value wins; the topic reports the default with its source;
+    deleting the default restores `delete`. The other topic-default keys are accepted,
+    reported, validated as their topic config, and persist across a restart."""
+    plain = unique_topic("dyncleanup")
+    own = unique_topic("dyncleanupown")
+    ck_create_topic(broker.bootstrap, plain, 1)
+    ck_create(broker.bootstrap, own, 1, {"cleanup.policy": "delete"})
+    assert produce_keyed(broker.bootstrap, plain, None) is None
+
+    assert wire_alter(broker.bootstrap, "", {"log.cleanup.policy": "compact"}) == (0, None)
+    entry = describe(broker.bootstrap, ResourceType.TOPIC, plain)["cleanup.policy"]
+    assert (entry.value, entry.source) == (
+        "compact", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    error = produce_keyed(broker.bootstrap, plain, None)
+    assert error is not None and error.code() == INVALID_RECORD, error
+    assert produce_keyed(broker.bootstrap, plain, b"k") is None
+    assert produce_keyed(broker.bootstrap, own, None) is None
+
+    others = {"compression.type": "zstd", "log.cleaner.delete.retention.ms": "3600000",
+              "log.cleaner.min.compaction.lag.ms": "1000",
+              "log.cleaner.max.compaction.lag.ms": "7200000",
+              "log.cleaner.min.cleanable.ratio": "0.25",
+              "log.message.timestamp.type": "LogAppendTime",
+              "log.cleaner.backoff.ms": "2000"}
+    alter(broker.bootstrap, "0", others)
+    error = refusal(broker.bootstrap, "0", {"compression.type": "brotli"})
+    assert error.code() == KafkaError.INVALID_CONFIG, error
+    error = refusal(broker.bootstrap, "0", {"log.cleaner.min.compaction.lag.ms": "-1"})
+    assert error.code() == KafkaError.INVALID_CONFIG, error
+
+    broker.restart()
+    this_broker = describe(broker.bootstrap, ResourceType.BROKER, "0")
+    for name, value in others.items():
+        assert (this_broker[name].value, this_broker[name].source) == (
+            value, ConfigSource.DYNAMIC_BROKER_CONFIG.value), name
+    topic_configs = describe(broker.bootstrap, ResourceType.TOPIC, plain)
+    assert topic_configs["compression.type"].value == "zstd"
+    assert topic_configs["message.timestamp.type"].value == "LogAppendTime"
+    error = produce_keyed(broker.bootstrap, plain, None)
+    assert error is not None and error.code() == INVALID_RECORD, error
+
+    assert wire_alter(broker.bootstrap, "", {"log.cleanup.policy": None}) == (0, None)
+    entry = describe(broker.bootstrap, ResourceType.TOPIC, plain)["cleanup.policy"]
+    assert (entry.value, entry.source) == ("delete", ConfigSource.DEFAULT_CONFIG.value)
+    assert produce_keyed(broker.bootstrap, plain, None) is None
+
+
+def api_versions_answered(bootstrap: str, count: int) -> list[str]:
+    """Opens `count` connections at once, asks ApiVersions on each, returns 'answered' or
+    'closed' per connection in opening order (all are closed afterwards)."""
+    sockets = [wire.connect(bootstrap) for _ in range(count)]
+    try:
+        outcomes = []
+        for index, sock in enumerate(sockets):
+            try:
+                sock.sendall(wire.api_versions_v0(index))
+            except (ConnectionResetError, BrokenPipeError):
+                outcomes.append("closed")
+                continue
+            outcomes.append(wire.closed_or_answered(sock, 10.0))
+        return outcomes
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_max_connections_per_ip_applies_to_new_connections(broker):
+    """max.connections.per.ip lowered to 3 on the running broker: of 5 new connections from
+    this address, 3 are answered and the others closed; deleting it admits all again."""
+    assert wire_alter(broker.bootstrap, "0", {"max.connections.per.ip": "3"}) == (0, None)
+    outcomes: list[str] = []
+    for _attempt in range(20):
+        # The connection that made the change may not be released yet: try again then.
+        outcomes = api_versions_answered(broker.bootstrap, 5)
+        if outcomes.count("answered") == 3:
+            break
+    assert outcomes.count("answered") == 3, outcomes
+    assert outcomes.count("closed") == 2, outcomes
+
+    # The limit is full only while connections are held: one at a time is always let in.
+    for _attempt in range(20):
+        try:
+            code, message = wire_alter(broker.bootstrap, "0", {"max.connections.per.ip": None})
+            break
+        except ConnectionError:
+            continue
+    assert (code, message) == (0, None)
+    assert api_versions_answered(broker.bootstrap, 8) == ["answered"] * 8
