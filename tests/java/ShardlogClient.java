@@ -15,6 +15,11 @@
 //   configresources BOOTSTRAP [TYPE...]
 //       Admin.listConfigResources (ListConfigResources, API 74) for the given
 //       ConfigResource.Type names (none: every type); prints "RESOURCE <type> <name>", sorted.
+//   brokerconfig BOOTSTRAP BROKER [NAME=VALUE | NAME=]...
+//       Admin.incrementalAlterConfigs on BROKER resource BROKER ("" = the cluster-wide
+//       default entity): SET each NAME=VALUE, DELETE each NAME=. Prints "ALTERED" or
+//       "ERROR <exception class> <message>", then DescribeConfigs of BROKER (with synonyms):
+//       "CONFIG <name> <value> <source> <read-only>" per entry.
 //   selftest KEY...
 //       Local checks, no broker: every codec compresses and decompresses a batch; prints
 //       "MURMUR2 <key> <Utils.murmur2(key)>" so the Python murmur2 helper is cross-checked.
@@ -35,6 +40,10 @@ import java.util.zip.CRC32;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
@@ -79,6 +88,8 @@ public final class ShardlogClient {
             case "delete" -> delete(args[1], args[2]);
             case "configresources" -> configResources(args[1],
                     List.of(args).subList(2, args.length));
+            case "brokerconfig" -> brokerConfig(args[1], args[2],
+                    List.of(args).subList(3, args.length));
             case "selftest" -> selftest(args);
             default -> usage();
         }
@@ -228,6 +239,36 @@ public final class ShardlogClient {
         }
         Collections.sort(lines);
         lines.forEach(System.out::println);
+    }
+
+    static void brokerConfig(String bootstrap, String broker, List<String> edits)
+            throws Exception {
+        ConfigResource resource = new ConfigResource(ConfigResource.Type.BROKER, broker);
+        List<AlterConfigOp> ops = new ArrayList<>();
+        for (String edit : edits) {
+            String[] parts = edit.split("=", 2);
+            ops.add(parts[1].isEmpty()
+                    ? new AlterConfigOp(new ConfigEntry(parts[0], ""), AlterConfigOp.OpType.DELETE)
+                    : new AlterConfigOp(new ConfigEntry(parts[0], parts[1]),
+                            AlterConfigOp.OpType.SET));
+        }
+        try (Admin admin = admin(bootstrap)) {
+            try {
+                admin.incrementalAlterConfigs(Map.of(resource, ops)).all()
+                        .get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+                System.out.println("ALTERED");
+            } catch (ExecutionException e) {
+                System.out.println("ERROR " + e.getCause().getClass().getSimpleName() + " "
+                        + e.getCause().getMessage());
+            }
+            Config config = admin.describeConfigs(List.of(resource),
+                    new DescribeConfigsOptions().includeSynonyms(true))
+                    .all().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS).get(resource);
+            for (ConfigEntry entry : config.entries()) {
+                System.out.println("CONFIG " + entry.name() + " " + entry.value() + " "
+                        + entry.source() + " " + entry.isReadOnly());
+            }
+        }
     }
 
     static void delete(String bootstrap, String topic) throws Exception {

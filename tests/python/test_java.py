@@ -13,6 +13,8 @@ on by default) works unmodified, driven through tests/java/ShardlogClient.java.
 - Admin.listConfigResources (ListConfigResources, API 74, Kafka 4.1): every type lists the
   created topics and this broker; TOPIC alone lists topics only; BROKER alone the broker.
 - The Java consumer reads records that librdkafka compressed.
+- Admin.incrementalAlterConfigs on BROKER "<id>" and "" (dynamic broker configs): set,
+  described with their sources, a static key refused with Kafka's message, deleted.
 - Offline self-test: the extracted jar set compresses/decompresses all codecs and Java's
   Utils.murmur2 agrees with the Python helper the other tests use.
 Java and the jars must be installed (make test-deps); if not, these tests fail, never skip.
@@ -115,6 +117,36 @@ def test_java_list_config_resources(broker):
     only_topics = java("configresources", broker.bootstrap, "TOPIC")
     assert only_topics == [line for line in every if line[1] == "TOPIC"]
     assert java("configresources", broker.bootstrap, "BROKER") == [["RESOURCE", "BROKER", bid]]
+
+
+def java_broker_config(broker, resource: str, *edits: str) -> tuple[str, dict[str, tuple]]:
+    """The Java Admin's IncrementalAlterConfigs outcome line and the described configs of
+    BROKER `resource`: {name: (value, source, read_only)}."""
+    lines = java("brokerconfig", broker.bootstrap, resource, *edits)
+    outcome = " ".join(lines[0])
+    configs = {line[1]: (line[2], line[3], line[4]) for line in lines[1:] if line[0] == "CONFIG"}
+    return outcome, configs
+
+
+def test_java_dynamic_broker_configs(broker):
+    """The Java Admin changes dynamic broker configs (issue 18 item 3): a per-broker
+    message.max.bytes and a cluster-default log.cleanup.policy (resource ""), read back with
+    their sources; a static key is refused with Kafka's message; DELETE restores the default."""
+    bid = str(broker_id(broker.bootstrap))
+    outcome, configs = java_broker_config(broker, bid, "message.max.bytes=10240")
+    assert outcome == "ALTERED"
+    assert configs["message.max.bytes"] == ("10240", "DYNAMIC_BROKER_CONFIG", "false")
+    assert configs["listeners"][2] == "true"
+    outcome, _ = java_broker_config(broker, "", "log.cleanup.policy=compact")
+    assert outcome == "ALTERED"
+    _, configs = java_broker_config(broker, bid)
+    assert configs["log.cleanup.policy"] == ("compact", "DYNAMIC_DEFAULT_BROKER_CONFIG", "false")
+    outcome, _ = java_broker_config(broker, bid, "listeners=PLAINTEXT://127.0.0.1:1")
+    assert outcome.startswith("ERROR InvalidRequestException"), outcome
+    assert "Cannot update these configs dynamically: Set(listeners)" in outcome, outcome
+    outcome, configs = java_broker_config(broker, bid, "message.max.bytes=")
+    assert outcome == "ALTERED"
+    assert configs["message.max.bytes"] == (str((1 << 20) + 12), "DEFAULT_CONFIG", "false")
 
 
 def check_java_produced(broker, topic, acks_lines, idempotent, codec):
