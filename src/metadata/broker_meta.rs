@@ -1,5 +1,7 @@
 //! `meta.json`: what this broker must remember across restarts outside the catalog: the end
-//! of the last reserved producer-id block, so producer ids never repeat.
+//! of the last reserved producer-id block, so producer ids never repeat, and the node id the
+//! data dir belongs to (Kafka's `meta.properties` `node.id`), so a data dir is never served
+//! under another node's id.
 //!
 //! Owns: the file's format, load and atomic save. May import: `super::catalog`
 //! (`write_atomically`). Runs on: the main thread at start-up and the controller shard's
@@ -31,6 +33,10 @@ pub enum BrokerMetaError {
 pub struct BrokerMeta {
     /// Every producer id below this may have been handed out.
     pub producer_id_block_end: i64,
+    /// The node that owns this data dir; absent in files from releases before it was kept
+    /// (start-up then records the configured one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<i32>,
 }
 
 impl BrokerMeta {
@@ -80,9 +86,18 @@ mod tests {
         assert_eq!(BrokerMeta::load(dir.path()).unwrap(), None);
         let meta = BrokerMeta {
             producer_id_block_end: 3000,
+            node_id: Some(2),
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(BrokerMeta::load(dir.path()).unwrap(), Some(meta));
+        // A file from before the node id was kept.
+        std::fs::write(
+            dir.path().join(META_FILE),
+            b"{\"producer_id_block_end\": 1000}",
+        )
+        .unwrap();
+        let old = BrokerMeta::load(dir.path()).unwrap().unwrap();
+        assert_eq!((old.producer_id_block_end, old.node_id), (1000, None));
         std::fs::write(dir.path().join(META_FILE), b"{").unwrap();
         assert!(matches!(
             BrokerMeta::load(dir.path()),

@@ -29,6 +29,8 @@ pub(super) struct Controller {
     data_dir: PathBuf,
     next_producer_id: Cell<i64>,
     producer_id_block_end: Cell<i64>,
+    /// Kept in every `meta.json` written.
+    node_id: Option<i32>,
 }
 
 impl Controller {
@@ -40,6 +42,7 @@ impl Controller {
             data_dir,
             next_producer_id: Cell::new(meta.producer_id_block_end),
             producer_id_block_end: Cell::new(meta.producer_id_block_end),
+            node_id: meta.node_id,
         }
     }
 }
@@ -437,6 +440,7 @@ impl Shard {
             let block_end = id + PRODUCER_ID_BLOCK;
             let meta = BrokerMeta {
                 producer_id_block_end: block_end,
+                node_id: controller.node_id,
             };
             let data_dir = controller.data_dir.clone();
             run_off_shard(BlockingOp::BrokerMetaSave, move || meta.save(&data_dir))

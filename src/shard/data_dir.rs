@@ -5,7 +5,8 @@
 //! data dir that holds data, or a partition directory whose identity is unknown (no or an
 //! unreadable `partition.metadata`, a topic id or partition the catalog does not have),
 //! stops it with an error naming the file and the `shardlog data-dir` command that
-//! recovers. Nothing is deleted or adopted because the catalog lacks it. A new, empty data
+//! recovers. A data dir whose `meta.json` names another node id than the configured one is
+//! refused too. Nothing is deleted or adopted because the catalog lacks it. A new, empty data
 //! dir is set up (catalog with the internal topics, `meta.json`) with no configuration.
 //! Deletions a crash interrupted (the catalog's `deleting` list, `*.deleted` tombstones)
 //! are finished before the shards start.
@@ -83,6 +84,14 @@ pub enum DataDirError {
         dir: PathBuf,
         count: usize,
         list: String,
+    },
+    #[error(
+        "{dir}/{META_FILE} says this data dir belongs to node {stored}, but this broker is node {configured} (`server.node_id`, `--node-id`). Serving one node's data under another id would mix two brokers' logs and producer ids, so start-up stops here; nothing was changed. Start with `--node-id {stored}`, or give node {configured} its own data dir"
+    )]
+    NodeIdMismatch {
+        dir: PathBuf,
+        stored: i32,
+        configured: i32,
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -453,8 +462,27 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let lock = lock(dir)?;
     let survey = survey(dir)?;
-    let (catalog, meta) = survey.check()?;
+    let (catalog, mut meta) = survey.check()?;
     let fresh = survey.is_fresh();
+    let configured = config.server.node_id;
+    let mut save_meta = false;
+    match meta.node_id {
+        Some(stored) if stored != configured => {
+            return Err(DataDirError::NodeIdMismatch {
+                dir: dir.clone(),
+                stored,
+                configured,
+            });
+        }
+        Some(_) => {}
+        None => {
+            if matches!(survey.meta, Ok(Some(_))) {
+                tracing::info!(dir = %dir.display(), node_id = configured, "{META_FILE} records no node id (an earlier release): this data dir now belongs to node {configured}");
+            }
+            meta.node_id = Some(configured);
+            save_meta = true;
+        }
+    }
     if matches!(survey.meta, Ok(None)) {
         // A new data dir: meta.json first, so from here on a missing catalog is no longer a
         // new data dir. A data dir from a release before meta.json (`check` found no
@@ -462,6 +490,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
         if !fresh {
             tracing::warn!(dir = %dir.display(), "{META_FILE} missing and no producer id in any log: written with producer ids starting at 0 (a data dir from a release before {META_FILE})");
         }
+        save_meta = true;
+    }
+    if save_meta {
         meta.save(dir)?;
     }
     let mut catalog = ensure_internal_topics(catalog, config)?;

@@ -84,8 +84,15 @@ pub fn recover_catalog(data_dir: &Path) -> Result<CatalogRecovery, DataDirError>
             report.kept_damaged.push(keep_damaged(data_dir, META_FILE)?);
         }
         let block_end = recovered_block_end(data_dir, &survey.partitions, &survey.meta)?;
+        // The node id survives when the old file is readable; otherwise the next start
+        // records the configured one.
+        let node_id = match &survey.meta {
+            Ok(Some(meta)) => meta.node_id,
+            _ => None,
+        };
         BrokerMeta {
             producer_id_block_end: block_end,
+            node_id,
         }
         .save(data_dir)?;
         report.producer_id_block_end = Some(block_end);

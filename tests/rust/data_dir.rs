@@ -927,3 +927,35 @@ fn nothing_answers_until_every_partition_of_every_shard_is_open() {
         "/health/ready said ready while partitions were still opening"
     );
 }
+
+/// A data dir belongs to the node that created it (`meta.json` `node_id`, Kafka's
+/// `meta.properties`): started with another node id, the broker refuses with both ids and
+/// changes nothing; with its own id it serves everything again.
+#[test]
+fn data_dir_of_another_node_id_stops_startup_without_changes() {
+    let mut broker = Broker::new("node-id", "");
+    broker.start();
+    create_topic(&broker, "owned", 2);
+    let producer = new_producer(&broker, false);
+    produce(&producer, "owned", 0, 10, 100);
+    drop(producer);
+    broker.stop();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(broker.data_dir.join("meta.json")).expect("meta"))
+            .expect("meta.json is JSON");
+    assert_eq!(meta["node_id"], 0, "{meta}");
+
+    std::fs::write(&broker.config_path, "[server]\nnode_id = 7\n").expect("config");
+    let before = file_tree(&broker.data_dir);
+    let log = broker.start_refused();
+    assert!(
+        log.contains("belongs to node 0, but this broker is node 7"),
+        "refusal does not name both ids:\n{log}"
+    );
+    assert!(log.contains("--node-id 0"), "no way out named:\n{log}");
+    assert_eq!(file_tree(&broker.data_dir), before, "data dir changed");
+
+    std::fs::write(&broker.config_path, "").expect("config");
+    broker.start();
+    assert_eq!(read_all(&broker, "owned", 2).len(), 10);
+}
