@@ -277,6 +277,7 @@ impl ControllerLoop {
             })
             .collect();
         ClusterView {
+            cluster_id: self.image().cluster_id(),
             controller_id: self.leader_hint(),
             brokers,
             quorum: self.quorum_state(),
@@ -315,9 +316,12 @@ impl ControllerLoop {
                 node_id,
                 incarnation_id,
                 endpoint,
+                cluster_id,
             } => {
+                // A node that has not joined a cluster yet joins this one; one whose data
+                // dir names another cluster is refused (INCONSISTENT_CLUSTER_ID).
                 let request = BrokerRegistrationRequest {
-                    cluster_id: image.cluster_id().unwrap_or_default(),
+                    cluster_id: cluster_id.or(image.cluster_id()).unwrap_or_default(),
                     node_id,
                     incarnation_id,
                     listeners: vec![Listener {

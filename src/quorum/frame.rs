@@ -18,8 +18,9 @@ const KIND_REQUEST: u8 = 3;
 const KIND_RESPONSE: u8 = 4;
 const REQUEST_REGISTER: u8 = 1;
 const REQUEST_HEARTBEAT: u8 = 2;
-/// Version of the hello frame; a peer speaking another is refused.
-pub const PROTOCOL_VERSION: u16 = 0;
+/// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
+/// carry the cluster id.
+pub const PROTOCOL_VERSION: u16 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -43,6 +44,8 @@ pub struct BrokerEndpoint {
 /// What a broker sees of the cluster: the live (unfenced) brokers and the active controller.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterView {
+    /// The cluster id in the metadata log, once the first active controller wrote it.
+    pub cluster_id: Option<Uuid>,
     /// The raft leader, -1 when none is known.
     pub controller_id: NodeId,
     pub brokers: Vec<BrokerEndpoint>,
@@ -80,6 +83,8 @@ pub enum ControllerRequest {
         node_id: NodeId,
         incarnation_id: Uuid,
         endpoint: BrokerEndpoint,
+        /// The cluster this node's data dir belongs to, if it has joined one before.
+        cluster_id: Option<Uuid>,
     },
     Heartbeat {
         node_id: NodeId,
@@ -150,6 +155,7 @@ impl Frame {
                 out.extend_from_slice(&response.error_code.to_be_bytes());
                 out.extend_from_slice(&response.leader_hint.to_be_bytes());
                 out.extend_from_slice(&response.broker_epoch.to_be_bytes());
+                encode_optional_uuid(response.view.cluster_id.as_ref(), &mut out);
                 out.extend_from_slice(&response.view.controller_id.to_be_bytes());
                 out.extend_from_slice(&(response.view.brokers.len() as u32).to_be_bytes());
                 for broker in &response.view.brokers {
@@ -185,6 +191,7 @@ impl Frame {
                 let error_code = reader.i16()?;
                 let leader_hint = reader.i32()?;
                 let broker_epoch = reader.i64()?;
+                let cluster_id = decode_optional_uuid(&mut reader)?;
                 let controller_id = reader.i32()?;
                 let count = reader.u32()? as usize;
                 // Each endpoint takes at least 10 bytes: refuse counts the body cannot hold.
@@ -202,6 +209,7 @@ impl Frame {
                         leader_hint,
                         broker_epoch,
                         view: ClusterView {
+                            cluster_id,
                             controller_id,
                             brokers,
                             quorum: None,
@@ -227,11 +235,13 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) {
             node_id,
             incarnation_id,
             endpoint,
+            cluster_id,
         } => {
             out.push(REQUEST_REGISTER);
             out.extend_from_slice(&node_id.to_be_bytes());
             out.extend_from_slice(incarnation_id);
             encode_endpoint(endpoint, out);
+            encode_optional_uuid(cluster_id.as_ref(), out);
         }
         ControllerRequest::Heartbeat {
             node_id,
@@ -254,10 +264,12 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
             let node_id = reader.i32()?;
             let mut incarnation_id = [0u8; 16];
             incarnation_id.copy_from_slice(reader.take(16)?);
+            let endpoint = decode_endpoint(reader)?;
             Ok(ControllerRequest::Register {
                 node_id,
                 incarnation_id,
-                endpoint: decode_endpoint(reader)?,
+                endpoint,
+                cluster_id: decode_optional_uuid(reader)?,
             })
         }
         REQUEST_HEARTBEAT => Ok(ControllerRequest::Heartbeat {
@@ -269,6 +281,29 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
         other => Err(FrameError::Malformed(format!(
             "unknown request type {other}"
         ))),
+    }
+}
+
+/// `0` for none, or `1` and the 16 bytes.
+fn encode_optional_uuid(uuid: Option<&Uuid>, out: &mut Vec<u8>) {
+    match uuid {
+        None => out.push(0),
+        Some(uuid) => {
+            out.push(1);
+            out.extend_from_slice(uuid);
+        }
+    }
+}
+
+fn decode_optional_uuid(reader: &mut Reader<'_>) -> Result<Option<Uuid>, FrameError> {
+    match reader.u8()? {
+        0 => Ok(None),
+        1 => {
+            let mut uuid = [0u8; 16];
+            uuid.copy_from_slice(reader.take(16)?);
+            Ok(Some(uuid))
+        }
+        flag => Err(FrameError::Malformed(format!("uuid flag {flag}"))),
     }
 }
 
@@ -402,6 +437,16 @@ mod tests {
                 node_id: 2,
                 incarnation_id: [7; 16],
                 endpoint: endpoint(2, Some("r1")),
+                cluster_id: Some([4; 16]),
+            },
+        });
+        roundtrip(Frame::Request {
+            correlation: 12,
+            request: ControllerRequest::Register {
+                node_id: 2,
+                incarnation_id: [7; 16],
+                endpoint: endpoint(2, None),
+                cluster_id: None,
             },
         });
         roundtrip(Frame::Request {
@@ -420,6 +465,7 @@ mod tests {
                 leader_hint: 3,
                 broker_epoch: -1,
                 view: ClusterView {
+                    cluster_id: Some([9; 16]),
                     controller_id: 3,
                     brokers: vec![endpoint(1, None), endpoint(2, Some("r"))],
                     quorum: None,
@@ -441,6 +487,7 @@ mod tests {
                 node_id: 1,
                 incarnation_id: [1; 16],
                 endpoint: endpoint(1, Some("rack")),
+                cluster_id: Some([2; 16]),
             },
         }
         .encode()
@@ -463,7 +510,7 @@ mod tests {
         }
         // A response claiming more brokers than its body could hold is refused up front.
         let mut body = vec![KIND_RESPONSE];
-        body.extend_from_slice(&[0; 8 + 2 + 4 + 8 + 4]);
+        body.extend_from_slice(&[0; 8 + 2 + 4 + 8 + 1 + 4]);
         body.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(Frame::decode(&body).is_err());
     }

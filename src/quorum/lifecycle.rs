@@ -5,10 +5,13 @@
 //! the heartbeat answers carry the cluster view, which this thread publishes to the shards.
 //!
 //! Owns: this broker's registration (epoch) and its controller connection. May import:
-//! `super::{frame, transport, view}`. A std thread.
+//! `super::{frame, transport, view}`, `crate::metadata` (`write_atomically`). A std thread.
 //! Invariants: a heartbeat is sent only with the epoch of a committed registration; a
 //! DUPLICATE_BROKER_REGISTRATION refusal that outlasts twice the session timeout (the old
 //! incarnation is still alive, not a quick restart) stops the broker with a clear error.
+//! A data dir joins one cluster: the first registration records the cluster id in
+//! `<data_dir>/cluster.id` (Kafka's `meta.properties` `cluster.id`), every later one sends
+//! it, and a quorum of another cluster (INCONSISTENT_CLUSTER_ID) stops the broker.
 
 use super::frame::{
     BrokerEndpoint, ControllerRequest, ControllerResponse, Frame, FrameError, PROTOCOL_VERSION,
@@ -21,10 +24,45 @@ use crate::cluster::records::{NodeId, Uuid};
 use crate::config::QuorumVoter;
 use crate::model::ErrorCode;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The file in the data dir that names the cluster it joined.
+pub const CLUSTER_ID_FILE: &str = "cluster.id";
+
+/// The cluster id `<data_dir>/cluster.id` names, `None` if the data dir never joined one.
+pub fn load_cluster_id(data_dir: &Path) -> Result<Option<Uuid>, QuorumError> {
+    let path = data_dir.join(CLUSTER_ID_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(QuorumError::ClusterIdFile {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            });
+        }
+    };
+    uuid::Uuid::parse_str(text.trim())
+        .map(|id| Some(*id.as_bytes()))
+        .map_err(|error| QuorumError::ClusterIdFile {
+            path: path.display().to_string(),
+            reason: format!("not a cluster id: {error}"),
+        })
+}
+
+fn save_cluster_id(data_dir: &Path, cluster_id: &Uuid) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let text = format!("{}\n", uuid::Uuid::from_bytes(*cluster_id));
+    crate::metadata::write_atomically(&data_dir.join(CLUSTER_ID_FILE), text.as_bytes())
+}
+
 pub struct BrokerLifecycle {
+    /// Where `cluster.id` lives.
+    pub data_dir: PathBuf,
+    /// The cluster the data dir joined, if any (`cluster.id`).
+    pub cluster_id: Option<Uuid>,
     pub node_id: NodeId,
     pub incarnation_id: Uuid,
     pub endpoint: BrokerEndpoint,
@@ -46,7 +84,7 @@ struct Connection {
 }
 
 impl BrokerLifecycle {
-    pub fn run(self) {
+    pub fn run(mut self) {
         let mut connection = Connection {
             voter: 0,
             stream: None,
@@ -60,6 +98,7 @@ impl BrokerLifecycle {
                     node_id: self.node_id,
                     incarnation_id: self.incarnation_id,
                     endpoint: self.endpoint.clone(),
+                    cluster_id: self.cluster_id,
                 },
                 Some(broker_epoch) => ControllerRequest::Heartbeat {
                     node_id: self.node_id,
@@ -86,6 +125,9 @@ impl BrokerLifecycle {
             let code = response.error_code;
             if code == ErrorCode::None.code() {
                 duplicate_since = None;
+                if epoch.is_none() && !self.record_cluster_id(response.view.cluster_id) {
+                    return;
+                }
                 if epoch.is_none() {
                     tracing::info!(
                         node_id = self.node_id,
@@ -107,15 +149,23 @@ impl BrokerLifecycle {
                     self.node_id
                 );
                 if since.elapsed() > 2 * self.session_timeout {
-                    tracing::error!("{message}; stopping");
-                    if let Ok(mut fatal) = self.fatal.lock() {
-                        *fatal = Some(message);
-                    }
-                    crate::shard::shutdown::request_shutdown();
+                    self.stop(message);
                     return;
                 }
                 tracing::error!("{message}; retrying until its session would have expired");
                 std::thread::sleep(self.heartbeat_interval);
+            } else if code == ErrorCode::InconsistentClusterId.code()
+                && let (Some(ours), Some(theirs)) = (self.cluster_id, response.view.cluster_id)
+            {
+                self.stop(format!(
+                    "data dir {} belongs to cluster {} ({CLUSTER_ID_FILE}), but the controller \
+                     quorum is cluster {} (INCONSISTENT_CLUSTER_ID): this node's data is from \
+                     another cluster; give it an empty data dir or point it at its own quorum",
+                    self.data_dir.display(),
+                    uuid::Uuid::from_bytes(ours),
+                    uuid::Uuid::from_bytes(theirs),
+                ));
+                return;
             } else if code == ErrorCode::StaleBrokerEpoch.code()
                 || code == ErrorCode::BrokerIdNotRegistered.code()
             {
@@ -129,6 +179,34 @@ impl BrokerLifecycle {
                 std::thread::sleep(self.settings.reconnect_backoff);
             }
         }
+    }
+
+    /// Logs `message`, hands it to main as the exit error and shuts the broker down.
+    fn stop(&self, message: String) {
+        tracing::error!("{message}; stopping");
+        if let Ok(mut fatal) = self.fatal.lock() {
+            *fatal = Some(message);
+        }
+        crate::shard::shutdown::request_shutdown();
+    }
+
+    /// After the first committed registration: records the cluster's id in the data dir if
+    /// it has none yet. `false` (the broker is stopping) if it cannot be written: a node
+    /// that cannot remember its cluster must not serve as part of it.
+    fn record_cluster_id(&mut self, cluster_id: Option<Uuid>) -> bool {
+        let (None, Some(cluster_id)) = (self.cluster_id, cluster_id) else {
+            return true;
+        };
+        if let Err(error) = save_cluster_id(&self.data_dir, &cluster_id) {
+            self.stop(format!(
+                "cannot record the cluster id in {}: {error}",
+                self.data_dir.join(CLUSTER_ID_FILE).display()
+            ));
+            return false;
+        }
+        tracing::info!(cluster_id = %uuid::Uuid::from_bytes(cluster_id), "data dir joined the cluster");
+        self.cluster_id = Some(cluster_id);
+        true
     }
 
     fn follow_hint(&self, connection: &mut Connection, hint: NodeId) {

@@ -58,6 +58,10 @@ pub enum QuorumError {
     LogLocked(String),
     #[error("advertised listener `{0}` is not HOST:PORT")]
     Advertised(String),
+    #[error(
+        "{path}: {reason}. Start-up stops here; nothing was changed. The file names the cluster this data dir joined; restore it, or delete it only if this data dir never held another cluster's data"
+    )]
+    ClusterIdFile { path: String, reason: String },
 }
 
 /// What reaches the controller thread.
@@ -125,7 +129,11 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let (host, port) = crate::metadata::broker_config::advertised_address(&config.server);
     let port =
         u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
+    let data_dir = config.storage.data_dir.clone();
+    let cluster_id = lifecycle::load_cluster_id(&data_dir)?;
     let lifecycle = lifecycle::BrokerLifecycle {
+        data_dir,
+        cluster_id,
         node_id,
         incarnation_id: *uuid::Uuid::new_v4().as_bytes(),
         endpoint: BrokerEndpoint {

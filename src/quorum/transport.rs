@@ -146,6 +146,7 @@ fn timed_out() -> ControllerResponse {
         leader_hint: -1,
         broker_epoch: -1,
         view: ClusterView {
+            cluster_id: None,
             controller_id: -1,
             brokers: Vec::new(),
             quorum: None,

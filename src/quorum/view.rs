@@ -40,6 +40,7 @@ impl Default for ViewHub {
         ViewHub {
             state: Mutex::new(HubState {
                 latest: Arc::new(ClusterView {
+                    cluster_id: None,
                     controller_id: -1,
                     brokers: Vec::new(),
                     quorum: None,
@@ -159,12 +160,20 @@ pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEnd
     Some((view.controller_id, brokers))
 }
 
+/// The cluster id Metadata and DescribeCluster report in cluster mode, once the metadata
+/// log has one (the text `cluster.id` holds). `None` in single-broker mode or before.
+pub fn cluster_id_for_clients() -> Option<String> {
+    let cluster_id = shard_view()?.cluster_id?;
+    Some(uuid::Uuid::from_bytes(cluster_id).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn view(controller_id: i32) -> ClusterView {
         ClusterView {
+            cluster_id: None,
             controller_id,
             brokers: Vec::new(),
             quorum: None,

@@ -10,7 +10,9 @@ to each node in turn (a stock client picks its own node):
   (c) restarted, it registers again with a new incarnation and is listed again;
   (d) a second process claiming a live node id is refused: a controller id (its controller
       port is held) exits at start-up; a broker-only id gets DUPLICATE_BROKER_REGISTRATION and
-      exits with that error; neither is listed.
+      exits with that error; neither is listed;
+  (e) every data dir records the cluster id (cluster.id) that Metadata reports; a node whose
+      data dir joined another cluster is refused with INCONSISTENT_CLUSTER_ID and exits.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -235,6 +238,52 @@ def test_controller_failover_fencing_and_rejoin(cluster):
     assert len(later) == 2 and later[0] != later[1], later
 
 
+def run_until_it_exits(cluster, node: Broker) -> tuple[int, str]:
+    """Starts `node`, which must stop by itself; its exit code and log."""
+    cluster.extra.append(node)
+    node.starts = 1
+    with open(node.log_path, "wb") as log:
+        proc = subprocess.Popen(node.command(), stdout=subprocess.DEVNULL, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    node.proc = proc
+    node.expected_exit = True
+    try:
+        code = proc.wait(timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{node.bootstrap} did not exit\n{node.stderr_tail()}")
+    return code, node.log_path.read_text(errors="replace")
+
+
+def test_data_dirs_join_one_cluster_and_a_foreign_one_is_refused(cluster):
+    """(e) Every node's data dir records the cluster id of the metadata log (cluster.id) and
+    Metadata reports it; a broker-only node whose data dir joined another cluster is refused
+    with INCONSISTENT_CLUSTER_ID, exits, and is not listed."""
+    wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+
+    def recorded() -> set[str] | None:
+        files = [node.data_dir / "cluster.id" for node in cluster.nodes.values()]
+        ids = {f.read_text().strip() for f in files if f.exists()}
+        return ids if len(ids) == 1 and all(f.exists() for f in files) else None
+
+    (cluster_id,) = wait_for("every data dir records one cluster id", recorded)
+    from confluent_kafka.admin import AdminClient
+    for node in cluster.nodes.values():
+        listed = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=10)
+        assert listed.cluster_id == cluster_id, node.bootstrap
+
+    foreign = Broker("foreign", shards=1, extra_args=cluster.node_args(4, controller=False))
+    other_cluster = str(uuid.uuid4())
+    (foreign.data_dir / "cluster.id").write_text(other_cluster + "\n")
+    code, log = run_until_it_exits(cluster, foreign)
+    assert code != 0 and "INCONSISTENT_CLUSTER_ID" in log, log[-3000:]
+    assert f"belongs to cluster {other_cluster}" in log and cluster_id in log, log[-3000:]
+    assert (foreign.data_dir / "cluster.id").read_text().strip() == other_cluster
+    _, brokers = wait_for("the cluster still lists only its own nodes",
+                          lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    assert 4 not in brokers
+
+
 def test_duplicate_node_ids_are_refused(cluster):
     controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
     # A broker-only node 4 joins (its id is not in the quorum).
@@ -247,19 +296,8 @@ def test_duplicate_node_ids_are_refused(cluster):
 
     def run_to_exit(name: str, args: list[str]) -> tuple[int, str, Broker]:
         dup = Broker(name, shards=1, extra_args=args)
-        cluster.extra.append(dup)
-        dup.starts = 1
-        with open(dup.log_path, "wb") as log:
-            proc = subprocess.Popen(dup.command(), stdout=subprocess.DEVNULL, stderr=log,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        dup.proc = proc
-        dup.expected_exit = True
-        try:
-            code = proc.wait(timeout=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail(f"{name} did not exit\n{dup.stderr_tail()}")
-        return code, dup.log_path.read_text(errors="replace"), dup
+        code, log = run_until_it_exits(cluster, dup)
+        return code, log, dup
 
     # A second node 4: refused by the controller, it exits with the Kafka error's name.
     code, log, dup = run_to_exit("dup-broker", cluster.node_args(4, controller=False))

@@ -27,7 +27,9 @@ pub fn handle(
         broker.port = port;
         let mut response = DescribeClusterResponse::default();
         response.endpoint_type = request.endpoint_type.max(1);
-        response.cluster_id = str_bytes(&shard.config.server.cluster_id);
+        let cluster_id = crate::quorum::view::cluster_id_for_clients()
+            .unwrap_or_else(|| shard.config.server.cluster_id.clone());
+        response.cluster_id = str_bytes(&cluster_id);
         response.controller_id = BrokerId(node_id);
         response.brokers = vec![broker];
         if let Some((controller_id, brokers)) = super::metadata::cluster_brokers(&shard) {

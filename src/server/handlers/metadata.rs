@@ -95,7 +95,9 @@ async fn metadata(
     broker.port = port;
     let mut response = MetadataResponse::default();
     response.brokers = vec![broker];
-    response.cluster_id = Some(str_bytes(&shard.config.server.cluster_id));
+    let cluster_id = crate::quorum::view::cluster_id_for_clients()
+        .unwrap_or_else(|| shard.config.server.cluster_id.clone());
+    response.cluster_id = Some(str_bytes(&cluster_id));
     response.controller_id = BrokerId(node_id);
     if let Some((controller_id, brokers)) = cluster_brokers(shard) {
         response.controller_id = BrokerId(controller_id);
