@@ -484,6 +484,12 @@ impl Config {
             65536,
         )?;
         check(
+            "server.connections_per_ip_max",
+            s.connections_per_ip_max,
+            1,
+            1_000_000,
+        )?;
+        check(
             "server.request_memory_bytes_max",
             s.request_memory_bytes_max,
             MIB,

@@ -389,6 +389,7 @@ mod tests {
         // Out of the static config's range (storage.batch_bytes_max >= 1 KiB).
         assert!(change(&[("message.max.bytes", "10")]).is_err());
         assert!(change(&[("log.retention.ms", "-2")]).is_err());
+        assert!(change(&[("max.connections.per.ip", "0")]).is_err());
     }
 
     #[test]

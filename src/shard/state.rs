@@ -256,9 +256,10 @@ impl Shard {
         let config = self.effective_config();
         let mut log_config = LogConfig::from_storage(&config.storage);
         let defaults = &config.topic_defaults;
-        // The topic's own configs over the dynamic broker defaults of the others.
+        // The topic's own configs over the dynamic broker defaults of the others. Internal
+        // topics keep their own settings only (as Kafka pins them).
         let merged;
-        let configs = if defaults.configs.is_empty() {
+        let configs = if defaults.configs.is_empty() || topic.internal {
             &topic.configs
         } else {
             let mut all = defaults.configs.clone();
@@ -285,6 +286,10 @@ impl Shard {
             log_config.timestamp_type = TimestampType::LogAppendTime;
         }
         apply_cleanup_configs(&mut log_config, configs);
+        if topic.internal {
+            // Stored as the coordinators write them: their replay reads uncompressed batches.
+            log_config.compression_type = None;
+        }
         log_config
     }
 

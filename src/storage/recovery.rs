@@ -490,10 +490,12 @@ async fn discard_cursor(state: &LogState) -> Result<(), StorageError> {
 }
 
 async fn finalize(state: &LogState) -> Result<(), StorageError> {
-    state.check_failure()?;
+    // The lock first, also for a failed log: a compaction swap may still be moving files on
+    // the blocking pool, and a reopen must not recover the directory under it.
     let Ok(_permit) = state.disk_lock.acquire_permit(1).await else {
         return Err(StorageError::Closed);
     };
+    state.check_failure()?;
     let cursor = state.cursor.borrow_mut().take();
     if let Some(cursor) = cursor {
         io::truncate(&cursor.file, &cursor.segment.log_path, cursor.disk_bytes).await?;

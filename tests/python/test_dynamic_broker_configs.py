@@ -32,14 +32,14 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    ResourceType)
 from kafka.admin import ConfigResource as KpConfigResource
 
 import kafka_wire as wire
-from clients import (ADMIN_TIMEOUT_S, PRODUCE_TIMEOUT_S, ck_admin, ck_create_topic, ck_produce,
-                     ck_producer, ck_watermarks, kp_admin, payloads)
+from clients import (ADMIN_TIMEOUT_S, PRODUCE_TIMEOUT_S, ck_admin, ck_consumer, ck_create_topic,
+                     ck_produce, ck_producer, ck_watermarks, kp_admin, payloads)
 from harness import broker_binary, unique_topic
 from test_topic_configs import SEGMENT_BYTES, ck_create, maintenance_broker, wait_for_log_start
 
@@ -373,6 +373,17 @@ def test_topic_config_defaults_apply_live(broker):
     assert error.code() == KafkaError.INVALID_CONFIG, error
     error = refusal(broker.bootstrap, "0", {"log.cleaner.min.compaction.lag.ms": "-1"})
     assert error.code() == KafkaError.INVALID_CONFIG, error
+    error = refusal(broker.bootstrap, "0", {"max.connections.per.ip": "0"})
+    assert error.code() == KafkaError.INVALID_CONFIG, error
+    # The internal topics keep their own settings: a group's commit, written under the zstd
+    # and LogAppendTime defaults, is still there after the restart (the coordinator's replay
+    # reads its own, uncompressed, batches).
+    group = unique_topic("dyncleanupgrp")
+    committer = ck_consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        committer.commit(offsets=[TopicPartition(plain, 0, 1)], asynchronous=False)
+    finally:
+        committer.close()
 
     broker.restart()
     this_broker = describe(broker.bootstrap, ResourceType.BROKER, "0")
@@ -384,6 +395,12 @@ def test_topic_config_defaults_apply_live(broker):
     assert topic_configs["message.timestamp.type"].value == "LogAppendTime"
     error = produce_keyed(broker.bootstrap, plain, None)
     assert error is not None and error.code() == INVALID_RECORD, error
+    probe = ck_consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        committed = probe.committed([TopicPartition(plain, 0)], timeout=ADMIN_TIMEOUT_S)
+    finally:
+        probe.close()
+    assert committed[0].offset == 1
 
     assert wire_alter(broker.bootstrap, "", {"log.cleanup.policy": None}) == (0, None)
     entry = describe(broker.bootstrap, ResourceType.TOPIC, plain)["cleanup.policy"]

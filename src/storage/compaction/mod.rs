@@ -639,13 +639,11 @@ async fn swap(
     let base = cleaned.segment.base_offset;
     let end = cleaned.segment.next_offset();
     let _swapping = Flag::raise(state, |c, on| c.swapping = on);
-    if !still_in_place(state, group, generation) {
-        files::discard_cleaned(dir, base, false).await?;
-        return Ok(false);
-    }
-    files::write_marker(dir, base, end).await?;
     // No write burst, truncation or close until the segment list is switched, and no segment
-    // file opened by path while its files move.
+    // file opened by path while its files move. Taken before the marker is written: a
+    // committed marker must never outlive a truncation of the range it names (recovery would
+    // finish the swap over the truncated log). Retention skips while `swapping` is raised.
+    // (`.cleaned` files left by an early return have no marker: the next open deletes them.)
     let Some(disk) = state.quiesce_disk().await else {
         return Err(StorageError::Closed);
     };
@@ -654,9 +652,13 @@ async fn swap(
     };
     if !still_in_place(state, group, generation) {
         drop((paths, disk));
-        files::discard_cleaned(dir, base, true).await?;
-        io::sync_dir(dir).await?;
+        files::discard_cleaned(dir, base, false).await?;
         return Ok(false);
+    }
+    if let Err(error) = files::write_marker(dir, base, end).await {
+        // The marker may exist: read-only until the next open resolves it.
+        state.fail(&error);
+        return Err(error);
     }
     let old_bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
     if let Err(error) = files::install_off_shard(dir, base, old_bases).await {
@@ -665,9 +667,9 @@ async fn swap(
         return Err(error);
     }
     if state.generation.get() != generation || !group_in_list(state, group) {
-        // Cannot happen under `disk_lock` (truncation and retention wait for it); were it
-        // to, the files are already swapped: read-only until the restart finishes from the
-        // marker.
+        // Cannot happen: truncation and close wait for `disk_lock`, retention skips while
+        // `swapping` is raised. Were it to, the files are already swapped: read-only until
+        // the restart finishes from the marker.
         let error = StorageError::io(
             "compact",
             dir,
