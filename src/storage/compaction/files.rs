@@ -4,10 +4,11 @@
 //! Swap protocol (one group of old segments `[base, end)` replaced by one new segment):
 //! 1. write `<base>.log.cleaned` (fdatasync) and `<base>.index.cleaned`,
 //!    `<base>.timeindex.cleaned` (atomic, directory synced);
-//! 2. write the marker `<base>.swap` (`0\n<base>\n<end>\n`, atomic): the commit point;
-//! 3. holding `disk_lock` (no write burst, truncation or close meanwhile) and the
-//!    `segment_paths` write lock (no segment file is opened by path meanwhile): on the
-//!    blocking pool, delete the files of the other old segments of the group, rename the
+//! 2. take `disk_lock` (no write burst, truncation or close meanwhile) and the
+//!    `segment_paths` write lock (no segment file is opened by path meanwhile), check the
+//!    group is still in place, then write the marker `<base>.swap` (`0\n<base>\n<end>\n`,
+//!    atomic): the commit point, which no truncation can now outlive;
+//! 3. still holding both: on the blocking pool, delete the files of the other old segments of the group, rename the
 //!    index files, then `<base>.log.cleaned` over `<base>.log`; then, without an `.await`,
 //!    mark the old segments replaced and switch the in-memory segment list. Reads holding
 //!    an open handle of an old segment finish on the old (unlinked) file; a read that must
