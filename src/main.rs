@@ -168,6 +168,9 @@ fn install_signal_handlers() -> anyhow::Result<()> {
                     std::process::exit(130);
                 }
                 tracing::info!(signal, "shutting down gracefully (send again to exit now)");
+                // Cluster mode: fenced first, so clients move on while this broker still
+                // answers them.
+                shardlog::quorum::controlled_shutdown();
                 shardlog::shard::shutdown::request_shutdown();
             }
         })?;

@@ -9,6 +9,11 @@
 //! Invariants: a heartbeat is sent only with the epoch of a committed registration; a
 //! DUPLICATE_BROKER_REGISTRATION refusal that outlasts twice the session timeout (the old
 //! incarnation is still alive, not a quick restart) stops the broker with a clear error.
+//! Controlled shutdown (Kafka's): on SIGTERM the signal thread calls
+//! `ControlledShutdown::request` and waits; this thread sends one heartbeat asking to be
+//! fenced, and once the controller has committed that (the broker leaves Metadata, and with
+//! replication its partitions' leadership) it reports back and stops heartbeating. The wait
+//! is bounded by the session timeout, after which the controller fences it anyway.
 //! A data dir joins one cluster: the first registration records the cluster id in
 //! `<data_dir>/cluster.id` (Kafka's `meta.properties` `cluster.id`), every later one sends
 //! it, and a quorum of another cluster (INCONSISTENT_CLUSTER_ID) stops the broker.
@@ -25,7 +30,7 @@ use crate::config::QuorumVoter;
 use crate::model::ErrorCode;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The file in the data dir that names the cluster it joined.
@@ -58,7 +63,62 @@ fn save_cluster_id(data_dir: &Path, cluster_id: &Uuid) -> std::io::Result<()> {
     crate::metadata::write_atomically(&data_dir.join(CLUSTER_ID_FILE), text.as_bytes())
 }
 
+/// The handshake between the signal thread and this thread for a controlled shutdown.
+#[derive(Default)]
+pub struct ControlledShutdown {
+    /// (requested, finished)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl ControlledShutdown {
+    /// Asks for the controlled shutdown and waits until it is done or `timeout` passed;
+    /// whether the controller fenced this broker in time.
+    pub fn request_and_wait(&self, timeout: Duration) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        state.0 = true;
+        self.changed.notify_all();
+        let deadline = Instant::now() + timeout;
+        while !state.1 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.changed.wait_timeout(state, left) {
+                Ok((next, _)) => state = next,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn is_requested(&self) -> bool {
+        self.state.lock().map(|state| state.0).unwrap_or(true)
+    }
+
+    fn finish(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Sleeps `duration`, or less if a controlled shutdown is requested meanwhile.
+    fn sleep_unless_requested(&self, duration: Duration) {
+        let Ok(state) = self.state.lock() else {
+            return;
+        };
+        let _ = self
+            .changed
+            .wait_timeout_while(state, duration, |state| !state.0);
+    }
+}
+
 pub struct BrokerLifecycle {
+    /// SIGTERM's handshake (see the module doc).
+    pub shutdown: Arc<ControlledShutdown>,
     /// Where `cluster.id` lives.
     pub data_dir: PathBuf,
     /// The cluster the data dir joined, if any (`cluster.id`).
@@ -93,6 +153,12 @@ impl BrokerLifecycle {
         let mut epoch: Option<i64> = None;
         let mut duplicate_since: Option<Instant> = None;
         loop {
+            let want_fence = self.shutdown.is_requested();
+            if want_fence && epoch.is_none() {
+                // Not registered: nothing to move off this broker.
+                self.shutdown.finish();
+                return;
+            }
             let request = match epoch {
                 None => ControllerRequest::Register {
                     node_id: self.node_id,
@@ -104,7 +170,7 @@ impl BrokerLifecycle {
                     node_id: self.node_id,
                     broker_epoch,
                     caught_up: true,
-                    want_fence: false,
+                    want_fence,
                 },
             };
             let response = match self.exchange(&mut connection, request) {
@@ -136,8 +202,17 @@ impl BrokerLifecycle {
                         "registered with the controller"
                     );
                 }
+                if want_fence {
+                    tracing::info!(
+                        node_id = self.node_id,
+                        "controlled shutdown: the controller fenced this broker"
+                    );
+                    self.shutdown.finish();
+                    return;
+                }
                 epoch = Some(response.broker_epoch);
-                std::thread::sleep(self.heartbeat_interval);
+                self.shutdown
+                    .sleep_unless_requested(self.heartbeat_interval);
             } else if code == ErrorCode::NotController.code() {
                 self.follow_hint(&mut connection, response.leader_hint);
                 std::thread::sleep(self.settings.reconnect_backoff);

@@ -113,6 +113,28 @@ impl Quorum {
     }
 }
 
+/// The running cluster mode's controlled-shutdown handshake and its bound (the session
+/// timeout); unset in single-broker mode.
+static CONTROLLED_SHUTDOWN: std::sync::OnceLock<(Arc<lifecycle::ControlledShutdown>, Duration)> =
+    std::sync::OnceLock::new();
+
+/// Kafka's controlled shutdown, called by the signal thread before the shards stop: in
+/// cluster mode, has the controller fence this broker and waits for it (at most
+/// `cluster.broker_session_timeout_ms`, after which the controller would fence it anyway).
+/// Returns at once in single-broker mode.
+pub fn controlled_shutdown() {
+    let Some((handshake, timeout)) = CONTROLLED_SHUTDOWN.get() else {
+        return;
+    };
+    tracing::info!("controlled shutdown: asking the controller to fence this broker");
+    if !handshake.request_and_wait(*timeout) {
+        tracing::warn!(
+            timeout_ms = timeout.as_millis() as u64,
+            "controlled shutdown: no answer from the controller in time; stopping anyway"
+        );
+    }
+}
+
 /// Starts cluster mode, or returns `None` without `cluster.controller_quorum`.
 pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let Some(voters) = config.cluster.quorum_voters()? else {
@@ -131,7 +153,11 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
     let data_dir = config.storage.data_dir.clone();
     let cluster_id = lifecycle::load_cluster_id(&data_dir)?;
+    let shutdown = Arc::new(lifecycle::ControlledShutdown::default());
+    let session_timeout = Duration::from_millis(config.cluster.broker_session_timeout_ms as u64);
+    let _ = CONTROLLED_SHUTDOWN.set((shutdown.clone(), session_timeout));
     let lifecycle = lifecycle::BrokerLifecycle {
+        shutdown,
         data_dir,
         cluster_id,
         node_id,

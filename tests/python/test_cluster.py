@@ -12,7 +12,8 @@ to each node in turn (a stock client picks its own node):
       port is held) exits at start-up; a broker-only id gets DUPLICATE_BROKER_REGISTRATION and
       exits with that error; neither is listed;
   (e) every data dir records the cluster id (cluster.id) that Metadata reports; a node whose
-      data dir joined another cluster is refused with INCONSISTENT_CLUSTER_ID and exits.
+      data dir joined another cluster is refused with INCONSISTENT_CLUSTER_ID and exits;
+  (f) SIGTERM is a controlled shutdown: the node is fenced by the controller before it stops.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -282,6 +283,26 @@ def test_data_dirs_join_one_cluster_and_a_foreign_one_is_refused(cluster):
     _, brokers = wait_for("the cluster still lists only its own nodes",
                           lambda: agreed_view(cluster.live(), {1, 2, 3}))
     assert 4 not in brokers
+
+
+def test_sigterm_is_a_controlled_shutdown(cluster):
+    """(f) SIGTERM on a node that is not the controller: it asks the controller to fence it
+    and waits for the commit before its shards stop (Kafka's controlled shutdown), exits 0,
+    and the other nodes no longer list it."""
+    controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    victim_id = min(node for node in cluster.nodes if node != controller)
+    victim = cluster.nodes[victim_id]
+    victim.stop()
+    assert victim.proc.returncode == 0, victim.stderr_tail()
+    log = victim.log_path.read_text(errors="replace")
+    fenced = log.find("controlled shutdown: the controller fenced this broker")
+    assert fenced >= 0, log[-3000:]
+    stopped = log.find("shardlog stopped")
+    assert fenced < stopped, log[-3000:]
+    others = set(cluster.nodes) - {victim_id}
+    _, brokers = wait_for("the stopped node is no longer listed",
+                          lambda: agreed_view(cluster.live(), others))
+    assert victim_id not in brokers
 
 
 def test_duplicate_node_ids_are_refused(cluster):
