@@ -340,3 +340,48 @@ impl From<FrameError> for QuorumError {
         QuorumError::Frame(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controlled_shutdown_waits_for_the_fence_and_is_bounded() {
+        // Nobody answers: the wait ends at its bound, reporting failure.
+        let unanswered = ControlledShutdown::default();
+        assert!(!unanswered.request_and_wait(Duration::from_millis(20)));
+        assert!(unanswered.is_requested());
+
+        // The lifecycle side wakes from its heartbeat sleep on the request and finishes.
+        let handshake = Arc::new(ControlledShutdown::default());
+        let lifecycle = {
+            let handshake = handshake.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                handshake.sleep_unless_requested(Duration::from_secs(600));
+                assert!(handshake.is_requested());
+                handshake.finish();
+                started.elapsed()
+            })
+        };
+        assert!(handshake.request_and_wait(Duration::from_secs(600)));
+        let slept = lifecycle.join().expect("lifecycle side");
+        assert!(
+            slept < Duration::from_secs(600),
+            "the request did not wake the sleeper"
+        );
+    }
+
+    #[test]
+    fn cluster_id_file_roundtrips_and_a_damaged_one_is_an_error() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("temp dir");
+        assert_eq!(load_cluster_id(dir.path()).expect("no file"), None);
+        save_cluster_id(dir.path(), &[7; 16]).expect("save");
+        assert_eq!(load_cluster_id(dir.path()).expect("load"), Some([7; 16]));
+        std::fs::write(dir.path().join(CLUSTER_ID_FILE), b"not a uuid\n").expect("damage");
+        assert!(matches!(
+            load_cluster_id(dir.path()),
+            Err(QuorumError::ClusterIdFile { .. })
+        ));
+    }
+}
