@@ -41,6 +41,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Show and change a broker's dynamic configs (kafka-configs.sh --entity-type brokers).
     Broker(cli::broker::BrokerArgs),
+    /// Describe the cluster and its metadata quorum (kafka-metadata-quorum.sh describe).
+    Cluster(cli::cluster::ClusterArgs),
     /// Check and recover a stopped broker's data dir (docs/operations.md).
     DataDir(cli::data_dir::DataDirArgs),
 }
@@ -200,6 +202,10 @@ fn main() -> anyhow::Result<()> {
         Command::Broker(mut args) => {
             args.connect = connect;
             cli::exit(cli::broker::run(&args))
+        }
+        Command::Cluster(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::cluster::run(&args))
         }
         Command::DataDir(args) => cli::exit(cli::data_dir::run(&args)),
         Command::ApiTable => {

@@ -4,9 +4,12 @@
 //! `--bootstrap-server`, so they work against Apache Kafka as well as shardlog.
 //!
 //! `data-dir` is the exception: it works on a stopped broker's data dir, not over Kafka.
+//! `cluster describe` speaks the Kafka protocol itself (kafka-protocol), since librdkafka has
+//! no DescribeQuorum.
 //!
 //! Owns: one file per command family plus shared `client` (connecting), `output` (tables, JSON,
-//! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, and from the broker
+//! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, kafka-protocol
+//! (`cluster`), and from the broker
 //! library only `shardlog::metadata::shard_for` (shard placement is computed, not fetched)
 //! and, for `data-dir`, `shardlog::shard::data_dir` / `data_dir_tools` and `config`.
 //! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
@@ -14,6 +17,7 @@
 mod assignment;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 mod config_admin;
 pub mod consume;
 pub mod data_dir;

@@ -13,12 +13,14 @@ to each node in turn (a stock client picks its own node):
       exits with that error; neither is listed;
   (e) every data dir records the cluster id (cluster.id) that Metadata reports; a node whose
       data dir joined another cluster is refused with INCONSISTENT_CLUSTER_ID and exits;
-  (f) SIGTERM is a controlled shutdown: the node is fenced by the controller before it stops.
+  (f) SIGTERM is a controlled shutdown: the node is fenced by the controller before it stops;
+  (g) `shardlog cluster describe` shows the cluster id, controller, brokers and quorum.
 Waits are bounded polls (no timing assertions).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -27,7 +29,7 @@ import uuid
 import pytest
 
 import kafka_wire
-from harness import Broker, free_port
+from harness import Broker, broker_binary, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -283,6 +285,49 @@ def test_data_dirs_join_one_cluster_and_a_foreign_one_is_refused(cluster):
     _, brokers = wait_for("the cluster still lists only its own nodes",
                           lambda: agreed_view(cluster.live(), {1, 2, 3}))
     assert 4 not in brokers
+
+
+def test_cli_cluster_describe(cluster):
+    """(g) `shardlog cluster describe --format json` against any node: the cluster id in the
+    data dirs, the controller Metadata names, the 3 brokers with their racks, and the quorum
+    led by that controller with the 3 voters."""
+    controller, _ = wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    node = cluster.nodes[max(cluster.nodes)]
+
+    def described() -> dict | None:
+        run = subprocess.run([str(broker_binary()), "cluster", "describe", "--format", "json",
+                              "--bootstrap-server", node.bootstrap],
+                             capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+        assert run.returncode == 0, run.stderr
+        answer = json.loads(run.stdout)
+        quorum = answer["quorum"] or {}
+        caught_up = {v["id"] for v in quorum.get("voters", []) if v["lag"] == 0}
+        return answer if caught_up == {1, 2, 3} else None
+
+    answer = wait_for("every voter caught up in cluster describe", described)
+    cluster_id = (cluster.nodes[1].data_dir / "cluster.id").read_text().strip()
+    assert answer["cluster_id"] == cluster_id
+    assert answer["controller_id"] == controller
+    assert {(b["id"], b["port"], b["rack"]) for b in answer["brokers"]} == {
+        (n, cluster.nodes[n].port, f"rack-{n}") for n in cluster.nodes}
+    assert answer["quorum"]["leader_id"] == controller
+    assert answer["quorum"]["high_watermark"] > 0
+
+
+def test_cli_cluster_describe_single_broker_and_unreachable(broker):
+    """A single broker has no metadata quorum: `cluster describe` lists it and says so; an
+    address nobody listens on exits non-zero naming it."""
+    run = subprocess.run([str(broker_binary()), "cluster", "describe",
+                          "--bootstrap-server", broker.bootstrap],
+                         capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    assert run.returncode == 0, run.stderr
+    assert "Metadata quorum: none (a single broker)" in run.stdout, run.stdout
+    assert str(broker.port) in run.stdout, run.stdout
+    nobody = f"127.0.0.1:{free_port()}"
+    run = subprocess.run([str(broker_binary()), "cluster", "describe",
+                          "--bootstrap-server", nobody],
+                         capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    assert run.returncode != 0 and nobody in run.stderr, run.stderr
 
 
 def test_sigterm_is_a_controlled_shutdown(cluster):
