@@ -164,16 +164,27 @@ fn install_signal_handlers() -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || {
+            let mut stopping = false;
             for signal in signals.forever() {
-                if shardlog::shard::shutdown::shutdown_requested() {
+                if stopping || shardlog::shard::shutdown::shutdown_requested() {
                     tracing::warn!(signal, "second signal: exiting now");
                     std::process::exit(130);
                 }
+                stopping = true;
                 tracing::info!(signal, "shutting down gracefully (send again to exit now)");
                 // Cluster mode: fenced first, so clients move on while this broker still
-                // answers them.
-                shardlog::quorum::controlled_shutdown();
-                shardlog::shard::shutdown::request_shutdown();
+                // answers them. On its own thread, so a second signal still exits at once.
+                let stop = || {
+                    shardlog::quorum::controlled_shutdown();
+                    shardlog::shard::shutdown::request_shutdown();
+                };
+                if std::thread::Builder::new()
+                    .name("controlled-shutdown".to_string())
+                    .spawn(stop)
+                    .is_err()
+                {
+                    stop();
+                }
             }
         })?;
     Ok(())
@@ -234,6 +245,9 @@ fn main() -> anyhow::Result<()> {
             );
             // Cluster mode (opt-in): without --controller-quorum this is None and the broker
             // starts exactly as a single broker, with no extra thread or socket.
+            // The data dir's node id first: cluster mode opens its raft log before the shards
+            // check the rest of the data dir.
+            shardlog::shard::data_dir::check_node_id(&config)?;
             let quorum = shardlog::quorum::start(&config).context("cannot start cluster mode")?;
             match &quorum {
                 None => shardlog::shard::run_pool(config, shardlog::server::serve)?,

@@ -79,19 +79,28 @@ struct Quorum {
 }
 
 fn describe(connect: &ConnectArgs, format: Format) -> Result<(), CliError> {
-    let bootstrap = connect
+    // The first bootstrap server that answers, as librdkafka would pick one.
+    let mut cluster: Option<DescribeClusterResponse> = None;
+    let mut last_error = None;
+    for server in connect
         .bootstrap_server
         .split(',')
         .map(str::trim)
-        .find(|s| !s.is_empty())
-        .unwrap_or_default()
-        .to_string();
-    let cluster: DescribeClusterResponse = exchange(
-        connect,
-        &bootstrap,
-        &DescribeClusterRequest::default(),
-        DESCRIBE_CLUSTER_VERSION,
-    )?;
+        .filter(|s| !s.is_empty())
+    {
+        let request = DescribeClusterRequest::default();
+        match exchange(connect, server, &request, DESCRIBE_CLUSTER_VERSION) {
+            Ok(answer) => {
+                cluster = Some(answer);
+                break;
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let Some(cluster) = cluster else {
+        return Err(last_error
+            .unwrap_or_else(|| CliError::failed("describe cluster", "no bootstrap server")));
+    };
     if cluster.error_code != 0 {
         return Err(CliError::failed(
             "describe cluster",
@@ -109,13 +118,23 @@ fn describe(connect: &ConnectArgs, format: Format) -> Result<(), CliError> {
         })
         .collect();
     let controller = cluster.controller_id.0;
-    // DescribeQuorum is answered by the quorum's leader: the controller.
-    let leader_address = brokers
-        .iter()
-        .find(|b| b.id == controller)
-        .map(|b| format!("{}:{}", b.host, b.port))
-        .unwrap_or_else(|| bootstrap.clone());
-    let quorum = describe_quorum(connect, &leader_address)?;
+    // DescribeQuorum is answered by the quorum's leader: the controller. A single broker
+    // names itself; a cluster whose controller is not among the live brokers has no one to
+    // ask (the cluster part is still printed, and the command fails).
+    let quorum = match brokers.iter().find(|b| b.id == controller) {
+        Some(b) if b.host.contains(':') => {
+            describe_quorum(connect, &format!("[{}]:{}", b.host, b.port))
+        }
+        Some(b) => describe_quorum(connect, &format!("{}:{}", b.host, b.port)),
+        None => Err(CliError::failed(
+            "describe the metadata quorum",
+            format!("the controller ({controller}) is not among the live brokers; try again"),
+        )),
+    };
+    let (quorum, quorum_error) = match quorum {
+        Ok(quorum) => (quorum, None),
+        Err(error) => (None, Some(error)),
+    };
     match format {
         Format::Json => output::print_json(&json!({
             "cluster_id": cluster.cluster_id.to_string(),
@@ -149,6 +168,7 @@ fn describe(connect: &ConnectArgs, format: Format) -> Result<(), CliError> {
             }
             print!("{}", table.render());
             match &quorum {
+                None if quorum_error.is_some() => println!("Metadata quorum: unavailable"),
                 None => println!("Metadata quorum: none (a single broker)"),
                 Some(q) => {
                     println!(
@@ -168,7 +188,7 @@ fn describe(connect: &ConnectArgs, format: Format) -> Result<(), CliError> {
             }
         }
     }
-    Ok(())
+    quorum_error.map_or(Ok(()), Err)
 }
 
 /// The metadata quorum from its leader; `None` when the broker runs none.
@@ -201,7 +221,7 @@ fn describe_quorum(connect: &ConnectArgs, address: &str) -> Result<Option<Quorum
     };
     if partition.error_code != 0 {
         return Err(failed(format!(
-            "{address} answered error code {} (it is not the quorum's leader; ask again)",
+            "{address} answered error code {} (leadership may be moving; try again)",
             partition.error_code
         )));
     }
@@ -231,13 +251,19 @@ fn exchange<R: Request>(
     let operation = format!("api {} v{version} to {address}", R::KEY);
     let failed = |detail: String| CliError::failed(&operation, detail);
     let timeout = connect.request_timeout();
-    let socket = address
+    // Every address the name resolves to, in turn (`localhost` may give ::1 first).
+    let mut connected = Err(failed("no address".to_string()));
+    for socket in address
         .to_socket_addrs()
         .map_err(|e| failed(e.to_string()))?
-        .next()
-        .ok_or_else(|| failed("no address".to_string()))?;
-    let mut stream =
-        TcpStream::connect_timeout(&socket, timeout).map_err(|e| failed(e.to_string()))?;
+    {
+        connected = TcpStream::connect_timeout(&socket, timeout)
+            .map_err(|e| failed(format!("{socket}: {e}")));
+        if connected.is_ok() {
+            break;
+        }
+    }
+    let mut stream = connected?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))

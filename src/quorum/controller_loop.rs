@@ -306,6 +306,14 @@ impl ControllerLoop {
     fn decide(&mut self, request: ControllerRequest, reply: Reply) {
         let now = self.now_ms();
         let (hint, view) = (self.leader_hint(), self.view());
+        if self.active.is_some() && self.image().cluster_id().is_none() {
+            // The activation's ClusterId proposal was dropped: propose it again (nothing is
+            // in flight when a request is decided); the broker retries meanwhile.
+            let _ = reply.try_send(error_response(ErrorCode::RequestTimedOut, hint, view));
+            let id = *uuid::Uuid::new_v4().as_bytes();
+            self.propose(vec![MetadataRecord::ClusterId(id)], None);
+            return;
+        }
         let image = self.driver.state_machine().image();
         let Some(active) = self.active.as_mut() else {
             let _ = reply.try_send(not_controller(hint, view));

@@ -127,6 +127,7 @@ pub fn controlled_shutdown() {
         return;
     };
     tracing::info!("controlled shutdown: asking the controller to fence this broker");
+    view::mark_leaving();
     if !handshake.request_and_wait(*timeout) {
         tracing::warn!(
             timeout_ms = timeout.as_millis() as u64,
@@ -145,14 +146,15 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let hub = Arc::new(ViewHub::default());
     let fatal = Arc::new(Mutex::new(None));
     let is_controller = voters.iter().any(|voter| voter.node_id == node_id);
+    // Read-only checks first: nothing in the data dir changes before they pass.
+    let data_dir = config.storage.data_dir.clone();
+    let cluster_id = lifecycle::load_cluster_id(&data_dir)?;
     if is_controller {
         start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }
     let (host, port) = crate::metadata::broker_config::advertised_address(&config.server);
     let port =
         u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
-    let data_dir = config.storage.data_dir.clone();
-    let cluster_id = lifecycle::load_cluster_id(&data_dir)?;
     let shutdown = Arc::new(lifecycle::ControlledShutdown::default());
     let session_timeout = Duration::from_millis(config.cluster.broker_session_timeout_ms as u64);
     let _ = CONTROLLED_SHUTDOWN.set((shutdown.clone(), session_timeout));

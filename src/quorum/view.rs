@@ -147,13 +147,23 @@ impl ShardViewReceiver {
     }
 }
 
+/// Set by a controlled shutdown: this broker no longer names itself to clients unless the
+/// controller's view does (it is being fenced).
+static LEAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A controlled shutdown began (see `brokers_for_clients`).
+pub fn mark_leaving() {
+    LEAVING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// What Metadata and DescribeCluster answer in cluster mode: the controller id and every
 /// live broker, this one included even before its registration is committed (it is
 /// answering the client, so it is up). `None` in single-broker mode.
 pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEndpoint>)> {
     let view = shard_view()?;
     let mut brokers = view.brokers.clone();
-    if !brokers.iter().any(|broker| broker.node_id == own.node_id) {
+    let leaving = LEAVING.load(std::sync::atomic::Ordering::Relaxed);
+    if !leaving && !brokers.iter().any(|broker| broker.node_id == own.node_id) {
         brokers.push(own);
         brokers.sort_by_key(|broker| broker.node_id);
     }

@@ -447,6 +447,31 @@ fn name_list(names: &[(String, String)]) -> String {
     shown.join(", ")
 }
 
+/// The refusal when `meta` names another node than `configured`.
+fn node_id_mismatch(dir: &Path, meta: &BrokerMeta, configured: i32) -> Option<DataDirError> {
+    let stored = meta.node_id?;
+    (stored != configured).then(|| DataDirError::NodeIdMismatch {
+        dir: dir.to_path_buf(),
+        stored,
+        configured,
+    })
+}
+
+/// The node-id check of `prepare` alone, read-only, for what must not touch another node's
+/// data dir even before `prepare` runs (cluster mode starts its raft log first). A missing
+/// `meta.json` passes here (`prepare` decides about it); an unreadable one is refused.
+pub fn check_node_id(config: &Config) -> Result<(), DataDirError> {
+    let dir = &config.storage.data_dir;
+    match BrokerMeta::load(dir) {
+        Ok(None) => Ok(()),
+        Ok(Some(meta)) => node_id_mismatch(dir, &meta, config.server.node_id).map_or(Ok(()), Err),
+        Err(source) => Err(DataDirError::MetaUnreadable {
+            dir: dir.clone(),
+            source,
+        }),
+    }
+}
+
 /// What start-up hands the shards.
 pub struct Prepared {
     pub catalog: Catalog,
@@ -466,18 +491,14 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
     let fresh = survey.is_fresh();
     let configured = config.server.node_id;
     let mut save_meta = false;
+    if let Some(error) = node_id_mismatch(dir, &meta, configured) {
+        return Err(error);
+    }
     match meta.node_id {
-        Some(stored) if stored != configured => {
-            return Err(DataDirError::NodeIdMismatch {
-                dir: dir.clone(),
-                stored,
-                configured,
-            });
-        }
         Some(_) => {}
         None => {
             if matches!(survey.meta, Ok(Some(_))) {
-                tracing::info!(dir = %dir.display(), node_id = configured, "{META_FILE} records no node id (an earlier release): this data dir now belongs to node {configured}");
+                tracing::warn!(dir = %dir.display(), node_id = configured, "{META_FILE} records no node id (an earlier release): this data dir now belongs to node {configured}");
             }
             meta.node_id = Some(configured);
             save_meta = true;

@@ -14,7 +14,8 @@ to each node in turn (a stock client picks its own node):
   (e) every data dir records the cluster id (cluster.id) that Metadata reports; a node whose
       data dir joined another cluster is refused with INCONSISTENT_CLUSTER_ID and exits;
   (f) SIGTERM is a controlled shutdown: the node is fenced by the controller before it stops;
-  (g) `shardlog cluster describe` shows the cluster id, controller, brokers and quorum.
+  (g) `shardlog cluster describe` shows the cluster id, controller, brokers and quorum;
+  (h) a data dir of another node id is refused before the quorum starts on it.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -324,10 +326,34 @@ def test_cli_cluster_describe_single_broker_and_unreachable(broker):
     assert "Metadata quorum: none (a single broker)" in run.stdout, run.stdout
     assert str(broker.port) in run.stdout, run.stdout
     nobody = f"127.0.0.1:{free_port()}"
+    # The first bootstrap server that answers is used.
+    run = subprocess.run([str(broker_binary()), "cluster", "describe",
+                          "--bootstrap-server", f"{nobody},{broker.bootstrap}"],
+                         capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
+    assert run.returncode == 0 and str(broker.port) in run.stdout, run.stderr
     run = subprocess.run([str(broker_binary()), "cluster", "describe",
                           "--bootstrap-server", nobody],
                          capture_output=True, text=True, timeout=EXIT_TIMEOUT_S)
     assert run.returncode != 0 and nobody in run.stderr, run.stderr
+
+
+def test_data_dir_of_another_node_is_refused_before_the_quorum_starts(cluster):
+    """(h) A copy of node 3's data dir started as node 4: refused with both node ids before
+    cluster mode touches it (no raft log opened, no cluster.id written, nothing changed)."""
+    wait_for("cluster converged", lambda: agreed_view(cluster.live(), {1, 2, 3}))
+    wait_for("node 3 recorded the cluster id",
+             lambda: (cluster.nodes[3].data_dir / "cluster.id").exists())
+    cluster.nodes[3].stop()
+    impostor = Broker("impostor", shards=1, extra_args=cluster.node_args(4, controller=False))
+    shutil.rmtree(impostor.data_dir)
+    shutil.copytree(cluster.nodes[3].data_dir, impostor.data_dir)
+    (impostor.data_dir / "cluster.id").unlink()
+    before = sorted(str(p.relative_to(impostor.data_dir)) for p in impostor.data_dir.rglob("*"))
+    code, log = run_until_it_exits(cluster, impostor)
+    assert code != 0 and "belongs to node 3, but this broker is node 4" in log, log[-3000:]
+    assert "cluster mode started" not in log, log[-3000:]
+    after = sorted(str(p.relative_to(impostor.data_dir)) for p in impostor.data_dir.rglob("*"))
+    assert after == before
 
 
 def test_sigterm_is_a_controlled_shutdown(cluster):
