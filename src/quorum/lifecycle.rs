@@ -281,6 +281,7 @@ impl BrokerLifecycle {
         }
         tracing::info!(cluster_id = %uuid::Uuid::from_bytes(cluster_id), "data dir joined the cluster");
         self.cluster_id = Some(cluster_id);
+        super::view::set_joined_cluster(cluster_id);
         true
     }
 

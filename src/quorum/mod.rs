@@ -149,6 +149,9 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     // Read-only checks first: nothing in the data dir changes before they pass.
     let data_dir = config.storage.data_dir.clone();
     let cluster_id = lifecycle::load_cluster_id(&data_dir)?;
+    if let Some(cluster_id) = cluster_id {
+        view::set_joined_cluster(cluster_id);
+    }
     if is_controller {
         start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }

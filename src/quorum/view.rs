@@ -3,8 +3,9 @@
 //! `futures::channel::mpsc` channel; each shard keeps its latest copy in a thread-local that
 //! its Metadata and DescribeCluster handlers read. No lock is taken on a shard's request path.
 //!
-//! Owns: the per-shard channels and the shard's copy. May import: `super::frame`. Runs on:
-//! `publish`/`flush` on the publishing thread; `follow` as a task on each shard.
+//! Owns: the per-shard channels and the shard's copy. May import: `super::frame`,
+//! `crate::cluster::records` (`Uuid`). Runs on: `publish`/`flush` on the publishing thread;
+//! `follow` as a task on each shard.
 //! Invariants: every shard eventually holds the latest published view (a view that does not
 //! fit a full channel stays pending and is retried on the next `flush`); single-broker mode
 //! creates no hub, so `shard_view` is `None` there.
@@ -170,10 +171,23 @@ pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEnd
     Some((view.controller_id, brokers))
 }
 
-/// The cluster id Metadata and DescribeCluster report in cluster mode, once the metadata
-/// log has one (the text `cluster.id` holds). `None` in single-broker mode or before.
+/// The cluster this node's data dir joined (`cluster.id`), once known: what clients are told
+/// while the shard's view has no cluster id yet (a voter replaying its log, a view from a
+/// lagging node), so the id they see never flips.
+static JOINED_CLUSTER: std::sync::OnceLock<crate::cluster::records::Uuid> =
+    std::sync::OnceLock::new();
+
+/// Records the cluster the data dir joined (read at start or written after registering).
+pub fn set_joined_cluster(cluster_id: crate::cluster::records::Uuid) {
+    let _ = JOINED_CLUSTER.set(cluster_id);
+}
+
+/// The cluster id Metadata and DescribeCluster report in cluster mode: the metadata log's
+/// (the text `cluster.id` holds), else the one the data dir joined. `None` in single-broker
+/// mode, or on a new node before its first registration.
 pub fn cluster_id_for_clients() -> Option<String> {
-    let cluster_id = shard_view()?.cluster_id?;
+    let view = shard_view()?;
+    let cluster_id = view.cluster_id.or_else(|| JOINED_CLUSTER.get().copied())?;
     Some(uuid::Uuid::from_bytes(cluster_id).to_string())
 }
 
