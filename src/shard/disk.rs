@@ -18,6 +18,18 @@ use std::time::{Duration, Instant};
 /// the next attempt: each one re-scans the log's last segment.
 const REOPEN_RETRY: Duration = Duration::from_secs(5);
 
+/// DescribeLogDirs' view of the data dir: its canonical path and the (total, usable) bytes of
+/// its file system (-1 each when unknown). statvfs and realpath block: on the blocking pool.
+pub async fn describe_data_dir(data_dir: &Path) -> (String, (i64, i64)) {
+    let data_dir = data_dir.to_path_buf();
+    crate::storage::run_off_shard(crate::storage::BlockingOp::StatDataDir, move || {
+        let sizes = filesystem_bytes(&data_dir).map_or((-1, -1), |(t, a)| (t as i64, a as i64));
+        let canonical = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+        (canonical.display().to_string(), sizes)
+    })
+    .await
+}
+
 /// (total, available) bytes of the filesystem holding `path`, or None.
 pub fn filesystem_bytes(path: &Path) -> Option<(u64, u64)> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;

@@ -51,6 +51,11 @@ pub enum BlockingOp {
     /// Compaction's swap: the merged-away segments' files unlinked and the cleaned files
     /// renamed into place (readers opening those paths wait for it).
     CompactionSwap,
+    /// A log's directory prepared at open: created, interrupted swaps finished, listed,
+    /// leftovers removed.
+    OpenLogDir,
+    /// DescribeLogDirs: the data dir's canonical path and file-system sizes.
+    StatDataDir,
 }
 
 impl BlockingOp {
@@ -65,6 +70,8 @@ impl BlockingOp {
             BlockingOp::RemoveSegmentFiles => "remove_segment_files",
             BlockingOp::RemoveFiles => "remove_files",
             BlockingOp::CompactionSwap => "compaction_swap",
+            BlockingOp::OpenLogDir => "open_log_dir",
+            BlockingOp::StatDataDir => "stat_data_dir",
         }
     }
 }

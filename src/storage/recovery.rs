@@ -18,6 +18,7 @@
 //! point and log start checkpoints); the clean-shutdown marker is gone before any write.
 
 use super::StorageError;
+use super::blocking_fs::{BlockingOp, run_off_shard};
 use super::cache::BatchCache;
 use super::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LeaderEpochCache};
 use super::flusher;
@@ -109,10 +110,19 @@ pub(crate) async fn recover(
     config: &LogConfig,
     cache: &BatchCache,
 ) -> Result<Recovered, StorageError> {
-    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create_dir", dir, e))?;
+    // The directory work (create, finish interrupted swaps, list and drop leftovers) on the
+    // blocking pool: a partition opened while the shard serves (CreateTopics) must not stop
+    // its connections on `std::fs` calls.
+    let listing = {
+        let dir = dir.to_path_buf();
+        run_off_shard(BlockingOp::OpenLogDir, move || {
+            std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create_dir", &dir, e))?;
+            super::compaction::recover_swaps(&dir)?;
+            list_dir(&dir)
+        })
+        .await?
+    };
     io::prime_iopoll_probe(dir).await?;
-    super::compaction::recover_swaps(dir).await?;
-    let listing = list_dir(dir)?;
     let (floor, checkpoint_start) = read_floor(dir).await?;
     let mut skipped = Skipped::default();
     let mut corrupt = Vec::new();

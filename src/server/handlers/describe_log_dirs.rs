@@ -42,16 +42,10 @@ pub fn handle(
                 true
             });
         }
-        let data_dir = &shard.config.storage.data_dir;
-        let (total, usable) = crate::shard::disk::filesystem_bytes(data_dir)
-            .map_or((-1, -1), |(t, a)| (t as i64, a as i64));
+        let (log_dir, (total, usable)) =
+            crate::shard::disk::describe_data_dir(&shard.config.storage.data_dir).await;
         let mut result = DescribeLogDirsResult::default();
-        result.log_dir = str_bytes(
-            &std::fs::canonicalize(data_dir)
-                .unwrap_or(data_dir.clone())
-                .display()
-                .to_string(),
-        );
+        result.log_dir = str_bytes(&log_dir);
         result.total_bytes = total;
         result.usable_bytes = usable;
         result.topics = sizes

@@ -298,8 +298,8 @@ fn install(dir: &Path, base: i64, old_bases: &[i64]) -> Result<(), StorageError>
 }
 
 /// Finishes or rolls back swaps interrupted by a crash (see the module doc). Runs before
-/// recovery lists the segments.
-pub(crate) async fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
+/// recovery lists the segments, in the same blocking-pool call (plain `std::fs`).
+pub(crate) fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
     let mut markers = Vec::new();
     let mut cleaned = Vec::new();
     let mut log_bases = Vec::new();
@@ -320,9 +320,11 @@ pub(crate) async fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
     }
     for base in markers {
         let marker = marker_path(dir, base);
-        let range = io::read_small_file(&marker)
-            .await?
-            .and_then(|bytes| parse_marker(&bytes));
+        let range = match std::fs::read(&marker) {
+            Ok(bytes) => parse_marker(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StorageError::io("read", &marker, e)),
+        };
         match range {
             Some((base, end)) if cleaned_path(dir, base, segment::LOG_SUFFIX).exists() => {
                 let old: Vec<i64> = log_bases
@@ -346,7 +348,9 @@ pub(crate) async fn recover_swaps(dir: &Path) -> Result<(), StorageError> {
             io::remove_file(&path)?;
         }
     }
-    io::sync_dir(dir).await
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync_dir", dir, e))
 }
 
 #[cfg(test)]
