@@ -8,13 +8,13 @@
 //! the file's format, load and atomic save. May import: `crate::config`, `broker_config`,
 //! `topic_config` (validation), `catalog` (`write_atomically`). Runs on: the main thread at start-up (load) and the
 //! controller shard's blocking pool (save): blocking `std::fs` calls never run on a shard.
-//! Invariants: every stored key is in `DYNAMIC_KEYS`; the stored values, laid over the
+//! Invariants: every stored key is dynamic (`is_dynamic`); the stored values, laid over the
 //! static config, pass `Config::validate` (checked on every change; a value the static
 //! config no longer admits is dropped at start-up with a warning, as Kafka ignores it).
 
 use super::broker_config::broker_settings;
 use super::catalog::write_atomically;
-use super::topic_config::{TopicConfigError, validate_entry};
+use super::topic_config::{ConfigSpec, TOPIC_CONFIGS, TopicConfigError, validate_entry};
 use crate::config::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,28 +135,6 @@ pub const DYNAMIC_KEYS: &[(&str, Apply)] = &[
         c.server.connections_per_ip_max = parse_unsigned(v)? as usize;
         Ok(())
     }),
-    // Broker defaults of topic configs (Kafka's `DynamicLogConfig` keys shardlog applies).
-    ("log.cleanup.policy", |c, v| {
-        topic_default(c, "cleanup.policy", v)
-    }),
-    ("compression.type", |c, v| {
-        topic_default(c, "compression.type", v)
-    }),
-    ("log.cleaner.delete.retention.ms", |c, v| {
-        topic_default(c, "delete.retention.ms", v)
-    }),
-    ("log.cleaner.min.compaction.lag.ms", |c, v| {
-        topic_default(c, "min.compaction.lag.ms", v)
-    }),
-    ("log.cleaner.max.compaction.lag.ms", |c, v| {
-        topic_default(c, "max.compaction.lag.ms", v)
-    }),
-    ("log.cleaner.min.cleanable.ratio", |c, v| {
-        topic_default(c, "min.cleanable.dirty.ratio", v)
-    }),
-    ("log.message.timestamp.type", |c, v| {
-        topic_default(c, "message.timestamp.type", v)
-    }),
 ];
 
 /// Sets the broker default of topic config `topic_name`, validated as that topic config.
@@ -172,8 +150,25 @@ fn topic_default(config: &mut Config, topic_name: &str, value: &str) -> Result<(
     Ok(())
 }
 
+/// The topic config whose broker default `name` is (Kafka's `DynamicLogConfig` keys shardlog
+/// applies: `log.cleanup.policy`, `compression.type`, ...), unless `DYNAMIC_KEYS` maps `name`
+/// onto a `Config` field of its own. The same set `broker_settings` reports.
+fn topic_default_spec(name: &str) -> Option<&'static ConfigSpec> {
+    TOPIC_CONFIGS
+        .iter()
+        .find(|spec| spec.applied && spec.broker_name == Some(name))
+}
+
+/// Applies dynamic key `name` = `value` to `config`; `None` if `name` is not dynamic.
+fn apply_dynamic(config: &mut Config, name: &str, value: &str) -> Option<Result<(), String>> {
+    if let Some((_, apply)) = DYNAMIC_KEYS.iter().find(|(key, _)| *key == name) {
+        return Some(apply(config, value));
+    }
+    topic_default_spec(name).map(|spec| topic_default(config, spec.name, value))
+}
+
 pub fn is_dynamic(name: &str) -> bool {
-    DYNAMIC_KEYS.iter().any(|(key, _)| *key == name)
+    DYNAMIC_KEYS.iter().any(|(key, _)| *key == name) || topic_default_spec(name).is_some()
 }
 
 pub fn key_kind(name: &str) -> KeyKind {
@@ -219,10 +214,10 @@ impl DynamicBrokerConfigs {
         let mut config = base.clone();
         for entries in [&self.cluster_default, &self.broker] {
             for (name, value) in entries {
-                let Some((_, apply)) = DYNAMIC_KEYS.iter().find(|(key, _)| key == name) else {
+                let Some(applied) = apply_dynamic(&mut config, name, value) else {
                     return Err(DynamicConfigError::Unknown(name.clone()));
                 };
-                apply(&mut config, value).map_err(|reason| DynamicConfigError::InvalidValue {
+                applied.map_err(|reason| DynamicConfigError::InvalidValue {
                     name: name.clone(),
                     value: value.clone(),
                     reason,
@@ -260,13 +255,11 @@ impl DynamicBrokerConfigs {
             return Err(DynamicConfigError::Unknown(name.clone()));
         }
         for (name, value) in &configs {
-            if let Some((_, apply)) = DYNAMIC_KEYS.iter().find(|(key, _)| key == name) {
-                apply(&mut base.clone(), value).map_err(|reason| {
-                    DynamicConfigError::InvalidValue {
-                        name: name.clone(),
-                        value: value.clone(),
-                        reason,
-                    }
+            if let Some(applied) = apply_dynamic(&mut base.clone(), name, value) {
+                applied.map_err(|reason| DynamicConfigError::InvalidValue {
+                    name: name.clone(),
+                    value: value.clone(),
+                    reason,
                 })?;
             }
         }
@@ -324,11 +317,9 @@ impl DynamicBrokerConfigs {
 fn invalid_entry(configs: &DynamicBrokerConfigs, base: &Config) -> Option<(String, String)> {
     for entries in [&configs.cluster_default, &configs.broker] {
         for (name, value) in entries {
-            let Some((_, apply)) = DYNAMIC_KEYS.iter().find(|(key, _)| key == name) else {
-                return Some((name.clone(), value.clone()));
-            };
             let mut config = base.clone();
-            if apply(&mut config, value).is_err() || config.validate().is_err() {
+            let applied = apply_dynamic(&mut config, name, value);
+            if !matches!(applied, Some(Ok(()))) || config.validate().is_err() {
                 return Some((name.clone(), value.clone()));
             }
         }
@@ -469,5 +460,20 @@ mod tests {
         for (key, _) in DYNAMIC_KEYS {
             assert!(names.contains(key), "{key}");
         }
+        // The broker defaults of applied topic configs are dynamic too (Kafka's
+        // DynamicLogConfig keys); a key that is neither is not.
+        for key in [
+            "log.cleanup.policy",
+            "compression.type",
+            "log.cleaner.delete.retention.ms",
+            "log.cleaner.min.compaction.lag.ms",
+            "log.cleaner.max.compaction.lag.ms",
+            "log.cleaner.min.cleanable.ratio",
+            "log.message.timestamp.type",
+        ] {
+            assert!(is_dynamic(key) && names.contains(&key), "{key}");
+        }
+        assert!(!is_dynamic("log.flush.interval.ms"));
+        assert!(!is_dynamic("num.io.threads"));
     }
 }
