@@ -15,6 +15,7 @@
 use super::frame::{
     BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, QuorumState, VoterProgress,
 };
+use super::topics::ClusterTopics;
 use super::transport::PeerSenders;
 use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
@@ -71,6 +72,8 @@ pub struct ControllerLoop {
     last_heard: HashMap<u64, i64>,
     /// Per voter: wall-clock ms its matched index last reached the commit index.
     last_caught_up: HashMap<u64, i64>,
+    /// The applied image's topics, rebuilt when entries are applied (shared by every view).
+    topics: Arc<ClusterTopics>,
 }
 
 impl ControllerLoop {
@@ -83,6 +86,10 @@ impl ControllerLoop {
         tick: Duration,
         request_queue_max: usize,
     ) -> Self {
+        let topics = Arc::new(ClusterTopics::from_image(
+            driver.state_machine().image(),
+            driver.applied_index(),
+        ));
         ControllerLoop {
             driver,
             settings,
@@ -95,6 +102,7 @@ impl ControllerLoop {
             started: Instant::now(),
             last_heard: HashMap::new(),
             last_caught_up: HashMap::new(),
+            topics,
         }
     }
 
@@ -159,6 +167,10 @@ impl ControllerLoop {
             self.complete(entry.index, entry.term);
         }
         if !outcome.applied.is_empty() || outcome.restored_snapshot.is_some() {
+            self.topics = Arc::new(ClusterTopics::from_image(
+                self.image(),
+                self.driver.applied_index(),
+            ));
             self.start_next();
         }
         self.track_caught_up();
@@ -281,6 +293,7 @@ impl ControllerLoop {
             controller_id: self.leader_hint(),
             brokers,
             quorum: self.quorum_state(),
+            topics: self.topics.clone(),
         }
     }
 

@@ -7,10 +7,12 @@
 //! Invariants: decoding untrusted bytes never panics; a frame longer than the configured
 //! limit is refused before its body is read.
 
+use super::topics::ClusterTopics;
 use crate::cluster::records::{NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 const KIND_HELLO: u8 = 1;
 const KIND_RAFT: u8 = 2;
@@ -52,6 +54,9 @@ pub struct ClusterView {
     /// The metadata quorum as its raft leader sees it; `Some` only on the leader's own
     /// shards (never on the wire: DescribeQuorum is answered by the leader).
     pub quorum: Option<QuorumState>,
+    /// The topics of the applied image (never on the wire; empty on a broker-only node,
+    /// which does not replicate the metadata log yet).
+    pub topics: Arc<ClusterTopics>,
 }
 
 /// The metadata quorum seen by its raft leader, for DescribeQuorum.
@@ -213,6 +218,7 @@ impl Frame {
                             controller_id,
                             brokers,
                             quorum: None,
+                            topics: Arc::default(),
                         },
                     },
                 }
@@ -469,6 +475,7 @@ mod tests {
                     controller_id: 3,
                     brokers: vec![endpoint(1, None), endpoint(2, Some("r"))],
                     quorum: None,
+                    topics: Arc::default(),
                 },
             },
         });

@@ -15,6 +15,7 @@
 pub mod controller_loop;
 pub mod frame;
 pub mod lifecycle;
+pub mod topics;
 pub mod transport;
 pub mod view;
 

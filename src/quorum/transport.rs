@@ -150,6 +150,7 @@ fn timed_out() -> ControllerResponse {
             controller_id: -1,
             brokers: Vec::new(),
             quorum: None,
+            topics: std::sync::Arc::default(),
         },
     }
 }

@@ -45,6 +45,7 @@ impl Default for ViewHub {
                     controller_id: -1,
                     brokers: Vec::new(),
                     quorum: None,
+                    topics: Arc::default(),
                 }),
                 subscribers: Vec::new(),
             }),
@@ -201,6 +202,7 @@ mod tests {
             controller_id,
             brokers: Vec::new(),
             quorum: None,
+            topics: Arc::default(),
         }
     }
 

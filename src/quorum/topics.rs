@@ -1,0 +1,86 @@
+//! The topics of the metadata image as a broker's shards need them: Metadata's topic part,
+//! the leadership check on produce and fetch, and the local catalog's reconciliation (each
+//! node creates the partitions of every cluster topic; only the leader serves them until
+//! replication lands, issue 16).
+//!
+//! Owns: `ClusterTopics`, a read-only table built from an applied image. May import:
+//! `crate::cluster` (pure). No I/O.
+//! Invariants: built only from an applied (committed) image, so every node that applied the
+//! same index builds the same table; `applied_index` only grows on one node.
+
+use crate::cluster::image::MetadataImage;
+use crate::cluster::records::NodeId;
+use crate::metadata::TopicId;
+use std::collections::BTreeMap;
+
+/// Every topic of the metadata image, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterTopics {
+    /// The raft index of the last entry applied to the image this was built from (0: none).
+    pub applied_index: u64,
+    pub topics: BTreeMap<String, ClusterTopic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTopic {
+    pub id: TopicId,
+    /// Indexed by partition number (0..n).
+    pub partitions: Vec<ClusterPartition>,
+    /// Topic configs set in the metadata log (absent keys take the broker defaults).
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPartition {
+    /// -1 when the partition has no leader (offline).
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// Replicas on brokers that are fenced or not registered.
+    pub offline_replicas: Vec<NodeId>,
+}
+
+impl ClusterTopics {
+    pub fn from_image(image: &MetadataImage, applied_index: u64) -> ClusterTopics {
+        let live = |node: &NodeId| image.broker(*node).is_some_and(|broker| !broker.fenced);
+        let topics = image
+            .topics()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|state| ClusterPartition {
+                        leader: state.leader.unwrap_or(-1),
+                        leader_epoch: state.leader_epoch,
+                        partition_epoch: state.partition_epoch,
+                        replicas: state.replicas.clone(),
+                        isr: state.isr.clone(),
+                        offline_replicas: state
+                            .replicas
+                            .iter()
+                            .filter(|node| !live(node))
+                            .copied()
+                            .collect(),
+                    })
+                    .collect();
+                let table = ClusterTopic {
+                    id: topic.id,
+                    partitions,
+                    configs: topic.configs.clone(),
+                };
+                (topic.name.clone(), table)
+            })
+            .collect();
+        ClusterTopics {
+            applied_index,
+            topics,
+        }
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&ClusterPartition> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(index)
+    }
+}
