@@ -1,19 +1,28 @@
 //! The controller thread of a quorum member: owns the metadata Raft node over its durable
 //! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
 //! this node is the active controller (raft leader whose term's first entry is applied) —
-//! decides broker registrations, heartbeats and session fencing with `cluster::controller`'s
-//! pure functions and proposes their records. A dedicated std thread, never a shard: the
-//! raft log's fsyncs block.
+//! decides broker registrations, heartbeats, session fencing and topic requests (CreateTopics,
+//! DeleteTopics, CreatePartitions) with `cluster::controller`'s pure functions and proposes
+//! their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
 //!
-//! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it.
-//! May import: `crate::cluster`, `super::{frame, transport, view}`.
+//! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it,
+//! the random ids of new topics (the decisions draw no randomness).
+//! May import: `crate::cluster`, `super::{frame, topic_decisions, transport, view}`.
 //! Invariants: one proposal in flight at a time, and decisions are made on the applied image
-//! (so no decision depends on an uncommitted one); a request is answered only after its
-//! records are applied (or at once when it needs none, or on an error); losing leadership
-//! answers every waiting request NOT_CONTROLLER; a driver error stops the node.
+//! (so no decision depends on an uncommitted one); one request is at most one proposal (the
+//! records of every topic of a topic request that succeeded go into one entry, of at most
+//! `proposal_bytes_max` encoded bytes); a request is answered only after its records are
+//! applied (or at once when it needs none: validate-only, no topic succeeded, or an error),
+//! and a topic request's answer has one result per requested topic; losing leadership answers
+//! every waiting request NOT_CONTROLLER (a topic request too: the caller retries, and a retry
+//! of a creation that did commit gets TOPIC_ALREADY_EXISTS); a driver error stops the node.
 
 use super::frame::{
-    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, QuorumState, VoterProgress,
+    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, QuorumState, TopicResult,
+    VoterProgress,
+};
+use super::topic_decisions::{
+    TopicDecision, decide_create_partitions, decide_create_topics, decide_delete_topics,
 };
 use super::topics::ClusterTopics;
 use super::transport::PeerSenders;
@@ -26,7 +35,7 @@ use crate::cluster::controller::{
 use crate::cluster::image::MetadataImage;
 use crate::cluster::image_machine::ImageStateMachine;
 use crate::cluster::raft::{Proposal, RaftDriver};
-use crate::cluster::records::{Listener, MetadataRecord, NodeId, encode_batch};
+use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
 use crate::model::ErrorCode;
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -37,6 +46,10 @@ use std::time::{Duration, Instant};
 /// The Kafka listener name brokers register their endpoint under.
 pub const LISTENER_NAME: &str = "PLAINTEXT";
 
+/// `proposal_bytes_max` until the caller sets it: half the default
+/// `cluster.controller_frame_bytes_max`.
+pub const PROPOSAL_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+
 type Reply = SyncSender<ControllerResponse>;
 
 struct Waiting {
@@ -44,10 +57,35 @@ struct Waiting {
     reply: Reply,
 }
 
+/// What a request is answered with once its records are applied (or at once without any).
+struct Answer {
+    broker_epoch: i64,
+    /// A topic request's per-topic results; empty for broker requests.
+    topics: Vec<TopicResult>,
+}
+
+impl Answer {
+    fn broker(broker_epoch: i64) -> Answer {
+        Answer {
+            broker_epoch,
+            topics: Vec::new(),
+        }
+    }
+}
+
+/// A topic request's proposal (empty: none) and answer.
+fn topic_answer(decision: TopicDecision) -> (Vec<MetadataRecord>, Answer) {
+    let answer = Answer {
+        broker_epoch: -1,
+        topics: decision.results,
+    };
+    (decision.records, answer)
+}
+
 struct InFlight {
     proposal: Proposal,
-    /// The reply and the epoch to answer with, once the entry is applied.
-    reply: Option<(Reply, i64)>,
+    /// The reply and what to answer, once the entry is applied.
+    reply: Option<(Reply, Answer)>,
 }
 
 /// Present while this node is the active controller.
@@ -66,6 +104,10 @@ pub struct ControllerLoop {
     pub hub: Arc<ViewHub>,
     pub tick: Duration,
     pub request_queue_max: usize,
+    /// Largest encoded record batch one request may propose: one raft entry must fit in a
+    /// controller-protocol frame with room for the message around it (half of
+    /// `cluster.controller_frame_bytes_max`). Default `PROPOSAL_BYTES_MAX_DEFAULT`.
+    pub proposal_bytes_max: usize,
     active: Option<Active>,
     started: Instant,
     /// Per voter: wall-clock ms of its last raft message (DescribeQuorum's last fetch).
@@ -98,6 +140,7 @@ impl ControllerLoop {
             hub,
             tick,
             request_queue_max,
+            proposal_bytes_max: PROPOSAL_BYTES_MAX_DEFAULT,
             active: None,
             started: Instant::now(),
             last_heard: HashMap::new(),
@@ -332,6 +375,7 @@ impl ControllerLoop {
             let _ = reply.try_send(not_controller(hint, view));
             return;
         };
+        let (settings, bytes_max) = (&self.settings, self.proposal_bytes_max);
         let decision = match request {
             ControllerRequest::Register {
                 node_id,
@@ -339,26 +383,11 @@ impl ControllerLoop {
                 endpoint,
                 cluster_id,
             } => {
-                // A node that has not joined a cluster yet joins this one; one whose data
-                // dir names another cluster is refused (INCONSISTENT_CLUSTER_ID).
-                let request = BrokerRegistrationRequest {
-                    cluster_id: cluster_id.or(image.cluster_id()).unwrap_or_default(),
-                    node_id,
-                    incarnation_id,
-                    listeners: vec![Listener {
-                        name: LISTENER_NAME.to_string(),
-                        host: endpoint.host,
-                        port: endpoint.port,
-                        security_protocol: 0,
-                    }],
-                    rack: endpoint.rack,
-                };
-                register_broker(image, &active.sessions, &self.settings, &request, now).map(
-                    |decision| {
-                        active.sessions.touch(node_id, now);
-                        (decision.records, decision.broker_epoch)
-                    },
-                )
+                let request = registration(image, node_id, incarnation_id, endpoint, cluster_id);
+                register_broker(image, &active.sessions, settings, &request, now).map(|decision| {
+                    active.sessions.touch(node_id, now);
+                    (decision.records, Answer::broker(decision.broker_epoch))
+                })
             }
             ControllerRequest::Heartbeat {
                 node_id,
@@ -374,9 +403,33 @@ impl ControllerLoop {
                 };
                 broker_heartbeat(image, &request, now).map(|records| {
                     active.sessions.touch(node_id, now);
-                    (records, broker_epoch)
+                    (records, Answer::broker(broker_epoch))
                 })
             }
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => Ok(topic_answer(decide_create_topics(
+                image,
+                settings,
+                &topics,
+                validate_only,
+                bytes_max,
+                || *uuid::Uuid::new_v4().as_bytes(),
+            ))),
+            ControllerRequest::DeleteTopics { names } => {
+                Ok(topic_answer(decide_delete_topics(image, &names, bytes_max)))
+            }
+            ControllerRequest::CreatePartitions {
+                topics,
+                validate_only,
+            } => Ok(topic_answer(decide_create_partitions(
+                image,
+                settings,
+                &topics,
+                validate_only,
+                bytes_max,
+            ))),
         };
         match decision {
             Err(error) => {
@@ -385,16 +438,14 @@ impl ControllerLoop {
                 response.error_code = error.error_code();
                 let _ = reply.try_send(response);
             }
-            Ok((records, epoch)) if records.is_empty() => {
-                let mut response = error_response(ErrorCode::None, hint, view);
-                response.broker_epoch = epoch;
-                let _ = reply.try_send(response);
+            Ok((records, answer)) if records.is_empty() => {
+                let _ = reply.try_send(answered(hint, view, answer));
             }
-            Ok((records, epoch)) => self.propose(records, Some((reply, epoch))),
+            Ok((records, answer)) => self.propose(records, Some((reply, answer))),
         }
     }
 
-    fn propose(&mut self, records: Vec<MetadataRecord>, reply: Option<(Reply, i64)>) {
+    fn propose(&mut self, records: Vec<MetadataRecord>, reply: Option<(Reply, Answer)>) {
         let (hint, view) = (self.leader_hint(), self.view());
         match self.driver.propose(encode_batch(&records)) {
             Ok(proposal) => {
@@ -426,11 +477,9 @@ impl ControllerLoop {
         let Some(in_flight) = active.in_flight.take() else {
             return;
         };
-        if let Some((reply, epoch)) = in_flight.reply {
+        if let Some((reply, answer)) = in_flight.reply {
             let response = if in_flight.proposal.term == term {
-                let mut response = error_response(ErrorCode::None, hint, view);
-                response.broker_epoch = epoch;
-                response
+                answered(hint, view, answer)
             } else {
                 not_controller(hint, view)
             };
@@ -474,12 +523,46 @@ impl ControllerLoop {
     }
 }
 
+/// A Register request as the pure decision takes it. A node that has not joined a cluster yet
+/// joins this one; one whose data dir names another cluster is refused
+/// (INCONSISTENT_CLUSTER_ID).
+fn registration(
+    image: &MetadataImage,
+    node_id: NodeId,
+    incarnation_id: Uuid,
+    endpoint: BrokerEndpoint,
+    cluster_id: Option<Uuid>,
+) -> BrokerRegistrationRequest {
+    BrokerRegistrationRequest {
+        cluster_id: cluster_id.or(image.cluster_id()).unwrap_or_default(),
+        node_id,
+        incarnation_id,
+        listeners: vec![Listener {
+            name: LISTENER_NAME.to_string(),
+            host: endpoint.host,
+            port: endpoint.port,
+            security_protocol: 0,
+        }],
+        rack: endpoint.rack,
+    }
+}
+
 fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> ControllerResponse {
     ControllerResponse {
         error_code: code.code(),
         leader_hint: hint,
         broker_epoch: -1,
         view,
+        topics: Vec::new(),
+    }
+}
+
+/// A decided request's answer (per-topic errors ride in `topics`; the request's own code is 0).
+fn answered(hint: NodeId, view: ClusterView, answer: Answer) -> ControllerResponse {
+    ControllerResponse {
+        broker_epoch: answer.broker_epoch,
+        topics: answer.topics,
+        ..error_response(ErrorCode::None, hint, view)
     }
 }
 
@@ -492,4 +575,191 @@ fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(-1, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::raft::RaftSettings;
+    use crate::quorum::NetSettings;
+    use crate::quorum::frame::{PartitionsCreation, TopicCreation};
+    use crate::storage::raft_log::RaftLogStore;
+    use std::collections::BTreeMap;
+    use std::sync::mpsc::sync_channel;
+
+    /// Ready rounds a single voter needs at most to commit and apply one proposal.
+    const ROUNDS_MAX: usize = 100;
+
+    /// The controller loop of a one-voter quorum over an in-memory log, driven by the test
+    /// (no thread, no socket), elected and active.
+    fn active_controller() -> ControllerLoop {
+        let store = RaftLogStore::in_memory(&[1]);
+        let settings = RaftSettings::default();
+        let mut driver = RaftDriver::new(1, store, ImageStateMachine::new(), &settings).unwrap();
+        driver.campaign().unwrap();
+        let (inbox_sender, inbox) = sync_channel(16);
+        let net = NetSettings {
+            frame_bytes_max: 1 << 20,
+            peer_queue_max: 4,
+            connections_max: 4,
+            connect_timeout: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_millis(10),
+            read_timeout: Duration::from_secs(1),
+        };
+        let peers = PeerSenders::start(1, &[], inbox_sender, &net).unwrap();
+        let hub = Arc::new(ViewHub::default());
+        let settings = ControllerSettings::default();
+        let tick = Duration::from_millis(10);
+        let mut controller = ControllerLoop::new(driver, settings, inbox, peers, hub, tick, 16);
+        for _ in 0..ROUNDS_MAX {
+            controller.round().unwrap();
+            if controller.active.is_some() && controller.image().cluster_id().is_some() {
+                return controller;
+            }
+        }
+        panic!("the single voter did not become the active controller");
+    }
+
+    /// Hands `request` to the loop and runs ready rounds until it is answered.
+    fn ask(controller: &mut ControllerLoop, request: ControllerRequest) -> ControllerResponse {
+        let (reply, answer) = sync_channel(1);
+        controller.handle_event(ControllerEvent::Request { request, reply });
+        for _ in 0..ROUNDS_MAX {
+            if let Ok(response) = answer.try_recv() {
+                return response;
+            }
+            controller.round().unwrap();
+        }
+        panic!("no answer");
+    }
+
+    /// Registers broker 1 and unfences it.
+    fn start_broker(controller: &mut ControllerLoop) {
+        let registered = ask(
+            controller,
+            ControllerRequest::Register {
+                node_id: 1,
+                incarnation_id: [1; 16],
+                endpoint: BrokerEndpoint {
+                    node_id: 1,
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                    rack: None,
+                },
+                cluster_id: None,
+            },
+        );
+        assert_eq!(registered.error_code, 0);
+        let heartbeat = ControllerRequest::Heartbeat {
+            node_id: 1,
+            broker_epoch: registered.broker_epoch,
+            caught_up: true,
+            want_fence: false,
+        };
+        assert_eq!(ask(controller, heartbeat).error_code, 0);
+        assert_eq!(controller.image().unfenced_brokers().count(), 1);
+    }
+
+    fn create(names: &[&str], validate_only: bool) -> ControllerRequest {
+        let topics = names
+            .iter()
+            .map(|name| TopicCreation {
+                name: name.to_string(),
+                num_partitions: 2,
+                replication_factor: -1,
+                assignments: BTreeMap::new(),
+                configs: BTreeMap::new(),
+            })
+            .collect();
+        ControllerRequest::CreateTopics {
+            topics,
+            validate_only,
+        }
+    }
+
+    #[test]
+    fn create_topics_through_the_active_controller() {
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+
+        let applied = controller.driver.applied_index();
+        let response = ask(&mut controller, create(&["orders", "users"], false));
+        assert_eq!(response.error_code, 0);
+        assert_eq!(
+            controller.driver.applied_index(),
+            applied + 1,
+            "both topics in one entry"
+        );
+        for (result, name) in response.topics.iter().zip(["orders", "users"]) {
+            assert_eq!(result.name, name);
+            assert_eq!(result.error_code, 0, "{result:?}");
+            assert_eq!((result.num_partitions, result.replication_factor), (2, 1));
+            let topic = controller.image().topic_by_name(name).expect("created");
+            assert_eq!(topic.id, result.topic_id);
+            assert_ne!(result.topic_id, [0; 16]);
+        }
+        assert_ne!(response.topics[0].topic_id, response.topics[1].topic_id);
+        assert!(controller.view().topics.partition("orders", 1).is_some());
+
+        // A name in use is refused per topic; the other topic is still created.
+        let response = ask(&mut controller, create(&["orders", "more"], false));
+        assert_eq!(response.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+        assert!(response.topics[0].message.is_some());
+        assert_eq!(response.topics[1].error_code, 0);
+        assert!(controller.image().topic_by_name("more").is_some());
+
+        // Nothing succeeds: answered at once, nothing proposed.
+        let applied = controller.driver.applied_index();
+        let response = ask(&mut controller, create(&["orders"], false));
+        assert_eq!(response.topics[0].error_code, 36);
+        assert_eq!(controller.driver.applied_index(), applied);
+    }
+
+    #[test]
+    fn validate_only_proposes_nothing() {
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        let applied = controller.driver.applied_index();
+        let (reply, answer) = sync_channel(1);
+        let request = create(&["dry"], true);
+        controller.handle_event(ControllerEvent::Request { request, reply });
+        let response = answer.try_recv().expect("answered at once");
+        assert!(controller.active.as_ref().unwrap().in_flight.is_none());
+        for _ in 0..10 {
+            controller.round().unwrap();
+        }
+        assert_eq!(controller.driver.applied_index(), applied);
+        assert!(controller.image().topic_by_name("dry").is_none());
+        let dry = &response.topics[0];
+        assert_eq!((dry.error_code, dry.num_partitions), (0, 2));
+        assert_eq!(dry.topic_id, [0; 16], "no topic got an id");
+    }
+
+    #[test]
+    fn create_partitions_and_delete_topics_through_the_active_controller() {
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        assert_eq!(ask(&mut controller, create(&["t"], false)).error_code, 0);
+        let grow = ControllerRequest::CreatePartitions {
+            topics: vec![PartitionsCreation {
+                name: "t".into(),
+                count: 5,
+                assignments: Vec::new(),
+            }],
+            validate_only: false,
+        };
+        let response = ask(&mut controller, grow);
+        assert_eq!(response.topics[0].error_code, 0);
+        assert_eq!(response.topics[0].num_partitions, 5);
+        let t = controller.image().topic_by_name("t").expect("topic");
+        assert_eq!(t.partitions.len(), 5);
+
+        let delete = ControllerRequest::DeleteTopics {
+            names: vec!["t".into(), "absent".into()],
+        };
+        let response = ask(&mut controller, delete);
+        let codes: Vec<i16> = response.topics.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [0, 3]);
+        assert!(controller.image().topic_by_name("t").is_none());
+    }
 }

@@ -11,6 +11,7 @@ use super::topics::ClusterTopics;
 use crate::cluster::records::{NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
@@ -20,9 +21,13 @@ const KIND_REQUEST: u8 = 3;
 const KIND_RESPONSE: u8 = 4;
 const REQUEST_REGISTER: u8 = 1;
 const REQUEST_HEARTBEAT: u8 = 2;
+const REQUEST_CREATE_TOPICS: u8 = 3;
+const REQUEST_DELETE_TOPICS: u8 = 4;
+const REQUEST_CREATE_PARTITIONS: u8 = 5;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
-/// carry the cluster id.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// carry the cluster id. 2: CreateTopics, DeleteTopics and CreatePartitions requests, and the
+/// Response's per-topic results.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -97,6 +102,56 @@ pub enum ControllerRequest {
         caught_up: bool,
         want_fence: bool,
     },
+    /// Kafka CreateTopics, forwarded by a broker; `validate_only` decides without creating.
+    CreateTopics {
+        topics: Vec<TopicCreation>,
+        validate_only: bool,
+    },
+    /// Kafka DeleteTopics by name.
+    DeleteTopics { names: Vec<String> },
+    /// Kafka CreatePartitions; `validate_only` decides without creating.
+    CreatePartitions {
+        topics: Vec<PartitionsCreation>,
+        validate_only: bool,
+    },
+}
+
+/// One topic of a CreateTopics request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicCreation {
+    pub name: String,
+    /// -1: the controller's `cluster.default_partitions`.
+    pub num_partitions: i32,
+    /// -1: the controller's `cluster.default_replication_factor`.
+    pub replication_factor: i16,
+    /// Explicit placement, partition → replicas (first is the preferred leader); may be empty.
+    pub assignments: BTreeMap<i32, Vec<NodeId>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One topic of a CreatePartitions request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionsCreation {
+    pub name: String,
+    /// The new total partition count.
+    pub count: i32,
+    /// Replicas of each new partition, in order; empty: the controller places them.
+    pub assignments: Vec<Vec<NodeId>>,
+}
+
+/// The outcome of one topic of a topic request, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicResult {
+    pub name: String,
+    /// Kafka error code, 0 = none.
+    pub error_code: i16,
+    pub message: Option<String>,
+    /// The topic's id; zero when unknown (a failure, or a validate-only creation).
+    pub topic_id: Uuid,
+    /// The topic's partition count after the request, -1 when unknown.
+    pub num_partitions: i32,
+    /// Replicas per partition, -1 when unknown.
+    pub replication_factor: i16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +162,8 @@ pub struct ControllerResponse {
     pub leader_hint: NodeId,
     pub broker_epoch: i64,
     pub view: ClusterView,
+    /// Per-topic results of a topic request, in request order (empty for other requests).
+    pub topics: Vec<TopicResult>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +206,7 @@ impl Frame {
             } => {
                 out.push(KIND_REQUEST);
                 out.extend_from_slice(&correlation.to_be_bytes());
-                encode_request(request, &mut out);
+                encode_request(request, &mut out)?;
             }
             Frame::Response {
                 correlation,
@@ -162,10 +219,8 @@ impl Frame {
                 out.extend_from_slice(&response.broker_epoch.to_be_bytes());
                 encode_optional_uuid(response.view.cluster_id.as_ref(), &mut out);
                 out.extend_from_slice(&response.view.controller_id.to_be_bytes());
-                out.extend_from_slice(&(response.view.brokers.len() as u32).to_be_bytes());
-                for broker in &response.view.brokers {
-                    encode_endpoint(broker, &mut out);
-                }
+                encode_list(&response.view.brokers, &mut out, encode_endpoint)?;
+                encode_list(&response.topics, &mut out, encode_topic_result)?;
             }
         }
         let length = (out.len() - 4) as u32;
@@ -198,15 +253,9 @@ impl Frame {
                 let broker_epoch = reader.i64()?;
                 let cluster_id = decode_optional_uuid(&mut reader)?;
                 let controller_id = reader.i32()?;
-                let count = reader.u32()? as usize;
-                // Each endpoint takes at least 10 bytes: refuse counts the body cannot hold.
-                if count > reader.0.len() / 10 {
-                    return Err(FrameError::Malformed(format!("{count} brokers")));
-                }
-                let mut brokers = Vec::with_capacity(count);
-                for _ in 0..count {
-                    brokers.push(decode_endpoint(&mut reader)?);
-                }
+                let brokers = reader.list(MIN_ENDPOINT_BYTES, "brokers", decode_endpoint)?;
+                let topics =
+                    reader.list(MIN_TOPIC_RESULT_BYTES, "topic results", decode_topic_result)?;
                 Frame::Response {
                     correlation,
                     response: ControllerResponse {
@@ -220,6 +269,7 @@ impl Frame {
                             quorum: None,
                             topics: Arc::default(),
                         },
+                        topics,
                     },
                 }
             }
@@ -235,7 +285,19 @@ impl Frame {
     }
 }
 
-fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) {
+// Smallest encodings, so a declared count is checked against the bytes left before anything
+// is allocated: a string is at least its 2-byte length, a list its 4-byte count.
+const MIN_ENDPOINT_BYTES: usize = 4 + 2 + 2 + 2;
+const MIN_TOPIC_RESULT_BYTES: usize = 2 + 2 + 2 + 16 + 4 + 2;
+const MIN_TOPIC_CREATION_BYTES: usize = 2 + 4 + 2 + 4 + 4;
+const MIN_PARTITIONS_CREATION_BYTES: usize = 2 + 4 + 4;
+const MIN_ASSIGNMENT_BYTES: usize = 4 + 4;
+const MIN_CONFIG_BYTES: usize = 2 + 2;
+const MIN_STRING_BYTES: usize = 2;
+const MIN_REPLICAS_BYTES: usize = 4;
+const NODE_BYTES: usize = 4;
+
+fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), FrameError> {
     match request {
         ControllerRequest::Register {
             node_id,
@@ -246,7 +308,7 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) {
             out.push(REQUEST_REGISTER);
             out.extend_from_slice(&node_id.to_be_bytes());
             out.extend_from_slice(incarnation_id);
-            encode_endpoint(endpoint, out);
+            encode_endpoint(endpoint, out)?;
             encode_optional_uuid(cluster_id.as_ref(), out);
         }
         ControllerRequest::Heartbeat {
@@ -261,15 +323,41 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) {
             out.push(u8::from(*caught_up));
             out.push(u8::from(*want_fence));
         }
+        ControllerRequest::CreateTopics {
+            topics,
+            validate_only,
+        } => {
+            out.push(REQUEST_CREATE_TOPICS);
+            out.push(u8::from(*validate_only));
+            encode_list(topics, out, encode_topic_creation)?;
+        }
+        ControllerRequest::DeleteTopics { names } => {
+            out.push(REQUEST_DELETE_TOPICS);
+            encode_list(names, out, |name, out| encode_string(name, out))?;
+        }
+        ControllerRequest::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            out.push(REQUEST_CREATE_PARTITIONS);
+            out.push(u8::from(*validate_only));
+            encode_list(topics, out, |topic, out| {
+                encode_string(&topic.name, out)?;
+                out.extend_from_slice(&topic.count.to_be_bytes());
+                encode_list(&topic.assignments, out, |replicas, out| {
+                    encode_nodes(replicas, out)
+                })
+            })?;
+        }
     }
+    Ok(())
 }
 
 fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameError> {
     match reader.u8()? {
         REQUEST_REGISTER => {
             let node_id = reader.i32()?;
-            let mut incarnation_id = [0u8; 16];
-            incarnation_id.copy_from_slice(reader.take(16)?);
+            let incarnation_id = reader.array()?;
             let endpoint = decode_endpoint(reader)?;
             Ok(ControllerRequest::Register {
                 node_id,
@@ -281,13 +369,130 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
         REQUEST_HEARTBEAT => Ok(ControllerRequest::Heartbeat {
             node_id: reader.i32()?,
             broker_epoch: reader.i64()?,
-            caught_up: reader.u8()? != 0,
-            want_fence: reader.u8()? != 0,
+            caught_up: reader.flag()?,
+            want_fence: reader.flag()?,
+        }),
+        REQUEST_CREATE_TOPICS => Ok(ControllerRequest::CreateTopics {
+            validate_only: reader.flag()?,
+            topics: reader.list(MIN_TOPIC_CREATION_BYTES, "topics", decode_topic_creation)?,
+        }),
+        REQUEST_DELETE_TOPICS => Ok(ControllerRequest::DeleteTopics {
+            names: reader.list(MIN_STRING_BYTES, "names", |r| r.required_string("name"))?,
+        }),
+        REQUEST_CREATE_PARTITIONS => Ok(ControllerRequest::CreatePartitions {
+            validate_only: reader.flag()?,
+            topics: reader.list(MIN_PARTITIONS_CREATION_BYTES, "topics", |reader| {
+                Ok(PartitionsCreation {
+                    name: reader.required_string("topic name")?,
+                    count: reader.i32()?,
+                    assignments: reader.list(MIN_REPLICAS_BYTES, "assignments", decode_nodes)?,
+                })
+            })?,
         }),
         other => Err(FrameError::Malformed(format!(
             "unknown request type {other}"
         ))),
     }
+}
+
+/// `name, num_partitions i32, replication_factor i16, count u32, (partition i32, replicas)
+/// × count, count u32, (key, value) × count`.
+fn encode_topic_creation(topic: &TopicCreation, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_string(&topic.name, out)?;
+    out.extend_from_slice(&topic.num_partitions.to_be_bytes());
+    out.extend_from_slice(&topic.replication_factor.to_be_bytes());
+    let assignments: Vec<_> = topic.assignments.iter().collect();
+    encode_list(&assignments, out, |(partition, replicas), out| {
+        out.extend_from_slice(&partition.to_be_bytes());
+        encode_nodes(replicas, out)
+    })?;
+    let configs: Vec<_> = topic.configs.iter().collect();
+    encode_list(&configs, out, |(key, value), out| {
+        encode_string(key, out)?;
+        encode_string(value, out)
+    })
+}
+
+fn decode_topic_creation(reader: &mut Reader<'_>) -> Result<TopicCreation, FrameError> {
+    let name = reader.required_string("topic name")?;
+    let num_partitions = reader.i32()?;
+    let replication_factor = reader.i16()?;
+    let assignments = reader.list(MIN_ASSIGNMENT_BYTES, "assignments", |reader| {
+        Ok((reader.i32()?, decode_nodes(reader)?))
+    })?;
+    let configs = reader.list(MIN_CONFIG_BYTES, "configs", |reader| {
+        Ok((
+            reader.required_string("config name")?,
+            reader.required_string("config value")?,
+        ))
+    })?;
+    Ok(TopicCreation {
+        name,
+        num_partitions,
+        replication_factor,
+        assignments: unique_map(assignments, "assignment partition")?,
+        configs: unique_map(configs, "config")?,
+    })
+}
+
+/// `name, error_code i16, message, topic_id [16], num_partitions i32, replication_factor i16`.
+fn encode_topic_result(topic: &TopicResult, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_string(&topic.name, out)?;
+    out.extend_from_slice(&topic.error_code.to_be_bytes());
+    encode_optional_string(topic.message.as_deref(), out)?;
+    out.extend_from_slice(&topic.topic_id);
+    out.extend_from_slice(&topic.num_partitions.to_be_bytes());
+    out.extend_from_slice(&topic.replication_factor.to_be_bytes());
+    Ok(())
+}
+
+fn decode_topic_result(reader: &mut Reader<'_>) -> Result<TopicResult, FrameError> {
+    Ok(TopicResult {
+        name: reader.required_string("topic name")?,
+        error_code: reader.i16()?,
+        message: reader.string()?,
+        topic_id: reader.array()?,
+        num_partitions: reader.i32()?,
+        replication_factor: reader.i16()?,
+    })
+}
+
+/// A map from decoded pairs; a key given twice is malformed (a map would keep only one).
+fn unique_map<K: Ord + std::fmt::Debug, V>(
+    pairs: Vec<(K, V)>,
+    what: &str,
+) -> Result<BTreeMap<K, V>, FrameError> {
+    let mut map = BTreeMap::new();
+    for (key, value) in pairs {
+        if map.contains_key(&key) {
+            return Err(FrameError::Malformed(format!("{what} {key:?} given twice")));
+        }
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// A `u32` count and the items (`Reader::list` reads it back).
+fn encode_list<T>(
+    items: &[T],
+    out: &mut Vec<u8>,
+    mut item: impl FnMut(&T, &mut Vec<u8>) -> Result<(), FrameError>,
+) -> Result<(), FrameError> {
+    let count = u32::try_from(items.len())
+        .map_err(|_| FrameError::Malformed(format!("a list of {} entries", items.len())))?;
+    out.extend_from_slice(&count.to_be_bytes());
+    items.iter().try_for_each(|value| item(value, out))
+}
+
+fn encode_nodes(nodes: &[NodeId], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_list(nodes, out, |node, out| {
+        out.extend_from_slice(&node.to_be_bytes());
+        Ok(())
+    })
+}
+
+fn decode_nodes(reader: &mut Reader<'_>) -> Result<Vec<NodeId>, FrameError> {
+    reader.list(NODE_BYTES, "replicas", |reader| reader.i32())
 }
 
 /// `0` for none, or `1` and the 16 bytes.
@@ -313,20 +518,30 @@ fn decode_optional_uuid(reader: &mut Reader<'_>) -> Result<Option<Uuid>, FrameEr
     }
 }
 
-fn encode_string(text: &str, out: &mut Vec<u8>) {
-    let bytes = &text.as_bytes()[..text.len().min(i16::MAX as usize)];
-    out.extend_from_slice(&(bytes.len() as i16).to_be_bytes());
-    out.extend_from_slice(bytes);
+/// `i16 length` + UTF-8; a string longer than `i16::MAX` bytes cannot be sent.
+fn encode_string(text: &str, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let length = i16::try_from(text.len())
+        .map_err(|_| FrameError::Malformed(format!("a string of {} bytes", text.len())))?;
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
 }
 
-fn encode_endpoint(endpoint: &BrokerEndpoint, out: &mut Vec<u8>) {
-    out.extend_from_slice(&endpoint.node_id.to_be_bytes());
-    encode_string(&endpoint.host, out);
-    out.extend_from_slice(&endpoint.port.to_be_bytes());
-    match &endpoint.rack {
-        Some(rack) => encode_string(rack, out),
-        None => out.extend_from_slice(&(-1i16).to_be_bytes()),
+fn encode_optional_string(text: Option<&str>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    match text {
+        Some(text) => encode_string(text, out),
+        None => {
+            out.extend_from_slice(&(-1i16).to_be_bytes());
+            Ok(())
+        }
     }
+}
+
+fn encode_endpoint(endpoint: &BrokerEndpoint, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    out.extend_from_slice(&endpoint.node_id.to_be_bytes());
+    encode_string(&endpoint.host, out)?;
+    out.extend_from_slice(&endpoint.port.to_be_bytes());
+    encode_optional_string(endpoint.rack.as_deref(), out)
 }
 
 fn decode_endpoint(reader: &mut Reader<'_>) -> Result<BrokerEndpoint, FrameError> {
@@ -357,6 +572,14 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Result<u8, FrameError> {
         Ok(self.take(1)?[0])
     }
+    /// A boolean byte: 0 or 1.
+    fn flag(&mut self) -> Result<bool, FrameError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(FrameError::Malformed(format!("boolean {other}"))),
+        }
+    }
     fn u16(&mut self) -> Result<u16, FrameError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
@@ -384,6 +607,31 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec())
             .map(Some)
             .map_err(|_| FrameError::Malformed("string is not UTF-8".to_string()))
+    }
+    fn required_string(&mut self, what: &str) -> Result<String, FrameError> {
+        self.string()?
+            .ok_or_else(|| FrameError::Malformed(format!("null {what}")))
+    }
+    /// A `u32` count and that many items. Each item takes at least `min_bytes`, so a count the
+    /// rest of the body cannot hold is refused before anything is allocated.
+    fn list<T>(
+        &mut self,
+        min_bytes: usize,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<T, FrameError>,
+    ) -> Result<Vec<T>, FrameError> {
+        let count = self.u32()? as usize;
+        if count > self.0.len() / min_bytes {
+            return Err(FrameError::Malformed(format!(
+                "{count} {what} in {} bytes",
+                self.0.len()
+            )));
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(item(self)?);
+        }
+        Ok(items)
     }
 }
 
@@ -477,8 +725,239 @@ mod tests {
                     quorum: None,
                     topics: Arc::default(),
                 },
+                topics: Vec::new(),
             },
         });
+        for request in topic_requests() {
+            roundtrip(Frame::Request {
+                correlation: 13,
+                request,
+            });
+        }
+        roundtrip(topic_response());
+    }
+
+    fn topic_requests() -> Vec<ControllerRequest> {
+        let placed = TopicCreation {
+            name: "placed".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: BTreeMap::from([(0, vec![1, 2]), (1, vec![2, 3])]),
+            configs: BTreeMap::from([
+                ("cleanup.policy".into(), "compact".into()),
+                ("retention.ms".into(), "-1".into()),
+            ]),
+        };
+        let defaults = TopicCreation {
+            name: "defaults".into(),
+            num_partitions: 6,
+            replication_factor: 3,
+            assignments: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        vec![
+            ControllerRequest::CreateTopics {
+                topics: vec![placed, defaults],
+                validate_only: true,
+            },
+            ControllerRequest::CreateTopics {
+                topics: Vec::new(),
+                validate_only: false,
+            },
+            ControllerRequest::DeleteTopics {
+                names: vec!["a".into(), "b.c".into()],
+            },
+            ControllerRequest::CreatePartitions {
+                topics: vec![
+                    PartitionsCreation {
+                        name: "a".into(),
+                        count: 4,
+                        assignments: vec![vec![1], vec![2, 3]],
+                    },
+                    PartitionsCreation {
+                        name: "b".into(),
+                        count: 9,
+                        assignments: Vec::new(),
+                    },
+                ],
+                validate_only: false,
+            },
+        ]
+    }
+
+    fn topic_response() -> Frame {
+        Frame::Response {
+            correlation: 14,
+            response: ControllerResponse {
+                error_code: 0,
+                leader_hint: 1,
+                broker_epoch: -1,
+                view: ClusterView {
+                    cluster_id: Some([9; 16]),
+                    controller_id: 1,
+                    brokers: vec![endpoint(1, None)],
+                    quorum: None,
+                    topics: Arc::default(),
+                },
+                topics: vec![
+                    TopicResult {
+                        name: "made".into(),
+                        error_code: 0,
+                        message: None,
+                        topic_id: [5; 16],
+                        num_partitions: 3,
+                        replication_factor: 2,
+                    },
+                    TopicResult {
+                        name: "taken".into(),
+                        error_code: 36,
+                        message: Some("topic 'taken' already exists".into()),
+                        topic_id: [0; 16],
+                        num_partitions: -1,
+                        replication_factor: -1,
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn every_cut_of_a_topic_frame_is_an_error_not_a_panic() {
+        let mut frames: Vec<Frame> = topic_requests()
+            .into_iter()
+            .map(|request| Frame::Request {
+                correlation: 1,
+                request,
+            })
+            .collect();
+        frames.push(topic_response());
+        for frame in frames {
+            let bytes = frame.encode().unwrap();
+            for cut in 4..bytes.len() {
+                assert!(
+                    Frame::decode(&bytes[4..cut]).is_err(),
+                    "{frame:?} cut at {cut}"
+                );
+            }
+            let mut trailing = bytes[4..].to_vec();
+            trailing.push(0);
+            assert!(Frame::decode(&trailing).is_err(), "trailing byte accepted");
+        }
+    }
+
+    #[test]
+    fn huge_declared_counts_are_refused_before_allocating() {
+        let huge = u32::MAX.to_be_bytes();
+        let request = |body: &[u8]| {
+            let mut frame = vec![KIND_REQUEST];
+            frame.extend_from_slice(&[0; 8]);
+            frame.extend_from_slice(body);
+            frame
+        };
+        let create = [&[REQUEST_CREATE_TOPICS, 0][..], &huge].concat();
+        let delete = [&[REQUEST_DELETE_TOPICS][..], &huge].concat();
+        let partitions = [&[REQUEST_CREATE_PARTITIONS, 1][..], &huge].concat();
+        // One topic whose replica list claims u32::MAX nodes.
+        let replicas = [
+            &[
+                REQUEST_CREATE_PARTITIONS,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                1,
+                b'a',
+                0,
+                0,
+                0,
+                2,
+            ][..],
+            &[0, 0, 0, 1],
+            &huge,
+        ]
+        .concat();
+        for body in [create, delete, partitions, replicas] {
+            let frame = request(&body);
+            match Frame::decode(&frame) {
+                Err(FrameError::Malformed(text)) => assert!(text.contains("bytes"), "{text}"),
+                other => panic!("accepted {other:?}"),
+            }
+        }
+        // A response claiming more topic results than its body could hold.
+        let mut response = topic_response().encode().unwrap()[4..].to_vec();
+        let results_at = response.len() - topic_results_bytes();
+        response.truncate(results_at);
+        response.extend_from_slice(&huge);
+        assert!(Frame::decode(&response).is_err());
+    }
+
+    /// Bytes of `topic_response`'s topic results, count included.
+    fn topic_results_bytes() -> usize {
+        let Frame::Response { response, .. } = topic_response() else {
+            unreachable!()
+        };
+        let mut out = Vec::new();
+        encode_list(&response.topics, &mut out, encode_topic_result).unwrap();
+        out.len()
+    }
+
+    #[test]
+    fn strict_decoding_of_topic_requests() {
+        let encoded = |request: ControllerRequest| {
+            Frame::Request {
+                correlation: 1,
+                request,
+            }
+            .encode()
+            .unwrap()[4..]
+                .to_vec()
+        };
+        // A config key given twice would silently lose a value in a map: refused.
+        let mut body = encoded(ControllerRequest::CreateTopics {
+            topics: vec![TopicCreation {
+                name: "t".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                assignments: BTreeMap::new(),
+                configs: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
+            }],
+            validate_only: false,
+        });
+        let second_key = body.len() - 4;
+        assert_eq!(body[second_key], b'b');
+        body[second_key] = b'a';
+        assert!(
+            Frame::decode(&body).is_err(),
+            "duplicate config key accepted"
+        );
+        // A boolean other than 0 or 1, and a null name, are refused.
+        let mut body = encoded(ControllerRequest::DeleteTopics {
+            names: vec!["x".into()],
+        });
+        let at = body.len() - 3;
+        body[at..at + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        body.truncate(at + 2);
+        assert!(Frame::decode(&body).is_err(), "null name accepted");
+        let mut body = encoded(ControllerRequest::CreateTopics {
+            topics: Vec::new(),
+            validate_only: true,
+        });
+        body[10] = 2;
+        assert!(Frame::decode(&body).is_err(), "boolean 2 accepted");
+        // A string too long for its i16 length cannot be encoded (never silently cut).
+        let long = ControllerRequest::DeleteTopics {
+            names: vec!["x".repeat(40_000)],
+        };
+        assert!(
+            Frame::Request {
+                correlation: 1,
+                request: long
+            }
+            .encode()
+            .is_err()
+        );
     }
 
     #[test]

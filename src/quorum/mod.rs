@@ -15,6 +15,7 @@
 pub mod controller_loop;
 pub mod frame;
 pub mod lifecycle;
+pub mod topic_decisions;
 pub mod topics;
 pub mod transport;
 pub mod view;
@@ -230,7 +231,7 @@ fn start_controller(
         .collect();
     let peers = transport::PeerSenders::start(node_id, &peers, inbox_sender, net)
         .map_err(QuorumError::Thread)?;
-    let controller = controller_loop::ControllerLoop::new(
+    let mut controller = controller_loop::ControllerLoop::new(
         driver,
         ControllerSettings::from_config(&config.cluster),
         inbox,
@@ -239,6 +240,8 @@ fn start_controller(
         Duration::from_millis(config.cluster.raft_tick_ms),
         config.cluster.controller_request_queue_max,
     );
+    // One proposal is one raft entry, sent to followers in one frame.
+    controller.proposal_bytes_max = usize::try_from(net.frame_bytes_max / 2).unwrap_or(usize::MAX);
     std::thread::Builder::new()
         .name("controller".to_string())
         .spawn(move || {

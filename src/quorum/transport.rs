@@ -152,6 +152,7 @@ fn timed_out() -> ControllerResponse {
             quorum: None,
             topics: std::sync::Arc::default(),
         },
+        topics: Vec::new(),
     }
 }
 

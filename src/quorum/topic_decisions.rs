@@ -1,0 +1,387 @@
+//! The active controller's answers to the controller protocol's topic requests (CreateTopics,
+//! DeleteTopics, CreatePartitions): every topic decided on one applied image with
+//! `cluster::controller`'s pure functions, the records of the topics that succeeded merged
+//! into one proposal, and one result per topic.
+//!
+//! Owns: the translation from the wire's topic requests to the pure decisions and back to
+//! per-topic results. May import: `crate::cluster`, `crate::metadata::TopicId`,
+//! `crate::model`, `super::frame`. Pure: no I/O, no clock, no randomness (the caller supplies
+//! the ids of new topics). Runs on the controller thread.
+//! Invariants: `records` applies cleanly, in order, to the image the decision was made on
+//! (the pure decisions guarantee it per request, and a topic named twice is refused);
+//! `results` has one entry per requested topic, in request order; a success's id, partition
+//! count and replication factor are read from the records proposed for it; a validate-only
+//! decision has no records; encoded, `records` never exceed `bytes_max` (else every topic is
+//! refused POLICY_VIOLATION, since one raft entry must fit in one controller-protocol frame).
+
+use super::frame::{PartitionsCreation, TopicCreation, TopicResult};
+use crate::cluster::controller::{
+    ControllerError, ControllerSettings, CreatePartitionsRequest, CreateTopicRequest,
+    create_partitions, create_topics, delete_topics,
+};
+use crate::cluster::image::MetadataImage;
+use crate::cluster::records::{MetadataRecord, encode_batch};
+use crate::metadata::TopicId;
+use crate::model::ErrorCode;
+use std::collections::BTreeMap;
+
+/// A decided topic request: what to propose (empty: nothing) and how to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDecision {
+    /// The records of every topic that succeeded, in request order: one proposal.
+    pub records: Vec<MetadataRecord>,
+    /// One per requested topic, in request order.
+    pub results: Vec<TopicResult>,
+}
+
+/// CreateTopics: `new_topic_id` is called once per requested topic, in order.
+pub fn decide_create_topics(
+    image: &MetadataImage,
+    settings: &ControllerSettings,
+    topics: &[TopicCreation],
+    validate_only: bool,
+    bytes_max: usize,
+    mut new_topic_id: impl FnMut() -> TopicId,
+) -> TopicDecision {
+    let requests: Vec<CreateTopicRequest> = topics
+        .iter()
+        .map(|topic| CreateTopicRequest {
+            name: topic.name.clone(),
+            topic_id: new_topic_id(),
+            num_partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            assignments: topic.assignments.clone(),
+            configs: topic.configs.clone(),
+        })
+        .collect();
+    let outcomes = create_topics(image, settings, &requests);
+    let names = topics.iter().map(|topic| topic.name.as_str());
+    merge(names.zip(outcomes), validate_only, bytes_max)
+}
+
+/// DeleteTopics by name.
+pub fn decide_delete_topics(
+    image: &MetadataImage,
+    names: &[String],
+    bytes_max: usize,
+) -> TopicDecision {
+    let outcomes = delete_topics(image, names);
+    merge(
+        names.iter().map(String::as_str).zip(outcomes),
+        false,
+        bytes_max,
+    )
+}
+
+/// CreatePartitions. A topic named twice is refused INVALID_REQUEST (every time it is
+/// named, as Kafka does): two decisions for one topic would add the same partitions twice.
+pub fn decide_create_partitions(
+    image: &MetadataImage,
+    settings: &ControllerSettings,
+    topics: &[PartitionsCreation],
+    validate_only: bool,
+    bytes_max: usize,
+) -> TopicDecision {
+    let mut named: BTreeMap<&str, usize> = BTreeMap::new();
+    for topic in topics {
+        *named.entry(topic.name.as_str()).or_default() += 1;
+    }
+    let outcomes = topics.iter().map(|topic| {
+        if named.get(topic.name.as_str()).copied().unwrap_or(0) > 1 {
+            return Err(ControllerError::InvalidRequest(format!(
+                "topic '{}' appears more than once in the request",
+                topic.name
+            )));
+        }
+        let request = CreatePartitionsRequest {
+            name: topic.name.clone(),
+            count: topic.count,
+            assignments: topic.assignments.clone(),
+        };
+        create_partitions(image, settings, &request)
+    });
+    let names = topics.iter().map(|topic| topic.name.as_str());
+    merge(names.zip(outcomes), validate_only, bytes_max)
+}
+
+fn merge<'a>(
+    outcomes: impl Iterator<Item = (&'a str, Result<Vec<MetadataRecord>, ControllerError>)>,
+    validate_only: bool,
+    bytes_max: usize,
+) -> TopicDecision {
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(topic_records) => {
+                results.push(success(name, &topic_records, validate_only));
+                records.extend(topic_records);
+            }
+            Err(error) => results.push(failure(name, error.error_code(), error.to_string())),
+        }
+    }
+    let bytes = if records.is_empty() {
+        0
+    } else {
+        encode_batch(&records).len()
+    };
+    if bytes > bytes_max {
+        let message = format!(
+            "the request's {} metadata records take {bytes} bytes, more than one metadata log \
+             entry may hold ({bytes_max} bytes, half of cluster.controller_frame_bytes_max); \
+             create fewer topics or partitions per request",
+            records.len()
+        );
+        for result in results.iter_mut().filter(|result| result.error_code == 0) {
+            *result = failure(
+                &result.name,
+                ErrorCode::PolicyViolation.code(),
+                message.clone(),
+            );
+        }
+        records.clear();
+    }
+    if validate_only {
+        records.clear();
+    }
+    TopicDecision { records, results }
+}
+
+/// A success, read from the records proposed for it: the id from its Topic, RemoveTopic or
+/// Partition records, the partition count after it from the highest new partition, the
+/// replication factor from the new partitions' replicas (-1 when it adds no partition). A
+/// validate-only creation reports no id: no topic got one.
+fn success(name: &str, records: &[MetadataRecord], validate_only: bool) -> TopicResult {
+    let mut result = failure(name, ErrorCode::None.code(), String::new());
+    result.message = None;
+    for record in records {
+        match record {
+            MetadataRecord::Topic(topic) => result.topic_id = topic.topic_id,
+            MetadataRecord::RemoveTopic { topic_id } => result.topic_id = *topic_id,
+            MetadataRecord::Partition(partition) => {
+                result.topic_id = partition.topic_id;
+                result.num_partitions = result.num_partitions.max(partition.partition + 1);
+                if result.replication_factor < 0 {
+                    result.replication_factor =
+                        i16::try_from(partition.replicas.len()).unwrap_or(i16::MAX);
+                }
+            }
+            _ => {}
+        }
+    }
+    if validate_only {
+        result.topic_id = [0; 16];
+    }
+    result
+}
+
+fn failure(name: &str, error_code: i16, message: String) -> TopicResult {
+    TopicResult {
+        name: name.to_string(),
+        error_code,
+        message: Some(message),
+        topic_id: [0; 16],
+        num_partitions: -1,
+        replication_factor: -1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::records::{
+        BrokerFencingRecord, Listener, NodeId, RegisterBrokerRecord, Uuid,
+    };
+
+    const NO_LIMIT: usize = usize::MAX;
+
+    /// An image with brokers 1..=`brokers` registered and unfenced.
+    fn image(brokers: NodeId) -> MetadataImage {
+        let mut image = MetadataImage::new();
+        image.apply(&MetadataRecord::ClusterId([1; 16])).unwrap();
+        for node_id in 1..=brokers {
+            let epoch = i64::from(node_id) * 10;
+            image
+                .apply(&MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    node_id,
+                    incarnation_id: [node_id as u8; 16],
+                    broker_epoch: epoch,
+                    listeners: vec![Listener {
+                        name: "PLAINTEXT".into(),
+                        host: "127.0.0.1".into(),
+                        port: 9000 + node_id as u16,
+                        security_protocol: 0,
+                    }],
+                    rack: None,
+                    fenced: true,
+                }))
+                .unwrap();
+            image
+                .apply(&MetadataRecord::UnfenceBroker(BrokerFencingRecord {
+                    node_id,
+                    broker_epoch: epoch,
+                }))
+                .unwrap();
+        }
+        image
+    }
+
+    fn creation(name: &str, partitions: i32, factor: i16) -> TopicCreation {
+        TopicCreation {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: factor,
+            assignments: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn ids() -> impl FnMut() -> Uuid {
+        let mut next = 0u8;
+        move || {
+            next += 1;
+            [next; 16]
+        }
+    }
+
+    fn create(image: &MetadataImage, topics: &[TopicCreation], validate: bool) -> TopicDecision {
+        let settings = ControllerSettings::default();
+        decide_create_topics(image, &settings, topics, validate, NO_LIMIT, ids())
+    }
+
+    #[test]
+    fn create_topics_merges_the_successes_into_one_proposal_that_applies() {
+        let mut image = image(3);
+        let mut bad_config = creation("bad", 1, 1);
+        bad_config
+            .configs
+            .insert("retention.ms".into(), "not a number".into());
+        let topics = [
+            creation("a", 3, 2),
+            creation("a", 1, 1),
+            creation("b", -1, -1),
+            creation("wide", 1, 4),
+            bad_config,
+        ];
+        let decision = create(&image, &topics, false);
+        let codes: Vec<i16> = decision.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [42, 42, 0, 38, 40], "{:?}", decision.results);
+        let b = &decision.results[2];
+        assert_eq!(
+            (b.topic_id, b.num_partitions, b.replication_factor),
+            ([3; 16], 1, 1)
+        );
+        assert_eq!(b.message, None);
+        let wide = &decision.results[3];
+        assert_eq!((wide.topic_id, wide.num_partitions), ([0; 16], -1));
+        assert!(wide.message.as_deref().unwrap().contains("replicate"));
+        image.apply_all(&decision.records).unwrap();
+        assert_eq!(image.topic_by_name("b").unwrap().partitions.len(), 1);
+
+        let decision = create(&image, &[creation("b", 1, 1), creation("c", 4, 3)], false);
+        assert_eq!(decision.results[0].error_code, 36);
+        let c = &decision.results[1];
+        assert_eq!(
+            (
+                c.error_code,
+                c.topic_id,
+                c.num_partitions,
+                c.replication_factor
+            ),
+            (0, [2; 16], 4, 3)
+        );
+        image.apply_all(&decision.records).unwrap();
+        assert_eq!(image.topic_by_name("c").unwrap().id, [2; 16]);
+    }
+
+    #[test]
+    fn validate_only_decides_but_proposes_nothing() {
+        let image = image(1);
+        let decision = create(&image, &[creation("v", 2, 1), creation("w", 1, 2)], true);
+        assert!(decision.records.is_empty());
+        let v = &decision.results[0];
+        assert_eq!(
+            (
+                v.error_code,
+                v.topic_id,
+                v.num_partitions,
+                v.replication_factor
+            ),
+            (0, [0; 16], 2, 1)
+        );
+        assert_eq!(decision.results[1].error_code, 38);
+        let partitions = decide_create_partitions(
+            &image,
+            &ControllerSettings::default(),
+            &[PartitionsCreation {
+                name: "v".into(),
+                count: 2,
+                assignments: Vec::new(),
+            }],
+            true,
+            NO_LIMIT,
+        );
+        assert_eq!(partitions.results[0].error_code, 3, "unknown topic");
+    }
+
+    #[test]
+    fn delete_and_create_partitions_report_per_topic() {
+        let mut image = image(2);
+        let made = create(&image, &[creation("x", 2, 2), creation("y", 1, 1)], false);
+        image.apply_all(&made.records).unwrap();
+        let settings = ControllerSettings::default();
+        let grow = |name: &str, count: i32| PartitionsCreation {
+            name: name.into(),
+            count,
+            assignments: Vec::new(),
+        };
+        let decision = decide_create_partitions(
+            &image,
+            &settings,
+            &[
+                grow("x", 5),
+                grow("y", 1),
+                grow("z", 2),
+                grow("y", 3),
+                grow("y", 4),
+            ],
+            false,
+            NO_LIMIT,
+        );
+        let codes: Vec<i16> = decision.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [0, 42, 3, 42, 42]);
+        let x = &decision.results[0];
+        assert_eq!(
+            (x.topic_id, x.num_partitions, x.replication_factor),
+            ([1; 16], 5, 2)
+        );
+        image.apply_all(&decision.records).unwrap();
+        assert_eq!(image.topic_by_name("x").unwrap().partitions.len(), 5);
+
+        let names = ["y".to_string(), "nope".to_string()];
+        let decision = decide_delete_topics(&image, &names, NO_LIMIT);
+        assert_eq!(decision.results[0].error_code, 0);
+        assert_eq!(decision.results[0].topic_id, [2; 16]);
+        assert_eq!(decision.results[1].error_code, 3);
+        image.apply_all(&decision.records).unwrap();
+        assert!(image.topic_by_name("y").is_none());
+    }
+
+    #[test]
+    fn records_too_large_for_one_entry_refuse_every_topic() {
+        let image = image(1);
+        let settings = ControllerSettings::default();
+        let topics = [creation("big", 1000, 1), creation("taken", 0, 1)];
+        let decision = decide_create_topics(&image, &settings, &topics, false, 4096, ids());
+        assert!(decision.records.is_empty());
+        assert_eq!(decision.results[0].error_code, 44);
+        assert!(
+            decision.results[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("4096")
+        );
+        assert_eq!(decision.results[1].error_code, 37, "its own error is kept");
+    }
+}
