@@ -5,7 +5,8 @@
 //! the heartbeat answers carry the cluster view, which this thread publishes to the shards.
 //!
 //! Owns: this broker's registration (epoch) and its controller connection. May import:
-//! `super::{frame, transport, view}`, `crate::metadata` (`write_atomically`). A std thread.
+//! `super::{controller_client, frame, view}`, `crate::metadata` (`write_atomically`). A std
+//! thread.
 //! Invariants: a heartbeat is sent only with the epoch of a committed registration; a
 //! DUPLICATE_BROKER_REGISTRATION refusal that outlasts twice the session timeout (the old
 //! incarnation is still alive, not a quick restart) stops the broker with a clear error.
@@ -18,17 +19,13 @@
 //! `<data_dir>/cluster.id` (Kafka's `meta.properties` `cluster.id`), every later one sends
 //! it, and a quorum of another cluster (INCONSISTENT_CLUSTER_ID) stops the broker.
 
-use super::frame::{
-    BrokerEndpoint, ControllerRequest, ControllerResponse, Frame, FrameError, PROTOCOL_VERSION,
-    read_frame, write_frame,
-};
-use super::transport::connect;
+use super::controller_client::{ControllerConnection, ExchangeLimits};
+use super::frame::{BrokerEndpoint, ControllerRequest, ControllerResponse, FrameError};
 use super::view::ViewHub;
 use super::{NetSettings, QuorumError};
 use crate::cluster::records::{NodeId, Uuid};
 use crate::config::QuorumVoter;
 use crate::model::ErrorCode;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -137,19 +134,9 @@ pub struct BrokerLifecycle {
     pub fatal: Arc<Mutex<Option<String>>>,
 }
 
-struct Connection {
-    voter: usize,
-    stream: Option<TcpStream>,
-    correlation: u64,
-}
-
 impl BrokerLifecycle {
     pub fn run(mut self) {
-        let mut connection = Connection {
-            voter: 0,
-            stream: None,
-            correlation: 0,
-        };
+        let mut connection = ControllerConnection::new(0);
         let mut epoch: Option<i64> = None;
         let mut duplicate_since: Option<Instant> = None;
         loop {
@@ -177,8 +164,7 @@ impl BrokerLifecycle {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::debug!(voter = %self.voters[connection.voter].address, %error, "controller unreachable");
-                    connection.stream = None;
-                    connection.voter = (connection.voter + 1) % self.voters.len();
+                    connection.next_voter(self.voters.len());
                     std::thread::sleep(self.settings.reconnect_backoff);
                     continue;
                 }
@@ -214,7 +200,7 @@ impl BrokerLifecycle {
                 self.shutdown
                     .sleep_unless_requested(self.heartbeat_interval);
             } else if code == ErrorCode::NotController.code() {
-                self.follow_hint(&mut connection, response.leader_hint);
+                connection.follow_hint(&self.voters, response.leader_hint);
                 std::thread::sleep(self.settings.reconnect_backoff);
             } else if code == ErrorCode::DuplicateBrokerRegistration.code() {
                 let since = *duplicate_since.get_or_insert_with(Instant::now);
@@ -285,54 +271,20 @@ impl BrokerLifecycle {
         true
     }
 
-    fn follow_hint(&self, connection: &mut Connection, hint: NodeId) {
-        let next = self
-            .voters
-            .iter()
-            .position(|voter| voter.node_id == hint)
-            .unwrap_or((connection.voter + 1) % self.voters.len());
-        if next != connection.voter {
-            connection.voter = next;
-            connection.stream = None;
-        }
-    }
-
     fn exchange(
         &self,
-        connection: &mut Connection,
+        connection: &mut ControllerConnection,
         request: ControllerRequest,
     ) -> Result<ControllerResponse, FrameError> {
-        if connection.stream.is_none() {
-            let address = &self.voters[connection.voter].address;
-            let mut stream = connect(address, self.settings.connect_timeout)?;
-            write_frame(
-                &mut stream,
-                &Frame::Hello {
-                    version: PROTOCOL_VERSION,
-                    node_id: self.node_id,
-                },
-            )?;
-            connection.stream = Some(stream);
-        }
-        let Some(stream) = connection.stream.as_mut() else {
-            return Err(FrameError::Malformed("no connection".into()));
+        let address = &self.voters[connection.voter].address;
+        // An answer is due within the connect timeout (the reader on the controller waits as
+        // long for its controller thread); after it the next voter is tried.
+        let limits = ExchangeLimits {
+            connect_timeout: self.settings.connect_timeout,
+            read_timeout: self.settings.connect_timeout,
+            frame_bytes_max: self.settings.frame_bytes_max,
         };
-        connection.correlation += 1;
-        let correlation = connection.correlation;
-        write_frame(
-            stream,
-            &Frame::Request {
-                correlation,
-                request,
-            },
-        )?;
-        match read_frame(stream, self.settings.frame_bytes_max)? {
-            Frame::Response {
-                correlation: answered,
-                response,
-            } if answered == correlation => Ok(response),
-            _ => Err(FrameError::Malformed("unexpected answer".into())),
-        }
+        connection.exchange(address, self.node_id, request, &limits)
     }
 }
 
