@@ -255,6 +255,7 @@ fn main() -> anyhow::Result<()> {
                     let hub = quorum.hub.clone();
                     shardlog::shard::run_pool(config, move |shard| {
                         glommio::spawn_local(hub.subscribe().install()).detach();
+                        shard.spawn_cluster_topic_reconciliation();
                         shardlog::server::serve(shard)
                     })?
                 }

@@ -56,6 +56,11 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     #[serde(default)]
     pub internal: bool,
+    /// Cluster mode: this is the local copy of a topic of the metadata log (created,
+    /// grown and deleted by the catalog's reconciliation with it, never by this broker
+    /// alone). Absent for topics that are this broker's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -286,6 +291,7 @@ mod tests {
             partitions: 3,
             configs: BTreeMap::new(),
             internal: false,
+            cluster: false,
         }
     }
 

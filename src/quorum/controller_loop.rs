@@ -116,6 +116,10 @@ pub struct ControllerLoop {
     last_caught_up: HashMap<u64, i64>,
     /// The applied image's topics, rebuilt when entries are applied (shared by every view).
     topics: Arc<ClusterTopics>,
+    /// The commit index persisted before this start: until the image has applied it, the
+    /// published topics are empty with `applied_index` 0 ("not known yet"), so no broker
+    /// mistakes a half-replayed image for topics that were deleted.
+    startup_commit: u64,
 }
 
 impl ControllerLoop {
@@ -128,10 +132,8 @@ impl ControllerLoop {
         tick: Duration,
         request_queue_max: usize,
     ) -> Self {
-        let topics = Arc::new(ClusterTopics::from_image(
-            driver.state_machine().image(),
-            driver.applied_index(),
-        ));
+        let startup_commit = driver.commit_index();
+        let topics = Arc::new(topics_table(&driver, startup_commit));
         ControllerLoop {
             driver,
             settings,
@@ -146,6 +148,7 @@ impl ControllerLoop {
             last_heard: HashMap::new(),
             last_caught_up: HashMap::new(),
             topics,
+            startup_commit,
         }
     }
 
@@ -210,10 +213,7 @@ impl ControllerLoop {
             self.complete(entry.index, entry.term);
         }
         if !outcome.applied.is_empty() || outcome.restored_snapshot.is_some() {
-            self.topics = Arc::new(ClusterTopics::from_image(
-                self.image(),
-                self.driver.applied_index(),
-            ));
+            self.topics = Arc::new(topics_table(&self.driver, self.startup_commit));
             self.start_next();
         }
         self.track_caught_up();
@@ -545,6 +545,15 @@ fn registration(
         }],
         rack: endpoint.rack,
     }
+}
+
+/// The topics shards see: the applied image's, once it holds everything committed before
+/// this start (see `ControllerLoop::startup_commit`); an empty, index-0 table before.
+fn topics_table(driver: &RaftDriver<ImageStateMachine>, startup_commit: u64) -> ClusterTopics {
+    if driver.applied_index() < startup_commit {
+        return ClusterTopics::default();
+    }
+    ClusterTopics::from_image(driver.state_machine().image(), driver.applied_index())
 }
 
 fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> ControllerResponse {

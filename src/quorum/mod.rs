@@ -14,6 +14,7 @@
 
 pub mod controller_client;
 pub mod controller_loop;
+pub mod forwarder;
 pub mod frame;
 pub mod lifecycle;
 pub mod topic_decisions;
@@ -177,7 +178,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
             rack: config.cluster.rack.clone(),
         },
         voters: voters.clone(),
-        settings: net,
+        settings: net.clone(),
         heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
         session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms as u64),
         hub: (!is_controller).then(|| hub.clone()),
@@ -187,6 +188,14 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         .name("broker-lifecycle".to_string())
         .spawn(move || lifecycle.run())
         .map_err(QuorumError::Thread)?;
+    forwarder::start(
+        node_id,
+        voters.clone(),
+        net,
+        hub.clone(),
+        config.cluster.controller_request_queue_max,
+    )
+    .map_err(QuorumError::Thread)?;
     tracing::info!(
         node_id,
         controller = is_controller,

@@ -172,6 +172,37 @@ pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEnd
     Some((view.controller_id, brokers))
 }
 
+/// Cluster mode: the metadata log's topics as this shard last saw them (`None` in
+/// single-broker mode).
+pub fn cluster_topics() -> Option<Arc<super::topics::ClusterTopics>> {
+    Some(shard_view()?.topics.clone())
+}
+
+/// Whether a request for `partition` of the local topic `topic` (id `topic_id`) must be
+/// answered NOT_LEADER_OR_FOLLOWER here: the topic is one of the metadata log's and the log
+/// names another leader (or none). Always `false` in single-broker mode and for topics that
+/// are this broker's own (internal topics, topics from before cluster mode).
+pub fn led_elsewhere(
+    topic: &str,
+    topic_id: &crate::metadata::TopicId,
+    partition: i32,
+    own: NodeId,
+) -> bool {
+    let Some(topics) = cluster_topics() else {
+        return false;
+    };
+    let Some(cluster_topic) = topics.topics.get(topic) else {
+        return false;
+    };
+    if &cluster_topic.id != topic_id {
+        return false;
+    }
+    usize::try_from(partition)
+        .ok()
+        .and_then(|index| cluster_topic.partitions.get(index))
+        .is_some_and(|state| state.leader != own)
+}
+
 /// The cluster this node's data dir joined (`cluster.id`), once known: what clients are told
 /// while the shard's view has no cluster id yet (a voter replaying its log, a view from a
 /// lagging node), so the id they see never flips.

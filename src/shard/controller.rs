@@ -107,6 +107,15 @@ impl Shard {
                 validate_only,
                 reply,
             } => {
+                if self.catalog().topic(&topic).is_some_and(|t| t.cluster) {
+                    // The local copy follows the metadata log (shard::cluster_topics): a
+                    // change here would be reverted, so it is refused instead.
+                    let message = "cluster mode: configs of the metadata log's topics cannot \
+                                   be altered yet (planned: through the active controller)";
+                    let refused = outcome(topic, ErrorCode::InvalidRequest, Some(message.into()));
+                    let _ = reply.send(refused);
+                    return;
+                }
                 let change = |catalog: &Catalog| catalog.with_configs(&topic, configs);
                 let _ = reply.send(
                     self.controller_change_topic(&topic, validate_only, change)
@@ -196,6 +205,7 @@ impl Shard {
                 partitions,
                 configs: topic.configs,
                 internal: topic.name.starts_with("__"),
+                cluster: false,
             };
             match catalog.with_topic(meta.clone()) {
                 Ok(next) => {
@@ -324,7 +334,7 @@ impl Shard {
     }
 
     /// Applies one catalog change to one topic: validate, persist, broadcast.
-    async fn controller_change_topic(
+    pub(super) async fn controller_change_topic(
         self: &Rc<Self>,
         topic: &str,
         validate_only: bool,

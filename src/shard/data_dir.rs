@@ -552,6 +552,7 @@ fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catal
             partitions,
             configs: internal_topic_configs(),
             internal: true,
+            cluster: false,
         };
         catalog = catalog.with_topic(meta)?;
         changed = true;
@@ -681,6 +682,7 @@ mod tests {
             partitions,
             configs: Default::default(),
             internal: false,
+            cluster: false,
         }
     }
 

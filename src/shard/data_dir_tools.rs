@@ -158,6 +158,7 @@ fn catalog_from_dirs(dirs: &[data_dir::PartitionDir]) -> Result<Catalog, DataDir
             partitions,
             configs,
             internal,
+            cluster: false,
         })?;
     }
     Ok(catalog)
@@ -450,6 +451,7 @@ mod tests {
             partitions: 2,
             configs: BTreeMap::new(),
             internal: false,
+            cluster: false,
         };
         Catalog::default()
             .with_topic(topic)

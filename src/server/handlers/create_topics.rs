@@ -2,8 +2,9 @@
 //! opened its partitions when the response is sent. Replication factor must be 1 (or -1)
 //! on this single broker; `num_partitions = -1` means the broker default.
 
-use super::{str_bytes, topic_name};
+use super::{cluster_forward, str_bytes, topic_name};
 use crate::model::ErrorCode;
+use crate::quorum::frame::TopicCreation;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{NewTopic, Shard, TopicOutcome};
@@ -66,6 +67,9 @@ async fn create_topics(
     shard: &Rc<Shard>,
     request: CreateTopicsRequest,
 ) -> Result<CreateTopicsResponse, HandlerError> {
+    if cluster_forward::cluster_mode() {
+        return Ok(create_topics_in_cluster(shard, request).await);
+    }
     let node_id = shard.config.server.node_id;
     let mut early: HashMap<String, TopicOutcome> = HashMap::new();
     let mut accepted = Vec::new();
@@ -145,6 +149,83 @@ async fn create_topics(
         })
         .collect();
     Ok(response)
+}
+
+/// Cluster mode: the topics go to the active controller, which places their replicas on
+/// the cluster's brokers; the answer comes once the controller committed them and this
+/// broker's catalog holds them (or the deadline passed: they exist all the same).
+async fn create_topics_in_cluster(
+    shard: &Rc<Shard>,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let deadline = cluster_forward::deadline(request.timeout_ms);
+    let forwarded: Vec<TopicCreation> = request
+        .topics
+        .iter()
+        .filter(|topic| !cluster_forward::is_own_topic(shard, &topic.name.0))
+        .map(|topic| TopicCreation {
+            name: topic.name.0.to_string(),
+            num_partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
+            configs: topic
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect(),
+        })
+        .collect();
+    let results =
+        cluster_forward::create_topics(shard, forwarded, request.validate_only, deadline).await;
+    let mut response = CreateTopicsResponse::default();
+    response.topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let mut entry = CreatableTopicResult::default();
+            entry.name = topic_name(&name);
+            entry.num_partitions = -1;
+            entry.replication_factor = -1;
+            let found = match &results {
+                _ if cluster_forward::is_own_topic(shard, &name) => Err((
+                    ErrorCode::TopicAlreadyExists.code(),
+                    Some(format!("Topic '{name}' already exists.")),
+                )),
+                Err(code) => Err((*code, None)),
+                Ok(results) => results
+                    .get(&name)
+                    .ok_or((ErrorCode::InvalidRequest.code(), None)),
+            };
+            match found {
+                Ok(result) if result.error_code == ErrorCode::None.code() => {
+                    entry.topic_id = uuid::Uuid::from_bytes(result.topic_id);
+                    entry.num_partitions = result.num_partitions;
+                    entry.replication_factor = result.replication_factor;
+                    entry.configs = Some(Vec::new());
+                }
+                Ok(result) => {
+                    entry.error_code = result.error_code;
+                    entry.error_message = result.message.as_deref().map(str_bytes);
+                }
+                Err((code, message)) => {
+                    entry.error_code = code;
+                    entry.error_message = message.as_deref().map(str_bytes);
+                }
+            }
+            entry
+        })
+        .collect();
+    response
 }
 
 fn failed(name: &str, error: ErrorCode, message: String) -> TopicOutcome {

@@ -202,6 +202,7 @@ mod tests {
                     partitions,
                     configs: Default::default(),
                     internal: false,
+                    cluster: false,
                 };
                 catalog.with_topic(meta).expect("valid topic")
             },

@@ -23,6 +23,7 @@ use crate::protocol::fetch_response::{
     AbortedTransaction, FetchPartitionResponse, FetchResponseBody, FetchTopicResponse,
     encode_fetch_response,
 };
+use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
 use crate::shard::memory::Reservation;
@@ -238,6 +239,13 @@ fn slots_of(
                 ErrorCode::UnknownTopicId
             } else {
                 ErrorCode::UnknownTopicOrPartition
+            };
+            let node_id = shard.config.server.node_id;
+            let (known, unknown) = match known {
+                Some(m) if led_elsewhere(&m.name, &m.id, partition.partition, node_id) => {
+                    (None, ErrorCode::NotLeaderOrFollower)
+                }
+                known => (known, unknown),
             };
             slots.push(Slot {
                 topic_index,

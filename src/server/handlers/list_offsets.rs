@@ -6,6 +6,7 @@
 
 use super::topic_name;
 use crate::model::{ErrorCode, ShardId, TopicPartition};
+use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{ListOffsetsPartition, ListOffsetsResult, Shard};
@@ -39,6 +40,9 @@ async fn list_offsets(
     let catalog = shard.catalog();
     let read_committed = request.isolation_level == 1;
     let mut per_shard: BTreeMap<ShardId, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    // Cluster mode: partitions the metadata log gives another leader.
+    let mut not_leader: std::collections::HashSet<(String, i32)> = Default::default();
+    let node_id = shard.config.server.node_id;
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let Some(meta) = catalog.topic(&name) else {
@@ -50,6 +54,10 @@ async fn list_offsets(
             .filter(|p| p.partition_index < meta.partitions)
         {
             let tp = TopicPartition::new(name.as_str(), partition.partition_index);
+            if led_elsewhere(&name, &meta.id, partition.partition_index, node_id) {
+                not_leader.insert((name.clone(), partition.partition_index));
+                continue;
+            }
             per_shard
                 .entry(shard.owner_of(&tp))
                 .or_default()
@@ -98,6 +106,12 @@ async fn list_offsets(
                             } else {
                                 -1
                             };
+                        }
+                        None if not_leader.contains(&(name.clone(), p.partition_index)) => {
+                            out.error_code = ErrorCode::NotLeaderOrFollower.code();
+                            out.offset = -1;
+                            out.timestamp = -1;
+                            out.leader_epoch = -1;
                         }
                         None => {
                             out.error_code = ErrorCode::UnknownTopicOrPartition.code();

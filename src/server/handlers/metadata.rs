@@ -1,9 +1,11 @@
 //! Metadata (key 3): this broker, and the requested topics with their partitions (leader =
 //! this broker). Unknown topics are auto-created when the broker and the request allow it.
 
-use super::{str_bytes, topic_name};
+use super::{cluster_forward, str_bytes, topic_name};
 use crate::metadata::{Catalog, TopicMeta, validate_topic_name};
 use crate::model::ErrorCode;
+use crate::quorum::frame::TopicCreation;
+use crate::quorum::topics::{ClusterTopic, ClusterTopics};
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{NewTopic, Shard};
@@ -13,6 +15,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestKind};
 use std::rc::Rc;
+
+/// Cluster mode: how long Metadata waits for topics it asked the controller to auto-create.
+const AUTO_CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Kafka's "authorized operations not requested" sentinel.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -72,17 +77,42 @@ async fn metadata(
         && (context.version < 4 || request.allow_auto_topic_creation);
     if let (Wanted::Some(list), true) = (&wanted, allow_create) {
         let catalog = shard.catalog();
+        let cluster = crate::quorum::view::cluster_topics();
+        let in_cluster = |name: &str| {
+            cluster
+                .as_ref()
+                .is_some_and(|c| c.topics.contains_key(name))
+        };
         let missing: Vec<NewTopic> = list
             .iter()
             .filter_map(|(name, _)| name.as_ref())
-            .filter(|name| catalog.topic(name).is_none() && validate_topic_name(name).is_ok())
+            .filter(|name| {
+                catalog.topic(name).is_none()
+                    && !in_cluster(name)
+                    && validate_topic_name(name).is_ok()
+            })
             .map(|name| NewTopic {
                 name: name.clone(),
                 partitions: -1,
                 configs: Default::default(),
             })
             .collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() && cluster_forward::cluster_mode() {
+            // Through the active controller, like CreateTopics with the defaults; a topic
+            // not created in time is reported unknown and the client asks again.
+            let topics = missing
+                .into_iter()
+                .map(|topic| TopicCreation {
+                    name: topic.name,
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: Default::default(),
+                    configs: Default::default(),
+                })
+                .collect();
+            let deadline = std::time::Instant::now() + AUTO_CREATE_WAIT;
+            let _ = cluster_forward::create_topics(shard, topics, false, deadline).await;
+        } else if !missing.is_empty() {
             shard.create_topics(missing, false).await?;
         }
     }
@@ -114,32 +144,80 @@ async fn metadata(
             .collect();
     }
     response.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    let cluster = crate::quorum::view::cluster_topics();
+    let topics = Topics {
+        catalog: &catalog,
+        cluster: cluster.as_deref(),
+        node_id,
+    };
     response.topics = match wanted {
-        Wanted::All => catalog
-            .topics()
-            .map(|topic| topic_entry(topic, node_id))
-            .collect(),
+        Wanted::All => topics.all(),
         Wanted::Some(list) => list
             .iter()
-            .map(|(name, id)| requested_topic(&catalog, name.as_deref(), id, node_id))
+            .map(|(name, id)| topics.requested(name.as_deref(), id))
             .collect(),
     };
     Ok(response)
 }
 
-fn requested_topic(
-    catalog: &Catalog,
-    name: Option<&str>,
-    id: &uuid::Uuid,
+/// The topics Metadata reports: in cluster mode the metadata log's (with their leaders,
+/// replicas and ISR) and this broker's own (internal topics, topics from before cluster
+/// mode); a local copy of a cluster topic the log no longer has is hidden.
+struct Topics<'a> {
+    catalog: &'a Catalog,
+    cluster: Option<&'a ClusterTopics>,
     node_id: i32,
-) -> MetadataResponseTopic {
-    let found = match name {
-        Some(name) => catalog.topic(name),
-        None => catalog.topic_by_id(id.as_bytes()),
-    };
-    if let Some(topic) = found {
-        return topic_entry(topic, node_id);
+}
+
+impl Topics<'_> {
+    fn all(&self) -> Vec<MetadataResponseTopic> {
+        let mut entries: Vec<MetadataResponseTopic> = self
+            .catalog
+            .topics()
+            .filter(|topic| self.is_own(topic))
+            .map(|topic| topic_entry(topic, self.node_id))
+            .collect();
+        if let Some(cluster) = self.cluster {
+            entries.extend(
+                cluster
+                    .topics
+                    .iter()
+                    .map(|(name, topic)| cluster_topic_entry(name, topic)),
+            );
+        }
+        entries
     }
+
+    /// A local topic that is this broker's own (not a copy of a metadata-log topic).
+    fn is_own(&self, topic: &TopicMeta) -> bool {
+        match self.cluster {
+            None => true,
+            Some(cluster) => !topic.cluster && !cluster.topics.contains_key(&topic.name),
+        }
+    }
+
+    fn requested(&self, name: Option<&str>, id: &uuid::Uuid) -> MetadataResponseTopic {
+        if let Some(cluster) = self.cluster {
+            let found = match name {
+                Some(name) => cluster.topics.get_key_value(name),
+                None => cluster.topics.iter().find(|(_, t)| &t.id == id.as_bytes()),
+            };
+            if let Some((name, topic)) = found {
+                return cluster_topic_entry(name, topic);
+            }
+        }
+        let found = match name {
+            Some(name) => self.catalog.topic(name),
+            None => self.catalog.topic_by_id(id.as_bytes()),
+        };
+        match found {
+            Some(topic) if self.is_own(topic) => topic_entry(topic, self.node_id),
+            _ => unknown_topic(name, id),
+        }
+    }
+}
+
+fn unknown_topic(name: Option<&str>, id: &uuid::Uuid) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = name.map(topic_name);
     entry.topic_id = *id;
@@ -150,6 +228,31 @@ fn requested_topic(
         None => ErrorCode::UnknownTopicId,
     }
     .code();
+    entry
+}
+
+fn cluster_topic_entry(name: &str, topic: &ClusterTopic) -> MetadataResponseTopic {
+    let mut entry = MetadataResponseTopic::default();
+    entry.name = Some(topic_name(name));
+    entry.topic_id = uuid::Uuid::from_bytes(topic.id);
+    entry.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    let brokers = |nodes: &[i32]| nodes.iter().map(|node| BrokerId(*node)).collect();
+    entry.partitions = (0..)
+        .zip(&topic.partitions)
+        .map(|(index, state)| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = index;
+            partition.leader_id = BrokerId(state.leader);
+            partition.leader_epoch = state.leader_epoch;
+            partition.replica_nodes = brokers(&state.replicas);
+            partition.isr_nodes = brokers(&state.isr);
+            partition.offline_replicas = brokers(&state.offline_replicas);
+            if state.leader < 0 {
+                partition.error_code = ErrorCode::LeaderNotAvailable.code();
+            }
+            partition
+        })
+        .collect();
     entry
 }
 

@@ -16,6 +16,7 @@
 
 use super::{resolve_topic, topic_name};
 use crate::model::{ErrorCode, RecordBatchHeader, ShardId, TopicPartition};
+use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::metrics::RejectReason;
@@ -70,6 +71,7 @@ async fn enqueue(
 ) -> ResponseFuture {
     let acks = Acks::from_wire(request.acks);
     let catalog = shard.catalog();
+    let node_id = shard.config.server.node_id;
     let mut outcomes: Outcomes = HashMap::new();
     let mut accepted: Vec<ProducePartition> = Vec::new();
     for topic in &request.topic_data {
@@ -82,6 +84,9 @@ async fn enqueue(
                 (_, None, _) => Some(ErrorCode::UnknownTopicOrPartition),
                 (_, Some(m), _) if data.index < 0 || data.index >= m.partitions => {
                     Some(ErrorCode::UnknownTopicOrPartition)
+                }
+                (_, Some(m), _) if led_elsewhere(&m.name, &m.id, data.index, node_id) => {
+                    Some(ErrorCode::NotLeaderOrFollower)
                 }
                 (_, _, None) => Some(ErrorCode::CorruptMessage),
                 _ => None,
@@ -96,6 +101,7 @@ async fn enqueue(
                     shard.metrics.rejected(match error {
                         ErrorCode::InvalidRequiredAcks => RejectReason::InvalidRequiredAcks,
                         ErrorCode::UnknownTopicOrPartition => RejectReason::UnknownPartition,
+                        ErrorCode::NotLeaderOrFollower => RejectReason::NotLeader,
                         _ => RejectReason::CorruptBatch,
                     });
                     outcomes.insert((name.clone(), data.index), rejected(partition, error));

@@ -50,12 +50,15 @@ pub enum RejectReason {
     ProducerState,
     /// The partition's log is closing (moved or deleted) (NOT_LEADER_OR_FOLLOWER).
     LogClosed,
+    /// Cluster mode: the metadata log names another broker as the partition's leader
+    /// (NOT_LEADER_OR_FOLLOWER).
+    NotLeader,
     /// A handler failed (shard unreachable, response encoding): the connection is closed.
     HandlerFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -74,6 +77,7 @@ impl RejectReason {
         RejectReason::BatchTooLarge,
         RejectReason::ProducerState,
         RejectReason::LogClosed,
+        RejectReason::NotLeader,
         RejectReason::HandlerFailed,
     ];
 
@@ -98,6 +102,7 @@ impl RejectReason {
             RejectReason::BatchTooLarge => "batch_too_large",
             RejectReason::ProducerState => "producer_state",
             RejectReason::LogClosed => "log_closed",
+            RejectReason::NotLeader => "not_leader",
             RejectReason::HandlerFailed => "handler_failed",
         }
     }

@@ -1,0 +1,108 @@
+//! Cluster mode: the topic requests a broker forwards to the active controller
+//! (CreateTopics, DeleteTopics, CreatePartitions and Metadata's auto-creation), and the wait
+//! until this broker's own catalog shows the committed change, so a client that asks the
+//! same broker next sees it.
+//!
+//! Owns: nothing; the request translation and the wait. May import: `crate::quorum`
+//! (`forwarder`, `frame`, `view`), `crate::shard`. Runs on: any shard.
+//! Invariants: only topics of the metadata log are forwarded; a topic that is this broker's
+//! own (internal topics, topics from before cluster mode) is handled locally as before.
+
+use crate::model::ErrorCode;
+use crate::quorum::frame::{ControllerRequest, TopicCreation, TopicResult};
+use crate::shard::Shard;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How often the wait for the local catalog looks again.
+const CATALOG_POLL: Duration = Duration::from_millis(10);
+/// Bounds of the time a forwarded request may take, whatever the client's timeout says.
+const FORWARD_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+const FORWARD_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+
+/// Whether this broker runs in cluster mode (it has a cluster view).
+pub fn cluster_mode() -> bool {
+    crate::quorum::view::cluster_topics().is_some()
+}
+
+/// The deadline of a forwarded request from the client's `timeout_ms`.
+pub fn deadline(timeout_ms: i32) -> Instant {
+    let wanted = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    Instant::now() + wanted.clamp(FORWARD_TIMEOUT_MIN, FORWARD_TIMEOUT_MAX)
+}
+
+/// Sends a topic request to the active controller: its per-topic results, or the Kafka error
+/// code every topic gets (REQUEST_TIMED_OUT, NOT_CONTROLLER, ...: retriable for clients).
+pub async fn forward_topics(
+    request: ControllerRequest,
+    deadline: Instant,
+) -> Result<Vec<TopicResult>, i16> {
+    let response = crate::quorum::forwarder::forward(request, deadline).await?;
+    if response.error_code != ErrorCode::None.code() {
+        return Err(response.error_code);
+    }
+    Ok(response.topics)
+}
+
+/// Waits (at most until `deadline`) until this shard's catalog satisfies `done`. The
+/// controller answered after the commit; the local copy follows within a view round.
+pub async fn wait_for_catalog(
+    shard: &Rc<Shard>,
+    deadline: Instant,
+    done: impl Fn(&crate::metadata::Catalog) -> bool,
+) {
+    while !done(&shard.catalog()) && Instant::now() < deadline {
+        glommio::timer::sleep(CATALOG_POLL).await;
+    }
+}
+
+/// Whether `name` is a topic of the metadata log (as this shard last saw it).
+pub fn is_cluster_topic(name: &str) -> bool {
+    crate::quorum::view::cluster_topics().is_some_and(|topics| topics.topics.contains_key(name))
+}
+
+/// Whether `name` is a topic this broker holds as its own (not a copy of a log topic).
+pub fn is_own_topic(shard: &Shard, name: &str) -> bool {
+    shard
+        .catalog()
+        .topic(name)
+        .is_some_and(|topic| !topic.cluster)
+}
+
+/// CreateTopics through the active controller: the per-topic results by name (or the code
+/// every topic gets); unless `validate_only`, returns once this broker's catalog holds every
+/// topic created (or at `deadline`: they exist all the same).
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    topics: Vec<TopicCreation>,
+    validate_only: bool,
+    deadline: Instant,
+) -> Result<HashMap<String, TopicResult>, i16> {
+    if topics.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let call = ControllerRequest::CreateTopics {
+        topics,
+        validate_only,
+    };
+    let results: HashMap<String, TopicResult> = forward_topics(call, deadline)
+        .await?
+        .into_iter()
+        .map(|result| (result.name.clone(), result))
+        .collect();
+    if !validate_only {
+        let created: Vec<(&str, [u8; 16])> = results
+            .values()
+            .filter(|r| r.error_code == ErrorCode::None.code())
+            .map(|r| (r.name.as_str(), r.topic_id))
+            .collect();
+        wait_for_catalog(shard, deadline, |catalog| {
+            created
+                .iter()
+                .all(|(name, id)| catalog.topic(name).is_some_and(|t| &t.id == id))
+        })
+        .await;
+    }
+    Ok(results)
+}
