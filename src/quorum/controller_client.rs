@@ -235,6 +235,7 @@ mod tests {
             broker_epoch: -1,
             view: ClusterView::default(),
             topics: Vec::new(),
+            producer_ids: None,
         }
     }
 

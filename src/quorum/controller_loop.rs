@@ -1,9 +1,9 @@
 //! The controller thread of a quorum member: owns the metadata Raft node over its durable
 //! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
 //! this node is the active controller (raft leader whose term's first entry is applied) —
-//! decides broker registrations, heartbeats, session fencing and topic requests (CreateTopics,
-//! DeleteTopics, CreatePartitions) with `cluster::controller`'s pure functions and proposes
-//! their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
+//! decides broker registrations, heartbeats, session fencing, producer-id blocks and topic
+//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs) with
+//! `cluster::controller`'s pure functions and proposes their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
 //!
 //! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it,
 //! the random ids of new topics (the decisions draw no randomness).
@@ -12,17 +12,20 @@
 //! (so no decision depends on an uncommitted one); one request is at most one proposal (the
 //! records of every topic of a topic request that succeeded go into one entry, of at most
 //! `proposal_bytes_max` encoded bytes); a request is answered only after its records are
-//! applied (or at once when it needs none: validate-only, no topic succeeded, or an error),
-//! and a topic request's answer has one result per requested topic; losing leadership answers
+//! applied (or at once when it needs none: validate-only, no topic succeeded, a config change
+//! that changes nothing, or an error), so a producer-id block is handed out only once its
+//! record is committed and applied in the term it was proposed in (never twice); a topic
+//! request's answer has one result per requested topic; losing leadership answers
 //! every waiting request NOT_CONTROLLER (a topic request too: the caller retries, and a retry
 //! of a creation that did commit gets TOPIC_ALREADY_EXISTS); a driver error stops the node.
 
 use super::frame::{
-    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, QuorumState, TopicResult,
-    VoterProgress,
+    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, ProducerIdBlock,
+    QuorumState, TopicResult, VoterProgress,
 };
 use super::topic_decisions::{
-    TopicDecision, decide_create_partitions, decide_create_topics, decide_delete_topics,
+    TopicDecision, decide_allocate_producer_ids, decide_alter_topic_configs,
+    decide_create_partitions, decide_create_topics, decide_delete_topics,
 };
 use super::topics::ClusterTopics;
 use super::transport::PeerSenders;
@@ -62,6 +65,8 @@ struct Answer {
     broker_epoch: i64,
     /// A topic request's per-topic results; empty for broker requests.
     topics: Vec<TopicResult>,
+    /// AllocateProducerIds' block, answered only once its record is applied.
+    producer_ids: Option<ProducerIdBlock>,
 }
 
 impl Answer {
@@ -69,6 +74,7 @@ impl Answer {
         Answer {
             broker_epoch,
             topics: Vec::new(),
+            producer_ids: None,
         }
     }
 }
@@ -76,8 +82,8 @@ impl Answer {
 /// A topic request's proposal (empty: none) and answer.
 fn topic_answer(decision: TopicDecision) -> (Vec<MetadataRecord>, Answer) {
     let answer = Answer {
-        broker_epoch: -1,
         topics: decision.results,
+        ..Answer::broker(-1)
     };
     (decision.records, answer)
 }
@@ -430,6 +436,29 @@ impl ControllerLoop {
                 validate_only,
                 bytes_max,
             ))),
+            ControllerRequest::AllocateProducerIds {
+                node_id,
+                broker_epoch,
+            } => decide_allocate_producer_ids(image, settings, node_id, broker_epoch).map(
+                |(records, block)| {
+                    let answer = Answer {
+                        producer_ids: Some(block),
+                        ..Answer::broker(broker_epoch)
+                    };
+                    (records, answer)
+                },
+            ),
+            ControllerRequest::AlterTopicConfigs {
+                topic,
+                alterations,
+                validate_only,
+            } => Ok(topic_answer(decide_alter_topic_configs(
+                image,
+                &topic,
+                &alterations,
+                validate_only,
+                bytes_max,
+            ))),
         };
         match decision {
             Err(error) => {
@@ -563,6 +592,7 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
         broker_epoch: -1,
         view,
         topics: Vec::new(),
+        producer_ids: None,
     }
 }
 
@@ -571,6 +601,7 @@ fn answered(hint: NodeId, view: ClusterView, answer: Answer) -> ControllerRespon
     ControllerResponse {
         broker_epoch: answer.broker_epoch,
         topics: answer.topics,
+        producer_ids: answer.producer_ids,
         ..error_response(ErrorCode::None, hint, view)
     }
 }
@@ -642,8 +673,8 @@ mod tests {
         panic!("no answer");
     }
 
-    /// Registers broker 1 and unfences it.
-    fn start_broker(controller: &mut ControllerLoop) {
+    /// Registers broker 1 and unfences it; its broker epoch.
+    fn start_broker(controller: &mut ControllerLoop) -> i64 {
         let registered = ask(
             controller,
             ControllerRequest::Register {
@@ -667,6 +698,7 @@ mod tests {
         };
         assert_eq!(ask(controller, heartbeat).error_code, 0);
         assert_eq!(controller.image().unfenced_brokers().count(), 1);
+        registered.broker_epoch
     }
 
     fn create(names: &[&str], validate_only: bool) -> ControllerRequest {
@@ -770,5 +802,157 @@ mod tests {
         let codes: Vec<i16> = response.topics.iter().map(|r| r.error_code).collect();
         assert_eq!(codes, [0, 3]);
         assert!(controller.image().topic_by_name("t").is_none());
+    }
+
+    fn allocate(node_id: NodeId, broker_epoch: i64) -> ControllerRequest {
+        ControllerRequest::AllocateProducerIds {
+            node_id,
+            broker_epoch,
+        }
+    }
+
+    #[test]
+    fn producer_id_blocks_are_answered_once_applied_and_never_overlap() {
+        let mut controller = active_controller();
+        let epoch = start_broker(&mut controller);
+        let size = controller.settings.producer_id_block_size;
+        let next = controller.image().next_producer_id();
+
+        let applied = controller.driver.applied_index();
+        let first = ask(&mut controller, allocate(1, epoch));
+        assert_eq!(first.error_code, 0);
+        let first = first.producer_ids.expect("a block");
+        assert_eq!(controller.driver.applied_index(), applied + 1, "one entry");
+        assert_eq!(first.first_producer_id, next);
+        assert_eq!(first.size, size);
+        assert_eq!(controller.image().next_producer_id(), next + size);
+
+        let second = ask(&mut controller, allocate(1, epoch));
+        let second = second.producer_ids.expect("a block");
+        assert_eq!(second.first_producer_id, first.first_producer_id + size);
+        assert_eq!(second.size, size);
+        assert_eq!(controller.image().next_producer_id(), next + 2 * size);
+    }
+
+    #[test]
+    fn a_producer_id_request_at_a_stale_epoch_is_refused_without_a_proposal() {
+        let mut controller = active_controller();
+        let epoch = start_broker(&mut controller);
+        let (applied, next) = (
+            controller.driver.applied_index(),
+            controller.image().next_producer_id(),
+        );
+        let (reply, answer) = sync_channel(1);
+        let request = allocate(1, epoch - 1);
+        controller.handle_event(ControllerEvent::Request { request, reply });
+        let stale = answer.try_recv().expect("answered at once");
+        assert_eq!(stale.error_code, 77, "STALE_BROKER_EPOCH");
+        assert_eq!(stale.producer_ids, None);
+        assert!(controller.active.as_ref().unwrap().in_flight.is_none());
+        let unknown = ask(&mut controller, allocate(9, epoch));
+        assert_eq!(unknown.error_code, 102, "BROKER_ID_NOT_REGISTERED");
+        for _ in 0..10 {
+            controller.round().unwrap();
+        }
+        assert_eq!(controller.driver.applied_index(), applied);
+        assert_eq!(controller.image().next_producer_id(), next);
+    }
+
+    fn alter(
+        topic: &str,
+        alterations: &[(&str, Option<&str>)],
+        validate: bool,
+    ) -> ControllerRequest {
+        ControllerRequest::AlterTopicConfigs {
+            topic: topic.to_string(),
+            alterations: alterations
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.map(str::to_string)))
+                .collect(),
+            validate_only: validate,
+        }
+    }
+
+    fn topic_configs(controller: &ControllerLoop, topic: &str) -> BTreeMap<String, String> {
+        let topic = controller.image().topic_by_name(topic).expect("topic");
+        topic.configs.clone()
+    }
+
+    #[test]
+    fn alter_topic_configs_through_the_active_controller() {
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        assert_eq!(ask(&mut controller, create(&["t"], false)).error_code, 0);
+        let id = controller.image().topic_by_name("t").expect("topic").id;
+
+        let set = alter("t", &[("retention.ms", Some("1000"))], false);
+        let response = ask(&mut controller, set);
+        assert_eq!(response.error_code, 0);
+        let result = &response.topics[0];
+        assert_eq!(
+            (
+                result.name.as_str(),
+                result.error_code,
+                result.topic_id,
+                result.num_partitions,
+                result.replication_factor
+            ),
+            ("t", 0, id, 2, 1)
+        );
+        let expected = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        assert_eq!(topic_configs(&controller, "t"), expected);
+
+        // Setting it again changes nothing: answered at once, nothing proposed.
+        let applied = controller.driver.applied_index();
+        let again = ask(
+            &mut controller,
+            alter("t", &[("retention.ms", Some("1000"))], false),
+        );
+        assert_eq!(again.topics[0].error_code, 0);
+        assert_eq!(controller.driver.applied_index(), applied);
+
+        let delete = ask(
+            &mut controller,
+            alter("t", &[("retention.ms", None)], false),
+        );
+        assert_eq!(delete.topics[0].error_code, 0);
+        assert!(topic_configs(&controller, "t").is_empty());
+    }
+
+    #[test]
+    fn refused_and_validate_only_config_changes_propose_nothing() {
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        assert_eq!(ask(&mut controller, create(&["t"], false)).error_code, 0);
+        let applied = controller.driver.applied_index();
+
+        let unknown = ask(
+            &mut controller,
+            alter("absent", &[("retention.ms", Some("1"))], false),
+        );
+        assert_eq!(unknown.error_code, 0);
+        assert_eq!(unknown.topics[0].name, "absent");
+        assert_eq!(
+            unknown.topics[0].error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        let invalid = ask(
+            &mut controller,
+            alter("t", &[("retention.ms", Some("soon"))], false),
+        );
+        assert_eq!(invalid.topics[0].error_code, 40, "INVALID_CONFIG");
+        assert!(invalid.topics[0].message.is_some());
+
+        let (reply, answer) = sync_channel(1);
+        let request = alter("t", &[("retention.ms", Some("1"))], true);
+        controller.handle_event(ControllerEvent::Request { request, reply });
+        let validated = answer.try_recv().expect("answered at once");
+        assert_eq!(validated.topics[0].error_code, 0);
+        assert!(controller.active.as_ref().unwrap().in_flight.is_none());
+        for _ in 0..10 {
+            controller.round().unwrap();
+        }
+        assert_eq!(controller.driver.applied_index(), applied);
+        assert!(topic_configs(&controller, "t").is_empty());
     }
 }

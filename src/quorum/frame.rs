@@ -24,9 +24,11 @@ const REQUEST_HEARTBEAT: u8 = 2;
 const REQUEST_CREATE_TOPICS: u8 = 3;
 const REQUEST_DELETE_TOPICS: u8 = 4;
 const REQUEST_CREATE_PARTITIONS: u8 = 5;
+const REQUEST_ALLOCATE_PRODUCER_IDS: u8 = 6;
+const REQUEST_ALTER_TOPIC_CONFIGS: u8 = 7;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
-/// carry the cluster id. 2: CreateTopics, DeleteTopics and CreatePartitions requests, and the
-/// Response's per-topic results.
+/// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
+/// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,24 @@ pub enum ControllerRequest {
         topics: Vec<PartitionsCreation>,
         validate_only: bool,
     },
+    /// Kafka AllocateProducerIds: the next block of producer ids for a registered broker at
+    /// its current epoch.
+    AllocateProducerIds { node_id: NodeId, broker_epoch: i64 },
+    /// Kafka IncrementalAlterConfigs (SET and DELETE) of one topic's configs: `(name,
+    /// Some(value))` sets, `(name, None)` deletes; `validate_only` decides without altering.
+    AlterTopicConfigs {
+        topic: String,
+        alterations: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
+}
+
+/// A block of producer ids handed to one broker: `first_producer_id ..
+/// first_producer_id + size`, never handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub first_producer_id: i64,
+    pub size: i64,
 }
 
 /// One topic of a CreateTopics request.
@@ -164,6 +184,9 @@ pub struct ControllerResponse {
     pub view: ClusterView,
     /// Per-topic results of a topic request, in request order (empty for other requests).
     pub topics: Vec<TopicResult>,
+    /// The block an AllocateProducerIds request got, once its record is applied (`None` for
+    /// every other request and for a refusal).
+    pub producer_ids: Option<ProducerIdBlock>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +244,7 @@ impl Frame {
                 out.extend_from_slice(&response.view.controller_id.to_be_bytes());
                 encode_list(&response.view.brokers, &mut out, encode_endpoint)?;
                 encode_list(&response.topics, &mut out, encode_topic_result)?;
+                encode_optional_block(response.producer_ids.as_ref(), &mut out);
             }
         }
         let length = (out.len() - 4) as u32;
@@ -256,6 +280,7 @@ impl Frame {
                 let brokers = reader.list(MIN_ENDPOINT_BYTES, "brokers", decode_endpoint)?;
                 let topics =
                     reader.list(MIN_TOPIC_RESULT_BYTES, "topic results", decode_topic_result)?;
+                let producer_ids = decode_optional_block(&mut reader)?;
                 Frame::Response {
                     correlation,
                     response: ControllerResponse {
@@ -270,6 +295,7 @@ impl Frame {
                             topics: Arc::default(),
                         },
                         topics,
+                        producer_ids,
                     },
                 }
             }
@@ -293,6 +319,7 @@ const MIN_TOPIC_CREATION_BYTES: usize = 2 + 4 + 2 + 4 + 4;
 const MIN_PARTITIONS_CREATION_BYTES: usize = 2 + 4 + 4;
 const MIN_ASSIGNMENT_BYTES: usize = 4 + 4;
 const MIN_CONFIG_BYTES: usize = 2 + 2;
+const MIN_ALTERATION_BYTES: usize = 2 + 2;
 const MIN_STRING_BYTES: usize = 2;
 const MIN_REPLICAS_BYTES: usize = 4;
 const NODE_BYTES: usize = 4;
@@ -349,6 +376,27 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
                 })
             })?;
         }
+        ControllerRequest::AllocateProducerIds {
+            node_id,
+            broker_epoch,
+        } => {
+            out.push(REQUEST_ALLOCATE_PRODUCER_IDS);
+            out.extend_from_slice(&node_id.to_be_bytes());
+            out.extend_from_slice(&broker_epoch.to_be_bytes());
+        }
+        ControllerRequest::AlterTopicConfigs {
+            topic,
+            alterations,
+            validate_only,
+        } => {
+            out.push(REQUEST_ALTER_TOPIC_CONFIGS);
+            out.push(u8::from(*validate_only));
+            encode_string(topic, out)?;
+            encode_list(alterations, out, |(name, value), out| {
+                encode_string(name, out)?;
+                encode_optional_string(value.as_deref(), out)
+            })?;
+        }
     }
     Ok(())
 }
@@ -387,6 +435,17 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
                     count: reader.i32()?,
                     assignments: reader.list(MIN_REPLICAS_BYTES, "assignments", decode_nodes)?,
                 })
+            })?,
+        }),
+        REQUEST_ALLOCATE_PRODUCER_IDS => Ok(ControllerRequest::AllocateProducerIds {
+            node_id: reader.i32()?,
+            broker_epoch: reader.i64()?,
+        }),
+        REQUEST_ALTER_TOPIC_CONFIGS => Ok(ControllerRequest::AlterTopicConfigs {
+            validate_only: reader.flag()?,
+            topic: reader.required_string("topic name")?,
+            alterations: reader.list(MIN_ALTERATION_BYTES, "alterations", |reader| {
+                Ok((reader.required_string("config name")?, reader.string()?))
             })?,
         }),
         other => Err(FrameError::Malformed(format!(
@@ -516,6 +575,28 @@ fn decode_optional_uuid(reader: &mut Reader<'_>) -> Result<Option<Uuid>, FrameEr
         }
         flag => Err(FrameError::Malformed(format!("uuid flag {flag}"))),
     }
+}
+
+/// `0` for none, or `1`, `first_producer_id i64` and `size i64`.
+fn encode_optional_block(block: Option<&ProducerIdBlock>, out: &mut Vec<u8>) {
+    match block {
+        None => out.push(0),
+        Some(block) => {
+            out.push(1);
+            out.extend_from_slice(&block.first_producer_id.to_be_bytes());
+            out.extend_from_slice(&block.size.to_be_bytes());
+        }
+    }
+}
+
+fn decode_optional_block(reader: &mut Reader<'_>) -> Result<Option<ProducerIdBlock>, FrameError> {
+    if !reader.flag()? {
+        return Ok(None);
+    }
+    Ok(Some(ProducerIdBlock {
+        first_producer_id: reader.i64()?,
+        size: reader.i64()?,
+    }))
 }
 
 /// `i16 length` + UTF-8; a string longer than `i16::MAX` bytes cannot be sent.
@@ -726,6 +807,7 @@ mod tests {
                     topics: Arc::default(),
                 },
                 topics: Vec::new(),
+                producer_ids: None,
             },
         });
         for request in topic_requests() {
@@ -735,6 +817,7 @@ mod tests {
             });
         }
         roundtrip(topic_response());
+        roundtrip(producer_ids_response());
     }
 
     fn topic_requests() -> Vec<ControllerRequest> {
@@ -782,7 +865,45 @@ mod tests {
                 ],
                 validate_only: false,
             },
+            ControllerRequest::AllocateProducerIds {
+                node_id: 7,
+                broker_epoch: -3,
+            },
+            ControllerRequest::AlterTopicConfigs {
+                topic: "a".into(),
+                alterations: vec![
+                    ("retention.ms".into(), Some("1000".into())),
+                    ("cleanup.policy".into(), None),
+                    ("segment.bytes".into(), Some(String::new())),
+                ],
+                validate_only: true,
+            },
+            ControllerRequest::AlterTopicConfigs {
+                topic: "b".into(),
+                alterations: Vec::new(),
+                validate_only: false,
+            },
         ]
+    }
+
+    /// An AllocateProducerIds answer: a block and no topic results.
+    fn producer_ids_response() -> Frame {
+        let Frame::Response {
+            mut response,
+            correlation,
+        } = topic_response()
+        else {
+            unreachable!()
+        };
+        response.topics.clear();
+        response.producer_ids = Some(ProducerIdBlock {
+            first_producer_id: i64::MAX - 1000,
+            size: 1000,
+        });
+        Frame::Response {
+            correlation,
+            response,
+        }
     }
 
     fn topic_response() -> Frame {
@@ -817,6 +938,7 @@ mod tests {
                         replication_factor: -1,
                     },
                 ],
+                producer_ids: None,
             },
         }
     }
@@ -831,6 +953,7 @@ mod tests {
             })
             .collect();
         frames.push(topic_response());
+        frames.push(producer_ids_response());
         for frame in frames {
             let bytes = frame.encode().unwrap();
             for cut in 4..bytes.len() {
@@ -857,6 +980,7 @@ mod tests {
         let create = [&[REQUEST_CREATE_TOPICS, 0][..], &huge].concat();
         let delete = [&[REQUEST_DELETE_TOPICS][..], &huge].concat();
         let partitions = [&[REQUEST_CREATE_PARTITIONS, 1][..], &huge].concat();
+        let alterations = [&[REQUEST_ALTER_TOPIC_CONFIGS, 0, 0, 1, b't'][..], &huge].concat();
         // One topic whose replica list claims u32::MAX nodes.
         let replicas = [
             &[
@@ -878,7 +1002,7 @@ mod tests {
             &huge,
         ]
         .concat();
-        for body in [create, delete, partitions, replicas] {
+        for body in [create, delete, partitions, alterations, replicas] {
             let frame = request(&body);
             match Frame::decode(&frame) {
                 Err(FrameError::Malformed(text)) => assert!(text.contains("bytes"), "{text}"),
@@ -887,7 +1011,7 @@ mod tests {
         }
         // A response claiming more topic results than its body could hold.
         let mut response = topic_response().encode().unwrap()[4..].to_vec();
-        let results_at = response.len() - topic_results_bytes();
+        let results_at = response.len() - topic_results_bytes() - 1;
         response.truncate(results_at);
         response.extend_from_slice(&huge);
         assert!(Frame::decode(&response).is_err());
@@ -932,6 +1056,23 @@ mod tests {
             Frame::decode(&body).is_err(),
             "duplicate config key accepted"
         );
+        // A presence byte other than 0 or 1 is refused.
+        let mut body = producer_ids_response().encode().unwrap()[4..].to_vec();
+        let presence = body.len() - 17;
+        assert_eq!(body[presence], 1);
+        body[presence] = 2;
+        assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
+        // A null config name is refused; a null value is a DELETE.
+        let mut body = encoded(ControllerRequest::AlterTopicConfigs {
+            topic: "t".into(),
+            alterations: vec![("a".into(), None)],
+            validate_only: false,
+        });
+        let name_at = body.len() - 5;
+        body[name_at..name_at + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        body.truncate(name_at + 2);
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        assert!(Frame::decode(&body).is_err(), "null config name accepted");
         // A boolean other than 0 or 1, and a null name, are refused.
         let mut body = encoded(ControllerRequest::DeleteTopics {
             names: vec!["x".into()],

@@ -1,10 +1,11 @@
 //! The active controller's answers to the controller protocol's topic requests (CreateTopics,
-//! DeleteTopics, CreatePartitions): every topic decided on one applied image with
-//! `cluster::controller`'s pure functions, the records of the topics that succeeded merged
-//! into one proposal, and one result per topic.
+//! DeleteTopics, CreatePartitions, AlterTopicConfigs): every topic decided on one applied
+//! image with `cluster::controller`'s pure functions, the records of the topics that succeeded
+//! merged into one proposal, and one result per topic. Also AllocateProducerIds: the block
+//! record to propose and the block to answer once it is applied.
 //!
-//! Owns: the translation from the wire's topic requests to the pure decisions and back to
-//! per-topic results. May import: `crate::cluster`, `crate::metadata::TopicId`,
+//! Owns: the translation from the wire's topic and producer-id requests to the pure decisions
+//! and back to per-topic results or a block. May import: `crate::cluster`, `crate::metadata::TopicId`,
 //! `crate::model`, `super::frame`. Pure: no I/O, no clock, no randomness (the caller supplies
 //! the ids of new topics). Runs on the controller thread.
 //! Invariants: `records` applies cleanly, in order, to the image the decision was made on
@@ -12,15 +13,21 @@
 //! `results` has one entry per requested topic, in request order; a success's id, partition
 //! count and replication factor are read from the records proposed for it; a validate-only
 //! decision has no records; encoded, `records` never exceed `bytes_max` (else every topic is
-//! refused POLICY_VIOLATION, since one raft entry must fit in one controller-protocol frame).
+//! refused POLICY_VIOLATION, since one raft entry must fit in one controller-protocol frame);
+//! an AlterTopicConfigs proposes only the changes that alter the image (setting a config to
+//! its value, or deleting one not set, proposes nothing and still succeeds); a producer-id
+//! block is exactly the one its single record hands out.
 
-use super::frame::{PartitionsCreation, TopicCreation, TopicResult};
+use super::frame::{PartitionsCreation, ProducerIdBlock, TopicCreation, TopicResult};
 use crate::cluster::controller::{
-    ControllerError, ControllerSettings, CreatePartitionsRequest, CreateTopicRequest,
-    create_partitions, create_topics, delete_topics,
+    ConfigAlteration, ControllerError, ControllerSettings, CreatePartitionsRequest,
+    CreateTopicRequest, allocate_producer_ids, alter_configs, create_partitions, create_topics,
+    delete_topics,
 };
 use crate::cluster::image::MetadataImage;
-use crate::cluster::records::{MetadataRecord, encode_batch};
+use crate::cluster::records::{
+    ConfigChangeRecord, ConfigResource, MetadataRecord, NodeId, encode_batch,
+};
 use crate::metadata::TopicId;
 use crate::model::ErrorCode;
 use std::collections::BTreeMap;
@@ -102,6 +109,84 @@ pub fn decide_create_partitions(
     });
     let names = topics.iter().map(|topic| topic.name.as_str());
     merge(names.zip(outcomes), validate_only, bytes_max)
+}
+
+/// AlterTopicConfigs of one topic: `(name, Some(value))` sets, `(name, None)` deletes. The
+/// one result carries the topic's id, partition count and replication factor from `image`
+/// on success (the change alters none of them); a validate-only decision has no records.
+pub fn decide_alter_topic_configs(
+    image: &MetadataImage,
+    topic: &str,
+    alterations: &[(String, Option<String>)],
+    validate_only: bool,
+    bytes_max: usize,
+) -> TopicDecision {
+    let alterations: Vec<ConfigAlteration> = alterations
+        .iter()
+        .map(|(name, value)| ConfigAlteration {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    let resource = ConfigResource::Topic(topic.to_string());
+    let outcome = alter_configs(image, &resource, &alterations).map(|records| {
+        let mut records = records;
+        records.retain(|record| changes_image(image, record));
+        records
+    });
+    let mut decision = merge(std::iter::once((topic, outcome)), validate_only, bytes_max);
+    if let (Some(result), Some(described)) =
+        (decision.results.first_mut(), image.topic_by_name(topic))
+        && result.error_code == ErrorCode::None.code()
+    {
+        result.topic_id = described.id;
+        result.num_partitions = i32::try_from(described.partitions.len()).unwrap_or(i32::MAX);
+        result.replication_factor = described.partitions.first().map_or(-1, |partition| {
+            i16::try_from(partition.replicas.len()).unwrap_or(i16::MAX)
+        });
+    }
+    decision
+}
+
+/// Whether a topic config change alters the image: a set to another value, or a delete of a
+/// config that is set.
+fn changes_image(image: &MetadataImage, record: &MetadataRecord) -> bool {
+    let MetadataRecord::ConfigChange(ConfigChangeRecord {
+        resource: ConfigResource::Topic(topic),
+        name,
+        value,
+    }) = record
+    else {
+        return true;
+    };
+    let current = image
+        .topic_by_name(topic)
+        .and_then(|described| described.configs.get(name));
+    current != value.as_ref()
+}
+
+/// AllocateProducerIds: the ProducerIdsBlock record to propose and the block it hands out.
+/// Refused BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH, or (exhausted ids)
+/// UNKNOWN_SERVER_ERROR, as `ControllerError::error_code` maps them.
+pub fn decide_allocate_producer_ids(
+    image: &MetadataImage,
+    settings: &ControllerSettings,
+    node_id: NodeId,
+    broker_epoch: i64,
+) -> Result<(Vec<MetadataRecord>, ProducerIdBlock), ControllerError> {
+    let records = allocate_producer_ids(image, settings, node_id, broker_epoch)?;
+    let block = records.iter().find_map(|record| match record {
+        MetadataRecord::ProducerIdsBlock(block) => Some(ProducerIdBlock {
+            first_producer_id: block.first_producer_id,
+            size: block.size,
+        }),
+        _ => None,
+    });
+    // The pure decision always yields one block record; were it not to, the request is
+    // refused like an exhaustion rather than panicking the controller thread.
+    block
+        .map(|block| (records, block))
+        .ok_or(ControllerError::ProducerIdsExhausted)
 }
 
 fn merge<'a>(
@@ -365,6 +450,131 @@ mod tests {
         assert_eq!(decision.results[1].error_code, 3);
         image.apply_all(&decision.records).unwrap();
         assert!(image.topic_by_name("y").is_none());
+    }
+
+    /// Config alterations as a test writes them: `(name, Some(value))` sets, `None` deletes.
+    type Alterations<'a> = &'a [(&'a str, Option<&'a str>)];
+
+    fn alter(
+        image: &MetadataImage,
+        topic: &str,
+        alterations: Alterations<'_>,
+        validate_only: bool,
+    ) -> TopicDecision {
+        let alterations: Vec<(String, Option<String>)> = alterations
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.map(str::to_string)))
+            .collect();
+        decide_alter_topic_configs(image, topic, &alterations, validate_only, NO_LIMIT)
+    }
+
+    #[test]
+    fn alter_topic_configs_sets_and_deletes_with_the_topic_described_from_the_image() {
+        let mut image = image(2);
+        let made = create(&image, &[creation("t", 3, 2)], false);
+        image.apply_all(&made.records).unwrap();
+        let set = [
+            ("retention.ms", Some("1000")),
+            ("cleanup.policy", Some("compact")),
+        ];
+        let decision = alter(&image, "t", &set, false);
+        assert_eq!(decision.records.len(), 2);
+        let result = &decision.results[0];
+        assert_eq!(
+            (
+                result.error_code,
+                result.message.as_deref(),
+                result.topic_id,
+                result.num_partitions,
+                result.replication_factor
+            ),
+            (0, None, [1; 16], 3, 2)
+        );
+        image.apply_all(&decision.records).unwrap();
+        let configs = &image.topic_by_name("t").unwrap().configs;
+        assert_eq!(
+            configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+
+        // Setting a config to its value, or deleting one not set, changes nothing.
+        let unchanged = [("retention.ms", Some("1000")), ("segment.ms", None)];
+        let decision = alter(&image, "t", &unchanged, false);
+        assert!(decision.records.is_empty());
+        assert_eq!(decision.results[0].error_code, 0);
+        assert_eq!(decision.results[0].topic_id, [1; 16]);
+
+        let decision = alter(&image, "t", &[("retention.ms", None)], true);
+        assert!(decision.records.is_empty(), "validate-only");
+        assert_eq!(decision.results[0].error_code, 0);
+        let decision = alter(&image, "t", &[("retention.ms", None)], false);
+        assert_eq!(decision.records.len(), 1);
+        image.apply_all(&decision.records).unwrap();
+        let configs = &image.topic_by_name("t").unwrap().configs;
+        assert_eq!(configs.get("retention.ms"), None);
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+    }
+
+    #[test]
+    fn alter_topic_configs_refusals_carry_the_controller_error() {
+        let mut image = image(1);
+        let made = create(&image, &[creation("t", 1, 1)], false);
+        image.apply_all(&made.records).unwrap();
+        let cases: [(&str, Alterations<'_>, i16); 4] = [
+            ("absent", &[("retention.ms", Some("1"))], 3),
+            ("t", &[("retention.ms", Some("not a number"))], 40),
+            ("t", &[("no.such.config", Some("1"))], 40),
+            (
+                "t",
+                &[("retention.ms", Some("1")), ("retention.ms", None)],
+                42,
+            ),
+        ];
+        for (topic, alterations, code) in cases {
+            let decision = alter(&image, topic, alterations, false);
+            assert!(decision.records.is_empty());
+            let result = &decision.results[0];
+            assert_eq!(result.name, topic);
+            assert_eq!(result.error_code, code, "{alterations:?}");
+            assert!(result.message.is_some());
+            assert_eq!(
+                (
+                    result.topic_id,
+                    result.num_partitions,
+                    result.replication_factor
+                ),
+                ([0; 16], -1, -1)
+            );
+        }
+    }
+
+    #[test]
+    fn producer_id_blocks_follow_each_other_and_need_the_current_epoch() {
+        let mut image = image(2);
+        let settings = ControllerSettings::default();
+        let (records, first) = decide_allocate_producer_ids(&image, &settings, 1, 10).unwrap();
+        assert_eq!(
+            first,
+            ProducerIdBlock {
+                first_producer_id: 0,
+                size: 1000
+            }
+        );
+        image.apply_all(&records).unwrap();
+        let (records, second) = decide_allocate_producer_ids(&image, &settings, 2, 20).unwrap();
+        assert_eq!(
+            second.first_producer_id,
+            first.first_producer_id + first.size
+        );
+        image.apply_all(&records).unwrap();
+        assert_eq!(image.next_producer_id(), 2000);
+        let stale = decide_allocate_producer_ids(&image, &settings, 1, 9).unwrap_err();
+        assert_eq!(stale.error_code(), 77);
+        let unknown = decide_allocate_producer_ids(&image, &settings, 5, 10).unwrap_err();
+        assert_eq!(unknown.error_code(), 102);
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn timed_out() -> ControllerResponse {
             topics: std::sync::Arc::default(),
         },
         topics: Vec::new(),
+        producer_ids: None,
     }
 }
 
