@@ -82,7 +82,106 @@ impl ErrorCode {
         self as i16
     }
 
+    /// The variant with Kafka's number `code` (codes shardlog does not name are
+    /// UNKNOWN_SERVER_ERROR): for codes that arrive as numbers, e.g. from the controller.
+    pub const fn from_code(code: i16) -> ErrorCode {
+        match code {
+            -1 => ErrorCode::UnknownServerError,
+            0 => ErrorCode::None,
+            1 => ErrorCode::OffsetOutOfRange,
+            2 => ErrorCode::CorruptMessage,
+            3 => ErrorCode::UnknownTopicOrPartition,
+            4 => ErrorCode::InvalidFetchSize,
+            5 => ErrorCode::LeaderNotAvailable,
+            6 => ErrorCode::NotLeaderOrFollower,
+            7 => ErrorCode::RequestTimedOut,
+            10 => ErrorCode::MessageTooLarge,
+            12 => ErrorCode::OffsetMetadataTooLarge,
+            14 => ErrorCode::CoordinatorLoadInProgress,
+            15 => ErrorCode::CoordinatorNotAvailable,
+            16 => ErrorCode::NotCoordinator,
+            17 => ErrorCode::InvalidTopicException,
+            18 => ErrorCode::RecordListTooLarge,
+            19 => ErrorCode::NotEnoughReplicas,
+            21 => ErrorCode::InvalidRequiredAcks,
+            22 => ErrorCode::IllegalGeneration,
+            23 => ErrorCode::InconsistentGroupProtocol,
+            24 => ErrorCode::InvalidGroupId,
+            25 => ErrorCode::UnknownMemberId,
+            26 => ErrorCode::InvalidSessionTimeout,
+            27 => ErrorCode::RebalanceInProgress,
+            28 => ErrorCode::InvalidCommitOffsetSize,
+            29 => ErrorCode::TopicAuthorizationFailed,
+            30 => ErrorCode::GroupAuthorizationFailed,
+            32 => ErrorCode::InvalidTimestamp,
+            33 => ErrorCode::UnsupportedSaslMechanism,
+            35 => ErrorCode::UnsupportedVersion,
+            36 => ErrorCode::TopicAlreadyExists,
+            37 => ErrorCode::InvalidPartitions,
+            38 => ErrorCode::InvalidReplicationFactor,
+            39 => ErrorCode::InvalidReplicaAssignment,
+            40 => ErrorCode::InvalidConfig,
+            41 => ErrorCode::NotController,
+            42 => ErrorCode::InvalidRequest,
+            43 => ErrorCode::UnsupportedForMessageFormat,
+            44 => ErrorCode::PolicyViolation,
+            45 => ErrorCode::OutOfOrderSequenceNumber,
+            46 => ErrorCode::DuplicateSequenceNumber,
+            47 => ErrorCode::InvalidProducerEpoch,
+            48 => ErrorCode::InvalidTxnState,
+            49 => ErrorCode::InvalidProducerIdMapping,
+            50 => ErrorCode::InvalidTransactionTimeout,
+            51 => ErrorCode::ConcurrentTransactions,
+            55 => ErrorCode::OperationNotAttempted,
+            53 => ErrorCode::TransactionalIdAuthorizationFailed,
+            56 => ErrorCode::KafkaStorageError,
+            57 => ErrorCode::LogDirNotFound,
+            59 => ErrorCode::UnknownProducerId,
+            68 => ErrorCode::NonEmptyGroup,
+            69 => ErrorCode::GroupIdNotFound,
+            70 => ErrorCode::FetchSessionIdNotFound,
+            71 => ErrorCode::InvalidFetchSessionEpoch,
+            79 => ErrorCode::MemberIdRequired,
+            77 => ErrorCode::StaleBrokerEpoch,
+            82 => ErrorCode::FencedInstanceId,
+            81 => ErrorCode::GroupMaxSizeReached,
+            88 => ErrorCode::UnstableOffsetCommit,
+            86 => ErrorCode::GroupSubscribedToTopic,
+            87 => ErrorCode::InvalidRecord,
+            100 => ErrorCode::UnknownTopicId,
+            101 => ErrorCode::DuplicateBrokerRegistration,
+            102 => ErrorCode::BrokerIdNotRegistered,
+            103 => ErrorCode::InconsistentTopicId,
+            104 => ErrorCode::InconsistentClusterId,
+            105 => ErrorCode::TransactionalIdNotFound,
+            90 => ErrorCode::ProducerFenced,
+            120 => ErrorCode::TransactionAbortable,
+            _ => ErrorCode::UnknownServerError,
+        }
+    }
+
     pub fn is_error(self) -> bool {
         self != ErrorCode::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn from_code_gives_the_variant_with_that_number() {
+        let mut named = 0;
+        for code in -1..=200 {
+            let error = ErrorCode::from_code(code);
+            if error.code() == code {
+                named += 1;
+            } else {
+                assert_eq!(error, ErrorCode::UnknownServerError, "code {code}");
+            }
+        }
+        assert!(named >= 60, "{named}");
+        assert_eq!(ErrorCode::from_code(6), ErrorCode::NotLeaderOrFollower);
+        assert_eq!(ErrorCode::from_code(9999), ErrorCode::UnknownServerError);
     }
 }

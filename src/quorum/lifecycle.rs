@@ -197,6 +197,7 @@ impl BrokerLifecycle {
                     return;
                 }
                 epoch = Some(response.broker_epoch);
+                super::view::set_broker_epoch(response.broker_epoch);
                 self.shutdown
                     .sleep_unless_requested(self.heartbeat_interval);
             } else if code == ErrorCode::NotController.code() {

@@ -19,6 +19,8 @@ pub struct ClusterTopics {
     /// The raft index of the last entry applied to the image this was built from (0: none).
     pub applied_index: u64,
     pub topics: BTreeMap<String, ClusterTopic>,
+    /// Every producer id below this was handed out in a block of the metadata log.
+    pub producer_id_bound: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,7 @@ impl ClusterTopics {
         ClusterTopics {
             applied_index,
             topics,
+            producer_id_bound: image.next_producer_id(),
         }
     }
 

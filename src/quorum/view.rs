@@ -172,6 +172,20 @@ pub fn brokers_for_clients(own: BrokerEndpoint) -> Option<(NodeId, Vec<BrokerEnd
     Some((view.controller_id, brokers))
 }
 
+/// This process's broker epoch once its registration committed (-1 before).
+static BROKER_EPOCH: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+
+/// Set by the lifecycle thread after each committed registration.
+pub fn set_broker_epoch(epoch: i64) {
+    BROKER_EPOCH.store(epoch, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The broker epoch requests to the controller carry; `None` until registered.
+pub fn broker_epoch() -> Option<i64> {
+    let epoch = BROKER_EPOCH.load(std::sync::atomic::Ordering::Relaxed);
+    (epoch >= 0).then_some(epoch)
+}
+
 /// Cluster mode: the metadata log's topics as this shard last saw them (`None` in
 /// single-broker mode).
 pub fn cluster_topics() -> Option<Arc<super::topics::ClusterTopics>> {

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// Cluster mode: how long InitProducerId waits for a producer-id block from the controller.
+const CLUSTER_PRODUCER_IDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(super) struct Controller {
     /// One catalog change at a time.
     lock: Semaphore,
@@ -31,6 +34,9 @@ pub(super) struct Controller {
     producer_id_block_end: Cell<i64>,
     /// Kept in every `meta.json` written.
     node_id: Option<i32>,
+    /// Cluster mode: the producer-id block the active controller gave this broker, as
+    /// (next id, end); empty until the first InitProducerId.
+    cluster_producer_ids: Cell<(i64, i64)>,
 }
 
 impl Controller {
@@ -43,6 +49,7 @@ impl Controller {
             next_producer_id: Cell::new(meta.producer_id_block_end),
             producer_id_block_end: Cell::new(meta.producer_id_block_end),
             node_id: meta.node_id,
+            cluster_producer_ids: Cell::new((0, 0)),
         }
     }
 }
@@ -108,10 +115,11 @@ impl Shard {
                 reply,
             } => {
                 if self.catalog().topic(&topic).is_some_and(|t| t.cluster) {
-                    // The local copy follows the metadata log (shard::cluster_topics): a
-                    // change here would be reverted, so it is refused instead.
-                    let message = "cluster mode: configs of the metadata log's topics cannot \
-                                   be altered yet (planned: through the active controller)";
+                    // The local copy follows the metadata log (shard::cluster_topics): its
+                    // configs change through the active controller (the handlers forward
+                    // them); a change here would be reverted, so it is refused.
+                    let message = "cluster mode: this topic's configs change through the \
+                                   active controller, and the metadata log no longer has it";
                     let refused = outcome(topic, ErrorCode::InvalidRequest, Some(message.into()));
                     let _ = reply.send(refused);
                     return;
@@ -435,6 +443,47 @@ impl Shard {
         }
     }
 
+    /// Cluster mode (the caller holds the controller lock): the next id of the block the
+    /// active controller committed for this broker, asking for a new block when it is used
+    /// up. Ids are unique across the cluster; a block's unused rest is lost at restart, as in
+    /// Kafka. COORDINATOR_NOT_AVAILABLE (retriable) while no controller answers.
+    async fn allocate_cluster_producer_id(&self) -> Result<i64, ErrorCode> {
+        let controller = self.controller();
+        let (next, end) = controller.cluster_producer_ids.get();
+        if next < end {
+            controller.cluster_producer_ids.set((next + 1, end));
+            return Ok(next);
+        }
+        let unavailable = ErrorCode::CoordinatorNotAvailable;
+        let broker_epoch = crate::quorum::view::broker_epoch().ok_or(unavailable)?;
+        let request = crate::quorum::frame::ControllerRequest::AllocateProducerIds {
+            node_id: self.config.server.node_id,
+            broker_epoch,
+        };
+        let deadline = std::time::Instant::now() + CLUSTER_PRODUCER_IDS_WAIT;
+        let response = crate::quorum::forwarder::forward(request, deadline)
+            .await
+            .map_err(|code| {
+                tracing::info!(code, "no producer-id block from the controller");
+                unavailable
+            })?;
+        let block = match response.producer_ids {
+            Some(block) if response.error_code == 0 && block.size > 0 => block,
+            _ => {
+                tracing::info!(
+                    code = response.error_code,
+                    "the controller gave no producer-id block"
+                );
+                return Err(unavailable);
+            }
+        };
+        let first = block.first_producer_id;
+        let end = first.saturating_add(block.size);
+        tracing::info!(first, end, "producer-id block from the controller");
+        controller.cluster_producer_ids.set((first + 1, end));
+        Ok(first)
+    }
+
     /// Every producer id below this was (or, before a restart, may have been) handed out.
     pub(super) fn controller_producer_id_bound(&self) -> i64 {
         self.controller().next_producer_id.get()
@@ -445,6 +494,9 @@ impl Shard {
         let Ok(_permit) = controller.lock.acquire_permit(1).await else {
             return Err(ErrorCode::NotController);
         };
+        if crate::quorum::view::cluster_topics().is_some() {
+            return self.allocate_cluster_producer_id().await;
+        }
         let id = controller.next_producer_id.get();
         if id >= controller.producer_id_block_end.get() {
             let block_end = id + PRODUCER_ID_BLOCK;

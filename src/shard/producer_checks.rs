@@ -22,6 +22,11 @@ use crate::model::{ErrorCode, ShardId, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+/// Cluster mode: how long a produce with a producer id past the metadata log's bound waits
+/// for the block that holds it to be applied here, and how often it looks.
+const CLUSTER_BLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const CLUSTER_BLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Shard {
     /// True if `producer_id` was handed out by InitProducerId (this run or an earlier one).
     /// Asks the controller only when the id is past this shard's cached bound; if the
@@ -29,6 +34,22 @@ impl Shard {
     pub async fn producer_id_allocated(self: &Rc<Self>, producer_id: i64) -> bool {
         if producer_id < self.producer_id_bound.get() {
             return true;
+        }
+        // Cluster mode: ids come in blocks from the metadata log, shared by every broker. A
+        // block committed a moment ago may not be applied here yet: wait a little for it.
+        if crate::quorum::view::cluster_topics().is_some() {
+            let deadline = std::time::Instant::now() + CLUSTER_BLOCK_WAIT;
+            loop {
+                let bound = crate::quorum::view::cluster_topics()
+                    .map_or(i64::MIN, |topics| topics.producer_id_bound);
+                if producer_id < bound {
+                    return true;
+                }
+                if std::time::Instant::now() >= deadline {
+                    break;
+                }
+                glommio::timer::sleep(CLUSTER_BLOCK_POLL).await;
+            }
         }
         let bound = if self.controller.is_some() {
             Ok(self.controller_producer_id_bound())

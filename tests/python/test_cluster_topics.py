@@ -26,12 +26,14 @@ Waits are bounded polls (no timing assertions).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import pytest
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   NewPartitions, NewTopic)
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 from kafka.admin import NewTopic as KpNewTopic
@@ -40,6 +42,7 @@ from kafka.errors import TopicAlreadyExistsError
 import kafka_wire
 from harness import Broker, unique_topic
 from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
+from test_java import java
 
 pytestmark = pytest.mark.cluster
 
@@ -92,6 +95,23 @@ def topic_ids_on_disk(node: Broker, topic: str, partitions: int) -> set[str] | N
     return ids
 
 
+def local_configs(node: Broker, topic: str) -> dict[str, str] | None:
+    """The configs of `topic` in a node's own catalog (topics.json), None if it has none."""
+    catalog = json.loads((node.data_dir / "topics.json").read_text())
+    entry = catalog["topics"].get(topic)
+    return None if entry is None else entry.get("configs", {})
+
+
+def set_topic_config(bootstrap: str, topic: str, name: str, value: str | None):
+    """IncrementalAlterConfigs SET (or DELETE when `value` is None) through one broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    op = AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
+    resource = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=op)])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=40)
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int, replication: int):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(topic, partitions, replication)],
@@ -118,7 +138,7 @@ def create_until_it_works(nodes: list[Broker], topic: str):
 def produce(bootstrap: str, topic: str, count: int) -> dict[int, int]:
     """Produces `count` keyed records; how many went to each partition."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                         "enable.idempotence": False, "linger.ms": 5})
+                         "enable.idempotence": True, "linger.ms": 5})
     errors = []
     per_partition: dict[int, int] = {}
 
@@ -193,6 +213,28 @@ def test_topics_go_through_the_quorum_and_are_served_by_their_leaders(cluster):
         answer = kafka_wire.parse_list_offsets(body[4:], 1)
         assert answer[(topic, index)][0] == NOT_LEADER_OR_FOLLOWER, answer
 
+    # The Java client (idempotent by default, acks=all): through node 3, read through node 1.
+    # Its producer id comes from a block of the metadata log, so every leader accepts it.
+    java_topic = unique_topic("java")
+    create_topic(cluster.nodes[1].bootstrap, java_topic, 3, 3)
+    wait_for("every node shows the Java topic", lambda: same_everywhere(nodes, java_topic, 3))
+    lines = java("produce", cluster.nodes[3].bootstrap, java_topic, "600", "all", "lz4", "true")
+    acked = [(int(line[2]), int(line[3])) for line in lines if line[0] == "ACK"]
+    assert len(acked) == 600 and ["PRODUCED", "600"] in lines
+    for partition in range(3):
+        offsets = sorted(offset for p, offset in acked if p == partition)
+        assert offsets == list(range(len(offsets))), f"partition {partition}: not contiguous"
+    lines = java("consume", cluster.nodes[1].bootstrap, java_topic, "600", "60000")
+    assert ["CONSUMED", "600"] in lines
+
+    # Topic configs change through the controller and reach every node's copy.
+    set_topic_config(cluster.nodes[2].bootstrap, topic, "retention.ms", "3600000")
+    wait_for("every node's copy has the new config", lambda: all(
+        (local_configs(node, topic) or {}).get("retention.ms") == "3600000" for node in nodes))
+    set_topic_config(cluster.nodes[3].bootstrap, topic, "retention.ms", None)
+    wait_for("every node's copy dropped it", lambda: all(
+        local_configs(node, topic) == {} for node in nodes))
+
     # (c) again: exists; too many replicas; more partitions; delete.
     admin = KafkaAdminClient(bootstrap_servers=cluster.nodes[2].bootstrap)
     try:
@@ -220,6 +262,7 @@ def test_topics_survive_controller_failover_and_a_full_restart(cluster):
     kept = unique_topic("kept")
     create_topic(cluster.nodes[controller].bootstrap, kept, 3, 3)
     layout = wait_for("every node shows it", lambda: same_everywhere(nodes, kept, 3))
+    set_topic_config(cluster.nodes[controller].bootstrap, kept, "cleanup.policy", "compact")
     per_partition = produce(cluster.nodes[1].bootstrap, kept, RECORDS)
     # Where each partition's records are: on its first leader (a restart must keep them).
     stored = {(leader, index): per_partition.get(index, 0)
@@ -249,5 +292,6 @@ def test_topics_survive_controller_failover_and_a_full_restart(cluster):
              and same_everywhere(nodes, later, 1))
     after = {node.bootstrap: topic_ids_on_disk(node, kept, 3) for node in nodes}
     assert after == before
+    assert all(local_configs(node, kept) == {"cleanup.policy": "compact"} for node in nodes)
     for (leader, index), count in stored.items():
         assert opened_log_end(cluster.nodes[leader], kept, index) == count, (leader, index)

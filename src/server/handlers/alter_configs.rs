@@ -39,15 +39,13 @@ pub fn handle(
                 .collect();
             let (error, message) = match resource.resource_type {
                 RESOURCE_TOPIC => {
-                    let outcome = shard
-                        .controller_call(|reply| ControllerOp::AlterTopicConfigs {
-                            topic: name.clone(),
-                            configs,
-                            validate_only: request.validate_only,
-                            reply,
-                        })
-                        .await?;
-                    (outcome.error, outcome.message)
+                    super::incremental_alter_configs::alter_topic(
+                        &shard,
+                        &name,
+                        configs,
+                        request.validate_only,
+                    )
+                    .await?
                 }
                 RESOURCE_BROKER => match broker_entity(&shard, &name) {
                     Ok(entity) => {

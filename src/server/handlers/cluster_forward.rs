@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// How often the wait for the local catalog looks again.
 const CATALOG_POLL: Duration = Duration::from_millis(10);
+/// How long a forwarded config change may take.
+const CONFIG_CHANGE_WAIT: Duration = Duration::from_secs(30);
 /// Bounds of the time a forwarded request may take, whatever the client's timeout says.
 const FORWARD_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 const FORWARD_TIMEOUT_MAX: Duration = Duration::from_secs(60);
@@ -105,4 +107,51 @@ pub async fn create_topics(
         .await;
     }
     Ok(results)
+}
+
+/// Cluster mode: replaces the configs of a metadata-log topic through the active controller
+/// (the SETs and DELETEs that turn its configs into `configs`); once committed, waits until
+/// this broker's copy carries them. `None` if `topic` is not a metadata-log topic.
+pub async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    topic: &str,
+    configs: &std::collections::BTreeMap<String, String>,
+    validate_only: bool,
+) -> Option<(ErrorCode, Option<String>)> {
+    let current = crate::quorum::view::cluster_topics()?
+        .topics
+        .get(topic)?
+        .configs
+        .clone();
+    let mut alterations: Vec<(String, Option<String>)> = configs
+        .iter()
+        .filter(|(name, value)| current.get(*name) != Some(value))
+        .map(|(name, value)| (name.clone(), Some(value.clone())))
+        .collect();
+    alterations.extend(
+        current
+            .keys()
+            .filter(|name| !configs.contains_key(*name))
+            .map(|name| (name.clone(), None)),
+    );
+    let deadline = Instant::now() + CONFIG_CHANGE_WAIT;
+    let call = ControllerRequest::AlterTopicConfigs {
+        topic: topic.to_string(),
+        alterations,
+        validate_only,
+    };
+    let answer = match forward_topics(call, deadline).await {
+        Err(code) => (ErrorCode::from_code(code), None),
+        Ok(results) => match results.into_iter().next() {
+            None => (ErrorCode::UnknownServerError, None),
+            Some(result) => (ErrorCode::from_code(result.error_code), result.message),
+        },
+    };
+    if answer.0 == ErrorCode::None && !validate_only {
+        wait_for_catalog(shard, deadline, |catalog| {
+            catalog.topic(topic).is_some_and(|t| &t.configs == configs)
+        })
+        .await;
+    }
+    Some(answer)
 }

@@ -91,15 +91,7 @@ pub fn handle(
                         match apply_operations(&mut configs, &resource.configs) {
                             Err(message) => (ErrorCode::InvalidRequest, Some(message)),
                             Ok(()) => {
-                                let outcome = shard
-                                    .controller_call(|reply| ControllerOp::AlterTopicConfigs {
-                                        topic: name.clone(),
-                                        configs,
-                                        validate_only: request.validate_only,
-                                        reply,
-                                    })
-                                    .await?;
-                                (outcome.error, outcome.message)
+                                alter_topic(&shard, &name, configs, request.validate_only).await?
                             }
                         }
                     }
@@ -129,6 +121,30 @@ pub fn handle(
         }
         context.respond(&response).map(Some)
     })
+}
+
+/// Replaces a topic's configs: through the active controller for a topic of the cluster's
+/// metadata log, else by this broker's catalog controller.
+pub(super) async fn alter_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(ErrorCode, Option<String>), HandlerError> {
+    if let Some(answer) =
+        super::cluster_forward::alter_topic_configs(shard, name, &configs, validate_only).await
+    {
+        return Ok(answer);
+    }
+    let outcome = shard
+        .controller_call(|reply| ControllerOp::AlterTopicConfigs {
+            topic: name.to_string(),
+            configs,
+            validate_only,
+            reply,
+        })
+        .await?;
+    Ok((outcome.error, outcome.message))
 }
 
 #[cfg(test)]
