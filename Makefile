@@ -282,3 +282,16 @@ SIM_STEPS ?= 2000
 sim:
 	SHARDLOG_SIM_SEEDS=$(SIM_SEEDS) SHARDLOG_SIM_STEPS=$(SIM_STEPS) $(CARGO) test --release --lib \
 	  cluster::sim::tests::seeded_runs_keep_raft_safe_and_live -- --exact --nocapture
+
+# Issue 15's closing figure: kill -9 of the active controller -> next successful CreateTopics,
+# on a three-node loopback cluster (docs/cluster.md, "Figures").
+FAILOVER_ROUNDS ?= 10
+.PHONY: bench-cluster-failover
+bench-cluster-failover: venv build
+	$(VENV_PY) bench-harness/cluster/controller_failover.py --rounds $(FAILOVER_ROUNDS)
+
+# Issue 15's closing figures: metadata snapshot size and catch-up time for 10,000 partitions.
+.PHONY: bench-metadata-snapshot
+bench-metadata-snapshot:
+	$(CARGO) test --release --lib cluster::image_machine::tests::metadata_snapshot_figures_for_10000_partitions \
+	  -- --exact --ignored --nocapture

@@ -351,3 +351,102 @@ fn good_entry() -> Vec<u8> {
         level: 1,
     }])
 }
+
+/// Issue 15's closing figures, run by `make bench-metadata-snapshot` (ignored in `make
+/// test`: it prints measurements, it asserts only correctness): the metadata snapshot of a
+/// cluster with 10,000 partitions (100 topics x 100 partitions x 3 replicas, 3 brokers), and
+/// how long a voter that missed all of it takes to catch up from that snapshot (durable
+/// stores in temp dirs, in-process message delivery: no network).
+#[test]
+#[ignore = "figures: make bench-metadata-snapshot"]
+fn metadata_snapshot_figures_for_10000_partitions() {
+    const TOPICS: usize = 100;
+    const PARTITIONS: i32 = 100;
+    let dirs: Vec<_> = VOTERS
+        .iter()
+        .map(|_| tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap())
+        .collect();
+    let mut nodes: Vec<Node> = VOTERS
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| {
+            let (store, _) = RaftLogStore::open(dir.path(), &VOTERS).unwrap();
+            RaftDriver::new(*id, store, ImageStateMachine::new(), &settings(50)).unwrap()
+        })
+        .collect();
+    nodes[0].campaign().unwrap();
+    settle(&mut nodes, None);
+    let mut controller = ActiveController {
+        leader: 0,
+        settings: ControllerSettings::default(),
+        sessions: BrokerSessions::default(),
+        epochs: BTreeMap::new(),
+    };
+    controller.commit(&mut nodes, &[MetadataRecord::ClusterId(CLUSTER)], None);
+    for node in 1..=3 {
+        controller.start_broker(&mut nodes, node, None);
+    }
+    let started = std::time::Instant::now();
+    for index in 0..TOPICS {
+        let request = CreateTopicRequest {
+            name: format!("topic-{index}"),
+            topic_id: [index as u8 + 1; 16],
+            num_partitions: PARTITIONS,
+            replication_factor: 3,
+            assignments: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        let image = controller.image(&nodes);
+        let records = create_topics(image, &controller.settings, &[request])
+            .pop()
+            .unwrap()
+            .unwrap();
+        controller.commit(&mut nodes, &records, Some(3));
+    }
+    let committed = started.elapsed();
+    let (snapshot_bytes, snapshot_index) = {
+        let snapshot = nodes[0].store().latest_snapshot();
+        (snapshot.get_data().len(), snapshot.get_metadata().index)
+    };
+    assert!(nodes[2].state_machine().image().topics().count() == 0);
+
+    let catching_up = std::time::Instant::now();
+    let mut restored = false;
+    while nodes[2].applied_index() < nodes[0].applied_index() {
+        assert!(
+            catching_up.elapsed().as_secs() < 120,
+            "node 3 never caught up"
+        );
+        for node in nodes.iter_mut() {
+            node.tick();
+        }
+        for _ in 0..100 {
+            let mut messages = Vec::new();
+            for node in nodes.iter_mut() {
+                let outcome = node.handle_ready().unwrap();
+                restored |= node.id() == 3 && outcome.restored_snapshot.is_some();
+                messages.extend(outcome.messages);
+            }
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                nodes[message.to as usize - 1].step(message).unwrap();
+            }
+        }
+    }
+    let caught_up = catching_up.elapsed();
+    assert!(restored, "node 3 caught up without a snapshot");
+    let expected = nodes[0].state_machine().image();
+    assert_eq!(nodes[2].state_machine().image(), expected);
+    let partitions: usize = expected.topics().map(|t| t.partitions.len()).sum();
+    assert_eq!(partitions, TOPICS * PARTITIONS as usize);
+    println!(
+        "metadata snapshot for {partitions} partitions ({TOPICS} topics, RF 3, 3 brokers): \
+         {snapshot_bytes} bytes at index {}; {TOPICS} CreateTopics committed in {} ms; a voter \
+         that missed them caught up (snapshot installed and applied) in {} ms",
+        snapshot_index,
+        committed.as_millis(),
+        caught_up.as_millis()
+    );
+}

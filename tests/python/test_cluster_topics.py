@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 
 import pytest
@@ -40,7 +41,7 @@ from kafka.admin import NewTopic as KpNewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 import kafka_wire
-from harness import Broker, unique_topic
+from harness import Broker, broker_binary, unique_topic
 from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
 from test_java import java
 
@@ -234,6 +235,25 @@ def test_topics_go_through_the_quorum_and_are_served_by_their_leaders(cluster):
     set_topic_config(cluster.nodes[3].bootstrap, topic, "retention.ms", None)
     wait_for("every node's copy dropped it", lambda: all(
         local_configs(node, topic) == {} for node in nodes))
+
+    # The shardlog CLI: create with --replication-factor through one node, describe through
+    # another (leader, replicas and ISR per partition).
+    cli_topic = unique_topic("cli")
+    run = subprocess.run([str(broker_binary()), "topic", "create", cli_topic, "--partitions",
+                          "2", "--replication-factor", "3", "--bootstrap-server",
+                          cluster.nodes[1].bootstrap], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    cli_layout = wait_for("every node shows the CLI's topic",
+                          lambda: same_everywhere(nodes, cli_topic, 2))
+    run = subprocess.run([str(broker_binary()), "topic", "describe", cli_topic, "--format",
+                          "json", "--bootstrap-server", cluster.nodes[3].bootstrap],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    described = json.loads(run.stdout)
+    described = described[0] if isinstance(described, list) else described
+    assert described["replication_factor"] == 3, described
+    assert {p["partition"]: (p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
+            for p in described["partitions"]} == cli_layout
 
     # (c) again: exists; too many replicas; more partitions; delete.
     admin = KafkaAdminClient(bootstrap_servers=cluster.nodes[2].bootstrap)
