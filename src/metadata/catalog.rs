@@ -66,12 +66,21 @@ pub struct TopicMeta {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
     pub version: u64,
+    /// Cluster mode: the metadata-log index of the last topic table this catalog was
+    /// reconciled with (`shard::cluster_topics`); a table below it is never trusted (its log
+    /// was replaced or is still replaying). 0 outside cluster mode.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub metadata_index: u64,
     topics: BTreeMap<String, TopicMeta>,
     /// Deleted topics whose partition directories may still exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deleting: Vec<TopicMeta>,
     #[serde(skip)]
     by_id: HashMap<TopicId, String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Kafka's rule: 1..=249 chars of [a-zA-Z0-9._-], and not "." or "..".
@@ -182,6 +191,28 @@ impl Catalog {
         topic.partitions = partitions;
         next.version += 1;
         Ok(next)
+    }
+
+    /// A new catalog where topic `name` is marked a local copy of a metadata-log topic.
+    pub fn with_cluster_copy(&self, name: &str) -> Result<Catalog, CatalogError> {
+        let mut next = self.clone();
+        let topic = next
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        topic.cluster = true;
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// A new catalog that records metadata-log index `index` as reconciled (never lowers it).
+    pub fn with_metadata_index(&self, index: u64) -> Catalog {
+        let mut next = self.clone();
+        if index > next.metadata_index {
+            next.metadata_index = index;
+            next.version += 1;
+        }
+        next
     }
 
     /// A new catalog with `name`'s configs replaced.

@@ -1,5 +1,6 @@
-//! Kafka requests a broker forwards to the active controller (CreateTopics, DeleteTopics,
-//! CreatePartitions in cluster mode): shards hand them to one forwarder thread, which calls
+//! Requests a broker forwards to the active controller in cluster mode (CreateTopics,
+//! DeleteTopics, CreatePartitions, topic config changes, Metadata's auto-creation, and
+//! producer-id blocks): shards hand them to one forwarder thread, which calls
 //! the controller over the controller protocol (blocking sockets, never on a shard) and
 //! answers each shard through a oneshot channel the shard awaits.
 //!
@@ -7,7 +8,8 @@
 //! frame, view}`. Runs on: its own std thread; `forward` is called on shards.
 //! Invariants: the queue holds at most `cluster.controller_request_queue_max` requests (a
 //! full queue answers REQUEST_TIMED_OUT at once); a request is never sent after its
-//! deadline; one request is in flight at a time (the controller decides one at a time).
+//! deadline, and a shard waits at most one second past it; one request is in flight at a
+//! time (the controller decides one at a time).
 
 use super::controller_client::{ControllerTarget, call_active_controller};
 use super::frame::{ControllerRequest, ControllerResponse};
@@ -94,7 +96,15 @@ pub async fn forward(
         Err(TrySendError::Full(_)) => return Err(ErrorCode::RequestTimedOut.code()),
         Err(TrySendError::Disconnected(_)) => return Err(ErrorCode::NotController.code()),
     }
-    answer
-        .await
-        .unwrap_or(Err(ErrorCode::RequestTimedOut.code()))
+    // The forwarder answers by the deadline unless a job ahead of this one holds it; the
+    // wait here is bounded either way (the job is skipped once its deadline passed).
+    let timer =
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()) + ANSWER_GRACE);
+    match futures::future::select(answer, Box::pin(timer)).await {
+        futures::future::Either::Left((Ok(answer), _)) => answer,
+        _ => Err(ErrorCode::RequestTimedOut.code()),
+    }
 }
+
+/// How long past its deadline a shard waits for the forwarder's answer.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

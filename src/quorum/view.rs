@@ -193,28 +193,31 @@ pub fn cluster_topics() -> Option<Arc<super::topics::ClusterTopics>> {
 }
 
 /// Whether a request for `partition` of the local topic `topic` (id `topic_id`) must be
-/// answered NOT_LEADER_OR_FOLLOWER here: the topic is one of the metadata log's and the log
-/// names another leader (or none). Always `false` in single-broker mode and for topics that
-/// are this broker's own (internal topics, topics from before cluster mode).
+/// answered NOT_LEADER_OR_FOLLOWER here (cluster mode): the metadata log names another leader
+/// (or none); or the topic is a local copy of a log topic (`cluster_copy`) that the log does
+/// not vouch for now (not replayed yet, deleted, re-created, fewer partitions); or it is this
+/// broker's own topic whose name the log gives to another topic (the log's wins the name).
+/// Always `false` in single-broker mode and for own topics the log does not name.
 pub fn led_elsewhere(
     topic: &str,
     topic_id: &crate::metadata::TopicId,
     partition: i32,
     own: NodeId,
+    cluster_copy: bool,
 ) -> bool {
     let Some(topics) = cluster_topics() else {
         return false;
     };
     let Some(cluster_topic) = topics.topics.get(topic) else {
-        return false;
+        return cluster_copy;
     };
     if &cluster_topic.id != topic_id {
-        return false;
+        return true;
     }
     usize::try_from(partition)
         .ok()
         .and_then(|index| cluster_topic.partitions.get(index))
-        .is_some_and(|state| state.leader != own)
+        .is_none_or(|state| state.leader != own)
 }
 
 /// The cluster this node's data dir joined (`cluster.id`), once known: what clients are told
@@ -226,6 +229,11 @@ static JOINED_CLUSTER: std::sync::OnceLock<crate::cluster::records::Uuid> =
 /// Records the cluster the data dir joined (read at start or written after registering).
 pub fn set_joined_cluster(cluster_id: crate::cluster::records::Uuid) {
     let _ = JOINED_CLUSTER.set(cluster_id);
+}
+
+/// The cluster this node's data dir joined, once known.
+pub fn joined_cluster() -> Option<crate::cluster::records::Uuid> {
+    JOINED_CLUSTER.get().copied()
 }
 
 /// The cluster id Metadata and DescribeCluster report in cluster mode: the metadata log's

@@ -37,12 +37,16 @@ pub(crate) struct ReconcilePlan {
     pub configs: Vec<(String, BTreeMap<String, String>)>,
     /// Log topics whose name a topic of this broker's own holds: left alone.
     pub clashes: Vec<String>,
+    /// Own topics with the id of the log topic of that name (a catalog rebuilt by
+    /// `shardlog data-dir recover-catalog` loses the flag): marked copies again.
+    pub adopt: Vec<String>,
 }
 
 impl ReconcilePlan {
     /// Whether there is anything to change (clashes change nothing).
     pub fn has_changes(&self) -> bool {
         !(self.delete.is_empty()
+            && self.adopt.is_empty()
             && self.create.is_empty()
             && self.grow.is_empty()
             && self.configs.is_empty())
@@ -50,10 +54,13 @@ impl ReconcilePlan {
 }
 
 /// Compares `catalog` with the log's `topics`. A name still being deleted locally is not
-/// created again until its deletion finished (the next plan creates it).
+/// created again until its deletion finished (the next plan creates it). Nothing is planned
+/// against a table the catalog cannot trust: one not yet replayed (index 0) or below the
+/// index the catalog was last reconciled with (a replaced metadata log, or one replaying
+/// after its directory was wiped).
 pub(crate) fn plan(catalog: &Catalog, topics: &ClusterTopics) -> ReconcilePlan {
     let mut plan = ReconcilePlan::default();
-    if topics.applied_index == 0 {
+    if topics.applied_index == 0 || topics.applied_index < catalog.metadata_index {
         return plan;
     }
     let mut deleted: BTreeSet<&str> = BTreeSet::new();
@@ -71,6 +78,7 @@ pub(crate) fn plan(catalog: &Catalog, topics: &ClusterTopics) -> ReconcilePlan {
     for (name, topic) in &topics.topics {
         let count = topic.partitions.len() as i32;
         match catalog.topic(name) {
+            Some(local) if !local.cluster && local.id == topic.id => plan.adopt.push(name.clone()),
             Some(local) if !local.cluster => plan.clashes.push(name.clone()),
             Some(local) if local.id == topic.id => {
                 if local.partitions < count {
@@ -110,9 +118,13 @@ fn apply_additions(catalog: &Catalog, plan: &ReconcilePlan) -> (Catalog, usize) 
         let change: Change = Box::new(move |c: &Catalog| c.with_configs(name, configs.clone()));
         (name.as_str(), change)
     });
+    let adoptions = plan.adopt.iter().map(|name| {
+        let change: Change = Box::new(move |c: &Catalog| c.with_cluster_copy(name));
+        (name.as_str(), change)
+    });
     let mut next = catalog.clone();
     let mut refused = 0;
-    for (topic, change) in creates.chain(grows).chain(configs) {
+    for (topic, change) in adoptions.chain(creates).chain(grows).chain(configs) {
         match change(&next) {
             Ok(changed) => next = changed,
             Err(error) => {
@@ -135,16 +147,25 @@ impl Shard {
         glommio::spawn_local(async move {
             let mut clashes_logged: BTreeSet<String> = BTreeSet::new();
             while !super::shutdown::shutdown_requested() {
-                let Some(topics) = crate::quorum::view::cluster_topics() else {
+                let Some(view) = crate::quorum::view::shard_view() else {
                     return;
                 };
+                // Only the log of the cluster this data dir joined (cluster.id) speaks for
+                // its copies: a data dir pointed at another quorum is stopped by the
+                // lifecycle thread, never reconciled with it.
+                let joined = crate::quorum::view::joined_cluster();
+                if joined.is_none() || view.cluster_id != joined {
+                    glommio::timer::sleep(RECONCILE_INTERVAL).await;
+                    continue;
+                }
+                let topics = view.topics.clone();
                 let plan = plan(&shard.catalog(), &topics);
                 for name in &plan.clashes {
                     if clashes_logged.insert(name.clone()) {
                         tracing::error!(topic = %name, "a topic of the cluster's metadata log has the name of a topic this broker created before it joined the cluster; this broker keeps its own and does not serve the cluster's");
                     }
                 }
-                let pause = if plan.has_changes() && !shard.reconcile(&plan).await {
+                let pause = if plan.has_changes() && !shard.reconcile(&plan, &topics).await {
                     RETRY_BACKOFF
                 } else {
                     RECONCILE_INTERVAL
@@ -157,7 +178,7 @@ impl Shard {
 
     /// One round: deletions first (they free names the log may have re-created), then the
     /// rest in one catalog change. `false` if some change could not be applied.
-    async fn reconcile(self: &Rc<Self>, plan: &ReconcilePlan) -> bool {
+    async fn reconcile(self: &Rc<Self>, plan: &ReconcilePlan, topics: &ClusterTopics) -> bool {
         let mut complete = true;
         if !plan.delete.is_empty() {
             tracing::info!(topics = ?plan.delete, "deleting local copies of topics the metadata log removed");
@@ -166,15 +187,14 @@ impl Shard {
                 .iter()
                 .all(|o| o.error == crate::model::ErrorCode::None);
         }
-        if plan.create.is_empty() && plan.grow.is_empty() && plan.configs.is_empty() {
-            return complete;
-        }
+        // The additions, and the index reconciled, in one catalog change (after deletions
+        // alone it records the index only).
         let mut refused = 0;
         let outcome = self
             .controller_change_topic("(metadata log)", false, |catalog: &Catalog| {
                 let (next, count) = apply_additions(catalog, plan);
                 refused = count;
-                Ok(next)
+                Ok(next.with_metadata_index(topics.applied_index))
             })
             .await;
         if outcome.error != crate::model::ErrorCode::None {
@@ -243,6 +263,35 @@ mod tests {
     fn a_table_not_yet_replayed_changes_nothing() {
         let catalog = catalog(&[local("a", 1, 1, true)]);
         assert_eq!(plan(&catalog, &table(0, &[])), ReconcilePlan::default());
+    }
+
+    #[test]
+    fn a_table_below_the_reconciled_index_changes_nothing() {
+        // The copy was created from the log at index 40; a table at 12 (a wiped or
+        // replaced log replaying) must not delete it, one at 40 or later may.
+        let catalog = catalog(&[local("a", 1, 1, true)]).with_metadata_index(40);
+        assert_eq!(plan(&catalog, &table(12, &[])), ReconcilePlan::default());
+        assert_eq!(
+            plan(&catalog, &table(40, &[])).delete,
+            vec!["a".to_string()]
+        );
+        assert_eq!(catalog.with_metadata_index(7).metadata_index, 40);
+    }
+
+    #[test]
+    fn an_own_topic_with_the_log_topic_id_is_adopted() {
+        // recover-catalog rebuilt the copy without its flag: same id, so it is the log's.
+        let catalog = catalog(&[local("a", 1, 2, false)]);
+        let topics = table(5, &[("a", 1, 2)]);
+        let plan = plan(&catalog, &topics);
+        assert_eq!(
+            (plan.adopt.clone(), plan.clashes.clone()),
+            (vec!["a".to_string()], vec![])
+        );
+        let (next, refused) = apply_additions(&catalog, &plan);
+        assert_eq!(refused, 0);
+        assert!(next.topic("a").is_some_and(|t| t.cluster));
+        assert!(!super::plan(&next, &topics).has_changes());
     }
 
     #[test]

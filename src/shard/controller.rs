@@ -37,6 +37,8 @@ pub(super) struct Controller {
     /// Cluster mode: the producer-id block the active controller gave this broker, as
     /// (next id, end); empty until the first InitProducerId.
     cluster_producer_ids: Cell<(i64, i64)>,
+    /// One cluster producer-id allocation at a time (not the catalog's lock).
+    cluster_producer_ids_lock: Semaphore,
 }
 
 impl Controller {
@@ -50,6 +52,7 @@ impl Controller {
             producer_id_block_end: Cell::new(meta.producer_id_block_end),
             node_id: meta.node_id,
             cluster_producer_ids: Cell::new((0, 0)),
+            cluster_producer_ids_lock: Semaphore::new(1),
         }
     }
 }
@@ -114,13 +117,7 @@ impl Shard {
                 validate_only,
                 reply,
             } => {
-                if self.catalog().topic(&topic).is_some_and(|t| t.cluster) {
-                    // The local copy follows the metadata log (shard::cluster_topics): its
-                    // configs change through the active controller (the handlers forward
-                    // them); a change here would be reverted, so it is refused.
-                    let message = "cluster mode: this topic's configs change through the \
-                                   active controller, and the metadata log no longer has it";
-                    let refused = outcome(topic, ErrorCode::InvalidRequest, Some(message.into()));
+                if let Some(refused) = self.refuse_cluster_copy_change(&topic) {
                     let _ = reply.send(refused);
                     return;
                 }
@@ -147,6 +144,10 @@ impl Shard {
                 validate_only,
                 reply,
             } => {
+                if let Some(refused) = self.refuse_cluster_copy_change(&topic) {
+                    let _ = reply.send(refused);
+                    return;
+                }
                 let change = |catalog: &Catalog| {
                     if count > self.config.topic_defaults.partitions_max {
                         return Err(CatalogError::InvalidPartitions {
@@ -165,6 +166,22 @@ impl Shard {
                 );
             }
         }
+    }
+
+    /// A local copy of a metadata-log topic follows the log (shard::cluster_topics): it
+    /// changes through the active controller (the handlers forward such changes), and one
+    /// made here would be reverted or would outgrow the log. Reaching this means this
+    /// broker's view of the log is behind (or the log dropped the topic): NOT_CONTROLLER,
+    /// which clients retry after refreshing their metadata.
+    fn refuse_cluster_copy_change(&self, topic: &str) -> Option<TopicOutcome> {
+        self.catalog().topic(topic).filter(|t| t.cluster)?;
+        let message = "cluster mode: this topic changes through the active controller, and \
+                       this broker's view of the metadata log does not show it yet; retry";
+        Some(outcome(
+            topic.to_string(),
+            ErrorCode::NotController,
+            Some(message.into()),
+        ))
     }
 
     pub(super) async fn controller_create_topics(
@@ -443,7 +460,7 @@ impl Shard {
         }
     }
 
-    /// Cluster mode (the caller holds the controller lock): the next id of the block the
+    /// Cluster mode (the caller holds `cluster_producer_ids_lock`): the next id of the block the
     /// active controller committed for this broker, asking for a new block when it is used
     /// up. Ids are unique across the cluster; a block's unused rest is lost at restart, as in
     /// Kafka. COORDINATOR_NOT_AVAILABLE (retriable) while no controller answers.
@@ -491,12 +508,16 @@ impl Shard {
 
     pub(super) async fn controller_allocate_producer_id(&self) -> Result<i64, ErrorCode> {
         let controller = self.controller();
+        if crate::quorum::view::cluster_topics().is_some() {
+            // Its own lock: a block request to the controller must not hold catalog changes.
+            let Ok(_permit) = controller.cluster_producer_ids_lock.acquire_permit(1).await else {
+                return Err(ErrorCode::NotController);
+            };
+            return self.allocate_cluster_producer_id().await;
+        }
         let Ok(_permit) = controller.lock.acquire_permit(1).await else {
             return Err(ErrorCode::NotController);
         };
-        if crate::quorum::view::cluster_topics().is_some() {
-            return self.allocate_cluster_producer_id().await;
-        }
         let id = controller.next_producer_id.get();
         if id >= controller.producer_id_block_end.get() {
             let block_end = id + PRODUCER_ID_BLOCK;

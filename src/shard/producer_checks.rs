@@ -27,6 +27,12 @@ use std::rc::Rc;
 const CLUSTER_BLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const CLUSTER_BLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+thread_local! {
+    /// The last producer id a cluster-mode check waited for in vain, and when.
+    static LAST_UNKNOWN_ID: std::cell::Cell<(i64, Option<std::time::Instant>)> =
+        const { std::cell::Cell::new((-1, None)) };
+}
+
 impl Shard {
     /// True if `producer_id` was handed out by InitProducerId (this run or an earlier one).
     /// Asks the controller only when the id is past this shard's cached bound; if the
@@ -38,6 +44,15 @@ impl Shard {
         // Cluster mode: ids come in blocks from the metadata log, shared by every broker. A
         // block committed a moment ago may not be applied here yet: wait a little for it.
         if crate::quorum::view::cluster_topics().is_some() {
+            // An id that just waited in vain on this shard is refused at once (a request
+            // checks each of its partitions: it must not wait once per partition).
+            let recently_unknown = LAST_UNKNOWN_ID.with(|last| {
+                let (id, at) = last.get();
+                id == producer_id && at.is_some_and(|at| at.elapsed() < CLUSTER_BLOCK_WAIT)
+            });
+            if recently_unknown {
+                return false;
+            }
             let deadline = std::time::Instant::now() + CLUSTER_BLOCK_WAIT;
             loop {
                 let bound = crate::quorum::view::cluster_topics()
@@ -46,6 +61,8 @@ impl Shard {
                     return true;
                 }
                 if std::time::Instant::now() >= deadline {
+                    LAST_UNKNOWN_ID
+                        .with(|last| last.set((producer_id, Some(std::time::Instant::now()))));
                     break;
                 }
                 glommio::timer::sleep(CLUSTER_BLOCK_POLL).await;

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.cluster
 
 NOT_LEADER_OR_FOLLOWER = 6
 UNKNOWN_TOPIC_OR_PARTITION = 3
+REQUEST_TIMED_OUT = 7
 RECORDS = 300
 
 
@@ -111,6 +112,20 @@ def set_topic_config(bootstrap: str, topic: str, name: str, value: str | None):
         ConfigEntry(name, value, incremental_operation=op)])
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=40)
+
+
+def create_topics_v2(node: Broker, topic: str, timeout_ms: int) -> int:
+    """Raw CreateTopics v2 (one topic, 1 partition, RF 1) to one node; its error code."""
+    w = kafka_wire
+    body = (w.i32(1) + w.string(topic) + w.i32(1) + w.i16(1) + w.i32(0) + w.i32(0)
+            + w.i32(timeout_ms) + w.i8(0))
+    answer = w.roundtrip(node.bootstrap, w.frame(w.header_v1(19, 2, 13) + body))
+    r = w.Reader(answer)
+    assert r.i32() == 13
+    r.i32()  # throttle_time_ms
+    assert r.i32() == 1
+    assert r.string() == topic
+    return r.i16()
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replication: int):
@@ -315,3 +330,35 @@ def test_topics_survive_controller_failover_and_a_full_restart(cluster):
     assert all(local_configs(node, kept) == {"cleanup.policy": "compact"} for node in nodes)
     for (leader, index), count in stored.items():
         assert opened_log_end(cluster.nodes[leader], kept, index) == count, (leader, index)
+
+
+def test_a_quorum_without_majority_refuses_topic_changes_and_keeps_serving(cluster):
+    """(f) Two of three nodes down: the survivor has no quorum. CreateTopics through it fails
+    with a retriable error (REQUEST_TIMED_OUT) instead of hanging, while produce and fetch to
+    the partitions it leads keep working; once a second node is back, creation works again."""
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("steady")
+    create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
+    layout = wait_for("every node shows it", lambda: same_everywhere(nodes, topic, 3))
+    survivor_id = next(iter(layout.values()))[0]
+    led_here = [index for index, (leader, _, _) in layout.items() if leader == survivor_id]
+    survivor = cluster.nodes[survivor_id]
+    down = [node for node_id, node in cluster.nodes.items() if node_id != survivor_id]
+    for node in down:
+        node.kill9()
+    # Raw CreateTopics v2 to the survivor: the broker's own answer, not a client's timeout.
+    assert create_topics_v2(survivor, unique_topic("nomajority"), 3000) == REQUEST_TIMED_OUT
+    producer = Producer({"bootstrap.servers": survivor.bootstrap, "acks": "1",
+                         "enable.idempotence": False})
+    errors = []
+    for index in range(50):
+        producer.produce(topic, value=f"v{index}".encode(), partition=led_here[0],
+                         on_delivery=lambda err, _msg: err and errors.append(err))
+    assert producer.flush(30) == 0 and not errors, errors[:3]
+    body = kafka_wire.roundtrip(survivor.bootstrap,
+                                kafka_wire.list_offsets(9, 1, topic, led_here[0], -1))
+    error, _, end = kafka_wire.parse_list_offsets(body[4:], 1)[(topic, led_here[0])]
+    assert error == 0 and end == 50, (error, end)
+    down[0].start()
+    create_until_it_works([survivor, down[0]], unique_topic("majority-again"))

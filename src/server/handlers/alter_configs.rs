@@ -39,10 +39,14 @@ pub fn handle(
                 .collect();
             let (error, message) = match resource.resource_type {
                 RESOURCE_TOPIC => {
+                    let change = super::incremental_alter_configs::TopicConfigChange {
+                        configs,
+                        touched: None,
+                    };
                     super::incremental_alter_configs::alter_topic(
                         &shard,
                         &name,
-                        configs,
+                        change,
                         request.validate_only,
                     )
                     .await?

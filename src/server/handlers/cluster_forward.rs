@@ -109,31 +109,44 @@ pub async fn create_topics(
     Ok(results)
 }
 
-/// Cluster mode: replaces the configs of a metadata-log topic through the active controller
-/// (the SETs and DELETEs that turn its configs into `configs`); once committed, waits until
-/// this broker's copy carries them. `None` if `topic` is not a metadata-log topic.
-pub async fn alter_topic_configs(
+/// Cluster mode: the configs of metadata-log topic `topic` as the log has them (`None` if
+/// `topic` is not one, or outside cluster mode).
+pub fn cluster_topic_configs(topic: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    Some(
+        crate::quorum::view::cluster_topics()?
+            .topics
+            .get(topic)?
+            .configs
+            .clone(),
+    )
+}
+
+/// Cluster mode: changes the configs of a metadata-log topic through the active controller:
+/// a SET or DELETE per key the change touches (every key of the log's and the new configs
+/// for a full replacement), so keys the request does not name keep what others set. Once
+/// committed, waits until this broker's copy shows the touched keys. `None` if `topic` is not
+/// a metadata-log topic.
+pub(super) async fn alter_topic_configs(
     shard: &Rc<Shard>,
     topic: &str,
-    configs: &std::collections::BTreeMap<String, String>,
+    change: &super::incremental_alter_configs::TopicConfigChange,
     validate_only: bool,
 ) -> Option<(ErrorCode, Option<String>)> {
-    let current = crate::quorum::view::cluster_topics()?
-        .topics
-        .get(topic)?
-        .configs
-        .clone();
-    let mut alterations: Vec<(String, Option<String>)> = configs
-        .iter()
-        .filter(|(name, value)| current.get(*name) != Some(value))
-        .map(|(name, value)| (name.clone(), Some(value.clone())))
-        .collect();
-    alterations.extend(
-        current
+    let current = cluster_topic_configs(topic)?;
+    let touched: Vec<String> = match &change.touched {
+        Some(keys) => keys.clone(),
+        None => current
             .keys()
-            .filter(|name| !configs.contains_key(*name))
-            .map(|name| (name.clone(), None)),
-    );
+            .chain(change.configs.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let alterations: Vec<(String, Option<String>)> = touched
+        .iter()
+        .map(|key| (key.clone(), change.configs.get(key).cloned()))
+        .collect();
     let deadline = Instant::now() + CONFIG_CHANGE_WAIT;
     let call = ControllerRequest::AlterTopicConfigs {
         topic: topic.to_string(),
@@ -149,7 +162,11 @@ pub async fn alter_topic_configs(
     };
     if answer.0 == ErrorCode::None && !validate_only {
         wait_for_catalog(shard, deadline, |catalog| {
-            catalog.topic(topic).is_some_and(|t| &t.configs == configs)
+            catalog.topic(topic).is_some_and(|t| {
+                touched
+                    .iter()
+                    .all(|key| t.configs.get(key) == change.configs.get(key))
+            })
         })
         .await;
     }

@@ -242,7 +242,9 @@ fn slots_of(
             };
             let node_id = shard.config.server.node_id;
             let (known, unknown) = match known {
-                Some(m) if led_elsewhere(&m.name, &m.id, partition.partition, node_id) => {
+                Some(m)
+                    if led_elsewhere(&m.name, &m.id, partition.partition, node_id, m.cluster) =>
+                {
                     (None, ErrorCode::NotLeaderOrFollower)
                 }
                 known => (known, unknown),

@@ -81,20 +81,31 @@ pub fn handle(
         for resource in &request.resources {
             let name = resource.resource_name.to_string();
             let (error, message) = match resource.resource_type {
-                RESOURCE_TOPIC => match shard.catalog().topic(&name) {
+                // A metadata-log topic's configs are the log's (this broker's copy may lag).
+                RESOURCE_TOPIC => match super::cluster_forward::cluster_topic_configs(&name)
+                    .or_else(|| shard.catalog().topic(&name).map(|t| t.configs.clone()))
+                {
                     None => (
                         ErrorCode::UnknownTopicOrPartition,
                         Some(format!("Topic {name} does not exist.")),
                     ),
-                    Some(topic) => {
-                        let mut configs = topic.configs.clone();
-                        match apply_operations(&mut configs, &resource.configs) {
-                            Err(message) => (ErrorCode::InvalidRequest, Some(message)),
-                            Ok(()) => {
-                                alter_topic(&shard, &name, configs, request.validate_only).await?
-                            }
+                    Some(mut configs) => match apply_operations(&mut configs, &resource.configs) {
+                        Err(message) => (ErrorCode::InvalidRequest, Some(message)),
+                        Ok(()) => {
+                            // Only the keys the request names change (others' concurrent
+                            // changes stay).
+                            let touched: Vec<String> = resource
+                                .configs
+                                .iter()
+                                .map(|c| c.name.to_string())
+                                .collect();
+                            let change = TopicConfigChange {
+                                configs,
+                                touched: Some(touched),
+                            };
+                            alter_topic(&shard, &name, change, request.validate_only).await?
                         }
-                    }
+                    },
                 },
                 RESOURCE_BROKER => match broker_entity(&shard, &name) {
                     Err(message) => (ErrorCode::InvalidRequest, Some(message)),
@@ -123,23 +134,30 @@ pub fn handle(
     })
 }
 
-/// Replaces a topic's configs: through the active controller for a topic of the cluster's
-/// metadata log, else by this broker's catalog controller.
+/// A topic's new configs, and which keys the request named (`None`: every key, a full
+/// replacement as AlterConfigs makes).
+pub(super) struct TopicConfigChange {
+    pub configs: BTreeMap<String, String>,
+    pub touched: Option<Vec<String>>,
+}
+
+/// Changes a topic's configs: through the active controller for a topic of the cluster's
+/// metadata log (only the touched keys), else by this broker's catalog controller.
 pub(super) async fn alter_topic(
     shard: &Rc<Shard>,
     name: &str,
-    configs: BTreeMap<String, String>,
+    change: TopicConfigChange,
     validate_only: bool,
 ) -> Result<(ErrorCode, Option<String>), HandlerError> {
     if let Some(answer) =
-        super::cluster_forward::alter_topic_configs(shard, name, &configs, validate_only).await
+        super::cluster_forward::alter_topic_configs(shard, name, &change, validate_only).await
     {
         return Ok(answer);
     }
     let outcome = shard
         .controller_call(|reply| ControllerOp::AlterTopicConfigs {
             topic: name.to_string(),
-            configs,
+            configs: change.configs,
             validate_only,
             reply,
         })

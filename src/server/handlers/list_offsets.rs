@@ -54,7 +54,13 @@ async fn list_offsets(
             .filter(|p| p.partition_index < meta.partitions)
         {
             let tp = TopicPartition::new(name.as_str(), partition.partition_index);
-            if led_elsewhere(&name, &meta.id, partition.partition_index, node_id) {
+            if led_elsewhere(
+                &name,
+                &meta.id,
+                partition.partition_index,
+                node_id,
+                meta.cluster,
+            ) {
                 not_leader.insert((name.clone(), partition.partition_index));
                 continue;
             }

@@ -85,7 +85,9 @@ async fn enqueue(
                 (_, Some(m), _) if data.index < 0 || data.index >= m.partitions => {
                     Some(ErrorCode::UnknownTopicOrPartition)
                 }
-                (_, Some(m), _) if led_elsewhere(&m.name, &m.id, data.index, node_id) => {
+                (_, Some(m), _)
+                    if led_elsewhere(&m.name, &m.id, data.index, node_id, m.cluster) =>
+                {
                     Some(ErrorCode::NotLeaderOrFollower)
                 }
                 (_, _, None) => Some(ErrorCode::CorruptMessage),
