@@ -439,7 +439,8 @@ impl ControllerLoop {
             ControllerRequest::AllocateProducerIds {
                 node_id,
                 broker_epoch,
-            } => decide_allocate_producer_ids(image, settings, node_id, broker_epoch).map(
+                floor,
+            } => decide_allocate_producer_ids(image, settings, node_id, broker_epoch, floor).map(
                 |(records, block)| {
                     let answer = Answer {
                         producer_ids: Some(block),
@@ -808,6 +809,7 @@ mod tests {
         ControllerRequest::AllocateProducerIds {
             node_id,
             broker_epoch,
+            floor: 0,
         }
     }
 

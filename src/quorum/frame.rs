@@ -117,8 +117,13 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     /// Kafka AllocateProducerIds: the next block of producer ids for a registered broker at
-    /// its current epoch.
-    AllocateProducerIds { node_id: NodeId, broker_epoch: i64 },
+    /// its current epoch, starting at `floor` or above (ids below it may have been handed
+    /// out by the broker before it joined the cluster).
+    AllocateProducerIds {
+        node_id: NodeId,
+        broker_epoch: i64,
+        floor: i64,
+    },
     /// Kafka IncrementalAlterConfigs (SET and DELETE) of one topic's configs: `(name,
     /// Some(value))` sets, `(name, None)` deletes; `validate_only` decides without altering.
     AlterTopicConfigs {
@@ -379,10 +384,12 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
         ControllerRequest::AllocateProducerIds {
             node_id,
             broker_epoch,
+            floor,
         } => {
             out.push(REQUEST_ALLOCATE_PRODUCER_IDS);
             out.extend_from_slice(&node_id.to_be_bytes());
             out.extend_from_slice(&broker_epoch.to_be_bytes());
+            out.extend_from_slice(&floor.to_be_bytes());
         }
         ControllerRequest::AlterTopicConfigs {
             topic,
@@ -440,6 +447,7 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
         REQUEST_ALLOCATE_PRODUCER_IDS => Ok(ControllerRequest::AllocateProducerIds {
             node_id: reader.i32()?,
             broker_epoch: reader.i64()?,
+            floor: reader.i64()?,
         }),
         REQUEST_ALTER_TOPIC_CONFIGS => Ok(ControllerRequest::AlterTopicConfigs {
             validate_only: reader.flag()?,
@@ -868,6 +876,7 @@ mod tests {
             ControllerRequest::AllocateProducerIds {
                 node_id: 7,
                 broker_epoch: -3,
+                floor: 5000,
             },
             ControllerRequest::AlterTopicConfigs {
                 topic: "a".into(),

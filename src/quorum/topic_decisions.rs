@@ -165,16 +165,29 @@ fn changes_image(image: &MetadataImage, record: &MetadataRecord) -> bool {
     current != value.as_ref()
 }
 
-/// AllocateProducerIds: the ProducerIdsBlock record to propose and the block it hands out.
-/// Refused BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH, or (exhausted ids)
-/// UNKNOWN_SERVER_ERROR, as `ControllerError::error_code` maps them.
+/// AllocateProducerIds: the ProducerIdsBlock record to propose and the block it hands out,
+/// starting at the next id of the log or at `floor`, whichever is higher (a broker's ids
+/// from before it joined the cluster are never handed out again; blocks only move forward,
+/// so a gap is allowed). Refused BROKER_ID_NOT_REGISTERED, STALE_BROKER_EPOCH, or (exhausted
+/// ids) UNKNOWN_SERVER_ERROR, as `ControllerError::error_code` maps them.
 pub fn decide_allocate_producer_ids(
     image: &MetadataImage,
     settings: &ControllerSettings,
     node_id: NodeId,
     broker_epoch: i64,
+    floor: i64,
 ) -> Result<(Vec<MetadataRecord>, ProducerIdBlock), ControllerError> {
-    let records = allocate_producer_ids(image, settings, node_id, broker_epoch)?;
+    let mut records = allocate_producer_ids(image, settings, node_id, broker_epoch)?;
+    for record in &mut records {
+        if let MetadataRecord::ProducerIdsBlock(block) = record
+            && floor > block.first_producer_id
+        {
+            if floor.checked_add(block.size).is_none() {
+                return Err(ControllerError::ProducerIdsExhausted);
+            }
+            block.first_producer_id = floor;
+        }
+    }
     let block = records.iter().find_map(|record| match record {
         MetadataRecord::ProducerIdsBlock(block) => Some(ProducerIdBlock {
             first_producer_id: block.first_producer_id,
@@ -555,7 +568,7 @@ mod tests {
     fn producer_id_blocks_follow_each_other_and_need_the_current_epoch() {
         let mut image = image(2);
         let settings = ControllerSettings::default();
-        let (records, first) = decide_allocate_producer_ids(&image, &settings, 1, 10).unwrap();
+        let (records, first) = decide_allocate_producer_ids(&image, &settings, 1, 10, 0).unwrap();
         assert_eq!(
             first,
             ProducerIdBlock {
@@ -564,17 +577,28 @@ mod tests {
             }
         );
         image.apply_all(&records).unwrap();
-        let (records, second) = decide_allocate_producer_ids(&image, &settings, 2, 20).unwrap();
+        let (records, second) = decide_allocate_producer_ids(&image, &settings, 2, 20, 0).unwrap();
         assert_eq!(
             second.first_producer_id,
             first.first_producer_id + first.size
         );
         image.apply_all(&records).unwrap();
         assert_eq!(image.next_producer_id(), 2000);
-        let stale = decide_allocate_producer_ids(&image, &settings, 1, 9).unwrap_err();
+        let stale = decide_allocate_producer_ids(&image, &settings, 1, 9, 0).unwrap_err();
         assert_eq!(stale.error_code(), 77);
-        let unknown = decide_allocate_producer_ids(&image, &settings, 5, 10).unwrap_err();
+        let unknown = decide_allocate_producer_ids(&image, &settings, 5, 10, 0).unwrap_err();
         assert_eq!(unknown.error_code(), 102);
+        // A broker whose data dir handed out ids up to 5000 before it joined: its block
+        // starts there, the image accepts the gap, and later blocks follow it.
+        let (records, floored) =
+            decide_allocate_producer_ids(&image, &settings, 1, 10, 5000).unwrap();
+        assert_eq!(floored.first_producer_id, 5000);
+        image.apply_all(&records).unwrap();
+        assert_eq!(image.next_producer_id(), 6000);
+        let (_, next) = decide_allocate_producer_ids(&image, &settings, 2, 20, 0).unwrap();
+        assert_eq!(next.first_producer_id, 6000);
+        let exhausted = decide_allocate_producer_ids(&image, &settings, 2, 20, i64::MAX - 10);
+        assert!(exhausted.is_err());
     }
 
     #[test]

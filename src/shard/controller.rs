@@ -473,9 +473,12 @@ impl Shard {
         }
         let unavailable = ErrorCode::CoordinatorNotAvailable;
         let broker_epoch = crate::quorum::view::broker_epoch().ok_or(unavailable)?;
+        // Ids below the local bound may have been handed out before this data dir joined
+        // the cluster (meta.json's blocks): the cluster's block starts above them.
         let request = crate::quorum::frame::ControllerRequest::AllocateProducerIds {
             node_id: self.config.server.node_id,
             broker_epoch,
+            floor: controller.next_producer_id.get(),
         };
         let deadline = std::time::Instant::now() + CLUSTER_PRODUCER_IDS_WAIT;
         let response = crate::quorum::forwarder::forward(request, deadline)
