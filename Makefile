@@ -294,4 +294,4 @@ bench-cluster-failover: venv build
 .PHONY: bench-metadata-snapshot
 bench-metadata-snapshot:
 	$(CARGO) test --release --lib cluster::image_machine::tests::metadata_snapshot_figures_for_10000_partitions \
-	  -- --exact --ignored --nocapture
+	  -- --exact --nocapture
