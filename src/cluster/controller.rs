@@ -1,19 +1,19 @@
 //! The active controller's decisions, as pure functions: `(image, request, now_ms)` → the
 //! records to append to the metadata log, or a typed error that maps to Kafka's code.
 //!
-//! Owns: placement, broker registration and fencing, leader election on fencing, producer-id
-//! blocks. May import: `super::{records, image}`, `crate::metadata` (name and config
+//! Owns: placement, broker registration and fencing, which partitions a fencing or unfencing
+//! touches (the per-partition election is `partition_changes`, KIP-966), producer-id blocks. May import: `super::{records, image}`, `crate::metadata` (name and config
 //! validation), `crate::model::ErrorCode`, `crate::config` (settings). No I/O, no clock reads.
 //! Invariants: every record list a decision returns applies cleanly, in order, to the image it
 //! was decided on; epochs in it only grow; producer-id blocks never overlap.
 //! Broker heartbeat times are not metadata: `BrokerSessions` keeps them in the controller's
 //! memory (as Kafka's `BrokerHeartbeatManager` does) and is rebuilt on controller failover.
 
-use super::image::{MetadataImage, PartitionState};
+use super::image::{MetadataImage, TopicImage};
+use super::partition_changes::{Departure, change_record, elect_returning, without_all};
 use super::records::{
-    BrokerFencingRecord, ConfigChangeRecord, ConfigResource, LeaderChange, Listener,
-    MetadataRecord, NodeId, PartitionChangeRecord, PartitionRecord, ProducerIdsBlockRecord,
-    RegisterBrokerRecord, TopicRecord, Uuid,
+    BrokerFencingRecord, ConfigChangeRecord, ConfigResource, Listener, MetadataRecord, NodeId,
+    PartitionRecord, ProducerIdsBlockRecord, RegisterBrokerRecord, TopicRecord, Uuid,
 };
 use crate::config::ClusterConfig;
 use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
@@ -37,6 +37,13 @@ pub struct ControllerSettings {
     pub partitions_max: i32,
     /// Producer ids per block handed to a broker. Default 1000.
     pub producer_id_block_size: i64,
+    /// Kafka `min.insync.replicas` for topics that do not set it (nor the cluster-wide dynamic
+    /// broker default): below this ISR size, replicas leaving the ISR stay eligible leaders
+    /// (KIP-966 ELR). Default 1; not in `[cluster]` yet, so `from_config` keeps it.
+    pub min_insync_replicas: usize,
+    /// Kafka `unclean.leader.election.enable` for topics that do not set it (nor the
+    /// cluster-wide dynamic broker default). Default false; not in `[cluster]` yet.
+    pub unclean_leader_election: bool,
 }
 
 impl ControllerSettings {
@@ -48,6 +55,7 @@ impl ControllerSettings {
             default_partitions: config.default_partitions,
             partitions_max: config.partitions_max,
             producer_id_block_size: config.producer_id_block_size,
+            ..ControllerSettings::default()
         }
     }
 }
@@ -60,6 +68,8 @@ impl Default for ControllerSettings {
             default_partitions: 1,
             partitions_max: 10_000,
             producer_id_block_size: 1_000,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -175,8 +185,9 @@ pub struct BrokerRegistrationDecision {
 }
 
 /// RegisterBroker. A new incarnation gets a new epoch (above every epoch registered so far)
-/// and starts fenced; its partitions lose it as leader and ISR member as if it had been fenced,
-/// since a restarted process may have lost unsynced data. A different incarnation claiming a
+/// and starts fenced; its partitions lose it as leader and ISR member as if it had been fenced
+/// (a `Departure::Clean`: the registration does not say whether the old process shut down
+/// cleanly, see docs/cluster.md). A different incarnation claiming a
 /// node id whose session is still live is refused. A retry of the same registration is a no-op.
 pub fn register_broker(
     image: &MetadataImage,
@@ -220,7 +231,12 @@ pub fn register_broker(
         fenced: true,
     })];
     if existing.is_some() {
-        records.extend(remove_from_partitions(image, request.node_id));
+        records.extend(departures(
+            image,
+            settings,
+            &[request.node_id],
+            Departure::Clean,
+        ));
     }
     Ok(BrokerRegistrationDecision {
         broker_epoch,
@@ -239,10 +255,12 @@ pub struct BrokerHeartbeatRequest {
 }
 
 /// BrokerHeartbeat: a caught-up fenced broker that does not ask to stay fenced is unfenced,
-/// and takes back leadership of offline partitions whose ISR still names it. The caller
+/// and leads offline partitions whose ISR (or, ISR empty, ELR) names it; an unfenced broker
+/// asking to be fenced (controlled shutdown) leaves its partitions cleanly. The caller
 /// touches the broker's session when this returns `Ok`.
 pub fn broker_heartbeat(
     image: &MetadataImage,
+    settings: &ControllerSettings,
     request: &BrokerHeartbeatRequest,
     _now_ms: i64,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
@@ -262,12 +280,17 @@ pub fn broker_heartbeat(
     };
     if broker.fenced && request.caught_up && !request.want_fence {
         let mut records = vec![MetadataRecord::UnfenceBroker(fencing)];
-        records.extend(elect_returning_broker(image, request.node_id));
+        records.extend(returning(image, settings, request.node_id));
         return Ok(records);
     }
     if !broker.fenced && request.want_fence {
         let mut records = vec![MetadataRecord::FenceBroker(fencing)];
-        records.extend(remove_from_partitions(image, request.node_id));
+        records.extend(departures(
+            image,
+            settings,
+            &[request.node_id],
+            Departure::Clean,
+        ));
         return Ok(records);
     }
     Ok(Vec::new())
@@ -286,7 +309,7 @@ pub fn fence_expired_brokers(
         .filter(|b| !sessions.is_live(b.node_id, now_ms, settings.broker_session_timeout_ms))
         .map(|b| b.node_id)
         .collect();
-    let mut fenced = BTreeSet::new();
+    let mut fenced = Vec::new();
     let mut records = Vec::new();
     for node_id in expired {
         let Some(broker) = image.broker(node_id) else {
@@ -296,102 +319,96 @@ pub fn fence_expired_brokers(
             node_id,
             broker_epoch: broker.broker_epoch,
         }));
-        fenced.insert(node_id);
+        fenced.push(node_id);
     }
-    records.extend(partition_changes_without(image, &fenced));
+    records.extend(departures(image, settings, &fenced, Departure::Clean));
     records
 }
 
-/// Partition changes that take `node_id` out of every ISR and leadership.
-fn remove_from_partitions(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
-    partition_changes_without(image, &BTreeSet::from([node_id]))
+/// `min.insync.replicas` and `unclean.leader.election.enable` of one topic: its own config,
+/// else the cluster-wide dynamic broker default, else the settings.
+struct ElectionPolicy {
+    min_insync_replicas: usize,
+    unclean_allowed: bool,
 }
 
-/// Takes the `gone` brokers out of every partition's ISR; a partition they led gets the next
-/// ISR member (in replica order) that is unfenced and not gone, or no leader (offline). As in
-/// Kafka, the ISR never becomes empty: its last member stays, so the controller knows who holds
-/// the committed data when it comes back.
-fn partition_changes_without(
+impl ElectionPolicy {
+    fn of(image: &MetadataImage, topic: &TopicImage, settings: &ControllerSettings) -> Self {
+        let defaults = image.broker_configs(&ConfigResource::BrokerDefault);
+        let lookup = |name: &str| {
+            topic
+                .configs
+                .get(name)
+                .or_else(|| defaults.and_then(|configs| configs.get(name)))
+                .map(|value| value.trim())
+        };
+        let min_insync_replicas = lookup("min.insync.replicas")
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(settings.min_insync_replicas);
+        let unclean_allowed = match lookup("unclean.leader.election.enable") {
+            Some(value) if value.eq_ignore_ascii_case("true") => true,
+            Some(value) if value.eq_ignore_ascii_case("false") => false,
+            _ => settings.unclean_leader_election,
+        };
+        ElectionPolicy {
+            min_insync_replicas,
+            unclean_allowed,
+        }
+    }
+}
+
+/// Partition changes for the `gone` brokers leaving every ISR (and ELR, if unclean) they are
+/// in, with one election per partition that lost its leader (`partition_changes::without_all`).
+/// A broker is usable as leader if it is registered, unfenced and not gone.
+fn departures(
     image: &MetadataImage,
-    gone: &BTreeSet<NodeId>,
+    settings: &ControllerSettings,
+    gone: &[NodeId],
+    departure: Departure,
 ) -> Vec<MetadataRecord> {
-    let usable = |node: &NodeId| {
-        !gone.contains(node) && image.broker(*node).is_some_and(|broker| !broker.fenced)
-    };
+    let usable = |node: NodeId| image.broker(node).is_some_and(|broker| !broker.fenced);
     let mut records = Vec::new();
     for topic in image.topics() {
+        let policy = ElectionPolicy::of(image, topic, settings);
         for (index, state) in topic.partitions.iter().enumerate() {
-            let mut isr: Vec<NodeId> = state
-                .isr
-                .iter()
-                .copied()
-                .filter(|node| !gone.contains(node))
-                .collect();
-            if isr.is_empty() {
-                isr = state.isr.iter().copied().take(1).collect();
+            let next = without_all(
+                state,
+                gone,
+                departure,
+                policy.min_insync_replicas,
+                &usable,
+                policy.unclean_allowed,
+            );
+            if let Some(next) = next {
+                records.push(change_record(topic.id, index as i32, state, &next));
             }
-            let leader_gone = state.leader.is_some_and(|leader| gone.contains(&leader));
-            let leader = if leader_gone {
-                state
-                    .replicas
-                    .iter()
-                    .copied()
-                    .find(|node| isr.contains(node) && usable(node))
-            } else {
-                state.leader
-            };
-            if isr == state.isr && leader == state.leader {
+        }
+    }
+    records
+}
+
+/// Partition changes for `node_id` being unfenced: its offline partitions elect a leader
+/// (`partition_changes::elect_returning`), counting it usable already.
+fn returning(
+    image: &MetadataImage,
+    settings: &ControllerSettings,
+    node_id: NodeId,
+) -> Vec<MetadataRecord> {
+    let usable =
+        |node: NodeId| node == node_id || image.broker(node).is_some_and(|broker| !broker.fenced);
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        let policy = ElectionPolicy::of(image, topic, settings);
+        for (index, state) in topic.partitions.iter().enumerate() {
+            if !state.replicas.contains(&node_id) {
                 continue;
             }
-            records.push(change_record(topic.id, index as i32, state, leader, isr));
-        }
-    }
-    records
-}
-
-/// Offline partitions whose ISR names `node_id` get it back as leader.
-fn elect_returning_broker(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
-    let mut records = Vec::new();
-    for topic in image.topics() {
-        for (index, state) in topic.partitions.iter().enumerate() {
-            if state.leader.is_none() && state.isr.contains(&node_id) {
-                let record = change_record(
-                    topic.id,
-                    index as i32,
-                    state,
-                    Some(node_id),
-                    state.isr.clone(),
-                );
-                records.push(record);
+            if let Some(next) = elect_returning(state, &usable, policy.unclean_allowed) {
+                records.push(change_record(topic.id, index as i32, state, &next));
             }
         }
     }
     records
-}
-
-fn change_record(
-    topic_id: TopicId,
-    partition: i32,
-    state: &PartitionState,
-    leader: Option<NodeId>,
-    isr: Vec<NodeId>,
-) -> MetadataRecord {
-    let leader_changed = leader != state.leader;
-    MetadataRecord::PartitionChange(PartitionChangeRecord {
-        topic_id,
-        partition,
-        leader: match (leader_changed, leader) {
-            (false, _) => LeaderChange::Unchanged,
-            (true, None) => LeaderChange::None,
-            (true, Some(node)) => LeaderChange::To(node),
-        },
-        replicas: None,
-        isr: (isr != state.isr).then_some(isr),
-        elr: None,
-        last_known_elr: None,
-        leader_epoch: state.leader_epoch + i32::from(leader_changed),
-        partition_epoch: state.partition_epoch + 1,
-    })
 }
 
 // ---------------------------------------------------------------------------------------

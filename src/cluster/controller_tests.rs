@@ -90,7 +90,7 @@ impl Cluster {
             caught_up: true,
             want_fence: false,
         };
-        let records = broker_heartbeat(&self.image, &request, now_ms)?;
+        let records = broker_heartbeat(&self.image, &self.settings, &request, now_ms)?;
         self.apply(&records);
         self.sessions.touch(node, now_ms);
         Ok(())
@@ -173,7 +173,7 @@ fn create_topics_refuses_bad_requests_with_kafka_codes() {
         caught_up: true,
         want_fence: true,
     };
-    let records = broker_heartbeat(&cluster.image, &request, 1).unwrap();
+    let records = broker_heartbeat(&cluster.image, &cluster.settings, &request, 1).unwrap();
     cluster.apply(&records);
     assert_eq!(error_code(cluster.create(topic("c", 5, 1, 3))), 38);
     cluster.create(topic("c", 5, 1, 2)).unwrap();
@@ -380,7 +380,12 @@ fn registration_epochs_and_duplicate_claimants() {
         want_fence: false,
     };
     assert_eq!(
-        error_code(broker_heartbeat(&cluster.image, &stale, later)),
+        error_code(broker_heartbeat(
+            &cluster.image,
+            &cluster.settings,
+            &stale,
+            later
+        )),
         77
     );
     let unknown = BrokerHeartbeatRequest {
@@ -388,7 +393,12 @@ fn registration_epochs_and_duplicate_claimants() {
         ..stale
     };
     assert_eq!(
-        error_code(broker_heartbeat(&cluster.image, &unknown, later)),
+        error_code(broker_heartbeat(
+            &cluster.image,
+            &cluster.settings,
+            &unknown,
+            later
+        )),
         102
     );
 }
@@ -414,7 +424,7 @@ fn a_registered_broker_stays_fenced_until_caught_up() {
         want_fence: false,
     };
     assert!(
-        broker_heartbeat(&cluster.image, &behind, 1)
+        broker_heartbeat(&cluster.image, &cluster.settings, &behind, 1)
             .unwrap()
             .is_empty()
     );
@@ -422,7 +432,7 @@ fn a_registered_broker_stays_fenced_until_caught_up() {
         caught_up: true,
         ..behind
     };
-    let records = broker_heartbeat(&cluster.image, &caught_up, 2).unwrap();
+    let records = broker_heartbeat(&cluster.image, &cluster.settings, &caught_up, 2).unwrap();
     cluster.apply(&records);
     assert!(!cluster.image.broker(2).unwrap().fenced);
 }
@@ -466,21 +476,134 @@ fn session_timeout_fences_and_moves_leadership_then_offline_then_back() {
     let after = state(&cluster);
     assert_eq!((after.leader, after.isr.clone()), (Some(2), vec![2]));
     assert_eq!((after.leader_epoch, after.partition_epoch), (1, 2));
-    // The last ISR member expires: offline, and the ISR remembers who holds the data.
+    // The last ISR member expires: offline with an empty ISR, and the ELR remembers who holds
+    // the data (KIP-966).
     let now = now + TIMEOUT + 1;
     let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
     cluster.apply(&records);
     let after = state(&cluster);
     assert_eq!(
-        (after.leader, after.isr.clone(), after.leader_epoch),
-        (None, vec![2], 2)
+        (
+            after.leader,
+            after.isr.clone(),
+            after.elr.clone(),
+            after.leader_epoch
+        ),
+        (None, vec![], vec![2], 2)
     );
     // Broker 3 coming back cannot lead (not in the ISR); broker 2 coming back does.
     cluster.heartbeat(3, now + 1).unwrap();
     assert_eq!(state(&cluster).leader, None);
     cluster.start_broker(2, [99; 16], None, now + 2).unwrap();
     let after = state(&cluster);
-    assert_eq!((after.leader, after.leader_epoch), (Some(2), 3));
+    assert_eq!(
+        (after.leader, after.isr, after.elr, after.leader_epoch),
+        (Some(2), vec![2], vec![], 3)
+    );
+}
+
+/// Three replicas, broker 1 leading, min ISR from the topic config when given.
+fn three_replicas(cluster: &mut Cluster, configs: &[(&str, &str)]) -> TopicId {
+    let manual = CreateTopicRequest {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: BTreeMap::from([(0, vec![1, 2, 3])]),
+        configs: configs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+        ..topic("orders", 1, -1, -1)
+    };
+    cluster.create(manual).unwrap()
+}
+
+#[test]
+fn brokers_fenced_together_leave_at_once_and_the_topic_min_isr_keeps_them_eligible() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    let id = three_replicas(&mut cluster, &[("min.insync.replicas", "2")]);
+    let now = TIMEOUT + 1;
+    cluster.heartbeat(3, now).unwrap();
+    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+    cluster.apply(&records);
+    let after = cluster.image.partition(&id, 0).unwrap();
+    // One change for both departures: 3 leads, 1 and 2 left below min ISR 2 and stay eligible.
+    assert_eq!(
+        (after.leader, after.isr.clone(), after.elr.clone()),
+        (Some(3), vec![3], vec![1, 2])
+    );
+    assert_eq!((after.leader_epoch, after.partition_epoch), (1, 1));
+}
+
+#[test]
+fn controlled_shutdown_of_the_last_isr_member_keeps_it_eligible_and_it_leads_again() {
+    let mut cluster = Cluster::new(&[None, None]);
+    let manual = CreateTopicRequest {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: BTreeMap::from([(0, vec![1])]),
+        ..topic("orders", 1, -1, -1)
+    };
+    let id = cluster.create(manual).unwrap();
+    let shutdown = BrokerHeartbeatRequest {
+        node_id: 1,
+        broker_epoch: cluster.epochs[&1],
+        caught_up: true,
+        want_fence: true,
+    };
+    let records = broker_heartbeat(&cluster.image, &cluster.settings, &shutdown, 1).unwrap();
+    cluster.apply(&records);
+    let after = cluster.image.partition(&id, 0).unwrap();
+    assert_eq!(
+        (after.leader, after.isr.clone(), after.elr.clone()),
+        (None, vec![], vec![1])
+    );
+    cluster.start_broker(1, [77; 16], None, 2).unwrap();
+    let after = cluster.image.partition(&id, 0).unwrap();
+    assert_eq!((after.leader, after.isr.clone()), (Some(1), vec![1]));
+}
+
+#[test]
+fn the_topic_unclean_election_config_overrides_the_settings() {
+    for (config, leader) in [("false", None), ("true", Some(3))] {
+        let mut cluster = Cluster::new(&[None, None, None]);
+        let manual = CreateTopicRequest {
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: BTreeMap::from([(0, vec![1, 2, 3])]),
+            ..topic("orders", 1, -1, -1)
+        };
+        let id = cluster.create(manual).unwrap();
+        // Broker 3 leaves first (ISR [1, 2]), then 1 and 2 restart without coming back:
+        // the ELR is [1, 2], fenced; broker 3 returns outside ISR and ELR.
+        let now = TIMEOUT + 1;
+        cluster.heartbeat(1, now).unwrap();
+        cluster.heartbeat(2, now).unwrap();
+        let records =
+            fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+        cluster.apply(&records);
+        let later = now + TIMEOUT + 1;
+        let records =
+            fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, later);
+        cluster.apply(&records);
+        let offline = cluster.image.partition(&id, 0).unwrap().clone();
+        assert_eq!((offline.leader, offline.isr.clone()), (None, vec![]));
+        let set = alter_configs(
+            &cluster.image,
+            &ConfigResource::Topic("orders".into()),
+            &[ConfigAlteration {
+                name: "unclean.leader.election.enable".into(),
+                value: Some(config.into()),
+            }],
+        )
+        .unwrap();
+        cluster.apply(&set);
+        cluster.start_broker(3, [33; 16], None, later + 1).unwrap();
+        let after = cluster.image.partition(&id, 0).unwrap();
+        assert_eq!(
+            after.leader, leader,
+            "unclean.leader.election.enable={config}"
+        );
+    }
 }
 
 #[test]

@@ -167,7 +167,7 @@ impl ActiveController {
             caught_up: true,
             want_fence: false,
         };
-        let records = broker_heartbeat(self.image(nodes), &heartbeat, 0).unwrap();
+        let records = broker_heartbeat(self.image(nodes), &self.settings, &heartbeat, 0).unwrap();
         assert!(
             !records.is_empty(),
             "the heartbeat must unfence broker {node}"

@@ -22,6 +22,7 @@ pub enum ErrorCode {
     InvalidTopicException = 17,
     RecordListTooLarge = 18,
     NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
     InvalidRequiredAcks = 21,
     IllegalGeneration = 22,
     InconsistentGroupProtocol = 23,
@@ -60,6 +61,9 @@ pub enum ErrorCode {
     GroupIdNotFound = 69,
     FetchSessionIdNotFound = 70,
     InvalidFetchSessionEpoch = 71,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
+    OffsetNotAvailable = 78,
     MemberIdRequired = 79,
     StaleBrokerEpoch = 77,
     FencedInstanceId = 82,
@@ -67,12 +71,14 @@ pub enum ErrorCode {
     UnstableOffsetCommit = 88,
     GroupSubscribedToTopic = 86,
     InvalidRecord = 87,
+    InvalidUpdateVersion = 95,
     UnknownTopicId = 100,
     DuplicateBrokerRegistration = 101,
     BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,
     InconsistentClusterId = 104,
     TransactionalIdNotFound = 105,
+    IneligibleReplica = 107,
     ProducerFenced = 90,
     TransactionAbortable = 120,
 }
@@ -103,6 +109,7 @@ impl ErrorCode {
             17 => ErrorCode::InvalidTopicException,
             18 => ErrorCode::RecordListTooLarge,
             19 => ErrorCode::NotEnoughReplicas,
+            20 => ErrorCode::NotEnoughReplicasAfterAppend,
             21 => ErrorCode::InvalidRequiredAcks,
             22 => ErrorCode::IllegalGeneration,
             23 => ErrorCode::InconsistentGroupProtocol,
@@ -141,6 +148,9 @@ impl ErrorCode {
             69 => ErrorCode::GroupIdNotFound,
             70 => ErrorCode::FetchSessionIdNotFound,
             71 => ErrorCode::InvalidFetchSessionEpoch,
+            74 => ErrorCode::FencedLeaderEpoch,
+            75 => ErrorCode::UnknownLeaderEpoch,
+            78 => ErrorCode::OffsetNotAvailable,
             79 => ErrorCode::MemberIdRequired,
             77 => ErrorCode::StaleBrokerEpoch,
             82 => ErrorCode::FencedInstanceId,
@@ -148,12 +158,14 @@ impl ErrorCode {
             88 => ErrorCode::UnstableOffsetCommit,
             86 => ErrorCode::GroupSubscribedToTopic,
             87 => ErrorCode::InvalidRecord,
+            95 => ErrorCode::InvalidUpdateVersion,
             100 => ErrorCode::UnknownTopicId,
             101 => ErrorCode::DuplicateBrokerRegistration,
             102 => ErrorCode::BrokerIdNotRegistered,
             103 => ErrorCode::InconsistentTopicId,
             104 => ErrorCode::InconsistentClusterId,
             105 => ErrorCode::TransactionalIdNotFound,
+            107 => ErrorCode::IneligibleReplica,
             90 => ErrorCode::ProducerFenced,
             120 => ErrorCode::TransactionAbortable,
             _ => ErrorCode::UnknownServerError,
@@ -182,6 +194,19 @@ mod tests {
         }
         assert!(named >= 60, "{named}");
         assert_eq!(ErrorCode::from_code(6), ErrorCode::NotLeaderOrFollower);
+        // Kafka's numbers for the replication and AlterPartition codes.
+        for (error, code) in [
+            (ErrorCode::NotEnoughReplicasAfterAppend, 20),
+            (ErrorCode::FencedLeaderEpoch, 74),
+            (ErrorCode::UnknownLeaderEpoch, 75),
+            (ErrorCode::StaleBrokerEpoch, 77),
+            (ErrorCode::OffsetNotAvailable, 78),
+            (ErrorCode::InvalidUpdateVersion, 95),
+            (ErrorCode::IneligibleReplica, 107),
+        ] {
+            assert_eq!(error.code(), code);
+            assert_eq!(ErrorCode::from_code(code), error);
+        }
         assert_eq!(ErrorCode::from_code(9999), ErrorCode::UnknownServerError);
     }
 }

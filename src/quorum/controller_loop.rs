@@ -407,7 +407,7 @@ impl ControllerLoop {
                     caught_up,
                     want_fence,
                 };
-                broker_heartbeat(image, &request, now).map(|records| {
+                broker_heartbeat(image, settings, &request, now).map(|records| {
                     active.sessions.touch(node_id, now);
                     (records, Answer::broker(broker_epoch))
                 })
