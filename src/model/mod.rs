@@ -9,6 +9,7 @@ pub mod batch;
 pub mod compression;
 pub mod error_code;
 pub mod histogram;
+pub mod leader_epochs;
 pub mod records;
 pub mod validation;
 
