@@ -272,16 +272,20 @@ SOAK_SECONDS ?= 120
 soak: test-deps build
 	$(VENV_PY) tests/soak/soak.py --binary target/release/shardlog --seconds $(SOAK_SECONDS)
 
-# Metadata Raft simulator, long run (not part of `make test`; `cargo test --release --lib
-# cluster::sim` runs 1000 seeds): SIM_SEEDS seeds × SIM_STEPS fault steps each, then healing and
-# a liveness check. A failing seed prints SHARDLOG_SIM_SEED=<seed>; replay it with
-# `SHARDLOG_SIM_SEED=<seed> cargo test --release --lib cluster::sim`. See docs/cluster.md.
+# Simulators, long run (not part of `make test`, which runs 1000 Raft seeds and 300
+# replication seeds): SIM_SEEDS seeds × SIM_STEPS fault steps each, then healing and a liveness
+# check, for the metadata Raft quorum and then for partition replication. A failing seed prints
+# SHARDLOG_SIM_SEED=<seed> (Raft) or SHARDLOG_REPLICATION_SIM_SEED=<seed> (replication); replay
+# it with that variable set and `cargo test --release --lib cluster::sim` or
+# `... replication::sim`. See docs/cluster.md and docs/replication.md.
 SIM_SEEDS ?= 10000
 SIM_STEPS ?= 2000
 .PHONY: sim
 sim:
 	SHARDLOG_SIM_SEEDS=$(SIM_SEEDS) SHARDLOG_SIM_STEPS=$(SIM_STEPS) $(CARGO) test --release --lib \
 	  cluster::sim::tests::seeded_runs_keep_raft_safe_and_live -- --exact --nocapture
+	SHARDLOG_SIM_SEEDS=$(SIM_SEEDS) SHARDLOG_SIM_STEPS=$(SIM_STEPS) $(CARGO) test --release --lib \
+	  replication::sim::tests::seeded_runs_keep_replication_safe_and_live -- --exact --nocapture
 
 # Issue 15's closing figure: kill -9 of the active controller -> next successful CreateTopics,
 # on a three-node loopback cluster (docs/cluster.md, "Figures").

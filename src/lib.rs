@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod model;
 pub mod protocol;
 pub mod quorum;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

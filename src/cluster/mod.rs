@@ -20,7 +20,7 @@ pub mod raft;
 pub mod records;
 pub mod sim;
 #[cfg(test)]
-mod test_rng;
+pub(crate) mod test_rng;
 
 pub use controller::ControllerError;
 pub use image::{ImageError, MetadataImage};

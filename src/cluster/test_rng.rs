@@ -24,6 +24,14 @@ impl Rng {
         }
     }
 
+    /// A generator for one given seed (simulators that report their own seeds).
+    pub(crate) fn with_seed(seed: u64) -> Rng {
+        Rng {
+            state: seed.max(1),
+            seed,
+        }
+    }
+
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.state;
         x ^= x >> 12;
