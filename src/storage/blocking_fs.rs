@@ -48,6 +48,10 @@ pub enum BlockingOp {
     RemoveSegmentFiles,
     /// Other unlinks of a serving log (compaction leftovers, transaction indexes, markers).
     RemoveFiles,
+    /// Truncation's directory work: the producer snapshots listed (to rebuild the
+    /// transaction state, and to unlink those past the new end), the cut segment's stale
+    /// index files and an emptied transaction index unlinked.
+    TruncateLogFiles,
     /// Compaction's swap: the merged-away segments' files unlinked and the cleaned files
     /// renamed into place (readers opening those paths wait for it).
     CompactionSwap,
@@ -69,6 +73,7 @@ impl BlockingOp {
             BlockingOp::CheckPartitionDirs => "check_partition_dirs",
             BlockingOp::RemoveSegmentFiles => "remove_segment_files",
             BlockingOp::RemoveFiles => "remove_files",
+            BlockingOp::TruncateLogFiles => "truncate_log_files",
             BlockingOp::CompactionSwap => "compaction_swap",
             BlockingOp::OpenLogDir => "open_log_dir",
             BlockingOp::StatDataDir => "stat_data_dir",
