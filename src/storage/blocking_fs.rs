@@ -4,7 +4,7 @@
 //! shard task awaits them, so the shard thread keeps answering its connections meanwhile.
 //!
 //! Owns: `run_off_shard`, the names of the operations (`BlockingOp`) and the test-only gate
-//! hook (`SHARDLOG_TEST_FS_GATE`). May import: glommio, std. Runs on: any shard (the closure
+//! hooks (`SHARDLOG_TEST_FS_GATE`; `test_gate` per executor thread in unit tests). May import: glommio, std. Runs on: any shard (the closure
 //! on that shard's blocking thread).
 //! Invariants: one call runs one closure to completion before its future resolves, so a
 //! caller that awaits `write → fsync file → rename → fsync dir` inside one closure, or in
@@ -21,9 +21,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The environment variable of the test-only gate hook: `<op>:<dir>`. Once `<dir>/armed`
-/// exists, every operation named `<op>` creates `<dir>/reached`, then waits (on the thread
-/// that runs it) until `<dir>/release` exists, at most `GATE_WAIT_MAX`. Tests use it to hold a blocking file
-/// operation and show that the shard answers requests meanwhile.
+/// exists, every operation named `<op>` appends its name to `<dir>/reached`, then waits (on
+/// the thread that runs it) until `<dir>/release` exists, at most `GATE_WAIT_MAX`. Tests use
+/// it to hold a blocking file operation and show that the shard answers requests meanwhile.
 pub const FS_GATE_ENV: &str = "SHARDLOG_TEST_FS_GATE";
 /// Longest a gated operation waits for its release file.
 const GATE_WAIT_MAX: Duration = Duration::from_secs(120);
@@ -48,6 +48,10 @@ pub enum BlockingOp {
     RemoveSegmentFiles,
     /// Other unlinks of a serving log (compaction leftovers, transaction indexes, markers).
     RemoveFiles,
+    /// Truncation's directory work: the producer snapshots listed (to rebuild the
+    /// transaction state, and to unlink those past the new end), the cut segment's stale
+    /// index files and an emptied transaction index unlinked.
+    TruncateLogFiles,
     /// Compaction's swap: the merged-away segments' files unlinked and the cleaned files
     /// renamed into place (readers opening those paths wait for it).
     CompactionSwap,
@@ -69,6 +73,7 @@ impl BlockingOp {
             BlockingOp::CheckPartitionDirs => "check_partition_dirs",
             BlockingOp::RemoveSegmentFiles => "remove_segment_files",
             BlockingOp::RemoveFiles => "remove_files",
+            BlockingOp::TruncateLogFiles => "truncate_log_files",
             BlockingOp::CompactionSwap => "compaction_swap",
             BlockingOp::OpenLogDir => "open_log_dir",
             BlockingOp::StatDataDir => "stat_data_dir",
@@ -105,9 +110,13 @@ where
     let semaphore = IN_FLIGHT.with(Rc::clone);
     // The semaphore is never closed, so the permit is always granted.
     let _permit = semaphore.acquire_permit(1).await;
+    let unit_test_gate = test_gate::dir_for(op);
     glommio::executor()
         .spawn_blocking(move || {
             gate(op);
+            if let Some(dir) = unit_test_gate {
+                hold(op, &dir);
+            }
             operation()
         })
         .await
@@ -124,17 +133,64 @@ fn gate(op: BlockingOp) {
     let Some((name, dir)) = gate else {
         return;
     };
-    if name != op.as_str() || !dir.join("armed").exists() {
+    if name == op.as_str() {
+        hold(op, dir);
+    }
+}
+
+/// Once `<dir>/armed` exists: appends `op`'s name to `<dir>/reached` (one line per call),
+/// then waits until `<dir>/release` exists (at most `GATE_WAIT_MAX`), on the thread that
+/// runs the operation.
+fn hold(op: BlockingOp, dir: &std::path::Path) {
+    if !dir.join("armed").exists() {
         return;
     }
     static ANNOUNCED: std::sync::Once = std::sync::Once::new();
     ANNOUNCED.call_once(|| {
         tracing::warn!(op = op.as_str(), dir = %dir.display(), "test gate ({FS_GATE_ENV}): holding blocking file operations");
     });
-    let _ = std::fs::write(dir.join("reached"), b"");
+    let line = format!("{}\n", op.as_str());
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("reached"))
+        .and_then(|mut reached| std::io::Write::write_all(&mut reached, line.as_bytes()));
     let started = std::time::Instant::now();
     while !dir.join("release").exists() && started.elapsed() < GATE_WAIT_MAX {
         std::thread::sleep(GATE_POLL);
+    }
+}
+
+/// The unit tests' form of the gate: set on a shard (executor) thread, it holds the
+/// operations that shard runs, like `FS_GATE_ENV` does, without touching other tests'
+/// executors in the same process (the environment variable is read once per process).
+#[cfg(test)]
+pub(crate) mod test_gate {
+    use super::BlockingOp;
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static GATE: RefCell<Option<(BlockingOp, PathBuf)>> = const { RefCell::new(None) };
+    }
+
+    /// Holds this thread's operations named `op` once `<dir>/armed` exists (see `hold`).
+    pub(crate) fn set(op: BlockingOp, dir: &Path) {
+        GATE.with(|gate| *gate.borrow_mut() = Some((op, dir.to_path_buf())));
+    }
+
+    pub(super) fn dir_for(op: BlockingOp) -> Option<PathBuf> {
+        GATE.with(|gate| match &*gate.borrow() {
+            Some((gated, dir)) if *gated == op => Some(dir.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(not(test))]
+mod test_gate {
+    pub(super) fn dir_for(_: super::BlockingOp) -> Option<std::path::PathBuf> {
+        None
     }
 }
 

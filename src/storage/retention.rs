@@ -2,7 +2,8 @@
 //! the log start offset, persisted), and truncation to an offset (for replication).
 //!
 //! Owns: the log start checkpoint updates, segment file deletion, truncation of the tail.
-//! May import: storage modules. Runs on: the shard owning the partition.
+//! May import: storage modules. Runs on: the shard owning the partition; unlinks and
+//! truncation's directory listing on its blocking pool (`blocking_fs`).
 //! Invariants: only finished segments (sealed, written, synced) are deleted by retention and
 //! never the active one; the log start offset never decreases except when truncation goes
 //! below it; truncation holds `disk_lock`, so no write burst runs while files change, and it
@@ -18,6 +19,7 @@ use super::segment::{self, Segment};
 use super::state::LogState;
 use super::txn_state;
 use crate::model::RecordBatchHeader;
+use std::path::Path;
 use std::rc::Rc;
 
 const SEGMENT_SUFFIXES: [&str; 5] = [
@@ -173,10 +175,7 @@ pub(crate) async fn truncate_to(state: &LogState, offset: i64) -> Result<i64, St
     delete_segment_files(state, &removed).await?;
     let cursor = cut_files(state, &segment, position, cursor).await?;
     *state.cursor.borrow_mut() = cursor;
-    for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-        io::remove_file(&segment.path(suffix))?;
-    }
-    remove_snapshots_after(state, new_end)?;
+    remove_stale_files(state, &segment, new_end).await?;
     txn_checkpoint.write().await?;
     let epochs = state.leader_epochs.borrow().clone();
     checkpoint::write_leader_epochs(&state.dir, &epochs).await?;
@@ -347,9 +346,24 @@ async fn cut_files(
     ))
 }
 
-fn remove_snapshots_after(state: &LogState, new_end: i64) -> Result<(), StorageError> {
-    let entries =
-        std::fs::read_dir(&state.dir).map_err(|e| StorageError::io("read_dir", &state.dir, e))?;
+/// Unlinks, on the blocking pool, the cut segment's index files (stale past the cut;
+/// rebuilt from the log) and the producer snapshots past `new_end` (the directory listed).
+async fn remove_stale_files(
+    state: &LogState,
+    segment: &Segment,
+    new_end: i64,
+) -> Result<(), StorageError> {
+    let dir = state.dir.clone();
+    let indexes = [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX].map(|s| segment.path(s));
+    run_off_shard(BlockingOp::TruncateLogFiles, move || {
+        indexes.iter().try_for_each(|path| io::remove_file(path))?;
+        remove_snapshots_after(&dir, new_end)
+    })
+    .await
+}
+
+fn remove_snapshots_after(dir: &Path, new_end: i64) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("read_dir", dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(offset) = segment::parse_file_name(&name, segment::SNAPSHOT_SUFFIX)

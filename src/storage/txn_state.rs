@@ -7,6 +7,9 @@
 //! producer snapshot, read_committed reads. May import: `crate::model`, storage modules.
 //! Runs on: the shard owning the partition; every change happens inside an append,
 //! a truncation or recovery, without an `.await` between reading and writing the state.
+//! Truncation's directory listing and unlink run on the shard's blocking pool
+//! (`blocking_fs`); the unlink of an empty segment's index at roll stays on the shard
+//! (docs/durability.md, "Blocking file-system calls").
 //!
 //! Invariants: a producer has at most one ongoing transaction, started by its first
 //! transactional data batch after its previous marker and ended by its next COMMIT/ABORT
@@ -26,6 +29,7 @@
 //! acknowledgement. A segment without aborted transactions has no `.txnindex` file.
 
 use super::StorageError;
+use super::blocking_fs::{BlockingOp, run_off_shard};
 use super::io;
 use super::log::{ReadLimits, ReadResult};
 use super::producer::ProducerStateMap;
@@ -778,23 +782,23 @@ impl TruncationCheckpoint {
     pub(crate) async fn write(self) -> Result<(), StorageError> {
         match self.index {
             Some(bytes) => io::write_file_atomically(&self.index_path, bytes).await?,
-            None => io::remove_file(&self.index_path)?,
+            None => {
+                let path = self.index_path;
+                run_off_shard(BlockingOp::TruncateLogFiles, move || io::remove_file(&path)).await?
+            }
         }
         io::write_file_atomically(&self.snapshot_path, self.snapshot).await
     }
 }
 
 /// The transaction section of the newest usable snapshot at or below `end`.
+/// The directory is listed on the blocking pool (truncation runs while the shard serves).
 async fn newest_snapshot(dir: &Path, end: i64, max: usize) -> Option<(i64, TxnState)> {
-    let mut offsets: Vec<i64> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            segment::parse_file_name(&name, segment::SNAPSHOT_SUFFIX)
-        })
-        .filter(|&offset| offset <= end)
-        .collect();
+    let listed = dir.to_path_buf();
+    let mut offsets = run_off_shard(BlockingOp::TruncateLogFiles, move || {
+        snapshot_offsets_at_or_below(&listed, end)
+    })
+    .await?;
     offsets.sort_unstable();
     for offset in offsets.into_iter().rev() {
         let path = segment::file_path(dir, offset, segment::SNAPSHOT_SUFFIX);
@@ -810,6 +814,21 @@ async fn newest_snapshot(dir: &Path, end: i64, max: usize) -> Option<(i64, TxnSt
         }
     }
     None
+}
+
+/// The offsets of the producer snapshots in `dir` at or below `end`; `None` if the
+/// directory cannot be listed.
+fn snapshot_offsets_at_or_below(dir: &Path, end: i64) -> Option<Vec<i64>> {
+    let offsets = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            segment::parse_file_name(&name, segment::SNAPSHOT_SUFFIX)
+        })
+        .filter(|&offset| offset <= end)
+        .collect();
+    Some(offsets)
 }
 
 /// Applies the batches in `[from, end)` of the log to `txns`.

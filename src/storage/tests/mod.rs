@@ -9,6 +9,7 @@
 //! /dev/shm) or under `$SHARDLOG_TEST_DIR`. Randomised tests print their seed on failure;
 //! `SHARDLOG_SEED=<seed>` replays it.
 
+mod blocking_fs_tests;
 mod compaction_tests;
 mod crash_tests;
 mod damage_tests;
