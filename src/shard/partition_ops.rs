@@ -47,6 +47,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::UnexpectedAppendOffset { .. } => ErrorCode::UnknownServerError,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         StorageError::TransactionNotVerified { .. } => ErrorCode::TransactionAbortable,

@@ -80,6 +80,82 @@ pub(crate) async fn append(
     result
 }
 
+/// A follower's append (Kafka's `appendAsFollower`): the leader's batches are stored as they
+/// are, with the offsets, leader epochs and producer state the leader gave them; only their
+/// framing and CRC-32C are checked (a follower never re-encodes, so its bytes equal the
+/// leader's). The first batch must start at the log end and each batch where the previous
+/// one ends (offsets stay dense, as recovery requires: shardlog's compaction keeps batch
+/// ranges); otherwise nothing is stored (`UnexpectedAppendOffset`). Producer ids are recorded, not checked: the leader did
+/// that. Visibility follows the same rule as `append` (replication will cap it at the high
+/// watermark the leader sends, docs/replication.md).
+pub(crate) async fn append_replicated(
+    state: &Rc<LogState>,
+    records: Bytes,
+    now_ms: i64,
+) -> Result<AppendResult, StorageError> {
+    state.check_writable()?;
+    let config = state.config();
+    let spans = validate(&records, &config)?;
+    let units = (records.len() as u64).min(state.admission_capacity);
+    if state.admission.acquire(units).await.is_err() {
+        state.check_writable()?;
+        return Err(StorageError::Closed);
+    }
+    // From here on no `.await`: the rest of the append is atomic on this shard.
+    let result = state
+        .check_writable()
+        .and_then(|()| place_replicated(state, &records, &spans, now_ms, units, &config));
+    if result.is_err() {
+        state.admission.signal(units);
+    }
+    result
+}
+
+fn place_replicated(
+    state: &LogState,
+    records: &Bytes,
+    spans: &[(usize, usize)],
+    now_ms: i64,
+    units: u64,
+    config: &LogConfig,
+) -> Result<AppendResult, StorageError> {
+    let mut expected = state.log_end.get();
+    for &(start, _) in spans {
+        let header = RecordBatchHeader::view(&records[start..])?;
+        if header.base_offset() != expected || header.last_offset() < header.base_offset() {
+            return Err(StorageError::UnexpectedAppendOffset {
+                base_offset: header.base_offset(),
+                expected,
+            });
+        }
+        expected = header.last_offset() + 1;
+    }
+    let first_base = RecordBatchHeader::view(records)?.base_offset();
+    let mut next = state.log_end.get();
+    let count = spans.len();
+    for (index, &(start, len)) in spans.iter().enumerate() {
+        let bytes = records.slice(start..start + len);
+        let leader_epoch = RecordBatchHeader::view(&bytes)?
+            .partition_leader_epoch
+            .get();
+        let item_units = if index + 1 == count { units } else { 0 };
+        next = place_batch(state, bytes, leader_epoch, now_ms, item_units, config)?;
+    }
+    state.log_end.set(next);
+    if !config.visible_when_flushed {
+        state.high_watermark.set(next);
+        state.appended.notify();
+    }
+    state.work.notify();
+    Ok(AppendResult {
+        base_offset: Offset(first_base),
+        last_offset: Offset(next - 1),
+        log_append_time_ms: -1,
+        log_start_offset: Offset(state.log_start.get()),
+        duplicate: false,
+    })
+}
+
 /// Validates a client's records (one batch), then applies the topic's rules (which may
 /// re-encode the batch); returns them with the batch's (start, length).
 fn validate_client(

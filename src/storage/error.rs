@@ -42,6 +42,11 @@ pub enum StorageError {
         base_offset: i64,
         expected: i64,
     },
+    /// A follower's append whose batches do not continue the log: a base offset other than
+    /// the log end or the previous batch's end (Kafka's UnexpectedAppendOffsetException).
+    /// Replication truncates and fetches again; nothing is stored.
+    #[error("replicated batch at offset {base_offset} does not continue the log at {expected}")]
+    UnexpectedAppendOffset { base_offset: i64, expected: i64 },
     /// Kafka OFFSET_OUT_OF_RANGE.
     #[error("offset {requested} is outside [{log_start}, {log_end}]")]
     OffsetOutOfRange {

@@ -312,6 +312,17 @@ impl PartitionLog {
         .await
     }
 
+    /// A follower's append: `records` (whole batches from the leader's log, as a replica
+    /// Fetch returns them) are stored with the leader's offsets, epochs and producer state;
+    /// see `append::append_replicated` for the checks.
+    pub async fn append_replicated(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendResult, StorageError> {
+        append::append_replicated(&self.state, records, now_ms).await
+    }
+
     /// Returns once every batch up to and including `offset` is *synced* (fdatasync
     /// returned). Concurrent callers share one sync (group commit). Forces a sync whatever
     /// the sync policy.

@@ -675,3 +675,83 @@ fn records_become_visible_once_flushed() {
         assert_eq!(read.high_watermark, Offset(3));
     });
 }
+
+#[test]
+fn a_follower_stores_the_leaders_batches_as_they_are() {
+    run(|| async {
+        let (leader_dir, follower_dir) = (temp_dir(), temp_dir());
+        let config = small_config();
+        let leader = open(leader_dir.path(), &config, &cache()).await;
+        let follower = open(follower_dir.path(), &config, &cache()).await;
+        leader
+            .append(batch_of(3, 100, 1, b'a'), 0, 0)
+            .await
+            .unwrap();
+        let idempotent = with_producer(&batch_of(2, 100, 2, b'b'), 7, 0, 0);
+        leader.append(idempotent, 0, 0).await.unwrap();
+        leader
+            .append(batch_of(1, 100, 3, b'c'), 2, 0)
+            .await
+            .unwrap();
+        let batches = read_all(&leader).await;
+        assert_eq!(batches.len(), 3);
+
+        // Two batches in one fetch, then the third.
+        let mut first_two = batches[0].to_vec();
+        first_two.extend_from_slice(&batches[1]);
+        let result = follower
+            .append_replicated(Bytes::from(first_two), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            (result.base_offset, result.last_offset),
+            (Offset(0), Offset(4))
+        );
+        follower
+            .append_replicated(batches[2].clone(), 0)
+            .await
+            .unwrap();
+        assert_eq!(read_all(&follower).await, batches, "byte for byte");
+        assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+        assert_eq!(follower.producers(), leader.producers());
+
+        // Nothing that does not continue the log, nothing corrupt, is stored.
+        let again = follower.append_replicated(batches[0].clone(), 0).await;
+        assert!(matches!(
+            again,
+            Err(StorageError::UnexpectedAppendOffset {
+                base_offset: 0,
+                expected: 6
+            })
+        ));
+        let mut corrupt = stamped(&batch_of(1, 100, 4, b'd'), 6, 2);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let corrupt = follower.append_replicated(Bytes::from(corrupt), 0).await;
+        assert!(matches!(corrupt, Err(StorageError::InvalidBatch(_))));
+        assert_eq!(follower.log_end_offset(), Offset(6));
+
+        let gap = Bytes::from(stamped(&batch_of(1, 100, 5, b'e'), 9, 3));
+        let gap = follower.append_replicated(gap, 0).await;
+        assert!(matches!(
+            gap,
+            Err(StorageError::UnexpectedAppendOffset {
+                base_offset: 9,
+                expected: 6
+            })
+        ));
+        assert_eq!(follower.log_end_offset(), Offset(6));
+
+        // What a follower stored survives a restart as it was.
+        let next = Bytes::from(stamped(&batch_of(1, 100, 5, b'e'), 6, 3));
+        follower.append_replicated(next, 0).await.unwrap();
+        follower.wait_synced(Offset(6)).await.unwrap();
+        follower.close().await.unwrap();
+        let reopened = open(follower_dir.path(), &config, &cache()).await;
+        assert_eq!(reopened.log_end_offset(), Offset(7));
+        assert_eq!(read_all(&reopened).await[..3], batches[..]);
+        assert_eq!(reopened.leader_epochs().last(), Some(&(3, Offset(6))));
+        reopened.close().await.unwrap();
+        leader.close().await.unwrap();
+    });
+}
