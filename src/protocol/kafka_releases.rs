@@ -95,6 +95,10 @@ const VERSION_INTRODUCED_IN: &[(ApiKey, &[&str])] = &[
     ),
     (ApiKey::DeleteRecords, &["0.11.0", "2.0", "2.6"]),
     (
+        ApiKey::OffsetForLeaderEpoch,
+        &["0.11.0", "2.0", "2.1", "2.3", "2.4"],
+    ),
+    (
         ApiKey::InitProducerId,
         &["0.11.0", "2.0", "2.4", "2.5", "2.7", "3.8"],
     ),

@@ -20,6 +20,8 @@ pub enum ShardMessage {
     Read(ReadOp),
     WaitForData(WaitOp),
     ListOffsets(ListOffsetsOp),
+    /// OffsetForLeaderEpoch: end offsets of leader epochs from the receiver's logs.
+    EpochEnds(EpochEndsOp),
     /// Catalog changes; only shard 0 (the controller) receives these.
     Controller(ControllerOp),
     /// A new catalog snapshot: open logs for new partitions this shard owns, remove deleted.
@@ -344,6 +346,25 @@ pub struct ListOffsetsResult {
 pub struct ListOffsetsOp {
     pub partitions: Vec<ListOffsetsPartition>,
     pub reply: Reply<Vec<ListOffsetsResult>>,
+}
+
+/// One partition's answer in an OffsetForLeaderEpoch: the largest leader epoch <= the
+/// requested one and where it ends (the next epoch's start offset, or the log end offset);
+/// both -1 (Kafka's UNDEFINED) when the log has no such epoch.
+#[derive(Debug, Clone)]
+pub struct EpochEndResult {
+    pub partition: TopicPartition,
+    /// The leader epoch asked about.
+    pub requested_epoch: i32,
+    pub error: ErrorCode,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+/// Each partition with the leader epoch asked about.
+pub struct EpochEndsOp {
+    pub partitions: Vec<(TopicPartition, i32)>,
+    pub reply: Reply<Vec<EpochEndResult>>,
 }
 
 #[derive(Debug, Clone)]

@@ -383,6 +383,34 @@ impl Shard {
             .collect()
     }
 
+    pub(super) fn epoch_ends_local(
+        &self,
+        partitions: Vec<(TopicPartition, i32)>,
+    ) -> Vec<EpochEndResult> {
+        partitions
+            .into_iter()
+            .map(|(partition, epoch)| {
+                let mut result = EpochEndResult {
+                    partition,
+                    requested_epoch: epoch,
+                    error: ErrorCode::None,
+                    leader_epoch: -1,
+                    end_offset: -1,
+                };
+                match self.log(&result.partition) {
+                    None => result.error = self.missing_log_error(&result.partition),
+                    Some(log) => {
+                        if let Some((found, end)) = log.end_offset_for_leader_epoch(epoch) {
+                            result.leader_epoch = found;
+                            result.end_offset = end.value();
+                        }
+                    }
+                }
+                result
+            })
+            .collect()
+    }
+
     pub(super) fn log_sizes_local(&self) -> Vec<(TopicPartition, u64)> {
         self.owned_logs()
             .into_iter()

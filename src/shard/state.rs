@@ -399,6 +399,21 @@ impl Shard {
         .await
     }
 
+    /// OffsetForLeaderEpoch on `target`'s logs: `(partition, requested leader epoch)`.
+    pub async fn epoch_ends(
+        self: &Rc<Self>,
+        target: ShardId,
+        partitions: Vec<(TopicPartition, i32)>,
+    ) -> Result<Vec<EpochEndResult>, ShardError> {
+        if target == self.id {
+            return Ok(self.epoch_ends_local(partitions));
+        }
+        self.request(target, |reply| {
+            ShardMessage::EpochEnds(EpochEndsOp { partitions, reply })
+        })
+        .await
+    }
+
     pub async fn delete_records(
         self: &Rc<Self>,
         target: ShardId,
@@ -667,6 +682,9 @@ impl Shard {
             }
             ShardMessage::Producers(op) => {
                 let _ = op.reply.send(self.producers_local(op.partitions));
+            }
+            ShardMessage::EpochEnds(op) => {
+                let _ = op.reply.send(self.epoch_ends_local(op.partitions));
             }
             ShardMessage::LogSizes(op) => {
                 let _ = op.reply.send(self.log_sizes_local());

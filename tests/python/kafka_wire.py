@@ -1,7 +1,8 @@
 """Minimal hand-written Kafka wire encoding for raw-socket tests (hostile input, KIP-511).
 
 Only what the tests need: request headers v1/v2, ApiVersions v0/v3 requests and responses,
-Metadata v1 requests, Fetch v4 requests/responses. Written from the Kafka protocol guide
+Metadata v1 requests, Fetch v4 and v11 requests/responses, ListOffsets, OffsetForLeaderEpoch
+v2-v4. Written from the Kafka protocol guide
 (kafka.apache.org/protocol), independently of the broker's codec.
 """
 
@@ -306,11 +307,13 @@ def compact_array(items: list[bytes]) -> bytes:
 
 
 def list_offsets(correlation_id: int, version: int, topic: str, partition: int,
-                 timestamp: int, timeout_ms: int = 30_000) -> bytes:
+                 timestamp: int, timeout_ms: int = 30_000, current_leader_epoch: int = -1) -> bytes:
     """ListOffsets request v1..v10 for one partition (-1 latest, -2 earliest, -3 max
-    timestamp, -4 earliest local, -5 latest tiered, or a time); v10 carries `timeout_ms`."""
+    timestamp, -4 earliest local, -5 latest tiered, or a time); v10 carries `timeout_ms`,
+    v4+ `current_leader_epoch` (KIP-320, -1: not checked)."""
     flexible = version >= 6
-    part = i32(partition) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
+    part = (i32(partition) + (i32(current_leader_epoch) if version >= 4 else b"")
+            + i64(timestamp))
     if flexible:
         body = (i32(-1) + i8(0) + compact_array([
             compact_string(topic) + compact_array([part + EMPTY_TAGGED_FIELDS])
@@ -386,3 +389,92 @@ def parse_list_config_resources(body: bytes, version: int) -> tuple[int, list[tu
     r.tagged_fields()
     assert r.done(), f"trailing bytes after ListConfigResources v{version} body"
     return error, resources
+
+
+API_OFFSET_FOR_LEADER_EPOCH = 23
+ERROR_UNKNOWN_TOPIC_OR_PARTITION = 3
+ERROR_FENCED_LEADER_EPOCH = 74
+ERROR_UNKNOWN_LEADER_EPOCH = 75
+UNDEFINED_EPOCH = -1
+UNDEFINED_EPOCH_OFFSET = -1
+
+
+def offset_for_leader_epoch(correlation_id: int, version: int, topic: str,
+                            partitions: list[tuple[int, int, int]]) -> bytes:
+    """OffsetForLeaderEpoch request v2..v4: `partitions` holds (partition,
+    current_leader_epoch, leader_epoch); v3+ carries replica_id (-1: a consumer), v4 is
+    flexible."""
+    if version >= 4:
+        parts = [i32(p) + i32(current) + i32(epoch) + EMPTY_TAGGED_FIELDS
+                 for p, current, epoch in partitions]
+        body = (i32(-1) + compact_array([compact_string(topic) + compact_array(parts)
+                                         + EMPTY_TAGGED_FIELDS]) + EMPTY_TAGGED_FIELDS)
+        return frame(header_v2(API_OFFSET_FOR_LEADER_EPOCH, version, correlation_id) + body)
+    parts = b"".join(i32(p) + i32(current) + i32(epoch) for p, current, epoch in partitions)
+    body = ((i32(-1) if version >= 3 else b"")
+            + i32(1) + string(topic) + i32(len(partitions)) + parts)
+    return frame(header_v1(API_OFFSET_FOR_LEADER_EPOCH, version, correlation_id) + body)
+
+
+def parse_offset_for_leader_epoch(body: bytes, version: int) -> dict:
+    """OffsetForLeaderEpoch response (after the correlation id) -> {(topic, partition):
+    (error, leader_epoch, end_offset)}."""
+    flexible = version >= 4
+    r = Reader(body)
+    if flexible:
+        r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    out = {}
+    count = r.uvarint() - 1 if flexible else r.i32()
+    for _ in range(count):
+        topic = r.take(r.uvarint() - 1).decode() if flexible else r.string()
+        pcount = r.uvarint() - 1 if flexible else r.i32()
+        for _ in range(pcount):
+            error, partition, epoch, end_offset = r.i16(), r.i32(), r.i32(), r.i64()
+            if flexible:
+                r.tagged_fields()
+            out[(topic, partition)] = (error, epoch, end_offset)
+        if flexible:
+            r.tagged_fields()
+    if flexible:
+        r.tagged_fields()
+    assert r.done(), f"trailing bytes after OffsetForLeaderEpoch v{version} body"
+    return out
+
+
+def fetch_v11(correlation_id: int, topic: str, partition: int, offset: int,
+              current_leader_epoch: int, max_wait_ms: int = 100, min_bytes: int = 1,
+              max_bytes: int = 1 << 20) -> bytes:
+    """Fetch v11 (the newest non-flexible version, with KIP-320's current_leader_epoch)."""
+    body = (i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0)
+            + i32(0) + i32(-1)  # no fetch session
+            + i32(1) + string(topic) + i32(1) + i32(partition) + i32(current_leader_epoch)
+            + i64(offset) + i64(-1) + i32(max_bytes)
+            + i32(0)  # forgotten topics
+            + string(""))  # rack id
+    return frame(header_v1(API_FETCH, 11, correlation_id) + body)
+
+
+def parse_fetch_v11(body: bytes):
+    """Fetch v11 response (after the correlation id) -> (error, [(partition, error,
+    high_watermark, records bytes)])."""
+    r = Reader(body)
+    r.i32()  # throttle
+    error = r.i16()
+    r.i32()  # session id
+    out = []
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            partition, perror, hw = r.i32(), r.i16(), r.i64()
+            r.i64()  # last stable offset
+            r.i64()  # log start offset
+            aborted = r.i32()
+            for _ in range(max(aborted, 0)):
+                r.i64(), r.i64()
+            r.i32()  # preferred read replica
+            n = r.i32()
+            records = r.take(n) if n > 0 else b""
+            out.append((partition, perror, hw, records))
+    assert r.done(), "trailing bytes after Fetch v11 body"
+    return error, out

@@ -318,6 +318,31 @@ fn init_producer_id(fx: &mut Fixture, version: i16) {
     assert_eq!(second.producer_epoch, first.producer_epoch + 1);
 }
 
+fn offset_for_leader_epoch(fx: &mut Fixture, version: i16) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::*;
+    let topic = fx.topic.clone();
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name(&topic))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_leader_epoch(0),
+                ]),
+        ]);
+    let response = fx.send(&request, version);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, NONE);
+    assert_eq!(
+        (partition.leader_epoch, partition.end_offset),
+        (0, FIXTURE_RECORDS),
+        "epoch 0 ends at the log end offset"
+    );
+}
+
 fn add_partitions_to_txn(fx: &mut Fixture, version: i16) {
     let transactional_id = fx.unique("add-partitions");
     let producer = fx.init_producer(Some(&transactional_id));
@@ -655,6 +680,7 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::DeleteTopics, delete_topics),
     (ApiKey::DeleteRecords, delete_records),
     (ApiKey::InitProducerId, init_producer_id),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch),
     (ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
     (ApiKey::EndTxn, end_txn),

@@ -15,8 +15,12 @@
 //! on disk while the budget is used up waits for room (or answers at its deadline); a long
 //! poll holds nothing while it waits, and it waits for data past what it has already seen,
 //! so visible data below `min_bytes` does not make it spin.
+//!
+//! KIP-320 (v9+): a partition whose `current_leader_epoch` is not the partition's (as
+//! Metadata reports it; -1 is not checked) is answered FENCED_LEADER_EPOCH (older) or
+//! UNKNOWN_LEADER_EPOCH (newer) without records, before any read.
 
-use super::resolve_topic;
+use super::{check_current_leader_epoch, resolve_topic};
 use crate::model::{ErrorCode, Offset, ShardId, TopicPartition};
 use crate::protocol::codec::encode_response_header;
 use crate::protocol::fetch_response::{
@@ -96,6 +100,14 @@ async fn fetch(
         .min(server.connection_response_bytes_max) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let mut slots = slots_of(shard, context, &request, &mut body);
+    // As Kafka, a partition refused for its leader epoch answers at once (the client must
+    // refresh its metadata), not at the long poll's deadline.
+    let epoch_refused = slots.iter().any(|slot| {
+        matches!(
+            slot.error,
+            ErrorCode::FencedLeaderEpoch | ErrorCode::UnknownLeaderEpoch
+        )
+    });
     let deadline = Instant::now() + max_wait;
     loop {
         let mut memory = DiskAllowance::take(shard, context, &slots, limit);
@@ -107,7 +119,7 @@ async fn fetch(
         let available: usize = results.values().map(ReadPartitionResult::bytes).sum();
         let disk_bytes: usize = results.values().map(|r| r.disk_bytes).sum();
         let disk_limited = results.values().any(|r| r.disk_limited);
-        let failed = results.values().any(|r| r.error.is_error());
+        let failed = epoch_refused || results.values().any(|r| r.error.is_error());
         // min_bytes = 0 answers at once (as Kafka); a full response answers too.
         let satisfied = available >= min_bytes || available >= limit;
         let now = Instant::now();
@@ -247,7 +259,16 @@ fn slots_of(
                 {
                     (None, ErrorCode::NotLeaderOrFollower)
                 }
-                known => (known, unknown),
+                // KIP-320 (v9+): a cheap compare before anything is read.
+                Some(m) => match check_current_leader_epoch(
+                    &m.name,
+                    partition.partition,
+                    partition.current_leader_epoch,
+                ) {
+                    ErrorCode::None => (Some(m), unknown),
+                    refused => (None, refused),
+                },
+                None => (None, unknown),
             };
             slots.push(Slot {
                 topic_index,

@@ -2,9 +2,11 @@
 //! earliest local (-4, KIP-405), latest tiered (-5, KIP-1005), or the first record whose
 //! timestamp is >= a given time, answered by the owning shards. v10's `timeout_ms`
 //! (KIP-1075) bounds remote-storage lookups; there is no remote storage, so it is ignored.
-//! The special timestamps are tabled in docs/protocol-coverage.md.
+//! The special timestamps are tabled in docs/protocol-coverage.md. KIP-320 (v4+): a
+//! partition whose `current_leader_epoch` is not the partition's (as Metadata reports it; -1
+//! is not checked) is answered FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer).
 
-use super::topic_name;
+use super::{check_current_leader_epoch, topic_name};
 use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -40,8 +42,9 @@ async fn list_offsets(
     let catalog = shard.catalog();
     let read_committed = request.isolation_level == 1;
     let mut per_shard: BTreeMap<ShardId, Vec<ListOffsetsPartition>> = BTreeMap::new();
-    // Cluster mode: partitions the metadata log gives another leader.
-    let mut not_leader: std::collections::HashSet<(String, i32)> = Default::default();
+    // Partitions refused before reading: another leader (cluster mode), or (KIP-320, v4+) a
+    // current leader epoch other than the partition's.
+    let mut refused: HashMap<(String, i32), ErrorCode> = HashMap::new();
     let node_id = shard.config.server.node_id;
     for topic in &request.topics {
         let name = topic.name.0.to_string();
@@ -61,7 +64,19 @@ async fn list_offsets(
                 node_id,
                 meta.cluster,
             ) {
-                not_leader.insert((name.clone(), partition.partition_index));
+                refused.insert(
+                    (name.clone(), partition.partition_index),
+                    ErrorCode::NotLeaderOrFollower,
+                );
+                continue;
+            }
+            let epoch = check_current_leader_epoch(
+                &name,
+                partition.partition_index,
+                partition.current_leader_epoch,
+            );
+            if epoch.is_error() {
+                refused.insert((name.clone(), partition.partition_index), epoch);
                 continue;
             }
             per_shard
@@ -113,14 +128,12 @@ async fn list_offsets(
                                 -1
                             };
                         }
-                        None if not_leader.contains(&(name.clone(), p.partition_index)) => {
-                            out.error_code = ErrorCode::NotLeaderOrFollower.code();
-                            out.offset = -1;
-                            out.timestamp = -1;
-                            out.leader_epoch = -1;
-                        }
                         None => {
-                            out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                            let error = refused
+                                .get(&(name.clone(), p.partition_index))
+                                .copied()
+                                .unwrap_or(ErrorCode::UnknownTopicOrPartition);
+                            out.error_code = error.code();
                             out.offset = -1;
                             out.timestamp = -1;
                             out.leader_epoch = -1;

@@ -35,6 +35,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -61,4 +62,41 @@ pub(crate) fn resolve_topic<'a>(
         return catalog.topic_by_id(id.as_bytes());
     }
     catalog.topic(name)
+}
+
+/// The leader epoch of `partition` of `topic` as this broker reports it in Metadata: the
+/// metadata log's in cluster mode; 0 in single-broker mode and for this broker's own topics
+/// the log does not name (the epoch produce stamps into their batches).
+pub(crate) fn partition_leader_epoch(topic: &str, partition: i32) -> i32 {
+    crate::quorum::view::cluster_topics()
+        .and_then(|topics| {
+            let index = usize::try_from(partition).ok()?;
+            Some(
+                topics
+                    .topics
+                    .get(topic)?
+                    .partitions
+                    .get(index)?
+                    .leader_epoch,
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// KIP-320: a request's `current_leader_epoch` for a partition this broker leads, against
+/// the partition's (`partition_leader_epoch`). -1 is not checked; an older epoch is
+/// FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH.
+pub(crate) fn check_current_leader_epoch(
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+) -> crate::model::ErrorCode {
+    if current_leader_epoch < 0 {
+        return crate::model::ErrorCode::None;
+    }
+    let epoch = partition_leader_epoch(topic, partition);
+    match crate::replication::check_leader_epoch(current_leader_epoch, epoch) {
+        Ok(()) => crate::model::ErrorCode::None,
+        Err(code) => code,
+    }
 }
