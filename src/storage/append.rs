@@ -86,8 +86,8 @@ pub(crate) async fn append(
 /// leader's). The first batch must start at the log end and each batch where the previous
 /// one ends (offsets stay dense, as recovery requires: shardlog's compaction keeps batch
 /// ranges); otherwise nothing is stored (`UnexpectedAppendOffset`). Producer ids are recorded, not checked: the leader did
-/// that. Visibility follows the same rule as `append` (replication will cap it at the high
-/// watermark the leader sends, docs/replication.md).
+/// that. Visibility follows the same rule as `append`, capped by the replicated high
+/// watermark (`PartitionLog::set_replicated_high_watermark`).
 pub(crate) async fn append_replicated(
     state: &Rc<LogState>,
     records: Bytes,
@@ -143,8 +143,7 @@ fn place_replicated(
     }
     state.log_end.set(next);
     if !config.visible_when_flushed {
-        state.high_watermark.set(next);
-        state.appended.notify();
+        state.publish_visible(next);
     }
     state.work.notify();
     Ok(AppendResult {
@@ -267,8 +266,7 @@ fn place(
     // With `visible_when_flushed` the high watermark moves when the batches are flushed
     // (`flusher::publish_flushed`): a consumer never sees a record kill -9 could take back.
     if !config.visible_when_flushed {
-        state.high_watermark.set(next);
-        state.appended.notify();
+        state.publish_visible(next);
     }
     state.work.notify();
     Ok(AppendResult {

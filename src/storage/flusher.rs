@@ -172,11 +172,7 @@ async fn wait_for_work(state: &LogState) {
 pub(crate) fn publish_flushed(state: &LogState, next_offset: i64, bytes: u64) {
     state.flushed.set(state.flushed.get().max(next_offset));
     // Flushed records survive kill -9: only now do consumers see them.
-    let visible = state.flushed.get().min(state.log_end.get());
-    if visible > state.high_watermark.get() {
-        state.high_watermark.set(visible);
-        state.appended.notify();
-    }
+    state.publish_visible(state.flushed.get().min(state.log_end.get()));
     state
         .pending_bytes
         .set(state.pending_bytes.get().saturating_sub(bytes));

@@ -470,6 +470,33 @@ impl PartitionLog {
         stats
     }
 
+    /// Makes this a replicated partition's log, or moves its replicated high watermark:
+    /// consumers see only offsets below `high_watermark` (and, as before, only flushed
+    /// records when `visible_when_flushed`). The first call may lower the visible high
+    /// watermark (records a single broker had shown, not yet on every in-sync replica); later
+    /// calls never move it back (the replicated high watermark only grows; truncation lowers
+    /// everything itself).
+    pub fn set_replicated_high_watermark(&self, high_watermark: Offset) {
+        let state = &self.state;
+        let replicated = match state.replicated_high_watermark.get() {
+            Some(current) => current.max(high_watermark.0),
+            None => {
+                let capped = state.high_watermark.get().min(high_watermark.0.max(0));
+                state
+                    .high_watermark
+                    .set(capped.max(state.log_start.get()).min(state.log_end.get()));
+                high_watermark.0
+            }
+        };
+        state.replicated_high_watermark.set(Some(replicated));
+        let local_visible = if state.config().visible_when_flushed {
+            state.flushed.get().min(state.log_end.get())
+        } else {
+            state.log_end.get()
+        };
+        state.publish_visible(local_visible);
+    }
+
     /// Completes once the high watermark is past `offset` (immediately if it already is):
     /// new records were appended *and flushed*, so consumers may read them. Also completes
     /// when the log closes or fails. Cancel-safe: dropping the future unregisters its waker.

@@ -5,7 +5,8 @@
 //! high watermark, flushed, synced), leader epochs, producer state, transaction state, the
 //! sticky I/O failure.
 //! May import: the other storage modules. Runs on: the shard owning the partition.
-//! Invariants: `log_start <= high_watermark <= log_end`; `synced <= flushed <= log_end`;
+//! Invariants: `log_start <= high_watermark <= log_end`, and `high_watermark <=
+//! replicated_high_watermark` when set; `synced <= flushed <= log_end`;
 //! every batch at or past `flushed` is in `memory` (pending); the pending queue is in offset
 //! order and each item's position is its segment's byte offset. No `RefCell` borrow is held
 //! across an `.await`.
@@ -88,6 +89,10 @@ pub(crate) struct LogState {
     pub log_start: Cell<i64>,
     pub log_end: Cell<i64>,
     pub high_watermark: Cell<i64>,
+    /// A replicated partition's high watermark (the offset every in-sync replica has, set by
+    /// replication): consumers see nothing at or past it. `None`: not replicated, the local
+    /// rule alone decides (`visible_when_flushed`).
+    pub replicated_high_watermark: Cell<Option<i64>>,
     pub flushed: Cell<i64>,
     pub synced: Cell<i64>,
     pub sync_wanted: Cell<i64>,
@@ -183,6 +188,20 @@ pub(crate) struct Recovered {
 }
 
 impl LogState {
+    /// Raises the visible high watermark to `local_visible` (what the local rule allows:
+    /// the flushed offset, or the log end), never past the replicated high watermark, and
+    /// wakes waiting readers if it moved.
+    pub(crate) fn publish_visible(&self, local_visible: i64) {
+        let visible = match self.replicated_high_watermark.get() {
+            Some(replicated) => local_visible.min(replicated),
+            None => local_visible,
+        };
+        if visible > self.high_watermark.get() {
+            self.high_watermark.set(visible);
+            self.appended.notify();
+        }
+    }
+
     /// Takes `disk_lock` ahead of the flusher's next burst (the flusher ends its burst when
     /// `quiesce` is set). `None` once the log is closed.
     pub(crate) async fn quiesce_disk(&self) -> Option<Permit<'_>> {
@@ -242,6 +261,7 @@ impl LogState {
             log_start: Cell::new(recovered.log_start),
             log_end: Cell::new(log_end),
             high_watermark: Cell::new(log_end),
+            replicated_high_watermark: Cell::new(None),
             flushed: Cell::new(log_end),
             synced: Cell::new(log_end),
             sync_wanted: Cell::new(0),

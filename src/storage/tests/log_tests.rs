@@ -755,3 +755,33 @@ fn a_follower_stores_the_leaders_batches_as_they_are() {
         leader.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_replicated_high_watermark_caps_what_consumers_see() {
+    run(|| async {
+        let dir = temp_dir();
+        let config = small_config();
+        let log = open(dir.path(), &config, &cache()).await;
+        log.append(batch_of(2, 100, 1, b'a'), 0, 0).await.unwrap();
+        assert_eq!(
+            log.high_watermark(),
+            Offset(2),
+            "a single broker shows it at once"
+        );
+        // Becoming replicated: records not yet on every in-sync replica are hidden again.
+        log.set_replicated_high_watermark(Offset(0));
+        assert_eq!(log.high_watermark(), Offset(0));
+        assert!(read_all(&log).await.is_empty());
+        log.append(batch_of(3, 100, 2, b'b'), 0, 0).await.unwrap();
+        assert_eq!(log.high_watermark(), Offset(0), "appending shows nothing");
+        log.set_replicated_high_watermark(Offset(2));
+        assert_eq!(log.high_watermark(), Offset(2));
+        assert_eq!(read_all(&log).await.len(), 1);
+        log.set_replicated_high_watermark(Offset(1));
+        assert_eq!(log.high_watermark(), Offset(2), "never back");
+        log.set_replicated_high_watermark(Offset(100));
+        assert_eq!(log.high_watermark(), Offset(5), "never past the log end");
+        assert_eq!(read_all(&log).await.len(), 2);
+        log.close().await.unwrap();
+    });
+}
