@@ -40,8 +40,11 @@
 //!   epoch, ISR shape, eligibility. Eligibility is checked for the replicas the request adds
 //!   (Kafka checks every member; members already in the ISR are unfenced as long as the
 //!   partition epoch is current, since fencing removes a replica from the ISR and bumps it).
-//!   The ISR is stored in the order the leader sent. A request that changes nothing answers
-//!   the current state unchanged, so a retry of a committed change is a no-op.
+//!   An added replica whose broker epoch in the request (KIP-903) is not its current
+//!   registration's is ineligible too. The ISR is stored in the order the leader sent. A
+//!   request that changes nothing answers the current state unchanged; a retry sent after its
+//!   change committed carries the old partition epoch and gets INVALID_UPDATE_VERSION, as in
+//!   Kafka (the leader then waits for the metadata).
 
 use super::image::PartitionState;
 use super::records::{LeaderChange, MetadataRecord, NodeId, PartitionChangeRecord};
@@ -68,6 +71,11 @@ pub struct AlterPartitionRequest {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<NodeId>,
+    /// KIP-903 (`NewIsrWithEpochs`): the broker epoch the leader saw each follower of
+    /// `new_isr` fetch with. An added replica whose epoch is not its current registration's
+    /// (it restarted since, and may have lost data) is INELIGIBLE_REPLICA. Members without an
+    /// entry are not checked (requests before v3).
+    pub new_isr_broker_epochs: Vec<(NodeId, i64)>,
 }
 
 /// KIP-966 leader choice (see the module rules): an ISR member, else (ISR empty) an ELR member;
@@ -187,6 +195,7 @@ pub fn alter_partition(
     registered_leader_broker_epoch: i64,
     min_insync_replicas: usize,
     usable: &dyn Fn(NodeId) -> bool,
+    registered_broker_epoch: &dyn Fn(NodeId) -> Option<i64>,
 ) -> Result<PartitionState, ErrorCode> {
     if request.leader_broker_epoch != registered_leader_broker_epoch {
         return Err(ErrorCode::StaleBrokerEpoch);
@@ -212,6 +221,12 @@ pub fn alter_partition(
         .iter()
         .any(|node| !state.isr.contains(node) && !usable(*node))
     {
+        return Err(ErrorCode::IneligibleReplica);
+    }
+    let stale_incarnation = request.new_isr_broker_epochs.iter().any(|&(node, epoch)| {
+        !state.isr.contains(&node) && registered_broker_epoch(node) != Some(epoch)
+    });
+    if stale_incarnation {
         return Err(ErrorCode::IneligibleReplica);
     }
     let (elr, last_known_elr) = track_elr(state, new_isr, min_insync_replicas, &[]);

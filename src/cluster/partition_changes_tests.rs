@@ -295,7 +295,13 @@ fn alter(new_isr: &[NodeId]) -> AlterPartitionRequest {
         leader_epoch: LEADER_EPOCH,
         partition_epoch: PARTITION_EPOCH,
         new_isr: new_isr.to_vec(),
+        new_isr_broker_epochs: Vec::new(),
     }
+}
+
+/// No registered broker epochs: requests without `new_isr_broker_epochs` are not checked.
+fn no_epochs(_: NodeId) -> Option<i64> {
+    None
 }
 
 fn code(result: Result<PartitionState, ErrorCode>) -> i16 {
@@ -306,7 +312,7 @@ fn code(result: Result<PartitionState, ErrorCode>) -> i16 {
 fn alter_partition_refuses_with_kafka_codes() {
     let led = state(&[1, 2, 3], &[1, 2], &[], &[], Some(1));
     let decide = |request: &AlterPartitionRequest| {
-        alter_partition(&led, request, BROKER_EPOCH, 1, &only(&[1, 2]))
+        alter_partition(&led, request, BROKER_EPOCH, 1, &only(&[1, 2]), &no_epochs)
     };
     let stale_broker = AlterPartitionRequest {
         leader_broker_epoch: BROKER_EPOCH - 1,
@@ -316,6 +322,7 @@ fn alter_partition_refuses_with_kafka_codes() {
     let not_leader = AlterPartitionRequest {
         leader: 2,
         new_isr: vec![2],
+        new_isr_broker_epochs: Vec::new(),
         ..alter(&[])
     };
     assert_eq!(code(decide(&not_leader)), 6);
@@ -344,7 +351,8 @@ fn alter_partition_refuses_with_kafka_codes() {
             &alter(&[1]),
             BROKER_EPOCH,
             1,
-            &everyone
+            &everyone,
+            &no_epochs
         )),
         6
     );
@@ -353,7 +361,8 @@ fn alter_partition_refuses_with_kafka_codes() {
 #[test]
 fn alter_partition_shrinks_below_min_isr_into_the_elr_and_expands_out_of_it() {
     let led = state(&[1, 2, 3], &[1, 2, 3], &[], &[], Some(1));
-    let shrunk = alter_partition(&led, &alter(&[1]), BROKER_EPOCH, 2, &everyone).unwrap();
+    let shrunk =
+        alter_partition(&led, &alter(&[1]), BROKER_EPOCH, 2, &everyone, &no_epochs).unwrap();
     assert_eq!(shape(&shrunk), (Some(1), vec![1], vec![2, 3], vec![]));
     assert_eq!(
         (shrunk.leader_epoch, shrunk.partition_epoch),
@@ -364,18 +373,55 @@ fn alter_partition_shrinks_below_min_isr_into_the_elr_and_expands_out_of_it() {
         partition_epoch: shrunk.partition_epoch,
         ..alter(&[1, 3])
     };
-    let expanded = alter_partition(&shrunk, &request, BROKER_EPOCH, 2, &everyone).unwrap();
+    let expanded =
+        alter_partition(&shrunk, &request, BROKER_EPOCH, 2, &everyone, &no_epochs).unwrap();
     assert_eq!(shape(&expanded), (Some(1), vec![1, 3], vec![], vec![]));
     assert_round_trips(&shrunk, &expanded);
     // Shrinking while at or above min ISR makes nobody eligible.
-    let at_min = alter_partition(&led, &alter(&[1, 2]), BROKER_EPOCH, 2, &everyone).unwrap();
+    let at_min = alter_partition(
+        &led,
+        &alter(&[1, 2]),
+        BROKER_EPOCH,
+        2,
+        &everyone,
+        &no_epochs,
+    )
+    .unwrap();
     assert_eq!(shape(&at_min), (Some(1), vec![1, 2], vec![], vec![]));
+}
+
+#[test]
+fn alter_partition_refuses_a_replica_seen_in_an_older_incarnation() {
+    // KIP-903: broker 3 fetched as epoch 7, then restarted (registered as 9): it may have
+    // lost data the leader's view of it still counts.
+    let led = state(&[1, 2, 3], &[1, 2], &[], &[], Some(1));
+    let registered = |node: NodeId| (node == 3).then_some(9);
+    let stale = AlterPartitionRequest {
+        new_isr_broker_epochs: vec![(3, 7)],
+        ..alter(&[1, 2, 3])
+    };
+    let decided = alter_partition(&led, &stale, BROKER_EPOCH, 1, &everyone, &registered);
+    assert_eq!(code(decided), 107);
+    let current = AlterPartitionRequest {
+        new_isr_broker_epochs: vec![(3, 9)],
+        ..alter(&[1, 2, 3])
+    };
+    let decided = alter_partition(&led, &current, BROKER_EPOCH, 1, &everyone, &registered);
+    assert_eq!(decided.unwrap().isr, vec![1, 2, 3]);
 }
 
 #[test]
 fn alter_partition_retry_of_the_committed_isr_is_a_no_op() {
     let led = state(&[1, 2, 3], &[1, 2], &[], &[], Some(1));
-    let same = alter_partition(&led, &alter(&[1, 2]), BROKER_EPOCH, 1, &everyone).unwrap();
+    let same = alter_partition(
+        &led,
+        &alter(&[1, 2]),
+        BROKER_EPOCH,
+        1,
+        &everyone,
+        &no_epochs,
+    )
+    .unwrap();
     assert_eq!(same, led);
 }
 

@@ -95,8 +95,8 @@ pub struct PartitionFollower {
 }
 
 impl PartitionFollower {
-    /// Follows `leader` in `leader_epoch`. A log with epochs first truncates; an empty one
-    /// fetches at once.
+    /// Follows `leader` in `leader_epoch`. A log with epochs first truncates with
+    /// OffsetsForLeaderEpoch (KIP-101/279); an empty one fetches at once.
     pub fn new(
         leader: NodeId,
         leader_epoch: i32,
@@ -107,6 +107,24 @@ impl PartitionFollower {
             Some(asking) => Phase::Truncating { asking },
             None => Phase::Fetching,
         };
+        PartitionFollower {
+            leader,
+            leader_epoch,
+            phase,
+            high_watermark: high_watermark.min(log.log_end_offset).max(0),
+        }
+    }
+
+    /// Follows `leader` in `leader_epoch`, fetching at once: divergence is found by the
+    /// leader's fetch-time check (last fetched epoch, Fetch v13+ followers skip
+    /// OffsetsForLeaderEpoch), and answered with `diverged`.
+    pub fn new_fetching(
+        leader: NodeId,
+        leader_epoch: i32,
+        log: LocalLog<'_>,
+        high_watermark: i64,
+    ) -> PartitionFollower {
+        let phase = Phase::Fetching;
         PartitionFollower {
             leader,
             leader_epoch,
@@ -164,27 +182,26 @@ impl PartitionFollower {
         self.truncate_by(asked, answer, log)
     }
 
-    /// A fetch answer said the log diverged at `last_fetched_epoch` (Fetch v12+): truncate as
-    /// for an OffsetsForLeaderEpoch answer. `None` if stale or another round is needed.
+    /// A fetch answer said the log diverged (Fetch v12+): truncate as for an
+    /// OffsetsForLeaderEpoch answer. `request` is the fetch it answers; an answer to any other
+    /// request than the one this log would send now (stale, duplicated, or from before a
+    /// truncation) is ignored. `None` if ignored or another round is needed.
     pub fn diverged(
         &mut self,
-        current_leader_epoch: i32,
-        fetch_offset: i64,
+        request: FollowerRequest,
         answer: EpochEnd,
         log: LocalLog<'_>,
     ) -> Option<i64> {
-        let expected = self.next_request(log);
         let FollowerRequest::Fetch {
             last_fetched_epoch, ..
-        } = expected
+        } = request
         else {
             return None;
         };
-        if current_leader_epoch != self.leader_epoch || fetch_offset != log.log_end_offset {
+        if request != self.next_request(log) {
             return None;
         }
-        let asked = last_fetched_epoch.unwrap_or(-1);
-        self.truncate_by(asked, answer, log)
+        self.truncate_by(last_fetched_epoch.unwrap_or(-1), answer, log)
     }
 
     fn truncate_by(&mut self, asked: i32, answer: EpochEnd, log: LocalLog<'_>) -> Option<i64> {
@@ -206,17 +223,11 @@ impl PartitionFollower {
         self.high_watermark = self.high_watermark.min(log_end_offset);
     }
 
-    /// Whether a fetch answer for `fetch_offset` in `current_leader_epoch` belongs to the
-    /// fetch in flight (its batches may be appended).
-    pub fn accepts_fetch_answer(
-        &self,
-        current_leader_epoch: i32,
-        fetch_offset: i64,
-        log: LocalLog<'_>,
-    ) -> bool {
-        current_leader_epoch == self.leader_epoch
-            && self.phase == Phase::Fetching
-            && fetch_offset == log.log_end_offset
+    /// Whether a fetch answer to `request` belongs to the fetch this log would send now (its
+    /// batches may be appended): same leader epoch, fetch offset and last fetched epoch. A
+    /// duplicated or delayed answer to an earlier fetch at the same offset is refused.
+    pub fn accepts_fetch_answer(&self, request: FollowerRequest, log: LocalLog<'_>) -> bool {
+        matches!(request, FollowerRequest::Fetch { .. }) && request == self.next_request(log)
     }
 
     /// The caller appended a fetch answer's batches; the log now ends at `log_end_offset`.

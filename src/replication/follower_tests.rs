@@ -107,9 +107,18 @@ fn the_follower_truncates_before_it_fetches_and_ignores_stale_answers() {
             last_fetched_epoch: Some(2)
         }
     );
-    assert!(follower.accepts_fetch_answer(3, 12, log));
-    assert!(!follower.accepts_fetch_answer(3, 11, log));
-    assert!(!follower.accepts_fetch_answer(2, 12, log));
+    let fetch = |current_leader_epoch, fetch_offset, last_fetched_epoch| FollowerRequest::Fetch {
+        current_leader_epoch,
+        fetch_offset,
+        last_fetched_epoch,
+    };
+    assert!(follower.accepts_fetch_answer(fetch(3, 12, Some(2)), log));
+    assert!(!follower.accepts_fetch_answer(fetch(3, 11, Some(2)), log));
+    assert!(!follower.accepts_fetch_answer(fetch(2, 12, Some(2)), log));
+    assert!(
+        !follower.accepts_fetch_answer(fetch(3, 12, Some(1)), log),
+        "an answer to a fetch sent before the log changed at the same offset"
+    );
     assert_eq!(follower.fetched(30, 20), 20);
     assert_eq!(follower.fetched(5, 20), 20, "never backwards");
 }
@@ -123,4 +132,25 @@ fn an_empty_log_fetches_at_once() {
     };
     let follower = PartitionFollower::new(2, 1, log, 0);
     assert!(follower.is_fetching());
+}
+
+#[test]
+fn a_duplicated_divergence_answer_does_not_truncate_twice() {
+    // Found by the simulator (seed 2073 with fetch-first followers): the follower at 172 in
+    // epoch 3 sent the same fetch twice; the first divergence answer truncated it to 167, it
+    // fetched epoch 4 back to 172, then the duplicate answer arrived for "offset 172".
+    let before = cache(&[(1, 0), (3, 68)]);
+    let log = LocalLog {
+        epochs: &before,
+        log_end_offset: 172,
+    };
+    let mut follower = PartitionFollower::new_fetching(1, 4, log, 164);
+    let sent = follower.next_request(log);
+    assert_eq!(follower.diverged(sent, at(3, 167), log), Some(167));
+    let after = cache(&[(1, 0), (3, 68), (4, 167)]);
+    let log = LocalLog {
+        epochs: &after,
+        log_end_offset: 172,
+    };
+    assert_eq!(follower.diverged(sent, at(3, 167), log), None);
 }

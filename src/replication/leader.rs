@@ -45,10 +45,16 @@ pub struct IsrProposal {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<NodeId>,
+    /// KIP-903: the broker epoch each follower of `new_isr` fetched with (the controller
+    /// refuses a replica that has restarted since).
+    pub new_isr_broker_epochs: Vec<(NodeId, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FollowerProgress {
+    /// The broker epoch (incarnation) of the follower's fetches (KIP-903): a fetch from a
+    /// newer one starts the progress over; one from an older one is refused.
+    broker_epoch: i64,
     /// The follower's log end offset, as its last accepted fetch said.
     log_end_offset: Option<i64>,
     /// Last time the follower had fetched up to the leader's log end (Kafka's
@@ -63,6 +69,9 @@ struct FollowerProgress {
 struct PendingProposal {
     proposal: IsrProposal,
     sent_ms: i64,
+    /// The controller refused it in a way that says the partition moved on (the change may
+    /// have committed): no retry, the next metadata update settles it.
+    awaiting_metadata: bool,
 }
 
 /// What the leader does with a partition update from the metadata log.
@@ -111,6 +120,7 @@ impl PartitionLeader {
             .filter(|&&replica| replica != node_id)
             .map(|&replica| {
                 let progress = FollowerProgress {
+                    broker_epoch: -1,
                     log_end_offset: None,
                     // ISR members get a full lag window to show up (Kafka resets the caught-up
                     // time of ISR members when it becomes leader).
@@ -196,13 +206,15 @@ impl PartitionLeader {
         self.advance_high_watermark()
     }
 
-    /// A follower's fetch at `fetch_offset` (its log end) in `current_leader_epoch` was
-    /// accepted; returns the new high watermark if it moved. Refuses a fetch from a non-replica
-    /// (NOT_LEADER_OR_FOLLOWER), from another epoch (KIP-320), or past the leader's log end
-    /// (OFFSET_OUT_OF_RANGE).
+    /// A follower's fetch at `fetch_offset` (its log end) in `current_leader_epoch`, sent by
+    /// its incarnation `broker_epoch`, was accepted; returns the new high watermark if it
+    /// moved. Refuses a fetch from a non-replica (NOT_LEADER_OR_FOLLOWER), from another leader
+    /// epoch (KIP-320), from an older incarnation than one already seen (STALE_BROKER_EPOCH,
+    /// KIP-903), or past the leader's log end (OFFSET_OUT_OF_RANGE).
     pub fn follower_fetched(
         &mut self,
         follower: NodeId,
+        broker_epoch: i64,
         current_leader_epoch: i32,
         fetch_offset: i64,
         now_ms: i64,
@@ -212,8 +224,16 @@ impl PartitionLeader {
         let Some(progress) = self.followers.get_mut(&follower) else {
             return Err(ErrorCode::NotLeaderOrFollower);
         };
+        if broker_epoch < progress.broker_epoch {
+            return Err(ErrorCode::StaleBrokerEpoch);
+        }
         if fetch_offset > leader_end || fetch_offset < 0 {
             return Err(ErrorCode::OffsetOutOfRange);
+        }
+        if broker_epoch > progress.broker_epoch {
+            // A restarted replica: what the old incarnation had fetched says nothing now.
+            progress.broker_epoch = broker_epoch;
+            progress.log_end_offset = None;
         }
         if fetch_offset >= leader_end {
             progress.last_caught_up_ms = now_ms;
@@ -230,7 +250,9 @@ impl PartitionLeader {
     /// due for a retry): lagging members out, caught-up replicas in. Shrinking comes first.
     pub fn poll_isr_change(&mut self, now_ms: i64) -> Option<IsrProposal> {
         if let Some(pending) = &mut self.pending {
-            if now_ms - pending.sent_ms < self.settings.isr_proposal_retry_ms {
+            if pending.awaiting_metadata
+                || now_ms - pending.sent_ms < self.settings.isr_proposal_retry_ms
+            {
                 return None;
             }
             pending.sent_ms = now_ms;
@@ -239,14 +261,23 @@ impl PartitionLeader {
         let new_isr = self
             .shrunk_isr(now_ms)
             .or_else(|| self.expanded_isr(now_ms))?;
+        let new_isr_broker_epochs = new_isr
+            .iter()
+            .filter_map(|node| {
+                let progress = self.followers.get(node)?;
+                (progress.broker_epoch >= 0).then_some((*node, progress.broker_epoch))
+            })
+            .collect();
         let proposal = IsrProposal {
             leader_epoch: self.state.leader_epoch,
             partition_epoch: self.state.partition_epoch,
             new_isr,
+            new_isr_broker_epochs,
         };
         self.pending = Some(PendingProposal {
             proposal: proposal.clone(),
             sent_ms: now_ms,
+            awaiting_metadata: false,
         });
         Some(proposal)
     }
@@ -283,17 +314,57 @@ impl PartitionLeader {
         Some(isr)
     }
 
-    /// The controller's answer to the pending proposal: `Ok(state)` is the partition as the
-    /// controller committed it; an error drops the proposal (it is recomputed on the next
-    /// poll). Returns the new high watermark if it moved.
+    /// The controller's answer to `proposal`. An answer to another proposal than the one in
+    /// flight is ignored. `Ok(state)` is the partition as the controller has it. On
+    /// INELIGIBLE_REPLICA or OPERATION_NOT_ATTEMPTED the change was not applied: the proposal
+    /// is dropped and recomputed on the next poll. On FENCED_LEADER_EPOCH,
+    /// INVALID_UPDATE_VERSION, NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION or
+    /// STALE_BROKER_EPOCH the partition moved on and the change may have committed, so the
+    /// proposal stays in the maximal ISR, unretried, until a metadata update settles it (as
+    /// Kafka's `Partition` waits for the next LeaderAndIsr). Other errors are retried.
+    /// Returns what the answer means for this leader and the new high watermark if it moved.
     pub fn isr_change_answered(
         &mut self,
+        proposal: &IsrProposal,
         answer: Result<PartitionState, ErrorCode>,
     ) -> (MetadataOutcome, Option<i64>) {
-        self.pending = None;
+        let in_flight = self
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.proposal == *proposal);
+        if !in_flight {
+            return (MetadataOutcome::Stale, None);
+        }
         match answer {
-            Ok(state) => self.metadata_changed(state),
-            Err(_) => (MetadataOutcome::StillLeader, self.advance_high_watermark()),
+            Ok(state) => {
+                if state.leader_epoch == self.state.leader_epoch
+                    && state.partition_epoch == self.state.partition_epoch
+                {
+                    // Nothing to change: the proposal is what the partition already has.
+                    if state.isr == proposal.new_isr {
+                        self.pending = None;
+                    }
+                    return (MetadataOutcome::StillLeader, self.advance_high_watermark());
+                }
+                self.metadata_changed(state)
+            }
+            Err(ErrorCode::IneligibleReplica | ErrorCode::OperationNotAttempted) => {
+                self.pending = None;
+                (MetadataOutcome::StillLeader, self.advance_high_watermark())
+            }
+            Err(
+                ErrorCode::FencedLeaderEpoch
+                | ErrorCode::InvalidUpdateVersion
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::StaleBrokerEpoch,
+            ) => {
+                if let Some(pending) = &mut self.pending {
+                    pending.awaiting_metadata = true;
+                }
+                (MetadataOutcome::StillLeader, None)
+            }
+            Err(_) => (MetadataOutcome::StillLeader, None),
         }
     }
 
@@ -312,7 +383,7 @@ impl PartitionLeader {
         if let Some(pending) = &self.pending
             && pending.proposal.partition_epoch < state.partition_epoch
         {
-            // The proposal was decided against an older partition epoch: it can only fail.
+            // Settled: this update has the change committed, or it never will be.
             self.pending = None;
         }
         for &replica in &state.replicas {
@@ -320,6 +391,7 @@ impl PartitionLeader {
                 self.followers
                     .entry(replica)
                     .or_insert_with(|| FollowerProgress {
+                        broker_epoch: -1,
                         log_end_offset: None,
                         last_caught_up_ms: i64::MIN / 2,
                         last_fetch_ms: i64::MIN / 2,

@@ -239,6 +239,7 @@ impl SimBroker {
                 fetch_offset,
                 last_fetched_epoch,
             } => Message::FetchRequest {
+                broker_epoch: self.broker_epoch.unwrap_or(-1),
                 current_leader_epoch,
                 fetch_offset,
                 last_fetched_epoch,
@@ -325,9 +326,9 @@ impl SimBroker {
                 self.last_control_ms = i64::MIN / 2;
             }
             Message::Metadata(state) => self.metadata(state, now, outbox, &mut events),
-            Message::AlterPartitionAnswer(answer) => {
+            Message::AlterPartitionAnswer { proposal, answer } => {
                 if let Role::Leader { leader, .. } = &mut self.role {
-                    let (outcome, _) = leader.isr_change_answered(answer);
+                    let (outcome, _) = leader.isr_change_answered(&proposal, answer);
                     if outcome == MetadataOutcome::Resigned {
                         self.drop_role();
                     }
@@ -354,12 +355,13 @@ impl SimBroker {
                 outbox.push((self.id, from, message));
             }
             Message::FetchRequest {
+                broker_epoch,
                 current_leader_epoch,
                 fetch_offset,
                 last_fetched_epoch,
             } => {
                 let answer = self.answer_fetch(
-                    from,
+                    (from, broker_epoch),
                     current_leader_epoch,
                     fetch_offset,
                     last_fetched_epoch,
@@ -367,6 +369,7 @@ impl SimBroker {
                 );
                 self.complete_acks(&mut events);
                 let message = Message::FetchAnswer {
+                    last_fetched_epoch,
                     current_leader_epoch,
                     fetch_offset,
                     answer,
@@ -391,12 +394,16 @@ impl SimBroker {
                 self.send_follower_request(now, outbox);
             }
             Message::FetchAnswer {
+                last_fetched_epoch,
                 current_leader_epoch,
                 fetch_offset,
                 answer,
             } => self.fetch_answered(
-                current_leader_epoch,
-                fetch_offset,
+                FollowerRequest::Fetch {
+                    current_leader_epoch,
+                    fetch_offset,
+                    last_fetched_epoch,
+                },
                 answer,
                 now,
                 outbox,
@@ -409,7 +416,7 @@ impl SimBroker {
 
     fn answer_fetch(
         &mut self,
-        from: NodeId,
+        (from, broker_epoch): (NodeId, i64),
         current_leader_epoch: i32,
         fetch_offset: i64,
         last_fetched_epoch: Option<i32>,
@@ -428,7 +435,7 @@ impl SimBroker {
         if let Some(end) = divergence {
             return Ok(FetchAnswer::Diverging(end));
         }
-        leader.follower_fetched(from, current_leader_epoch, fetch_offset, now)?;
+        leader.follower_fetched(from, broker_epoch, current_leader_epoch, fetch_offset, now)?;
         let start = fetch_offset as usize;
         let end = (start + FETCH_MAX_RECORDS).min(self.log.len());
         Ok(FetchAnswer::Records {
@@ -439,8 +446,7 @@ impl SimBroker {
 
     fn fetch_answered(
         &mut self,
-        current_leader_epoch: i32,
-        fetch_offset: i64,
+        request: FollowerRequest,
         answer: Result<FetchAnswer, ErrorCode>,
         now: i64,
         outbox: &mut Outbox,
@@ -458,7 +464,7 @@ impl SimBroker {
                 records,
                 high_watermark,
             }) => {
-                if !follower.accepts_fetch_answer(current_leader_epoch, fetch_offset, log) {
+                if !follower.accepts_fetch_answer(request, log) {
                     return;
                 }
                 for record in records {
@@ -470,11 +476,11 @@ impl SimBroker {
                 follower.fetched(high_watermark, log_end);
             }
             Ok(FetchAnswer::Diverging(end)) => {
-                if let Some(to) = follower.diverged(current_leader_epoch, fetch_offset, end, log) {
+                if let Some(to) = follower.diverged(request, end, log) {
                     self.truncate(to, events);
                 }
             }
-            Err(ErrorCode::OffsetOutOfRange) if current_leader_epoch == follower.leader_epoch() => {
+            Err(ErrorCode::OffsetOutOfRange) if follower.accepts_fetch_answer(request, log) => {
                 // This log is ahead of the leader's: find where they part again.
                 let (leader, epoch) = (follower.leader(), follower.leader_epoch());
                 let high_watermark = follower.high_watermark();
@@ -564,7 +570,14 @@ impl SimBroker {
                 }
                 let high_watermark = self.high_watermark();
                 self.drop_role();
-                let follower = PartitionFollower::new(
+                // Half the followers truncate with OffsetsForLeaderEpoch first, half rely on
+                // the leader's fetch-time divergence check (both are Kafka's).
+                let start = if (self.id + state.leader_epoch) % 2 == 0 {
+                    PartitionFollower::new
+                } else {
+                    PartitionFollower::new_fetching
+                };
+                let follower = start(
                     leader_id,
                     state.leader_epoch,
                     self.local_log(),

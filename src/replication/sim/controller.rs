@@ -27,6 +27,10 @@ pub(super) struct SimController {
     next_broker_epoch: i64,
     min_insync_replicas: usize,
     last_broadcast_ms: i64,
+    /// An unclean re-registration took the partition's last eligible replica (ISR and ELR
+    /// empty): KIP-966 leaves it offline until unclean recovery. The only accepted reason
+    /// for a run to end offline.
+    emptied_by_unclean_restart: bool,
 }
 
 type Outbox = Vec<(NodeId, NodeId, Message)>;
@@ -49,6 +53,7 @@ impl SimController {
             next_broker_epoch: 1,
             min_insync_replicas,
             last_broadcast_ms: 0,
+            emptied_by_unclean_restart: false,
         }
     }
 
@@ -63,6 +68,10 @@ impl SimController {
     /// No ISR, no ELR: KIP-966 elects nobody without unclean recovery.
     pub(super) fn has_no_eligible_replica(&self) -> bool {
         self.state.leader.is_none() && self.state.isr.is_empty() && self.state.elr.is_empty()
+    }
+
+    pub(super) fn emptied_by_unclean_restart(&self) -> bool {
+        self.emptied_by_unclean_restart
     }
 
     fn usable(&self, node: NodeId) -> bool {
@@ -103,6 +112,12 @@ impl SimController {
         match message {
             Message::Register { incarnation, clean } => {
                 if let Some(existing) = self.brokers.get(&from)
+                    && existing.incarnation > incarnation
+                {
+                    // A late message from an older incarnation (red-team M1).
+                    return outbox;
+                }
+                if let Some(existing) = self.brokers.get(&from)
                     && existing.incarnation == incarnation
                 {
                     // A retry: answer again.
@@ -136,6 +151,9 @@ impl SimController {
                 if !first_registration {
                     let new = self.departed(from, departure);
                     self.commit(new, now, &mut outbox);
+                    if !clean && self.has_no_eligible_replica() {
+                        self.emptied_by_unclean_restart = true;
+                    }
                 }
                 let answer = Message::Registered {
                     incarnation,
@@ -169,22 +187,26 @@ impl SimController {
                     leader_broker_epoch: broker_epoch,
                     leader_epoch: proposal.leader_epoch,
                     partition_epoch: proposal.partition_epoch,
-                    new_isr: proposal.new_isr,
+                    new_isr: proposal.new_isr.clone(),
+                    new_isr_broker_epochs: proposal.new_isr_broker_epochs.clone(),
                 };
                 let usable = |n: NodeId| self.usable(n);
+                let registered_epoch = |n: NodeId| self.brokers.get(&n).map(|b| b.broker_epoch);
                 let answer = partition_changes::alter_partition(
                     &self.state,
                     &request,
                     registered,
                     self.min_insync_replicas,
                     &usable,
+                    &registered_epoch,
                 );
                 if let Ok(new) = &answer
                     && new.partition_epoch > self.state.partition_epoch
                 {
                     self.commit(Some(new.clone()), now, &mut outbox);
                 }
-                outbox.push((CONTROLLER, from, Message::AlterPartitionAnswer(answer)));
+                let answer = Message::AlterPartitionAnswer { proposal, answer };
+                outbox.push((CONTROLLER, from, answer));
             }
             _ => {}
         }

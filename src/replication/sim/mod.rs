@@ -148,7 +148,10 @@ enum Message {
         broker_epoch: i64,
         proposal: IsrProposal,
     },
-    AlterPartitionAnswer(Result<PartitionState, ErrorCode>),
+    AlterPartitionAnswer {
+        proposal: IsrProposal,
+        answer: Result<PartitionState, ErrorCode>,
+    },
     Metadata(PartitionState),
     EpochRequest {
         current_leader_epoch: i32,
@@ -160,11 +163,13 @@ enum Message {
         answer: Result<EpochEnd, ErrorCode>,
     },
     FetchRequest {
+        broker_epoch: i64,
         current_leader_epoch: i32,
         fetch_offset: i64,
         last_fetched_epoch: Option<i32>,
     },
     FetchAnswer {
+        last_fetched_epoch: Option<i32>,
         current_leader_epoch: i32,
         fetch_offset: i64,
         answer: Result<FetchAnswer, ErrorCode>,
@@ -478,6 +483,12 @@ impl World {
         for _ in 0..3_000 {
             self.step(false)?;
             if self.controller.has_no_eligible_replica() {
+                if !self.controller.emptied_by_unclean_restart() {
+                    return Err(self.violation(format!(
+                        "no eligible replica left, and no unclean restart took the last one: {:?}",
+                        self.controller.state()
+                    )));
+                }
                 self.report.offline_without_eligible_replica += 1;
                 return Ok(());
             }
