@@ -25,7 +25,12 @@ pub struct LeaderSettings {
     /// acks=all needs this many ISR members, and the high watermark only advances while the
     /// ISR has this many (Kafka `min.insync.replicas`, KIP-966). Default 1.
     pub min_insync_replicas: usize,
-    /// An unanswered ISR proposal is sent again after this long. Default 5000.
+    /// An unanswered ISR proposal is sent again after this long. Default 5000. It must exceed
+    /// the longest a request and its answer can take on the controller channel (Kafka's
+    /// request timeout, after which the connection is closed): the leader acts on the first
+    /// answer it gets, so a copy still in flight that the controller applied later would
+    /// change the ISR behind the leader's back (a dropped expansion committed by a late
+    /// retry; simulator seed 13222 with a retry shorter than the round trip).
     pub isr_proposal_retry_ms: i64,
 }
 

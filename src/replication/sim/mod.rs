@@ -246,7 +246,9 @@ impl World {
         let settings = LeaderSettings {
             replica_lag_time_max_ms: 300,
             min_insync_replicas: MIN_INSYNC_REPLICAS,
-            isr_proposal_retry_ms: 200,
+            // Longer than a round trip can take (200 ms each way here): one AlterPartition
+            // in flight, as Kafka's AlterPartitionManager sends (see LeaderSettings).
+            isr_proposal_retry_ms: 500,
         };
         World {
             config,
