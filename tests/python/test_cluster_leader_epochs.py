@@ -77,7 +77,11 @@ def test_leader_epoch_checks_follow_the_metadata_log(cluster):
     first_leader, first_epoch = wait_for(
         "the leader is known", lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
     ok = (wire.ERROR_NONE,) * 3
-    assert checked(cluster.nodes[first_leader].bootstrap, topic, first_epoch) == ok
+    # The leader may show the topic in Metadata a moment before its shard has created the
+    # partition's log (UNKNOWN_TOPIC_OR_PARTITION until then, which clients retry).
+    first_bootstrap = cluster.nodes[first_leader].bootstrap
+    wait_for("the leader serves the partition",
+             lambda: checked(first_bootstrap, topic, first_epoch) == ok)
 
     cluster.nodes[first_leader].kill9()
     survivors = [node for node_id, node in cluster.nodes.items() if node_id != first_leader]
