@@ -24,10 +24,6 @@ fn leader(isr: &[NodeId], log_end: i64) -> PartitionLeader {
     PartitionLeader::new(1, state(1, isr), log_end, 0, settings(), 0).unwrap()
 }
 
-fn leader_with_isr(isr: &[NodeId], log_end: i64) -> PartitionLeader {
-    leader(isr, log_end)
-}
-
 #[test]
 fn only_the_named_leader_leads() {
     let error = PartitionLeader::new(2, state(1, &[1, 2]), 0, 0, settings(), 0).unwrap_err();
@@ -148,11 +144,11 @@ fn an_expansion_answered_with_an_error_that_may_hide_a_commit_stays_counted() {
     assert_eq!(leader.isr(), &[1, 2, 3]);
     assert_eq!(leader.maximal_isr(), vec![1, 2, 3]);
     // INELIGIBLE_REPLICA says nothing was applied: the proposal is dropped.
-    let mut leader = leader_with_isr(&[1, 2], 10);
-    leader.follower_fetched(3, 1, 5, 10, 1).unwrap();
-    let proposal = leader.poll_isr_change(1).unwrap();
-    leader.isr_change_answered(&proposal, Err(ErrorCode::IneligibleReplica));
-    assert_eq!(leader.maximal_isr(), vec![1, 2]);
+    let mut refused = self::leader(&[1, 2], 10);
+    refused.follower_fetched(3, 1, 5, 10, 1).unwrap();
+    let proposal = refused.poll_isr_change(1).unwrap();
+    refused.isr_change_answered(&proposal, Err(ErrorCode::IneligibleReplica));
+    assert_eq!(refused.maximal_isr(), vec![1, 2]);
 }
 
 #[test]

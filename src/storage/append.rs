@@ -141,18 +141,7 @@ fn place_replicated(
         let item_units = if index + 1 == count { units } else { 0 };
         next = place_batch(state, bytes, leader_epoch, now_ms, item_units, config)?;
     }
-    state.log_end.set(next);
-    if !config.visible_when_flushed {
-        state.publish_visible(next);
-    }
-    state.work.notify();
-    Ok(AppendResult {
-        base_offset: Offset(first_base),
-        last_offset: Offset(next - 1),
-        log_append_time_ms: -1,
-        log_start_offset: Offset(state.log_start.get()),
-        duplicate: false,
-    })
+    Ok(placed(state, first_base, next, -1, config))
 }
 
 /// Validates a client's records (one batch), then applies the topic's rules (which may
@@ -262,20 +251,32 @@ fn place(
         let item_units = if i + 1 == count { units } else { 0 };
         next = place_batch(state, bytes, leader_epoch, now_ms, item_units, config)?;
     }
+    let log_append_time_ms = if log_append_time { now_ms } else { -1 };
+    Ok(placed(state, base_offset, next, log_append_time_ms, config))
+}
+
+/// The batches `[base_offset, next)` are placed: the log end moves, readers may see them
+/// (now, or once flushed with `visible_when_flushed`: a consumer never sees a record kill -9
+/// could take back, `flusher::publish_flushed`), and the flusher is woken.
+fn placed(
+    state: &LogState,
+    base_offset: i64,
+    next: i64,
+    log_append_time_ms: i64,
+    config: &LogConfig,
+) -> AppendResult {
     state.log_end.set(next);
-    // With `visible_when_flushed` the high watermark moves when the batches are flushed
-    // (`flusher::publish_flushed`): a consumer never sees a record kill -9 could take back.
     if !config.visible_when_flushed {
         state.publish_visible(next);
     }
     state.work.notify();
-    Ok(AppendResult {
+    AppendResult {
         base_offset: Offset(base_offset),
         last_offset: Offset(next - 1),
-        log_append_time_ms: if log_append_time { now_ms } else { -1 },
+        log_append_time_ms,
         log_start_offset: Offset(state.log_start.get()),
         duplicate: false,
-    })
+    }
 }
 
 /// Copies `records` only if it is shared, then stamps offsets and the leader epoch.

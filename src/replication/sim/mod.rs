@@ -299,7 +299,7 @@ impl World {
             self.inject_faults();
         }
         if self.rng.chance(30) {
-            self.produce();
+            self.produce()?;
         }
         let due = self.network.due(&mut self.rng, self.now);
         for envelope in due {
@@ -336,10 +336,8 @@ impl World {
                 }
             }
         } else {
-            let bugs = self.config.bugs;
             let index = (to - 1) as usize;
             let events = self.brokers[index].receive(from, message, now, &mut outbox);
-            let _ = bugs;
             for event in events {
                 self.record_event(to, event)?;
             }
@@ -374,7 +372,7 @@ impl World {
 
     /// The client sends a few records to a broker that believes it leads (a stale leader
     /// may take them: they must never be acknowledged as committed unless they are).
-    fn produce(&mut self) {
+    fn produce(&mut self) -> Result<(), Violation> {
         let leaders: Vec<NodeId> = self
             .brokers
             .iter()
@@ -382,7 +380,7 @@ impl World {
             .map(|broker| broker.id())
             .collect();
         if leaders.is_empty() {
-            return;
+            return Ok(());
         }
         let target = leaders[self.rng.below(leaders.len() as u64) as usize];
         let count = 1 + self.rng.below(3);
@@ -402,14 +400,9 @@ impl World {
             self.report.produced += count;
         }
         for event in events {
-            // Only `Acked` (with the ack-on-append bug) comes back from a produce.
-            if let broker::Event::Acked(records) = event {
-                for record in records {
-                    self.history.acked.push((record.offset, record.id));
-                    self.report.acked += 1;
-                }
-            }
+            self.record_event(target, event)?;
         }
+        Ok(())
     }
 
     fn up_count(&self) -> usize {
