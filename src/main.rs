@@ -256,6 +256,7 @@ fn main() -> anyhow::Result<()> {
                     shardlog::shard::run_pool(config, move |shard| {
                         glommio::spawn_local(hub.subscribe().install()).detach();
                         shard.spawn_cluster_topic_reconciliation();
+                        shard.spawn_replication();
                         shardlog::server::serve(shard)
                     })?
                 }

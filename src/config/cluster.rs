@@ -68,6 +68,19 @@ pub struct ClusterConfig {
     /// An inbound controller connection that receives nothing for this long is closed (also
     /// the bound on a hello frame's arrival), ms. Default 30000, range 100..=3600000.
     pub controller_read_timeout_ms: u64,
+    /// A follower that has not caught up to the leader's log end for this long is dropped
+    /// from the ISR (Kafka `replica.lag.time.max.ms`), ms. Default 30000, range 100..=3600000.
+    pub replica_lag_time_max_ms: u64,
+    /// Longest a follower's replica fetch waits at the leader for new records (Kafka
+    /// `replica.fetch.wait.max.ms`), ms. Default 500, range 1..=60000.
+    pub replica_fetch_wait_max_ms: u64,
+    /// Record bytes one replica fetch answer may carry (Kafka
+    /// `replica.fetch.response.max.bytes`). Default 10 MiB, range 64 KiB..=1 GiB.
+    pub replica_fetch_response_bytes_max: u64,
+    /// How long an acks=all produce waits for the in-sync replicas before it fails
+    /// (REQUEST_TIMED_OUT, or NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR is below
+    /// `min.insync.replicas`), ms. Default 30000, range 100..=3600000.
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -92,6 +105,10 @@ impl Default for ClusterConfig {
             controller_connect_timeout_ms: 2_000,
             controller_reconnect_backoff_ms: 200,
             controller_read_timeout_ms: 30_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_response_bytes_max: 10 * MIB,
+            replica_ack_timeout_ms: 30_000,
         }
     }
 }
@@ -286,6 +303,30 @@ impl ClusterConfig {
         check(
             "cluster.controller_read_timeout_ms",
             self.controller_read_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        check(
+            "cluster.replica_lag_time_max_ms",
+            self.replica_lag_time_max_ms,
+            100,
+            3_600_000,
+        )?;
+        check(
+            "cluster.replica_fetch_wait_max_ms",
+            self.replica_fetch_wait_max_ms,
+            1,
+            60_000,
+        )?;
+        check(
+            "cluster.replica_fetch_response_bytes_max",
+            self.replica_fetch_response_bytes_max,
+            64 * 1024,
+            1024 * MIB,
+        )?;
+        check(
+            "cluster.replica_ack_timeout_ms",
+            self.replica_ack_timeout_ms,
             100,
             3_600_000,
         )

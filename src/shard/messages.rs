@@ -275,6 +275,29 @@ pub struct ReadPartition {
     pub offset: Offset,
     pub max_bytes: usize,
     pub read_committed: bool,
+    /// A follower's replica fetch (cluster mode): read up to the log end, and record the
+    /// follower's position at the leader first. `None` for consumers.
+    pub replica: Option<ReplicaFetch>,
+}
+
+/// Who sends a replica fetch, as its Fetch request says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaFetch {
+    pub replica_id: i32,
+    /// The follower's broker epoch (Fetch v15+ `ReplicaEpoch`, KIP-903); -1 before v15.
+    pub broker_epoch: i64,
+    pub current_leader_epoch: i32,
+}
+
+/// Which end of a partition a long poll waits to move past its offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The high watermark (read_uncommitted consumers).
+    HighWatermark,
+    /// The last stable offset (read_committed consumers).
+    LastStable,
+    /// The log end (a follower's replica fetch).
+    LogEnd,
 }
 
 #[derive(Debug, Clone)]
@@ -321,7 +344,7 @@ pub struct ReadOp {
 /// Completes when any listed partition has data past its offset (past the last stable
 /// offset for read_committed), or after `timeout`.
 pub struct WaitOp {
-    pub partitions: Vec<(TopicPartition, Offset, bool)>,
+    pub partitions: Vec<(TopicPartition, Offset, WaitEnd)>,
     pub timeout: Duration,
     pub reply: Reply<()>,
 }

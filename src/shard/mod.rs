@@ -29,6 +29,8 @@ pub mod metrics;
 mod partition_ops;
 mod pool;
 mod producer_checks;
+mod replica_fetcher;
+mod replicas;
 pub mod reply;
 pub mod shutdown;
 pub mod startup;

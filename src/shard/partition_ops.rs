@@ -85,6 +85,7 @@ impl Shard {
     ) -> LocalBoxFuture<'static, Vec<ProducePartitionResult>> {
         let mut results = Vec::with_capacity(partitions.len());
         let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
+        let catalog = self.catalog();
         for ProducePartition { partition, records } in partitions {
             if self.disk.is_full() {
                 self.metrics
@@ -107,10 +108,36 @@ impl Shard {
                 results.push(produce_error(partition, code, None));
                 continue;
             };
+            // Cluster mode: only the leader role appends, stamping its leader epoch.
+            let cluster_copy = catalog
+                .topic(partition.topic.as_str())
+                .is_some_and(|meta| meta.cluster);
+            let leader_epoch = match self
+                .replicas
+                .leader_epoch_for_append(&partition, cluster_copy)
+                .and_then(|epoch| {
+                    if acks == Acks::All {
+                        self.replicas.check_acks_all(&partition)?;
+                    }
+                    Ok(epoch)
+                }) {
+                Ok(epoch) => epoch.unwrap_or(LEADER_EPOCH),
+                Err(code) => {
+                    let reason = if code == ErrorCode::NotEnoughReplicas {
+                        RejectReason::NotEnoughReplicas
+                    } else {
+                        RejectReason::NotLeader
+                    };
+                    self.metrics.produced(records.len(), Some(reason));
+                    results.push(produce_error(partition, code, None));
+                    continue;
+                }
+            };
             let bytes = records.len();
             let appended = log
-                .append_from_client(records, LEADER_EPOCH, now_ms())
+                .append_from_client(records, leader_epoch, now_ms())
                 .await;
+            self.replicas.leader_appended(&partition, &log);
             let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
             self.metrics.produced(bytes, reason);
             match appended {
@@ -149,6 +176,15 @@ impl Shard {
                 } else {
                     log.wait_flushed(last_offset).await
                 };
+                let partition = &results[index].partition;
+                if durable.is_ok()
+                    && acks == Acks::All
+                    && let Err(code) = shard.wait_replicated(partition, &log, last_offset).await
+                {
+                    let result = &mut results[index];
+                    result.error = code;
+                    continue;
+                }
                 if let Err(error) = durable {
                     tracing::error!(shard = %shard.id, %error, "flush or sync failed");
                     shard
@@ -210,6 +246,11 @@ impl Shard {
             result.error = self.missing_log_error(&request.partition);
             return result;
         };
+        if let Some(replica) = request.replica {
+            return self
+                .read_for_replica(result, &request, replica, &log, limits)
+                .await;
+        }
         result.high_watermark = log.high_watermark().value();
         result.last_stable_offset = log.last_stable_offset().value();
         result.log_start_offset = log.log_start_offset().value();
@@ -257,25 +298,29 @@ impl Shard {
 
     pub(super) async fn wait_for_data_local(
         &self,
-        partitions: Vec<(TopicPartition, Offset, bool)>,
+        partitions: Vec<(TopicPartition, Offset, WaitEnd)>,
         timeout: Duration,
     ) {
         let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
-        for (partition, offset, read_committed) in partitions {
+        for (partition, offset, end) in partitions {
             if let Some(log) = self.log(&partition) {
-                let visible_end = if read_committed {
-                    log.last_stable_offset()
-                } else {
-                    log.high_watermark()
+                let current_end = match end {
+                    WaitEnd::HighWatermark => log.high_watermark(),
+                    WaitEnd::LastStable => log.last_stable_offset(),
+                    WaitEnd::LogEnd => log.log_end_offset(),
                 };
-                if visible_end > offset {
+                if current_end > offset {
                     return;
                 }
-                if read_committed {
-                    waits.push(Box::pin(async move { log.wait_for_stable(offset).await }));
-                } else {
-                    waits.push(Box::pin(async move { log.wait_for_append(offset).await }));
-                }
+                waits.push(match end {
+                    WaitEnd::HighWatermark => {
+                        Box::pin(async move { log.wait_for_append(offset).await })
+                    }
+                    WaitEnd::LastStable => {
+                        Box::pin(async move { log.wait_for_stable(offset).await })
+                    }
+                    WaitEnd::LogEnd => Box::pin(async move { log.wait_for_log_end(offset).await }),
+                });
             }
         }
         let sleep = Box::pin(glommio::timer::sleep(timeout));

@@ -78,6 +78,8 @@ pub struct Shard {
     pub(super) controller: Option<Controller>,
     pub(super) coordinator: GroupCoordinator,
     pub(super) txn_coordinator: TxnCoordinator,
+    /// Cluster mode: the replication roles of this shard's partitions.
+    pub(super) replicas: super::replicas::Replicas,
     pub metrics: super::metrics::ShardMetrics,
     /// Free-space state of the data dir's filesystem.
     pub disk: super::disk::DiskGuard,
@@ -139,6 +141,7 @@ impl Shard {
             controller,
             coordinator,
             txn_coordinator,
+            replicas: super::replicas::Replicas::default(),
             metrics: Default::default(),
             disk: Default::default(),
             request_memory,
@@ -368,7 +371,11 @@ impl Shard {
     pub async fn wait_for_data(
         self: &Rc<Self>,
         target: ShardId,
-        partitions: Vec<(TopicPartition, crate::model::Offset, bool)>,
+        partitions: Vec<(
+            TopicPartition,
+            crate::model::Offset,
+            super::messages::WaitEnd,
+        )>,
         timeout: std::time::Duration,
     ) -> Result<(), ShardError> {
         if target == self.id {

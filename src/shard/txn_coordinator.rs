@@ -431,7 +431,14 @@ impl Shard {
                 0,
                 now_ms(),
             ));
-            let outcome = match log.append(batch, 0, now_ms()).await {
+            // A partition this broker leads in cluster mode: the marker carries its epoch.
+            let leader_epoch = self
+                .replicas
+                .leader_epoch_for_append(&partition, false)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let outcome = match log.append(batch, leader_epoch, now_ms()).await {
                 Ok(appended) => log.wait_synced(appended.last_offset).await.map(|_| ()),
                 Err(error) => Err(error),
             };

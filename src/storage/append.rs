@@ -269,6 +269,7 @@ fn placed(
     if !config.visible_when_flushed {
         state.publish_visible(next);
     }
+    state.log_end_moved.notify();
     state.work.notify();
     AppendResult {
         base_offset: Offset(base_offset),

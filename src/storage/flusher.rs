@@ -112,6 +112,7 @@ pub(crate) async fn run(state: Rc<LogState>) {
     state.flusher_running.set(false);
     state.progress.notify();
     state.appended.notify();
+    state.log_end_moved.notify();
 }
 
 /// Pending batches can be written now (no truncation is asking for quiet).

@@ -403,6 +403,31 @@ impl PartitionLog {
         txn_state::read_committed(&self.state, start, limits).await
     }
 
+    /// A leader's read for a follower's replica fetch: whole batches from the one containing
+    /// `start` up to the log end (not the high watermark), within `limits`.
+    pub async fn read_for_replica(
+        &self,
+        start: Offset,
+        limits: ReadLimits,
+    ) -> Result<ReadResult, StorageError> {
+        reader::read_to_log_end(&self.state, start, limits).await
+    }
+
+    /// Completes once the log end offset is past `offset` (an append, flushed or not), or
+    /// the log closes or fails. Cancel-safe.
+    pub async fn wait_for_log_end(&self, offset: Offset) {
+        let state = &self.state;
+        state
+            .log_end_moved
+            .wait_until(|| {
+                state.log_end.get() > offset.0
+                    || state.closing.get()
+                    || state.closed.get()
+                    || state.is_failed()
+            })
+            .await;
+    }
+
     /// The last stable offset (LSO): the first offset of the oldest ongoing transaction,
     /// else the high watermark (never below the log start offset). read_committed
     /// consumers read below it; ListOffsets latest with read_committed answers it.
@@ -602,6 +627,11 @@ impl PartitionLog {
             .collect()
     }
 
+    /// A copy of the leader-epoch cache (a follower's truncation decisions read it).
+    pub fn leader_epoch_cache(&self) -> crate::model::leader_epochs::LeaderEpochCache {
+        self.state.leader_epochs.borrow().clone()
+    }
+
     /// Kafka OffsetsForLeaderEpoch: the largest epoch <= `epoch` and its end offset.
     pub fn end_offset_for_leader_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
         let cache = self.state.leader_epochs.borrow();
@@ -638,6 +668,7 @@ impl Drop for PartitionLog {
             self.state.closing.set(true);
             self.state.work.notify();
             self.state.appended.notify();
+            self.state.log_end_moved.notify();
         }
     }
 }

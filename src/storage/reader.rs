@@ -49,6 +49,26 @@ pub(crate) async fn read(
     })
 }
 
+/// A replica fetch (`read` for a follower): batches up to the log end, not the high
+/// watermark; a follower copies what the leader holds before consumers may see it.
+pub(crate) async fn read_to_log_end(
+    state: &LogState,
+    start: Offset,
+    limits: ReadLimits,
+) -> Result<ReadResult, StorageError> {
+    check_read(state, start)?;
+    let collected = collect(state, start.0, limits, || state.log_end.get()).await?;
+    Ok(ReadResult {
+        batches: collected.batches,
+        disk_bytes: collected.disk_bytes,
+        disk_limited: collected.disk_limited,
+        high_watermark: Offset(state.high_watermark.get()),
+        log_start_offset: Offset(state.log_start.get()),
+        last_stable_offset: Offset(txn_state::last_stable_offset(state)),
+        aborted_transactions: Vec::new(),
+    })
+}
+
 /// Err unless the log is open and `start` is in `[log_start_offset, log_end_offset]`.
 pub(crate) fn check_read(state: &LogState, start: Offset) -> Result<(), StorageError> {
     if state.closed.get() {

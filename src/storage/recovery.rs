@@ -466,6 +466,7 @@ async fn shut(state: &LogState, write_final_state: bool) -> Result<(), StorageEr
     state.closing.set(true);
     state.work.notify();
     state.appended.notify();
+    state.log_end_moved.notify();
     state
         .progress
         .wait_until(|| !state.flusher_running.get())
@@ -486,6 +487,7 @@ async fn shut(state: &LogState, write_final_state: bool) -> Result<(), StorageEr
     state.pending.borrow_mut().clear();
     state.progress.notify();
     state.appended.notify();
+    state.log_end_moved.notify();
     result
 }
 

@@ -122,6 +122,9 @@ pub(crate) struct LogState {
     pub progress: Signal,
     /// Log end offset advanced, or the log is closing.
     pub appended: Signal,
+    /// The log end offset moved (any append, before it is visible), or the log is closing:
+    /// what a leader's replica fetches and its high-watermark task wait on.
+    pub log_end_moved: Signal,
     pub stats: Cell<LogStats>,
     /// The recovery point last checkpointed: every offset below it was synced.
     pub recovery_point: Cell<i64>,
@@ -283,6 +286,7 @@ impl LogState {
             work: Signal::default(),
             progress: Signal::default(),
             appended: Signal::default(),
+            log_end_moved: Signal::default(),
             stats: Cell::new(LogStats::default()),
             recovery_point: Cell::new(recovered.recovery_point),
             corrupt: RefCell::new(recovered.corrupt.into_iter().collect()),
@@ -337,6 +341,7 @@ impl LogState {
         self.admission.close();
         self.progress.notify();
         self.appended.notify();
+        self.log_end_moved.notify();
     }
 
     pub(crate) fn update_stats(&self, update: impl FnOnce(&mut LogStats)) {

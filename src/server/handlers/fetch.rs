@@ -31,6 +31,7 @@ use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
 use crate::shard::memory::Reservation;
+use crate::shard::messages::{ReplicaFetch, WaitEnd};
 use crate::shard::metrics::DelayReason;
 use crate::shard::{ReadBudget, ReadPartition, ReadPartitionResult, Shard};
 use bytes::BytesMut;
@@ -217,7 +218,10 @@ fn remember_visible_ends(slots: &mut [Slot], results: &BTreeMap<usize, ReadParti
         let (Some(read), Some(result)) = (slot.read.as_ref(), results.get(&index)) else {
             continue;
         };
-        let visible = if read.read_committed {
+        let visible = if read.replica.is_some() {
+            // A follower waits for the log end to pass its fetch offset.
+            read.offset.value()
+        } else if read.read_committed {
             result.last_stable_offset
         } else {
             result.high_watermark
@@ -234,6 +238,15 @@ fn slots_of(
     body: &mut FetchResponseBody,
 ) -> Vec<Slot> {
     let read_committed = request.isolation_level == READ_COMMITTED;
+    // A follower's replica fetch (cluster mode) names its broker: v15+ in `ReplicaState`.
+    let (replica_id, replica_epoch) = if context.version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
     let catalog = shard.catalog();
     let mut slots = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
@@ -277,6 +290,11 @@ fn slots_of(
                     offset: Offset(partition.fetch_offset),
                     max_bytes: partition.partition_max_bytes.max(0) as usize,
                     read_committed,
+                    replica: (replica_id >= 0).then_some(ReplicaFetch {
+                        replica_id,
+                        broker_epoch: replica_epoch,
+                        current_leader_epoch: partition.current_leader_epoch,
+                    }),
                 }),
                 seen_end: Offset(partition.fetch_offset),
                 error: if known.is_some() {
@@ -381,13 +399,20 @@ async fn wait_for_any(
     slots: &[Slot],
     timeout: Duration,
 ) -> Result<(), HandlerError> {
-    let mut per_shard: BTreeMap<ShardId, Vec<(TopicPartition, Offset, bool)>> = BTreeMap::new();
+    let mut per_shard: BTreeMap<ShardId, Vec<(TopicPartition, Offset, WaitEnd)>> = BTreeMap::new();
     for slot in slots {
         if let Some(read) = &slot.read {
+            let end = if read.replica.is_some() {
+                WaitEnd::LogEnd
+            } else if read.read_committed {
+                WaitEnd::LastStable
+            } else {
+                WaitEnd::HighWatermark
+            };
             per_shard
                 .entry(shard.owner_of(&read.partition))
                 .or_default()
-                .push((read.partition.clone(), slot.seen_end, read.read_committed));
+                .push((read.partition.clone(), slot.seen_end, end));
         }
     }
     let sleep = Box::pin(glommio::timer::sleep(timeout));

@@ -53,12 +53,15 @@ pub enum RejectReason {
     /// Cluster mode: the metadata log names another broker as the partition's leader
     /// (NOT_LEADER_OR_FOLLOWER).
     NotLeader,
+    /// Cluster mode: acks=all while the ISR is below `min.insync.replicas`
+    /// (NOT_ENOUGH_REPLICAS).
+    NotEnoughReplicas,
     /// A handler failed (shard unreachable, response encoding): the connection is closed.
     HandlerFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -78,6 +81,7 @@ impl RejectReason {
         RejectReason::ProducerState,
         RejectReason::LogClosed,
         RejectReason::NotLeader,
+        RejectReason::NotEnoughReplicas,
         RejectReason::HandlerFailed,
     ];
 
@@ -103,6 +107,7 @@ impl RejectReason {
             RejectReason::ProducerState => "producer_state",
             RejectReason::LogClosed => "log_closed",
             RejectReason::NotLeader => "not_leader",
+            RejectReason::NotEnoughReplicas => "not_enough_replicas",
             RejectReason::HandlerFailed => "handler_failed",
         }
     }

@@ -1,0 +1,518 @@
+//! Cluster mode: this shard's part of partition replication (issue 16), the shell around the
+//! pure `replication::{leader, follower}` state machines. For every cluster partition this
+//! shard owns, the metadata log says whether this broker leads it (a `PartitionLeader`
+//! tracks the followers' fetches and moves the replicated high watermark), follows it (a
+//! `PartitionFollower` and the fetcher task for its leader, `replica_fetcher`), or neither.
+//!
+//! Owns: the roles by partition, the set of leaders this shard runs a fetcher for, the
+//! leader's high-watermark task. May import: `crate::replication`, `crate::quorum::view`,
+//! `crate::storage`. Runs on: the shard owning the partitions.
+//! Invariants: a partition has at most one role; a role is replaced, never edited into
+//! another (a leader that resigns is dropped, a follower of a new epoch is new); the
+//! replicated high watermark a log is given only grows; nothing is appended to a cluster
+//! partition by a client unless this broker holds its `Leader` role, so every batch a
+//! leader writes carries its leader epoch.
+
+use super::Shard;
+use super::messages::{ReadPartition, ReadPartitionResult, ReplicaFetch};
+use crate::cluster::NodeId;
+use crate::cluster::image::PartitionState;
+use crate::metadata::TopicId;
+use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::quorum::topics::ClusterPartition;
+use crate::replication::follower::{LocalLog, PartitionFollower};
+use crate::replication::leader::{LeaderSettings, MetadataOutcome, PartitionLeader};
+use crate::storage::{PartitionLog, ReadLimits};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How often a shard compares its roles with the cluster view and polls ISR changes.
+const ROLE_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest a leader's high-watermark task sleeps without an append.
+const LEADER_IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// The state machines' `now_ms`: the shard's monotonic clock (never the wall clock, which
+/// may jump).
+fn monotonic_ms() -> i64 {
+    super::monotonic_ms() as i64
+}
+
+pub(crate) struct LeaderRole {
+    /// The metadata log's topic id (what an AlterPartition names).
+    #[allow(dead_code)] // read once ISR changes are sent (AlterPartition)
+    pub topic_id: TopicId,
+    pub generation: u64,
+    pub state: PartitionLeader,
+}
+
+pub(crate) struct FollowerRole {
+    pub topic_id: TopicId,
+    pub generation: u64,
+    pub state: PartitionFollower,
+}
+
+pub(crate) enum Role {
+    Leader(Box<LeaderRole>),
+    Follower(FollowerRole),
+}
+
+/// The replication roles of this shard's partitions.
+#[derive(Default)]
+pub(crate) struct Replicas {
+    pub(super) roles: RefCell<HashMap<TopicPartition, Role>>,
+    /// Leaders (node ids) this shard runs a fetcher task for.
+    pub(super) fetchers: RefCell<BTreeSet<NodeId>>,
+    next_generation: Cell<u64>,
+}
+
+impl Replicas {
+    fn generation(&self) -> u64 {
+        let next = self.next_generation.get() + 1;
+        self.next_generation.set(next);
+        next
+    }
+
+    /// The leader epoch a client's append to `partition` must carry: `Ok(None)` for a
+    /// partition that is not replicated (single-broker mode, own topics), `Ok(Some)` when this
+    /// broker leads it, NOT_LEADER_OR_FOLLOWER otherwise (the role is not set up yet, or
+    /// another broker leads).
+    pub(crate) fn leader_epoch_for_append(
+        &self,
+        partition: &TopicPartition,
+        cluster_copy: bool,
+    ) -> Result<Option<i32>, ErrorCode> {
+        match self.roles.borrow().get(partition) {
+            Some(Role::Leader(role)) => Ok(Some(role.state.leader_epoch())),
+            Some(Role::Follower(_)) => Err(ErrorCode::NotLeaderOrFollower),
+            None if cluster_copy => Err(ErrorCode::NotLeaderOrFollower),
+            None => Ok(None),
+        }
+    }
+
+    /// acks=all may append (Kafka's NOT_ENOUGH_REPLICAS before the append).
+    pub(crate) fn check_acks_all(&self, partition: &TopicPartition) -> Result<(), ErrorCode> {
+        match self.roles.borrow().get(partition) {
+            Some(Role::Leader(role)) => role.state.check_acks_all(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `partition` has a leader role (its acks=all waits for the high watermark).
+    pub(crate) fn is_replicated_leader(&self, partition: &TopicPartition) -> bool {
+        matches!(self.roles.borrow().get(partition), Some(Role::Leader(_)))
+    }
+
+    /// The ISR of a led partition is below `min.insync.replicas` (an acks=all that timed out
+    /// then answers NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub(crate) fn below_min_isr(&self, partition: &TopicPartition) -> bool {
+        match self.roles.borrow().get(partition) {
+            Some(Role::Leader(role)) => role.state.check_acks_all().is_err(),
+            _ => false,
+        }
+    }
+
+    /// The leader's log grew to `log`'s end: moves the high watermark if it can. A leader whose
+    /// log went below what it knew (a follower's truncation finished after the role changed)
+    /// is dropped and set up again by the next reconciliation.
+    pub(crate) fn leader_appended(&self, partition: &TopicPartition, log: &PartitionLog) {
+        let end = log.log_end_offset().value();
+        let mut roles = self.roles.borrow_mut();
+        let Some(Role::Leader(role)) = roles.get_mut(partition) else {
+            return;
+        };
+        if end < role.state.log_end_offset() {
+            tracing::warn!(%partition, end, known = role.state.log_end_offset(), "leader log shrank; taking leadership again");
+            roles.remove(partition);
+            return;
+        }
+        if let Some(high_watermark) = role.state.appended(end) {
+            log.set_replicated_high_watermark(Offset(high_watermark));
+        }
+    }
+
+    /// A follower's replica fetch at `fetch_offset` reached the leader: records its
+    /// position (which may move the high watermark). Errors are Kafka's codes for the fetch.
+    pub(crate) fn replica_fetched(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        replica: ReplicaFetch,
+        fetch_offset: i64,
+    ) -> Result<(), ErrorCode> {
+        self.leader_appended(partition, log);
+        let mut roles = self.roles.borrow_mut();
+        let Some(Role::Leader(role)) = roles.get_mut(partition) else {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        };
+        let moved = role.state.follower_fetched(
+            replica.replica_id,
+            replica.broker_epoch,
+            replica.current_leader_epoch,
+            fetch_offset,
+            monotonic_ms(),
+        )?;
+        if let Some(high_watermark) = moved {
+            log.set_replicated_high_watermark(Offset(high_watermark));
+        }
+        Ok(())
+    }
+}
+
+/// The metadata log's partition as the state machines take it (the view carries no ELR: the
+/// leader and follower do not use it).
+fn partition_state(partition: &ClusterPartition) -> PartitionState {
+    PartitionState {
+        replicas: partition.replicas.clone(),
+        isr: partition.isr.clone(),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
+        leader: (partition.leader >= 0).then_some(partition.leader),
+        leader_epoch: partition.leader_epoch,
+        partition_epoch: partition.partition_epoch,
+    }
+}
+
+/// The role this broker should hold for a partition the view describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Lead,
+    Follow(NodeId),
+    Nothing,
+}
+
+fn wanted_role(partition: &ClusterPartition, own: NodeId, live: &dyn Fn(NodeId) -> bool) -> Wanted {
+    if !partition.replicas.contains(&own) || partition.leader < 0 {
+        Wanted::Nothing
+    } else if partition.leader == own {
+        Wanted::Lead
+    } else if live(partition.leader) {
+        Wanted::Follow(partition.leader)
+    } else {
+        Wanted::Nothing
+    }
+}
+
+impl Shard {
+    /// Cluster mode: starts this shard's replication (roles follow the cluster view; see the
+    /// module doc). Does nothing in single-broker mode.
+    pub fn spawn_replication(self: &Rc<Self>) {
+        if crate::quorum::view::cluster_topics().is_none() {
+            return;
+        }
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            while !super::shutdown::shutdown_requested() {
+                shard.reconcile_replicas();
+                glommio::timer::sleep(ROLE_INTERVAL).await;
+            }
+            shard.replicas.roles.borrow_mut().clear();
+        })
+        .detach();
+    }
+
+    fn leader_settings(
+        &self,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> LeaderSettings {
+        let cluster = &self.config.cluster;
+        LeaderSettings {
+            replica_lag_time_max_ms: cluster.replica_lag_time_max_ms as i64,
+            min_insync_replicas: configs
+                .get("min.insync.replicas")
+                .and_then(|value| value.parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1),
+            ..LeaderSettings::default()
+        }
+    }
+
+    /// One round: every cluster partition this shard owns gets the role the view asks for.
+    fn reconcile_replicas(self: &Rc<Self>) {
+        let Some(view) = crate::quorum::view::shard_view() else {
+            return;
+        };
+        let topics = view.topics.clone();
+        let own = self.config.server.node_id;
+        let live = |node: NodeId| view.brokers.iter().any(|broker| broker.node_id == node);
+        let catalog = self.catalog();
+        let mut seen: BTreeSet<TopicPartition> = BTreeSet::new();
+        for (name, topic) in &topics.topics {
+            let Some(meta) = catalog
+                .topic(name)
+                .filter(|m| m.cluster && m.id == topic.id)
+            else {
+                continue;
+            };
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                let tp = TopicPartition::new(name.as_str(), index as i32);
+                if self.owner_of(&tp) != self.id {
+                    continue;
+                }
+                let Some(log) = self.log(&tp) else { continue };
+                seen.insert(tp.clone());
+                match wanted_role(partition, own, &live) {
+                    Wanted::Lead => self.lead(&tp, meta.id, partition, &topic.configs, &log),
+                    Wanted::Follow(leader) => self.follow(&tp, meta.id, partition, leader, &log),
+                    Wanted::Nothing => {
+                        self.replicas.roles.borrow_mut().remove(&tp);
+                    }
+                }
+            }
+        }
+        self.replicas
+            .roles
+            .borrow_mut()
+            .retain(|tp, _| seen.contains(tp));
+        self.poll_isr_changes();
+    }
+
+    fn lead(
+        self: &Rc<Self>,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        partition: &ClusterPartition,
+        configs: &std::collections::BTreeMap<String, String>,
+        log: &Rc<PartitionLog>,
+    ) {
+        let state = partition_state(partition);
+        {
+            let mut roles = self.replicas.roles.borrow_mut();
+            if let Some(Role::Leader(role)) = roles.get_mut(tp) {
+                match role.state.metadata_changed(state.clone()) {
+                    (MetadataOutcome::Stale, _) => return,
+                    (MetadataOutcome::StillLeader, moved) => {
+                        if let Some(high_watermark) = moved {
+                            log.set_replicated_high_watermark(Offset(high_watermark));
+                        }
+                        return;
+                    }
+                    (MetadataOutcome::Resigned, _) => {
+                        roles.remove(tp);
+                    }
+                }
+            }
+        }
+        let settings = self.leader_settings(configs);
+        let leader = match PartitionLeader::new(
+            self.config.server.node_id,
+            state,
+            log.log_end_offset().value(),
+            log.high_watermark().value(),
+            settings,
+            monotonic_ms(),
+        ) {
+            Ok(leader) => leader,
+            Err(code) => {
+                tracing::warn!(partition = %tp, ?code, "cannot take leadership");
+                return;
+            }
+        };
+        log.set_replicated_high_watermark(Offset(leader.high_watermark()));
+        let generation = self.replicas.generation();
+        tracing::info!(partition = %tp, leader_epoch = leader.leader_epoch(), log_end = leader.log_end_offset(), "leading partition");
+        self.replicas.roles.borrow_mut().insert(
+            tp.clone(),
+            Role::Leader(Box::new(LeaderRole {
+                topic_id,
+                generation,
+                state: leader,
+            })),
+        );
+        self.spawn_high_watermark_task(tp.clone(), generation, log.clone());
+    }
+
+    /// While this shard leads `tp` in `generation`: every append (any origin: produce,
+    /// transaction markers) reaches the leader state, so a high watermark that only waits for
+    /// the leader itself (an ISR of one) moves at once.
+    fn spawn_high_watermark_task(
+        self: &Rc<Self>,
+        tp: TopicPartition,
+        generation: u64,
+        log: Rc<PartitionLog>,
+    ) {
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let current = matches!(
+                    shard.replicas.roles.borrow().get(&tp),
+                    Some(Role::Leader(role)) if role.generation == generation
+                );
+                if !current || log.is_failed() || super::shutdown::shutdown_requested() {
+                    return;
+                }
+                let end = log.log_end_offset();
+                shard.replicas.leader_appended(&tp, &log);
+                let grew = Box::pin(log.wait_for_log_end(end));
+                let idle = Box::pin(glommio::timer::sleep(LEADER_IDLE_CHECK));
+                futures::future::select(grew, idle).await;
+            }
+        })
+        .detach();
+    }
+
+    fn follow(
+        self: &Rc<Self>,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        partition: &ClusterPartition,
+        leader: NodeId,
+        log: &Rc<PartitionLog>,
+    ) {
+        {
+            let roles = self.replicas.roles.borrow();
+            if let Some(Role::Follower(role)) = roles.get(tp)
+                && role.state.leader() == leader
+                && role.state.leader_epoch() == partition.leader_epoch
+            {
+                return;
+            }
+        }
+        let epochs = log.leader_epoch_cache();
+        let local = LocalLog {
+            epochs: &epochs,
+            log_end_offset: log.log_end_offset().value(),
+        };
+        let follower = PartitionFollower::new(
+            leader,
+            partition.leader_epoch,
+            local,
+            log.high_watermark().value(),
+        );
+        tracing::info!(partition = %tp, leader, leader_epoch = partition.leader_epoch, log_end = local.log_end_offset, "following partition");
+        let generation = self.replicas.generation();
+        self.replicas.roles.borrow_mut().insert(
+            tp.clone(),
+            Role::Follower(FollowerRole {
+                topic_id,
+                generation,
+                state: follower,
+            }),
+        );
+        if self.replicas.fetchers.borrow_mut().insert(leader) {
+            self.spawn_replica_fetcher(leader);
+        }
+    }
+
+    /// The leader's answer to one partition of a follower's replica fetch: the follower's
+    /// position is recorded first (it may move the high watermark), then batches are read up
+    /// to the log end.
+    pub(super) async fn read_for_replica(
+        &self,
+        mut result: ReadPartitionResult,
+        request: &ReadPartition,
+        replica: ReplicaFetch,
+        log: &PartitionLog,
+        limits: ReadLimits,
+    ) -> ReadPartitionResult {
+        let fetched =
+            self.replicas
+                .replica_fetched(&request.partition, log, replica, request.offset.value());
+        result.high_watermark = log.high_watermark().value();
+        result.last_stable_offset = log.last_stable_offset().value();
+        result.log_start_offset = log.log_start_offset().value();
+        if let Err(code) = fetched {
+            result.error = code;
+            return result;
+        }
+        let nothing_fits = limits.max_bytes == 0 && !limits.min_one_batch;
+        if request.offset == log.log_end_offset() || nothing_fits {
+            return result;
+        }
+        match log.read_for_replica(request.offset, limits).await {
+            Ok(read) => {
+                result.batches = read.batches;
+                result.disk_bytes = read.disk_bytes;
+                result.disk_limited = read.disk_limited;
+            }
+            Err(error) => result.error = super::partition_ops::storage_error_code(&error),
+        }
+        result
+    }
+
+    /// acks=all on a led partition: waits until the high watermark passes `last_offset` (every
+    /// ISR member has it), at most `cluster.replica_ack_timeout_ms`. Single-broker partitions
+    /// return at once (their acks=all is the sync already waited for).
+    pub(super) async fn wait_replicated(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        last_offset: Offset,
+    ) -> Result<(), ErrorCode> {
+        if !self.replicas.is_replicated_leader(partition) {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
+        let replicated = Box::pin(log.wait_for_append(last_offset));
+        futures::future::select(replicated, Box::pin(glommio::timer::sleep(timeout))).await;
+        if log.high_watermark() > last_offset {
+            Ok(())
+        } else if log.is_failed() {
+            Err(ErrorCode::KafkaStorageError)
+        } else if !self.replicas.is_replicated_leader(partition) {
+            Err(ErrorCode::NotLeaderOrFollower)
+        } else if self.replicas.below_min_isr(partition) {
+            Err(ErrorCode::NotEnoughReplicasAfterAppend)
+        } else {
+            Err(ErrorCode::RequestTimedOut)
+        }
+    }
+
+    /// ISR changes are proposed by the leaders (AlterPartition); not wired to the controller
+    /// yet, so nothing is sent.
+    fn poll_isr_changes(self: &Rc<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(leader: NodeId, replicas: &[NodeId]) -> ClusterPartition {
+        ClusterPartition {
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 5,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            offline_replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_view_decides_the_role() {
+        let all_live = |_: NodeId| true;
+        let none_live = |_: NodeId| false;
+        assert_eq!(
+            wanted_role(&partition(1, &[1, 2, 3]), 1, &all_live),
+            Wanted::Lead
+        );
+        assert_eq!(
+            wanted_role(&partition(2, &[1, 2, 3]), 1, &all_live),
+            Wanted::Follow(2)
+        );
+        // A leader that is not live (fenced, not registered) is not followed.
+        assert_eq!(
+            wanted_role(&partition(2, &[1, 2, 3]), 1, &none_live),
+            Wanted::Nothing
+        );
+        // Not a replica, or no leader.
+        assert_eq!(
+            wanted_role(&partition(2, &[2, 3]), 1, &all_live),
+            Wanted::Nothing
+        );
+        assert_eq!(
+            wanted_role(&partition(-1, &[1, 2, 3]), 1, &all_live),
+            Wanted::Nothing
+        );
+    }
+
+    #[test]
+    fn the_state_machines_get_the_logs_partition() {
+        let state = partition_state(&partition(2, &[1, 2]));
+        assert_eq!(state.leader, Some(2));
+        assert_eq!((state.leader_epoch, state.partition_epoch), (3, 5));
+        assert_eq!(state.isr, vec![1, 2]);
+        assert_eq!(partition_state(&partition(-1, &[1])).leader, None);
+    }
+}

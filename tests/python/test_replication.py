@@ -1,0 +1,91 @@
+"""Contract: partition data replication (issue 16) between real shardlog processes.
+
+Three shardlog processes (--shards 1, a controller each). On an RF=3 topic, followers copy the
+leader's batches with replica Fetch over the Kafka port, and acks=all completes once every ISR
+member has the batch (the high watermark passed it). So:
+  (a) every record acknowledged with acks=all (confluent-kafka, idempotent; kafka-python)
+      before the partition leader is killed (kill -9) is served by the new leader, exactly
+      once and in order, to confluent-kafka, kafka-python and the Java client;
+  (b) records produced after the failover are replicated too: a second leader kill loses
+      none of them either (the remaining two replicas are the ISR);
+  (c) the killed leader restarts, truncates to the new leader's log and follows it.
+Waits are bounded polls (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clients import ck_read_all, ck_watermarks, kp_produce, kp_producer, kp_read_all
+from harness import unique_topic
+from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
+from test_cluster_leader_epochs import leader_and_epoch
+from test_cluster_topics import create_topic, produce, same_everywhere
+from test_java import java
+
+pytestmark = pytest.mark.cluster
+
+RECORDS = 200
+
+
+def values_of(read: dict[int, list]) -> list[str]:
+    return [record.value.decode() for record in read.get(0, [])]
+
+
+def new_leader(nodes, topic: str, not_on: set[int]) -> tuple[int, int] | None:
+    """(leader, epoch) of partition 0 that every node in `nodes` agrees on, off `not_on`."""
+    views = {leader_and_epoch(node.bootstrap, topic) for node in nodes}
+    if len(views) != 1:
+        return None
+    view = views.pop()
+    return view if view is not None and view[0] not in not_on else None
+
+
+def test_acknowledged_records_survive_leader_kills(cluster):
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("replicated")
+    create_topic(cluster.nodes[1].bootstrap, topic, 1, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 1))
+    first, first_epoch = wait_for("the leader is known",
+                                  lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
+
+    # (a) acks=all through two stock producers, then kill -9 the leader.
+    bootstrap = cluster.nodes[first].bootstrap
+    produce(bootstrap, topic, RECORDS)
+    producer = kp_producer(bootstrap, acks="all")
+    kp_produce(producer, topic, [(None, f"kp{index}".encode(), 0) for index in range(RECORDS)])
+    producer.close()
+    expected = [f"v{index}" for index in range(RECORDS)] + [f"kp{index}" for index in range(RECORDS)]
+
+    cluster.nodes[first].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != first]
+    second, second_epoch = wait_for("leadership moved off the killed node",
+                                    lambda: new_leader(survivors, topic, {first}))
+    assert second_epoch > first_epoch
+    bootstrap = cluster.nodes[second].bootstrap
+    # The new leader's high watermark moves up once the other survivor fetched from it.
+    wait_for("the new leader's high watermark covers what was acknowledged",
+             lambda: ck_watermarks(bootstrap, topic, 0)[1] >= len(expected))
+    assert values_of(ck_read_all(bootstrap, topic, [0])) == expected
+    assert values_of(kp_read_all(bootstrap, topic, [0])) == expected
+    lines = java("consume", bootstrap, topic, str(len(expected)), "60000")
+    assert ["CONSUMED", str(len(expected))] in lines
+
+    # (c) the killed node comes back and follows the new leader.
+    cluster.nodes[first].start()
+    wait_for("the restarted node rejoined", lambda: agreed_view(nodes, {1, 2, 3}))
+
+    # (b) more records on the new leader, then kill it too: the third replica has them all.
+    produce(bootstrap, topic, RECORDS)
+    expected += [f"v{index}" for index in range(RECORDS)]
+    third_candidates = [node for node_id, node in cluster.nodes.items() if node_id != second]
+    cluster.nodes[second].kill9()
+    third, third_epoch = wait_for("leadership moved again",
+                                  lambda: new_leader(third_candidates, topic, {second}))
+    assert third_epoch > second_epoch
+    bootstrap = cluster.nodes[third].bootstrap
+    wait_for("the third leader's high watermark covers what was acknowledged",
+             lambda: ck_watermarks(bootstrap, topic, 0)[1] >= len(expected))
+    read = ck_read_all(bootstrap, topic, [0])
+    assert values_of(read) == expected
