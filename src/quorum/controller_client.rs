@@ -236,6 +236,7 @@ mod tests {
             view: ClusterView::default(),
             topics: Vec::new(),
             producer_ids: None,
+            partition: None,
         }
     }
 

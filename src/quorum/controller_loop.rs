@@ -1,9 +1,10 @@
 //! The controller thread of a quorum member: owns the metadata Raft node over its durable
 //! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
 //! this node is the active controller (raft leader whose term's first entry is applied) —
-//! decides broker registrations, heartbeats, session fencing, producer-id blocks and topic
-//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs) with
-//! `cluster::controller`'s pure functions and proposes their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
+//! decides broker registrations, heartbeats, session fencing, producer-id blocks, topic
+//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs) and partition
+//! leaders' AlterPartition with `cluster::controller`'s pure functions and proposes their
+//! records. A dedicated std thread, never a shard: the raft log's fsyncs block.
 //!
 //! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it,
 //! the random ids of new topics (the decisions draw no randomness).
@@ -13,15 +14,16 @@
 //! records of every topic of a topic request that succeeded go into one entry, of at most
 //! `proposal_bytes_max` encoded bytes); a request is answered only after its records are
 //! applied (or at once when it needs none: validate-only, no topic succeeded, a config change
-//! that changes nothing, or an error), so a producer-id block is handed out only once its
-//! record is committed and applied in the term it was proposed in (never twice); a topic
+//! or AlterPartition that changes nothing, or an error), so a producer-id block is handed out
+//! only once its record is committed and applied in the term it was proposed in (never twice),
+//! and an AlterPartition answers a partition state the applied image holds; a topic
 //! request's answer has one result per requested topic; losing leadership answers
 //! every waiting request NOT_CONTROLLER (a topic request too: the caller retries, and a retry
 //! of a creation that did commit gets TOPIC_ALREADY_EXISTS); a driver error stops the node.
 
 use super::frame::{
-    BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse, ProducerIdBlock,
-    QuorumState, TopicResult, VoterProgress,
+    AlteredPartition, BrokerEndpoint, ClusterView, ControllerRequest, ControllerResponse,
+    ProducerIdBlock, QuorumState, TopicResult, VoterProgress,
 };
 use super::topic_decisions::{
     TopicDecision, decide_allocate_producer_ids, decide_alter_topic_configs,
@@ -33,9 +35,9 @@ use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
-    broker_heartbeat, fence_expired_brokers, register_broker,
+    alter_partition, broker_heartbeat, fence_expired_brokers, register_broker,
 };
-use crate::cluster::image::MetadataImage;
+use crate::cluster::image::{MetadataImage, PartitionState};
 use crate::cluster::image_machine::ImageStateMachine;
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
@@ -67,6 +69,8 @@ struct Answer {
     topics: Vec<TopicResult>,
     /// AllocateProducerIds' block, answered only once its record is applied.
     producer_ids: Option<ProducerIdBlock>,
+    /// AlterPartition's resulting partition state, answered only once its record is applied.
+    partition: Option<AlteredPartition>,
 }
 
 impl Answer {
@@ -75,7 +79,18 @@ impl Answer {
             broker_epoch,
             topics: Vec::new(),
             producer_ids: None,
+            partition: None,
         }
+    }
+}
+
+/// The part of a partition's state an AlterPartition answer carries.
+fn altered(state: &PartitionState) -> AlteredPartition {
+    AlteredPartition {
+        leader: state.leader.unwrap_or(-1),
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        isr: state.isr.clone(),
     }
 }
 
@@ -460,6 +475,17 @@ impl ControllerLoop {
                 validate_only,
                 bytes_max,
             ))),
+            ControllerRequest::AlterPartition {
+                topic_id,
+                partition,
+                request,
+            } => alter_partition(image, settings, topic_id, partition, &request).map(|decision| {
+                let answer = Answer {
+                    partition: Some(altered(&decision.state)),
+                    ..Answer::broker(request.leader_broker_epoch)
+                };
+                (decision.records, answer)
+            }),
         };
         match decision {
             Err(error) => {
@@ -594,6 +620,7 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
         view,
         topics: Vec::new(),
         producer_ids: None,
+        partition: None,
     }
 }
 
@@ -603,6 +630,7 @@ fn answered(hint: NodeId, view: ClusterView, answer: Answer) -> ControllerRespon
         broker_epoch: answer.broker_epoch,
         topics: answer.topics,
         producer_ids: answer.producer_ids,
+        partition: answer.partition,
         ..error_response(ErrorCode::None, hint, view)
     }
 }
@@ -676,13 +704,20 @@ mod tests {
 
     /// Registers broker 1 and unfences it; its broker epoch.
     fn start_broker(controller: &mut ControllerLoop) -> i64 {
+        let epoch = start_node(controller, 1);
+        assert_eq!(controller.image().unfenced_brokers().count(), 1);
+        epoch
+    }
+
+    /// Registers broker `node_id` and unfences it; its broker epoch.
+    fn start_node(controller: &mut ControllerLoop, node_id: NodeId) -> i64 {
         let registered = ask(
             controller,
             ControllerRequest::Register {
-                node_id: 1,
-                incarnation_id: [1; 16],
+                node_id,
+                incarnation_id: [node_id as u8; 16],
                 endpoint: BrokerEndpoint {
-                    node_id: 1,
+                    node_id,
                     host: "127.0.0.1".into(),
                     port: 9092,
                     rack: None,
@@ -692,13 +727,14 @@ mod tests {
         );
         assert_eq!(registered.error_code, 0);
         let heartbeat = ControllerRequest::Heartbeat {
-            node_id: 1,
+            node_id,
             broker_epoch: registered.broker_epoch,
             caught_up: true,
             want_fence: false,
         };
         assert_eq!(ask(controller, heartbeat).error_code, 0);
-        assert_eq!(controller.image().unfenced_brokers().count(), 1);
+        let broker = controller.image().broker(node_id).expect("registered");
+        assert!(!broker.fenced);
         registered.broker_epoch
     }
 
@@ -956,5 +992,81 @@ mod tests {
         }
         assert_eq!(controller.driver.applied_index(), applied);
         assert!(topic_configs(&controller, "t").is_empty());
+    }
+
+    #[test]
+    fn alter_partition_is_answered_once_its_change_is_applied() {
+        use crate::cluster::partition_changes::AlterPartitionRequest;
+        let mut controller = active_controller();
+        let epochs = [
+            start_node(&mut controller, 1),
+            start_node(&mut controller, 2),
+        ];
+        let placed = ControllerRequest::CreateTopics {
+            topics: vec![TopicCreation {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignments: BTreeMap::from([(0, vec![1, 2])]),
+                configs: BTreeMap::new(),
+            }],
+            validate_only: false,
+        };
+        assert_eq!(ask(&mut controller, placed).topics[0].error_code, 0);
+        let topic_id = controller.image().topic_by_name("t").expect("topic").id;
+        let before = controller.image().partition(&topic_id, 0).unwrap().clone();
+        assert_eq!((before.leader, before.isr.clone()), (Some(1), vec![1, 2]));
+        let shrink = |partition_epoch| ControllerRequest::AlterPartition {
+            topic_id,
+            partition: 0,
+            request: AlterPartitionRequest {
+                leader: 1,
+                leader_broker_epoch: epochs[0],
+                leader_epoch: before.leader_epoch,
+                partition_epoch,
+                new_isr: vec![1],
+                new_isr_broker_epochs: vec![(1, epochs[0])],
+            },
+        };
+
+        let applied = controller.driver.applied_index();
+        let response = ask(&mut controller, shrink(before.partition_epoch));
+        assert_eq!(response.error_code, 0);
+        assert_eq!(controller.driver.applied_index(), applied + 1, "one entry");
+        let after = controller.image().partition(&topic_id, 0).unwrap();
+        assert_eq!(after.isr, vec![1]);
+        assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+        assert_eq!(response.partition, Some(altered(after)));
+
+        // The same change again: answered at once with the current state, nothing proposed.
+        let current = after.partition_epoch;
+        let (reply, answer) = sync_channel(1);
+        let request = shrink(current);
+        controller.handle_event(ControllerEvent::Request { request, reply });
+        let unchanged = answer.try_recv().expect("answered at once");
+        assert_eq!(unchanged.error_code, 0);
+        assert_eq!(unchanged.partition, response.partition);
+        // A retry at the old partition epoch: INVALID_UPDATE_VERSION, nothing proposed.
+        let retry = ask(&mut controller, shrink(before.partition_epoch));
+        assert_eq!((retry.error_code, retry.partition), (95, None));
+        let unknown = ControllerRequest::AlterPartition {
+            topic_id: [9; 16],
+            partition: 0,
+            request: AlterPartitionRequest {
+                leader: 1,
+                leader_broker_epoch: epochs[0],
+                leader_epoch: 0,
+                partition_epoch: 0,
+                new_isr: vec![1],
+                new_isr_broker_epochs: Vec::new(),
+            },
+        };
+        assert_eq!(
+            ask(&mut controller, unknown).error_code,
+            100,
+            "UNKNOWN_TOPIC_ID"
+        );
+        assert!(controller.active.as_ref().unwrap().in_flight.is_none());
+        assert_eq!(controller.driver.applied_index(), applied + 1);
     }
 }

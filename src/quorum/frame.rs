@@ -3,11 +3,13 @@
 //! read/write on any `Read`/`Write`.
 //!
 //! Owns: the wire format of hello, raft, request and response frames. May import:
-//! `crate::cluster::records` (ids), the `raft` crate's protobuf `Message`. No threads.
+//! `crate::cluster::records` (ids), `crate::cluster::partition_changes::AlterPartitionRequest`,
+//! the `raft` crate's protobuf `Message`. No threads.
 //! Invariants: decoding untrusted bytes never panics; a frame longer than the configured
 //! limit is refused before its body is read.
 
 use super::topics::ClusterTopics;
+use crate::cluster::partition_changes::AlterPartitionRequest;
 use crate::cluster::records::{NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
@@ -26,10 +28,12 @@ const REQUEST_DELETE_TOPICS: u8 = 4;
 const REQUEST_CREATE_PARTITIONS: u8 = 5;
 const REQUEST_ALLOCATE_PRODUCER_IDS: u8 = 6;
 const REQUEST_ALTER_TOPIC_CONFIGS: u8 = 7;
+const REQUEST_ALTER_PARTITION: u8 = 8;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
 /// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: the AlterPartition request and the Response's partition state.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -131,6 +135,23 @@ pub enum ControllerRequest {
         alterations: Vec<(String, Option<String>)>,
         validate_only: bool,
     },
+    /// Kafka AlterPartition (API 56), one partition: its leader asks for a new ISR.
+    AlterPartition {
+        topic_id: Uuid,
+        partition: i32,
+        request: AlterPartitionRequest,
+    },
+}
+
+/// A partition's leader and ISR as an AlterPartition answer carries them: after the change
+/// committed, or as they are when the request changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlteredPartition {
+    /// -1: no leader.
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<NodeId>,
 }
 
 /// A block of producer ids handed to one broker: `first_producer_id ..
@@ -192,6 +213,9 @@ pub struct ControllerResponse {
     /// The block an AllocateProducerIds request got, once its record is applied (`None` for
     /// every other request and for a refusal).
     pub producer_ids: Option<ProducerIdBlock>,
+    /// The partition state an AlterPartition request got, once its record (if any) is applied
+    /// (`None` for every other request and for a refusal).
+    pub partition: Option<AlteredPartition>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +274,7 @@ impl Frame {
                 encode_list(&response.view.brokers, &mut out, encode_endpoint)?;
                 encode_list(&response.topics, &mut out, encode_topic_result)?;
                 encode_optional_block(response.producer_ids.as_ref(), &mut out);
+                encode_optional_partition(response.partition.as_ref(), &mut out)?;
             }
         }
         let length = (out.len() - 4) as u32;
@@ -286,6 +311,7 @@ impl Frame {
                 let topics =
                     reader.list(MIN_TOPIC_RESULT_BYTES, "topic results", decode_topic_result)?;
                 let producer_ids = decode_optional_block(&mut reader)?;
+                let partition = decode_optional_partition(&mut reader)?;
                 Frame::Response {
                     correlation,
                     response: ControllerResponse {
@@ -301,6 +327,7 @@ impl Frame {
                         },
                         topics,
                         producer_ids,
+                        partition,
                     },
                 }
             }
@@ -328,6 +355,7 @@ const MIN_ALTERATION_BYTES: usize = 2 + 2;
 const MIN_STRING_BYTES: usize = 2;
 const MIN_REPLICAS_BYTES: usize = 4;
 const NODE_BYTES: usize = 4;
+const NODE_EPOCH_BYTES: usize = 4 + 8;
 
 fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), FrameError> {
     match request {
@@ -404,6 +432,25 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
                 encode_optional_string(value.as_deref(), out)
             })?;
         }
+        ControllerRequest::AlterPartition {
+            topic_id,
+            partition,
+            request,
+        } => {
+            out.push(REQUEST_ALTER_PARTITION);
+            out.extend_from_slice(topic_id);
+            out.extend_from_slice(&partition.to_be_bytes());
+            out.extend_from_slice(&request.leader.to_be_bytes());
+            out.extend_from_slice(&request.leader_broker_epoch.to_be_bytes());
+            out.extend_from_slice(&request.leader_epoch.to_be_bytes());
+            out.extend_from_slice(&request.partition_epoch.to_be_bytes());
+            encode_nodes(&request.new_isr, out)?;
+            encode_list(&request.new_isr_broker_epochs, out, |(node, epoch), out| {
+                out.extend_from_slice(&node.to_be_bytes());
+                out.extend_from_slice(&epoch.to_be_bytes());
+                Ok(())
+            })?;
+        }
     }
     Ok(())
 }
@@ -455,6 +502,22 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
             alterations: reader.list(MIN_ALTERATION_BYTES, "alterations", |reader| {
                 Ok((reader.required_string("config name")?, reader.string()?))
             })?,
+        }),
+        REQUEST_ALTER_PARTITION => Ok(ControllerRequest::AlterPartition {
+            topic_id: reader.array()?,
+            partition: reader.i32()?,
+            request: AlterPartitionRequest {
+                leader: reader.i32()?,
+                leader_broker_epoch: reader.i64()?,
+                leader_epoch: reader.i32()?,
+                partition_epoch: reader.i32()?,
+                new_isr: decode_nodes(reader)?,
+                new_isr_broker_epochs: reader.list(
+                    NODE_EPOCH_BYTES,
+                    "ISR broker epochs",
+                    |reader| Ok((reader.i32()?, reader.i64()?)),
+                )?,
+            },
         }),
         other => Err(FrameError::Malformed(format!(
             "unknown request type {other}"
@@ -604,6 +667,36 @@ fn decode_optional_block(reader: &mut Reader<'_>) -> Result<Option<ProducerIdBlo
     Ok(Some(ProducerIdBlock {
         first_producer_id: reader.i64()?,
         size: reader.i64()?,
+    }))
+}
+
+/// `0` for none, or `1`, `leader i32, leader_epoch i32, partition_epoch i32` and the ISR.
+fn encode_optional_partition(
+    partition: Option<&AlteredPartition>,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let Some(partition) = partition else {
+        out.push(0);
+        return Ok(());
+    };
+    out.push(1);
+    out.extend_from_slice(&partition.leader.to_be_bytes());
+    out.extend_from_slice(&partition.leader_epoch.to_be_bytes());
+    out.extend_from_slice(&partition.partition_epoch.to_be_bytes());
+    encode_nodes(&partition.isr, out)
+}
+
+fn decode_optional_partition(
+    reader: &mut Reader<'_>,
+) -> Result<Option<AlteredPartition>, FrameError> {
+    if !reader.flag()? {
+        return Ok(None);
+    }
+    Ok(Some(AlteredPartition {
+        leader: reader.i32()?,
+        leader_epoch: reader.i32()?,
+        partition_epoch: reader.i32()?,
+        isr: decode_nodes(reader)?,
     }))
 }
 

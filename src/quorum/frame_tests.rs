@@ -73,6 +73,7 @@ fn every_frame_kind_roundtrips() {
             },
             topics: Vec::new(),
             producer_ids: None,
+            partition: None,
         },
     });
     for request in topic_requests() {
@@ -83,6 +84,64 @@ fn every_frame_kind_roundtrips() {
     }
     roundtrip(topic_response());
     roundtrip(producer_ids_response());
+    for request in alter_partition_requests() {
+        roundtrip(Frame::Request {
+            correlation: 15,
+            request,
+        });
+    }
+    roundtrip(alter_partition_response(vec![2, 1]));
+    roundtrip(alter_partition_response(Vec::new()));
+}
+
+fn alter_partition_requests() -> Vec<ControllerRequest> {
+    let request = AlterPartitionRequest {
+        leader: 2,
+        leader_broker_epoch: i64::MAX,
+        leader_epoch: 7,
+        partition_epoch: -1,
+        new_isr: vec![2, 3, 1],
+        new_isr_broker_epochs: vec![(2, i64::MAX), (3, 0), (1, -1)],
+    };
+    let without_epochs = AlterPartitionRequest {
+        new_isr: vec![2],
+        new_isr_broker_epochs: Vec::new(),
+        ..request.clone()
+    };
+    vec![
+        ControllerRequest::AlterPartition {
+            topic_id: [6; 16],
+            partition: 3,
+            request,
+        },
+        ControllerRequest::AlterPartition {
+            topic_id: [0; 16],
+            partition: i32::MIN,
+            request: without_epochs,
+        },
+    ]
+}
+
+/// An AlterPartition answer: the partition's state with ISR `isr`, no topic results.
+fn alter_partition_response(isr: Vec<NodeId>) -> Frame {
+    let Frame::Response {
+        mut response,
+        correlation,
+    } = topic_response()
+    else {
+        unreachable!()
+    };
+    response.topics.clear();
+    response.partition = Some(AlteredPartition {
+        leader: isr.first().copied().unwrap_or(-1),
+        leader_epoch: 4,
+        partition_epoch: i32::MAX,
+        isr,
+    });
+    Frame::Response {
+        correlation,
+        response,
+    }
 }
 
 fn topic_requests() -> Vec<ControllerRequest> {
@@ -205,6 +264,7 @@ fn topic_response() -> Frame {
                 },
             ],
             producer_ids: None,
+            partition: None,
         },
     }
 }
@@ -220,6 +280,15 @@ fn every_cut_of_a_topic_frame_is_an_error_not_a_panic() {
         .collect();
     frames.push(topic_response());
     frames.push(producer_ids_response());
+    frames.extend(
+        alter_partition_requests()
+            .into_iter()
+            .map(|request| Frame::Request {
+                correlation: 1,
+                request,
+            }),
+    );
+    frames.push(alter_partition_response(vec![1, 2, 3]));
     for frame in frames {
         let bytes = frame.encode().unwrap();
         for cut in 4..bytes.len() {
@@ -277,7 +346,8 @@ fn huge_declared_counts_are_refused_before_allocating() {
     }
     // A response claiming more topic results than its body could hold.
     let mut response = topic_response().encode().unwrap()[4..].to_vec();
-    let results_at = response.len() - topic_results_bytes() - 1;
+    // Before the two absent-presence bytes (producer ids, partition).
+    let results_at = response.len() - topic_results_bytes() - 2;
     response.truncate(results_at);
     response.extend_from_slice(&huge);
     assert!(Frame::decode(&response).is_err());
@@ -324,7 +394,7 @@ fn strict_decoding_of_topic_requests() {
     );
     // A presence byte other than 0 or 1 is refused.
     let mut body = producer_ids_response().encode().unwrap()[4..].to_vec();
-    let presence = body.len() - 17;
+    let presence = body.len() - 18;
     assert_eq!(body[presence], 1);
     body[presence] = 2;
     assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
@@ -406,4 +476,57 @@ fn oversized_truncated_and_garbage_frames_are_errors_not_panics() {
     body.extend_from_slice(&[0; 8 + 2 + 4 + 8 + 1 + 4]);
     body.extend_from_slice(&u32::MAX.to_be_bytes());
     assert!(Frame::decode(&body).is_err());
+}
+
+#[test]
+fn alter_partition_frames_are_decoded_strictly() {
+    let huge = u32::MAX.to_be_bytes();
+    // Request type, topic id, partition, leader, leader broker epoch, both epochs.
+    let fixed = [
+        &[KIND_REQUEST][..],
+        &[0; 8],
+        &[REQUEST_ALTER_PARTITION],
+        &[0; 16 + 4 + 4 + 8 + 4 + 4],
+    ]
+    .concat();
+    let huge_isr = [&fixed[..], &huge].concat();
+    let huge_epochs = [&fixed[..], &[0, 0, 0, 1, 0, 0, 0, 2], &huge].concat();
+    for body in [huge_isr, huge_epochs] {
+        match Frame::decode(&body) {
+            Err(FrameError::Malformed(text)) => assert!(text.contains("bytes"), "{text}"),
+            other => panic!("accepted {other:?}"),
+        }
+    }
+    // A well-formed body under a request type nobody knows is refused.
+    let request = alter_partition_requests().swap_remove(0);
+    let mut unknown_type = Frame::Request {
+        correlation: 1,
+        request,
+    }
+    .encode()
+    .unwrap()[4..]
+        .to_vec();
+    assert_eq!(unknown_type[9], REQUEST_ALTER_PARTITION);
+    assert!(Frame::decode(&unknown_type).is_ok());
+    unknown_type[9] = REQUEST_ALTER_PARTITION + 1;
+    assert!(
+        Frame::decode(&unknown_type).is_err(),
+        "unknown request type"
+    );
+    // The partition's presence byte is 0 or 1.
+    let Frame::Response { mut response, .. } = alter_partition_response(Vec::new()) else {
+        unreachable!()
+    };
+    response.partition = None;
+    let mut body = Frame::Response {
+        correlation: 1,
+        response,
+    }
+    .encode()
+    .unwrap()[4..]
+        .to_vec();
+    let presence = body.len() - 1;
+    assert_eq!(body[presence], 0);
+    body[presence] = 2;
+    assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
 }

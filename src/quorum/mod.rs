@@ -12,6 +12,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alter_partition;
 pub mod controller_client;
 pub mod controller_loop;
 pub mod forwarder;

@@ -154,6 +154,7 @@ fn timed_out() -> ControllerResponse {
         },
         topics: Vec::new(),
         producer_ids: None,
+        partition: None,
     }
 }
 
