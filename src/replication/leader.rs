@@ -164,6 +164,21 @@ impl PartitionLeader {
         self.log_end_offset
     }
 
+    /// New knobs (a topic config changed, e.g. `min.insync.replicas`); the high watermark
+    /// moves if the new ones let it.
+    pub fn update_settings(&mut self, settings: LeaderSettings) -> Option<i64> {
+        if settings == self.settings {
+            return None;
+        }
+        self.settings = settings;
+        self.advance_high_watermark()
+    }
+
+    /// The partition's replicas, as the last metadata update had them.
+    pub fn replicas(&self) -> &[NodeId] {
+        &self.state.replicas
+    }
+
     /// The ISR the controller has committed.
     pub fn isr(&self) -> &[NodeId] {
         &self.state.isr

@@ -17,11 +17,13 @@ use super::Shard;
 use super::messages::{ReadPartition, ReadPartitionResult, ReplicaFetch};
 use crate::cluster::NodeId;
 use crate::cluster::image::PartitionState;
+use crate::cluster::partition_changes::AlterPartitionRequest;
 use crate::metadata::TopicId;
 use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::quorum::alter_partition::{AlterPartitionItem, alter_partition};
 use crate::quorum::topics::ClusterPartition;
 use crate::replication::follower::{LocalLog, PartitionFollower};
-use crate::replication::leader::{LeaderSettings, MetadataOutcome, PartitionLeader};
+use crate::replication::leader::{IsrProposal, LeaderSettings, MetadataOutcome, PartitionLeader};
 use crate::storage::{PartitionLog, ReadLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +32,10 @@ use std::time::Duration;
 
 /// How often a shard compares its roles with the cluster view and polls ISR changes.
 const ROLE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one AlterPartition may take: below the leader's retry interval
+/// (`LeaderSettings::isr_proposal_retry_ms`, 5 s) with the forwarder's grace (1 s) added, so a
+/// retry never overlaps an answer still on its way.
+const ISR_PROPOSAL_DEADLINE: Duration = Duration::from_secs(3);
 /// The longest a leader's high-watermark task sleeps without an append.
 const LEADER_IDLE_CHECK: Duration = Duration::from_millis(500);
 
@@ -41,7 +47,6 @@ fn monotonic_ms() -> i64 {
 
 pub(crate) struct LeaderRole {
     /// The metadata log's topic id (what an AlterPartition names).
-    #[allow(dead_code)] // read once ISR changes are sent (AlterPartition)
     pub topic_id: TopicId,
     pub generation: u64,
     pub state: PartitionLeader,
@@ -277,9 +282,13 @@ impl Shard {
         log: &Rc<PartitionLog>,
     ) {
         let state = partition_state(partition);
+        let settings = self.leader_settings(configs);
         {
             let mut roles = self.replicas.roles.borrow_mut();
             if let Some(Role::Leader(role)) = roles.get_mut(tp) {
+                if let Some(high_watermark) = role.state.update_settings(settings) {
+                    log.set_replicated_high_watermark(Offset(high_watermark));
+                }
                 match role.state.metadata_changed(state.clone()) {
                     (MetadataOutcome::Stale, _) => return,
                     (MetadataOutcome::StillLeader, moved) => {
@@ -294,7 +303,6 @@ impl Shard {
                 }
             }
         }
-        let settings = self.leader_settings(configs);
         let leader = match PartitionLeader::new(
             self.config.server.node_id,
             state,
@@ -339,7 +347,13 @@ impl Shard {
                     shard.replicas.roles.borrow().get(&tp),
                     Some(Role::Leader(role)) if role.generation == generation
                 );
-                if !current || log.is_failed() || super::shutdown::shutdown_requested() {
+                // A closing or failed log wakes `wait_for_log_end` at once: stop, or this
+                // loop would never yield.
+                if !current
+                    || log.is_failed()
+                    || log.is_closing()
+                    || super::shutdown::shutdown_requested()
+                {
                     return;
                 }
                 let end = log.log_end_offset();
@@ -459,9 +473,99 @@ impl Shard {
         }
     }
 
-    /// ISR changes are proposed by the leaders (AlterPartition); not wired to the controller
-    /// yet, so nothing is sent.
-    fn poll_isr_changes(self: &Rc<Self>) {}
+    /// Every led partition whose ISR should change (a follower lagging past
+    /// `cluster.replica_lag_time_max_ms`, or a caught-up replica outside it) sends one
+    /// AlterPartition to the controller; the answer goes back to the leader state that asked.
+    fn poll_isr_changes(self: &Rc<Self>) {
+        let Some(leader_broker_epoch) = crate::quorum::view::broker_epoch() else {
+            return;
+        };
+        let now = monotonic_ms();
+        let mut proposals = Vec::new();
+        for (tp, role) in self.replicas.roles.borrow_mut().iter_mut() {
+            let Role::Leader(role) = role else { continue };
+            if let Some(proposal) = role.state.poll_isr_change(now) {
+                let replicas = role.state.replicas().to_vec();
+                proposals.push((
+                    tp.clone(),
+                    role.generation,
+                    role.topic_id,
+                    replicas,
+                    proposal,
+                ));
+            }
+        }
+        for (tp, generation, topic_id, replicas, proposal) in proposals {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                shard
+                    .send_isr_proposal(
+                        tp,
+                        generation,
+                        topic_id,
+                        replicas,
+                        leader_broker_epoch,
+                        proposal,
+                    )
+                    .await;
+            })
+            .detach();
+        }
+    }
+
+    async fn send_isr_proposal(
+        &self,
+        tp: TopicPartition,
+        generation: u64,
+        topic_id: TopicId,
+        replicas: Vec<NodeId>,
+        leader_broker_epoch: i64,
+        proposal: IsrProposal,
+    ) {
+        tracing::info!(partition = %tp, new_isr = ?proposal.new_isr, partition_epoch = proposal.partition_epoch, "proposing an ISR change");
+        let item = AlterPartitionItem {
+            topic_id,
+            partition: tp.partition,
+            request: AlterPartitionRequest {
+                leader: self.config.server.node_id,
+                leader_broker_epoch,
+                leader_epoch: proposal.leader_epoch,
+                partition_epoch: proposal.partition_epoch,
+                new_isr: proposal.new_isr.clone(),
+                new_isr_broker_epochs: proposal.new_isr_broker_epochs.clone(),
+            },
+        };
+        let deadline = std::time::Instant::now() + ISR_PROPOSAL_DEADLINE;
+        let answer = alter_partition(item, deadline)
+            .await
+            .map(|altered| PartitionState {
+                replicas,
+                isr: altered.isr,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
+                leader: (altered.leader >= 0).then_some(altered.leader),
+                leader_epoch: altered.leader_epoch,
+                partition_epoch: altered.partition_epoch,
+            });
+        if let Err(code) = &answer {
+            tracing::info!(partition = %tp, ?code, "ISR change not applied");
+        }
+        let Some(log) = self.log(&tp) else { return };
+        let mut roles = self.replicas.roles.borrow_mut();
+        let Some(Role::Leader(role)) = roles.get_mut(&tp) else {
+            return;
+        };
+        if role.generation != generation {
+            return;
+        }
+        match role.state.isr_change_answered(&proposal, answer) {
+            (MetadataOutcome::Resigned, _) => {
+                roles.remove(&tp);
+            }
+            (_, Some(high_watermark)) => log.set_replicated_high_watermark(Offset(high_watermark)),
+            (_, None) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -228,6 +228,11 @@ impl PartitionLog {
 
     /// True once a write or sync failed (or the open skipped writes on a full disk): appends
     /// fail, reads work. Reopening the log recovers it.
+    /// The log is closing or closed (deleted, moved, shutting down): nothing more is appended.
+    pub fn is_closing(&self) -> bool {
+        self.state.closing.get() || self.state.closed.get()
+    }
+
     pub fn is_failed(&self) -> bool {
         self.state.is_failed()
     }

@@ -32,9 +32,9 @@ API_METADATA = 3
 RECORDS = 40
 
 
-def leader_and_epoch(bootstrap: str, topic: str) -> tuple[int, int] | None:
-    """(leader, leader epoch) of partition 0 from one node's raw Metadata v7 (which, unlike
-    v1, carries the leader epoch); None while the topic or leader is unknown there."""
+def partition_zero(bootstrap: str, topic: str) -> tuple[int, int, list[int]] | None:
+    """(leader, leader epoch, ISR) of partition 0 from one node's raw Metadata v7 (which,
+    unlike v1, carries the leader epoch); None while the topic or leader is unknown there."""
     body = (wire.i32(1) + wire.string(topic) + wire.i8(0))  # no auto-creation
     answer = wire.roundtrip(bootstrap, wire.frame(wire.header_v1(API_METADATA, 7, 31) + body))
     r = wire.Reader(answer)
@@ -49,11 +49,16 @@ def leader_and_epoch(bootstrap: str, topic: str) -> tuple[int, int] | None:
         error, name, _internal = r.i16(), r.string(), r.i8()
         for _ in range(r.i32()):
             _perror, index, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
-            for _ in range(3):  # replicas, isr, offline replicas
-                [r.i32() for _ in range(r.i32())]
+            _replicas, isr, _offline = ([r.i32() for _ in range(r.i32())] for _ in range(3))
             if name == topic and error == 0 and index == 0 and leader >= 0:
-                found = (leader, epoch)
+                found = (leader, epoch, isr)
     return found
+
+
+def leader_and_epoch(bootstrap: str, topic: str) -> tuple[int, int] | None:
+    """(leader, leader epoch) of partition 0 (see `partition_zero`)."""
+    found = partition_zero(bootstrap, topic)
+    return found[:2] if found else None
 
 
 def checked(bootstrap: str, topic: str, current: int) -> tuple[int, int, int]:

@@ -8,19 +8,25 @@ member has the batch (the high watermark passed it). So:
       once and in order, to confluent-kafka, kafka-python and the Java client;
   (b) records produced after the failover are replicated too: a second leader kill loses
       none of them either (the remaining two replicas are the ISR);
-  (c) the killed leader restarts, truncates to the new leader's log and follows it.
+  (c) the killed leader restarts, follows the new leader and, once caught up, is added back
+      to the ISR (AlterPartition from the leader through the controller).
 Waits are bounded polls (no timing assertions).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+
+import kafka.errors
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import ck_read_all, ck_watermarks, kp_produce, kp_producer, kp_read_all
 from harness import unique_topic
 from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
-from test_cluster_leader_epochs import leader_and_epoch
-from test_cluster_topics import create_topic, produce, same_everywhere
+from test_cluster_leader_epochs import leader_and_epoch, partition_zero
+from test_cluster_topics import create_topic, produce, same_everywhere, set_topic_config
 from test_java import java
 
 pytestmark = pytest.mark.cluster
@@ -72,9 +78,12 @@ def test_acknowledged_records_survive_leader_kills(cluster):
     lines = java("consume", bootstrap, topic, str(len(expected)), "60000")
     assert ["CONSUMED", str(len(expected))] in lines
 
-    # (c) the killed node comes back and follows the new leader.
+    # (c) the killed node comes back, follows the new leader and, caught up, is added back to
+    # the ISR by the leader's AlterPartition.
     cluster.nodes[first].start()
     wait_for("the restarted node rejoined", lambda: agreed_view(nodes, {1, 2, 3}))
+    wait_for("the restarted node is back in the ISR",
+             lambda: sorted(partition_zero(bootstrap, topic)[2]) == [1, 2, 3])
 
     # (b) more records on the new leader, then kill it too: the third replica has them all.
     produce(bootstrap, topic, RECORDS)
@@ -89,3 +98,53 @@ def test_acknowledged_records_survive_leader_kills(cluster):
              lambda: ck_watermarks(bootstrap, topic, 0)[1] >= len(expected))
     read = ck_read_all(bootstrap, topic, [0])
     assert values_of(read) == expected
+
+
+def test_acks_all_follows_the_isr_and_min_insync_replicas(cluster):
+    """(d) With min.insync.replicas=2: a follower stopped (SIGSTOP) is fenced and leaves the
+    ISR, and acks=all keeps working on the other two. Raised to 3 (IncrementalAlterConfigs),
+    acks=all is refused with NOT_ENOUGH_REPLICAS (kafka-python, no retries) while acks=1
+    still works. Resumed (SIGCONT), the follower catches up and the leader adds it back to the
+    ISR, and acks=all works again; every record acknowledged is then read back once."""
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("minisr")
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+    created = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
+                                            config={"min.insync.replicas": "2"})])
+    created[topic].result(timeout=30)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 1))
+    leader, _epoch = wait_for("the leader is known",
+                              lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
+    bootstrap = cluster.nodes[leader].bootstrap
+    stopped_id = next(node_id for node_id in cluster.nodes if node_id != leader)
+    stopped = cluster.nodes[stopped_id]
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        produce(bootstrap, topic, RECORDS)
+        in_sync = sorted(set(cluster.nodes) - {stopped_id})
+        wait_for("the stopped follower left the ISR",
+                 lambda: sorted(partition_zero(bootstrap, topic)[2]) == in_sync)
+        set_topic_config(bootstrap, topic, "min.insync.replicas", "3")
+        refused = kp_producer(bootstrap, acks="all", retries=0)
+
+        def refused_for_replicas():
+            try:
+                refused.send(topic, value=b"refused", partition=0).get(timeout=30)
+            except kafka.errors.NotEnoughReplicasError:
+                return True
+            return None  # accepted: the new config had not reached the leader yet
+        wait_for("acks=all refused below min.insync.replicas", refused_for_replicas)
+        refused.close()
+        single = kp_producer(bootstrap, acks=1)
+        kp_produce(single, topic, [(None, b"acks1", 0)])
+        single.close()
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    wait_for("the resumed follower is back in the ISR",
+             lambda: sorted(partition_zero(bootstrap, topic)[2]) == [1, 2, 3])
+    produce(bootstrap, topic, RECORDS)
+    read = values_of(ck_read_all(bootstrap, topic, [0]))
+    acked = [value for value in read if value.startswith("v")]
+    assert acked == [f"v{index}" for index in range(RECORDS)] * 2
+    assert read.count("acks1") == 1
