@@ -30,10 +30,10 @@
 The figures are noisy on a shared machine: compare the ratios measured within one run.
 
 Run: make bench-replication [REPLICATION_ROUNDS=10 REPLICATION_RECORDS=200000
-REPLICATION_REPEATS=3], or on a binary built elsewhere (no cargo):
-  SHARDLOG_BIN=/path/to/shardlog target/venv/bin/python bench-harness/cluster/replication.py \
-    [--rounds 10 --records 200000 --repeats 3 --window 5000 --paced-records 2000
-     --paced-rate 1000]
+REPLICATION_REPEATS=3], or on a binary built elsewhere (no cargo), with the options and
+defaults --rounds 10 --records 200000 --repeats 3 --window 5000 --paced-records 2000
+--paced-rate 1000:
+  SHARDLOG_BIN=/path/to/shardlog target/venv/bin/python bench-harness/cluster/replication.py
 """
 
 from __future__ import annotations
