@@ -4,10 +4,11 @@
 
 1. Throughput, RF=3 against RF=1, acks=all: a confluent-kafka producer (enable.idempotence,
    linger.ms 5, 1 KiB values, `--records` per run, at most `--window` records queued in the
-   client) on a fresh 1-partition topic per run. Both topics are placed explicitly with the
-   same leader (the lowest node id that is not the active controller), RF=3 as
-   [leader, the other two], RF=1 as [leader]. RF=1 and RF=3 runs alternate over `--repeats`
-   repeats (ABBA order). Reported: records/s and MB/s (value bytes, 10^6), publish latency
+   client; one producer per run, warmed up with WARMUP_RECORDS first: a fresh idempotent
+   producer holds its first records until its producer id arrives) on a fresh 1-partition
+   topic per run. Both topics are placed explicitly with the same leader (the lowest node
+   id that is not the active controller), RF=3 as [leader, the other two], RF=1 as
+   [leader]. RF=1 and RF=3 runs alternate over `--repeats` repeats (ABBA order). Reported: records/s and MB/s (value bytes, 10^6), publish latency
    p50/p99/p99.9 (delivery callback time minus produce() time, so it includes the client's
    queue while saturated), and the RF=3/RF=1 ratios of the medians.
 2. Paced latency on the same topics: `--paced-records` records at `--paced-rate`/s (well
@@ -15,7 +16,7 @@
 3. Cluster CPU per MB: utime+stime of the three broker processes (/proc/<pid>/stat, clock
    ticks of 1/SC_CLK_TCK s) across each timed saturated run, divided by the MB produced.
    After each run a consumer reads the partition back from the leader (up to its high
-   watermark): the count must equal the acknowledged count, with the timed records in
+   watermark): it must get exactly the acknowledged records (warm-up, timed, paced) in
    produce order (a cheap correctness check; the run fails if not).
 4. Leader kill -9 to first acknowledged produce, `--rounds` rounds on one RF=3 topic with
    min.insync.replicas 2: once all three replicas are in the ISR, kill -9 the partition
