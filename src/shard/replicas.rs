@@ -36,6 +36,8 @@ const ROLE_INTERVAL: Duration = Duration::from_millis(50);
 /// (`LeaderSettings::isr_proposal_retry_ms`, 5 s) with the forwarder's grace (1 s) added, so a
 /// retry never overlaps an answer still on its way.
 const ISR_PROPOSAL_DEADLINE: Duration = Duration::from_secs(3);
+/// How often an acks=all produce waiting for the ISR re-checks that this broker still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 /// The longest a leader's high-watermark task sleeps without an append.
 const LEADER_IDLE_CHECK: Duration = Duration::from_millis(500);
 
@@ -507,8 +509,24 @@ impl Shard {
             return Ok(());
         }
         let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
-        let replicated = Box::pin(log.wait_for_append(last_offset));
-        futures::future::select(replicated, Box::pin(glommio::timer::sleep(timeout))).await;
+        let deadline = std::time::Instant::now() + timeout;
+        // Woken by the high watermark; re-checks leadership every `LEADERSHIP_CHECK`, so a
+        // leader that lost the partition answers NOT_LEADER_OR_FOLLOWER then (as Kafka
+        // completes delayed produces on a leader change), not at the timeout.
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero()
+                || log.high_watermark() > last_offset
+                || log.is_failed()
+                || log.is_closing()
+                || !self.replicas.is_replicated_leader(partition)
+            {
+                break;
+            }
+            let replicated = Box::pin(log.wait_for_append(last_offset));
+            let pause = Box::pin(glommio::timer::sleep(left.min(LEADERSHIP_CHECK)));
+            futures::future::select(replicated, pause).await;
+        }
         if log.high_watermark() > last_offset {
             Ok(())
         } else if log.is_failed() {
