@@ -335,6 +335,12 @@ impl Shard {
         let settings = self.leader_settings(configs);
         {
             let mut roles = self.replicas.roles.borrow_mut();
+            if let Some(Role::Leader(role)) = roles.get(tp)
+                && role.topic_id != topic_id
+            {
+                // The topic was deleted and created again under the same name.
+                roles.remove(tp);
+            }
             if let Some(Role::Leader(role)) = roles.get_mut(tp) {
                 if let Some(high_watermark) = role.state.update_settings(settings) {
                     log.set_replicated_high_watermark(Offset(high_watermark));
@@ -427,6 +433,7 @@ impl Shard {
         {
             let roles = self.replicas.roles.borrow();
             if let Some(Role::Follower(role)) = roles.get(tp)
+                && role.topic_id == topic_id
                 && role.state.leader() == leader
                 && role.state.leader_epoch() == partition.leader_epoch
             {
