@@ -203,3 +203,35 @@ def test_sigterm_of_the_leader_loses_nothing_and_fails_nothing(cluster):
     wait_for("the new leader's high watermark covers every record",
              lambda: ck_watermarks(new_bootstrap, topic, 0)[1] >= total)
     assert values_of(ck_read_all(new_bootstrap, topic, [0])) == expected
+
+
+def test_a_topic_created_again_is_replicated_afresh(cluster):
+    """(f) A replicated topic deleted and created again under the same name (a new topic id)
+    is replicated as the new topic: after its leader is killed, the new leader serves the new
+    topic's records only, all of them."""
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("again")
+    create_topic(cluster.nodes[1].bootstrap, topic, 1, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 1))
+    leader, _ = wait_for("the leader is known",
+                         lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
+    produce(cluster.nodes[leader].bootstrap, topic, RECORDS)
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+    admin.delete_topics([topic], operation_timeout=20)[topic].result(timeout=40)
+    wait_for("the topic's directories are gone", lambda: not any(
+        (node.data_dir / f"{topic}-0").exists() for node in nodes))
+    create_topic(cluster.nodes[1].bootstrap, topic, 1, 3)
+    wait_for("every node shows the new topic", lambda: same_everywhere(nodes, topic, 1))
+    leader, epoch = wait_for("the new leader is known",
+                             lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
+    produce(cluster.nodes[leader].bootstrap, topic, RECORDS // 2)
+    cluster.nodes[leader].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != leader]
+    moved, _ = wait_for("leadership moved off the killed node",
+                        lambda: new_leader(survivors, topic, {leader}))
+    bootstrap = cluster.nodes[moved].bootstrap
+    wait_for("the new leader's high watermark covers what was acknowledged",
+             lambda: ck_watermarks(bootstrap, topic, 0)[1] >= RECORDS // 2)
+    assert values_of(ck_read_all(bootstrap, topic, [0])) == [
+        f"v{index}" for index in range(RECORDS // 2)]
