@@ -21,6 +21,8 @@ pub struct ClusterTopics {
     pub topics: BTreeMap<String, ClusterTopic>,
     /// Every producer id below this was handed out in a block of the metadata log.
     pub producer_id_bound: i64,
+    /// The broker epoch of every registered broker (its current incarnation), by node id.
+    pub broker_epochs: BTreeMap<NodeId, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,10 @@ impl ClusterTopics {
             applied_index,
             topics,
             producer_id_bound: image.next_producer_id(),
+            broker_epochs: image
+                .brokers()
+                .map(|broker| (broker.node_id, broker.broker_epoch))
+                .collect(),
         }
     }
 

@@ -227,6 +227,7 @@ mod tests {
     fn table(index: u64, topics: &[(&str, u8, usize)]) -> ClusterTopics {
         ClusterTopics {
             producer_id_bound: 0,
+            broker_epochs: BTreeMap::new(),
             applied_index: index,
             topics: topics
                 .iter()

@@ -84,7 +84,8 @@ impl Shard {
         acks: Acks,
     ) -> LocalBoxFuture<'static, Vec<ProducePartitionResult>> {
         let mut results = Vec::with_capacity(partitions.len());
-        let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset)> = Vec::new();
+        // (result index, log, last offset, leader role generation in cluster mode)
+        let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset, Option<u64>)> = Vec::new();
         let catalog = self.catalog();
         for ProducePartition { partition, records } in partitions {
             if self.disk.is_full() {
@@ -138,12 +139,18 @@ impl Shard {
                 .append_from_client(records, leader_epoch, now_ms())
                 .await;
             self.replicas.leader_appended(&partition, &log);
+            let generation = self.replicas.leader_generation(&partition);
             let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
             self.metrics.produced(bytes, reason);
             match appended {
                 Ok(appended) => {
                     if acks != Acks::None {
-                        to_wait.push((results.len(), log.clone(), appended.last_offset));
+                        to_wait.push((
+                            results.len(),
+                            log.clone(),
+                            appended.last_offset,
+                            generation,
+                        ));
                     }
                     results.push(ProducePartitionResult {
                         partition,
@@ -170,7 +177,7 @@ impl Shard {
         }
         let shard = self.clone();
         Box::pin(async move {
-            for (index, log, last_offset) in to_wait {
+            for (index, log, last_offset, generation) in to_wait {
                 let durable = if acks == Acks::All {
                     log.wait_synced(last_offset).await
                 } else {
@@ -179,7 +186,9 @@ impl Shard {
                 let partition = &results[index].partition;
                 if durable.is_ok()
                     && acks == Acks::All
-                    && let Err(code) = shard.wait_replicated(partition, &log, last_offset).await
+                    && let Err(code) = shard
+                        .wait_replicated(partition, &log, last_offset, generation)
+                        .await
                 {
                     let result = &mut results[index];
                     result.error = code;

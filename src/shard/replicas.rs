@@ -122,9 +122,13 @@ impl Replicas {
         }
     }
 
-    /// Whether `partition` has a leader role (its acks=all waits for the high watermark).
-    pub(crate) fn is_replicated_leader(&self, partition: &TopicPartition) -> bool {
-        matches!(self.roles.borrow().get(partition), Some(Role::Leader(_)))
+    /// The generation of `partition`'s leader role, if this shard leads it: an acks=all
+    /// append is acknowledged only while the role it was appended under still holds.
+    pub(crate) fn leader_generation(&self, partition: &TopicPartition) -> Option<u64> {
+        match self.roles.borrow().get(partition) {
+            Some(Role::Leader(role)) => Some(role.generation),
+            _ => None,
+        }
     }
 
     /// The ISR of a led partition is below `min.insync.replicas` (an acks=all that timed out
@@ -286,6 +290,23 @@ impl Shard {
         }
         let topics = view.topics.clone();
         let own = self.config.server.node_id;
+        // No role before this process's registration is in the applied image: until then
+        // the image (replayed from disk after a restart) may still name this broker leader
+        // in an epoch the cluster has left behind, and a leader from stale metadata could
+        // acknowledge records the real leader never gets (found by the chaos test).
+        let registered = crate::quorum::view::broker_epoch()
+            .is_some_and(|epoch| topics.broker_epochs.get(&own) == Some(&epoch));
+        if !registered {
+            let mut roles = self.replicas.roles.borrow_mut();
+            if !roles.is_empty() {
+                tracing::info!(
+                    roles = roles.len(),
+                    "no replication roles until this broker's registration is applied"
+                );
+                roles.clear();
+            }
+            return;
+        }
         let live = |node: NodeId| view.brokers.iter().any(|broker| broker.node_id == node);
         let mut seen: BTreeSet<TopicPartition> = BTreeSet::new();
         for (name, topic) in &topics.topics {
@@ -504,41 +525,47 @@ impl Shard {
     }
 
     /// acks=all on a led partition: waits until the high watermark passes `last_offset` (every
-    /// ISR member has it), at most `cluster.replica_ack_timeout_ms`. Single-broker partitions
-    /// return at once (their acks=all is the sync already waited for).
+    /// ISR member has it), at most `cluster.replica_ack_timeout_ms`, while the leader role the
+    /// batch was appended under (`generation`) still holds. A role lost meanwhile answers
+    /// NOT_LEADER_OR_FOLLOWER even if the high watermark passes the offset later: the log may
+    /// have been truncated and refilled with another leader's records (found by the chaos
+    /// test). `None` (not a replicated partition) returns at once: its acks=all is the sync
+    /// already waited for.
     pub(super) async fn wait_replicated(
         &self,
         partition: &TopicPartition,
         log: &PartitionLog,
         last_offset: Offset,
+        generation: Option<u64>,
     ) -> Result<(), ErrorCode> {
-        if !self.replicas.is_replicated_leader(partition) {
+        let Some(generation) = generation else {
             return Ok(());
-        }
+        };
+        let still_leading = || self.replicas.leader_generation(partition) == Some(generation);
         let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
         let deadline = std::time::Instant::now() + timeout;
         // Woken by the high watermark; re-checks leadership every `LEADERSHIP_CHECK`, so a
-        // leader that lost the partition answers NOT_LEADER_OR_FOLLOWER then (as Kafka
-        // completes delayed produces on a leader change), not at the timeout.
+        // leader that lost the partition answers then (as Kafka completes delayed produces on
+        // a leader change), not at the timeout.
         loop {
+            if !still_leading() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if log.high_watermark() > last_offset {
+                return Ok(());
+            }
+            if log.is_failed() {
+                return Err(ErrorCode::KafkaStorageError);
+            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero()
-                || log.high_watermark() > last_offset
-                || log.is_failed()
-                || log.is_closing()
-                || !self.replicas.is_replicated_leader(partition)
-            {
+            if left.is_zero() || log.is_closing() {
                 break;
             }
             let replicated = Box::pin(log.wait_for_append(last_offset));
             let pause = Box::pin(glommio::timer::sleep(left.min(LEADERSHIP_CHECK)));
             futures::future::select(replicated, pause).await;
         }
-        if log.high_watermark() > last_offset {
-            Ok(())
-        } else if log.is_failed() {
-            Err(ErrorCode::KafkaStorageError)
-        } else if !self.replicas.is_replicated_leader(partition) {
+        if log.is_closing() || !still_leading() {
             Err(ErrorCode::NotLeaderOrFollower)
         } else if self.replicas.below_min_isr(partition) {
             Err(ErrorCode::NotEnoughReplicasAfterAppend)
