@@ -50,7 +50,7 @@ MODES = (PASS, DELAY, STALL, STALL_REQUESTS, STALL_RESPONSES, DROP)
 CHUNK_BYTES = 64 * 1024
 QUEUE_CHUNKS = 64
 # Bounds on blocking calls (seconds): how often threads look at the fault and at `closed`.
-TICK_S = 0.05
+TICK_S = 0.2
 CONNECT_TIMEOUT_S = 5.0
 FIRST_HEADER_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 5.0

@@ -1,0 +1,791 @@
+"""Contract: replication survives faults (issue 16's chaos test), with stock clients and real
+processes.
+
+Three shardlog processes (--shards 1, a controller each) whose advertised listeners are fault
+proxies (fault_proxy.py) in front of their Kafka ports, so every follower's replica fetch and
+every client connection after bootstrap goes through the proxy of the broker it reaches.
+Controller (Raft, heartbeat, AlterPartition) traffic goes directly between the controller
+ports: the faults below cut data links, not the metadata quorum (except by stopping or killing
+a process). A fault on a proxy is a fault on every link *into* that broker; limited by client
+id (`shardlog-replica-<node>`), it cuts one follower's link to that broker alone.
+
+On an RF=3 topic with min.insync.replicas=2 (PARTITIONS partitions), a background idempotent
+confluent-kafka producer (acks=all, enable.idempotence) writes unique sequenced values to
+explicit partitions and records which were acknowledged and at which offset; a background
+confluent-kafka consumer (assigned from the beginning) records every (partition, offset,
+value) it is served. Meanwhile CYCLES faults, drawn from a seeded generator, each followed by
+a wait until the cluster is back (all three brokers agreed, every partition led and, best
+effort, its ISR full) and the producer makes progress on every partition:
+  - kill -9 a partition's leader (or a follower), restart it after a pause;
+  - SIGSTOP a partition's leader (or a follower) for a while, then SIGCONT;
+  - the leader's proxy: stall (blackhole), drop (reset) or delay every link into it, or only
+    the followers' links; one-way stalls (requests get through and answers do not, or back);
+  - cut one follower's link to the leader; also: cut it, let it leave the ISR, then kill -9
+    the leader (the election must pick the replica still in sync).
+Afterwards, with every fault healed and the producer flushed:
+  (1) a fresh consumer reads every partition from the beginning: every acknowledged value is
+      there exactly once, at the offset its delivery report gave, and per partition the
+      acknowledged values are in the order they were sent; no value is there twice;
+  (2) everything the background consumer was served is still there at the same offset (no
+      record a consumer saw disappears or changes);
+  (3) the three brokers are stopped (SIGTERM) and their partition directories compared: the
+      record batches (Kafka v2 framing, zero padding ends a segment) below the smallest log
+      end are byte-identical across replicas, the log ends are equal, and every offset below
+      the final high watermark is on all three.
+No broker may exit on its own. The seed is printed; SHARDLOG_CHAOS_SEED replays it and
+SHARDLOG_CHAOS_CYCLES sets the number of cycles (default: the short version in `make test`;
+`make chaos` runs the long one). A failure prints the timeline of faults and each broker's
+stderr tail; the data dirs and the timeline file are kept under target/test-data.
+Waits are bounded polls; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import struct
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import fault_proxy
+import kafka_wire as wire
+from fault_proxy import FaultProxy
+from harness import Broker, unique_topic
+from test_cluster import Cluster, agreed_view, wait_for
+
+pytestmark = pytest.mark.cluster
+
+CYCLES = int(os.environ.get("SHARDLOG_CHAOS_CYCLES", "4"))
+SEED = int(os.environ.get("SHARDLOG_CHAOS_SEED") or random.SystemRandom().randrange(1 << 32))
+PARTITIONS = 2
+NODES = {1, 2, 3}
+# The producer: records per second over all partitions, and a cap on records not yet
+# acknowledged (it pauses when the cluster cannot take them).
+PRODUCE_RATE = 200
+MAX_OUTSTANDING = 4000
+# Broker settings (a config file): a follower not caught up for this long leaves the ISR, so
+# link faults of a few seconds move the ISR; acks=all waits this long for the high watermark.
+REPLICA_LAG_TIME_MAX_MS = 3000
+REPLICA_ACK_TIMEOUT_MS = 10000
+# Bounds on waits (seconds); generous, they only stop hangs.
+BACK_TIMEOUT_S = 60.0
+ISR_TIMEOUT_S = 45.0
+PROGRESS_TIMEOUT_S = 90.0
+FLUSH_TIMEOUT_S = 180.0
+READ_TIMEOUT_S = 180.0
+API_METADATA = 3
+MONITOR_INTERVAL_S = 0.3
+REPLICA_CLIENT = "shardlog-replica-"
+
+
+def _timeout_s() -> int:
+    return max(600, CYCLES * 120 + 400)
+
+
+class Timeline:
+    """What happened when (seconds since the start), printed and kept in a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.start = time.monotonic()
+        self.lines: list[str] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def note(self, text: str) -> None:
+        line = f"{self.now():8.2f}s  {text}"
+        self.lines.append(line)
+        print(line, flush=True)
+        with open(self.path, "a") as out:
+            out.write(line + "\n")
+
+
+class ChaosCluster(Cluster):
+    """`Cluster` whose brokers advertise a FaultProxy in front of their Kafka port, with the
+    replica settings above in a config file."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.proxies: dict[int, FaultProxy] = {}
+        for node_id, node in self.nodes.items():
+            config = node.workdir / "chaos.toml"
+            config.write_text(f"[cluster]\nreplica_lag_time_max_ms = {REPLICA_LAG_TIME_MAX_MS}\n"
+                              f"replica_ack_timeout_ms = {REPLICA_ACK_TIMEOUT_MS}\n")
+            node.extra_args += ["--config", str(config)]
+            proxy = FaultProxy(node.host, node.port, name=f"proxy{node_id}").start()
+            node.advertised = proxy.address
+            self.proxies[node_id] = proxy
+
+    def heal_all(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.heal()
+        for node in self.nodes.values():
+            if node.alive():
+                os.kill(node.pid, signal.SIGCONT)
+
+    def close_proxies(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.close()
+
+
+@pytest.fixture
+def chaos_cluster(request):
+    c = ChaosCluster(request.node.name)
+    try:
+        yield c.start()
+    finally:
+        failed = any(getattr(request.node, f"rep_{p}", None) is not None
+                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
+        c.heal_all()
+        for node in c.nodes.values():
+            if failed:
+                print(f"\n==== {node.bootstrap} (advertised {node.advertised}) "
+                      f"data={node.data_dir} ====\n{node.stderr_tail()}")
+            node.cleanup(keep=failed)
+        c.close_proxies()
+
+
+# ---- cluster state, through the brokers' own ports (never through the proxies) ------------
+
+def partition_states(bootstrap: str, topic: str) -> dict[int, tuple[int, int, tuple[int, ...]]]:
+    """{partition: (leader, leader epoch, ISR)} from one node's raw Metadata v7."""
+    body = wire.i32(1) + wire.string(topic) + wire.i8(0)  # no auto-creation
+    answer = wire.roundtrip(bootstrap, wire.frame(wire.header_v1(API_METADATA, 7, 31) + body))
+    r = wire.Reader(answer)
+    assert r.i32() == 31
+    r.i32()  # throttle
+    for _ in range(r.i32()):
+        r.i32(), r.string(), r.i32(), r.string()
+    r.string()  # cluster id
+    r.i32()  # controller
+    found = {}
+    for _ in range(r.i32()):
+        error, name, _internal = r.i16(), r.string(), r.i8()
+        for _ in range(r.i32()):
+            _perror, index, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+            _replicas, isr, _offline = ([r.i32() for _ in range(r.i32())] for _ in range(3))
+            if name == topic and error == 0:
+                found[index] = (leader, epoch, tuple(sorted(isr)))
+    return found
+
+
+def agreed_partitions(nodes: list[Broker], topic: str):
+    """The partition states if every node in `nodes` reports the same, each partition led."""
+    views = [partition_states(node.bootstrap, topic) for node in nodes]
+    if any(view != views[0] for view in views) or len(views[0]) != PARTITIONS:
+        return None
+    if any(leader < 0 for leader, _, _ in views[0].values()):
+        return None
+    return views[0]
+
+
+# ---- the clients ----------------------------------------------------------------------------
+
+class AckedProducer(threading.Thread):
+    """Idempotent acks=all producer of values `<seq>` (seq increasing; partition seq %
+    PARTITIONS), remembering each value's send time, and the delivery report of each."""
+
+    def __init__(self, bootstrap: str, topic: str, timeline: Timeline):
+        super().__init__(daemon=True, name="chaos-producer")
+        self.topic, self.timeline = topic, timeline
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap, "client.id": "chaos-producer",
+            "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+            "message.timeout.ms": 300000, "error_cb": self._on_error})
+        self.sent_at: list[float] = []             # by seq
+        self.acked: dict[int, tuple[int, float]] = {}  # seq -> (offset, ack time)
+        self.failed: dict[int, str] = {}           # seq -> delivery error
+        self.acked_per_partition = Counter()
+        self.errors: list[str] = []
+        self.fatal: list[str] = []
+        self.stopping = threading.Event()
+        self.crashed: BaseException | None = None
+
+    def _on_error(self, error) -> None:
+        text = f"{self.timeline.now():.2f}s {error}"
+        if len(self.errors) < 1000:
+            self.errors.append(text)
+        if error.fatal():
+            self.fatal.append(text)
+
+    def _on_delivery(self, seq: int):
+        def delivered(err, msg):
+            if err is None:
+                self.acked[seq] = (msg.offset(), self.timeline.now())
+                self.acked_per_partition[msg.partition()] += 1
+            else:
+                self.failed[seq] = f"{self.timeline.now():.2f}s {err}"
+        return delivered
+
+    def outstanding(self) -> int:
+        return len(self.sent_at) - len(self.acked) - len(self.failed)
+
+    def run(self) -> None:
+        try:
+            interval = 1.0 / PRODUCE_RATE
+            next_at = time.monotonic()
+            while not self.stopping.is_set():
+                if self.fatal:
+                    return
+                self.producer.poll(0)
+                if self.outstanding() >= MAX_OUTSTANDING:
+                    self.producer.poll(0.1)
+                    next_at = time.monotonic()
+                    continue
+                wait = next_at - time.monotonic()
+                if wait > 0:
+                    self.producer.poll(wait)
+                    continue
+                next_at += interval
+                seq = len(self.sent_at)
+                try:
+                    self.producer.produce(self.topic, value=str(seq).encode(),
+                                          partition=seq % PARTITIONS,
+                                          on_delivery=self._on_delivery(seq))
+                except BufferError:
+                    self.producer.poll(0.1)
+                    continue
+                self.sent_at.append(self.timeline.now())
+        except BaseException as error:  # surfaced by finish()
+            self.crashed = error
+
+    def finish(self) -> int:
+        """Stops producing and flushes; the number of records still undelivered."""
+        self.stopping.set()
+        self.join(30)
+        assert not self.is_alive(), "the producer thread did not stop"
+        return self.producer.flush(FLUSH_TIMEOUT_S)
+
+
+class Watcher(threading.Thread):
+    """A consumer assigned every partition from the beginning, remembering what it was served
+    at each offset (and any offset it was later served a different value at)."""
+
+    def __init__(self, bootstrap: str, topic: str, timeline: Timeline):
+        super().__init__(daemon=True, name="chaos-watcher")
+        self.topic, self.timeline = topic, timeline
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "client.id": "chaos-watcher",
+            "group.id": f"chaos-watcher-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+            "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+            "enable.partition.eof": False})
+        self.seen: dict[int, dict[int, tuple[bytes, float]]] = {p: {} for p in range(PARTITIONS)}
+        self.next_offset = {p: 0 for p in range(PARTITIONS)}  # past the highest offset served
+        self.changed: list[str] = []
+        self.rewinds: list[str] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.crashed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.consumer.assign([TopicPartition(self.topic, p, 0) for p in range(PARTITIONS)])
+            last = {p: -1 for p in range(PARTITIONS)}
+            while not self.stopping.is_set():
+                for msg in self.consumer.consume(num_messages=1000, timeout=0.5):
+                    if msg.error():
+                        if len(self.errors) < 1000:
+                            self.errors.append(f"{self.timeline.now():.2f}s {msg.error()}")
+                        continue
+                    p, offset, value = msg.partition(), msg.offset(), msg.value()
+                    if offset <= last[p]:
+                        self.rewinds.append(f"{self.timeline.now():.2f}s partition {p}: "
+                                            f"offset {offset} after {last[p]}")
+                    last[p] = offset
+                    before = self.seen[p].get(offset)
+                    if before is not None and before[0] != value:
+                        self.changed.append(
+                            f"partition {p} offset {offset}: served {before[0]!r} at "
+                            f"{before[1]:.2f}s, then {value!r} at {self.timeline.now():.2f}s")
+                    if before is None:
+                        self.seen[p][offset] = (value, self.timeline.now())
+                    self.next_offset[p] = max(self.next_offset[p], offset + 1)
+        except BaseException as error:
+            self.crashed = error
+        finally:
+            self.consumer.close()
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.join(30)
+        assert not self.is_alive(), "the watcher thread did not stop"
+
+
+def read_everything(bootstrap: str, topic: str) -> tuple[dict[int, list[tuple[int, bytes]]],
+                                                          dict[int, int]]:
+    """({partition: [(offset, value)]} from offset 0 up to the high watermark, {partition:
+    high watermark}) with a fresh consumer."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "client.id": "chaos-reader",
+                         "group.id": f"chaos-reader-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15,
+                                                  cached=False)[1] for p in range(PARTITIONS)}
+        out: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(PARTITIONS)}
+        todo = {p for p in range(PARTITIONS) if ends[p] > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while todo:
+            assert time.monotonic() < deadline, (
+                f"reading {topic} up to {ends}: got {[len(out[p]) for p in range(PARTITIONS)]}")
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    raise KafkaException(msg.error())
+                p = msg.partition()
+                if p in todo and msg.offset() < ends[p]:
+                    out[p].append((msg.offset(), msg.value()))
+                    if msg.offset() == ends[p] - 1:
+                        todo.discard(p)
+        return out, ends
+    finally:
+        consumer.close()
+
+
+# ---- on-disk logs ----------------------------------------------------------------------------
+
+def batches_on_disk(partition_dir: Path) -> tuple[list[tuple[int, int, bytes]], list[str]]:
+    """[(base offset, last offset, batch bytes)] of every Kafka v2 batch in the partition's
+    segments, in order, and anything odd found. All-zero bytes where a header should be end a
+    segment (the O_DIRECT padding of the active one)."""
+    batches: list[tuple[int, int, bytes]] = []
+    odd: list[str] = []
+    for segment in sorted(partition_dir.glob("*.log")):
+        data = segment.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            base, length = struct.unpack_from(">qi", data, pos)
+            if base == 0 and length == 0 and not any(data[pos:pos + 61]):
+                if any(data[pos:]):
+                    odd.append(f"{segment.name}: non-zero bytes after the padding at {pos}")
+                break
+            if length < 49 or pos + 12 + length > len(data) or data[pos + 16] != 2:
+                odd.append(f"{segment.name}: no batch at byte {pos} (base {base}, length "
+                           f"{length}, file size {len(data)})")
+                break
+            (last_delta,) = struct.unpack_from(">i", data, pos + 23)
+            batches.append((base, base + last_delta, data[pos:pos + 12 + length]))
+            pos += 12 + length
+    for (_, last, _), (base, _, _) in zip(batches, batches[1:]):
+        if base != last + 1:
+            odd.append(f"batch at {base} does not continue the one ending at {last}")
+    return batches, odd
+
+
+def describe_batch(batch: bytes) -> str:
+    base, length, epoch = struct.unpack_from(">qii", batch, 0)
+    (last_delta,) = struct.unpack_from(">i", batch, 23)
+    producer_id, producer_epoch, base_seq = struct.unpack_from(">qhi", batch, 43)
+    return (f"[{base}..{base + last_delta}] len={length} leader_epoch={epoch} "
+            f"pid={producer_id} pepoch={producer_epoch} seq={base_seq}")
+
+
+def compare_replicas(nodes: dict[int, Broker], topic: str, high_watermarks: dict[int, int],
+                     timeline: Timeline) -> list[str]:
+    problems = []
+    for p in range(PARTITIONS):
+        logs = {}
+        for node_id, node in nodes.items():
+            batches, odd = batches_on_disk(node.data_dir / f"{topic}-{p}")
+            problems += [f"partition {p} node {node_id}: {text}" for text in odd]
+            logs[node_id] = batches
+        ends = {node_id: (b[-1][1] + 1 if b else 0) for node_id, b in logs.items()}
+        timeline.note(f"on disk, partition {p}: log ends {ends}, batches "
+                      f"{ {n: len(b) for n, b in logs.items()} }, high watermark "
+                      f"{high_watermarks[p]}")
+        low = min(ends.values())
+        if len(set(ends.values())) != 1:
+            problems.append(f"partition {p}: replicas end at different offsets {ends}")
+        if low < high_watermarks[p]:
+            problems.append(f"partition {p}: a replica ends at {low}, below the high watermark "
+                            f"{high_watermarks[p]} consumers were served up to")
+        prefixes = {n: [b for b in batches if b[1] < low] for n, batches in logs.items()}
+        reference_id = min(prefixes)
+        reference = prefixes[reference_id]
+        for node_id, prefix in prefixes.items():
+            if prefix == reference:
+                continue
+            index = next((i for i, (a, b) in enumerate(zip(prefix, reference)) if a != b),
+                         min(len(prefix), len(reference)))
+            mine = describe_batch(prefix[index][2]) if index < len(prefix) else "none"
+            theirs = describe_batch(reference[index][2]) if index < len(reference) else "none"
+            problems.append(f"partition {p}: below offset {low} node {node_id} differs from "
+                            f"node {reference_id} at batch #{index}: {mine} vs {theirs}")
+    return problems
+
+
+# ---- faults ---------------------------------------------------------------------------------
+
+class Chaos:
+    def __init__(self, cluster: ChaosCluster, topic: str, timeline: Timeline, rng: random.Random):
+        self.cluster, self.topic, self.timeline, self.rng = cluster, topic, timeline, rng
+        self.kinds = Counter()
+        self.slow_isr = 0
+        self.paused: set[int] = set()  # SIGSTOPped nodes: never asked anything
+        self.stopping = threading.Event()
+        self.monitor = threading.Thread(target=self._monitor, daemon=True, name="chaos-monitor")
+
+    def responsive(self, excluding: set[int] = frozenset()) -> list[Broker]:
+        return [node for node_id, node in self.cluster.nodes.items()
+                if node.alive() and node_id not in excluding | self.paused]
+
+    def _monitor(self) -> None:
+        """Notes every change of a partition's leader, epoch or ISR in the timeline, as the
+        lowest-numbered responsive node reports it."""
+        last: dict[int, tuple] = {}
+        while not self.stopping.wait(MONITOR_INTERVAL_S):
+            for node_id, node in sorted(self.cluster.nodes.items()):
+                if not node.alive() or node_id in self.paused:
+                    continue
+                try:
+                    states = partition_states(node.bootstrap, self.topic)
+                except (OSError, ConnectionError, ValueError, AssertionError):
+                    continue
+                for p, state in sorted(states.items()):
+                    if last.get(p) != state:
+                        self.timeline.note(f"  [node {node_id} reports] partition {p}: leader "
+                                           f"{state[0]} epoch {state[1]} ISR {list(state[2])}")
+                        last[p] = state
+                break
+
+    def states(self, excluding: set[int] = frozenset()):
+        return wait_for("the partitions' leaders are known",
+                        lambda: agreed_partitions(self.responsive(excluding)[:1], self.topic),
+                        timeout_s=BACK_TIMEOUT_S)
+
+    def pick(self) -> tuple[int, int, int, list[int]]:
+        """(partition, its leader, its epoch, its other replicas) for a random partition."""
+        states = self.states()
+        partition = self.rng.randrange(PARTITIONS)
+        leader, epoch, _isr = states[partition]
+        return partition, leader, epoch, sorted(NODES - {leader})
+
+    def pause(self, low: float, high: float) -> float:
+        seconds = round(self.rng.uniform(low, high), 2)
+        time.sleep(seconds)
+        return seconds
+
+    # Each fault: (name, weight, function); the function notes what it did and heals.
+    def kill9(self, target: str) -> None:
+        partition, leader, _, followers = self.pick()
+        victim = leader if target == "leader" else self.rng.choice(followers)
+        self.timeline.note(f"kill -9 node {victim} ({target} of partition {partition})")
+        self.cluster.nodes[victim].kill9()
+        seconds = self.pause(0.5, 5.0)
+        self.cluster.nodes[victim].start()
+        self.timeline.note(f"node {victim} restarted after {seconds}s")
+
+    def sigstop(self, target: str) -> None:
+        partition, leader, _, followers = self.pick()
+        victim = leader if target == "leader" else self.rng.choice(followers)
+        node = self.cluster.nodes[victim]
+        self.timeline.note(f"SIGSTOP node {victim} ({target} of partition {partition})")
+        self.paused.add(victim)
+        os.kill(node.pid, signal.SIGSTOP)
+        try:
+            seconds = self.pause(1.0, 6.0)
+        finally:
+            os.kill(node.pid, signal.SIGCONT)
+            self.paused.discard(victim)
+        self.timeline.note(f"SIGCONT node {victim} after {seconds}s")
+
+    def proxy_fault(self, node_id: int, what: str, mode: str, sources=None, delay_ms: int = 0,
+                    low: float = 2.0, high: float = 8.0) -> None:
+        proxy = self.cluster.proxies[node_id]
+        fault = proxy.set_fault(mode, delay_ms=delay_ms, sources=sources)
+        self.timeline.note(f"links into node {node_id} ({what}): {fault.describe()}")
+        try:
+            seconds = self.pause(low, high)
+        finally:
+            proxy.heal()
+        self.timeline.note(f"links into node {node_id} healed after {seconds}s")
+
+    def leader_links(self) -> None:
+        partition, leader, _, _ = self.pick()
+        mode = self.rng.choice([fault_proxy.STALL, fault_proxy.DROP])
+        sources = self.rng.choice([None, [REPLICA_CLIENT]])
+        self.proxy_fault(leader, f"leader of partition {partition}", mode, sources)
+
+    def one_way(self) -> None:
+        partition, leader, _, _ = self.pick()
+        mode = self.rng.choice([fault_proxy.STALL_REQUESTS, fault_proxy.STALL_RESPONSES])
+        sources = self.rng.choice([None, [REPLICA_CLIENT]])
+        self.proxy_fault(leader, f"leader of partition {partition}", mode, sources)
+
+    def follower_link(self) -> None:
+        partition, leader, _, followers = self.pick()
+        follower = self.rng.choice(followers)
+        mode = self.rng.choice([fault_proxy.STALL, fault_proxy.DROP])
+        self.proxy_fault(leader, f"follower {follower}'s link to the leader of partition "
+                         f"{partition}", mode, [f"{REPLICA_CLIENT}{follower}"])
+
+    def delay(self) -> None:
+        node_id = self.rng.choice(sorted(NODES))
+        delay_ms = self.rng.choice([20, 100, 300, 800])
+        sources = self.rng.choice([None, [REPLICA_CLIENT]])
+        self.proxy_fault(node_id, "any broker", fault_proxy.DELAY, sources, delay_ms, 3.0, 8.0)
+
+    def lagging_follower_then_leader_kill(self) -> None:
+        """Cut a follower's link to a leader until it leaves the ISR (best effort), kill -9
+        the leader: the controller must elect the replica still in sync, which holds every
+        acknowledged record; then heal and restart."""
+        partition, leader, _, followers = self.pick()
+        lagging = self.rng.choice(followers)
+        proxy = self.cluster.proxies[leader]
+        fault = proxy.set_fault(fault_proxy.STALL, sources=[f"{REPLICA_CLIENT}{lagging}"])
+        self.timeline.note(f"links into node {leader} (follower {lagging}'s link to the leader "
+                           f"of partition {partition}): {fault.describe()}")
+        try:
+            deadline = time.monotonic() + ISR_TIMEOUT_S
+            left = False
+            while time.monotonic() < deadline and not left:
+                states = agreed_partitions(self.responsive()[:1], self.topic) or {}
+                left = partition in states and lagging not in states[partition][2]
+                time.sleep(0.2)
+            self.timeline.note(f"follower {lagging} {'left' if left else 'did NOT leave'} the "
+                               f"ISR of partition {partition}; kill -9 leader {leader}")
+            self.cluster.nodes[leader].kill9()
+            self.pause(0.5, 3.0)
+        finally:
+            proxy.heal()
+        self.timeline.note(f"links into node {leader} healed")
+        survivors = self.responsive()
+
+        def moved():
+            state = (agreed_partitions(survivors, self.topic) or {}).get(partition)
+            return state if state is not None and state[0] != leader else None
+        after = wait_for("a new leader for the partition", moved, timeout_s=BACK_TIMEOUT_S)
+        self.timeline.note(f"partition {partition} now led by {after[0]} (epoch {after[1]}, "
+                           f"ISR {list(after[2])}); restarting node {leader}")
+        self.cluster.nodes[leader].start()
+
+    def faults(self):
+        return [
+            ("kill9_leader", 3, lambda: self.kill9("leader")),
+            ("kill9_follower", 1, lambda: self.kill9("follower")),
+            ("sigstop_leader", 3, lambda: self.sigstop("leader")),
+            ("sigstop_follower", 1, lambda: self.sigstop("follower")),
+            ("leader_links", 2, self.leader_links),
+            ("one_way", 2, self.one_way),
+            ("follower_link", 2, self.follower_link),
+            ("delay", 1, self.delay),
+            ("lagging_follower_then_leader_kill", 2, self.lagging_follower_then_leader_kill),
+        ]
+
+    def run_one(self, cycle: int) -> None:
+        faults = self.faults()
+        name, _, fault = self.rng.choices(faults, weights=[w for _, w, _ in faults])[0]
+        self.kinds[name] += 1
+        self.timeline.note(f"cycle {cycle}: {name}")
+        fault()
+
+
+def crashed_nodes(cluster: ChaosCluster) -> list[str]:
+    return [f"node {node_id} exited on its own ({node.proc.returncode}):\n{node.stderr_tail()}"
+            for node_id, node in cluster.nodes.items() if node.died_unexpectedly()]
+
+
+def registered(node: Broker) -> bool:
+    """Whether the node's current process has registered with the controller (until then
+    the controller may still count its previous incarnation as live)."""
+    return "registered with the controller" in node.log_path.read_text(errors="replace")
+
+
+def wait_until_back(chaos: Chaos, producer: AckedProducer, cycle: int) -> None:
+    """All three brokers agreed, every partition led, the ISR full (best effort) and the
+    producer acknowledged records on every partition since the heal."""
+    cluster, timeline = chaos.cluster, chaos.timeline
+    crashed = crashed_nodes(cluster)
+    assert not crashed, "\n".join(crashed)
+    nodes = list(cluster.nodes.values())
+    acked_before = dict(producer.acked_per_partition)
+    wait_for(f"cycle {cycle}: every broker process has registered with the controller",
+             lambda: all(registered(node) for node in nodes), timeout_s=BACK_TIMEOUT_S)
+    wait_for(f"cycle {cycle}: all three brokers agree on the brokers and the controller",
+             lambda: agreed_view(nodes, NODES), timeout_s=BACK_TIMEOUT_S)
+    wait_for(f"cycle {cycle}: every node reports every partition led, the same way",
+             lambda: agreed_partitions(nodes, chaos.topic), timeout_s=BACK_TIMEOUT_S)
+    deadline = time.monotonic() + ISR_TIMEOUT_S
+    states = None
+    while time.monotonic() < deadline:
+        states = agreed_partitions(nodes, chaos.topic)
+        if states and all(isr == tuple(sorted(NODES)) for _, _, isr in states.values()):
+            break
+        time.sleep(0.2)
+    else:
+        chaos.slow_isr += 1
+        timeline.note(f"cycle {cycle}: ISR not full after {ISR_TIMEOUT_S}s: {states}")
+    wait_for(f"cycle {cycle}: the producer has records acknowledged on every partition again "
+             f"(acknowledged per partition at the heal: {acked_before})",
+             lambda: producer.fatal or all(
+                 producer.acked_per_partition[p] > acked_before.get(p, 0)
+                 for p in range(PARTITIONS)),
+             timeout_s=PROGRESS_TIMEOUT_S)
+    assert not producer.fatal, producer.fatal
+    timeline.note(f"cycle {cycle}: back; partitions {states}; acknowledged "
+                  f"{len(producer.acked)} of {len(producer.sent_at)} sent")
+
+
+def check_reads(producer: AckedProducer, watcher: Watcher,
+                final: dict[int, list[tuple[int, bytes]]]) -> list[str]:
+    """Checks (1) and (2); the problems found, each with the offsets and times involved."""
+    problems: list[str] = []
+    at: dict[tuple[int, int], int] = {}           # (partition, offset) -> seq
+    where: dict[int, list[tuple[int, int]]] = {}  # seq -> [(partition, offset)]
+    for p, records in final.items():
+        offsets = [offset for offset, _ in records]
+        if offsets != list(range(len(offsets))):
+            gap = next(i for i, o in enumerate(offsets) if o != i)
+            problems.append(f"partition {p}: offsets not contiguous from 0 (index {gap} is "
+                            f"offset {offsets[gap]})")
+        for offset, value in records:
+            seq = int(value)
+            at[(p, offset)] = seq
+            where.setdefault(seq, []).append((p, offset))
+    # (1) every acknowledged value exactly once, at its acknowledged offset, in send order.
+    for seq, (offset, acked_at) in sorted(producer.acked.items()):
+        p = seq % PARTITIONS
+        found = where.get(seq, [])
+        sent = producer.sent_at[seq]
+        if not found:
+            problems.append(f"LOST: value {seq} (partition {p}) acknowledged at offset {offset} "
+                            f"(sent {sent:.2f}s, acknowledged {acked_at:.2f}s) is not in the log; "
+                            f"that offset now holds {at.get((p, offset))}")
+        elif found != [(p, offset)]:
+            problems.append(f"MISPLACED: value {seq} acknowledged at partition {p} offset "
+                            f"{offset} (sent {sent:.2f}s, acknowledged {acked_at:.2f}s) is at "
+                            f"{found}")
+    for seq, found in where.items():
+        if len(found) > 1:
+            acked = "acknowledged" if seq in producer.acked else "not acknowledged"
+            problems.append(f"DUPLICATE: value {seq} ({acked}, sent "
+                            f"{producer.sent_at[seq]:.2f}s) at {found}")
+    for p in range(PARTITIONS):
+        acked_in_log = [at[(p, o)] for o, _ in final[p] if at[(p, o)] in producer.acked]
+        for earlier, later in zip(acked_in_log, acked_in_log[1:]):
+            if later < earlier:
+                problems.append(f"REORDERED: partition {p}: acknowledged value {later} comes "
+                                f"after {earlier}")
+                break
+        every = [at[(p, o)] for o, _ in final[p]]
+        backwards = sum(1 for a, b in zip(every, every[1:]) if b < a)
+        if backwards:
+            problems.append(f"REORDERED: partition {p}: {backwards} places where a value "
+                            f"follows a later one (acknowledged or not)")
+    # (2) what the background consumer saw is still there.
+    problems += [f"CHANGED while watched: {text}" for text in watcher.changed]
+    for p, seen in watcher.seen.items():
+        for offset, (value, seen_at) in sorted(seen.items()):
+            if offset >= len(final[p]):
+                problems.append(f"DISAPPEARED: partition {p} offset {offset} ({value!r}, served "
+                                f"at {seen_at:.2f}s) is beyond the final log end {len(final[p])}")
+                break
+            if final[p][offset][1] != value:
+                problems.append(f"CHANGED: partition {p} offset {offset} was served {value!r} at "
+                                f"{seen_at:.2f}s, now holds {final[p][offset][1]!r}")
+    return problems
+
+
+@pytest.mark.timeout(_timeout_s())
+def test_acknowledged_records_survive_chaos(chaos_cluster):
+    cluster = chaos_cluster
+    nodes = list(cluster.nodes.values())
+    timeline = Timeline(cluster.nodes[1].workdir / "chaos-timeline.txt")
+    timeline.note(f"seed {SEED} (replay: SHARDLOG_CHAOS_SEED={SEED} "
+                  f"SHARDLOG_CHAOS_CYCLES={CYCLES}); timeline in {timeline.path}")
+    for node_id, node in cluster.nodes.items():
+        timeline.note(f"node {node_id}: kafka {node.bootstrap}, advertised (proxy) "
+                      f"{node.advertised}, data {node.data_dir}")
+    wait_for("cluster converged", lambda: agreed_view(nodes, NODES))
+    topic = unique_topic("chaos")
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(timeout=40)
+    wait_for("every partition led with a full ISR", lambda: (
+        lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values()) else None)(
+            agreed_partitions(nodes, topic)))
+    bootstrap = ",".join(node.bootstrap for node in nodes)
+    producer = AckedProducer(bootstrap, topic, timeline)
+    watcher = Watcher(bootstrap, topic, timeline)
+    producer.start()
+    watcher.start()
+    chaos = Chaos(cluster, topic, timeline, random.Random(SEED))
+    started = time.monotonic()
+    problems: list[str] = []
+    chaos.monitor.start()
+    try:
+        wait_for("the producer's first acknowledgements",
+                 lambda: all(producer.acked_per_partition[p] > 0 for p in range(PARTITIONS)),
+                 timeout_s=PROGRESS_TIMEOUT_S)
+        for cycle in range(1, CYCLES + 1):
+            chaos.run_one(cycle)
+            wait_until_back(chaos, producer, cycle)
+    finally:
+        chaos.stopping.set()
+        cluster.heal_all()
+        for node in cluster.nodes.values():
+            if not node.alive() and not node.died_unexpectedly():
+                node.start()
+    chaos.monitor.join(30)
+    timeline.note("faults over; flushing the producer")
+    undelivered = producer.finish()
+    assert producer.crashed is None, repr(producer.crashed)
+    timeline.note(f"producer: {len(producer.sent_at)} sent, {len(producer.acked)} acknowledged, "
+                  f"{len(producer.failed)} failed, {undelivered} undelivered; errors "
+                  f"{len(producer.errors)}, fatal {producer.fatal}")
+    if undelivered:
+        problems.append(f"HANG: {undelivered} records neither acknowledged nor failed after "
+                        f"{FLUSH_TIMEOUT_S}s")
+    states = wait_for("every partition led with a full ISR at the end", lambda: (
+        lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values()) else None)(
+            agreed_partitions(nodes, topic)), timeout_s=BACK_TIMEOUT_S)
+    timeline.note(f"final partitions: {states}")
+    # The consumers read below the high watermark; wait until it covers every ack.
+    leader_bootstrap = cluster.nodes[states[0][0]].bootstrap
+    highest = {p: max((off for s, (off, _) in producer.acked.items() if s % PARTITIONS == p),
+                      default=-1) for p in range(PARTITIONS)}
+    final, high_watermarks = wait_for(
+        "the high watermark covers every acknowledged offset",
+        lambda: (lambda read: read if all(read[1][p] > highest[p] for p in range(PARTITIONS))
+                 else None)(read_everything(leader_bootstrap, topic)),
+        timeout_s=BACK_TIMEOUT_S)
+    wait_for("the watcher was served up to the high watermark",
+             lambda: all(watcher.next_offset[p] >= high_watermarks[p]
+                         for p in range(PARTITIONS)), timeout_s=BACK_TIMEOUT_S)
+    watcher.finish()
+    assert watcher.crashed is None, repr(watcher.crashed)
+    problems += check_reads(producer, watcher, final)
+    timeline.note(f"read back: {high_watermarks} records per partition; watcher saw "
+                  f"{ {p: len(s) for p, s in watcher.seen.items()} }, rewinds "
+                  f"{len(watcher.rewinds)}, errors {len(watcher.errors)}")
+    # (3) stop every broker cleanly and compare their logs on disk.
+    for node in nodes:
+        node.stop()
+    problems += compare_replicas(cluster.nodes, topic, high_watermarks, timeline)
+    problems += crashed_nodes(cluster)
+    replica_links = {node_id: sum(n for cid, n in proxy.client_ids.items()
+                                  if cid.startswith(REPLICA_CLIENT))
+                     for node_id, proxy in cluster.proxies.items()}
+    timeline.note(f"done in {time.monotonic() - started:.1f}s: {CYCLES} cycles "
+                  f"{dict(chaos.kinds)}; "
+                  f"ISR slow to refill {chaos.slow_isr} times; replica connections through "
+                  f"each proxy {replica_links}; {len(producer.acked)} acknowledged; "
+                  f"{len(problems)} problems")
+    assert sum(replica_links.values()) > 0, (
+        f"followers did not fetch through the proxies: {replica_links}")
+    if problems or producer.fatal:
+        detail = "\n".join(problems[:60] + producer.fatal[:10])
+        print("\nproducer errors (first 40):\n" + "\n".join(producer.errors[:40]))
+        print("\nwatcher errors (first 40):\n" + "\n".join(watcher.errors[:40]))
+        print("\nwatcher rewinds (first 40):\n" + "\n".join(watcher.rewinds[:40]))
+        print("\ntimeline:\n" + "\n".join(timeline.lines))
+        pytest.fail(f"seed {SEED}: {len(problems)} problems:\n{detail}", pytrace=False)
