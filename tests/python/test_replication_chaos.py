@@ -65,6 +65,8 @@ pytestmark = pytest.mark.cluster
 
 CYCLES = int(os.environ.get("SHARDLOG_CHAOS_CYCLES", "4"))
 SEED = int(os.environ.get("SHARDLOG_CHAOS_SEED") or random.SystemRandom().randrange(1 << 32))
+# Only these faults (comma-separated names, e.g. to study one); default all.
+ONLY_FAULTS = [f for f in os.environ.get("SHARDLOG_CHAOS_FAULTS", "").split(",") if f]
 PARTITIONS = 2
 NODES = {1, 2, 3}
 # The producer: records per second over all partitions, and a cap on records not yet
@@ -80,6 +82,7 @@ BACK_TIMEOUT_S = 60.0
 ISR_TIMEOUT_S = 45.0
 PROGRESS_TIMEOUT_S = 90.0
 FLUSH_TIMEOUT_S = 180.0
+HUNG_FLUSH_TIMEOUT_S = 20.0  # after a hang was found: what is still in flight stays there
 READ_TIMEOUT_S = 180.0
 API_METADATA = 3
 MONITOR_INTERVAL_S = 0.3
@@ -255,15 +258,26 @@ class AckedProducer(threading.Thread):
                     self.producer.poll(0.1)
                     continue
                 self.sent_at.append(self.timeline.now())
+        except KafkaException as error:
+            # librdkafka raises a fatal error from produce() and poll(); it is evidence.
+            if not error.args[0].fatal():
+                self.crashed = error
+            else:
+                self.fatal.append(f"{self.timeline.now():.2f}s {error.args[0]}")
         except BaseException as error:  # surfaced by finish()
             self.crashed = error
 
-    def finish(self) -> int:
-        """Stops producing and flushes; the number of records still undelivered."""
+    def finish(self, timeout_s: float) -> int:
+        """Stops producing and flushes; the number of records still undelivered (after a
+        fatal error, librdkafka fails what is left with it)."""
         self.stopping.set()
         self.join(30)
         assert not self.is_alive(), "the producer thread did not stop"
-        return self.producer.flush(FLUSH_TIMEOUT_S)
+        try:
+            return self.producer.flush(timeout_s)
+        except KafkaException as error:
+            self.fatal.append(f"{self.timeline.now():.2f}s {error.args[0]}")
+            return self.producer.flush(timeout_s)
 
 
 class Watcher(threading.Thread):
@@ -568,6 +582,34 @@ class Chaos:
                            f"ISR {list(after[2])}); restarting node {leader}")
         self.cluster.nodes[leader].start()
 
+    def leader_restart_while_cut_off(self) -> None:
+        """Cut the followers' links into a leader, let it append records they cannot fetch,
+        kill -9 it and restart it at once (before its session expires, so the controller
+        still counts it as the leader), keep the links cut until another replica leads, then
+        heal: nothing the restarted process shows or acknowledges may be lost."""
+        partition, leader, epoch, _ = self.pick()
+        proxy = self.cluster.proxies[leader]
+        fault = proxy.set_fault(fault_proxy.STALL, sources=[REPLICA_CLIENT])
+        self.timeline.note(f"links into node {leader} (leader of partition {partition}, epoch "
+                           f"{epoch}): {fault.describe()}")
+        try:
+            seconds = self.pause(0.5, 2.0)
+            self.timeline.note(f"kill -9 node {leader} after {seconds}s; restart at once")
+            self.cluster.nodes[leader].kill9()
+            self.cluster.nodes[leader].start()
+            self.timeline.note(f"node {leader} restarted")
+            deadline = time.monotonic() + ISR_TIMEOUT_S
+            state = None
+            while time.monotonic() < deadline:
+                state = (agreed_partitions(self.responsive(), self.topic) or {}).get(partition)
+                if state is not None and state[0] != leader:
+                    break
+                time.sleep(0.1)
+            self.timeline.note(f"partition {partition} state {state}; healing")
+        finally:
+            proxy.heal()
+        self.timeline.note(f"links into node {leader} healed")
+
     def faults(self):
         return [
             ("kill9_leader", 3, lambda: self.kill9("leader")),
@@ -579,10 +621,12 @@ class Chaos:
             ("follower_link", 2, self.follower_link),
             ("delay", 1, self.delay),
             ("lagging_follower_then_leader_kill", 2, self.lagging_follower_then_leader_kill),
+            ("leader_restart_while_cut_off", 2, self.leader_restart_while_cut_off),
         ]
 
     def run_one(self, cycle: int) -> None:
-        faults = self.faults()
+        faults = [f for f in self.faults() if not ONLY_FAULTS or f[0] in ONLY_FAULTS]
+        assert faults, f"SHARDLOG_CHAOS_FAULTS={','.join(ONLY_FAULTS)} names no fault"
         name, _, fault = self.rng.choices(faults, weights=[w for _, w, _ in faults])[0]
         self.kinds[name] += 1
         self.timeline.note(f"cycle {cycle}: {name}")
@@ -600,39 +644,64 @@ def registered(node: Broker) -> bool:
     return "registered with the controller" in node.log_path.read_text(errors="replace")
 
 
-def wait_until_back(chaos: Chaos, producer: AckedProducer, cycle: int) -> None:
-    """All three brokers agreed, every partition led, the ISR full (best effort) and the
-    producer acknowledged records on every partition since the heal."""
+def poll(check, timeout_s: float):
+    """Polls `check` until it returns a truthy value (returned) or `timeout_s` passes (None)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except (OSError, ConnectionError, ValueError, AssertionError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def wait_until_back(chaos: Chaos, producer: AckedProducer, cycle: int) -> str | None:
+    """Waits until every broker process registered, all three agree on the brokers and on
+    every partition's leader, the ISR is full (best effort: only noted) and the producer has
+    acknowledged records on every partition since the heal. None when so; otherwise what did
+    not happen (a hang: the test stops injecting faults and goes on to its checks)."""
     cluster, timeline = chaos.cluster, chaos.timeline
     crashed = crashed_nodes(cluster)
-    assert not crashed, "\n".join(crashed)
+    if crashed:
+        return "CRASH: " + "\n".join(crashed)
     nodes = list(cluster.nodes.values())
     acked_before = dict(producer.acked_per_partition)
-    wait_for(f"cycle {cycle}: every broker process has registered with the controller",
-             lambda: all(registered(node) for node in nodes), timeout_s=BACK_TIMEOUT_S)
-    wait_for(f"cycle {cycle}: all three brokers agree on the brokers and the controller",
-             lambda: agreed_view(nodes, NODES), timeout_s=BACK_TIMEOUT_S)
-    wait_for(f"cycle {cycle}: every node reports every partition led, the same way",
-             lambda: agreed_partitions(nodes, chaos.topic), timeout_s=BACK_TIMEOUT_S)
-    deadline = time.monotonic() + ISR_TIMEOUT_S
-    states = None
-    while time.monotonic() < deadline:
-        states = agreed_partitions(nodes, chaos.topic)
-        if states and all(isr == tuple(sorted(NODES)) for _, _, isr in states.values()):
-            break
-        time.sleep(0.2)
-    else:
+    steps = [
+        ("every broker process registered with the controller",
+         lambda: all(registered(node) for node in nodes), BACK_TIMEOUT_S),
+        ("all three brokers agree on the brokers and the controller",
+         lambda: agreed_view(nodes, NODES), BACK_TIMEOUT_S),
+        ("every node reports every partition led, the same way",
+         lambda: agreed_partitions(nodes, chaos.topic), BACK_TIMEOUT_S),
+    ]
+    for what, check, timeout_s in steps:
+        if poll(check, timeout_s) is None:
+            return f"HANG in cycle {cycle}: not within {timeout_s}s: {what}"
+    states = poll(lambda: (lambda s: s if s and all(
+        isr == tuple(sorted(NODES)) for _, _, isr in s.values()) else None)(
+            agreed_partitions(nodes, chaos.topic)), ISR_TIMEOUT_S)
+    if states is None:
         chaos.slow_isr += 1
-        timeline.note(f"cycle {cycle}: ISR not full after {ISR_TIMEOUT_S}s: {states}")
-    wait_for(f"cycle {cycle}: the producer has records acknowledged on every partition again "
-             f"(acknowledged per partition at the heal: {acked_before})",
-             lambda: producer.fatal or all(
-                 producer.acked_per_partition[p] > acked_before.get(p, 0)
-                 for p in range(PARTITIONS)),
-             timeout_s=PROGRESS_TIMEOUT_S)
-    assert not producer.fatal, producer.fatal
+        timeline.note(f"cycle {cycle}: ISR not full after {ISR_TIMEOUT_S}s: "
+                      f"{poll(lambda: agreed_partitions(nodes, chaos.topic), 5)}")
+    progressed = poll(lambda: producer.fatal or all(
+        producer.acked_per_partition[p] > acked_before.get(p, 0) for p in range(PARTITIONS)),
+        PROGRESS_TIMEOUT_S)
+    if producer.fatal:
+        return f"FATAL producer error in cycle {cycle}: {producer.fatal}"
+    if not progressed:
+        return (f"HANG in cycle {cycle}: the producer acknowledged nothing on some partition "
+                f"for {PROGRESS_TIMEOUT_S}s after the heal (acknowledged per partition at the "
+                f"heal {dict(sorted(acked_before.items()))}, now "
+                f"{dict(sorted(producer.acked_per_partition.items()))}); last producer errors: "
+                f"{producer.errors[-5:]}")
     timeline.note(f"cycle {cycle}: back; partitions {states}; acknowledged "
                   f"{len(producer.acked)} of {len(producer.sent_at)} sent")
+    return None
 
 
 def check_reads(producer: AckedProducer, watcher: Watcher,
@@ -723,12 +792,22 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     problems: list[str] = []
     chaos.monitor.start()
     try:
-        wait_for("the producer's first acknowledgements",
-                 lambda: all(producer.acked_per_partition[p] > 0 for p in range(PARTITIONS)),
-                 timeout_s=PROGRESS_TIMEOUT_S)
+        if not poll(lambda: all(producer.acked_per_partition[p] > 0 for p in range(PARTITIONS)),
+                    PROGRESS_TIMEOUT_S):
+            problems.append(f"HANG: no first acknowledgements; {producer.errors[-5:]}")
         for cycle in range(1, CYCLES + 1):
-            chaos.run_one(cycle)
-            wait_until_back(chaos, producer, cycle)
+            if problems:
+                break
+            try:
+                chaos.run_one(cycle)
+            except (Exception, pytest.fail.Exception) as error:  # noqa: BLE001 (kept as evidence)
+                problems.append(f"cycle {cycle}: the fault step failed: {error}")
+                timeline.note(problems[-1])
+                break
+            hang = wait_until_back(chaos, producer, cycle)
+            if hang:
+                timeline.note(hang)
+                problems.append(hang)
     finally:
         chaos.stopping.set()
         cluster.heal_all()
@@ -737,30 +816,37 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
                 node.start()
     chaos.monitor.join(30)
     timeline.note("faults over; flushing the producer")
-    undelivered = producer.finish()
+    undelivered = producer.finish(FLUSH_TIMEOUT_S if not problems else HUNG_FLUSH_TIMEOUT_S)
     assert producer.crashed is None, repr(producer.crashed)
     timeline.note(f"producer: {len(producer.sent_at)} sent, {len(producer.acked)} acknowledged, "
                   f"{len(producer.failed)} failed, {undelivered} undelivered; errors "
                   f"{len(producer.errors)}, fatal {producer.fatal}")
     if undelivered:
         problems.append(f"HANG: {undelivered} records neither acknowledged nor failed after "
-                        f"{FLUSH_TIMEOUT_S}s")
-    states = wait_for("every partition led with a full ISR at the end", lambda: (
-        lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values()) else None)(
-            agreed_partitions(nodes, topic)), timeout_s=BACK_TIMEOUT_S)
+                        "the flush")
+    states = poll(lambda: (lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values())
+                           else None)(agreed_partitions(nodes, topic)), BACK_TIMEOUT_S)
+    if states is None:
+        states = poll(lambda: agreed_partitions(nodes, topic), BACK_TIMEOUT_S)
+        problems.append(f"HANG: the ISR is not full {BACK_TIMEOUT_S}s after the last heal: "
+                        f"{states}")
+    assert states, "no agreed partition state at the end"
     timeline.note(f"final partitions: {states}")
-    # The consumers read below the high watermark; wait until it covers every ack.
+    # The consumers read below the high watermark; wait (bounded) until it covers every ack.
     leader_bootstrap = cluster.nodes[states[0][0]].bootstrap
     highest = {p: max((off for s, (off, _) in producer.acked.items() if s % PARTITIONS == p),
                       default=-1) for p in range(PARTITIONS)}
-    final, high_watermarks = wait_for(
-        "the high watermark covers every acknowledged offset",
-        lambda: (lambda read: read if all(read[1][p] > highest[p] for p in range(PARTITIONS))
-                 else None)(read_everything(leader_bootstrap, topic)),
-        timeout_s=BACK_TIMEOUT_S)
-    wait_for("the watcher was served up to the high watermark",
-             lambda: all(watcher.next_offset[p] >= high_watermarks[p]
-                         for p in range(PARTITIONS)), timeout_s=BACK_TIMEOUT_S)
+    read = poll(lambda: (lambda r: r if all(r[1][p] > highest[p] for p in range(PARTITIONS))
+                         else None)(read_everything(leader_bootstrap, topic)), BACK_TIMEOUT_S)
+    if read is None:
+        read = read_everything(leader_bootstrap, topic)
+        problems.append(f"high watermarks {read[1]} stay below the highest acknowledged "
+                        f"offsets {highest}")
+    final, high_watermarks = read
+    if not poll(lambda: all(watcher.next_offset[p] >= high_watermarks[p]
+                            for p in range(PARTITIONS)), BACK_TIMEOUT_S):
+        problems.append(f"HANG: the watcher was not served up to the high watermarks "
+                        f"{high_watermarks} (got to {watcher.next_offset})")
     watcher.finish()
     assert watcher.crashed is None, repr(watcher.crashed)
     problems += check_reads(producer, watcher, final)
@@ -783,6 +869,10 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     assert sum(replica_links.values()) > 0, (
         f"followers did not fetch through the proxies: {replica_links}")
     if problems or producer.fatal:
+        for problem in problems[:200]:
+            timeline.note(f"PROBLEM: {problem}")
+        failures = Counter(text.split(" ", 1)[1] for text in producer.failed.values())
+        timeline.note(f"failed deliveries by error: {dict(failures)}")
         detail = "\n".join(problems[:60] + producer.fatal[:10])
         print("\nproducer errors (first 40):\n" + "\n".join(producer.errors[:40]))
         print("\nwatcher errors (first 40):\n" + "\n".join(watcher.errors[:40]))
