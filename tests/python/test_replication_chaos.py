@@ -65,14 +65,26 @@ pytestmark = pytest.mark.cluster
 
 CYCLES = int(os.environ.get("SHARDLOG_CHAOS_CYCLES", "4"))
 SEED = int(os.environ.get("SHARDLOG_CHAOS_SEED") or random.SystemRandom().randrange(1 << 32))
-# Only these faults (comma-separated names, e.g. to study one); default all.
+# The faults (Chaos.run_one) and how often each is drawn.
+FAULT_WEIGHTS = {
+    "kill9_leader": 3, "kill9_follower": 1, "sigstop_leader": 3, "sigstop_follower": 1,
+    "leader_links": 2, "one_way": 2, "follower_link": 2, "delay": 1,
+    "lagging_follower_then_leader_kill": 2, "leader_restart_while_cut_off": 2,
+}
+# Faults that find a known, not yet fixed broker bug (see docs/replication.md, "Chaos test"):
+# left out of the default mix, which must pass; each has a strict-xfail reproducer below.
+# SHARDLOG_CHAOS_FAULTS (comma-separated names, or "all") picks the faults instead.
+KNOWN_BUG_FAULTS = {"leader_restart_while_cut_off"}
 ONLY_FAULTS = [f for f in os.environ.get("SHARDLOG_CHAOS_FAULTS", "").split(",") if f]
-PARTITIONS = 2
+PARTITIONS = int(os.environ.get("SHARDLOG_CHAOS_PARTITIONS", "2"))
 NODES = {1, 2, 3}
-# The producer: records per second over all partitions, and a cap on records not yet
-# acknowledged (it pauses when the cluster cannot take them).
-PRODUCE_RATE = 200
-MAX_OUTSTANDING = 4000
+# Two idempotent producers write the same partitions, so that batches a failed-over log
+# should not have kept differ from what replaces them; each: records per second over all
+# partitions, and a cap on records not yet acknowledged (it pauses when the cluster cannot
+# take them).
+PRODUCERS = 2
+PRODUCE_RATE = 100
+MAX_OUTSTANDING = 2000
 # Broker settings (a config file): a follower not caught up for this long leaves the ISR, so
 # link faults of a few seconds move the ISR; acks=all waits this long for the high watermark.
 REPLICA_LAG_TIME_MAX_MS = 3000
@@ -82,7 +94,9 @@ BACK_TIMEOUT_S = 60.0
 ISR_TIMEOUT_S = 45.0
 PROGRESS_TIMEOUT_S = 90.0
 FLUSH_TIMEOUT_S = 180.0
-HUNG_FLUSH_TIMEOUT_S = 20.0  # after a hang was found: what is still in flight stays there
+# Once a problem was found, waits for the end state are shorter: they are only evidence.
+HUNG_FLUSH_TIMEOUT_S = 20.0
+SETTLE_AFTER_PROBLEM_S = 15.0
 READ_TIMEOUT_S = 180.0
 API_METADATA = 3
 MONITOR_INTERVAL_S = 0.3
@@ -114,9 +128,11 @@ class Timeline:
 
 class ChaosCluster(Cluster):
     """`Cluster` whose brokers advertise a FaultProxy in front of their Kafka port, with the
-    replica settings above in a config file."""
+    replica settings above in a config file and, optionally, another broker session
+    timeout."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, session_timeout_ms: int | None = None):
+        self.session_timeout_ms = session_timeout_ms
         super().__init__(name)
         self.proxies: dict[int, FaultProxy] = {}
         for node_id, node in self.nodes.items():
@@ -127,6 +143,12 @@ class ChaosCluster(Cluster):
             proxy = FaultProxy(node.host, node.port, name=f"proxy{node_id}").start()
             node.advertised = proxy.address
             self.proxies[node_id] = proxy
+
+    def node_args(self, node: int, controller: bool, rack: str | None = None) -> list[str]:
+        args = super().node_args(node, controller, rack)
+        if self.session_timeout_ms is not None:
+            args[args.index("--broker-session-timeout-ms") + 1] = str(self.session_timeout_ms)
+        return args
 
     def heal_all(self) -> None:
         for proxy in self.proxies.values():
@@ -142,7 +164,8 @@ class ChaosCluster(Cluster):
 
 @pytest.fixture
 def chaos_cluster(request):
-    c = ChaosCluster(request.node.name)
+    # indirect parametrization may set another broker session timeout (ms)
+    c = ChaosCluster(request.node.name, getattr(request, "param", None))
     try:
         yield c.start()
     finally:
@@ -194,14 +217,14 @@ def agreed_partitions(nodes: list[Broker], topic: str):
 # ---- the clients ----------------------------------------------------------------------------
 
 class AckedProducer(threading.Thread):
-    """Idempotent acks=all producer of values `<seq>` (seq increasing; partition seq %
-    PARTITIONS), remembering each value's send time, and the delivery report of each."""
+    """Idempotent acks=all producer of values `<index>:<seq>` (seq increasing; partition seq
+    % PARTITIONS), remembering each value's send time, and the delivery report of each."""
 
-    def __init__(self, bootstrap: str, topic: str, timeline: Timeline):
-        super().__init__(daemon=True, name="chaos-producer")
-        self.topic, self.timeline = topic, timeline
+    def __init__(self, index: int, bootstrap: str, topic: str, timeline: Timeline):
+        super().__init__(daemon=True, name=f"chaos-producer-{index}")
+        self.index, self.topic, self.timeline = index, topic, timeline
         self.producer = Producer({
-            "bootstrap.servers": bootstrap, "client.id": "chaos-producer",
+            "bootstrap.servers": bootstrap, "client.id": f"chaos-producer-{index}",
             "acks": "all", "enable.idempotence": True, "linger.ms": 5,
             "message.timeout.ms": 300000, "error_cb": self._on_error})
         self.sent_at: list[float] = []             # by seq
@@ -251,7 +274,7 @@ class AckedProducer(threading.Thread):
                 next_at += interval
                 seq = len(self.sent_at)
                 try:
-                    self.producer.produce(self.topic, value=str(seq).encode(),
+                    self.producer.produce(self.topic, value=f"{self.index}:{seq}".encode(),
                                           partition=seq % PARTITIONS,
                                           on_delivery=self._on_delivery(seq))
                 except BufferError:
@@ -610,27 +633,24 @@ class Chaos:
             proxy.heal()
         self.timeline.note(f"links into node {leader} healed")
 
-    def faults(self):
-        return [
-            ("kill9_leader", 3, lambda: self.kill9("leader")),
-            ("kill9_follower", 1, lambda: self.kill9("follower")),
-            ("sigstop_leader", 3, lambda: self.sigstop("leader")),
-            ("sigstop_follower", 1, lambda: self.sigstop("follower")),
-            ("leader_links", 2, self.leader_links),
-            ("one_way", 2, self.one_way),
-            ("follower_link", 2, self.follower_link),
-            ("delay", 1, self.delay),
-            ("lagging_follower_then_leader_kill", 2, self.lagging_follower_then_leader_kill),
-            ("leader_restart_while_cut_off", 2, self.leader_restart_while_cut_off),
-        ]
-
-    def run_one(self, cycle: int) -> None:
-        faults = [f for f in self.faults() if not ONLY_FAULTS or f[0] in ONLY_FAULTS]
-        assert faults, f"SHARDLOG_CHAOS_FAULTS={','.join(ONLY_FAULTS)} names no fault"
-        name, _, fault = self.rng.choices(faults, weights=[w for _, w, _ in faults])[0]
+    def run_one(self, cycle: int, names: list[str]) -> None:
+        actions = {
+            "kill9_leader": lambda: self.kill9("leader"),
+            "kill9_follower": lambda: self.kill9("follower"),
+            "sigstop_leader": lambda: self.sigstop("leader"),
+            "sigstop_follower": lambda: self.sigstop("follower"),
+            "leader_links": self.leader_links,
+            "one_way": self.one_way,
+            "follower_link": self.follower_link,
+            "delay": self.delay,
+            "lagging_follower_then_leader_kill": self.lagging_follower_then_leader_kill,
+            "leader_restart_while_cut_off": self.leader_restart_while_cut_off,
+        }
+        assert set(actions) == set(FAULT_WEIGHTS)
+        name = self.rng.choices(names, weights=[FAULT_WEIGHTS[n] for n in names])[0]
         self.kinds[name] += 1
         self.timeline.note(f"cycle {cycle}: {name}")
-        fault()
+        actions[name]()
 
 
 def crashed_nodes(cluster: ChaosCluster) -> list[str]:
@@ -659,17 +679,32 @@ def poll(check, timeout_s: float):
         time.sleep(0.2)
 
 
-def wait_until_back(chaos: Chaos, producer: AckedProducer, cycle: int) -> str | None:
+def full_isr(nodes: list[Broker], topic: str):
+    states = agreed_partitions(nodes, topic)
+    return states if states and all(isr == tuple(sorted(NODES))
+                                    for _, _, isr in states.values()) else None
+
+
+def acked_per_partition(producers: list[AckedProducer]) -> dict[tuple[int, int], int]:
+    return {(pr.index, p): pr.acked_per_partition[p] for pr in producers
+            for p in range(PARTITIONS)}
+
+
+def fatal_errors(producers: list[AckedProducer]) -> list[str]:
+    return [f"producer {pr.index}: {text}" for pr in producers for text in pr.fatal]
+
+
+def wait_until_back(chaos: Chaos, producers: list[AckedProducer], cycle: int) -> str | None:
     """Waits until every broker process registered, all three agree on the brokers and on
-    every partition's leader, the ISR is full (best effort: only noted) and the producer has
-    acknowledged records on every partition since the heal. None when so; otherwise what did
-    not happen (a hang: the test stops injecting faults and goes on to its checks)."""
+    every partition's leader, the ISR is full (best effort: only noted) and every producer
+    has had records acknowledged on every partition since the heal. None when so; otherwise
+    what did not happen (the test then stops injecting faults and goes on to its checks)."""
     cluster, timeline = chaos.cluster, chaos.timeline
     crashed = crashed_nodes(cluster)
     if crashed:
         return "CRASH: " + "\n".join(crashed)
     nodes = list(cluster.nodes.values())
-    acked_before = dict(producer.acked_per_partition)
+    before = acked_per_partition(producers)
     steps = [
         ("every broker process registered with the controller",
          lambda: all(registered(node) for node in nodes), BACK_TIMEOUT_S),
@@ -681,82 +716,90 @@ def wait_until_back(chaos: Chaos, producer: AckedProducer, cycle: int) -> str | 
     for what, check, timeout_s in steps:
         if poll(check, timeout_s) is None:
             return f"HANG in cycle {cycle}: not within {timeout_s}s: {what}"
-    states = poll(lambda: (lambda s: s if s and all(
-        isr == tuple(sorted(NODES)) for _, _, isr in s.values()) else None)(
-            agreed_partitions(nodes, chaos.topic)), ISR_TIMEOUT_S)
+    states = poll(lambda: full_isr(nodes, chaos.topic), ISR_TIMEOUT_S)
     if states is None:
         chaos.slow_isr += 1
         timeline.note(f"cycle {cycle}: ISR not full after {ISR_TIMEOUT_S}s: "
                       f"{poll(lambda: agreed_partitions(nodes, chaos.topic), 5)}")
-    progressed = poll(lambda: producer.fatal or all(
-        producer.acked_per_partition[p] > acked_before.get(p, 0) for p in range(PARTITIONS)),
+    progressed = poll(lambda: fatal_errors(producers) or all(
+        count > before[key] for key, count in acked_per_partition(producers).items()),
         PROGRESS_TIMEOUT_S)
-    if producer.fatal:
-        return f"FATAL producer error in cycle {cycle}: {producer.fatal}"
+    if fatal_errors(producers):
+        return f"FATAL producer error in cycle {cycle}: {fatal_errors(producers)}"
     if not progressed:
-        return (f"HANG in cycle {cycle}: the producer acknowledged nothing on some partition "
-                f"for {PROGRESS_TIMEOUT_S}s after the heal (acknowledged per partition at the "
-                f"heal {dict(sorted(acked_before.items()))}, now "
-                f"{dict(sorted(producer.acked_per_partition.items()))}); last producer errors: "
-                f"{producer.errors[-5:]}")
+        return (f"HANG in cycle {cycle}: some producer had nothing acknowledged on some "
+                f"partition for {PROGRESS_TIMEOUT_S}s after the heal ((producer, partition): "
+                f"acknowledged at the heal {before}, now {acked_per_partition(producers)}); "
+                f"last producer errors: {[pr.errors[-3:] for pr in producers]}")
     timeline.note(f"cycle {cycle}: back; partitions {states}; acknowledged "
-                  f"{len(producer.acked)} of {len(producer.sent_at)} sent")
+                  f"{sum(len(pr.acked) for pr in producers)} of "
+                  f"{sum(len(pr.sent_at) for pr in producers)} sent")
     return None
 
 
-def check_reads(producer: AckedProducer, watcher: Watcher,
+def check_reads(producers: list[AckedProducer], watcher: Watcher,
                 final: dict[int, list[tuple[int, bytes]]]) -> list[str]:
     """Checks (1) and (2); the problems found, each with the offsets and times involved."""
     problems: list[str] = []
-    at: dict[tuple[int, int], int] = {}           # (partition, offset) -> seq
-    where: dict[int, list[tuple[int, int]]] = {}  # seq -> [(partition, offset)]
+    by_index = {pr.index: pr for pr in producers}
+    at: dict[tuple[int, int], tuple[int, int]] = {}          # (partition, offset) -> value
+    where: dict[tuple[int, int], list[tuple[int, int]]] = {}  # value -> [(partition, offset)]
     for p, records in final.items():
         offsets = [offset for offset, _ in records]
         if offsets != list(range(len(offsets))):
             gap = next(i for i, o in enumerate(offsets) if o != i)
             problems.append(f"partition {p}: offsets not contiguous from 0 (index {gap} is "
                             f"offset {offsets[gap]})")
-        for offset, value in records:
-            seq = int(value)
-            at[(p, offset)] = seq
-            where.setdefault(seq, []).append((p, offset))
+        for offset, raw in records:
+            index, seq = (int(part) for part in raw.split(b":"))
+            at[(p, offset)] = (index, seq)
+            where.setdefault((index, seq), []).append((p, offset))
+
+    def name(value: tuple[int, int]) -> str:
+        return f"{value[0]}:{value[1]}"
+
     # (1) every acknowledged value exactly once, at its acknowledged offset, in send order.
-    for seq, (offset, acked_at) in sorted(producer.acked.items()):
-        p = seq % PARTITIONS
-        found = where.get(seq, [])
-        sent = producer.sent_at[seq]
-        if not found:
-            problems.append(f"LOST: value {seq} (partition {p}) acknowledged at offset {offset} "
-                            f"(sent {sent:.2f}s, acknowledged {acked_at:.2f}s) is not in the log; "
-                            f"that offset now holds {at.get((p, offset))}")
-        elif found != [(p, offset)]:
-            problems.append(f"MISPLACED: value {seq} acknowledged at partition {p} offset "
-                            f"{offset} (sent {sent:.2f}s, acknowledged {acked_at:.2f}s) is at "
-                            f"{found}")
-    for seq, found in where.items():
+    for pr in producers:
+        for seq, (offset, acked_at) in sorted(pr.acked.items()):
+            p = seq % PARTITIONS
+            found = where.get((pr.index, seq), [])
+            sent = pr.sent_at[seq]
+            now_there = at.get((p, offset))
+            if not found:
+                problems.append(
+                    f"LOST: value {pr.index}:{seq} (partition {p}) acknowledged at offset "
+                    f"{offset} (sent {sent:.2f}s, acknowledged {acked_at:.2f}s) is not in the "
+                    f"log; that offset now holds {name(now_there) if now_there else None}")
+            elif found != [(p, offset)]:
+                problems.append(f"MISPLACED: value {pr.index}:{seq} acknowledged at partition "
+                                f"{p} offset {offset} (sent {sent:.2f}s, acknowledged "
+                                f"{acked_at:.2f}s) is at {found}")
+    for value, found in where.items():
         if len(found) > 1:
-            acked = "acknowledged" if seq in producer.acked else "not acknowledged"
-            problems.append(f"DUPLICATE: value {seq} ({acked}, sent "
-                            f"{producer.sent_at[seq]:.2f}s) at {found}")
+            pr = by_index[value[0]]
+            state = "acknowledged" if value[1] in pr.acked else "not acknowledged"
+            problems.append(f"DUPLICATE: value {name(value)} ({state}, sent "
+                            f"{pr.sent_at[value[1]]:.2f}s) at {found}")
     for p in range(PARTITIONS):
-        acked_in_log = [at[(p, o)] for o, _ in final[p] if at[(p, o)] in producer.acked]
-        for earlier, later in zip(acked_in_log, acked_in_log[1:]):
-            if later < earlier:
-                problems.append(f"REORDERED: partition {p}: acknowledged value {later} comes "
-                                f"after {earlier}")
-                break
-        every = [at[(p, o)] for o, _ in final[p]]
-        backwards = sum(1 for a, b in zip(every, every[1:]) if b < a)
-        if backwards:
-            problems.append(f"REORDERED: partition {p}: {backwards} places where a value "
-                            f"follows a later one (acknowledged or not)")
+        for pr in producers:
+            mine = [at[(p, o)][1] for o, _ in final[p] if at[(p, o)][0] == pr.index]
+            acked = [seq for seq in mine if seq in pr.acked]
+            wrong = next(((a, b) for a, b in zip(acked, acked[1:]) if b < a), None)
+            if wrong:
+                problems.append(f"REORDERED: partition {p}: producer {pr.index}'s acknowledged "
+                                f"value {wrong[1]} comes after {wrong[0]}")
+            backwards = sum(1 for a, b in zip(mine, mine[1:]) if b < a)
+            if backwards:
+                problems.append(f"REORDERED: partition {p}: {backwards} places where a value of "
+                                f"producer {pr.index} follows a later one (acknowledged or not)")
     # (2) what the background consumer saw is still there.
     problems += [f"CHANGED while watched: {text}" for text in watcher.changed]
     for p, seen in watcher.seen.items():
         for offset, (value, seen_at) in sorted(seen.items()):
             if offset >= len(final[p]):
-                problems.append(f"DISAPPEARED: partition {p} offset {offset} ({value!r}, served "
-                                f"at {seen_at:.2f}s) is beyond the final log end {len(final[p])}")
+                problems.append(f"DISAPPEARED: partition {p} offsets {offset}.."
+                                f"{max(seen)} (first {value!r}, served at {seen_at:.2f}s) are "
+                                f"beyond the final log end {len(final[p])}")
                 break
             if final[p][offset][1] != value:
                 problems.append(f"CHANGED: partition {p} offset {offset} was served {value!r} at "
@@ -764,13 +807,14 @@ def check_reads(producer: AckedProducer, watcher: Watcher,
     return problems
 
 
-@pytest.mark.timeout(_timeout_s())
-def test_acknowledged_records_survive_chaos(chaos_cluster):
-    cluster = chaos_cluster
+def run_chaos(cluster: ChaosCluster, names: list[str], cycles: int, seed: int) -> None:
+    """Creates the topic, starts the producers and the watcher, runs `cycles` faults drawn
+    from `names` with `seed`, then checks (1), (2) and (3); fails with every problem found."""
     nodes = list(cluster.nodes.values())
     timeline = Timeline(cluster.nodes[1].workdir / "chaos-timeline.txt")
-    timeline.note(f"seed {SEED} (replay: SHARDLOG_CHAOS_SEED={SEED} "
-                  f"SHARDLOG_CHAOS_CYCLES={CYCLES}); timeline in {timeline.path}")
+    timeline.note(f"seed {seed} (replay: SHARDLOG_CHAOS_SEED={seed} SHARDLOG_CHAOS_CYCLES="
+                  f"{cycles} SHARDLOG_CHAOS_FAULTS={','.join(names)}); timeline in "
+                  f"{timeline.path}")
     for node_id, node in cluster.nodes.items():
         timeline.note(f"node {node_id}: kafka {node.bootstrap}, advertised (proxy) "
                       f"{node.advertised}, data {node.data_dir}")
@@ -779,32 +823,29 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3,
                                   config={"min.insync.replicas": "2"})])[topic].result(timeout=40)
-    wait_for("every partition led with a full ISR", lambda: (
-        lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values()) else None)(
-            agreed_partitions(nodes, topic)))
+    wait_for("every partition led with a full ISR", lambda: full_isr(nodes, topic))
     bootstrap = ",".join(node.bootstrap for node in nodes)
-    producer = AckedProducer(bootstrap, topic, timeline)
+    producers = [AckedProducer(index, bootstrap, topic, timeline) for index in range(PRODUCERS)]
     watcher = Watcher(bootstrap, topic, timeline)
-    producer.start()
-    watcher.start()
-    chaos = Chaos(cluster, topic, timeline, random.Random(SEED))
+    for thread in [*producers, watcher]:
+        thread.start()
+    chaos = Chaos(cluster, topic, timeline, random.Random(seed))
     started = time.monotonic()
     problems: list[str] = []
     chaos.monitor.start()
     try:
-        if not poll(lambda: all(producer.acked_per_partition[p] > 0 for p in range(PARTITIONS)),
-                    PROGRESS_TIMEOUT_S):
-            problems.append(f"HANG: no first acknowledgements; {producer.errors[-5:]}")
-        for cycle in range(1, CYCLES + 1):
+        if not poll(lambda: all(acked_per_partition(producers).values()), PROGRESS_TIMEOUT_S):
+            problems.append(f"HANG: no first acknowledgements {acked_per_partition(producers)}")
+        for cycle in range(1, cycles + 1):
             if problems:
                 break
             try:
-                chaos.run_one(cycle)
-            except (Exception, pytest.fail.Exception) as error:  # noqa: BLE001 (kept as evidence)
+                chaos.run_one(cycle, names)
+            except (Exception, pytest.fail.Exception) as error:  # noqa: BLE001 (evidence)
                 problems.append(f"cycle {cycle}: the fault step failed: {error}")
                 timeline.note(problems[-1])
                 break
-            hang = wait_until_back(chaos, producer, cycle)
+            hang = wait_until_back(chaos, producers, cycle)
             if hang:
                 timeline.note(hang)
                 problems.append(hang)
@@ -815,29 +856,32 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
             if not node.alive() and not node.died_unexpectedly():
                 node.start()
     chaos.monitor.join(30)
-    timeline.note("faults over; flushing the producer")
-    undelivered = producer.finish(FLUSH_TIMEOUT_S if not problems else HUNG_FLUSH_TIMEOUT_S)
-    assert producer.crashed is None, repr(producer.crashed)
-    timeline.note(f"producer: {len(producer.sent_at)} sent, {len(producer.acked)} acknowledged, "
-                  f"{len(producer.failed)} failed, {undelivered} undelivered; errors "
-                  f"{len(producer.errors)}, fatal {producer.fatal}")
-    if undelivered:
-        problems.append(f"HANG: {undelivered} records neither acknowledged nor failed after "
-                        "the flush")
-    states = poll(lambda: (lambda s: s if s and all(len(isr) == 3 for _, _, isr in s.values())
-                           else None)(agreed_partitions(nodes, topic)), BACK_TIMEOUT_S)
+    timeline.note("faults over; flushing the producers")
+    for pr in producers:
+        undelivered = pr.finish(FLUSH_TIMEOUT_S if not problems else HUNG_FLUSH_TIMEOUT_S)
+        assert pr.crashed is None, repr(pr.crashed)
+        timeline.note(f"producer {pr.index}: {len(pr.sent_at)} sent, {len(pr.acked)} "
+                      f"acknowledged, {len(pr.failed)} failed, {undelivered} undelivered; "
+                      f"errors {len(pr.errors)}, fatal {pr.fatal}")
+        if undelivered:
+            problems.append(f"HANG: producer {pr.index}: {undelivered} records neither "
+                            "acknowledged nor failed after the flush")
+    problems += [f"FATAL: {text}" for text in fatal_errors(producers)
+                 if not any(text in problem for problem in problems)]
+    states = poll(lambda: full_isr(nodes, topic), BACK_TIMEOUT_S)
     if states is None:
         states = poll(lambda: agreed_partitions(nodes, topic), BACK_TIMEOUT_S)
         problems.append(f"HANG: the ISR is not full {BACK_TIMEOUT_S}s after the last heal: "
                         f"{states}")
     assert states, "no agreed partition state at the end"
     timeline.note(f"final partitions: {states}")
-    # The consumers read below the high watermark; wait (bounded) until it covers every ack.
+    # Consumers read below the high watermark; wait (bounded) until it covers every ack.
     leader_bootstrap = cluster.nodes[states[0][0]].bootstrap
-    highest = {p: max((off for s, (off, _) in producer.acked.items() if s % PARTITIONS == p),
-                      default=-1) for p in range(PARTITIONS)}
+    highest = {p: max((off for pr in producers for seq, (off, _) in pr.acked.items()
+                       if seq % PARTITIONS == p), default=-1) for p in range(PARTITIONS)}
+    settle_s = BACK_TIMEOUT_S if not problems else SETTLE_AFTER_PROBLEM_S
     read = poll(lambda: (lambda r: r if all(r[1][p] > highest[p] for p in range(PARTITIONS))
-                         else None)(read_everything(leader_bootstrap, topic)), BACK_TIMEOUT_S)
+                         else None)(read_everything(leader_bootstrap, topic)), settle_s)
     if read is None:
         read = read_everything(leader_bootstrap, topic)
         problems.append(f"high watermarks {read[1]} stay below the highest acknowledged "
@@ -849,7 +893,7 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
                         f"{high_watermarks} (got to {watcher.next_offset})")
     watcher.finish()
     assert watcher.crashed is None, repr(watcher.crashed)
-    problems += check_reads(producer, watcher, final)
+    problems += check_reads(producers, watcher, final)
     timeline.note(f"read back: {high_watermarks} records per partition; watcher saw "
                   f"{ {p: len(s) for p, s in watcher.seen.items()} }, rewinds "
                   f"{len(watcher.rewinds)}, errors {len(watcher.errors)}")
@@ -861,21 +905,49 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     replica_links = {node_id: sum(n for cid, n in proxy.client_ids.items()
                                   if cid.startswith(REPLICA_CLIENT))
                      for node_id, proxy in cluster.proxies.items()}
-    timeline.note(f"done in {time.monotonic() - started:.1f}s: {CYCLES} cycles "
-                  f"{dict(chaos.kinds)}; "
-                  f"ISR slow to refill {chaos.slow_isr} times; replica connections through "
-                  f"each proxy {replica_links}; {len(producer.acked)} acknowledged; "
-                  f"{len(problems)} problems")
+    acked = sum(len(pr.acked) for pr in producers)
+    timeline.note(f"done in {time.monotonic() - started:.1f}s: {cycles} cycles "
+                  f"{dict(chaos.kinds)}; ISR slow to refill {chaos.slow_isr} times; replica "
+                  f"connections through each proxy {replica_links}; {acked} records "
+                  f"acknowledged; {len(problems)} problems")
     assert sum(replica_links.values()) > 0, (
         f"followers did not fetch through the proxies: {replica_links}")
-    if problems or producer.fatal:
+    if problems:
         for problem in problems[:200]:
             timeline.note(f"PROBLEM: {problem}")
-        failures = Counter(text.split(" ", 1)[1] for text in producer.failed.values())
-        timeline.note(f"failed deliveries by error: {dict(failures)}")
-        detail = "\n".join(problems[:60] + producer.fatal[:10])
-        print("\nproducer errors (first 40):\n" + "\n".join(producer.errors[:40]))
+        for pr in producers:
+            failures = Counter(text.split(" ", 1)[1] for text in pr.failed.values())
+            timeline.note(f"producer {pr.index}: failed deliveries by error: {dict(failures)}")
+            print(f"\nproducer {pr.index} errors (first 40):\n" + "\n".join(pr.errors[:40]))
         print("\nwatcher errors (first 40):\n" + "\n".join(watcher.errors[:40]))
         print("\nwatcher rewinds (first 40):\n" + "\n".join(watcher.rewinds[:40]))
-        print("\ntimeline:\n" + "\n".join(timeline.lines))
-        pytest.fail(f"seed {SEED}: {len(problems)} problems:\n{detail}", pytrace=False)
+        pytest.fail(f"seed {seed}: {len(problems)} problems (timeline: {timeline.path}):\n"
+                    + "\n".join(problems[:60]), pytrace=False)
+
+
+def chosen_faults() -> list[str]:
+    if ONLY_FAULTS == ["all"]:
+        return sorted(FAULT_WEIGHTS)
+    if ONLY_FAULTS:
+        unknown = set(ONLY_FAULTS) - set(FAULT_WEIGHTS)
+        assert not unknown, f"SHARDLOG_CHAOS_FAULTS: unknown faults {sorted(unknown)}"
+        return ONLY_FAULTS
+    return sorted(set(FAULT_WEIGHTS) - KNOWN_BUG_FAULTS)
+
+
+@pytest.mark.timeout(_timeout_s())
+def test_acknowledged_records_survive_chaos(chaos_cluster):
+    run_chaos(chaos_cluster, chosen_faults(), CYCLES, SEED)
+
+
+# A broker session timeout long enough that the restarted leader acts for seconds before the
+# controller fences its previous incarnation (the bug shows with the default 2 s too).
+@pytest.mark.xfail(strict=True, reason=(
+    "broker bug: a leader killed and restarted before its session expires leads again from "
+    "its on-disk metadata before it has registered, with its high watermark at its log end; "
+    "it acknowledges records no follower has, which the next leader lacks "
+    "(docs/replication.md, 'Chaos test')"))
+@pytest.mark.parametrize("chaos_cluster", [6000], indirect=True)
+@pytest.mark.timeout(600)
+def test_a_leader_restarted_before_its_session_expires_loses_nothing(chaos_cluster):
+    run_chaos(chaos_cluster, ["leader_restart_while_cut_off"], 1, SEED)
