@@ -311,6 +311,19 @@ FAILOVER_ROUNDS ?= 10
 bench-cluster-failover: venv build
 	$(VENV_PY) bench-harness/cluster/controller_failover.py --rounds $(FAILOVER_ROUNDS)
 
+# Issue 16's closing figures, on one three-node loopback cluster: RF=3 against RF=1 with
+# acks=all (records/s, MB/s, publish latency, cluster CPU per MB), then leader kill -9 to the
+# first acknowledged produce (docs/benchmarking.md, "Replication"; docs/replication.md,
+# "Figures"). The script alone, on a binary built elsewhere:
+# SHARDLOG_BIN=/path/to/shardlog target/venv/bin/python bench-harness/cluster/replication.py
+REPLICATION_ROUNDS ?= 10
+REPLICATION_RECORDS ?= 200000
+REPLICATION_REPEATS ?= 3
+.PHONY: bench-replication
+bench-replication: venv build
+	$(VENV_PY) bench-harness/cluster/replication.py --rounds $(REPLICATION_ROUNDS) \
+	  --records $(REPLICATION_RECORDS) --repeats $(REPLICATION_REPEATS)
+
 # Issue 15's closing figures: metadata snapshot size and catch-up time for 10,000 partitions.
 .PHONY: bench-metadata-snapshot
 bench-metadata-snapshot:

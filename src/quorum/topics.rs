@@ -1,7 +1,7 @@
 //! The topics of the metadata image as a broker's shards need them: Metadata's topic part,
 //! the leadership check on produce and fetch, and the local catalog's reconciliation (each
-//! node creates the partitions of every cluster topic; only the leader serves them until
-//! replication lands, issue 16).
+//! node creates the partitions of every cluster topic; only the leader serves them, its
+//! replicas copy it: `shard::replicas`).
 //!
 //! Owns: `ClusterTopics`, a read-only table built from an applied image. May import:
 //! `crate::cluster` (pure). No I/O.

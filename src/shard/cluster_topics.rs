@@ -1,9 +1,9 @@
 //! Cluster mode: the local catalog follows the metadata log's topics. Shard 0 (the catalog's
 //! one writer) compares its catalog with the latest cluster view and creates, grows,
 //! re-configures and deletes the local copies (`TopicMeta::cluster`) so that every broker
-//! holds every partition of every cluster topic, with the topic id the log gave it. Until
-//! replication lands (issue 16) only the leader named in the log serves a partition
-//! (`quorum::view::led_elsewhere`); the other copies stay empty.
+//! holds every partition of every cluster topic, with the topic id the log gave it. Only the
+//! leader named in the log serves a partition (`quorum::view::led_elsewhere`); its replicas
+//! copy it (`super::replicas`), the other copies stay empty.
 //!
 //! Owns: the reconciliation plan (pure, `plan`) and the task that applies it. May import:
 //! `crate::quorum::{topics, view}`, `crate::metadata`. Runs on: shard 0.

@@ -384,7 +384,7 @@ impl Shard {
             tracing::info!(partition = %item.partition, from = log.log_end_offset().value(), to = offset, "truncating to the leader's log");
             if let Err(error) = log.truncate_to(Offset(offset)).await {
                 tracing::error!(partition = %item.partition, %error, "truncation failed");
-                self.replicas.roles.borrow_mut().remove(&item.partition);
+                self.replicas.drop_role(&item.partition);
                 return;
             }
         }
@@ -475,7 +475,7 @@ impl Shard {
                         // Ahead of the leader without a truncation that says where (or
                         // below its log start): start this partition's role over.
                         tracing::warn!(partition = %item.partition, "replica fetch out of range; following again");
-                        self.replicas.roles.borrow_mut().remove(&item.partition);
+                        self.replicas.drop_role(&item.partition);
                     }
                     progressed = false;
                     continue;
@@ -512,7 +512,7 @@ impl Shard {
             && let Err(error) = log.append_replicated(records, super::now_ms()).await
         {
             tracing::error!(partition = %item.partition, %error, "cannot append the leader's batches; following again");
-            self.replicas.roles.borrow_mut().remove(&item.partition);
+            self.replicas.drop_role(&item.partition);
             return;
         }
         if !self.still_following(&item.partition, item.generation) {

@@ -36,6 +36,8 @@ const ROLE_INTERVAL: Duration = Duration::from_millis(50);
 /// (`LeaderSettings::isr_proposal_retry_ms`, 5 s) with the forwarder's grace (1 s) added, so a
 /// retry never overlaps an answer still on its way.
 const ISR_PROPOSAL_DEADLINE: Duration = Duration::from_secs(3);
+/// How often an acks=all produce waiting for the ISR re-checks that this broker still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 /// The longest a leader's high-watermark task sleeps without an append.
 const LEADER_IDLE_CHECK: Duration = Duration::from_millis(500);
 
@@ -70,9 +72,25 @@ pub(crate) struct Replicas {
     /// Leaders (node ids) this shard runs a fetcher task for.
     pub(super) fetchers: RefCell<BTreeSet<NodeId>>,
     next_generation: Cell<u64>,
+    /// What the roles were last reconciled with (view, catalog, open logs); a round with the
+    /// same inputs only polls ISR changes.
+    reconciled: RefCell<Option<ReconciledWith>>,
+}
+
+struct ReconciledWith {
+    view: std::sync::Arc<crate::quorum::frame::ClusterView>,
+    catalog: std::sync::Arc<crate::metadata::Catalog>,
+    logs: usize,
 }
 
 impl Replicas {
+    /// Drops `partition`'s role outside a reconciliation round (an error, a resignation): the
+    /// next round sets it up again.
+    pub(crate) fn drop_role(&self, partition: &TopicPartition) {
+        self.roles.borrow_mut().remove(partition);
+        self.reconciled.borrow_mut().take();
+    }
+
     fn generation(&self) -> u64 {
         let next = self.next_generation.get() + 1;
         self.next_generation.set(next);
@@ -130,6 +148,7 @@ impl Replicas {
         if end < role.state.log_end_offset() {
             tracing::warn!(%partition, end, known = role.state.log_end_offset(), "leader log shrank; taking leadership again");
             roles.remove(partition);
+            self.reconciled.borrow_mut().take();
             return;
         }
         if let Some(high_watermark) = role.state.appended(end) {
@@ -177,6 +196,17 @@ fn partition_state(partition: &ClusterPartition) -> PartitionState {
         leader_epoch: partition.leader_epoch,
         partition_epoch: partition.partition_epoch,
     }
+}
+
+/// The high watermark a new role starts from: the replicated one this log was given since it
+/// opened (a role change on a live replica), else the log start offset. After a restart the
+/// local high watermark is the flushed log end, which may hold records the ISR never had; as
+/// Kafka without a high-watermark checkpoint, the ISR's fetches move it up from the start
+/// (an ISR of one at once). Consumers never see a record that was not committed.
+fn committed_high_watermark(log: &PartitionLog) -> i64 {
+    log.replicated_high_watermark()
+        .unwrap_or_else(|| log.log_start_offset())
+        .value()
 }
 
 /// The role this broker should hold for a partition the view describes.
@@ -238,10 +268,25 @@ impl Shard {
         let Some(view) = crate::quorum::view::shard_view() else {
             return;
         };
+        let catalog = self.catalog();
+        let logs = self.log_count();
+        let unchanged = self
+            .replicas
+            .reconciled
+            .borrow()
+            .as_ref()
+            .is_some_and(|last| {
+                std::sync::Arc::ptr_eq(&last.view, &view)
+                    && std::sync::Arc::ptr_eq(&last.catalog, &catalog)
+                    && last.logs == logs
+            });
+        if unchanged {
+            self.poll_isr_changes();
+            return;
+        }
         let topics = view.topics.clone();
         let own = self.config.server.node_id;
         let live = |node: NodeId| view.brokers.iter().any(|broker| broker.node_id == node);
-        let catalog = self.catalog();
         let mut seen: BTreeSet<TopicPartition> = BTreeSet::new();
         for (name, topic) in &topics.topics {
             let Some(meta) = catalog
@@ -270,6 +315,11 @@ impl Shard {
             .roles
             .borrow_mut()
             .retain(|tp, _| seen.contains(tp));
+        *self.replicas.reconciled.borrow_mut() = Some(ReconciledWith {
+            view: view.clone(),
+            catalog,
+            logs,
+        });
         self.poll_isr_changes();
     }
 
@@ -285,6 +335,12 @@ impl Shard {
         let settings = self.leader_settings(configs);
         {
             let mut roles = self.replicas.roles.borrow_mut();
+            if let Some(Role::Leader(role)) = roles.get(tp)
+                && role.topic_id != topic_id
+            {
+                // The topic was deleted and created again under the same name.
+                roles.remove(tp);
+            }
             if let Some(Role::Leader(role)) = roles.get_mut(tp) {
                 if let Some(high_watermark) = role.state.update_settings(settings) {
                     log.set_replicated_high_watermark(Offset(high_watermark));
@@ -307,7 +363,7 @@ impl Shard {
             self.config.server.node_id,
             state,
             log.log_end_offset().value(),
-            log.high_watermark().value(),
+            committed_high_watermark(log),
             settings,
             monotonic_ms(),
         ) {
@@ -377,6 +433,7 @@ impl Shard {
         {
             let roles = self.replicas.roles.borrow();
             if let Some(Role::Follower(role)) = roles.get(tp)
+                && role.topic_id == topic_id
                 && role.state.leader() == leader
                 && role.state.leader_epoch() == partition.leader_epoch
             {
@@ -392,8 +449,9 @@ impl Shard {
             leader,
             partition.leader_epoch,
             local,
-            log.high_watermark().value(),
+            committed_high_watermark(log),
         );
+        log.set_replicated_high_watermark(Offset(follower.high_watermark()));
         tracing::info!(partition = %tp, leader, leader_epoch = partition.leader_epoch, log_end = local.log_end_offset, "following partition");
         let generation = self.replicas.generation();
         self.replicas.roles.borrow_mut().insert(
@@ -458,8 +516,24 @@ impl Shard {
             return Ok(());
         }
         let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
-        let replicated = Box::pin(log.wait_for_append(last_offset));
-        futures::future::select(replicated, Box::pin(glommio::timer::sleep(timeout))).await;
+        let deadline = std::time::Instant::now() + timeout;
+        // Woken by the high watermark; re-checks leadership every `LEADERSHIP_CHECK`, so a
+        // leader that lost the partition answers NOT_LEADER_OR_FOLLOWER then (as Kafka
+        // completes delayed produces on a leader change), not at the timeout.
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero()
+                || log.high_watermark() > last_offset
+                || log.is_failed()
+                || log.is_closing()
+                || !self.replicas.is_replicated_leader(partition)
+            {
+                break;
+            }
+            let replicated = Box::pin(log.wait_for_append(last_offset));
+            let pause = Box::pin(glommio::timer::sleep(left.min(LEADERSHIP_CHECK)));
+            futures::future::select(replicated, pause).await;
+        }
         if log.high_watermark() > last_offset {
             Ok(())
         } else if log.is_failed() {
@@ -560,7 +634,8 @@ impl Shard {
         }
         match role.state.isr_change_answered(&proposal, answer) {
             (MetadataOutcome::Resigned, _) => {
-                roles.remove(&tp);
+                drop(roles);
+                self.replicas.drop_role(&tp);
             }
             (_, Some(high_watermark)) => log.set_replicated_high_watermark(Offset(high_watermark)),
             (_, None) => {}

@@ -199,6 +199,11 @@ impl Shard {
         self.logs.borrow().get(partition).cloned()
     }
 
+    /// How many partition logs this shard has open.
+    pub(super) fn log_count(&self) -> usize {
+        self.logs.borrow().len()
+    }
+
     pub(super) fn insert_log(&self, partition: TopicPartition, log: Rc<PartitionLog>) {
         self.logs.borrow_mut().insert(partition, log);
     }

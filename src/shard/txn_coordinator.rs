@@ -424,6 +424,25 @@ impl Shard {
                 results.push((partition, ErrorCode::None));
                 continue;
             };
+            // Cluster mode: a marker goes only into a partition this broker leads, with its
+            // leader epoch; a follower's copy must hold the leader's batches only (a marker
+            // written there would make it diverge). Markers for partitions led elsewhere are
+            // not sent to their leaders yet (docs/replication.md, "Not done yet").
+            let cluster_copy = self
+                .catalog()
+                .topic(partition.topic.as_str())
+                .is_some_and(|meta| meta.cluster);
+            let leader_epoch = match self
+                .replicas
+                .leader_epoch_for_append(&partition, cluster_copy)
+            {
+                Ok(epoch) => epoch.unwrap_or(0),
+                Err(code) => {
+                    tracing::error!(shard = %self.id, %partition, "transaction marker for a partition this broker does not lead: not written");
+                    results.push((partition, code));
+                    continue;
+                }
+            };
             let batch = Bytes::from(encode_control_batch(
                 producer_id,
                 producer_epoch,
@@ -431,13 +450,6 @@ impl Shard {
                 0,
                 now_ms(),
             ));
-            // A partition this broker leads in cluster mode: the marker carries its epoch.
-            let leader_epoch = self
-                .replicas
-                .leader_epoch_for_append(&partition, false)
-                .ok()
-                .flatten()
-                .unwrap_or(0);
             let outcome = match log.append(batch, leader_epoch, now_ms()).await {
                 Ok(appended) => log.wait_synced(appended.last_offset).await.map(|_| ()),
                 Err(error) => Err(error),

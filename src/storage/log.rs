@@ -527,6 +527,13 @@ impl PartitionLog {
         state.publish_visible(local_visible);
     }
 
+    /// The replicated high watermark given since the log was opened; `None` before the first
+    /// (a single broker's partition, or a replica's first role after a restart, whose local
+    /// high watermark is its flushed log end and may cover records never committed).
+    pub fn replicated_high_watermark(&self) -> Option<Offset> {
+        self.state.replicated_high_watermark.get().map(Offset)
+    }
+
     /// Completes once the high watermark is past `offset` (immediately if it already is):
     /// new records were appended *and flushed*, so consumers may read them. Also completes
     /// when the log closes or fails. Cancel-safe: dropping the future unregisters its waker.

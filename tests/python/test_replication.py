@@ -9,7 +9,9 @@ member has the batch (the high watermark passed it). So:
   (b) records produced after the failover are replicated too: a second leader kill loses
       none of them either (the remaining two replicas are the ISR);
   (c) the killed leader restarts, follows the new leader and, once caught up, is added back
-      to the ISR (AlterPartition from the leader through the controller).
+      to the ISR (AlterPartition from the leader through the controller);
+  (d) the ISR and min.insync.replicas rule acks=all (see the test's docstring);
+  (e) SIGTERM of the leader under load: controlled shutdown, nothing lost, nothing failed.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import kafka.errors
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import ck_read_all, ck_watermarks, kp_produce, kp_producer, kp_read_all
@@ -148,3 +153,53 @@ def test_acks_all_follows_the_isr_and_min_insync_replicas(cluster):
     acked = [value for value in read if value.startswith("v")]
     assert acked == [f"v{index}" for index in range(RECORDS)] * 2
     assert read.count("acks1") == 1
+
+
+def test_sigterm_of_the_leader_loses_nothing_and_fails_nothing(cluster):
+    """(e) SIGTERM of the partition leader while an idempotent confluent-kafka producer
+    (acks=all) keeps sending: the node's controlled shutdown moves leadership to an ISR member
+    before it stops (exit 0), the producer sees only retriable errors (every record is
+    delivered, none fails), and every record is read back once and in order."""
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("sigterm")
+    create_topic(cluster.nodes[1].bootstrap, topic, 1, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 1))
+    leader, epoch = wait_for("the leader is known",
+                             lambda: leader_and_epoch(cluster.nodes[1].bootstrap, topic))
+    bootstrap = ",".join(node.bootstrap for node in nodes)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 2,
+                         "message.timeout.ms": 120000})
+    delivered: list[str] = []
+    failed: list = []
+
+    def on_delivery(err, msg):
+        if err:
+            failed.append(err)
+        else:
+            delivered.append(msg.value().decode())
+    stopper = threading.Thread(target=cluster.nodes[leader].stop)
+    total = 3 * RECORDS
+    for index in range(total):
+        producer.produce(topic, value=f"s{index}".encode(), partition=0,
+                         on_delivery=on_delivery)
+        producer.poll(0)
+        if index == RECORDS:
+            producer.flush(60)
+            stopper.start()  # the rest is sent while the leader shuts down
+        time.sleep(0.002)
+    assert producer.flush(120) == 0, "records left undelivered"
+    stopper.join()
+    assert cluster.nodes[leader].proc.returncode == 0, cluster.nodes[leader].stderr_tail()
+    assert not failed, failed[:3]
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != leader]
+    moved, moved_epoch = wait_for("leadership moved off the stopped node",
+                                  lambda: new_leader(survivors, topic, {leader}))
+    assert moved_epoch > epoch
+    expected = [f"s{index}" for index in range(total)]
+    assert sorted(delivered, key=lambda v: int(v[1:])) == expected
+    new_bootstrap = cluster.nodes[moved].bootstrap
+    wait_for("the new leader's high watermark covers every record",
+             lambda: ck_watermarks(new_bootstrap, topic, 0)[1] >= total)
+    assert values_of(ck_read_all(new_bootstrap, topic, [0])) == expected
