@@ -25,7 +25,7 @@ producer makes progress on every partition (else: a hang, the cycles end, the ch
   - cut one follower's link to the leader; also: cut it, let it leave the ISR, then kill -9
     the leader (the election must pick the replica still in sync);
   - two faults that find known open broker bugs (KNOWN_BUG_FAULTS, left out of the default
-    mix; each has a strict-xfail reproducer at the end of this file): a leader cut off from
+    mix; each has an xfail reproducer at the end of this file): a leader cut off from
     its followers killed and restarted before its session expires; a leader cut off from its
     followers, SIGSTOPped until another replica leads, a burst written to the new leader,
     then resumed.
@@ -82,7 +82,7 @@ FAULT_WEIGHTS = {
     "leader_cut_off_then_paused": 2,
 }
 # Faults that find a known, not yet fixed broker bug (see docs/replication.md, "Chaos test"):
-# left out of the default mix, which must pass; each has a strict-xfail reproducer below.
+# left out of the default mix, which must pass; each has an xfail reproducer below.
 # SHARDLOG_CHAOS_FAULTS (comma-separated names, or "all") picks the faults instead.
 KNOWN_BUG_FAULTS = {"leader_restart_while_cut_off", "leader_cut_off_then_paused"}
 ONLY_FAULTS = [f for f in os.environ.get("SHARDLOG_CHAOS_FAULTS", "").split(",") if f]
@@ -1030,9 +1030,18 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     run_chaos(chaos_cluster, chosen_faults(), CYCLES, SEED)
 
 
+# The two reproducers of open broker bugs (docs/replication.md, "Chaos test"). Not strict:
+# against the binary they were written with each fails every time, but a partial fix (main's
+# 4d9982b re-checks leadership every 100 ms while acks=all waits) can make a bug intermittent,
+# and an intermittent bug must not make `make test` flaky. An XPASS is listed in the -ra
+# summary; once a fix makes it pass every time, remove the marker (and the fault from
+# KNOWN_BUG_FAULTS).
+REPRODUCERS_STRICT = False
+
+
 # A broker session timeout long enough that the restarted leader acts for seconds before the
 # controller fences its previous incarnation (the bug shows with the default 2 s too).
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=REPRODUCERS_STRICT, reason=(
     "broker bug: a leader killed and restarted before its session expires leads again from "
     "its on-disk metadata before it has registered, with its high watermark at its log end; "
     "it acknowledges records no follower has, which the next leader lacks "
@@ -1043,7 +1052,7 @@ def test_a_leader_restarted_before_its_session_expires_loses_nothing(chaos_clust
     run_chaos(chaos_cluster, ["leader_restart_while_cut_off"], 1, SEED)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=REPRODUCERS_STRICT, reason=(
     "broker bug: an acks=all produce waiting on a leader is acknowledged once the broker's "
     "high watermark passes its offset, even after the broker lost leadership, truncated that "
     "record and refilled the offset from the new leader (docs/replication.md, 'Chaos test')"))
