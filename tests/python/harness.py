@@ -137,6 +137,10 @@ class Broker:
         self.binary = broker_binary()
         # Its own admin HTTP port, so brokers never collide on the default one.
         self.admin_port = free_port() if supports_flag(self.binary, "--admin-listen") else None
+        # host:port Metadata advertises (`--advertised-listener`); None: the listen address.
+        # Tests set it to a proxy in front of `port` (fault_proxy.py) to carry clients' and
+        # followers' traffic through it.
+        self.advertised: str | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.expected_exit = False  # set when we stop or kill it on purpose
@@ -158,7 +162,7 @@ class Broker:
         admin = ["--admin-listen", f"{self.host}:{self.admin_port}"] if self.admin_port else []
         return [str(self.binary), "serve",
                 "--listen", self.bootstrap,
-                "--advertised-listener", self.bootstrap,
+                "--advertised-listener", self.advertised or self.bootstrap,
                 "--data-dir", str(self.data_dir),
                 "--shards", str(self.shards), *admin, *self.extra_args]
 
