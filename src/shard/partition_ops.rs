@@ -260,6 +260,10 @@ impl Shard {
                 .read_for_replica(result, &request, replica, &log, limits)
                 .await;
         }
+        if let Err(code) = self.serves_clients(&request.partition) {
+            result.error = code;
+            return result;
+        }
         result.high_watermark = log.high_watermark().value();
         result.last_stable_offset = log.last_stable_offset().value();
         result.log_start_offset = log.log_start_offset().value();
@@ -362,6 +366,10 @@ impl Shard {
             result.error = self.missing_log_error(&request.partition);
             return result;
         };
+        if let Err(code) = self.serves_clients(&request.partition) {
+            result.error = code;
+            return result;
+        }
         let latest = if request.read_committed {
             log.last_stable_offset()
         } else {

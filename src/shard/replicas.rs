@@ -72,6 +72,9 @@ pub(crate) struct Replicas {
     /// Leaders (node ids) this shard runs a fetcher task for.
     pub(super) fetchers: RefCell<BTreeSet<NodeId>>,
     next_generation: Cell<u64>,
+    /// Cluster mode (set when replication starts): consumers of a cluster partition are served
+    /// only under its leader role.
+    cluster_mode: Cell<bool>,
     /// What the roles were last reconciled with (view, catalog, open logs); a round with the
     /// same inputs only polls ISR changes.
     reconciled: RefCell<Option<ReconciledWith>>,
@@ -240,6 +243,7 @@ impl Shard {
         if crate::quorum::view::cluster_topics().is_none() {
             return;
         }
+        self.replicas.cluster_mode.set(true);
         let shard = self.clone();
         glommio::spawn_local(async move {
             while !super::shutdown::shutdown_requested() {
@@ -485,6 +489,26 @@ impl Shard {
         );
         if self.replicas.fetchers.borrow_mut().insert(leader) {
             self.spawn_replica_fetcher(leader);
+        }
+    }
+
+    /// Whether consumers (Fetch, ListOffsets) of `partition` are served here: in cluster mode a
+    /// cluster partition only under this shard's leader role (NOT_LEADER_OR_FOLLOWER
+    /// otherwise). A restarted broker whose replayed metadata still names it leader would
+    /// otherwise serve its flushed tail, which the ISR may never have had (chaos test).
+    pub(super) fn serves_clients(&self, partition: &TopicPartition) -> Result<(), ErrorCode> {
+        if !self.replicas.cluster_mode.get() || self.replicas.leader_generation(partition).is_some()
+        {
+            return Ok(());
+        }
+        let cluster_copy = self
+            .catalog()
+            .topic(partition.topic.as_str())
+            .is_some_and(|meta| meta.cluster);
+        if cluster_copy {
+            Err(ErrorCode::NotLeaderOrFollower)
+        } else {
+            Ok(())
         }
     }
 

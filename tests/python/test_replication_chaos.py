@@ -24,11 +24,10 @@ producer makes progress on every partition (else: a hang, the cycles end, the ch
     delay every link (or the replica links) into a broker;
   - cut one follower's link to the leader; also: cut it, let it leave the ISR, then kill -9
     the leader (the election must pick the replica still in sync);
-  - two faults that find known open broker bugs (KNOWN_BUG_FAULTS, left out of the default
-    mix; each has an xfail reproducer at the end of this file): a leader cut off from
-    its followers killed and restarted before its session expires; a leader cut off from its
-    followers, SIGSTOPped until another replica leads, a burst written to the new leader,
-    then resumed.
+  - two faults that found broker bugs (now fixed; each also runs alone at the end of this
+    file): a leader cut off from its followers killed and restarted before its session
+    expires; a leader cut off from its followers, SIGSTOPped until another replica leads, a
+    burst written to the new leader, then resumed.
 Afterwards, with every fault healed and the producers flushed:
   (1) a fresh consumer reads every partition from the beginning: every acknowledged value is
       there exactly once, at the offset its delivery report gave, and per partition the
@@ -81,10 +80,10 @@ FAULT_WEIGHTS = {
     "lagging_follower_then_leader_kill": 2, "leader_restart_while_cut_off": 2,
     "leader_cut_off_then_paused": 2,
 }
-# Faults that find a known, not yet fixed broker bug (see docs/replication.md, "Chaos test"):
-# left out of the default mix, which must pass; each has an xfail reproducer below.
-# SHARDLOG_CHAOS_FAULTS (comma-separated names, or "all") picks the faults instead.
-KNOWN_BUG_FAULTS = {"leader_restart_while_cut_off", "leader_cut_off_then_paused"}
+# Faults that find a known, not yet fixed broker bug, left out of the default mix (none now;
+# see docs/replication.md, "Chaos test"). SHARDLOG_CHAOS_FAULTS (comma-separated names, or
+# "all") picks the faults instead.
+KNOWN_BUG_FAULTS: set[str] = set()
 ONLY_FAULTS = [f for f in os.environ.get("SHARDLOG_CHAOS_FAULTS", "").split(",") if f]
 PARTITIONS = int(os.environ.get("SHARDLOG_CHAOS_PARTITIONS", "2"))
 NODES = {1, 2, 3}
@@ -1030,32 +1029,19 @@ def test_acknowledged_records_survive_chaos(chaos_cluster):
     run_chaos(chaos_cluster, chosen_faults(), CYCLES, SEED)
 
 
-# The two reproducers of open broker bugs (docs/replication.md, "Chaos test"). Not strict:
-# against the binary they were written with each fails every time, but a partial fix (main's
-# 4d9982b re-checks leadership every 100 ms while acks=all waits) can make a bug intermittent,
-# and an intermittent bug must not make `make test` flaky. An XPASS is listed in the -ra
-# summary; once a fix makes it pass every time, remove the marker (and the fault from
-# KNOWN_BUG_FAULTS).
-REPRODUCERS_STRICT = False
+# The two faults that found broker bugs (docs/replication.md, "Chaos test"), each on its own:
+# a leader restarted before its session expired led from stale metadata; a deposed leader
+# acknowledged offsets it had truncated. Both are fixed; these keep them fixed.
 
 
 # A broker session timeout long enough that the restarted leader acts for seconds before the
 # controller fences its previous incarnation (the bug shows with the default 2 s too).
-@pytest.mark.xfail(strict=REPRODUCERS_STRICT, reason=(
-    "broker bug: a leader killed and restarted before its session expires leads again from "
-    "its on-disk metadata before it has registered, with its high watermark at its log end; "
-    "it acknowledges records no follower has, which the next leader lacks "
-    "(docs/replication.md, 'Chaos test')"))
 @pytest.mark.parametrize("chaos_cluster", [6000], indirect=True)
 @pytest.mark.timeout(600)
 def test_a_leader_restarted_before_its_session_expires_loses_nothing(chaos_cluster):
     run_chaos(chaos_cluster, ["leader_restart_while_cut_off"], 1, SEED)
 
 
-@pytest.mark.xfail(strict=REPRODUCERS_STRICT, reason=(
-    "broker bug: an acks=all produce waiting on a leader is acknowledged once the broker's "
-    "high watermark passes its offset, even after the broker lost leadership, truncated that "
-    "record and refilled the offset from the new leader (docs/replication.md, 'Chaos test')"))
 @pytest.mark.timeout(600)
 def test_a_deposed_leader_acknowledges_nothing_it_truncated(chaos_cluster):
     run_chaos(chaos_cluster, ["leader_cut_off_then_paused"], 1, SEED)
