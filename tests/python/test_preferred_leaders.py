@@ -11,7 +11,9 @@ leadership moves, and the killed node restarts and is added back to the ISR. The
       partition gets UNKNOWN_TOPIC_OR_PARTITION; consumers still read every record produced
       before, exactly once and in order;
   (b) with a short `--leader-imbalance-check-interval-ms`, the active controller moves the
-      leadership back by itself (auto leader rebalance), with no ElectLeaders request.
+      leadership back by itself (auto leader rebalance), with no ElectLeaders request;
+  (c) a single broker (no quorum) leads every partition: ElectLeaders answers
+      ELECTION_NOT_NEEDED for a known partition and UNKNOWN_TOPIC_OR_PARTITION otherwise.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -21,7 +23,7 @@ import pytest
 from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clients import ck_read_all, ck_watermarks
+from clients import ck_create_topic, ck_read_all, ck_watermarks
 from harness import unique_topic
 from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
 from test_cluster_leader_epochs import leader_and_epoch, partition_zero
@@ -149,3 +151,11 @@ def test_auto_leader_rebalance_moves_leadership_back(rebalancing_cluster):
              lambda: ck_watermarks(bootstrap, topic, 0)[1] >= len(expected))
     read = ck_read_all(bootstrap, topic, [0])
     assert [record.value.decode() for record in read.get(0, [])] == expected
+
+
+def test_a_single_broker_needs_no_election(broker):
+    topic = unique_topic("single")
+    ck_create_topic(broker.bootstrap, topic, 2)
+    outcome = elect(broker.bootstrap, [TopicPartition(topic, 1), TopicPartition(topic, 7)])
+    codes = {tp.partition: error_code(value) for tp, value in outcome.items()}
+    assert codes == {1: ELECTION_NOT_NEEDED, 7: UNKNOWN_TOPIC_OR_PARTITION}, outcome
