@@ -856,6 +856,37 @@ mod tests {
     }
 
     #[test]
+    fn elect_leaders_is_answered_per_partition_without_a_proposal_when_nothing_changes() {
+        use crate::cluster::leader_elections::ElectionType;
+        use std::collections::BTreeSet;
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        assert_eq!(
+            ask(&mut controller, create(&["orders"], false)).error_code,
+            0
+        );
+        let applied = controller.driver.applied_index();
+        let request = ControllerRequest::ElectLeaders {
+            election_type: ElectionType::Preferred,
+            partitions: Some(BTreeMap::from([(
+                "orders".to_string(),
+                BTreeSet::from([0, 9]),
+            )])),
+        };
+        let response = ask(&mut controller, request);
+        assert_eq!(response.error_code, 0);
+        let codes: Vec<(i32, i16)> = response
+            .elections
+            .iter()
+            .map(|result| (result.partition, result.error_code))
+            .collect();
+        let not_needed = ErrorCode::ElectionNotNeeded.code();
+        let unknown = ErrorCode::UnknownTopicOrPartition.code();
+        assert_eq!(codes, vec![(0, not_needed), (9, unknown)]);
+        assert_eq!(controller.driver.applied_index(), applied);
+    }
+
+    #[test]
     fn validate_only_proposes_nothing() {
         let mut controller = active_controller();
         start_broker(&mut controller);
