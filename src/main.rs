@@ -92,6 +92,9 @@ struct ServeArgs {
     /// `[cluster] broker_heartbeat_interval_ms` [default: 2000].
     #[arg(long, env = "SHARDLOG_BROKER_HEARTBEAT_INTERVAL_MS")]
     broker_heartbeat_interval_ms: Option<u64>,
+    /// `[cluster] leader_imbalance_check_interval_ms` [default: 300000].
+    #[arg(long, env = "SHARDLOG_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
+    leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -134,6 +137,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(interval) = args.broker_heartbeat_interval_ms {
         config.cluster.broker_heartbeat_interval_ms = interval;
+    }
+    if let Some(interval) = args.leader_imbalance_check_interval_ms {
+        config.cluster.leader_imbalance_check_interval_ms = interval;
     }
     config.validate()?;
     Ok(config)

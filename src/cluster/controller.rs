@@ -4,15 +4,19 @@
 //! Owns: placement, broker registration and fencing, which partitions a fencing or unfencing
 //! touches (the per-partition election is `partition_changes`, KIP-966), the inputs of an
 //! AlterPartition (leader registration, `min.insync.replicas`, usable replicas), producer-id
-//! blocks. May import: `super::{records, image, partition_changes}`, `crate::metadata` (name
-//! and config validation), `crate::model::ErrorCode`, `crate::config` (settings). No I/O, no
-//! clock reads.
+//! blocks; ElectLeaders and auto leader rebalance are `leader_elections` (re-exported here).
+//! May import: `super::{records, image, partition_changes, leader_elections}`,
+//! `crate::metadata` (name and config validation), `crate::model::ErrorCode`, `crate::config`
+//! (settings). No I/O, no clock reads.
 //! Invariants: every record list a decision returns applies cleanly, in order, to the image it
 //! was decided on; epochs in it only grow; producer-id blocks never overlap.
 //! Broker heartbeat times are not metadata: `BrokerSessions` keeps them in the controller's
 //! memory (as Kafka's `BrokerHeartbeatManager` does) and is rebuilt on controller failover.
 
 use super::image::{MetadataImage, PartitionState, TopicImage};
+pub use super::leader_elections::{
+    ElectLeadersDecision, ElectionResult, ElectionType, elect_leaders, rebalance_leaders,
+};
 use super::partition_changes::{
     self, AlterPartitionRequest, Departure, change_record, elect_returning, without_all,
 };
@@ -49,6 +53,14 @@ pub struct ControllerSettings {
     /// Kafka `unclean.leader.election.enable` for topics that do not set it (nor the
     /// cluster-wide dynamic broker default). Default false; not in `[cluster]` yet.
     pub unclean_leader_election: bool,
+    /// Kafka `auto.leader.rebalance.enable`: the imbalance check moves leadership back to
+    /// preferred replicas (`rebalance_leaders`). Default true.
+    pub auto_leader_rebalance: bool,
+    /// Interval of the imbalance check, ms (Kafka `leader.imbalance.check.interval.seconds`).
+    /// Default 300000.
+    pub leader_imbalance_check_interval_ms: i64,
+    /// Kafka `leader.imbalance.per.broker.percentage`. Default 10.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl ControllerSettings {
@@ -60,6 +72,12 @@ impl ControllerSettings {
             default_partitions: config.default_partitions,
             partitions_max: config.partitions_max,
             producer_id_block_size: config.producer_id_block_size,
+            auto_leader_rebalance: config.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval_ms: i64::try_from(
+                config.leader_imbalance_check_interval_ms,
+            )
+            .unwrap_or(i64::MAX),
+            leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
             ..ControllerSettings::default()
         }
     }
@@ -75,6 +93,9 @@ impl Default for ControllerSettings {
             producer_id_block_size: 1_000,
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }

@@ -45,6 +45,10 @@
 //!   request that changes nothing answers the current state unchanged; a retry sent after its
 //!   change committed carries the old partition epoch and gets INVALID_UPDATE_VERSION, as in
 //!   Kafka (the leader then waits for the metadata).
+//! - A preferred election (`elect_preferred`) moves leadership to the first replica only if
+//!   it is usable and in the ISR, and changes nothing else (leader epoch + 1, partition
+//!   epoch + 1). An unclean election (`elect_unclean`) only elects for a partition without a
+//!   leader.
 
 use super::image::PartitionState;
 use super::records::{LeaderChange, MetadataRecord, NodeId, PartitionChangeRecord};
@@ -185,6 +189,43 @@ pub fn elect_returning(
     let mut next = state.clone();
     elect(&mut next, usable, unclean_allowed);
     finish(state, next)
+}
+
+/// A preferred-leader election (Kafka ElectLeaders PREFERRED, and auto leader rebalance): the
+/// first replica becomes leader if it is `usable` and in the ISR; the ISR, ELR and
+/// last-known ELR stay as they are. ELECTION_NOT_NEEDED if it already leads,
+/// PREFERRED_LEADER_NOT_AVAILABLE if it is not usable or not in the ISR.
+pub fn elect_preferred(
+    state: &PartitionState,
+    usable: &dyn Fn(NodeId) -> bool,
+) -> Result<PartitionState, ErrorCode> {
+    let Some(&preferred) = state.replicas.first() else {
+        return Err(ErrorCode::PreferredLeaderNotAvailable);
+    };
+    if state.leader == Some(preferred) {
+        return Err(ErrorCode::ElectionNotNeeded);
+    }
+    if !state.isr.contains(&preferred) || !usable(preferred) {
+        return Err(ErrorCode::PreferredLeaderNotAvailable);
+    }
+    let next = PartitionState {
+        leader: Some(preferred),
+        ..state.clone()
+    };
+    finish(state, next).ok_or(ErrorCode::ElectionNotNeeded)
+}
+
+/// An unclean election (Kafka ElectLeaders UNCLEAN): only a partition without a leader
+/// elects one, by `choose_leader` with unclean election allowed. ELECTION_NOT_NEEDED if it
+/// has a leader, ELIGIBLE_LEADERS_NOT_AVAILABLE if no replica is usable.
+pub fn elect_unclean(
+    state: &PartitionState,
+    usable: &dyn Fn(NodeId) -> bool,
+) -> Result<PartitionState, ErrorCode> {
+    if state.leader.is_some() {
+        return Err(ErrorCode::ElectionNotNeeded);
+    }
+    elect_returning(state, usable, true).ok_or(ErrorCode::EligibleLeadersNotAvailable)
 }
 
 /// Decides one AlterPartition item. `Ok` carries the new state (partition epoch + 1), or the

@@ -461,3 +461,55 @@ fn change_record_sets_only_differing_fields() {
     assert_eq!(record.leader, LeaderChange::None);
     assert_round_trips(&old, &offline);
 }
+
+#[test]
+fn preferred_election_moves_leadership_to_the_first_replica_and_keeps_the_isr() {
+    let old = state(&[1, 2, 3], &[2, 3, 1], &[], &[], Some(2));
+    let next = elect_preferred(&old, &everyone).unwrap();
+    assert_eq!(shape(&next), (Some(1), vec![2, 3, 1], vec![], vec![]));
+    assert_eq!(next.leader_epoch, LEADER_EPOCH + 1);
+    assert_eq!(next.partition_epoch, PARTITION_EPOCH + 1);
+    assert_round_trips(&old, &next);
+}
+
+#[test]
+fn preferred_election_refusals_carry_kafkas_codes() {
+    let leads = state(&[1, 2, 3], &[1, 2, 3], &[], &[], Some(1));
+    assert_eq!(
+        elect_preferred(&leads, &everyone),
+        Err(ErrorCode::ElectionNotNeeded)
+    );
+    let out_of_isr = state(&[1, 2, 3], &[2, 3], &[], &[], Some(2));
+    assert_eq!(
+        elect_preferred(&out_of_isr, &everyone),
+        Err(ErrorCode::PreferredLeaderNotAvailable)
+    );
+    let fenced = state(&[1, 2, 3], &[1, 2, 3], &[], &[], Some(2));
+    assert_eq!(
+        elect_preferred(&fenced, &only(&[2, 3])),
+        Err(ErrorCode::PreferredLeaderNotAvailable)
+    );
+    let offline = state(&[1, 2], &[], &[1], &[], None);
+    assert_eq!(
+        elect_preferred(&offline, &everyone),
+        Err(ErrorCode::PreferredLeaderNotAvailable)
+    );
+}
+
+#[test]
+fn unclean_election_only_elects_for_a_partition_without_a_leader() {
+    let led = state(&[1, 2, 3], &[2], &[], &[], Some(2));
+    assert_eq!(
+        elect_unclean(&led, &everyone),
+        Err(ErrorCode::ElectionNotNeeded)
+    );
+    let offline = state(&[1, 2, 3], &[], &[], &[1], None);
+    assert_eq!(
+        elect_unclean(&offline, &only(&[])),
+        Err(ErrorCode::EligibleLeadersNotAvailable)
+    );
+    let next = elect_unclean(&offline, &only(&[3])).unwrap();
+    assert_eq!(shape(&next), (Some(3), vec![3], vec![], vec![]));
+    assert_eq!(next.leader_epoch, LEADER_EPOCH + 1);
+    assert_round_trips(&offline, &next);
+}

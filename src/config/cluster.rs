@@ -81,6 +81,18 @@ pub struct ClusterConfig {
     /// (REQUEST_TIMED_OUT, or NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR is below
     /// `min.insync.replicas`), ms. Default 30000, range 100..=3600000.
     pub replica_ack_timeout_ms: u64,
+    /// The active controller moves leadership back to preferred replicas (the first of each
+    /// replica list) when a broker's imbalance exceeds
+    /// `cluster.leader_imbalance_per_broker_percentage` (Kafka `auto.leader.rebalance.enable`).
+    /// Default true.
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the active controller checks the leader imbalance, ms (Kafka
+    /// `leader.imbalance.check.interval.seconds`). Default 300000, range 1000..=86400000.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// Share of a broker's preferred partitions led by another broker, in percent, above which
+    /// the check moves them back (Kafka `leader.imbalance.per.broker.percentage`). Default 10,
+    /// range 0..=100.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ClusterConfig {
@@ -109,6 +121,9 @@ impl Default for ClusterConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_response_bytes_max: 10 * MIB,
             replica_ack_timeout_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -237,6 +252,18 @@ impl ClusterConfig {
             self.default_partitions,
             1,
             self.partitions_max,
+        )?;
+        check(
+            "cluster.leader_imbalance_check_interval_ms",
+            self.leader_imbalance_check_interval_ms,
+            1_000,
+            86_400_000,
+        )?;
+        check(
+            "cluster.leader_imbalance_per_broker_percentage",
+            self.leader_imbalance_per_broker_percentage,
+            0,
+            100,
         )?;
         check(
             "cluster.producer_id_block_size",

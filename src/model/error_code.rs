@@ -65,6 +65,9 @@ pub enum ErrorCode {
     UnknownLeaderEpoch = 75,
     OffsetNotAvailable = 78,
     MemberIdRequired = 79,
+    PreferredLeaderNotAvailable = 80,
+    EligibleLeadersNotAvailable = 83,
+    ElectionNotNeeded = 84,
     StaleBrokerEpoch = 77,
     FencedInstanceId = 82,
     GroupMaxSizeReached = 81,
@@ -152,6 +155,9 @@ impl ErrorCode {
             75 => ErrorCode::UnknownLeaderEpoch,
             78 => ErrorCode::OffsetNotAvailable,
             79 => ErrorCode::MemberIdRequired,
+            80 => ErrorCode::PreferredLeaderNotAvailable,
+            83 => ErrorCode::EligibleLeadersNotAvailable,
+            84 => ErrorCode::ElectionNotNeeded,
             77 => ErrorCode::StaleBrokerEpoch,
             82 => ErrorCode::FencedInstanceId,
             81 => ErrorCode::GroupMaxSizeReached,
@@ -203,6 +209,9 @@ mod tests {
             (ErrorCode::OffsetNotAvailable, 78),
             (ErrorCode::InvalidUpdateVersion, 95),
             (ErrorCode::IneligibleReplica, 107),
+            (ErrorCode::PreferredLeaderNotAvailable, 80),
+            (ErrorCode::EligibleLeadersNotAvailable, 83),
+            (ErrorCode::ElectionNotNeeded, 84),
         ] {
             assert_eq!(error.code(), code);
             assert_eq!(ErrorCode::from_code(code), error);

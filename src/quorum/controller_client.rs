@@ -237,6 +237,7 @@ mod tests {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
+            elections: Vec::new(),
         }
     }
 

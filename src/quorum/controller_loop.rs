@@ -2,9 +2,9 @@
 //! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
 //! this node is the active controller (raft leader whose term's first entry is applied) —
 //! decides broker registrations, heartbeats, session fencing, producer-id blocks, topic
-//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs) and partition
-//! leaders' AlterPartition with `cluster::controller`'s pure functions and proposes their
-//! records. A dedicated std thread, never a shard: the raft log's fsyncs block.
+//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs), ElectLeaders,
+//! partition leaders' AlterPartition and, every `leader_imbalance_check_interval_ms`, auto
+//! leader rebalance with `cluster::controller`'s pure functions and proposes their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
 //!
 //! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it,
 //! the random ids of new topics (the decisions draw no randomness).
@@ -35,10 +35,12 @@ use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
-    alter_partition, broker_heartbeat, fence_expired_brokers, register_broker,
+    ElectLeadersDecision, alter_partition, broker_heartbeat, elect_leaders, fence_expired_brokers,
+    rebalance_leaders, register_broker,
 };
 use crate::cluster::image::{MetadataImage, PartitionState};
 use crate::cluster::image_machine::ImageStateMachine;
+use crate::cluster::leader_elections::ElectionResult;
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
 use crate::model::ErrorCode;
@@ -71,6 +73,8 @@ struct Answer {
     producer_ids: Option<ProducerIdBlock>,
     /// AlterPartition's resulting partition state, answered only once its record is applied.
     partition: Option<AlteredPartition>,
+    /// ElectLeaders' per-partition results, answered once its records are applied.
+    elections: Vec<ElectionResult>,
 }
 
 impl Answer {
@@ -80,6 +84,7 @@ impl Answer {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
+            elections: Vec::new(),
         }
     }
 }
@@ -115,6 +120,8 @@ struct Active {
     sessions: BrokerSessions,
     in_flight: Option<InFlight>,
     queue: VecDeque<Waiting>,
+    /// `now_ms` of the next leader-imbalance check (auto leader rebalance).
+    next_imbalance_check_ms: i64,
 }
 
 pub struct ControllerLoop {
@@ -199,6 +206,7 @@ impl ControllerLoop {
                 }
                 self.driver.tick();
                 self.fence_expired();
+                self.check_leader_imbalance();
                 self.hub.flush();
             }
             if let Err(error) = self.round() {
@@ -256,11 +264,14 @@ impl ControllerLoop {
         {
             tracing::info!(term, node = self.driver.id(), "active controller");
             let sessions = BrokerSessions::activate(self.image(), self.now_ms());
+            let next_imbalance_check_ms =
+                self.now_ms() + self.settings.leader_imbalance_check_interval_ms;
             self.active = Some(Active {
                 term,
                 sessions,
                 in_flight: None,
                 queue: VecDeque::new(),
+                next_imbalance_check_ms,
             });
             if self.image().cluster_id().is_none() {
                 let id = *uuid::Uuid::new_v4().as_bytes();
@@ -486,6 +497,13 @@ impl ControllerLoop {
                 };
                 (decision.records, answer)
             }),
+            ControllerRequest::ElectLeaders {
+                election_type,
+                partitions,
+            } => {
+                let decision = elect_leaders(image, election_type, partitions.as_ref());
+                elections_answer(decision, bytes_max)
+            }
         };
         match decision {
             Err(error) => {
@@ -559,6 +577,29 @@ impl ControllerLoop {
         }
     }
 
+    /// On the active controller's tick, every `leader_imbalance_check_interval_ms`: moves
+    /// leadership back to preferred replicas (`rebalance_leaders`) when nothing is in flight
+    /// (else the check waits for the next tick).
+    fn check_leader_imbalance(&mut self) {
+        let now = self.now_ms();
+        let interval = self.settings.leader_imbalance_check_interval_ms;
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        if active.in_flight.is_some() || now < active.next_imbalance_check_ms {
+            return;
+        }
+        active.next_imbalance_check_ms = now + interval;
+        let records = rebalance_leaders(self.image(), &self.settings);
+        if !records.is_empty() && encode_batch(&records).len() <= self.proposal_bytes_max {
+            tracing::info!(
+                partitions = records.len(),
+                "leader imbalance: preferred replicas lead again"
+            );
+            self.propose(records, None);
+        }
+    }
+
     /// On the active controller's tick: fences brokers whose session expired.
     fn fence_expired(&mut self) {
         let now = self.now_ms();
@@ -577,6 +618,25 @@ impl ControllerLoop {
             self.propose(records, None);
         }
     }
+}
+
+/// An ElectLeaders proposal (one entry) and answer; one that would not fit in a proposal is
+/// refused INVALID_REQUEST (the client may ask for fewer partitions at a time).
+fn elections_answer(
+    decision: ElectLeadersDecision,
+    bytes_max: usize,
+) -> Result<(Vec<MetadataRecord>, Answer), crate::cluster::ControllerError> {
+    if encode_batch(&decision.records).len() > bytes_max {
+        return Err(crate::cluster::ControllerError::InvalidRequest(format!(
+            "{} leader elections exceed one metadata proposal",
+            decision.records.len()
+        )));
+    }
+    let answer = Answer {
+        elections: decision.results,
+        ..Answer::broker(-1)
+    };
+    Ok((decision.records, answer))
 }
 
 /// A Register request as the pure decision takes it. A node that has not joined a cluster yet
@@ -621,6 +681,7 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
         topics: Vec::new(),
         producer_ids: None,
         partition: None,
+        elections: Vec::new(),
     }
 }
 
@@ -631,6 +692,7 @@ fn answered(hint: NodeId, view: ClusterView, answer: Answer) -> ControllerRespon
         topics: answer.topics,
         producer_ids: answer.producer_ids,
         partition: answer.partition,
+        elections: answer.elections,
         ..error_response(ErrorCode::None, hint, view)
     }
 }
@@ -790,6 +852,37 @@ mod tests {
         let applied = controller.driver.applied_index();
         let response = ask(&mut controller, create(&["orders"], false));
         assert_eq!(response.topics[0].error_code, 36);
+        assert_eq!(controller.driver.applied_index(), applied);
+    }
+
+    #[test]
+    fn elect_leaders_is_answered_per_partition_without_a_proposal_when_nothing_changes() {
+        use crate::cluster::leader_elections::ElectionType;
+        use std::collections::BTreeSet;
+        let mut controller = active_controller();
+        start_broker(&mut controller);
+        assert_eq!(
+            ask(&mut controller, create(&["orders"], false)).error_code,
+            0
+        );
+        let applied = controller.driver.applied_index();
+        let request = ControllerRequest::ElectLeaders {
+            election_type: ElectionType::Preferred,
+            partitions: Some(BTreeMap::from([(
+                "orders".to_string(),
+                BTreeSet::from([0, 9]),
+            )])),
+        };
+        let response = ask(&mut controller, request);
+        assert_eq!(response.error_code, 0);
+        let codes: Vec<(i32, i16)> = response
+            .elections
+            .iter()
+            .map(|result| (result.partition, result.error_code))
+            .collect();
+        let not_needed = ErrorCode::ElectionNotNeeded.code();
+        let unknown = ErrorCode::UnknownTopicOrPartition.code();
+        assert_eq!(codes, vec![(0, not_needed), (9, unknown)]);
         assert_eq!(controller.driver.applied_index(), applied);
     }
 

@@ -4,16 +4,18 @@
 //!
 //! Owns: the wire format of hello, raft, request and response frames. May import:
 //! `crate::cluster::records` (ids), `crate::cluster::partition_changes::AlterPartitionRequest`,
+//! `crate::cluster::leader_elections` (ElectLeaders' election type and results),
 //! the `raft` crate's protobuf `Message`. No threads.
 //! Invariants: decoding untrusted bytes never panics; a frame longer than the configured
 //! limit is refused before its body is read.
 
 use super::topics::ClusterTopics;
+pub use crate::cluster::leader_elections::{ElectionResult, ElectionType};
 use crate::cluster::partition_changes::AlterPartitionRequest;
 use crate::cluster::records::{NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::sync::Arc;
 
@@ -29,11 +31,13 @@ const REQUEST_CREATE_PARTITIONS: u8 = 5;
 const REQUEST_ALLOCATE_PRODUCER_IDS: u8 = 6;
 const REQUEST_ALTER_TOPIC_CONFIGS: u8 = 7;
 const REQUEST_ALTER_PARTITION: u8 = 8;
+const REQUEST_ELECT_LEADERS: u8 = 9;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
 /// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
-/// 3: the AlterPartition request and the Response's partition state.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: the AlterPartition request and the Response's partition state. 4: the ElectLeaders
+/// request and the Response's per-partition election results.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -141,6 +145,11 @@ pub enum ControllerRequest {
         partition: i32,
         request: AlterPartitionRequest,
     },
+    /// Kafka ElectLeaders (API 43): topic → partitions, `None` for every partition.
+    ElectLeaders {
+        election_type: ElectionType,
+        partitions: Option<BTreeMap<String, BTreeSet<i32>>>,
+    },
 }
 
 /// A partition's leader and ISR as an AlterPartition answer carries them: after the change
@@ -216,6 +225,8 @@ pub struct ControllerResponse {
     /// The partition state an AlterPartition request got, once its record (if any) is applied
     /// (`None` for every other request and for a refusal).
     pub partition: Option<AlteredPartition>,
+    /// Per-partition results of an ElectLeaders request (empty for every other request).
+    pub elections: Vec<ElectionResult>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +286,7 @@ impl Frame {
                 encode_list(&response.topics, &mut out, encode_topic_result)?;
                 encode_optional_block(response.producer_ids.as_ref(), &mut out);
                 encode_optional_partition(response.partition.as_ref(), &mut out)?;
+                encode_list(&response.elections, &mut out, encode_election_result)?;
             }
         }
         let length = (out.len() - 4) as u32;
@@ -312,6 +324,11 @@ impl Frame {
                     reader.list(MIN_TOPIC_RESULT_BYTES, "topic results", decode_topic_result)?;
                 let producer_ids = decode_optional_block(&mut reader)?;
                 let partition = decode_optional_partition(&mut reader)?;
+                let elections = reader.list(
+                    MIN_ELECTION_RESULT_BYTES,
+                    "election results",
+                    decode_election_result,
+                )?;
                 Frame::Response {
                     correlation,
                     response: ControllerResponse {
@@ -328,6 +345,7 @@ impl Frame {
                         topics,
                         producer_ids,
                         partition,
+                        elections,
                     },
                 }
             }
@@ -356,6 +374,8 @@ const MIN_STRING_BYTES: usize = 2;
 const MIN_REPLICAS_BYTES: usize = 4;
 const NODE_BYTES: usize = 4;
 const NODE_EPOCH_BYTES: usize = 4 + 8;
+const MIN_ELECTION_RESULT_BYTES: usize = 2 + 4 + 2;
+const MIN_ELECTION_TOPIC_BYTES: usize = 2 + 4;
 
 fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), FrameError> {
     match request {
@@ -451,6 +471,25 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
                 Ok(())
             })?;
         }
+        ControllerRequest::ElectLeaders {
+            election_type,
+            partitions,
+        } => {
+            out.push(REQUEST_ELECT_LEADERS);
+            out.extend_from_slice(&election_type.code().to_be_bytes());
+            match partitions {
+                None => out.push(0),
+                Some(partitions) => {
+                    out.push(1);
+                    let topics: Vec<_> = partitions.iter().collect();
+                    encode_list(&topics, out, |(topic, ids), out| {
+                        encode_string(topic, out)?;
+                        let ids: Vec<i32> = ids.iter().copied().collect();
+                        encode_nodes(&ids, out)
+                    })?;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -519,6 +558,25 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
                 )?,
             },
         }),
+        REQUEST_ELECT_LEADERS => {
+            let code = reader.u8()? as i8;
+            let election_type = ElectionType::from_code(code)
+                .ok_or_else(|| FrameError::Malformed(format!("election type {code}")))?;
+            let partitions = if reader.flag()? {
+                let topics = reader.list(MIN_ELECTION_TOPIC_BYTES, "topics", |reader| {
+                    let topic = reader.required_string("topic name")?;
+                    let ids: BTreeSet<i32> = decode_nodes(reader)?.into_iter().collect();
+                    Ok((topic, ids))
+                })?;
+                Some(unique_map(topics, "topic")?)
+            } else {
+                None
+            };
+            Ok(ControllerRequest::ElectLeaders {
+                election_type,
+                partitions,
+            })
+        }
         other => Err(FrameError::Malformed(format!(
             "unknown request type {other}"
         ))),
@@ -584,6 +642,22 @@ fn decode_topic_result(reader: &mut Reader<'_>) -> Result<TopicResult, FrameErro
         topic_id: reader.array()?,
         num_partitions: reader.i32()?,
         replication_factor: reader.i16()?,
+    })
+}
+
+/// `topic, partition i32, error_code i16`.
+fn encode_election_result(result: &ElectionResult, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_string(&result.topic, out)?;
+    out.extend_from_slice(&result.partition.to_be_bytes());
+    out.extend_from_slice(&result.error_code.to_be_bytes());
+    Ok(())
+}
+
+fn decode_election_result(reader: &mut Reader<'_>) -> Result<ElectionResult, FrameError> {
+    Ok(ElectionResult {
+        topic: reader.required_string("topic name")?,
+        partition: reader.i32()?,
+        error_code: reader.i16()?,
     })
 }
 

@@ -74,6 +74,7 @@ fn every_frame_kind_roundtrips() {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
+            elections: Vec::new(),
         },
     });
     for request in topic_requests() {
@@ -265,6 +266,7 @@ fn topic_response() -> Frame {
             ],
             producer_ids: None,
             partition: None,
+            elections: Vec::new(),
         },
     }
 }
@@ -394,7 +396,7 @@ fn strict_decoding_of_topic_requests() {
     );
     // A presence byte other than 0 or 1 is refused.
     let mut body = producer_ids_response().encode().unwrap()[4..].to_vec();
-    let presence = body.len() - 18;
+    let presence = body.len() - 22;
     assert_eq!(body[presence], 1);
     body[presence] = 2;
     assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
@@ -529,4 +531,51 @@ fn alter_partition_frames_are_decoded_strictly() {
     assert_eq!(body[presence], 0);
     body[presence] = 2;
     assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
+}
+
+#[test]
+fn election_results_round_trip_and_every_cut_is_an_error() {
+    let Frame::Response {
+        mut response,
+        correlation,
+    } = topic_response()
+    else {
+        unreachable!()
+    };
+    response.topics.clear();
+    response.elections = vec![
+        ElectionResult {
+            topic: "a".into(),
+            partition: 0,
+            error_code: 0,
+        },
+        ElectionResult {
+            topic: "a".into(),
+            partition: 7,
+            error_code: 84,
+        },
+    ];
+    let frame = Frame::Response {
+        correlation,
+        response,
+    };
+    roundtrip(frame.clone());
+    let body = frame.encode().unwrap()[4..].to_vec();
+    for cut in 0..body.len() {
+        assert!(Frame::decode(&body[..cut]).is_err(), "cut at {cut}");
+    }
+    // An unknown election type is refused.
+    let mut request = Frame::Request {
+        correlation: 1,
+        request: ControllerRequest::ElectLeaders {
+            election_type: ElectionType::Preferred,
+            partitions: None,
+        },
+    }
+    .encode()
+    .unwrap()[4..]
+        .to_vec();
+    let type_at = request.len() - 2;
+    request[type_at] = 9;
+    assert!(Frame::decode(&request).is_err());
 }

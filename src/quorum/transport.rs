@@ -155,6 +155,7 @@ fn timed_out() -> ControllerResponse {
         topics: Vec::new(),
         producer_ids: None,
         partition: None,
+        elections: Vec::new(),
     }
 }
 

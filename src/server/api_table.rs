@@ -77,6 +77,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
     row!(CreatePartitions, 0, 3, create_partitions::handle),
     row!(DeleteGroups, 0, 2, delete_groups::handle),
+    row!(ElectLeaders, 0, 2, elect_leaders::handle),
     row!(
         IncrementalAlterConfigs,
         0,
