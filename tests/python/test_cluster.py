@@ -29,6 +29,7 @@ import time
 import uuid
 
 import pytest
+from confluent_kafka import KafkaException
 
 import kafka_wire
 from harness import Broker, broker_binary, free_port
@@ -128,7 +129,9 @@ def wait_for(what: str, check, timeout_s: float = CONVERGE_TIMEOUT_S):
     while time.monotonic() < deadline:
         try:
             last = check()
-        except (OSError, ConnectionError, ValueError) as error:
+        except (OSError, ConnectionError, ValueError, KafkaException) as error:
+            # KafkaException: a broker's retriable answer while the cluster converges (e.g.
+            # NOT_LEADER_OR_FOLLOWER for the moment before a new leader takes the partition).
             last = error
         else:
             if last and not isinstance(last, Exception):
