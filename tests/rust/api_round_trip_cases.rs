@@ -343,6 +343,26 @@ fn offset_for_leader_epoch(fx: &mut Fixture, version: i16) {
     );
 }
 
+fn elect_leaders(fx: &mut Fixture, version: i16) {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let topic = fx.topic.clone();
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(30_000)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic(topic_name(&topic))
+                .with_partitions(vec![0]),
+        ]));
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    let result = &response.replica_election_results[0];
+    assert_eq!(result.topic, topic_name(&topic));
+    // A single broker leads every partition already: ELECTION_NOT_NEEDED (84).
+    assert_eq!(result.partition_result[0].partition_id, 0);
+    assert_eq!(result.partition_result[0].error_code, 84);
+}
+
 fn add_partitions_to_txn(fx: &mut Fixture, version: i16) {
     let transactional_id = fx.unique("add-partitions");
     let producer = fx.init_producer(Some(&transactional_id));
@@ -699,4 +719,5 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::DescribeTopicPartitions, describe_topic_partitions),
     (ApiKey::ListConfigResources, list_config_resources),
     (ApiKey::DescribeQuorum, describe_quorum),
+    (ApiKey::ElectLeaders, elect_leaders),
 ];
