@@ -49,6 +49,7 @@ target/test-data. Waits are bounded polls; nothing asserts on timing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -712,11 +713,14 @@ class Chaos:
 
 BURST_PRODUCER = 9  # the index in the values a burst writes
 BURST_RECORDS = 300
+# Bursts of one run take consecutive sequence ranges, so their values are unique (a run of
+# many cycles may draw the burst's fault more than once).
+BURSTS = itertools.count()
 
 
 def burst(bootstrap: str, topic: str, partition: int) -> str:
-    """BURST_RECORDS acks=all records `9:<n>` to `partition` from a new idempotent producer;
-    what came of them."""
+    """BURST_RECORDS acks=all records `9:<n>` (n unique within the run) to `partition` from a
+    new idempotent producer; what came of them."""
     producer = Producer({"bootstrap.servers": bootstrap, "client.id": "chaos-burst",
                          "acks": "all", "enable.idempotence": True, "linger.ms": 5,
                          "message.timeout.ms": 20000})
@@ -724,7 +728,8 @@ def burst(bootstrap: str, topic: str, partition: int) -> str:
 
     def delivered(err, msg):
         outcomes["acknowledged" if err is None else str(err)] += 1
-    for n in range(BURST_RECORDS):
+    first = next(BURSTS) * BURST_RECORDS
+    for n in range(first, first + BURST_RECORDS):
         producer.produce(topic, value=f"{BURST_PRODUCER}:{n}".encode(), partition=partition,
                          on_delivery=delivered)
     left = producer.flush(30)
