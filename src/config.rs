@@ -359,6 +359,11 @@ pub struct GroupConfig {
     /// Partitions of `__consumer_offsets`, fixed when the topic is first created
     /// (Kafka `offsets.topic.num.partitions`). Default 16, range 1..=1000.
     pub offsets_topic_partitions: i32,
+    /// Cluster mode: replicas of each `__consumer_offsets` partition (Kafka
+    /// `offsets.topic.replication.factor`). The topic is created in the metadata log when the
+    /// first group looks for its coordinator; until this many brokers are registered,
+    /// FindCoordinator answers COORDINATOR_NOT_AVAILABLE. Default 3, range 1..=16.
+    pub offsets_topic_replication_factor: i16,
     /// Smallest session timeout a member may ask for, ms (Kafka `group.min.session.timeout.ms`).
     /// Default 6000, range 1..=session_timeout_ms_max.
     pub session_timeout_ms_min: i32,
@@ -383,6 +388,7 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             offsets_topic_partitions: 16,
+            offsets_topic_replication_factor: 3,
             session_timeout_ms_min: 6_000,
             session_timeout_ms_max: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
@@ -729,6 +735,12 @@ impl Config {
             t.partitions_max,
             1,
             100_000,
+        )?;
+        check(
+            "group.offsets_topic_replication_factor",
+            self.group.offsets_topic_replication_factor,
+            1,
+            16,
         )?;
         self.cluster.validate()?;
         self.cluster.validate_quorum(self.server.node_id)?;

@@ -13,6 +13,7 @@ use crate::config::{Config, ServerConfig};
 pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
+pub const TYPE_SHORT: i8 = 4;
 pub const TYPE_LONG: i8 = 5;
 pub const TYPE_DOUBLE: i8 = 6;
 
@@ -181,6 +182,12 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
         TYPE_INT,
         |c| c.group.offsets_topic_partitions.to_string(),
         "partitions of __consumer_offsets",
+    ),
+    (
+        "offsets.topic.replication.factor",
+        TYPE_SHORT,
+        |c| c.group.offsets_topic_replication_factor.to_string(),
+        "replicas of each __consumer_offsets partition (cluster mode)",
     ),
     (
         "offsets.retention.minutes",

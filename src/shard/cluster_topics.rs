@@ -94,7 +94,9 @@ pub(crate) fn plan(catalog: &Catalog, topics: &ClusterTopics) -> ReconcilePlan {
                 id: topic.id,
                 partitions: count,
                 configs: topic.configs.clone(),
-                internal: false,
+                // The log's `__consumer_offsets` is the group coordinators' (the catalog
+                // keeps an internal topic's configs and stores its batches uncompressed).
+                internal: name.as_str() == crate::group::OFFSETS_TOPIC,
                 cluster: true,
             }),
         }

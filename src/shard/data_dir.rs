@@ -532,8 +532,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
 }
 
 /// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) if the
-/// catalog lacks them (a new data dir).
+/// catalog lacks them (a new data dir). In cluster mode `__consumer_offsets` is a topic of
+/// the metadata log instead (created when the first group looks for its coordinator, copied
+/// here by `cluster_topics`), so it is not created as this broker's own.
 fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catalog, DataDirError> {
+    let cluster_mode = config.cluster.controller_quorum.is_some();
     let internal = [
         (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
         (
@@ -543,7 +546,7 @@ fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catal
     ];
     let mut changed = false;
     for (name, partitions) in internal {
-        if catalog.topic(name).is_some() {
+        if catalog.topic(name).is_some() || (cluster_mode && name == OFFSETS_TOPIC) {
             continue;
         }
         let meta = TopicMeta {

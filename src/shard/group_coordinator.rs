@@ -6,16 +6,13 @@
 
 use super::messages::*;
 use super::{Shard, now_ms};
-use crate::group::records::{self, CommittedOffset, OffsetsRecord};
+use crate::group::records::{self, CommittedOffset};
 use crate::group::{
-    Effect, Group, GroupLimits, GroupSnapshot, GroupState, JoinOutcome, OFFSETS_TOPIC,
-    Reply as GroupReply, RequestToken, SyncOutcome, offsets_partition_for,
+    Effect, Group, GroupLimits, GroupState, JoinOutcome, OFFSETS_TOPIC, Reply as GroupReply,
+    RequestToken, SyncOutcome, offsets_partition_for,
 };
-use crate::model::records::{
-    BatchOrigin, NewRecord, control_record_commits, encode_batch_from, read_records,
-};
-use crate::model::{ErrorCode, Offset, TopicPartition};
-use crate::storage::PartitionLog;
+use crate::model::records::{BatchOrigin, NewRecord, encode_batch_from};
+use crate::model::{ErrorCode, TopicPartition};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
@@ -25,7 +22,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod expiry;
+mod leadership;
 mod offsets;
+mod replay;
 use expiry::expired_offsets;
 
 /// How often committed offsets are checked for expiry (Kafka
@@ -56,8 +55,13 @@ pub(super) struct GroupCoordinator {
     /// TxnOffsetCommit offsets per producer id and group, visible once its COMMIT marker
     /// is written to the group's partition (dropped on ABORT).
     pending_txn_offsets: RefCell<HashMap<i64, HashMap<String, GroupOffsets>>>,
-    join_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<JoinOutcome>>>,
-    sync_waiters: RefCell<HashMap<RequestToken, oneshot::Sender<SyncOutcome>>>,
+    /// Parked JoinGroup / SyncGroup requests, with their group (dropped when the group's
+    /// partition is unloaded: the client then gets COORDINATOR_NOT_AVAILABLE).
+    join_waiters: RefCell<HashMap<RequestToken, (String, oneshot::Sender<JoinOutcome>)>>,
+    sync_waiters: RefCell<HashMap<RequestToken, (String, oneshot::Sender<SyncOutcome>)>>,
+    /// Cluster mode: the `__consumer_offsets` partitions (by number) this shard loads or
+    /// serves as their leader (`leadership`).
+    served: RefCell<HashMap<i32, leadership::Served>>,
     next_token: Cell<RequestToken>,
 }
 
@@ -76,6 +80,7 @@ impl GroupCoordinator {
             pending_txn_offsets: RefCell::new(HashMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
+            served: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
         }
     }
@@ -152,6 +157,9 @@ impl Shard {
     }
 
     pub(super) async fn handle_group_op(self: &Rc<Self>, op: GroupOp) {
+        let Some(op) = self.admit_group_op(op) else {
+            return;
+        };
         match op {
             GroupOp::Join {
                 group_id,
@@ -323,7 +331,10 @@ impl Shard {
             }
             GroupReply::Later => {
                 let (sender, receiver) = oneshot::channel();
-                coordinator.join_waiters.borrow_mut().insert(token, sender);
+                coordinator
+                    .join_waiters
+                    .borrow_mut()
+                    .insert(token, (group_id.clone(), sender));
                 receiver
             }
         };
@@ -357,7 +368,10 @@ impl Shard {
             }
             GroupReply::Later => {
                 let (sender, receiver) = oneshot::channel();
-                coordinator.sync_waiters.borrow_mut().insert(token, sender);
+                coordinator
+                    .sync_waiters
+                    .borrow_mut()
+                    .insert(token, (group_id.clone(), sender));
                 receiver
             }
         };
@@ -374,7 +388,7 @@ impl Shard {
                 Effect::CompleteJoin { token, outcome } => {
                     let waiter = self.coordinator.join_waiters.borrow_mut().remove(&token);
                     let error = outcome.error;
-                    if waiter.is_none_or(|waiter| waiter.send(outcome).is_err()) {
+                    if waiter.is_none_or(|(_, waiter)| waiter.send(outcome).is_err()) {
                         // Rare (the client's connection or request went away); a member that
                         // never got its answer explains a stuck rebalance.
                         tracing::info!(shard = %self.id, token, ?error, "JoinGroup answer dropped: its request is no longer waiting");
@@ -383,7 +397,7 @@ impl Shard {
                 Effect::CompleteSync { token, outcome } => {
                     let waiter = self.coordinator.sync_waiters.borrow_mut().remove(&token);
                     let error = outcome.error;
-                    if waiter.is_none_or(|waiter| waiter.send(outcome).is_err()) {
+                    if waiter.is_none_or(|(_, waiter)| waiter.send(outcome).is_err()) {
                         tracing::info!(shard = %self.id, token, ?error, "SyncGroup answer dropped: its request is no longer waiting");
                     }
                 }
@@ -431,16 +445,45 @@ impl Shard {
         if self.disk.is_full() {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
+        // Cluster mode: only the partition's leader writes, with its leader epoch, and the
+        // write completes on the high watermark (every ISR member has it), as Kafka's
+        // coordinators append with acks=all.
+        self.group_served_here(group_id)?;
+        let cluster_copy = self
+            .catalog()
+            .topic(OFFSETS_TOPIC)
+            .is_some_and(|meta| meta.cluster);
+        let leader_epoch = self
+            .replicas
+            .leader_epoch_for_append(&partition, cluster_copy)
+            .map_err(|_| ErrorCode::NotCoordinator)?
+            .unwrap_or(0);
+        let generation = self.replicas.leader_generation(&partition);
         let batch = Bytes::from(encode_batch_from(records, now_ms(), origin));
-        let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
-            tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");
-            ErrorCode::CoordinatorNotAvailable
-        })?;
+        let appended = log
+            .append(batch, leader_epoch, now_ms())
+            .await
+            .map_err(|error| {
+                tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");
+                ErrorCode::CoordinatorNotAvailable
+            })?;
+        self.replicas.leader_appended(&partition, &log);
         log.wait_synced(appended.last_offset)
             .await
             .map_err(|error| {
                 tracing::error!(shard = %self.id, %partition, %error, "offsets sync failed");
                 ErrorCode::CoordinatorNotAvailable
+            })?;
+        // Kafka's mapping of a failed coordinator append: a lost leadership or a failed log
+        // sends the client to look for the coordinator again; too few replicas or a timeout
+        // make it retry here.
+        self.wait_replicated(&partition, &log, appended.last_offset, generation)
+            .await
+            .map_err(|code| match code {
+                ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => {
+                    ErrorCode::NotCoordinator
+                }
+                _ => ErrorCode::CoordinatorNotAvailable,
             })?;
         Ok(appended.last_offset.value())
     }
@@ -561,149 +604,6 @@ impl Shard {
             }
         }
         Ok(vec![ErrorCode::None; partitions.len()])
-    }
-
-    /// Rebuilds groups and committed offsets from the `__consumer_offsets` partitions this
-    /// shard owns. Runs at start, before any group request is served.
-    pub(super) async fn load_groups(self: &Rc<Self>) {
-        let partitions: Vec<(TopicPartition, Rc<PartitionLog>)> = self
-            .owned_logs()
-            .into_iter()
-            .filter(|(tp, _)| tp.topic.as_str() == OFFSETS_TOPIC)
-            .collect();
-        let mut snapshots: HashMap<String, Option<GroupSnapshot>> = HashMap::new();
-        for (partition, log) in partitions {
-            let mut offset = log.log_start_offset();
-            let mut replayed = 0usize;
-            while offset < log.high_watermark() {
-                let read = match log.read(offset, REPLAY_READ_BYTES, true).await {
-                    Ok(read) if !read.batches.is_empty() => read,
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::error!(shard = %self.id, %partition, %error, "cannot replay group log");
-                        break;
-                    }
-                };
-                for batch in &read.batches {
-                    let Ok(header) = crate::model::RecordBatchHeader::view(batch) else {
-                        continue;
-                    };
-                    offset = Offset(header.next_offset());
-                    match read_records(batch) {
-                        Ok(decoded) => {
-                            replayed += decoded.len();
-                            self.replay_batch(header, decoded, &mut snapshots);
-                        }
-                        Err(error) => {
-                            tracing::error!(shard = %self.id, %partition, %error, "skipping unreadable batch in group log");
-                        }
-                    }
-                }
-            }
-            tracing::debug!(shard = %self.id, %partition, replayed, "group log replayed");
-        }
-        let now = monotonic_ms();
-        let limits = self.coordinator.limits;
-        let mut groups = self.coordinator.groups.borrow_mut();
-        for (group_id, snapshot) in snapshots {
-            match snapshot {
-                Some(snapshot) => {
-                    groups.insert(group_id, Group::restore(&snapshot, limits, now));
-                }
-                None => {
-                    groups.remove(&group_id);
-                }
-            }
-        }
-        for group_id in self.coordinator.offsets.borrow().keys() {
-            groups
-                .entry(group_id.clone())
-                .or_insert_with(|| Group::new(group_id, limits));
-        }
-    }
-
-    /// Replays one batch: plain records apply now; a transactional batch's offsets wait
-    /// for their producer's marker; a marker resolves them.
-    fn replay_batch(
-        &self,
-        header: &crate::model::RecordBatchHeader,
-        decoded: Vec<crate::model::records::Record<'_>>,
-        snapshots: &mut HashMap<String, Option<GroupSnapshot>>,
-    ) {
-        let producer_id = header.producer_id.get();
-        if header.is_control() {
-            for record in decoded {
-                if let Some(commit) = record.key.and_then(control_record_commits) {
-                    self.resolve_txn_offsets(producer_id, commit);
-                }
-            }
-            return;
-        }
-        if !header.is_transactional() {
-            for record in decoded {
-                self.replay_record(record.key, record.value, snapshots);
-            }
-            return;
-        }
-        let mut pending = self.coordinator.pending_txn_offsets.borrow_mut();
-        for record in decoded {
-            let Some(key) = record.key else { continue };
-            if let Ok(OffsetsRecord::Commit {
-                group,
-                topic,
-                partition,
-                value: Some(value),
-            }) = records::decode(key, record.value)
-            {
-                pending
-                    .entry(producer_id)
-                    .or_default()
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), value);
-            }
-        }
-    }
-
-    fn replay_record(
-        &self,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        snapshots: &mut HashMap<String, Option<GroupSnapshot>>,
-    ) {
-        let Some(key) = key else { return };
-        match records::decode(key, value) {
-            Ok(OffsetsRecord::Commit {
-                group,
-                topic,
-                partition,
-                value,
-            }) => {
-                let mut offsets = self.coordinator.offsets.borrow_mut();
-                match value {
-                    Some(value) => {
-                        offsets
-                            .entry(group)
-                            .or_default()
-                            .insert((topic, partition), value);
-                    }
-                    None => {
-                        if let Some(stored) = offsets.get_mut(&group) {
-                            stored.remove(&(topic, partition));
-                            if stored.is_empty() {
-                                offsets.remove(&group);
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(OffsetsRecord::Group { group, value }) => {
-                snapshots.insert(group, value);
-            }
-            Err(error) => {
-                tracing::warn!(shard = %self.id, %error, "skipping unreadable group record")
-            }
-        }
     }
 
     /// Adds committed offsets and group sizes to a metrics snapshot.

@@ -136,6 +136,7 @@ where
                 startup.enter(StartupPhase::LoadingGroups);
                 shard.load_groups().await;
                 shard.spawn_group_timer();
+                shard.spawn_coordinator_leadership();
                 startup.enter(StartupPhase::LoadingTransactions);
                 shard.load_transactions().await;
                 shard.spawn_txn_timer();

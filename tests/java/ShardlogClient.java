@@ -28,6 +28,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -50,6 +51,7 @@ import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -82,6 +84,8 @@ public final class ShardlogClient {
                     args[5], args.length > 6 ? args[6] : "true");
             case "consume" -> consume(args[1], args[2], Integer.parseInt(args[3]),
                     Long.parseLong(args[4]));
+            case "groupconsume" -> groupConsume(args[1], args[2], args[3],
+                    Integer.parseInt(args[4]), Long.parseLong(args[5]));
             case "create" -> create(args[1], args[2], Integer.parseInt(args[3]));
             case "list" -> list(args[1]);
             case "describe" -> describe(args[1], args[2]);
@@ -97,8 +101,8 @@ public final class ShardlogClient {
     }
 
     static void usage() {
-        System.err.println("usage: ShardlogClient produce|consume|create|list|describe|delete|"
-                + "selftest ...");
+        System.err.println("usage: ShardlogClient produce|consume|groupconsume|create|list|"
+                + "describe|delete|selftest ...");
         System.exit(2);
     }
 
@@ -180,6 +184,45 @@ public final class ShardlogClient {
             }
         }
         System.out.println("CONSUMED " + count);
+        if (count < n) {
+            System.exit(1);
+        }
+    }
+
+    /**
+     * Joins consumer group `group` subscribed to `topic`, takes the next `n` records from the
+     * group's committed positions (printing "GREC partition offset value"), commits exactly
+     * the positions after them (commitSync) and prints "COMMITTED count".
+     */
+    static void groupConsume(String bootstrap, String topic, String group, int n,
+            long timeoutMs) {
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        int count = 0;
+        Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            while (count < n && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
+                    if (count == n) {
+                        break;
+                    }
+                    System.out.println("GREC " + r.partition() + " " + r.offset() + " "
+                            + new String(r.value(), StandardCharsets.UTF_8));
+                    next.put(new TopicPartition(r.topic(), r.partition()),
+                            new OffsetAndMetadata(r.offset() + 1));
+                    count++;
+                }
+            }
+            consumer.commitSync(next, Duration.ofSeconds(60));
+        }
+        System.out.println("COMMITTED " + count);
         if (count < n) {
             System.exit(1);
         }

@@ -32,8 +32,9 @@ API_METADATA = 3
 RECORDS = 40
 
 
-def partition_zero(bootstrap: str, topic: str) -> tuple[int, int, list[int]] | None:
-    """(leader, leader epoch, ISR) of partition 0 from one node's raw Metadata v7 (which,
+def partition_state(bootstrap: str, topic: str,
+                    partition: int) -> tuple[int, int, list[int]] | None:
+    """(leader, leader epoch, ISR) of one partition from one node's raw Metadata v7 (which,
     unlike v1, carries the leader epoch); None while the topic or leader is unknown there."""
     body = (wire.i32(1) + wire.string(topic) + wire.i8(0))  # no auto-creation
     answer = wire.roundtrip(bootstrap, wire.frame(wire.header_v1(API_METADATA, 7, 31) + body))
@@ -50,9 +51,14 @@ def partition_zero(bootstrap: str, topic: str) -> tuple[int, int, list[int]] | N
         for _ in range(r.i32()):
             _perror, index, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
             _replicas, isr, _offline = ([r.i32() for _ in range(r.i32())] for _ in range(3))
-            if name == topic and error == 0 and index == 0 and leader >= 0:
+            if name == topic and error == 0 and index == partition and leader >= 0:
                 found = (leader, epoch, isr)
     return found
+
+
+def partition_zero(bootstrap: str, topic: str) -> tuple[int, int, list[int]] | None:
+    """(leader, leader epoch, ISR) of partition 0 (see `partition_state`)."""
+    return partition_state(bootstrap, topic, 0)
 
 
 def leader_and_epoch(bootstrap: str, topic: str) -> tuple[int, int] | None:

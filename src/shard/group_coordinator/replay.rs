@@ -1,0 +1,228 @@
+//! Rebuilding groups and committed offsets from `__consumer_offsets`: a partition's records
+//! are replayed into a `Replayed` (nothing shared changes meanwhile), which is then installed
+//! in one step. Single-broker mode replays every owned partition at start; in cluster mode a
+//! partition is replayed when this broker becomes its leader (`leadership`).
+
+use super::{GroupOffsets, REPLAY_READ_BYTES};
+use crate::group::records::{self, OffsetsRecord};
+use crate::group::{Group, GroupSnapshot, OFFSETS_TOPIC};
+use crate::model::records::{Record, control_record_commits, read_records};
+use crate::model::{Offset, RecordBatchHeader, TopicPartition};
+use crate::shard::Shard;
+use crate::storage::{PartitionLog, ReadLimits};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// How far a replay reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum ReplayEnd {
+    /// Up to the high watermark (single-broker start: what was acknowledged).
+    HighWatermark,
+    /// Up to the log end (a new leader: its log is the partition's from now on, and
+    /// followers truncate to it).
+    LogEnd,
+}
+
+/// What replaying some `__consumer_offsets` partitions rebuilt, not yet installed.
+#[derive(Default)]
+pub(super) struct Replayed {
+    offsets: HashMap<String, GroupOffsets>,
+    /// Transactional offsets per producer id and group, waiting for their marker.
+    pending_txn_offsets: HashMap<i64, HashMap<String, GroupOffsets>>,
+    /// The last group metadata record of each group (`None`: a tombstone).
+    snapshots: HashMap<String, Option<GroupSnapshot>>,
+    records: usize,
+}
+
+impl Replayed {
+    /// One batch: plain records apply now; a transactional batch's offsets wait for their
+    /// producer's marker; a marker resolves them.
+    fn batch(&mut self, header: &RecordBatchHeader, decoded: Vec<Record<'_>>) {
+        self.records += decoded.len();
+        let producer_id = header.producer_id.get();
+        if header.is_control() {
+            for record in decoded {
+                if let Some(commit) = record.key.and_then(control_record_commits) {
+                    self.resolve(producer_id, commit);
+                }
+            }
+            return;
+        }
+        for record in decoded {
+            let Some(key) = record.key else { continue };
+            match records::decode(key, record.value) {
+                Ok(OffsetsRecord::Commit {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                }) if header.is_transactional() => {
+                    if let Some(value) = value {
+                        self.pending_txn_offsets
+                            .entry(producer_id)
+                            .or_default()
+                            .entry(group)
+                            .or_default()
+                            .insert((topic, partition), value);
+                    }
+                }
+                Ok(OffsetsRecord::Commit {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                }) => match value {
+                    Some(value) => {
+                        self.offsets
+                            .entry(group)
+                            .or_default()
+                            .insert((topic, partition), value);
+                    }
+                    None => {
+                        if let Some(stored) = self.offsets.get_mut(&group) {
+                            stored.remove(&(topic, partition));
+                            if stored.is_empty() {
+                                self.offsets.remove(&group);
+                            }
+                        }
+                    }
+                },
+                Ok(OffsetsRecord::Group { group, value }) if !header.is_transactional() => {
+                    self.snapshots.insert(group, value);
+                }
+                Ok(OffsetsRecord::Group { .. }) => {}
+                Err(error) => tracing::warn!(%error, "skipping unreadable group record"),
+            }
+        }
+    }
+
+    fn resolve(&mut self, producer_id: i64, commit: bool) {
+        let Some(groups) = self.pending_txn_offsets.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            for (group, committed) in groups {
+                self.offsets.entry(group).or_default().extend(committed);
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Rebuilds groups and committed offsets from this broker's own `__consumer_offsets`
+    /// partitions on this shard (single-broker mode). Runs at start, before any group
+    /// request is served. Partitions of the metadata log's `__consumer_offsets` (cluster
+    /// mode) are loaded when this broker leads them, not here.
+    pub(in crate::shard) async fn load_groups(self: &Rc<Self>) {
+        let own_topic = self
+            .catalog()
+            .topic(OFFSETS_TOPIC)
+            .is_some_and(|meta| !meta.cluster);
+        if !own_topic {
+            return;
+        }
+        let partitions: Vec<(TopicPartition, Rc<PartitionLog>)> = self
+            .owned_logs()
+            .into_iter()
+            .filter(|(tp, _)| tp.topic.as_str() == OFFSETS_TOPIC)
+            .collect();
+        let mut replayed = Replayed::default();
+        for (partition, log) in partitions {
+            self.replay_offsets_partition(
+                &partition,
+                &log,
+                ReplayEnd::HighWatermark,
+                &mut replayed,
+            )
+            .await;
+        }
+        self.install_replayed(replayed);
+    }
+
+    /// Replays one partition into `replayed`, from its log start to `end`.
+    pub(super) async fn replay_offsets_partition(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        end: ReplayEnd,
+        replayed: &mut Replayed,
+    ) {
+        let before = replayed.records;
+        let mut offset = log.log_start_offset();
+        loop {
+            let limit = match end {
+                ReplayEnd::HighWatermark => log.high_watermark(),
+                ReplayEnd::LogEnd => log.log_end_offset(),
+            };
+            if offset >= limit {
+                break;
+            }
+            let read = match end {
+                ReplayEnd::HighWatermark => log.read(offset, REPLAY_READ_BYTES, true).await,
+                ReplayEnd::LogEnd => {
+                    log.read_for_replica(offset, ReadLimits::bytes(REPLAY_READ_BYTES, true))
+                        .await
+                }
+            };
+            let read = match read {
+                Ok(read) if !read.batches.is_empty() => read,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::error!(shard = %self.id, %partition, %error, "cannot replay group log");
+                    break;
+                }
+            };
+            for batch in &read.batches {
+                let Ok(header) = RecordBatchHeader::view(batch) else {
+                    continue;
+                };
+                offset = Offset(header.next_offset());
+                match read_records(batch) {
+                    Ok(decoded) => replayed.batch(header, decoded),
+                    Err(error) => {
+                        tracing::error!(shard = %self.id, %partition, %error, "skipping unreadable batch in group log");
+                    }
+                }
+            }
+        }
+        let records = replayed.records - before;
+        tracing::debug!(shard = %self.id, %partition, records, "group log replayed");
+    }
+
+    /// Makes replayed groups and offsets current. The groups they belong to must have no
+    /// state here (a start, or a partition unloaded before it was loaded again).
+    pub(super) fn install_replayed(&self, replayed: Replayed) {
+        let coordinator = &self.coordinator;
+        {
+            let mut pending = coordinator.pending_txn_offsets.borrow_mut();
+            for (producer_id, groups) in replayed.pending_txn_offsets {
+                let entry = pending.entry(producer_id).or_default();
+                for (group, offsets) in groups {
+                    entry.entry(group).or_default().extend(offsets);
+                }
+            }
+        }
+        let mut offsets = coordinator.offsets.borrow_mut();
+        for (group, committed) in replayed.offsets {
+            offsets.entry(group).or_default().extend(committed);
+        }
+        let now = super::monotonic_ms();
+        let limits = coordinator.limits;
+        let mut groups = coordinator.groups.borrow_mut();
+        for (group_id, snapshot) in replayed.snapshots {
+            match snapshot {
+                Some(snapshot) => {
+                    groups.insert(group_id, Group::restore(&snapshot, limits, now));
+                }
+                None => {
+                    groups.remove(&group_id);
+                }
+            }
+        }
+        for group_id in offsets.keys() {
+            groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id, limits));
+        }
+    }
+}

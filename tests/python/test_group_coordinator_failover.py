@@ -1,0 +1,163 @@
+"""Contract: group coordinators follow partition leadership (issue 16).
+
+Three shardlog processes (--shards 1, a controller each). In cluster mode `__consumer_offsets`
+is a topic of the metadata log (RF 3, created when the first group looks for its coordinator),
+and a group's coordinator is the leader of the group's partition of it. So:
+  (a) FindCoordinator names that leader, on every broker;
+  (b) offsets committed by a stock consumer survive kill -9 of the coordinator: the next
+      member of the group (another client library, bootstrapped on the survivors) resumes
+      exactly after them, through the new coordinator that loaded the partition;
+  (c) the killed node restarts and rejoins the partition's ISR; the second coordinator is
+      killed too, and the third client resumes after the second's commits.
+Consumers confluent-kafka, then kafka-python, then the Java client: each takes the next 100
+records and commits exactly their positions, so the three together must see every record
+once. Waits are bounded polls (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+import kafka
+import pytest
+from kafka.structs import OffsetAndMetadata
+
+from harness import unique_topic
+from test_cluster import agreed_view, cluster, wait_for  # noqa: F401 (fixture)
+from test_cluster_leader_epochs import partition_state
+from test_cluster_topics import create_topic, produce, same_everywhere
+from test_java import java
+
+pytestmark = pytest.mark.cluster
+
+OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_PARTITIONS = 16  # group.offsets_topic_partitions default
+RECORDS = 300
+STEP = 100
+
+
+def offsets_partition(group: str) -> int:
+    """Kafka's partition of `__consumer_offsets` for a group: Utils.abs(String.hashCode) %
+    count (Utils.abs maps Integer.MIN_VALUE to 0). Group ids here are ASCII."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    signed = h - (1 << 32) if h >= (1 << 31) else h
+    return (0 if signed == -(1 << 31) else abs(signed)) % OFFSETS_PARTITIONS
+
+
+def coordinator_of(bootstrap: str, group: str) -> int | None:
+    """The coordinator node id a stock admin client finds for `group` (None: not yet)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group]
+        return described.result(timeout=15).coordinator.id
+    except Exception:  # noqa: BLE001 (COORDINATOR_NOT_AVAILABLE and friends: not yet)
+        return None
+
+
+def settled_coordinator(nodes, group: str, full_isr: list[int]) -> int | None:
+    """The leader of the group's offsets partition when every node agrees on it, its ISR is
+    `full_isr`, and a client's FindCoordinator names it."""
+    states = [partition_state(node.bootstrap, OFFSETS_TOPIC, offsets_partition(group))
+              for node in nodes]
+    if None in states:
+        return None
+    states = {(leader, tuple(sorted(isr))) for leader, _epoch, isr in states}
+    if len(states) != 1:
+        return None
+    leader, isr = states.pop()
+    if list(isr) != full_isr:
+        return None
+    return leader if coordinator_of(nodes[0].bootstrap, group) == leader else None
+
+
+def ck_take(bootstrap: str, topic: str, group: str, count: int) -> list[str]:
+    """confluent-kafka: the next `count` values of the group; commits exactly after them."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    taken: list[str] = []
+    positions: dict[int, int] = {}
+    try:
+        def enough():
+            for msg in consumer.consume(num_messages=count, timeout=0.5):
+                if msg.error() is None and len(taken) < count:
+                    taken.append(msg.value().decode())
+                    positions[msg.partition()] = msg.offset() + 1
+            return len(taken) == count or None
+        wait_for("confluent-kafka consumed its share", enough)
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()],
+                        asynchronous=False)
+    finally:
+        consumer.close()
+    return taken
+
+
+def kp_take(bootstrap: str, topic: str, group: str, count: int) -> list[str]:
+    """kafka-python: the next `count` values of the group; commits exactly after them."""
+    consumer = kafka.KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                                   enable_auto_commit=False, auto_offset_reset="earliest")
+    taken: list[str] = []
+    positions: dict[int, int] = {}
+    try:
+        def enough():
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                for msg in messages:
+                    if len(taken) < count:
+                        taken.append(msg.value.decode())
+                        positions[tp.partition] = msg.offset + 1
+            return len(taken) == count or None
+        wait_for("kafka-python consumed its share", enough)
+        consumer.commit({kafka.TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                         for p, o in positions.items()})
+    finally:
+        consumer.close()
+    return taken
+
+
+def test_committed_offsets_survive_coordinator_kills(cluster):
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("groupfailover")
+    create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+    everyone = ",".join(node.bootstrap for node in nodes)
+    produce(everyone, topic, RECORDS)
+    group = f"failover-{uuid.uuid4().hex[:8]}"
+
+    # (a)+(b) confluent-kafka commits through the first coordinator, which is then killed.
+    seen = ck_take(everyone, topic, group, STEP)
+    first = wait_for("the group's coordinator is its offsets partition's leader",
+                     lambda: settled_coordinator(nodes, group, [1, 2, 3]))
+    cluster.nodes[first].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != first]
+    second = wait_for("a survivor took over the group",
+                      lambda: settled_coordinator(survivors, group,
+                                                  sorted(set(cluster.nodes) - {first})))
+    assert second != first
+    seen += kp_take(",".join(node.bootstrap for node in survivors), topic, group, STEP)
+
+    # (c) the killed node returns to the offsets partition's ISR; the second coordinator is
+    # killed and the Java client resumes after kafka-python's commits.
+    cluster.nodes[first].start()
+    wait_for("the restarted node rejoined", lambda: agreed_view(nodes, {1, 2, 3}))
+    wait_for("the restarted node is back in the offsets partition's ISR",
+             lambda: settled_coordinator(nodes, group, [1, 2, 3]))
+    cluster.nodes[second].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != second]
+    third = wait_for("another survivor took over the group",
+                     lambda: settled_coordinator(survivors, group,
+                                                 sorted(set(cluster.nodes) - {second})))
+    assert third != second
+    lines = java("groupconsume", ",".join(node.bootstrap for node in survivors), topic, group,
+                 str(STEP), "90000")
+    assert ["COMMITTED", str(STEP)] in lines
+    seen += [line[3] for line in lines if line[0] == "GREC"]
+
+    # Every record once: no commit was lost (a lost commit would re-deliver records) and none
+    # was skipped.
+    assert len(seen) == RECORDS, len(seen)
+    assert sorted(seen, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(RECORDS)]
