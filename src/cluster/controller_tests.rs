@@ -3,122 +3,10 @@
 //! against one image (failures print `SHARDLOG_SEED`).
 
 use super::*;
+use crate::cluster::test_cluster::{
+    Cluster, TIMEOUT, error_code, isr_change, three_replicas, topic,
+};
 use crate::cluster::test_rng::Rng;
-
-const CLUSTER: Uuid = [42; 16];
-const TIMEOUT: i64 = 9_000;
-
-struct Cluster {
-    image: MetadataImage,
-    sessions: BrokerSessions,
-    settings: ControllerSettings,
-    epochs: BTreeMap<NodeId, i64>,
-}
-
-impl Cluster {
-    /// `racks[i]` is the rack of node i+1; every broker registered and unfenced at time 0.
-    fn new(racks: &[Option<&str>]) -> Cluster {
-        let mut image = MetadataImage::new();
-        image.apply(&MetadataRecord::ClusterId(CLUSTER)).unwrap();
-        let mut cluster = Cluster {
-            image,
-            sessions: BrokerSessions::default(),
-            settings: ControllerSettings::default(),
-            epochs: BTreeMap::new(),
-        };
-        for (index, rack) in racks.iter().enumerate() {
-            let node = index as NodeId + 1;
-            cluster
-                .start_broker(node, [node as u8; 16], rack.map(str::to_string), 0)
-                .unwrap();
-        }
-        cluster
-    }
-
-    fn apply(&mut self, records: &[MetadataRecord]) {
-        self.image
-            .apply_all(records)
-            .unwrap_or_else(|e| panic!("decision records do not apply: {e}: {records:?}"));
-    }
-
-    fn request(
-        node: NodeId,
-        incarnation_id: Uuid,
-        rack: Option<String>,
-    ) -> BrokerRegistrationRequest {
-        BrokerRegistrationRequest {
-            cluster_id: CLUSTER,
-            node_id: node,
-            incarnation_id,
-            listeners: vec![Listener {
-                name: "PLAINTEXT".into(),
-                host: "127.0.0.1".into(),
-                port: 9000 + node as u16,
-                security_protocol: 0,
-            }],
-            rack,
-        }
-    }
-
-    /// Registers (fenced) and heartbeats (unfenced) a broker process.
-    fn start_broker(
-        &mut self,
-        node: NodeId,
-        incarnation_id: Uuid,
-        rack: Option<String>,
-        now_ms: i64,
-    ) -> Result<i64, ControllerError> {
-        let request = Cluster::request(node, incarnation_id, rack);
-        let decision = register_broker(
-            &self.image,
-            &self.sessions,
-            &self.settings,
-            &request,
-            now_ms,
-        )?;
-        self.apply(&decision.records);
-        self.sessions.touch(node, now_ms);
-        self.epochs.insert(node, decision.broker_epoch);
-        self.heartbeat(node, now_ms)?;
-        Ok(decision.broker_epoch)
-    }
-
-    fn heartbeat(&mut self, node: NodeId, now_ms: i64) -> Result<(), ControllerError> {
-        let request = BrokerHeartbeatRequest {
-            node_id: node,
-            broker_epoch: self.epochs[&node],
-            caught_up: true,
-            want_fence: false,
-        };
-        let records = broker_heartbeat(&self.image, &self.settings, &request, now_ms)?;
-        self.apply(&records);
-        self.sessions.touch(node, now_ms);
-        Ok(())
-    }
-
-    fn create(&mut self, request: CreateTopicRequest) -> Result<TopicId, ControllerError> {
-        let mut results =
-            create_topics(&self.image, &self.settings, std::slice::from_ref(&request));
-        let records = results.pop().unwrap()?;
-        self.apply(&records);
-        Ok(request.topic_id)
-    }
-}
-
-fn topic(name: &str, id: u8, partitions: i32, replication_factor: i16) -> CreateTopicRequest {
-    CreateTopicRequest {
-        name: name.into(),
-        topic_id: [id; 16],
-        num_partitions: partitions,
-        replication_factor,
-        assignments: BTreeMap::new(),
-        configs: BTreeMap::new(),
-    }
-}
-
-fn error_code<T: std::fmt::Debug>(result: Result<T, ControllerError>) -> i16 {
-    result.unwrap_err().error_code()
-}
 
 #[test]
 fn create_topics_refuses_bad_requests_with_kafka_codes() {
@@ -502,21 +390,6 @@ fn session_timeout_fences_and_moves_leadership_then_offline_then_back() {
     );
 }
 
-/// Three replicas, broker 1 leading, min ISR from the topic config when given.
-fn three_replicas(cluster: &mut Cluster, configs: &[(&str, &str)]) -> TopicId {
-    let manual = CreateTopicRequest {
-        num_partitions: -1,
-        replication_factor: -1,
-        assignments: BTreeMap::from([(0, vec![1, 2, 3])]),
-        configs: configs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect(),
-        ..topic("orders", 1, -1, -1)
-    };
-    cluster.create(manual).unwrap()
-}
-
 #[test]
 fn brokers_fenced_together_leave_at_once_and_the_topic_min_isr_keeps_them_eligible() {
     let mut cluster = Cluster::new(&[None, None, None]);
@@ -802,23 +675,6 @@ fn alter_configs_validates_and_records_topic_and_broker_configs() {
         error_code(alter_configs(&cluster.image, &default, &bad_default)),
         40
     );
-}
-
-/// Broker 1's AlterPartition of `orders`-0 (created by `three_replicas`) to `new_isr`, at the
-/// partition's current epochs and broker 1's registered epoch.
-fn isr_change(cluster: &Cluster, id: TopicId, new_isr: &[NodeId]) -> AlterPartitionRequest {
-    let state = cluster.image.partition(&id, 0).unwrap();
-    AlterPartitionRequest {
-        leader: 1,
-        leader_broker_epoch: cluster.epochs[&1],
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        new_isr: new_isr.to_vec(),
-        new_isr_broker_epochs: new_isr
-            .iter()
-            .map(|node| (*node, cluster.epochs[node]))
-            .collect(),
-    }
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub mod raft;
 pub mod records;
 pub mod sim;
 #[cfg(test)]
+mod test_cluster;
+#[cfg(test)]
 pub(crate) mod test_rng;
 
 pub use controller::ControllerError;
