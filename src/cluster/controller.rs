@@ -2,9 +2,10 @@
 //! records to append to the metadata log, or a typed error that maps to Kafka's code.
 //!
 //! Owns: placement, broker registration and fencing, which partitions a fencing or unfencing
-//! touches (the per-partition election is `partition_changes`, KIP-966), the inputs of an
-//! AlterPartition (leader registration, `min.insync.replicas`, usable replicas), producer-id
-//! blocks; ElectLeaders and auto leader rebalance are `leader_elections` (re-exported here).
+//! touches (the per-partition election is `partition_changes`, KIP-966), each topic's
+//! election policy (`min.insync.replicas`, unclean election), producer-id blocks;
+//! ElectLeaders and auto leader rebalance are `leader_elections` (re-exported here), the
+//! AlterPartition decision is `isr_changes` (which imports this module, not the reverse).
 //! May import: `super::{records, image, partition_changes, leader_elections}`,
 //! `crate::metadata` (name and config validation), `crate::model::ErrorCode`, `crate::config`
 //! (settings). No I/O, no clock reads.
@@ -13,20 +14,18 @@
 //! Broker heartbeat times are not metadata: `BrokerSessions` keeps them in the controller's
 //! memory (as Kafka's `BrokerHeartbeatManager` does) and is rebuilt on controller failover.
 
-use super::image::{MetadataImage, PartitionState, TopicImage};
+use super::image::{MetadataImage, TopicImage};
 pub use super::leader_elections::{
     ElectLeadersDecision, ElectionResult, ElectionType, elect_leaders, rebalance_leaders,
 };
-use super::partition_changes::{
-    self, AlterPartitionRequest, Departure, change_record, elect_returning, without_all,
-};
+use super::partition_changes::{Departure, change_record, elect_returning, without_all};
 use super::records::{
     BrokerFencingRecord, ConfigChangeRecord, ConfigResource, Listener, MetadataRecord, NodeId,
     PartitionRecord, ProducerIdsBlockRecord, RegisterBrokerRecord, TopicRecord, Uuid,
 };
 use crate::config::ClusterConfig;
 use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_all, validate_entry};
-use crate::metadata::{TopicId, topic_id_hex, validate_topic_name};
+use crate::metadata::{TopicId, validate_topic_name};
 use crate::model::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use thiserror::Error;
@@ -360,13 +359,17 @@ pub fn fence_expired_brokers(
 
 /// `min.insync.replicas` and `unclean.leader.election.enable` of one topic: its own config,
 /// else the cluster-wide dynamic broker default, else the settings.
-struct ElectionPolicy {
-    min_insync_replicas: usize,
-    unclean_allowed: bool,
+pub(super) struct ElectionPolicy {
+    pub(super) min_insync_replicas: usize,
+    pub(super) unclean_allowed: bool,
 }
 
 impl ElectionPolicy {
-    fn of(image: &MetadataImage, topic: &TopicImage, settings: &ControllerSettings) -> Self {
+    pub(super) fn of(
+        image: &MetadataImage,
+        topic: &TopicImage,
+        settings: &ControllerSettings,
+    ) -> Self {
         let defaults = image.broker_configs(&ConfigResource::BrokerDefault);
         let lookup = |name: &str| {
             topic
@@ -442,69 +445,6 @@ fn returning(
         }
     }
     records
-}
-
-// ---------------------------------------------------------------------------------------
-// AlterPartition
-// ---------------------------------------------------------------------------------------
-
-/// An accepted AlterPartition: the partition's state after it, and the `PartitionChange`
-/// record that makes it so (none when the request changes nothing).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlterPartitionDecision {
-    pub state: PartitionState,
-    pub records: Vec<MetadataRecord>,
-}
-
-/// AlterPartition (Kafka API 56) of one partition, in Kafka's order: the leader's broker epoch
-/// against its registration (an unregistered leader is STALE_BROKER_EPOCH too), the topic id
-/// (UNKNOWN_TOPIC_ID) and partition (UNKNOWN_TOPIC_OR_PARTITION), then
-/// `partition_changes::alter_partition` with the topic's `min.insync.replicas`
-/// (`ElectionPolicy`), a replica usable when registered and unfenced (as in elections).
-pub fn alter_partition(
-    image: &MetadataImage,
-    settings: &ControllerSettings,
-    topic_id: TopicId,
-    partition: i32,
-    request: &AlterPartitionRequest,
-) -> Result<AlterPartitionDecision, ControllerError> {
-    let registered = image.broker(request.leader).map(|b| b.broker_epoch);
-    let Some(leader_broker_epoch) =
-        registered.filter(|epoch| *epoch == request.leader_broker_epoch)
-    else {
-        return Err(ControllerError::StaleBrokerEpoch {
-            node_id: request.leader,
-            registered: registered.unwrap_or(-1),
-            requested: request.leader_broker_epoch,
-        });
-    };
-    let topic = image
-        .topic(&topic_id)
-        .ok_or_else(|| ControllerError::UnknownTopicId(topic_id_hex(&topic_id)))?;
-    let state = image.partition(&topic_id, partition).ok_or_else(|| {
-        ControllerError::UnknownTopicOrPartition(format!("{}-{partition}", topic.name))
-    })?;
-    let policy = ElectionPolicy::of(image, topic, settings);
-    let usable = |node: NodeId| image.broker(node).is_some_and(|broker| !broker.fenced);
-    let registered_broker_epoch = |node: NodeId| image.broker(node).map(|b| b.broker_epoch);
-    let next = partition_changes::alter_partition(
-        state,
-        request,
-        leader_broker_epoch,
-        policy.min_insync_replicas,
-        &usable,
-        &registered_broker_epoch,
-    )
-    .map_err(ControllerError::AlterPartitionRefused)?;
-    let records = if next == *state {
-        Vec::new()
-    } else {
-        vec![change_record(topic_id, partition, state, &next)]
-    };
-    Ok(AlterPartitionDecision {
-        state: next,
-        records,
-    })
 }
 
 // ---------------------------------------------------------------------------------------

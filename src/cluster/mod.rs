@@ -15,6 +15,7 @@
 pub mod controller;
 pub mod image;
 pub mod image_machine;
+pub mod isr_changes;
 pub mod leader_elections;
 pub mod partition_changes;
 pub mod raft;

@@ -35,11 +35,12 @@ use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
-    ElectLeadersDecision, alter_partition, broker_heartbeat, elect_leaders, fence_expired_brokers,
+    ElectLeadersDecision, broker_heartbeat, elect_leaders, fence_expired_brokers,
     rebalance_leaders, register_broker,
 };
 use crate::cluster::image::{MetadataImage, PartitionState};
 use crate::cluster::image_machine::ImageStateMachine;
+use crate::cluster::isr_changes::alter_partition;
 use crate::cluster::leader_elections::ElectionResult;
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
