@@ -25,6 +25,7 @@ pub mod sim;
 mod test_cluster;
 #[cfg(test)]
 pub(crate) mod test_rng;
+pub mod topic_changes;
 
 pub use controller::ControllerError;
 pub use image::{ImageError, MetadataImage};

@@ -5,11 +5,12 @@
 
 use super::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerError,
-    ControllerSettings, CreateTopicRequest, broker_heartbeat, create_topics, register_broker,
+    ControllerSettings, broker_heartbeat, register_broker,
 };
 use super::image::MetadataImage;
 use super::partition_changes::AlterPartitionRequest;
 use super::records::{Listener, MetadataRecord, NodeId, Uuid};
+use super::topic_changes::{CreateTopicRequest, create_topics};
 use crate::metadata::TopicId;
 use std::collections::BTreeMap;
 
