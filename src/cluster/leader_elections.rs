@@ -173,3 +173,7 @@ pub fn rebalance_leaders(
     }
     records
 }
+
+#[cfg(test)]
+#[path = "leader_elections_tests.rs"]
+mod tests;
