@@ -5,21 +5,17 @@
 //! fencing, which partitions a fencing or unfencing touches (the per-partition election is
 //! `partition_changes`, KIP-966), each topic's election policy (`min.insync.replicas`,
 //! unclean election), config changes, producer-id blocks. ElectLeaders and auto leader
-//! rebalance are `leader_elections` (re-exported here), the AlterPartition decision is
-//! `isr_changes`, CreateTopics, DeleteTopics, CreatePartitions and placement are
-//! `topic_changes`; those import this module, not the reverse.
-//! May import: `super::{records, image, partition_changes, leader_elections}`,
-//! `crate::metadata` (config validation), `crate::model::ErrorCode`, `crate::config`
-//! (settings). No I/O, no clock reads.
+//! rebalance are `leader_elections`, the AlterPartition decision is `isr_changes`,
+//! CreateTopics, DeleteTopics, CreatePartitions and placement are `topic_changes`; those
+//! import this module, not the reverse.
+//! May import: `super::{records, image, partition_changes}`, `crate::metadata` (config
+//! validation), `crate::model::ErrorCode`, `crate::config` (settings). No I/O, no clock reads.
 //! Invariants: every record list a decision returns applies cleanly, in order, to the image it
 //! was decided on; epochs in it only grow; producer-id blocks never overlap.
 //! Broker heartbeat times are not metadata: `BrokerSessions` keeps them in the controller's
 //! memory (as Kafka's `BrokerHeartbeatManager` does) and is rebuilt on controller failover.
 
 use super::image::{MetadataImage, TopicImage};
-pub use super::leader_elections::{
-    ElectLeadersDecision, ElectionResult, ElectionType, elect_leaders, rebalance_leaders,
-};
 use super::partition_changes::{Departure, change_record, elect_returning, without_all};
 use super::records::{
     BrokerFencingRecord, ConfigChangeRecord, ConfigResource, Listener, MetadataRecord, NodeId,
