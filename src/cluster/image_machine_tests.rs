@@ -6,10 +6,11 @@
 use super::*;
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
-    CreateTopicRequest, broker_heartbeat, create_topics, register_broker,
+    broker_heartbeat, register_broker,
 };
 use crate::cluster::raft::{RaftDriver, RaftDriverError, RaftSettings};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid};
+use crate::cluster::topic_changes::{CreateTopicRequest, create_topics};
 use crate::storage::raft_log::RaftLogStore;
 use std::collections::BTreeMap;
 

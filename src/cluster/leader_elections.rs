@@ -1,7 +1,7 @@
 //! The active controller's leader elections on request and on schedule: Kafka ElectLeaders
 //! (API 43, PREFERRED and UNCLEAN) and auto leader rebalance
-//! (`auto.leader.rebalance.enable`). Pure functions of the image; re-exported by
-//! `controller`, whose settings they read.
+//! (`auto.leader.rebalance.enable`). Pure functions of the image; they read `controller`'s
+//! settings (`controller` does not import this module).
 //!
 //! Owns: which partitions an ElectLeaders request or an imbalance check touches, and each
 //! partition's outcome code (the per-partition rules are `partition_changes::elect_preferred`
@@ -173,3 +173,7 @@ pub fn rebalance_leaders(
     }
     records
 }
+
+#[cfg(test)]
+#[path = "leader_elections_tests.rs"]
+mod tests;

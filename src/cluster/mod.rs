@@ -15,13 +15,17 @@
 pub mod controller;
 pub mod image;
 pub mod image_machine;
+pub mod isr_changes;
 pub mod leader_elections;
 pub mod partition_changes;
 pub mod raft;
 pub mod records;
 pub mod sim;
 #[cfg(test)]
+mod test_cluster;
+#[cfg(test)]
 pub(crate) mod test_rng;
+pub mod topic_changes;
 
 pub use controller::ControllerError;
 pub use image::{ImageError, MetadataImage};

@@ -4,7 +4,9 @@
 //! decides broker registrations, heartbeats, session fencing, producer-id blocks, topic
 //! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs), ElectLeaders,
 //! partition leaders' AlterPartition and, every `leader_imbalance_check_interval_ms`, auto
-//! leader rebalance with `cluster::controller`'s pure functions and proposes their records. A dedicated std thread, never a shard: the raft log's fsyncs block.
+//! leader rebalance with the pure functions of `cluster::{controller, isr_changes,
+//! leader_elections}` and proposes their records. A dedicated std thread, never a shard: the
+//! raft log's fsyncs block.
 //!
 //! Owns: the `RaftDriver`, broker sessions, the request in flight and the queue behind it,
 //! the random ids of new topics (the decisions draw no randomness).
@@ -35,12 +37,14 @@ use super::view::ViewHub;
 use super::{ControllerEvent, QuorumError};
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
-    ElectLeadersDecision, alter_partition, broker_heartbeat, elect_leaders, fence_expired_brokers,
-    rebalance_leaders, register_broker,
+    broker_heartbeat, fence_expired_brokers, register_broker,
 };
 use crate::cluster::image::{MetadataImage, PartitionState};
 use crate::cluster::image_machine::ImageStateMachine;
-use crate::cluster::leader_elections::ElectionResult;
+use crate::cluster::isr_changes::alter_partition;
+use crate::cluster::leader_elections::{
+    ElectLeadersDecision, ElectionResult, elect_leaders, rebalance_leaders,
+};
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
 use crate::model::ErrorCode;

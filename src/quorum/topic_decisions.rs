@@ -1,8 +1,9 @@
 //! The active controller's answers to the controller protocol's topic requests (CreateTopics,
 //! DeleteTopics, CreatePartitions, AlterTopicConfigs): every topic decided on one applied
-//! image with `cluster::controller`'s pure functions, the records of the topics that succeeded
-//! merged into one proposal, and one result per topic. Also AllocateProducerIds: the block
-//! record to propose and the block to answer once it is applied.
+//! image with the pure functions of `cluster::topic_changes` and `cluster::controller`, the
+//! records of the topics that succeeded merged into one proposal, and one result per topic.
+//! Also AllocateProducerIds: the block record to propose and the block to answer once it is
+//! applied.
 //!
 //! Owns: the translation from the wire's topic and producer-id requests to the pure decisions
 //! and back to per-topic results or a block. May import: `crate::cluster`, `crate::metadata::TopicId`,
@@ -20,13 +21,14 @@
 
 use super::frame::{PartitionsCreation, ProducerIdBlock, TopicCreation, TopicResult};
 use crate::cluster::controller::{
-    ConfigAlteration, ControllerError, ControllerSettings, CreatePartitionsRequest,
-    CreateTopicRequest, allocate_producer_ids, alter_configs, create_partitions, create_topics,
-    delete_topics,
+    ConfigAlteration, ControllerError, ControllerSettings, allocate_producer_ids, alter_configs,
 };
 use crate::cluster::image::MetadataImage;
 use crate::cluster::records::{
     ConfigChangeRecord, ConfigResource, MetadataRecord, NodeId, encode_batch,
+};
+use crate::cluster::topic_changes::{
+    CreatePartitionsRequest, CreateTopicRequest, create_partitions, create_topics, delete_topics,
 };
 use crate::metadata::TopicId;
 use crate::model::ErrorCode;

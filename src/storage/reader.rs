@@ -31,22 +31,13 @@ struct Found {
     bytes: Bytes,
 }
 
+/// A consumer fetch: batches up to the high watermark.
 pub(crate) async fn read(
     state: &LogState,
     start: Offset,
     limits: ReadLimits,
 ) -> Result<ReadResult, StorageError> {
-    check_read(state, start)?;
-    let collected = collect(state, start.0, limits, || state.high_watermark.get()).await?;
-    Ok(ReadResult {
-        batches: collected.batches,
-        disk_bytes: collected.disk_bytes,
-        disk_limited: collected.disk_limited,
-        high_watermark: Offset(state.high_watermark.get()),
-        log_start_offset: Offset(state.log_start.get()),
-        last_stable_offset: Offset(txn_state::last_stable_offset(state)),
-        aborted_transactions: Vec::new(),
-    })
+    read_below(state, start, limits, || state.high_watermark.get()).await
 }
 
 /// A replica fetch (`read` for a follower): batches up to the log end, not the high
@@ -56,8 +47,19 @@ pub(crate) async fn read_to_log_end(
     start: Offset,
     limits: ReadLimits,
 ) -> Result<ReadResult, StorageError> {
+    read_below(state, start, limits, || state.log_end.get()).await
+}
+
+/// `read` and `read_to_log_end`: batches from `start` ending below `limit()`, with the
+/// partition's offsets. Generic over the bound so neither path boxes a closure.
+async fn read_below(
+    state: &LogState,
+    start: Offset,
+    limits: ReadLimits,
+    limit: impl Fn() -> i64,
+) -> Result<ReadResult, StorageError> {
     check_read(state, start)?;
-    let collected = collect(state, start.0, limits, || state.log_end.get()).await?;
+    let collected = collect(state, start.0, limits, limit).await?;
     Ok(ReadResult {
         batches: collected.batches,
         disk_bytes: collected.disk_bytes,
