@@ -8,7 +8,9 @@ and a group's coordinator is the leader of the group's partition of it. So:
       member of the group (another client library, bootstrapped on the survivors) resumes
       exactly after them, through the new coordinator that loaded the partition;
   (c) the killed node restarts and rejoins the partition's ISR; the second coordinator is
-      killed too, and the third client resumes after the second's commits.
+      killed too, and the third client resumes after the second's commits;
+  (d) a live group (two confluent-kafka members, auto commit) keeps consuming through a
+      coordinator kill, and its final commits reach the log ends.
 Consumers confluent-kafka, then kafka-python, then the Java client: each takes the next 100
 records and commits exactly their positions, so the three together must see every record
 once. Waits are bounded polls (no timing assertions).
@@ -16,9 +18,10 @@ once. Waits are bounded polls (no timing assertions).
 
 from __future__ import annotations
 
+import threading
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 import kafka
 import pytest
@@ -161,3 +164,91 @@ def test_committed_offsets_survive_coordinator_kills(cluster):
     # was skipped.
     assert len(seen) == RECORDS, len(seen)
     assert sorted(seen, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(RECORDS)]
+
+
+class Member(threading.Thread):
+    """A confluent-kafka group member consuming with auto commit until stopped; it commits
+    its final positions when it closes."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, seen: set[str]):
+        super().__init__(daemon=True)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                  "auto.offset.reset": "earliest",
+                                  "auto.commit.interval.ms": 200,
+                                  "session.timeout.ms": 10000})
+        self.consumer.subscribe([topic])
+        self.seen = seen
+        self.stopping = threading.Event()
+        self.errors: list[Exception] = []
+
+    def run(self):
+        try:
+            while not self.stopping.is_set():
+                for msg in self.consumer.consume(num_messages=500, timeout=0.5):
+                    if msg.error() is None:
+                        self.seen.add(msg.value().decode())
+        except Exception as error:  # noqa: BLE001 (reported by the test)
+            self.errors.append(error)
+        finally:
+            self.consumer.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(60)
+        assert not self.is_alive(), "a group member did not stop"
+        assert not self.errors, self.errors
+
+
+def committed_and_ends(bootstrap: str, topic: str, group: str, partitions: int):
+    """The group's committed offsets and the partitions' high watermarks."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                       timeout=15)
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+                for p in range(partitions)]
+        return [tp.offset for tp in committed], ends
+    finally:
+        consumer.close()
+
+
+def test_a_live_group_keeps_consuming_through_a_coordinator_kill(cluster):
+    """Two confluent-kafka members consume with auto commit while the group's coordinator is
+    killed (kill -9) between two halves of the records: the members find the new coordinator
+    and keep consuming, every record is consumed, and once they close the committed offsets
+    (read back through the new coordinator) are the partitions' log ends."""
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("livegroup")
+    create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+    everyone = ",".join(node.bootstrap for node in nodes)
+    group = f"live-{uuid.uuid4().hex[:8]}"
+    seen: set[str] = set()
+    members = [Member(everyone, topic, group, seen) for _ in range(2)]
+    for member in members:
+        member.start()
+    produce(everyone, topic, RECORDS)
+    wait_for("the members consumed the first half", lambda: len(seen) >= RECORDS,
+             timeout_s=60)
+    coordinator = wait_for("the group's coordinator is its offsets partition's leader",
+                           lambda: settled_coordinator(nodes, group, [1, 2, 3]))
+    cluster.nodes[coordinator].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != coordinator]
+    # The second half: values v300.. (the helper numbers from 0, so shift them).
+    more = ",".join(node.bootstrap for node in survivors)
+    producer = Producer({"bootstrap.servers": more, "acks": "all", "enable.idempotence": True})
+    for index in range(RECORDS, 2 * RECORDS):
+        producer.produce(topic, key=f"k{index % 17}".encode(), value=f"v{index}".encode())
+    assert producer.flush(120) == 0, "records left undelivered"
+    wait_for("the members consumed every record", lambda: len(seen) >= 2 * RECORDS,
+             timeout_s=120)
+    assert seen == {f"v{i}" for i in range(2 * RECORDS)}
+    for member in members:
+        member.stop()
+    committed, ends = wait_for(
+        "the group's committed offsets reached the log ends",
+        lambda: (lambda c, e: (c, e) if c == e else None)(
+            *committed_and_ends(more, topic, group, 3)))
+    assert sum(ends) == 2 * RECORDS, (committed, ends)
