@@ -9,7 +9,7 @@
 //! same index builds the same table; `applied_index` only grows on one node.
 
 use crate::cluster::image::MetadataImage;
-use crate::cluster::records::NodeId;
+use crate::cluster::records::{ConfigResource, NodeId};
 use crate::metadata::TopicId;
 use std::collections::BTreeMap;
 
@@ -23,6 +23,9 @@ pub struct ClusterTopics {
     pub producer_id_bound: i64,
     /// The broker epoch of every registered broker (its current incarnation), by node id.
     pub broker_epochs: BTreeMap<NodeId, i64>,
+    /// The cluster-wide dynamic broker defaults (IncrementalAlterConfigs on the default
+    /// BROKER resource): what a topic without its own value takes, e.g. `min.insync.replicas`.
+    pub default_configs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +88,10 @@ impl ClusterTopics {
                 .brokers()
                 .map(|broker| (broker.node_id, broker.broker_epoch))
                 .collect(),
+            default_configs: image
+                .broker_configs(&ConfigResource::BrokerDefault)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 

@@ -230,6 +230,7 @@ mod tests {
         ClusterTopics {
             producer_id_bound: 0,
             broker_epochs: BTreeMap::new(),
+            default_configs: BTreeMap::new(),
             applied_index: index,
             topics: topics
                 .iter()

@@ -255,16 +255,20 @@ impl Shard {
         .detach();
     }
 
+    /// The leader's knobs for a topic: `min.insync.replicas` from the topic's config, else
+    /// the cluster-wide dynamic default, else 1 (as the controller's `ElectionPolicy`).
     fn leader_settings(
         &self,
         configs: &std::collections::BTreeMap<String, String>,
+        defaults: &std::collections::BTreeMap<String, String>,
     ) -> LeaderSettings {
         let cluster = &self.config.cluster;
         LeaderSettings {
             replica_lag_time_max_ms: cluster.replica_lag_time_max_ms as i64,
             min_insync_replicas: configs
                 .get("min.insync.replicas")
-                .and_then(|value| value.parse::<usize>().ok())
+                .or_else(|| defaults.get("min.insync.replicas"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
                 .unwrap_or(1)
                 .max(1),
             ..LeaderSettings::default()
@@ -328,7 +332,14 @@ impl Shard {
                 let Some(log) = self.log(&tp) else { continue };
                 seen.insert(tp.clone());
                 match wanted_role(partition, own, &live) {
-                    Wanted::Lead => self.lead(&tp, meta.id, partition, &topic.configs, &log),
+                    Wanted::Lead => self.lead(
+                        &tp,
+                        meta.id,
+                        partition,
+                        &topic.configs,
+                        &topics.default_configs,
+                        &log,
+                    ),
                     Wanted::Follow(leader) => self.follow(&tp, meta.id, partition, leader, &log),
                     Wanted::Nothing => {
                         self.replicas.roles.borrow_mut().remove(&tp);
@@ -354,10 +365,11 @@ impl Shard {
         topic_id: TopicId,
         partition: &ClusterPartition,
         configs: &std::collections::BTreeMap<String, String>,
+        default_configs: &std::collections::BTreeMap<String, String>,
         log: &Rc<PartitionLog>,
     ) {
         let state = partition_state(partition);
-        let settings = self.leader_settings(configs);
+        let settings = self.leader_settings(configs, default_configs);
         {
             let mut roles = self.replicas.roles.borrow_mut();
             if let Some(Role::Leader(role)) = roles.get(tp)
