@@ -162,6 +162,18 @@ impl Shard {
                 }
                 let topics = view.topics.clone();
                 let plan = plan(&shard.catalog(), &topics);
+                if plan.clashes.iter().any(|name| name == crate::group::OFFSETS_TOPIC) {
+                    // This broker would be named coordinator of groups it cannot serve (its
+                    // own topic of that name hides the log's): stop instead, so the
+                    // controller moves those partitions' leadership to brokers that can.
+                    tracing::error!(
+                        dir = %shard.config.storage.data_dir.display(),
+                        "this data dir has its own {topic} (from a single broker, or from a cluster-mode release before group coordinators followed leadership); in cluster mode {topic} is the metadata log's. Its committed offsets cannot be imported yet, so the broker stops here; nothing was changed. To join the cluster, start the data dir once without --controller-quorum and delete the topic (`shardlog topic delete {topic}`), or start with an empty data dir (docs/replication.md, \"Group coordinators follow leadership\")",
+                        topic = crate::group::OFFSETS_TOPIC
+                    );
+                    super::shutdown::request_shutdown();
+                    return;
+                }
                 for name in &plan.clashes {
                     if clashes_logged.insert(name.clone()) {
                         tracing::error!(topic = %name, "a topic of the cluster's metadata log has the name of a topic this broker created before it joined the cluster; this broker keeps its own and does not serve the cluster's");

@@ -458,6 +458,11 @@ impl Shard {
             .leader_epoch_for_append(&partition, cluster_copy)
             .map_err(|_| ErrorCode::NotCoordinator)?
             .unwrap_or(0);
+        // Below min.insync.replicas nothing is appended (Kafka's NOT_ENOUGH_REPLICAS, which
+        // its coordinator answers as COORDINATOR_NOT_AVAILABLE).
+        self.replicas
+            .check_acks_all(&partition)
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
         let generation = self.replicas.leader_generation(&partition);
         let batch = Bytes::from(encode_batch_from(records, now_ms(), origin));
         let appended = log

@@ -10,7 +10,8 @@ and a group's coordinator is the leader of the group's partition of it. So:
   (c) the killed node restarts and rejoins the partition's ISR; the second coordinator is
       killed too, and the third client resumes after the second's commits;
   (d) a live group (two confluent-kafka members, auto commit) keeps consuming through a
-      coordinator kill, and its final commits reach the log ends.
+      coordinator kill, and its final commits reach the log ends;
+  (e) a node whose data dir has its own `__consumer_offsets` stops with a clear error.
 Consumers confluent-kafka, then kafka-python, then the Java client: each takes the next 100
 records and commits exactly their positions, so the three together must see every record
 once. Waits are bounded polls (no timing assertions).
@@ -27,8 +28,8 @@ import kafka
 import pytest
 from kafka.structs import OffsetAndMetadata
 
-from harness import unique_topic
-from test_cluster import agreed_view, cluster, wait_for  # noqa: F401 (fixture)
+from harness import Broker, unique_topic
+from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
 from test_cluster_leader_epochs import partition_state
 from test_cluster_topics import create_topic, produce, same_everywhere
 from test_java import java
@@ -252,3 +253,35 @@ def test_a_live_group_keeps_consuming_through_a_coordinator_kill(cluster):
         lambda: (lambda c, e: (c, e) if c == e else None)(
             *committed_and_ends(more, topic, group, 3)))
     assert sum(ends) == 2 * RECORDS, (committed, ends)
+
+
+def test_a_data_dir_with_its_own_offsets_topic_stops_instead_of_hanging_groups(request):
+    """(e) A node whose data dir already holds its own `__consumer_offsets` (here: it ran as a
+    single broker first) joins the cluster; once the log's `__consumer_offsets` exists, the
+    name clashes, and the node stops with an error naming the topic instead of being named
+    coordinator of groups it cannot serve. The group then works on the other two."""
+    cluster = Cluster(request.node.name)
+    single = Broker(f"{request.node.name}-single", shards=1, extra_args=["--node-id", "3"])
+    single.data_dir = cluster.nodes[3].data_dir
+    try:
+        single.start()
+        single.stop()
+        cluster.start()
+        nodes = list(cluster.nodes.values())
+        wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+        topic = unique_topic("ownoffsets")
+        create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
+        wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+        others = ",".join(cluster.nodes[n].bootstrap for n in (1, 2))
+        produce(others, topic, STEP)
+        taken = ck_take(others, topic, f"own-{uuid.uuid4().hex[:8]}", STEP)
+        assert sorted(taken, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(STEP)]
+        node3 = cluster.nodes[3]
+        wait_for("the node with its own __consumer_offsets stopped",
+                 lambda: not node3.alive())
+        node3.expected_exit = True
+        log = node3.log_path.read_text(errors="replace")
+        assert "has its own __consumer_offsets" in log, log[-3000:]
+    finally:
+        for node in [single] + list(cluster.nodes.values()):
+            node.cleanup(keep=False)

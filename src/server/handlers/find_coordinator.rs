@@ -96,7 +96,11 @@ fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCo
         }
     };
     match key_type {
-        KEY_TYPE_GROUP if cluster_forward::cluster_mode() => locate_group_leader(shard, key),
+        // The same test as the coordinator shards' (`controller_quorum` set), so a broker
+        // never names itself for a group its shards will not serve.
+        KEY_TYPE_GROUP if shard.config.cluster.controller_quorum.is_some() => {
+            locate_group_leader(shard, key)
+        }
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(this_broker()),
         _ => Err(ErrorCode::CoordinatorNotAvailable),
     }
@@ -136,10 +140,10 @@ fn locate_group_leader(shard: &Rc<Shard>, group_id: &str) -> Result<Located, Err
 /// Asks the active controller (in the background, at most once per
 /// `OFFSETS_TOPIC_CREATE_BACKOFF` per shard) to create `__consumer_offsets` with
 /// `group.offsets_topic_partitions` partitions and `group.offsets_topic_replication_factor`
-/// replicas. Kafka creates it the same way, on the first FindCoordinator; too few brokers
+/// replicas (`pub(super)`: Metadata's auto-creation of that name comes here too). Kafka creates it the same way, on the first FindCoordinator; too few brokers
 /// for the replication factor leave it uncreated (the controller refuses, and the client
 /// keeps getting COORDINATOR_NOT_AVAILABLE).
-fn ask_for_offsets_topic(shard: &Rc<Shard>) {
+pub(super) fn ask_for_offsets_topic(shard: &Rc<Shard>) {
     let now = Instant::now();
     let recently = OFFSETS_TOPIC_ASKED
         .with(|asked| asked.get())
@@ -161,11 +165,14 @@ fn ask_for_offsets_topic(shard: &Rc<Shard>) {
         match cluster_forward::create_topics(&shard, vec![creation], false, deadline).await {
             Ok(results) => {
                 for result in results.values() {
-                    let code = ErrorCode::from_code(result.error_code);
-                    if code != ErrorCode::None && code != ErrorCode::TopicAlreadyExists {
-                        tracing::warn!(topic = OFFSETS_TOPIC, ?code, message = ?result.message, "cannot create the group coordinators' topic yet");
-                    } else {
-                        tracing::info!(topic = OFFSETS_TOPIC, "group coordinators' topic created in the metadata log");
+                    match ErrorCode::from_code(result.error_code) {
+                        ErrorCode::None => {
+                            tracing::info!(topic = OFFSETS_TOPIC, "group coordinators' topic created in the metadata log");
+                        }
+                        ErrorCode::TopicAlreadyExists => {}
+                        code => {
+                            tracing::warn!(topic = OFFSETS_TOPIC, ?code, message = ?result.message, "cannot create the group coordinators' topic yet");
+                        }
                     }
                 }
             }

@@ -83,7 +83,7 @@ async fn metadata(
                 .as_ref()
                 .is_some_and(|c| c.topics.contains_key(name))
         };
-        let missing: Vec<NewTopic> = list
+        let mut missing_names: Vec<&String> = list
             .iter()
             .filter_map(|(name, _)| name.as_ref())
             .filter(|name| {
@@ -91,6 +91,19 @@ async fn metadata(
                     && !in_cluster(name)
                     && validate_topic_name(name).is_ok()
             })
+            .collect();
+        if cluster_forward::cluster_mode() {
+            // The group coordinators' topic is created with its own settings (partitions,
+            // replication factor, compaction), as Kafka's auto-creation does, never with the
+            // defaults of an ordinary topic.
+            let before = missing_names.len();
+            missing_names.retain(|name| name.as_str() != crate::group::OFFSETS_TOPIC);
+            if missing_names.len() != before {
+                super::find_coordinator::ask_for_offsets_topic(shard);
+            }
+        }
+        let missing: Vec<NewTopic> = missing_names
+            .into_iter()
             .map(|name| NewTopic {
                 name: name.clone(),
                 partitions: -1,
@@ -174,8 +187,15 @@ impl Topics<'_> {
         let mut entries: Vec<MetadataResponseTopic> = self
             .catalog
             .topics()
-            .filter(|topic| self.is_own(topic))
-            .map(|topic| topic_entry(topic, self.node_id))
+            .filter_map(|topic| {
+                if self.is_own(topic) {
+                    Some(topic_entry(topic, self.node_id))
+                } else if topic.cluster && self.view_behind() {
+                    Some(not_caught_up(topic))
+                } else {
+                    None
+                }
+            })
             .collect();
         if let Some(cluster) = self.cluster {
             entries.extend(
@@ -186,6 +206,15 @@ impl Topics<'_> {
             );
         }
         entries
+    }
+
+    /// Whether the cluster view is behind what this broker's catalog was reconciled with: a
+    /// restarted broker before its metadata has caught up (the view is empty or older). Its
+    /// local copies of log topics are then neither vouched for nor known to be gone.
+    fn view_behind(&self) -> bool {
+        self.cluster.is_some_and(|cluster| {
+            cluster.applied_index == 0 || cluster.applied_index < self.catalog.metadata_index
+        })
     }
 
     /// A local topic that is this broker's own (not a copy of a metadata-log topic).
@@ -212,9 +241,22 @@ impl Topics<'_> {
         };
         match found {
             Some(topic) if self.is_own(topic) => topic_entry(topic, self.node_id),
+            Some(topic) if topic.cluster && self.view_behind() => not_caught_up(topic),
             _ => unknown_topic(name, id),
         }
     }
+}
+
+/// A local copy of a log topic while this broker's metadata has not caught up:
+/// LEADER_NOT_AVAILABLE (retriable; clients keep the topic and ask again), not
+/// UNKNOWN_TOPIC_OR_PARTITION, which makes librdkafka refuse produce() for it.
+fn not_caught_up(topic: &TopicMeta) -> MetadataResponseTopic {
+    let mut entry = MetadataResponseTopic::default();
+    entry.name = Some(topic_name(&topic.name));
+    entry.topic_id = uuid::Uuid::from_bytes(topic.id);
+    entry.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    entry.error_code = ErrorCode::LeaderNotAvailable.code();
+    entry
 }
 
 fn unknown_topic(name: Option<&str>, id: &uuid::Uuid) -> MetadataResponseTopic {
@@ -274,4 +316,55 @@ fn topic_entry(topic: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
         })
         .collect();
     entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(name: &str) -> TopicMeta {
+        TopicMeta {
+            name: name.to_string(),
+            id: [7; 16],
+            partitions: 1,
+            configs: Default::default(),
+            internal: false,
+            cluster: true,
+        }
+    }
+
+    #[test]
+    fn a_log_topics_copy_is_leader_not_available_until_the_view_catches_up() {
+        let catalog = Catalog::default()
+            .with_topic(copy("orders"))
+            .expect("valid topic")
+            .with_metadata_index(40);
+        let behind = ClusterTopics {
+            applied_index: 12,
+            ..ClusterTopics::default()
+        };
+        let topics = Topics {
+            catalog: &catalog,
+            cluster: Some(&behind),
+            node_id: 1,
+        };
+        let entry = topics.requested(Some("orders"), &uuid::Uuid::nil());
+        assert_eq!(entry.error_code, ErrorCode::LeaderNotAvailable.code());
+        let listed = topics.all();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].error_code, ErrorCode::LeaderNotAvailable.code());
+        // Caught up, and the log has no such topic: the copy is gone.
+        let caught_up = ClusterTopics {
+            applied_index: 40,
+            ..ClusterTopics::default()
+        };
+        let topics = Topics {
+            catalog: &catalog,
+            cluster: Some(&caught_up),
+            node_id: 1,
+        };
+        let entry = topics.requested(Some("orders"), &uuid::Uuid::nil());
+        assert_eq!(entry.error_code, ErrorCode::UnknownTopicOrPartition.code());
+        assert!(topics.all().is_empty());
+    }
 }

@@ -40,15 +40,26 @@ impl Served {
     }
 }
 
-/// The error a group request gets when this shard does not serve its group now.
+/// The error a group request gets when this shard does not serve its group now. While the
+/// partition loads, SyncGroup gets REBALANCE_IN_PROGRESS and Heartbeat no error, as Kafka
+/// answers them (older clients, the Java one among them, treat COORDINATOR_LOAD_IN_PROGRESS
+/// there as fatal).
 fn refuse(op: GroupOp, code: ErrorCode) {
     use crate::shard::messages::GroupDescription;
+    let loading = code == ErrorCode::CoordinatorLoadInProgress;
     let _ = match op {
         GroupOp::Join { input, reply, .. } => {
             reply.send(crate::group::JoinOutcome::error(code, &input.member_id))
         }
-        GroupOp::Sync { reply, .. } => reply.send(crate::group::SyncOutcome::error(code)),
-        GroupOp::Heartbeat { reply, .. } | GroupOp::Delete { reply, .. } => reply.send(code),
+        GroupOp::Sync { reply, .. } => reply.send(crate::group::SyncOutcome::error(if loading {
+            ErrorCode::RebalanceInProgress
+        } else {
+            code
+        })),
+        GroupOp::Heartbeat { reply, .. } => {
+            reply.send(if loading { ErrorCode::None } else { code })
+        }
+        GroupOp::Delete { reply, .. } => reply.send(code),
         GroupOp::Leave { reply, .. } | GroupOp::DeleteOffsets { reply, .. } => {
             reply.send(Err(code))
         }
@@ -191,10 +202,17 @@ impl Shard {
             let shard = self.clone();
             glommio::spawn_local(async move {
                 let mut replayed = Replayed::default();
-                shard
+                let complete = shard
                     .replay_offsets_partition(&partition, &log, ReplayEnd::LogEnd, &mut replayed)
                     .await;
                 let mut served = shard.coordinator.served.borrow_mut();
+                if complete.is_err() {
+                    // Not served from a partial replay: the next round loads it again.
+                    if served.get(&index) == Some(&Served::Loading { generation }) {
+                        served.remove(&index);
+                    }
+                    return;
+                }
                 let still_leading = served.get(&index) == Some(&Served::Loading { generation })
                     && shard.replicas.leader_generation(&partition) == Some(generation);
                 if !still_leading {

@@ -118,7 +118,8 @@ impl Shard {
             .catalog()
             .topic(OFFSETS_TOPIC)
             .is_some_and(|meta| !meta.cluster);
-        if !own_topic {
+        // Cluster mode: groups live in the log's topic and load with leadership only.
+        if !own_topic || self.config.cluster.controller_quorum.is_some() {
             return;
         }
         let partitions: Vec<(TopicPartition, Rc<PartitionLog>)> = self
@@ -128,25 +129,25 @@ impl Shard {
             .collect();
         let mut replayed = Replayed::default();
         for (partition, log) in partitions {
-            self.replay_offsets_partition(
-                &partition,
-                &log,
-                ReplayEnd::HighWatermark,
-                &mut replayed,
-            )
-            .await;
+            // Single-broker start: what could be read is served, as before (the error is
+            // logged).
+            let _ = self
+                .replay_offsets_partition(&partition, &log, ReplayEnd::HighWatermark, &mut replayed)
+                .await;
         }
         self.install_replayed(replayed);
     }
 
-    /// Replays one partition into `replayed`, from its log start to `end`.
+    /// Replays one partition into `replayed`, from its log start to `end`. A read that
+    /// fails (or a batch whose header does not parse) stops it with `Err`: the replay is
+    /// incomplete.
     pub(super) async fn replay_offsets_partition(
         &self,
         partition: &TopicPartition,
         log: &PartitionLog,
         end: ReplayEnd,
         replayed: &mut Replayed,
-    ) {
+    ) -> Result<(), ()> {
         let before = replayed.records;
         let mut offset = log.log_start_offset();
         loop {
@@ -169,12 +170,13 @@ impl Shard {
                 Ok(_) => break,
                 Err(error) => {
                     tracing::error!(shard = %self.id, %partition, %error, "cannot replay group log");
-                    break;
+                    return Err(());
                 }
             };
             for batch in &read.batches {
                 let Ok(header) = RecordBatchHeader::view(batch) else {
-                    continue;
+                    tracing::error!(shard = %self.id, %partition, %offset, "unparsable batch header in group log");
+                    return Err(());
                 };
                 offset = Offset(header.next_offset());
                 match read_records(batch) {
@@ -187,6 +189,7 @@ impl Shard {
         }
         let records = replayed.records - before;
         tracing::debug!(shard = %self.id, %partition, records, "group log replayed");
+        Ok(())
     }
 
     /// Makes replayed groups and offsets current. The groups they belong to must have no
