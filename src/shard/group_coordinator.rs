@@ -62,6 +62,8 @@ pub(super) struct GroupCoordinator {
     /// Cluster mode: the `__consumer_offsets` partitions (by number) this shard loads or
     /// serves as their leader (`leadership`).
     served: RefCell<HashMap<i32, leadership::Served>>,
+    /// Offset commits being written, per group (offsets expiry skips those groups).
+    commits_in_flight: RefCell<HashMap<String, usize>>,
     next_token: Cell<RequestToken>,
 }
 
@@ -81,6 +83,7 @@ impl GroupCoordinator {
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             served: RefCell::new(HashMap::new()),
+            commits_in_flight: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
         }
     }
@@ -559,18 +562,27 @@ impl Shard {
                 value: None,
             })
             .collect();
-        if let Err(error) = self.append_offsets_records(group_id, &batch).await {
-            return error;
-        }
+        let written_at = match self
+            .append_offsets_records_from(group_id, &batch, BatchOrigin::NONE)
+            .await
+        {
+            Ok(written_at) => written_at,
+            Err(error) => return error,
+        };
+        // A commit written after the tombstones (a simple consumer's, during the append)
+        // stands, in memory as in the log.
+        self.apply_tombstones(group_id, &keys, written_at);
         if let Some(group) = self.coordinator.groups.borrow_mut().get_mut(group_id) {
             group.mark_dead();
         }
         self.coordinator.groups.borrow_mut().remove(group_id);
-        self.coordinator.offsets.borrow_mut().remove(group_id);
-        self.coordinator
-            .offsets_written_at
-            .borrow_mut()
-            .remove(group_id);
+        if self.coordinator.offsets.borrow().contains_key(group_id) {
+            let limits = self.coordinator.limits;
+            self.coordinator
+                .groups
+                .borrow_mut()
+                .insert(group_id.to_string(), Group::new(group_id, limits));
+        }
         ErrorCode::None
     }
 
@@ -645,6 +657,14 @@ impl Shard {
             cutoff,
         );
         for (group, keys) in expired {
+            if self
+                .coordinator
+                .commits_in_flight
+                .borrow()
+                .contains_key(&group)
+            {
+                continue; // a commit is being written: the next check decides
+            }
             let tombstones: Vec<Vec<u8>> = keys
                 .iter()
                 .map(|(topic, partition)| records::commit_key(&group, topic, *partition))
@@ -656,21 +676,21 @@ impl Shard {
                     value: None,
                 })
                 .collect();
-            if let Err(error) = self.append_offsets_records(&group, &batch).await {
-                tracing::warn!(shard = %self.id, %group, ?error, "cannot expire offsets");
-                continue;
-            }
-            let mut offsets = self.coordinator.offsets.borrow_mut();
-            if let Some(stored) = offsets.get_mut(&group) {
-                for key in &keys {
-                    stored.remove(key);
+            let written_at = match self
+                .append_offsets_records_from(&group, &batch, BatchOrigin::NONE)
+                .await
+            {
+                Ok(written_at) => written_at,
+                Err(error) => {
+                    tracing::warn!(shard = %self.id, %group, ?error, "cannot expire offsets");
+                    continue;
                 }
-                if stored.is_empty() {
-                    offsets.remove(&group);
-                    let mut groups = self.coordinator.groups.borrow_mut();
-                    if groups.get(&group).is_some_and(|g| !g.has_members()) {
-                        groups.remove(&group);
-                    }
+            };
+            self.apply_tombstones(&group, &keys, written_at);
+            if !self.coordinator.offsets.borrow().contains_key(&group) {
+                let mut groups = self.coordinator.groups.borrow_mut();
+                if groups.get(&group).is_some_and(|g| !g.has_members()) {
+                    groups.remove(&group);
                 }
             }
             tracing::info!(shard = %self.id, %group, expired = keys.len(), "committed offsets expired");

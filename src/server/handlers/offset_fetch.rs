@@ -58,8 +58,29 @@ pub fn handle(
                     })
                     .collect()
             });
-            match fetch(&shard, &request.group_id.0, wanted, request.require_stable).await? {
+            match fetch(&shard, &request.group_id.0, wanted.clone(), request.require_stable)
+                .await?
+            {
                 Ok(offsets) => response.topics = by_topic(offsets),
+                // v0 and v1 have no group-level error field (the encoder drops it): as Kafka,
+                // each requested partition carries the error instead, so a client never reads
+                // "no committed offset" from a coordinator that is moving.
+                Err(error) if context.version < 2 => {
+                    response.topics = by_topic(
+                        wanted
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(topic, partition)| FetchedOffset {
+                                topic,
+                                partition,
+                                offset: -1,
+                                leader_epoch: -1,
+                                metadata: String::new(),
+                                error,
+                            })
+                            .collect(),
+                    )
+                }
                 Err(error) => response.error_code = error.code(),
             }
         }

@@ -227,8 +227,52 @@ impl Shard {
                 value: Some(value),
             })
             .collect();
-        self.append_offsets_records_from(group_id, &batch, origin)
-            .await
+        // Offsets expiry leaves a group with a commit in flight alone (Kafka skips offsets
+        // with pending commits), so it never deletes what is being acknowledged.
+        *self
+            .coordinator
+            .commits_in_flight
+            .borrow_mut()
+            .entry(group_id.to_string())
+            .or_default() += 1;
+        let written = self
+            .append_offsets_records_from(group_id, &batch, origin)
+            .await;
+        let mut in_flight = self.coordinator.commits_in_flight.borrow_mut();
+        if let Some(count) = in_flight.get_mut(group_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(group_id);
+            }
+        }
+        written
+    }
+
+    /// After tombstones for `keys` of `group_id` were written at log offset `written_at`:
+    /// forgets those keys, except where a commit written later to the log was applied
+    /// meanwhile (it follows the tombstone in the log, so it stands), and records the
+    /// tombstone's position so a commit written before it and applied later is not.
+    pub(in crate::shard) fn apply_tombstones(
+        &self,
+        group_id: &str,
+        keys: &[OffsetKey],
+        written_at: i64,
+    ) {
+        let mut offsets = self.coordinator.offsets.borrow_mut();
+        let mut positions = self.coordinator.offsets_written_at.borrow_mut();
+        let group_positions = positions.entry(group_id.to_string()).or_default();
+        if let Some(stored) = offsets.get_mut(group_id) {
+            for key in keys {
+                if group_positions.get(key).is_some_and(|&at| at > written_at) {
+                    continue;
+                }
+                group_positions.insert(key.clone(), written_at);
+                stored.remove(key);
+            }
+            if stored.is_empty() {
+                offsets.remove(group_id);
+            }
+        }
     }
 
     pub(in crate::shard) fn fetch_offsets(
