@@ -364,6 +364,10 @@ pub struct GroupConfig {
     /// first group looks for its coordinator; until this many brokers are registered,
     /// FindCoordinator answers COORDINATOR_NOT_AVAILABLE. Default 3, range 1..=16.
     pub offsets_topic_replication_factor: i16,
+    /// Cluster mode: how long a group coordinator's write (offset commit, group metadata,
+    /// expiry) waits for every ISR member before it fails with COORDINATOR_NOT_AVAILABLE
+    /// (Kafka `offsets.commit.timeout.ms`), ms. Default 5000, range 1..=3600000.
+    pub offsets_commit_timeout_ms: u64,
     /// Smallest session timeout a member may ask for, ms (Kafka `group.min.session.timeout.ms`).
     /// Default 6000, range 1..=session_timeout_ms_max.
     pub session_timeout_ms_min: i32,
@@ -389,6 +393,7 @@ impl Default for GroupConfig {
         GroupConfig {
             offsets_topic_partitions: 16,
             offsets_topic_replication_factor: 3,
+            offsets_commit_timeout_ms: 5_000,
             session_timeout_ms_min: 6_000,
             session_timeout_ms_max: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
@@ -741,6 +746,12 @@ impl Config {
             self.group.offsets_topic_replication_factor,
             1,
             16,
+        )?;
+        check(
+            "group.offsets_commit_timeout_ms",
+            self.group.offsets_commit_timeout_ms,
+            1,
+            3_600_000,
         )?;
         self.cluster.validate()?;
         self.cluster.validate_quorum(self.server.node_id)?;

@@ -184,6 +184,12 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
         "partitions of __consumer_offsets",
     ),
     (
+        "offsets.commit.timeout.ms",
+        TYPE_INT,
+        |c| c.group.offsets_commit_timeout_ms.to_string(),
+        "group coordinator writes wait this long for the ISR (cluster mode)",
+    ),
+    (
         "offsets.topic.replication.factor",
         TYPE_SHORT,
         |c| c.group.offsets_topic_replication_factor.to_string(),

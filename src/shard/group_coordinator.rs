@@ -485,7 +485,8 @@ impl Shard {
         // Kafka's mapping of a failed coordinator append: a lost leadership or a failed log
         // sends the client to look for the coordinator again; too few replicas or a timeout
         // make it retry here.
-        self.wait_replicated(&partition, &log, appended.last_offset, generation)
+        let timeout = Duration::from_millis(self.config.group.offsets_commit_timeout_ms);
+        self.wait_replicated_within(&partition, &log, appended.last_offset, generation, timeout)
             .await
             .map_err(|code| match code {
                 ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => {

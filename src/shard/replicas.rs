@@ -574,11 +574,25 @@ impl Shard {
         last_offset: Offset,
         generation: Option<u64>,
     ) -> Result<(), ErrorCode> {
+        let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
+        self.wait_replicated_within(partition, log, last_offset, generation, timeout)
+            .await
+    }
+
+    /// `wait_replicated` with its own bound (the group coordinator's
+    /// `group.offsets_commit_timeout_ms`).
+    pub(super) async fn wait_replicated_within(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        last_offset: Offset,
+        generation: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(), ErrorCode> {
         let Some(generation) = generation else {
             return Ok(());
         };
         let still_leading = || self.replicas.leader_generation(partition) == Some(generation);
-        let timeout = Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
         let deadline = std::time::Instant::now() + timeout;
         // Woken by the high watermark; re-checks leadership every `LEADERSHIP_CHECK`, so a
         // leader that lost the partition answers then (as Kafka completes delayed produces on

@@ -58,8 +58,13 @@ pub fn handle(
                     })
                     .collect()
             });
-            match fetch(&shard, &request.group_id.0, wanted.clone(), request.require_stable)
-                .await?
+            match fetch(
+                &shard,
+                &request.group_id.0,
+                wanted.clone(),
+                request.require_stable,
+            )
+            .await?
             {
                 Ok(offsets) => response.topics = by_topic(offsets),
                 // v0 and v1 have no group-level error field (the encoder drops it): as Kafka,
