@@ -60,6 +60,12 @@ impl Shard {
                         tracing::warn!(shard = %self.id, %partition, %error, "cannot checkpoint the recovery point")
                     }
                 }
+                match log.checkpoint_high_watermark().await {
+                    Ok(()) | Err(StorageError::Closed) => {}
+                    Err(error) => {
+                        tracing::warn!(shard = %self.id, %partition, %error, "cannot checkpoint the high watermark")
+                    }
+                }
             }
         }
     }

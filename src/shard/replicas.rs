@@ -206,13 +206,16 @@ fn partition_state(partition: &ClusterPartition) -> PartitionState {
 }
 
 /// The high watermark a new role starts from: the replicated one this log was given since it
-/// opened (a role change on a live replica), else the log start offset. After a restart the
-/// local high watermark is the flushed log end, which may hold records the ISR never had; as
-/// Kafka without a high-watermark checkpoint, the ISR's fetches move it up from the start
-/// (an ISR of one at once). Consumers never see a record that was not committed.
+/// opened (a role change on a live replica), else the one in its high-watermark checkpoint
+/// (after a restart: every offset below it was committed when it was written, as Kafka's
+/// `replication-offset-checkpoint`), else the log start offset. Never the local high
+/// watermark of a freshly opened log, its flushed log end, which may hold records the ISR
+/// never had. Consumers never see a record that was not committed.
 fn committed_high_watermark(log: &PartitionLog) -> i64 {
     log.replicated_high_watermark()
+        .or_else(|| log.checkpointed_high_watermark())
         .unwrap_or_else(|| log.log_start_offset())
+        .max(log.log_start_offset())
         .value()
 }
 

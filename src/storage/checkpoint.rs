@@ -1,6 +1,7 @@
 //! Small per-partition metadata files: the log start offset checkpoint, the recovery point
-//! checkpoint (every offset below it was synced), the leader-epoch checkpoint (Kafka's text
-//! format), and the clean-shutdown marker.
+//! checkpoint (every offset below it was synced), the high-watermark checkpoint of a
+//! replicated partition (every offset below it was committed), the leader-epoch checkpoint
+//! (Kafka's text format), and the clean-shutdown marker.
 //!
 //! Owns: these formats. May import: `super::io`, `crate::model::leader_epochs` (the leader
 //! epoch cache and its text codec).
@@ -17,6 +18,8 @@ pub(crate) const LOG_START_FILE: &str = "log-start-offset.checkpoint";
 /// Kafka's `recovery-point-offset-checkpoint`, per partition: offsets below it were synced.
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset.checkpoint";
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// Kafka's `replication-offset-checkpoint`, per partition: the replicated high watermark.
+pub(crate) const HIGH_WATERMARK_FILE: &str = "replication-offset.checkpoint";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 const VERSION: &str = "0";
 
@@ -49,6 +52,14 @@ pub(crate) async fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), 
 
 pub(crate) async fn read_recovery_point(dir: &Path) -> Result<Option<i64>, StorageError> {
     read_offset(dir, RECOVERY_POINT_FILE).await
+}
+
+pub(crate) async fn write_high_watermark(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    write_offset(dir, HIGH_WATERMARK_FILE, offset).await
+}
+
+pub(crate) async fn read_high_watermark(dir: &Path) -> Result<Option<i64>, StorageError> {
+    read_offset(dir, HIGH_WATERMARK_FILE).await
 }
 
 async fn write_offset(dir: &Path, name: &str, offset: i64) -> Result<(), StorageError> {

@@ -16,7 +16,7 @@ use super::scrub::{self, ScrubStats};
 use super::state::{LogState, LogStats};
 use super::stats::StorageStats;
 use super::txn_state::{self, AbortedTransaction, ProducerInfo};
-use super::{flusher, reader, recovery, retention};
+use super::{checkpoint, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
 use crate::model::{Compression, Offset, TimestampType};
 use bytes::Bytes;
@@ -256,6 +256,34 @@ impl PartitionLog {
         flusher::advance_recovery_point(&self.state, self.state.synced.get())
             .await
             .map(Offset)
+    }
+
+    /// Writes the replicated high watermark to the high-watermark checkpoint if it changed
+    /// since the last one (Kafka's `replication-offset-checkpoint`). Nothing for a partition
+    /// that is not replicated.
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), StorageError> {
+        let state = &self.state;
+        let Some(high_watermark) = state.replicated_high_watermark.get() else {
+            return Ok(());
+        };
+        let Ok(_permit) = state.meta_lock.acquire_permit(1).await else {
+            return Err(StorageError::Closed);
+        };
+        let high_watermark = high_watermark.min(state.log_end.get());
+        if state.high_watermark_checkpoint.get() != Some(high_watermark) {
+            checkpoint::write_high_watermark(&state.dir, high_watermark).await?;
+            state.high_watermark_checkpoint.set(Some(high_watermark));
+        }
+        Ok(())
+    }
+
+    /// The high watermark last checkpointed (read at open), capped by the log end: every
+    /// offset below it was committed when it was written.
+    pub fn checkpointed_high_watermark(&self) -> Option<Offset> {
+        self.state
+            .high_watermark_checkpoint
+            .get()
+            .map(|offset| Offset(offset.min(self.state.log_end.get())))
     }
 
     /// Re-reads every finished segment and checks each batch (length, magic, CRC-32C) at

@@ -184,11 +184,15 @@ pub(crate) async fn recover(
             "partition log recovered"
         );
     }
+    let high_watermark_checkpoint = checkpoint::read_high_watermark(dir)
+        .await?
+        .map(|offset| offset.clamp(log_start, log_end));
     Ok(Recovered {
         segments,
         cursor,
         log_start,
         recovery_point: floor.offset.min(log_end),
+        high_watermark_checkpoint,
         leader_epochs,
         producers,
         txns,
@@ -523,6 +527,11 @@ async fn finalize(state: &LogState) -> Result<(), StorageError> {
     checkpoint::write_leader_epochs(&state.dir, &epochs).await?;
     checkpoint::write_recovery_point(&state.dir, log_end).await?;
     state.recovery_point.set(log_end);
+    if let Some(high_watermark) = state.replicated_high_watermark.get() {
+        let high_watermark = high_watermark.min(log_end);
+        checkpoint::write_high_watermark(&state.dir, high_watermark).await?;
+        state.high_watermark_checkpoint.set(Some(high_watermark));
+    }
     let marker = checkpoint::path(&state.dir, CLEAN_SHUTDOWN_FILE);
     io::write_file_atomically(&marker, format!("0\n{log_end}\n").into_bytes()).await
 }

@@ -128,6 +128,9 @@ pub(crate) struct LogState {
     pub stats: Cell<LogStats>,
     /// The recovery point last checkpointed: every offset below it was synced.
     pub recovery_point: Cell<i64>,
+    /// The replicated high watermark in the checkpoint file (read at open, then the last
+    /// written): what a replica's first role after a restart starts from.
+    pub high_watermark_checkpoint: Cell<Option<i64>>,
     /// Known CRC-corrupt (or unreadable) batches, as (segment base offset, byte position):
     /// found at open, by the scrub or by a read. Never served.
     pub corrupt: RefCell<BTreeSet<(i64, u64)>>,
@@ -181,6 +184,9 @@ pub(crate) struct Recovered {
     pub log_start: i64,
     /// The recovery point on disk (at most the log end).
     pub recovery_point: i64,
+    /// The replicated high watermark checkpointed by a replica of a cluster partition
+    /// (within the log's offsets), if any.
+    pub high_watermark_checkpoint: Option<i64>,
     pub leader_epochs: LeaderEpochCache,
     pub producers: ProducerStateMap,
     pub txns: TxnState,
@@ -289,6 +295,7 @@ impl LogState {
             log_end_moved: Signal::default(),
             stats: Cell::new(LogStats::default()),
             recovery_point: Cell::new(recovered.recovery_point),
+            high_watermark_checkpoint: Cell::new(recovered.high_watermark_checkpoint),
             corrupt: RefCell::new(recovered.corrupt.into_iter().collect()),
             shard_stats,
             cleaner: RefCell::default(),

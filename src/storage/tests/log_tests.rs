@@ -785,3 +785,47 @@ fn a_replicated_high_watermark_caps_what_consumers_see() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn the_replicated_high_watermark_is_checkpointed_and_read_back_at_open() {
+    run(|| async {
+        let dir = temp_dir();
+        let config = small_config();
+        let log = open(dir.path(), &config, &cache()).await;
+        assert_eq!(
+            log.checkpointed_high_watermark(),
+            None,
+            "a new log has none"
+        );
+        let appended = log.append(batch_of(5, 100, 1, b'a'), 0, 0).await.unwrap();
+        log.wait_synced(appended.last_offset).await.unwrap();
+        log.checkpoint_high_watermark().await.unwrap();
+        assert_eq!(
+            log.checkpointed_high_watermark(),
+            None,
+            "not replicated: nothing"
+        );
+        log.set_replicated_high_watermark(Offset(3));
+        log.checkpoint_high_watermark().await.unwrap();
+        // A crash (no close): the periodic checkpoint is what the next open knows.
+        drop(log);
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        let log = open(dir.path(), &config, &cache()).await;
+        assert_eq!(log.checkpointed_high_watermark(), Some(Offset(3)));
+        assert_eq!(
+            log.replicated_high_watermark(),
+            None,
+            "no role given it yet"
+        );
+        // A clean close writes the current one; truncation caps what is reported.
+        log.set_replicated_high_watermark(Offset(5));
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(dir.path(), &config, &cache()).await;
+        assert_eq!(log.checkpointed_high_watermark(), Some(Offset(5)));
+        let cut = log.truncate_to(Offset(2)).await.unwrap();
+        assert_eq!(cut, Offset(0), "the whole batch holding offset 2 goes");
+        assert_eq!(log.checkpointed_high_watermark(), Some(cut));
+        log.close().await.unwrap();
+    });
+}
