@@ -122,12 +122,31 @@ def kp_take(bootstrap: str, topic: str, group: str, count: int) -> list[str]:
     return taken
 
 
-def test_committed_offsets_survive_coordinator_kills(cluster):
+def replicated_topic(cluster, prefix: str, partitions: int) -> str:
+    """A new RF=3 topic, once the cluster has converged and every node shows it."""
     nodes = list(cluster.nodes.values())
     wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
-    topic = unique_topic("groupfailover")
-    create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
-    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+    topic = unique_topic(prefix)
+    create_topic(cluster.nodes[1].bootstrap, topic, partitions, 3)
+    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, partitions))
+    return topic
+
+
+def kill_coordinator(cluster, group: str, coordinator: int) -> tuple[int, list]:
+    """kill -9 of the group's coordinator; the survivor that took the group over, and the
+    survivors."""
+    cluster.nodes[coordinator].kill9()
+    survivors = [node for node_id, node in cluster.nodes.items() if node_id != coordinator]
+    taken_over = wait_for("a survivor took over the group",
+                          lambda: settled_coordinator(survivors, group,
+                                                      sorted(set(cluster.nodes) - {coordinator})))
+    assert taken_over != coordinator
+    return taken_over, survivors
+
+
+def test_committed_offsets_survive_coordinator_kills(cluster):
+    nodes = list(cluster.nodes.values())
+    topic = replicated_topic(cluster, "groupfailover", 3)
     everyone = ",".join(node.bootstrap for node in nodes)
     produce(everyone, topic, RECORDS)
     group = f"failover-{uuid.uuid4().hex[:8]}"
@@ -136,12 +155,7 @@ def test_committed_offsets_survive_coordinator_kills(cluster):
     seen = ck_take(everyone, topic, group, STEP)
     first = wait_for("the group's coordinator is its offsets partition's leader",
                      lambda: settled_coordinator(nodes, group, [1, 2, 3]))
-    cluster.nodes[first].kill9()
-    survivors = [node for node_id, node in cluster.nodes.items() if node_id != first]
-    second = wait_for("a survivor took over the group",
-                      lambda: settled_coordinator(survivors, group,
-                                                  sorted(set(cluster.nodes) - {first})))
-    assert second != first
+    second, survivors = kill_coordinator(cluster, group, first)
     seen += kp_take(",".join(node.bootstrap for node in survivors), topic, group, STEP)
 
     # (c) the killed node returns to the offsets partition's ISR; the second coordinator is
@@ -150,12 +164,7 @@ def test_committed_offsets_survive_coordinator_kills(cluster):
     wait_for("the restarted node rejoined", lambda: agreed_view(nodes, {1, 2, 3}))
     wait_for("the restarted node is back in the offsets partition's ISR",
              lambda: settled_coordinator(nodes, group, [1, 2, 3]))
-    cluster.nodes[second].kill9()
-    survivors = [node for node_id, node in cluster.nodes.items() if node_id != second]
-    third = wait_for("another survivor took over the group",
-                     lambda: settled_coordinator(survivors, group,
-                                                 sorted(set(cluster.nodes) - {second})))
-    assert third != second
+    _, survivors = kill_coordinator(cluster, group, second)
     lines = java("groupconsume", ",".join(node.bootstrap for node in survivors), topic, group,
                  str(STEP), "90000")
     assert ["COMMITTED", str(STEP)] in lines
@@ -220,10 +229,7 @@ def test_a_live_group_keeps_consuming_through_a_coordinator_kill(cluster):
     and keep consuming, every record is consumed, and once they close the committed offsets
     (read back through the new coordinator) are the partitions' log ends."""
     nodes = list(cluster.nodes.values())
-    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
-    topic = unique_topic("livegroup")
-    create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
-    wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+    topic = replicated_topic(cluster, "livegroup", 3)
     everyone = ",".join(node.bootstrap for node in nodes)
     group = f"live-{uuid.uuid4().hex[:8]}"
     seen: set[str] = set()
@@ -235,8 +241,7 @@ def test_a_live_group_keeps_consuming_through_a_coordinator_kill(cluster):
              timeout_s=60)
     coordinator = wait_for("the group's coordinator is its offsets partition's leader",
                            lambda: settled_coordinator(nodes, group, [1, 2, 3]))
-    cluster.nodes[coordinator].kill9()
-    survivors = [node for node_id, node in cluster.nodes.items() if node_id != coordinator]
+    _, survivors = kill_coordinator(cluster, group, coordinator)
     # The second half: values v300.. (the helper numbers from 0, so shift them).
     more = ",".join(node.bootstrap for node in survivors)
     producer = Producer({"bootstrap.servers": more, "acks": "all", "enable.idempotence": True})
@@ -267,11 +272,7 @@ def test_a_data_dir_with_its_own_offsets_topic_stops_instead_of_hanging_groups(r
         single.start()
         single.stop()
         cluster.start()
-        nodes = list(cluster.nodes.values())
-        wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
-        topic = unique_topic("ownoffsets")
-        create_topic(cluster.nodes[1].bootstrap, topic, 3, 3)
-        wait_for("every node shows the topic", lambda: same_everywhere(nodes, topic, 3))
+        topic = replicated_topic(cluster, "ownoffsets", 3)
         others = ",".join(cluster.nodes[n].bootstrap for n in (1, 2))
         produce(others, topic, STEP)
         taken = ck_take(others, topic, f"own-{uuid.uuid4().hex[:8]}", STEP)
