@@ -385,7 +385,11 @@ impl Shard {
     }
 
     /// Delivers effects in order: persistence completes before later responses go out.
+    /// A group whose metadata could not be written gets that error in the SyncGroup answers
+    /// that follow (as Kafka's coordinator does), not an assignment the log does not hold:
+    /// its members look for the coordinator again and rejoin.
     async fn run_group_effects(self: &Rc<Self>, effects: Vec<Effect>) {
+        let mut not_persisted: HashMap<String, ErrorCode> = HashMap::new();
         for effect in effects {
             match effect {
                 Effect::CompleteJoin { token, outcome } => {
@@ -399,6 +403,13 @@ impl Shard {
                 }
                 Effect::CompleteSync { token, outcome } => {
                     let waiter = self.coordinator.sync_waiters.borrow_mut().remove(&token);
+                    let outcome = match waiter
+                        .as_ref()
+                        .and_then(|(group, _)| not_persisted.get(group))
+                    {
+                        Some(code) => SyncOutcome::error(*code),
+                        None => outcome,
+                    };
                     let error = outcome.error;
                     if waiter.is_none_or(|(_, waiter)| waiter.send(outcome).is_err()) {
                         tracing::info!(shard = %self.id, token, ?error, "SyncGroup answer dropped: its request is no longer waiting");
@@ -416,6 +427,7 @@ impl Shard {
                         .await
                     {
                         tracing::error!(shard = %self.id, group = %snapshot.group_id, ?error, "cannot persist group metadata");
+                        not_persisted.insert(snapshot.group_id.clone(), error);
                     }
                 }
             }
