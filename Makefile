@@ -319,10 +319,12 @@ bench-cluster-failover: venv build
 REPLICATION_ROUNDS ?= 10
 REPLICATION_RECORDS ?= 200000
 REPLICATION_REPEATS ?= 3
+REPLICATION_GROUP_ROUNDS ?= 5
 .PHONY: bench-replication
 bench-replication: venv build
 	$(VENV_PY) bench-harness/cluster/replication.py --rounds $(REPLICATION_ROUNDS) \
-	  --records $(REPLICATION_RECORDS) --repeats $(REPLICATION_REPEATS)
+	  --records $(REPLICATION_RECORDS) --repeats $(REPLICATION_REPEATS) \
+	  --group-rounds $(REPLICATION_GROUP_ROUNDS)
 
 # Issue 15's closing figures: metadata snapshot size and catch-up time for 10,000 partitions.
 .PHONY: bench-metadata-snapshot

@@ -28,12 +28,20 @@
    Then the killed node restarts; the time until it is back in the ISR is reported too, and
    the next round starts once partition 0's ISR is [1, 2, 3]. Median, min and max.
 
+5. Group coordinator kill -9 to first acknowledged offset commit, `--group-rounds` rounds:
+   a confluent-kafka consumer of group G (assigned partition 0 of an RF=3 topic, so a
+   simple consumer: no rebalance in the figure) commits once; once the leader of G's
+   `__consumer_offsets` partition is the coordinator every node names and its ISR is full,
+   kill -9 it and commit again (commit(asynchronous=False), retried on each error) until
+   one is acknowledged. The first figure is the time to that commit; then the node restarts
+   and the next round waits for the full ISR again. Median, min and max.
+
 The figures are noisy on a shared machine: compare the ratios measured within one run.
 
 Run: make bench-replication [REPLICATION_ROUNDS=10 REPLICATION_RECORDS=200000
-REPLICATION_REPEATS=3], or on a binary built elsewhere (no cargo), with the options and
-defaults --rounds 10 --records 200000 --repeats 3 --window 5000 --paced-records 2000
---paced-rate 1000:
+REPLICATION_REPEATS=3 REPLICATION_GROUP_ROUNDS=5], or on a binary built elsewhere (no
+cargo), with the options and defaults --rounds 10 --records 200000 --repeats 3 --window 5000
+--paced-records 2000 --paced-rate 1000 --group-rounds 5:
   SHARDLOG_BIN=/path/to/shardlog target/venv/bin/python bench-harness/cluster/replication.py
 """
 
@@ -50,7 +58,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "python"))
 
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer  # noqa: E402
+from confluent_kafka import TopicPartition as CkTopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import batch_wire  # noqa: E402
@@ -61,6 +70,7 @@ from test_cluster import (HEARTBEAT_INTERVAL_MS, SESSION_TIMEOUT_MS, Cluster,  #
                           agreed_view, metadata_v1, wait_for)
 from test_cluster_leader_epochs import leader_and_epoch, partition_zero  # noqa: E402
 from test_cluster_topics import same_everywhere  # noqa: E402
+from test_group_coordinator_failover import settled_coordinator  # noqa: E402
 
 VALUE_BYTES = 1024
 WARMUP_RECORDS = 100
@@ -365,6 +375,44 @@ def leader_kill_round(cluster: Cluster, topic: str) -> Round:
                  rejoin_s)
 
 
+def commit_once(consumer: Consumer, topic: str, offset: int) -> str | None:
+    """One synchronous commit of partition 0 at `offset`: None, or the error."""
+    try:
+        consumer.commit(offsets=[CkTopicPartition(topic, 0, offset)], asynchronous=False)
+    except KafkaException as error:
+        return error.args[0].name()
+    return None
+
+
+def group_coordinator_round(cluster: Cluster, topic: str, group: str, index: int) -> dict:
+    """kill -9 of group's coordinator to its first acknowledged commit (section 5)."""
+    nodes = list(cluster.nodes.values())
+    wait_for("all 3 nodes registered", lambda: agreed_view(nodes, {1, 2, 3}), ISR_TIMEOUT_S)
+    everyone = ",".join(node.bootstrap for node in nodes)
+    consumer = Consumer({"bootstrap.servers": everyone, "group.id": group,
+                         "enable.auto.commit": False})
+    consumer.assign([CkTopicPartition(topic, 0, 0)])
+    wait_for("a first commit", lambda: commit_once(consumer, topic, 2 * index + 1) is None,
+             FAILOVER_TIMEOUT_S)
+    coordinator = wait_for("the coordinator settled with the full ISR",
+                           lambda: settled_coordinator(nodes, group, [1, 2, 3]), ISR_TIMEOUT_S)
+    cluster.nodes[coordinator].kill9()
+    started = time.monotonic()
+    errors: set[str] = set()
+    while True:
+        error = commit_once(consumer, topic, 2 * index + 2)
+        if error is None:
+            break
+        errors.add(error)
+        if time.monotonic() - started > FAILOVER_TIMEOUT_S:
+            raise SystemExit(f"no commit acknowledged within {FAILOVER_TIMEOUT_S}s: {errors}")
+        time.sleep(RETRY_PAUSE_S)
+    commit_s = time.monotonic() - started
+    consumer.close()
+    cluster.nodes[coordinator].start()
+    return {"killed": coordinator, "commit_s": commit_s, "errors": errors}
+
+
 def spread(values: list[float]) -> str:
     return (f"median {statistics.median(values) * 1000:.0f} ms, min {min(values) * 1000:.0f} "
             f"ms, max {max(values) * 1000:.0f} ms")
@@ -380,6 +428,8 @@ def main() -> None:
     parser.add_argument("--paced-records", type=int, default=2000)
     parser.add_argument("--paced-rate", type=float, default=1000.0, help="records/s")
     parser.add_argument("--rounds", type=int, default=10, help="leader kill rounds")
+    parser.add_argument("--group-rounds", type=int, default=5,
+                        help="group coordinator kill rounds")
     args = parser.parse_args()
 
     cluster = Cluster("bench-replication")
@@ -401,7 +451,8 @@ def main() -> None:
                 run = throughput_run(cluster, leader, replication, args)
                 runs.append(run)
                 print(f"repeat {repeat + 1} {describe(run)}", flush=True)
-        summarize(runs)
+        if runs:
+            summarize(runs)
 
         if args.rounds:
             topic = unique_topic("failover")
@@ -433,6 +484,22 @@ def main() -> None:
                 both = [r.raw_s for r in rounds if r.killed_controller]
                 print(f"  raw, leader alone killed: {spread(alone)} ({len(alone)} rounds); "
                       f"leader and controller: {spread(both)} ({len(both)} rounds)")
+        if args.group_rounds:
+            topic = unique_topic("groups")
+            admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+            admin.create_topics([NewTopic(topic, 1, 3)], operation_timeout=ADMIN_TIMEOUT_S)[
+                topic].result(timeout=ADMIN_TIMEOUT_S + 10)
+            group = unique_topic("bench-group")
+            print(f"\ngroup coordinator kill -9 rounds (group {group})", flush=True)
+            commits = []
+            for index in range(args.group_rounds):
+                found = group_coordinator_round(cluster, topic, group, index)
+                commits.append(found["commit_s"])
+                print(f"round {index + 1}: killed coordinator {found['killed']}; commit "
+                      f"acknowledged after {found['commit_s'] * 1000:.0f} ms (errors seen "
+                      f"{sorted(found['errors'])})", flush=True)
+            print(f"group coordinator kill -9 to first acknowledged commit: {spread(commits)} "
+                  f"over {len(commits)} rounds")
     except BaseException:
         for node in cluster.nodes.values():
             print(f"==== node {node.bootstrap} ====\n{node.stderr_tail(20)}")
