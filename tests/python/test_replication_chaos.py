@@ -35,6 +35,11 @@ Afterwards, with every fault healed and the producers flushed:
       there twice;
   (2) everything the background consumer was served is still there at the same offset (no
       record a consumer saw disappears or changes);
+  (2b) the background consumer also commits its positions to its group (asynchronously,
+      after each batch; the group's coordinator is the leader of its `__consumer_offsets`
+      partition, RF=3, through the same faults): the group's committed offset of each
+      partition, read back at the end, is at least the last commit acknowledged and at most
+      the last one sent (no acknowledged commit is lost);
   (3) the three brokers are stopped (SIGTERM) and their partition directories compared: the
       record batches (Kafka v2 framing, zero padding ends a segment) below the smallest log
       end are byte-identical across replicas, the log ends are equal, and every offset below
@@ -329,11 +334,16 @@ class Watcher(threading.Thread):
     def __init__(self, bootstrap: str, topic: str, timeline: Timeline):
         super().__init__(daemon=True, name="chaos-watcher")
         self.topic, self.timeline = topic, timeline
+        self.group = f"chaos-watcher-{uuid.uuid4().hex[:8]}"
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "client.id": "chaos-watcher",
-            "group.id": f"chaos-watcher-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+            "group.id": self.group, "enable.auto.commit": False,
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-            "enable.partition.eof": False})
+            "enable.partition.eof": False, "on_commit": self._on_commit})
+        # (2b) offsets committed (sent) and acknowledged, per partition: the highest of each.
+        self.commit_sent = {p: -1 for p in range(PARTITIONS)}
+        self.commit_acked = {p: -1 for p in range(PARTITIONS)}
+        self.commit_errors: Counter = Counter()
         self.seen: dict[int, dict[int, tuple[bytes, float]]] = {p: {} for p in range(PARTITIONS)}
         self.next_offset = {p: 0 for p in range(PARTITIONS)}  # past the highest offset served
         self.changed: list[str] = []
@@ -342,11 +352,31 @@ class Watcher(threading.Thread):
         self.stopping = threading.Event()
         self.crashed: BaseException | None = None
 
+    def _on_commit(self, error, partitions) -> None:
+        if error is not None:
+            self.commit_errors[str(error)] += 1
+            return
+        for tp in partitions:
+            if tp.error is None:
+                self.commit_acked[tp.partition] = max(self.commit_acked[tp.partition], tp.offset)
+            else:
+                self.commit_errors[str(tp.error)] += 1
+
+    def _commit(self) -> None:
+        """Commits every position that moved since the last commit (asynchronously)."""
+        moved = [TopicPartition(self.topic, p, offset) for p, offset in self.next_offset.items()
+                 if offset > self.commit_sent[p]]
+        if moved:
+            for tp in moved:
+                self.commit_sent[tp.partition] = tp.offset
+            self.consumer.commit(offsets=moved, asynchronous=True)
+
     def run(self) -> None:
         try:
             self.consumer.assign([TopicPartition(self.topic, p, 0) for p in range(PARTITIONS)])
             last = {p: -1 for p in range(PARTITIONS)}
             while not self.stopping.is_set():
+                self._commit()
                 for msg in self.consumer.consume(num_messages=1000, timeout=0.5):
                     if msg.error():
                         if len(self.errors) < 1000:
@@ -374,6 +404,27 @@ class Watcher(threading.Thread):
         self.stopping.set()
         self.join(30)
         assert not self.is_alive(), "the watcher thread did not stop"
+
+
+def check_commits(bootstrap: str, watcher: Watcher) -> list[str]:
+    """(2b): the watcher's group has, per partition, a committed offset between its last
+    acknowledged commit and its last one sent."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": watcher.group,
+                         "client.id": "chaos-commits", "enable.auto.commit": False})
+    try:
+        committed = {tp.partition: tp.offset for tp in consumer.committed(
+            [TopicPartition(watcher.topic, p) for p in range(PARTITIONS)], timeout=60)}
+    finally:
+        consumer.close()
+    problems = []
+    for p in range(PARTITIONS):
+        acked, sent = watcher.commit_acked[p], watcher.commit_sent[p]
+        if not acked <= committed[p] <= max(sent, acked):
+            problems.append(f"partition {p}: committed offset {committed[p]}, but the last "
+                            f"commit acknowledged was {acked} and the last sent {sent}")
+    if all(watcher.commit_acked[p] < 0 for p in range(PARTITIONS)):
+        problems.append(f"no offset commit was acknowledged: {dict(watcher.commit_errors)}")
+    return problems
 
 
 def read_everything(bootstrap: str, topic: str) -> tuple[dict[int, list[tuple[int, bytes]]],
@@ -985,9 +1036,12 @@ def run_chaos(cluster: ChaosCluster, names: list[str], cycles: int, seed: int) -
         watcher.finish()
         assert watcher.crashed is None, repr(watcher.crashed)
         problems += check_reads(producers, watcher, final)
+        problems += check_commits(leader_bootstrap, watcher)
         timeline.note(f"read back: {high_watermarks} records per partition; watcher saw "
                       f"{ {p: len(s) for p, s in watcher.seen.items()} }, rewinds "
-                      f"{len(watcher.rewinds)}, errors {len(watcher.errors)}")
+                      f"{len(watcher.rewinds)}, errors {len(watcher.errors)}; commits "
+                      f"acknowledged up to {watcher.commit_acked}, sent up to "
+                      f"{watcher.commit_sent}, failed {dict(watcher.commit_errors)}")
         # (3) stop every broker cleanly and compare their logs on disk.
         for node in nodes:
             node.stop()
