@@ -260,7 +260,12 @@ impl Shard {
                 let _ = reply.send(self.describe_group(&group_id));
             }
             GroupOp::List { reply } => {
-                let _ = reply.send(self.list_groups());
+                let error = if self.offsets_partitions_loading() {
+                    ErrorCode::CoordinatorLoadInProgress
+                } else {
+                    ErrorCode::None
+                };
+                let _ = reply.send((self.list_groups(), error));
             }
             GroupOp::Delete { group_id, reply } => {
                 let _ = reply.send(self.delete_group(&group_id).await);
@@ -390,6 +395,19 @@ impl Shard {
     /// its members look for the coordinator again and rejoin.
     async fn run_group_effects(self: &Rc<Self>, effects: Vec<Effect>) {
         let mut not_persisted: HashMap<String, ErrorCode> = HashMap::new();
+        // The generation each group's partition was served under when these effects were
+        // computed: a snapshot is not written after a reload (it would overwrite newer
+        // state in the log).
+        let computed_under: HashMap<String, Option<u64>> = effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Persist(snapshot) => Some((
+                    snapshot.group_id.clone(),
+                    self.group_serving_generation(&snapshot.group_id),
+                )),
+                _ => None,
+            })
+            .collect();
         for effect in effects {
             match effect {
                 Effect::CompleteJoin { token, outcome } => {
@@ -416,6 +434,12 @@ impl Shard {
                     }
                 }
                 Effect::Persist(snapshot) => {
+                    let generation = computed_under.get(&snapshot.group_id).copied().flatten();
+                    if self.group_serving_generation(&snapshot.group_id) != generation {
+                        tracing::info!(shard = %self.id, group = %snapshot.group_id, "group metadata not written: its partition was reloaded since");
+                        not_persisted.insert(snapshot.group_id.clone(), ErrorCode::NotCoordinator);
+                        continue;
+                    }
                     let key = records::group_key(&snapshot.group_id);
                     let value = records::group_value(&snapshot, now_ms());
                     let record = NewRecord {

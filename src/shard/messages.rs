@@ -203,8 +203,10 @@ pub enum GroupOp {
         group_id: String,
         reply: Reply<GroupDescription>,
     },
+    /// The groups this shard coordinates, and COORDINATOR_LOAD_IN_PROGRESS while one of its
+    /// `__consumer_offsets` partitions is still loading (its groups are not listed yet).
     List {
-        reply: Reply<Vec<GroupListing>>,
+        reply: Reply<(Vec<GroupListing>, ErrorCode)>,
     },
     Delete {
         group_id: String,

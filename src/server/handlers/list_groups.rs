@@ -42,7 +42,13 @@ pub fn handle(
         });
         let mut response = ListGroupsResponse::default();
         for listed in futures::future::join_all(calls).await {
-            for group in listed? {
+            let (groups, error) = listed?;
+            // As Kafka: the groups found so far, with COORDINATOR_LOAD_IN_PROGRESS while a
+            // partition's groups are still loading.
+            if error.is_error() {
+                response.error_code = error.code();
+            }
+            for group in groups {
                 let state = group.state.kafka_name();
                 if !states.is_empty() && !states.contains(&state.to_lowercase()) {
                     continue;

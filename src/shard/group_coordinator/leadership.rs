@@ -74,7 +74,7 @@ fn refuse(op: GroupOp, code: ErrorCode) {
             protocol_name: String::new(),
             members: Vec::new(),
         }),
-        GroupOp::List { reply } => reply.send(Vec::new()),
+        GroupOp::List { reply } => reply.send((Vec::new(), code)),
     };
 }
 
@@ -105,6 +105,29 @@ impl Shard {
                 refuse(op, code);
                 None
             }
+        }
+    }
+
+    /// Whether one of this shard's `__consumer_offsets` partitions is loading.
+    pub(in crate::shard) fn offsets_partitions_loading(&self) -> bool {
+        self.coordinator
+            .served
+            .borrow()
+            .values()
+            .any(|served| matches!(served, Served::Loading { .. }))
+    }
+
+    /// Cluster mode: the leader-role generation under which this shard serves `group_id`'s
+    /// partition now (`None`: not served, or single-broker mode). A group write computed
+    /// under one generation is not written under another (the partition was reloaded).
+    pub(in crate::shard) fn group_serving_generation(&self, group_id: &str) -> Option<u64> {
+        if !self.coordinators_follow_leadership() {
+            return None;
+        }
+        let partition = self.group_coordinator_partition(group_id);
+        match self.coordinator.served.borrow().get(&partition.partition) {
+            Some(Served::Serving { generation }) => Some(*generation),
+            _ => None,
         }
     }
 
