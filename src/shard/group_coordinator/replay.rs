@@ -229,3 +229,118 @@ impl Shard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::CommittedOffset;
+    use crate::model::records::{BatchOrigin, NewRecord, encode_batch_from, encode_control_batch};
+
+    const PRODUCER: i64 = 7;
+
+    fn committed(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 1,
+        }
+    }
+
+    /// Feeds one encoded batch to `replayed` as the replay does.
+    fn feed(replayed: &mut Replayed, batch: &[u8]) {
+        let header = RecordBatchHeader::view(batch).expect("a batch header");
+        replayed.batch(header, read_records(batch).expect("readable records"));
+    }
+
+    fn commit(group: &str, partition: i32, offset: Option<i64>, origin: BatchOrigin) -> Vec<u8> {
+        let key = records::commit_key(group, "orders", partition);
+        let value = offset.map(|offset| records::commit_value(&committed(offset)));
+        let record = NewRecord {
+            key: Some(&key),
+            value: value.as_deref(),
+        };
+        encode_batch_from(&[record], 1, origin)
+    }
+
+    fn transactional() -> BatchOrigin {
+        BatchOrigin {
+            producer_id: PRODUCER,
+            producer_epoch: 0,
+            base_sequence: -1,
+            transactional: true,
+            control: false,
+        }
+    }
+
+    fn offset_of(replayed: &Replayed, group: &str, partition: i32) -> Option<i64> {
+        replayed
+            .offsets
+            .get(group)
+            .and_then(|offsets| offsets.get(&("orders".to_string(), partition)))
+            .map(|value| value.offset)
+    }
+
+    #[test]
+    fn the_last_commit_wins_and_a_tombstone_removes_it() {
+        let mut replayed = Replayed::default();
+        feed(&mut replayed, &commit("g", 0, Some(5), BatchOrigin::NONE));
+        feed(&mut replayed, &commit("g", 0, Some(9), BatchOrigin::NONE));
+        feed(&mut replayed, &commit("g", 1, Some(3), BatchOrigin::NONE));
+        assert_eq!(offset_of(&replayed, "g", 0), Some(9));
+        feed(&mut replayed, &commit("g", 0, None, BatchOrigin::NONE));
+        assert_eq!(offset_of(&replayed, "g", 0), None);
+        assert_eq!(offset_of(&replayed, "g", 1), Some(3));
+        feed(&mut replayed, &commit("g", 1, None, BatchOrigin::NONE));
+        assert!(
+            !replayed.offsets.contains_key("g"),
+            "an emptied group is dropped"
+        );
+        assert_eq!(replayed.records, 5);
+    }
+
+    #[test]
+    fn transactional_offsets_wait_for_their_marker() {
+        let mut replayed = Replayed::default();
+        feed(&mut replayed, &commit("g", 0, Some(4), BatchOrigin::NONE));
+        feed(&mut replayed, &commit("g", 0, Some(8), transactional()));
+        assert_eq!(
+            offset_of(&replayed, "g", 0),
+            Some(4),
+            "pending until the marker"
+        );
+        assert!(replayed.pending_txn_offsets.contains_key(&PRODUCER));
+        feed(
+            &mut replayed,
+            &encode_control_batch(PRODUCER, 0, true, 0, 1),
+        );
+        assert_eq!(offset_of(&replayed, "g", 0), Some(8), "COMMIT applies them");
+        assert!(replayed.pending_txn_offsets.is_empty());
+        feed(&mut replayed, &commit("g", 0, Some(12), transactional()));
+        feed(
+            &mut replayed,
+            &encode_control_batch(PRODUCER, 0, false, 0, 1),
+        );
+        assert_eq!(offset_of(&replayed, "g", 0), Some(8), "ABORT drops them");
+        assert!(replayed.pending_txn_offsets.is_empty());
+        // A transaction still open at the end stays pending (its marker comes later).
+        feed(&mut replayed, &commit("g", 1, Some(2), transactional()));
+        assert!(replayed.pending_txn_offsets.contains_key(&PRODUCER));
+        assert_eq!(offset_of(&replayed, "g", 1), None);
+    }
+
+    #[test]
+    fn a_group_metadata_tombstone_is_replayed_as_none() {
+        let mut replayed = Replayed::default();
+        let key = records::group_key("g");
+        let tombstone = NewRecord {
+            key: Some(&key),
+            value: None,
+        };
+        feed(
+            &mut replayed,
+            &encode_batch_from(&[tombstone], 1, BatchOrigin::NONE),
+        );
+        assert!(matches!(replayed.snapshots.get("g"), Some(None)));
+    }
+}
