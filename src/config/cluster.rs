@@ -178,6 +178,12 @@ fn port_of(address: &str) -> Option<u16> {
 }
 
 impl ClusterConfig {
+    /// Cluster mode: this node is configured to join a metadata quorum (`controller_quorum`).
+    /// Fixed for the process; unlike the cluster view, known before anything is replayed.
+    pub fn cluster_mode(&self) -> bool {
+        self.controller_quorum.is_some()
+    }
+
     /// The quorum's voters, or `None` without `controller_quorum` (single-broker mode).
     pub fn quorum_voters(&self) -> Result<Option<Vec<QuorumVoter>>, ConfigError> {
         self.controller_quorum

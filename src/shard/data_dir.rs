@@ -536,7 +536,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
 /// the metadata log instead (created when the first group looks for its coordinator, copied
 /// here by `cluster_topics`), so it is not created as this broker's own.
 fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catalog, DataDirError> {
-    let cluster_mode = config.cluster.controller_quorum.is_some();
+    let cluster_mode = config.cluster.cluster_mode();
     let internal = [
         (OFFSETS_TOPIC, config.group.offsets_topic_partitions),
         (

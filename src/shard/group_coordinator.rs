@@ -98,11 +98,17 @@ impl GroupCoordinator {
 impl Shard {
     /// The `__consumer_offsets` partition holding `group_id`, and the shard owning it.
     pub fn group_coordinator_partition(&self, group_id: &str) -> TopicPartition {
-        let partitions = self
-            .catalog()
+        TopicPartition::new(
+            OFFSETS_TOPIC,
+            offsets_partition_for(group_id, self.offsets_topic_partitions()),
+        )
+    }
+
+    /// Partitions of `__consumer_offsets`: the catalog's, else the configured count.
+    fn offsets_topic_partitions(&self) -> i32 {
+        self.catalog()
             .topic(OFFSETS_TOPIC)
-            .map_or(self.config.group.offsets_topic_partitions, |t| t.partitions);
-        TopicPartition::new(OFFSETS_TOPIC, offsets_partition_for(group_id, partitions))
+            .map_or(self.config.group.offsets_topic_partitions, |t| t.partitions)
     }
 
     /// Runs a group operation on the coordinator shard of `group_id`.
@@ -488,10 +494,7 @@ impl Shard {
         // write completes on the high watermark (every ISR member has it), as Kafka's
         // coordinators append with acks=all.
         self.group_served_here(group_id)?;
-        let cluster_copy = self
-            .catalog()
-            .topic(OFFSETS_TOPIC)
-            .is_some_and(|meta| meta.cluster);
+        let cluster_copy = self.offsets_topic_copy_partitions().is_some();
         let leader_epoch = self
             .replicas
             .leader_epoch_for_append(&partition, cluster_copy)

@@ -266,6 +266,9 @@ impl PartitionLog {
         let Some(high_watermark) = state.replicated_high_watermark.get() else {
             return Ok(());
         };
+        if state.high_watermark_checkpoint.get() == Some(high_watermark.min(state.log_end.get())) {
+            return Ok(()); // unchanged: no lock, no write
+        }
         let Ok(_permit) = state.meta_lock.acquire_permit(1).await else {
             return Err(StorageError::Closed);
         };

@@ -98,9 +98,7 @@ fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCo
     match key_type {
         // The same test as the coordinator shards' (`controller_quorum` set), so a broker
         // never names itself for a group its shards will not serve.
-        KEY_TYPE_GROUP if shard.config.cluster.controller_quorum.is_some() => {
-            locate_group_leader(shard, key)
-        }
+        KEY_TYPE_GROUP if shard.config.cluster.cluster_mode() => locate_group_leader(shard, key),
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(this_broker()),
         _ => Err(ErrorCode::CoordinatorNotAvailable),
     }

@@ -79,10 +79,6 @@ fn refuse(op: GroupOp, code: ErrorCode) {
 }
 
 impl Shard {
-    fn coordinators_follow_leadership(&self) -> bool {
-        self.config.cluster.controller_quorum.is_some()
-    }
-
     /// Answers `op` with the error its group gets here and returns `None`, or gives it back
     /// to be served. Single-broker mode serves every group (the shard owns its partition).
     pub(in crate::shard) fn admit_group_op(&self, op: GroupOp) -> Option<GroupOp> {
@@ -108,6 +104,15 @@ impl Shard {
         }
     }
 
+    /// The partition count of the local copy of the metadata log's `__consumer_offsets`;
+    /// `None` while there is no such copy (or only this broker's own topic of that name).
+    pub(in crate::shard) fn offsets_topic_copy_partitions(&self) -> Option<i32> {
+        self.catalog()
+            .topic(OFFSETS_TOPIC)
+            .filter(|meta| meta.cluster)
+            .map(|meta| meta.partitions)
+    }
+
     /// Whether one of this shard's `__consumer_offsets` partitions is loading.
     pub(in crate::shard) fn offsets_partitions_loading(&self) -> bool {
         self.coordinator
@@ -121,7 +126,7 @@ impl Shard {
     /// partition now (`None`: not served, or single-broker mode). A group write computed
     /// under one generation is not written under another (the partition was reloaded).
     pub(in crate::shard) fn group_serving_generation(&self, group_id: &str) -> Option<u64> {
-        if !self.coordinators_follow_leadership() {
+        if !self.config.cluster.cluster_mode() {
             return None;
         }
         let partition = self.group_coordinator_partition(group_id);
@@ -135,15 +140,11 @@ impl Shard {
     /// this broker leads the group's partition and has loaded it,
     /// COORDINATOR_LOAD_IN_PROGRESS while it loads.
     pub(in crate::shard) fn group_served_here(&self, group_id: &str) -> Result<(), ErrorCode> {
-        if !self.coordinators_follow_leadership() {
+        if !self.config.cluster.cluster_mode() {
             return Ok(());
         }
         let partition = self.group_coordinator_partition(group_id);
-        let cluster_copy = self
-            .catalog()
-            .topic(OFFSETS_TOPIC)
-            .is_some_and(|meta| meta.cluster);
-        if !cluster_copy {
+        if self.offsets_topic_copy_partitions().is_none() {
             return Err(ErrorCode::NotCoordinator);
         }
         let leading = self.replicas.leader_generation(&partition);
@@ -166,7 +167,7 @@ impl Shard {
 
     /// Cluster mode: starts the task that loads and unloads partitions as leadership moves.
     pub(in crate::shard) fn spawn_coordinator_leadership(self: &Rc<Self>) {
-        if !self.coordinators_follow_leadership() {
+        if !self.config.cluster.cluster_mode() {
             return;
         }
         let shard = self.clone();
@@ -181,11 +182,7 @@ impl Shard {
 
     /// One round: unload what this shard no longer leads, start loading what it newly leads.
     fn follow_offsets_leadership(self: &Rc<Self>) {
-        let cluster_copy = self
-            .catalog()
-            .topic(OFFSETS_TOPIC)
-            .filter(|meta| meta.cluster)
-            .map(|meta| meta.partitions);
+        let cluster_copy = self.offsets_topic_copy_partitions();
         let stale: Vec<i32> = self
             .coordinator
             .served
@@ -253,10 +250,7 @@ impl Shard {
 
     /// Drops the state of every group whose `__consumer_offsets` partition is `index`.
     fn unload_offsets_partition(&self, index: i32) {
-        let partitions = self
-            .catalog()
-            .topic(OFFSETS_TOPIC)
-            .map_or(self.config.group.offsets_topic_partitions, |t| t.partitions);
+        let partitions = self.offsets_topic_partitions();
         let here = |group: &str| offsets_partition_for(group, partitions) == index;
         let coordinator = &self.coordinator;
         let mut dropped = 0usize;

@@ -119,7 +119,7 @@ impl Shard {
             .topic(OFFSETS_TOPIC)
             .is_some_and(|meta| !meta.cluster);
         // Cluster mode: groups live in the log's topic and load with leadership only.
-        if !own_topic || self.config.cluster.controller_quorum.is_some() {
+        if !own_topic || self.config.cluster.cluster_mode() {
             return;
         }
         let partitions: Vec<(TopicPartition, Rc<PartitionLog>)> = self
