@@ -419,6 +419,16 @@ pub struct TransactionConfig {
     /// (Kafka `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
     /// Default 1000, range 10..=600000.
     pub timeout_check_interval_ms: u64,
+    /// Cluster mode: replicas of each `__transaction_state` partition (Kafka
+    /// `transaction.state.log.replication.factor`). The topic is created in the metadata log
+    /// when the first transactional id looks for its coordinator; until this many brokers
+    /// are registered, FindCoordinator answers COORDINATOR_NOT_AVAILABLE. Default 3,
+    /// range 1..=16.
+    pub state_topic_replication_factor: i16,
+    /// Cluster mode: how long a transaction coordinator's write of transaction metadata
+    /// waits for every ISR member before the request fails with COORDINATOR_NOT_AVAILABLE
+    /// (Kafka waits `request.timeout.ms`), ms. Default 5000, range 1..=3600000.
+    pub state_write_timeout_ms: u64,
 }
 
 impl Default for TransactionConfig {
@@ -427,6 +437,8 @@ impl Default for TransactionConfig {
             state_topic_partitions: 16,
             timeout_ms_max: 900_000,
             timeout_check_interval_ms: 1_000,
+            state_topic_replication_factor: 3,
+            state_write_timeout_ms: 5_000,
         }
     }
 }
@@ -750,6 +762,18 @@ impl Config {
         check(
             "group.offsets_commit_timeout_ms",
             self.group.offsets_commit_timeout_ms,
+            1,
+            3_600_000,
+        )?;
+        check(
+            "transaction.state_topic_replication_factor",
+            self.transaction.state_topic_replication_factor,
+            1,
+            16,
+        )?;
+        check(
+            "transaction.state_write_timeout_ms",
+            self.transaction.state_write_timeout_ms,
             1,
             3_600_000,
         )?;

@@ -249,6 +249,12 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
         |c| c.transaction.timeout_check_interval_ms.to_string(),
         "how often open transactions are checked for timeouts",
     ),
+    (
+        "transaction.state.log.replication.factor",
+        TYPE_SHORT,
+        |c| c.transaction.state_topic_replication_factor.to_string(),
+        "replicas of each __transaction_state partition (cluster mode)",
+    ),
 ];
 
 /// `listeners` in Kafka's form: one PLAINTEXT listener on the listen address.

@@ -68,7 +68,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DeleteRecords, 0, 2, delete_records::handle),
     row!(InitProducerId, 0, 4, init_producer_id::handle),
     row!(OffsetForLeaderEpoch, 2, 4, offset_for_leader_epoch::handle),
-    row!(AddPartitionsToTxn, 0, 3, add_partitions_to_txn::handle),
+    row!(AddPartitionsToTxn, 0, 4, add_partitions_to_txn::handle),
     row!(AddOffsetsToTxn, 0, 3, add_offsets_to_txn::handle),
     row!(EndTxn, 0, 3, end_txn::handle),
     row!(TxnOffsetCommit, 0, 3, txn_offset_commit::handle),

@@ -94,9 +94,10 @@ pub(crate) fn plan(catalog: &Catalog, topics: &ClusterTopics) -> ReconcilePlan {
                 id: topic.id,
                 partitions: count,
                 configs: topic.configs.clone(),
-                // The log's `__consumer_offsets` is the group coordinators' (the catalog
-                // keeps an internal topic's configs and stores its batches uncompressed).
-                internal: name.as_str() == crate::group::OFFSETS_TOPIC,
+                // The log's `__consumer_offsets` and `__transaction_state` are the
+                // coordinators' (the catalog keeps an internal topic's configs and stores
+                // its batches uncompressed).
+                internal: is_coordinator_topic(name),
                 cluster: true,
             }),
         }
@@ -162,14 +163,14 @@ impl Shard {
                 }
                 let topics = view.topics.clone();
                 let plan = plan(&shard.catalog(), &topics);
-                if plan.clashes.iter().any(|name| name == crate::group::OFFSETS_TOPIC) {
-                    // This broker would be named coordinator of groups it cannot serve (its
-                    // own topic of that name hides the log's): stop instead, so the
-                    // controller moves those partitions' leadership to brokers that can.
+                if let Some(topic) = plan.clashes.iter().find(|name| is_coordinator_topic(name)) {
+                    // This broker would be named coordinator of groups or transactional ids
+                    // it cannot serve (its own topic of that name hides the log's): stop
+                    // instead, so the controller moves those partitions' leadership to
+                    // brokers that can.
                     tracing::error!(
                         dir = %shard.config.storage.data_dir.display(),
-                        "this data dir has its own {topic} (from a single broker, or from a cluster-mode release before group coordinators followed leadership); in cluster mode {topic} is the metadata log's. Its committed offsets cannot be imported yet, so the broker stops here; nothing was changed. To join the cluster, start the data dir once without --controller-quorum and delete the topic (`shardlog topic delete {topic}`), or start with an empty data dir (docs/replication.md, \"Group coordinators follow leadership\")",
-                        topic = crate::group::OFFSETS_TOPIC
+                        "this data dir has its own {topic} (from a single broker, or from a cluster-mode release before coordinators followed leadership); in cluster mode {topic} is the metadata log's. Its contents cannot be imported yet, so the broker stops here; nothing was changed. To join the cluster, start the data dir once without --controller-quorum and delete the topic (`shardlog topic delete {topic}`), or start with an empty data dir (docs/replication.md, \"Coordinators follow leadership\")",
                     );
                     super::shutdown::request_shutdown();
                     return;
@@ -220,6 +221,12 @@ impl Shard {
         }
         complete && refused == 0
     }
+}
+
+/// `__consumer_offsets` or `__transaction_state`: in cluster mode the metadata log's, whose
+/// partitions' leaders are the group and transaction coordinators.
+fn is_coordinator_topic(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC || name == crate::txn::TRANSACTIONS_TOPIC
 }
 
 #[cfg(test)]

@@ -532,9 +532,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, DataDirError> {
 }
 
 /// Creates `__consumer_offsets` and `__transaction_state` (compacted, internal) if the
-/// catalog lacks them (a new data dir). In cluster mode `__consumer_offsets` is a topic of
-/// the metadata log instead (created when the first group looks for its coordinator, copied
-/// here by `cluster_topics`), so it is not created as this broker's own.
+/// catalog lacks them (a new data dir). In cluster mode both are topics of the metadata log
+/// instead (created when the first group or transactional id looks for its coordinator,
+/// copied here by `cluster_topics`), so they are not created as this broker's own.
 fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catalog, DataDirError> {
     let cluster_mode = config.cluster.cluster_mode();
     let internal = [
@@ -546,7 +546,7 @@ fn ensure_internal_topics(mut catalog: Catalog, config: &Config) -> Result<Catal
     ];
     let mut changed = false;
     for (name, partitions) in internal {
-        if catalog.topic(name).is_some() || (cluster_mode && name == OFFSETS_TOPIC) {
+        if catalog.topic(name).is_some() || cluster_mode {
             continue;
         }
         let meta = TopicMeta {

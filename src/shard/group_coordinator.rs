@@ -31,9 +31,6 @@ use expiry::expired_offsets;
 /// `offsets.retention.check.interval.ms` default: 10 minutes; one minute here).
 const OFFSETS_EXPIRY_CHECK_MS: u64 = 60_000;
 
-/// Bytes read per call while replaying `__consumer_offsets` at start.
-const REPLAY_READ_BYTES: usize = 1 << 20;
-
 /// Milliseconds on a monotonic clock, for group timers.
 pub fn monotonic_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -61,7 +58,7 @@ pub(super) struct GroupCoordinator {
     sync_waiters: RefCell<HashMap<RequestToken, (String, oneshot::Sender<SyncOutcome>)>>,
     /// Cluster mode: the `__consumer_offsets` partitions (by number) this shard loads or
     /// serves as their leader (`leadership`).
-    served: RefCell<HashMap<i32, leadership::Served>>,
+    served: super::coordinator_leadership::ServedPartitions,
     /// Offset commits being written, per group (offsets expiry skips those groups).
     commits_in_flight: RefCell<HashMap<String, usize>>,
     next_token: Cell<RequestToken>,
@@ -82,7 +79,7 @@ impl GroupCoordinator {
             pending_txn_offsets: RefCell::new(HashMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
-            served: RefCell::new(HashMap::new()),
+            served: Default::default(),
             commits_in_flight: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
         }
@@ -487,53 +484,16 @@ impl Shard {
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
-        if self.disk.is_full() {
-            return Err(ErrorCode::CoordinatorNotAvailable);
-        }
-        // Cluster mode: only the partition's leader writes, with its leader epoch, and the
-        // write completes on the high watermark (every ISR member has it), as Kafka's
-        // coordinators append with acks=all.
+        // Cluster mode: only the partition's leader writes, and the write completes on the
+        // high watermark.
         self.group_served_here(group_id)?;
         let cluster_copy = self.offsets_topic_copy_partitions().is_some();
-        let leader_epoch = self
-            .replicas
-            .leader_epoch_for_append(&partition, cluster_copy)
-            .map_err(|_| ErrorCode::NotCoordinator)?
-            .unwrap_or(0);
-        // Below min.insync.replicas nothing is appended (Kafka's NOT_ENOUGH_REPLICAS, which
-        // its coordinator answers as COORDINATOR_NOT_AVAILABLE).
-        self.replicas
-            .check_acks_all(&partition)
-            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-        let generation = self.replicas.leader_generation(&partition);
         let batch = Bytes::from(encode_batch_from(records, now_ms(), origin));
-        let appended = log
-            .append(batch, leader_epoch, now_ms())
-            .await
-            .map_err(|error| {
-                tracing::error!(shard = %self.id, %partition, %error, "offsets append failed");
-                ErrorCode::CoordinatorNotAvailable
-            })?;
-        self.replicas.leader_appended(&partition, &log);
-        log.wait_synced(appended.last_offset)
-            .await
-            .map_err(|error| {
-                tracing::error!(shard = %self.id, %partition, %error, "offsets sync failed");
-                ErrorCode::CoordinatorNotAvailable
-            })?;
-        // Kafka's mapping of a failed coordinator append: a lost leadership or a failed log
-        // sends the client to look for the coordinator again; too few replicas or a timeout
-        // make it retry here.
         let timeout = Duration::from_millis(self.config.group.offsets_commit_timeout_ms);
-        self.wait_replicated_within(&partition, &log, appended.last_offset, generation, timeout)
-            .await
-            .map_err(|code| match code {
-                ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => {
-                    ErrorCode::NotCoordinator
-                }
-                _ => ErrorCode::CoordinatorNotAvailable,
-            })?;
-        Ok(appended.last_offset.value())
+        let last = self
+            .append_as_coordinator(&partition, &log, batch, cluster_copy, timeout)
+            .await?;
+        Ok(last.value())
     }
 
     fn describe_group(&self, group_id: &str) -> GroupDescription {

@@ -43,6 +43,9 @@ pub enum ShardMessage {
     WriteMarkers(WriteMarkersOp),
     /// Transaction verification (KIP-890 part 1): tickets for partitions this shard owns.
     AllowTxn(AllowTxnOp),
+    /// Cluster mode: verification by a transaction coordinator on another broker, for
+    /// partitions this shard owns (see `producer_checks`).
+    TxnVerification(VerificationOp),
     /// The answer to a request this shard sent (see `reply`).
     Reply {
         id: u64,
@@ -66,6 +69,25 @@ pub struct AllowTxnOp {
     pub epoch: i16,
     pub partitions: Vec<TopicPartition>,
     pub reply: Reply<()>,
+}
+
+/// The partition side of a verification asked of another broker's transaction coordinator:
+/// begun before the question is sent, finished (tickets placed) on a success answer.
+pub enum VerificationOp {
+    /// One token per partition (`None`: no log of it here).
+    Begin {
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+        reply: Reply<Vec<(TopicPartition, Option<u64>)>>,
+    },
+    /// Whether each ticket was placed (false: a marker came since the verification began).
+    Finish {
+        producer_id: i64,
+        epoch: i16,
+        tokens: Vec<(TopicPartition, u64)>,
+        reply: Reply<Vec<(TopicPartition, bool)>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -109,12 +131,15 @@ pub enum TxnOp {
         reply: Reply<TxnDescription>,
     },
     /// KIP-890 part 1: may this producer write transactional data to these partitions
-    /// now? Places the tickets before answering (see `producer_checks`).
+    /// now? With `place_tickets`, places the tickets before answering (see
+    /// `producer_checks`); without (a partition leader on another broker asked), only
+    /// answers.
     Verify {
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<TopicPartition>,
+        place_tickets: bool,
         reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
     },
     List {

@@ -16,6 +16,7 @@
 
 mod cluster_topics;
 mod controller;
+mod coordinator_leadership;
 pub mod data_dir;
 pub mod data_dir_tools;
 pub mod disk;
@@ -29,6 +30,7 @@ pub mod metrics;
 mod partition_ops;
 mod pool;
 mod producer_checks;
+mod remote_verification;
 mod replica_fetcher;
 mod replicas;
 pub mod reply;

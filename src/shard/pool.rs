@@ -139,6 +139,7 @@ where
                 shard.spawn_coordinator_leadership();
                 startup.enter(StartupPhase::LoadingTransactions);
                 shard.load_transactions().await;
+                shard.spawn_txn_leadership();
                 shard.spawn_txn_timer();
                 for (peer, receiver) in receivers.streams() {
                     let shard = shard.clone();

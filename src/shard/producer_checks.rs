@@ -99,15 +99,68 @@ impl Shard {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     ) -> Result<Vec<(TopicPartition, ErrorCode)>, super::ShardError> {
+        match self.txn_coordinator_elsewhere(transactional_id) {
+            Ok(None) => {}
+            Ok(Some(node)) => {
+                return Ok(self
+                    .verify_with_remote_coordinator(
+                        node,
+                        transactional_id,
+                        producer_id,
+                        epoch,
+                        partitions,
+                    )
+                    .await);
+            }
+            Err(code) => return Ok(partitions.into_iter().map(|p| (p, code)).collect()),
+        }
         let owned = transactional_id.to_string();
         self.txn_call(transactional_id, |reply| TxnOp::Verify {
             transactional_id: owned,
             producer_id,
             producer_epoch: epoch,
             partitions,
+            place_tickets: true,
             reply,
         })
         .await
+    }
+
+    /// The coordinator's answer to a partition leader on another broker (AddPartitionsToTxn
+    /// v4, verify only): the verdicts of `txn_verify`, with no ticket placed.
+    pub(super) fn txn_check(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> Vec<(TopicPartition, ErrorCode)> {
+        let keys: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|p| (p.topic.to_string(), p.partition))
+            .collect();
+        let transactions = self.txn_coordinator.transactions.borrow();
+        let verdicts = crate::txn::verify_partitions(
+            transactions.get(transactional_id),
+            producer_id,
+            epoch,
+            &keys,
+        );
+        match verdicts {
+            Ok(verdicts) => partitions
+                .into_iter()
+                .zip(verdicts)
+                .map(|(p, in_txn)| {
+                    let code = if in_txn {
+                        ErrorCode::None
+                    } else {
+                        ErrorCode::TransactionAbortable
+                    };
+                    (p, code)
+                })
+                .collect(),
+            Err(code) => partitions.into_iter().map(|p| (p, code)).collect(),
+        }
     }
 
     /// The coordinator's side of `verify_transaction`. Partitions already ticketed in this
@@ -121,33 +174,15 @@ impl Shard {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     ) -> Vec<(TopicPartition, ErrorCode)> {
-        let keys: Vec<(String, i32)> = partitions
-            .iter()
-            .map(|p| (p.topic.to_string(), p.partition))
-            .collect();
-        let verdicts = {
-            let transactions = self.txn_coordinator.transactions.borrow();
-            let current = transactions.get(transactional_id);
-            crate::txn::verify_partitions(current, producer_id, epoch, &keys)
-        };
-        let verdicts = match verdicts {
-            Ok(verdicts) => verdicts,
-            Err(code) => return partitions.into_iter().map(|p| (p, code)).collect(),
-        };
+        let mut results = self.txn_check(transactional_id, producer_id, epoch, partitions);
         let ticketed = self.ticketed(transactional_id);
-        let mut results = Vec::with_capacity(partitions.len());
         let mut to_ticket: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
-        for ((partition, key), in_txn) in partitions.into_iter().zip(keys).zip(verdicts) {
-            let code = if !in_txn {
-                ErrorCode::TransactionAbortable
-            } else {
-                if !ticketed.contains(&key) {
-                    let owner = self.owner_of(&partition);
-                    to_ticket.entry(owner).or_default().push(partition.clone());
-                }
-                ErrorCode::None
-            };
-            results.push((partition, code));
+        for (partition, code) in &results {
+            let key = (partition.topic.to_string(), partition.partition);
+            if *code == ErrorCode::None && !ticketed.contains(&key) {
+                let owner = self.owner_of(partition);
+                to_ticket.entry(owner).or_default().push(partition.clone());
+            }
         }
         if to_ticket.is_empty() {
             return results;

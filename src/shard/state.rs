@@ -725,6 +725,7 @@ impl Shard {
                 self.allow_transaction_local(op.producer_id, op.epoch, &op.partitions);
                 let _ = op.reply.send(());
             }
+            ShardMessage::TxnVerification(op) => self.verification_local(op),
             ShardMessage::Group(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move { shard.handle_group_op(op).await }).detach();

@@ -4,10 +4,11 @@
 //! transaction through their owner shards, aborts timed-out transactions, and on start
 //! replays its partitions and finishes transactions left in a Prepare state.
 
+use super::coordinator_leadership::ReplayEnd;
 use super::messages::*;
 use super::{Shard, now_ms};
-use crate::model::records::{NewRecord, encode_batch, encode_control_batch, read_records};
-use crate::model::{ErrorCode, Offset, ShardId, TopicPartition, coordinator_partition};
+use crate::model::records::{NewRecord, encode_batch, encode_control_batch};
+use crate::model::{ErrorCode, ShardId, TopicPartition, coordinator_partition};
 use crate::txn::{
     EndPlan, InitPlan, MarkerJob, TRANSACTIONS_TOPIC, TxnLimits, TxnMetadata, plan_end, plan_init,
     plan_recovery, plan_timeout, records, validate_timeout,
@@ -18,8 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Bytes read per call while replaying `__transaction_state` at start.
-const REPLAY_READ_BYTES: usize = 1 << 20;
+mod leadership;
 
 pub(super) struct TxnCoordinator {
     limits: TxnLimits,
@@ -30,6 +30,9 @@ pub(super) struct TxnCoordinator {
     /// Partitions whose owner holds a verification ticket for the ongoing transaction of
     /// a transactional id (see `producer_checks`); cleared when it leaves Ongoing.
     pub(super) ticketed: RefCell<HashMap<String, BTreeSet<(String, i32)>>>,
+    /// Cluster mode: the `__transaction_state` partitions (by number) this shard loads or
+    /// serves as their leader (`leadership`).
+    served: super::coordinator_leadership::ServedPartitions,
 }
 
 impl TxnCoordinator {
@@ -41,6 +44,7 @@ impl TxnCoordinator {
             transactions: RefCell::new(HashMap::new()),
             busy: RefCell::new(HashSet::new()),
             ticketed: RefCell::new(HashMap::new()),
+            served: Default::default(),
         }
     }
 }
@@ -110,6 +114,9 @@ impl Shard {
     }
 
     pub(super) async fn handle_txn_op(self: &Rc<Self>, op: TxnOp) {
+        let Some(op) = self.admit_txn_op(op) else {
+            return;
+        };
         match op {
             TxnOp::Init {
                 transactional_id,
@@ -167,16 +174,7 @@ impl Shard {
                 let transactions = self.txn_coordinator.transactions.borrow();
                 let description = match transactions.get(&transactional_id) {
                     Some(metadata) => describe(metadata),
-                    None => TxnDescription {
-                        transactional_id,
-                        error: ErrorCode::TransactionalIdNotFound,
-                        state: "",
-                        producer_id: -1,
-                        producer_epoch: -1,
-                        timeout_ms: 0,
-                        start_ms: -1,
-                        partitions: Vec::new(),
-                    },
+                    None => not_described(transactional_id, ErrorCode::TransactionalIdNotFound),
                 };
                 let _ = reply.send(description);
             }
@@ -185,11 +183,15 @@ impl Shard {
                 producer_id,
                 producer_epoch,
                 partitions,
+                place_tickets,
                 reply,
             } => {
-                let outcome = self
-                    .txn_verify(&transactional_id, producer_id, producer_epoch, partitions)
-                    .await;
+                let outcome = if place_tickets {
+                    self.txn_verify(&transactional_id, producer_id, producer_epoch, partitions)
+                        .await
+                } else {
+                    self.txn_check(&transactional_id, producer_id, producer_epoch, partitions)
+                };
                 let _ = reply.send(outcome);
             }
             TxnOp::List { reply } => {
@@ -313,7 +315,12 @@ impl Shard {
         }
     }
 
-    /// Prepare (persisted), markers, Complete (persisted).
+    /// Prepare (persisted), markers, Complete (persisted). Once Prepare is persisted the
+    /// outcome is decided and this answers `Ok`, as Kafka answers EndTxn: markers or a
+    /// Complete record that could not be written are written by the transaction timer
+    /// (`spawn_txn_timer` retries transactions left in a Prepare state, as Kafka's marker
+    /// channel retries until it succeeds); the producer meanwhile gets
+    /// CONCURRENT_TRANSACTIONS and retries.
     async fn run_end_plan(self: &Rc<Self>, plan: EndPlan) -> Result<(), ErrorCode> {
         let EndPlan::Complete {
             prepare,
@@ -324,19 +331,25 @@ impl Shard {
             return Ok(());
         };
         self.persist_txn(&prepare).await?;
-        self.write_markers(&markers).await?;
-        self.persist_txn(&complete).await
+        let finished = match self.write_markers(&markers).await {
+            Ok(()) => self.persist_txn(&complete).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = finished {
+            tracing::warn!(shard = %self.id, transactional_id = %prepare.transactional_id, ?error, "transaction decided but not finished; the transaction timer retries");
+        }
+        Ok(())
     }
 
-    /// Writes the metadata record to `__transaction_state` and waits until it is synced.
+    /// Writes the metadata record to `__transaction_state` and waits until it is synced
+    /// (cluster mode: on every ISR member), then makes it current here. Cluster mode: only
+    /// while this shard serves the id's partition under the same leader role throughout.
     async fn persist_txn(&self, metadata: &TxnMetadata) -> Result<(), ErrorCode> {
         let partition = self.transaction_partition(&metadata.transactional_id);
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
-        if self.disk.is_full() {
-            return Err(ErrorCode::CoordinatorNotAvailable);
-        }
+        let serving = self.txn_served_here(&metadata.transactional_id)?;
         let key = records::key(&metadata.transactional_id);
         let value = records::value(metadata);
         let record = NewRecord {
@@ -344,14 +357,14 @@ impl Shard {
             value: Some(&value),
         };
         let batch = Bytes::from(encode_batch(&[record], now_ms()));
-        let appended = log.append(batch, 0, now_ms()).await.map_err(|error| {
-            tracing::error!(shard = %self.id, %partition, %error, "transaction log append failed");
-            ErrorCode::CoordinatorNotAvailable
-        })?;
-        log.wait_synced(appended.last_offset).await.map_err(|error| {
-            tracing::error!(shard = %self.id, %partition, %error, "transaction log sync failed");
-            ErrorCode::CoordinatorNotAvailable
-        })?;
+        let timeout = Duration::from_millis(self.config.transaction.state_write_timeout_ms);
+        self.append_as_coordinator(&partition, &log, batch, serving.is_some(), timeout)
+            .await?;
+        if self.txn_served_here(&metadata.transactional_id)? != serving {
+            // Reloaded meanwhile: the record is in the log, and the load that follows
+            // (here or on the new leader) reads it; memory here is not this role's.
+            return Err(ErrorCode::NotCoordinator);
+        }
         if metadata.state != crate::txn::TxnState::Ongoing {
             self.txn_coordinator
                 .ticketed
@@ -470,36 +483,30 @@ impl Shard {
         results
     }
 
-    /// Replays the owned `__transaction_state` partitions, then finishes any transaction
-    /// left in a Prepare state (its markers may be partly written).
+    /// Single-broker mode: replays the owned `__transaction_state` partitions, then
+    /// finishes any transaction left in a Prepare state (its markers may be partly
+    /// written). Cluster mode loads a partition when this broker becomes its leader
+    /// (`leadership`).
     pub(super) async fn load_transactions(self: &Rc<Self>) {
+        if self.config.cluster.cluster_mode() {
+            return;
+        }
         let partitions: Vec<_> = self
             .owned_logs()
             .into_iter()
             .filter(|(tp, _)| tp.topic.as_str() == TRANSACTIONS_TOPIC)
             .collect();
+        let mut replayed = HashMap::new();
         for (partition, log) in partitions {
-            let mut offset = log.log_start_offset();
-            while offset < log.high_watermark() {
-                let read = match log.read(offset, REPLAY_READ_BYTES, true).await {
-                    Ok(read) if !read.batches.is_empty() => read,
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::error!(shard = %self.id, %partition, %error, "cannot replay transaction log");
-                        break;
-                    }
-                };
-                for batch in &read.batches {
-                    let Ok(header) = crate::model::RecordBatchHeader::view(batch) else {
-                        continue;
-                    };
-                    offset = Offset(header.next_offset());
-                    for record in read_records(batch).unwrap_or_default() {
-                        self.replay_txn_record(record.key, record.value);
-                    }
-                }
-            }
+            // What could be read is served, as before (the error is logged).
+            let _ = self
+                .replay_txn_partition(&partition, &log, ReplayEnd::HighWatermark, &mut replayed)
+                .await;
         }
+        self.txn_coordinator
+            .transactions
+            .borrow_mut()
+            .extend(replayed);
         let unfinished: Vec<EndPlan> = self
             .txn_coordinator
             .transactions
@@ -514,25 +521,9 @@ impl Shard {
         }
     }
 
-    fn replay_txn_record(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(Ok(transactional_id)) = key.map(records::decode_key) else {
-            return;
-        };
-        let mut transactions = self.txn_coordinator.transactions.borrow_mut();
-        match value.map(|v| records::decode_value(&transactional_id, v)) {
-            Some(Ok(metadata)) => {
-                transactions.insert(transactional_id, metadata);
-            }
-            Some(Err(error)) => {
-                tracing::warn!(shard = %self.id, %error, "skipping unreadable transaction record")
-            }
-            None => {
-                transactions.remove(&transactional_id);
-            }
-        }
-    }
-
-    /// Aborts transactions open longer than their timeout, fencing their producers.
+    /// Aborts transactions open longer than their timeout, fencing their producers, and
+    /// finishes transactions left in a Prepare state (markers not all written yet, or a
+    /// partition loaded by a new leader) that no request is working on.
     pub(super) fn spawn_txn_timer(self: &Rc<Self>) {
         let shard = self.clone();
         let interval = Duration::from_millis(self.config.transaction.timeout_check_interval_ms);
@@ -545,18 +536,36 @@ impl Shard {
                     .transactions
                     .borrow()
                     .values()
-                    .filter_map(|m| plan_timeout(m, now).map(|plan| (m.transactional_id.clone(), plan)))
+                    .filter_map(|m| {
+                        plan_timeout(m, now)
+                            .or_else(|| plan_recovery(m, now))
+                            .map(|plan| (m.transactional_id.clone(), plan))
+                    })
                     .collect();
                 for (transactional_id, plan) in expired {
                     let Some(_guard) = shard.claim(&transactional_id) else { continue };
-                    tracing::info!(shard = %shard.id, %transactional_id, "aborting timed-out transaction");
+                    tracing::info!(shard = %shard.id, %transactional_id, "finishing a timed-out or prepared transaction");
                     if let Err(error) = shard.run_end_plan(plan).await {
-                        tracing::error!(shard = %shard.id, %transactional_id, ?error, "timeout abort failed");
+                        tracing::error!(shard = %shard.id, %transactional_id, ?error, "cannot finish the transaction");
                     }
                 }
             }
         })
         .detach();
+    }
+}
+
+/// DescribeTransactions' answer for an id without a description here.
+fn not_described(transactional_id: String, error: ErrorCode) -> TxnDescription {
+    TxnDescription {
+        transactional_id,
+        error,
+        state: "",
+        producer_id: -1,
+        producer_epoch: -1,
+        timeout_ms: 0,
+        start_ms: -1,
+        partitions: Vec::new(),
     }
 }
 

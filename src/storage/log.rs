@@ -481,6 +481,25 @@ impl PartitionLog {
             .allow(producer_id, epoch);
     }
 
+    /// A verification of `producer_id` at `epoch` by a transaction coordinator on another
+    /// broker starts here: the token to pass to `finish_txn_verification` (see
+    /// `txn_tickets.rs`).
+    pub fn begin_txn_verification(&self, producer_id: i64, epoch: i16) -> u64 {
+        self.state
+            .txn_tickets
+            .borrow_mut()
+            .begin_verification(producer_id, epoch)
+    }
+
+    /// The coordinator verified it: places the ticket unless a marker for the producer (or
+    /// a later verification) came since `begin_txn_verification`. False: not placed.
+    pub fn finish_txn_verification(&self, producer_id: i64, epoch: i16, token: u64) -> bool {
+        self.state
+            .txn_tickets
+            .borrow_mut()
+            .finish_verification(producer_id, epoch, token)
+    }
+
     pub fn producers(&self) -> Vec<ProducerInfo> {
         txn_state::producers(&self.state)
     }

@@ -5,12 +5,16 @@
 //! epoch) before it answers the verification; the first transactional batch of that
 //! producer takes it, and the producer's next transaction marker drops it. A batch of a
 //! producer that already has a transaction in progress here needs no ticket.
+//! In cluster mode a coordinator on another broker cannot leave a ticket: the partition's
+//! leader asks it (AddPartitionsToTxn v4, verify only) and places the ticket itself on a
+//! success answer, but only if its verification is still pending then: one is begun before
+//! the question is sent and a marker for the producer drops it (Kafka's VerificationGuard).
 //!
 //! Owns: `TxnTickets` (in memory only: after a restart the coordinator hands out tickets
 //! again on the next verification) and `check_client_append`. May import: storage modules,
 //! `crate::model`. Runs on: the shard owning the partition; tickets change only inside an
 //! append or in the handling of the coordinator's message, never across an `.await`.
-//! Invariants: at most `max` tickets (the oldest is dropped first: its producer's batch is
+//! Invariants: at most `max` tickets and `max` pending verifications (the oldest is dropped first: its producer's batch is
 //! then refused as unverified and the client aborts the transaction); a marker appended for
 //! a producer removes its ticket, so a batch verified before a transaction ended cannot
 //! start a transaction the coordinator does not know (a "hanging" transaction).
@@ -26,6 +30,12 @@ pub(crate) struct TxnTickets {
     tickets: HashMap<i64, i16>,
     /// Producer ids in the order their tickets were given (may hold stale ids).
     order: VecDeque<i64>,
+    /// Verifications asked of a transaction coordinator on another broker, not answered
+    /// yet: producer id → (epoch, token). A marker for the producer drops its entry, so an
+    /// answer that comes back after the transaction ended places no ticket (Kafka's
+    /// VerificationGuard).
+    pending: HashMap<i64, (i16, u64)>,
+    next_token: u64,
     max: usize,
 }
 
@@ -51,6 +61,38 @@ impl TxnTickets {
         if self.order.len() > 2 * self.max {
             self.order.retain(|id| self.tickets.contains_key(id));
         }
+    }
+
+    /// A verification of `producer_id` at `epoch` starts: the token its answer must bring
+    /// back to `finish_verification`. At most `max` are pending (the oldest token is
+    /// dropped first: its answer then places no ticket and the producer retries).
+    pub(crate) fn begin_verification(&mut self, producer_id: i64, epoch: i16) -> u64 {
+        while self.pending.len() >= self.max && !self.pending.contains_key(&producer_id) {
+            let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, (_, token))| *token)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.pending.remove(&oldest);
+        }
+        self.next_token += 1;
+        self.pending.insert(producer_id, (epoch, self.next_token));
+        self.next_token
+    }
+
+    /// The coordinator verified `producer_id` at `epoch`: places its ticket if the
+    /// verification that `token` started is still pending (no marker for the producer, and
+    /// no later verification, since it began). False: nothing placed.
+    pub(crate) fn finish_verification(&mut self, producer_id: i64, epoch: i16, token: u64) -> bool {
+        if self.pending.get(&producer_id) != Some(&(epoch, token)) {
+            return false;
+        }
+        self.pending.remove(&producer_id);
+        self.allow(producer_id, epoch);
+        true
     }
 
     fn holds(&self, producer_id: i64, epoch: i16) -> bool {
@@ -100,8 +142,12 @@ pub(crate) fn check_client_append(
 /// transaction, uses up its ticket.
 pub(crate) fn on_append(state: &LogState, batch: &TxnBatch) {
     match batch.kind {
-        BatchKind::Marker { .. }
-        | BatchKind::Data {
+        BatchKind::Marker { .. } => {
+            let mut tickets = state.txn_tickets.borrow_mut();
+            tickets.remove(batch.producer_id);
+            tickets.pending.remove(&batch.producer_id);
+        }
+        BatchKind::Data {
             transactional: true,
         } => state.txn_tickets.borrow_mut().remove(batch.producer_id),
         BatchKind::Data { .. } | BatchKind::OtherControl => {}
@@ -129,5 +175,34 @@ mod tests {
         }
         assert_eq!(tickets.len(), 2);
         assert!(tickets.order.len() <= 4);
+    }
+
+    #[test]
+    fn an_answer_places_a_ticket_only_while_its_verification_is_pending() {
+        let mut tickets = TxnTickets::new(2);
+        let token = tickets.begin_verification(7, 1);
+        assert!(!tickets.holds(7, 1), "nothing before the answer");
+        assert!(!tickets.finish_verification(7, 0, token), "another epoch");
+        assert!(tickets.finish_verification(7, 1, token));
+        assert!(tickets.holds(7, 1));
+        assert!(
+            !tickets.finish_verification(7, 1, token),
+            "an answer counts once"
+        );
+
+        // A later verification of the same producer supersedes an earlier one.
+        let first = tickets.begin_verification(8, 0);
+        let second = tickets.begin_verification(8, 0);
+        assert!(!tickets.finish_verification(8, 0, first));
+        assert!(tickets.finish_verification(8, 0, second));
+
+        // Bounded: the oldest pending verification goes first.
+        let a = tickets.begin_verification(1, 0);
+        let b = tickets.begin_verification(2, 0);
+        let c = tickets.begin_verification(3, 0);
+        assert_eq!(tickets.pending.len(), 2);
+        assert!(!tickets.finish_verification(1, 0, a));
+        assert!(tickets.finish_verification(2, 0, b));
+        assert!(tickets.finish_verification(3, 0, c));
     }
 }

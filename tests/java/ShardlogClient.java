@@ -86,6 +86,8 @@ public final class ShardlogClient {
                     Long.parseLong(args[4]));
             case "groupconsume" -> groupConsume(args[1], args[2], args[3],
                     Integer.parseInt(args[4]), Long.parseLong(args[5]));
+            case "txnproduce" -> txnProduce(args[1], args[2], args[3],
+                    List.of(args).subList(4, args.length));
             case "create" -> create(args[1], args[2], Integer.parseInt(args[3]));
             case "list" -> list(args[1]);
             case "describe" -> describe(args[1], args[2]);
@@ -101,8 +103,8 @@ public final class ShardlogClient {
     }
 
     static void usage() {
-        System.err.println("usage: ShardlogClient produce|consume|groupconsume|create|list|"
-                + "describe|delete|selftest ...");
+        System.err.println("usage: ShardlogClient produce|consume|groupconsume|txnproduce|create|"
+                + "list|describe|delete|selftest ...");
         System.exit(2);
     }
 
@@ -226,6 +228,46 @@ public final class ShardlogClient {
         System.out.println("COMMITTED " + count);
         if (count < n) {
             System.exit(1);
+        }
+    }
+
+    /**
+     * One transactional producer with id `transactionalId`: for each `prefix:count:commit` or
+     * `prefix:count:abort` step, a transaction of `count` records valued "prefix-i" (keys spread
+     * them over the partitions), committed or aborted; prints "TXN prefix COMMITTED|ABORTED".
+     */
+    static void txnProduce(String bootstrap, String topic, String transactionalId,
+            List<String> steps) {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId);
+        props.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            producer.initTransactions();
+            for (String step : steps) {
+                String[] parts = step.split(":");
+                String prefix = parts[0];
+                int count = Integer.parseInt(parts[1]);
+                boolean commit = parts[2].equals("commit");
+                producer.beginTransaction();
+                for (int i = 0; i < count; i++) {
+                    byte[] k = ("k" + i).getBytes(StandardCharsets.UTF_8);
+                    byte[] v = (prefix + "-" + i).getBytes(StandardCharsets.UTF_8);
+                    producer.send(new ProducerRecord<>(topic, k, v));
+                }
+                if (commit) {
+                    producer.commitTransaction();
+                    System.out.println("TXN " + prefix + " COMMITTED");
+                } else {
+                    producer.flush();
+                    producer.abortTransaction();
+                    System.out.println("TXN " + prefix + " ABORTED");
+                }
+            }
         }
     }
 

@@ -1,17 +1,22 @@
-//! AddPartitionsToTxn (key 24, v0–3): adds partitions to the producer's ongoing
+//! AddPartitionsToTxn (key 24). v0–3 (clients): adds partitions to the producer's ongoing
 //! transaction on its coordinator shard. If any topic is unknown, those partitions get
 //! UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED, as in Kafka.
+//! v4 (brokers, KIP-890): a batch of transactions; with `verify_only` the coordinator only
+//! answers whether each partition is in the producer's ongoing transaction (a partition
+//! leader on another broker asks before it lets a transactional batch in).
 
 use super::topic_name;
 use crate::model::ErrorCode;
+use crate::model::TopicPartition;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{Shard, TxnOp};
 use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::{AddPartitionsToTxnResponse, RequestKind};
+use kafka_protocol::messages::{AddPartitionsToTxnResponse, RequestKind, TransactionalId};
 use std::rc::Rc;
 
 /// KIP-588: PRODUCER_FENCED for clients that know it, INVALID_PRODUCER_EPOCH before.
@@ -32,6 +37,10 @@ pub fn handle(
         let RequestKind::AddPartitionsToTxn(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
+        if context.version >= 4 {
+            let response = batched(&shard, request.transactions).await?;
+            return context.respond(&response).map(Some);
+        }
         let catalog = shard.catalog();
         let known = |topic: &str, partition: i32| {
             catalog
@@ -90,4 +99,80 @@ pub fn handle(
             .collect();
         context.respond(&response).map(Some)
     })
+}
+
+/// v4: each transaction's partitions are verified (`verify_only`) or added on its
+/// coordinator shard; per-partition results grouped by topic.
+async fn batched(
+    shard: &Rc<Shard>,
+    transactions: Vec<AddPartitionsToTxnTransaction>,
+) -> Result<AddPartitionsToTxnResponse, HandlerError> {
+    let mut response = AddPartitionsToTxnResponse::default();
+    for transaction in transactions {
+        let transactional_id = transaction.transactional_id.0.to_string();
+        let partitions: Vec<TopicPartition> = transaction
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(t.name.0.as_str(), *p))
+            })
+            .collect();
+        let owned = transactional_id.clone();
+        let producer_id = transaction.producer_id.0;
+        let producer_epoch = transaction.producer_epoch;
+        let verdicts: Vec<(TopicPartition, ErrorCode)> = if transaction.verify_only {
+            shard
+                .txn_call(&transactional_id, |reply| TxnOp::Verify {
+                    transactional_id: owned,
+                    producer_id,
+                    producer_epoch,
+                    partitions,
+                    place_tickets: false,
+                    reply,
+                })
+                .await?
+        } else {
+            let keys = partitions
+                .iter()
+                .map(|p| (p.topic.to_string(), p.partition))
+                .collect();
+            let code = shard
+                .txn_call(&transactional_id, |reply| TxnOp::AddPartitions {
+                    transactional_id: owned,
+                    producer_id,
+                    producer_epoch,
+                    partitions: keys,
+                    fenced_code: ErrorCode::ProducerFenced,
+                    reply,
+                })
+                .await?;
+            partitions.into_iter().map(|p| (p, code)).collect()
+        };
+        let mut result = AddPartitionsToTxnResult::default();
+        result.transactional_id = TransactionalId(super::str_bytes(&transactional_id));
+        for (partition, code) in verdicts {
+            let name = partition.topic.as_str();
+            let index = match result
+                .topic_results
+                .iter()
+                .position(|t| t.name.0.as_str() == name)
+            {
+                Some(index) => index,
+                None => {
+                    let mut topic = AddPartitionsToTxnTopicResult::default();
+                    topic.name = topic_name(name);
+                    result.topic_results.push(topic);
+                    result.topic_results.len() - 1
+                }
+            };
+            let mut entry = AddPartitionsToTxnPartitionResult::default();
+            entry.partition_index = partition.partition;
+            entry.partition_error_code = code.code();
+            result.topic_results[index].results_by_partition.push(entry);
+        }
+        response.results_by_transaction.push(result);
+    }
+    Ok(response)
 }

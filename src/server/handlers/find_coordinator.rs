@@ -1,18 +1,19 @@
 //! FindCoordinator (key 10). Single-broker mode: the coordinator of every group and
 //! transactional id is this broker (the owning shard is reached internally). Cluster mode:
 //! a group's coordinator is the leader of its `__consumer_offsets` partition in the metadata
-//! log (that topic is created there, through the controller, when the first group asks);
-//! transactional ids stay with the broker asked (docs/replication.md, "Not done yet").
+//! log, a transactional id's the leader of its `__transaction_state` partition (each topic
+//! is created there, through the controller, when the first key of its kind asks).
 //! v4+ answers a batch of keys.
 
 use super::metadata::{advertised_address, cluster_brokers};
 use super::{cluster_forward, str_bytes};
-use crate::group::{OFFSETS_TOPIC, offsets_partition_for};
-use crate::model::ErrorCode;
+use crate::group::OFFSETS_TOPIC;
+use crate::model::{ErrorCode, coordinator_partition};
 use crate::quorum::frame::TopicCreation;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::Shard;
+use crate::txn::TRANSACTIONS_TOPIC;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorResponse, RequestKind};
@@ -23,14 +24,64 @@ use std::time::{Duration, Instant};
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// How long one request to create `__consumer_offsets` in the metadata log may take.
-const OFFSETS_TOPIC_CREATE_WAIT: Duration = Duration::from_secs(10);
-/// The least time between two such requests from one shard.
-const OFFSETS_TOPIC_CREATE_BACKOFF: Duration = Duration::from_secs(1);
+/// How long one request to create a coordinator topic in the metadata log may take.
+const COORDINATOR_TOPIC_CREATE_WAIT: Duration = Duration::from_secs(10);
+/// The least time between two such requests for one topic from one shard.
+const COORDINATOR_TOPIC_CREATE_BACKOFF: Duration = Duration::from_secs(1);
 
 thread_local! {
-    /// When this shard last asked the controller to create `__consumer_offsets`.
-    static OFFSETS_TOPIC_ASKED: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// When this shard last asked the controller to create `__consumer_offsets` and
+    /// `__transaction_state`.
+    static COORDINATOR_TOPIC_ASKED: [Cell<Option<Instant>>; 2] =
+        const { [Cell::new(None), Cell::new(None)] };
+}
+
+/// A coordinator topic of the metadata log (cluster mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CoordinatorTopic {
+    /// `__consumer_offsets`: group coordinators.
+    Offsets,
+    /// `__transaction_state`: transaction coordinators.
+    Transactions,
+}
+
+impl CoordinatorTopic {
+    /// The coordinator topic named `name`, if it is one.
+    pub(super) fn named(name: &str) -> Option<CoordinatorTopic> {
+        match name {
+            OFFSETS_TOPIC => Some(CoordinatorTopic::Offsets),
+            TRANSACTIONS_TOPIC => Some(CoordinatorTopic::Transactions),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CoordinatorTopic::Offsets => OFFSETS_TOPIC,
+            CoordinatorTopic::Transactions => TRANSACTIONS_TOPIC,
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            CoordinatorTopic::Offsets => 0,
+            CoordinatorTopic::Transactions => 1,
+        }
+    }
+
+    /// Partitions and replication factor from config.
+    fn shape(self, shard: &Shard) -> (i32, i16) {
+        match self {
+            CoordinatorTopic::Offsets => (
+                shard.config.group.offsets_topic_partitions,
+                shard.config.group.offsets_topic_replication_factor,
+            ),
+            CoordinatorTopic::Transactions => (
+                shard.config.transaction.state_topic_partitions,
+                shard.config.transaction.state_topic_replication_factor,
+            ),
+        }
+    }
 }
 
 /// Where a key's coordinator is: node id, host and port.
@@ -97,27 +148,36 @@ fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCo
     };
     match key_type {
         // The same test as the coordinator shards' (`controller_quorum` set), so a broker
-        // never names itself for a group its shards will not serve.
-        KEY_TYPE_GROUP if shard.config.cluster.cluster_mode() => locate_group_leader(shard, key),
+        // never names itself for a key its shards will not serve.
+        KEY_TYPE_GROUP if shard.config.cluster.cluster_mode() => {
+            locate_leader(shard, CoordinatorTopic::Offsets, key)
+        }
+        KEY_TYPE_TRANSACTION if shard.config.cluster.cluster_mode() => {
+            locate_leader(shard, CoordinatorTopic::Transactions, key)
+        }
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(this_broker()),
         _ => Err(ErrorCode::CoordinatorNotAvailable),
     }
 }
 
-/// Cluster mode: the leader of the group's `__consumer_offsets` partition, if it is live.
+/// Cluster mode: the leader of the key's partition of `kind`'s topic, if it is live.
 /// COORDINATOR_NOT_AVAILABLE (retriable) while the topic is not in the log yet (its
 /// creation is asked for here) or the partition has no live leader.
-fn locate_group_leader(shard: &Rc<Shard>, group_id: &str) -> Result<Located, ErrorCode> {
+fn locate_leader(
+    shard: &Rc<Shard>,
+    kind: CoordinatorTopic,
+    key: &str,
+) -> Result<Located, ErrorCode> {
     let topics = crate::quorum::view::cluster_topics().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let Some(topic) = topics.topics.get(OFFSETS_TOPIC) else {
-        ask_for_offsets_topic(shard);
+    let Some(topic) = topics.topics.get(kind.name()) else {
+        ask_for_coordinator_topic(shard, kind);
         return Err(ErrorCode::CoordinatorNotAvailable);
     };
     let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     if partitions == 0 {
         return Err(ErrorCode::CoordinatorNotAvailable);
     }
-    let index = offsets_partition_for(group_id, partitions);
+    let index = coordinator_partition(key, partitions);
     let leader = usize::try_from(index)
         .ok()
         .and_then(|index| topic.partitions.get(index))
@@ -136,46 +196,49 @@ fn locate_group_leader(shard: &Rc<Shard>, group_id: &str) -> Result<Located, Err
 }
 
 /// Asks the active controller (in the background, at most once per
-/// `OFFSETS_TOPIC_CREATE_BACKOFF` per shard) to create `__consumer_offsets` with
-/// `group.offsets_topic_partitions` partitions and `group.offsets_topic_replication_factor`
-/// replicas (`pub(super)`: Metadata's auto-creation of that name comes here too). Kafka creates it the same way, on the first FindCoordinator; too few brokers
-/// for the replication factor leave it uncreated (the controller refuses, and the client
-/// keeps getting COORDINATOR_NOT_AVAILABLE).
-pub(super) fn ask_for_offsets_topic(shard: &Rc<Shard>) {
+/// `COORDINATOR_TOPIC_CREATE_BACKOFF` per topic and shard) to create `kind`'s topic with
+/// the partitions and replication factor of its config (`group.offsets_topic_*`,
+/// `transaction.state_topic_*`); `pub(super)`: Metadata's auto-creation of those names
+/// comes here too. Kafka creates them the same way, on the first FindCoordinator; too few
+/// brokers for the replication factor leave it uncreated (the controller refuses, and the
+/// client keeps getting COORDINATOR_NOT_AVAILABLE).
+pub(super) fn ask_for_coordinator_topic(shard: &Rc<Shard>, kind: CoordinatorTopic) {
     let now = Instant::now();
-    let recently = OFFSETS_TOPIC_ASKED
-        .with(|asked| asked.get())
-        .is_some_and(|at| now.duration_since(at) < OFFSETS_TOPIC_CREATE_BACKOFF);
+    let recently = COORDINATOR_TOPIC_ASKED
+        .with(|asked| asked[kind.slot()].get())
+        .is_some_and(|at| now.duration_since(at) < COORDINATOR_TOPIC_CREATE_BACKOFF);
     if recently {
         return;
     }
-    OFFSETS_TOPIC_ASKED.with(|asked| asked.set(Some(now)));
+    COORDINATOR_TOPIC_ASKED.with(|asked| asked[kind.slot()].set(Some(now)));
+    let (num_partitions, replication_factor) = kind.shape(shard);
     let creation = TopicCreation {
-        name: OFFSETS_TOPIC.to_string(),
-        num_partitions: shard.config.group.offsets_topic_partitions,
-        replication_factor: shard.config.group.offsets_topic_replication_factor,
+        name: kind.name().to_string(),
+        num_partitions,
+        replication_factor,
         assignments: Default::default(),
         configs: crate::shard::data_dir::internal_topic_configs(),
     };
+    let topic = kind.name();
     let shard = shard.clone();
     glommio::spawn_local(async move {
-        let deadline = Instant::now() + OFFSETS_TOPIC_CREATE_WAIT;
+        let deadline = Instant::now() + COORDINATOR_TOPIC_CREATE_WAIT;
         match cluster_forward::create_topics(&shard, vec![creation], false, deadline).await {
             Ok(results) => {
                 for result in results.values() {
                     match ErrorCode::from_code(result.error_code) {
                         ErrorCode::None => {
-                            tracing::info!(topic = OFFSETS_TOPIC, "group coordinators' topic created in the metadata log");
+                            tracing::info!(topic, "coordinators' topic created in the metadata log");
                         }
                         ErrorCode::TopicAlreadyExists => {}
                         code => {
-                            tracing::warn!(topic = OFFSETS_TOPIC, ?code, message = ?result.message, "cannot create the group coordinators' topic yet");
+                            tracing::warn!(topic, ?code, message = ?result.message, "cannot create the coordinators' topic yet");
                         }
                     }
                 }
             }
             Err(code) => {
-                tracing::warn!(topic = OFFSETS_TOPIC, code, "cannot create the group coordinators' topic yet");
+                tracing::warn!(topic, code, "cannot create the coordinators' topic yet");
             }
         }
     })

@@ -93,14 +93,17 @@ async fn metadata(
             })
             .collect();
         if cluster_forward::cluster_mode() {
-            // The group coordinators' topic is created with its own settings (partitions,
+            // The coordinators' topics are created with their own settings (partitions,
             // replication factor, compaction), as Kafka's auto-creation does, never with the
             // defaults of an ordinary topic.
-            let before = missing_names.len();
-            missing_names.retain(|name| name.as_str() != crate::group::OFFSETS_TOPIC);
-            if missing_names.len() != before {
-                super::find_coordinator::ask_for_offsets_topic(shard);
-            }
+            use super::find_coordinator::{CoordinatorTopic, ask_for_coordinator_topic};
+            missing_names.retain(|name| match CoordinatorTopic::named(name) {
+                Some(kind) => {
+                    ask_for_coordinator_topic(shard, kind);
+                    false
+                }
+                None => true,
+            });
         }
         let missing: Vec<NewTopic> = missing_names
             .into_iter()

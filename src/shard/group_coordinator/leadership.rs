@@ -16,29 +16,11 @@
 
 use super::replay::{ReplayEnd, Replayed};
 use super::{OFFSETS_TOPIC, offsets_partition_for};
-use crate::model::{ErrorCode, TopicPartition};
+use crate::model::ErrorCode;
 use crate::shard::Shard;
+use crate::shard::coordinator_leadership::LEADERSHIP_POLL;
 use crate::shard::messages::GroupOp;
 use std::rc::Rc;
-use std::time::Duration;
-
-/// How often a shard compares its leader roles with the partitions it serves.
-const LEADERSHIP_POLL: Duration = Duration::from_millis(50);
-
-/// A `__consumer_offsets` partition this shard leads, under the leader role `generation`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(in crate::shard) enum Served {
-    Loading { generation: u64 },
-    Serving { generation: u64 },
-}
-
-impl Served {
-    fn generation(self) -> u64 {
-        match self {
-            Served::Loading { generation } | Served::Serving { generation } => generation,
-        }
-    }
-}
 
 /// The error a group request gets when this shard does not serve its group now. While the
 /// partition loads, SyncGroup gets REBALANCE_IN_PROGRESS and Heartbeat no error, as Kafka
@@ -115,11 +97,7 @@ impl Shard {
 
     /// Whether one of this shard's `__consumer_offsets` partitions is loading.
     pub(in crate::shard) fn offsets_partitions_loading(&self) -> bool {
-        self.coordinator
-            .served
-            .borrow()
-            .values()
-            .any(|served| matches!(served, Served::Loading { .. }))
+        self.coordinator.served.any_loading()
     }
 
     /// Cluster mode: the leader-role generation under which this shard serves `group_id`'s
@@ -130,10 +108,8 @@ impl Shard {
             return None;
         }
         let partition = self.group_coordinator_partition(group_id);
-        match self.coordinator.served.borrow().get(&partition.partition) {
-            Some(Served::Serving { generation }) => Some(*generation),
-            _ => None,
-        }
+        self.coordinator_status(&partition, &self.coordinator.served)
+            .ok()
     }
 
     /// Whether this shard coordinates `group_id` now: NOT_COORDINATOR unless (cluster mode)
@@ -147,22 +123,8 @@ impl Shard {
         if self.offsets_topic_copy_partitions().is_none() {
             return Err(ErrorCode::NotCoordinator);
         }
-        let leading = self.replicas.leader_generation(&partition);
-        let served = self
-            .coordinator
-            .served
-            .borrow()
-            .get(&partition.partition)
-            .copied();
-        match (served, leading) {
-            (Some(Served::Serving { generation }), Some(current)) if generation == current => {
-                Ok(())
-            }
-            (Some(Served::Loading { generation }), Some(current)) if generation == current => {
-                Err(ErrorCode::CoordinatorLoadInProgress)
-            }
-            _ => Err(ErrorCode::NotCoordinator),
-        }
+        self.coordinator_status(&partition, &self.coordinator.served)
+            .map(|_| ())
     }
 
     /// Cluster mode: starts the task that loads and unloads partitions as leadership moves.
@@ -182,67 +144,37 @@ impl Shard {
 
     /// One round: unload what this shard no longer leads, start loading what it newly leads.
     fn follow_offsets_leadership(self: &Rc<Self>) {
-        let cluster_copy = self.offsets_topic_copy_partitions();
-        let stale: Vec<i32> = self
-            .coordinator
-            .served
-            .borrow()
-            .iter()
-            .filter(|(index, served)| {
-                let partition = TopicPartition::new(OFFSETS_TOPIC, **index);
-                cluster_copy.is_none()
-                    || self.replicas.leader_generation(&partition) != Some(served.generation())
-            })
-            .map(|(index, _)| *index)
-            .collect();
-        for index in stale {
-            self.coordinator.served.borrow_mut().remove(&index);
+        let changes = self.leadership_changes(
+            OFFSETS_TOPIC,
+            self.offsets_topic_copy_partitions(),
+            &self.coordinator.served,
+        );
+        for index in changes.unload {
             self.unload_offsets_partition(index);
         }
-        let Some(partitions) = cluster_copy else {
-            return;
-        };
-        for index in 0..partitions {
-            let partition = TopicPartition::new(OFFSETS_TOPIC, index);
-            if self.owner_of(&partition) != self.id
-                || self.coordinator.served.borrow().contains_key(&index)
-            {
-                continue;
-            }
-            let Some(generation) = self.replicas.leader_generation(&partition) else {
-                continue;
-            };
-            let Some(log) = self.log(&partition) else {
-                continue;
-            };
-            self.coordinator
-                .served
-                .borrow_mut()
-                .insert(index, Served::Loading { generation });
+        for load in changes.load {
             let shard = self.clone();
             glommio::spawn_local(async move {
                 let mut replayed = Replayed::default();
                 let complete = shard
-                    .replay_offsets_partition(&partition, &log, ReplayEnd::LogEnd, &mut replayed)
-                    .await;
-                let mut served = shard.coordinator.served.borrow_mut();
-                if complete.is_err() {
-                    // Not served from a partial replay: the next round loads it again.
-                    if served.get(&index) == Some(&Served::Loading { generation }) {
-                        served.remove(&index);
-                    }
-                    return;
+                    .replay_offsets_partition(
+                        &load.partition,
+                        &load.log,
+                        ReplayEnd::LogEnd,
+                        &mut replayed,
+                    )
+                    .await
+                    .is_ok();
+                // Nothing of a partial replay, or of one whose role ended meanwhile (the
+                // next round unloads it), is installed.
+                if shard
+                    .coordinator
+                    .served
+                    .finish_load(&shard, &load, complete)
+                {
+                    shard.install_replayed(replayed);
+                    tracing::info!(shard = %shard.id, partition = %load.partition, "group coordinator loaded the partition it leads");
                 }
-                let still_leading = served.get(&index) == Some(&Served::Loading { generation })
-                    && shard.replicas.leader_generation(&partition) == Some(generation);
-                if !still_leading {
-                    // The next round unloads (nothing of this load was installed).
-                    return;
-                }
-                served.insert(index, Served::Serving { generation });
-                drop(served);
-                shard.install_replayed(replayed);
-                tracing::info!(shard = %shard.id, %partition, "group coordinator loaded the partition it leads");
             })
             .detach();
         }

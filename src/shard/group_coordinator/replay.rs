@@ -3,25 +3,17 @@
 //! in one step. Single-broker mode replays every owned partition at start; in cluster mode a
 //! partition is replayed when this broker becomes its leader (`leadership`).
 
-use super::{GroupOffsets, REPLAY_READ_BYTES};
+use super::GroupOffsets;
 use crate::group::records::{self, OffsetsRecord};
 use crate::group::{Group, GroupSnapshot, OFFSETS_TOPIC};
-use crate::model::records::{Record, control_record_commits, read_records};
-use crate::model::{Offset, RecordBatchHeader, TopicPartition};
+use crate::model::records::{Record, control_record_commits};
+use crate::model::{RecordBatchHeader, TopicPartition};
 use crate::shard::Shard;
-use crate::storage::{PartitionLog, ReadLimits};
+use crate::storage::PartitionLog;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// How far a replay reads.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum ReplayEnd {
-    /// Up to the high watermark (single-broker start: what was acknowledged).
-    HighWatermark,
-    /// Up to the log end (a new leader: its log is the partition's from now on, and
-    /// followers truncate to it).
-    LogEnd,
-}
+pub(super) use crate::shard::coordinator_leadership::ReplayEnd;
 
 /// What replaying some `__consumer_offsets` partitions rebuilt, not yet installed.
 #[derive(Default)]
@@ -149,44 +141,10 @@ impl Shard {
         replayed: &mut Replayed,
     ) -> Result<(), ()> {
         let before = replayed.records;
-        let mut offset = log.log_start_offset();
-        loop {
-            let limit = match end {
-                ReplayEnd::HighWatermark => log.high_watermark(),
-                ReplayEnd::LogEnd => log.log_end_offset(),
-            };
-            if offset >= limit {
-                break;
-            }
-            let read = match end {
-                ReplayEnd::HighWatermark => log.read(offset, REPLAY_READ_BYTES, true).await,
-                ReplayEnd::LogEnd => {
-                    log.read_for_replica(offset, ReadLimits::bytes(REPLAY_READ_BYTES, true))
-                        .await
-                }
-            };
-            let read = match read {
-                Ok(read) if !read.batches.is_empty() => read,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::error!(shard = %self.id, %partition, %error, "cannot replay group log");
-                    return Err(());
-                }
-            };
-            for batch in &read.batches {
-                let Ok(header) = RecordBatchHeader::view(batch) else {
-                    tracing::error!(shard = %self.id, %partition, %offset, "unparsable batch header in group log");
-                    return Err(());
-                };
-                offset = Offset(header.next_offset());
-                match read_records(batch) {
-                    Ok(decoded) => replayed.batch(header, decoded),
-                    Err(error) => {
-                        tracing::error!(shard = %self.id, %partition, %error, "skipping unreadable batch in group log");
-                    }
-                }
-            }
-        }
+        self.replay_coordinator_log(partition, log, end, |header, decoded| {
+            replayed.batch(header, decoded)
+        })
+        .await?;
         let records = replayed.records - before;
         tracing::debug!(shard = %self.id, %partition, records, "group log replayed");
         Ok(())
@@ -234,7 +192,9 @@ impl Shard {
 mod tests {
     use super::*;
     use crate::group::records::CommittedOffset;
-    use crate::model::records::{BatchOrigin, NewRecord, encode_batch_from, encode_control_batch};
+    use crate::model::records::{
+        BatchOrigin, NewRecord, encode_batch_from, encode_control_batch, read_records,
+    };
 
     const PRODUCER: i64 = 7;
 
