@@ -27,6 +27,7 @@ pub mod mesh;
 pub mod messages;
 pub mod metrics;
 mod partition_ops;
+mod peer_connection;
 mod pool;
 mod producer_checks;
 mod replica_fetcher;
