@@ -38,6 +38,7 @@ pub mod startup;
 pub mod startup_watchdog;
 mod state;
 mod txn_coordinator;
+mod txn_markers;
 
 pub use group_coordinator::monotonic_ms;
 pub use messages::*;

@@ -33,6 +33,8 @@ pub(crate) enum PeerError {
     TooLarge(usize),
     #[error("response for correlation id {got}, expected {expected}")]
     Correlation { got: i32, expected: i32 },
+    #[error("no live broker {0} in the cluster view")]
+    UnknownBroker(NodeId),
 }
 
 /// Runs `work` with a deadline: `PeerError::Timeout` if it is not done within `timeout`.

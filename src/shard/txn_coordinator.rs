@@ -6,7 +6,7 @@
 
 use super::messages::*;
 use super::{Shard, now_ms};
-use crate::model::records::{NewRecord, encode_batch, encode_control_batch, read_records};
+use crate::model::records::{NewRecord, encode_batch, read_records};
 use crate::model::{ErrorCode, Offset, ShardId, TopicPartition, coordinator_partition};
 use crate::txn::{
     EndPlan, InitPlan, MarkerJob, TRANSACTIONS_TOPIC, TxnLimits, TxnMetadata, plan_end, plan_init,
@@ -14,7 +14,7 @@ use crate::txn::{
 };
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -365,109 +365,10 @@ impl Shard {
         Ok(())
     }
 
-    /// Appends the markers on every partition's owner shard (in parallel per shard).
+    /// Writes the markers into every partition through its leader (`txn_markers`).
     async fn write_markers(self: &Rc<Self>, job: &MarkerJob) -> Result<(), ErrorCode> {
-        let catalog = self.catalog();
-        let mut per_shard: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
-        for (topic, partition) in &job.partitions {
-            if catalog.topic(topic).is_none() {
-                continue; // deleted since it joined the transaction
-            }
-            let tp = TopicPartition::new(topic.as_str(), *partition);
-            per_shard.entry(self.owner_of(&tp)).or_default().push(tp);
-        }
-        let calls = per_shard.into_iter().map(|(target, partitions)| {
-            let shard = self.clone();
-            let (producer_id, producer_epoch, commit) =
-                (job.producer_id, job.producer_epoch, job.commit);
-            async move {
-                if target == shard.id {
-                    return Ok(shard
-                        .write_markers_local(producer_id, producer_epoch, commit, partitions)
-                        .await);
-                }
-                shard
-                    .request(target, |reply| {
-                        ShardMessage::WriteMarkers(WriteMarkersOp {
-                            producer_id,
-                            producer_epoch,
-                            commit,
-                            partitions,
-                            reply,
-                        })
-                    })
-                    .await
-            }
-        });
-        for outcome in futures::future::join_all(calls).await {
-            let results = outcome.map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-            if let Some((partition, error)) = results.into_iter().find(|(_, e)| e.is_error()) {
-                tracing::error!(shard = %self.id, %partition, ?error, "writing a transaction marker failed");
-                return Err(ErrorCode::CoordinatorNotAvailable);
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends a marker to each owned partition and waits for the sync; markers on
-    /// `__consumer_offsets` also resolve the producer's pending transactional offsets.
-    pub(super) async fn write_markers_local(
-        self: &Rc<Self>,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        partitions: Vec<TopicPartition>,
-    ) -> Vec<(TopicPartition, ErrorCode)> {
-        let mut results = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let Some(log) = self.log(&partition) else {
-                results.push((partition, ErrorCode::None));
-                continue;
-            };
-            // Cluster mode: a marker goes only into a partition this broker leads, with its
-            // leader epoch; a follower's copy must hold the leader's batches only (a marker
-            // written there would make it diverge). Markers for partitions led elsewhere are
-            // not sent to their leaders yet (docs/replication.md, "Not done yet").
-            let cluster_copy = self
-                .catalog()
-                .topic(partition.topic.as_str())
-                .is_some_and(|meta| meta.cluster);
-            let leader_epoch = match self
-                .replicas
-                .leader_epoch_for_append(&partition, cluster_copy)
-            {
-                Ok(epoch) => epoch.unwrap_or(0),
-                Err(code) => {
-                    tracing::error!(shard = %self.id, %partition, "transaction marker for a partition this broker does not lead: not written");
-                    results.push((partition, code));
-                    continue;
-                }
-            };
-            let batch = Bytes::from(encode_control_batch(
-                producer_id,
-                producer_epoch,
-                commit,
-                0,
-                now_ms(),
-            ));
-            let outcome = match log.append(batch, leader_epoch, now_ms()).await {
-                Ok(appended) => log.wait_synced(appended.last_offset).await.map(|_| ()),
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Ok(()) => {
-                    if partition.topic.as_str() == crate::group::OFFSETS_TOPIC {
-                        self.resolve_txn_offsets(producer_id, commit);
-                    }
-                    results.push((partition, ErrorCode::None));
-                }
-                Err(error) => {
-                    tracing::error!(shard = %self.id, %partition, %error, "marker append failed");
-                    results.push((partition, super::partition_ops::storage_error_code(&error)));
-                }
-            }
-        }
-        results
+        let coordinator_epoch = super::txn_markers::COORDINATOR_EPOCH_UNTRACKED;
+        self.write_marker_job(job, coordinator_epoch).await
     }
 
     /// Replays the owned `__transaction_state` partitions, then finishes any transaction
