@@ -114,6 +114,7 @@ const VERSION_INTRODUCED_IN: &[(ApiKey, &[&str])] = &[
         ApiKey::EndTxn,
         &["0.11.0", "2.0", "2.7", "2.8", "3.8", "4.0"],
     ),
+    (ApiKey::WriteTxnMarkers, &["0.11.0", "2.8"]),
     (
         ApiKey::TxnOffsetCommit,
         &["0.11.0", "2.0", "2.1", "2.5", "3.8", "4.0"],

@@ -71,6 +71,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(AddPartitionsToTxn, 0, 4, add_partitions_to_txn::handle),
     row!(AddOffsetsToTxn, 0, 3, add_offsets_to_txn::handle),
     row!(EndTxn, 0, 3, end_txn::handle),
+    row!(WriteTxnMarkers, 1, 1, write_txn_markers::handle),
     row!(TxnOffsetCommit, 0, 3, txn_offset_commit::handle),
     row!(DescribeConfigs, 1, 4, describe_configs::handle),
     row!(AlterConfigs, 0, 2, alter_configs::handle),

@@ -53,11 +53,19 @@ pub enum ShardMessage {
     },
 }
 
-/// Append a COMMIT or ABORT control batch for `producer_id` to each partition, synced.
-pub struct WriteMarkersOp {
+/// One transaction marker: the COMMIT (`commit`) or ABORT control batch of a producer's
+/// transaction, as WriteTxnMarkers names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Append `marker` to each partition, synced and (cluster mode) replicated to the ISR.
+pub struct WriteMarkersOp {
+    pub marker: Marker,
     pub partitions: Vec<TopicPartition>,
     pub reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
 }

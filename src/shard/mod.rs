@@ -28,6 +28,7 @@ pub mod mesh;
 pub mod messages;
 pub mod metrics;
 mod partition_ops;
+mod peer_connection;
 mod pool;
 mod producer_checks;
 mod remote_verification;
@@ -39,6 +40,7 @@ pub mod startup;
 pub mod startup_watchdog;
 mod state;
 mod txn_coordinator;
+mod txn_markers;
 
 pub use group_coordinator::monotonic_ms;
 pub use messages::*;

@@ -17,11 +17,26 @@
 
 use super::Shard;
 use super::messages::{ShardMessage, VerificationOp};
+use super::peer_connection::PeerError;
 use crate::cluster::NodeId;
 use crate::model::{ErrorCode, ShardId, TopicPartition, coordinator_partition};
 use crate::txn::TRANSACTIONS_TOPIC;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName,
+    TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::time::Duration;
+
+/// AddPartitionsToTxn version a partition leader sends (the first with `verify_only`).
+const VERIFY_VERSION: i16 = 4;
+/// The largest verification answer read (a few bytes per partition).
+const VERIFY_RESPONSE_BYTES_MAX: usize = 1 << 20;
 
 impl Shard {
     /// Cluster mode: the broker coordinating `transactional_id` when it is another one
@@ -201,15 +216,79 @@ impl Shard {
 }
 
 impl Shard {
-    /// AddPartitionsToTxn v4 (`verify_only`) to `coordinator`: its verdict per partition.
+    /// AddPartitionsToTxn v4 (`verify_only`) to `coordinator`: its verdict per partition (a
+    /// partition missing from the answer: COORDINATOR_NOT_AVAILABLE).
     async fn ask_coordinator_to_verify(
         &self,
-        _coordinator: NodeId,
-        _transactional_id: &str,
-        _producer_id: i64,
-        _epoch: i16,
-        _partitions: &[TopicPartition],
-    ) -> Result<Vec<(TopicPartition, ErrorCode)>, String> {
-        Err("TODO".to_string())
+        coordinator: NodeId,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, ErrorCode)>, PeerError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for partition in partitions {
+            topics
+                .entry(partition.topic.as_str())
+                .or_default()
+                .push(partition.partition);
+        }
+        let mut transaction = AddPartitionsToTxnTransaction::default();
+        transaction.transactional_id =
+            TransactionalId(StrBytes::from_string(transactional_id.to_string()));
+        transaction.producer_id = ProducerId(producer_id);
+        transaction.producer_epoch = epoch;
+        transaction.verify_only = true;
+        transaction.topics = topics
+            .into_iter()
+            .map(|(name, indexes)| {
+                let mut topic = AddPartitionsToTxnTopic::default();
+                topic.name = TopicName(StrBytes::from_string(name.to_string()));
+                topic.partitions = indexes;
+                topic
+            })
+            .collect();
+        let mut request = AddPartitionsToTxnRequest::default();
+        request.transactions = vec![transaction];
+        let timeout = Duration::from_millis(
+            self.config.transaction.state_write_timeout_ms
+                + self.config.cluster.controller_connect_timeout_ms,
+        );
+        let response: AddPartitionsToTxnResponse = self
+            .call_peer(
+                coordinator,
+                ApiKey::AddPartitionsToTxn,
+                VERIFY_VERSION,
+                &request,
+                timeout,
+                VERIFY_RESPONSE_BYTES_MAX,
+            )
+            .await?;
+        let top_level = ErrorCode::from_code(response.error_code);
+        let mut answered: HashMap<TopicPartition, ErrorCode> = HashMap::new();
+        for result in &response.results_by_transaction {
+            for topic in &result.topic_results {
+                for entry in &topic.results_by_partition {
+                    answered.insert(
+                        TopicPartition::new(topic.name.0.as_str(), entry.partition_index),
+                        ErrorCode::from_code(entry.partition_error_code),
+                    );
+                }
+            }
+        }
+        Ok(partitions
+            .iter()
+            .map(|partition| {
+                let code = match answered.get(partition) {
+                    _ if top_level.is_error() => top_level,
+                    Some(code) => *code,
+                    None => ErrorCode::CoordinatorNotAvailable,
+                };
+                (partition.clone(), code)
+            })
+            .collect())
     }
 }

@@ -6,8 +6,9 @@
 //! stored as the leader sent them (`PartitionLog::append_replicated`); the leader's high
 //! watermark, capped by the local log end, becomes this replica's.
 //!
-//! Owns: the connection to one leader, request building, answer handling. May import:
-//! `super::replicas` (the roles), `crate::replication::follower`, `crate::storage`,
+//! Owns: the fetch loop for one leader (on a `peer_connection::PeerConnection`), request
+//! building, answer handling. May import: `super::replicas` (the roles),
+//! `super::peer_connection`, `crate::replication::follower`, `crate::storage`,
 //! kafka-protocol. Runs on: the shard owning the followed partitions.
 //! Invariants: an answer is applied only to the role (same generation) that asked, and only
 //! if the follower state machine accepts it for the request in flight; a response larger
@@ -15,24 +16,23 @@
 //! before anything is allocated for it; every call has a deadline.
 
 use super::Shard;
+use super::peer_connection::{PeerConnection, PeerError};
 use super::replicas::Role;
 use crate::cluster::NodeId;
 use crate::metadata::TopicId;
 use crate::model::leader_epochs::EpochEnd;
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::replication::follower::{FollowerRequest, LocalLog};
-use bytes::{Bytes, BytesMut};
-use futures::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
+    OffsetForLeaderEpochResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,112 +43,6 @@ const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Room for the response's framing and headers beyond its record bytes.
 const RESPONSE_OVERHEAD_BYTES: usize = 1 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum FetcherError {
-    #[error("connection to the leader: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the leader did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("cannot encode or decode: {0}")]
-    Codec(String),
-    #[error("response of {0} bytes is over the limit")]
-    TooLarge(usize),
-    #[error("response for correlation id {got}, expected {expected}")]
-    Correlation { got: i32, expected: i32 },
-}
-
-/// One Kafka-protocol connection to a leader broker.
-struct LeaderConnection {
-    stream: TcpStream,
-    address: String,
-    next_correlation_id: i32,
-    client_id: StrBytes,
-}
-
-async fn within<T>(
-    timeout: Duration,
-    work: impl std::future::Future<Output = Result<T, FetcherError>>,
-) -> Result<T, FetcherError> {
-    let sleep = Box::pin(glommio::timer::sleep(timeout));
-    match futures::future::select(Box::pin(work), sleep).await {
-        futures::future::Either::Left((outcome, _)) => outcome,
-        futures::future::Either::Right(_) => Err(FetcherError::Timeout(timeout)),
-    }
-}
-
-impl LeaderConnection {
-    async fn connect(address: &str, own: NodeId, timeout: Duration) -> Result<Self, FetcherError> {
-        let stream = within(timeout, async {
-            Ok(TcpStream::connect(address)
-                .await
-                .map_err(std::io::Error::from)?)
-        })
-        .await?;
-        let _ = stream.set_nodelay(true);
-        Ok(LeaderConnection {
-            stream,
-            address: address.to_string(),
-            next_correlation_id: 1,
-            client_id: StrBytes::from_string(format!("shardlog-replica-{own}")),
-        })
-    }
-
-    /// Sends `request` as `api` at `version` and reads its answer (at most `max_bytes`).
-    async fn call<Request, Response>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Request,
-        timeout: Duration,
-        max_bytes: usize,
-    ) -> Result<Response, FetcherError>
-    where
-        Request: Encodable + HeaderVersion,
-        Response: Decodable + HeaderVersion,
-    {
-        let codec = |error: anyhow::Error| FetcherError::Codec(error.to_string());
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut frame = BytesMut::new();
-        frame.extend_from_slice(&[0; 4]);
-        header
-            .encode(&mut frame, Request::header_version(version))
-            .map_err(codec)?;
-        request.encode(&mut frame, version).map_err(codec)?;
-        let length = (frame.len() - 4) as u32;
-        frame[..4].copy_from_slice(&length.to_be_bytes());
-        let stream = &mut self.stream;
-        let body = within(timeout, async move {
-            stream.write_all(&frame).await?;
-            let mut length = [0u8; 4];
-            stream.read_exact(&mut length).await?;
-            let length = u32::from_be_bytes(length) as usize;
-            if length > max_bytes {
-                return Err(FetcherError::TooLarge(length));
-            }
-            let mut body = vec![0u8; length];
-            stream.read_exact(&mut body).await?;
-            Ok(Bytes::from(body))
-        })
-        .await?;
-        let mut body = body;
-        let header =
-            ResponseHeader::decode(&mut body, Response::header_version(version)).map_err(codec)?;
-        if header.correlation_id != correlation_id {
-            return Err(FetcherError::Correlation {
-                got: header.correlation_id,
-                expected: correlation_id,
-            });
-        }
-        Response::decode(&mut body, version).map_err(codec)
-    }
-}
 
 /// One followed partition's next request, as its role would send it now.
 struct Work {
@@ -204,7 +98,7 @@ impl Shard {
         let own = self.config.server.node_id;
         let cluster = &self.config.cluster;
         let connect_timeout = Duration::from_millis(cluster.controller_connect_timeout_ms);
-        let mut connection: Option<LeaderConnection> = None;
+        let mut connection: Option<PeerConnection> = None;
         let mut last_error: Option<String> = None;
         loop {
             let work = self.follower_work(leader);
@@ -213,21 +107,16 @@ impl Shard {
                 self.replicas.fetchers.borrow_mut().remove(&leader);
                 return;
             }
-            let address = crate::quorum::view::shard_view().and_then(|view| {
-                view.brokers
-                    .iter()
-                    .find(|broker| broker.node_id == leader)
-                    .map(|broker| format!("{}:{}", broker.host, broker.port))
-            });
-            let Some(address) = address else {
+            let Some(address) = self.broker_address(leader) else {
                 glommio::timer::sleep(RETRY_BACKOFF).await;
                 continue;
             };
-            if connection.as_ref().is_some_and(|c| c.address != address) {
+            if connection.as_ref().is_some_and(|c| c.address() != address) {
                 connection = None;
             }
             if connection.is_none() {
-                match LeaderConnection::connect(&address, own, connect_timeout).await {
+                let client_id = format!("shardlog-replica-{own}");
+                match PeerConnection::connect(&address, client_id, connect_timeout).await {
                     Ok(connected) => connection = Some(connected),
                     Err(error) => {
                         self.fetcher_failed(leader, &mut last_error, &error).await;
@@ -258,12 +147,7 @@ impl Shard {
         }
     }
 
-    async fn fetcher_failed(
-        &self,
-        leader: NodeId,
-        last: &mut Option<String>,
-        error: &FetcherError,
-    ) {
+    async fn fetcher_failed(&self, leader: NodeId, last: &mut Option<String>, error: &PeerError) {
         let text = error.to_string();
         if last.as_deref() != Some(text.as_str()) {
             tracing::warn!(leader, error = %text, "replica fetcher: call to the leader failed; retrying");
@@ -276,9 +160,9 @@ impl Shard {
     /// `Ok(false)`: some answer asked to wait (the metadata moved on).
     async fn ask_epoch_ends(
         &self,
-        conn: &mut LeaderConnection,
+        conn: &mut PeerConnection,
         work: &[&Work],
-    ) -> Result<bool, FetcherError> {
+    ) -> Result<bool, PeerError> {
         let mut topics: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
         for item in work {
             let FollowerRequest::OffsetsForLeaderEpoch {
@@ -401,9 +285,9 @@ impl Shard {
     /// `Ok(false)`: some answer asked to wait (the metadata moved on).
     async fn replica_fetch(
         &self,
-        conn: &mut LeaderConnection,
+        conn: &mut PeerConnection,
         work: &[Work],
-    ) -> Result<bool, FetcherError> {
+    ) -> Result<bool, PeerError> {
         let cluster = &self.config.cluster;
         let max_bytes = cluster.replica_fetch_response_bytes_max as usize;
         let mut topics: BTreeMap<TopicId, Vec<FetchPartition>> = BTreeMap::new();

@@ -101,6 +101,8 @@ pub struct Shard {
     /// Producer ids below this were handed out (a cache of the controller's answer; see
     /// `producer_checks`).
     pub(super) producer_id_bound: std::cell::Cell<i64>,
+    /// Idle WriteTxnMarkers connections to other brokers (`txn_markers`).
+    pub(super) peer_pool: super::peer_connection::PeerPool,
 }
 
 impl Shard {
@@ -152,6 +154,7 @@ impl Shard {
             startup,
             scrubbed_bytes: std::cell::Cell::new(0),
             producer_id_bound: std::cell::Cell::new(0),
+            peer_pool: Default::default(),
         }
     }
 
@@ -709,14 +712,7 @@ impl Shard {
             ShardMessage::WriteMarkers(op) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let results = shard
-                        .write_markers_local(
-                            op.producer_id,
-                            op.producer_epoch,
-                            op.commit,
-                            op.partitions,
-                        )
-                        .await;
+                    let results = shard.write_markers_local(op.marker, op.partitions).await;
                     let _ = op.reply.send(results);
                 })
                 .detach();

@@ -1,13 +1,15 @@
 //! The transaction coordinator shell on the shard owning a transactional id's
-//! `__transaction_state` partition: it applies the pure `txn` plans, persists metadata
-//! (synced before answering), writes COMMIT/ABORT markers to every partition of a
-//! transaction through their owner shards, aborts timed-out transactions, and on start
-//! replays its partitions and finishes transactions left in a Prepare state.
+//! `__transaction_state` partition (cluster mode: the partition's leader, `leadership`): it
+//! applies the pure `txn` plans, persists metadata (synced, and in cluster mode replicated,
+//! before answering), writes COMMIT/ABORT markers to every partition of a transaction
+//! through their leaders (`txn_markers`), aborts timed-out transactions, and finishes
+//! transactions left in a Prepare state (after a start, a move of leadership, or markers
+//! that could not be written yet).
 
 use super::coordinator_leadership::ReplayEnd;
 use super::messages::*;
 use super::{Shard, now_ms};
-use crate::model::records::{NewRecord, encode_batch, encode_control_batch};
+use crate::model::records::{NewRecord, encode_batch};
 use crate::model::{ErrorCode, ShardId, TopicPartition, coordinator_partition};
 use crate::txn::{
     EndPlan, InitPlan, MarkerJob, TRANSACTIONS_TOPIC, TxnLimits, TxnMetadata, plan_end, plan_init,
@@ -15,7 +17,7 @@ use crate::txn::{
 };
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -238,7 +240,7 @@ impl Shard {
         let after = match plan_init(&current, timeout_ms, presented, fresh_id, now)? {
             InitPlan::Ready(next) => next,
             InitPlan::AbortThen { markers, after } => {
-                self.write_markers(&markers).await?;
+                self.write_markers(transactional_id, &markers).await?;
                 after
             }
         };
@@ -331,7 +333,10 @@ impl Shard {
             return Ok(());
         };
         self.persist_txn(&prepare).await?;
-        let finished = match self.write_markers(&markers).await {
+        let finished = match self
+            .write_markers(&prepare.transactional_id, &markers)
+            .await
+        {
             Ok(()) => self.persist_txn(&complete).await,
             Err(error) => Err(error),
         };
@@ -378,109 +383,22 @@ impl Shard {
         Ok(())
     }
 
-    /// Appends the markers on every partition's owner shard (in parallel per shard).
-    async fn write_markers(self: &Rc<Self>, job: &MarkerJob) -> Result<(), ErrorCode> {
-        let catalog = self.catalog();
-        let mut per_shard: BTreeMap<ShardId, Vec<TopicPartition>> = BTreeMap::new();
-        for (topic, partition) in &job.partitions {
-            if catalog.topic(topic).is_none() {
-                continue; // deleted since it joined the transaction
-            }
-            let tp = TopicPartition::new(topic.as_str(), *partition);
-            per_shard.entry(self.owner_of(&tp)).or_default().push(tp);
-        }
-        let calls = per_shard.into_iter().map(|(target, partitions)| {
-            let shard = self.clone();
-            let (producer_id, producer_epoch, commit) =
-                (job.producer_id, job.producer_epoch, job.commit);
-            async move {
-                if target == shard.id {
-                    return Ok(shard
-                        .write_markers_local(producer_id, producer_epoch, commit, partitions)
-                        .await);
-                }
-                shard
-                    .request(target, |reply| {
-                        ShardMessage::WriteMarkers(WriteMarkersOp {
-                            producer_id,
-                            producer_epoch,
-                            commit,
-                            partitions,
-                            reply,
-                        })
-                    })
-                    .await
-            }
-        });
-        for outcome in futures::future::join_all(calls).await {
-            let results = outcome.map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-            if let Some((partition, error)) = results.into_iter().find(|(_, e)| e.is_error()) {
-                tracing::error!(shard = %self.id, %partition, ?error, "writing a transaction marker failed");
-                return Err(ErrorCode::CoordinatorNotAvailable);
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends a marker to each owned partition and waits for the sync; markers on
-    /// `__consumer_offsets` also resolve the producer's pending transactional offsets.
-    pub(super) async fn write_markers_local(
+    /// Writes the markers into every partition through its leader (`txn_markers`). They
+    /// carry the coordinator epoch: the leader epoch of the id's `__transaction_state`
+    /// partition (0 in single-broker mode), as Kafka's.
+    async fn write_markers(
         self: &Rc<Self>,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        partitions: Vec<TopicPartition>,
-    ) -> Vec<(TopicPartition, ErrorCode)> {
-        let mut results = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let Some(log) = self.log(&partition) else {
-                results.push((partition, ErrorCode::None));
-                continue;
-            };
-            // Cluster mode: a marker goes only into a partition this broker leads, with its
-            // leader epoch; a follower's copy must hold the leader's batches only (a marker
-            // written there would make it diverge). Markers for partitions led elsewhere are
-            // not sent to their leaders yet (docs/replication.md, "Not done yet").
-            let cluster_copy = self
-                .catalog()
-                .topic(partition.topic.as_str())
-                .is_some_and(|meta| meta.cluster);
-            let leader_epoch = match self
-                .replicas
-                .leader_epoch_for_append(&partition, cluster_copy)
-            {
-                Ok(epoch) => epoch.unwrap_or(0),
-                Err(code) => {
-                    tracing::error!(shard = %self.id, %partition, "transaction marker for a partition this broker does not lead: not written");
-                    results.push((partition, code));
-                    continue;
-                }
-            };
-            let batch = Bytes::from(encode_control_batch(
-                producer_id,
-                producer_epoch,
-                commit,
-                0,
-                now_ms(),
-            ));
-            let outcome = match log.append(batch, leader_epoch, now_ms()).await {
-                Ok(appended) => log.wait_synced(appended.last_offset).await.map(|_| ()),
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Ok(()) => {
-                    if partition.topic.as_str() == crate::group::OFFSETS_TOPIC {
-                        self.resolve_txn_offsets(producer_id, commit);
-                    }
-                    results.push((partition, ErrorCode::None));
-                }
-                Err(error) => {
-                    tracing::error!(shard = %self.id, %partition, %error, "marker append failed");
-                    results.push((partition, super::partition_ops::storage_error_code(&error)));
-                }
-            }
-        }
-        results
+        transactional_id: &str,
+        job: &MarkerJob,
+    ) -> Result<(), ErrorCode> {
+        let partition = self.transaction_partition(transactional_id);
+        let coordinator_epoch = self
+            .replicas
+            .leader_epoch_for_append(&partition, false)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        self.write_marker_job(job, coordinator_epoch).await
     }
 
     /// Single-broker mode: replays the owned `__transaction_state` partitions, then

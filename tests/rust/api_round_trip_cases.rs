@@ -367,15 +367,38 @@ fn add_partitions_to_txn(fx: &mut Fixture, version: i16) {
     let transactional_id = fx.unique("add-partitions");
     let producer = fx.init_producer(Some(&transactional_id));
     let topic = fx.topic.clone();
+    let partitions = vec![
+        AddPartitionsToTxnTopic::default()
+            .with_name(topic_name(&topic))
+            .with_partitions(vec![0]),
+    ];
+    if version >= 4 {
+        // Brokers' form (KIP-890): verify only, the partition not in the transaction yet.
+        let transaction = AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s(&transactional_id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(true)
+            .with_topics(partitions);
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+        let response = fx.send(&request, version);
+        assert_eq!(response.error_code, NONE);
+        let result = &response.results_by_transaction[0];
+        assert_eq!(result.transactional_id.0.as_str(), transactional_id);
+        let topic_result = &result.topic_results[0];
+        assert_eq!(topic_result.name.text(), topic);
+        // Not added: TRANSACTION_ABORTABLE (120), as Kafka's coordinator answers it.
+        assert_eq!(
+            topic_result.results_by_partition[0].partition_error_code,
+            120
+        );
+        return;
+    }
     let request = AddPartitionsToTxnRequest::default()
         .with_v3_and_below_transactional_id(TransactionalId(s(&transactional_id)))
         .with_v3_and_below_producer_id(ProducerId(producer.0))
         .with_v3_and_below_producer_epoch(producer.1)
-        .with_v3_and_below_topics(vec![
-            AddPartitionsToTxnTopic::default()
-                .with_name(topic_name(&topic))
-                .with_partitions(vec![0]),
-        ]);
+        .with_v3_and_below_topics(partitions);
     let response = fx.send(&request, version);
     let result = &response.results_by_topic_v3_and_below[0];
     assert_eq!(result.name.text(), topic);
@@ -678,6 +701,41 @@ fn describe_quorum(fx: &mut Fixture, version: i16) {
     );
 }
 
+/// A coordinator's markers (single broker: it leads every partition): an ABORT marker for
+/// a fresh producer is written to the fixture topic; an unknown topic gets
+/// UNKNOWN_TOPIC_OR_PARTITION (3).
+fn write_txn_markers(fx: &mut Fixture, version: i16) {
+    let transactional_id = fx.unique("markers");
+    let producer = fx.init_producer(Some(&transactional_id));
+    let topic = |name: &str| {
+        write_txn_markers_request::WritableTxnMarkerTopic::default()
+            .with_name(topic_name(name))
+            .with_partition_indexes(vec![0])
+    };
+    let marker = write_txn_markers_request::WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_transaction_result(false)
+        .with_coordinator_epoch(0)
+        .with_topics(vec![
+            topic(&fx.topic.clone()),
+            topic("no-such-topic-markers"),
+        ]);
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+    let response = fx.send(&request, version);
+    let result = &response.markers[0];
+    assert_eq!(result.producer_id, ProducerId(producer.0));
+    let code = |name: &str| {
+        result
+            .topics
+            .iter()
+            .find(|t| t.name.text() == name)
+            .map(|t| t.partitions[0].error_code)
+    };
+    assert_eq!(code(&fx.topic.clone()), Some(NONE));
+    assert_eq!(code("no-such-topic-markers"), Some(3));
+}
+
 pub(crate) type Case = fn(&mut Fixture, i16);
 
 /// One round trip per API the broker may advertise.
@@ -704,6 +762,7 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
     (ApiKey::EndTxn, end_txn),
+    (ApiKey::WriteTxnMarkers, write_txn_markers),
     (ApiKey::TxnOffsetCommit, txn_offset_commit),
     (ApiKey::DescribeConfigs, describe_configs),
     (ApiKey::AlterConfigs, alter_configs),
