@@ -1,19 +1,19 @@
 """Contract: transaction markers reach partitions led by other brokers (WriteTxnMarkers).
 
 Three shardlog processes (--shards 1, a controller each), an RF=3 topic whose partitions are
-led by different brokers. The transaction coordinator of a transactional id is the broker the
-client asked (FindCoordinator), here node 1. So:
+led by different brokers. The transaction coordinator of a transactional id is the leader of
+its `__transaction_state` partition (FindCoordinator). So:
   (a) a transaction over partitions led by nodes 1, 2 and 3 commits (EndTxn answers NONE,
-      raw protocol against node 1), and every partition's leader then holds a COMMIT
+      raw protocol against the coordinator), and every partition's leader then holds a COMMIT
       control batch of that producer below its high watermark (the marker was replicated
       before the coordinator was told it was written); an aborted one gets ABORT batches;
   (b) WriteTxnMarkers sent straight to a broker answers NOT_LEADER_OR_FOLLOWER for a
       partition it follows, UNKNOWN_TOPIC_OR_PARTITION for an unknown topic, and NONE for a
       partition it leads (the marker then sits below that partition's high watermark);
-  (c) (xfail) a stock transactional producer writing to partitions led by other brokers and
-      a read_committed consumer: the partition leaders verify transactional produce with
-      their own coordinator (KIP-890 part 1), which does not know a transactional id held
-      by another broker, until the coordinator follows `__transaction_state` leadership.
+  (c) a stock transactional producer writing to partitions led by every broker and a
+      read_committed consumer: the partition leaders verify transactional produce with the
+      id's coordinator on another broker (KIP-890 part 1, AddPartitionsToTxn v4) and the
+      consumer sees the committed records only.
 Waits are bounded polls (no timing assertions).
 """
 
@@ -29,6 +29,7 @@ import kafka_wire as w
 from harness import unique_topic
 from test_cluster import agreed_view, cluster, wait_for  # noqa: F401 (fixture)
 from test_cluster_topics import create_topic, same_everywhere
+from test_txn_coordinator_failover import find_txn_coordinator
 
 pytestmark = pytest.mark.cluster
 
@@ -159,8 +160,12 @@ def _control_type_of(record: bytes) -> int:
 
 
 def run_transaction(cluster, topic: str, partitions: list[int], commit: bool) -> int:
-    coordinator = cluster.nodes[1].bootstrap
     transactional_id = f"markers-{uuid.uuid4().hex[:8]}"
+    # The id's coordinator: the leader of its `__transaction_state` partition (the first
+    # FindCoordinator has that topic created).
+    node = wait_for("the id's coordinator", lambda: find_txn_coordinator(
+        cluster.nodes[1].bootstrap, transactional_id))
+    coordinator = cluster.nodes[node].bootstrap
     producer_id, epoch = init_producer_id(coordinator, transactional_id)
     add_partitions(coordinator, transactional_id, producer_id, epoch, topic, partitions)
     error = end_txn(coordinator, transactional_id, producer_id, epoch, commit)
@@ -230,10 +235,6 @@ def test_write_txn_markers_answers_per_partition(cluster):
     assert [b["producer_id"] for b in batches] == [producer_id]
 
 
-@pytest.mark.xfail(reason="transactional Produce on a partition leader is verified by that "
-                   "broker's own transaction coordinator (KIP-890 part 1), which does not "
-                   "know a transactional id held by another broker until the coordinator "
-                   "follows __transaction_state leadership", strict=False)
 def test_stock_transactional_producer_across_leaders(cluster):
     topic, leaders = spread_topic(cluster)
     producer = Producer({"bootstrap.servers": cluster.nodes[1].bootstrap,
@@ -249,7 +250,9 @@ def test_stock_transactional_producer_across_leaders(cluster):
     for partition in leaders:
         producer.produce(topic, partition=partition, value=f"committed-{partition}".encode())
     producer.commit_transaction(30)
-    consumer = Consumer({"bootstrap.servers": cluster.nodes[3].bootstrap, "group.id": None,
+    # Assigned partitions, no group membership (the group id is never used).
+    consumer = Consumer({"bootstrap.servers": cluster.nodes[3].bootstrap,
+                         "group.id": f"unused-{uuid.uuid4().hex[:8]}",
                          "isolation.level": "read_committed", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in leaders])
     seen: list[str] = []
