@@ -92,6 +92,12 @@ pub struct PartitionState {
     pub leader: Option<NodeId>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455, `cluster::reassignments`): `replicas` is the
+    /// target followed by the replicas to remove; `adding_replicas` are target replicas
+    /// not in the original set, `removing_replicas` original ones not in the target. Both
+    /// empty when none is in progress.
+    pub adding_replicas: Vec<NodeId>,
+    pub removing_replicas: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +297,8 @@ impl MetadataImage {
                     leader: state.leader,
                     leader_epoch: state.leader_epoch,
                     partition_epoch: state.partition_epoch,
+                    adding_replicas: state.adding_replicas.clone(),
+                    removing_replicas: state.removing_replicas.clone(),
                 })
             }));
             let resource = ConfigResource::Topic(topic.name.clone());
@@ -412,6 +420,8 @@ impl MetadataImage {
             leader: record.leader,
             leader_epoch: record.leader_epoch,
             partition_epoch: record.partition_epoch,
+            adding_replicas: record.adding_replicas.clone(),
+            removing_replicas: record.removing_replicas.clone(),
         };
         check_partition(&state).map_err(|reason| ImageError::InvalidPartition {
             topic: topic.name.clone(),
@@ -451,6 +461,8 @@ impl MetadataImage {
         replace(&mut next.isr, &record.isr);
         replace(&mut next.elr, &record.elr);
         replace(&mut next.last_known_elr, &record.last_known_elr);
+        replace(&mut next.adding_replicas, &record.adding_replicas);
+        replace(&mut next.removing_replicas, &record.removing_replicas);
         next.leader_epoch = record.leader_epoch;
         next.partition_epoch = record.partition_epoch;
         if next.partition_epoch <= current.partition_epoch {
@@ -529,6 +541,16 @@ pub fn check_partition(state: &PartitionState) -> Result<(), &'static str> {
     }
     if state.elr.iter().any(|node| state.isr.contains(node)) {
         return Err("a replica cannot be in both the ISR and the ELR");
+    }
+    if !subset(&state.adding_replicas) || !subset(&state.removing_replicas) {
+        return Err("adding and removing replicas must be subsets of the replicas");
+    }
+    if state
+        .adding_replicas
+        .iter()
+        .any(|node| state.removing_replicas.contains(node))
+    {
+        return Err("a replica cannot be both added and removed");
     }
     if let Some(leader) = state.leader
         && !state.isr.contains(&leader)

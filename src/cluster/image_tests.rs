@@ -30,6 +30,8 @@ fn partition(replicas: &[NodeId], isr: &[NodeId], leader: Option<NodeId>) -> Met
         leader,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 
@@ -60,6 +62,8 @@ fn change(leader: LeaderChange, isr: Option<Vec<NodeId>>, epochs: (i32, i32)) ->
         last_known_elr: None,
         leader_epoch: epochs.0,
         partition_epoch: epochs.1,
+        adding_replicas: None,
+        removing_replicas: None,
     })
 }
 
@@ -432,6 +436,8 @@ impl Generator {
             leader,
             leader_epoch: self.rng.below(3) as i32,
             partition_epoch: self.rng.below(3) as i32,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         })
     }
 
@@ -462,6 +468,8 @@ impl Generator {
                 .then(|| self.nodes_subset(&state.replicas)),
             leader_epoch: state.leader_epoch + i32::from(changed) + self.rng.below(2) as i32,
             partition_epoch: state.partition_epoch + 1,
+            adding_replicas: None,
+            removing_replicas: None,
         })
     }
 }

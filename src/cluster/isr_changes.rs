@@ -65,11 +65,18 @@ pub fn alter_partition(
         &registered_broker_epoch,
     )
     .map_err(ControllerError::AlterPartitionRefused)?;
-    let records = if next == *state {
+    let mut records = if next == *state {
         Vec::new()
     } else {
         vec![change_record(topic_id, partition, state, &next)]
     };
+    // An ISR that now holds every replica a reassignment adds completes it, in a change of
+    // its own after this one (the answer carries the ISR change).
+    if let Some((_, completion)) =
+        super::reassignments::completion_record(image, topic_id, partition, &next)
+    {
+        records.push(completion);
+    }
     Ok(AlterPartitionDecision {
         state: next,
         records,

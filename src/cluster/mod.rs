@@ -19,6 +19,7 @@ pub mod isr_changes;
 pub mod leader_elections;
 pub mod partition_changes;
 pub mod raft;
+pub mod reassignments;
 pub mod records;
 pub mod sim;
 #[cfg(test)]

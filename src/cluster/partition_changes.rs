@@ -301,6 +301,8 @@ pub fn change_record(
         isr: changed(&old.isr, &new.isr),
         elr: changed(&old.elr, &new.elr),
         last_known_elr: changed(&old.last_known_elr, &new.last_known_elr),
+        adding_replicas: changed(&old.adding_replicas, &new.adding_replicas),
+        removing_replicas: changed(&old.removing_replicas, &new.removing_replicas),
         leader_epoch: new.leader_epoch,
         partition_epoch: new.partition_epoch,
     })
@@ -354,7 +356,7 @@ fn elect(state: &mut PartitionState, usable: &dyn Fn(NodeId) -> bool, unclean_al
 
 /// `next` with its epochs set from `old` (partition epoch + 1; leader epoch + 1 iff the leader
 /// changed), or `None` if nothing changed.
-fn finish(old: &PartitionState, mut next: PartitionState) -> Option<PartitionState> {
+pub(super) fn finish(old: &PartitionState, mut next: PartitionState) -> Option<PartitionState> {
     next.leader_epoch = old.leader_epoch;
     next.partition_epoch = old.partition_epoch;
     if next == *old {

@@ -26,6 +26,8 @@ fn state(
         leader,
         leader_epoch: LEADER_EPOCH,
         partition_epoch: PARTITION_EPOCH,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 
@@ -67,6 +69,8 @@ fn assert_round_trips(old: &PartitionState, new: &PartitionState) {
             leader: old.leader,
             leader_epoch: old.leader_epoch,
             partition_epoch: old.partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }))
         .unwrap();
     let record = change_record(TOPIC, 0, old, new);

@@ -28,8 +28,13 @@ const CONFIG_RESOURCE_TOPIC: i8 = 2;
 /// Resource type of a broker config, as Kafka's `ConfigResource.Type.BROKER`.
 const CONFIG_RESOURCE_BROKER: i8 = 4;
 
-/// The version this build writes for every record type. Decoding refuses newer versions.
+/// The version this build writes for a record type with nothing of a newer version to carry.
+/// Decoding refuses versions newer than `RECORD_VERSION_MAX`.
 pub const RECORD_VERSION: u16 = 0;
+/// The newest version this build reads: version 1 of `Partition` and `PartitionChange` adds
+/// the reassignment's adding and removing replicas (written only when a record carries
+/// them, so logs without reassignments stay readable by builds that read version 0 only).
+pub const RECORD_VERSION_MAX: u16 = 1;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RecordDecodeError {
@@ -105,6 +110,10 @@ pub struct PartitionRecord {
     pub leader: Option<NodeId>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added (not yet in the ISR) and
+    /// replicas to remove once they are; both empty otherwise. Written from version 1.
+    pub adding_replicas: Vec<NodeId>,
+    pub removing_replicas: Vec<NodeId>,
 }
 
 /// What a `PartitionChange` does to the leader.
@@ -129,6 +138,10 @@ pub struct PartitionChangeRecord {
     pub last_known_elr: Option<Vec<NodeId>>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// The reassignment's replicas being added and removed (see `PartitionRecord`);
+    /// written from version 1.
+    pub adding_replicas: Option<Vec<NodeId>>,
+    pub removing_replicas: Option<Vec<NodeId>>,
 }
 
 /// Whose config a `ConfigChange` sets.
@@ -255,6 +268,21 @@ impl MetadataRecord {
         }
     }
 
+    /// The version this record is written in: 1 for a partition record that carries a
+    /// reassignment, else `RECORD_VERSION`.
+    fn version(&self) -> u16 {
+        let reassigning = match self {
+            MetadataRecord::Partition(record) => {
+                !record.adding_replicas.is_empty() || !record.removing_replicas.is_empty()
+            }
+            MetadataRecord::PartitionChange(record) => {
+                record.adding_replicas.is_some() || record.removing_replicas.is_some()
+            }
+            _ => false,
+        };
+        if reassigning { 1 } else { RECORD_VERSION }
+    }
+
     /// Appends the encoded record (header and body) to `out`.
     ///
     /// Panics if a string is longer than 65,535 bytes: records are built by the controller
@@ -262,7 +290,7 @@ impl MetadataRecord {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let mut writer = Writer { out };
         writer.u16(self.record_type());
-        writer.u16(RECORD_VERSION);
+        writer.u16(self.version());
         match self {
             MetadataRecord::ClusterId(id) => writer.uuid(id),
             MetadataRecord::FeatureLevel { name, level } => {
@@ -278,8 +306,10 @@ impl MetadataRecord {
                 writer.uuid(&record.topic_id);
                 writer.string(&record.name);
             }
-            MetadataRecord::Partition(record) => writer.partition(record),
-            MetadataRecord::PartitionChange(record) => writer.partition_change(record),
+            MetadataRecord::Partition(record) => writer.partition(record, self.version()),
+            MetadataRecord::PartitionChange(record) => {
+                writer.partition_change(record, self.version())
+            }
             MetadataRecord::RemoveTopic { topic_id } => writer.uuid(topic_id),
             MetadataRecord::ConfigChange(record) => writer.config_change(record),
             MetadataRecord::ProducerIdsBlock(record) => {
@@ -415,7 +445,7 @@ impl Writer<'_> {
         self.optional_string(&record.rack);
         self.bool(record.fenced);
     }
-    fn partition(&mut self, record: &PartitionRecord) {
+    fn partition(&mut self, record: &PartitionRecord, version: u16) {
         self.uuid(&record.topic_id);
         self.i32(record.partition);
         self.nodes(&record.replicas);
@@ -425,8 +455,12 @@ impl Writer<'_> {
         self.i32(record.leader.unwrap_or(NO_LEADER));
         self.i32(record.leader_epoch);
         self.i32(record.partition_epoch);
+        if version >= 1 {
+            self.nodes(&record.adding_replicas);
+            self.nodes(&record.removing_replicas);
+        }
     }
-    fn partition_change(&mut self, record: &PartitionChangeRecord) {
+    fn partition_change(&mut self, record: &PartitionChangeRecord, version: u16) {
         self.uuid(&record.topic_id);
         self.i32(record.partition);
         self.i32(match record.leader {
@@ -440,6 +474,10 @@ impl Writer<'_> {
         self.optional_nodes(&record.last_known_elr);
         self.i32(record.leader_epoch);
         self.i32(record.partition_epoch);
+        if version >= 1 {
+            self.optional_nodes(&record.adding_replicas);
+            self.optional_nodes(&record.removing_replicas);
+        }
     }
     fn config_change(&mut self, record: &ConfigChangeRecord) {
         match &record.resource {
@@ -611,7 +649,11 @@ impl<'a> Reader<'a> {
         if !(CLUSTER_ID..=REMOVE_USER_SCRAM_CREDENTIAL).contains(&record_type) {
             return Err(RecordDecodeError::UnknownType(record_type));
         }
-        if version > RECORD_VERSION {
+        let newest = match record_type {
+            PARTITION | PARTITION_CHANGE => RECORD_VERSION_MAX,
+            _ => RECORD_VERSION,
+        };
+        if version > newest {
             return Err(RecordDecodeError::UnsupportedVersion {
                 record_type,
                 version,
@@ -630,8 +672,8 @@ impl<'a> Reader<'a> {
                 topic_id: self.uuid()?,
                 name: self.string("topic name")?,
             }),
-            PARTITION => MetadataRecord::Partition(self.partition()?),
-            PARTITION_CHANGE => MetadataRecord::PartitionChange(self.partition_change()?),
+            PARTITION => MetadataRecord::Partition(self.partition(version)?),
+            PARTITION_CHANGE => MetadataRecord::PartitionChange(self.partition_change(version)?),
             REMOVE_TOPIC => MetadataRecord::RemoveTopic {
                 topic_id: self.uuid()?,
             },
@@ -685,7 +727,7 @@ impl<'a> Reader<'a> {
             fenced: self.bool("fenced")?,
         })
     }
-    fn partition(&mut self) -> Result<PartitionRecord, RecordDecodeError> {
+    fn partition(&mut self, version: u16) -> Result<PartitionRecord, RecordDecodeError> {
         Ok(PartitionRecord {
             topic_id: self.uuid()?,
             partition: self.i32()?,
@@ -696,9 +738,22 @@ impl<'a> Reader<'a> {
             leader: self.leader()?,
             leader_epoch: self.i32()?,
             partition_epoch: self.i32()?,
+            adding_replicas: if version >= 1 {
+                self.nodes("adding replicas")?
+            } else {
+                Vec::new()
+            },
+            removing_replicas: if version >= 1 {
+                self.nodes("removing replicas")?
+            } else {
+                Vec::new()
+            },
         })
     }
-    fn partition_change(&mut self) -> Result<PartitionChangeRecord, RecordDecodeError> {
+    fn partition_change(
+        &mut self,
+        version: u16,
+    ) -> Result<PartitionChangeRecord, RecordDecodeError> {
         let topic_id = self.uuid()?;
         let partition = self.i32()?;
         let leader = match self.i32()? {
@@ -722,6 +777,16 @@ impl<'a> Reader<'a> {
             last_known_elr: self.optional_nodes("last known elr")?,
             leader_epoch: self.i32()?,
             partition_epoch: self.i32()?,
+            adding_replicas: if version >= 1 {
+                self.optional_nodes("adding replicas")?
+            } else {
+                None
+            },
+            removing_replicas: if version >= 1 {
+                self.optional_nodes("removing replicas")?
+            } else {
+                None
+            },
         })
     }
     fn config_change(&mut self) -> Result<ConfigChangeRecord, RecordDecodeError> {

@@ -46,6 +46,8 @@ fn samples() -> Vec<MetadataRecord> {
             leader: Some(1),
             leader_epoch: 4,
             partition_epoch: 9,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }),
         MetadataRecord::PartitionChange(PartitionChangeRecord {
             topic_id: [1; 16],
@@ -57,6 +59,8 @@ fn samples() -> Vec<MetadataRecord> {
             last_known_elr: None,
             leader_epoch: 5,
             partition_epoch: 10,
+            adding_replicas: None,
+            removing_replicas: None,
         }),
         MetadataRecord::PartitionChange(PartitionChangeRecord {
             topic_id: [1; 16],
@@ -68,6 +72,8 @@ fn samples() -> Vec<MetadataRecord> {
             last_known_elr: Some(vec![3]),
             leader_epoch: 5,
             partition_epoch: 11,
+            adding_replicas: None,
+            removing_replicas: None,
         }),
         MetadataRecord::RemoveTopic { topic_id: [1; 16] },
         MetadataRecord::ConfigChange(ConfigChangeRecord {
@@ -190,4 +196,60 @@ fn random_and_mutated_bytes_never_panic() {
         let _ = decode_batch(&bytes);
     }
     assert!(decoded_ok > 0, "mutations should sometimes still decode");
+}
+
+#[test]
+fn partition_records_carry_a_reassignment_from_version_1_only() {
+    let plain = MetadataRecord::Partition(PartitionRecord {
+        topic_id: [1; 16],
+        partition: 0,
+        replicas: vec![1, 2, 3],
+        isr: vec![1, 2, 3],
+        elr: vec![],
+        last_known_elr: vec![],
+        leader: Some(1),
+        leader_epoch: 0,
+        partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
+    });
+    assert_eq!(
+        &plain.encode()[2..4],
+        &0u16.to_be_bytes(),
+        "version 0 without one"
+    );
+    let MetadataRecord::Partition(record) = plain.clone() else {
+        unreachable!()
+    };
+    let moving = MetadataRecord::Partition(PartitionRecord {
+        replicas: vec![4, 2, 1, 3],
+        adding_replicas: vec![4],
+        removing_replicas: vec![1, 3],
+        ..record
+    });
+    let change = MetadataRecord::PartitionChange(PartitionChangeRecord {
+        topic_id: [1; 16],
+        partition: 0,
+        leader: LeaderChange::Unchanged,
+        replicas: Some(vec![4, 2, 1, 3]),
+        isr: None,
+        elr: None,
+        last_known_elr: None,
+        leader_epoch: 0,
+        partition_epoch: 1,
+        adding_replicas: Some(vec![4]),
+        removing_replicas: Some(vec![1, 3]),
+    });
+    for record in [&moving, &change] {
+        let bytes = record.encode();
+        assert_eq!(&bytes[2..4], &1u16.to_be_bytes(), "version 1 with one");
+        assert_eq!(MetadataRecord::decode(&bytes), Ok(record.clone()));
+    }
+    // Version 2 is newer than this build.
+    let mut bytes = change.encode();
+    bytes[3] = 2;
+    assert!(matches!(
+        MetadataRecord::decode(&bytes),
+        Err(RecordDecodeError::UnsupportedVersion { version: 2, .. })
+    ));
 }

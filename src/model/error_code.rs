@@ -68,6 +68,7 @@ pub enum ErrorCode {
     PreferredLeaderNotAvailable = 80,
     EligibleLeadersNotAvailable = 83,
     ElectionNotNeeded = 84,
+    NoReassignmentInProgress = 85,
     StaleBrokerEpoch = 77,
     FencedInstanceId = 82,
     GroupMaxSizeReached = 81,
@@ -158,6 +159,7 @@ impl ErrorCode {
             80 => ErrorCode::PreferredLeaderNotAvailable,
             83 => ErrorCode::EligibleLeadersNotAvailable,
             84 => ErrorCode::ElectionNotNeeded,
+            85 => ErrorCode::NoReassignmentInProgress,
             77 => ErrorCode::StaleBrokerEpoch,
             82 => ErrorCode::FencedInstanceId,
             81 => ErrorCode::GroupMaxSizeReached,
@@ -212,6 +214,7 @@ mod tests {
             (ErrorCode::PreferredLeaderNotAvailable, 80),
             (ErrorCode::EligibleLeadersNotAvailable, 83),
             (ErrorCode::ElectionNotNeeded, 84),
+            (ErrorCode::NoReassignmentInProgress, 85),
         ] {
             assert_eq!(error.code(), code);
             assert_eq!(ErrorCode::from_code(code), error);

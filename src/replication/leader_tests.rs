@@ -9,6 +9,8 @@ fn state(leader: NodeId, isr: &[NodeId]) -> PartitionState {
         leader: Some(leader),
         leader_epoch: 5,
         partition_epoch: 10,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

@@ -202,6 +202,8 @@ fn partition_state(partition: &ClusterPartition) -> PartitionState {
         leader: (partition.leader >= 0).then_some(partition.leader),
         leader_epoch: partition.leader_epoch,
         partition_epoch: partition.partition_epoch,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 
@@ -700,6 +702,8 @@ impl Shard {
                 leader: (altered.leader >= 0).then_some(altered.leader),
                 leader_epoch: altered.leader_epoch,
                 partition_epoch: altered.partition_epoch,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         if let Err(code) = &answer {
             tracing::info!(partition = %tp, ?code, "ISR change not applied");

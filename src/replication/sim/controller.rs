@@ -48,6 +48,8 @@ impl SimController {
                 leader: None,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             brokers: BTreeMap::new(),
             next_broker_epoch: 1,
