@@ -79,28 +79,13 @@ struct Quorum {
 }
 
 fn describe(connect: &ConnectArgs, format: Format) -> Result<(), CliError> {
-    // The first bootstrap server that answers, as librdkafka would pick one.
-    let mut cluster: Option<DescribeClusterResponse> = None;
-    let mut last_error = None;
-    for server in connect
-        .bootstrap_server
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let request = DescribeClusterRequest::default();
-        match exchange(connect, server, &request, DESCRIBE_CLUSTER_VERSION) {
-            Ok(answer) => {
-                cluster = Some(answer);
-                break;
-            }
-            Err(error) => last_error = Some(error),
-        }
-    }
-    let Some(cluster) = cluster else {
-        return Err(last_error
-            .unwrap_or_else(|| CliError::failed("describe cluster", "no bootstrap server")));
-    };
+    let request = DescribeClusterRequest::default();
+    let cluster: DescribeClusterResponse = exchange_any(
+        connect,
+        &request,
+        DESCRIBE_CLUSTER_VERSION,
+        "describe cluster",
+    )?;
     if cluster.error_code != 0 {
         return Err(CliError::failed(
             "describe cluster",
@@ -239,6 +224,29 @@ fn describe_quorum(connect: &ConnectArgs, address: &str) -> Result<Option<Quorum
             })
             .collect(),
     }))
+}
+
+/// Sends `request` to the first bootstrap server that answers (as librdkafka would pick
+/// one); the last error if none does.
+pub(super) fn exchange_any<R: Request>(
+    connect: &ConnectArgs,
+    request: &R,
+    version: i16,
+    operation: &str,
+) -> Result<R::Response, CliError> {
+    let mut last_error = None;
+    for server in connect
+        .bootstrap_server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match exchange(connect, server, request, version) {
+            Ok(answer) => return Ok(answer),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| CliError::failed(operation, "no bootstrap server")))
 }
 
 /// Sends `request` at `version` on a new connection to `address` and decodes the answer.

@@ -26,6 +26,7 @@ pub mod group;
 mod output;
 mod partitioner;
 pub mod produce;
+mod reassign;
 mod reset;
 pub mod topic;
 

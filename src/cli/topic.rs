@@ -1,6 +1,7 @@
-//! `shardlog topic …`: create, list, describe, delete, alter (add partitions) and configure
-//! topics, like kafka-topics.sh and kafka-configs.sh, over CreateTopics, DeleteTopics, Metadata,
-//! CreatePartitions, DescribeConfigs and IncrementalAlterConfigs.
+//! `shardlog topic …`: create, list, describe, delete, alter (add partitions), configure and
+//! reassign topics, like kafka-topics.sh, kafka-configs.sh and kafka-reassign-partitions.sh,
+//! over CreateTopics, DeleteTopics, Metadata, CreatePartitions, DescribeConfigs,
+//! IncrementalAlterConfigs and (`super::reassign`) the partition reassignment APIs.
 //!
 //! Owns: the `topic` argument tree and its output. May import:
 //! `super::{client, config_admin, error, output}`,
@@ -79,6 +80,31 @@ pub enum TopicCommand {
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
     },
+    /// Move a partition's replicas to other brokers (the data is copied first; the move
+    /// completes when the new replicas are in sync), or cancel a move in progress.
+    Reassign {
+        /// Topic name.
+        name: String,
+        /// Partition number.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+        partition: i32,
+        /// Target replicas: comma-separated broker ids, the first is the preferred leader.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "cancel",
+            conflicts_with = "cancel"
+        )]
+        replicas: Vec<i32>,
+        /// Cancel the partition's move in progress (back to its original replicas).
+        #[arg(long)]
+        cancel: bool,
+        /// Wait until the move is complete, at most this many seconds.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        wait: Option<u64>,
+    },
+    /// List the partition moves in progress.
+    Reassignments,
     /// Set or remove topic configs; with neither flag, print the topic's own configs.
     Config {
         /// Topic name.
@@ -129,6 +155,21 @@ pub fn run(args: &TopicArgs) -> Result<(), CliError> {
             include_internal,
         } => describe_all(&cluster, *include_internal, format),
         TopicCommand::Delete { name } => delete(&cluster, name, format),
+        TopicCommand::Reassign {
+            name,
+            partition,
+            replicas,
+            cancel,
+            wait,
+        } => super::reassign::reassign(
+            &args.connect,
+            name,
+            *partition,
+            (!cancel).then_some(replicas.as_slice()),
+            wait.map(std::time::Duration::from_secs),
+            format,
+        ),
+        TopicCommand::Reassignments => super::reassign::list_command(&args.connect, format),
         TopicCommand::Alter { name, partitions } => alter(&cluster, name, *partitions, format),
         TopicCommand::Config { name, set, delete } => {
             configure(&cluster, name, set, delete, format)

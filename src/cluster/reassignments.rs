@@ -42,16 +42,6 @@ pub struct ReassignmentDecision {
     pub results: Vec<ElectionResult>,
 }
 
-/// One reassignment in progress, as ListPartitionReassignments reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OngoingReassignment {
-    pub topic: String,
-    pub partition: i32,
-    pub replicas: Vec<NodeId>,
-    pub adding_replicas: Vec<NodeId>,
-    pub removing_replicas: Vec<NodeId>,
-}
-
 /// Decides AlterPartitionReassignments. A broker is usable when registered and unfenced
 /// (for a new leader); a target may name any registered broker. Errors per partition, as
 /// Kafka: UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICA_ASSIGNMENT (empty, duplicates, an
@@ -260,36 +250,6 @@ pub fn completion_record(
     let next = finish(state, completed)?;
     let record = change_record(topic_id, partition, state, &next);
     Some((next, record))
-}
-
-/// The reassignments in progress, of every partition or of `filter`'s (topic → partitions).
-pub fn list_reassignments(
-    image: &MetadataImage,
-    filter: Option<&BTreeMap<String, BTreeSet<i32>>>,
-) -> Vec<OngoingReassignment> {
-    let mut listed = Vec::new();
-    for topic in image.topics() {
-        let wanted = filter.map(|filter| filter.get(&topic.name));
-        if wanted == Some(None) {
-            continue;
-        }
-        for (index, state) in topic.partitions.iter().enumerate() {
-            let partition = index as i32;
-            let asked = wanted
-                .flatten()
-                .is_none_or(|partitions| partitions.contains(&partition));
-            if asked && in_progress(state) {
-                listed.push(OngoingReassignment {
-                    topic: topic.name.clone(),
-                    partition,
-                    replicas: state.replicas.clone(),
-                    adding_replicas: state.adding_replicas.clone(),
-                    removing_replicas: state.removing_replicas.clone(),
-                });
-            }
-        }
-    }
-    listed
 }
 
 #[cfg(test)]

@@ -131,6 +131,8 @@ const VERSION_INTRODUCED_IN: &[(ApiKey, &[&str])] = &[
     (ApiKey::CreatePartitions, &["1.0", "2.0", "2.5", "2.7"]),
     (ApiKey::DeleteGroups, &["1.1", "2.0", "2.4"]),
     (ApiKey::ElectLeaders, &["2.2", "2.4", "2.4"]),
+    (ApiKey::AlterPartitionReassignments, &["2.4"]),
+    (ApiKey::ListPartitionReassignments, &["2.4"]),
     (ApiKey::IncrementalAlterConfigs, &["2.3", "2.4"]),
     (ApiKey::OffsetDelete, &["2.4"]),
     (ApiKey::DescribeQuorum, &["2.7", "3.3", "3.9"]),

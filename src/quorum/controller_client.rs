@@ -237,7 +237,7 @@ mod tests {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
-            elections: Vec::new(),
+            partition_results: Vec::new(),
         }
     }
 

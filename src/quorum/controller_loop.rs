@@ -42,9 +42,7 @@ use crate::cluster::controller::{
 use crate::cluster::image::{MetadataImage, PartitionState};
 use crate::cluster::image_machine::ImageStateMachine;
 use crate::cluster::isr_changes::alter_partition;
-use crate::cluster::leader_elections::{
-    ElectLeadersDecision, ElectionResult, elect_leaders, rebalance_leaders,
-};
+use crate::cluster::leader_elections::{ElectionResult, elect_leaders, rebalance_leaders};
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
 use crate::model::ErrorCode;
@@ -77,8 +75,9 @@ struct Answer {
     producer_ids: Option<ProducerIdBlock>,
     /// AlterPartition's resulting partition state, answered only once its record is applied.
     partition: Option<AlteredPartition>,
-    /// ElectLeaders' per-partition results, answered once its records are applied.
-    elections: Vec<ElectionResult>,
+    /// ElectLeaders' and AlterPartitionReassignments' per-partition results, answered once
+    /// their records are applied.
+    partition_results: Vec<ElectionResult>,
 }
 
 impl Answer {
@@ -88,7 +87,7 @@ impl Answer {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
-            elections: Vec::new(),
+            partition_results: Vec::new(),
         }
     }
 }
@@ -506,7 +505,12 @@ impl ControllerLoop {
                 partitions,
             } => {
                 let decision = elect_leaders(image, election_type, partitions.as_ref());
-                elections_answer(decision, bytes_max)
+                partitions_answer(decision.records, decision.results, bytes_max)
+            }
+            ControllerRequest::AlterReassignments { reassignments } => {
+                let decision =
+                    crate::cluster::reassignments::alter_reassignments(image, &reassignments);
+                partitions_answer(decision.records, decision.results, bytes_max)
             }
         };
         match decision {
@@ -624,23 +628,25 @@ impl ControllerLoop {
     }
 }
 
-/// An ElectLeaders proposal (one entry) and answer; one that would not fit in a proposal is
-/// refused INVALID_REQUEST (the client may ask for fewer partitions at a time).
-fn elections_answer(
-    decision: ElectLeadersDecision,
+/// An ElectLeaders or AlterPartitionReassignments proposal (one entry) and its
+/// per-partition answer; one that would not fit in a proposal is refused INVALID_REQUEST
+/// (the client may ask for fewer partitions at a time).
+fn partitions_answer(
+    records: Vec<MetadataRecord>,
+    results: Vec<ElectionResult>,
     bytes_max: usize,
 ) -> Result<(Vec<MetadataRecord>, Answer), crate::cluster::ControllerError> {
-    if encode_batch(&decision.records).len() > bytes_max {
+    if encode_batch(&records).len() > bytes_max {
         return Err(crate::cluster::ControllerError::InvalidRequest(format!(
-            "{} leader elections exceed one metadata proposal",
-            decision.records.len()
+            "{} partition changes exceed one metadata proposal",
+            records.len()
         )));
     }
     let answer = Answer {
-        elections: decision.results,
+        partition_results: results,
         ..Answer::broker(-1)
     };
-    Ok((decision.records, answer))
+    Ok((records, answer))
 }
 
 /// A Register request as the pure decision takes it. A node that has not joined a cluster yet
@@ -685,7 +691,7 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
         topics: Vec::new(),
         producer_ids: None,
         partition: None,
-        elections: Vec::new(),
+        partition_results: Vec::new(),
     }
 }
 
@@ -696,7 +702,7 @@ fn answered(hint: NodeId, view: ClusterView, answer: Answer) -> ControllerRespon
         topics: answer.topics,
         producer_ids: answer.producer_ids,
         partition: answer.partition,
-        elections: answer.elections,
+        partition_results: answer.partition_results,
         ..error_response(ErrorCode::None, hint, view)
     }
 }

@@ -164,7 +164,7 @@ fn elect_leaders_is_answered_per_partition_without_a_proposal_when_nothing_chang
     let response = ask(&mut controller, request);
     assert_eq!(response.error_code, 0);
     let codes: Vec<(i32, i16)> = response
-        .elections
+        .partition_results
         .iter()
         .map(|result| (result.partition, result.error_code))
         .collect();

@@ -12,6 +12,7 @@
 use super::topics::ClusterTopics;
 pub use crate::cluster::leader_elections::{ElectionResult, ElectionType};
 use crate::cluster::partition_changes::AlterPartitionRequest;
+pub use crate::cluster::reassignments::ReassignmentRequest;
 use crate::cluster::records::{NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
@@ -32,12 +33,14 @@ const REQUEST_ALLOCATE_PRODUCER_IDS: u8 = 6;
 const REQUEST_ALTER_TOPIC_CONFIGS: u8 = 7;
 const REQUEST_ALTER_PARTITION: u8 = 8;
 const REQUEST_ELECT_LEADERS: u8 = 9;
+const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
 /// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
 /// 3: the AlterPartition request and the Response's partition state. 4: the ElectLeaders
-/// request and the Response's per-partition election results.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// request and the Response's per-partition election results. 5: the AlterReassignments
+/// request.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -150,6 +153,11 @@ pub enum ControllerRequest {
         election_type: ElectionType,
         partitions: Option<BTreeMap<String, BTreeSet<i32>>>,
     },
+    /// Kafka AlterPartitionReassignments (API 45): per partition a target replica list, or
+    /// `None` to cancel.
+    AlterReassignments {
+        reassignments: Vec<ReassignmentRequest>,
+    },
 }
 
 /// A partition's leader and ISR as an AlterPartition answer carries them: after the change
@@ -225,8 +233,9 @@ pub struct ControllerResponse {
     /// The partition state an AlterPartition request got, once its record (if any) is applied
     /// (`None` for every other request and for a refusal).
     pub partition: Option<AlteredPartition>,
-    /// Per-partition results of an ElectLeaders request (empty for every other request).
-    pub elections: Vec<ElectionResult>,
+    /// Per-partition results of an ElectLeaders or AlterPartitionReassignments request
+    /// (empty for every other request).
+    pub partition_results: Vec<ElectionResult>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -286,7 +295,11 @@ impl Frame {
                 encode_list(&response.topics, &mut out, encode_topic_result)?;
                 encode_optional_block(response.producer_ids.as_ref(), &mut out);
                 encode_optional_partition(response.partition.as_ref(), &mut out)?;
-                encode_list(&response.elections, &mut out, encode_election_result)?;
+                encode_list(
+                    &response.partition_results,
+                    &mut out,
+                    encode_election_result,
+                )?;
             }
         }
         let length = (out.len() - 4) as u32;
@@ -324,9 +337,9 @@ impl Frame {
                     reader.list(MIN_TOPIC_RESULT_BYTES, "topic results", decode_topic_result)?;
                 let producer_ids = decode_optional_block(&mut reader)?;
                 let partition = decode_optional_partition(&mut reader)?;
-                let elections = reader.list(
+                let partition_results = reader.list(
                     MIN_ELECTION_RESULT_BYTES,
-                    "election results",
+                    "partition results",
                     decode_election_result,
                 )?;
                 Frame::Response {
@@ -345,7 +358,7 @@ impl Frame {
                         topics,
                         producer_ids,
                         partition,
-                        elections,
+                        partition_results,
                     },
                 }
             }
@@ -376,6 +389,8 @@ const NODE_BYTES: usize = 4;
 const NODE_EPOCH_BYTES: usize = 4 + 8;
 const MIN_ELECTION_RESULT_BYTES: usize = 2 + 4 + 2;
 const MIN_ELECTION_TOPIC_BYTES: usize = 2 + 4;
+/// A reassignment: topic name (length), partition, target flag.
+const MIN_REASSIGNMENT_BYTES: usize = 2 + 4 + 1;
 
 fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), FrameError> {
     match request {
@@ -490,6 +505,21 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
                 }
             }
         }
+        ControllerRequest::AlterReassignments { reassignments } => {
+            out.push(REQUEST_ALTER_REASSIGNMENTS);
+            encode_list(reassignments, out, |reassignment, out| {
+                encode_string(&reassignment.topic, out)?;
+                out.extend_from_slice(&reassignment.partition.to_be_bytes());
+                match &reassignment.target {
+                    None => out.push(0),
+                    Some(target) => {
+                        out.push(1);
+                        encode_nodes(target, out)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
     }
     Ok(())
 }
@@ -577,6 +607,19 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
                 partitions,
             })
         }
+        REQUEST_ALTER_REASSIGNMENTS => Ok(ControllerRequest::AlterReassignments {
+            reassignments: reader.list(MIN_REASSIGNMENT_BYTES, "reassignments", |reader| {
+                Ok(ReassignmentRequest {
+                    topic: reader.required_string("topic name")?,
+                    partition: reader.i32()?,
+                    target: if reader.flag()? {
+                        Some(decode_nodes(reader)?)
+                    } else {
+                        None
+                    },
+                })
+            })?,
+        }),
         other => Err(FrameError::Malformed(format!(
             "unknown request type {other}"
         ))),

@@ -74,7 +74,7 @@ fn every_frame_kind_roundtrips() {
             topics: Vec::new(),
             producer_ids: None,
             partition: None,
-            elections: Vec::new(),
+            partition_results: Vec::new(),
         },
     });
     for request in topic_requests() {
@@ -266,7 +266,7 @@ fn topic_response() -> Frame {
             ],
             producer_ids: None,
             partition: None,
-            elections: Vec::new(),
+            partition_results: Vec::new(),
         },
     }
 }
@@ -543,7 +543,7 @@ fn election_results_round_trip_and_every_cut_is_an_error() {
         unreachable!()
     };
     response.topics.clear();
-    response.elections = vec![
+    response.partition_results = vec![
         ElectionResult {
             topic: "a".into(),
             partition: 0,
@@ -578,4 +578,30 @@ fn election_results_round_trip_and_every_cut_is_an_error() {
     let type_at = request.len() - 2;
     request[type_at] = 9;
     assert!(Frame::decode(&request).is_err());
+}
+
+#[test]
+fn reassignment_requests_round_trip_and_every_cut_is_an_error() {
+    let frame = Frame::Request {
+        correlation: 3,
+        request: ControllerRequest::AlterReassignments {
+            reassignments: vec![
+                ReassignmentRequest {
+                    topic: "orders".into(),
+                    partition: 2,
+                    target: Some(vec![4, 5, 2]),
+                },
+                ReassignmentRequest {
+                    topic: "orders".into(),
+                    partition: 3,
+                    target: None,
+                },
+            ],
+        },
+    };
+    roundtrip(frame.clone());
+    let body = frame.encode().unwrap()[4..].to_vec();
+    for cut in 0..body.len() {
+        assert!(Frame::decode(&body[..cut]).is_err(), "cut at {cut}");
+    }
 }

@@ -47,6 +47,10 @@ pub struct ClusterPartition {
     pub isr: Vec<NodeId>,
     /// Replicas on brokers that are fenced or not registered.
     pub offline_replicas: Vec<NodeId>,
+    /// A reassignment in progress (`cluster::reassignments`): replicas being added and
+    /// removed; both empty otherwise.
+    pub adding_replicas: Vec<NodeId>,
+    pub removing_replicas: Vec<NodeId>,
 }
 
 impl ClusterTopics {
@@ -70,6 +74,8 @@ impl ClusterTopics {
                             .filter(|node| !live(node))
                             .copied()
                             .collect(),
+                        adding_replicas: state.adding_replicas.clone(),
+                        removing_replicas: state.removing_replicas.clone(),
                     })
                     .collect();
                 let table = ClusterTopic {

@@ -155,7 +155,7 @@ fn timed_out() -> ControllerResponse {
         topics: Vec::new(),
         producer_ids: None,
         partition: None,
-        elections: Vec::new(),
+        partition_results: Vec::new(),
     }
 }
 

@@ -85,6 +85,18 @@ pub static API_TABLE: &[ApiRow] = &[
         1,
         incremental_alter_configs::handle
     ),
+    row!(
+        AlterPartitionReassignments,
+        0,
+        0,
+        alter_partition_reassignments::handle
+    ),
+    row!(
+        ListPartitionReassignments,
+        0,
+        0,
+        list_partition_reassignments::handle
+    ),
     row!(OffsetDelete, 0, 0, offset_delete::handle),
     row!(DescribeQuorum, 0, 2, describe_quorum::handle),
     row!(DescribeCluster, 0, 1, describe_cluster::handle),

@@ -242,6 +242,8 @@ mod tests {
             replicas: vec![leader],
             isr: vec![leader],
             offline_replicas: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

@@ -739,6 +739,8 @@ mod tests {
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
             offline_replicas: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

@@ -88,6 +88,8 @@ public final class ShardlogClient {
                     Integer.parseInt(args[4]), Long.parseLong(args[5]));
             case "txnproduce" -> txnProduce(args[1], args[2], args[3],
                     List.of(args).subList(4, args.length));
+            case "reassign" -> reassign(args[1], args[2], Integer.parseInt(args[3]), args[4]);
+            case "reassignments" -> reassignments(args[1]);
             case "create" -> create(args[1], args[2], Integer.parseInt(args[3]));
             case "list" -> list(args[1]);
             case "describe" -> describe(args[1], args[2]);
@@ -269,6 +271,45 @@ public final class ShardlogClient {
                 }
             }
         }
+    }
+
+    /**
+     * AlterPartitionReassignments of one partition to `replicas` (comma-separated broker ids,
+     * or "cancel"); prints "REASSIGN OK".
+     */
+    static void reassign(String bootstrap, String topic, int partition, String replicas)
+            throws Exception {
+        java.util.Optional<org.apache.kafka.clients.admin.NewPartitionReassignment> target =
+                replicas.equals("cancel")
+                        ? java.util.Optional.empty()
+                        : java.util.Optional.of(new org.apache.kafka.clients.admin
+                                .NewPartitionReassignment(java.util.Arrays.stream(
+                                        replicas.split(",")).map(Integer::valueOf).toList()));
+        try (Admin admin = admin(bootstrap)) {
+            admin.alterPartitionReassignments(Map.of(new TopicPartition(topic, partition), target))
+                    .all().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+        }
+        System.out.println("REASSIGN OK");
+    }
+
+    /** ListPartitionReassignments: "MOVING topic partition replicas adding removing" each. */
+    static void reassignments(String bootstrap) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            var moving = admin.listPartitionReassignments().reassignments()
+                    .get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
+            for (var entry : moving.entrySet()) {
+                var r = entry.getValue();
+                System.out.println("MOVING " + entry.getKey().topic() + " "
+                        + entry.getKey().partition() + " " + join(r.replicas()) + " "
+                        + join(r.addingReplicas()) + " " + join(r.removingReplicas()));
+            }
+        }
+        System.out.println("LISTED");
+    }
+
+    static String join(List<Integer> ids) {
+        return ids.isEmpty() ? "-" : ids.stream().map(String::valueOf)
+                .collect(java.util.stream.Collectors.joining(","));
     }
 
     static Admin admin(String bootstrap) {

@@ -363,6 +363,48 @@ fn elect_leaders(fx: &mut Fixture, version: i16) {
     assert_eq!(result.partition_result[0].error_code, 84);
 }
 
+/// A single broker (node 0) holds every partition's one replica: a target of exactly
+/// itself changes nothing (NONE), another broker is INVALID_REPLICA_ASSIGNMENT (39), and a
+/// cancellation finds NO_REASSIGNMENT_IN_PROGRESS (85).
+fn alter_partition_reassignments(fx: &mut Fixture, version: i16) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let topic = fx.topic.clone();
+    let partition = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![
+                    partition(0, Some(vec![0])),
+                    partition(0, Some(vec![7])),
+                    partition(0, None),
+                ]),
+        ]);
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    let codes: Vec<i16> = response.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![NONE, 39, 85]);
+}
+
+/// Nothing is being reassigned on a single broker.
+fn list_partition_reassignments(fx: &mut Fixture, version: i16) {
+    let request = ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000);
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE);
+    assert!(response.topics.is_empty());
+}
+
 fn add_partitions_to_txn(fx: &mut Fixture, version: i16) {
     let transactional_id = fx.unique("add-partitions");
     let producer = fx.init_producer(Some(&transactional_id));
@@ -779,4 +821,12 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::ListConfigResources, list_config_resources),
     (ApiKey::DescribeQuorum, describe_quorum),
     (ApiKey::ElectLeaders, elect_leaders),
+    (
+        ApiKey::AlterPartitionReassignments,
+        alter_partition_reassignments,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments,
+    ),
 ];

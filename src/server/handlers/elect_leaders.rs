@@ -81,7 +81,7 @@ async fn answer(shard: &Rc<Shard>, request: &ElectLeadersRequest) -> ElectLeader
     let forwarded_answer = crate::quorum::forwarder::forward(call, deadline)
         .await
         .and_then(|answer| match answer.error_code {
-            0 => Ok(answer.elections),
+            0 => Ok(answer.partition_results),
             code => Err(code),
         });
     match forwarded_answer {
