@@ -240,7 +240,12 @@ impl Shard {
         };
         let after = match plan_init(&current, timeout_ms, presented, fresh_id, now)? {
             InitPlan::Ready(next) => next,
-            InitPlan::AbortThen { markers, after } => {
+            InitPlan::AbortThen {
+                prepare,
+                markers,
+                after,
+            } => {
+                self.persist_txn(&prepare, role).await?;
                 self.write_markers(transactional_id, &markers).await?;
                 after
             }
