@@ -246,7 +246,7 @@ impl Shard {
                 after,
             } => {
                 self.persist_txn(&prepare, role).await?;
-                self.write_markers(transactional_id, &markers).await?;
+                self.write_markers(transactional_id, &markers, role).await?;
                 after
             }
         };
@@ -353,7 +353,7 @@ impl Shard {
         };
         self.persist_txn(&prepare, role).await?;
         let finished = match self
-            .write_markers(&prepare.transactional_id, &markers)
+            .write_markers(&prepare.transactional_id, &markers, role)
             .await
         {
             Ok(()) => self.persist_txn(&complete, role).await,
@@ -413,11 +413,17 @@ impl Shard {
 
     /// Writes the markers into every partition through its leader (`txn_markers`). They
     /// carry the coordinator epoch: the leader epoch of the id's `__transaction_state`
-    /// partition (0 in single-broker mode), as Kafka's.
+    /// partition (0 in single-broker mode), as Kafka's. Each round of sending checks that
+    /// this shard still coordinates the id under `role`: a deposed coordinator stops
+    /// (NOT_COORDINATOR) rather than keep retrying for `cluster.replica_ack_timeout_ms`,
+    /// because its late marker could land after the new coordinator finished the
+    /// transaction and the producer began the next one on that partition, ending the new
+    /// transaction there early (the partitions do not check the coordinator epoch yet).
     async fn write_markers(
         self: &Rc<Self>,
         transactional_id: &str,
         job: &MarkerJob,
+        role: Option<u64>,
     ) -> Result<(), ErrorCode> {
         let partition = self.transaction_partition(transactional_id);
         let coordinator_epoch = self
@@ -426,7 +432,10 @@ impl Shard {
             .ok()
             .flatten()
             .unwrap_or(0);
-        self.write_marker_job(job, coordinator_epoch).await
+        let still_coordinator =
+            || same_role(role, self.txn_served_here(transactional_id)).map(|_| ());
+        self.write_marker_job(job, coordinator_epoch, still_coordinator)
+            .await
     }
 
     /// Single-broker mode: replays the owned `__transaction_state` partitions, then
