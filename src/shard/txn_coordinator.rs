@@ -219,6 +219,7 @@ impl Shard {
         let _guard = self
             .claim(transactional_id)
             .ok_or(ErrorCode::ConcurrentTransactions)?;
+        let role = self.txn_served_here(transactional_id)?;
         let current = self
             .txn_coordinator
             .transactions
@@ -229,7 +230,7 @@ impl Shard {
         let Some(current) = current else {
             let producer_id = self.allocate_producer_id().await?;
             let metadata = TxnMetadata::new(transactional_id, producer_id, timeout_ms, now);
-            self.persist_txn(&metadata).await?;
+            self.persist_txn(&metadata, role).await?;
             return Ok((metadata.producer_id, metadata.producer_epoch));
         };
         let fresh_id = if current.producer_epoch >= crate::txn::EPOCH_MAX - 1 {
@@ -239,12 +240,17 @@ impl Shard {
         };
         let after = match plan_init(&current, timeout_ms, presented, fresh_id, now)? {
             InitPlan::Ready(next) => next,
-            InitPlan::AbortThen { markers, after } => {
-                self.write_markers(transactional_id, &markers).await?;
+            InitPlan::AbortThen {
+                prepare,
+                markers,
+                after,
+            } => {
+                self.persist_txn(&prepare, role).await?;
+                self.write_markers(transactional_id, &markers, role).await?;
                 after
             }
         };
-        self.persist_txn(&after).await?;
+        self.persist_txn(&after, role).await?;
         Ok((after.producer_id, after.producer_epoch))
     }
 
@@ -258,6 +264,10 @@ impl Shard {
     ) -> ErrorCode {
         let Some(_guard) = self.claim(transactional_id) else {
             return ErrorCode::ConcurrentTransactions;
+        };
+        let role = match self.txn_served_here(transactional_id) {
+            Ok(role) => role,
+            Err(code) => return code,
         };
         let current = self
             .txn_coordinator
@@ -278,7 +288,7 @@ impl Shard {
         ) {
             Ok(next) if next == current => ErrorCode::None,
             Ok(next) => self
-                .persist_txn(&next)
+                .persist_txn(&next, role)
                 .await
                 .err()
                 .unwrap_or(ErrorCode::None),
@@ -297,6 +307,10 @@ impl Shard {
         let Some(_guard) = self.claim(transactional_id) else {
             return ErrorCode::ConcurrentTransactions;
         };
+        let role = match self.txn_served_here(transactional_id) {
+            Ok(role) => role,
+            Err(code) => return code,
+        };
         let current = self
             .txn_coordinator
             .transactions
@@ -309,7 +323,7 @@ impl Shard {
         match plan_end(&current, producer_id, epoch, commit, fenced_code, now_ms()) {
             Ok(EndPlan::AlreadyDone) => ErrorCode::None,
             Ok(plan) => self
-                .run_end_plan(plan)
+                .run_end_plan(plan, role)
                 .await
                 .err()
                 .unwrap_or(ErrorCode::None),
@@ -323,7 +337,12 @@ impl Shard {
     /// (`spawn_txn_timer` retries transactions left in a Prepare state, as Kafka's marker
     /// channel retries until it succeeds); the producer meanwhile gets
     /// CONCURRENT_TRANSACTIONS and retries.
-    async fn run_end_plan(self: &Rc<Self>, plan: EndPlan) -> Result<(), ErrorCode> {
+    /// `role`: the leader role the plan was made under (`persist_txn`).
+    async fn run_end_plan(
+        self: &Rc<Self>,
+        plan: EndPlan,
+        role: Option<u64>,
+    ) -> Result<(), ErrorCode> {
         let EndPlan::Complete {
             prepare,
             markers,
@@ -332,12 +351,12 @@ impl Shard {
         else {
             return Ok(());
         };
-        self.persist_txn(&prepare).await?;
+        self.persist_txn(&prepare, role).await?;
         let finished = match self
-            .write_markers(&prepare.transactional_id, &markers)
+            .write_markers(&prepare.transactional_id, &markers, role)
             .await
         {
-            Ok(()) => self.persist_txn(&complete).await,
+            Ok(()) => self.persist_txn(&complete, role).await,
             Err(error) => Err(error),
         };
         if let Err(error) = finished {
@@ -348,13 +367,22 @@ impl Shard {
 
     /// Writes the metadata record to `__transaction_state` and waits until it is synced
     /// (cluster mode: on every ISR member), then makes it current here. Cluster mode: only
-    /// while this shard serves the id's partition under the same leader role throughout.
-    async fn persist_txn(&self, metadata: &TxnMetadata) -> Result<(), ErrorCode> {
+    /// while this shard serves the id's partition under `role` throughout, the leader role
+    /// (`txn_served_here`) under which the caller read the state `metadata` follows from.
+    /// A state read under an earlier role is stale once the partition was unloaded and
+    /// loaded again (another leader may have moved the transaction on meanwhile), so it is
+    /// never written under the new one: NOT_COORDINATOR, as Kafka refuses a write whose
+    /// coordinator epoch is not the current one.
+    async fn persist_txn(
+        &self,
+        metadata: &TxnMetadata,
+        role: Option<u64>,
+    ) -> Result<(), ErrorCode> {
         let partition = self.transaction_partition(&metadata.transactional_id);
         let Some(log) = self.log(&partition) else {
             return Err(ErrorCode::NotCoordinator);
         };
-        let serving = self.txn_served_here(&metadata.transactional_id)?;
+        let serving = same_role(role, self.txn_served_here(&metadata.transactional_id))?;
         let key = records::key(&metadata.transactional_id);
         let value = records::value(metadata);
         let record = NewRecord {
@@ -365,7 +393,7 @@ impl Shard {
         let timeout = Duration::from_millis(self.config.transaction.state_write_timeout_ms);
         self.append_as_coordinator(&partition, &log, batch, serving.is_some(), timeout)
             .await?;
-        if self.txn_served_here(&metadata.transactional_id)? != serving {
+        if same_role(serving, self.txn_served_here(&metadata.transactional_id)).is_err() {
             // Reloaded meanwhile: the record is in the log, and the load that follows
             // (here or on the new leader) reads it; memory here is not this role's.
             return Err(ErrorCode::NotCoordinator);
@@ -385,11 +413,17 @@ impl Shard {
 
     /// Writes the markers into every partition through its leader (`txn_markers`). They
     /// carry the coordinator epoch: the leader epoch of the id's `__transaction_state`
-    /// partition (0 in single-broker mode), as Kafka's.
+    /// partition (0 in single-broker mode), as Kafka's. Each round of sending checks that
+    /// this shard still coordinates the id under `role`: a deposed coordinator stops
+    /// (NOT_COORDINATOR) rather than keep retrying for `cluster.replica_ack_timeout_ms`,
+    /// because its late marker could land after the new coordinator finished the
+    /// transaction and the producer began the next one on that partition, ending the new
+    /// transaction there early (the partitions do not check the coordinator epoch yet).
     async fn write_markers(
         self: &Rc<Self>,
         transactional_id: &str,
         job: &MarkerJob,
+        role: Option<u64>,
     ) -> Result<(), ErrorCode> {
         let partition = self.transaction_partition(transactional_id);
         let coordinator_epoch = self
@@ -398,7 +432,10 @@ impl Shard {
             .ok()
             .flatten()
             .unwrap_or(0);
-        self.write_marker_job(job, coordinator_epoch).await
+        let still_coordinator =
+            || same_role(role, self.txn_served_here(transactional_id)).map(|_| ());
+        self.write_marker_job(job, coordinator_epoch, still_coordinator)
+            .await
     }
 
     /// Single-broker mode: replays the owned `__transaction_state` partitions, then
@@ -433,7 +470,7 @@ impl Shard {
             .filter_map(|metadata| plan_recovery(metadata, now_ms()))
             .collect();
         for plan in unfinished {
-            if let Err(error) = self.run_end_plan(plan).await {
+            if let Err(error) = self.run_end_plan(plan, None).await {
                 tracing::error!(shard = %self.id, ?error, "cannot finish a prepared transaction");
             }
         }
@@ -449,27 +486,54 @@ impl Shard {
             loop {
                 glommio::timer::sleep(interval).await;
                 let now = now_ms();
-                let expired: Vec<(String, EndPlan)> = shard
+                // Only the ids here: each plan is made after its claim, from the state and
+                // leader role of that moment (a request, or an unload and a load, may have
+                // moved the transaction on while an earlier one was being finished).
+                let candidates: Vec<String> = shard
                     .txn_coordinator
                     .transactions
                     .borrow()
                     .values()
-                    .filter_map(|m| {
-                        plan_timeout(m, now)
-                            .or_else(|| plan_recovery(m, now))
-                            .map(|plan| (m.transactional_id.clone(), plan))
-                    })
+                    .filter(|m| plan_unattended(m, now).is_some())
+                    .map(|m| m.transactional_id.clone())
                     .collect();
-                for (transactional_id, plan) in expired {
+                for transactional_id in candidates {
                     let Some(_guard) = shard.claim(&transactional_id) else { continue };
+                    let Ok(role) = shard.txn_served_here(&transactional_id) else { continue };
+                    let plan = shard
+                        .txn_coordinator
+                        .transactions
+                        .borrow()
+                        .get(&transactional_id)
+                        .and_then(|m| plan_unattended(m, now_ms()));
+                    let Some(plan) = plan else { continue };
                     tracing::info!(shard = %shard.id, %transactional_id, "finishing a timed-out or prepared transaction");
-                    if let Err(error) = shard.run_end_plan(plan).await {
+                    if let Err(error) = shard.run_end_plan(plan, role).await {
                         tracing::error!(shard = %shard.id, %transactional_id, ?error, "cannot finish the transaction");
                     }
                 }
             }
         })
         .detach();
+    }
+}
+
+/// What the transaction timer does for a transaction no request is working on: abort it
+/// if it timed out, finish it if it was left in a Prepare state.
+fn plan_unattended(current: &TxnMetadata, now_ms: i64) -> Option<EndPlan> {
+    plan_timeout(current, now_ms).or_else(|| plan_recovery(current, now_ms))
+}
+
+/// `Ok(role)` if `now` (`txn_served_here` at this moment) is still the leader role `role` a
+/// state was read under; else the error a write of that state gets.
+fn same_role(
+    role: Option<u64>,
+    now: Result<Option<u64>, ErrorCode>,
+) -> Result<Option<u64>, ErrorCode> {
+    match now {
+        Ok(current) if current == role => Ok(role),
+        Ok(_) => Err(ErrorCode::NotCoordinator),
+        Err(code) => Err(code),
     }
 }
 
@@ -497,5 +561,55 @@ fn describe(metadata: &TxnMetadata) -> TxnDescription {
         timeout_ms: metadata.timeout_ms,
         start_ms: metadata.start_ms,
         partitions: metadata.partitions.iter().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::TxnState;
+
+    #[test]
+    fn a_state_read_under_one_leader_role_is_not_written_under_another() {
+        assert_eq!(same_role(None, Ok(None)), Ok(None), "single-broker mode");
+        assert_eq!(same_role(Some(3), Ok(Some(3))), Ok(Some(3)));
+        // Unloaded and loaded again meanwhile (the transaction may have moved on elsewhere).
+        assert_eq!(
+            same_role(Some(3), Ok(Some(4))),
+            Err(ErrorCode::NotCoordinator)
+        );
+        assert_eq!(
+            same_role(Some(3), Err(ErrorCode::CoordinatorLoadInProgress)),
+            Err(ErrorCode::CoordinatorLoadInProgress)
+        );
+        assert_eq!(
+            same_role(Some(3), Err(ErrorCode::NotCoordinator)),
+            Err(ErrorCode::NotCoordinator)
+        );
+    }
+
+    #[test]
+    fn the_timer_plans_from_the_state_it_finds_after_its_claim() {
+        let mut open = TxnMetadata::new("t", 7, 1_000, 0);
+        open.state = TxnState::Ongoing;
+        open.start_ms = 0;
+        open.partitions.insert(("a".to_string(), 0));
+        let Some(EndPlan::Complete { prepare, .. }) = plan_unattended(&open, 1_000) else {
+            panic!("a timed-out transaction is aborted");
+        };
+        assert_eq!(prepare.state, TxnState::PrepareAbort);
+        // While the timer finished another transaction, the producer ended this one and began
+        // the next: the timer must not abort (and drop) the new transaction with a plan made
+        // from the old state.
+        let mut next = open.clone();
+        next.start_ms = 900;
+        next.partitions = [("b".to_string(), 1)].into_iter().collect();
+        assert_eq!(plan_unattended(&next, 1_000), None);
+        let mut prepared = open.clone();
+        prepared.state = TxnState::PrepareCommit;
+        let Some(EndPlan::Complete { markers, .. }) = plan_unattended(&prepared, 0) else {
+            panic!("a prepared transaction is finished");
+        };
+        assert!(markers.commit);
     }
 }

@@ -102,11 +102,13 @@ struct Appended {
 impl Shard {
     /// The coordinator's side: writes `job`'s markers into every partition (through its
     /// leader), sending the retriable failures again until `cluster.replica_ack_timeout_ms`
-    /// has passed. Partitions of topics deleted meanwhile are skipped.
+    /// has passed. Partitions of topics deleted meanwhile are skipped. `still_coordinator`
+    /// is asked before every round: its error (the coordinator was deposed) stops sending.
     pub(super) async fn write_marker_job(
         self: &Rc<Self>,
         job: &MarkerJob,
         coordinator_epoch: i32,
+        still_coordinator: impl Fn() -> Result<(), ErrorCode>,
     ) -> Result<(), ErrorCode> {
         let marker = Marker {
             producer_id: job.producer_id,
@@ -122,6 +124,7 @@ impl Shard {
         let deadline =
             Instant::now() + Duration::from_millis(self.config.cluster.replica_ack_timeout_ms);
         loop {
+            still_coordinator()?;
             let failed = self.write_markers_once(marker, pending).await;
             let retry: Vec<_> = failed.iter().filter(|(_, code)| retriable(*code)).collect();
             let Some((partition, code)) = failed.first() else {

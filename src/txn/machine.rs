@@ -145,9 +145,13 @@ impl TxnMetadata {
 pub enum InitPlan {
     /// Persist this metadata and answer with its producer id and epoch.
     Ready(TxnMetadata),
-    /// Abort the ongoing transaction first (markers), fencing the old producer, then
-    /// persist `after` and answer with it.
+    /// Abort the ongoing transaction first, fencing the old producer: persist `prepare`
+    /// (PrepareAbort at the epoch the markers carry, so the outcome is decided and the old
+    /// epoch refused before any marker is written), write the markers, then persist
+    /// `after` and answer with it. A coordinator that stops after `prepare` leaves the
+    /// abort for the transaction timer (or the next leader) to finish.
     AbortThen {
+        prepare: TxnMetadata,
         markers: MarkerJob,
         after: TxnMetadata,
     },
@@ -189,10 +193,15 @@ pub fn plan_init(
             commit: false,
             partitions: current.partitions.iter().cloned().collect(),
         };
+        let mut prepare = current.clone();
+        prepare.state = TxnState::PrepareAbort;
+        prepare.producer_epoch = markers.producer_epoch;
+        prepare.last_update_ms = now_ms;
         next.state = TxnState::CompleteAbort;
         next.partitions.clear();
         next.start_ms = -1;
         return Ok(InitPlan::AbortThen {
+            prepare,
             markers,
             after: next,
         });

@@ -97,9 +97,35 @@ fn ending_without_a_transaction_is_invalid() {
 fn init_bumps_the_epoch_and_aborts_an_open_transaction() {
     let metadata = ongoing();
     let plan = plan_init(&metadata, 60_000, (-1, -1), 99, 40).unwrap();
-    let InitPlan::AbortThen { markers, after } = plan else {
+    let InitPlan::AbortThen {
+        prepare,
+        markers,
+        after,
+    } = plan
+    else {
         panic!("an open transaction must be aborted");
     };
+    // The abort is decided (and the old epoch fenced) before any marker is written: a
+    // coordinator that fails midway leaves PrepareAbort, which the timer or the next
+    // leader finishes with the same markers, and the zombie's EndTxn(commit) is refused
+    // rather than committing the partitions the abort markers have not reached yet.
+    assert_eq!(prepare.state, TxnState::PrepareAbort);
+    assert_eq!(prepare.producer_epoch, 1);
+    assert_eq!(prepare.partitions, metadata.partitions);
+    assert_eq!(
+        plan_end(&prepare, 7, 0, true, ErrorCode::ProducerFenced, 45),
+        Err(ErrorCode::ProducerFenced)
+    );
+    let Some(EndPlan::Complete {
+        markers: resent,
+        complete,
+        ..
+    }) = plan_recovery(&prepare, 45)
+    else {
+        panic!("a persisted PrepareAbort is finished by recovery");
+    };
+    assert_eq!(resent, markers);
+    assert_eq!(complete.state, TxnState::CompleteAbort);
     assert!(!markers.commit);
     assert_eq!(markers.producer_id, 7);
     assert_eq!(markers.producer_epoch, 1);
