@@ -320,11 +320,20 @@ REPLICATION_ROUNDS ?= 10
 REPLICATION_RECORDS ?= 200000
 REPLICATION_REPEATS ?= 3
 REPLICATION_GROUP_ROUNDS ?= 5
+REASSIGNMENT_MB ?= 40
+REASSIGNMENT_THROTTLE ?= 8000000
+REASSIGNMENT_REPEATS ?= 3
 .PHONY: bench-replication
 bench-replication: venv build
 	$(VENV_PY) bench-harness/cluster/replication.py --rounds $(REPLICATION_ROUNDS) \
 	  --records $(REPLICATION_RECORDS) --repeats $(REPLICATION_REPEATS) \
 	  --group-rounds $(REPLICATION_GROUP_ROUNDS)
+
+# Partition reassignment: move time and copy rate, unthrottled and throttled (issue 16).
+.PHONY: bench-reassignment
+bench-reassignment: venv build java-client
+	$(VENV_PY) bench-harness/cluster/reassignment.py --mb $(REASSIGNMENT_MB) \
+	  --throttle $(REASSIGNMENT_THROTTLE) --repeats $(REASSIGNMENT_REPEATS)
 
 # Issue 15's closing figures: metadata snapshot size and catch-up time for 10,000 partitions.
 .PHONY: bench-metadata-snapshot

@@ -162,27 +162,7 @@ fn cancel(
     if !in_progress(state) {
         return Err(ErrorCode::NoReassignmentInProgress);
     }
-    let kept = |node: &NodeId| !state.adding_replicas.contains(node);
-    let mut next = state.clone();
-    next.replicas.retain(kept);
-    next.isr.retain(kept);
-    next.elr.retain(kept);
-    next.last_known_elr.retain(kept);
-    next.adding_replicas.clear();
-    next.removing_replicas.clear();
-    if next.isr.is_empty() {
-        return Err(ErrorCode::InvalidReplicaAssignment);
-    }
-    if next
-        .leader
-        .is_some_and(|leader| !next.isr.contains(&leader))
-    {
-        next.leader = first_usable_in_isr(&next, usable);
-        if next.leader.is_none() {
-            return Err(ErrorCode::InvalidReplicaAssignment);
-        }
-    }
-    Ok(next)
+    without(state, &state.adding_replicas, usable).ok_or(ErrorCode::InvalidReplicaAssignment)
 }
 
 /// Whether `state` has a reassignment in progress.
@@ -207,7 +187,18 @@ pub fn maybe_complete(
     {
         return None;
     }
-    let kept = |node: &NodeId| !state.removing_replicas.contains(node);
+    without(state, &state.removing_replicas, usable)
+}
+
+/// `state` with `gone` out of its replicas, ISR and ELR and no reassignment in progress; a
+/// leader among `gone` hands over to the first replica in the ISR that can lead. `None` if
+/// the ISR would be empty or nobody could lead. Epochs untouched.
+fn without(
+    state: &PartitionState,
+    gone: &[NodeId],
+    usable: &dyn Fn(NodeId) -> bool,
+) -> Option<PartitionState> {
+    let kept = |node: &NodeId| !gone.contains(node);
     let mut next = state.clone();
     next.replicas.retain(kept);
     next.isr.retain(kept);

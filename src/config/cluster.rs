@@ -81,6 +81,14 @@ pub struct ClusterConfig {
     /// (REQUEST_TIMED_OUT, or NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR is below
     /// `min.insync.replicas`), ms. Default 30000, range 100..=3600000.
     pub replica_ack_timeout_ms: u64,
+    /// Connections one shard keeps open at once to one other broker for the transaction
+    /// coordinators' calls (WriteTxnMarkers, AddPartitionsToTxn verification); a call beyond
+    /// that waits for one to be free. Default 4, range 1..=64.
+    pub peer_connections_max: u32,
+    /// Bytes per second this broker's shards each fetch, at most, for the replicas a
+    /// partition reassignment adds here (Kafka `follower.replication.throttled.rate` for the
+    /// partitions being moved); 0: unthrottled. Default 0, range 0..=1099511627776.
+    pub reassignment_throttle_bytes_per_s: u64,
     /// The active controller moves leadership back to preferred replicas (the first of each
     /// replica list) when a broker's imbalance exceeds
     /// `cluster.leader_imbalance_per_broker_percentage` (Kafka `auto.leader.rebalance.enable`).
@@ -121,6 +129,8 @@ impl Default for ClusterConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_response_bytes_max: 10 * MIB,
             replica_ack_timeout_ms: 30_000,
+            peer_connections_max: 4,
+            reassignment_throttle_bytes_per_s: 0,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_ms: 300_000,
             leader_imbalance_per_broker_percentage: 10,
@@ -356,6 +366,18 @@ impl ClusterConfig {
             self.replica_fetch_response_bytes_max,
             64 * 1024,
             1024 * MIB,
+        )?;
+        check(
+            "cluster.reassignment_throttle_bytes_per_s",
+            self.reassignment_throttle_bytes_per_s,
+            0,
+            1 << 40,
+        )?;
+        check(
+            "cluster.peer_connections_max",
+            self.peer_connections_max,
+            1,
+            64,
         )?;
         check(
             "cluster.replica_ack_timeout_ms",

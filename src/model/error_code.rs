@@ -52,6 +52,7 @@ pub enum ErrorCode {
     InvalidProducerIdMapping = 49,
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
+    TransactionCoordinatorFenced = 52,
     OperationNotAttempted = 55,
     TransactionalIdAuthorizationFailed = 53,
     KafkaStorageError = 56,
@@ -143,6 +144,7 @@ impl ErrorCode {
             49 => ErrorCode::InvalidProducerIdMapping,
             50 => ErrorCode::InvalidTransactionTimeout,
             51 => ErrorCode::ConcurrentTransactions,
+            52 => ErrorCode::TransactionCoordinatorFenced,
             55 => ErrorCode::OperationNotAttempted,
             53 => ErrorCode::TransactionalIdAuthorizationFailed,
             56 => ErrorCode::KafkaStorageError,
@@ -215,6 +217,7 @@ mod tests {
             (ErrorCode::EligibleLeadersNotAvailable, 83),
             (ErrorCode::ElectionNotNeeded, 84),
             (ErrorCode::NoReassignmentInProgress, 85),
+            (ErrorCode::TransactionCoordinatorFenced, 52),
         ] {
             assert_eq!(error.code(), code);
             assert_eq!(ErrorCode::from_code(code), error);

@@ -31,6 +31,7 @@ mod partition_ops;
 mod peer_connection;
 mod pool;
 mod producer_checks;
+mod reassignment_throttle;
 mod remote_verification;
 mod replica_fetcher;
 mod replicas;

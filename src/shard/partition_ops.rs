@@ -51,6 +51,9 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         StorageError::TransactionNotVerified { .. } => ErrorCode::TransactionAbortable,
+        StorageError::TransactionCoordinatorFenced { .. } => {
+            ErrorCode::TransactionCoordinatorFenced
+        }
         StorageError::Closed => ErrorCode::NotLeaderOrFollower,
         StorageError::Io { .. } | StorageError::Damaged { .. } => ErrorCode::KafkaStorageError,
         #[allow(unreachable_patterns)]

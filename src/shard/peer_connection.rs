@@ -17,10 +17,12 @@ use crate::quorum::frame::BrokerEndpoint;
 use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -152,11 +154,13 @@ fn address_of(brokers: &[BrokerEndpoint], node: NodeId) -> Option<String> {
         .map(|broker| format!("{}:{}", broker.host, broker.port))
 }
 
-/// A shard's idle connections to other brokers for the coordinators' calls
-/// (WriteTxnMarkers, AddPartitionsToTxn verification), at most one per broker.
+/// A shard's connections to other brokers for the coordinators' calls (WriteTxnMarkers,
+/// AddPartitionsToTxn verification): at most `cluster.peer_connections_max` open at once per
+/// broker (a call beyond that waits for a permit), the idle ones kept for the next call.
 #[derive(Default)]
 pub(crate) struct PeerPool {
-    idle: RefCell<HashMap<NodeId, PeerConnection>>,
+    idle: RefCell<HashMap<NodeId, Vec<PeerConnection>>>,
+    permits: RefCell<HashMap<NodeId, Rc<Semaphore>>>,
 }
 
 impl Shard {
@@ -186,7 +190,29 @@ impl Shard {
         let address = self
             .broker_address(node)
             .ok_or(PeerError::UnknownBroker(node))?;
-        let pooled = self.peer_pool.idle.borrow_mut().remove(&node);
+        let permits = self
+            .peer_pool
+            .permits
+            .borrow_mut()
+            .entry(node)
+            .or_insert_with(|| {
+                let max = self.config.cluster.peer_connections_max.max(1);
+                Rc::new(Semaphore::new(u64::from(max)))
+            })
+            .clone();
+        let _permit = within(timeout, async {
+            permits
+                .acquire_permit(1)
+                .await
+                .map_err(|error| PeerError::Io(std::io::Error::other(error.to_string())))
+        })
+        .await?;
+        let pooled = self
+            .peer_pool
+            .idle
+            .borrow_mut()
+            .get_mut(&node)
+            .and_then(Vec::pop);
         let mut connection = match pooled {
             Some(connection) if connection.address() == address => connection,
             _ => {
@@ -203,7 +229,8 @@ impl Shard {
             .idle
             .borrow_mut()
             .entry(node)
-            .or_insert(connection);
+            .or_default()
+            .push(connection);
         Ok(response)
     }
 }

@@ -39,6 +39,9 @@ use std::time::Duration;
 
 const FETCH_VERSION: i16 = 15;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// Longest sleep of a fetcher whose every partition is throttled, before it looks again
+/// (its partitions may have changed meanwhile).
+const THROTTLE_RECHECK: Duration = Duration::from_millis(100);
 /// Pause after a failed call or an answer that says the metadata moved on.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Room for the response's framing and headers beyond its record bytes.
@@ -50,6 +53,9 @@ struct Work {
     topic_id: TopicId,
     generation: u64,
     request: FollowerRequest,
+    /// A reassignment adds this replica: its fetches count against
+    /// `cluster.reassignment_throttle_bytes_per_s` (`reassignment_throttle`).
+    throttled: bool,
 }
 
 impl Shard {
@@ -61,6 +67,18 @@ impl Shard {
     /// The followed partitions whose leader is `leader`, with their next request.
     fn follower_work(&self, leader: NodeId) -> Vec<Work> {
         let roles = self.replicas.roles.borrow();
+        let own = self.config.server.node_id;
+        let throttling = self.config.cluster.reassignment_throttle_bytes_per_s > 0;
+        let topics = throttling
+            .then(crate::quorum::view::cluster_topics)
+            .flatten();
+        let added_here = |partition: &TopicPartition| {
+            topics.as_ref().is_some_and(|topics| {
+                topics
+                    .partition(partition.topic.as_str(), partition.partition)
+                    .is_some_and(|p| p.adding_replicas.contains(&own))
+            })
+        };
         let mut work = Vec::new();
         for (partition, role) in roles.iter() {
             let Role::Follower(role) = role else { continue };
@@ -80,6 +98,7 @@ impl Shard {
                 topic_id: role.topic_id,
                 generation: role.generation,
                 request: role.state.next_request(local),
+                throttled: added_here(partition),
             });
         }
         work.sort_by(|a, b| a.partition.cmp(&b.partition));
@@ -101,11 +120,23 @@ impl Shard {
         let mut connection: Option<PeerConnection> = None;
         let mut last_error: Option<String> = None;
         loop {
-            let work = self.follower_work(leader);
+            let mut work = self.follower_work(leader);
             if work.is_empty() || super::shutdown::shutdown_requested() {
                 // No await between the check and the removal: `follow` sees a consistent set.
                 self.replicas.fetchers.borrow_mut().remove(&leader);
                 return;
+            }
+            // Throttled replicas sit out while their bytes are ahead of the rate.
+            if let Some(pause) = self
+                .replicas
+                .reassignment_throttle
+                .pause_left(std::time::Instant::now())
+            {
+                work.retain(|item| !item.throttled);
+                if work.is_empty() {
+                    glommio::timer::sleep(pause.min(THROTTLE_RECHECK)).await;
+                    continue;
+                }
             }
             let Some(address) = self.broker_address(leader) else {
                 glommio::timer::sleep(RETRY_BACKOFF).await;
@@ -365,6 +396,13 @@ impl Shard {
                     continue;
                 }
                 let records = answer.records.unwrap_or_default();
+                if item.throttled {
+                    self.replicas.reassignment_throttle.charge(
+                        records.len(),
+                        self.config.cluster.reassignment_throttle_bytes_per_s,
+                        std::time::Instant::now(),
+                    );
+                }
                 self.apply_fetched(item, records, answer.high_watermark)
                     .await;
             }

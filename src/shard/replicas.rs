@@ -78,6 +78,8 @@ pub(crate) struct Replicas {
     /// What the roles were last reconciled with (view, catalog, open logs); a round with the
     /// same inputs only polls ISR changes.
     reconciled: RefCell<Option<ReconciledWith>>,
+    /// The throttle of the replicas reassignments add to this shard.
+    pub(super) reassignment_throttle: super::reassignment_throttle::ReassignmentThrottle,
 }
 
 struct ReconciledWith {

@@ -88,6 +88,17 @@ pub enum StorageError {
          transaction on it)"
     )]
     TransactionNotVerified { producer_id: i64 },
+    /// A transaction marker from an older coordinator epoch than the producer's last
+    /// marker's: TRANSACTION_COORDINATOR_FENCED.
+    #[error(
+        "marker of producer {producer_id} from coordinator epoch {coordinator_epoch}, older \
+         than its last marker's {current}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     /// The log was closed or removed while the call was in progress.
     #[error("partition log is closed")]
     Closed,

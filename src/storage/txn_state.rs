@@ -198,14 +198,29 @@ impl TxnState {
 
     /// Fencing: a batch (data or marker) older than the producer's epoch is refused.
     /// Markers raise the epoch (`apply`), so after an ABORT with a bumped epoch the old
-    /// incarnation's data gets INVALID_PRODUCER_EPOCH here.
+    /// incarnation's data gets INVALID_PRODUCER_EPOCH here. A marker from a coordinator
+    /// epoch older than the producer's last marker's is refused too (Kafka's
+    /// TRANSACTION_COORDINATOR_FENCED): a deposed transaction coordinator's late marker
+    /// cannot end a transaction its successor opened.
     pub(crate) fn check(&self, batch: &TxnBatch) -> Result<(), StorageError> {
-        match self.producers.get(&batch.producer_id) {
-            Some(producer) if batch.epoch < producer.epoch => {
-                Err(StorageError::InvalidProducerEpoch {
+        let Some(producer) = self.producers.get(&batch.producer_id) else {
+            return Ok(());
+        };
+        if batch.epoch < producer.epoch {
+            return Err(StorageError::InvalidProducerEpoch {
+                producer_id: batch.producer_id,
+                epoch: batch.epoch,
+                current_epoch: producer.epoch,
+            });
+        }
+        match batch.kind {
+            BatchKind::Marker {
+                coordinator_epoch, ..
+            } if coordinator_epoch < producer.coordinator_epoch => {
+                Err(StorageError::TransactionCoordinatorFenced {
                     producer_id: batch.producer_id,
-                    epoch: batch.epoch,
-                    current_epoch: producer.epoch,
+                    coordinator_epoch,
+                    current: producer.coordinator_epoch,
                 })
             }
             _ => Ok(()),
@@ -884,6 +899,38 @@ mod tests {
             },
             max_timestamp: 8,
         }
+    }
+
+    #[test]
+    fn a_marker_from_an_older_coordinator_epoch_is_fenced() {
+        let mut state = TxnState::new(10);
+        state.apply(&data(1, 0, true), 0, 0);
+        // The producer's last marker came from coordinator epoch 2 (`marker`).
+        state.apply(&marker(1, 0, true), 1, 1);
+        let late = |coordinator_epoch| TxnBatch {
+            kind: BatchKind::Marker {
+                commit: true,
+                coordinator_epoch,
+            },
+            ..marker(1, 0, true)
+        };
+        assert!(matches!(
+            state.check(&late(1)),
+            Err(StorageError::TransactionCoordinatorFenced {
+                coordinator_epoch: 1,
+                current: 2,
+                ..
+            })
+        ));
+        assert!(
+            state.check(&late(2)).is_ok(),
+            "the same coordinator resends"
+        );
+        assert!(state.check(&late(3)).is_ok(), "a newer coordinator");
+        assert!(
+            state.check(&data(1, 0, true)).is_ok(),
+            "data is not fenced by it"
+        );
     }
 
     #[test]

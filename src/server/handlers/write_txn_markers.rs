@@ -49,6 +49,7 @@ async fn write_marker(shard: &Rc<Shard>, asked: &WritableTxnMarker) -> WritableT
             .topic(topic)
             .is_some_and(|t| partition >= 0 && partition < t.partitions)
     };
+    // A partition named twice gets one marker (and the same answer twice).
     let to_write: Vec<TopicPartition> = asked
         .topics
         .iter()
@@ -59,6 +60,8 @@ async fn write_marker(shard: &Rc<Shard>, asked: &WritableTxnMarker) -> WritableT
                 .filter(|p| known(&topic.name.0, **p))
                 .map(|p| TopicPartition::new(topic.name.0.as_str(), *p))
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     let marker = Marker {
         producer_id: asked.producer_id.0,
