@@ -331,7 +331,7 @@ bench-replication: venv build
 
 # Partition reassignment: move time and copy rate, unthrottled and throttled (issue 16).
 .PHONY: bench-reassignment
-bench-reassignment: venv build java-client
+bench-reassignment: venv build
 	$(VENV_PY) bench-harness/cluster/reassignment.py --mb $(REASSIGNMENT_MB) \
 	  --throttle $(REASSIGNMENT_THROTTLE) --repeats $(REASSIGNMENT_REPEATS)
 
