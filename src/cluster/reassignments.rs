@@ -79,23 +79,19 @@ pub fn alter_reassignments(
                 .push(result(ErrorCode::UnknownTopicOrPartition));
             continue;
         };
-        let next = match &request.target {
-            Some(target) => {
-                if let Err(code) = check_target(target, &registered) {
-                    decision.results.push(result(code));
-                    continue;
-                }
-                start(&current, target, &usable)
+        if let Some(target) = &request.target
+            && let Err(code) = check_target(target, &registered)
+        {
+            decision.results.push(result(code));
+            continue;
+        }
+        let next = match reassign(&current, request.target.as_deref(), &usable) {
+            Ok(next) => next,
+            Err(code) => {
+                decision.results.push(result(code));
+                continue;
             }
-            None => match cancel(&current, &usable) {
-                Ok(next) => next,
-                Err(code) => {
-                    decision.results.push(result(code));
-                    continue;
-                }
-            },
         };
-        let next = finish(&current, next).unwrap_or(current.clone());
         changed
             .entry(key)
             .and_modify(|(_, now)| *now = next.clone())
@@ -110,6 +106,20 @@ pub fn alter_reassignments(
         }
     }
     decision
+}
+
+/// The partition after a (checked) `target` is set, or its move cancelled (`None`), with
+/// its epochs: unchanged when nothing changes.
+pub fn reassign(
+    state: &PartitionState,
+    target: Option<&[NodeId]>,
+    usable: &dyn Fn(NodeId) -> bool,
+) -> Result<PartitionState, ErrorCode> {
+    let next = match target {
+        Some(target) => start(state, target, usable),
+        None => cancel(state, usable)?,
+    };
+    Ok(finish(state, next).unwrap_or_else(|| state.clone()))
 }
 
 /// A target is a non-empty list of registered brokers without duplicates.
@@ -237,10 +247,17 @@ pub fn completion_record(
     state: &PartitionState,
 ) -> Option<(PartitionState, MetadataRecord)> {
     let usable = |node: NodeId| image.broker(node).is_some_and(|broker| !broker.fenced);
-    let completed = maybe_complete(state, &usable)?;
-    let next = finish(state, completed)?;
+    let next = completed(state, &usable)?;
     let record = change_record(topic_id, partition, state, &next);
     Some((next, record))
+}
+
+/// `state` with its reassignment completed, with its epochs, if it can complete now.
+pub fn completed(
+    state: &PartitionState,
+    usable: &dyn Fn(NodeId) -> bool,
+) -> Option<PartitionState> {
+    finish(state, maybe_complete(state, usable)?)
 }
 
 #[cfg(test)]

@@ -527,6 +527,11 @@ impl SimBroker {
             return;
         }
         self.known = Some(state.clone());
+        if !state.replicas.contains(&self.id) {
+            // A reassignment removed this replica: no role (its log stays as it is).
+            self.drop_role();
+            return;
+        }
         match state.leader {
             Some(leader_id) if leader_id == self.id => {
                 if let Role::Leader { leader, .. } = &mut self.role

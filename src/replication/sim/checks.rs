@@ -109,8 +109,9 @@ pub(super) fn check_final(world: &World) -> Result<(), String> {
     }
 }
 
-/// Recovered: a leader in the controller's current epoch, every replica in the ISR and up,
-/// every log equal to the leader's, the high watermark at the log end.
+/// Recovered: a leader in the controller's current epoch, every replica in the ISR, every
+/// broker up, every replica's log equal to the leader's (a broker a reassignment removed
+/// keeps what it had), the high watermark at the log end.
 pub(super) fn converged(world: &World) -> bool {
     let state = world.controller.state();
     let Some(leader_id) = state.leader else {
@@ -125,10 +126,10 @@ pub(super) fn converged(world: &World) -> bool {
     {
         return false;
     }
-    world
-        .brokers
-        .iter()
-        .all(|broker| broker.is_up() && broker.records() == leader.records())
+    world.brokers.iter().all(|broker| {
+        broker.is_up()
+            && (!state.replicas.contains(&broker.id()) || broker.records() == leader.records())
+    })
 }
 
 pub(super) fn describe_brokers(world: &World) -> String {

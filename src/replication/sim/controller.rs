@@ -6,6 +6,7 @@
 use super::{BROKERS, CONTROLLER, Message, NodeId};
 use crate::cluster::image::PartitionState;
 use crate::cluster::partition_changes::{self, AlterPartitionRequest, Departure};
+use crate::cluster::reassignments;
 use std::collections::BTreeMap;
 
 /// A broker fenced this long after its last heartbeat.
@@ -206,6 +207,11 @@ impl SimController {
                     && new.partition_epoch > self.state.partition_epoch
                 {
                     self.commit(Some(new.clone()), now, &mut outbox);
+                    // An ISR holding every replica a reassignment adds completes it (a
+                    // change of its own, as the real controller writes it).
+                    let usable = |n: NodeId| self.usable(n);
+                    let done = reassignments::completed(&self.state, &usable);
+                    self.commit(done, now, &mut outbox);
                 }
                 let answer = Message::AlterPartitionAnswer { proposal, answer };
                 outbox.push((CONTROLLER, from, answer));
@@ -240,6 +246,23 @@ impl SimController {
             self.broadcast(now, &mut outbox);
         }
         outbox
+    }
+
+    /// AlterPartitionReassignments to `target` (a move completes later, once the added
+    /// replicas are in the ISR; one that adds none completes at once).
+    pub(super) fn reassign(&mut self, target: &[NodeId], now: i64) -> Outbox {
+        let mut outbox = Vec::new();
+        let usable = |n: NodeId| self.usable(n);
+        if let Ok(new) = reassignments::reassign(&self.state, Some(target), &usable)
+            && new.partition_epoch > self.state.partition_epoch
+        {
+            self.commit(Some(new), now, &mut outbox);
+        }
+        outbox
+    }
+
+    pub(super) fn reassigning(&self) -> bool {
+        reassignments::in_progress(&self.state)
     }
 
     /// A broker's controlled shutdown (Kafka: BrokerHeartbeat with want_shut_down): it is

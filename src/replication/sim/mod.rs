@@ -73,6 +73,8 @@ pub struct SimReport {
     pub splits: u64,
     pub truncations: u64,
     pub isr_changes: u64,
+    /// Reassignments started (a replica removed, or the missing one added back).
+    pub reassignments: u64,
     /// Runs that ended with no eligible replica (KIP-966 needs unclean recovery): safety was
     /// checked, liveness was not.
     pub offline_without_eligible_replica: u64,
@@ -91,6 +93,7 @@ impl SimReport {
         self.splits += other.splits;
         self.truncations += other.truncations;
         self.isr_changes += other.isr_changes;
+        self.reassignments += other.reassignments;
         self.offline_without_eligible_replica += other.offline_without_eligible_replica;
     }
 }
@@ -451,6 +454,9 @@ impl World {
             self.brokers[index].stop_cleanly(now);
             self.report.controlled_restarts += 1;
             self.trace(|| format!("broker {node} shut down cleanly"));
+        } else if roll >= 990 && self.up_count() == BROKERS.len() && !self.controller.reassigning()
+        {
+            self.reassign(node);
         } else if !broker_up && roll < 60 {
             let now = self.now;
             let mut outbox = Vec::new();
@@ -458,6 +464,28 @@ impl World {
             self.send_all(outbox);
             self.trace(|| format!("broker {node} restarts"));
         }
+    }
+
+    /// Reassigns the partition: without `node` if all three brokers hold it, else back to
+    /// all three (the missing one placed at a random position).
+    fn reassign(&mut self, node: NodeId) {
+        let mut target = self.controller.state().replicas.clone();
+        if target.len() == BROKERS.len() {
+            target.retain(|replica| *replica != node);
+        } else {
+            let missing = BROKERS
+                .iter()
+                .copied()
+                .find(|broker| !target.contains(broker));
+            let Some(missing) = missing else { return };
+            let at = self.rng.below(target.len() as u64 + 1) as usize;
+            target.insert(at, missing);
+        }
+        let now = self.now;
+        let outbox = self.controller.reassign(&target, now);
+        self.send_all(outbox);
+        self.report.reassignments += 1;
+        self.trace(|| format!("reassign to {target:?}"));
     }
 
     /// Heals every fault and checks the partition recovers.

@@ -44,6 +44,7 @@ fn seeded_runs_keep_replication_safe_and_live() {
         assert!(total.acked > 0 && total.committed > 0, "{total:?}");
         assert!(total.crashes > 0 && total.power_losses > 0, "{total:?}");
         assert!(total.truncations > 0 && total.isr_changes > 0, "{total:?}");
+        assert!(total.reassignments > 0, "{total:?}");
         assert!(total.leader_epochs > seeds.len() as u64, "{total:?}");
         // Each offline run was checked to be an unclean restart taking the last eligible
         // replica; how many there are grows with the run length (7-8% at 2000 steps, 20% at
