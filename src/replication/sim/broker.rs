@@ -152,11 +152,17 @@ impl SimBroker {
         }
     }
 
-    /// Controlled shutdown: everything is synced, the next registration is clean.
+    /// Controlled shutdown: everything is synced, the next registration is clean, if this
+    /// incarnation registered. One that never did (its registration never reached the
+    /// controller) stays unclean: the controller's last incarnation of this broker is the
+    /// one before, which may have lost unsynced records (Kafka binds a clean shutdown to the
+    /// registered broker epoch, KIP-966).
     pub(super) fn stop_cleanly(&mut self, now: i64) {
+        let registered = self.broker_epoch.is_some();
+        let was_clean = self.stopped_cleanly;
         self.crash(false, now);
         self.synced = self.log.len();
-        self.stopped_cleanly = true;
+        self.stopped_cleanly = registered || was_clean;
     }
 
     pub(super) fn restart(&mut self, now: i64, outbox: &mut Outbox) {

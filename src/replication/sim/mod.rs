@@ -36,6 +36,10 @@ use std::fmt;
 pub const SEED_ENV: &str = "SHARDLOG_REPLICATION_SIM_SEED";
 const CONTROLLER: NodeId = 0;
 const BROKERS: [NodeId; 3] = [1, 2, 3];
+/// Per-step rolls (of 1000) at or above which a reassignment adds the missing replica back,
+/// and (with all three replicas) removes one.
+const REASSIGN_BACK_FROM: u64 = 985;
+const REMOVE_REPLICA_FROM: u64 = 997;
 const MIN_INSYNC_REPLICAS: usize = 2;
 /// Simulated milliseconds per step.
 const STEP_MS: i64 = 10;
@@ -454,9 +458,15 @@ impl World {
             self.brokers[index].stop_cleanly(now);
             self.report.controlled_restarts += 1;
             self.trace(|| format!("broker {node} shut down cleanly"));
-        } else if roll >= 990 && self.up_count() == BROKERS.len() && !self.controller.reassigning()
+        } else if roll >= REASSIGN_BACK_FROM
+            && self.up_count() == BROKERS.len()
+            && !self.controller.reassigning()
         {
-            self.reassign(node);
+            // Replicas are removed rarely and added back soon: runs spend most steps at RF=3.
+            let full = self.controller.state().replicas.len() == BROKERS.len();
+            if !full || roll >= REMOVE_REPLICA_FROM {
+                self.reassign(node);
+            }
         } else if !broker_up && roll < 60 {
             let now = self.now;
             let mut outbox = Vec::new();
