@@ -150,8 +150,10 @@ pub enum TxnOp {
         place_tickets: bool,
         reply: Reply<Vec<(TopicPartition, ErrorCode)>>,
     },
+    /// The transactions this shard coordinates, with COORDINATOR_LOAD_IN_PROGRESS while one
+    /// of its `__transaction_state` partitions loads (the list is then partial).
     List {
-        reply: Reply<Vec<TxnDescription>>,
+        reply: Reply<(Vec<TxnDescription>, ErrorCode)>,
     },
 }
 

@@ -204,7 +204,12 @@ impl Shard {
                     .values()
                     .map(describe)
                     .collect();
-                let _ = reply.send(listed);
+                let code = if self.txn_coordinator.served.any_loading() {
+                    ErrorCode::CoordinatorLoadInProgress
+                } else {
+                    ErrorCode::None
+                };
+                let _ = reply.send((listed, code));
             }
         }
     }

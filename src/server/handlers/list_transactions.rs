@@ -1,5 +1,7 @@
 //! ListTransactions (key 66): transactional ids of every coordinator shard, filtered by
-//! state and producer id (v0) and by minimum running time (v1).
+//! state and producer id (v0) and by minimum running time (v1). While a shard loads a
+//! `__transaction_state` partition it leads (cluster mode), the answer carries
+//! COORDINATOR_LOAD_IN_PROGRESS with what is listed so far, as Kafka's.
 
 use super::str_bytes;
 use crate::model::ShardId;
@@ -39,7 +41,11 @@ pub fn handle(
         let now = now_ms();
         let mut response = ListTransactionsResponse::default();
         for listed in futures::future::join_all(calls).await {
-            for described in listed? {
+            let (listed, code) = listed?;
+            if code.is_error() {
+                response.error_code = code.code();
+            }
+            for described in listed {
                 if !states.is_empty() && !states.iter().any(|s| s == described.state) {
                     continue;
                 }

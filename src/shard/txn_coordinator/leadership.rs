@@ -38,7 +38,7 @@ fn refuse(op: TxnOp, code: ErrorCode) {
         TxnOp::Verify {
             partitions, reply, ..
         } => reply.send(partitions.into_iter().map(|p| (p, code)).collect()),
-        TxnOp::List { reply } => reply.send(Vec::new()),
+        TxnOp::List { reply } => reply.send((Vec::new(), code)),
     };
 }
 
