@@ -101,6 +101,24 @@ impl ClusterTopics {
         }
     }
 
+    /// The live leader of `key`'s partition of the coordinator topic `topic`
+    /// (`__consumer_offsets`, `__transaction_state`: Kafka's `abs(hashCode) % partitions`).
+    /// `Err(true)`: the topic is not in the log yet; `Err(false)`: its partition has no leader.
+    pub fn coordinator_leader(&self, topic: &str, key: &str) -> Result<NodeId, bool> {
+        let table = self.topics.get(topic).ok_or(true)?;
+        let count = i32::try_from(table.partitions.len()).unwrap_or(i32::MAX);
+        if count == 0 {
+            return Err(false);
+        }
+        let index = crate::model::coordinator_partition(key, count);
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| table.partitions.get(index))
+            .map(|partition| partition.leader)
+            .filter(|leader| *leader >= 0)
+            .ok_or(false)
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&ClusterPartition> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get(topic)?.partitions.get(index)

@@ -19,7 +19,7 @@ use super::Shard;
 use super::messages::{ShardMessage, VerificationOp};
 use super::peer_connection::PeerError;
 use crate::cluster::NodeId;
-use crate::model::{ErrorCode, ShardId, TopicPartition, coordinator_partition};
+use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::txn::TRANSACTIONS_TOPIC;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -51,18 +51,9 @@ impl Shard {
         }
         let topics =
             crate::quorum::view::cluster_topics().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let topic = topics
-            .topics
-            .get(TRANSACTIONS_TOPIC)
-            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        let index = coordinator_partition(transactional_id, count);
-        let leader = usize::try_from(index)
-            .ok()
-            .and_then(|index| topic.partitions.get(index))
-            .map(|partition| partition.leader)
-            .filter(|leader| *leader >= 0)
-            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let leader = topics
+            .coordinator_leader(TRANSACTIONS_TOPIC, transactional_id)
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
         Ok((leader != self.config.server.node_id).then_some(leader))
     }
 

@@ -8,7 +8,7 @@
 use super::metadata::{advertised_address, cluster_brokers};
 use super::{cluster_forward, str_bytes};
 use crate::group::OFFSETS_TOPIC;
-use crate::model::{ErrorCode, coordinator_partition};
+use crate::model::ErrorCode;
 use crate::quorum::frame::TopicCreation;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
@@ -169,20 +169,15 @@ fn locate_leader(
     key: &str,
 ) -> Result<Located, ErrorCode> {
     let topics = crate::quorum::view::cluster_topics().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let Some(topic) = topics.topics.get(kind.name()) else {
-        ask_for_coordinator_topic(shard, kind);
-        return Err(ErrorCode::CoordinatorNotAvailable);
+    let leader = match topics.coordinator_leader(kind.name(), key) {
+        Ok(leader) => leader,
+        Err(missing) => {
+            if missing {
+                ask_for_coordinator_topic(shard, kind);
+            }
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
     };
-    let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-    if partitions == 0 {
-        return Err(ErrorCode::CoordinatorNotAvailable);
-    }
-    let index = coordinator_partition(key, partitions);
-    let leader = usize::try_from(index)
-        .ok()
-        .and_then(|index| topic.partitions.get(index))
-        .map(|partition| partition.leader)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     let (_, brokers) = cluster_brokers(shard).ok_or(ErrorCode::CoordinatorNotAvailable)?;
     brokers
         .into_iter()
