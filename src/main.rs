@@ -255,6 +255,7 @@ fn main() -> anyhow::Result<()> {
             // check the rest of the data dir.
             shardlog::shard::data_dir::check_node_id(&config)?;
             let quorum = shardlog::quorum::start(&config).context("cannot start cluster mode")?;
+            let data_dir = config.storage.data_dir.clone();
             match &quorum {
                 None => shardlog::shard::run_pool(config, shardlog::server::serve)?,
                 Some(quorum) => {
@@ -266,6 +267,9 @@ fn main() -> anyhow::Result<()> {
                         shardlog::server::serve(shard)
                     })?
                 }
+            }
+            if shardlog::shard::shutdown::logs_closed_cleanly() {
+                shardlog::quorum::record_clean_shutdown(&data_dir);
             }
             if let Some(fatal) = quorum.as_ref().and_then(|q| q.fatal_error()) {
                 anyhow::bail!("{fatal}");

@@ -204,6 +204,9 @@ pub struct BrokerRegistrationRequest {
     pub incarnation_id: Uuid,
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
+    /// The broker epoch the node's previous process had when it shut down cleanly (Kafka's
+    /// `PreviousBrokerEpoch`, KIP-966), `None` if it did not (a crash, or a first start).
+    pub previous_broker_epoch: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,10 +217,12 @@ pub struct BrokerRegistrationDecision {
 }
 
 /// RegisterBroker. A new incarnation gets a new epoch (above every epoch registered so far)
-/// and starts fenced; its partitions lose it as leader and ISR member as if it had been fenced
-/// (a `Departure::Clean`: the registration does not say whether the old process shut down
-/// cleanly, see docs/cluster.md). A different incarnation claiming a
-/// node id whose session is still live is refused. A retry of the same registration is a no-op.
+/// and starts fenced; its partitions lose it as leader and ISR member. Its departure is
+/// clean only if the previous process shut down cleanly with the epoch registered now (the
+/// request's `previous_broker_epoch`, KIP-966); otherwise it may have lost records it had
+/// acknowledged to its leader, so it leaves the ELR too (`Departure::Unclean`). A different
+/// incarnation claiming a node id whose session is still live is refused. A retry of the
+/// same registration is a no-op.
 pub fn register_broker(
     image: &MetadataImage,
     sessions: &BrokerSessions,
@@ -259,13 +264,13 @@ pub fn register_broker(
         rack: request.rack.clone(),
         fenced: true,
     })];
-    if existing.is_some() {
-        records.extend(departures(
-            image,
-            settings,
-            &[request.node_id],
-            Departure::Clean,
-        ));
+    if let Some(existing) = existing {
+        let departure = if request.previous_broker_epoch == Some(existing.broker_epoch) {
+            Departure::Clean
+        } else {
+            Departure::Unclean
+        };
+        records.extend(departures(image, settings, &[request.node_id], departure));
     }
     Ok(BrokerRegistrationDecision {
         broker_epoch,

@@ -471,3 +471,45 @@ fn alter_configs_validates_and_records_topic_and_broker_configs() {
         40
     );
 }
+
+/// KIP-966: a restart is a clean departure only if the previous process shut down cleanly
+/// with the epoch the controller has (`previous_broker_epoch`); after a crash (no marker, or
+/// another epoch's) the broker may have lost records it had acknowledged, so it leaves the
+/// ELR for the last-known ELR.
+#[test]
+fn a_restart_after_a_crash_leaves_the_elr_and_a_clean_one_stays_eligible() {
+    let mut cluster = Cluster::new(&[None, None, None]);
+    let id = three_replicas(&mut cluster, &[("min.insync.replicas", "2")]);
+    let now = TIMEOUT + 1;
+    cluster.heartbeat(3, now).unwrap();
+    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
+    cluster.apply(&records);
+    let elr = |cluster: &Cluster| {
+        let p = cluster.image.partition(&id, 0).unwrap();
+        (p.elr.clone(), p.last_known_elr.clone())
+    };
+    assert_eq!(elr(&cluster), (vec![1, 2], vec![]));
+    let register = |cluster: &mut Cluster, node: NodeId, previous: Option<i64>| {
+        let request = BrokerRegistrationRequest {
+            previous_broker_epoch: previous,
+            ..Cluster::request(node, [node as u8 + 50; 16], None)
+        };
+        let decision = register_broker(
+            &cluster.image,
+            &cluster.sessions,
+            &cluster.settings,
+            &request,
+            now + 1,
+        )
+        .unwrap();
+        cluster.apply(&decision.records);
+    };
+    // Node 1 crashed: a marker of an older epoch does not count.
+    let stale = cluster.epochs[&1] - 1;
+    register(&mut cluster, 1, Some(stale));
+    assert_eq!(elr(&cluster), (vec![2], vec![1]));
+    // Node 2 stopped cleanly with the epoch the controller has: it stays eligible.
+    let clean = cluster.epochs[&2];
+    register(&mut cluster, 2, Some(clean));
+    assert_eq!(elr(&cluster), (vec![2], vec![1]));
+}

@@ -150,6 +150,7 @@ impl ActiveController {
                 security_protocol: 0,
             }],
             rack: None,
+            previous_broker_epoch: None,
         };
         let decision = register_broker(
             self.image(nodes),

@@ -83,8 +83,11 @@ pub struct AlterPartitionRequest {
 }
 
 /// KIP-966 leader choice (see the module rules): an ISR member, else (ISR empty) an ELR member;
-/// if `unclean_allowed`, then a last-known-ELR member, then any replica — each `usable`, in
-/// replica order. Returns the leader and whether the election was unclean.
+/// else, with ISR and ELR empty and a last-known ELR of exactly one replica, that replica (the
+/// last one eligible, back after an unclean restart: Kafka's `canElectLastKnownLeader`, so an
+/// RF=1 partition comes back after its broker crashed); if `unclean_allowed`, then a
+/// last-known-ELR member, then any replica — each `usable`, in replica order. Returns the
+/// leader and whether the election was unclean.
 pub fn choose_leader(
     state: &PartitionState,
     usable: &dyn Fn(NodeId) -> bool,
@@ -104,6 +107,13 @@ pub fn choose_leader(
     };
     if let Some(leader) = clean {
         return Some((leader, false));
+    }
+    if let [last_known] = state.last_known_elr[..]
+        && state.isr.is_empty()
+        && state.elr.is_empty()
+        && usable(last_known)
+    {
+        return Some((last_known, true));
     }
     if !unclean_allowed {
         return None;

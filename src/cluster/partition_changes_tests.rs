@@ -112,14 +112,25 @@ fn an_elr_member_leads_only_when_the_isr_is_empty() {
 
 #[test]
 fn unclean_election_prefers_the_last_known_elr_then_any_replica() {
-    let partition = state(&[1, 2, 3], &[], &[], &[2], None);
+    let partition = state(&[1, 2, 3], &[], &[], &[2, 3], None);
     assert_eq!(choose_leader(&partition, &everyone, false), None);
     assert_eq!(choose_leader(&partition, &everyone, true), Some((2, true)));
     assert_eq!(
-        choose_leader(&partition, &only(&[1, 3]), true),
+        choose_leader(&partition, &only(&[1]), true),
         Some((1, true))
     );
     assert_eq!(choose_leader(&partition, &only(&[]), true), None);
+}
+
+#[test]
+fn a_last_known_leader_alone_comes_back_without_unclean_election() {
+    // KIP-966 (Kafka's canElectLastKnownLeader): ISR and ELR empty, one last-known member.
+    let partition = state(&[1, 2, 3], &[], &[], &[2], None);
+    assert_eq!(choose_leader(&partition, &everyone, false), Some((2, true)));
+    assert_eq!(choose_leader(&partition, &only(&[1, 3]), false), None);
+    // Not while an ELR member exists, usable or not.
+    let with_elr = state(&[1, 2, 3], &[], &[3], &[2], None);
+    assert_eq!(choose_leader(&with_elr, &only(&[2]), false), None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -218,11 +229,14 @@ fn an_unclean_departure_leaves_the_elr_for_the_last_known_elr() {
 }
 
 #[test]
-fn an_unclean_restart_of_the_last_isr_member_leaves_the_partition_offline() {
+fn an_unclean_restart_of_the_last_isr_member_waits_for_it_as_the_last_known_leader() {
     let start = state(&[1, 2], &[1], &[], &[], Some(1));
     let after = without(&start, 1, Departure::Unclean, 1, &only(&[2]), false).unwrap();
     assert_eq!(shape(&after), (None, vec![], vec![], vec![1]));
-    assert_eq!(elect_returning(&after, &only(&[1, 2]), false), None);
+    // Node 2 was never eligible; node 1, back, is the one replica that can lead.
+    assert_eq!(elect_returning(&after, &only(&[2]), false), None);
+    let back = elect_returning(&after, &only(&[1, 2]), false).unwrap();
+    assert_eq!(shape(&back), (Some(1), vec![1], vec![], vec![]));
     assert_round_trips(&start, &after);
     // With unclean election allowed, a usable replica leads at once.
     let after = without(&start, 1, Departure::Unclean, 1, &only(&[2]), true).unwrap();

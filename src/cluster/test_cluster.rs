@@ -68,6 +68,7 @@ impl Cluster {
                 security_protocol: 0,
             }],
             rack,
+            previous_broker_epoch: None,
         }
     }
 

@@ -417,8 +417,11 @@ impl ControllerLoop {
                 incarnation_id,
                 endpoint,
                 cluster_id,
+                previous_broker_epoch,
             } => {
-                let request = registration(image, node_id, incarnation_id, endpoint, cluster_id);
+                let mut request =
+                    registration(image, node_id, incarnation_id, endpoint, cluster_id);
+                request.previous_broker_epoch = previous_broker_epoch;
                 register_broker(image, &active.sessions, settings, &request, now).map(|decision| {
                     active.sessions.touch(node_id, now);
                     (decision.records, Answer::broker(decision.broker_epoch))
@@ -670,6 +673,7 @@ fn registration(
             security_protocol: 0,
         }],
         rack: endpoint.rack,
+        previous_broker_epoch: None,
     }
 }
 

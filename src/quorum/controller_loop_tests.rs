@@ -73,6 +73,7 @@ fn start_node(controller: &mut ControllerLoop, node_id: NodeId) -> i64 {
                 rack: None,
             },
             cluster_id: None,
+            previous_broker_epoch: None,
         },
     );
     assert_eq!(registered.error_code, 0);

@@ -39,8 +39,8 @@ const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
 /// 3: the AlterPartition request and the Response's partition state. 4: the ElectLeaders
 /// request and the Response's per-partition election results. 5: the AlterReassignments
-/// request.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// request. 6: Register carries the previous broker epoch of a clean shutdown (KIP-966).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -108,6 +108,10 @@ pub enum ControllerRequest {
         endpoint: BrokerEndpoint,
         /// The cluster this node's data dir belongs to, if it has joined one before.
         cluster_id: Option<Uuid>,
+        /// The broker epoch this node's previous process was registered with when it shut
+        /// down cleanly (Kafka's `PreviousBrokerEpoch`, KIP-966); `None` after a crash, on a
+        /// first start, or when the marker was unreadable.
+        previous_broker_epoch: Option<i64>,
     },
     Heartbeat {
         node_id: NodeId,
@@ -399,12 +403,14 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
             incarnation_id,
             endpoint,
             cluster_id,
+            previous_broker_epoch,
         } => {
             out.push(REQUEST_REGISTER);
             out.extend_from_slice(&node_id.to_be_bytes());
             out.extend_from_slice(incarnation_id);
             encode_endpoint(endpoint, out)?;
             encode_optional_uuid(cluster_id.as_ref(), out);
+            out.extend_from_slice(&previous_broker_epoch.unwrap_or(-1).to_be_bytes());
         }
         ControllerRequest::Heartbeat {
             node_id,
@@ -530,11 +536,15 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
             let node_id = reader.i32()?;
             let incarnation_id = reader.array()?;
             let endpoint = decode_endpoint(reader)?;
+            let cluster_id = decode_optional_uuid(reader)?;
+            let previous_broker_epoch = reader.i64()?;
             Ok(ControllerRequest::Register {
                 node_id,
                 incarnation_id,
                 endpoint,
-                cluster_id: decode_optional_uuid(reader)?,
+                cluster_id,
+                previous_broker_epoch: (previous_broker_epoch >= 0)
+                    .then_some(previous_broker_epoch),
             })
         }
         REQUEST_HEARTBEAT => Ok(ControllerRequest::Heartbeat {

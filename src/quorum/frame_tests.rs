@@ -38,6 +38,7 @@ fn every_frame_kind_roundtrips() {
             incarnation_id: [7; 16],
             endpoint: endpoint(2, Some("r1")),
             cluster_id: Some([4; 16]),
+            previous_broker_epoch: Some(41),
         },
     });
     roundtrip(Frame::Request {
@@ -47,6 +48,7 @@ fn every_frame_kind_roundtrips() {
             incarnation_id: [7; 16],
             endpoint: endpoint(2, None),
             cluster_id: None,
+            previous_broker_epoch: None,
         },
     });
     roundtrip(Frame::Request {
@@ -453,6 +455,7 @@ fn oversized_truncated_and_garbage_frames_are_errors_not_panics() {
             incarnation_id: [1; 16],
             endpoint: endpoint(1, Some("rack")),
             cluster_id: Some([2; 16]),
+            previous_broker_epoch: Some(3),
         },
     }
     .encode()

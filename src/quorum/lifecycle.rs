@@ -54,6 +54,48 @@ pub fn load_cluster_id(data_dir: &Path) -> Result<Option<Uuid>, QuorumError> {
         })
 }
 
+/// The file in the data dir that a cleanly stopped broker leaves: the broker epoch it was
+/// registered with (Kafka's clean-shutdown file with its broker epoch, KIP-966).
+pub const CLEAN_SHUTDOWN_FILE: &str = "broker.clean-shutdown";
+
+/// Takes the clean-shutdown marker of the previous process: its broker epoch, or `None` if it
+/// did not stop cleanly (no file) or the file is unreadable (then it counts as unclean, with
+/// a warning). The file is removed before this process writes anything, so a crash of this
+/// process is never taken for a clean stop; an error here stops start-up.
+pub fn take_clean_shutdown_epoch(data_dir: &Path) -> Result<Option<i64>, QuorumError> {
+    let path = data_dir.join(CLEAN_SHUTDOWN_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "clean-shutdown marker unreadable; this start counts as after a crash");
+            String::new()
+        }
+    };
+    let epoch = text
+        .trim()
+        .strip_prefix("broker_epoch=")
+        .and_then(|epoch| epoch.parse::<i64>().ok())
+        .filter(|epoch| *epoch >= 0);
+    if epoch.is_none() && !text.is_empty() {
+        tracing::warn!(path = %path.display(), "clean-shutdown marker malformed; this start counts as after a crash");
+    }
+    std::fs::remove_file(&path)
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .map_err(|error| QuorumError::CleanShutdownFile {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    Ok(epoch)
+}
+
+/// Leaves the clean-shutdown marker for the next start: called once every log closed cleanly,
+/// with the broker epoch this process was registered with.
+pub fn write_clean_shutdown_epoch(data_dir: &Path, broker_epoch: i64) -> std::io::Result<()> {
+    let text = format!("broker_epoch={broker_epoch}\n");
+    crate::metadata::write_atomically(&data_dir.join(CLEAN_SHUTDOWN_FILE), text.as_bytes())
+}
+
 fn save_cluster_id(data_dir: &Path, cluster_id: &Uuid) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let text = format!("{}\n", uuid::Uuid::from_bytes(*cluster_id));
@@ -120,6 +162,8 @@ pub struct BrokerLifecycle {
     pub data_dir: PathBuf,
     /// The cluster the data dir joined, if any (`cluster.id`).
     pub cluster_id: Option<Uuid>,
+    /// The broker epoch of the previous process's clean shutdown (`take_clean_shutdown_epoch`).
+    pub previous_broker_epoch: Option<i64>,
     pub node_id: NodeId,
     pub incarnation_id: Uuid,
     pub endpoint: BrokerEndpoint,
@@ -152,6 +196,7 @@ impl BrokerLifecycle {
                     incarnation_id: self.incarnation_id,
                     endpoint: self.endpoint.clone(),
                     cluster_id: self.cluster_id,
+                    previous_broker_epoch: self.previous_broker_epoch,
                 },
                 Some(broker_epoch) => ControllerRequest::Heartbeat {
                     node_id: self.node_id,

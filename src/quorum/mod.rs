@@ -67,6 +67,10 @@ pub enum QuorumError {
         "{path}: {reason}. Start-up stops here; nothing was changed. The file names the cluster this data dir joined; restore it, or delete it only if this data dir never held another cluster's data"
     )]
     ClusterIdFile { path: String, reason: String },
+    #[error(
+        "{path}: cannot remove the clean-shutdown marker: {reason}. Start-up stops here: a crash of this process must not be taken for a clean stop"
+    )]
+    CleanShutdownFile { path: String, reason: String },
 }
 
 /// What reaches the controller thread.
@@ -141,6 +145,24 @@ pub fn controlled_shutdown() {
     }
 }
 
+/// After a clean stop (every shard closed its logs without an error): leaves the
+/// clean-shutdown marker with this process's broker epoch, so the next registration is a
+/// clean return (KIP-966). Nothing in single-broker mode or before a registration.
+pub fn record_clean_shutdown(data_dir: &std::path::Path) {
+    if CONTROLLED_SHUTDOWN.get().is_none() {
+        return;
+    }
+    let Some(broker_epoch) = view::broker_epoch() else {
+        return;
+    };
+    match lifecycle::write_clean_shutdown_epoch(data_dir, broker_epoch) {
+        Ok(()) => tracing::info!(broker_epoch, "clean shutdown recorded"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the clean shutdown; the next start counts as after a crash")
+        }
+    }
+}
+
 /// Starts cluster mode, or returns `None` without `cluster.controller_quorum`.
 pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let Some(voters) = config.cluster.quorum_voters()? else {
@@ -157,6 +179,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     if let Some(cluster_id) = cluster_id {
         view::set_joined_cluster(cluster_id);
     }
+    let previous_broker_epoch = lifecycle::take_clean_shutdown_epoch(&data_dir)?;
     if is_controller {
         start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }
@@ -170,6 +193,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         shutdown,
         data_dir,
         cluster_id,
+        previous_broker_epoch,
         node_id,
         incarnation_id: *uuid::Uuid::new_v4().as_bytes(),
         endpoint: BrokerEndpoint {

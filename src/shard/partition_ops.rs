@@ -489,6 +489,7 @@ impl Shard {
         let count = logs.len();
         for (partition, log) in logs {
             if let Err(error) = log.close().await {
+                super::shutdown::mark_log_close_failed();
                 tracing::error!(shard = %self.id, %partition, %error, "closing log failed");
             }
         }
@@ -603,6 +604,51 @@ impl Shard {
                 self.set_offline(partition, reason);
             }
         }
+    }
+}
+
+impl Shard {
+    /// Replaces a followed partition's log with an empty one starting at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): at the leader's log start offset when everything this
+    /// replica holds lies below it, or at the base offset of the leader's first batch when the
+    /// log is empty and that batch starts below its end. The old log is closed and its directory removed, then the
+    /// directory is claimed again with one empty segment at `offset`
+    /// (`storage::start_empty_log_at`) and opened. A failure leaves the partition offline.
+    pub(super) async fn restart_log_at(self: &Rc<Self>, partition: &TopicPartition, offset: i64) {
+        let catalog = self.catalog();
+        let Some(topic) = catalog.topic(partition.topic.as_str()) else {
+            return;
+        };
+        let Some(old) = self.remove_log(partition) else {
+            return;
+        };
+        let log_end = old.log_end_offset();
+        assert!(
+            log_end.value() < offset || old.log_start_offset() == log_end,
+            "only an empty log, or one wholly below the leader's log start ({log_end} >= {offset}), restarts"
+        );
+        if let Err(error) = old.remove(&topic_id_hex(&topic.id)).await {
+            tracing::error!(shard = %self.id, %partition, %error, "cannot remove the log to restart it; partition offline");
+            self.set_offline(partition.clone(), OfflineReason::OpenFailed);
+            return;
+        }
+        let (dir, id) = (
+            self.config.storage.data_dir.join(partition.dir_name()),
+            topic.id,
+        );
+        let prepared = run_off_shard(BlockingOp::ClaimPartitionDir, move || {
+            claim_partition_dir(&dir, &id).map_err(|e| e.to_string())?;
+            crate::storage::start_empty_log_at(&dir, offset)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        if let Err(error) = prepared.await {
+            tracing::error!(shard = %self.id, %partition, %error, "cannot restart the log; partition offline");
+            self.set_offline(partition.clone(), OfflineReason::OpenFailed);
+            return;
+        }
+        tracing::warn!(shard = %self.id, %partition, %log_end, log_start_offset = offset, "replica log restarted at the leader's log start");
+        self.open_partition(topic, partition.clone()).await;
     }
 }
 

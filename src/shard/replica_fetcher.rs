@@ -23,6 +23,7 @@ use crate::metadata::TopicId;
 use crate::model::leader_epochs::EpochEnd;
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::replication::follower::{FollowerRequest, LocalLog};
+use crate::storage::StorageError;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -315,7 +316,7 @@ impl Shard {
     /// One replica Fetch for the partitions fetching; appends what it brings.
     /// `Ok(false)`: some answer asked to wait (the metadata moved on).
     async fn replica_fetch(
-        &self,
+        self: &Rc<Self>,
         conn: &mut PeerConnection,
         work: &[Work],
     ) -> Result<bool, PeerError> {
@@ -387,10 +388,7 @@ impl Shard {
                 };
                 if answer.error_code != ErrorCode::None.code() {
                     if answer.error_code == ErrorCode::OffsetOutOfRange.code() {
-                        // Ahead of the leader without a truncation that says where (or
-                        // below its log start): start this partition's role over.
-                        tracing::warn!(partition = %item.partition, "replica fetch out of range; following again");
-                        self.replicas.drop_role(&item.partition);
+                        self.fetch_out_of_range(item, answer.log_start_offset).await;
                     }
                     progressed = false;
                     continue;
@@ -403,15 +401,49 @@ impl Shard {
                         std::time::Instant::now(),
                     );
                 }
-                self.apply_fetched(item, records, answer.high_watermark)
-                    .await;
+                self.apply_fetched(
+                    item,
+                    records,
+                    answer.high_watermark,
+                    answer.log_start_offset,
+                )
+                .await;
             }
         }
         Ok(progressed)
     }
 
-    async fn apply_fetched(&self, item: &Work, records: Bytes, leader_high_watermark: i64) {
-        let Some(log) = self.log(&item.partition) else {
+    /// The leader answered OFFSET_OUT_OF_RANGE. Below its log start (it deleted, by
+    /// retention or DeleteRecords, what this replica has not copied yet), the log restarts
+    /// empty at the leader's log start (Kafka's `truncateFullyAndStartAt`); otherwise (ahead
+    /// of the leader without a truncation that says where) only the role starts over.
+    async fn fetch_out_of_range(self: &Rc<Self>, item: &Work, leader_log_start: i64) {
+        let below_leader = match (item.request, self.log(&item.partition)) {
+            (FollowerRequest::Fetch { fetch_offset, .. }, Some(log)) => {
+                fetch_offset < leader_log_start && log.log_end_offset().value() < leader_log_start
+            }
+            _ => false,
+        };
+        if below_leader && self.still_following(&item.partition, item.generation) {
+            self.restart_log_at(&item.partition, leader_log_start).await;
+        } else {
+            tracing::warn!(partition = %item.partition, "replica fetch out of range; following again");
+        }
+        self.replicas.drop_role(&item.partition);
+    }
+
+    /// Stores the batches of a fetch answer, then takes the leader's high watermark (capped
+    /// by the local log end) and log start offset (capped by that high watermark: records the
+    /// leader deleted, by DeleteRecords or retention, are gone here too, so a later leader
+    /// does not serve them again).
+    async fn apply_fetched(
+        self: &Rc<Self>,
+        item: &Work,
+        records: Bytes,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) {
+        let Some(mut log) = self.log(&item.partition) else {
             return;
         };
         {
@@ -430,12 +462,35 @@ impl Shard {
                 return;
             }
         }
-        if !records.is_empty()
-            && let Err(error) = log.append_replicated(records, super::now_ms()).await
-        {
-            tracing::error!(partition = %item.partition, %error, "cannot append the leader's batches; following again");
-            self.replicas.drop_role(&item.partition);
-            return;
+        if !records.is_empty() {
+            let mut appended = log
+                .append_replicated(records.clone(), super::now_ms())
+                .await;
+            if let Err(StorageError::UnexpectedAppendOffset {
+                base_offset,
+                expected,
+            }) = appended
+                && base_offset < expected
+                && log.log_start_offset() == log.log_end_offset()
+            {
+                // An empty log (just restarted at the leader's log start) and a first batch
+                // that starts below it: the leader's log start falls inside that batch
+                // (DeleteRecords is not batch-aligned). As Kafka, the log restarts at the
+                // batch's base offset; the leader's log start is taken below.
+                self.restart_log_at(&item.partition, base_offset).await;
+                match self.log(&item.partition) {
+                    Some(restarted) if self.still_following(&item.partition, item.generation) => {
+                        log = restarted;
+                    }
+                    _ => return,
+                }
+                appended = log.append_replicated(records, super::now_ms()).await;
+            }
+            if let Err(error) = appended {
+                tracing::error!(partition = %item.partition, %error, "cannot append the leader's batches; following again");
+                self.replicas.drop_role(&item.partition);
+                return;
+            }
         }
         if !self.still_following(&item.partition, item.generation) {
             return;
@@ -446,5 +501,10 @@ impl Shard {
             _ => return,
         };
         log.set_replicated_high_watermark(Offset(high_watermark));
+        if leader_log_start > log.log_start_offset().value()
+            && let Err(error) = log.delete_records_before(Offset(leader_log_start)).await
+        {
+            tracing::warn!(partition = %item.partition, %error, "cannot follow the leader's log start offset");
+        }
     }
 }

@@ -14,6 +14,18 @@ use std::time::Duration;
 const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Set when a shard could not close one of its logs cleanly.
+static LOG_CLOSE_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// A log did not close cleanly: this process's stop is not a clean shutdown.
+pub fn mark_log_close_failed() {
+    LOG_CLOSE_FAILED.store(true, Ordering::SeqCst);
+}
+
+/// Every log closed so far closed cleanly (main asks once the shards have stopped).
+pub fn logs_closed_cleanly() -> bool {
+    !LOG_CLOSE_FAILED.load(Ordering::SeqCst)
+}
 
 /// Asks every shard to stop. Safe to call from any thread (the signal thread).
 pub fn request_shutdown() {

@@ -64,7 +64,7 @@ pub use log::{
 };
 pub use offline::{
     DAMAGED_SUFFIX, RepairReport, TOMBSTONE_SUFFIX, max_producer_id, remove_partition_dir,
-    repair_damaged, tombstone_name,
+    repair_damaged, start_empty_log_at, tombstone_name,
 };
 pub use scrub::ScrubStats;
 pub use state::LogStats;

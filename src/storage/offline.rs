@@ -124,6 +124,35 @@ pub fn repair_damaged(
     })
 }
 
+/// Kafka's `truncateFullyAndStartAt` for a follower whose whole log lies below its leader's
+/// log start offset (the leader deleted those records): `dir`, which holds no segment (the
+/// caller removed the old log), gets one empty segment at `offset`, so the log opens empty
+/// there, with its log start offset at `offset`. Refuses a directory that still holds a
+/// segment. Run only on a directory no open log uses.
+pub fn start_empty_log_at(dir: &Path, offset: i64) -> Result<PathBuf, StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(io_error("read_dir", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("read_dir", dir))?;
+        let name = entry.file_name();
+        if segment::parse_file_name(&name.to_string_lossy(), segment::LOG_SUFFIX).is_some() {
+            return Err(StorageError::io(
+                "start_empty_log_at",
+                entry.path(),
+                std::io::Error::other("the directory still holds a segment"),
+            ));
+        }
+    }
+    let path = segment::file_path(dir, offset, segment::LOG_SUFFIX);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("create", &path))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
 /// Renames `path` to `<path>.damaged` and writes its first `valid_bytes` back to `path`;
 /// the segment's index files (derived, now stale) are removed. Returns the kept file.
 fn keep_readable_prefix(path: &Path, valid_bytes: u64) -> Result<PathBuf, StorageError> {

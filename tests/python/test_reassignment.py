@@ -19,8 +19,9 @@ Waits are bounded polls (no timing assertions).
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 import pytest
 
@@ -133,3 +134,93 @@ def test_a_partition_moves_to_other_brokers_with_its_data(cluster):
     wait_for("back on [1, 3]", lambda: settled(survivors, topic, (3, 1)) or
              settled(survivors, topic, (1, 3)))
     assert moving(live) == []
+
+
+def log_start_offset(node, topic: str) -> int | None:
+    """Partition 0's log start offset in the node's /metrics (None: not listed)."""
+    url = f"http://{node.host}:{node.admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("shardlog_partition_log_start_offset{") and \
+                f'topic="{topic}"' in line and 'partition="0"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
+
+
+def test_a_replica_behind_the_leaders_log_start_starts_its_log_there(cluster):
+    """DeleteRecords on a replicated partition, then a replica added behind it:
+      (a) DeleteRecords to offset 200 on the leader (node 1) also moves the follower's log
+          start: with node 1 killed, node 2 leads and its earliest offset is 200 (deleted
+          records do not come back after a failover);
+      (b) node 3, added by a reassignment to [3, 2], starts empty and asks for offset 0,
+          below the leader's log start: it restarts its log at 200 (Kafka's
+          truncateFullyAndStartAt) and copies the rest, and the move completes;
+      (c) with node 2 killed, node 3 alone serves offsets 200..299 and nothing below.
+    """
+    nodes = list(cluster.nodes.values())
+    wait_for("cluster converged", lambda: agreed_view(nodes, {1, 2, 3}))
+    topic = unique_topic("log-start")
+    everyone = ",".join(node.bootstrap for node in nodes)
+    admin = AdminClient({"bootstrap.servers": everyone})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]])],
+                        operation_timeout=20)[topic].result(timeout=40)
+    wait_for("the topic on nodes 1 and 2", lambda: settled(nodes, topic, (1, 2)))
+    assert produce(everyone, topic, RECORDS) == {0: RECORDS}
+    deleted = admin.delete_records([TopicPartition(topic, 0, 200)], request_timeout=30)
+    low = list(deleted.values())[0].result(timeout=40)
+    assert low.low_watermark == 200, low
+    # The follower learns the leader's log start from its next fetch answer; the answer that
+    # brings one more acks=all record has it (DeleteRecords does not wait for the followers
+    # yet, unlike Kafka's: docs/replication.md).
+    extra = Producer({"bootstrap.servers": everyone, "acks": "all"})
+    extra.produce(topic, key=b"k", value=f"v{RECORDS}".encode(), partition=0)
+    assert extra.flush(30) == 0
+    total = RECORDS + 1
+
+    # (a) The follower's log start follows the leader's.
+    def watermarks(bootstrap: str):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("unused")})
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+        finally:
+            consumer.close()
+    cluster.nodes[1].kill9()
+    survivors = [cluster.nodes[2], cluster.nodes[3]]
+    wait_for("node 2 leads", lambda: (lambda l: l if l and l[0] == 2 else None)(
+        layout(survivors, topic)))
+    assert wait_for("node 2 answers", lambda: watermarks(cluster.nodes[2].bootstrap)) == \
+        (200, total)
+    cluster.nodes[1].start()
+    wait_for("node 1 rejoined", lambda: agreed_view(nodes, {1, 2, 3}))
+
+    # (b) Node 3 joins with nothing and starts at the leader's log start.
+    out = cli(everyone, "topic", "reassign", topic, "--partition", "0", "--replicas", "3,2",
+              "--wait", "90")
+    assert "complete" in out, out
+    wait_for("every node shows [3, 2]", lambda: settled(nodes, topic, (3, 2)))
+
+    # (c) Node 3 alone: offsets 200..300, nothing below (once its /metrics shows that it took
+    # the leader's log start from a fetch answer).
+    wait_for("node 3's log starts at 200",
+             lambda: log_start_offset(cluster.nodes[3], topic) == 200 or None)
+    cluster.nodes[2].kill9()
+    survivors = [cluster.nodes[1], cluster.nodes[3]]
+    wait_for("node 3 leads alone", lambda: (lambda l: l if l and l[0] == 3 else None)(
+        layout(survivors, topic)))
+    assert wait_for("node 3 answers", lambda: watermarks(cluster.nodes[3].bootstrap)) == \
+        (200, total)
+    consumer = Consumer({"bootstrap.servers": cluster.nodes[3].bootstrap,
+                         "group.id": unique_topic("unused"), "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 200)])
+    seen: list[tuple[int, str]] = []
+    try:
+        def rest():
+            for message in consumer.consume(num_messages=500, timeout=0.5):
+                if message.error() is None:
+                    seen.append((message.offset(), message.value().decode()))
+            return len(seen) >= total - 200 or None
+        wait_for("offsets 200..300 read", rest)
+    finally:
+        consumer.close()
+    assert seen == [(offset, f"v{offset}") for offset in range(200, total)]

@@ -267,3 +267,36 @@ fn recovery_point_is_checkpointed_at_roll_and_close_and_lowered_by_truncation() 
         log.close().await.unwrap();
     });
 }
+
+/// A follower whose log lies wholly below its leader's log start restarts it empty there
+/// (`start_empty_log_at`, Kafka's `truncateFullyAndStartAt`): the log opens with its start
+/// and end at that offset, takes the leader's batches from it, and reopens the same way. A
+/// directory that still holds a segment is refused.
+#[test]
+fn a_log_started_empty_at_an_offset_opens_there_and_continues_from_it() {
+    run(|| async {
+        let dir = temp_dir();
+        crate::storage::start_empty_log_at(dir.path(), 200).unwrap();
+        let log = open(dir.path(), &small_config(), &cache()).await;
+        assert_eq!(log.log_start_offset(), Offset(200));
+        assert_eq!(log.log_end_offset(), Offset(200));
+        let leaders = stamped(&batch_of(3, 10, 5, 1), 200, 4);
+        let appended = log.append_replicated(leaders.into(), 0).await.unwrap();
+        assert_eq!(appended.base_offset, Offset(200));
+        let below = stamped(&batch_of(1, 10, 5, 1), 150, 4);
+        assert!(matches!(
+            log.append_replicated(below.into(), 0).await,
+            Err(StorageError::UnexpectedAppendOffset { .. })
+        ));
+        log.close().await.unwrap();
+        let log = open(dir.path(), &small_config(), &cache()).await;
+        assert_eq!(log.log_start_offset(), Offset(200));
+        assert_eq!(log.log_end_offset(), Offset(203));
+        log.close().await.unwrap();
+        let error = crate::storage::start_empty_log_at(dir.path(), 500).unwrap_err();
+        assert!(
+            error.to_string().contains("still holds a segment"),
+            "{error}"
+        );
+    });
+}
