@@ -166,7 +166,7 @@ impl HeartbeatOutcome {
     pub fn error(error: ErrorCode, message: &str, member_id: &str) -> HeartbeatOutcome {
         HeartbeatOutcome {
             error,
-            error_message: Some(message.to_string()),
+            error_message: (!message.is_empty()).then(|| message.to_string()),
             member_id: member_id.to_string(),
             member_epoch: 0,
             heartbeat_interval_ms: 0,
