@@ -252,3 +252,27 @@ def test_a_classic_member_cannot_join_a_live_consumer_group(consumer_broker):
     assert not classic.assignment()
     classic.close()
     modern.close()
+
+
+def test_java_client_consumer_protocol_commits_and_resumes(consumer_broker):
+    """The Java client 4.3 with group.protocol=consumer: one member gets all six partitions
+    (ASSIGN from its rebalance listener), consumes and commits 18 records; a second run of
+    the group resumes at the commits and reads the other 12, none twice."""
+    from test_java import java
+    broker = consumer_broker
+    topic, group = unique_topic("cpj"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, f"v{i}".encode(), i % PARTITIONS) for i in range(30)])
+    first = java("cgroupconsume", broker.bootstrap, topic, group, "18", "90000")
+    assert ["COMMITTED", "18"] in first
+    assigned = sorted(int(p) for line in first if line[0] == "ASSIGN" for p in line[1:])
+    assert assigned == list(range(PARTITIONS)), first
+    second = java("cgroupconsume", broker.bootstrap, topic, group, "12", "90000")
+    assert ["COMMITTED", "12"] in second
+    seen = [line[3] for lines in (first, second) for line in lines if line[0] == "GREC"]
+    assert sorted(seen, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(30)]
+    # Both runs joined through ConsumerGroupHeartbeat, not JoinGroup.
+    joins = [line for line in broker.log_path.read_text(errors="replace").splitlines()
+             if "consumer group member joined" in line and f"group={group}" in line]
+    assert len(joins) == 2, joins
