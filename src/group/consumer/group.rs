@@ -13,24 +13,24 @@ use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone)]
-struct Member {
-    id: String,
-    instance_id: Option<String>,
-    rack_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    rebalance_timeout_ms: i32,
-    subscribed_topic_names: BTreeSet<String>,
-    subscribed_topic_regex: Option<String>,
-    server_assignor: Option<AssignorKind>,
-    reconciliation: Reconciliation,
-    session_deadline_ms: u64,
+pub(super) struct Member {
+    pub(super) id: String,
+    pub(super) instance_id: Option<String>,
+    pub(super) rack_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) client_host: String,
+    pub(super) rebalance_timeout_ms: i32,
+    pub(super) subscribed_topic_names: BTreeSet<String>,
+    pub(super) subscribed_topic_regex: Option<String>,
+    pub(super) server_assignor: Option<AssignorKind>,
+    pub(super) reconciliation: Reconciliation,
+    pub(super) session_deadline_ms: u64,
     /// Set while the member has partitions to revoke: it is removed if still unrevoked then.
-    revocation_deadline_ms: Option<u64>,
+    pub(super) revocation_deadline_ms: Option<u64>,
 }
 
 impl Member {
-    fn new(id: &str, instance_id: Option<String>) -> Member {
+    pub(super) fn new(id: &str, instance_id: Option<String>) -> Member {
         Member {
             id: id.to_string(),
             instance_id,
@@ -54,7 +54,7 @@ impl Member {
     }
 
     /// Partitions the member holds: assigned, and pending revocation.
-    fn held(&self) -> impl Iterator<Item = (TopicId, i32)> + '_ {
+    pub(super) fn held(&self) -> impl Iterator<Item = (TopicId, i32)> + '_ {
         let r = &self.reconciliation;
         r.assigned
             .iter()
@@ -64,7 +64,7 @@ impl Member {
 }
 
 /// Why a heartbeat is refused.
-struct Rejection {
+pub(super) struct Rejection {
     error: ErrorCode,
     message: String,
 }
@@ -78,21 +78,24 @@ fn reject(error: ErrorCode, message: impl Into<String>) -> Rejection {
 
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
-    id: String,
-    group_epoch: i32,
+    pub(super) id: String,
+    pub(super) group_epoch: i32,
     /// The epoch of the current target assignment.
-    assignment_epoch: i32,
-    members: BTreeMap<String, Member>,
+    pub(super) assignment_epoch: i32,
+    pub(super) members: BTreeMap<String, Member>,
     /// Static members: instance id to member id.
-    static_members: BTreeMap<String, String>,
-    target: BTreeMap<String, Assignment>,
+    pub(super) static_members: BTreeMap<String, String>,
+    pub(super) target: BTreeMap<String, Assignment>,
     /// Who holds each partition (assigned or pending revocation).
-    holders: BTreeMap<(TopicId, i32), String>,
+    pub(super) holders: BTreeMap<(TopicId, i32), String>,
     /// The subscribed topics the group epoch was last bumped for.
-    subscribed_topics: BTreeMap<String, TopicImage>,
+    pub(super) subscribed_topics: BTreeMap<String, TopicImage>,
     /// Compiled `subscribed_topic_regex` values members use.
-    regexes: BTreeMap<String, Regex>,
-    limits: ConsumerGroupLimits,
+    pub(super) regexes: BTreeMap<String, Regex>,
+    pub(super) limits: ConsumerGroupLimits,
+    /// False after a restore until the first heartbeat: `subscribed_topics` is not stored,
+    /// so that heartbeat bumps the epoch only if the topics moved the target.
+    pub(super) topics_known: bool,
 }
 
 impl ConsumerGroup {
@@ -108,6 +111,7 @@ impl ConsumerGroup {
             subscribed_topics: BTreeMap::new(),
             regexes: BTreeMap::new(),
             limits,
+            topics_known: true,
         }
     }
 
@@ -254,7 +258,7 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    fn compile_regex(&mut self, regex: &str) -> Result<(), Rejection> {
+    pub(super) fn compile_regex(&mut self, regex: &str) -> Result<(), Rejection> {
         if regex.is_empty() || self.regexes.contains_key(regex) {
             return Ok(());
         }
@@ -457,10 +461,14 @@ impl ConsumerGroup {
                 instance = ?input.instance_id, "consumer group member joined");
         }
         let subscribed = self.resolve_subscribed_topics(image);
-        let topics_changed = subscribed != self.subscribed_topics;
+        let mut topics_changed = subscribed != self.subscribed_topics;
         if topics_changed {
             self.subscribed_topics = subscribed;
+            if !self.topics_known {
+                topics_changed = self.assign().1 != self.target;
+            }
         }
+        self.topics_known = true;
         if subscription_changed || topics_changed {
             self.group_epoch += 1;
         }
@@ -570,6 +578,15 @@ impl ConsumerGroup {
 
     /// A new target assignment at the group epoch.
     fn compute_target(&mut self) {
+        let (kind, target) = self.assign();
+        self.target = target;
+        self.assignment_epoch = self.group_epoch;
+        tracing::info!(group = %self.id, epoch = self.assignment_epoch, assignor = kind.name(),
+            members = self.members.len(), "consumer group target assignment computed");
+    }
+
+    /// What the assignor makes of the members, their subscribed topics and the target.
+    fn assign(&self) -> (AssignorKind, BTreeMap<String, Assignment>) {
         let kind = self.assignor();
         let empty = Assignment::new();
         let members: Vec<AssignorMember<'_>> = self
@@ -591,11 +608,7 @@ impl ConsumerGroup {
             .values()
             .map(|topic| (topic.id, topic.partitions))
             .collect();
-        let target = compute_target_assignment(kind, &members, &topics);
-        self.target = target;
-        self.assignment_epoch = self.group_epoch;
-        tracing::info!(group = %self.id, epoch = self.assignment_epoch, assignor = kind.name(),
-            members = self.members.len(), "consumer group target assignment computed");
+        (kind, compute_target_assignment(kind, &members, &topics))
     }
 
     /// Moves a member one step towards its target.

@@ -16,17 +16,22 @@
 //!   epoch never exceeds the target assignment epoch.
 
 mod assignor;
+mod durable;
 mod group;
+pub mod records;
 mod reconcile;
 mod types;
 
 #[cfg(test)]
 mod assignor_tests;
 #[cfg(test)]
+mod durable_tests;
+#[cfg(test)]
 mod property_tests;
 #[cfg(test)]
 mod tests;
 
 pub use assignor::{AssignorKind, AssignorMember, compute_target_assignment};
+pub use durable::GroupRecords;
 pub use group::ConsumerGroup;
 pub use types::*;

@@ -2,7 +2,7 @@
 //! lists left out), subscription changes, leaves, static restarts, kills, topic growth and
 //! time passing, against clients modelled as Kafka's consumers behave. After every step no
 //! partition is owned by two clients and every client owns only what the group says it
-//! holds; after a calm phase the group is stable with every partition owned exactly once.
+//! holds (also across restores of the group from its records); after a calm phase the group is stable with every partition owned exactly once.
 //! A failure prints its seed; `CONSUMER_GROUP_SEED=<seed>` replays one.
 
 use super::*;
@@ -239,6 +239,13 @@ impl World {
                 self.image.insert("t", T, grown);
             }
             24 if self.image.get("u").is_none() => self.image.insert("u", U, 3),
+            // The coordinator restarts or moves: the group comes back from its records.
+            25 => {
+                let stored = self.group.records();
+                self.group = ConsumerGroup::restore("g", &stored, limits(), self.now_ms)
+                    .expect("a group's own records restore");
+                assert_eq!(self.group.records(), stored, "restore changed the records");
+            }
             _ => {
                 if let Some(id) = pick(rng) {
                     let lose = rng.chance(10);
