@@ -48,6 +48,8 @@ pub(super) struct GroupCoordinator {
     /// Groups of the KIP-848 `consumer` protocol (in memory only in this slice).
     consumer_groups: RefCell<HashMap<String, crate::group::consumer::ConsumerGroup>>,
     consumer_limits: crate::group::consumer::ConsumerGroupLimits,
+    /// The records last written for each consumer group (a write sends what changed).
+    consumer_persisted: RefCell<HashMap<String, crate::group::consumer::GroupRecords>>,
     offsets: RefCell<HashMap<String, BTreeMap<OffsetKey, CommittedOffset>>>,
     /// Log offset of the record behind each committed offset applied since start (commits
     /// replayed from the log are older than any new one), so a commit whose sync completes
@@ -80,6 +82,7 @@ impl GroupCoordinator {
             groups: RefCell::new(HashMap::new()),
             consumer_groups: RefCell::new(HashMap::new()),
             consumer_limits: consumer::limits(config),
+            consumer_persisted: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
             offsets_written_at: RefCell::new(HashMap::new()),
             pending_txn_offsets: RefCell::new(HashMap::new()),
@@ -192,7 +195,7 @@ impl Shard {
                 input,
                 reply,
             } => {
-                let _ = reply.send(self.consumer_heartbeat(&group_id, input));
+                let _ = reply.send(self.consumer_heartbeat(&group_id, input).await);
             }
             GroupOp::ConsumerDescribe { group_id, reply } => {
                 let _ = reply.send(self.consumer_describe(&group_id));
@@ -334,7 +337,7 @@ impl Shard {
         if group_id.is_empty() {
             return JoinOutcome::error(ErrorCode::InvalidGroupId, &input.member_id);
         }
-        if let Err(error) = self.classic_join_allowed(&group_id) {
+        if let Err(error) = self.classic_join_allowed(&group_id).await {
             return JoinOutcome::error(error, &input.member_id);
         }
         let coordinator = &self.coordinator;
@@ -740,7 +743,7 @@ impl Shard {
                 if !effects.is_empty() {
                     shard.run_group_effects(effects).await;
                 }
-                shard.tick_consumer_groups(now);
+                shard.tick_consumer_groups(now).await;
             }
         })
         .detach();

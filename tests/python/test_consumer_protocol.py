@@ -10,6 +10,10 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
 - Offsets committed by a consumer-protocol member survive a broker kill -9; a new member
   resumes exactly after them.
 - A classic member (JoinGroup) cannot join a live consumer group: INCONSISTENT_GROUP_PROTOCOL.
+- The group survives a broker kill -9 (its records in __consumer_offsets are replayed): the
+  members carry on with their partitions, none is fenced or loses a partition, and a third
+  member then joins the restored group.
+- The Java client 4.3 with group.protocol=consumer commits and resumes after its commits.
 Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
 test prints each member's stderr tail next to the broker's.
 """
@@ -178,6 +182,29 @@ def test_killed_member_partitions_move_after_the_session_timeout(consumer_broker
     assert any("consumer group member fenced" in line and "session timeout" in line
                and f"group={group}" in line for line in log.splitlines()), (
         f"no session expiry logged for {group}")
+
+
+def test_group_survives_a_broker_kill(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cpr"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group)
+    m2 = members(broker.bootstrap, topic, group)
+    before = wait_split([m1, m2], [3, 3], "3/3 split")
+    marks = [m1.mark(), m2.mark()]
+    broker.restart(kill9=True)
+    m3 = members(broker.bootstrap, topic, group)
+    after = wait_split([m1, m2, m3], [2, 2, 2], "2/2/2 split in the restored group")
+    for m, old, mark, new in zip([m1, m2], before, marks, after):
+        assert set(new) <= set(old), f"{old} -> {new}"
+        with m.lock:
+            lost = [e for e in m.events[mark:] if e.get("lost")]
+        assert not lost, f"a member lost its partitions across the restart: {lost}"
+    assert_kept_never_revoked([m1, m2], before, marks, after)
+    log = broker.log_path.read_text(errors="replace")
+    assert any("consumer group restored" in line and f"group={group}" in line
+               and "members=2" in line for line in log.splitlines()), (
+        f"no restore of {group} with two members logged")
 
 
 def consumer(bootstrap, group, **conf):

@@ -85,7 +85,9 @@ impl ConsumerGroup {
                 None => {}
             }
         }
-        group.target.retain(|member_id, _| metadata.contains_key(member_id));
+        group
+            .target
+            .retain(|member_id, _| metadata.contains_key(member_id));
         for (member_id, saved) in metadata {
             let mut member = Member::new(&member_id, saved.instance_id.clone());
             member.rack_id = saved.rack_id;
@@ -121,7 +123,9 @@ impl ConsumerGroup {
                 group.holders.entry(partition).or_insert(member_id.clone());
             }
             if let Some(instance) = &member.instance_id {
-                group.static_members.insert(instance.clone(), member_id.clone());
+                group
+                    .static_members
+                    .insert(instance.clone(), member_id.clone());
             }
             group.members.insert(member_id, member);
         }

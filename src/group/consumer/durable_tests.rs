@@ -127,7 +127,10 @@ fn every_record_decodes_to_what_was_encoded() {
     assert!(kinds.contains(&"current a 1".to_string()), "{kinds:?}");
     assert!(kinds.contains(&"current b 2".to_string()), "{kinds:?}");
     // Offset and classic group keys are not consumer-group keys.
-    assert_eq!(records::group_of(&crate::group::records::group_key("g")), None);
+    assert_eq!(
+        records::group_of(&crate::group::records::group_key("g")),
+        None
+    );
 }
 
 #[test]

@@ -18,8 +18,8 @@
 mod assignor;
 mod durable;
 mod group;
-pub mod records;
 mod reconcile;
+pub mod records;
 mod types;
 
 #[cfg(test)]

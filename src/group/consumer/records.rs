@@ -250,7 +250,10 @@ pub fn member_metadata(group_id: &str, member_id: &str, m: &MemberMetadata) -> (
         w.compact_string(m.server_assignor.as_deref());
         w.i32(m.rebalance_timeout_ms);
     });
-    (key(MEMBER_METADATA_KEY_VERSION, group_id, Some(member_id)), v)
+    (
+        key(MEMBER_METADATA_KEY_VERSION, group_id, Some(member_id)),
+        v,
+    )
 }
 
 pub fn target_member(group_id: &str, member_id: &str, target: &Assignment) -> (Vec<u8>, Vec<u8>) {
@@ -270,7 +273,10 @@ pub fn current_assignment(
         w.assignment(&c.assigned);
         w.assignment(&c.pending_revocation);
     });
-    (key(CURRENT_ASSIGNMENT_KEY_VERSION, group_id, Some(member_id)), v)
+    (
+        key(CURRENT_ASSIGNMENT_KEY_VERSION, group_id, Some(member_id)),
+        v,
+    )
 }
 
 /// The group id of a consumer-group record key; `None` for any other key.

@@ -202,6 +202,10 @@ impl Shard {
             .borrow_mut()
             .retain(|group, _| !here(group));
         coordinator
+            .consumer_persisted
+            .borrow_mut()
+            .retain(|group, _| !here(group));
+        coordinator
             .offsets
             .borrow_mut()
             .retain(|group, _| !here(group));
