@@ -13,6 +13,8 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
 - The group survives a broker kill -9 (its records in __consumer_offsets are replayed): the
   members carry on with their partitions, none is fenced or loses a partition, and a third
   member then joins the restored group.
+- A static member (group.instance.id) that closes (a -2 leave) and restarts gets its
+  partitions back, and the other member sees nothing revoked.
 - The Java client 4.3 with group.protocol=consumer commits and resumes after its commits.
 Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
 test prints each member's stderr tail next to the broker's.
@@ -182,6 +184,21 @@ def test_killed_member_partitions_move_after_the_session_timeout(consumer_broker
     assert any("consumer group member fenced" in line and "session timeout" in line
                and f"group={group}" in line for line in log.splitlines()), (
         f"no session expiry logged for {group}")
+
+
+def test_static_member_restart_keeps_its_partitions(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cps"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group, "static-a")
+    m2 = members(broker.bootstrap, topic, group, "static-b")
+    before = wait_split([m1, m2], [3, 3], "3/3 split")
+    mark = m1.mark()
+    m2.stop()
+    m2b = members(broker.bootstrap, topic, group, "static-b")
+    after = wait_split([m1, m2b], [3, 3], "the restarted static member is back")
+    assert after == before, f"{before} -> {after}"
+    assert not m1.revoked_since(mark), "the other member saw a revocation"
 
 
 def test_group_survives_a_broker_kill(consumer_broker, members):
