@@ -386,6 +386,21 @@ pub struct GroupConfig {
     /// Committed offsets of an empty group expire after this long, minutes
     /// (Kafka `offsets.retention.minutes`). Default 10080 (7 days), range 1..=5256000.
     pub offsets_retention_minutes: u64,
+    /// Consumer-protocol (KIP-848) groups: a member that sends no ConsumerGroupHeartbeat for
+    /// this long is removed and its partitions move (Kafka `group.consumer.session.timeout.ms`),
+    /// ms. Default 45000, range 1000..=3600000.
+    pub consumer_session_timeout_ms: u64,
+    /// Consumer-protocol groups: the heartbeat interval members are told to use (Kafka
+    /// `group.consumer.heartbeat.interval.ms`), ms. Default 5000, range 100..=600000, below
+    /// `consumer_session_timeout_ms`.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// Consumer-protocol groups: members per group (Kafka `group.consumer.max.size`); a member
+    /// beyond it gets GROUP_MAX_SIZE_REACHED. Default 1000, range 1..=100000.
+    pub consumer_members_max: usize,
+    /// Consumer-protocol groups: the server-side assignors members may name (Kafka
+    /// `group.consumer.assignors`); the first is the default. Known: `uniform`, `range`.
+    /// Default ["uniform", "range"].
+    pub consumer_assignors: Vec<String>,
 }
 
 impl Default for GroupConfig {
@@ -401,7 +416,54 @@ impl Default for GroupConfig {
             tick_interval_ms: 100,
             offset_metadata_bytes_max: 4096,
             offsets_retention_minutes: 7 * 24 * 60,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_members_max: 1000,
+            consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
         }
+    }
+}
+
+impl GroupConfig {
+    fn validate_consumer_protocol(&self) -> Result<(), ConfigError> {
+        check(
+            "group.consumer_session_timeout_ms",
+            self.consumer_session_timeout_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check(
+            "group.consumer_heartbeat_interval_ms",
+            self.consumer_heartbeat_interval_ms,
+            100,
+            600_000,
+        )?;
+        if self.consumer_heartbeat_interval_ms as u64 >= self.consumer_session_timeout_ms {
+            return Err(ConfigError::OutOfRange {
+                field: "group.consumer_heartbeat_interval_ms",
+                value: self.consumer_heartbeat_interval_ms.to_string(),
+                reason: "must be below group.consumer_session_timeout_ms".to_string(),
+            });
+        }
+        check(
+            "group.consumer_members_max",
+            self.consumer_members_max,
+            1,
+            100_000,
+        )?;
+        let known = ["uniform", "range"];
+        let unknown = self
+            .consumer_assignors
+            .iter()
+            .find(|name| !known.contains(&name.as_str()));
+        if self.consumer_assignors.is_empty() || unknown.is_some() {
+            return Err(ConfigError::OutOfRange {
+                field: "group.consumer_assignors",
+                value: format!("{:?}", self.consumer_assignors),
+                reason: "one or more of \"uniform\", \"range\"".to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -765,6 +827,7 @@ impl Config {
             1,
             3_600_000,
         )?;
+        self.group.validate_consumer_protocol()?;
         check(
             "transaction.state_topic_replication_factor",
             self.transaction.state_topic_replication_factor,

@@ -75,6 +75,14 @@ struct ServeArgs {
     /// ms (test suites pass 0) [default: 3000].
     #[arg(long, env = "SHARDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// `[group] consumer_session_timeout_ms`: consumer-protocol member session, ms
+    /// [default: 45000].
+    #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    group_consumer_session_timeout_ms: Option<u64>,
+    /// `[group] consumer_heartbeat_interval_ms`: consumer-protocol heartbeat interval, ms
+    /// [default: 5000].
+    #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    group_consumer_heartbeat_interval_ms: Option<i32>,
     /// Cluster mode: the metadata quorum, ID@HOST:PORT,... (`[cluster] controller_quorum`);
     /// unset, the broker runs alone [default: unset].
     #[arg(long, env = "SHARDLOG_CONTROLLER_QUORUM")]
@@ -122,6 +130,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(delay) = args.group_initial_rebalance_delay_ms {
         config.group.initial_rebalance_delay_ms = delay;
+    }
+    if let Some(timeout) = args.group_consumer_session_timeout_ms {
+        config.group.consumer_session_timeout_ms = timeout;
+    }
+    if let Some(interval) = args.group_consumer_heartbeat_interval_ms {
+        config.group.consumer_heartbeat_interval_ms = interval;
     }
     if let Some(quorum) = &args.controller_quorum {
         config.cluster.controller_quorum = Some(quorum.clone());

@@ -14,6 +14,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod consumer;
 mod interface;
 mod machine;
 pub mod records;

@@ -86,6 +86,11 @@ pub enum ErrorCode {
     IneligibleReplica = 107,
     ProducerFenced = 90,
     TransactionAbortable = 120,
+    FencedMemberEpoch = 110,
+    UnreleasedInstanceId = 111,
+    UnsupportedAssignor = 112,
+    StaleMemberEpoch = 113,
+    InvalidRegularExpression = 128,
 }
 
 impl ErrorCode {
@@ -178,6 +183,11 @@ impl ErrorCode {
             107 => ErrorCode::IneligibleReplica,
             90 => ErrorCode::ProducerFenced,
             120 => ErrorCode::TransactionAbortable,
+            110 => ErrorCode::FencedMemberEpoch,
+            111 => ErrorCode::UnreleasedInstanceId,
+            112 => ErrorCode::UnsupportedAssignor,
+            113 => ErrorCode::StaleMemberEpoch,
+            128 => ErrorCode::InvalidRegularExpression,
             _ => ErrorCode::UnknownServerError,
         }
     }

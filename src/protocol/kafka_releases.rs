@@ -142,6 +142,8 @@ const VERSION_INTRODUCED_IN: &[(ApiKey, &[&str])] = &[
     (ApiKey::ListTransactions, &["3.0", "3.8", "4.1"]),
     (ApiKey::ListConfigResources, &["3.7", "4.1"]),
     (ApiKey::DescribeTopicPartitions, &["3.8"]),
+    (ApiKey::ConsumerGroupHeartbeat, &["3.7", "4.0"]),
+    (ApiKey::ConsumerGroupDescribe, &["3.7", "4.0"]),
 ];
 
 /// The Kafka release that introduced `version` of `key`; None for an API or version this

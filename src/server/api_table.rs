@@ -110,6 +110,13 @@ pub static API_TABLE: &[ApiRow] = &[
         describe_topic_partitions::handle
     ),
     row!(ListConfigResources, 0, 1, list_config_resources::handle),
+    row!(
+        ConsumerGroupHeartbeat,
+        0,
+        1,
+        consumer_group_heartbeat::handle
+    ),
+    row!(ConsumerGroupDescribe, 0, 1, consumer_group_describe::handle),
 ];
 
 pub fn find(api_key: i16) -> Option<&'static ApiRow> {

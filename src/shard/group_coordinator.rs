@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod consumer;
 mod expiry;
 mod leadership;
 mod offsets;
@@ -44,6 +45,11 @@ type GroupOffsets = BTreeMap<OffsetKey, CommittedOffset>;
 pub(super) struct GroupCoordinator {
     limits: GroupLimits,
     groups: RefCell<HashMap<String, Group>>,
+    /// Groups of the KIP-848 `consumer` protocol (in memory only in this slice).
+    consumer_groups: RefCell<HashMap<String, crate::group::consumer::ConsumerGroup>>,
+    consumer_limits: crate::group::consumer::ConsumerGroupLimits,
+    /// The records last written for each consumer group (a write sends what changed).
+    consumer_persisted: RefCell<HashMap<String, crate::group::consumer::GroupRecords>>,
     offsets: RefCell<HashMap<String, BTreeMap<OffsetKey, CommittedOffset>>>,
     /// Log offset of the record behind each committed offset applied since start (commits
     /// replayed from the log are older than any new one), so a commit whose sync completes
@@ -74,6 +80,9 @@ impl GroupCoordinator {
                 members_max: config.members_max,
             },
             groups: RefCell::new(HashMap::new()),
+            consumer_groups: RefCell::new(HashMap::new()),
+            consumer_limits: consumer::limits(config),
+            consumer_persisted: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
             offsets_written_at: RefCell::new(HashMap::new()),
             pending_txn_offsets: RefCell::new(HashMap::new()),
@@ -180,6 +189,16 @@ impl Shard {
                 reply,
             } => {
                 let _ = reply.send(self.group_sync(group_id, input).await);
+            }
+            GroupOp::ConsumerHeartbeat {
+                group_id,
+                input,
+                reply,
+            } => {
+                let _ = reply.send(self.consumer_heartbeat(&group_id, input).await);
+            }
+            GroupOp::ConsumerDescribe { group_id, reply } => {
+                let _ = reply.send(self.consumer_describe(&group_id));
             }
             GroupOp::Heartbeat {
                 group_id,
@@ -317,6 +336,9 @@ impl Shard {
     ) -> JoinOutcome {
         if group_id.is_empty() {
             return JoinOutcome::error(ErrorCode::InvalidGroupId, &input.member_id);
+        }
+        if let Err(error) = self.classic_join_allowed(&group_id).await {
+            return JoinOutcome::error(error, &input.member_id);
         }
         let coordinator = &self.coordinator;
         input.token = coordinator.token();
@@ -531,8 +553,10 @@ impl Shard {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type().unwrap_or_default().to_string(),
-                state: g.state(),
+                state: g.state().kafka_name(),
+                group_type: "classic",
             })
+            .chain(self.list_consumer_groups())
             .collect()
     }
 
@@ -719,6 +743,7 @@ impl Shard {
                 if !effects.is_empty() {
                     shard.run_group_effects(effects).await;
                 }
+                shard.tick_consumer_groups(now).await;
             }
         })
         .detach();

@@ -182,7 +182,10 @@ pub struct FetchedOffset {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's name of the group's state (`Stable`, `Reconciling`, ...).
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5 `GroupType`).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +208,17 @@ pub enum GroupOp {
         group_id: String,
         input: SyncInput,
         reply: Reply<SyncOutcome>,
+    },
+    /// ConsumerGroupHeartbeat (KIP-848 `consumer` protocol).
+    ConsumerHeartbeat {
+        group_id: String,
+        input: crate::group::consumer::HeartbeatInput,
+        reply: Reply<crate::group::consumer::HeartbeatOutcome>,
+    },
+    /// ConsumerGroupDescribe: `None` when there is no consumer group of that id.
+    ConsumerDescribe {
+        group_id: String,
+        reply: Reply<Result<crate::group::consumer::ConsumerGroupDescription, ErrorCode>>,
     },
     Heartbeat {
         group_id: String,

@@ -27,6 +27,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -49,6 +50,7 @@ import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -85,7 +87,9 @@ public final class ShardlogClient {
             case "consume" -> consume(args[1], args[2], Integer.parseInt(args[3]),
                     Long.parseLong(args[4]));
             case "groupconsume" -> groupConsume(args[1], args[2], args[3],
-                    Integer.parseInt(args[4]), Long.parseLong(args[5]));
+                    Integer.parseInt(args[4]), Long.parseLong(args[5]), "classic");
+            case "cgroupconsume" -> groupConsume(args[1], args[2], args[3],
+                    Integer.parseInt(args[4]), Long.parseLong(args[5]), "consumer");
             case "txnproduce" -> txnProduce(args[1], args[2], args[3],
                     List.of(args).subList(4, args.length));
             case "reassign" -> reassign(args[1], args[2], Integer.parseInt(args[3]), args[4]);
@@ -105,8 +109,8 @@ public final class ShardlogClient {
     }
 
     static void usage() {
-        System.err.println("usage: ShardlogClient produce|consume|groupconsume|txnproduce|create|"
-                + "list|describe|delete|selftest ...");
+        System.err.println("usage: ShardlogClient produce|consume|groupconsume|cgroupconsume|"
+                + "txnproduce|create|list|describe|delete|selftest ...");
         System.exit(2);
     }
 
@@ -202,16 +206,29 @@ public final class ShardlogClient {
     /**
      * Joins consumer group `group` subscribed to `topic`, takes the next `n` records from the
      * group's committed positions (printing "GREC partition offset value"), commits exactly
-     * the positions after them (commitSync) and prints "COMMITTED count".
+     * the positions after them (commitSync) and prints "COMMITTED count". `protocol` is the
+     * `group.protocol`: "classic", or "consumer" (KIP-848), whose rebalance callbacks print
+     * "ASSIGN p..." and "REVOKE p..." (the partitions added or taken away).
      */
     static void groupConsume(String bootstrap, String topic, String group, int n,
-            long timeoutMs) {
+            long timeoutMs, String protocol) {
         Properties props = consumerProps(bootstrap);
         props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        props.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
         int count = 0;
         Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
-            consumer.subscribe(List.of(topic));
+            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                @Override
+                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                    System.out.println("ASSIGN" + partitionList(partitions));
+                }
+
+                @Override
+                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                    System.out.println("REVOKE" + partitionList(partitions));
+                }
+            });
             long deadline = System.currentTimeMillis() + timeoutMs;
             while (count < n && System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
@@ -231,6 +248,13 @@ public final class ShardlogClient {
         if (count < n) {
             System.exit(1);
         }
+    }
+
+    static String partitionList(Collection<TopicPartition> partitions) {
+        StringBuilder sb = new StringBuilder();
+        partitions.stream().map(TopicPartition::partition).sorted()
+                .forEach(p -> sb.append(' ').append(p));
+        return sb.toString();
     }
 
     /**

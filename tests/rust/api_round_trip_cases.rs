@@ -778,6 +778,64 @@ fn write_txn_markers(fx: &mut Fixture, version: i16) {
     assert_eq!(code("no-such-topic-markers"), Some(3));
 }
 
+/// A consumer-protocol (KIP-848) member joins a 3-partition topic alone: epoch 1 and every
+/// partition; v1 clients name themselves, v0 members are named by the coordinator.
+fn consumer_group_heartbeat(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("cgh", 3);
+    let group = fx.unique("cgh");
+    let member_id = if version >= 1 {
+        fx.unique("member")
+    } else {
+        String::new()
+    };
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_member_id(s(&member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
+        .with_topic_partitions(Some(Vec::new()));
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, NONE, "{:?}", response.error_message);
+    assert_eq!(response.member_epoch, 1);
+    assert!(response.member_id.as_ref().is_some_and(|id| !id.is_empty()));
+    let assignment = response.assignment.expect("the first answer assigns");
+    assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2]);
+    assert_eq!(assignment.topic_partitions[0].topic_id, fx.topic_id(&topic));
+}
+
+/// ConsumerGroupDescribe of a one-member consumer group, and of an unknown id
+/// (GROUP_ID_NOT_FOUND, 69).
+fn consumer_group_describe(fx: &mut Fixture, version: i16) {
+    let topic = fx.new_topic("cgd", 2);
+    let group = fx.unique("cgd");
+    let member_id = fx.unique("member");
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_member_id(s(&member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
+        .with_topic_partitions(Some(Vec::new()));
+    assert_eq!(fx.send(&join, 1).error_code, NONE);
+    let request = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(s(&group)), GroupId(s("rt-no-such-cgd"))]);
+    let response = fx.send(&request, version);
+    let described = &response.groups[0];
+    assert_eq!(described.error_code, NONE);
+    assert_eq!(described.group_state.text(), "Stable");
+    assert_eq!(described.group_epoch, 1);
+    assert_eq!(described.members.len(), 1);
+    let member = &described.members[0];
+    assert_eq!(member.member_id.text(), member_id);
+    assert_eq!(member.assignment.topic_partitions[0].partitions, vec![0, 1]);
+    assert_eq!(
+        member.assignment.topic_partitions[0].topic_name.text(),
+        topic
+    );
+    assert_eq!(response.groups[1].error_code, 69);
+}
+
 pub(crate) type Case = fn(&mut Fixture, i16);
 
 /// One round trip per API the broker may advertise.
@@ -819,6 +877,8 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::ListTransactions, list_transactions),
     (ApiKey::DescribeTopicPartitions, describe_topic_partitions),
     (ApiKey::ListConfigResources, list_config_resources),
+    (ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat),
+    (ApiKey::ConsumerGroupDescribe, consumer_group_describe),
     (ApiKey::DescribeQuorum, describe_quorum),
     (ApiKey::ElectLeaders, elect_leaders),
     (

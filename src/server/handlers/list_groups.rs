@@ -11,8 +11,6 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsResponse, RequestKind};
 use std::rc::Rc;
 
-const GROUP_TYPE: &str = "classic";
-
 pub fn handle(
     shard: Rc<Shard>,
     context: RequestContext,
@@ -49,18 +47,18 @@ pub fn handle(
                 response.error_code = error.code();
             }
             for group in groups {
-                let state = group.state.kafka_name();
+                let state = group.state;
                 if !states.is_empty() && !states.contains(&state.to_lowercase()) {
                     continue;
                 }
-                if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
+                if !types.is_empty() && !types.iter().any(|t| t == group.group_type) {
                     continue;
                 }
                 let mut entry = ListedGroup::default();
                 entry.group_id = GroupId(str_bytes(&group.group_id));
                 entry.protocol_type = str_bytes(&group.protocol_type);
                 entry.group_state = str_bytes(state);
-                entry.group_type = str_bytes(GROUP_TYPE);
+                entry.group_type = str_bytes(group.group_type);
                 response.groups.push(entry);
             }
         }

@@ -41,6 +41,10 @@ fn refuse(op: GroupOp, code: ErrorCode) {
         GroupOp::Heartbeat { reply, .. } => {
             reply.send(if loading { ErrorCode::None } else { code })
         }
+        GroupOp::ConsumerHeartbeat { input, reply, .. } => reply.send(
+            crate::group::consumer::HeartbeatOutcome::error(code, "", &input.member_id),
+        ),
+        GroupOp::ConsumerDescribe { reply, .. } => reply.send(Err(code)),
         GroupOp::Delete { reply, .. } => reply.send(code),
         GroupOp::Leave { reply, .. } | GroupOp::DeleteOffsets { reply, .. } => {
             reply.send(Err(code))
@@ -69,6 +73,8 @@ impl Shard {
             GroupOp::Join { group_id, .. }
             | GroupOp::Sync { group_id, .. }
             | GroupOp::Heartbeat { group_id, .. }
+            | GroupOp::ConsumerHeartbeat { group_id, .. }
+            | GroupOp::ConsumerDescribe { group_id, .. }
             | GroupOp::Leave { group_id, .. }
             | GroupOp::CommitOffsets { group_id, .. }
             | GroupOp::FetchOffsets { group_id, .. }
@@ -191,6 +197,14 @@ impl Shard {
             dropped += usize::from(!keep);
             keep
         });
+        coordinator
+            .consumer_groups
+            .borrow_mut()
+            .retain(|group, _| !here(group));
+        coordinator
+            .consumer_persisted
+            .borrow_mut()
+            .retain(|group, _| !here(group));
         coordinator
             .offsets
             .borrow_mut()

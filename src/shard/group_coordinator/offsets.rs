@@ -154,6 +154,9 @@ impl Shard {
         if group_id.is_empty() {
             return ErrorCode::InvalidGroupId;
         }
+        if let Some(verdict) = self.validate_consumer_commit(group_id, member_id, generation_id) {
+            return verdict;
+        }
         let mut groups = self.coordinator.groups.borrow_mut();
         match groups.get(group_id) {
             Some(group) => group.validate_commit(member_id, instance_id, generation_id),

@@ -4,6 +4,8 @@
 //! partition is replayed when this broker becomes its leader (`leadership`).
 
 use super::GroupOffsets;
+use crate::group::consumer::records as consumer_records;
+use crate::group::consumer::{ConsumerGroup, GroupRecords};
 use crate::group::records::{self, OffsetsRecord};
 use crate::group::{Group, GroupSnapshot, OFFSETS_TOPIC};
 use crate::model::records::{Record, control_record_commits};
@@ -23,6 +25,8 @@ pub(super) struct Replayed {
     pending_txn_offsets: HashMap<i64, HashMap<String, GroupOffsets>>,
     /// The last group metadata record of each group (`None`: a tombstone).
     snapshots: HashMap<String, Option<GroupSnapshot>>,
+    /// The live records of each KIP-848 consumer group (tombstones remove keys).
+    consumer_records: HashMap<String, GroupRecords>,
     records: usize,
 }
 
@@ -42,6 +46,16 @@ impl Replayed {
         }
         for record in decoded {
             let Some(key) = record.key else { continue };
+            if let Some(group) = consumer_records::group_of(key) {
+                if !header.is_transactional() {
+                    let stored = self.consumer_records.entry(group).or_default();
+                    match record.value {
+                        Some(value) => stored.insert(key.to_vec(), value.to_vec()),
+                        None => stored.remove(key),
+                    };
+                }
+                continue;
+            }
             match records::decode(key, record.value) {
                 Ok(OffsetsRecord::Commit {
                     group,
@@ -169,8 +183,12 @@ impl Shard {
         }
         let now = super::monotonic_ms();
         let limits = coordinator.limits;
+        let consumer_groups = self.install_consumer_groups(replayed.consumer_records, now);
         let mut groups = coordinator.groups.borrow_mut();
         for (group_id, snapshot) in replayed.snapshots {
+            if consumer_groups.contains(&group_id) {
+                continue;
+            }
             match snapshot {
                 Some(snapshot) => {
                     groups.insert(group_id, Group::restore(&snapshot, limits, now));
@@ -181,10 +199,49 @@ impl Shard {
             }
         }
         for group_id in offsets.keys() {
+            if consumer_groups.contains(group_id) {
+                continue;
+            }
             groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id, limits));
         }
+    }
+}
+
+impl Shard {
+    /// Restores the consumer groups a replay found; returns their ids.
+    fn install_consumer_groups(
+        &self,
+        replayed: HashMap<String, GroupRecords>,
+        now_ms: u64,
+    ) -> std::collections::HashSet<String> {
+        let coordinator = &self.coordinator;
+        let mut installed = std::collections::HashSet::new();
+        let mut groups = coordinator.consumer_groups.borrow_mut();
+        let mut persisted = coordinator.consumer_persisted.borrow_mut();
+        for (group_id, stored) in replayed {
+            if stored.is_empty() {
+                continue;
+            }
+            let limits = coordinator.consumer_limits.clone();
+            match ConsumerGroup::restore(&group_id, &stored, limits, now_ms) {
+                Ok(group) => {
+                    tracing::info!(shard = %self.id, group = %group_id,
+                        members = group.member_count(), epoch = group.group_epoch(),
+                        "consumer group restored");
+                    coordinator.groups.borrow_mut().remove(&group_id);
+                    groups.insert(group_id.clone(), group);
+                    persisted.insert(group_id.clone(), stored);
+                    installed.insert(group_id);
+                }
+                Err(error) => {
+                    tracing::warn!(shard = %self.id, group = %group_id, %error,
+                        "consumer group records unreadable; group dropped");
+                }
+            }
+        }
+        installed
     }
 }
 
@@ -302,5 +359,37 @@ mod tests {
             &encode_batch_from(&[tombstone], 1, BatchOrigin::NONE),
         );
         assert!(matches!(replayed.snapshots.get("g"), Some(None)));
+    }
+
+    #[test]
+    fn consumer_group_records_replay_with_tombstones() {
+        let (metadata_key, metadata) = consumer_records::metadata("cg", 3);
+        let (target_key, target) = consumer_records::target_metadata("cg", 3);
+        let batch = |records: &[(&[u8], Option<&[u8]>)]| {
+            let records: Vec<NewRecord<'_>> = records
+                .iter()
+                .map(|(key, value)| NewRecord {
+                    key: Some(key),
+                    value: *value,
+                })
+                .collect();
+            encode_batch_from(&records, 1, BatchOrigin::NONE)
+        };
+        let mut replayed = Replayed::default();
+        feed(
+            &mut replayed,
+            &batch(&[
+                (&metadata_key, Some(&metadata)),
+                (&target_key, Some(&target)),
+            ]),
+        );
+        // A classic commit of the same group still lands in the offsets.
+        feed(&mut replayed, &commit("cg", 0, Some(9), BatchOrigin::NONE));
+        feed(&mut replayed, &batch(&[(&target_key, None)]));
+        let stored = &replayed.consumer_records["cg"];
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[&metadata_key], metadata);
+        assert_eq!(offset_of(&replayed, "cg", 0), Some(9));
+        assert!(replayed.snapshots.is_empty());
     }
 }

@@ -1,0 +1,322 @@
+"""Contract (issue 20): the KIP-848 `consumer` group protocol (ConsumerGroupHeartbeat) with a
+stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
+
+- 1 -> 3 -> 2 members on a 6-partition topic: each step ends with every partition owned
+  exactly once, and a member never saw a partition it kept through the step revoked
+  (incremental reconciliation: only partitions that move are revoked, and a partition is
+  assigned only after its previous owner revoked it).
+- A member killed with SIGKILL loses its partitions to the survivor once the broker-side
+  session (`group.consumer_session_timeout_ms`, short here) runs out.
+- Offsets committed by a consumer-protocol member survive a broker kill -9; a new member
+  resumes exactly after them.
+- A classic member (JoinGroup) cannot join a live consumer group: INCONSISTENT_GROUP_PROTOCOL.
+- The group survives a broker kill -9 (its records in __consumer_offsets are replayed): the
+  members carry on with their partitions, none is fenced or loses a partition, and a third
+  member then joins the restored group.
+- A static member (group.instance.id) that closes (a -2 leave) and restarts gets its
+  partitions back, and the other member sees nothing revoked.
+- The Java client 4.3 with group.protocol=consumer commits and resumes after its commits.
+Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
+test prints each member's stderr tail next to the broker's.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+from harness import TEST_DATA_ROOT, unique_topic
+
+pytestmark = pytest.mark.groups
+
+PARTITIONS = 6
+# Broker-side consumer-protocol session (the client has no say in it with this protocol).
+SESSION_MS = 6000
+HEARTBEAT_MS = 500
+BROKER_ARGS = ["--group-consumer-session-timeout-ms", str(SESSION_MS),
+               "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS)]
+# Bounds on hangs only.
+GROUP_SETTLE_TIMEOUT_S = 60.0
+MEMBER_STOP_TIMEOUT_S = 20.0
+MEMBER_STDERR_TAIL_LINES = 60
+MEMBER_SCRIPT = Path(__file__).with_name("consumer_protocol_member.py")
+
+
+class Member:
+    def __init__(self, stderr_path, bootstrap, topic, group, instance_id=None):
+        self.args = [sys.executable, str(MEMBER_SCRIPT), bootstrap, topic, group,
+                     instance_id or "-"]
+        self.events: list[dict] = []
+        self.lock = threading.Lock()
+        self.stderr_path = stderr_path
+        with open(stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
+                                         text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.events.append(json.loads(line))
+
+    def assignment(self):
+        with self.lock:
+            full = [e["assignment"] for e in self.events if "assignment" in e]
+        return full[-1] if full else []
+
+    def mark(self):
+        with self.lock:
+            return len(self.events)
+
+    def revoked_since(self, mark):
+        with self.lock:
+            return {p for e in self.events[mark:] for p in e.get("revoke", []) + e.get("lost", [])}
+
+    def stderr_tail(self, lines=MEMBER_STDERR_TAIL_LINES):
+        text = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
+        return f"--- {self.stderr_path} (last {len(text)} lines) ---\n" + "\n".join(text)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+@pytest.fixture
+def consumer_broker(broker_factory):
+    return broker_factory("consumer-protocol", extra_args=BROKER_ARGS)
+
+
+@pytest.fixture
+def members(request):
+    started: list[Member] = []
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
+    workdir = TEST_DATA_ROOT / f"{safe}-members-{os.getpid()}-{time.monotonic_ns()}"
+    workdir.mkdir(parents=True)
+
+    def start(*args, **kwargs):
+        m = Member(workdir / f"member-{len(started) + 1}.stderr.log", *args, **kwargs)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+    failed = any(getattr(request.node, f"rep_{phase}", None) is not None
+                 and getattr(request.node, f"rep_{phase}").failed for phase in ("setup", "call"))
+    if failed:
+        for number, m in enumerate(started, 1):
+            sys.stderr.write(f"\n==== member {number} (exit {m.proc.returncode}) "
+                             f"{' '.join(m.args[2:])} ====\n{m.stderr_tail()}\n")
+    elif not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_split(ms, sizes, what):
+    """Waits until the members' assignments are disjoint, cover every partition, and have
+    the given sizes (sorted)."""
+    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, what)
+    while True:
+        current = [m.assignment() for m in ms]
+        flat = sorted(p for a in current for p in a)
+        if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
+            return current
+        for m in ms:
+            assert m.proc.poll() is None, f"member exited: {m.stderr_tail()}"
+        deadline.check(f"assignments now {current}")
+        time.sleep(0.2)
+
+
+def assert_kept_never_revoked(ms, before, marks, after):
+    for m, old, mark, new in zip(ms, before, marks, after):
+        kept = set(old) & set(new)
+        revoked = m.revoked_since(mark)
+        assert not kept & revoked, (
+            f"partitions {sorted(kept & revoked)} were revoked but kept: {old} -> {new}")
+
+
+def test_one_three_two_members_reconcile_incrementally(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cp"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group)
+    (only,) = wait_split([m1], [6], "one member owns all six")
+    mark = m1.mark()
+    m2 = members(broker.bootstrap, topic, group)
+    m3 = members(broker.bootstrap, topic, group)
+    three = wait_split([m1, m2, m3], [2, 2, 2], "2/2/2 split")
+    assert_kept_never_revoked([m1], [only], [mark], three[:1])
+    marks = [m1.mark(), m2.mark()]
+    m3.stop()
+    two = wait_split([m1, m2], [3, 3], "3/3 split after a member leaves")
+    assert_kept_never_revoked([m1, m2], three[:2], marks, two)
+    # The leaving member's partitions went to the others; nobody else moved.
+    for old, new in zip(three[:2], two):
+        assert set(old) <= set(new), f"{old} -> {new}"
+
+
+def test_killed_member_partitions_move_after_the_session_timeout(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cpk"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group)
+    m2 = members(broker.bootstrap, topic, group)
+    wait_split([m1, m2], [3, 3], "3/3 split")
+    m2.kill9()
+    wait_split([m1], [PARTITIONS], "survivor takes all partitions after the session timeout")
+    log = broker.log_path.read_text(errors="replace")
+    assert any("consumer group member fenced" in line and "session timeout" in line
+               and f"group={group}" in line for line in log.splitlines()), (
+        f"no session expiry logged for {group}")
+
+
+def test_static_member_restart_keeps_its_partitions(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cps"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group, "static-a")
+    m2 = members(broker.bootstrap, topic, group, "static-b")
+    before = wait_split([m1, m2], [3, 3], "3/3 split")
+    mark = m1.mark()
+    m2.stop()
+    m2b = members(broker.bootstrap, topic, group, "static-b")
+    after = wait_split([m1, m2b], [3, 3], "the restarted static member is back")
+    assert after == before, f"{before} -> {after}"
+    assert not m1.revoked_since(mark), "the other member saw a revocation"
+
+
+def test_group_survives_a_broker_kill(consumer_broker, members):
+    broker = consumer_broker
+    topic, group = unique_topic("cpr"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    m1 = members(broker.bootstrap, topic, group)
+    m2 = members(broker.bootstrap, topic, group)
+    before = wait_split([m1, m2], [3, 3], "3/3 split")
+    marks = [m1.mark(), m2.mark()]
+    broker.restart(kill9=True)
+    m3 = members(broker.bootstrap, topic, group)
+    after = wait_split([m1, m2, m3], [2, 2, 2], "2/2/2 split in the restored group")
+    for m, old, mark, new in zip([m1, m2], before, marks, after):
+        assert set(new) <= set(old), f"{old} -> {new}"
+        with m.lock:
+            lost = [e for e in m.events[mark:] if e.get("lost")]
+        assert not lost, f"a member lost its partitions across the restart: {lost}"
+    assert_kept_never_revoked([m1, m2], before, marks, after)
+    log = broker.log_path.read_text(errors="replace")
+    assert any("consumer group restored" in line and f"group={group}" in line
+               and "members=2" in line for line in log.splitlines()), (
+        f"no restore of {group} with two members logged")
+
+
+def consumer(bootstrap, group, **conf):
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                     "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False, **conf})
+
+
+def consume(c, count, what):
+    got = []
+    deadline = Deadline(CONSUME_TIMEOUT_S, what)
+    while len(got) < count:
+        msg = c.poll(0.2)
+        if msg is not None and msg.error() is None:
+            got.append(msg)
+        deadline.check(f"{len(got)} of {count}")
+    return got
+
+
+def test_committed_offsets_survive_a_broker_kill(consumer_broker):
+    broker = consumer_broker
+    topic, group = unique_topic("cpc"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, f"a{i}".encode()) for i in range(10)])
+    c = consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    first = consume(c, 10, "the first ten records")
+    assert [m.value() for m in first] == [f"a{i}".encode() for i in range(10)]
+    committed = c.commit(asynchronous=False)
+    assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 10, None)]
+    c.close()
+    broker.restart(kill9=True)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, f"b{i}".encode()) for i in range(5)])
+    c = consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    resumed = consume(c, 5, "the records after the commit")
+    assert [m.offset() for m in resumed] == [10, 11, 12, 13, 14]
+    assert [m.value() for m in resumed] == [f"b{i}".encode() for i in range(5)]
+    c.close()
+
+
+def test_a_classic_member_cannot_join_a_live_consumer_group(consumer_broker):
+    broker = consumer_broker
+    topic, group = unique_topic("cpm"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, 2)
+    modern = consumer(broker.bootstrap, group)
+    modern.subscribe([topic])
+    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, "the consumer-protocol member is assigned")
+    while not modern.assignment():
+        modern.poll(0.2)
+        deadline.check()
+    errors = []
+    classic = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                        "group.protocol": "classic", "session.timeout.ms": 6000,
+                        "error_cb": errors.append})
+    classic.subscribe([topic])
+    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, "the classic member is refused")
+    refused = None
+    while refused is None:
+        try:
+            msg = classic.poll(0.2)
+            if msg is not None and msg.error() is not None:
+                refused = msg.error()
+        except KafkaException as e:
+            refused = e.args[0]
+        for e in errors:
+            refused = refused or e
+        deadline.check(f"classic assignment {classic.assignment()}")
+    assert refused.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL, refused
+    assert not classic.assignment()
+    classic.close()
+    modern.close()
+
+
+def test_java_client_consumer_protocol_commits_and_resumes(consumer_broker):
+    """The Java client 4.3 with group.protocol=consumer: one member gets all six partitions
+    (ASSIGN from its rebalance listener), consumes and commits 18 records; a second run of
+    the group resumes at the commits and reads the other 12, none twice."""
+    from test_java import java
+    broker = consumer_broker
+    topic, group = unique_topic("cpj"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, PARTITIONS)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, f"v{i}".encode(), i % PARTITIONS) for i in range(30)])
+    first = java("cgroupconsume", broker.bootstrap, topic, group, "18", "90000")
+    assert ["COMMITTED", "18"] in first
+    assigned = sorted(int(p) for line in first if line[0] == "ASSIGN" for p in line[1:])
+    assert assigned == list(range(PARTITIONS)), first
+    second = java("cgroupconsume", broker.bootstrap, topic, group, "12", "90000")
+    assert ["COMMITTED", "12"] in second
+    seen = [line[3] for lines in (first, second) for line in lines if line[0] == "GREC"]
+    assert sorted(seen, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(30)]
+    # Both runs joined through ConsumerGroupHeartbeat, not JoinGroup.
+    joins = [line for line in broker.log_path.read_text(errors="replace").splitlines()
+             if "consumer group member joined" in line and f"group={group}" in line]
+    assert len(joins) == 2, joins
