@@ -59,8 +59,8 @@ pub struct ServerConfig {
     /// Admin HTTP address for /metrics and /health (shard 0); empty disables it.
     /// Default 127.0.0.1:9644.
     pub admin_listen: String,
-    /// What Metadata tells clients, per listener, comma-separated `NAME://HOST:PORT` (a bare
-    /// `HOST:PORT` with a single listener); a listener not named advertises its own address
+    /// What Metadata tells clients, per listener, comma-separated `NAME://HOST:PORT` (one
+    /// bare `HOST:PORT` is the first listener's); a listener not named advertises its own address
     /// (a wildcard host as `localhost`). Default unset.
     pub advertised_listener: Option<String>,
     /// Extra listener names, `NAME:PROTOCOL,...` (Kafka `listener.security.protocol.map`),

@@ -61,8 +61,8 @@ struct ServeArgs {
     /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
     #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
     admin_listen: Option<String>,
-    /// What Metadata tells clients per listener, NAME://HOST:PORT (repeatable), or HOST:PORT
-    /// with one listener [default: each listener's own address].
+    /// What Metadata tells clients per listener, NAME://HOST:PORT (repeatable); a single
+    /// HOST:PORT is the first listener's [default: each listener's own address].
     #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER", value_delimiter = ',')]
     advertised_listener: Vec<String>,
     /// Extra listener names, NAME:PROTOCOL,... (`[server] listener_security_protocol_map`)

@@ -264,14 +264,17 @@ impl ServerConfig {
         let Some(advertised) = self.advertised_listener.as_deref() else {
             return Ok(());
         };
-        for entry in entries(advertised) {
+        let all: Vec<&str> = entries(advertised).collect();
+        for entry in &all {
             let (name, address) = split_entry(FIELD, entry)?;
             let index = match name {
                 Some(name) => listeners
                     .iter()
                     .position(|l| l.name == name)
                     .ok_or_else(|| invalid(FIELD, entry, format!("no listener named {name}")))?,
-                None if listeners.len() == 1 => 0,
+                // One bare HOST:PORT: the first listener's (the flag's meaning before
+                // listeners had names).
+                None if all.len() == 1 => 0,
                 None => {
                     return Err(invalid(
                         FIELD,
