@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the supported-API table (docs/protocol-coverage.md) and exit.
     ApiTable,
     /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).

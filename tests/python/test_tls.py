@@ -438,3 +438,50 @@ def test_unsupported_protocols_and_missing_files_stop_start_up(pki):
                        "--tls-cert-file", str(certs["server"][0]),
                        "--tls-key-file", str(certs["alice"][1])], data_dir)
     assert "cannot load the TLS files" in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster mode: every broker registers each listener's endpoint
+
+@pytest.mark.cluster
+def test_cluster_advertises_each_brokers_endpoint_of_the_clients_listener(request, pki):
+    from test_cluster import Cluster, wait_for
+    ca, _, certs = pki
+    cluster = Cluster(request.node.name, size=3)
+    ssl_ports = {}
+    for node_id, node in cluster.nodes.items():
+        ssl_ports[node_id] = free_port()
+        node.extra_args += ["--listen", f"SSL://127.0.0.1:{ssl_ports[node_id]}",
+                            "--tls-cert-file", str(certs["server"][0]),
+                            "--tls-key-file", str(certs["server"][1])]
+    try:
+        cluster.start()
+        plain_ports = {node_id: node.port for node_id, node in cluster.nodes.items()}
+        first = cluster.nodes[1]
+        ssl_bootstrap = f"127.0.0.1:{ssl_ports[1]}"
+
+        def brokers(bootstrap: str, **conf) -> dict[int, int] | None:
+            md = AdminClient({"bootstrap.servers": bootstrap, **conf}).list_topics(timeout=10)
+            found = {node_id: b.port for node_id, b in md.brokers.items()}
+            return found if len(found) == 3 else None
+
+        assert wait_for("every broker over SSL",
+                        lambda: brokers(ssl_bootstrap, **ck_ssl(ca))) == ssl_ports
+        assert wait_for("every broker over PLAINTEXT",
+                        lambda: brokers(first.bootstrap)) == plain_ports
+        # Replicated produce and consume over SSL: the client reaches every leader on its
+        # SSL port; followers fetch over the PLAINTEXT inter-broker listener.
+        topic = unique_topic("tls-cluster")
+        admin = AdminClient({"bootstrap.servers": ssl_bootstrap, **ck_ssl(ca)})
+        admin.create_topics([NewTopic(topic, PARTITIONS, 2)])[topic].result(timeout=30)
+        sent = messages(300)
+        acks = ck_produce(ck_producer(ssl_bootstrap, **ck_ssl(ca)), topic, sent)
+        assert_read_back(ck_read_all(ssl_bootstrap, topic, list(range(PARTITIONS)),
+                                     **ck_ssl(ca)), sent, acks)
+    finally:
+        failed = any(getattr(request.node, f"rep_{p}", None) is not None
+                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
+        for node in cluster.nodes.values():
+            if failed:
+                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
+            node.cleanup(keep=failed)
