@@ -179,6 +179,12 @@ fn several_listeners_with_names_protocols_and_advertised_addresses() {
         config.server.inter_broker_listener().unwrap().name,
         "PLAINTEXT"
     );
+    config.server.advertised_listener = Some("first.example:1".to_string());
+    let first = &config.server.listeners().unwrap()[0];
+    assert_eq!(
+        (first.advertised_host.as_str(), first.advertised_port),
+        ("first.example", 1)
+    );
     config.server.inter_broker_listener = Some("internal".to_string());
     assert_eq!(
         config.server.inter_broker_listener().unwrap().name,
@@ -205,7 +211,7 @@ fn bad_listener_lists_are_refused_with_a_reason() {
         ("PLAIN TEXT://a:1", None, "listener name"),
         (
             "PLAINTEXT://a:1,SSL://a:2",
-            Some("b:1"),
+            Some("b:1,c:2"),
             "name each listener",
         ),
         (

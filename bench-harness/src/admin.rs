@@ -40,9 +40,7 @@ impl Admin {
         for (key, value) in CLIENT_PROPERTIES.get().into_iter().flatten() {
             config.set(key, value);
         }
-        let client = config
-            .create()
-            .context("cannot create admin client")?;
+        let client = config.create().context("cannot create admin client")?;
         Ok(Admin { client })
     }
 
