@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a workload and write RESULT.json and RESULT.svg.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compare two results; exit 1 on a regression beyond the threshold.
     Compare(CompareArgs),
     /// Print a Markdown table of results.
@@ -145,7 +145,7 @@ struct CompareArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => compare(args),
         Command::Table { results } => print_table(&results).map(|()| ExitCode::SUCCESS),
         Command::Report { result, output } => {
