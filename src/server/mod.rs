@@ -13,6 +13,7 @@ mod admin_http;
 pub mod api_table;
 mod connection;
 mod context;
+mod gather_stream;
 pub mod handlers;
 mod ip_limit;
 mod listeners;

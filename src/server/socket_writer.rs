@@ -13,7 +13,7 @@ use std::time::Duration;
 /// Linux's IOV_MAX.
 const IOV_MAX: usize = 1024;
 
-fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
+pub(super) fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
     let iovecs: Vec<libc::iovec> = slices
         .iter()
         .map(|s| libc::iovec {

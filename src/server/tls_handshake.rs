@@ -7,6 +7,7 @@
 //! Invariant: any handshake failure (bad TLS input, a plaintext client, a refused
 //! certificate, a timeout, shutdown) ends in a closed connection, never a panic.
 
+use super::gather_stream::GatherStream;
 use super::listeners::ShardTls;
 use crate::security::SecurityContext;
 use crate::security::tls::client_principal;
@@ -63,14 +64,14 @@ pub async fn accept(
     tls: &Rc<ShardTls>,
     stream: TcpStream,
     mut security: SecurityContext,
-) -> Result<(TlsStream<TcpStream>, SecurityContext), HandshakeError> {
+) -> Result<(TlsStream<GatherStream>, SecurityContext), HandshakeError> {
     if tls.handshakes.get() >= tls.config.handshakes_inflight_max {
         return Err(HandshakeError::Limit);
     }
     tls.handshakes.set(tls.handshakes.get() + 1);
     let _in_progress = InProgress(tls.clone());
     let timeout = Duration::from_millis(tls.config.handshake_timeout_ms);
-    let handshake = TlsAcceptor::from(tls.server_config()).accept(stream);
+    let handshake = TlsAcceptor::from(tls.server_config()).accept(GatherStream::new(stream));
     let deadline = select(
         Box::pin(glommio::timer::sleep(timeout)),
         shard.shutdown.clone(),
