@@ -44,19 +44,33 @@ pub struct Config {
     pub group: GroupConfig,
     pub transaction: TransactionConfig,
     pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
 }
 
 /// Network listener and request limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Kafka listener address. Default 127.0.0.1:9092.
+    /// Kafka listeners, comma-separated, in Kafka's `listeners` syntax: `NAME://HOST:PORT`
+    /// where NAME is a security protocol (PLAINTEXT, SSL) or a name mapped to one by
+    /// `listener_security_protocol_map`; a bare `HOST:PORT` means PLAINTEXT; an empty HOST
+    /// binds every address. Default 127.0.0.1:9092.
     pub listen: String,
     /// Admin HTTP address for /metrics and /health (shard 0); empty disables it.
     /// Default 127.0.0.1:9644.
     pub admin_listen: String,
-    /// host:port put in Metadata responses; default: the listen address.
+    /// What Metadata tells clients, per listener, comma-separated `NAME://HOST:PORT` (one
+    /// bare `HOST:PORT` is the first listener's); a listener not named advertises its own address
+    /// (a wildcard host as `localhost`). Default unset.
     pub advertised_listener: Option<String>,
+    /// Extra listener names, `NAME:PROTOCOL,...` (Kafka `listener.security.protocol.map`),
+    /// e.g. `INTERNAL:PLAINTEXT,EXTERNAL:SSL`. Names equal to a protocol need no entry.
+    /// Default empty.
+    pub listener_security_protocol_map: String,
+    /// Cluster mode: the listener other brokers connect to (Kafka
+    /// `inter.broker.listener.name`); it must be PLAINTEXT for now. Default: the first
+    /// PLAINTEXT listener.
+    pub inter_broker_listener: Option<String>,
     /// This broker's node id (Kafka `node.id`). Default 0, range 0..=2^31-1.
     pub node_id: i32,
     /// Cluster id reported in Metadata/DescribeCluster. Default "shardlog".
@@ -124,6 +138,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:9092".to_string(),
             admin_listen: "127.0.0.1:9644".to_string(),
             advertised_listener: None,
+            listener_security_protocol_map: String::new(),
+            inter_broker_listener: None,
             node_id: 0,
             cluster_id: "shardlog".to_string(),
             request_bytes_max: 100 * MIB,
@@ -506,7 +522,9 @@ impl Default for TransactionConfig {
 }
 
 mod cluster;
+mod listeners;
 pub use cluster::{ClusterConfig, QuorumVoter, parse_controller_quorum};
+pub use listeners::{ClientAuth, ListenerSpec, SecurityProtocol, TlsConfig};
 
 pub(crate) fn check<T: PartialOrd + std::fmt::Debug>(
     field: &'static str,
@@ -580,14 +598,9 @@ impl Config {
             MIB,
             64 * GIB,
         )?;
-        if listen_addresses_overlap(&s.listen, &s.admin_listen) {
-            // Shards bind with SO_REUSEPORT, which the kernel also grants to the admin
-            // listener on the same port: it would take a share of the Kafka connections.
-            return Err(ConfigError::OutOfRange {
-                field: "server.admin_listen",
-                value: s.admin_listen.clone(),
-                reason: format!("must not be the Kafka listen address {}", s.listen),
-            });
+        s.validate_listeners(&self.tls)?;
+        if self.cluster.cluster_mode() {
+            s.inter_broker_listener()?;
         }
         if s.request_memory_bytes_max < s.request_bytes_max {
             return Err(ConfigError::OutOfRange {

@@ -15,6 +15,7 @@ pub mod model;
 pub mod protocol;
 pub mod quorum;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod storage;

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the supported-API table (docs/protocol-coverage.md) and exit.
     ApiTable,
     /// Create, list, describe, alter, configure and delete topics (kafka-topics.sh).
@@ -53,15 +53,45 @@ struct ServeArgs {
     /// TOML config file; flags and SHARDLOG_* variables override it.
     #[arg(long, env = "SHARDLOG_CONFIG")]
     config: Option<PathBuf>,
-    /// Kafka listener address [default: 127.0.0.1:9092].
-    #[arg(long, env = "SHARDLOG_LISTEN")]
-    listen: Option<String>,
+    /// Kafka listener, NAME://HOST:PORT (NAME: PLAINTEXT, SSL, or one of
+    /// --listener-security-protocol-map) or HOST:PORT (PLAINTEXT); repeat it (or separate
+    /// with commas) for several [default: 127.0.0.1:9092].
+    #[arg(long, env = "SHARDLOG_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
     /// Admin HTTP address for /metrics and /health; "" disables [default: 127.0.0.1:9644].
     #[arg(long, env = "SHARDLOG_ADMIN_LISTEN")]
     admin_listen: Option<String>,
-    /// host:port that Metadata tells clients to connect to [default: the listen address].
-    #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER")]
-    advertised_listener: Option<String>,
+    /// What Metadata tells clients per listener, NAME://HOST:PORT (repeatable); a single
+    /// HOST:PORT is the first listener's [default: each listener's own address].
+    #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER", value_delimiter = ',')]
+    advertised_listener: Vec<String>,
+    /// Extra listener names, NAME:PROTOCOL,... (`[server] listener_security_protocol_map`)
+    /// [default: empty].
+    #[arg(long, env = "SHARDLOG_LISTENER_SECURITY_PROTOCOL_MAP")]
+    listener_security_protocol_map: Option<String>,
+    /// Cluster mode: the listener other brokers use (`[server] inter_broker_listener`)
+    /// [default: the first PLAINTEXT listener].
+    #[arg(long, env = "SHARDLOG_INTER_BROKER_LISTENER")]
+    inter_broker_listener: Option<String>,
+    /// PEM certificate chain of SSL listeners (`[tls] cert_file`) [default: unset].
+    #[arg(long, env = "SHARDLOG_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of SSL listeners (`[tls] key_file`) [default: unset].
+    #[arg(long, env = "SHARDLOG_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to; enables mTLS
+    /// (`[tls] client_ca_file`) [default: unset].
+    #[arg(long, env = "SHARDLOG_TLS_CLIENT_CA_FILE")]
+    tls_client_ca_file: Option<PathBuf>,
+    /// With a client CA: `required` or `requested` (`[tls] client_auth`) [default: required].
+    #[arg(long, env = "SHARDLOG_TLS_CLIENT_AUTH", value_parser = ["required", "requested"])]
+    tls_client_auth: Option<String>,
+    /// `[tls] handshake_timeout_ms` [default: 10000].
+    #[arg(long, env = "SHARDLOG_TLS_HANDSHAKE_TIMEOUT_MS")]
+    tls_handshake_timeout_ms: Option<u64>,
+    /// `[tls] reload_check_interval_ms`; 0 disables certificate reloading [default: 5000].
+    #[arg(long, env = "SHARDLOG_TLS_RELOAD_CHECK_INTERVAL_MS")]
+    tls_reload_check_interval_ms: Option<u64>,
     /// Directory for partition logs and the catalog [default: ./data].
     #[arg(long, env = "SHARDLOG_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -110,15 +140,22 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(listen) = &args.listen {
-        config.server.listen = listen.clone();
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.join(",");
     }
     if let Some(admin) = &args.admin_listen {
         config.server.admin_listen = admin.clone();
     }
-    if let Some(advertised) = &args.advertised_listener {
-        config.server.advertised_listener = Some(advertised.clone());
+    if !args.advertised_listener.is_empty() {
+        config.server.advertised_listener = Some(args.advertised_listener.join(","));
     }
+    if let Some(map) = &args.listener_security_protocol_map {
+        config.server.listener_security_protocol_map = map.clone();
+    }
+    if let Some(name) = &args.inter_broker_listener {
+        config.server.inter_broker_listener = Some(name.clone());
+    }
+    apply_tls_args(args, &mut config.tls);
     if let Some(data_dir) = &args.data_dir {
         config.storage.data_dir = data_dir.clone();
     }
@@ -157,6 +194,29 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     config.validate()?;
     Ok(config)
+}
+
+fn apply_tls_args(args: &ServeArgs, tls: &mut shardlog::config::TlsConfig) {
+    if let Some(path) = &args.tls_cert_file {
+        tls.cert_file = Some(path.clone());
+    }
+    if let Some(path) = &args.tls_key_file {
+        tls.key_file = Some(path.clone());
+    }
+    if let Some(path) = &args.tls_client_ca_file {
+        tls.client_ca_file = Some(path.clone());
+    }
+    match args.tls_client_auth.as_deref() {
+        Some("requested") => tls.client_auth = shardlog::config::ClientAuth::Requested,
+        Some(_) => tls.client_auth = shardlog::config::ClientAuth::Required,
+        None => {}
+    }
+    if let Some(timeout) = args.tls_handshake_timeout_ms {
+        tls.handshake_timeout_ms = timeout;
+    }
+    if let Some(interval) = args.tls_reload_check_interval_ms {
+        tls.reload_check_interval_ms = interval;
+    }
 }
 
 /// Raises the open-file soft limit to the hard limit: every connection and open segment
@@ -257,7 +317,7 @@ fn main() -> anyhow::Result<()> {
             install_signal_handlers()?;
             raise_open_files_limit();
             tracing::info!(
-                listen = %config.server.listen,
+                listeners = %config.server.listen,
                 request_bytes_max = config.server.request_bytes_max,
                 batch_cache_bytes_max = config.storage.batch_cache_bytes_max,
                 write_buffer_bytes_max = config.storage.write_buffer_bytes_max,
@@ -268,6 +328,11 @@ fn main() -> anyhow::Result<()> {
             // The data dir's node id first: cluster mode opens its raft log before the shards
             // check the rest of the data dir.
             shardlog::shard::data_dir::check_node_id(&config)?;
+            // SSL listeners: unreadable or mismatched TLS files stop start-up here, named.
+            let listeners = config.server.listeners()?;
+            if listeners.iter().any(|l| l.protocol.uses_tls()) {
+                shardlog::security::tls::load(&config.tls).context("cannot load the TLS files")?;
+            }
             let quorum = shardlog::quorum::start(&config).context("cannot start cluster mode")?;
             let data_dir = config.storage.data_dir.clone();
             match &quorum {

@@ -21,13 +21,26 @@ pub struct Admin {
     client: AdminClient<DefaultClientContext>,
 }
 
+/// librdkafka properties every admin client also gets (`run --client-property`, e.g. the
+/// security settings of an SSL listener); producers and consumers get them through the
+/// workload's `properties`.
+static CLIENT_PROPERTIES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Sets the admin clients' extra properties, once, before any admin client is made.
+pub fn set_client_properties(properties: Vec<(String, String)>) {
+    let _ = CLIENT_PROPERTIES.set(properties);
+}
+
 impl Admin {
     pub fn connect(bootstrap: &str) -> anyhow::Result<Admin> {
-        let client = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
-            .set("client.id", "bench-admin")
-            .create()
-            .context("cannot create admin client")?;
+            .set("client.id", "bench-admin");
+        for (key, value) in CLIENT_PROPERTIES.get().into_iter().flatten() {
+            config.set(key, value);
+        }
+        let client = config.create().context("cannot create admin client")?;
         Ok(Admin { client })
     }
 

@@ -38,6 +38,10 @@ pub struct BrokerOptions {
     pub rss_max_bytes: u64,
     /// Dotted config keys (`storage.retention_check_interval_ms`) set on top of `config`.
     pub config_overrides: BTreeMap<String, toml::Value>,
+    /// The listener name clients connect to (`PLAINTEXT`, `SSL`).
+    pub listener: String,
+    /// Extra `shardlog serve` arguments (TLS files).
+    pub extra_args: Vec<String>,
 }
 
 pub struct StartedBroker {
@@ -110,16 +114,17 @@ impl StartedBroker {
         command
             .arg("serve")
             .arg("--listen")
-            .arg(listen.to_string())
+            .arg(format!("{}://{listen}", options.listener))
             .arg("--admin-listen")
             .arg(&admin)
             .arg("--advertised-listener")
-            .arg(advertised.to_string())
+            .arg(format!("{}://{advertised}", options.listener))
             .arg("--data-dir")
             .arg(&data_dir);
         if let Some(shards) = options.shards {
             command.arg("--shards").arg(shards.to_string());
         }
+        command.args(&options.extra_args);
         let generated_config = if options.config_overrides.is_empty() {
             None
         } else {
@@ -424,6 +429,8 @@ mod tests {
             keep_data: false,
             rss_max_bytes: 0,
             config_overrides: BTreeMap::new(),
+            listener: "PLAINTEXT".to_string(),
+            extra_args: Vec::new(),
         };
         let error = StartedBroker::start(&options, "x")
             .err()

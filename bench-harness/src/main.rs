@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a workload and write RESULT.json and RESULT.svg.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compare two results; exit 1 on a regression beyond the threshold.
     Compare(CompareArgs),
     /// Print a Markdown table of results.
@@ -94,6 +94,19 @@ struct RunArgs {
     /// Skip the in-run baselines (ratios are then missing).
     #[arg(long)]
     skip_baselines: bool,
+    /// A librdkafka property set on every client (admin, producers, consumers), e.g.
+    /// `--client-property security.protocol=SSL --client-property ssl.ca.location=ca.pem`
+    /// (repeatable; recorded in the result's workload as producer and consumer properties).
+    #[arg(long = "client-property", value_name = "KEY=VALUE")]
+    client_property: Vec<String>,
+    /// With --start-broker: the started broker's listener name (`PLAINTEXT`, `SSL`), as
+    /// `--listen NAME://127.0.0.1:PORT` (default PLAINTEXT).
+    #[arg(long, default_value = "PLAINTEXT")]
+    broker_listener: String,
+    /// With --start-broker: an extra argument for `shardlog serve`, e.g.
+    /// `--broker-arg=--tls-cert-file=cert.pem` (repeatable).
+    #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
+    broker_arg: Vec<String>,
     /// Set librdkafka `debug` (e.g. "fetch,protocol") on every client and echo all its log
     /// lines; this changes the workload, so such a result is not comparable.
     #[arg(long)]
@@ -132,7 +145,7 @@ struct CompareArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => compare(args),
         Command::Table { results } => print_table(&results).map(|()| ExitCode::SUCCESS),
         Command::Report { result, output } => {
@@ -152,7 +165,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut workload = overrides::load_with_overrides(&args.workload, &args.set)?;
+    let mut sets = args.set.clone();
+    let mut client_properties = Vec::new();
+    for property in &args.client_property {
+        let (key, value) = property
+            .split_once('=')
+            .with_context(|| format!("--client-property {property}: expected KEY=VALUE"))?;
+        for side in ["producers", "consumers"] {
+            sets.push(format!("{side}.properties.\"{key}\"=\"{value}\""));
+        }
+        client_properties.push((key.to_string(), value.to_string()));
+    }
+    bench_harness::admin::set_client_properties(client_properties);
+    let mut workload = overrides::load_with_overrides(&args.workload, &sets)?;
     if let Some(seconds) = args.warmup_seconds {
         workload.duration.warmup_seconds = seconds;
     }
@@ -189,6 +214,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 .broker_rss_max_mb
                 .map_or_else(default_rss_max_bytes, |mb| mb * 1_000_000),
             config_overrides: Default::default(),
+            listener: args.broker_listener.clone(),
+            extra_args: args.broker_arg.clone(),
         }),
     };
     let output = args.output.unwrap_or_else(|| {

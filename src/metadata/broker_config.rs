@@ -1,7 +1,7 @@
 //! Broker-level configs as Kafka names them, each read from the one `Config`: what a
 //! DescribeConfigs on the BROKER resource reports. Only keys the broker acts on are listed
 //! (a key it ignores would tell tools something false); values use Kafka's forms
-//! (`listeners` = `PLAINTEXT://host:port`).
+//! (`listeners` = `PLAINTEXT://host:port,SSL://host:port`).
 //!
 //! May import: `crate::config`, `topic_config`. No I/O.
 //! Invariant: names are unique (checked by a test).
@@ -55,13 +55,19 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
         "listeners",
         TYPE_STRING,
         |c| listeners(&c.server),
-        "the Kafka listener",
+        "the Kafka listeners",
     ),
     (
         "advertised.listeners",
         TYPE_STRING,
         |c| advertised_listeners(&c.server),
-        "the address Metadata gives clients",
+        "the address Metadata gives clients, per listener",
+    ),
+    (
+        "listener.security.protocol.map",
+        TYPE_STRING,
+        |c| listener_protocols(&c.server),
+        "each listener's security protocol",
     ),
     (
         "log.dirs",
@@ -257,34 +263,63 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
     ),
 ];
 
-/// `listeners` in Kafka's form: one PLAINTEXT listener on the listen address.
+/// `listeners` in Kafka's form: `NAME://HOST:PORT,...` as bound.
 pub fn listeners(server: &ServerConfig) -> String {
-    format!("PLAINTEXT://{}", server.listen)
+    server
+        .listeners()
+        .unwrap_or_default()
+        .iter()
+        .map(|listener| format!("{}://{}", listener.name, listener.bind))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// `advertised.listeners` in Kafka's form: the host:port Metadata tells clients.
+/// `advertised.listeners` in Kafka's form: the `NAME://HOST:PORT,...` Metadata tells clients.
 pub fn advertised_listeners(server: &ServerConfig) -> String {
-    let (host, port) = advertised_address(server);
-    if host.contains(':') {
-        format!("PLAINTEXT://[{host}]:{port}")
-    } else {
-        format!("PLAINTEXT://{host}:{port}")
-    }
+    server
+        .listeners()
+        .unwrap_or_default()
+        .iter()
+        .map(|listener| {
+            let (host, port) = (&listener.advertised_host, listener.advertised_port);
+            if host.contains(':') {
+                format!("{}://[{host}]:{port}", listener.name)
+            } else {
+                format!("{}://{host}:{port}", listener.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// Host and port clients should connect to: the advertised listener, else the listen
-/// address, with a wildcard host replaced by `localhost`.
-pub fn advertised_address(server: &ServerConfig) -> (String, i32) {
-    let address = server
-        .advertised_listener
-        .as_deref()
-        .unwrap_or(&server.listen);
-    let (host, port) = address.rsplit_once(':').unwrap_or((address, "9092"));
-    let host = match host {
-        "0.0.0.0" | "[::]" | "::" | "" => "localhost",
-        other => other.trim_start_matches('[').trim_end_matches(']'),
-    };
-    (host.to_string(), port.parse().unwrap_or(9092))
+/// `listener.security.protocol.map` in Kafka's form: `NAME:PROTOCOL,...` of every listener.
+pub fn listener_protocols(server: &ServerConfig) -> String {
+    server
+        .listeners()
+        .unwrap_or_default()
+        .iter()
+        .map(|listener| format!("{}:{}", listener.name, listener.protocol.name()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Host and port clients that came in on the listener `listener_name` should connect to:
+/// its advertised address, else its listen address with a wildcard host as `localhost`.
+/// An unknown name (never the case for a connection's own listener) gets the first
+/// listener's.
+pub fn advertised_address(server: &ServerConfig, listener_name: &str) -> (String, i32) {
+    let listeners = server.listeners().unwrap_or_default();
+    listeners
+        .iter()
+        .find(|listener| listener.name == listener_name)
+        .or(listeners.first())
+        .map(|listener| {
+            (
+                listener.advertised_host.clone(),
+                i32::from(listener.advertised_port),
+            )
+        })
+        .unwrap_or_else(|| ("localhost".to_string(), 9092))
 }
 
 /// Every broker config the broker honours: the settings above, then the broker defaults of

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-/// The Kafka listener name brokers register their endpoint under.
+/// The Kafka listener name of a broker that registered no listener list.
 pub const LISTENER_NAME: &str = "PLAINTEXT";
 
 /// `proposal_bytes_max` until the caller sets it: half the default
@@ -353,16 +353,14 @@ impl ControllerLoop {
             .image()
             .unfenced_brokers()
             .filter_map(|broker| {
-                let listener = broker
-                    .listeners
-                    .iter()
-                    .find(|l| l.name == LISTENER_NAME)
-                    .or(broker.listeners.first())?;
+                // A registration lists the inter-broker listener first (`registration`).
+                let listener = broker.listeners.first()?;
                 Some(BrokerEndpoint {
                     node_id: broker.node_id,
                     host: listener.host.clone(),
                     port: listener.port,
                     rack: broker.rack.clone(),
+                    listeners: broker.listeners.clone(),
                 })
             })
             .collect();
@@ -666,15 +664,25 @@ fn registration(
         cluster_id: cluster_id.or(image.cluster_id()).unwrap_or_default(),
         node_id,
         incarnation_id,
-        listeners: vec![Listener {
-            name: LISTENER_NAME.to_string(),
-            host: endpoint.host,
-            port: endpoint.port,
-            security_protocol: 0,
-        }],
+        listeners: registered_listeners(endpoint.host, endpoint.port, endpoint.listeners),
         rack: endpoint.rack,
         previous_broker_epoch: None,
     }
+}
+
+/// The listeners a registration records: the broker's own list (it puts its inter-broker
+/// listener, the endpoint's address, first); a broker that sent no list has one PLAINTEXT
+/// listener, as before listeners had names.
+fn registered_listeners(host: String, port: u16, listeners: Vec<Listener>) -> Vec<Listener> {
+    if !listeners.is_empty() {
+        return listeners;
+    }
+    vec![Listener {
+        name: LISTENER_NAME.to_string(),
+        host,
+        port,
+        security_protocol: 0,
+    }]
 }
 
 /// The topics shards see: the applied image's, once it holds everything committed before

@@ -71,6 +71,7 @@ fn start_node(controller: &mut ControllerLoop, node_id: NodeId) -> i64 {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                listeners: Vec::new(),
             },
             cluster_id: None,
             previous_broker_epoch: None,

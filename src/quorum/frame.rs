@@ -13,7 +13,7 @@ use super::topics::ClusterTopics;
 pub use crate::cluster::leader_elections::{ElectionResult, ElectionType};
 use crate::cluster::partition_changes::AlterPartitionRequest;
 pub use crate::cluster::reassignments::ReassignmentRequest;
-use crate::cluster::records::{NodeId, Uuid};
+use crate::cluster::records::{Listener, NodeId, Uuid};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,7 +39,9 @@ const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
 /// 3: the AlterPartition request and the Response's partition state. 4: the ElectLeaders
 /// request and the Response's per-partition election results. 5: the AlterReassignments
-/// request. 6: Register carries the previous broker epoch of a clean shutdown (KIP-966).
+/// request. 6: a broker endpoint carries every listener (name, host, port, security
+/// protocol) after its rack, and Register the previous broker epoch of a clean shutdown
+/// (KIP-966).
 pub const PROTOCOL_VERSION: u16 = 6;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +54,30 @@ pub enum FrameError {
     Malformed(String),
 }
 
-/// A broker endpoint as the controller protocol carries it.
+/// A broker endpoint as the controller protocol carries it: `host`/`port` are its
+/// inter-broker listener's (what other brokers connect to), `listeners` every Kafka
+/// listener with its advertised address (what clients are told, per listener name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerEndpoint {
     pub node_id: NodeId,
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    pub listeners: Vec<Listener>,
+}
+
+impl BrokerEndpoint {
+    /// Host and port of this broker's listener named `name`, if it has one. A broker that
+    /// registered no listener list (older registrations) is reached as PLAINTEXT.
+    pub fn address_for(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return (name == "PLAINTEXT").then_some((self.host.as_str(), self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|listener| listener.name == name)
+            .map(|listener| (listener.host.as_str(), listener.port))
+    }
 }
 
 /// What a broker sees of the cluster: the live (unfenced) brokers and the active controller.
@@ -380,7 +399,7 @@ impl Frame {
 
 // Smallest encodings, so a declared count is checked against the bytes left before anything
 // is allocated: a string is at least its 2-byte length, a list its 4-byte count.
-const MIN_ENDPOINT_BYTES: usize = 4 + 2 + 2 + 2;
+const MIN_ENDPOINT_BYTES: usize = 4 + 2 + 2 + 2 + 4;
 const MIN_TOPIC_RESULT_BYTES: usize = 2 + 2 + 2 + 16 + 4 + 2;
 const MIN_TOPIC_CREATION_BYTES: usize = 2 + 4 + 2 + 4 + 4;
 const MIN_PARTITIONS_CREATION_BYTES: usize = 2 + 4 + 4;
@@ -850,7 +869,14 @@ fn encode_endpoint(endpoint: &BrokerEndpoint, out: &mut Vec<u8>) -> Result<(), F
     out.extend_from_slice(&endpoint.node_id.to_be_bytes());
     encode_string(&endpoint.host, out)?;
     out.extend_from_slice(&endpoint.port.to_be_bytes());
-    encode_optional_string(endpoint.rack.as_deref(), out)
+    encode_optional_string(endpoint.rack.as_deref(), out)?;
+    encode_list(&endpoint.listeners, out, |listener, out| {
+        encode_string(&listener.name, out)?;
+        encode_string(&listener.host, out)?;
+        out.extend_from_slice(&listener.port.to_be_bytes());
+        out.extend_from_slice(&listener.security_protocol.to_be_bytes());
+        Ok(())
+    })
 }
 
 fn decode_endpoint(reader: &mut Reader<'_>) -> Result<BrokerEndpoint, FrameError> {
@@ -859,6 +885,15 @@ fn decode_endpoint(reader: &mut Reader<'_>) -> Result<BrokerEndpoint, FrameError
         host: reader.string()?.unwrap_or_default(),
         port: reader.u16()?,
         rack: reader.string()?,
+        // Two empty strings, a port and a protocol: at least 8 bytes a listener.
+        listeners: reader.list(8, "listeners", |reader| {
+            Ok(Listener {
+                name: reader.string()?.unwrap_or_default(),
+                host: reader.string()?.unwrap_or_default(),
+                port: reader.u16()?,
+                security_protocol: reader.i16()?,
+            })
+        })?,
     })
 }
 

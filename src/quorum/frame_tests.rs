@@ -15,6 +15,20 @@ fn endpoint(node_id: i32, rack: Option<&str>) -> BrokerEndpoint {
         host: "127.0.0.1".into(),
         port: 9092,
         rack: rack.map(str::to_string),
+        listeners: vec![
+            Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+                security_protocol: 0,
+            },
+            Listener {
+                name: "SSL".into(),
+                host: "broker.example".into(),
+                port: 9093,
+                security_protocol: 1,
+            },
+        ],
     }
 }
 

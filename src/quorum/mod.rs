@@ -61,7 +61,7 @@ pub enum QuorumError {
     Stopped,
     #[error("the metadata log {0} is in use by another process (two nodes on one data dir?)")]
     LogLocked(String),
-    #[error("advertised listener `{0}` is not HOST:PORT")]
+    #[error("cannot tell other brokers this broker's address: {0}")]
     Advertised(String),
     #[error(
         "{path}: {reason}. Start-up stops here; nothing was changed. The file names the cluster this data dir joined; restore it, or delete it only if this data dir never held another cluster's data"
@@ -163,6 +163,32 @@ pub fn record_clean_shutdown(data_dir: &std::path::Path) {
     }
 }
 
+/// This broker as its registration and clients see it: its inter-broker listener's
+/// advertised address (what other brokers connect to), and every listener with its
+/// advertised address, the inter-broker one first.
+pub fn own_endpoint(config: &Config) -> Result<BrokerEndpoint, crate::config::ConfigError> {
+    let inter_broker = config.server.inter_broker_listener()?;
+    let listener = |spec: &crate::config::ListenerSpec| crate::cluster::records::Listener {
+        name: spec.name.clone(),
+        host: spec.advertised_host.clone(),
+        port: spec.advertised_port,
+        security_protocol: spec.protocol.id(),
+    };
+    let mut listeners = vec![listener(&inter_broker)];
+    for spec in config.server.listeners()? {
+        if spec.name != inter_broker.name {
+            listeners.push(listener(&spec));
+        }
+    }
+    Ok(BrokerEndpoint {
+        node_id: config.server.node_id,
+        host: inter_broker.advertised_host,
+        port: inter_broker.advertised_port,
+        rack: config.cluster.rack.clone(),
+        listeners,
+    })
+}
+
 /// Starts cluster mode, or returns `None` without `cluster.controller_quorum`.
 pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     let Some(voters) = config.cluster.quorum_voters()? else {
@@ -183,9 +209,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
     if is_controller {
         start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }
-    let (host, port) = crate::metadata::broker_config::advertised_address(&config.server);
-    let port =
-        u16::try_from(port).map_err(|_| QuorumError::Advertised(format!("{host}:{port}")))?;
+    let endpoint = own_endpoint(config).map_err(|e| QuorumError::Advertised(e.to_string()))?;
     let shutdown = Arc::new(lifecycle::ControlledShutdown::default());
     let session_timeout = Duration::from_millis(config.cluster.broker_session_timeout_ms as u64);
     let _ = CONTROLLED_SHUTDOWN.set((shutdown.clone(), session_timeout));
@@ -196,12 +220,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         previous_broker_epoch,
         node_id,
         incarnation_id: *uuid::Uuid::new_v4().as_bytes(),
-        endpoint: BrokerEndpoint {
-            node_id,
-            host,
-            port,
-            rack: config.cluster.rack.clone(),
-        },
+        endpoint,
         voters: voters.clone(),
         settings: net.clone(),
         heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),

@@ -1,16 +1,21 @@
 //! One client connection: a reader that splits frames and dispatches them in order, and a
 //! writer that sends responses in the same order. Produce's stage 1 (append or enqueue on
 //! the owner shard) runs inline in the reader, so a connection's appends keep their order;
-//! stage 2 (waiting for acks) runs as a task, so requests pipeline.
+//! stage 2 (waiting for acks) runs as a task, so requests pipeline. SSL listeners' connections
+//! do their TLS handshake first (`tls_handshake`) and write responses through TLS; plaintext
+//! ones keep the vectored, copy-free write path.
 
 use super::api_table::{self, ResponseFuture};
 use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFrame};
 use super::handlers::api_versions;
+use super::listeners::Listener;
 use super::request_memory::{FramePermit, HeldBytes};
-use super::socket_writer::write_chunks;
+use super::socket_writer::{write_chunks, write_chunks_copied};
+use super::tls_handshake;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
+use crate::security::SecurityContext;
 use crate::shard::Shard;
 use crate::shard::memory::Reservation;
 use crate::shard::metrics::{DelayReason, RejectReason};
@@ -62,53 +67,99 @@ enum CloseReason {
     Idle,
 }
 
-pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves one accepted connection of `listener`: a PLAINTEXT one at once, an SSL one after
+/// its TLS handshake (closed if the handshake fails or outlasts `tls.handshake_timeout_ms`).
+pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, listener: Rc<Listener>) {
     let peer_address = stream.peer_addr().ok();
     let peer = peer_address.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_address
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
-    let span = tracing::debug_span!("connection", shard = %shard.id, %peer);
+    let span = tracing::debug_span!("connection", shard = %shard.id, %peer, listener = %listener.spec.name);
     async move {
         let fd = stream.as_raw_fd();
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let (mut reader, writer) = futures_lite::io::split(stream);
-        let server = &shard.config.server;
-        let (queue, responses) =
-            local_channel::new_bounded(server.connection_inflight_requests_max);
-        let connection = ConnectionState::new(server.connection_response_bytes_max);
-        let writer_task: JoinHandle<()> = glommio::spawn_local(write_responses(
-            shard.clone(),
-            fd,
-            writer,
-            responses,
-            connection.clone(),
-        ))
-        .detach();
-        shard.metrics.connection_opened();
-        let outcome = read_requests(&shard, &mut reader, queue, &client_host, &connection).await;
-        match &outcome {
-            Ok(()) => tracing::debug!("client closed the connection"),
-            Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
-            // A client that exits resets its connections: normal, not worth a warning.
-            Err(reason @ (CloseReason::Read(_) | CloseReason::Idle)) => {
-                tracing::debug!(%reason, "closing connection")
+        let spec = &listener.spec;
+        let security = SecurityContext::anonymous(&spec.name, spec.protocol);
+        let Some(tls) = &listener.tls else {
+            let transport = Transport::Plain { fd };
+            return serve_stream(shard, stream, transport, &client_host, security).await;
+        };
+        match tls_handshake::accept(&shard, tls, stream, security).await {
+            Ok((stream, security)) => {
+                let transport = Transport::Tls { fd };
+                serve_stream(shard, stream, transport, &client_host, security).await
             }
-            Err(reason) => tracing::warn!(%reason, "closing connection"),
+            Err(reason) => {
+                tracing::debug!(%reason, "TLS handshake did not complete; connection closed");
+                shard.metrics.rejected(reason.reject_reason());
+            }
         }
-        writer_task.await;
-        if let Err(reason) = &outcome
-            && let Some(reject) = reject_reason(reason)
-        {
-            shard.metrics.rejected(reject);
-        }
-        let label = connection.closed_by.get().unwrap_or(close_label(&outcome));
-        shard.metrics.connection_closed(label);
     }
     .instrument(span)
     .await
+}
+
+/// How responses reach the socket.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    /// Straight to the descriptor with vectored writes: record `Bytes` are never copied.
+    Plain { fd: RawFd },
+    /// Through TLS (which encrypts, so copies anyway); `fd` only to shut the socket down.
+    Tls { fd: RawFd },
+}
+
+impl Transport {
+    fn fd(self) -> RawFd {
+        match self {
+            Transport::Plain { fd } | Transport::Tls { fd } => fd,
+        }
+    }
+}
+
+/// Serves requests on an established connection (plaintext, or TLS after its handshake).
+async fn serve_stream<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    transport: Transport,
+    client_host: &str,
+    security: SecurityContext,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let server = &shard.config.server;
+    let (queue, responses) = local_channel::new_bounded(server.connection_inflight_requests_max);
+    let connection = ConnectionState::new(server.connection_response_bytes_max, security);
+    let writer_task: JoinHandle<()> = glommio::spawn_local(write_responses(
+        shard.clone(),
+        transport,
+        writer,
+        responses,
+        connection.clone(),
+    ))
+    .detach();
+    shard.metrics.connection_opened();
+    let outcome = read_requests(&shard, &mut reader, queue, client_host, &connection).await;
+    match &outcome {
+        Ok(()) => tracing::debug!("client closed the connection"),
+        Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
+        // A client that exits resets its connections: normal, not worth a warning.
+        Err(reason @ (CloseReason::Read(_) | CloseReason::Idle)) => {
+            tracing::debug!(%reason, "closing connection")
+        }
+        Err(reason) => tracing::warn!(%reason, "closing connection"),
+    }
+    writer_task.await;
+    if let Err(reason) = &outcome
+        && let Some(reject) = reject_reason(reason)
+    {
+        shard.metrics.rejected(reject);
+    }
+    let label = connection.closed_by.get().unwrap_or(close_label(&outcome));
+    shard.metrics.connection_closed(label);
 }
 
 /// The metrics label of a connection's end.
@@ -381,12 +432,13 @@ fn close_socket(fd: RawFd) {
 /// a response holds is released once it is written.
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     shard: Rc<Shard>,
-    fd: RawFd,
+    transport: Transport,
     mut writer: W,
     responses: LocalReceiver<Queued>,
     connection: Rc<ConnectionState>,
 ) {
     let stall_timeout = Duration::from_millis(shard.config.server.connections_max_idle_ms);
+    let fd = transport.fd();
     while let Some(Queued {
         response,
         mut charge,
@@ -396,7 +448,15 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
             Ok(Some(frame)) => {
                 let bytes: usize = frame.chunks.iter().map(Bytes::len).sum();
                 charge.force_to((bytes as u64).saturating_sub(frame.connection_bytes));
-                match write_chunks(fd, &mut writer, &frame.chunks, stall_timeout).await {
+                let written = match transport {
+                    Transport::Plain { fd } => {
+                        write_chunks(fd, &mut writer, &frame.chunks, stall_timeout).await
+                    }
+                    Transport::Tls { .. } => {
+                        write_chunks_copied(&mut writer, &frame.chunks, stall_timeout).await
+                    }
+                };
+                match written {
                     Ok(()) => {
                         shard.metrics.bytes_sent(bytes);
                         None

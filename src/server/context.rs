@@ -2,12 +2,13 @@
 
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::encode_response;
+use crate::security::SecurityContext;
 use crate::shard::ShardError;
 use crate::shard::memory::{MemoryBudget, Reservation};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 use thiserror::Error;
@@ -23,16 +24,25 @@ pub struct ConnectionState {
     pub last_activity: Cell<Instant>,
     /// Set by the writer when it closes the connection, as the metrics label.
     pub closed_by: Cell<Option<&'static str>>,
+    /// The listener, protocol and principal of the connection (SASL will set the principal
+    /// after authentication; never borrowed across an `.await`).
+    pub security: RefCell<SecurityContext>,
 }
 
 impl ConnectionState {
-    pub fn new(response_bytes_max: u64) -> Rc<ConnectionState> {
+    pub fn new(response_bytes_max: u64, security: SecurityContext) -> Rc<ConnectionState> {
         Rc::new(ConnectionState {
             response_memory: MemoryBudget::new(response_bytes_max),
             in_flight: Cell::new(0),
             last_activity: Cell::new(Instant::now()),
             closed_by: Cell::new(None),
+            security: RefCell::new(security),
         })
+    }
+
+    /// The name of the listener the client connected to.
+    pub fn listener_name(&self) -> String {
+        self.security.borrow().listener.clone()
     }
 
     pub fn touch(&self) {

@@ -1,4 +1,4 @@
-//! The Kafka listener: accepts connections on every shard (SO_REUSEPORT spreads them),
+//! The Kafka listeners: accept connections on every shard (SO_REUSEPORT spreads them),
 //! reads size-limited frames, dispatches through the one API table, and writes responses in
 //! request order. The only socket code in shardlog.
 //!
@@ -13,17 +13,17 @@ mod admin_http;
 pub mod api_table;
 mod connection;
 mod context;
+mod gather_stream;
 pub mod handlers;
 mod ip_limit;
+mod listeners;
 mod request_memory;
 mod socket_writer;
+mod tls_handshake;
 
 pub use context::{HandlerError, RequestContext, ResponseFrame};
 
 use crate::shard::Shard;
-use crate::shard::metrics::RejectReason;
-use futures::future::{Either, select};
-use glommio::net::TcpListener;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// The one line an operator looks for after start-up: where to connect, where the admin
 /// endpoints are, which data dir.
-fn log_ready(shard: &Shard) {
+fn log_ready(shard: &Shard, listeners: &[Rc<listeners::Listener>]) {
     let server = &shard.config.server;
     let admin = if server.admin_listen.is_empty() {
         "disabled".to_string()
@@ -43,9 +43,13 @@ fn log_ready(shard: &Shard) {
             server.admin_listen
         )
     };
+    let kafka = listeners
+        .iter()
+        .map(|l| format!("{}://{}", l.spec.name, l.spec.bind))
+        .collect::<Vec<_>>()
+        .join(", ");
     tracing::info!(
-        "shardlog ready: Kafka clients on {}, admin {admin}, data dir {}, {} shards",
-        server.listen,
+        "shardlog ready: Kafka clients on {kafka}, admin {admin}, data dir {}, {} shards",
         shard.config.storage.data_dir.display(),
         shard.shard_count
     );
@@ -71,60 +75,22 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
             "every shard has opened its partitions; serving"
         );
     }
-    let address = shard.config.server.listen.clone();
-    let listener = TcpListener::bind(address.as_str())
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    tracing::info!(shard = %shard.id, %address, "listening for Kafka clients");
+    let listeners = listeners::prepare(&shard).await?;
+    let mut sockets = Vec::with_capacity(listeners.len());
+    for listener in &listeners {
+        sockets.push(listeners::bind(&shard, listener)?);
+    }
     if shard.id.0 == 0 {
-        log_ready(&shard);
+        log_ready(&shard, &listeners);
     }
     let open_connections = Rc::new(Cell::new(0usize));
-    let connections_max = shard.config.server.shard_connections_max;
-    loop {
-        let accepted = select(Box::pin(listener.accept()), shard.shutdown.clone()).await;
-        let stream = match accepted {
-            Either::Left((Ok(stream), _)) => stream,
-            Either::Left((Err(error), _)) => {
-                // EMFILE and friends: back off instead of spinning or crashing.
-                tracing::warn!(shard = %shard.id, %error, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Either::Right(_) => break,
-        };
-        if open_connections.get() >= connections_max {
-            tracing::warn!(shard = %shard.id, connections_max, "connection refused: limit reached");
-            shard
-                .metrics
-                .connection_refused(RejectReason::ConnectionLimit);
-            drop(stream);
-            continue;
-        }
-        let ip = stream.peer_addr().map(|a| a.ip()).ok();
-        // Dynamic (`max.connections.per.ip`): a change applies to the next connection.
-        let per_ip_max = shard.effective_config().server.connections_per_ip_max;
-        let slot = match ip.map(|ip| (ip, ip_limit::try_acquire(ip, per_ip_max))) {
-            Some((ip, None)) => {
-                tracing::warn!(shard = %shard.id, %ip, per_ip_max, "connection refused: per-IP limit reached");
-                shard
-                    .metrics
-                    .connection_refused(RejectReason::ConnectionLimitPerIp);
-                drop(stream);
-                continue;
-            }
-            Some((_, slot)) => slot,
-            None => None,
-        };
-        open_connections.set(open_connections.get() + 1);
-        let (shard, open_connections) = (shard.clone(), open_connections.clone());
-        glommio::spawn_local(async move {
-            connection::serve_connection(shard, stream).await;
-            drop(slot);
-            open_connections.set(open_connections.get() - 1);
-        })
-        .detach();
-    }
-    drop(listener);
+    let loops = listeners
+        .into_iter()
+        .zip(sockets)
+        .map(|(listener, socket)| {
+            listeners::accept_loop(shard.clone(), listener, socket, open_connections.clone())
+        });
+    futures::future::join_all(loops).await;
     let grace = Duration::from_millis(shard.config.server.shutdown_grace_ms);
     let deadline = Instant::now() + grace;
     tracing::info!(shard = %shard.id, open = open_connections.get(), "stopped accepting; draining connections");

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// Linux's IOV_MAX.
 const IOV_MAX: usize = 1024;
 
-fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
+pub(super) fn sendmsg_nonblocking(fd: RawFd, slices: &[&[u8]]) -> io::Result<usize> {
     let iovecs: Vec<libc::iovec> = slices
         .iter()
         .map(|s| libc::iovec {
@@ -84,6 +84,67 @@ pub async fn write_chunks<W: futures_lite::AsyncWrite + Unpin>(
             index += 1;
             offset = 0;
         }
+    }
+    Ok(())
+}
+
+/// Plaintext gathered per TLS write: one full TLS record (16 KiB), so many small chunks (a
+/// fetch response's headers between batches) do not each become a record of their own.
+const TLS_RECORD_BYTES: usize = 16 * 1024;
+
+/// Writes all `chunks` in order through `writer` (a TLS stream, which encrypts and so copies
+/// anyway): small chunks are gathered into record-sized writes, large ones written as they
+/// are; then flushes. Fails with `TimedOut` when the socket takes no byte for
+/// `stall_timeout`.
+pub async fn write_chunks_copied<W: futures_lite::AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &[Bytes],
+    stall_timeout: Duration,
+) -> io::Result<()> {
+    let mut staging: Vec<u8> = Vec::new();
+    for chunk in chunks {
+        if staging.len() + chunk.len() <= TLS_RECORD_BYTES {
+            staging.extend_from_slice(chunk);
+            continue;
+        }
+        if !staging.is_empty() {
+            write_all_within(writer, &staging, stall_timeout).await?;
+            staging.clear();
+        }
+        if chunk.len() >= TLS_RECORD_BYTES {
+            write_all_within(writer, chunk, stall_timeout).await?;
+        } else {
+            staging.extend_from_slice(chunk);
+        }
+    }
+    if !staging.is_empty() {
+        write_all_within(writer, &staging, stall_timeout).await?;
+    }
+    let flush = Box::pin(writer.flush());
+    let stall = Box::pin(glommio::timer::sleep(stall_timeout));
+    match select(flush, stall).await {
+        Either::Left((flushed, _)) => flushed,
+        Either::Right(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// `write_all` that fails with `TimedOut` when no byte is taken for `stall_timeout`.
+async fn write_all_within<W: futures_lite::AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut bytes: &[u8],
+    stall_timeout: Duration,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let write = Box::pin(writer.write(bytes));
+        let stall = Box::pin(glommio::timer::sleep(stall_timeout));
+        let written = match select(write, stall).await {
+            Either::Left((written, _)) => written?,
+            Either::Right(_) => return Err(io::ErrorKind::TimedOut.into()),
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
     }
     Ok(())
 }

@@ -247,12 +247,14 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                listeners: Vec::new(),
             },
             BrokerEndpoint {
                 node_id: 3,
                 host: "b3".into(),
                 port: 19092,
                 rack: Some("r".into()),
+                listeners: Vec::new(),
             },
         ];
         assert_eq!(address_of(&brokers, 1).as_deref(), Some("127.0.0.1:9092"));

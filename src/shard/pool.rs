@@ -73,7 +73,13 @@ where
     F: Future<Output = Result<(), String>> + 'static,
 {
     let data_dir = config.storage.data_dir.clone();
-    ensure_port_free(&config.server.listen)?;
+    let listeners = config
+        .server
+        .listeners()
+        .map_err(|e| ShardPoolError::Start(e.to_string()))?;
+    for listener in &listeners {
+        ensure_port_free(&listener.bind)?;
+    }
     if !config.server.admin_listen.is_empty() {
         ensure_port_free(&config.server.admin_listen)?;
     }

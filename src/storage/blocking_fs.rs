@@ -60,6 +60,8 @@ pub enum BlockingOp {
     OpenLogDir,
     /// DescribeLogDirs: the data dir's canonical path and file-system sizes.
     StatDataDir,
+    /// The TLS certificate, key and client CA files stat'ed or read (`[tls]`, reloads).
+    TlsFiles,
 }
 
 impl BlockingOp {
@@ -77,6 +79,7 @@ impl BlockingOp {
             BlockingOp::CompactionSwap => "compaction_swap",
             BlockingOp::OpenLogDir => "open_log_dir",
             BlockingOp::StatDataDir => "stat_data_dir",
+            BlockingOp::TlsFiles => "tls_files",
         }
     }
 }

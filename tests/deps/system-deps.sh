@@ -42,6 +42,8 @@ check_javac() {
   [ -n "$major" ] && [ "$major" -ge "$JDK_MAJOR_MIN" ]
 }
 check_kcat() { have kcat; }
+check_pkg_config() { have pkg-config; }
+check_libssl() { have pkg-config || return 0; pkg-config --exists openssl; } # else: pkg-config
 check_kcat_librdkafka() {
   have kcat || return 0 # reported as "kcat" above
   kcat -V 2>&1 | grep -q "librdkafka $KCAT_LIBRDKAFKA "
@@ -64,6 +66,10 @@ tool "java (Java client tests)" check_java default-jdk-headless "" \
 tool "javac >= $JDK_MAJOR_MIN (JDK: tests/java)" check_javac default-jdk-headless "" \
   "apt-get install default-jdk-headless"
 tool "kcat" check_kcat kcat "" "apt-get install kcat"
+tool "pkg-config (bench-harness's librdkafka finds OpenSSL)" check_pkg_config pkg-config "" \
+  "apt-get install pkg-config"
+tool "OpenSSL headers (bench-harness's librdkafka speaks SSL)" check_libssl libssl-dev "" \
+  "apt-get install libssl-dev"
 tool "kcat on librdkafka $KCAT_LIBRDKAFKA (the old client test_kcat.py checks)" \
   check_kcat_librdkafka "" "" \
   "apt-get install kcat=1.7.1-2 (Debian 12's; other releases link another librdkafka)"

@@ -56,6 +56,7 @@ expect_missing unzip "unzip" "apt-get install unzip"
 expect_missing java "java (Java client tests)" "apt-get install default-jdk-headless"
 expect_missing javac "javac >= 11" "apt-get install default-jdk-headless"
 expect_missing kcat "kcat " "apt-get install kcat"
+expect_missing pkg-config "pkg-config (" "apt-get install pkg-config"
 
 # Nothing missing: passes without apt-get.
 if PATH=$(shadow_path apt-get sudo) "$MAKE_BIN" -s system-deps >/dev/null 2>&1; then

@@ -114,6 +114,26 @@ public final class ShardlogClient {
         System.exit(2);
     }
 
+    /**
+     * Client security settings (test_tls.py): the properties in the file named by the
+     * SHARDLOG_CLIENT_CONFIG environment variable (e.g. security.protocol=SSL and the trust
+     * store), added to every client this program makes; none when it is unset.
+     */
+    static Properties secured(Properties props) {
+        String path = System.getenv("SHARDLOG_CLIENT_CONFIG");
+        if (path == null || path.isEmpty()) {
+            return props;
+        }
+        try (java.io.FileInputStream in = new java.io.FileInputStream(path)) {
+            Properties extra = new Properties();
+            extra.load(in);
+            props.putAll(extra);
+        } catch (java.io.IOException e) {
+            throw new RuntimeException("cannot read SHARDLOG_CLIENT_CONFIG " + path, e);
+        }
+        return props;
+    }
+
     /** Deterministic value of record i; test_java.py computes the same bytes. */
     static byte[] value(int i) {
         StringBuilder sb = new StringBuilder("java-" + i + "-");
@@ -140,7 +160,7 @@ public final class ShardlogClient {
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
         AtomicReference<Exception> failure = new AtomicReference<>();
         long[][] acked = new long[n][];
-        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(secured(props))) {
             for (int i = 0; i < n; i++) {
                 final int index = i;
                 producer.send(new ProducerRecord<>(topic, key(i), value(i)),
@@ -172,7 +192,7 @@ public final class ShardlogClient {
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
-        return props;
+        return secured(props);
     }
 
     static void consume(String bootstrap, String topic, int n, long timeoutMs) {
@@ -272,7 +292,7 @@ public final class ShardlogClient {
         props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
-        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(secured(props))) {
             producer.initTransactions();
             for (String step : steps) {
                 String[] parts = step.split(":");
@@ -340,7 +360,7 @@ public final class ShardlogClient {
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
-        return Admin.create(props);
+        return Admin.create(secured(props));
     }
 
     static void create(String bootstrap, String topic, int partitions) throws Exception {

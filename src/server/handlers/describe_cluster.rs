@@ -19,7 +19,8 @@ pub fn handle(
         let RequestKind::DescribeCluster(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let (host, port) = advertised_address(&shard);
+        let listener = context.connection.listener_name();
+        let (host, port) = advertised_address(&shard, &listener);
         let node_id = shard.config.server.node_id;
         let mut broker = DescribeClusterBroker::default();
         broker.broker_id = BrokerId(node_id);
@@ -32,7 +33,8 @@ pub fn handle(
         response.cluster_id = str_bytes(&cluster_id);
         response.controller_id = BrokerId(node_id);
         response.brokers = vec![broker];
-        if let Some((controller_id, brokers)) = super::metadata::cluster_brokers(&shard) {
+        if let Some((controller_id, brokers)) = super::metadata::cluster_brokers(&shard, &listener)
+        {
             response.controller_id = BrokerId(controller_id);
             response.brokers = brokers
                 .into_iter()

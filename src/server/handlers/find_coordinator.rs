@@ -100,7 +100,8 @@ pub fn handle(
         let RequestKind::FindCoordinator(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let locate = |key: &str| locate(&shard, request.key_type, key);
+        let listener = context.connection.listener_name();
+        let locate = |key: &str| locate(&shard, &listener, request.key_type, key);
         let answer = |located: &Result<Located, ErrorCode>| match located {
             Ok(found) => (
                 ErrorCode::None,
@@ -137,9 +138,14 @@ pub fn handle(
     })
 }
 
-fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCode> {
+fn locate(
+    shard: &Rc<Shard>,
+    listener: &str,
+    key_type: i8,
+    key: &str,
+) -> Result<Located, ErrorCode> {
     let this_broker = || {
-        let (host, port) = advertised_address(shard);
+        let (host, port) = advertised_address(shard, listener);
         Located {
             node_id: shard.config.server.node_id,
             host,
@@ -150,10 +156,10 @@ fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCo
         // The same test as the coordinator shards' (`controller_quorum` set), so a broker
         // never names itself for a key its shards will not serve.
         KEY_TYPE_GROUP if shard.config.cluster.cluster_mode() => {
-            locate_leader(shard, CoordinatorTopic::Offsets, key)
+            locate_leader(shard, listener, CoordinatorTopic::Offsets, key)
         }
         KEY_TYPE_TRANSACTION if shard.config.cluster.cluster_mode() => {
-            locate_leader(shard, CoordinatorTopic::Transactions, key)
+            locate_leader(shard, listener, CoordinatorTopic::Transactions, key)
         }
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(this_broker()),
         _ => Err(ErrorCode::CoordinatorNotAvailable),
@@ -165,6 +171,7 @@ fn locate(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Located, ErrorCo
 /// creation is asked for here) or the partition has no live leader.
 fn locate_leader(
     shard: &Rc<Shard>,
+    listener: &str,
     kind: CoordinatorTopic,
     key: &str,
 ) -> Result<Located, ErrorCode> {
@@ -178,7 +185,8 @@ fn locate_leader(
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
     };
-    let (_, brokers) = cluster_brokers(shard).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let (_, brokers) =
+        cluster_brokers(shard, listener).ok_or(ErrorCode::CoordinatorNotAvailable)?;
     brokers
         .into_iter()
         .find(|broker| broker.node_id == leader)

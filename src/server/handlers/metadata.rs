@@ -36,21 +36,42 @@ pub fn handle(
     })
 }
 
-/// host and port clients should connect to.
-pub fn advertised_address(shard: &Shard) -> (String, i32) {
-    crate::metadata::broker_config::advertised_address(&shard.config.server)
+/// Host and port clients that came in on the listener `listener` should connect to.
+pub fn advertised_address(shard: &Shard, listener: &str) -> (String, i32) {
+    crate::metadata::broker_config::advertised_address(&shard.config.server, listener)
 }
 
-/// Cluster mode: the controller and the live brokers (`crate::quorum::view`); `None` for a
-/// single broker, which answers with itself as today.
-pub fn cluster_brokers(shard: &Shard) -> Option<(i32, Vec<crate::quorum::frame::BrokerEndpoint>)> {
-    let (host, port) = advertised_address(shard);
-    crate::quorum::view::brokers_for_clients(crate::quorum::frame::BrokerEndpoint {
-        node_id: shard.config.server.node_id,
-        host,
-        port: u16::try_from(port).unwrap_or_default(),
-        rack: shard.config.cluster.rack.clone(),
-    })
+/// Cluster mode: the controller and the live brokers (`crate::quorum::view`), each with the
+/// address of its listener named `listener` (Kafka's rule: clients are told the endpoints of
+/// the listener they came in on; a broker without such a listener is left out); `None` for
+/// a single broker, which answers with itself as today.
+pub fn cluster_brokers(
+    shard: &Shard,
+    listener: &str,
+) -> Option<(i32, Vec<crate::quorum::frame::BrokerEndpoint>)> {
+    let own = crate::quorum::own_endpoint(&shard.config).unwrap_or_else(|_| {
+        let (host, port) = advertised_address(shard, listener);
+        crate::quorum::frame::BrokerEndpoint {
+            node_id: shard.config.server.node_id,
+            host,
+            port: u16::try_from(port).unwrap_or_default(),
+            rack: shard.config.cluster.rack.clone(),
+            listeners: Vec::new(),
+        }
+    });
+    let (controller_id, brokers) = crate::quorum::view::brokers_for_clients(own)?;
+    let brokers = brokers
+        .into_iter()
+        .filter_map(|mut broker| {
+            let (host, port) = broker
+                .address_for(listener)
+                .map(|(host, port)| (host.to_string(), port))?;
+            broker.host = host;
+            broker.port = port;
+            Some(broker)
+        })
+        .collect();
+    Some((controller_id, brokers))
 }
 
 /// What the client asked for: None means all topics.
@@ -133,7 +154,8 @@ async fn metadata(
         }
     }
     let catalog = shard.catalog();
-    let (host, port) = advertised_address(shard);
+    let listener = context.connection.listener_name();
+    let (host, port) = advertised_address(shard, &listener);
     let node_id = shard.config.server.node_id;
     let mut broker = MetadataResponseBroker::default();
     broker.node_id = BrokerId(node_id);
@@ -145,7 +167,7 @@ async fn metadata(
         .unwrap_or_else(|| shard.config.server.cluster_id.clone());
     response.cluster_id = Some(str_bytes(&cluster_id));
     response.controller_id = BrokerId(node_id);
-    if let Some((controller_id, brokers)) = cluster_brokers(shard) {
+    if let Some((controller_id, brokers)) = cluster_brokers(shard, &listener) {
         response.controller_id = BrokerId(controller_id);
         response.brokers = brokers
             .into_iter()

@@ -58,10 +58,18 @@ pub enum RejectReason {
     NotEnoughReplicas,
     /// A handler failed (shard unreachable, response encoding): the connection is closed.
     HandlerFailed,
+    /// A TLS handshake that failed (bad TLS input, a plaintext client on an SSL listener, a
+    /// refused client certificate): the connection is closed.
+    TlsHandshakeFailed,
+    /// A TLS handshake not finished within `tls.handshake_timeout_ms`: the connection is
+    /// closed.
+    TlsHandshakeTimeout,
+    /// A connection over `tls.handshakes_inflight_max`: closed before its handshake.
+    TlsHandshakeLimit,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -83,6 +91,9 @@ impl RejectReason {
         RejectReason::NotLeader,
         RejectReason::NotEnoughReplicas,
         RejectReason::HandlerFailed,
+        RejectReason::TlsHandshakeFailed,
+        RejectReason::TlsHandshakeTimeout,
+        RejectReason::TlsHandshakeLimit,
     ];
 
     /// The `reason` label value.
@@ -109,6 +120,9 @@ impl RejectReason {
             RejectReason::NotLeader => "not_leader",
             RejectReason::NotEnoughReplicas => "not_enough_replicas",
             RejectReason::HandlerFailed => "handler_failed",
+            RejectReason::TlsHandshakeFailed => "tls_handshake_failed",
+            RejectReason::TlsHandshakeTimeout => "tls_handshake_timeout",
+            RejectReason::TlsHandshakeLimit => "tls_handshake_limit",
         }
     }
 
