@@ -127,9 +127,8 @@ pub enum ControllerRequest {
         endpoint: BrokerEndpoint,
         /// The cluster this node's data dir belongs to, if it has joined one before.
         cluster_id: Option<Uuid>,
-        /// The broker epoch this node's previous process was registered with when it shut
-        /// down cleanly (Kafka's `PreviousBrokerEpoch`, KIP-966); `None` after a crash, on a
-        /// first start, or when the marker was unreadable.
+        /// The epoch of the previous process's clean shutdown (Kafka's `PreviousBrokerEpoch`,
+        /// KIP-966); `None` after a crash or on a first start.
         previous_broker_epoch: Option<i64>,
     },
     Heartbeat {
@@ -556,14 +555,13 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
             let incarnation_id = reader.array()?;
             let endpoint = decode_endpoint(reader)?;
             let cluster_id = decode_optional_uuid(reader)?;
-            let previous_broker_epoch = reader.i64()?;
+            let previous = reader.i64()?;
             Ok(ControllerRequest::Register {
                 node_id,
                 incarnation_id,
                 endpoint,
                 cluster_id,
-                previous_broker_epoch: (previous_broker_epoch >= 0)
-                    .then_some(previous_broker_epoch),
+                previous_broker_epoch: (previous >= 0).then_some(previous),
             })
         }
         REQUEST_HEARTBEAT => Ok(ControllerRequest::Heartbeat {
