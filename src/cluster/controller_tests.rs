@@ -185,14 +185,21 @@ fn session_timeout_fences_and_moves_leadership_then_offline_then_back() {
     );
 }
 
-#[test]
-fn brokers_fenced_together_leave_at_once_and_the_topic_min_isr_keeps_them_eligible() {
+/// Three brokers, an RF=3 topic with min.insync.replicas 2, and brokers 1 and 2 fenced
+/// together by their session timeout (broker 3 heartbeats): the cluster, topic and time.
+fn brokers_1_and_2_fenced_below_min_isr() -> (Cluster, crate::metadata::TopicId, i64) {
     let mut cluster = Cluster::new(&[None, None, None]);
     let id = three_replicas(&mut cluster, &[("min.insync.replicas", "2")]);
     let now = TIMEOUT + 1;
     cluster.heartbeat(3, now).unwrap();
     let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
     cluster.apply(&records);
+    (cluster, id, now)
+}
+
+#[test]
+fn brokers_fenced_together_leave_at_once_and_the_topic_min_isr_keeps_them_eligible() {
+    let (cluster, id, _) = brokers_1_and_2_fenced_below_min_isr();
     let after = cluster.image.partition(&id, 0).unwrap();
     // One change for both departures: 3 leads, 1 and 2 left below min ISR 2 and stay eligible.
     assert_eq!(
@@ -478,12 +485,7 @@ fn alter_configs_validates_and_records_topic_and_broker_configs() {
 /// ELR for the last-known ELR.
 #[test]
 fn a_restart_after_a_crash_leaves_the_elr_and_a_clean_one_stays_eligible() {
-    let mut cluster = Cluster::new(&[None, None, None]);
-    let id = three_replicas(&mut cluster, &[("min.insync.replicas", "2")]);
-    let now = TIMEOUT + 1;
-    cluster.heartbeat(3, now).unwrap();
-    let records = fence_expired_brokers(&cluster.image, &cluster.sessions, &cluster.settings, now);
-    cluster.apply(&records);
+    let (mut cluster, id, now) = brokers_1_and_2_fenced_below_min_isr();
     let elr = |cluster: &Cluster| {
         let p = cluster.image.partition(&id, 0).unwrap();
         (p.elr.clone(), p.last_known_elr.clone())
