@@ -1,15 +1,16 @@
 //! Who a connection is: the listener it came in on, its security protocol and its principal
-//! (issue 17). This slice fills the principal from an mTLS client certificate; SASL
-//! (SaslHandshake/SaslAuthenticate) will fill it from a login, and the authorizer and quotas
-//! will read it, all through `SecurityContext`.
+//! (issue 17). The principal comes from an mTLS client certificate (`tls`) or a SASL login
+//! (`sasl`); the authorizer and quotas will read it, all through `SecurityContext`.
 //!
 //! Owns: `SecurityContext`, `Principal`, TLS material (`tls`: PEM files to a rustls server
-//! config, change detection for reloads, the client certificate's subject). May import:
-//! `crate::config`. No sockets, no shards: the server drives the handshakes.
+//! config, change detection for reloads, the client certificate's subject), SASL mechanisms
+//! and SCRAM credentials (`sasl`). May import: `crate::config`. No sockets, no shards: the
+//! server drives the handshakes and logins.
 //! Runs on: any thread (loading files blocks; shards call it off-shard).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod sasl;
 pub mod tls;
 
 use crate::config::SecurityProtocol;
