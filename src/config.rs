@@ -45,6 +45,7 @@ pub struct Config {
     pub transaction: TransactionConfig,
     pub cluster: ClusterConfig,
     pub tls: TlsConfig,
+    pub sasl: SaslConfig,
 }
 
 /// Network listener and request limits.
@@ -523,8 +524,10 @@ impl Default for TransactionConfig {
 
 mod cluster;
 mod listeners;
+mod sasl;
 pub use cluster::{ClusterConfig, QuorumVoter, parse_controller_quorum};
 pub use listeners::{ClientAuth, ListenerSpec, SecurityProtocol, TlsConfig};
+pub use sasl::{BootstrapScramUser, SUPPORTED_MECHANISMS, SaslConfig, parse_add_scram};
 
 pub(crate) fn check<T: PartialOrd + std::fmt::Debug>(
     field: &'static str,
@@ -599,6 +602,8 @@ impl Config {
             64 * GIB,
         )?;
         s.validate_listeners(&self.tls)?;
+        let sasl_listener = s.listeners()?.iter().any(|l| l.protocol.uses_sasl());
+        self.sasl.validate(sasl_listener)?;
         if self.cluster.cluster_mode() {
             s.inter_broker_listener()?;
         }

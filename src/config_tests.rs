@@ -241,14 +241,17 @@ fn validate_refuses_sasl_ssl_without_files_and_shared_ports() {
     };
     refused(
         "SASL_SSL://127.0.0.1:9094",
-        with_files.clone(),
-        "SASL_SSL is not supported yet",
+        TlsConfig::default(),
+        "tls.cert_file",
     );
-    refused(
-        "SASL_PLAINTEXT://127.0.0.1:9094",
-        with_files.clone(),
-        "not supported yet",
-    );
+    let mut config = Config::default();
+    config.server.listen = "SASL_PLAINTEXT://127.0.0.1:9094".to_string();
+    config.validate().unwrap();
+    config.sasl.enabled_mechanisms = String::new();
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("sasl.enabled_mechanisms"), "{error}");
+    config.sasl.enabled_mechanisms = "OAUTHBEARER".to_string();
+    assert!(config.validate().is_err());
     refused(
         "SSL://127.0.0.1:9093",
         TlsConfig::default(),

@@ -92,6 +92,25 @@ struct ServeArgs {
     /// `[tls] reload_check_interval_ms`; 0 disables certificate reloading [default: 5000].
     #[arg(long, env = "SHARDLOG_TLS_RELOAD_CHECK_INTERVAL_MS")]
     tls_reload_check_interval_ms: Option<u64>,
+    /// SASL mechanisms of SASL listeners, from SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
+    /// (`[sasl] enabled_mechanisms`) [default: SCRAM-SHA-512,SCRAM-SHA-256].
+    #[arg(long, env = "SHARDLOG_SASL_MECHANISMS")]
+    sasl_mechanisms: Option<String>,
+    /// Offer PLAIN on SASL_PLAINTEXT listeners too (`[sasl] plain_over_plaintext_allowed`)
+    /// [default: false].
+    #[arg(long, env = "SHARDLOG_SASL_PLAIN_OVER_PLAINTEXT_ALLOWED", num_args = 0..=1, default_missing_value = "true")]
+    sasl_plain_over_plaintext_allowed: Option<bool>,
+    /// `[sasl] failed_authentication_delay_ms` [default: 100].
+    #[arg(long, env = "SHARDLOG_FAILED_AUTHENTICATION_DELAY_MS")]
+    failed_authentication_delay_ms: Option<u64>,
+    /// `[sasl] connections_max_reauth_ms`; 0 = sessions never end [default: 0].
+    #[arg(long, env = "SHARDLOG_CONNECTIONS_MAX_REAUTH_MS")]
+    connections_max_reauth_ms: Option<u64>,
+    /// SCRAM user created when the data dir has no credentials yet,
+    /// 'SCRAM-SHA-512=[name=admin,password=admin-secret]' (repeatable; `[sasl] add_scram`)
+    /// [default: none].
+    #[arg(long, env = "SHARDLOG_ADD_SCRAM", value_delimiter = ';')]
+    add_scram: Vec<String>,
     /// Directory for partition logs and the catalog [default: ./data].
     #[arg(long, env = "SHARDLOG_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -156,6 +175,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         config.server.inter_broker_listener = Some(name.clone());
     }
     apply_tls_args(args, &mut config.tls);
+    apply_sasl_args(args, &mut config.sasl);
     if let Some(data_dir) = &args.data_dir {
         config.storage.data_dir = data_dir.clone();
     }
@@ -216,6 +236,24 @@ fn apply_tls_args(args: &ServeArgs, tls: &mut shardlog::config::TlsConfig) {
     }
     if let Some(interval) = args.tls_reload_check_interval_ms {
         tls.reload_check_interval_ms = interval;
+    }
+}
+
+fn apply_sasl_args(args: &ServeArgs, sasl: &mut shardlog::config::SaslConfig) {
+    if let Some(mechanisms) = &args.sasl_mechanisms {
+        sasl.enabled_mechanisms = mechanisms.clone();
+    }
+    if let Some(allowed) = args.sasl_plain_over_plaintext_allowed {
+        sasl.plain_over_plaintext_allowed = allowed;
+    }
+    if let Some(delay) = args.failed_authentication_delay_ms {
+        sasl.failed_authentication_delay_ms = delay;
+    }
+    if let Some(lifetime) = args.connections_max_reauth_ms {
+        sasl.connections_max_reauth_ms = lifetime;
+    }
+    if !args.add_scram.is_empty() {
+        sasl.add_scram = args.add_scram.clone();
     }
 }
 

@@ -61,6 +61,14 @@ impl SecurityProtocol {
         .find(|protocol| protocol.id() == id)
     }
 
+    /// Whether connections on such a listener must log in with SASL first.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
     /// Whether connections on such a listener speak TLS.
     pub fn uses_tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
@@ -330,20 +338,6 @@ impl ServerConfig {
     pub(super) fn validate_listeners(&self, tls: &TlsConfig) -> Result<(), ConfigError> {
         let listeners = self.listeners()?;
         for (index, listener) in listeners.iter().enumerate() {
-            if matches!(
-                listener.protocol,
-                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            ) {
-                return Err(invalid(
-                    "server.listen",
-                    &listener.name,
-                    format!(
-                        "security protocol {} is not supported yet (SASL comes later); use \
-                         PLAINTEXT or SSL",
-                        listener.protocol.name()
-                    ),
-                ));
-            }
             if listener.protocol.uses_tls() && (tls.cert_file.is_none() || tls.key_file.is_none()) {
                 return Err(invalid(
                     "tls.cert_file",

@@ -1,8 +1,9 @@
 //! Topic catalog and topic configs; partition → shard placement.
 //!
 //! Owns: `<data_dir>/topics.json` (the catalog), `<data_dir>/meta.json` (broker identity
-//! and the producer-id high mark) and `<data_dir>/dynamic_broker_configs.json`. May import:
-//! `crate::model`, `crate::config`. No I/O beyond those files.
+//! and the producer-id high mark), `<data_dir>/dynamic_broker_configs.json` and
+//! `<data_dir>/scram_credentials.json` (SASL users). May import: `crate::model`,
+//! `crate::config`, `crate::security` (credential types). No I/O beyond those files.
 //! Runs on: the controller shard (0) mutates the catalog and broadcasts immutable snapshots;
 //! every shard reads its snapshot.
 //! Invariants: topic names are unique and valid Kafka names; topic ids are unique; a
@@ -15,6 +16,7 @@ mod broker_meta;
 mod catalog;
 pub mod dynamic_broker_config;
 pub mod placement;
+pub mod scram_credentials;
 pub mod topic_config;
 
 pub use broker_meta::{BrokerMeta, BrokerMetaError, META_FILE, PRODUCER_ID_BLOCK};

@@ -62,6 +62,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(SyncGroup, 0, 5, sync_group::handle),
     row!(DescribeGroups, 0, 5, describe_groups::handle),
     row!(ListGroups, 0, 5, list_groups::handle),
+    row!(SaslHandshake, 0, 1, sasl_handshake::handle),
     row!(ApiVersions, 0, 4, api_versions::handle),
     row!(CreateTopics, 2, 7, create_topics::handle),
     row!(DeleteTopics, 1, 6, delete_topics::handle),
@@ -76,6 +77,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(DescribeConfigs, 1, 4, describe_configs::handle),
     row!(AlterConfigs, 0, 2, alter_configs::handle),
     row!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
+    row!(SaslAuthenticate, 0, 2, sasl_authenticate::handle),
     row!(CreatePartitions, 0, 3, create_partitions::handle),
     row!(DeleteGroups, 0, 2, delete_groups::handle),
     row!(ElectLeaders, 0, 2, elect_leaders::handle),
@@ -98,6 +100,18 @@ pub static API_TABLE: &[ApiRow] = &[
         list_partition_reassignments::handle
     ),
     row!(OffsetDelete, 0, 0, offset_delete::handle),
+    row!(
+        DescribeUserScramCredentials,
+        0,
+        0,
+        describe_user_scram_credentials::handle
+    ),
+    row!(
+        AlterUserScramCredentials,
+        0,
+        0,
+        alter_user_scram_credentials::handle
+    ),
     row!(DescribeQuorum, 0, 2, describe_quorum::handle),
     row!(DescribeCluster, 0, 1, describe_cluster::handle),
     row!(DescribeProducers, 0, 0, describe_producers::handle),

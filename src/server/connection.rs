@@ -10,6 +10,7 @@ use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFram
 use super::handlers::api_versions;
 use super::listeners::Listener;
 use super::request_memory::{FramePermit, HeldBytes};
+use super::sasl_session::{Gate, SaslSession};
 use super::socket_writer::{write_chunks, write_chunks_copied};
 use super::tls_handshake;
 use crate::protocol::ProtocolError;
@@ -65,6 +66,12 @@ enum CloseReason {
     FrameTimeout,
     #[error("idle for server.connections_max_idle_ms")]
     Idle,
+    #[error("API key {api_key} before a SASL login")]
+    NotAuthenticated { api_key: i16 },
+    #[error("the SASL session ended (sasl.connections_max_reauth_ms) without a re-login")]
+    SessionExpired,
+    #[error("SASL login failed or out of order")]
+    SaslFailed,
 }
 
 /// Serves one accepted connection of `listener`: a PLAINTEXT one at once, an SSL one after
@@ -132,7 +139,8 @@ async fn serve_stream<S>(
     let (mut reader, writer) = futures_lite::io::split(stream);
     let server = &shard.config.server;
     let (queue, responses) = local_channel::new_bounded(server.connection_inflight_requests_max);
-    let connection = ConnectionState::new(server.connection_response_bytes_max, security);
+    let sasl = SaslSession::new(&shard.config.sasl, security.protocol);
+    let connection = ConnectionState::new(server.connection_response_bytes_max, security, sasl);
     let writer_task: JoinHandle<()> = glommio::spawn_local(write_responses(
         shard.clone(),
         transport,
@@ -147,7 +155,7 @@ async fn serve_stream<S>(
         Ok(()) => tracing::debug!("client closed the connection"),
         Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
         // A client that exits resets its connections: normal, not worth a warning.
-        Err(reason @ (CloseReason::Read(_) | CloseReason::Idle)) => {
+        Err(reason @ (CloseReason::Read(_) | CloseReason::Idle | CloseReason::SaslFailed)) => {
             tracing::debug!(%reason, "closing connection")
         }
         Err(reason) => tracing::warn!(%reason, "closing connection"),
@@ -175,6 +183,9 @@ fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
         Err(CloseReason::WriterGone) => "write_failed",
         Err(CloseReason::FrameTimeout) => "request_read_timeout",
         Err(CloseReason::Idle) => "idle_timeout",
+        Err(CloseReason::NotAuthenticated { .. }) => "sasl_not_authenticated",
+        Err(CloseReason::SessionExpired) => "sasl_session_expired",
+        Err(CloseReason::SaslFailed) => "sasl_failed",
     }
 }
 
@@ -187,6 +198,10 @@ fn reject_reason(reason: &CloseReason) -> Option<RejectReason> {
         CloseReason::UnsupportedVersion { .. } => Some(RejectReason::UnsupportedVersion),
         CloseReason::Malformed(_) => Some(RejectReason::MalformedRequest),
         CloseReason::FrameTimeout => Some(RejectReason::RequestReadTimeout),
+        CloseReason::NotAuthenticated { .. } => Some(RejectReason::SaslNotAuthenticated),
+        CloseReason::SessionExpired => Some(RejectReason::SaslSessionExpired),
+        // Counted by the SASL handlers, which know why.
+        CloseReason::SaslFailed => None,
         CloseReason::Shutdown
         | CloseReason::Read(_)
         | CloseReason::WriterGone
@@ -252,6 +267,10 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                     .send(pending)
                     .await
                     .map_err(|_| CloseReason::WriterGone)?;
+                if connection.sasl.borrow().failed() {
+                    // The answer is queued; the writer sends it, then closes.
+                    return Err(CloseReason::SaslFailed);
+                }
             }
             FrameStatus::NeedBytes(needed) => {
                 if scratch.is_empty() {
@@ -389,6 +408,16 @@ async fn dispatch(
             api_key: envelope.api_key,
             version: envelope.api_version,
         });
+    }
+    let gate = connection.sasl.borrow().gate(row.key, Instant::now());
+    match gate {
+        Gate::Serve => {}
+        Gate::NotAuthenticated => {
+            return Err(CloseReason::NotAuthenticated {
+                api_key: envelope.api_key,
+            });
+        }
+        Gate::SessionExpired => return Err(CloseReason::SessionExpired),
     }
     let decoded = decode_request(row.key, frame)?;
     let context = RequestContext {

@@ -1,5 +1,6 @@
 //! What a handler gets besides its request body, and what it returns.
 
+use super::sasl_session::SaslSession;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::encode_response;
 use crate::security::SecurityContext;
@@ -24,19 +25,26 @@ pub struct ConnectionState {
     pub last_activity: Cell<Instant>,
     /// Set by the writer when it closes the connection, as the metrics label.
     pub closed_by: Cell<Option<&'static str>>,
-    /// The listener, protocol and principal of the connection (SASL will set the principal
-    /// after authentication; never borrowed across an `.await`).
+    /// The listener, protocol and principal of the connection (SaslAuthenticate sets the
+    /// principal after a login; never borrowed across an `.await`).
     pub security: RefCell<SecurityContext>,
+    /// The SASL login state (never borrowed across an `.await`).
+    pub sasl: RefCell<SaslSession>,
 }
 
 impl ConnectionState {
-    pub fn new(response_bytes_max: u64, security: SecurityContext) -> Rc<ConnectionState> {
+    pub fn new(
+        response_bytes_max: u64,
+        security: SecurityContext,
+        sasl: SaslSession,
+    ) -> Rc<ConnectionState> {
         Rc::new(ConnectionState {
             response_memory: MemoryBudget::new(response_bytes_max),
             in_flight: Cell::new(0),
             last_activity: Cell::new(Instant::now()),
             closed_by: Cell::new(None),
             security: RefCell::new(security),
+            sasl: RefCell::new(sasl),
         })
     }
 

@@ -18,6 +18,7 @@ pub mod handlers;
 mod ip_limit;
 mod listeners;
 mod request_memory;
+mod sasl_session;
 mod socket_writer;
 mod tls_handshake;
 

@@ -34,6 +34,8 @@ pub enum ShardPoolError {
     DataDir(#[from] DataDirError),
     #[error("cannot read the dynamic broker configs: {0}")]
     DynamicConfigs(#[from] crate::metadata::DynamicConfigError),
+    #[error("cannot read the SCRAM credentials: {0}")]
+    ScramCredentials(#[from] crate::metadata::scram_credentials::ScramCredentialsError),
 }
 
 /// What every shard starts from.
@@ -44,6 +46,8 @@ pub(super) struct StartState {
     pub meta: BrokerMeta,
     /// Dynamic broker configs saved by AlterConfigs (`dynamic_broker_configs.json`).
     pub dynamic_configs: Arc<crate::metadata::DynamicBrokerConfigs>,
+    /// SASL users (`scram_credentials.json`), one store all shards share.
+    pub credentials: Arc<crate::security::sasl::CredentialStore>,
     pub startup: StartupBarrier,
 }
 
@@ -88,10 +92,14 @@ where
     })?;
     let dynamic_configs = crate::metadata::DynamicBrokerConfigs::load_valid(&data_dir, &config)
         .inspect_err(|error| tracing::error!(%error, "cannot read dynamic broker configs"))?;
+    let credentials =
+        crate::metadata::scram_credentials::load_or_bootstrap(&data_dir, &config.sasl)
+            .inspect_err(|error| tracing::error!(%error, "cannot read the SCRAM credentials"))?;
     let start = StartState {
         catalog: Arc::new(prepared.catalog),
         meta: prepared.meta,
         dynamic_configs: Arc::new(dynamic_configs),
+        credentials: crate::security::sasl::CredentialStore::new(credentials),
         startup: StartupBarrier::default(),
     };
     let _lock = prepared.lock;

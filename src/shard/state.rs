@@ -103,6 +103,9 @@ pub struct Shard {
     pub(super) producer_id_bound: std::cell::Cell<i64>,
     /// Idle WriteTxnMarkers connections to other brokers (`txn_markers`).
     pub(super) peer_pool: super::peer_connection::PeerPool,
+    /// SASL users, shared by every shard of the process (not on the data path: read per
+    /// login, replaced per credential change).
+    pub credentials: Arc<crate::security::sasl::CredentialStore>,
 }
 
 impl Shard {
@@ -117,6 +120,7 @@ impl Shard {
             catalog,
             meta,
             dynamic_configs,
+            credentials,
             startup,
         } = start;
         let effective_config = Arc::new(dynamic_configs.effective(&config));
@@ -155,6 +159,7 @@ impl Shard {
             scrubbed_bytes: std::cell::Cell::new(0),
             producer_id_bound: std::cell::Cell::new(0),
             peer_pool: Default::default(),
+            credentials,
         }
     }
 

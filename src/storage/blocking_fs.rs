@@ -62,6 +62,8 @@ pub enum BlockingOp {
     StatDataDir,
     /// The TLS certificate, key and client CA files stat'ed or read (`[tls]`, reloads).
     TlsFiles,
+    /// `scram_credentials.json` written (AlterUserScramCredentials).
+    ScramCredentialsSave,
 }
 
 impl BlockingOp {
@@ -80,6 +82,7 @@ impl BlockingOp {
             BlockingOp::OpenLogDir => "open_log_dir",
             BlockingOp::StatDataDir => "stat_data_dir",
             BlockingOp::TlsFiles => "tls_files",
+            BlockingOp::ScramCredentialsSave => "scram_credentials_save",
         }
     }
 }

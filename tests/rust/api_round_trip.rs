@@ -53,7 +53,14 @@ const FIXTURE_RECORDS: i64 = 2;
 struct Broker {
     child: Child,
     port: u16,
+    /// A SASL_PLAINTEXT listener (SCRAM-SHA-256 and PLAIN) with the user
+    /// `SASL_USER`/`SASL_PASSWORD`.
+    sasl_port: u16,
 }
+
+/// The bootstrap SCRAM user of the round-trip broker.
+const SASL_USER: &str = "round-trip";
+const SASL_PASSWORD: &str = "round-trip-secret";
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -78,9 +85,22 @@ fn start_broker(name: &str) -> Broker {
     let admin_port = std::iter::repeat_with(free_port)
         .find(|&p| p != port)
         .expect("a second free port");
+    let sasl_port = std::iter::repeat_with(free_port)
+        .find(|&p| p != port && p != admin_port)
+        .expect("a third free port");
     let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .args(["serve", "--shards", "2"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--listen",
+            &format!("SASL_PLAINTEXT://127.0.0.1:{sasl_port}"),
+        ])
+        .args(["--sasl-mechanisms", "SCRAM-SHA-256,PLAIN"])
+        .arg("--sasl-plain-over-plaintext-allowed")
+        .args([
+            "--add-scram",
+            &format!("SCRAM-SHA-256=[name={SASL_USER},password={SASL_PASSWORD}]"),
+        ])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .args(["--group-initial-rebalance-delay-ms", "0"])
         .arg("--data-dir")
@@ -94,7 +114,11 @@ fn start_broker(name: &str) -> Broker {
         assert!(Instant::now() < deadline, "broker did not start");
         std::thread::sleep(POLL_INTERVAL);
     }
-    Broker { child, port }
+    Broker {
+        child,
+        port,
+        sasl_port,
+    }
 }
 
 /// The text of a protocol string, whichever newtype wraps it.
@@ -159,6 +183,7 @@ fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
 
 struct Fixture {
     port: u16,
+    sasl_port: u16,
     stream: TcpStream,
     correlation_id: i32,
     unique: u32,
@@ -201,6 +226,15 @@ impl Fixture {
             body.remaining()
         );
         response
+    }
+
+    /// Runs `work` on a fresh connection to the SASL listener, then returns to the
+    /// PLAINTEXT one.
+    fn on_sasl_connection<T>(&mut self, work: impl FnOnce(&mut Fixture) -> T) -> T {
+        let plaintext = std::mem::replace(&mut self.stream, connect(self.sasl_port));
+        let outcome = work(self);
+        self.stream = plaintext;
+        outcome
     }
 
     fn unique(&mut self, prefix: &str) -> String {
@@ -495,6 +529,7 @@ fn advertised_table(fx: &mut Fixture) -> BTreeMap<i16, (i16, i16)> {
 fn fixture(broker: &Broker) -> Fixture {
     let mut fx = Fixture {
         port: broker.port,
+        sasl_port: broker.sasl_port,
         stream: connect(broker.port),
         correlation_id: 0,
         unique: 0,

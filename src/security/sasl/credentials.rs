@@ -148,6 +148,9 @@ pub enum AlterRefusal {
     NotFound,
 }
 
+/// Each user's outcome of an alteration, in request order.
+pub type AlterOutcomes = Vec<(String, Result<(), AlterRefusal>)>;
+
 impl CredentialSet {
     pub fn get(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
         self.credentials.get(&(user.to_string(), mechanism))
@@ -187,8 +190,8 @@ impl CredentialSet {
         &self,
         deletions: &[(String, i8)],
         upsertions: &[Upsertion],
-    ) -> (CredentialSet, Vec<(String, Result<(), AlterRefusal>)>) {
-        let mut outcomes: Vec<(String, Result<(), AlterRefusal>)> = Vec::new();
+    ) -> (CredentialSet, AlterOutcomes) {
+        let mut outcomes: AlterOutcomes = Vec::new();
         let mut seen: Vec<(String, i8)> = Vec::new();
         let names = deletions
             .iter()

@@ -110,7 +110,7 @@ fn decode_saslname(name: &str) -> Result<String, SaslError> {
 }
 
 /// The value of attribute `key` (`key=value`) in `part`.
-fn attribute<'a>(part: Option<&'a str>, key: char) -> Result<&'a str, SaslError> {
+fn attribute(part: Option<&str>, key: char) -> Result<&str, SaslError> {
     let part = part.ok_or_else(|| malformed("missing attribute"))?;
     let mut chars = part.chars();
     if chars.next() != Some(key) || chars.next() != Some('=') {
@@ -134,6 +134,10 @@ impl ScramServer {
             fixed_server_nonce: Some(nonce.to_string()),
             ..ScramServer::new(mechanism)
         }
+    }
+
+    pub fn mechanism(&self) -> ScramMechanism {
+        self.mechanism
     }
 
     pub fn step(&mut self, token: &[u8], store: &CredentialStore) -> Result<SaslStep, SaslError> {

@@ -66,10 +66,20 @@ pub enum RejectReason {
     TlsHandshakeTimeout,
     /// A connection over `tls.handshakes_inflight_max`: closed before its handshake.
     TlsHandshakeLimit,
+    /// A failed SASL login (wrong password, unknown user, malformed or oversized token):
+    /// answered SASL_AUTHENTICATION_FAILED after `sasl.failed_authentication_delay_ms`,
+    /// then the connection is closed.
+    SaslAuthenticationFailed,
+    /// A request other than ApiVersions, SaslHandshake or SaslAuthenticate before a login
+    /// on a SASL listener, or a SASL request out of order: the connection is closed.
+    SaslNotAuthenticated,
+    /// A request after the session ended (`sasl.connections_max_reauth_ms`) without a
+    /// re-login: the connection is closed.
+    SaslSessionExpired,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 24] = [
+    pub const ALL: [RejectReason; 27] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -94,6 +104,9 @@ impl RejectReason {
         RejectReason::TlsHandshakeFailed,
         RejectReason::TlsHandshakeTimeout,
         RejectReason::TlsHandshakeLimit,
+        RejectReason::SaslAuthenticationFailed,
+        RejectReason::SaslNotAuthenticated,
+        RejectReason::SaslSessionExpired,
     ];
 
     /// The `reason` label value.
@@ -123,6 +136,9 @@ impl RejectReason {
             RejectReason::TlsHandshakeFailed => "tls_handshake_failed",
             RejectReason::TlsHandshakeTimeout => "tls_handshake_timeout",
             RejectReason::TlsHandshakeLimit => "tls_handshake_limit",
+            RejectReason::SaslAuthenticationFailed => "sasl_authentication_failed",
+            RejectReason::SaslNotAuthenticated => "sasl_not_authenticated",
+            RejectReason::SaslSessionExpired => "sasl_session_expired",
         }
     }
 
