@@ -120,7 +120,7 @@ client-test: test-deps build
 # from the committed seeds; new inputs go to target/fuzz-corpus. A crash is saved under
 # tests/fuzz/artifacts/; copy it to tests/fuzz/regressions/<target>/ so `make test` replays it.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := request_frame record_batches internal_records compressed_batches
+FUZZ_TARGETS := request_frame record_batches internal_records compressed_batches sasl_exchange
 .PHONY: fuzz fuzz-tools
 fuzz-tools:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -177,6 +177,42 @@ pub fn internal_records(data: &[u8]) {
     }
 }
 
+/// SASL logins: the first byte picks the mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+/// the rest is the client's tokens separated by newlines, fed in order to the server side
+/// against a store with one user (`fuzz`/`fuzz-secret`). A login may fail, never panic.
+pub fn sasl_exchange(data: &[u8]) {
+    use crate::security::sasl::{
+        CredentialSet, CredentialStore, SaslExchange, SaslMechanism, ScramCredential,
+        ScramMechanism,
+    };
+    use std::sync::OnceLock;
+    const TOKEN_BYTES_MAX: usize = 8192;
+    static STORE: OnceLock<std::sync::Arc<CredentialStore>> = OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        let mut set = CredentialSet::default();
+        for mechanism in ScramMechanism::ALL {
+            if let Ok(credential) = ScramCredential::from_password(mechanism, "fuzz-secret", 4096) {
+                set.insert("fuzz", mechanism, credential);
+            }
+        }
+        CredentialStore::new(set)
+    });
+    let Some((&selector, tokens)) = data.split_first() else {
+        return;
+    };
+    let mechanism = match selector % 3 {
+        0 => SaslMechanism::Plain,
+        1 => SaslMechanism::Scram(ScramMechanism::Sha256),
+        _ => SaslMechanism::Scram(ScramMechanism::Sha512),
+    };
+    let mut exchange = SaslExchange::start(mechanism);
+    for token in tokens.split(|byte| *byte == b'\n') {
+        if exchange.step(token, store, TOKEN_BYTES_MAX).is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -186,8 +222,9 @@ mod tests {
     fn saved_fuzz_inputs_do_not_panic() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
         type Target = (&'static str, fn(&[u8]));
-        let targets: [Target; 4] = [
+        let targets: [Target; 5] = [
             ("request_frame", super::request_frame),
+            ("sasl_exchange", super::sasl_exchange),
             ("record_batches", super::record_batches),
             ("internal_records", super::internal_records),
             ("compressed_batches", super::compressed_batches),

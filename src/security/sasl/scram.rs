@@ -8,12 +8,13 @@
 
 use super::store::CredentialStore;
 use super::{SaslError, SaslStep, ScramCredential, ScramMechanism, random_bytes, secrets_equal};
-use data_encoding::BASE64;
+use data_encoding::{BASE64, HEXLOWER};
 use ring::{digest, hmac, pbkdf2};
 use std::num::NonZeroU32;
 
 const MECHANISM_NAME: &str = "SCRAM";
-/// Random bytes of the server's part of the nonce (32 characters of base64).
+/// Random bytes of the server's part of the nonce (hex: letters and digits only, as Kafka's
+/// own nonces; librdkafka 2.0 mis-parses a nonce with `=` or `/` in it).
 const SERVER_NONCE_BYTES: usize = 24;
 
 fn hmac_algorithm(mechanism: ScramMechanism) -> hmac::Algorithm {
@@ -195,7 +196,7 @@ impl ScramServer {
         }
         let server_nonce = match &self.fixed_server_nonce {
             Some(nonce) => nonce.clone(),
-            None => BASE64.encode(
+            None => HEXLOWER.encode(
                 &random_bytes(SERVER_NONCE_BYTES).map_err(|_| SaslError::AuthenticationFailed)?,
             ),
         };
@@ -234,7 +235,9 @@ impl ScramServer {
         if binding != pending.gs2_header.as_bytes() {
             return Err(malformed("channel binding differs from the gs2 header"));
         }
-        if nonce != pending.nonce {
+        // Kafka checks `endsWith`, not equality: librdkafka before 2.1 sends its client
+        // nonce again in front of the combined one (kcat 1.7 with librdkafka 2.0.2 does).
+        if !nonce.ends_with(&pending.nonce) {
             return Err(malformed("nonce differs from the server's"));
         }
         let proof = BASE64

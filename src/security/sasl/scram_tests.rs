@@ -84,6 +84,38 @@ fn sha512_exchange_matches_an_independent_computation() {
     );
 }
 
+/// librdkafka 2.0 repeats its client nonce in front of the combined nonce; Kafka accepts a
+/// client-final nonce that ends with the server's, and so does shardlog.
+#[test]
+fn a_client_final_nonce_ending_with_the_servers_is_accepted() {
+    use data_encoding::BASE64;
+    let store = rfc7677_store();
+    let mut server = ScramServer::with_server_nonce(ScramMechanism::Sha256, "SERVER");
+    server.step(b"n,,n=user,r=client", &store).unwrap();
+    let salted = salted_password(
+        ScramMechanism::Sha256,
+        b"pencil",
+        &BASE64.decode(b"W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(),
+        4096,
+    );
+    let client_key = hmac(ScramMechanism::Sha256, &salted, b"Client Key");
+    let stored_key = hash(ScramMechanism::Sha256, &client_key);
+    let without_proof = "c=biws,r=clientclientSERVER";
+    let auth_message =
+        format!("n=user,r=client,r=clientSERVER,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,{without_proof}");
+    let signature = hmac(ScramMechanism::Sha256, &stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
+    let last = format!("{without_proof},p={}", BASE64.encode(&proof));
+    assert!(matches!(
+        server.step(last.as_bytes(), &store),
+        Ok(SaslStep::Authenticated { .. })
+    ));
+}
+
 #[test]
 fn wrong_proof_and_unknown_user_fail_alike() {
     let store = rfc7677_store();
@@ -171,4 +203,26 @@ fn escaped_names_and_matching_authzid() {
         server.step(b"n,a=admin,n=user,r=x", &store),
         Err(SaslError::AuthenticationFailed)
     );
+}
+
+/// Server nonces are letters and digits only (librdkafka 2.0.2 fails on base64's `/`, `+`
+/// and `=`).
+#[test]
+fn server_nonces_are_alphanumeric() {
+    let store = rfc7677_store();
+    for _ in 0..20 {
+        let mut server = ScramServer::new(ScramMechanism::Sha256);
+        let SaslStep::Challenge(first) = server.step(b"n,,n=user,r=abc", &store).unwrap() else {
+            panic!("expected a challenge");
+        };
+        let first = String::from_utf8(first).unwrap();
+        let nonce = first
+            .split(',')
+            .next()
+            .unwrap()
+            .strip_prefix("r=abc")
+            .unwrap();
+        assert_eq!(nonce.len(), 48);
+        assert!(nonce.chars().all(|c| c.is_ascii_alphanumeric()), "{nonce}");
+    }
 }
