@@ -43,6 +43,8 @@ enum Command {
     Broker(cli::broker::BrokerArgs),
     /// Describe the cluster and its metadata quorum (kafka-metadata-quorum.sh describe).
     Cluster(cli::cluster::ClusterArgs),
+    /// Create, list and delete SCRAM users (kafka-configs.sh --entity-type users).
+    User(cli::user::UserArgs),
     /// Check and recover a stopped broker's data dir (docs/operations.md).
     DataDir(cli::data_dir::DataDirArgs),
 }
@@ -335,6 +337,10 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(mut args) => {
             args.connect = connect;
             cli::exit(cli::cluster::run(&args))
+        }
+        Command::User(mut args) => {
+            args.connect = connect;
+            cli::exit(cli::user::run(&args))
         }
         Command::DataDir(args) => cli::exit(cli::data_dir::run(&args)),
         Command::ApiTable => {

@@ -5,7 +5,8 @@
 //!
 //! `data-dir` is the exception: it works on a stopped broker's data dir, not over Kafka.
 //! `cluster describe` speaks the Kafka protocol itself (kafka-protocol), since librdkafka has
-//! no DescribeQuorum.
+//! no DescribeQuorum; so does `user` (SCRAM credentials, salted with
+//! `shardlog::security::sasl`).
 //!
 //! Owns: one file per command family plus shared `client` (connecting), `output` (tables, JSON,
 //! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, kafka-protocol
@@ -29,6 +30,7 @@ pub mod produce;
 mod reassign;
 mod reset;
 pub mod topic;
+pub mod user;
 
 pub use error::CliError;
 

@@ -17,6 +17,7 @@
 - Sessions (`--connections-max-reauth-ms`): SaslAuthenticate tells the lifetime; a
   connection that does not log in again is closed at its first request after it; librdkafka
   re-authenticates and keeps producing.
+- `shardlog user create|list|delete` manage SCRAM users a client then logs in (or not) as.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import subprocess
@@ -461,3 +463,35 @@ def test_sessions_end_unless_the_client_logs_in_again(request, brokers, pki):
         time.sleep(SESSION_LIFETIME_MS / 1000)
     assert_read_back(ck_read_all(sb.sasl_plaintext, topic, list(range(PARTITIONS)), **conf),
                      sent, acks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI
+
+def shardlog_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(broker_binary()), *args], capture_output=True, text=True,
+                          timeout=ADMIN_TIMEOUT_S, env={**os.environ, **(env or {})})
+
+
+def test_cli_creates_lists_and_deletes_users(request, brokers, pki):
+    _, _, certs = pki
+    sb = start_sasl_broker(request.node.name, certs, brokers)
+    server = ["--bootstrap-server", sb.broker.bootstrap]
+    created = shardlog_cli("user", "create", "carol", "--mechanism", "SCRAM-SHA-256",
+                           "--iterations", "8192", *server,
+                           env={"SHARDLOG_USER_PASSWORD": "carol-secret"})
+    assert created.returncode == 0, created.stderr
+    listed = shardlog_cli("user", "list", "--format", "json", *server)
+    assert listed.returncode == 0, listed.stderr
+    assert {"user": "carol", "mechanism": "SCRAM-SHA-256", "iterations": 8192} in \
+        json.loads(listed.stdout)
+    carol = ck_sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", ("carol", "carol-secret"))
+    assert not refused(sb.sasl_plaintext, carol)
+    bad = shardlog_cli("user", "create", "dave", "--password", "x", "--iterations", "10",
+                       *server)
+    assert bad.returncode != 0 and "Too few iterations" in bad.stderr, bad.stderr
+    deleted = shardlog_cli("user", "delete", "carol", "--mechanism", "SCRAM-SHA-256", *server)
+    assert deleted.returncode == 0, deleted.stderr
+    assert refused(sb.sasl_plaintext, carol)
+    again = shardlog_cli("user", "delete", "carol", "--mechanism", "SCRAM-SHA-256", *server)
+    assert again.returncode != 0 and "error code 91" in again.stderr, again.stderr

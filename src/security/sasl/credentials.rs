@@ -56,6 +56,11 @@ impl std::fmt::Debug for ScramCredential {
     }
 }
 
+/// A fresh random salt (what a client or the CLI salts a new password with).
+pub fn new_salt() -> Result<Vec<u8>, CredentialError> {
+    random_bytes(SALT_BYTES).map_err(|_| CredentialError::Random)
+}
+
 fn check_iterations(iterations: i32) -> Result<(), CredentialError> {
     if (ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
         Ok(())
@@ -94,7 +99,7 @@ impl ScramCredential {
         iterations: i32,
     ) -> Result<ScramCredential, CredentialError> {
         check_iterations(iterations)?;
-        let salt = random_bytes(SALT_BYTES).map_err(|_| CredentialError::Random)?;
+        let salt = new_salt()?;
         let salted = salted_password(mechanism, password.as_bytes(), &salt, iterations);
         ScramCredential::from_salted_password(mechanism, &salted, salt, iterations)
     }
