@@ -404,35 +404,54 @@ impl Shard {
         result
     }
 
+    /// DeleteRecords on owned partitions. On a replicated partition only its leader deletes,
+    /// and answers once every live replica's log start has followed (`wait_low_watermark`,
+    /// at most `timeout`); the partitions wait together.
     pub(super) async fn delete_records_local(
         &self,
         partitions: Vec<(TopicPartition, i64)>,
+        timeout: Duration,
     ) -> Vec<(TopicPartition, Result<i64, ErrorCode>)> {
-        let mut results = Vec::with_capacity(partitions.len());
-        for (partition, offset) in partitions {
-            let Some(log) = self.log(&partition) else {
-                let code = self.missing_log_error(&partition);
-                results.push((partition, Err(code)));
-                continue;
-            };
-            let high_watermark = log.high_watermark();
-            let target = if offset == -1 {
-                high_watermark
-            } else {
-                Offset(offset)
-            };
-            if target.value() < 0 || target > high_watermark {
-                results.push((partition, Err(ErrorCode::OffsetOutOfRange)));
-                continue;
-            }
-            let outcome = log
-                .delete_records_before(target)
-                .await
-                .map(|start| start.value())
-                .map_err(|error| storage_error_code(&error));
-            results.push((partition, outcome));
+        let deletions = partitions
+            .into_iter()
+            .map(|(partition, offset)| async move {
+                let outcome = self.delete_records_of(&partition, offset, timeout).await;
+                (partition, outcome)
+            });
+        futures::future::join_all(deletions).await
+    }
+
+    async fn delete_records_of(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<i64, ErrorCode> {
+        let Some(log) = self.log(partition) else {
+            return Err(self.missing_log_error(partition));
+        };
+        self.serves_clients(partition)?;
+        let generation = self.replicas.leader_generation(partition);
+        let high_watermark = log.high_watermark();
+        let target = if offset == -1 {
+            high_watermark
+        } else {
+            Offset(offset)
+        };
+        if target.value() < 0 || target > high_watermark {
+            return Err(ErrorCode::OffsetOutOfRange);
         }
-        results
+        let start = log
+            .delete_records_before(target)
+            .await
+            .map_err(|error| storage_error_code(&error))?;
+        match generation {
+            Some(generation) => {
+                self.wait_low_watermark(partition, &log, target, generation, timeout)
+                    .await
+            }
+            None => Ok(start.value()),
+        }
     }
 
     pub(super) fn producers_local(
