@@ -84,6 +84,8 @@ pub(crate) struct Replicas {
     /// log starts.
     follower_fetches: crate::storage::signal::Signal,
     follower_fetch_count: Cell<u64>,
+    /// Local copies of partitions this broker is no longer a replica of, being emptied.
+    dropping: RefCell<BTreeSet<TopicPartition>>,
 }
 
 struct ReconciledWith {
@@ -359,6 +361,9 @@ impl Shard {
                     Wanted::Follow(leader) => self.follow(&tp, meta.id, partition, leader, &log),
                     Wanted::Nothing => {
                         self.replicas.roles.borrow_mut().remove(&tp);
+                        if !partition.replicas.contains(&own) && log.log_end_offset().value() > 0 {
+                            self.spawn_drop_removed_replica(tp.clone());
+                        }
                     }
                 }
             }
@@ -518,6 +523,31 @@ impl Shard {
         if self.replicas.fetchers.borrow_mut().insert(leader) {
             self.spawn_replica_fetcher(leader);
         }
+    }
+
+    /// Empties the local copy of `tp`, whose replica set no longer has this broker (once; the
+    /// view is checked again when the task runs).
+    fn spawn_drop_removed_replica(self: &Rc<Self>, tp: TopicPartition) {
+        if !self.replicas.dropping.borrow_mut().insert(tp.clone()) {
+            return;
+        }
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let own = shard.config.server.node_id;
+            let still_removed = crate::quorum::view::cluster_topics().is_some_and(|topics| {
+                topics
+                    .topics
+                    .get(tp.topic.as_str())
+                    .and_then(|topic| topic.partitions.get(usize::try_from(tp.partition).ok()?))
+                    .is_some_and(|partition| !partition.replicas.contains(&own))
+            });
+            if still_removed {
+                tracing::info!(partition = %tp, "no longer a replica here: emptying the local copy");
+                shard.drop_removed_replica(&tp).await;
+            }
+            shard.replicas.dropping.borrow_mut().remove(&tp);
+        })
+        .detach();
     }
 
     /// Whether consumers (Fetch, ListOffsets) of `partition` are served here: in cluster mode a

@@ -6,10 +6,12 @@ replicas on nodes 1 and 2 and 300 acknowledged records:
       data, joins the ISR, the move completes (every node's metadata shows replicas [3, 2],
       ListPartitionReassignments lists nothing) and node 3 leads (the preferred replica
       after ElectLeaders is not needed: node 1, the leader, was removed, so leadership
-      moved to the first target replica in the ISR);
+      moved to the first target replica in the ISR); node 1, no replica any more, empties
+      its copy (its partition size in /metrics drops to 0);
   (b) with node 2 killed (kill -9), node 3 alone serves all 300 records to a confluent-kafka
       consumer: the data was copied, not just the metadata;
-  (c) `shardlog topic reassign --wait` moves it to [1, 3] and reports it complete;
+  (c) `shardlog topic reassign --wait` moves it to [1, 3] (node 1 copies it afresh) and
+      reports it complete;
   (d) a move to a stopped broker stays in progress (the Java client's
       listPartitionReassignments shows the adding and removing replicas) until
       `shardlog topic reassign --cancel` restores the original replicas.
@@ -103,6 +105,9 @@ def test_a_partition_moves_to_other_brokers_with_its_data(cluster):
     assert leader in (3, 2)
     assert leader == 3, "node 1 led and was removed: the first target replica in sync leads"
     wait_for("nothing listed as moving", lambda: moving(everyone) == [] or None)
+    # Node 1 is no replica any more: its copy is emptied (Kafka deletes a removed replica).
+    wait_for("node 1 emptied its copy",
+             lambda: partition_gauge(cluster.nodes[1], "size_bytes", topic) == 0 or None)
 
     # (b) Node 3 alone has every record.
     cluster.nodes[2].kill9()
