@@ -149,6 +149,7 @@ struct RawArgs {
     broker_shards: usize,
     #[arg(long)]
     broker_config: Option<PathBuf>,
+    /// Parent of the started broker's data dir; the disk baseline writes here too.
     #[arg(long, default_value = "target/bench-data")]
     data_root: PathBuf,
     /// Pin the broker's threads to these CPUs, e.g. `0` or `0,1`.
@@ -344,7 +345,7 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
             binary: args.broker_bin.unwrap_or_else(default_broker_binary),
             shards: Some(args.broker_shards),
             config: args.broker_config,
-            data_root: args.data_root,
+            data_root: args.data_root.clone(),
             delay_us: 0,
             keep_data: false,
             rss_max_bytes: default_rss_max_bytes(),
@@ -383,7 +384,16 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
         fetch_partition_max_bytes: 8 << 20,
         fetch_max_bytes: 64 << 20,
     };
-    let report = raw::run(&bootstrap, broker_pid, &options)?;
+    let mut report = raw::run(&bootstrap, broker_pid, &options)?;
+    drop(started);
+    // The same run's ceilings (the broker is stopped): O_DIRECT writes where its data was,
+    // one loopback TCP connection.
+    std::fs::create_dir_all(&args.data_root)?;
+    report.baselines = Some(bench_harness::baseline::measure(
+        &args.data_root,
+        report.produce.bytes,
+        report.fetch.bytes,
+    ));
     for (phase, counts) in [("produce", &report.produce), ("fetch", &report.fetch)] {
         println!(
             "{phase}: {:.1} MB/s, {:.0} records/s, {} requests, {} errors, {:.1} s, broker CPU {}",
@@ -395,6 +405,24 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
             counts
                 .broker_cpu_us_per_mb()
                 .map_or("unknown".to_string(), |us| format!("{us:.0} µs/MB")),
+        );
+    }
+    if let Some(baselines) = &report.baselines {
+        let ratio = |value: f64, ceiling: Option<f64>| {
+            ceiling.map_or("unknown".to_string(), |c| format!("{:.2}x", value / c))
+        };
+        println!(
+            "same-run baselines: O_DIRECT write {:.0} MB/s (produce {}), loopback TCP {:.0} MB/s (fetch {})",
+            baselines.disk_write_mb_per_sec.unwrap_or(f64::NAN),
+            ratio(
+                report.produce.megabytes_per_second(),
+                baselines.disk_write_mb_per_sec
+            ),
+            baselines.tcp_loopback_mb_per_sec.unwrap_or(f64::NAN),
+            ratio(
+                report.fetch.megabytes_per_second(),
+                baselines.tcp_loopback_mb_per_sec
+            ),
         );
     }
     if let Some(output) = args.output {

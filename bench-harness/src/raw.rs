@@ -80,6 +80,8 @@ impl PhaseReport {
 pub struct RawReport {
     pub produce: PhaseReport,
     pub fetch: PhaseReport,
+    /// The same run's O_DIRECT and loopback ceilings (filled in by the caller).
+    pub baselines: Option<crate::result::Baselines>,
 }
 
 /// Produces for `options.produce_seconds`, then reads everything back.
@@ -161,7 +163,11 @@ pub fn run(
     fetch.seconds = started.elapsed().as_secs_f64();
     fetch.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
     fetch.records = produce.records;
-    Ok(RawReport { produce, fetch })
+    Ok(RawReport {
+        produce,
+        fetch,
+        baselines: None,
+    })
 }
 
 fn connect(address: &str) -> anyhow::Result<TcpStream> {
