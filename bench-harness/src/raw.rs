@@ -131,13 +131,7 @@ pub fn run(
             })
         })
         .collect();
-    let mut produce = PhaseReport::default();
-    for producer in producers {
-        let report = producer
-            .join()
-            .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
-        produce.add(&report);
-    }
+    let mut produce = sum_of(producers, "produce")?;
     produce.seconds = started.elapsed().as_secs_f64();
     produce.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
 
@@ -153,13 +147,7 @@ pub fn run(
             })
         })
         .collect();
-    let mut fetch = PhaseReport::default();
-    for fetcher in fetchers {
-        let report = fetcher
-            .join()
-            .map_err(|_| anyhow::anyhow!("a fetch thread panicked"))??;
-        fetch.add(&report);
-    }
+    let mut fetch = sum_of(fetchers, "fetch")?;
     fetch.seconds = started.elapsed().as_secs_f64();
     fetch.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
     fetch.records = produce.records;
@@ -168,6 +156,21 @@ pub fn run(
         fetch,
         baselines: None,
     })
+}
+
+/// Joins a phase's load threads and adds up their counts.
+fn sum_of(
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<PhaseReport>>>,
+    phase: &str,
+) -> anyhow::Result<PhaseReport> {
+    let mut sum = PhaseReport::default();
+    for thread in threads {
+        let report = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a {phase} thread panicked"))??;
+        sum.add(&report);
+    }
+    Ok(sum)
 }
 
 fn connect(address: &str) -> anyhow::Result<TcpStream> {

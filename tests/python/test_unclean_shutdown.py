@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import ck_read_all
 from harness import Broker, partition_gauge, unique_topic
-from test_cluster import Cluster, agreed_view, wait_for
+from test_cluster import Cluster, agreed_view, clean_up_nodes, wait_for
 from test_cluster_topics import produce, same_everywhere
 from test_java import java
 
@@ -49,12 +49,7 @@ def five(request):
     try:
         yield c.start()
     finally:
-        failed = any(getattr(request.node, f"rep_{p}", None) is not None
-                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
-        for node in c.nodes.values():
-            if failed:
-                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
-            node.cleanup(keep=failed)
+        clean_up_nodes(request, list(c.nodes.values()))
 
 
 def setup_topic(cluster) -> tuple[str, Broker, Broker, str]:
