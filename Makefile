@@ -170,7 +170,7 @@ BENCH_CI_CPU_MAX_REGRESSION ?= 25%
 BENCH_CI_SLOWDOWN_US ?= 500
 
 .PHONY: bench-build bench bench-maintenance bench-hostile bench-ci bench-ci-selftest bench-ci-refresh-baseline \
-	bench-test tuning-check tuning-test
+	bench-test bench-raw tuning-check tuning-test
 
 bench-build:
 	$(CARGO) build --release --bin shardlog
@@ -241,6 +241,15 @@ bench-ci-refresh-baseline: bench-build
 	$(BENCH_HARNESS) run bench-harness/workloads/ci-smoke.toml --start-broker \
 	  --repeats $(BENCH_CI_REPEATS) --output $(BENCH_CI_BASELINE) $(BENCH_ARGS)
 	rm -f $(basename $(BENCH_CI_BASELINE)).svg
+
+# Raw Kafka-protocol produce, then a catch-up fetch of it, against a one-shard broker (issue 19):
+# no librdkafka, pre-encoded batches, pipelined requests; broker pinned to CPU 0 and the load to
+# CPU 1 by default. Prints MB/s and broker CPU µs per MB for each phase (docs/benchmarking.md).
+BENCH_RAW_ARGS ?= --broker-cpus 0 --load-cpus 1
+bench-raw: bench-build
+	@mkdir -p $(BENCH_OUT)/raw
+	$(BENCH_HARNESS) raw --start-broker --broker-shards 1 $(BENCH_RAW_ARGS) \
+	  --output $(BENCH_OUT)/raw/raw.json
 
 bench-test:
 	$(CARGO) test -p bench-harness

@@ -17,7 +17,8 @@
 //! - `baseline`: raw O_DIRECT / fdatasync / loopback TCP; `stats`: histograms, medians;
 //! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
 //! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
-//!   `table`: Markdown summaries; `progress`: the live line.
+//!   `table`: Markdown summaries; `progress`: the live line;
+//! - `raw` / `raw_wire`: the raw Kafka-protocol generator (`bench-harness raw`, no librdkafka).
 //!
 //! Other binaries in `src/bin/` may use `stats`, `result` and `report`.
 
@@ -39,6 +40,8 @@ pub mod payload;
 pub mod producer;
 pub mod progress;
 pub mod proxy;
+pub mod raw;
+pub mod raw_wire;
 pub mod report;
 pub mod result;
 pub mod runner;

@@ -34,6 +34,9 @@ enum Command {
         #[arg(required = true)]
         results: Vec<PathBuf>,
     },
+    /// Raw Kafka-protocol produce then catch-up fetch, no librdkafka (issue 19): broker
+    /// throughput and CPU µs per MB with a generator that is not the bottleneck.
+    Raw(RawArgs),
     /// (Re)draw the SVG report of a result.
     Report {
         result: PathBuf,
@@ -125,6 +128,60 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct RawArgs {
+    /// Bootstrap address of a running broker (its CPU is measured with --broker-pid).
+    #[arg(
+        long,
+        conflicts_with = "start_broker",
+        required_unless_present = "start_broker"
+    )]
+    bootstrap: Option<String>,
+    /// The running broker's pid, for its CPU use and --broker-cpus.
+    #[arg(long, requires = "bootstrap")]
+    broker_pid: Option<u32>,
+    /// Start target/release/shardlog on a free port with a fresh data directory.
+    #[arg(long)]
+    start_broker: bool,
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// --shards for the started broker.
+    #[arg(long, default_value_t = 1)]
+    broker_shards: usize,
+    #[arg(long)]
+    broker_config: Option<PathBuf>,
+    /// Parent of the started broker's data dir; the disk baseline writes here too.
+    #[arg(long, default_value = "target/bench-data")]
+    data_root: PathBuf,
+    /// Pin the broker's threads to these CPUs, e.g. `0` or `0,1`.
+    #[arg(long, value_delimiter = ',')]
+    broker_cpus: Vec<usize>,
+    /// Pin the load threads to these CPUs.
+    #[arg(long, value_delimiter = ',')]
+    load_cpus: Vec<usize>,
+    #[arg(long, default_value = "raw-bench")]
+    topic: String,
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Records per batch (one batch per Produce request).
+    #[arg(long, default_value_t = 100)]
+    batch_records: usize,
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 8)]
+    pipeline: usize,
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    acks: i16,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct CompareArgs {
     old: PathBuf,
     new: PathBuf,
@@ -147,6 +204,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => compare(args),
+        Command::Raw(args) => raw(args).map(|()| ExitCode::SUCCESS),
         Command::Table { results } => print_table(&results).map(|()| ExitCode::SUCCESS),
         Command::Report { result, output } => {
             let output = output.unwrap_or_else(|| result.with_extension("svg"));
@@ -276,5 +334,99 @@ fn print_table(paths: &[PathBuf]) -> anyhow::Result<()> {
         .map(|p| BenchResult::load(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     print!("{}", table::markdown(&results));
+    Ok(())
+}
+
+fn raw(args: RawArgs) -> anyhow::Result<()> {
+    use bench_harness::broker::StartedBroker;
+    use bench_harness::raw::{self, RawOptions};
+    let started = if args.start_broker {
+        let options = BrokerOptions {
+            binary: args.broker_bin.unwrap_or_else(default_broker_binary),
+            shards: Some(args.broker_shards),
+            config: args.broker_config,
+            data_root: args.data_root.clone(),
+            delay_us: 0,
+            keep_data: false,
+            rss_max_bytes: default_rss_max_bytes(),
+            config_overrides: Default::default(),
+            listener: "PLAINTEXT".into(),
+            extra_args: Vec::new(),
+        };
+        Some(StartedBroker::start(&options, "raw")?)
+    } else {
+        None
+    };
+    let bootstrap = match (&started, &args.bootstrap) {
+        (Some(broker), _) => broker.bootstrap.clone(),
+        (None, Some(address)) => address.clone(),
+        (None, None) => anyhow::bail!("--bootstrap or --start-broker"),
+    };
+    let broker_pid = started.as_ref().map(|b| b.pid()).or(args.broker_pid);
+    if let (Some(pid), false) = (broker_pid, args.broker_cpus.is_empty()) {
+        raw::pin_process(pid, &args.broker_cpus)?;
+    }
+    bench_harness::admin::Admin::connect(&bootstrap)?.create_topics(
+        std::slice::from_ref(&args.topic),
+        args.partitions,
+        1,
+    )?;
+    let options = RawOptions {
+        topic: args.topic,
+        partitions: args.partitions,
+        record_bytes: args.record_bytes,
+        batch_records: args.batch_records,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        produce_seconds: args.seconds,
+        acks: args.acks,
+        load_cpus: args.load_cpus,
+        fetch_partition_max_bytes: 8 << 20,
+        fetch_max_bytes: 64 << 20,
+    };
+    let mut report = raw::run(&bootstrap, broker_pid, &options)?;
+    drop(started);
+    // The same run's ceilings (the broker is stopped): O_DIRECT writes where its data was,
+    // one loopback TCP connection.
+    std::fs::create_dir_all(&args.data_root)?;
+    report.baselines = Some(bench_harness::baseline::measure(
+        &args.data_root,
+        report.produce.bytes,
+        report.fetch.bytes,
+    ));
+    for (phase, counts) in [("produce", &report.produce), ("fetch", &report.fetch)] {
+        println!(
+            "{phase}: {:.1} MB/s, {:.0} records/s, {} requests, {} errors, {:.1} s, broker CPU {}",
+            counts.megabytes_per_second(),
+            counts.records_per_second(),
+            counts.requests,
+            counts.errors,
+            counts.seconds,
+            counts
+                .broker_cpu_us_per_mb()
+                .map_or("unknown".to_string(), |us| format!("{us:.0} µs/MB")),
+        );
+    }
+    if let Some(baselines) = &report.baselines {
+        let ratio = |value: f64, ceiling: Option<f64>| {
+            ceiling.map_or("unknown".to_string(), |c| format!("{:.2}x", value / c))
+        };
+        println!(
+            "same-run baselines: O_DIRECT write {:.0} MB/s (produce {}), loopback TCP {:.0} MB/s (fetch {})",
+            baselines.disk_write_mb_per_sec.unwrap_or(f64::NAN),
+            ratio(
+                report.produce.megabytes_per_second(),
+                baselines.disk_write_mb_per_sec
+            ),
+            baselines.tcp_loopback_mb_per_sec.unwrap_or(f64::NAN),
+            ratio(
+                report.fetch.megabytes_per_second(),
+                baselines.tcp_loopback_mb_per_sec
+            ),
+        );
+    }
+    if let Some(output) = args.output {
+        std::fs::write(&output, serde_json::to_string_pretty(&report)?)?;
+    }
     Ok(())
 }

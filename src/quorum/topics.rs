@@ -45,6 +45,9 @@ pub struct ClusterPartition {
     pub partition_epoch: i32,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
+    /// KIP-966 eligible leader replicas and the last-known ones (DescribeTopicPartitions).
+    pub elr: Vec<NodeId>,
+    pub last_known_elr: Vec<NodeId>,
     /// Replicas on brokers that are fenced or not registered.
     pub offline_replicas: Vec<NodeId>,
     /// A reassignment in progress (`cluster::reassignments`): replicas being added and
@@ -68,6 +71,8 @@ impl ClusterTopics {
                         partition_epoch: state.partition_epoch,
                         replicas: state.replicas.clone(),
                         isr: state.isr.clone(),
+                        elr: state.elr.clone(),
+                        last_known_elr: state.last_known_elr.clone(),
                         offline_replicas: state
                             .replicas
                             .iter()

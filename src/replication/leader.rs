@@ -68,6 +68,9 @@ struct FollowerProgress {
     last_fetch_ms: i64,
     /// The leader's log end when the last fetch arrived.
     last_fetch_leader_end: i64,
+    /// The follower's log start offset, as its last accepted fetch said (Kafka's replica
+    /// `logStartOffset`); `None` until then. DeleteRecords waits for it (the low watermark).
+    log_start_offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +135,7 @@ impl PartitionLeader {
                     last_caught_up_ms: now_ms,
                     last_fetch_ms: now_ms,
                     last_fetch_leader_end: log_end_offset,
+                    log_start_offset: None,
                 };
                 (replica, progress)
             })
@@ -254,6 +258,7 @@ impl PartitionLeader {
             // A restarted replica: what the old incarnation had fetched says nothing now.
             progress.broker_epoch = broker_epoch;
             progress.log_end_offset = None;
+            progress.log_start_offset = None;
         }
         if fetch_offset >= leader_end {
             progress.last_caught_up_ms = now_ms;
@@ -264,6 +269,27 @@ impl PartitionLeader {
         progress.last_fetch_leader_end = leader_end;
         progress.log_end_offset = Some(fetch_offset);
         Ok(self.advance_high_watermark())
+    }
+
+    /// The log start offset `follower`'s last accepted fetch (`follower_fetched`) carried;
+    /// a negative one (a fetch that does not say) leaves it unknown.
+    pub fn follower_log_start(&mut self, follower: NodeId, log_start_offset: i64) {
+        if let Some(progress) = self.followers.get_mut(&follower) {
+            progress.log_start_offset = (log_start_offset >= 0).then_some(log_start_offset);
+        }
+    }
+
+    /// The partition's low watermark (Kafka's `lowWatermarkIfLeader`): the lowest log start
+    /// offset of the leader (`leader_log_start`) and of every follower on a live broker; a
+    /// live follower that has not said where its log starts counts as -1. DeleteRecords
+    /// answers once this passes the requested offset, so records deleted on the leader are
+    /// gone from every replica that could lead next.
+    pub fn low_watermark(&self, leader_log_start: i64, live: impl Fn(NodeId) -> bool) -> i64 {
+        self.followers
+            .iter()
+            .filter(|&(&node, _)| live(node))
+            .map(|(_, progress)| progress.log_start_offset.unwrap_or(-1))
+            .fold(leader_log_start, i64::min)
     }
 
     /// The ISR change to propose now, if any and none is in flight (or the one in flight is
@@ -416,6 +442,7 @@ impl PartitionLeader {
                         last_caught_up_ms: i64::MIN / 2,
                         last_fetch_ms: i64::MIN / 2,
                         last_fetch_leader_end: self.log_end_offset,
+                        log_start_offset: None,
                     });
             }
         }

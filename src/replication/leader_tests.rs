@@ -218,3 +218,36 @@ fn divergence_is_found_by_last_fetched_epoch() {
         Some(EpochEnd::Undefined)
     );
 }
+
+#[test]
+fn the_low_watermark_waits_for_every_live_followers_log_start() {
+    let mut leader = leader(&[1, 2, 3], 20);
+    let everyone = |_| true;
+    assert_eq!(
+        leader.low_watermark(10, everyone),
+        -1,
+        "followers not heard from count as unknown"
+    );
+    leader.follower_fetched(2, 1, 5, 20, 1).unwrap();
+    leader.follower_log_start(2, 10);
+    leader.follower_fetched(3, 1, 5, 20, 1).unwrap();
+    leader.follower_log_start(3, 4);
+    assert_eq!(leader.low_watermark(10, everyone), 4);
+    assert_eq!(
+        leader.low_watermark(10, |node| node != 3),
+        10,
+        "a fenced broker's replica does not hold DeleteRecords back"
+    );
+    leader.follower_log_start(3, 12);
+    assert_eq!(
+        leader.low_watermark(10, everyone),
+        10,
+        "never above the leader's"
+    );
+    leader.follower_fetched(3, 2, 5, 0, 2).unwrap();
+    assert_eq!(
+        leader.low_watermark(10, everyone),
+        -1,
+        "a restarted follower's log start is unknown again"
+    );
+}

@@ -241,6 +241,8 @@ mod tests {
             partition_epoch: 0,
             replicas: vec![leader],
             isr: vec![leader],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             offline_replicas: Vec::new(),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),

@@ -338,6 +338,8 @@ pub struct ReplicaFetch {
     /// The follower's broker epoch (Fetch v15+ `ReplicaEpoch`, KIP-903); -1 before v15.
     pub broker_epoch: i64,
     pub current_leader_epoch: i32,
+    /// Where the follower's log starts (Fetch `LogStartOffset`); -1 when it does not say.
+    pub log_start_offset: i64,
 }
 
 /// Which end of a partition a long poll waits to move past its offset.
@@ -507,6 +509,8 @@ pub enum ControllerOp {
 /// (-1: the high watermark). Results: the new low watermark or an error.
 pub struct DeleteRecordsOp {
     pub partitions: Vec<(TopicPartition, i64)>,
+    /// How long a replicated partition's leader waits for its followers' log starts.
+    pub timeout: std::time::Duration,
     pub reply: Reply<Vec<(TopicPartition, Result<i64, ErrorCode>)>>,
 }
 

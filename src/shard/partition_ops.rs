@@ -404,35 +404,54 @@ impl Shard {
         result
     }
 
+    /// DeleteRecords on owned partitions. On a replicated partition only its leader deletes,
+    /// and answers once every live replica's log start has followed (`wait_low_watermark`,
+    /// at most `timeout`); the partitions wait together.
     pub(super) async fn delete_records_local(
         &self,
         partitions: Vec<(TopicPartition, i64)>,
+        timeout: Duration,
     ) -> Vec<(TopicPartition, Result<i64, ErrorCode>)> {
-        let mut results = Vec::with_capacity(partitions.len());
-        for (partition, offset) in partitions {
-            let Some(log) = self.log(&partition) else {
-                let code = self.missing_log_error(&partition);
-                results.push((partition, Err(code)));
-                continue;
-            };
-            let high_watermark = log.high_watermark();
-            let target = if offset == -1 {
-                high_watermark
-            } else {
-                Offset(offset)
-            };
-            if target.value() < 0 || target > high_watermark {
-                results.push((partition, Err(ErrorCode::OffsetOutOfRange)));
-                continue;
-            }
-            let outcome = log
-                .delete_records_before(target)
-                .await
-                .map(|start| start.value())
-                .map_err(|error| storage_error_code(&error));
-            results.push((partition, outcome));
+        let deletions = partitions
+            .into_iter()
+            .map(|(partition, offset)| async move {
+                let outcome = self.delete_records_of(&partition, offset, timeout).await;
+                (partition, outcome)
+            });
+        futures::future::join_all(deletions).await
+    }
+
+    async fn delete_records_of(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<i64, ErrorCode> {
+        let Some(log) = self.log(partition) else {
+            return Err(self.missing_log_error(partition));
+        };
+        self.serves_clients(partition)?;
+        let generation = self.replicas.leader_generation(partition);
+        let high_watermark = log.high_watermark();
+        let target = if offset == -1 {
+            high_watermark
+        } else {
+            Offset(offset)
+        };
+        if target.value() < 0 || target > high_watermark {
+            return Err(ErrorCode::OffsetOutOfRange);
         }
-        results
+        let start = log
+            .delete_records_before(target)
+            .await
+            .map_err(|error| storage_error_code(&error))?;
+        match generation {
+            Some(generation) => {
+                self.wait_low_watermark(partition, &log, target, generation, timeout)
+                    .await
+            }
+            None => Ok(start.value()),
+        }
     }
 
     pub(super) fn producers_local(
@@ -611,10 +630,36 @@ impl Shard {
     /// Replaces a followed partition's log with an empty one starting at `offset` (Kafka's
     /// `truncateFullyAndStartAt`): at the leader's log start offset when everything this
     /// replica holds lies below it, or at the base offset of the leader's first batch when the
-    /// log is empty and that batch starts below its end. The old log is closed and its directory removed, then the
-    /// directory is claimed again with one empty segment at `offset`
-    /// (`storage::start_empty_log_at`) and opened. A failure leaves the partition offline.
+    /// log is empty and that batch starts below its end. A failure leaves the partition
+    /// offline.
     pub(super) async fn restart_log_at(self: &Rc<Self>, partition: &TopicPartition, offset: i64) {
+        self.replace_with_empty_log(partition, offset, |old| {
+            let log_end = old.log_end_offset();
+            assert!(
+                log_end.value() < offset || old.log_start_offset() == log_end,
+                "only an empty log, or one wholly below the leader's log start ({log_end} >= {offset}), restarts"
+            );
+        })
+        .await;
+    }
+
+    /// Empties the local copy of a partition this broker is no longer a replica of (a
+    /// reassignment moved it away; Kafka deletes the replica's log): its records are removed
+    /// and an empty log at offset 0 takes its place, as a replica that never had any, so a
+    /// later reassignment back here copies the partition afresh from its leader.
+    pub(super) async fn drop_removed_replica(self: &Rc<Self>, partition: &TopicPartition) {
+        self.replace_with_empty_log(partition, 0, |_| {}).await;
+    }
+
+    /// Closes `partition`'s log and removes its directory (`check` sees the old log first),
+    /// then claims the directory again with one empty segment at `offset`
+    /// (`storage::start_empty_log_at`) and opens it. A failure leaves the partition offline.
+    async fn replace_with_empty_log(
+        self: &Rc<Self>,
+        partition: &TopicPartition,
+        offset: i64,
+        check: impl FnOnce(&PartitionLog),
+    ) {
         let catalog = self.catalog();
         let Some(topic) = catalog.topic(partition.topic.as_str()) else {
             return;
@@ -622,11 +667,8 @@ impl Shard {
         let Some(old) = self.remove_log(partition) else {
             return;
         };
+        check(&old);
         let log_end = old.log_end_offset();
-        assert!(
-            log_end.value() < offset || old.log_start_offset() == log_end,
-            "only an empty log, or one wholly below the leader's log start ({log_end} >= {offset}), restarts"
-        );
         if let Err(error) = old.remove(&topic_id_hex(&topic.id)).await {
             tracing::error!(shard = %self.id, %partition, %error, "cannot remove the log to restart it; partition offline");
             self.set_offline(partition.clone(), OfflineReason::OpenFailed);
@@ -647,7 +689,7 @@ impl Shard {
             self.set_offline(partition.clone(), OfflineReason::OpenFailed);
             return;
         }
-        tracing::warn!(shard = %self.id, %partition, %log_end, log_start_offset = offset, "replica log restarted at the leader's log start");
+        tracing::warn!(shard = %self.id, %partition, %log_end, log_start_offset = offset, "partition log replaced by an empty one");
         self.open_partition(topic, partition.clone()).await;
     }
 }

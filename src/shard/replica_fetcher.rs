@@ -332,9 +332,14 @@ impl Shard {
             else {
                 continue;
             };
+            // The leader's DeleteRecords waits for every replica's log start (KIP-107).
+            let log_start = self
+                .log(&item.partition)
+                .map_or(-1, |log| log.log_start_offset().value());
             topics.entry(item.topic_id).or_default().push(
                 FetchPartition::default()
                     .with_partition(item.partition.partition)
+                    .with_log_start_offset(log_start)
                     .with_current_leader_epoch(current_leader_epoch)
                     .with_fetch_offset(fetch_offset)
                     .with_last_fetched_epoch(last_fetched_epoch.unwrap_or(-1))

@@ -80,6 +80,12 @@ pub(crate) struct Replicas {
     reconciled: RefCell<Option<ReconciledWith>>,
     /// The throttle of the replicas reassignments add to this shard.
     pub(super) reassignment_throttle: super::reassignment_throttle::ReassignmentThrottle,
+    /// Notified on every accepted replica fetch: DeleteRecords waits here for the followers'
+    /// log starts.
+    follower_fetches: crate::storage::signal::Signal,
+    follower_fetch_count: Cell<u64>,
+    /// Local copies of partitions this broker is no longer a replica of, being emptied.
+    dropping: RefCell<BTreeSet<TopicPartition>>,
 }
 
 struct ReconciledWith {
@@ -186,6 +192,11 @@ impl Replicas {
             fetch_offset,
             monotonic_ms(),
         )?;
+        role.state
+            .follower_log_start(replica.replica_id, replica.log_start_offset);
+        self.follower_fetch_count
+            .set(self.follower_fetch_count.get().wrapping_add(1));
+        self.follower_fetches.notify();
         if let Some(high_watermark) = moved {
             log.set_replicated_high_watermark(Offset(high_watermark));
         }
@@ -350,6 +361,9 @@ impl Shard {
                     Wanted::Follow(leader) => self.follow(&tp, meta.id, partition, leader, &log),
                     Wanted::Nothing => {
                         self.replicas.roles.borrow_mut().remove(&tp);
+                        if !partition.replicas.contains(&own) && log.log_end_offset().value() > 0 {
+                            self.spawn_drop_removed_replica(tp.clone());
+                        }
                     }
                 }
             }
@@ -511,6 +525,31 @@ impl Shard {
         }
     }
 
+    /// Empties the local copy of `tp`, whose replica set no longer has this broker (once; the
+    /// view is checked again when the task runs).
+    fn spawn_drop_removed_replica(self: &Rc<Self>, tp: TopicPartition) {
+        if !self.replicas.dropping.borrow_mut().insert(tp.clone()) {
+            return;
+        }
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let own = shard.config.server.node_id;
+            let still_removed = crate::quorum::view::cluster_topics().is_some_and(|topics| {
+                topics
+                    .topics
+                    .get(tp.topic.as_str())
+                    .and_then(|topic| topic.partitions.get(usize::try_from(tp.partition).ok()?))
+                    .is_some_and(|partition| !partition.replicas.contains(&own))
+            });
+            if still_removed {
+                tracing::info!(partition = %tp, "no longer a replica here: emptying the local copy");
+                shard.drop_removed_replica(&tp).await;
+            }
+            shard.replicas.dropping.borrow_mut().remove(&tp);
+        })
+        .detach();
+    }
+
     /// Whether consumers (Fetch, ListOffsets) of `partition` are served here: in cluster mode a
     /// cluster partition only under this shard's leader role (NOT_LEADER_OR_FOLLOWER
     /// otherwise). A restarted broker whose replayed metadata still names it leader would
@@ -631,6 +670,63 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords on a partition this shard leads in `generation` (KIP-107, Kafka's
+    /// DelayedDeleteRecords): the leader's log already starts at `target`; waits until every
+    /// follower on a live broker has moved its log start there too (they learn it from fetch
+    /// answers), so no replica that may lead next still serves the deleted records. Answers
+    /// the low watermark; NOT_LEADER_OR_FOLLOWER if the role is lost, REQUEST_TIMED_OUT after
+    /// `timeout`.
+    pub(super) async fn wait_low_watermark(
+        &self,
+        partition: &TopicPartition,
+        log: &PartitionLog,
+        target: Offset,
+        generation: u64,
+        timeout: Duration,
+    ) -> Result<i64, ErrorCode> {
+        let low_watermark = || -> Result<i64, ErrorCode> {
+            let roles = self.replicas.roles.borrow();
+            let Some(Role::Leader(role)) = roles.get(partition) else {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            };
+            if role.generation != generation {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            let view = crate::quorum::view::shard_view();
+            let live = |node: NodeId| {
+                view.as_ref()
+                    .is_some_and(|view| view.brokers.iter().any(|b| b.node_id == node))
+            };
+            Ok(role
+                .state
+                .low_watermark(log.log_start_offset().value(), live))
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let fetches_seen = self.replicas.follower_fetch_count.get();
+            let low = low_watermark()?;
+            if low >= target.value() {
+                return Ok(low);
+            }
+            if log.is_failed() {
+                return Err(ErrorCode::KafkaStorageError);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || log.is_closing() {
+                return Err(ErrorCode::RequestTimedOut);
+            }
+            // Woken by every follower fetch; the pause re-checks leadership and liveness (a
+            // broker fenced meanwhile no longer holds the answer back).
+            let fetched = Box::pin(
+                self.replicas
+                    .follower_fetches
+                    .wait_until(|| self.replicas.follower_fetch_count.get() != fetches_seen),
+            );
+            let pause = Box::pin(glommio::timer::sleep(left.min(LEADERSHIP_CHECK)));
+            futures::future::select(fetched, pause).await;
+        }
+    }
+
     /// Every led partition whose ISR should change (a follower lagging past
     /// `cluster.replica_lag_time_max_ms`, or a caught-up replica outside it) sends one
     /// AlterPartition to the controller; the answer goes back to the leader state that asked.
@@ -740,6 +836,8 @@ mod tests {
             partition_epoch: 5,
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             offline_replicas: Vec::new(),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),

@@ -438,12 +438,17 @@ impl Shard {
         self: &Rc<Self>,
         target: ShardId,
         partitions: Vec<(TopicPartition, i64)>,
+        timeout: std::time::Duration,
     ) -> Result<Vec<(TopicPartition, Result<i64, ErrorCode>)>, ShardError> {
         if target == self.id {
-            return Ok(self.delete_records_local(partitions).await);
+            return Ok(self.delete_records_local(partitions, timeout).await);
         }
         self.request(target, |reply| {
-            ShardMessage::DeleteRecords(DeleteRecordsOp { partitions, reply })
+            ShardMessage::DeleteRecords(DeleteRecordsOp {
+                partitions,
+                timeout,
+                reply,
+            })
         })
         .await
     }
@@ -693,7 +698,7 @@ impl Shard {
                 glommio::spawn_local(async move {
                     let _ = op
                         .reply
-                        .send(shard.delete_records_local(op.partitions).await);
+                        .send(shard.delete_records_local(op.partitions, op.timeout).await);
                 })
                 .detach();
             }

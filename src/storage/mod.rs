@@ -43,7 +43,7 @@ mod retention;
 mod scan;
 mod scrub;
 mod segment;
-mod signal;
+pub(crate) mod signal;
 mod state;
 mod stats;
 mod tail;

@@ -58,6 +58,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.Node;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
@@ -97,6 +98,7 @@ public final class ShardlogClient {
             case "create" -> create(args[1], args[2], Integer.parseInt(args[3]));
             case "list" -> list(args[1]);
             case "describe" -> describe(args[1], args[2]);
+            case "describeisr" -> describeIsr(args[1], args[2]);
             case "delete" -> delete(args[1], args[2]);
             case "configresources" -> configResources(args[1],
                     List.of(args).subList(2, args.length));
@@ -396,6 +398,30 @@ public final class ShardlogClient {
                         + " replicas " + replicas);
             }
         }
+    }
+
+    /** Each partition's leader (-1: none), ISR, ELR and last-known ELR (KIP-966). */
+    static void describeIsr(String bootstrap, String topic) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            TopicDescription d = admin.describeTopics(List.of(topic))
+                    .allTopicNames().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS).get(topic);
+            for (TopicPartitionInfo p : d.partitions()) {
+                System.out.println("PARTITION " + p.partition()
+                        + " leader " + (p.leader() == null ? -1 : p.leader().id())
+                        + " isr " + nodeIds(p.isr()) + " elr " + nodeIds(p.elr())
+                        + " lastknownelr " + nodeIds(p.lastKnownElr()));
+            }
+        }
+    }
+
+    /** Node ids joined by commas, "-" for none. */
+    static String nodeIds(List<Node> nodes) {
+        if (nodes == null || nodes.isEmpty()) {
+            return "-";
+        }
+        StringBuilder ids = new StringBuilder();
+        nodes.forEach(node -> ids.append(ids.length() == 0 ? "" : ",").append(node.id()));
+        return ids.toString();
     }
 
     static void configResources(String bootstrap, List<String> typeNames) throws Exception {

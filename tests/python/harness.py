@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 import warnings
 from pathlib import Path
@@ -252,6 +253,19 @@ class Broker:
         self.stop()
         if not keep and not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def partition_gauge(node: "Broker", gauge: str, topic: str, partition: int = 0) -> int | None:
+    """A partition's `shardlog_partition_<gauge>` (e.g. high_watermark, log_start_offset) in
+    the node's /metrics; None when the partition is not listed."""
+    url = f"http://{node.host}:{node.admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"shardlog_partition_{gauge}{{") and f'topic="{topic}"' in line \
+                and f'partition="{partition}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
 
 
 def unique_topic(prefix: str = "t") -> str:

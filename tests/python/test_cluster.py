@@ -159,12 +159,23 @@ def cluster(request):
     try:
         yield c.start()
     finally:
-        failed = any(getattr(request.node, f"rep_{p}", None) is not None
-                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
-        for node in list(c.nodes.values()) + extra:
-            if failed:
-                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
-            node.cleanup(keep=failed)
+        clean_up_nodes(request, list(c.nodes.values()) + extra)
+
+
+def failed_test(request) -> bool:
+    """Whether the running test's setup or call failed (conftest records the reports)."""
+    return any(getattr(request.node, f"rep_{p}", None) is not None
+               and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
+
+
+def clean_up_nodes(request, nodes: list[Broker]) -> None:
+    """Stops and removes every node; after a failure prints each one's log tail and keeps
+    its data dir."""
+    failed = failed_test(request)
+    for node in nodes:
+        if failed:
+            print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
+        node.cleanup(keep=failed)
 
 
 def incarnations(node: Broker) -> list[str]:

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from clients import ck_create_topic, ck_read_all, ck_watermarks
 from harness import unique_topic
-from test_cluster import Cluster, agreed_view, cluster, wait_for  # noqa: F401 (fixture)
+from test_cluster import Cluster, agreed_view, clean_up_nodes, cluster, wait_for  # noqa: F401 (fixture)
 from test_cluster_leader_epochs import leader_and_epoch, partition_zero
 from test_cluster_topics import create_topic, produce, same_everywhere
 
@@ -128,12 +128,7 @@ def rebalancing_cluster(request):
     try:
         yield c.start()
     finally:
-        failed = any(getattr(request.node, f"rep_{p}", None) is not None
-                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
-        for node in c.nodes.values():
-            if failed:
-                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
-            node.cleanup(keep=failed)
+        clean_up_nodes(request, list(c.nodes.values()))
 
 
 def test_auto_leader_rebalance_moves_leadership_back(rebalancing_cluster):

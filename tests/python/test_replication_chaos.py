@@ -73,7 +73,7 @@ import fault_proxy
 import kafka_wire as wire
 from fault_proxy import FaultProxy
 from harness import Broker, unique_topic
-from test_cluster import Cluster, agreed_view, wait_for
+from test_cluster import Cluster, agreed_view, failed_test, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -184,8 +184,7 @@ def chaos_cluster(request):
     try:
         yield c.start()
     finally:
-        failed = any(getattr(request.node, f"rep_{p}", None) is not None
-                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
+        failed = failed_test(request)
         c.heal_all()
         for node in c.nodes.values():
             if failed:

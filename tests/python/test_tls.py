@@ -448,7 +448,7 @@ def test_unsupported_protocols_and_missing_files_stop_start_up(pki):
 
 @pytest.mark.cluster
 def test_cluster_advertises_each_brokers_endpoint_of_the_clients_listener(request, pki):
-    from test_cluster import Cluster, wait_for
+    from test_cluster import Cluster, clean_up_nodes, wait_for
     ca, _, certs = pki
     cluster = Cluster(request.node.name, size=3)
     ssl_ports = {}
@@ -482,9 +482,4 @@ def test_cluster_advertises_each_brokers_endpoint_of_the_clients_listener(reques
         assert_read_back(ck_read_all(ssl_bootstrap, topic, list(range(PARTITIONS)),
                                      **ck_ssl(ca)), sent, acks)
     finally:
-        failed = any(getattr(request.node, f"rep_{p}", None) is not None
-                     and getattr(request.node, f"rep_{p}").failed for p in ("setup", "call"))
-        for node in cluster.nodes.values():
-            if failed:
-                print(f"\n==== {node.bootstrap} ====\n{node.stderr_tail()}")
-            node.cleanup(keep=failed)
+        clean_up_nodes(request, list(cluster.nodes.values()))

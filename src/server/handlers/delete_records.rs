@@ -1,5 +1,7 @@
 //! DeleteRecords (key 21): advances partitions' log start offsets (-1: up to the high
-//! watermark); readers below it get OFFSET_OUT_OF_RANGE. Answers the new low watermarks.
+//! watermark); readers below it get OFFSET_OUT_OF_RANGE. Answers the new low watermarks; on a
+//! replicated partition, once every live replica's log start has followed (or
+//! REQUEST_TIMED_OUT after the request's timeout).
 
 use super::topic_name;
 use crate::model::{ErrorCode, ShardId, TopicPartition};
@@ -42,9 +44,12 @@ pub fn handle(
                     .push((tp, p.offset));
             }
         }
+        // On replicated partitions the leader waits this long for its followers (Kafka's
+        // DelayedDeleteRecords); a single broker answers at once.
+        let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
         let calls = per_shard
             .into_iter()
-            .map(|(target, partitions)| shard.delete_records(target, partitions));
+            .map(|(target, partitions)| shard.delete_records(target, partitions, timeout));
         let mut outcomes: HashMap<(String, i32), Result<i64, ErrorCode>> = HashMap::new();
         for results in futures::future::join_all(calls).await {
             for (tp, outcome) in results? {

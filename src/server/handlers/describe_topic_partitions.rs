@@ -8,12 +8,15 @@
 //! `next_cursor` names the first of them. A cursor whose topic is not among the named topics,
 //! or whose partition is negative, is INVALID_REQUEST for every named topic. Named topics
 //! that do not exist get UNKNOWN_TOPIC_OR_PARTITION (INVALID_TOPIC_EXCEPTION for an invalid
-//! name) and take no room in the page. Leader = this broker, epoch 0, no eligible leader
-//! replicas (no replication yet). Pure over the catalog: no I/O.
+//! name) and take no room in the page. This broker's own topics: leader = this broker, epoch
+//! 0, no eligible leader replicas. Cluster mode adds the metadata log's topics with their
+//! leaders, epochs, replicas, ISR, ELR and last-known ELR (KIP-966), as Metadata reports them.
+//! Pure over the catalog and the cluster view: no I/O.
 
 use super::topic_name;
 use crate::metadata::{Catalog, TopicMeta, validate_topic_name};
 use crate::model::ErrorCode;
+use crate::quorum::topics::{ClusterTopic, ClusterTopics};
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::Shard;
@@ -40,8 +43,10 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let server = &shard.config.server;
+        let cluster = crate::quorum::view::cluster_topics();
         let response = describe(
             &shard.catalog(),
+            cluster.as_deref(),
             &request,
             server.describe_topic_partitions_response_partitions_max,
             server.node_id,
@@ -54,6 +59,7 @@ pub fn handle(
 /// (the configured ceiling) plus the client's own limit.
 pub fn describe(
     catalog: &Catalog,
+    cluster: Option<&ClusterTopics>,
     request: &DescribeTopicPartitionsRequest,
     partitions_max: usize,
     node_id: i32,
@@ -64,10 +70,10 @@ pub fn describe(
         .map(|c| (c.topic_name.0.to_string(), c.partition_index));
     let cursor_topic = cursor.as_ref().map_or("", |(name, _)| name.as_str());
     let all_topics = request.topics.is_empty();
+    let known = KnownTopics { catalog, cluster };
     let topics: BTreeSet<String> = if all_topics {
-        catalog
-            .topics()
-            .map(|topic| topic.name.clone())
+        known
+            .names()
             .filter(|name| name.as_str() >= cursor_topic)
             .collect()
     } else {
@@ -92,23 +98,30 @@ pub fn describe(
             response.next_cursor = Some(cursor_at(name, 0));
             break;
         }
-        let Some(topic) = catalog.topic(name) else {
-            if !all_topics {
-                response.topics.push(missing_topic(name));
+        let topic = match known.find(name) {
+            Some(Known::NotCaughtUp(meta)) => {
+                response.topics.push(not_caught_up(meta));
+                continue;
             }
-            continue;
+            Some(Known::Own(meta)) => Described::Own(meta, node_id),
+            Some(Known::Cluster(cluster_topic)) => Described::Cluster(name, cluster_topic),
+            None => {
+                if !all_topics {
+                    response.topics.push(missing_topic(name));
+                }
+                continue;
+            }
         };
         let start = match &cursor {
             Some((cursor_name, partition)) if cursor_name == name => *partition,
             _ => 0,
         };
-        let count = usize::try_from(topic.partitions.saturating_sub(start)).unwrap_or(0);
+        let partition_count = topic.partition_count();
+        let count = usize::try_from(partition_count.saturating_sub(start)).unwrap_or(0);
         let taken = count.min(remaining);
         let end = start.saturating_add(i32::try_from(taken).unwrap_or(i32::MAX));
-        response
-            .topics
-            .push(topic_entry(topic, start..end, node_id));
-        if end < topic.partitions {
+        response.topics.push(topic.entry(start..end));
+        if end < partition_count {
             response.next_cursor = Some(cursor_at(name, end));
             break;
         }
@@ -124,32 +137,136 @@ fn cursor_at(name: &str, partition_index: i32) -> Cursor {
     cursor
 }
 
-fn topic_entry(
-    topic: &TopicMeta,
-    partitions: std::ops::Range<i32>,
-    node_id: i32,
-) -> DescribeTopicPartitionsResponseTopic {
+/// The topics this broker describes: its own (single broker, internal topics) and, in
+/// cluster mode, the metadata log's, as Metadata reports them.
+struct KnownTopics<'a> {
+    catalog: &'a Catalog,
+    cluster: Option<&'a ClusterTopics>,
+}
+
+enum Known<'a> {
+    Own(&'a TopicMeta),
+    Cluster(&'a ClusterTopic),
+    /// A local copy of a log topic while this broker's metadata has not caught up.
+    NotCaughtUp(&'a TopicMeta),
+}
+
+impl<'a> KnownTopics<'a> {
+    fn is_own(&self, topic: &TopicMeta) -> bool {
+        match self.cluster {
+            None => true,
+            Some(cluster) => !topic.cluster && !cluster.topics.contains_key(&topic.name),
+        }
+    }
+
+    fn view_behind(&self) -> bool {
+        self.cluster.is_some_and(|cluster| {
+            cluster.applied_index == 0 || cluster.applied_index < self.catalog.metadata_index
+        })
+    }
+
+    fn names(&self) -> impl Iterator<Item = String> + '_ {
+        let own = self
+            .catalog
+            .topics()
+            .filter(|topic| self.is_own(topic) || (topic.cluster && self.view_behind()))
+            .map(|topic| topic.name.clone());
+        let logged = self
+            .cluster
+            .into_iter()
+            .flat_map(|c| c.topics.keys().cloned());
+        own.chain(logged)
+    }
+
+    fn find(&self, name: &str) -> Option<Known<'a>> {
+        if let Some(topic) = self.cluster.and_then(|cluster| cluster.topics.get(name)) {
+            return Some(Known::Cluster(topic));
+        }
+        match self.catalog.topic(name) {
+            Some(topic) if self.is_own(topic) => Some(Known::Own(topic)),
+            Some(topic) if topic.cluster && self.view_behind() => Some(Known::NotCaughtUp(topic)),
+            _ => None,
+        }
+    }
+}
+
+/// A topic being described: this broker's own (it leads every partition, epoch 0) or a
+/// metadata-log topic with its leaders, replicas, ISR and KIP-966 eligible leader replicas.
+enum Described<'a> {
+    Own(&'a TopicMeta, i32),
+    Cluster(&'a str, &'a ClusterTopic),
+}
+
+impl Described<'_> {
+    fn partition_count(&self) -> i32 {
+        match self {
+            Described::Own(topic, _) => topic.partitions,
+            Described::Cluster(_, topic) => {
+                i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX)
+            }
+        }
+    }
+
+    fn entry(&self, partitions: std::ops::Range<i32>) -> DescribeTopicPartitionsResponseTopic {
+        let mut entry = DescribeTopicPartitionsResponseTopic::default();
+        entry.error_code = ErrorCode::None.code();
+        entry.topic_authorized_operations = OPERATIONS_OMITTED;
+        let brokers = |nodes: &[i32]| nodes.iter().map(|node| BrokerId(*node)).collect();
+        match self {
+            Described::Own(topic, node_id) => {
+                entry.name = Some(topic_name(&topic.name));
+                entry.topic_id = uuid::Uuid::from_bytes(topic.id);
+                entry.is_internal = topic.internal;
+                entry.partitions = partitions
+                    .map(|index| {
+                        let mut partition = DescribeTopicPartitionsResponsePartition::default();
+                        partition.partition_index = index;
+                        partition.leader_id = BrokerId(*node_id);
+                        partition.replica_nodes = vec![BrokerId(*node_id)];
+                        partition.isr_nodes = vec![BrokerId(*node_id)];
+                        partition.eligible_leader_replicas = Some(Vec::new());
+                        partition.last_known_elr = Some(Vec::new());
+                        partition
+                    })
+                    .collect();
+            }
+            Described::Cluster(name, topic) => {
+                entry.name = Some(topic_name(name));
+                entry.topic_id = uuid::Uuid::from_bytes(topic.id);
+                entry.is_internal =
+                    super::find_coordinator::CoordinatorTopic::named(name).is_some();
+                entry.partitions = partitions
+                    .filter_map(|index| {
+                        let state = topic.partitions.get(usize::try_from(index).ok()?)?;
+                        let mut partition = DescribeTopicPartitionsResponsePartition::default();
+                        partition.partition_index = index;
+                        partition.leader_id = BrokerId(state.leader);
+                        partition.leader_epoch = state.leader_epoch;
+                        partition.replica_nodes = brokers(&state.replicas);
+                        partition.isr_nodes = brokers(&state.isr);
+                        partition.eligible_leader_replicas = Some(brokers(&state.elr));
+                        partition.last_known_elr = Some(brokers(&state.last_known_elr));
+                        partition.offline_replicas = brokers(&state.offline_replicas);
+                        if state.leader < 0 {
+                            partition.error_code = ErrorCode::LeaderNotAvailable.code();
+                        }
+                        Some(partition)
+                    })
+                    .collect();
+            }
+        }
+        entry
+    }
+}
+
+/// LEADER_NOT_AVAILABLE (retriable), as Metadata answers for a log topic's local copy before
+/// this broker's metadata caught up.
+fn not_caught_up(topic: &TopicMeta) -> DescribeTopicPartitionsResponseTopic {
     let mut entry = DescribeTopicPartitionsResponseTopic::default();
-    entry.error_code = ErrorCode::None.code();
+    entry.error_code = ErrorCode::LeaderNotAvailable.code();
     entry.name = Some(topic_name(&topic.name));
     entry.topic_id = uuid::Uuid::from_bytes(topic.id);
-    entry.is_internal = topic.internal;
     entry.topic_authorized_operations = OPERATIONS_OMITTED;
-    entry.partitions = partitions
-        .map(|index| {
-            let mut partition = DescribeTopicPartitionsResponsePartition::default();
-            partition.error_code = ErrorCode::None.code();
-            partition.partition_index = index;
-            partition.leader_id = BrokerId(node_id);
-            partition.leader_epoch = 0;
-            partition.replica_nodes = vec![BrokerId(node_id)];
-            partition.isr_nodes = vec![BrokerId(node_id)];
-            partition.eligible_leader_replicas = Some(Vec::new());
-            partition.last_known_elr = Some(Vec::new());
-            partition.offline_replicas = Vec::new();
-            partition
-        })
-        .collect();
     entry
 }
 
@@ -263,7 +380,7 @@ mod tests {
 
     #[test]
     fn all_topics_in_name_order_when_none_are_named() {
-        let response = describe(&catalog(), &request(&[], 2000, None), 2000, NODE);
+        let response = describe(&catalog(), None, &request(&[], 2000, None), 2000, NODE);
         let expected = vec![ok("a", &[0, 1, 2]), ok("b", &[0]), ok("c", &[0, 1, 2, 3])];
         assert_eq!(page(&response), (expected, None));
         let partition = &response.topics[0].partitions[1];
@@ -281,7 +398,7 @@ mod tests {
         let mut pages = 0;
         loop {
             let asked = request(&[], 3, cursor.as_ref().map(|(n, p)| (n.as_str(), *p)));
-            let (topics, next) = page(&describe(&catalog, &asked, 2000, NODE));
+            let (topics, next) = page(&describe(&catalog, None, &asked, 2000, NODE));
             let described: usize = topics.iter().map(|(_, _, p)| p.len()).sum();
             assert!(described <= 3, "page over the limit: {topics:?}");
             for (name, _, partitions) in topics {
@@ -305,19 +422,25 @@ mod tests {
     #[test]
     fn limit_cuts_inside_a_topic_and_at_a_topic_boundary() {
         let catalog = catalog();
-        let inside = describe(&catalog, &request(&["a", "c"], 5, None), 2000, NODE);
+        let inside = describe(&catalog, None, &request(&["a", "c"], 5, None), 2000, NODE);
         let expected = vec![ok("a", &[0, 1, 2]), ok("c", &[0, 1])];
         assert_eq!(page(&inside), (expected, Some(("c".to_string(), 2))));
-        let boundary = describe(&catalog, &request(&["a", "c"], 3, None), 2000, NODE);
+        let boundary = describe(&catalog, None, &request(&["a", "c"], 3, None), 2000, NODE);
         let expected = vec![ok("a", &[0, 1, 2])];
         assert_eq!(page(&boundary), (expected, Some(("c".to_string(), 0))));
         // The broker's ceiling wins over a larger client limit; a limit below 1 counts as 1.
-        let ceiling = describe(&catalog, &request(&["c"], 2000, None), 2, NODE);
+        let ceiling = describe(&catalog, None, &request(&["c"], 2000, None), 2, NODE);
         assert_eq!(
             page(&ceiling),
             (vec![ok("c", &[0, 1])], Some(("c".to_string(), 2)))
         );
-        let zero = describe(&catalog, &request(&["c"], 0, Some(("c", 3))), 2000, NODE);
+        let zero = describe(
+            &catalog,
+            None,
+            &request(&["c"], 0, Some(("c", 3))),
+            2000,
+            NODE,
+        );
         assert_eq!(page(&zero), (vec![ok("c", &[3])], None));
     }
 
@@ -328,6 +451,7 @@ mod tests {
         let invalid = ErrorCode::InvalidTopicException.code();
         let response = describe(
             &catalog,
+            None,
             &request(&["nope", "b@d", "b"], 2, None),
             2000,
             NODE,
@@ -341,6 +465,7 @@ mod tests {
         // Once the page is full, the next named topic is the cursor, known or not (as Kafka).
         let full = describe(
             &catalog,
+            None,
             &request(&["nope", "b@d", "c"], 4, None),
             2000,
             NODE,
@@ -355,6 +480,7 @@ mod tests {
         for cursor in [("zzz", 0), ("a", -1)] {
             let response = describe(
                 &catalog(),
+                None,
                 &request(&["a", "c"], 10, Some(cursor)),
                 2000,
                 NODE,
@@ -365,5 +491,75 @@ mod tests {
             ];
             assert_eq!(page(&response), (expected, None), "{cursor:?}");
         }
+    }
+
+    #[test]
+    fn cluster_topics_show_their_leaders_isr_and_eligible_leader_replicas() {
+        use crate::quorum::topics::ClusterPartition;
+        let partition = |leader: i32, isr: Vec<i32>, elr: Vec<i32>| ClusterPartition {
+            leader,
+            leader_epoch: 7,
+            partition_epoch: 9,
+            replicas: vec![2, 3, 1],
+            isr,
+            elr,
+            last_known_elr: vec![1],
+            offline_replicas: vec![1],
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        };
+        let logged = ClusterTopic {
+            id: [9; 16],
+            partitions: vec![
+                partition(2, vec![2], vec![3]),
+                partition(-1, vec![], vec![]),
+            ],
+            configs: Default::default(),
+        };
+        let cluster = ClusterTopics {
+            applied_index: 5,
+            topics: [("d".to_string(), logged)].into_iter().collect(),
+            producer_id_bound: 0,
+            broker_epochs: Default::default(),
+            default_configs: Default::default(),
+        };
+        let response = describe(
+            &catalog(),
+            Some(&cluster),
+            &request(&[], 2000, None),
+            2000,
+            NODE,
+        );
+        let names: Vec<_> = response
+            .topics
+            .iter()
+            .map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "d"].map(|n| Some(n.to_string())),
+            "own topics and the log's, in name order"
+        );
+        let d = &response.topics[3];
+        let ids = |nodes: &[BrokerId]| nodes.iter().map(|n| n.0).collect::<Vec<_>>();
+        let led = &d.partitions[0];
+        assert_eq!(led.leader_id.0, 2);
+        assert_eq!(led.leader_epoch, 7);
+        assert_eq!(ids(&led.replica_nodes), [2, 3, 1]);
+        assert_eq!(ids(&led.isr_nodes), [2]);
+        assert_eq!(
+            led.eligible_leader_replicas.as_deref().map(ids),
+            Some(vec![3])
+        );
+        assert_eq!(led.last_known_elr.as_deref().map(ids), Some(vec![1]));
+        assert_eq!(ids(&led.offline_replicas), [1]);
+        assert_eq!(
+            d.partitions[1].error_code,
+            ErrorCode::LeaderNotAvailable.code()
+        );
+        assert_eq!(
+            response.topics[0].partitions[0].leader_id.0, NODE,
+            "own topic: this broker"
+        );
     }
 }

@@ -294,6 +294,7 @@ fn slots_of(
                         replica_id,
                         broker_epoch: replica_epoch,
                         current_leader_epoch: partition.current_leader_epoch,
+                        log_start_offset: partition.log_start_offset,
                     }),
                 }),
                 seen_end: Offset(partition.fetch_offset),
