@@ -247,6 +247,7 @@ impl Shard {
                 member_id,
                 group_instance_id,
                 generation_id,
+                api_version,
                 entries,
                 reply,
             } => {
@@ -256,6 +257,7 @@ impl Shard {
                         &member_id,
                         group_instance_id.as_deref(),
                         generation_id,
+                        api_version,
                         entries,
                     )
                     .await;
@@ -263,10 +265,17 @@ impl Shard {
             }
             GroupOp::FetchOffsets {
                 group_id,
+                member: (member_id, member_epoch),
                 partitions,
                 require_stable,
                 reply,
             } => {
+                if let Some(error) =
+                    self.validate_consumer_fetch(&group_id, member_id.as_deref(), member_epoch)
+                {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
                 let mut fetched = self.fetch_offsets(&group_id, partitions);
                 if require_stable {
                     let unstable = self.unstable_partitions(&group_id);

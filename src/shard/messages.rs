@@ -237,12 +237,18 @@ pub enum GroupOp {
         member_id: String,
         group_instance_id: Option<String>,
         generation_id: i32,
+        /// The OffsetCommit version (consumer-protocol members must use v9+).
+        api_version: i16,
         entries: Vec<OffsetCommitEntry>,
         reply: Reply<Vec<ErrorCode>>,
     },
     /// `partitions: None` means every committed partition of the group.
     FetchOffsets {
         group_id: String,
+        /// OffsetFetch v9+: the member id and epoch a consumer-protocol member fetches
+        /// with (checked as Kafka's `ConsumerGroup.validateOffsetFetch`); `(None, -1)` for
+        /// admin tools and older versions.
+        member: (Option<String>, i32),
         partitions: Option<Vec<(String, i32)>>,
         /// OffsetFetch v7+: flag partitions with pending transactional offsets.
         require_stable: bool,

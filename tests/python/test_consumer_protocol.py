@@ -16,6 +16,11 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
 - A static member (group.instance.id) that closes (a -2 leave) and restarts gets its
   partitions back, and the other member sees nothing revoked.
 - The Java client 4.3 with group.protocol=consumer commits and resumes after its commits.
+- Offset commits check the member epoch (OffsetCommit v9, as Kafka's
+  ConsumerGroup.validateOffsetCommit): confluent-kafka commits at its epoch; a raw commit
+  under the member's id at another epoch gets STALE_MEMBER_EPOCH, an unknown member id
+  UNKNOWN_MEMBER_ID, v8 from the member UNSUPPORTED_VERSION; once the group is empty an admin
+  commit (no member, epoch -1) is accepted.
 Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
 test prints each member's stderr tail next to the broker's.
 """
@@ -31,9 +36,10 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+import kafka_wire as wire
 from harness import TEST_DATA_ROOT, unique_topic
 
 pytestmark = pytest.mark.groups
@@ -320,3 +326,44 @@ def test_java_client_consumer_protocol_commits_and_resumes(consumer_broker):
     joins = [line for line in broker.log_path.read_text(errors="replace").splitlines()
              if "consumer group member joined" in line and f"group={group}" in line]
     assert len(joins) == 2, joins
+
+
+ERROR_UNKNOWN_MEMBER_ID = 25
+ERROR_UNSUPPORTED_VERSION = 35
+ERROR_STALE_MEMBER_EPOCH = 113
+
+
+def raw_commit(bootstrap, version, group, member_id, member_epoch, topic, offset):
+    body = wire.roundtrip(bootstrap, wire.offset_commit_flexible(
+        9, version, group, member_id, member_epoch, topic, 0, offset))
+    return wire.parse_offset_commit_flexible(body[4:])[(topic, 0)]
+
+
+def test_offset_commits_check_the_member_epoch(consumer_broker):
+    broker = consumer_broker
+    topic, group = unique_topic("cpe"), unique_topic("cgrp")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, f"e{i}".encode()) for i in range(4)])
+    c = consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    consume(c, 4, "the four records")
+    committed = c.commit(asynchronous=False)
+    assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 4, None)]
+    member_id = c.memberid()
+    assert member_id, "the consumer-protocol member has an id"
+    # Epoch 0 is behind any assigned member's epoch; 1,000,000 is ahead of it.
+    for epoch in (0, 1_000_000):
+        assert raw_commit(broker.bootstrap, 9, group, member_id, epoch, topic, 1) == \
+            ERROR_STALE_MEMBER_EPOCH, epoch
+    assert raw_commit(broker.bootstrap, 9, group, "no-such-member", 1, topic, 1) == \
+        ERROR_UNKNOWN_MEMBER_ID
+    assert raw_commit(broker.bootstrap, 9, group, "", -1, topic, 1) == ERROR_UNKNOWN_MEMBER_ID
+    assert raw_commit(broker.bootstrap, 8, group, member_id, 1, topic, 1) == \
+        ERROR_UNSUPPORTED_VERSION
+    # None of the refused commits moved the offset.
+    (fetched,) = c.committed([TopicPartition(topic, 0)], timeout=CONSUME_TIMEOUT_S)
+    assert fetched.offset == 4
+    c.close()
+    # The group is empty now: a commit without a member (admin tools) is accepted.
+    assert raw_commit(broker.bootstrap, 9, group, "", -1, topic, 2) == 0

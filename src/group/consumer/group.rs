@@ -716,12 +716,15 @@ impl ConsumerGroup {
     }
 
     /// OffsetCommit / TxnOffsetCommit from a member (Kafka's `ConsumerGroup.validateOffsetCommit`):
-    /// an empty group accepts commits without a member (admin tools), otherwise the member must
-    /// exist and commit at its current epoch.
+    /// an empty group accepts commits without a member (admin tools, simple consumers);
+    /// otherwise the member must exist (UNKNOWN_MEMBER_ID), an OffsetCommit must be v9+
+    /// (UNSUPPORTED_VERSION: older versions cannot carry a member epoch) and the epoch must be
+    /// the member's current one (STALE_MEMBER_EPOCH).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         member_epoch: i32,
+        source: CommitSource,
     ) -> Result<(), ErrorCode> {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
@@ -730,6 +733,11 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ErrorCode::UnknownMemberId)?;
+        if let CommitSource::OffsetCommit { api_version } = source
+            && api_version < OFFSET_COMMIT_CONSUMER_PROTOCOL_VERSION_MIN
+        {
+            return Err(ErrorCode::UnsupportedVersion);
+        }
         if member.reconciliation.member_epoch != member_epoch {
             return Err(ErrorCode::StaleMemberEpoch);
         }

@@ -354,21 +354,49 @@ fn bad_requests_get_kafka_errors() {
 
 #[test]
 fn offset_commits_and_fetches_check_the_member_epoch() {
+    let v9 = CommitSource::OffsetCommit { api_version: 9 };
     let mut g = group();
-    assert_eq!(g.validate_offset_commit("", -1), Ok(()));
-    g.heartbeat(join("a", &["t"]), &six(), 0);
-    assert_eq!(g.validate_offset_commit("a", 1), Ok(()));
+    assert_eq!(g.validate_offset_commit("", -1, v9), Ok(()));
     assert_eq!(
-        g.validate_offset_commit("a", 0),
+        g.validate_offset_commit("", -1, CommitSource::OffsetCommit { api_version: 2 }),
+        Ok(()),
+        "an empty group takes commits without a member at any version"
+    );
+    g.heartbeat(join("a", &["t"]), &six(), 0);
+    assert_eq!(g.validate_offset_commit("a", 1, v9), Ok(()));
+    assert_eq!(
+        g.validate_offset_commit("a", 0, v9),
         Err(ErrorCode::StaleMemberEpoch)
     );
     assert_eq!(
-        g.validate_offset_commit("x", 1),
+        g.validate_offset_commit("a", 2, v9),
+        Err(ErrorCode::StaleMemberEpoch),
+        "an epoch ahead of the member's is stale too (Kafka compares for equality)"
+    );
+    assert_eq!(
+        g.validate_offset_commit("x", 1, v9),
         Err(ErrorCode::UnknownMemberId)
     );
     assert_eq!(
-        g.validate_offset_commit("", -1),
+        g.validate_offset_commit("", -1, v9),
         Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 1, CommitSource::OffsetCommit { api_version: 8 }),
+        Err(ErrorCode::UnsupportedVersion)
+    );
+    assert_eq!(
+        g.validate_offset_commit("x", 1, CommitSource::OffsetCommit { api_version: 8 }),
+        Err(ErrorCode::UnknownMemberId),
+        "the member is looked up before the version is checked"
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 1, CommitSource::TxnOffsetCommit),
+        Ok(())
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 0, CommitSource::TxnOffsetCommit),
+        Err(ErrorCode::StaleMemberEpoch)
     );
     assert_eq!(g.validate_offset_fetch(None, -1), Ok(()));
     assert_eq!(g.validate_offset_fetch(Some("a"), 1), Ok(()));
@@ -378,6 +406,10 @@ fn offset_commits_and_fetches_check_the_member_epoch() {
     );
     assert_eq!(
         g.validate_offset_fetch(Some("b"), 1),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        g.validate_offset_fetch(None, 1),
         Err(ErrorCode::UnknownMemberId)
     );
 }

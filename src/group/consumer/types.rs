@@ -175,6 +175,18 @@ impl HeartbeatOutcome {
     }
 }
 
+/// Which request commits offsets to a consumer group: Kafka checks the OffsetCommit version
+/// (a consumer-protocol member must use v9+, where the generation field carries its member
+/// epoch) but not TxnOffsetCommit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitSource {
+    OffsetCommit { api_version: i16 },
+    TxnOffsetCommit,
+}
+
+/// The first OffsetCommit version a consumer-protocol member may use.
+pub const OFFSET_COMMIT_CONSUMER_PROTOCOL_VERSION_MIN: i16 = 9;
+
 /// A member removed by the coordinator (session or revocation timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FencedMember {

@@ -13,8 +13,8 @@
 use super::super::Shard;
 use crate::group::GroupState;
 use crate::group::consumer::{
-    AssignorKind, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits, GroupRecords,
-    HeartbeatInput, HeartbeatOutcome, TopicsImage,
+    AssignorKind, CommitSource, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits,
+    GroupRecords, HeartbeatInput, HeartbeatOutcome, TopicsImage,
 };
 use crate::model::ErrorCode;
 use crate::model::records::NewRecord;
@@ -211,21 +211,38 @@ impl Shard {
     }
 
     /// An offset commit to a consumer group: `Some(verdict)`, or `None` when `group_id` is
-    /// no consumer group. The classic commit's generation carries the member epoch.
+    /// no consumer group. The commit's generation field carries the member epoch.
     pub(super) fn validate_consumer_commit(
         &self,
         group_id: &str,
         member_id: &str,
         member_epoch: i32,
+        source: CommitSource,
     ) -> Option<ErrorCode> {
         let groups = self.coordinator.consumer_groups.borrow();
         let group = groups.get(group_id)?;
         Some(
             group
-                .validate_offset_commit(member_id, member_epoch)
+                .validate_offset_commit(member_id, member_epoch, source)
                 .err()
                 .unwrap_or(ErrorCode::None),
         )
+    }
+
+    /// An OffsetFetch (v9+ names the member) from a consumer group: `Some(error)` when the
+    /// member or its epoch is refused; `None` when it may fetch or `group_id` is no consumer
+    /// group (classic groups do not check fetches).
+    pub(super) fn validate_consumer_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Option<ErrorCode> {
+        let groups = self.coordinator.consumer_groups.borrow();
+        groups
+            .get(group_id)?
+            .validate_offset_fetch(member_id, member_epoch)
+            .err()
     }
 
     pub(super) fn list_consumer_groups(&self) -> Vec<GroupListing> {
