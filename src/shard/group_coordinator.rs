@@ -570,9 +570,17 @@ impl Shard {
     }
 
     async fn delete_group(self: &Rc<Self>, group_id: &str) -> ErrorCode {
+        let consumer_group_deleted = match self
+            .drop_empty_consumer_group(group_id, "consumer group deleted")
+            .await
+        {
+            Ok(deleted) => deleted,
+            Err(error) => return error,
+        };
         let keys: Vec<OffsetKey> = {
             let groups = self.coordinator.groups.borrow();
             match groups.get(group_id) {
+                None if consumer_group_deleted => {}
                 None => return ErrorCode::GroupIdNotFound,
                 Some(group) if group.has_members() => return ErrorCode::NonEmptyGroup,
                 Some(_) => {}

@@ -21,6 +21,11 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
   under the member's id at another epoch gets STALE_MEMBER_EPOCH, an unknown member id
   UNKNOWN_MEMBER_ID, v8 from the member UNSUPPORTED_VERSION; once the group is empty an admin
   commit (no member, epoch -1) is accepted.
+- Admin, as Kafka 4 answers (confluent-kafka AdminClient): ListGroups lists the group with
+  type `consumer` and filters by type; describe_consumer_groups (ConsumerGroupDescribe)
+  shows its members with assigned and target partitions; `shardlog group describe` shows
+  member epochs; DeleteGroups refuses it with NON_EMPTY_GROUP while a member is in it and
+  deletes it, offsets included, once it is empty.
 Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
 test prints each member's stderr tail next to the broker's.
 """
@@ -36,11 +41,13 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (Consumer, ConsumerGroupType, KafkaError, KafkaException,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient
 
 from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
 import kafka_wire as wire
-from harness import TEST_DATA_ROOT, unique_topic
+from harness import TEST_DATA_ROOT, broker_binary, unique_topic
 
 pytestmark = pytest.mark.groups
 
@@ -367,3 +374,85 @@ def test_offset_commits_check_the_member_epoch(consumer_broker):
     c.close()
     # The group is empty now: a commit without a member (admin tools) is accepted.
     assert raw_commit(broker.bootstrap, 9, group, "", -1, topic, 2) == 0
+
+
+ADMIN_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 60.0
+
+
+def group_cli(bootstrap, *args):
+    run = subprocess.run([str(broker_binary()), "--bootstrap-server", bootstrap, "group", *args,
+                          "--format", "json"], capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT_S)
+    assert run.returncode == 0, f"{args}: {run.returncode}\n{run.stdout}\n{run.stderr}"
+    return json.loads(run.stdout)
+
+
+def listed(admin, **kwargs):
+    result = admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S, **kwargs)
+    return {g.group_id: g for g in result.result(ADMIN_TIMEOUT_S).valid}
+
+
+def test_admin_lists_describes_and_deletes_a_consumer_group(consumer_broker):
+    broker = consumer_broker
+    topic, group = unique_topic("cpa"), unique_topic("cgrp")
+    classic_group = unique_topic("cgrp-classic")
+    ck_create_topic(broker.bootstrap, topic, 2)
+    producer = ck_producer(broker.bootstrap)
+    ck_produce(producer, topic, [(None, b"x", p) for p in (0, 1)])
+    c = consumer(broker.bootstrap, group)
+    c.subscribe([topic])
+    consume(c, 2, "both records")
+    c.commit(asynchronous=False)
+    # A classic group (an admin commit) beside it, for the type filter.
+    assert raw_commit(broker.bootstrap, 9, classic_group, "", -1, topic, 1) == 0
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    every = listed(admin)
+    assert every[group].type == ConsumerGroupType.CONSUMER
+    assert every[classic_group].type == ConsumerGroupType.CLASSIC
+    consumers = listed(admin, types={ConsumerGroupType.CONSUMER})
+    assert group in consumers and classic_group not in consumers, sorted(consumers)
+    classics = listed(admin, types={ConsumerGroupType.CLASSIC})
+    assert classic_group in classics and group not in classics, sorted(classics)
+
+    (described,) = admin.describe_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    description = described.result(ADMIN_TIMEOUT_S)
+    assert description.type == ConsumerGroupType.CONSUMER
+    assert description.partition_assignor == "uniform"
+    (member,) = description.members
+    assert member.member_id == c.memberid()
+    owned = sorted((tp.topic, tp.partition) for tp in member.assignment.topic_partitions)
+    assert owned == [(topic, 0), (topic, 1)]
+    target = sorted((tp.topic, tp.partition) for tp in member.target_assignment.topic_partitions)
+    assert target == owned
+
+    cli = group_cli(broker.bootstrap, "describe", group)
+    assert (cli["group_type"], cli["state"], cli["protocol"]) == ("consumer", "Stable", "uniform")
+    assert cli["group_epoch"] >= 1 and cli["assignment_epoch"] == cli["group_epoch"]
+    (cli_member,) = cli["members"]
+    assert cli_member["member_id"] == c.memberid()
+    assert cli_member["member_epoch"] == cli["assignment_epoch"]
+    assert cli_member["assignment"] == [{"topic": topic, "partitions": [0, 1]}]
+    assert cli_member["target_assignment"] == cli_member["assignment"]
+    assert sorted(r["committed_offset"] for r in cli["offsets"]) == [1, 1]
+    listed_by_cli = {g["group"]: g for g in group_cli(broker.bootstrap, "list")}
+    assert (listed_by_cli[group]["state"], listed_by_cli[group]["members"]) == ("Stable", 1)
+
+    (refused,) = admin.delete_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    with pytest.raises(KafkaException) as error:
+        refused.result(ADMIN_TIMEOUT_S)
+    assert error.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+
+    c.close()
+    (deleted,) = admin.delete_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    assert deleted.result(ADMIN_TIMEOUT_S) is None
+    assert group not in listed(admin)
+    # Its offsets went with it: a new member starts from the beginning.
+    again = consumer(broker.bootstrap, group)
+    again.subscribe([topic])
+    assert sorted(m.offset() for m in consume(again, 2, "both records again")) == [0, 0]
+    again.close()

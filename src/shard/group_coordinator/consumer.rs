@@ -190,24 +190,40 @@ impl Shard {
     /// empty one is dropped, with tombstones for its records, so the classic group can take
     /// its place).
     pub(super) async fn classic_join_allowed(&self, group_id: &str) -> Result<(), ErrorCode> {
+        match self
+            .drop_empty_consumer_group(group_id, "empty consumer group becomes a classic group")
+            .await
+        {
+            Err(ErrorCode::NonEmptyGroup) => Err(ErrorCode::InconsistentGroupProtocol),
+            Err(error) => Err(error),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Drops the consumer group `group_id` if it has no members, and writes tombstones for
+    /// its records (Kafka's `ConsumerGroup.validateDeleteGroup` and
+    /// `createGroupTombstoneRecords`). `Ok(false)`: there is no such consumer group;
+    /// `Err(NON_EMPTY_GROUP)`: it has members; other errors are the write's.
+    pub(super) async fn drop_empty_consumer_group(
+        &self,
+        group_id: &str,
+        why: &'static str,
+    ) -> Result<bool, ErrorCode> {
         {
             let mut groups = self.coordinator.consumer_groups.borrow_mut();
             match groups.get(group_id) {
-                Some(group) if !group.is_empty() => {
-                    return Err(ErrorCode::InconsistentGroupProtocol);
-                }
+                Some(group) if !group.is_empty() => return Err(ErrorCode::NonEmptyGroup),
                 Some(_) => {
                     groups.remove(group_id);
                 }
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
-        tracing::info!(shard = %self.id, group = %group_id,
-            "empty consumer group becomes a classic group");
-        match self.consumer_changes(group_id) {
-            Some(tombstones) => self.write_consumer_changes(group_id, tombstones).await,
-            None => Ok(()),
+        tracing::info!(shard = %self.id, group = %group_id, "{why}");
+        if let Some(tombstones) = self.consumer_changes(group_id) {
+            self.write_consumer_changes(group_id, tombstones).await?;
         }
+        Ok(true)
     }
 
     /// An offset commit to a consumer group: `Some(verdict)`, or `None` when `group_id` is
