@@ -26,18 +26,13 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
   shows its members with assigned and target partitions; `shardlog group describe` shows
   member epochs; DeleteGroups refuses it with NON_EMPTY_GROUP while a member is in it and
   deletes it, offsets included, once it is empty.
-Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
-test prints each member's stderr tail next to the broker's.
+Members run as subprocesses (consumer_protocol_member.py, through group_members.py) so they
+can be killed; a failing test prints each member's stderr tail next to the broker's.
 """
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -45,9 +40,11 @@ from confluent_kafka import (Consumer, ConsumerGroupType, KafkaError, KafkaExcep
                              TopicPartition)
 from confluent_kafka.admin import AdminClient
 
-from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+import group_members
 import kafka_wire as wire
-from harness import TEST_DATA_ROOT, broker_binary, unique_topic
+from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+from group_members import GROUP_SETTLE_TIMEOUT_S, MemberProcess, started_members
+from harness import broker_binary, unique_topic
 
 pytestmark = pytest.mark.groups
 
@@ -57,29 +54,17 @@ SESSION_MS = 6000
 HEARTBEAT_MS = 500
 BROKER_ARGS = ["--group-consumer-session-timeout-ms", str(SESSION_MS),
                "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS)]
-# Bounds on hangs only.
-GROUP_SETTLE_TIMEOUT_S = 60.0
-MEMBER_STOP_TIMEOUT_S = 20.0
-MEMBER_STDERR_TAIL_LINES = 60
 MEMBER_SCRIPT = Path(__file__).with_name("consumer_protocol_member.py")
 
 
-class Member:
+class Member(MemberProcess):
     def __init__(self, stderr_path, bootstrap, topic, group, instance_id=None):
-        self.args = [sys.executable, str(MEMBER_SCRIPT), bootstrap, topic, group,
-                     instance_id or "-"]
         self.events: list[dict] = []
-        self.lock = threading.Lock()
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
-                                         text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(stderr_path, [sys.executable, str(MEMBER_SCRIPT), bootstrap, topic,
+                                       group, instance_id or "-"])
 
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.events.append(json.loads(line))
+    def on_event(self, event):
+        self.events.append(event)
 
     def assignment(self):
         with self.lock:
@@ -94,22 +79,6 @@ class Member:
         with self.lock:
             return {p for e in self.events[mark:] for p in e.get("revoke", []) + e.get("lost", [])}
 
-    def stderr_tail(self, lines=MEMBER_STDERR_TAIL_LINES):
-        text = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.stderr_path} (last {len(text)} lines) ---\n" + "\n".join(text)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
 
 @pytest.fixture
 def consumer_broker(broker_factory):
@@ -118,42 +87,11 @@ def consumer_broker(broker_factory):
 
 @pytest.fixture
 def members(request):
-    started: list[Member] = []
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
-    workdir = TEST_DATA_ROOT / f"{safe}-members-{os.getpid()}-{time.monotonic_ns()}"
-    workdir.mkdir(parents=True)
-
-    def start(*args, **kwargs):
-        m = Member(workdir / f"member-{len(started) + 1}.stderr.log", *args, **kwargs)
-        started.append(m)
-        return m
-
-    yield start
-    for m in started:
-        m.stop()
-    failed = any(getattr(request.node, f"rep_{phase}", None) is not None
-                 and getattr(request.node, f"rep_{phase}").failed for phase in ("setup", "call"))
-    if failed:
-        for number, m in enumerate(started, 1):
-            sys.stderr.write(f"\n==== member {number} (exit {m.proc.returncode}) "
-                             f"{' '.join(m.args[2:])} ====\n{m.stderr_tail()}\n")
-    elif not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from started_members(request, Member, "member")
 
 
 def wait_split(ms, sizes, what):
-    """Waits until the members' assignments are disjoint, cover every partition, and have
-    the given sizes (sorted)."""
-    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, what)
-    while True:
-        current = [m.assignment() for m in ms]
-        flat = sorted(p for a in current for p in a)
-        if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
-            return current
-        for m in ms:
-            assert m.proc.poll() is None, f"member exited: {m.stderr_tail()}"
-        deadline.check(f"assignments now {current}")
-        time.sleep(0.2)
+    return group_members.wait_split(ms, sizes, what, PARTITIONS)
 
 
 def assert_kept_never_revoked(ms, before, marks, after):
@@ -243,6 +181,20 @@ def consumer(bootstrap, group, **conf):
                      "enable.auto.commit": False, **conf})
 
 
+def topic_with_records(bootstrap, prefix, partitions, records):
+    """A new topic holding `records` ((key, value) or (key, value, partition))."""
+    topic = unique_topic(prefix)
+    ck_create_topic(bootstrap, topic, partitions)
+    ck_produce(ck_producer(bootstrap), topic, records)
+    return topic
+
+
+def subscribed(bootstrap, group, topic):
+    c = consumer(bootstrap, group)
+    c.subscribe([topic])
+    return c
+
+
 def consume(c, count, what):
     got = []
     deadline = Deadline(CONSUME_TIMEOUT_S, what)
@@ -256,12 +208,10 @@ def consume(c, count, what):
 
 def test_committed_offsets_survive_a_broker_kill(consumer_broker):
     broker = consumer_broker
-    topic, group = unique_topic("cpc"), unique_topic("cgrp")
-    ck_create_topic(broker.bootstrap, topic, 1)
-    producer = ck_producer(broker.bootstrap)
-    ck_produce(producer, topic, [(None, f"a{i}".encode()) for i in range(10)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
+    group = unique_topic("cgrp")
+    records = [(None, f"a{i}".encode()) for i in range(10)]
+    topic = topic_with_records(broker.bootstrap, "cpc", 1, records)
+    c = subscribed(broker.bootstrap, group, topic)
     first = consume(c, 10, "the first ten records")
     assert [m.value() for m in first] == [f"a{i}".encode() for i in range(10)]
     committed = c.commit(asynchronous=False)
@@ -270,8 +220,7 @@ def test_committed_offsets_survive_a_broker_kill(consumer_broker):
     broker.restart(kill9=True)
     producer = ck_producer(broker.bootstrap)
     ck_produce(producer, topic, [(None, f"b{i}".encode()) for i in range(5)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
+    c = subscribed(broker.bootstrap, group, topic)
     resumed = consume(c, 5, "the records after the commit")
     assert [m.offset() for m in resumed] == [10, 11, 12, 13, 14]
     assert [m.value() for m in resumed] == [f"b{i}".encode() for i in range(5)]
@@ -282,8 +231,7 @@ def test_a_classic_member_cannot_join_a_live_consumer_group(consumer_broker):
     broker = consumer_broker
     topic, group = unique_topic("cpm"), unique_topic("cgrp")
     ck_create_topic(broker.bootstrap, topic, 2)
-    modern = consumer(broker.bootstrap, group)
-    modern.subscribe([topic])
+    modern = subscribed(broker.bootstrap, group, topic)
     deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, "the consumer-protocol member is assigned")
     while not modern.assignment():
         modern.poll(0.2)
@@ -348,12 +296,10 @@ def raw_commit(bootstrap, version, group, member_id, member_epoch, topic, offset
 
 def test_offset_commits_check_the_member_epoch(consumer_broker):
     broker = consumer_broker
-    topic, group = unique_topic("cpe"), unique_topic("cgrp")
-    ck_create_topic(broker.bootstrap, topic, 1)
-    producer = ck_producer(broker.bootstrap)
-    ck_produce(producer, topic, [(None, f"e{i}".encode()) for i in range(4)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
+    group = unique_topic("cgrp")
+    records = [(None, f"e{i}".encode()) for i in range(4)]
+    topic = topic_with_records(broker.bootstrap, "cpe", 1, records)
+    c = subscribed(broker.bootstrap, group, topic)
     consume(c, 4, "the four records")
     committed = c.commit(asynchronous=False)
     assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 4, None)]
@@ -395,13 +341,9 @@ def listed(admin, **kwargs):
 
 def test_admin_lists_describes_and_deletes_a_consumer_group(consumer_broker):
     broker = consumer_broker
-    topic, group = unique_topic("cpa"), unique_topic("cgrp")
-    classic_group = unique_topic("cgrp-classic")
-    ck_create_topic(broker.bootstrap, topic, 2)
-    producer = ck_producer(broker.bootstrap)
-    ck_produce(producer, topic, [(None, b"x", p) for p in (0, 1)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
+    group, classic_group = unique_topic("cgrp"), unique_topic("cgrp-classic")
+    topic = topic_with_records(broker.bootstrap, "cpa", 2, [(None, b"x", p) for p in (0, 1)])
+    c = subscribed(broker.bootstrap, group, topic)
     consume(c, 2, "both records")
     c.commit(asynchronous=False)
     # A classic group (an admin commit) beside it, for the type filter.
@@ -452,7 +394,7 @@ def test_admin_lists_describes_and_deletes_a_consumer_group(consumer_broker):
     assert deleted.result(ADMIN_TIMEOUT_S) is None
     assert group not in listed(admin)
     # Its offsets went with it: a new member starts from the beginning.
-    again = consumer(broker.bootstrap, group)
-    again.subscribe([topic])
+    again = subscribed(broker.bootstrap, group, topic)
     assert sorted(m.offset() for m in consume(again, 2, "both records again")) == [0, 0]
     again.close()
+

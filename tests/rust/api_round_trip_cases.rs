@@ -113,18 +113,24 @@ fn commit_request(
         ])
 }
 
+/// A ConsumerGroupHeartbeat that joins `member_id` (empty: the v0 coordinator names it) to
+/// `group`, subscribed to `topic`.
+fn consumer_group_join(group: &str, member_id: &str, topic: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(topic)]))
+        .with_topic_partitions(Some(Vec::new()))
+}
+
 /// A one-member consumer-protocol group on the fixture topic; returns the group and member.
 fn consumer_group_member(fx: &mut Fixture, prefix: &str) -> (String, String) {
     let group = fx.unique(prefix);
     let member_id = fx.unique("member");
-    let join = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_member_id(s(&member_id))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(vec![topic_name(&fx.topic.clone())]))
-        .with_topic_partitions(Some(Vec::new()));
-    let joined = fx.send(&join, 1);
+    let topic = fx.topic.clone();
+    let joined = fx.send(&consumer_group_join(&group, &member_id, &topic), 1);
     assert_eq!(joined.error_code, NONE);
     assert_eq!(joined.member_epoch, 1);
     (group, member_id)
@@ -879,14 +885,7 @@ fn consumer_group_heartbeat(fx: &mut Fixture, version: i16) {
     } else {
         String::new()
     };
-    let request = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_member_id(s(&member_id))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
-        .with_topic_partitions(Some(Vec::new()));
-    let response = fx.send(&request, version);
+    let response = fx.send(&consumer_group_join(&group, &member_id, &topic), version);
     assert_eq!(response.error_code, NONE, "{:?}", response.error_message);
     assert_eq!(response.member_epoch, 1);
     assert!(response.member_id.as_ref().is_some_and(|id| !id.is_empty()));
@@ -901,13 +900,7 @@ fn consumer_group_describe(fx: &mut Fixture, version: i16) {
     let topic = fx.new_topic("cgd", 2);
     let group = fx.unique("cgd");
     let member_id = fx.unique("member");
-    let join = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_member_id(s(&member_id))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
-        .with_topic_partitions(Some(Vec::new()));
+    let join = consumer_group_join(&group, &member_id, &topic);
     assert_eq!(fx.send(&join, 1).error_code, NONE);
     let request = ConsumerGroupDescribeRequest::default()
         .with_group_ids(vec![GroupId(s(&group)), GroupId(s("rt-no-such-cgd"))]);
