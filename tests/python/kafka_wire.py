@@ -513,3 +513,31 @@ def parse_offset_commit_flexible(body: bytes) -> dict[tuple[str, int], int]:
     r.tagged_fields()
     assert r.done(), "trailing bytes after the OffsetCommit body"
     return errors
+
+
+API_CONSUMER_GROUP_HEARTBEAT = 68
+
+
+def consumer_group_heartbeat_v0(correlation_id: int, group: str, member_id: str,
+                                member_epoch: int, topic: str) -> bytes:
+    """ConsumerGroupHeartbeat v0 (KIP-848) subscribed to `topic`, owning nothing: epoch 0
+    with an empty member id joins (the coordinator names the member), -1 leaves."""
+    body = (compact_string(group) + compact_string(member_id) + i32(member_epoch)
+            + compact_string(None) + compact_string(None) + i32(30_000)
+            + compact_array([compact_string(topic)]) + compact_string(None)
+            + compact_array([]) + EMPTY_TAGGED_FIELDS)
+    return frame(header_v2(API_CONSUMER_GROUP_HEARTBEAT, 0, correlation_id) + body)
+
+
+def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | None]:
+    """ConsumerGroupHeartbeat response (after the correlation id) -> (error, message,
+    member id)."""
+    r = Reader(body)
+    r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    error = r.i16()
+    fields = []
+    for _ in range(2):
+        n = r.uvarint()
+        fields.append(None if n == 0 else r.take(n - 1).decode())
+    return error, fields[0], fields[1]

@@ -398,3 +398,34 @@ def test_admin_lists_describes_and_deletes_a_consumer_group(consumer_broker):
     assert sorted(m.offset() for m in consume(again, 2, "both records again")) == [0, 0]
     again.close()
 
+
+ERROR_GROUP_MAX_SIZE_REACHED = 81
+
+
+def heartbeat(bootstrap, group, topic, member_id="", epoch=0):
+    body = wire.roundtrip(bootstrap, wire.consumer_group_heartbeat_v0(
+        3, group, member_id, epoch, topic))
+    return wire.parse_consumer_group_heartbeat(body[4:])
+
+
+def test_consumer_groups_per_shard_are_bounded(broker_factory):
+    """`group.consumer_groups_max` = 1 on a one-shard broker: the first consumer group is
+    created, a second is refused with GROUP_MAX_SIZE_REACHED and a message naming the
+    setting, the first still takes members; once it is empty and deleted the second fits."""
+    broker = broker_factory("consumer-groups-max", shards=1, extra_args=BROKER_ARGS + [
+        "--group-consumer-groups-max", "1"])
+    topic = topic_with_records(broker.bootstrap, "cpl", 1, [])
+    first, second = unique_topic("cgrp"), unique_topic("cgrp")
+    error, _, member = heartbeat(broker.bootstrap, first, topic)
+    assert (error, bool(member)) == (0, True)
+    error, message, _ = heartbeat(broker.bootstrap, second, topic)
+    assert error == ERROR_GROUP_MAX_SIZE_REACHED
+    assert "group.consumer_groups_max" in message, message
+    error, _, other = heartbeat(broker.bootstrap, first, topic)
+    assert error == 0, "the existing group takes members"
+    for m in (member, other):
+        assert heartbeat(broker.bootstrap, first, topic, m, -1)[0] == 0, "leave"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    (deleted,) = admin.delete_consumer_groups([first], request_timeout=ADMIN_TIMEOUT_S).values()
+    assert deleted.result(ADMIN_TIMEOUT_S) is None
+    assert heartbeat(broker.bootstrap, second, topic)[0] == 0

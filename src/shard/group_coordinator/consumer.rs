@@ -146,6 +146,9 @@ impl Shard {
                 replaced_classic = true;
             }
         }
+        if let Some(refused) = self.consumer_group_count_refusal(group_id, &input.member_id) {
+            return refused;
+        }
         let image = self.consumer_topics_image();
         let member_id = input.member_id.clone();
         let mut outcome = {
@@ -172,6 +175,30 @@ impl Shard {
             outcome = HeartbeatOutcome::error(error, "", &member_id);
         }
         outcome
+    }
+
+    /// A heartbeat that would create a consumer group beyond `group.consumer_groups_max` on
+    /// this shard is refused with GROUP_MAX_SIZE_REACHED; existing groups are not affected.
+    fn consumer_group_count_refusal(
+        &self,
+        group_id: &str,
+        member_id: &str,
+    ) -> Option<HeartbeatOutcome> {
+        let groups = self.coordinator.consumer_groups.borrow();
+        let groups_max = self.config.group.consumer_groups_max;
+        if groups.contains_key(group_id) || groups.len() < groups_max {
+            return None;
+        }
+        tracing::warn!(shard = %self.id, group = %group_id, groups_max,
+            "consumer group refused: the shard holds group.consumer_groups_max groups");
+        Some(HeartbeatOutcome::error(
+            ErrorCode::GroupMaxSizeReached,
+            &format!(
+                "The coordinator already holds {groups_max} consumer groups \
+                 (group.consumer_groups_max)."
+            ),
+            member_id,
+        ))
     }
 
     pub(super) fn consumer_describe(
