@@ -135,17 +135,18 @@ pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliEr
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
         return Err(CliError::UnknownGroup(group.to_string()));
     };
+    let not_found = group_error(info) == RDKafkaErrorCode::GroupIdNotFound;
+    // Kafka's DescribeGroups reads a consumer-protocol group as Dead (GROUP_ID_NOT_FOUND
+    // from v6): ask again with ConsumerGroupDescribe.
+    if (not_found || info.state().eq_ignore_ascii_case("dead"))
+        && let Some(consumer) = consumer_group::describe(&cluster.connect, group)?
+    {
+        return Ok(GroupInfo::from_consumer_group(group, consumer));
+    }
     match group_error(info) {
         RDKafkaErrorCode::NoError => {}
         RDKafkaErrorCode::GroupIdNotFound => return Err(CliError::UnknownGroup(group.to_string())),
         code => return Err(cluster.connect.code_error("describe group", code)),
-    }
-    // Kafka's DescribeGroups reads a consumer-protocol group as Dead: ask again with
-    // ConsumerGroupDescribe.
-    if info.state().eq_ignore_ascii_case("dead")
-        && let Some(consumer) = consumer_group::describe(&cluster.connect, group)?
-    {
-        return Ok(GroupInfo::from_consumer_group(group, consumer));
     }
     let members = info
         .members()
@@ -230,7 +231,9 @@ fn list(cluster: &Cluster, format: Format) -> Result<(), CliError> {
     let mut groups: Vec<(String, String, String, usize)> = Vec::new();
     for g in list.groups() {
         // A consumer-protocol group reads as Dead in DescribeGroups (as Kafka answers).
-        let consumer = if g.state().eq_ignore_ascii_case("dead") {
+        let not_classic = group_error(g) == RDKafkaErrorCode::GroupIdNotFound
+            || g.state().eq_ignore_ascii_case("dead");
+        let consumer = if not_classic {
             consumer_group::describe(&cluster.connect, g.name())?
         } else {
             None

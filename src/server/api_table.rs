@@ -60,7 +60,7 @@ pub static API_TABLE: &[ApiRow] = &[
     row!(Heartbeat, 0, 4, heartbeat::handle),
     row!(LeaveGroup, 0, 5, leave_group::handle),
     row!(SyncGroup, 0, 5, sync_group::handle),
-    row!(DescribeGroups, 0, 5, describe_groups::handle),
+    row!(DescribeGroups, 0, 6, describe_groups::handle),
     row!(ListGroups, 0, 5, list_groups::handle),
     row!(ApiVersions, 0, 4, api_versions::handle),
     row!(CreateTopics, 2, 7, create_topics::handle),

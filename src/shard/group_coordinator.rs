@@ -533,6 +533,7 @@ impl Shard {
             Some(group) => GroupDescription {
                 group_id: group_id.to_string(),
                 error: ErrorCode::None,
+                not_found: None,
                 state: group.state(),
                 protocol_type: group.protocol_type().unwrap_or_default().to_string(),
                 protocol_name: if group.state() == GroupState::Stable {
@@ -545,6 +546,18 @@ impl Shard {
             None => GroupDescription {
                 group_id: group_id.to_string(),
                 error: ErrorCode::None,
+                not_found: Some(
+                    if self
+                        .coordinator
+                        .consumer_groups
+                        .borrow()
+                        .contains_key(group_id)
+                    {
+                        format!("Group {group_id} is not a classic group.")
+                    } else {
+                        format!("Group {group_id} not found.")
+                    },
+                ),
                 state: GroupState::Dead,
                 protocol_type: String::new(),
                 protocol_name: String::new(),

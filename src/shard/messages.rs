@@ -192,6 +192,10 @@ pub struct GroupListing {
 pub struct GroupDescription {
     pub group_id: String,
     pub error: ErrorCode,
+    /// No classic group of that id: Kafka's reason ("Group … not found." or "Group … is not
+    /// a classic group."), which DescribeGroups v6+ answers with GROUP_ID_NOT_FOUND (older
+    /// versions read such a group as Dead with no error).
+    pub not_found: Option<String>,
     pub state: GroupState,
     pub protocol_type: String,
     pub protocol_name: String,

@@ -317,6 +317,31 @@ fn describe_groups(fx: &mut Fixture, version: i16) {
     assert_eq!(described.protocol_data.text(), "range");
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_id.text(), member_id);
+    let (consumer_group, _) = consumer_group_member(fx, "describe-cg");
+    let request = DescribeGroupsRequest::default().with_groups(vec![
+        GroupId(s(&consumer_group)),
+        GroupId(s("rt-no-such-group")),
+    ]);
+    let response = fx.send(&request, version);
+    for (described, message) in response.groups.iter().zip([
+        format!("Group {consumer_group} is not a classic group."),
+        "Group rt-no-such-group not found.".to_string(),
+    ]) {
+        assert_eq!(described.group_state.text(), "Dead");
+        assert!(described.members.is_empty());
+        if version >= 6 {
+            assert_eq!(described.error_code, 69, "GROUP_ID_NOT_FOUND from v6");
+            assert_eq!(
+                described.error_message.as_ref().map(|m| m.to_string()),
+                Some(message)
+            );
+        } else {
+            assert_eq!(
+                described.error_code, NONE,
+                "Dead without an error before v6"
+            );
+        }
+    }
 }
 
 fn list_groups(fx: &mut Fixture, version: i16) {
