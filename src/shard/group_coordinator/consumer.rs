@@ -12,6 +12,7 @@
 
 use super::super::Shard;
 use crate::group::GroupState;
+use crate::group::consumer::TopicId;
 use crate::group::consumer::{
     AssignorKind, CommitSource, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits,
     GroupRecords, HeartbeatInput, HeartbeatOutcome, TopicsImage,
@@ -19,6 +20,7 @@ use crate::group::consumer::{
 use crate::model::ErrorCode;
 use crate::model::records::NewRecord;
 use crate::shard::messages::GroupListing;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Records to append: key and value (`None`: tombstone).
 type RecordChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -59,12 +61,43 @@ pub(super) fn limits(config: &crate::config::GroupConfig) -> ConsumerGroupLimits
 
 impl Shard {
     /// The topics consumers may subscribe to (internal topics are left out, as Kafka's
-    /// regex subscriptions do).
+    /// regex subscriptions do), with their partitions' replica racks where known: in cluster
+    /// mode the racks of each partition's replica brokers; on a single broker every
+    /// partition's one replica is here, so all carry this broker's `cluster.rack` if set
+    /// (rack-aware assignment then has nothing to prefer).
     fn consumer_topics_image(&self) -> TopicsImage {
         let mut image = TopicsImage::new();
         for topic in self.catalog().topics() {
             if !topic.internal && !topic.name.starts_with("__") {
                 image.insert(&topic.name, topic.id, topic.partitions);
+            }
+        }
+        let view = crate::quorum::view::shard_view();
+        let Some(view) = view else {
+            if let Some(rack) = &self.config.cluster.rack {
+                let topics: Vec<(TopicId, i32)> =
+                    image.iter().map(|(_, t)| (t.id, t.partitions)).collect();
+                for (id, partitions) in topics {
+                    for partition in 0..partitions {
+                        image.set_partition_racks(id, partition, [rack.clone()].into());
+                    }
+                }
+            }
+            return image;
+        };
+        let racks: BTreeMap<i32, &str> = view
+            .brokers
+            .iter()
+            .filter_map(|b| b.rack.as_deref().map(|rack| (b.node_id, rack)))
+            .collect();
+        for topic in view.topics.topics.values() {
+            for (partition, state) in (0i32..).zip(&topic.partitions) {
+                let partition_racks: BTreeSet<String> = state
+                    .replicas
+                    .iter()
+                    .filter_map(|node| racks.get(node).map(|rack| rack.to_string()))
+                    .collect();
+                image.set_partition_racks(topic.id, partition, partition_racks);
             }
         }
         image
