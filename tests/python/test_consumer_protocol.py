@@ -195,6 +195,16 @@ def subscribed(bootstrap, group, topic):
     return c
 
 
+def first_records(bootstrap, prefix, count):
+    """A consumer-protocol member of a new group that consumed the `count` records (values
+    v0, v1, ...) of a new one-partition topic: (consumer, group, topic, messages)."""
+    group = unique_topic("cgrp")
+    records = [(None, f"v{i}".encode()) for i in range(count)]
+    topic = topic_with_records(bootstrap, prefix, 1, records)
+    c = subscribed(bootstrap, group, topic)
+    return c, group, topic, consume(c, count, f"the first {count} records")
+
+
 def consume(c, count, what):
     got = []
     deadline = Deadline(CONSUME_TIMEOUT_S, what)
@@ -208,12 +218,8 @@ def consume(c, count, what):
 
 def test_committed_offsets_survive_a_broker_kill(consumer_broker):
     broker = consumer_broker
-    group = unique_topic("cgrp")
-    records = [(None, f"a{i}".encode()) for i in range(10)]
-    topic = topic_with_records(broker.bootstrap, "cpc", 1, records)
-    c = subscribed(broker.bootstrap, group, topic)
-    first = consume(c, 10, "the first ten records")
-    assert [m.value() for m in first] == [f"a{i}".encode() for i in range(10)]
+    c, group, topic, first = first_records(broker.bootstrap, "cpc", 10)
+    assert [m.value() for m in first] == [f"v{i}".encode() for i in range(10)]
     committed = c.commit(asynchronous=False)
     assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 10, None)]
     c.close()
@@ -296,11 +302,7 @@ def raw_commit(bootstrap, version, group, member_id, member_epoch, topic, offset
 
 def test_offset_commits_check_the_member_epoch(consumer_broker):
     broker = consumer_broker
-    group = unique_topic("cgrp")
-    records = [(None, f"e{i}".encode()) for i in range(4)]
-    topic = topic_with_records(broker.bootstrap, "cpe", 1, records)
-    c = subscribed(broker.bootstrap, group, topic)
-    consume(c, 4, "the four records")
+    c, group, topic, _ = first_records(broker.bootstrap, "cpe", 4)
     committed = c.commit(asynchronous=False)
     assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 4, None)]
     member_id = c.memberid()
