@@ -414,6 +414,12 @@ pub struct GroupConfig {
     /// Consumer-protocol groups: members per group (Kafka `group.consumer.max.size`); a member
     /// beyond it gets GROUP_MAX_SIZE_REACHED. Default 1000, range 1..=100000.
     pub consumer_members_max: usize,
+    /// Consumer-protocol groups one shard coordinates at once (empty ones included, until
+    /// deleted); a ConsumerGroupHeartbeat that would create one more gets
+    /// GROUP_MAX_SIZE_REACHED (Kafka has no such bound; it is the code Kafka gives when a
+    /// group cannot take a member, and clients stop with it instead of retrying). Existing
+    /// groups are unaffected. Default 10000, range 1..=1000000.
+    pub consumer_groups_max: usize,
     /// Consumer-protocol groups: the server-side assignors members may name (Kafka
     /// `group.consumer.assignors`); the first is the default. Known: `uniform`, `range`.
     /// Default ["uniform", "range"].
@@ -436,6 +442,7 @@ impl Default for GroupConfig {
             consumer_session_timeout_ms: 45_000,
             consumer_heartbeat_interval_ms: 5_000,
             consumer_members_max: 1000,
+            consumer_groups_max: 10_000,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
         }
     }
@@ -467,6 +474,12 @@ impl GroupConfig {
             self.consumer_members_max,
             1,
             100_000,
+        )?;
+        check(
+            "group.consumer_groups_max",
+            self.consumer_groups_max,
+            1,
+            1_000_000,
         )?;
         let known = ["uniform", "range"];
         let unknown = self

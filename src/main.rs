@@ -134,6 +134,9 @@ struct ServeArgs {
     /// [default: 5000].
     #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// `[group] consumer_groups_max`: consumer-protocol groups per shard [default: 10000].
+    #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_GROUPS_MAX")]
+    group_consumer_groups_max: Option<usize>,
     /// Cluster mode: the metadata quorum, ID@HOST:PORT,... (`[cluster] controller_quorum`);
     /// unset, the broker runs alone [default: unset].
     #[arg(long, env = "SHARDLOG_CONTROLLER_QUORUM")]
@@ -195,6 +198,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(interval) = args.group_consumer_heartbeat_interval_ms {
         config.group.consumer_heartbeat_interval_ms = interval;
+    }
+    if let Some(groups) = args.group_consumer_groups_max {
+        config.group.consumer_groups_max = groups;
     }
     if let Some(quorum) = &args.controller_quorum {
         config.cluster.controller_quorum = Some(quorum.clone());

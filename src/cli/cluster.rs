@@ -250,7 +250,7 @@ pub(super) fn exchange_any<R: Request>(
 }
 
 /// Sends `request` at `version` on a new connection to `address` and decodes the answer.
-fn exchange<R: Request>(
+pub(super) fn exchange<R: Request>(
     connect: &ConnectArgs,
     address: &str,
     request: &R,

@@ -1,13 +1,16 @@
 //! `shardlog group …`: list, describe (members, assignment, committed offsets, lag), reset offsets
 //! and delete consumer groups, like kafka-consumer-groups.sh, over ListGroups, DescribeGroups,
-//! OffsetFetch, ListOffsets, OffsetCommit and DeleteGroups.
+//! OffsetFetch, ListOffsets, OffsetCommit and DeleteGroups; a consumer-protocol (KIP-848) group
+//! is described with ConsumerGroupDescribe (`super::consumer_group`), with member epochs and
+//! assigned and target partitions.
 //!
 //! Owns: the `group` argument tree, `GroupState` (what DescribeGroups and OffsetFetch say about
 //! one group) and its output. Offset resets live in `super::reset`. May import:
-//! `super::{assignment, client, error, output, reset}`.
+//! `super::{assignment, client, consumer_group, error, output, reset}`.
 
 use super::assignment::{self, Assignment};
 use super::client::{self, Cluster, ConnectArgs, OffsetSpec};
+use super::consumer_group::{self, ConsumerGroupInfo};
 use super::error::CliError;
 use super::output::{self, Format, Table};
 use super::reset::{self, ResetArgs};
@@ -70,16 +73,50 @@ pub struct Member {
     pub client_id: String,
     pub host: String,
     pub assignment: Assignment,
+    /// Consumer-protocol groups: the member epoch and the target assignment.
+    pub member_epoch: Option<i32>,
+    pub target_assignment: Option<Assignment>,
 }
 
-/// What DescribeGroups says about one group.
+/// What DescribeGroups (or, for a consumer-protocol group, ConsumerGroupDescribe) says about
+/// one group.
 #[derive(Debug)]
 pub struct GroupInfo {
     pub group: String,
+    /// `classic` or `consumer` (KIP-848).
+    pub group_type: &'static str,
     pub state: String,
     pub protocol_type: String,
+    /// Classic: the assignment strategy; consumer: the server-side assignor.
     pub protocol: String,
+    /// Consumer-protocol groups: the group epoch and the target assignment's epoch.
+    pub epochs: Option<(i32, i32)>,
     pub members: Vec<Member>,
+}
+
+impl GroupInfo {
+    fn from_consumer_group(group: &str, info: ConsumerGroupInfo) -> GroupInfo {
+        GroupInfo {
+            group: group.to_string(),
+            group_type: "consumer",
+            state: info.state,
+            protocol_type: "consumer".to_string(),
+            protocol: info.assignor,
+            epochs: Some((info.group_epoch, info.assignment_epoch)),
+            members: info
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    host: m.host,
+                    assignment: m.assignment,
+                    member_epoch: Some(m.member_epoch),
+                    target_assignment: Some(m.target_assignment),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl GroupInfo {
@@ -98,6 +135,14 @@ pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliEr
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
         return Err(CliError::UnknownGroup(group.to_string()));
     };
+    let not_found = group_error(info) == RDKafkaErrorCode::GroupIdNotFound;
+    // Kafka's DescribeGroups reads a consumer-protocol group as Dead (GROUP_ID_NOT_FOUND
+    // from v6): ask again with ConsumerGroupDescribe.
+    if (not_found || info.state().eq_ignore_ascii_case("dead"))
+        && let Some(consumer) = consumer_group::describe(&cluster.connect, group)?
+    {
+        return Ok(GroupInfo::from_consumer_group(group, consumer));
+    }
     match group_error(info) {
         RDKafkaErrorCode::NoError => {}
         RDKafkaErrorCode::GroupIdNotFound => return Err(CliError::UnknownGroup(group.to_string())),
@@ -114,13 +159,17 @@ pub fn describe_group(cluster: &Cluster, group: &str) -> Result<GroupInfo, CliEr
                 .assignment()
                 .and_then(assignment::decode_assignment)
                 .unwrap_or_default(),
+            member_epoch: None,
+            target_assignment: None,
         })
         .collect();
     Ok(GroupInfo {
         group: group.to_string(),
+        group_type: "classic",
         state: info.state().to_string(),
         protocol_type: info.protocol_type().to_string(),
         protocol: info.protocol().to_string(),
+        epochs: None,
         members,
     })
 }
@@ -179,18 +228,31 @@ fn list(cluster: &Cluster, format: Format) -> Result<(), CliError> {
         .connect
         .retry(|| cluster.admin.inner().fetch_group_list(None, timeout))
         .map_err(|e| cluster.connect.error("list groups", e))?;
-    let mut groups: Vec<(String, String, String, usize)> = list
-        .groups()
-        .iter()
-        .map(|g| {
-            (
+    let mut groups: Vec<(String, String, String, usize)> = Vec::new();
+    for g in list.groups() {
+        // A consumer-protocol group reads as Dead in DescribeGroups (as Kafka answers).
+        let not_classic = group_error(g) == RDKafkaErrorCode::GroupIdNotFound
+            || g.state().eq_ignore_ascii_case("dead");
+        let consumer = if not_classic {
+            consumer_group::describe(&cluster.connect, g.name())?
+        } else {
+            None
+        };
+        groups.push(match consumer {
+            Some(info) => (
+                g.name().to_string(),
+                info.state,
+                "consumer".to_string(),
+                info.members.len(),
+            ),
+            None => (
                 g.name().to_string(),
                 g.state().to_string(),
                 g.protocol_type().to_string(),
                 g.members().len(),
-            )
-        })
-        .collect();
+            ),
+        });
+    }
     groups.sort();
     match format {
         Format::Json => {
@@ -290,20 +352,27 @@ fn describe(
     Ok(())
 }
 
+fn assignment_json(assignment: &Assignment) -> Value {
+    assignment
+        .iter()
+        .map(|(topic, partitions)| json!({"topic": topic, "partitions": partitions}))
+        .collect()
+}
+
 fn describe_json(info: &GroupInfo, rows: &[OffsetRow]) -> Value {
     let members: Vec<Value> = info
         .members
         .iter()
         .map(|m| {
-            let assignment: Vec<Value> = m
-                .assignment
-                .iter()
-                .map(|(topic, partitions)| json!({"topic": topic, "partitions": partitions}))
-                .collect();
-            json!({
+            let mut member = json!({
                 "member_id": m.member_id, "client_id": m.client_id, "host": m.host,
-                "assignment": assignment,
-            })
+                "assignment": assignment_json(&m.assignment),
+            });
+            if let (Some(epoch), Some(target)) = (m.member_epoch, &m.target_assignment) {
+                member["member_epoch"] = json!(epoch);
+                member["target_assignment"] = assignment_json(target);
+            }
+            member
         })
         .collect();
     let offsets: Vec<Value> = rows
@@ -317,10 +386,32 @@ fn describe_json(info: &GroupInfo, rows: &[OffsetRow]) -> Value {
         })
         .collect();
     let total_lag: i64 = rows.iter().filter_map(OffsetRow::lag).sum();
-    json!({
-        "group": info.group, "state": info.state, "protocol_type": info.protocol_type,
-        "protocol": info.protocol, "members": members, "offsets": offsets, "total_lag": total_lag,
-    })
+    let mut described = json!({
+        "group": info.group, "group_type": info.group_type, "state": info.state,
+        "protocol_type": info.protocol_type, "protocol": info.protocol, "members": members,
+        "offsets": offsets, "total_lag": total_lag,
+    });
+    if let Some((group_epoch, assignment_epoch)) = info.epochs {
+        described["group_epoch"] = json!(group_epoch);
+        described["assignment_epoch"] = json!(assignment_epoch);
+    }
+    described
+}
+
+/// `topic:0,1 other:2`, or `-` for nothing.
+fn assignment_text(assignment: &Assignment) -> String {
+    let topics: Vec<String> = assignment
+        .iter()
+        .map(|(topic, partitions)| {
+            let ids: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            format!("{topic}:{}", ids.join(","))
+        })
+        .collect();
+    if topics.is_empty() {
+        "-".into()
+    } else {
+        topics.join(" ")
+    }
 }
 
 fn describe_text(info: &GroupInfo, rows: &[OffsetRow]) -> String {
@@ -329,13 +420,25 @@ fn describe_text(info: &GroupInfo, rows: &[OffsetRow]) -> String {
     } else {
         &info.protocol
     };
-    let mut out = format!(
-        "Group: {}  State: {}  Protocol: {}  Members: {}\n\n",
-        info.group,
-        info.state,
-        protocol,
-        info.members.len()
-    );
+    let mut out = match info.epochs {
+        None => format!(
+            "Group: {}  State: {}  Protocol: {}  Members: {}\n\n",
+            info.group,
+            info.state,
+            protocol,
+            info.members.len()
+        ),
+        Some((group_epoch, assignment_epoch)) => format!(
+            "Group: {}  Type: consumer  State: {}  Assignor: {}  Group epoch: {}  \
+             Assignment epoch: {}  Members: {}\n\n",
+            info.group,
+            info.state,
+            protocol,
+            group_epoch,
+            assignment_epoch,
+            info.members.len()
+        ),
+    };
     let mut table = Table::new(&[
         "TOPIC",
         "PARTITION",
@@ -365,32 +468,38 @@ fn describe_text(info: &GroupInfo, rows: &[OffsetRow]) -> String {
         out.push_str(&table.render());
     }
     if !info.members.is_empty() {
-        let mut members = Table::new(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
-        for m in &info.members {
-            let assignment: Vec<String> = m
-                .assignment
-                .iter()
-                .map(|(topic, partitions)| {
-                    let ids: Vec<String> = partitions.iter().map(i32::to_string).collect();
-                    format!("{topic}:{}", ids.join(","))
-                })
-                .collect();
-            let assignment = if assignment.is_empty() {
-                "-".into()
-            } else {
-                assignment.join(" ")
-            };
-            members.push(vec![
-                m.member_id.clone(),
-                m.client_id.clone(),
-                m.host.clone(),
-                assignment,
-            ]);
-        }
         out.push('\n');
-        out.push_str(&members.render());
+        out.push_str(&members_text(info));
     }
     out
+}
+
+/// The members table; consumer-protocol groups add the member epoch and target assignment.
+fn members_text(info: &GroupInfo) -> String {
+    let consumer = info.epochs.is_some();
+    let mut header = vec!["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"];
+    if consumer {
+        header.extend(["MEMBER-EPOCH", "TARGET-ASSIGNMENT"]);
+    }
+    let mut members = Table::new(&header);
+    for m in &info.members {
+        let mut row = vec![
+            m.member_id.clone(),
+            m.client_id.clone(),
+            m.host.clone(),
+            assignment_text(&m.assignment),
+        ];
+        if consumer {
+            row.push(output::or_dash(m.member_epoch.map(i64::from)));
+            row.push(
+                m.target_assignment
+                    .as_ref()
+                    .map_or("-".into(), assignment_text),
+            );
+        }
+        members.push(row);
+    }
+    members.render()
 }
 
 fn delete(cluster: &Cluster, group: &str, format: Format) -> Result<(), CliError> {

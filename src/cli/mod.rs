@@ -4,13 +4,14 @@
 //! `--bootstrap-server`, so they work against Apache Kafka as well as shardlog.
 //!
 //! `data-dir` is the exception: it works on a stopped broker's data dir, not over Kafka.
-//! `cluster describe` speaks the Kafka protocol itself (kafka-protocol), since librdkafka has
-//! no DescribeQuorum; so does `user` (SCRAM credentials, salted with
-//! `shardlog::security::sasl`).
+//! `cluster describe`, `group describe` for consumer-protocol groups and `user` (SCRAM
+//! credentials, salted with `shardlog::security::sasl`) speak the Kafka protocol themselves
+//! (kafka-protocol), since librdkafka has no DescribeQuorum, ConsumerGroupDescribe or SCRAM
+//! credential admin.
 //!
 //! Owns: one file per command family plus shared `client` (connecting), `output` (tables, JSON,
 //! timestamps) and `error` (`CliError`, exit codes). May import: rdkafka, kafka-protocol
-//! (`cluster`), and from the broker
+//! (`cluster`, `consumer_group`, `user`), and from the broker
 //! library only `shardlog::metadata::shard_for` (shard placement is computed, not fetched)
 //! and, for `data-dir`, `shardlog::shard::data_dir` / `data_dir_tools` and `config`.
 //! Runs on the caller's thread; librdkafka runs its own I/O threads. See docs/cli.md.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod cluster;
 mod config_admin;
 pub mod consume;
+mod consumer_group;
 pub mod data_dir;
 pub mod error;
 pub mod group;

@@ -17,6 +17,7 @@
 pub mod consumer;
 mod interface;
 mod machine;
+mod record_codec;
 pub mod records;
 #[cfg(test)]
 mod tests;

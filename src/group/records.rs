@@ -2,8 +2,8 @@
 //! read them: OffsetCommit key v1 / value v3, GroupMetadata key v2 / value v3. A null value
 //! is a tombstone (deleted offset or group). Decoding never panics on bad bytes.
 
+use super::record_codec::{Reader, Writer};
 use super::{GroupSnapshot, MemberSnapshot};
-use bytes::Bytes;
 use thiserror::Error;
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -42,90 +42,6 @@ pub enum OffsetsRecord {
         group: String,
         value: Option<GroupSnapshot>,
     },
-}
-
-#[derive(Default)]
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn i16(&mut self, v: i16) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn i32(&mut self, v: i32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn i64(&mut self, v: i64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn string(&mut self, v: &str) -> &mut Self {
-        let len = v.len().min(i16::MAX as usize);
-        self.i16(len as i16);
-        self.0.extend_from_slice(&v.as_bytes()[..len]);
-        self
-    }
-    fn nullable_string(&mut self, v: Option<&str>) -> &mut Self {
-        match v {
-            Some(v) => self.string(v),
-            None => self.i16(-1),
-        }
-    }
-    fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.i32(v.len() as i32);
-        self.0.extend_from_slice(v);
-        self
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.bytes.len() < n {
-            return Err(RecordError::Truncated);
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        let b = self.take(8)?;
-        let mut array = [0u8; 8];
-        array.copy_from_slice(b);
-        Ok(i64::from_be_bytes(array))
-    }
-    fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let raw = self.take(len as usize)?;
-        String::from_utf8(raw.to_vec())
-            .map(Some)
-            .map_err(|_| RecordError::BadString)
-    }
-    fn string(&mut self) -> Result<String, RecordError> {
-        Ok(self.nullable_string()?.unwrap_or_default())
-    }
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::copy_from_slice(self.take(len as usize)?))
-    }
 }
 
 pub fn commit_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
@@ -177,7 +93,7 @@ pub fn group_value(snapshot: &GroupSnapshot, timestamp_ms: i64) -> Vec<u8> {
 
 /// Decodes one `__consumer_offsets` record.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<OffsetsRecord, RecordError> {
-    let mut k = Reader { bytes: key };
+    let mut k = Reader(key);
     match k.i16()? {
         0 | 1 => {
             let group = k.string()?;
@@ -201,7 +117,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<OffsetsRecord, RecordE
 }
 
 fn decode_commit_value(value: &[u8]) -> Result<CommittedOffset, RecordError> {
-    let mut r = Reader { bytes: value };
+    let mut r = Reader(value);
     let version = r.i16()?;
     if !(0..=OFFSET_VALUE_VERSION).contains(&version) {
         return Err(RecordError::UnknownVersion(version));
@@ -219,7 +135,7 @@ fn decode_commit_value(value: &[u8]) -> Result<CommittedOffset, RecordError> {
 }
 
 fn decode_group_value(group: &str, value: &[u8]) -> Result<GroupSnapshot, RecordError> {
-    let mut r = Reader { bytes: value };
+    let mut r = Reader(value);
     let version = r.i16()?;
     if version != GROUP_VALUE_VERSION {
         return Err(RecordError::UnknownVersion(version));
@@ -256,6 +172,7 @@ fn decode_group_value(group: &str, value: &[u8]) -> Result<GroupSnapshot, Record
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn commit_round_trip_and_tombstone() {

@@ -247,6 +247,7 @@ impl Shard {
                 member_id,
                 group_instance_id,
                 generation_id,
+                api_version,
                 entries,
                 reply,
             } => {
@@ -256,6 +257,7 @@ impl Shard {
                         &member_id,
                         group_instance_id.as_deref(),
                         generation_id,
+                        api_version,
                         entries,
                     )
                     .await;
@@ -263,10 +265,17 @@ impl Shard {
             }
             GroupOp::FetchOffsets {
                 group_id,
+                member: (member_id, member_epoch),
                 partitions,
                 require_stable,
                 reply,
             } => {
+                if let Some(error) =
+                    self.validate_consumer_fetch(&group_id, member_id.as_deref(), member_epoch)
+                {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
                 let mut fetched = self.fetch_offsets(&group_id, partitions);
                 if require_stable {
                     let unstable = self.unstable_partitions(&group_id);
@@ -524,6 +533,7 @@ impl Shard {
             Some(group) => GroupDescription {
                 group_id: group_id.to_string(),
                 error: ErrorCode::None,
+                not_found: None,
                 state: group.state(),
                 protocol_type: group.protocol_type().unwrap_or_default().to_string(),
                 protocol_name: if group.state() == GroupState::Stable {
@@ -536,6 +546,18 @@ impl Shard {
             None => GroupDescription {
                 group_id: group_id.to_string(),
                 error: ErrorCode::None,
+                not_found: Some(
+                    if self
+                        .coordinator
+                        .consumer_groups
+                        .borrow()
+                        .contains_key(group_id)
+                    {
+                        format!("Group {group_id} is not a classic group.")
+                    } else {
+                        format!("Group {group_id} not found.")
+                    },
+                ),
                 state: GroupState::Dead,
                 protocol_type: String::new(),
                 protocol_name: String::new(),
@@ -561,9 +583,17 @@ impl Shard {
     }
 
     async fn delete_group(self: &Rc<Self>, group_id: &str) -> ErrorCode {
+        let consumer_group_deleted = match self
+            .drop_empty_consumer_group(group_id, "consumer group deleted")
+            .await
+        {
+            Ok(deleted) => deleted,
+            Err(error) => return error,
+        };
         let keys: Vec<OffsetKey> = {
             let groups = self.coordinator.groups.borrow();
             match groups.get(group_id) {
+                None if consumer_group_deleted => {}
                 None => return ErrorCode::GroupIdNotFound,
                 Some(group) if group.has_members() => return ErrorCode::NonEmptyGroup,
                 Some(_) => {}

@@ -192,6 +192,10 @@ pub struct GroupListing {
 pub struct GroupDescription {
     pub group_id: String,
     pub error: ErrorCode,
+    /// No classic group of that id: Kafka's reason ("Group … not found." or "Group … is not
+    /// a classic group."), which DescribeGroups v6+ answers with GROUP_ID_NOT_FOUND (older
+    /// versions read such a group as Dead with no error).
+    pub not_found: Option<String>,
     pub state: GroupState,
     pub protocol_type: String,
     pub protocol_name: String,
@@ -237,12 +241,18 @@ pub enum GroupOp {
         member_id: String,
         group_instance_id: Option<String>,
         generation_id: i32,
+        /// The OffsetCommit version (consumer-protocol members must use v9+).
+        api_version: i16,
         entries: Vec<OffsetCommitEntry>,
         reply: Reply<Vec<ErrorCode>>,
     },
     /// `partitions: None` means every committed partition of the group.
     FetchOffsets {
         group_id: String,
+        /// OffsetFetch v9+: the member id and epoch a consumer-protocol member fetches
+        /// with (checked as Kafka's `ConsumerGroup.validateOffsetFetch`); `(None, -1)` for
+        /// admin tools and older versions.
+        member: (Option<String>, i32),
         partitions: Option<Vec<(String, i32)>>,
         /// OffsetFetch v7+: flag partitions with pending transactional offsets.
         require_stable: bool,

@@ -478,3 +478,66 @@ def parse_fetch_v11(body: bytes):
             out.append((partition, perror, hw, records))
     assert r.done(), "trailing bytes after Fetch v11 body"
     return error, out
+
+
+API_OFFSET_COMMIT = 8
+
+
+def offset_commit_flexible(correlation_id: int, version: int, group: str, member_id: str,
+                           member_epoch: int, topic: str, partition: int, offset: int) -> bytes:
+    """OffsetCommit v8/v9 (flexible; v9 is v8 on the wire, where the generation field
+    carries a consumer-protocol member's epoch) for one partition."""
+    assert version in (8, 9), version
+    part = i32(partition) + i64(offset) + i32(-1) + compact_string(None) + EMPTY_TAGGED_FIELDS
+    body = (compact_string(group) + i32(member_epoch) + compact_string(member_id)
+            + compact_string(None)
+            + compact_array([compact_string(topic) + compact_array([part])
+                             + EMPTY_TAGGED_FIELDS])
+            + EMPTY_TAGGED_FIELDS)
+    return frame(header_v2(API_OFFSET_COMMIT, version, correlation_id) + body)
+
+
+def parse_offset_commit_flexible(body: bytes) -> dict[tuple[str, int], int]:
+    """OffsetCommit v8/v9 response (after the correlation id) -> {(topic, partition): error}."""
+    r = Reader(body)
+    r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    errors = {}
+    for _ in range(r.uvarint() - 1):
+        topic = r.take(r.uvarint() - 1).decode()
+        for _ in range(r.uvarint() - 1):
+            partition = r.i32()
+            errors[(topic, partition)] = r.i16()
+            r.tagged_fields()
+        r.tagged_fields()
+    r.tagged_fields()
+    assert r.done(), "trailing bytes after the OffsetCommit body"
+    return errors
+
+
+API_CONSUMER_GROUP_HEARTBEAT = 68
+
+
+def consumer_group_heartbeat_v0(correlation_id: int, group: str, member_id: str,
+                                member_epoch: int, topic: str) -> bytes:
+    """ConsumerGroupHeartbeat v0 (KIP-848) subscribed to `topic`, owning nothing: epoch 0
+    with an empty member id joins (the coordinator names the member), -1 leaves."""
+    body = (compact_string(group) + compact_string(member_id) + i32(member_epoch)
+            + compact_string(None) + compact_string(None) + i32(30_000)
+            + compact_array([compact_string(topic)]) + compact_string(None)
+            + compact_array([]) + EMPTY_TAGGED_FIELDS)
+    return frame(header_v2(API_CONSUMER_GROUP_HEARTBEAT, 0, correlation_id) + body)
+
+
+def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | None]:
+    """ConsumerGroupHeartbeat response (after the correlation id) -> (error, message,
+    member id)."""
+    r = Reader(body)
+    r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    error = r.i16()
+    fields = []
+    for _ in range(2):
+        n = r.uvarint()
+        fields.append(None if n == 0 else r.take(n - 1).decode())
+    return error, fields[0], fields[1]

@@ -16,25 +16,35 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
 - A static member (group.instance.id) that closes (a -2 leave) and restarts gets its
   partitions back, and the other member sees nothing revoked.
 - The Java client 4.3 with group.protocol=consumer commits and resumes after its commits.
-Members run as subprocesses (consumer_protocol_member.py) so they can be killed; a failing
-test prints each member's stderr tail next to the broker's.
+- Offset commits check the member epoch (OffsetCommit v9, as Kafka's
+  ConsumerGroup.validateOffsetCommit): confluent-kafka commits at its epoch; a raw commit
+  under the member's id at another epoch gets STALE_MEMBER_EPOCH, an unknown member id
+  UNKNOWN_MEMBER_ID, v8 from the member UNSUPPORTED_VERSION; once the group is empty an admin
+  commit (no member, epoch -1) is accepted.
+- Admin, as Kafka 4 answers (confluent-kafka AdminClient): ListGroups lists the group with
+  type `consumer` and filters by type; describe_consumer_groups (ConsumerGroupDescribe)
+  shows its members with assigned and target partitions; `shardlog group describe` shows
+  member epochs; DeleteGroups refuses it with NON_EMPTY_GROUP while a member is in it and
+  deletes it, offsets included, once it is empty.
+Members run as subprocesses (consumer_protocol_member.py, through group_members.py) so they
+can be killed; a failing test prints each member's stderr tail next to the broker's.
 """
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import (Consumer, ConsumerGroupType, KafkaError, KafkaException,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient
 
+import group_members
+import kafka_wire as wire
 from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
-from harness import TEST_DATA_ROOT, unique_topic
+from group_members import GROUP_SETTLE_TIMEOUT_S, MemberProcess, started_members
+from harness import broker_binary, unique_topic
 
 pytestmark = pytest.mark.groups
 
@@ -44,29 +54,17 @@ SESSION_MS = 6000
 HEARTBEAT_MS = 500
 BROKER_ARGS = ["--group-consumer-session-timeout-ms", str(SESSION_MS),
                "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS)]
-# Bounds on hangs only.
-GROUP_SETTLE_TIMEOUT_S = 60.0
-MEMBER_STOP_TIMEOUT_S = 20.0
-MEMBER_STDERR_TAIL_LINES = 60
 MEMBER_SCRIPT = Path(__file__).with_name("consumer_protocol_member.py")
 
 
-class Member:
+class Member(MemberProcess):
     def __init__(self, stderr_path, bootstrap, topic, group, instance_id=None):
-        self.args = [sys.executable, str(MEMBER_SCRIPT), bootstrap, topic, group,
-                     instance_id or "-"]
         self.events: list[dict] = []
-        self.lock = threading.Lock()
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
-                                         text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(stderr_path, [sys.executable, str(MEMBER_SCRIPT), bootstrap, topic,
+                                       group, instance_id or "-"])
 
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.events.append(json.loads(line))
+    def on_event(self, event):
+        self.events.append(event)
 
     def assignment(self):
         with self.lock:
@@ -81,22 +79,6 @@ class Member:
         with self.lock:
             return {p for e in self.events[mark:] for p in e.get("revoke", []) + e.get("lost", [])}
 
-    def stderr_tail(self, lines=MEMBER_STDERR_TAIL_LINES):
-        text = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.stderr_path} (last {len(text)} lines) ---\n" + "\n".join(text)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
 
 @pytest.fixture
 def consumer_broker(broker_factory):
@@ -105,42 +87,11 @@ def consumer_broker(broker_factory):
 
 @pytest.fixture
 def members(request):
-    started: list[Member] = []
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
-    workdir = TEST_DATA_ROOT / f"{safe}-members-{os.getpid()}-{time.monotonic_ns()}"
-    workdir.mkdir(parents=True)
-
-    def start(*args, **kwargs):
-        m = Member(workdir / f"member-{len(started) + 1}.stderr.log", *args, **kwargs)
-        started.append(m)
-        return m
-
-    yield start
-    for m in started:
-        m.stop()
-    failed = any(getattr(request.node, f"rep_{phase}", None) is not None
-                 and getattr(request.node, f"rep_{phase}").failed for phase in ("setup", "call"))
-    if failed:
-        for number, m in enumerate(started, 1):
-            sys.stderr.write(f"\n==== member {number} (exit {m.proc.returncode}) "
-                             f"{' '.join(m.args[2:])} ====\n{m.stderr_tail()}\n")
-    elif not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from started_members(request, Member, "member")
 
 
 def wait_split(ms, sizes, what):
-    """Waits until the members' assignments are disjoint, cover every partition, and have
-    the given sizes (sorted)."""
-    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, what)
-    while True:
-        current = [m.assignment() for m in ms]
-        flat = sorted(p for a in current for p in a)
-        if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
-            return current
-        for m in ms:
-            assert m.proc.poll() is None, f"member exited: {m.stderr_tail()}"
-        deadline.check(f"assignments now {current}")
-        time.sleep(0.2)
+    return group_members.wait_split(ms, sizes, what, PARTITIONS)
 
 
 def assert_kept_never_revoked(ms, before, marks, after):
@@ -230,6 +181,30 @@ def consumer(bootstrap, group, **conf):
                      "enable.auto.commit": False, **conf})
 
 
+def topic_with_records(bootstrap, prefix, partitions, records):
+    """A new topic holding `records` ((key, value) or (key, value, partition))."""
+    topic = unique_topic(prefix)
+    ck_create_topic(bootstrap, topic, partitions)
+    ck_produce(ck_producer(bootstrap), topic, records)
+    return topic
+
+
+def subscribed(bootstrap, group, topic):
+    c = consumer(bootstrap, group)
+    c.subscribe([topic])
+    return c
+
+
+def first_records(bootstrap, prefix, count):
+    """A consumer-protocol member of a new group that consumed the `count` records (values
+    v0, v1, ...) of a new one-partition topic: (consumer, group, topic, messages)."""
+    group = unique_topic("cgrp")
+    records = [(None, f"v{i}".encode()) for i in range(count)]
+    topic = topic_with_records(bootstrap, prefix, 1, records)
+    c = subscribed(bootstrap, group, topic)
+    return c, group, topic, consume(c, count, f"the first {count} records")
+
+
 def consume(c, count, what):
     got = []
     deadline = Deadline(CONSUME_TIMEOUT_S, what)
@@ -243,22 +218,15 @@ def consume(c, count, what):
 
 def test_committed_offsets_survive_a_broker_kill(consumer_broker):
     broker = consumer_broker
-    topic, group = unique_topic("cpc"), unique_topic("cgrp")
-    ck_create_topic(broker.bootstrap, topic, 1)
-    producer = ck_producer(broker.bootstrap)
-    ck_produce(producer, topic, [(None, f"a{i}".encode()) for i in range(10)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
-    first = consume(c, 10, "the first ten records")
-    assert [m.value() for m in first] == [f"a{i}".encode() for i in range(10)]
+    c, group, topic, first = first_records(broker.bootstrap, "cpc", 10)
+    assert [m.value() for m in first] == [f"v{i}".encode() for i in range(10)]
     committed = c.commit(asynchronous=False)
     assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 10, None)]
     c.close()
     broker.restart(kill9=True)
     producer = ck_producer(broker.bootstrap)
     ck_produce(producer, topic, [(None, f"b{i}".encode()) for i in range(5)])
-    c = consumer(broker.bootstrap, group)
-    c.subscribe([topic])
+    c = subscribed(broker.bootstrap, group, topic)
     resumed = consume(c, 5, "the records after the commit")
     assert [m.offset() for m in resumed] == [10, 11, 12, 13, 14]
     assert [m.value() for m in resumed] == [f"b{i}".encode() for i in range(5)]
@@ -269,8 +237,7 @@ def test_a_classic_member_cannot_join_a_live_consumer_group(consumer_broker):
     broker = consumer_broker
     topic, group = unique_topic("cpm"), unique_topic("cgrp")
     ck_create_topic(broker.bootstrap, topic, 2)
-    modern = consumer(broker.bootstrap, group)
-    modern.subscribe([topic])
+    modern = subscribed(broker.bootstrap, group, topic)
     deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, "the consumer-protocol member is assigned")
     while not modern.assignment():
         modern.poll(0.2)
@@ -320,3 +287,147 @@ def test_java_client_consumer_protocol_commits_and_resumes(consumer_broker):
     joins = [line for line in broker.log_path.read_text(errors="replace").splitlines()
              if "consumer group member joined" in line and f"group={group}" in line]
     assert len(joins) == 2, joins
+
+
+ERROR_UNKNOWN_MEMBER_ID = 25
+ERROR_UNSUPPORTED_VERSION = 35
+ERROR_STALE_MEMBER_EPOCH = 113
+
+
+def raw_commit(bootstrap, version, group, member_id, member_epoch, topic, offset):
+    body = wire.roundtrip(bootstrap, wire.offset_commit_flexible(
+        9, version, group, member_id, member_epoch, topic, 0, offset))
+    return wire.parse_offset_commit_flexible(body[4:])[(topic, 0)]
+
+
+def test_offset_commits_check_the_member_epoch(consumer_broker):
+    broker = consumer_broker
+    c, group, topic, _ = first_records(broker.bootstrap, "cpe", 4)
+    committed = c.commit(asynchronous=False)
+    assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 4, None)]
+    member_id = c.memberid()
+    assert member_id, "the consumer-protocol member has an id"
+    # Epoch 0 is behind any assigned member's epoch; 1,000,000 is ahead of it.
+    for epoch in (0, 1_000_000):
+        assert raw_commit(broker.bootstrap, 9, group, member_id, epoch, topic, 1) == \
+            ERROR_STALE_MEMBER_EPOCH, epoch
+    assert raw_commit(broker.bootstrap, 9, group, "no-such-member", 1, topic, 1) == \
+        ERROR_UNKNOWN_MEMBER_ID
+    assert raw_commit(broker.bootstrap, 9, group, "", -1, topic, 1) == ERROR_UNKNOWN_MEMBER_ID
+    assert raw_commit(broker.bootstrap, 8, group, member_id, 1, topic, 1) == \
+        ERROR_UNSUPPORTED_VERSION
+    # None of the refused commits moved the offset.
+    (fetched,) = c.committed([TopicPartition(topic, 0)], timeout=CONSUME_TIMEOUT_S)
+    assert fetched.offset == 4
+    c.close()
+    # The group is empty now: a commit without a member (admin tools) is accepted.
+    assert raw_commit(broker.bootstrap, 9, group, "", -1, topic, 2) == 0
+
+
+ADMIN_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 60.0
+
+
+def group_cli(bootstrap, *args):
+    run = subprocess.run([str(broker_binary()), "--bootstrap-server", bootstrap, "group", *args,
+                          "--format", "json"], capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT_S)
+    assert run.returncode == 0, f"{args}: {run.returncode}\n{run.stdout}\n{run.stderr}"
+    return json.loads(run.stdout)
+
+
+def listed(admin, **kwargs):
+    result = admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S, **kwargs)
+    return {g.group_id: g for g in result.result(ADMIN_TIMEOUT_S).valid}
+
+
+def test_admin_lists_describes_and_deletes_a_consumer_group(consumer_broker):
+    broker = consumer_broker
+    group, classic_group = unique_topic("cgrp"), unique_topic("cgrp-classic")
+    topic = topic_with_records(broker.bootstrap, "cpa", 2, [(None, b"x", p) for p in (0, 1)])
+    c = subscribed(broker.bootstrap, group, topic)
+    consume(c, 2, "both records")
+    c.commit(asynchronous=False)
+    # A classic group (an admin commit) beside it, for the type filter.
+    assert raw_commit(broker.bootstrap, 9, classic_group, "", -1, topic, 1) == 0
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    every = listed(admin)
+    assert every[group].type == ConsumerGroupType.CONSUMER
+    assert every[classic_group].type == ConsumerGroupType.CLASSIC
+    consumers = listed(admin, types={ConsumerGroupType.CONSUMER})
+    assert group in consumers and classic_group not in consumers, sorted(consumers)
+    classics = listed(admin, types={ConsumerGroupType.CLASSIC})
+    assert classic_group in classics and group not in classics, sorted(classics)
+
+    (described,) = admin.describe_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    description = described.result(ADMIN_TIMEOUT_S)
+    assert description.type == ConsumerGroupType.CONSUMER
+    assert description.partition_assignor == "uniform"
+    (member,) = description.members
+    assert member.member_id == c.memberid()
+    owned = sorted((tp.topic, tp.partition) for tp in member.assignment.topic_partitions)
+    assert owned == [(topic, 0), (topic, 1)]
+    target = sorted((tp.topic, tp.partition) for tp in member.target_assignment.topic_partitions)
+    assert target == owned
+
+    cli = group_cli(broker.bootstrap, "describe", group)
+    assert (cli["group_type"], cli["state"], cli["protocol"]) == ("consumer", "Stable", "uniform")
+    assert cli["group_epoch"] >= 1 and cli["assignment_epoch"] == cli["group_epoch"]
+    (cli_member,) = cli["members"]
+    assert cli_member["member_id"] == c.memberid()
+    assert cli_member["member_epoch"] == cli["assignment_epoch"]
+    assert cli_member["assignment"] == [{"topic": topic, "partitions": [0, 1]}]
+    assert cli_member["target_assignment"] == cli_member["assignment"]
+    assert sorted(r["committed_offset"] for r in cli["offsets"]) == [1, 1]
+    listed_by_cli = {g["group"]: g for g in group_cli(broker.bootstrap, "list")}
+    assert (listed_by_cli[group]["state"], listed_by_cli[group]["members"]) == ("Stable", 1)
+
+    (refused,) = admin.delete_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    with pytest.raises(KafkaException) as error:
+        refused.result(ADMIN_TIMEOUT_S)
+    assert error.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+
+    c.close()
+    (deleted,) = admin.delete_consumer_groups(
+        [group], request_timeout=ADMIN_TIMEOUT_S).values()
+    assert deleted.result(ADMIN_TIMEOUT_S) is None
+    assert group not in listed(admin)
+    # Its offsets went with it: a new member starts from the beginning.
+    again = subscribed(broker.bootstrap, group, topic)
+    assert sorted(m.offset() for m in consume(again, 2, "both records again")) == [0, 0]
+    again.close()
+
+
+ERROR_GROUP_MAX_SIZE_REACHED = 81
+
+
+def heartbeat(bootstrap, group, topic, member_id="", epoch=0):
+    body = wire.roundtrip(bootstrap, wire.consumer_group_heartbeat_v0(
+        3, group, member_id, epoch, topic))
+    return wire.parse_consumer_group_heartbeat(body[4:])
+
+
+def test_consumer_groups_per_shard_are_bounded(broker_factory):
+    """`group.consumer_groups_max` = 1 on a one-shard broker: the first consumer group is
+    created, a second is refused with GROUP_MAX_SIZE_REACHED and a message naming the
+    setting, the first still takes members; once it is empty and deleted the second fits."""
+    broker = broker_factory("consumer-groups-max", shards=1, extra_args=BROKER_ARGS + [
+        "--group-consumer-groups-max", "1"])
+    topic = topic_with_records(broker.bootstrap, "cpl", 1, [])
+    first, second = unique_topic("cgrp"), unique_topic("cgrp")
+    error, _, member = heartbeat(broker.bootstrap, first, topic)
+    assert (error, bool(member)) == (0, True)
+    error, message, _ = heartbeat(broker.bootstrap, second, topic)
+    assert error == ERROR_GROUP_MAX_SIZE_REACHED
+    assert "group.consumer_groups_max" in message, message
+    error, _, other = heartbeat(broker.bootstrap, first, topic)
+    assert error == 0, "the existing group takes members"
+    for m in (member, other):
+        assert heartbeat(broker.bootstrap, first, topic, m, -1)[0] == 0, "leave"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    (deleted,) = admin.delete_consumer_groups([first], request_timeout=ADMIN_TIMEOUT_S).values()
+    assert deleted.result(ADMIN_TIMEOUT_S) is None
+    assert heartbeat(broker.bootstrap, second, topic)[0] == 0

@@ -12,20 +12,14 @@ groups" leaves them out). They are never skipped silently.
 - Offsets committed before a broker kill -9 are there after restart: the group resumes exactly
   after them, with nothing lost and nothing re-read.
 - Two groups read the same topic independently (publish-subscribe): each gets every record.
-Members run as subprocesses (group_member.py) so they can be killed; confluent-kafka
-(librdkafka) and kafka-python. Each member's stderr (its assignment changes and kafka-python's
-coordinator log, UTC timestamps) goes to a file under target/test-data; a failing test prints
-each member's tail next to the broker's (whose log has a line per group lifecycle event) and
-keeps the files.
+Members run as subprocesses (group_member.py, through group_members.py) so they can be
+killed; confluent-kafka (librdkafka) and kafka-python. Each member's stderr (its assignment
+changes and kafka-python's coordinator log, UTC timestamps) goes to a file under
+target/test-data; a failing test prints each member's tail next to the broker's (whose log
+has a line per group lifecycle event) and keeps the files.
 """
 
-import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,50 +28,33 @@ from confluent_kafka import Consumer, TopicPartition
 
 import kafka
 from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
-from harness import TEST_DATA_ROOT, unique_topic
+import group_members
+from group_members import GROUP_SETTLE_TIMEOUT_S, MemberProcess, started_members
+from harness import unique_topic
 
 pytestmark = pytest.mark.groups
 
 PARTITIONS = 6
 SESSION_MS = 6000
 STATIC_SESSION_MS = 30000
-# A rebalance settles within join/sync round trips plus the session timeout (when a member
-# dies silently); these bound hangs only.
-GROUP_SETTLE_TIMEOUT_S = 60.0
 NO_REBALANCE_OBSERVATION_S = 5.0
-MEMBER_STOP_TIMEOUT_S = 20.0
-MEMBER_STDERR_TAIL_LINES = 60
 MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
 
 
-class Member:
+class Member(MemberProcess):
     def __init__(self, stderr_path, client, bootstrap, topic, group, strategy, instance_id=None,
                  session_ms=SESSION_MS):
-        self.args = [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group,
-                     strategy, instance_id or "-", str(session_ms)]
         self.history: list[list[int]] = []
         self.records = 0
-        self.lock = threading.Lock()
-        # A file, not a pipe: nobody drains a pipe while the test runs, and a full one would
-        # block the member.
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr,
-                                         text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(stderr_path, [sys.executable, str(MEMBER_SCRIPT), client, bootstrap,
+                                       topic, group, strategy, instance_id or "-",
+                                       str(session_ms)])
 
-    def stderr_tail(self, lines=MEMBER_STDERR_TAIL_LINES):
-        text = self.stderr_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.stderr_path} (last {len(text)} lines) ---\n" + "\n".join(text)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            event = json.loads(line)
-            with self.lock:
-                if "assignment" in event:
-                    self.history.append(event["assignment"])
-                else:
-                    self.records = event["records"]
+    def on_event(self, event):
+        if "assignment" in event:
+            self.history.append(event["assignment"])
+        else:
+            self.records = event["records"]
 
     def assignment(self):
         with self.lock:
@@ -86,18 +63,6 @@ class Member:
     def changes(self):
         with self.lock:
             return len(self.history)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=MEMBER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 @pytest.fixture(autouse=True)
@@ -109,42 +74,11 @@ def group_debug_log(monkeypatch):
 
 @pytest.fixture
 def members(request):
-    started: list[Member] = []
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
-    workdir = TEST_DATA_ROOT / f"{safe}-members-{os.getpid()}-{time.monotonic_ns()}"
-    workdir.mkdir(parents=True)
-
-    def start(*args, **kwargs):
-        m = Member(workdir / f"member-{len(started) + 1}.stderr.log", *args, **kwargs)
-        started.append(m)
-        return m
-
-    yield start
-    for m in started:
-        m.stop()
-    failed = any(getattr(request.node, f"rep_{phase}", None) is not None
-                 and getattr(request.node, f"rep_{phase}").failed for phase in ("setup", "call"))
-    if failed:
-        for number, m in enumerate(started, 1):
-            sys.stderr.write(f"\n==== group member {number} (exit {m.proc.returncode}) "
-                             f"{' '.join(m.args[2:])} ====\n{m.stderr_tail()}\n")
-    elif not os.environ.get("SHARDLOG_TEST_KEEP_DATA"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from started_members(request, Member, "group member")
 
 
 def wait_split(ms, sizes, what):
-    """Wait until the members' assignments are disjoint, cover all partitions, and have the
-    given sizes (sorted)."""
-    deadline = Deadline(GROUP_SETTLE_TIMEOUT_S, what)
-    while True:
-        current = [m.assignment() or [] for m in ms]
-        flat = sorted(p for a in current for p in a)
-        if flat == list(range(PARTITIONS)) and sorted(map(len, current)) == sorted(sizes):
-            return current
-        for m in ms:
-            assert m.proc.poll() is None, f"member exited: {m.stderr_tail()}"
-        deadline.check(f"assignments now {current}")
-        time.sleep(0.2)
+    return group_members.wait_split(ms, sizes, what, PARTITIONS)
 
 
 STRATEGIES = [("confluent", "range"), ("confluent", "roundrobin"),

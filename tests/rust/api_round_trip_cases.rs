@@ -83,21 +83,76 @@ fn metadata(fx: &mut Fixture, version: i16) {
 fn offset_commit(fx: &mut Fixture, version: i16) {
     let group = fx.unique("commit");
     let topic = fx.topic.clone();
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(topic_name(&topic))
-                .with_partitions(vec![
-                    OffsetCommitRequestPartition::default()
-                        .with_committed_offset(1)
-                        .with_committed_metadata(Some(s("meta"))),
-                ]),
-        ]);
-    let response = fx.send(&request, version);
+    let response = fx.send(&commit_request(&group, "", -1, &topic, 1), version);
     assert_eq!(response.topics[0].partitions[0].error_code, NONE);
     assert_eq!(fx.committed_offset(&group, &topic), 1);
+    if version >= 9 {
+        consumer_group_commits(fx, version);
+    }
+}
+
+fn commit_request(
+    group: &str,
+    member_id: &str,
+    member_epoch: i32,
+    topic: &str,
+    offset: i64,
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member_id))
+        .with_generation_id_or_member_epoch(member_epoch)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_committed_offset(offset)
+                        .with_committed_metadata(Some(s("meta"))),
+                ]),
+        ])
+}
+
+/// A ConsumerGroupHeartbeat that joins `member_id` (empty: the v0 coordinator names it) to
+/// `group`, subscribed to `topic`.
+fn consumer_group_join(group: &str, member_id: &str, topic: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(topic)]))
+        .with_topic_partitions(Some(Vec::new()))
+}
+
+/// A one-member consumer-protocol group on the fixture topic; returns the group and member.
+fn consumer_group_member(fx: &mut Fixture, prefix: &str) -> (String, String) {
+    let group = fx.unique(prefix);
+    let member_id = fx.unique("member");
+    let topic = fx.topic.clone();
+    let joined = fx.send(&consumer_group_join(&group, &member_id, &topic), 1);
+    assert_eq!(joined.error_code, NONE);
+    assert_eq!(joined.member_epoch, 1);
+    (group, member_id)
+}
+
+/// OffsetCommit v9+ to a consumer-protocol group (Kafka's `ConsumerGroup.validateOffsetCommit`):
+/// the member's epoch commits; an older or newer one gets STALE_MEMBER_EPOCH (113), an unknown
+/// member UNKNOWN_MEMBER_ID (25), and v8 from a member UNSUPPORTED_VERSION (35).
+fn consumer_group_commits(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let (group, member) = consumer_group_member(fx, "cg-commit");
+    let error = |fx: &mut Fixture, member: &str, epoch: i32, version: i16| {
+        let response = fx.send(&commit_request(&group, member, epoch, &topic, 3), version);
+        response.topics[0].partitions[0].error_code
+    };
+    assert_eq!(error(fx, &member, 1, version), NONE);
+    assert_eq!(fx.committed_offset(&group, &topic), 3);
+    assert_eq!(error(fx, &member, 0, version), 113, "stale epoch");
+    assert_eq!(error(fx, &member, 2, version), 113, "epoch ahead");
+    assert_eq!(error(fx, "no-such-member", 1, version), 25);
+    assert_eq!(error(fx, "", -1, version), 25, "no member, group not empty");
+    assert_eq!(error(fx, &member, 1, 8), 35, "a member must use v9+");
 }
 
 fn offset_fetch(fx: &mut Fixture, version: i16) {
@@ -121,6 +176,48 @@ fn offset_fetch(fx: &mut Fixture, version: i16) {
         partition.committed_offset
     };
     assert_eq!(committed, 2);
+    if version >= 9 {
+        consumer_group_fetches(fx, version);
+    }
+}
+
+/// OffsetFetch v9+ naming the member of a consumer-protocol group: its epoch fetches; a
+/// stale one gets a group-level STALE_MEMBER_EPOCH (113), an unknown member
+/// UNKNOWN_MEMBER_ID (25); no member (admin tools) always fetches.
+fn consumer_group_fetches(fx: &mut Fixture, version: i16) {
+    let topic = fx.topic.clone();
+    let (group, member) = consumer_group_member(fx, "cg-fetch");
+    assert_eq!(
+        fx.send(&commit_request(&group, &member, 1, &topic, 4), 9)
+            .topics[0]
+            .partitions[0]
+            .error_code,
+        NONE
+    );
+    let fetch = |fx: &mut Fixture, member: Option<&str>, epoch: i32| {
+        let request = OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_id(member.map(s))
+                .with_member_epoch(epoch)
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(topic_name(&topic))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        ]);
+        let response = fx.send(&request, version);
+        let group = &response.groups[0];
+        let offset = group
+            .topics
+            .first()
+            .map(|t| t.partitions[0].committed_offset);
+        (group.error_code, offset)
+    };
+    assert_eq!(fetch(fx, Some(&member), 1), (NONE, Some(4)));
+    assert_eq!(fetch(fx, None, -1), (NONE, Some(4)));
+    assert_eq!(fetch(fx, Some(&member), 0), (113, None));
+    assert_eq!(fetch(fx, Some("no-such-member"), 1), (25, None));
 }
 
 fn find_coordinator(fx: &mut Fixture, version: i16) {
@@ -220,6 +317,31 @@ fn describe_groups(fx: &mut Fixture, version: i16) {
     assert_eq!(described.protocol_data.text(), "range");
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_id.text(), member_id);
+    let (consumer_group, _) = consumer_group_member(fx, "describe-cg");
+    let request = DescribeGroupsRequest::default().with_groups(vec![
+        GroupId(s(&consumer_group)),
+        GroupId(s("rt-no-such-group")),
+    ]);
+    let response = fx.send(&request, version);
+    for (described, message) in response.groups.iter().zip([
+        format!("Group {consumer_group} is not a classic group."),
+        "Group rt-no-such-group not found.".to_string(),
+    ]) {
+        assert_eq!(described.group_state.text(), "Dead");
+        assert!(described.members.is_empty());
+        if version >= 6 {
+            assert_eq!(described.error_code, 69, "GROUP_ID_NOT_FOUND from v6");
+            assert_eq!(
+                described.error_message.as_ref().map(|m| m.to_string()),
+                Some(message)
+            );
+        } else {
+            assert_eq!(
+                described.error_code, NONE,
+                "Dead without an error before v6"
+            );
+        }
+    }
 }
 
 fn list_groups(fx: &mut Fixture, version: i16) {
@@ -788,14 +910,7 @@ fn consumer_group_heartbeat(fx: &mut Fixture, version: i16) {
     } else {
         String::new()
     };
-    let request = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_member_id(s(&member_id))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
-        .with_topic_partitions(Some(Vec::new()));
-    let response = fx.send(&request, version);
+    let response = fx.send(&consumer_group_join(&group, &member_id, &topic), version);
     assert_eq!(response.error_code, NONE, "{:?}", response.error_message);
     assert_eq!(response.member_epoch, 1);
     assert!(response.member_id.as_ref().is_some_and(|id| !id.is_empty()));
@@ -810,13 +925,7 @@ fn consumer_group_describe(fx: &mut Fixture, version: i16) {
     let topic = fx.new_topic("cgd", 2);
     let group = fx.unique("cgd");
     let member_id = fx.unique("member");
-    let join = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(s(&group)))
-        .with_member_id(s(&member_id))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(vec![topic_name(&topic)]))
-        .with_topic_partitions(Some(Vec::new()));
+    let join = consumer_group_join(&group, &member_id, &topic);
     assert_eq!(fx.send(&join, 1).error_code, NONE);
     let request = ConsumerGroupDescribeRequest::default()
         .with_group_ids(vec![GroupId(s(&group)), GroupId(s("rt-no-such-cgd"))]);

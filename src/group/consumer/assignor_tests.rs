@@ -1,5 +1,6 @@
 //! Assignor tests: balance, stickiness (a member keeps what it can) and subscriptions.
 
+use super::tests::parts;
 use super::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,9 +24,10 @@ fn run(
             member_id: id,
             subscribed: subscribed.iter().copied().collect(),
             previous: previous.get(*id).unwrap_or(&empty),
+            rack: None,
         })
         .collect();
-    compute_target_assignment(kind, &members, topics)
+    compute_target_assignment(kind, &members, topics, &PartitionRacks::new())
 }
 
 fn sizes(target: &BTreeMap<String, Assignment>) -> Vec<usize> {
@@ -177,4 +179,73 @@ fn names_round_trip() {
         assert_eq!(AssignorKind::from_name(kind.name()), Some(kind));
     }
     assert_eq!(AssignorKind::from_name("cooperative-sticky"), None);
+}
+
+/// Members a and b in racks "a" and "b"; partitions 0-1 have replicas in rack "b" only,
+/// 2-3 in rack "a" only. Both assignors give each member its own rack's partitions, with
+/// the sizes they would give without racks; without racks known they fall back to the
+/// rack-unaware split.
+#[test]
+fn members_get_partitions_of_their_rack() {
+    let t = topics(&[(T, 4)]);
+    let mut racks = PartitionRacks::new();
+    for (partition, rack) in [(0, "b"), (1, "b"), (2, "a"), (3, "a")] {
+        racks.insert((T, partition), BTreeSet::from([rack.to_string()]));
+    }
+    let empty = Assignment::new();
+    let member = |id, rack| AssignorMember {
+        member_id: id,
+        subscribed: BTreeSet::from([T]),
+        previous: &empty,
+        rack: Some(rack),
+    };
+    let members = [member("a", "a"), member("b", "b")];
+    for (kind, unaware_a) in [
+        (AssignorKind::Uniform, [0, 2]),
+        (AssignorKind::Range, [0, 1]),
+    ] {
+        let target = compute_target_assignment(kind, &members, &t, &racks);
+        assert_eq!(target["a"], parts(T, &[2, 3]), "{kind:?}");
+        assert_eq!(target["b"], parts(T, &[0, 1]), "{kind:?}");
+        let unaware = compute_target_assignment(kind, &members, &t, &PartitionRacks::new());
+        assert_eq!(unaware["a"], parts(T, &unaware_a), "{kind:?} without racks");
+    }
+}
+
+/// Rack awareness never costs balance or stickiness: three members, one in rack "a" where
+/// every partition lives, still split 2/2/2, and a member keeps its previous partitions.
+#[test]
+fn racks_do_not_unbalance_or_unstick() {
+    let t = topics(&[(T, 6)]);
+    let racks: PartitionRacks = (0..6)
+        .map(|p| ((T, p), BTreeSet::from(["a".to_string()])))
+        .collect();
+    let kept = parts(T, &[4, 5]);
+    let empty = Assignment::new();
+    let members = [
+        AssignorMember {
+            member_id: "a",
+            subscribed: BTreeSet::from([T]),
+            previous: &empty,
+            rack: Some("a"),
+        },
+        AssignorMember {
+            member_id: "b",
+            subscribed: BTreeSet::from([T]),
+            previous: &kept,
+            rack: Some("b"),
+        },
+        AssignorMember {
+            member_id: "c",
+            subscribed: BTreeSet::from([T]),
+            previous: &empty,
+            rack: None,
+        },
+    ];
+    for kind in [AssignorKind::Uniform, AssignorKind::Range] {
+        let target = compute_target_assignment(kind, &members, &t, &racks);
+        assert_eq!(sizes(&target), vec![2, 2, 2], "{kind:?}");
+        assert_complete(&target, &t);
+        assert_eq!(target["b"], kept, "{kind:?}: b keeps its partitions");
+    }
 }

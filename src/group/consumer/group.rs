@@ -90,6 +90,9 @@ pub struct ConsumerGroup {
     pub(super) holders: BTreeMap<(TopicId, i32), String>,
     /// The subscribed topics the group epoch was last bumped for.
     pub(super) subscribed_topics: BTreeMap<String, TopicImage>,
+    /// The replica racks of the subscribed topics' partitions, when known (rack-aware
+    /// assignment); a change bumps the group epoch as a topic change does.
+    pub(super) partition_racks: PartitionRacks,
     /// Compiled `subscribed_topic_regex` values members use.
     pub(super) regexes: BTreeMap<String, Regex>,
     pub(super) limits: ConsumerGroupLimits,
@@ -109,6 +112,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             holders: BTreeMap::new(),
             subscribed_topics: BTreeMap::new(),
+            partition_racks: PartitionRacks::new(),
             regexes: BTreeMap::new(),
             limits,
             topics_known: true,
@@ -461,9 +465,12 @@ impl ConsumerGroup {
                 instance = ?input.instance_id, "consumer group member joined");
         }
         let subscribed = self.resolve_subscribed_topics(image);
-        let mut topics_changed = subscribed != self.subscribed_topics;
+        let racks = image.racks_of(&subscribed.values().map(|t| t.id).collect());
+        let mut topics_changed =
+            subscribed != self.subscribed_topics || racks != self.partition_racks;
         if topics_changed {
             self.subscribed_topics = subscribed;
+            self.partition_racks = racks;
             if !self.topics_known {
                 topics_changed = self.assign().1 != self.target;
             }
@@ -506,6 +513,8 @@ impl ConsumerGroup {
         member.client_host.clone_from(&input.client_host);
         member.session_deadline_ms = now_ms.saturating_add(session_timeout_ms);
         if input.rack_id.is_some() {
+            // The rack feeds rack-aware assignment: a new one is a new subscription.
+            changed |= input.rack_id != member.rack_id;
             member.rack_id.clone_from(&input.rack_id);
         }
         if input.rebalance_timeout_ms != -1 {
@@ -601,6 +610,7 @@ impl ConsumerGroup {
                     .map(|(_, topic)| topic.id)
                     .collect(),
                 previous: self.target.get(&member.id).unwrap_or(&empty),
+                rack: member.rack_id.as_deref(),
             })
             .collect();
         let topics = self
@@ -608,7 +618,8 @@ impl ConsumerGroup {
             .values()
             .map(|topic| (topic.id, topic.partitions))
             .collect();
-        (kind, compute_target_assignment(kind, &members, &topics))
+        let assigned = compute_target_assignment(kind, &members, &topics, &self.partition_racks);
+        (kind, assigned)
     }
 
     /// Moves a member one step towards its target.
@@ -716,12 +727,15 @@ impl ConsumerGroup {
     }
 
     /// OffsetCommit / TxnOffsetCommit from a member (Kafka's `ConsumerGroup.validateOffsetCommit`):
-    /// an empty group accepts commits without a member (admin tools), otherwise the member must
-    /// exist and commit at its current epoch.
+    /// an empty group accepts commits without a member (admin tools, simple consumers);
+    /// otherwise the member must exist (UNKNOWN_MEMBER_ID), an OffsetCommit must be v9+
+    /// (UNSUPPORTED_VERSION: older versions cannot carry a member epoch) and the epoch must be
+    /// the member's current one (STALE_MEMBER_EPOCH).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         member_epoch: i32,
+        source: CommitSource,
     ) -> Result<(), ErrorCode> {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
@@ -730,6 +744,11 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ErrorCode::UnknownMemberId)?;
+        if let CommitSource::OffsetCommit { api_version } = source
+            && api_version < OFFSET_COMMIT_CONSUMER_PROTOCOL_VERSION_MIN
+        {
+            return Err(ErrorCode::UnsupportedVersion);
+        }
         if member.reconciliation.member_epoch != member_epoch {
             return Err(ErrorCode::StaleMemberEpoch);
         }

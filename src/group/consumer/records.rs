@@ -7,6 +7,7 @@
 //! Decoding never panics on bad bytes.
 
 use super::types::{Assignment, MemberState, TopicId};
+use crate::group::record_codec::{Reader, Writer};
 use crate::group::records::RecordError;
 
 pub const METADATA_KEY_VERSION: i16 = 3;
@@ -76,136 +77,35 @@ fn state_from_byte(byte: i8) -> MemberState {
     }
 }
 
-#[derive(Default)]
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn i8(&mut self, v: i8) {
-        self.0.push(v as u8);
-    }
-    fn i16(&mut self, v: i16) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn uvarint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
+/// A consumer-group assignment: a compact array of (topic id, compact array of partitions,
+/// tags).
+fn write_assignment(w: &mut Writer, assignment: &Assignment) {
+    w.uvarint(assignment.len() as u64 + 1);
+    for (topic, partitions) in assignment {
+        w.raw(topic);
+        w.uvarint(partitions.len() as u64 + 1);
+        for &p in partitions {
+            w.i32(p);
         }
-        self.0.push(v as u8);
-    }
-    /// A key's (non-flexible) string.
-    fn string(&mut self, v: &str) {
-        let len = v.len().min(i16::MAX as usize);
-        self.i16(len as i16);
-        self.0.extend_from_slice(&v.as_bytes()[..len]);
-    }
-    fn compact_string(&mut self, v: Option<&str>) {
-        match v {
-            Some(v) => {
-                self.uvarint(v.len() as u64 + 1);
-                self.0.extend_from_slice(v.as_bytes());
-            }
-            None => self.uvarint(0),
-        }
-    }
-    fn assignment(&mut self, assignment: &Assignment) {
-        self.uvarint(assignment.len() as u64 + 1);
-        for (topic, partitions) in assignment {
-            self.0.extend_from_slice(topic);
-            self.uvarint(partitions.len() as u64 + 1);
-            for &p in partitions {
-                self.i32(p);
-            }
-            self.tags();
-        }
-    }
-    fn tags(&mut self) {
-        self.uvarint(0);
+        w.tags();
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.0.len() < n {
-            return Err(RecordError::Truncated);
+fn read_assignment(r: &mut Reader<'_>) -> Result<Assignment, RecordError> {
+    let mut assignment = Assignment::new();
+    for _ in 0..r.count(18)? {
+        let mut topic: TopicId = [0; 16];
+        topic.copy_from_slice(r.take(16)?);
+        let mut partitions = std::collections::BTreeSet::new();
+        for _ in 0..r.count(4)? {
+            partitions.insert(r.i32()?);
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn i8(&mut self) -> Result<i8, RecordError> {
-        Ok(self.take(1)?[0] as i8)
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn uvarint(&mut self) -> Result<u64, RecordError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(RecordError::Truncated)
-    }
-    fn utf8(raw: &[u8]) -> Result<String, RecordError> {
-        String::from_utf8(raw.to_vec()).map_err(|_| RecordError::BadString)
-    }
-    fn string(&mut self) -> Result<String, RecordError> {
-        let len = self.i16()?;
-        Self::utf8(self.take(len.max(0) as usize)?)
-    }
-    fn compact_string(&mut self) -> Result<Option<String>, RecordError> {
-        match self.uvarint()? {
-            0 => Ok(None),
-            n => Self::utf8(self.take((n - 1) as usize)?).map(Some),
+        r.tags()?;
+        if !partitions.is_empty() {
+            assignment.insert(topic, partitions);
         }
     }
-    /// A compact array's element count, bounded by the bytes left (each element takes at
-    /// least `min_element` bytes), so a garbage count never becomes a huge allocation.
-    fn count(&mut self, min_element: usize) -> Result<usize, RecordError> {
-        let n = self.uvarint()?.saturating_sub(1) as usize;
-        if n.saturating_mul(min_element) > self.0.len() {
-            return Err(RecordError::Truncated);
-        }
-        Ok(n)
-    }
-    fn assignment(&mut self) -> Result<Assignment, RecordError> {
-        let mut assignment = Assignment::new();
-        for _ in 0..self.count(18)? {
-            let mut topic: TopicId = [0; 16];
-            topic.copy_from_slice(self.take(16)?);
-            let mut partitions = std::collections::BTreeSet::new();
-            for _ in 0..self.count(4)? {
-                partitions.insert(self.i32()?);
-            }
-            self.tags()?;
-            if !partitions.is_empty() {
-                assignment.insert(topic, partitions);
-            }
-        }
-        Ok(assignment)
-    }
-    fn tags(&mut self) -> Result<(), RecordError> {
-        for _ in 0..self.uvarint()? {
-            let _tag = self.uvarint()?;
-            let len = self.uvarint()? as usize;
-            self.take(len)?;
-        }
-        Ok(())
-    }
+    Ok(assignment)
 }
 
 fn key(version: i16, group_id: &str, member_id: Option<&str>) -> Vec<u8> {
@@ -227,12 +127,16 @@ fn value(body: impl FnOnce(&mut Writer)) -> Vec<u8> {
 }
 
 pub fn metadata(group_id: &str, epoch: i32) -> (Vec<u8>, Vec<u8>) {
-    let v = value(|w| w.i32(epoch));
+    let v = value(|w| {
+        w.i32(epoch);
+    });
     (key(METADATA_KEY_VERSION, group_id, None), v)
 }
 
 pub fn target_metadata(group_id: &str, assignment_epoch: i32) -> (Vec<u8>, Vec<u8>) {
-    let v = value(|w| w.i32(assignment_epoch));
+    let v = value(|w| {
+        w.i32(assignment_epoch);
+    });
     (key(TARGET_METADATA_KEY_VERSION, group_id, None), v)
 }
 
@@ -257,7 +161,7 @@ pub fn member_metadata(group_id: &str, member_id: &str, m: &MemberMetadata) -> (
 }
 
 pub fn target_member(group_id: &str, member_id: &str, target: &Assignment) -> (Vec<u8>, Vec<u8>) {
-    let v = value(|w| w.assignment(target));
+    let v = value(|w| write_assignment(w, target));
     (key(TARGET_MEMBER_KEY_VERSION, group_id, Some(member_id)), v)
 }
 
@@ -270,8 +174,8 @@ pub fn current_assignment(
         w.i32(c.member_epoch);
         w.i32(c.previous_member_epoch);
         w.i8(state_byte(c.state));
-        w.assignment(&c.assigned);
-        w.assignment(&c.pending_revocation);
+        write_assignment(w, &c.assigned);
+        write_assignment(w, &c.pending_revocation);
     });
     (
         key(CURRENT_ASSIGNMENT_KEY_VERSION, group_id, Some(member_id)),
@@ -330,7 +234,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Option<ConsumerRecord>, Record
         }
         TARGET_MEMBER_KEY_VERSION => ConsumerRecord::TargetMember {
             member_id: k.string()?,
-            assignment: r.assignment()?,
+            assignment: read_assignment(&mut r)?,
         },
         CURRENT_ASSIGNMENT_KEY_VERSION => ConsumerRecord::CurrentAssignment {
             member_id: k.string()?,
@@ -338,8 +242,8 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Option<ConsumerRecord>, Record
                 member_epoch: r.i32()?,
                 previous_member_epoch: r.i32()?,
                 state: state_from_byte(r.i8()?),
-                assigned: r.assignment()?,
-                pending_revocation: r.assignment()?,
+                assigned: read_assignment(&mut r)?,
+                pending_revocation: read_assignment(&mut r)?,
             },
         },
         4 => return Ok(None),

@@ -32,7 +32,7 @@ fn six() -> TopicsImage {
     image(&[("t", T, 6)])
 }
 
-fn parts(topic: TopicId, partitions: &[i32]) -> Assignment {
+pub(super) fn parts(topic: TopicId, partitions: &[i32]) -> Assignment {
     let mut assignment = Assignment::new();
     if !partitions.is_empty() {
         assignment.insert(topic, partitions.iter().copied().collect());
@@ -354,21 +354,49 @@ fn bad_requests_get_kafka_errors() {
 
 #[test]
 fn offset_commits_and_fetches_check_the_member_epoch() {
+    let v9 = CommitSource::OffsetCommit { api_version: 9 };
     let mut g = group();
-    assert_eq!(g.validate_offset_commit("", -1), Ok(()));
-    g.heartbeat(join("a", &["t"]), &six(), 0);
-    assert_eq!(g.validate_offset_commit("a", 1), Ok(()));
+    assert_eq!(g.validate_offset_commit("", -1, v9), Ok(()));
     assert_eq!(
-        g.validate_offset_commit("a", 0),
+        g.validate_offset_commit("", -1, CommitSource::OffsetCommit { api_version: 2 }),
+        Ok(()),
+        "an empty group takes commits without a member at any version"
+    );
+    g.heartbeat(join("a", &["t"]), &six(), 0);
+    assert_eq!(g.validate_offset_commit("a", 1, v9), Ok(()));
+    assert_eq!(
+        g.validate_offset_commit("a", 0, v9),
         Err(ErrorCode::StaleMemberEpoch)
     );
     assert_eq!(
-        g.validate_offset_commit("x", 1),
+        g.validate_offset_commit("a", 2, v9),
+        Err(ErrorCode::StaleMemberEpoch),
+        "an epoch ahead of the member's is stale too (Kafka compares for equality)"
+    );
+    assert_eq!(
+        g.validate_offset_commit("x", 1, v9),
         Err(ErrorCode::UnknownMemberId)
     );
     assert_eq!(
-        g.validate_offset_commit("", -1),
+        g.validate_offset_commit("", -1, v9),
         Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 1, CommitSource::OffsetCommit { api_version: 8 }),
+        Err(ErrorCode::UnsupportedVersion)
+    );
+    assert_eq!(
+        g.validate_offset_commit("x", 1, CommitSource::OffsetCommit { api_version: 8 }),
+        Err(ErrorCode::UnknownMemberId),
+        "the member is looked up before the version is checked"
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 1, CommitSource::TxnOffsetCommit),
+        Ok(())
+    );
+    assert_eq!(
+        g.validate_offset_commit("a", 0, CommitSource::TxnOffsetCommit),
+        Err(ErrorCode::StaleMemberEpoch)
     );
     assert_eq!(g.validate_offset_fetch(None, -1), Ok(()));
     assert_eq!(g.validate_offset_fetch(Some("a"), 1), Ok(()));
@@ -378,6 +406,10 @@ fn offset_commits_and_fetches_check_the_member_epoch() {
     );
     assert_eq!(
         g.validate_offset_fetch(Some("b"), 1),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        g.validate_offset_fetch(None, 1),
         Err(ErrorCode::UnknownMemberId)
     );
 }
@@ -417,4 +449,40 @@ fn new_partitions_bump_the_group_epoch() {
     let out = g.heartbeat(beat("a", 1, None), &grown, 1);
     assert_eq!(ok(&out).member_epoch, 2);
     assert_eq!(out.assignment, Some(parts(T, &[0, 1, 2, 3, 4, 5, 6, 7])));
+}
+
+/// Rack-aware assignment through the group: members name racks in their heartbeats, the
+/// image knows the partitions' replica racks, and each member's target is its rack's
+/// partitions. A member that moves to another rack bumps the group epoch (a new
+/// subscription), and the new target follows the racks.
+#[test]
+fn members_with_racks_get_partitions_of_their_rack() {
+    let mut g = group();
+    let mut racked = image(&[("t", T, 4)]);
+    for (partition, rack) in [(0, "b"), (1, "b"), (2, "a"), (3, "a")] {
+        racked.set_partition_racks(T, partition, [rack.to_string()].into());
+    }
+    let in_rack = |input: HeartbeatInput, rack: &str| HeartbeatInput {
+        rack_id: Some(rack.to_string()),
+        ..input
+    };
+    ok(&g.heartbeat(in_rack(join("a", &["t"]), "a"), &racked, 0));
+    ok(&g.heartbeat(in_rack(join("b", &["t"]), "b"), &racked, 0));
+    let targets = |g: &ConsumerGroup| -> Vec<Assignment> {
+        g.describe()
+            .members
+            .into_iter()
+            .map(|m| m.target_assignment)
+            .collect()
+    };
+    assert_eq!(targets(&g), vec![parts(T, &[2, 3]), parts(T, &[0, 1])]);
+    let epoch = g.group_epoch();
+    let member_epoch = g.describe().members[0].member_epoch;
+    ok(&g.heartbeat(in_rack(beat("a", member_epoch, None), "c"), &racked, 1));
+    assert_eq!(
+        g.group_epoch(),
+        epoch + 1,
+        "a rack change is a new subscription"
+    );
+    g.check_invariants().unwrap();
 }

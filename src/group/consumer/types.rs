@@ -11,6 +11,10 @@ pub type TopicId = [u8; 16];
 /// Partitions by topic id: a member's assignment or target.
 pub type Assignment = BTreeMap<TopicId, BTreeSet<i32>>;
 
+/// The racks holding a replica of each partition (rack-aware assignment); a partition
+/// missing here has no known rack.
+pub type PartitionRacks = BTreeMap<(TopicId, i32), BTreeSet<String>>;
+
 /// Kafka's member epoch sentinels in ConsumerGroupHeartbeat.
 pub const JOIN_GROUP_MEMBER_EPOCH: i32 = 0;
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -61,6 +65,7 @@ pub struct TopicImage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicsImage {
     topics: BTreeMap<String, TopicImage>,
+    racks: PartitionRacks,
 }
 
 impl TopicsImage {
@@ -71,6 +76,22 @@ impl TopicsImage {
     pub fn insert(&mut self, name: &str, id: TopicId, partitions: i32) {
         self.topics
             .insert(name.to_string(), TopicImage { id, partitions });
+    }
+
+    /// Records the racks of a partition's replicas (none known: not called).
+    pub fn set_partition_racks(&mut self, id: TopicId, partition: i32, racks: BTreeSet<String>) {
+        if !racks.is_empty() {
+            self.racks.insert((id, partition), racks);
+        }
+    }
+
+    /// The known racks of the partitions of `topics`.
+    pub fn racks_of(&self, topics: &BTreeSet<TopicId>) -> PartitionRacks {
+        self.racks
+            .iter()
+            .filter(|((id, _), _)| topics.contains(id))
+            .map(|(key, racks)| (*key, racks.clone()))
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<TopicImage> {
@@ -174,6 +195,18 @@ impl HeartbeatOutcome {
         }
     }
 }
+
+/// Which request commits offsets to a consumer group: Kafka checks the OffsetCommit version
+/// (a consumer-protocol member must use v9+, where the generation field carries its member
+/// epoch) but not TxnOffsetCommit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitSource {
+    OffsetCommit { api_version: i16 },
+    TxnOffsetCommit,
+}
+
+/// The first OffsetCommit version a consumer-protocol member may use.
+pub const OFFSET_COMMIT_CONSUMER_PROTOCOL_VERSION_MIN: i16 = 9;
 
 /// A member removed by the coordinator (session or revocation timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,9 @@
 //! assignor and members with their epochs, subscriptions, current and target assignments.
 //! A group id that is not a consumer group gets GROUP_ID_NOT_FOUND.
 
-use super::str_bytes;
+use super::{error_fields, str_bytes};
 use crate::group::consumer::Assignment;
+use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{GroupOp, Shard};
@@ -66,8 +67,10 @@ pub fn handle(
             group.authorized_operations = OPERATIONS_NOT_REQUESTED;
             match described? {
                 Err(error) => {
-                    group.error_code = error.code();
-                    group.error_message = Some(str_bytes(&format!("Group {group_id} not found.")));
+                    let not_found = format!("Group {group_id} not found.");
+                    let message = (error == ErrorCode::GroupIdNotFound).then_some(not_found);
+                    (group.error_code, group.error_message) =
+                        error_fields(error, message.as_deref());
                 }
                 Ok(description) => {
                     group.group_state = str_bytes(description.state.kafka_name());

@@ -2,7 +2,7 @@
 //! reports the partitions it owns and learns its epoch and assignment; epoch -1 leaves,
 //! -2 leaves for a while (static members). The group coordinator's state machine decides.
 
-use super::str_bytes;
+use super::{error_fields, str_bytes};
 use crate::group::consumer::{Assignment, HeartbeatInput};
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
@@ -66,8 +66,8 @@ pub fn handle(
             })
             .await?;
         let mut response = ConsumerGroupHeartbeatResponse::default();
-        response.error_code = outcome.error.code();
-        response.error_message = outcome.error_message.as_deref().map(str_bytes);
+        (response.error_code, response.error_message) =
+            error_fields(outcome.error, outcome.error_message.as_deref());
         if !outcome.error.is_error() {
             response.member_id = Some(str_bytes(&outcome.member_id));
         }

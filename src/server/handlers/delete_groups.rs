@@ -1,5 +1,6 @@
-//! DeleteGroups (key 42): removes groups without members, with their committed offsets
-//! (tombstones in `__consumer_offsets`). Non-empty groups get NON_EMPTY_GROUP.
+//! DeleteGroups (key 42): removes groups without members, classic or consumer-protocol
+//! (KIP-848), with their committed offsets (tombstones in `__consumer_offsets`). Non-empty
+//! groups get NON_EMPTY_GROUP, unknown ids GROUP_ID_NOT_FOUND.
 
 use super::str_bytes;
 use crate::server::api_table::{ResponseFuture, single_stage};

@@ -1,8 +1,10 @@
 //! DescribeGroups (key 15): state, protocol and members (with their subscriptions and
-//! assignments) of each group. An unknown group is reported as state "Dead", as Kafka does
-//! before v6.
+//! assignments) of each classic group. An unknown id, or a consumer-protocol (KIP-848) group,
+//! reads as state "Dead" with no error before v6 and gets GROUP_ID_NOT_FOUND with Kafka's
+//! message from v6 (Kafka 4.0), as Kafka answers.
 
-use super::str_bytes;
+use super::{error_fields, str_bytes};
+use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::{GroupOp, Shard};
@@ -40,6 +42,13 @@ pub fn handle(
             let described = described?;
             let mut group = DescribedGroup::default();
             group.error_code = described.error.code();
+            if context.version >= 6
+                && !described.error.is_error()
+                && let Some(reason) = &described.not_found
+            {
+                (group.error_code, group.error_message) =
+                    error_fields(ErrorCode::GroupIdNotFound, Some(reason));
+            }
             group.group_id = GroupId(str_bytes(&described.group_id));
             group.group_state = str_bytes(described.state.kafka_name());
             group.protocol_type = str_bytes(&described.protocol_type);

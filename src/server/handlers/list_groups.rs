@@ -1,5 +1,5 @@
 //! ListGroups (key 16): the groups of every shard, optionally filtered by state (v4+) and
-//! type (v5+; all shardlog groups are "classic").
+//! type (v5+: "classic", or "consumer" for KIP-848 groups).
 
 use super::str_bytes;
 use crate::model::ShardId;

@@ -62,6 +62,16 @@ pub(crate) fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
+/// A response's `error_code` and `error_message`: the message goes out only with an error
+/// and is null otherwise (as Kafka; never "").
+pub(crate) fn error_fields(
+    error: crate::model::ErrorCode,
+    message: Option<&str>,
+) -> (i16, Option<StrBytes>) {
+    let message = message.filter(|m| error.is_error() && !m.is_empty());
+    (error.code(), message.map(str_bytes))
+}
+
 /// Looks a topic up by id when the request carries one (v13+ style), else by name.
 pub(crate) fn resolve_topic<'a>(
     catalog: &'a Catalog,

@@ -1,6 +1,7 @@
-//! OffsetCommit (key 8): checked against the group's generation and membership, written to
-//! `__consumer_offsets`, answered once synced. Simple consumers (generation -1, no member)
-//! may commit for a group without members.
+//! OffsetCommit (key 8): checked against the group's generation and membership (for a
+//! consumer-protocol group, v9+: the member and its epoch), written to `__consumer_offsets`,
+//! answered once synced. Simple consumers (generation -1, no member) may commit for a group
+//! without members.
 
 use super::topic_name;
 use crate::model::ErrorCode;
@@ -61,6 +62,7 @@ async fn enqueue(
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
             generation_id: request.generation_id_or_member_epoch,
+            api_version: context.version,
             entries,
             reply,
         };

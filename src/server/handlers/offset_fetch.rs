@@ -1,5 +1,7 @@
 //! OffsetFetch (key 9): committed offsets of one group (v0–7) or several (v8+); -1 for
-//! partitions without a commit. A null topic list means every committed partition.
+//! partitions without a commit. A null topic list means every committed partition. v9+
+//! names the member: a consumer-protocol group checks it and its epoch (group-level
+//! UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH).
 
 use super::{str_bytes, topic_name};
 use crate::model::ErrorCode;
@@ -38,7 +40,12 @@ pub fn handle(
                         .collect()
                 });
                 let group_id = group.group_id.0.to_string();
-                let outcome = fetch(&shard, &group_id, wanted, request.require_stable).await?;
+                let member = (
+                    group.member_id.as_ref().map(|id| id.to_string()),
+                    group.member_epoch,
+                );
+                let outcome =
+                    fetch(&shard, &group_id, member, wanted, request.require_stable).await?;
                 let mut entry = OffsetFetchResponseGroup::default();
                 entry.group_id = GroupId(str_bytes(&group_id));
                 match outcome {
@@ -61,6 +68,7 @@ pub fn handle(
             match fetch(
                 &shard,
                 &request.group_id.0,
+                (None, -1),
                 wanted.clone(),
                 request.require_stable,
             )
@@ -96,6 +104,7 @@ pub fn handle(
 async fn fetch(
     shard: &Rc<Shard>,
     group_id: &str,
+    member: (Option<String>, i32),
     partitions: Option<Vec<(String, i32)>>,
     require_stable: bool,
 ) -> Result<Result<Vec<FetchedOffset>, ErrorCode>, HandlerError> {
@@ -106,6 +115,7 @@ async fn fetch(
     Ok(shard
         .group_call(group_id, |reply| GroupOp::FetchOffsets {
             group_id: owned,
+            member,
             partitions,
             require_stable,
             reply,

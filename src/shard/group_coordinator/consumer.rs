@@ -12,13 +12,15 @@
 
 use super::super::Shard;
 use crate::group::GroupState;
+use crate::group::consumer::TopicId;
 use crate::group::consumer::{
-    AssignorKind, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits, GroupRecords,
-    HeartbeatInput, HeartbeatOutcome, TopicsImage,
+    AssignorKind, CommitSource, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits,
+    GroupRecords, HeartbeatInput, HeartbeatOutcome, TopicsImage,
 };
 use crate::model::ErrorCode;
 use crate::model::records::NewRecord;
 use crate::shard::messages::GroupListing;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Records to append: key and value (`None`: tombstone).
 type RecordChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -59,12 +61,43 @@ pub(super) fn limits(config: &crate::config::GroupConfig) -> ConsumerGroupLimits
 
 impl Shard {
     /// The topics consumers may subscribe to (internal topics are left out, as Kafka's
-    /// regex subscriptions do).
+    /// regex subscriptions do), with their partitions' replica racks where known: in cluster
+    /// mode the racks of each partition's replica brokers; on a single broker every
+    /// partition's one replica is here, so all carry this broker's `cluster.rack` if set
+    /// (rack-aware assignment then has nothing to prefer).
     fn consumer_topics_image(&self) -> TopicsImage {
         let mut image = TopicsImage::new();
         for topic in self.catalog().topics() {
             if !topic.internal && !topic.name.starts_with("__") {
                 image.insert(&topic.name, topic.id, topic.partitions);
+            }
+        }
+        let view = crate::quorum::view::shard_view();
+        let Some(view) = view else {
+            if let Some(rack) = &self.config.cluster.rack {
+                let topics: Vec<(TopicId, i32)> =
+                    image.iter().map(|(_, t)| (t.id, t.partitions)).collect();
+                for (id, partitions) in topics {
+                    for partition in 0..partitions {
+                        image.set_partition_racks(id, partition, [rack.clone()].into());
+                    }
+                }
+            }
+            return image;
+        };
+        let racks: BTreeMap<i32, &str> = view
+            .brokers
+            .iter()
+            .filter_map(|b| b.rack.as_deref().map(|rack| (b.node_id, rack)))
+            .collect();
+        for topic in view.topics.topics.values() {
+            for (partition, state) in (0i32..).zip(&topic.partitions) {
+                let partition_racks: BTreeSet<String> = state
+                    .replicas
+                    .iter()
+                    .filter_map(|node| racks.get(node).map(|rack| rack.to_string()))
+                    .collect();
+                image.set_partition_racks(topic.id, partition, partition_racks);
             }
         }
         image
@@ -146,6 +179,9 @@ impl Shard {
                 replaced_classic = true;
             }
         }
+        if let Some(refused) = self.consumer_group_count_refusal(group_id, &input.member_id) {
+            return refused;
+        }
         let image = self.consumer_topics_image();
         let member_id = input.member_id.clone();
         let mut outcome = {
@@ -174,6 +210,30 @@ impl Shard {
         outcome
     }
 
+    /// A heartbeat that would create a consumer group beyond `group.consumer_groups_max` on
+    /// this shard is refused with GROUP_MAX_SIZE_REACHED; existing groups are not affected.
+    fn consumer_group_count_refusal(
+        &self,
+        group_id: &str,
+        member_id: &str,
+    ) -> Option<HeartbeatOutcome> {
+        let groups = self.coordinator.consumer_groups.borrow();
+        let groups_max = self.config.group.consumer_groups_max;
+        if groups.contains_key(group_id) || groups.len() < groups_max {
+            return None;
+        }
+        tracing::warn!(shard = %self.id, group = %group_id, groups_max,
+            "consumer group refused: the shard holds group.consumer_groups_max groups");
+        Some(HeartbeatOutcome::error(
+            ErrorCode::GroupMaxSizeReached,
+            &format!(
+                "The coordinator already holds {groups_max} consumer groups \
+                 (group.consumer_groups_max)."
+            ),
+            member_id,
+        ))
+    }
+
     pub(super) fn consumer_describe(
         &self,
         group_id: &str,
@@ -190,42 +250,75 @@ impl Shard {
     /// empty one is dropped, with tombstones for its records, so the classic group can take
     /// its place).
     pub(super) async fn classic_join_allowed(&self, group_id: &str) -> Result<(), ErrorCode> {
+        match self
+            .drop_empty_consumer_group(group_id, "empty consumer group becomes a classic group")
+            .await
         {
-            let mut groups = self.coordinator.consumer_groups.borrow_mut();
-            match groups.get(group_id) {
-                Some(group) if !group.is_empty() => {
-                    return Err(ErrorCode::InconsistentGroupProtocol);
-                }
-                Some(_) => {
-                    groups.remove(group_id);
-                }
-                None => return Ok(()),
-            }
-        }
-        tracing::info!(shard = %self.id, group = %group_id,
-            "empty consumer group becomes a classic group");
-        match self.consumer_changes(group_id) {
-            Some(tombstones) => self.write_consumer_changes(group_id, tombstones).await,
-            None => Ok(()),
+            Err(ErrorCode::NonEmptyGroup) => Err(ErrorCode::InconsistentGroupProtocol),
+            Err(error) => Err(error),
+            Ok(_) => Ok(()),
         }
     }
 
+    /// Drops the consumer group `group_id` if it has no members, and writes tombstones for
+    /// its records (Kafka's `ConsumerGroup.validateDeleteGroup` and
+    /// `createGroupTombstoneRecords`). `Ok(false)`: there is no such consumer group;
+    /// `Err(NON_EMPTY_GROUP)`: it has members; other errors are the write's.
+    pub(super) async fn drop_empty_consumer_group(
+        &self,
+        group_id: &str,
+        why: &'static str,
+    ) -> Result<bool, ErrorCode> {
+        {
+            let mut groups = self.coordinator.consumer_groups.borrow_mut();
+            match groups.get(group_id) {
+                Some(group) if !group.is_empty() => return Err(ErrorCode::NonEmptyGroup),
+                Some(_) => {
+                    groups.remove(group_id);
+                }
+                None => return Ok(false),
+            }
+        }
+        tracing::info!(shard = %self.id, group = %group_id, "{why}");
+        if let Some(tombstones) = self.consumer_changes(group_id) {
+            self.write_consumer_changes(group_id, tombstones).await?;
+        }
+        Ok(true)
+    }
+
     /// An offset commit to a consumer group: `Some(verdict)`, or `None` when `group_id` is
-    /// no consumer group. The classic commit's generation carries the member epoch.
+    /// no consumer group. The commit's generation field carries the member epoch.
     pub(super) fn validate_consumer_commit(
         &self,
         group_id: &str,
         member_id: &str,
         member_epoch: i32,
+        source: CommitSource,
     ) -> Option<ErrorCode> {
         let groups = self.coordinator.consumer_groups.borrow();
         let group = groups.get(group_id)?;
         Some(
             group
-                .validate_offset_commit(member_id, member_epoch)
+                .validate_offset_commit(member_id, member_epoch, source)
                 .err()
                 .unwrap_or(ErrorCode::None),
         )
+    }
+
+    /// An OffsetFetch (v9+ names the member) from a consumer group: `Some(error)` when the
+    /// member or its epoch is refused; `None` when it may fetch or `group_id` is no consumer
+    /// group (classic groups do not check fetches).
+    pub(super) fn validate_consumer_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Option<ErrorCode> {
+        let groups = self.coordinator.consumer_groups.borrow();
+        groups
+            .get(group_id)?
+            .validate_offset_fetch(member_id, member_epoch)
+            .err()
     }
 
     pub(super) fn list_consumer_groups(&self) -> Vec<GroupListing> {

@@ -55,6 +55,7 @@ fn refuse(op: GroupOp, code: ErrorCode) {
         GroupOp::Describe { group_id, reply } => reply.send(GroupDescription {
             group_id,
             error: code,
+            not_found: None,
             state: crate::group::GroupState::Dead,
             protocol_type: String::new(),
             protocol_name: String::new(),

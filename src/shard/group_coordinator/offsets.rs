@@ -10,6 +10,7 @@ use super::super::messages::*;
 use super::super::{Shard, now_ms};
 use super::OffsetKey;
 use crate::group::Group;
+use crate::group::consumer::CommitSource;
 use crate::group::records::{self, CommittedOffset};
 use crate::model::ErrorCode;
 use crate::model::records::{BatchOrigin, NewRecord};
@@ -22,9 +23,12 @@ impl Shard {
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
+        api_version: i16,
         entries: Vec<OffsetCommitEntry>,
     ) -> Vec<ErrorCode> {
-        let verdict = self.validate_group_commit(group_id, member_id, instance_id, generation_id);
+        let source = CommitSource::OffsetCommit { api_version };
+        let verdict =
+            self.validate_group_commit(group_id, member_id, instance_id, generation_id, source);
         if verdict.is_error() {
             return vec![verdict; entries.len()];
         }
@@ -81,8 +85,13 @@ impl Shard {
             return vec![ErrorCode::InvalidGroupId; entries.len()];
         }
         if let Some((member_id, instance_id, generation_id)) = member {
-            let verdict =
-                self.validate_group_commit(group_id, member_id, instance_id, generation_id);
+            let verdict = self.validate_group_commit(
+                group_id,
+                member_id,
+                instance_id,
+                generation_id,
+                CommitSource::TxnOffsetCommit,
+            );
             if verdict.is_error() {
                 return vec![verdict; entries.len()];
             }
@@ -150,11 +159,14 @@ impl Shard {
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
+        source: CommitSource,
     ) -> ErrorCode {
         if group_id.is_empty() {
             return ErrorCode::InvalidGroupId;
         }
-        if let Some(verdict) = self.validate_consumer_commit(group_id, member_id, generation_id) {
+        if let Some(verdict) =
+            self.validate_consumer_commit(group_id, member_id, generation_id, source)
+        {
             return verdict;
         }
         let mut groups = self.coordinator.groups.borrow_mut();
