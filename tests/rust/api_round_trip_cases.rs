@@ -3,6 +3,13 @@
 
 use super::*;
 
+#[path = "api_round_trip_sasl_cases.rs"]
+mod sasl;
+use sasl::*;
+#[path = "api_round_trip_consumer_group_cases.rs"]
+mod consumer_groups;
+use consumer_groups::*;
+
 fn produce(fx: &mut Fixture, version: i16) {
     let topic = fx.new_topic("produce", 1);
     fx.produce(&topic, 3, None);
@@ -900,146 +907,7 @@ fn write_txn_markers(fx: &mut Fixture, version: i16) {
     assert_eq!(code("no-such-topic-markers"), Some(3));
 }
 
-/// A consumer-protocol (KIP-848) member joins a 3-partition topic alone: epoch 1 and every
-/// partition; v1 clients name themselves, v0 members are named by the coordinator.
-fn consumer_group_heartbeat(fx: &mut Fixture, version: i16) {
-    let topic = fx.new_topic("cgh", 3);
-    let group = fx.unique("cgh");
-    let member_id = if version >= 1 {
-        fx.unique("member")
-    } else {
-        String::new()
-    };
-    let response = fx.send(&consumer_group_join(&group, &member_id, &topic), version);
-    assert_eq!(response.error_code, NONE, "{:?}", response.error_message);
-    assert_eq!(response.member_epoch, 1);
-    assert!(response.member_id.as_ref().is_some_and(|id| !id.is_empty()));
-    let assignment = response.assignment.expect("the first answer assigns");
-    assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2]);
-    assert_eq!(assignment.topic_partitions[0].topic_id, fx.topic_id(&topic));
-}
-
-/// ConsumerGroupDescribe of a one-member consumer group, and of an unknown id
-/// (GROUP_ID_NOT_FOUND, 69).
-fn consumer_group_describe(fx: &mut Fixture, version: i16) {
-    let topic = fx.new_topic("cgd", 2);
-    let group = fx.unique("cgd");
-    let member_id = fx.unique("member");
-    let join = consumer_group_join(&group, &member_id, &topic);
-    assert_eq!(fx.send(&join, 1).error_code, NONE);
-    let request = ConsumerGroupDescribeRequest::default()
-        .with_group_ids(vec![GroupId(s(&group)), GroupId(s("rt-no-such-cgd"))]);
-    let response = fx.send(&request, version);
-    let described = &response.groups[0];
-    assert_eq!(described.error_code, NONE);
-    assert_eq!(described.group_state.text(), "Stable");
-    assert_eq!(described.group_epoch, 1);
-    assert_eq!(described.members.len(), 1);
-    let member = &described.members[0];
-    assert_eq!(member.member_id.text(), member_id);
-    assert_eq!(member.assignment.topic_partitions[0].partitions, vec![0, 1]);
-    assert_eq!(
-        member.assignment.topic_partitions[0].topic_name.text(),
-        topic
-    );
-    assert_eq!(response.groups[1].error_code, 69);
-}
-
 pub(crate) type Case = fn(&mut Fixture, i16);
-
-const UNSUPPORTED_VERSION: i16 = 35;
-
-fn sasl_handshake(fx: &mut Fixture, version: i16) {
-    let response = fx.on_sasl_connection(|fx| {
-        fx.send(
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-            version,
-        )
-    });
-    let mechanisms: Vec<&str> = response.mechanisms.iter().map(|m| m.text()).collect();
-    assert_eq!(mechanisms, ["SCRAM-SHA-256", "PLAIN"]);
-    // v0 (unframed tokens after it) is listed as Kafka 4.x lists it, and refused.
-    let expected = if version == 0 {
-        UNSUPPORTED_VERSION
-    } else {
-        NONE
-    };
-    assert_eq!(response.error_code, expected);
-}
-
-fn sasl_authenticate(fx: &mut Fixture, version: i16) {
-    let (login, metadata) = fx.on_sasl_connection(|fx| {
-        let handshake = fx.send(
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-            1,
-        );
-        assert_eq!(handshake.error_code, NONE);
-        let token = format!("\0{SASL_USER}\0{SASL_PASSWORD}");
-        let login = fx.send(
-            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
-            version,
-        );
-        // Logged in: the connection now serves other APIs.
-        let metadata = fx.send(&MetadataRequest::default().with_topics(Some(vec![])), 12);
-        (login, metadata)
-    });
-    assert_eq!(login.error_code, NONE, "{:?}", login.error_message);
-    assert_eq!(
-        login.session_lifetime_ms, 0,
-        "sessions never end by default"
-    );
-    assert_eq!(metadata.brokers.len(), 1);
-}
-
-fn describe_user_scram_credentials(fx: &mut Fixture, version: i16) {
-    let response = fx.send(&DescribeUserScramCredentialsRequest::default(), version);
-    assert_eq!(response.error_code, NONE);
-    let user = response
-        .results
-        .iter()
-        .find(|r| r.user.text() == SASL_USER)
-        .expect("the bootstrap user");
-    assert_eq!(user.error_code, NONE);
-    assert_eq!(user.credential_infos.len(), 1);
-    assert_eq!(
-        (
-            user.credential_infos[0].mechanism,
-            user.credential_infos[0].iterations
-        ),
-        (1, 4096),
-        "SCRAM-SHA-256, 4096 iterations"
-    );
-}
-
-fn alter_user_scram_credentials(fx: &mut Fixture, version: i16) {
-    use kafka_protocol::messages::alter_user_scram_credentials_request::*;
-    let user = fx.unique("user");
-    let upsert = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
-        ScramCredentialUpsertion::default()
-            .with_name(s(&user))
-            .with_mechanism(2)
-            .with_iterations(8192)
-            .with_salt(Bytes::from_static(b"some salt"))
-            .with_salted_password(Bytes::from(vec![7u8; 64])),
-    ]);
-    let response = fx.send(&upsert, version);
-    assert_eq!(response.results[0].user.text(), user);
-    assert_eq!(response.results[0].error_code, NONE);
-    let described = fx.send(
-        &DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
-            kafka_protocol::messages::describe_user_scram_credentials_request::UserName::default()
-                .with_name(s(&user)),
-        ])),
-        0,
-    );
-    assert_eq!(described.results[0].credential_infos[0].iterations, 8192);
-    let delete = AlterUserScramCredentialsRequest::default().with_deletions(vec![
-        ScramCredentialDeletion::default()
-            .with_name(s(&user))
-            .with_mechanism(2),
-    ]);
-    assert_eq!(fx.send(&delete, version).results[0].error_code, NONE);
-}
 
 /// One round trip per API the broker may advertise.
 pub(crate) const CASES: &[(ApiKey, Case)] = &[
