@@ -238,7 +238,10 @@ const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Shards share their listening port with SO_REUSEPORT, which would also let a second
 /// broker on the same port silently take half the connections. So start-up first checks
-/// that nobody listens there: a plain bind, and if that reports the port in use, a connect
+/// that nobody listens there: a plain bind that never listens (a listening probe would accept
+/// a client's connection and then drop it, so a client could see the broker up before it
+/// is; found by a CLI test that connected during start-up and was then refused), and if that
+/// reports the port in use, a connect
 /// (the port can also be held by TIME_WAIT sockets of a killed predecessor, which block a
 /// plain bind for a minute but not our SO_REUSEPORT listeners, and accept nothing). A
 /// broker killed with SIGKILL keeps accepting for a moment after it is reaped (io_uring
@@ -249,8 +252,8 @@ fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
     let deadline = std::time::Instant::now() + PORT_WAIT;
     let mut logged = false;
     loop {
-        match std::net::TcpListener::bind(address) {
-            Ok(_) => return Ok(()),
+        match bind_without_listening(address) {
+            Ok(()) => return Ok(()),
             Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
                 return Err(in_use(e.to_string()));
             }
@@ -274,6 +277,23 @@ fn ensure_port_free(address: &str) -> Result<(), ShardPoolError> {
         }
         std::thread::sleep(PORT_RETRY);
     }
+}
+
+/// Binds a TCP socket to every address `address` resolves to, without listening, and closes
+/// it: AddrInUse if a listener (or a TIME_WAIT socket) holds the port.
+fn bind_without_listening(address: &str) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    for target in address.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(target),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        // As std's TcpListener::bind: TIME_WAIT sockets do not count, a listener does.
+        socket.set_reuse_address(true)?;
+        socket.bind(&target.into())?;
+    }
+    Ok(())
 }
 
 /// Retention runs in its own low-priority task queue so it never delays produce/fetch;
