@@ -57,6 +57,26 @@ def java(*args: str) -> list[list[str]]:
     return [line.split(" ") for line in proc.stdout.splitlines() if line]
 
 
+def java_round_trip(client_config, bootstrap: str, topic: str, partitions: int,
+                    count: int) -> None:
+    """The Java client, configured by the properties file `client_config` (the test client
+    reads SHARDLOG_CLIENT_CONFIG), creates `topic`, produces `count` records (acks=all, lz4)
+    and consumes them all back."""
+    env_before = os.environ.get("SHARDLOG_CLIENT_CONFIG")
+    os.environ["SHARDLOG_CLIENT_CONFIG"] = str(client_config)
+    try:
+        java("create", bootstrap, topic, str(partitions))
+        produced = java("produce", bootstrap, topic, str(count), "all", "lz4")
+        assert produced[-1] == ["PRODUCED", str(count)]
+        consumed = java("consume", bootstrap, topic, str(count), "60000")
+        assert sum(1 for line in consumed if line[0] == "REC") == count, consumed[-3:]
+    finally:
+        if env_before is None:
+            os.environ.pop("SHARDLOG_CLIENT_CONFIG", None)
+        else:
+            os.environ["SHARDLOG_CLIENT_CONFIG"] = env_before
+
+
 def java_value(i: int) -> bytes:
     """Same bytes as ShardlogClient.value(i)."""
     return (f"java-{i}-" + "".join(chr(ord("a") + (i * 7 + j) % 26)

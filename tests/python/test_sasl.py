@@ -42,7 +42,7 @@ import kafka_wire as wire
 from clients import (ck_create_topic, ck_produce, ck_producer, ck_read_all, kp_produce,
                      kp_producer, kp_read_all)
 from harness import Broker, TEST_DATA_ROOT, broker_binary, free_port, unique_topic
-from test_java import java
+from test_java import java_round_trip
 from test_operations import scrape, total
 from test_tls import Pki, assert_read_back, brokers, messages, pki  # noqa: F401 (fixtures)
 
@@ -230,20 +230,7 @@ def test_kafka_python_java_and_kcat_with_scram(request, brokers, pki, tmp_path):
         f"ssl.truststore.location={ca.ca_file}\nsasl.mechanism=SCRAM-SHA-512\n"
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{ADMIN[0]}" password="{ADMIN[1]}";\n')
-    java_topic = unique_topic("sasl-java")
-    env_before = os.environ.get("SHARDLOG_CLIENT_CONFIG")
-    os.environ["SHARDLOG_CLIENT_CONFIG"] = str(properties)
-    try:
-        java("create", sb.sasl_ssl, java_topic, str(PARTITIONS))
-        produced = java("produce", sb.sasl_ssl, java_topic, "200", "all", "lz4")
-        assert produced[-1] == ["PRODUCED", "200"]
-        consumed = java("consume", sb.sasl_ssl, java_topic, "200", "60000")
-        assert sum(1 for line in consumed if line[0] == "REC") == 200, consumed[-3:]
-    finally:
-        if env_before is None:
-            os.environ.pop("SHARDLOG_CLIENT_CONFIG", None)
-        else:
-            os.environ["SHARDLOG_CLIENT_CONFIG"] = env_before
+    java_round_trip(properties, sb.sasl_ssl, unique_topic("sasl-java"), PARTITIONS, 200)
 
     # kcat (Debian's, librdkafka 2.0.2) with SCRAM-SHA-256 over SASL_PLAINTEXT.
     kcat_topic = unique_topic("sasl-kcat")

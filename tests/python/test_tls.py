@@ -41,7 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from clients import (Deadline, ck_consumer, ck_create_topic, ck_produce, ck_producer,
                      ck_read_all, kp_produce, kp_producer, kp_read_all)
 from harness import Broker, TEST_DATA_ROOT, broker_binary, free_port, unique_topic
-from test_java import java
+from test_java import java_round_trip
 from test_operations import scrape, total
 
 MESSAGES = 2000
@@ -233,20 +233,7 @@ def test_kafka_python_java_and_kcat_over_ssl(request, brokers, pki, tmp_path):
     properties = tmp_path / "java-ssl.properties"
     properties.write_text("security.protocol=SSL\nssl.truststore.type=PEM\n"
                           f"ssl.truststore.location={ca.ca_file}\n")
-    java_topic = unique_topic("tls-java")
-    env_before = os.environ.get("SHARDLOG_CLIENT_CONFIG")
-    os.environ["SHARDLOG_CLIENT_CONFIG"] = str(properties)
-    try:
-        java("create", tb.ssl_bootstrap, java_topic, str(PARTITIONS))
-        produced = java("produce", tb.ssl_bootstrap, java_topic, "300", "all", "lz4")
-        assert produced[-1] == ["PRODUCED", "300"]
-        consumed = java("consume", tb.ssl_bootstrap, java_topic, "300", "60000")
-        assert sum(1 for line in consumed if line[0] == "REC") == 300, consumed[-3:]
-    finally:
-        if env_before is None:
-            os.environ.pop("SHARDLOG_CLIENT_CONFIG", None)
-        else:
-            os.environ["SHARDLOG_CLIENT_CONFIG"] = env_before
+    java_round_trip(properties, tb.ssl_bootstrap, unique_topic("tls-java"), PARTITIONS, 300)
 
     # kcat (Debian's, librdkafka 2.0.2).
     kcat_topic = unique_topic("tls-kcat")
