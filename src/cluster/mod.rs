@@ -17,6 +17,7 @@ pub mod image;
 pub mod image_machine;
 pub mod isr_changes;
 pub mod leader_elections;
+pub mod observation;
 pub mod partition_changes;
 pub mod raft;
 pub mod reassignments;

@@ -13,9 +13,12 @@
 //! Invariants checked: at most one leader per term (over the whole run); every node's applied
 //! sequence is a prefix of one common sequence (state machine safety, including after restarts
 //! and snapshot installs); a proposal acknowledged to its client (applied on the node it was
-//! proposed to, with the term it was proposed in) stays at its index forever. Liveness: once
-//! partitions heal, crashed nodes restart and loss stops, a leader commits a new proposal and
-//! every node applies it within `liveness_ticks`.
+//! proposed to, with the term it was proposed in) stays at its index forever; an observer (a
+//! broker-only node, `super::observation`) that fetches from random voters over the lossy
+//! network, with random byte bounds, and restarts empty now and then, applies a prefix of the
+//! same sequence. Liveness: once partitions heal, crashed nodes restart and loss stops, a
+//! leader commits a new proposal and every node and the observer apply it within
+//! `liveness_ticks`.
 //!
 //! Not modelled: a crash in the middle of one `handle_ready` (the store's own tests cover
 //! torn writes), clock skew beyond tick jitter, membership changes.
@@ -28,6 +31,10 @@ use raft::prelude::{Message, MessageType};
 
 use super::raft::{MetadataStateMachine, Proposal, RaftDriver, RaftDriverError, RaftSettings};
 use crate::storage::raft_log::RaftLogStore;
+
+#[path = "sim_observer.rs"]
+mod observer;
+use observer::SimObserver;
 
 /// The environment variable that replays one seed.
 pub const SEED_ENV: &str = "SHARDLOG_SIM_SEED";
@@ -91,6 +98,10 @@ pub struct SimConfig {
     pub crash_per_mille: u32,
     pub restart_per_mille: u32,
     pub propose_per_mille: u32,
+    /// Chance per step the observer fetches while faults run (every step after healing).
+    pub observe_per_mille: u32,
+    /// Chance per fetch the observer restarts with nothing applied.
+    pub observer_restart_per_mille: u32,
     /// Chance a live node skips a tick (clock jitter).
     pub tick_skip_per_mille: u32,
     pub snapshot_entries: u64,
@@ -112,6 +123,8 @@ impl SimConfig {
             crash_per_mille: 5,
             restart_per_mille: 20,
             propose_per_mille: 300,
+            observe_per_mille: 200,
+            observer_restart_per_mille: 5,
             tick_skip_per_mille: 100,
             snapshot_entries: 64,
             bug: Bug::None,
@@ -134,6 +147,9 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
+    /// Observer fetches answered, and how many of them were snapshots.
+    pub observer_fetches: u64,
+    pub observer_snapshots: u64,
     /// FNV-1a of the committed sequence: equal runs of one seed give equal digests.
     pub digest: u64,
 }
@@ -251,6 +267,7 @@ struct Simulation {
     /// Acknowledged proposals not yet checked against `committed`: index → payloads.
     unchecked_acks: BTreeMap<u64, Vec<Vec<u8>>>,
     next_payload: u64,
+    observer: SimObserver,
     report: SimReport,
 }
 
@@ -282,6 +299,7 @@ impl Simulation {
             committed: Vec::new(),
             unchecked_acks: BTreeMap::new(),
             next_payload: 0,
+            observer: SimObserver::default(),
             report: SimReport {
                 seed,
                 nodes: config.nodes,
@@ -639,6 +657,7 @@ impl Simulation {
         self.deliver()?;
         self.handle_ready()?;
         self.check()?;
+        self.observe(faults)?;
         Ok(proposed)
     }
 
@@ -680,11 +699,12 @@ impl Simulation {
                     .map(|position| position + 1);
             }
             if let Some(index) = target_index {
-                let everywhere = self.nodes.iter().all(|node| {
-                    node.driver
-                        .as_ref()
-                        .is_some_and(|d| d.applied_index() >= index as u64)
-                });
+                let everywhere = self.observer.applied >= index as u64
+                    && self.nodes.iter().all(|node| {
+                        node.driver
+                            .as_ref()
+                            .is_some_and(|d| d.applied_index() >= index as u64)
+                    });
                 if everywhere {
                     return self.finish();
                 }
@@ -798,6 +818,8 @@ mod tests {
                     total.snapshots_installed += report.snapshots_installed;
                     total.messages_delivered += report.messages_delivered;
                     total.messages_dropped += report.messages_dropped;
+                    total.observer_fetches += report.observer_fetches;
+                    total.observer_snapshots += report.observer_snapshots;
                 }
                 Err(violation) => {
                     eprintln!("raft simulator violation: {violation}");
@@ -813,7 +835,7 @@ mod tests {
         println!(
             "raft sim: {} seeds, {} steps, {} proposals, {} acknowledged, {} committed entries, \
              {} terms with a leader, {} crashes, {} partitions, {} snapshots installed, \
-             {} messages delivered, {} dropped, {:.1}s",
+             {} messages delivered, {} dropped, {} observer fetches ({} snapshots), {:.1}s",
             seeds.len(),
             total.steps,
             total.proposals,
@@ -825,11 +847,16 @@ mod tests {
             total.snapshots_installed,
             total.messages_delivered,
             total.messages_dropped,
+            total.observer_fetches,
+            total.observer_snapshots,
             started.elapsed().as_secs_f64()
         );
         if replay_seed().is_none() {
             // The faults the runs exist for did happen.
             assert!(total.crashes > 0 && total.partitions > 0 && total.snapshots_installed > 0);
+            assert!(
+                total.observer_snapshots > 0 && total.observer_fetches > total.observer_snapshots
+            );
         }
     }
 

@@ -44,6 +44,10 @@ pub struct ClusterConfig {
     /// `broker.heartbeat.interval.ms`). Must be below `cluster.broker_session_timeout_ms`.
     /// Default 2000, range 50..=600000.
     pub broker_heartbeat_interval_ms: u64,
+    /// A broker-only node's pause between fetches of the metadata log that brought nothing
+    /// new, ms (it observes the log: topics and partitions reach it this much later at most).
+    /// Default 50, range 5..=60000.
+    pub metadata_fetch_interval_ms: u64,
     /// Largest controller-protocol frame, bytes; a larger one closes the connection. Must hold
     /// a metadata snapshot. Default 64 MiB, range 64 KiB..=1 GiB.
     pub controller_frame_bytes_max: u64,
@@ -117,6 +121,7 @@ impl Default for ClusterConfig {
             rack: None,
             raft_tick_ms: 100,
             broker_heartbeat_interval_ms: 2_000,
+            metadata_fetch_interval_ms: 50,
             controller_frame_bytes_max: 64 * MIB,
             controller_peer_queue_max: 1024,
             controller_inbox_max: 4096,
@@ -293,6 +298,12 @@ impl ClusterConfig {
             self.broker_heartbeat_interval_ms,
             50,
             600_000,
+        )?;
+        check(
+            "cluster.metadata_fetch_interval_ms",
+            self.metadata_fetch_interval_ms,
+            5,
+            60_000,
         )?;
         if self.broker_heartbeat_interval_ms as i64 >= self.broker_session_timeout_ms {
             return Err(ConfigError::OutOfRange {

@@ -238,6 +238,7 @@ mod tests {
             producer_ids: None,
             partition: None,
             partition_results: Vec::new(),
+            metadata: None,
         }
     }
 

@@ -33,7 +33,7 @@ use super::topic_decisions::{
 };
 use super::topics::ClusterTopics;
 use super::transport::PeerSenders;
-use super::view::ViewHub;
+use super::view::{ViewHub, view_of_image};
 use super::{ControllerEvent, QuorumError};
 use crate::cluster::controller::{
     BrokerHeartbeatRequest, BrokerRegistrationRequest, BrokerSessions, ControllerSettings,
@@ -46,8 +46,8 @@ use crate::cluster::leader_elections::{ElectionResult, elect_leaders, rebalance_
 use crate::cluster::raft::{Proposal, RaftDriver};
 use crate::cluster::records::{Listener, MetadataRecord, NodeId, Uuid, encode_batch};
 use crate::model::ErrorCode;
-use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -145,6 +145,8 @@ pub struct ControllerLoop {
     last_heard: HashMap<u64, i64>,
     /// Per voter: wall-clock ms its matched index last reached the commit index.
     last_caught_up: HashMap<u64, i64>,
+    /// Broker-only nodes fetching the log (`observer`), for DescribeQuorum.
+    observers: BTreeMap<NodeId, VoterProgress>,
     /// The applied image's topics, rebuilt when entries are applied (shared by every view).
     topics: Arc<ClusterTopics>,
     /// The commit index persisted before this start: until the image has applied it, the
@@ -178,6 +180,7 @@ impl ControllerLoop {
             started: Instant::now(),
             last_heard: HashMap::new(),
             last_caught_up: HashMap::new(),
+            observers: BTreeMap::new(),
             topics,
             startup_commit,
         }
@@ -321,6 +324,31 @@ impl ControllerLoop {
         }
     }
 
+    /// Records an observer's fetch for DescribeQuorum: only registered brokers that are not
+    /// voters (so the table is bounded by the registrations).
+    fn track_observer(&mut self, node_id: NodeId, applied: u64) {
+        let is_voter = self
+            .driver
+            .voter_progress()
+            .is_some_and(|voters| voters.iter().any(|(id, _)| *id == node_id as u64));
+        if is_voter || self.image().broker(node_id).is_none() {
+            return;
+        }
+        let now = wall_clock_ms();
+        let caught_up = applied >= self.driver.applied_index();
+        let entry = self.observers.entry(node_id).or_insert(VoterProgress {
+            node_id,
+            log_end_offset: 0,
+            last_fetch_timestamp: -1,
+            last_caught_up_timestamp: -1,
+        });
+        entry.log_end_offset = applied as i64;
+        entry.last_fetch_timestamp = now;
+        if caught_up {
+            entry.last_caught_up_timestamp = now;
+        }
+    }
+
     /// The quorum as this leader sees it; `None` on a non-leader.
     fn quorum_state(&self) -> Option<QuorumState> {
         let progress = self.driver.voter_progress()?;
@@ -344,37 +372,50 @@ impl ControllerLoop {
             leader_epoch: self.driver.term() as i64,
             high_watermark: self.driver.commit_index() as i64,
             voters,
+            observers: self
+                .observers
+                .values()
+                .filter(|observer| self.image().broker(observer.node_id).is_some())
+                .cloned()
+                .collect(),
         })
     }
 
     /// The live brokers and the controller, from the applied image.
     pub fn view(&self) -> ClusterView {
-        let brokers = self
-            .image()
-            .unfenced_brokers()
-            .filter_map(|broker| {
-                // A registration lists the inter-broker listener first (`registration`).
-                let listener = broker.listeners.first()?;
-                Some(BrokerEndpoint {
-                    node_id: broker.node_id,
-                    host: listener.host.clone(),
-                    port: listener.port,
-                    rack: broker.rack.clone(),
-                    listeners: broker.listeners.clone(),
-                })
-            })
-            .collect();
         ClusterView {
-            cluster_id: self.image().cluster_id(),
-            controller_id: self.leader_hint(),
-            brokers,
             quorum: self.quorum_state(),
-            topics: self.topics.clone(),
+            ..view_of_image(self.image(), self.leader_hint(), self.topics.clone())
         }
     }
 
     fn handle_request(&mut self, request: ControllerRequest, reply: Reply) {
         let (hint, view) = (self.leader_hint(), self.view());
+        if let ControllerRequest::FetchMetadata {
+            node_id,
+            after_index,
+        } = request
+        {
+            self.track_observer(node_id, after_index);
+            let bytes_max = self.proposal_bytes_max as u64;
+            let response = match crate::cluster::observation::chunk_for(
+                &self.driver,
+                after_index,
+                self.startup_commit,
+                bytes_max,
+            ) {
+                Ok(chunk) => ControllerResponse {
+                    metadata: Some(chunk),
+                    ..error_response(ErrorCode::None, hint, view)
+                },
+                Err(reason) => {
+                    tracing::warn!(%reason, "cannot answer an observer's metadata fetch");
+                    error_response(ErrorCode::UnknownServerError, hint, view)
+                }
+            };
+            let _ = reply.try_send(response);
+            return;
+        }
         let queue_max = self.request_queue_max;
         let Some(active) = self.active.as_mut() else {
             let _ = reply.try_send(not_controller(hint, view));
@@ -513,6 +554,8 @@ impl ControllerLoop {
                     crate::cluster::reassignments::alter_reassignments(image, &reassignments);
                 partitions_answer(decision.records, decision.results, bytes_max)
             }
+            // Answered by `handle_request` before any decision (no records, any voter).
+            ControllerRequest::FetchMetadata { .. } => Ok((Vec::new(), Answer::broker(-1))),
         };
         match decision {
             Err(error) => {
@@ -704,6 +747,7 @@ fn error_response(code: ErrorCode, hint: NodeId, view: ClusterView) -> Controlle
         producer_ids: None,
         partition: None,
         partition_results: Vec::new(),
+        metadata: None,
     }
 }
 

@@ -20,6 +20,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+#[path = "frame_metadata.rs"]
+mod metadata_chunk;
+#[path = "frame_reader.rs"]
+mod reader;
+pub use metadata_chunk::MetadataChunk;
+use metadata_chunk::{decode_optional_chunk, encode_optional_chunk};
+use reader::Reader;
+
 const KIND_HELLO: u8 = 1;
 const KIND_RAFT: u8 = 2;
 const KIND_REQUEST: u8 = 3;
@@ -34,6 +42,7 @@ const REQUEST_ALTER_TOPIC_CONFIGS: u8 = 7;
 const REQUEST_ALTER_PARTITION: u8 = 8;
 const REQUEST_ELECT_LEADERS: u8 = 9;
 const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
+const REQUEST_FETCH_METADATA: u8 = 11;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
 /// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
@@ -41,8 +50,8 @@ const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
 /// request and the Response's per-partition election results. 5: the AlterReassignments
 /// request. 6: a broker endpoint carries every listener (name, host, port, security
 /// protocol) after its rack, and Register the previous broker epoch of a clean shutdown
-/// (KIP-966).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// (KIP-966). 7: the FetchMetadata request and the Response's metadata chunk (observers).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -91,8 +100,8 @@ pub struct ClusterView {
     /// The metadata quorum as its raft leader sees it; `Some` only on the leader's own
     /// shards (never on the wire: DescribeQuorum is answered by the leader).
     pub quorum: Option<QuorumState>,
-    /// The topics of the applied image (never on the wire; empty on a broker-only node,
-    /// which does not replicate the metadata log yet).
+    /// The topics of the applied image (never on the wire; a broker-only node builds them
+    /// from the image it observes, `super::observer`).
     pub topics: Arc<ClusterTopics>,
 }
 
@@ -105,6 +114,9 @@ pub struct QuorumState {
     /// The raft commit index.
     pub high_watermark: i64,
     pub voters: Vec<VoterProgress>,
+    /// Registered broker-only nodes observing the log (`log_end_offset`: the index they had
+    /// applied at their last fetch).
+    pub observers: Vec<VoterProgress>,
 }
 
 /// One voter as the leader tracks it.
@@ -180,6 +192,9 @@ pub enum ControllerRequest {
     AlterReassignments {
         reassignments: Vec<ReassignmentRequest>,
     },
+    /// An observer (broker-only node) asks any voter for the committed metadata after the
+    /// index it applied (0: it has nothing yet). Answered without the active controller.
+    FetchMetadata { node_id: NodeId, after_index: u64 },
 }
 
 /// A partition's leader and ISR as an AlterPartition answer carries them: after the change
@@ -258,6 +273,8 @@ pub struct ControllerResponse {
     /// Per-partition results of an ElectLeaders or AlterPartitionReassignments request
     /// (empty for every other request).
     pub partition_results: Vec<ElectionResult>,
+    /// The committed metadata a FetchMetadata request got (`None` for every other request).
+    pub metadata: Option<MetadataChunk>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,6 +339,7 @@ impl Frame {
                     &mut out,
                     encode_election_result,
                 )?;
+                encode_optional_chunk(response.metadata.as_ref(), &mut out)?;
             }
         }
         let length = (out.len() - 4) as u32;
@@ -364,6 +382,7 @@ impl Frame {
                     "partition results",
                     decode_election_result,
                 )?;
+                let metadata = decode_optional_chunk(&mut reader)?;
                 Frame::Response {
                     correlation,
                     response: ControllerResponse {
@@ -381,6 +400,7 @@ impl Frame {
                         producer_ids,
                         partition,
                         partition_results,
+                        metadata,
                     },
                 }
             }
@@ -529,6 +549,14 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
                 }
             }
         }
+        ControllerRequest::FetchMetadata {
+            node_id,
+            after_index,
+        } => {
+            out.push(REQUEST_FETCH_METADATA);
+            out.extend_from_slice(&node_id.to_be_bytes());
+            out.extend_from_slice(&after_index.to_be_bytes());
+        }
         ControllerRequest::AlterReassignments { reassignments } => {
             out.push(REQUEST_ALTER_REASSIGNMENTS);
             encode_list(reassignments, out, |reassignment, out| {
@@ -634,6 +662,10 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
                 partitions,
             })
         }
+        REQUEST_FETCH_METADATA => Ok(ControllerRequest::FetchMetadata {
+            node_id: reader.i32()?,
+            after_index: reader.u64()?,
+        }),
         REQUEST_ALTER_REASSIGNMENTS => Ok(ControllerRequest::AlterReassignments {
             reassignments: reader.list(MIN_REASSIGNMENT_BYTES, "reassignments", |reader| {
                 Ok(ReassignmentRequest {
@@ -893,88 +925,6 @@ fn decode_endpoint(reader: &mut Reader<'_>) -> Result<BrokerEndpoint, FrameError
             })
         })?,
     })
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.0.len() < n {
-            return Err(FrameError::Malformed("truncated".to_string()));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-    /// A boolean byte: 0 or 1.
-    fn flag(&mut self) -> Result<bool, FrameError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(FrameError::Malformed(format!("boolean {other}"))),
-        }
-    }
-    fn u16(&mut self) -> Result<u16, FrameError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-    fn i16(&mut self) -> Result<i16, FrameError> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-    fn i32(&mut self) -> Result<i32, FrameError> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Result<i64, FrameError> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-    fn string(&mut self) -> Result<Option<String>, FrameError> {
-        let length = self.i16()?;
-        if length < 0 {
-            return Ok(None);
-        }
-        let bytes = self.take(length as usize)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| FrameError::Malformed("string is not UTF-8".to_string()))
-    }
-    fn required_string(&mut self, what: &str) -> Result<String, FrameError> {
-        self.string()?
-            .ok_or_else(|| FrameError::Malformed(format!("null {what}")))
-    }
-    /// A `u32` count and that many items. Each item takes at least `min_bytes`, so a count the
-    /// rest of the body cannot hold is refused before anything is allocated.
-    fn list<T>(
-        &mut self,
-        min_bytes: usize,
-        what: &str,
-        mut item: impl FnMut(&mut Self) -> Result<T, FrameError>,
-    ) -> Result<Vec<T>, FrameError> {
-        let count = self.u32()? as usize;
-        if count > self.0.len() / min_bytes {
-            return Err(FrameError::Malformed(format!(
-                "{count} {what} in {} bytes",
-                self.0.len()
-            )));
-        }
-        let mut items = Vec::with_capacity(count);
-        for _ in 0..count {
-            items.push(item(self)?);
-        }
-        Ok(items)
-    }
 }
 
 /// Reads one frame; `max` bounds its declared length before anything is allocated.

@@ -91,6 +91,7 @@ fn every_frame_kind_roundtrips() {
             producer_ids: None,
             partition: None,
             partition_results: Vec::new(),
+            metadata: None,
         },
     });
     for request in topic_requests() {
@@ -283,6 +284,7 @@ fn topic_response() -> Frame {
             producer_ids: None,
             partition: None,
             partition_results: Vec::new(),
+            metadata: None,
         },
     }
 }
@@ -307,6 +309,14 @@ fn every_cut_of_a_topic_frame_is_an_error_not_a_panic() {
             }),
     );
     frames.push(alter_partition_response(vec![1, 2, 3]));
+    frames.push(metadata_response());
+    frames.push(Frame::Request {
+        correlation: 1,
+        request: ControllerRequest::FetchMetadata {
+            node_id: 4,
+            after_index: 7,
+        },
+    });
     for frame in frames {
         let bytes = frame.encode().unwrap();
         for cut in 4..bytes.len() {
@@ -412,7 +422,9 @@ fn strict_decoding_of_topic_requests() {
     );
     // A presence byte other than 0 or 1 is refused.
     let mut body = producer_ids_response().encode().unwrap()[4..].to_vec();
-    let presence = body.len() - 22;
+    // From the end: the metadata chunk's absence (1), the partition results' count (4),
+    // the partition's absence (1), then the block (8 + 8) after its presence byte.
+    let presence = body.len() - 23;
     assert_eq!(body[presence], 1);
     body[presence] = 2;
     assert!(Frame::decode(&body).is_err(), "presence byte 2 accepted");
@@ -621,4 +633,65 @@ fn reassignment_requests_round_trip_and_every_cut_is_an_error() {
     for cut in 0..body.len() {
         assert!(Frame::decode(&body[..cut]).is_err(), "cut at {cut}");
     }
+}
+
+/// A FetchMetadata answer with a snapshot and entries (one the no-op, without data).
+fn metadata_response() -> Frame {
+    let Frame::Response {
+        mut response,
+        correlation,
+    } = topic_response()
+    else {
+        unreachable!()
+    };
+    response.topics.clear();
+    response.metadata = Some(MetadataChunk {
+        snapshot: Some((40, vec![1, 2, 3, 4])),
+        entries: vec![(41, Vec::new()), (42, vec![9; 300])],
+        voter_applied_index: 45,
+    });
+    Frame::Response {
+        correlation,
+        response,
+    }
+}
+
+#[test]
+fn fetch_metadata_and_its_chunk_roundtrip() {
+    roundtrip(Frame::Request {
+        correlation: 3,
+        request: ControllerRequest::FetchMetadata {
+            node_id: 4,
+            after_index: 0,
+        },
+    });
+    roundtrip(metadata_response());
+    let Frame::Response {
+        mut response,
+        correlation,
+    } = metadata_response()
+    else {
+        unreachable!()
+    };
+    let chunk = response.metadata.as_mut().unwrap();
+    chunk.snapshot = None;
+    chunk.entries.clear();
+    roundtrip(Frame::Response {
+        correlation,
+        response,
+    });
+}
+
+#[test]
+fn a_metadata_entry_longer_than_the_frame_is_refused() {
+    let frame = metadata_response();
+    let mut body = frame.encode().unwrap()[4..].to_vec();
+    // The snapshot's length field: after the fixed response fields, find the 4-byte length 4.
+    let at = body
+        .windows(8)
+        .position(|w| w == [0, 0, 0, 0, 0, 0, 0, 40])
+        .unwrap()
+        + 8;
+    body[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(Frame::decode(&body).is_err());
 }

@@ -1,8 +1,9 @@
 //! The broker side of the controller protocol (every cluster-mode node, controller or not):
 //! registers this process (a fresh incarnation id per start) with the active controller, then
 //! heartbeats every `cluster.broker_heartbeat_interval_ms`. A NOT_CONTROLLER answer names the
-//! leader to try next; an unreachable node moves on to the next voter. On a broker-only node
-//! the heartbeat answers carry the cluster view, which this thread publishes to the shards.
+//! leader to try next; an unreachable node moves on to the next voter. A heartbeat says
+//! whether this node's metadata image caught up (a broker-only node's observer tells it,
+//! `super::observer`); the controller unfences a broker only then.
 //!
 //! Owns: this broker's registration (epoch) and its controller connection. May import:
 //! `super::{controller_client, frame, view}`, `crate::metadata` (`write_atomically`). A std
@@ -21,12 +22,12 @@
 
 use super::controller_client::{ControllerConnection, ExchangeLimits};
 use super::frame::{BrokerEndpoint, ControllerRequest, ControllerResponse, FrameError};
-use super::view::ViewHub;
 use super::{NetSettings, QuorumError};
 use crate::cluster::records::{NodeId, Uuid};
 use crate::config::QuorumVoter;
 use crate::model::ErrorCode;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,9 +172,10 @@ pub struct BrokerLifecycle {
     pub settings: NetSettings,
     pub heartbeat_interval: Duration,
     pub session_timeout: Duration,
-    /// Publish heartbeat views to the shards (broker-only nodes; a controller publishes its
-    /// own image instead).
-    pub hub: Option<Arc<ViewHub>>,
+    /// Whether this node's metadata image has caught up with the log (always on a
+    /// controller; a broker-only node's observer sets it): the controller keeps a broker
+    /// fenced until its heartbeat says so.
+    pub metadata_caught_up: Arc<AtomicBool>,
     /// Set when the broker must stop (duplicate node id); main reports it.
     pub fatal: Arc<Mutex<Option<String>>>,
 }
@@ -201,7 +203,7 @@ impl BrokerLifecycle {
                 Some(broker_epoch) => ControllerRequest::Heartbeat {
                     node_id: self.node_id,
                     broker_epoch,
-                    caught_up: true,
+                    caught_up: self.metadata_caught_up.load(Ordering::Relaxed),
                     want_fence,
                 },
             };
@@ -214,11 +216,6 @@ impl BrokerLifecycle {
                     continue;
                 }
             };
-            if let Some(hub) = &self.hub
-                && response.view.controller_id >= 0
-            {
-                hub.publish(response.view.clone());
-            }
             let code = response.error_code;
             if code == ErrorCode::None.code() {
                 duplicate_since = None;

@@ -18,6 +18,7 @@ pub mod controller_loop;
 pub mod forwarder;
 pub mod frame;
 pub mod lifecycle;
+pub mod observer;
 pub mod topic_decisions;
 pub mod topics;
 pub mod transport;
@@ -210,6 +211,23 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         start_controller(config, &voters, &net, hub.clone(), fatal.clone())?;
     }
     let endpoint = own_endpoint(config).map_err(|e| QuorumError::Advertised(e.to_string()))?;
+    // A controller's image is its own; a broker-only node observes the log (`observer`).
+    let metadata_caught_up = Arc::new(std::sync::atomic::AtomicBool::new(is_controller));
+    if !is_controller {
+        let observer = observer::MetadataObserver {
+            node_id,
+            voters: voters.clone(),
+            settings: net.clone(),
+            fetch_interval: Duration::from_millis(config.cluster.metadata_fetch_interval_ms),
+            hub: hub.clone(),
+            caught_up: metadata_caught_up.clone(),
+            fatal: fatal.clone(),
+        };
+        std::thread::Builder::new()
+            .name("metadata-observer".to_string())
+            .spawn(move || observer.run())
+            .map_err(QuorumError::Thread)?;
+    }
     let shutdown = Arc::new(lifecycle::ControlledShutdown::default());
     let session_timeout = Duration::from_millis(config.cluster.broker_session_timeout_ms as u64);
     let _ = CONTROLLED_SHUTDOWN.set((shutdown.clone(), session_timeout));
@@ -225,7 +243,7 @@ pub fn start(config: &Config) -> Result<Option<Quorum>, QuorumError> {
         settings: net.clone(),
         heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
         session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms as u64),
-        hub: (!is_controller).then(|| hub.clone()),
+        metadata_caught_up,
         fatal: fatal.clone(),
     };
     std::thread::Builder::new()

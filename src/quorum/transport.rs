@@ -156,6 +156,7 @@ fn timed_out() -> ControllerResponse {
         producer_ids: None,
         partition: None,
         partition_results: Vec::new(),
+        metadata: None,
     }
 }
 

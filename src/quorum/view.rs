@@ -11,6 +11,8 @@
 //! creates no hub, so `shard_view` is `None` there.
 
 use super::frame::{BrokerEndpoint, ClusterView};
+use super::topics::ClusterTopics;
+use crate::cluster::image::MetadataImage;
 use crate::cluster::records::NodeId;
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -57,6 +59,36 @@ impl Default for ViewHub {
 pub struct ShardViewReceiver {
     first: Arc<ClusterView>,
     receiver: mpsc::Receiver<Arc<ClusterView>>,
+}
+
+/// The view of an applied image: its live (unfenced) brokers, each reached at its
+/// inter-broker listener (listed first by its registration), with `controller_id` and the
+/// image's `topics`; no quorum part (only the raft leader adds one).
+pub fn view_of_image(
+    image: &MetadataImage,
+    controller_id: NodeId,
+    topics: Arc<ClusterTopics>,
+) -> ClusterView {
+    let brokers = image
+        .unfenced_brokers()
+        .filter_map(|broker| {
+            let listener = broker.listeners.first()?;
+            Some(BrokerEndpoint {
+                node_id: broker.node_id,
+                host: listener.host.clone(),
+                port: listener.port,
+                rack: broker.rack.clone(),
+                listeners: broker.listeners.clone(),
+            })
+        })
+        .collect();
+    ClusterView {
+        cluster_id: image.cluster_id(),
+        controller_id,
+        brokers,
+        quorum: None,
+        topics,
+    }
 }
 
 impl ViewHub {

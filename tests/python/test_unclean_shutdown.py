@@ -1,8 +1,8 @@
 """Contract: unclean-shutdown detection and eligible leader replicas (KIP-966, issue 16)
 between real shardlog processes.
 
-Five nodes, each a controller (so two can be down and the metadata quorum still decides;
-broker-only nodes do not hold topics yet), hold an RF=2 topic on [4, 5] with
+Five nodes, each a controller (so two can be down and the metadata quorum still decides),
+hold an RF=2 topic on [4, 5] with
 min.insync.replicas=2, so the ISR falls below the minimum as soon as one replica leaves
 and the controller keeps the leaving replica as an eligible leader (ELR). The Java client
 (Admin.describeTopics, served by DescribeTopicPartitions) shows leader, ISR, ELR and

@@ -9,7 +9,7 @@
 
 use super::str_bytes;
 use crate::model::ErrorCode;
-use crate::quorum::frame::QuorumState;
+use crate::quorum::frame::{QuorumState, VoterProgress};
 use crate::server::api_table::{ResponseFuture, single_stage};
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::Shard;
@@ -80,18 +80,8 @@ fn answer(request: &DescribeQuorumRequest, quorum: Option<&QuorumState>) -> Desc
             partition.leader_id = BrokerId(quorum.leader_id);
             partition.leader_epoch = i32::try_from(quorum.leader_epoch).unwrap_or(i32::MAX);
             partition.high_watermark = quorum.high_watermark;
-            partition.current_voters = quorum
-                .voters
-                .iter()
-                .map(|voter| {
-                    let mut state = ReplicaState::default();
-                    state.replica_id = BrokerId(voter.node_id);
-                    state.log_end_offset = voter.log_end_offset;
-                    state.last_fetch_timestamp = voter.last_fetch_timestamp;
-                    state.last_caught_up_timestamp = voter.last_caught_up_timestamp;
-                    state
-                })
-                .collect();
+            partition.current_voters = quorum.voters.iter().map(replica_state).collect();
+            partition.observers = quorum.observers.iter().map(replica_state).collect();
         }
     }
     let mut topic = TopicData::default();
@@ -100,6 +90,15 @@ fn answer(request: &DescribeQuorumRequest, quorum: Option<&QuorumState>) -> Desc
     let mut response = DescribeQuorumResponse::default();
     response.topics = vec![topic];
     response
+}
+
+fn replica_state(replica: &VoterProgress) -> ReplicaState {
+    let mut state = ReplicaState::default();
+    state.replica_id = BrokerId(replica.node_id);
+    state.log_end_offset = replica.log_end_offset;
+    state.last_fetch_timestamp = replica.last_fetch_timestamp;
+    state.last_caught_up_timestamp = replica.last_caught_up_timestamp;
+    state
 }
 
 fn voter_node(voter: &crate::config::QuorumVoter) -> Node {
@@ -120,7 +119,6 @@ fn voter_node(voter: &crate::config::QuorumVoter) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quorum::frame::VoterProgress;
     use kafka_protocol::messages::describe_quorum_request;
 
     fn request(topic: &str, partition: i32) -> DescribeQuorumRequest {
@@ -158,6 +156,12 @@ mod tests {
                     last_caught_up_timestamp: 200,
                 },
             ],
+            observers: vec![VoterProgress {
+                node_id: 4,
+                log_end_offset: 40,
+                last_fetch_timestamp: 150,
+                last_caught_up_timestamp: 150,
+            }],
         };
         let response = answer(&request(METADATA_TOPIC, 0), Some(&quorum));
         let data = partition(&response);
@@ -168,6 +172,9 @@ mod tests {
         assert_eq!(data.current_voters.len(), 2);
         assert_eq!(data.current_voters[0].log_end_offset, 38);
         assert_eq!(data.current_voters[0].last_caught_up_timestamp, -1);
+        assert_eq!(data.observers.len(), 1);
+        assert_eq!(data.observers[0].replica_id, BrokerId(4));
+        assert_eq!(data.observers[0].log_end_offset, 40);
     }
 
     #[test]
