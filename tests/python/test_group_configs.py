@@ -14,11 +14,15 @@ read by the Java Admin client 4.3 on the GROUP config resource (type 32).
   refused with INVALID_CONFIG (InvalidConfigurationException) and Kafka's messages, and leave
   the stored override as it was.
 - DELETE drops the override: DEFAULT_CONFIG again, and members get the broker's value.
+- A group's `consumer.session.timeout.ms` (2000 ms, on a broker whose own is 60000 ms) is the
+  session its members get: a member that stops heartbeating is removed from the group
+  (ConsumerGroupDescribe shows no member) long before the broker's session would end.
 """
 
 import time
 
 import kafka_wire as wire
+from clients import ADMIN_TIMEOUT_S, ck_admin
 from harness import unique_topic
 from test_java import java
 
@@ -40,9 +44,8 @@ def group_config(broker, group, *edits):
     return outcome, configs
 
 
-def joined_interval_ms(bootstrap, group, topic):
-    """A new consumer-protocol member joins `group` and leaves again: the heartbeat interval
-    the coordinator told it."""
+def join(bootstrap, group, topic):
+    """A new consumer-protocol member joins `group`: (member id, heartbeat interval ms)."""
     deadline = time.monotonic() + COORDINATOR_WAIT_S
     while True:
         body = wire.roundtrip(bootstrap, wire.consumer_group_heartbeat_v0(
@@ -53,9 +56,15 @@ def joined_interval_ms(bootstrap, group, topic):
             time.sleep(0.2)
             continue
         assert error == 0, f"heartbeat error {error}"
-        wire.roundtrip(bootstrap, wire.consumer_group_heartbeat_v0(
-            8, group, member_id, -1, topic))
-        return interval_ms
+        return member_id, interval_ms
+
+
+def joined_interval_ms(bootstrap, group, topic):
+    """A new consumer-protocol member joins `group` and leaves again: the heartbeat interval
+    the coordinator told it."""
+    member_id, interval_ms = join(bootstrap, group, topic)
+    wire.roundtrip(bootstrap, wire.consumer_group_heartbeat_v0(8, group, member_id, -1, topic))
+    return interval_ms
 
 
 def test_group_config_overrides_reach_members_and_survive_restart(broker):
@@ -102,3 +111,32 @@ def test_out_of_range_group_configs_are_refused(broker):
         assert outcome == f"ERROR InvalidConfigurationException {message}", (edit, outcome)
         assert configs[HEARTBEAT] == ("7000", "DYNAMIC_GROUP_CONFIG", "false"), edit
         assert configs[SESSION][1] == "DEFAULT_CONFIG", edit
+
+
+# The broker's own session is long (Kafka's maximum default), the group's short.
+BROKER_SESSION_LONG_MS = 60000
+GROUP_SESSION_MS = 2000
+# Well inside the broker's session: only the group's can end the member's in this time.
+EXPIRY_WAIT_S = 20
+
+
+def test_a_group_session_override_expires_members(broker_factory):
+    broker = broker_factory("group-session", extra_args=[
+        "--group-consumer-session-timeout-ms", str(BROKER_SESSION_LONG_MS),
+        "--group-consumer-session-timeout-ms-min", "1000",
+        "--group-consumer-heartbeat-interval-ms", "500",
+        "--group-consumer-heartbeat-interval-ms-min", "500"])
+    group, topic = unique_topic("gcfg-session"), unique_topic("gcfg-session-topic")
+    outcome, configs = group_config(broker, group, f"{SESSION}={GROUP_SESSION_MS}")
+    assert outcome == "ALTERED"
+    assert configs[SESSION][:2] == (str(GROUP_SESSION_MS), "DYNAMIC_GROUP_CONFIG")
+    member_id, _ = join(broker.bootstrap, group, topic)
+    admin = ck_admin(broker.bootstrap)
+    deadline = time.monotonic() + EXPIRY_WAIT_S
+    members = [member_id]
+    while members and time.monotonic() < deadline:
+        (future,) = admin.describe_consumer_groups(
+            [group], request_timeout=ADMIN_TIMEOUT_S).values()
+        members = [m.member_id for m in future.result(ADMIN_TIMEOUT_S).members]
+        time.sleep(0.5)
+    assert members == [], f"member {member_id} still in the group after {EXPIRY_WAIT_S} s"
