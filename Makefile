@@ -251,6 +251,17 @@ bench-raw: bench-build
 	$(BENCH_HARNESS) raw --start-broker --broker-shards 1 $(BENCH_RAW_ARGS) \
 	  --output $(BENCH_OUT)/raw/raw.json
 
+# Consumer-group settle time after one of 10 members leaves (issue 20): classic
+# cooperative-sticky and the KIP-848 consumer protocol alternating, 3 rounds each, 20
+# partitions, both heartbeating every 500 ms. Prints each round, the median and the partitions
+# revoked from survivors (docs/benchmarking.md, "Group settle time").
+BENCH_GROUP_SETTLE_ARGS ?= --members 10 --partitions 20 --rounds 3 --heartbeat-ms 500
+.PHONY: bench-group-settle
+bench-group-settle: bench-build
+	@mkdir -p $(BENCH_OUT)/group-settle
+	$(BENCH_HARNESS) group-settle --start-broker $(BENCH_GROUP_SETTLE_ARGS) \
+	  --output $(BENCH_OUT)/group-settle/group-settle.json
+
 bench-test:
 	$(CARGO) test -p bench-harness
 

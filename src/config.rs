@@ -405,12 +405,30 @@ pub struct GroupConfig {
     pub offsets_retention_minutes: u64,
     /// Consumer-protocol (KIP-848) groups: a member that sends no ConsumerGroupHeartbeat for
     /// this long is removed and its partitions move (Kafka `group.consumer.session.timeout.ms`),
-    /// ms. Default 45000, range 1000..=3600000.
+    /// ms. Default 45000, range 1000..=3600000, within
+    /// `consumer_session_timeout_ms_min..=consumer_session_timeout_ms_max`.
     pub consumer_session_timeout_ms: u64,
+    /// Consumer-protocol groups: the smallest session timeout, ms, for the broker default and
+    /// for a group's `consumer.session.timeout.ms` override (Kafka
+    /// `group.consumer.min.session.timeout.ms`). Default 45000 as Kafka, range 1000..=3600000.
+    pub consumer_session_timeout_ms_min: u64,
+    /// Consumer-protocol groups: the largest session timeout, ms (Kafka
+    /// `group.consumer.max.session.timeout.ms`). Default 60000 as Kafka, range
+    /// `consumer_session_timeout_ms_min`..=3600000.
+    pub consumer_session_timeout_ms_max: u64,
     /// Consumer-protocol groups: the heartbeat interval members are told to use (Kafka
     /// `group.consumer.heartbeat.interval.ms`), ms. Default 5000, range 100..=600000, below
-    /// `consumer_session_timeout_ms`.
+    /// `consumer_session_timeout_ms` and within
+    /// `consumer_heartbeat_interval_ms_min..=consumer_heartbeat_interval_ms_max`.
     pub consumer_heartbeat_interval_ms: i32,
+    /// Consumer-protocol groups: the smallest heartbeat interval, ms, for the broker default
+    /// and for a group's `consumer.heartbeat.interval.ms` override (Kafka
+    /// `group.consumer.min.heartbeat.interval.ms`). Default 5000 as Kafka, range 100..=600000.
+    pub consumer_heartbeat_interval_ms_min: i32,
+    /// Consumer-protocol groups: the largest heartbeat interval, ms (Kafka
+    /// `group.consumer.max.heartbeat.interval.ms`). Default 15000 as Kafka, range
+    /// `consumer_heartbeat_interval_ms_min`..=600000.
+    pub consumer_heartbeat_interval_ms_max: i32,
     /// Consumer-protocol groups: members per group (Kafka `group.consumer.max.size`); a member
     /// beyond it gets GROUP_MAX_SIZE_REACHED. Default 1000, range 1..=100000.
     pub consumer_members_max: usize,
@@ -440,7 +458,11 @@ impl Default for GroupConfig {
             offset_metadata_bytes_max: 4096,
             offsets_retention_minutes: 7 * 24 * 60,
             consumer_session_timeout_ms: 45_000,
+            consumer_session_timeout_ms_min: 45_000,
+            consumer_session_timeout_ms_max: 60_000,
             consumer_heartbeat_interval_ms: 5_000,
+            consumer_heartbeat_interval_ms_min: 5_000,
+            consumer_heartbeat_interval_ms_max: 15_000,
             consumer_members_max: 1000,
             consumer_groups_max: 10_000,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
@@ -451,16 +473,40 @@ impl Default for GroupConfig {
 impl GroupConfig {
     fn validate_consumer_protocol(&self) -> Result<(), ConfigError> {
         check(
-            "group.consumer_session_timeout_ms",
-            self.consumer_session_timeout_ms,
+            "group.consumer_session_timeout_ms_min",
+            self.consumer_session_timeout_ms_min,
             1_000,
             3_600_000,
         )?;
         check(
-            "group.consumer_heartbeat_interval_ms",
-            self.consumer_heartbeat_interval_ms,
+            "group.consumer_session_timeout_ms_max",
+            self.consumer_session_timeout_ms_max,
+            self.consumer_session_timeout_ms_min,
+            3_600_000,
+        )?;
+        check(
+            "group.consumer_session_timeout_ms",
+            self.consumer_session_timeout_ms,
+            self.consumer_session_timeout_ms_min,
+            self.consumer_session_timeout_ms_max,
+        )?;
+        check(
+            "group.consumer_heartbeat_interval_ms_min",
+            self.consumer_heartbeat_interval_ms_min,
             100,
             600_000,
+        )?;
+        check(
+            "group.consumer_heartbeat_interval_ms_max",
+            self.consumer_heartbeat_interval_ms_max,
+            self.consumer_heartbeat_interval_ms_min,
+            600_000,
+        )?;
+        check(
+            "group.consumer_heartbeat_interval_ms",
+            self.consumer_heartbeat_interval_ms,
+            self.consumer_heartbeat_interval_ms_min,
+            self.consumer_heartbeat_interval_ms_max,
         )?;
         if self.consumer_heartbeat_interval_ms as u64 >= self.consumer_session_timeout_ms {
             return Err(ConfigError::OutOfRange {

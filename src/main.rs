@@ -134,6 +134,14 @@ struct ServeArgs {
     /// [default: 5000].
     #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// `[group] consumer_session_timeout_ms_min`: the smallest consumer-protocol session,
+    /// ms, broker default and per-group overrides [default: 45000].
+    #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_SESSION_TIMEOUT_MS_MIN")]
+    group_consumer_session_timeout_ms_min: Option<u64>,
+    /// `[group] consumer_heartbeat_interval_ms_min`: the smallest consumer-protocol heartbeat
+    /// interval, ms, broker default and per-group overrides [default: 5000].
+    #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_MIN")]
+    group_consumer_heartbeat_interval_ms_min: Option<i32>,
     /// `[group] consumer_groups_max`: consumer-protocol groups per shard [default: 10000].
     #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_GROUPS_MAX")]
     group_consumer_groups_max: Option<usize>,
@@ -198,6 +206,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(interval) = args.group_consumer_heartbeat_interval_ms {
         config.group.consumer_heartbeat_interval_ms = interval;
+    }
+    if let Some(timeout) = args.group_consumer_session_timeout_ms_min {
+        config.group.consumer_session_timeout_ms_min = timeout;
+    }
+    if let Some(interval) = args.group_consumer_heartbeat_interval_ms_min {
+        config.group.consumer_heartbeat_interval_ms_min = interval;
     }
     if let Some(groups) = args.group_consumer_groups_max {
         config.group.consumer_groups_max = groups;

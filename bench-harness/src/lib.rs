@@ -18,7 +18,9 @@
 //! - `cpu`: who used the CPUs during the measured phase (noise on shared machines);
 //! - `result`: the JSON schema; `compare`: the regression gate; `report`: the SVG;
 //!   `table`: Markdown summaries; `progress`: the live line;
-//! - `raw` / `raw_wire`: the raw Kafka-protocol generator (`bench-harness raw`, no librdkafka).
+//! - `raw` / `raw_wire`: the raw Kafka-protocol generator (`bench-harness raw`, no librdkafka);
+//! - `group_settle`: consumer-group settle time after a member leaves, classic against
+//!   KIP-848 (`bench-harness group-settle`).
 //!
 //! Other binaries in `src/bin/` may use `stats`, `result` and `report`.
 
@@ -31,6 +33,7 @@ pub mod console;
 pub mod consumer;
 pub mod control;
 pub mod cpu;
+pub mod group_settle;
 pub mod hostile;
 pub mod load;
 pub mod maintenance;

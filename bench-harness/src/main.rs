@@ -37,6 +37,9 @@ enum Command {
     /// Raw Kafka-protocol produce then catch-up fetch, no librdkafka (issue 19): broker
     /// throughput and CPU µs per MB with a generator that is not the bottleneck.
     Raw(RawArgs),
+    /// Consumer-group settle time after one member leaves (issue 20): classic
+    /// cooperative-sticky and the KIP-848 consumer protocol, alternating in one run.
+    GroupSettle(GroupSettleArgs),
     /// (Re)draw the SVG report of a result.
     Report {
         result: PathBuf,
@@ -182,6 +185,48 @@ struct RawArgs {
 }
 
 #[derive(Args)]
+struct GroupSettleArgs {
+    /// Bootstrap address of a running broker (its consumer-protocol heartbeat interval is
+    /// its own `group.consumer.heartbeat.interval.ms`).
+    #[arg(
+        long,
+        conflicts_with = "start_broker",
+        required_unless_present = "start_broker"
+    )]
+    bootstrap: Option<String>,
+    /// Start target/release/shardlog on a free port with a fresh data directory, its
+    /// consumer-protocol heartbeat interval set to --heartbeat-ms.
+    #[arg(long)]
+    start_broker: bool,
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// --shards for the started broker.
+    #[arg(long, default_value_t = 2)]
+    broker_shards: usize,
+    #[arg(long, default_value = "target/bench-data")]
+    data_root: PathBuf,
+    #[arg(long, default_value = "group-settle")]
+    topic: String,
+    #[arg(long, default_value_t = 20)]
+    partitions: u32,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Rounds per protocol (the protocols alternate).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Heartbeat interval, ms: the classic members' `heartbeat.interval.ms`, and the started
+    /// broker's consumer-protocol interval, so both protocols heartbeat at the same pace.
+    #[arg(long, default_value_t = 500)]
+    heartbeat_ms: u32,
+    /// Longest wait for a group to form or settle, per round, ms.
+    #[arg(long, default_value_t = 60_000)]
+    round_timeout_ms: u64,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct CompareArgs {
     old: PathBuf,
     new: PathBuf,
@@ -205,6 +250,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => compare(args),
         Command::Raw(args) => raw(args).map(|()| ExitCode::SUCCESS),
+        Command::GroupSettle(args) => group_settle(args).map(|()| ExitCode::SUCCESS),
         Command::Table { results } => print_table(&results).map(|()| ExitCode::SUCCESS),
         Command::Report { result, output } => {
             let output = output.unwrap_or_else(|| result.with_extension("svg"));
@@ -334,6 +380,82 @@ fn print_table(paths: &[PathBuf]) -> anyhow::Result<()> {
         .map(|p| BenchResult::load(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     print!("{}", table::markdown(&results));
+    Ok(())
+}
+
+fn group_settle(args: GroupSettleArgs) -> anyhow::Result<()> {
+    use bench_harness::broker::StartedBroker;
+    use bench_harness::group_settle::{self, SettleOptions};
+    let started = if args.start_broker {
+        let heartbeat = args.heartbeat_ms.to_string();
+        let options = BrokerOptions {
+            binary: args.broker_bin.unwrap_or_else(default_broker_binary),
+            shards: Some(args.broker_shards),
+            config: None,
+            data_root: args.data_root.clone(),
+            delay_us: 0,
+            keep_data: false,
+            rss_max_bytes: default_rss_max_bytes(),
+            config_overrides: Default::default(),
+            listener: "PLAINTEXT".into(),
+            extra_args: [
+                "--group-consumer-heartbeat-interval-ms",
+                &heartbeat,
+                "--group-consumer-heartbeat-interval-ms-min",
+                &heartbeat,
+                // Only the first join of an empty classic group waits for it; not measured.
+                "--group-initial-rebalance-delay-ms",
+                "0",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        Some(StartedBroker::start(&options, "group-settle")?)
+    } else {
+        None
+    };
+    let bootstrap = match (&started, &args.bootstrap) {
+        (Some(broker), _) => broker.bootstrap.clone(),
+        (None, Some(address)) => address.clone(),
+        (None, None) => anyhow::bail!("--bootstrap or --start-broker"),
+    };
+    bench_harness::admin::Admin::connect(&bootstrap)?.create_topics(
+        std::slice::from_ref(&args.topic),
+        args.partitions,
+        1,
+    )?;
+    let options = SettleOptions {
+        topic: args.topic,
+        partitions: args.partitions,
+        members: args.members,
+        rounds: args.rounds,
+        classic_heartbeat_ms: args.heartbeat_ms,
+        round_timeout_ms: args.round_timeout_ms,
+    };
+    let report = group_settle::run(&bootstrap, &options)?;
+    drop(started);
+    for summary in &report.summaries {
+        let rounds: Vec<String> = summary
+            .settle_ms
+            .iter()
+            .map(|ms| format!("{ms:.0}"))
+            .collect();
+        println!(
+            "{}: settle median {:.0} ms (rounds {} ms); partitions revoked from survivors \
+             per round {:?}",
+            summary.protocol.name(),
+            summary.settle_ms_median,
+            rounds.join(" / "),
+            summary.survivor_partitions_revoked
+        );
+    }
+    if let Some(path) = &args.output {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -238,6 +238,42 @@ const SETTINGS: &[(&str, i8, Read, &str)] = &[
         "members per group",
     ),
     (
+        "group.consumer.session.timeout.ms",
+        TYPE_INT,
+        |c| c.group.consumer_session_timeout_ms.to_string(),
+        "consumer-protocol member session timeout",
+    ),
+    (
+        "group.consumer.min.session.timeout.ms",
+        TYPE_INT,
+        |c| c.group.consumer_session_timeout_ms_min.to_string(),
+        "smallest consumer-protocol session timeout",
+    ),
+    (
+        "group.consumer.max.session.timeout.ms",
+        TYPE_INT,
+        |c| c.group.consumer_session_timeout_ms_max.to_string(),
+        "largest consumer-protocol session timeout",
+    ),
+    (
+        "group.consumer.heartbeat.interval.ms",
+        TYPE_INT,
+        |c| c.group.consumer_heartbeat_interval_ms.to_string(),
+        "consumer-protocol heartbeat interval",
+    ),
+    (
+        "group.consumer.min.heartbeat.interval.ms",
+        TYPE_INT,
+        |c| c.group.consumer_heartbeat_interval_ms_min.to_string(),
+        "smallest consumer-protocol heartbeat interval",
+    ),
+    (
+        "group.consumer.max.heartbeat.interval.ms",
+        TYPE_INT,
+        |c| c.group.consumer_heartbeat_interval_ms_max.to_string(),
+        "largest consumer-protocol heartbeat interval",
+    ),
+    (
         "transaction.state.log.num.partitions",
         TYPE_INT,
         |c| c.transaction.state_topic_partitions.to_string(),

@@ -1,4 +1,5 @@
-//! The topic catalog: names, ids, partition counts and configs, persisted as JSON with an
+//! The topic catalog: names, ids, partition counts and configs, and per-group config
+//! overrides (`group_config`, single-broker mode), persisted as JSON with an
 //! atomic replace (write temp, fsync, rename, fsync dir). Snapshots are immutable: a change
 //! produces a new `Catalog` with a higher `version`. `load` and `save` block (`std::fs`): the
 //! main thread calls them at start-up, the controller shard only through its blocking pool
@@ -75,6 +76,10 @@ pub struct Catalog {
     /// Deleted topics whose partition directories may still exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deleting: Vec<TopicMeta>,
+    /// Per-group config overrides (GROUP resources), by group id; a group without
+    /// overrides has no entry. Validated by `group_config::validate` before they get here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip)]
     by_id: HashMap<TopicId, String>,
 }
@@ -232,6 +237,29 @@ impl Catalog {
         Ok(next)
     }
 
+    /// Group `group_id`'s config overrides, if it has any.
+    pub fn group_configs(&self, group_id: &str) -> Option<&BTreeMap<String, String>> {
+        self.group_configs.get(group_id)
+    }
+
+    /// The groups that have config overrides.
+    pub fn groups_with_configs(&self) -> impl Iterator<Item = &str> {
+        self.group_configs.keys().map(String::as_str)
+    }
+
+    /// A new catalog with group `group_id`'s overrides replaced (an empty set drops them).
+    /// The caller validated `configs` (`group_config::validate`).
+    pub fn with_group_configs(&self, group_id: &str, configs: BTreeMap<String, String>) -> Catalog {
+        let mut next = self.clone();
+        if configs.is_empty() {
+            next.group_configs.remove(group_id);
+        } else {
+            next.group_configs.insert(group_id.to_string(), configs);
+        }
+        next.version += 1;
+        next
+    }
+
     /// Reads `<data_dir>/topics.json`; `Ok(None)` if there is none.
     pub fn load(data_dir: &Path) -> Result<Option<Catalog>, CatalogError> {
         let path = data_dir.join(CATALOG_FILE);
@@ -359,6 +387,24 @@ mod tests {
         let done = loaded.deletion_finished(&id);
         assert!(done.deleting().is_empty());
         assert!(done.with_topic(meta("orders")).is_ok());
+    }
+
+    #[test]
+    fn group_config_overrides_persist_and_an_empty_set_drops_them() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let overrides: BTreeMap<String, String> = [(
+            "consumer.heartbeat.interval.ms".to_string(),
+            "6000".to_string(),
+        )]
+        .into();
+        let catalog = Catalog::default().with_group_configs("g", overrides.clone());
+        catalog.save(dir.path()).unwrap();
+        let loaded = Catalog::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.group_configs("g"), Some(&overrides));
+        assert_eq!(loaded.groups_with_configs().collect::<Vec<_>>(), ["g"]);
+        let dropped = loaded.with_group_configs("g", BTreeMap::new());
+        assert!(dropped.group_configs("g").is_none());
+        assert!(dropped.version > loaded.version);
     }
 
     #[test]

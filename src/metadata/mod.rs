@@ -1,4 +1,4 @@
-//! Topic catalog and topic configs; partition → shard placement.
+//! Topic catalog, topic and group configs; partition → shard placement.
 //!
 //! Owns: `<data_dir>/topics.json` (the catalog), `<data_dir>/meta.json` (broker identity
 //! and the producer-id high mark), `<data_dir>/dynamic_broker_configs.json` and
@@ -15,6 +15,7 @@ pub mod broker_config;
 mod broker_meta;
 mod catalog;
 pub mod dynamic_broker_config;
+pub mod group_config;
 pub mod placement;
 pub mod scram_credentials;
 pub mod topic_config;

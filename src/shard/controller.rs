@@ -13,7 +13,7 @@ use super::messages::*;
 use crate::config::Config;
 use crate::metadata::{
     BrokerEntity, BrokerMeta, Catalog, CatalogError, DynamicBrokerConfigs, DynamicConfigError,
-    PRODUCER_ID_BLOCK, TopicMeta, topic_id_hex, validate_topic_name,
+    PRODUCER_ID_BLOCK, TopicMeta, group_config, topic_id_hex, validate_topic_name,
 };
 use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::storage::{BlockingOp, run_off_shard};
@@ -135,6 +135,17 @@ impl Shard {
             } => {
                 let outcome = self
                     .controller_alter_broker_configs(entity, update, validate_only)
+                    .await;
+                let _ = reply.send(outcome);
+            }
+            ControllerOp::AlterGroupConfigs {
+                group,
+                update,
+                validate_only,
+                reply,
+            } => {
+                let outcome = self
+                    .controller_alter_group_configs(&group, update, validate_only)
                     .await;
                 let _ = reply.send(outcome);
             }
@@ -441,6 +452,40 @@ impl Shard {
         }
         tracing::info!(?entity, configs = ?next.entity(entity), "dynamic broker configs changed");
         self.broadcast_dynamic_configs(Arc::new(next)).await;
+        (ErrorCode::None, None)
+    }
+
+    /// Replaces group `group`'s config overrides: validate against the broker's bounds,
+    /// save the catalog that holds them, broadcast it (the group's coordinator shard applies
+    /// them from the member's next heartbeat on).
+    async fn controller_alter_group_configs(
+        self: &Rc<Self>,
+        group: &str,
+        update: BrokerConfigUpdate,
+        validate_only: bool,
+    ) -> (ErrorCode, Option<String>) {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return (ErrorCode::NotController, None);
+        };
+        let current = self.catalog();
+        let empty = std::collections::BTreeMap::new();
+        let configs = match update(current.group_configs(group).unwrap_or(&empty)) {
+            Ok(configs) => configs,
+            Err(message) => return (ErrorCode::InvalidRequest, Some(message)),
+        };
+        if let Err(error) = group_config::validate(&configs, &self.config.group) {
+            return (ErrorCode::InvalidConfig, Some(error.to_string()));
+        }
+        if validate_only {
+            return (ErrorCode::None, None);
+        }
+        let next = current.with_group_configs(group, configs);
+        if let Err(error) = save_catalog(&self.controller().data_dir, &next).await {
+            tracing::error!(%error, "cannot persist catalog");
+            return (ErrorCode::KafkaStorageError, Some(error.to_string()));
+        }
+        tracing::info!(%group, configs = ?next.group_configs(group), "group configs changed");
+        self.broadcast_catalog(Arc::new(next)).await;
         (ErrorCode::None, None)
     }
 

@@ -470,7 +470,8 @@ pub struct TopicOutcome {
     pub topic: Option<TopicMeta>,
 }
 
-/// See `ControllerOp::AlterBrokerConfigs`.
+/// See `ControllerOp::AlterBrokerConfigs` (and `AlterGroupConfigs`, which edits a group's
+/// override set the same way).
 pub type BrokerConfigUpdate =
     Box<dyn FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Send>;
 
@@ -502,6 +503,15 @@ pub enum ControllerOp {
     /// concurrent edits cannot lose one another.
     AlterBrokerConfigs {
         entity: crate::metadata::BrokerEntity,
+        update: BrokerConfigUpdate,
+        validate_only: bool,
+        reply: Reply<(ErrorCode, Option<String>)>,
+    },
+    /// Changes a group's config overrides (GROUP resource) the way `AlterBrokerConfigs`
+    /// changes a broker entity's: `update` runs under the controller lock; the result is
+    /// validated against the broker's `[group]` bounds, saved in the catalog and broadcast.
+    AlterGroupConfigs {
+        group: String,
         update: BrokerConfigUpdate,
         validate_only: bool,
         reply: Reply<(ErrorCode, Option<String>)>,

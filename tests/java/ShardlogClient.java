@@ -20,6 +20,8 @@
 //       default entity): SET each NAME=VALUE, DELETE each NAME=. Prints "ALTERED" or
 //       "ERROR <exception class> <message>", then DescribeConfigs of BROKER (with synonyms):
 //       "CONFIG <name> <value> <source> <read-only>" per entry.
+//   groupconfig BOOTSTRAP GROUP [NAME=VALUE | NAME=]...
+//       The same on the GROUP resource GROUP (per-group config overrides, KIP-848).
 //   selftest KEY...
 //       Local checks, no broker: every codec compresses and decompresses a batch; prints
 //       "MURMUR2 <key> <Utils.murmur2(key)>" so the Python murmur2 helper is cross-checked.
@@ -102,7 +104,11 @@ public final class ShardlogClient {
             case "delete" -> delete(args[1], args[2]);
             case "configresources" -> configResources(args[1],
                     List.of(args).subList(2, args.length));
-            case "brokerconfig" -> brokerConfig(args[1], args[2],
+            case "brokerconfig" -> alterAndDescribe(args[1],
+                    new ConfigResource(ConfigResource.Type.BROKER, args[2]),
+                    List.of(args).subList(3, args.length));
+            case "groupconfig" -> alterAndDescribe(args[1],
+                    new ConfigResource(ConfigResource.Type.GROUP, args[2]),
                     List.of(args).subList(3, args.length));
             case "selftest" -> selftest(args);
             default -> usage();
@@ -438,9 +444,8 @@ public final class ShardlogClient {
         lines.forEach(System.out::println);
     }
 
-    static void brokerConfig(String bootstrap, String broker, List<String> edits)
+    static void alterAndDescribe(String bootstrap, ConfigResource resource, List<String> edits)
             throws Exception {
-        ConfigResource resource = new ConfigResource(ConfigResource.Type.BROKER, broker);
         List<AlterConfigOp> ops = new ArrayList<>();
         for (String edit : edits) {
             String[] parts = edit.split("=", 2);

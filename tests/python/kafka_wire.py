@@ -541,3 +541,17 @@ def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | 
         n = r.uvarint()
         fields.append(None if n == 0 else r.take(n - 1).decode())
     return error, fields[0], fields[1]
+
+
+def parse_consumer_group_heartbeat_interval(body: bytes) -> tuple[int, str | None, int, int]:
+    """ConsumerGroupHeartbeat response (after the correlation id) -> (error, member id,
+    member epoch, heartbeat interval ms)."""
+    r = Reader(body)
+    r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    error = r.i16()
+    fields = []
+    for _ in range(2):
+        n = r.uvarint()
+        fields.append(None if n == 0 else r.take(n - 1).decode())
+    return error, fields[1], r.i32(), r.i32()

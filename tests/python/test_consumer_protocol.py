@@ -52,8 +52,11 @@ PARTITIONS = 6
 # Broker-side consumer-protocol session (the client has no say in it with this protocol).
 SESSION_MS = 6000
 HEARTBEAT_MS = 500
+# Below Kafka's default bounds (45000 and 5000 ms), so the bounds come down with them.
 BROKER_ARGS = ["--group-consumer-session-timeout-ms", str(SESSION_MS),
-               "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS)]
+               "--group-consumer-session-timeout-ms-min", str(SESSION_MS),
+               "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS),
+               "--group-consumer-heartbeat-interval-ms-min", str(HEARTBEAT_MS)]
 MEMBER_SCRIPT = Path(__file__).with_name("consumer_protocol_member.py")
 
 

@@ -1,9 +1,10 @@
 //! AlterConfigs (key 33): replaces a topic's whole config set, or one dynamic broker-config
 //! entity's (the legacy, non-incremental API). BROKER resources name this broker's node id
 //! (per-broker configs) or "" (the cluster-wide default); see
-//! `metadata::dynamic_broker_config` for the keys that can change.
+//! `metadata::dynamic_broker_config` for the keys that can change. GROUP resources replace a
+//! group's config overrides (`metadata::group_config`).
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::metadata::BrokerEntity;
 use crate::model::ErrorCode;
@@ -58,6 +59,10 @@ pub fn handle(
                     }
                     Err(message) => (ErrorCode::InvalidRequest, Some(message)),
                 },
+                RESOURCE_GROUP => {
+                    let update: BrokerConfigUpdate = Box::new(move |_| Ok(configs));
+                    alter_group_configs(&shard, &name, update, request.validate_only).await?
+                }
                 other => (
                     ErrorCode::InvalidRequest,
                     Some(format!("Unsupported resource type {other}.")),
@@ -101,6 +106,39 @@ pub async fn alter_broker_configs(
     let outcome = shard
         .controller_call(|reply| ControllerOp::AlterBrokerConfigs {
             entity,
+            update,
+            validate_only,
+            reply,
+        })
+        .await?;
+    Ok(outcome)
+}
+
+/// Cluster mode keeps no group configs: they would live in one broker's catalog while the
+/// group's coordinator may be another broker (Kafka keeps them in the metadata log).
+const CLUSTER_GROUP_CONFIGS_REFUSED: &str = "Group configs cannot be changed in cluster mode \
+     (--controller-quorum): shardlog keeps them in a single broker's catalog, not in the \
+     metadata log; the broker-wide group.consumer.* settings apply to every group.";
+
+/// Changes group `name`'s config overrides through the controller (`update` runs there
+/// under its lock; the result is validated, saved in the catalog and broadcast before it
+/// answers). An empty name is INVALID_REQUEST, as in Kafka; cluster mode refuses.
+pub async fn alter_group_configs(
+    shard: &Rc<Shard>,
+    name: &str,
+    update: BrokerConfigUpdate,
+    validate_only: bool,
+) -> Result<(ErrorCode, Option<String>), HandlerError> {
+    if let Err(message) = crate::metadata::group_config::check_group_name(name) {
+        return Ok((ErrorCode::InvalidRequest, Some(message)));
+    }
+    if shard.config.cluster.controller_quorum.is_some() {
+        let message = CLUSTER_GROUP_CONFIGS_REFUSED.to_string();
+        return Ok((ErrorCode::InvalidRequest, Some(message)));
+    }
+    let outcome = shard
+        .controller_call(|reply| ControllerOp::AlterGroupConfigs {
+            group: name.to_string(),
             update,
             validate_only,
             reply,

@@ -4,12 +4,15 @@
 //! (`metadata::broker_config`), with source (dynamic per-broker, dynamic cluster default,
 //! static, default) and synonyms, plus `shardlog.shards` (read-only) so tools can compute
 //! partition → shard placement; the resource "" lists the cluster-default dynamic configs.
+//! GROUP resources list the group configs (`metadata::group_config`): the group's override
+//! (GROUP_CONFIG) or the broker setting it falls back to, as Kafka's `ConfigHelper` does.
 
 use super::str_bytes;
 use crate::metadata::DynamicBrokerConfigs;
 use crate::metadata::TopicMeta;
 use crate::metadata::broker_config::{BrokerSetting, TYPE_INT, broker_settings};
 use crate::metadata::dynamic_broker_config::is_dynamic;
+use crate::metadata::group_config;
 use crate::metadata::topic_config::{ConfigSpec, TOPIC_CONFIGS};
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -24,11 +27,13 @@ use std::rc::Rc;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 
 pub fn handle(
     shard: Rc<Shard>,
@@ -67,6 +72,10 @@ pub fn handle(
                 RESOURCE_BROKER => {
                     Err((ErrorCode::InvalidRequest, format!("Unknown broker {name}.")))
                 }
+                RESOURCE_GROUP => match group_config::check_group_name(&name) {
+                    Ok(()) => Ok(group_entries(&shard, &name, request.include_synonyms)),
+                    Err(message) => Err((ErrorCode::InvalidRequest, message)),
+                },
                 other => Err((
                     ErrorCode::InvalidRequest,
                     format!("Unsupported resource type {other}."),
@@ -165,6 +174,43 @@ fn topic_entries(
                 }
             }
             result
+        })
+        .collect()
+}
+
+/// A group's configs: its override (GROUP_CONFIG), else the broker setting it falls back to
+/// (`group.` + the name) with that one's source; synonyms: the override, then the broker
+/// layers. Any group id may be described, one without overrides shows the broker's values.
+fn group_entries(
+    shard: &Shard,
+    group_id: &str,
+    include_synonyms: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let catalog = shard.catalog();
+    let overrides = catalog.group_configs(group_id);
+    let dynamic = shard.dynamic_configs();
+    let settings = broker_settings(&shard.config);
+    group_config::GROUP_CONFIG_NAMES
+        .iter()
+        .zip(group_config::BROKER_SYNONYMS)
+        .filter_map(|(name, broker_name)| {
+            let setting = settings.iter().find(|s| s.name == broker_name)?;
+            let layers = broker_layers(setting, &dynamic);
+            let own = overrides.and_then(|o| o.get(*name));
+            let (value, source) = match own {
+                Some(value) => (value.clone(), SOURCE_GROUP),
+                None => layers[0].clone(),
+            };
+            let mut result = entry(name, &value, source, TYPE_INT, false, setting.doc);
+            if include_synonyms {
+                if let Some(value) = own {
+                    result.synonyms.push(synonym(name, value, SOURCE_GROUP));
+                }
+                for (value, source) in &layers {
+                    result.synonyms.push(synonym(broker_name, value, *source));
+                }
+            }
+            Some(result)
         })
         .collect()
 }

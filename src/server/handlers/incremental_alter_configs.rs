@@ -1,9 +1,10 @@
 //! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on individual topic
-//! or dynamic broker configs (BROKER resource: node id or "" for the cluster default); the
-//! result is validated and applied as a whole by the controller.
+//! or dynamic broker configs (BROKER resource: node id or "" for the cluster default) or a
+//! group's config overrides (GROUP resource, single-broker mode); the result is validated
+//! and applied as a whole by the controller.
 
-use super::alter_configs::{alter_broker_configs, broker_entity};
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::alter_configs::{alter_broker_configs, alter_group_configs, broker_entity};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -118,6 +119,14 @@ pub fn handle(
                         alter_broker_configs(&shard, entity, update, request.validate_only).await?
                     }
                 },
+                RESOURCE_GROUP => {
+                    let operations = resource.configs.clone();
+                    let update: BrokerConfigUpdate = Box::new(move |current| {
+                        let mut configs = current.clone();
+                        apply_operations(&mut configs, &operations).map(|()| configs)
+                    });
+                    alter_group_configs(&shard, &name, update, request.validate_only).await?
+                }
                 other => (
                     ErrorCode::InvalidRequest,
                     Some(format!("Unsupported resource type {other}.")),

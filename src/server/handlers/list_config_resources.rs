@@ -1,11 +1,11 @@
 //! ListConfigResources (key 74, KIP-1142, Kafka 4.1): the resources DescribeConfigs can
 //! describe. v1 lists, per asked resource type, topics (TOPIC, every topic in the catalog)
-//! and this broker (BROKER, its node id); an empty type list means every supported type.
-//! shardlog keeps no client-metrics, group or broker-logger configs, so those types list
-//! nothing; a type Kafka does not define is INVALID_REQUEST. v0 (Kafka 3.7's
-//! ListClientMetricsResources) lists client-metrics resources only: none.
+//! this broker (BROKER, its node id) and the groups with config overrides (GROUP); an empty
+//! type list means every supported type. shardlog keeps no client-metrics or broker-logger
+//! configs, so those types list nothing; a type Kafka does not define is INVALID_REQUEST.
+//! v0 (Kafka 3.7's ListClientMetricsResources) lists client-metrics resources only: none.
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::model::ErrorCode;
 use crate::server::api_table::{ResponseFuture, single_stage};
@@ -18,7 +18,6 @@ use std::rc::Rc;
 
 const RESOURCE_BROKER_LOGGER: i8 = 8;
 const RESOURCE_CLIENT_METRICS: i8 = 16;
-const RESOURCE_GROUP: i8 = 32;
 /// The types an empty request lists, in Kafka's order.
 const SUPPORTED_TYPES: &[i8] = &[
     RESOURCE_TOPIC,
@@ -65,6 +64,13 @@ pub fn handle(
                     response
                         .config_resources
                         .push(resource(&node_id, RESOURCE_BROKER));
+                }
+                RESOURCE_GROUP => {
+                    for group in catalog.groups_with_configs() {
+                        response
+                            .config_resources
+                            .push(resource(group, RESOURCE_GROUP));
+                    }
                 }
                 _ => {}
             }

@@ -17,6 +17,7 @@ use crate::group::consumer::{
     AssignorKind, CommitSource, ConsumerGroup, ConsumerGroupDescription, ConsumerGroupLimits,
     GroupRecords, HeartbeatInput, HeartbeatOutcome, TopicsImage,
 };
+use crate::metadata::group_config;
 use crate::model::ErrorCode;
 use crate::model::records::NewRecord;
 use crate::shard::messages::GroupListing;
@@ -60,6 +61,20 @@ pub(super) fn limits(config: &crate::config::GroupConfig) -> ConsumerGroupLimits
 }
 
 impl Shard {
+    /// The limits group `group_id` runs with: the broker's, with its session timeout and
+    /// heartbeat interval overrides (GROUP configs, `metadata::group_config`) laid over them.
+    /// Read on every heartbeat, so a change applies from each member's next heartbeat on.
+    pub(super) fn consumer_limits_for(&self, group_id: &str) -> ConsumerGroupLimits {
+        let catalog = self.catalog();
+        let effective =
+            group_config::effective(catalog.group_configs(group_id), &self.config.group);
+        ConsumerGroupLimits {
+            session_timeout_ms: effective.session_timeout_ms,
+            heartbeat_interval_ms: effective.heartbeat_interval_ms,
+            ..self.coordinator.consumer_limits.clone()
+        }
+    }
+
     /// The topics consumers may subscribe to (internal topics are left out, as Kafka's
     /// regex subscriptions do), with their partitions' replica racks where known: in cluster
     /// mode the racks of each partition's replica brokers; on a single broker every
@@ -184,11 +199,13 @@ impl Shard {
         }
         let image = self.consumer_topics_image();
         let member_id = input.member_id.clone();
+        let limits = self.consumer_limits_for(group_id);
         let mut outcome = {
             let mut groups = coordinator.consumer_groups.borrow_mut();
-            let group = groups.entry(group_id.to_string()).or_insert_with(|| {
-                ConsumerGroup::new(group_id, coordinator.consumer_limits.clone())
-            });
+            let group = groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| ConsumerGroup::new(group_id, limits.clone()));
+            group.set_limits(limits);
             let outcome = group.heartbeat(input, &image, super::monotonic_ms());
             if group.is_empty() && group.group_epoch() == 0 {
                 // A refused first join leaves no group behind.

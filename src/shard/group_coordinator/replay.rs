@@ -224,7 +224,7 @@ impl Shard {
             if stored.is_empty() {
                 continue;
             }
-            let limits = coordinator.consumer_limits.clone();
+            let limits = self.consumer_limits_for(&group_id);
             match ConsumerGroup::restore(&group_id, &stored, limits, now_ms) {
                 Ok(group) => {
                     tracing::info!(shard = %self.id, group = %group_id,
