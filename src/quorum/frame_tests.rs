@@ -229,8 +229,8 @@ fn topic_requests() -> Vec<ControllerRequest> {
     ]
 }
 
-/// An AllocateProducerIds answer: a block and no topic results.
-fn producer_ids_response() -> Frame {
+/// `topic_response` without its topic results: the base of other answers.
+fn bare_response() -> (ControllerResponse, u64) {
     let Frame::Response {
         mut response,
         correlation,
@@ -239,6 +239,12 @@ fn producer_ids_response() -> Frame {
         unreachable!()
     };
     response.topics.clear();
+    (response, correlation)
+}
+
+/// An AllocateProducerIds answer: a block and no topic results.
+fn producer_ids_response() -> Frame {
+    let (mut response, correlation) = bare_response();
     response.producer_ids = Some(ProducerIdBlock {
         first_producer_id: i64::MAX - 1000,
         size: 1000,
@@ -637,14 +643,7 @@ fn reassignment_requests_round_trip_and_every_cut_is_an_error() {
 
 /// A FetchMetadata answer with a snapshot and entries (one the no-op, without data).
 fn metadata_response() -> Frame {
-    let Frame::Response {
-        mut response,
-        correlation,
-    } = topic_response()
-    else {
-        unreachable!()
-    };
-    response.topics.clear();
+    let (mut response, correlation) = bare_response();
     response.metadata = Some(MetadataChunk {
         snapshot: Some((40, vec![1, 2, 3, 4])),
         entries: vec![(41, Vec::new()), (42, vec![9; 300])],

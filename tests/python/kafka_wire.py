@@ -529,8 +529,8 @@ def consumer_group_heartbeat_v0(correlation_id: int, group: str, member_id: str,
     return frame(header_v2(API_CONSUMER_GROUP_HEARTBEAT, 0, correlation_id) + body)
 
 
-def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | None]:
-    """ConsumerGroupHeartbeat response (after the correlation id) -> (error, message,
+def _consumer_group_heartbeat_head(body: bytes) -> tuple["Reader", int, str | None, str | None]:
+    """ConsumerGroupHeartbeat response up to the member id -> (reader, error, message,
     member id)."""
     r = Reader(body)
     r.tagged_fields()  # response header v1
@@ -540,18 +540,18 @@ def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | 
     for _ in range(2):
         n = r.uvarint()
         fields.append(None if n == 0 else r.take(n - 1).decode())
-    return error, fields[0], fields[1]
+    return r, error, fields[0], fields[1]
+
+
+def parse_consumer_group_heartbeat(body: bytes) -> tuple[int, str | None, str | None]:
+    """ConsumerGroupHeartbeat response (after the correlation id) -> (error, message,
+    member id)."""
+    _, error, message, member_id = _consumer_group_heartbeat_head(body)
+    return error, message, member_id
 
 
 def parse_consumer_group_heartbeat_interval(body: bytes) -> tuple[int, str | None, int, int]:
     """ConsumerGroupHeartbeat response (after the correlation id) -> (error, member id,
     member epoch, heartbeat interval ms)."""
-    r = Reader(body)
-    r.tagged_fields()  # response header v1
-    r.i32()  # throttle
-    error = r.i16()
-    fields = []
-    for _ in range(2):
-        n = r.uvarint()
-        fields.append(None if n == 0 else r.take(n - 1).decode())
-    return error, fields[1], r.i32(), r.i32()
+    r, error, _, member_id = _consumer_group_heartbeat_head(body)
+    return error, member_id, r.i32(), r.i32()
