@@ -17,7 +17,6 @@ use super::tls_handshake;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_produce_request, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES};
-use crate::protocol::produce_request::ProduceRequestOwned;
 use crate::security::SecurityContext;
 use crate::shard::Shard;
 use crate::shard::memory::Reservation;
@@ -28,7 +27,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
-use kafka_protocol::messages::{ApiKey, RequestKind};
+use kafka_protocol::messages::ApiKey;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -388,12 +387,6 @@ async fn read_some<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
-/// A decoded request body: Produce keeps its records as owned regions of the frame.
-enum Body {
-    Produce(ProduceRequestOwned),
-    Kafka(RequestKind),
-}
-
 /// Decodes one request and starts it; returns its response-to-be.
 async fn dispatch(
     shard: &Rc<Shard>,
@@ -430,14 +423,7 @@ async fn dispatch(
         }
         Gate::SessionExpired => return Err(CloseReason::SessionExpired),
     }
-    let (client_id, body) = if row.key == ApiKey::Produce {
-        let decoded = decode_produce_request(frame)?;
-        (decoded.client_id, Body::Produce(decoded.body))
-    } else {
-        let decoded = decode_request(row.key, frame.freeze())?;
-        (decoded.client_id, Body::Kafka(decoded.body))
-    };
-    let context = RequestContext {
+    let context = |client_id| RequestContext {
         api: row.key,
         version: envelope.api_version,
         correlation_id: envelope.correlation_id,
@@ -445,12 +431,17 @@ async fn dispatch(
         client_host: client_host.to_string(),
         connection: connection.clone(),
     };
-    let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
-    let started = Instant::now();
-    let stage1 = match body {
-        Body::Produce(request) => produce::handle_owned(shard.clone(), context, request),
-        Body::Kafka(body) => (row.handler)(shard.clone(), context, body),
+    // Produce keeps its records as owned regions of the frame (stamped in place); every
+    // other API goes through kafka-protocol and the API table.
+    let stage1 = if row.key == ApiKey::Produce {
+        let decoded = decode_produce_request(frame)?;
+        produce::handle_owned(shard.clone(), context(decoded.client_id), decoded.body)
+    } else {
+        let decoded = decode_request(row.key, frame.freeze())?;
+        (row.handler)(shard.clone(), context(decoded.client_id), decoded.body)
     };
+    let span = tracing::trace_span!("request", api = ?row.key, version = envelope.api_version, correlation_id = envelope.correlation_id);
+    let started = Instant::now();
     let completion: ResponseFuture = stage1.instrument(span.clone()).await;
     let (shard, api) = (shard.clone(), row.name);
     let timed = async move {
