@@ -2,7 +2,7 @@
 //! replays every saved fuzz input in `make test`. Each must return normally (never panic,
 //! never abort) for any input.
 
-use crate::protocol::codec::{RequestEnvelope, decode_request};
+use crate::protocol::codec::{RequestEnvelope, decode_produce_request, decode_request};
 use crate::server::api_table;
 
 /// A request frame body (without its size prefix) as a connection would dispatch it.
@@ -15,6 +15,10 @@ pub fn request_frame(data: &[u8]) {
         return;
     };
     if (row.min_version..=row.max_version).contains(&envelope.api_version) {
+        if row.key == kafka_protocol::messages::ApiKey::Produce {
+            // As connections decode it: records owned, split off the frame.
+            let _ = decode_produce_request(bytes::BytesMut::from(data));
+        }
         let _ = decode_request(row.key, frame);
     }
 }

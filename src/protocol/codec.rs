@@ -1,5 +1,6 @@
 //! Request decoding and response encoding on top of the `kafka-protocol` message codecs.
 
+use super::produce_request::{ProduceRequestOwned, decode_produce_body};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
@@ -83,12 +84,43 @@ pub fn decode_request(api: ApiKey, frame: Bytes) -> Result<DecodedRequest, Proto
     })
 }
 
+/// A Produce request decoded with each partition's records owned (`produce_request`).
+#[derive(Debug)]
+pub struct DecodedProduce {
+    pub envelope: RequestEnvelope,
+    /// As in `DecodedRequest`.
+    pub client_id: Option<String>,
+    pub body: ProduceRequestOwned,
+}
+
+/// Decodes a Produce frame (without its size prefix) so that each partition's records stay
+/// a region of `frame` that nothing else shares: storage stamps them in place. The caller
+/// has already checked that the version is one it supports.
+pub fn decode_produce_request(mut frame: BytesMut) -> Result<DecodedProduce, ProtocolError> {
+    let envelope = RequestEnvelope::peek(&frame)?;
+    let (api, version) = (ApiKey::Produce, envelope.api_version);
+    let malformed = |reason: String| ProtocolError::Malformed {
+        api,
+        version,
+        reason,
+    };
+    let client_id = decode_header(&mut frame, api.request_header_version(version))
+        .map_err(|reason| malformed(format!("header: {reason}")))?;
+    let body = decode_produce_body(frame, version)
+        .map_err(|reason| malformed(format!("body: {reason}")))?;
+    Ok(DecodedProduce {
+        envelope,
+        client_id,
+        body,
+    })
+}
+
 /// Reads a request header of `header_version` off the front of `buffer`; returns the client
 /// id. Kafka's rules: v0 has no client id; v1+ has a nullable i16-length string (never
 /// compact, even in v2); v2 adds a tagged-field section whose tags must be strictly
 /// increasing (no duplicates), each with a size inside the frame. The header defines no
 /// tagged fields, so every tag is skipped.
-fn decode_header(buffer: &mut Bytes, header_version: i16) -> Result<Option<String>, String> {
+fn decode_header<B: Buf>(buffer: &mut B, header_version: i16) -> Result<Option<String>, String> {
     let short = |what: &str| format!("frame ends inside the {what}");
     if buffer.remaining() < ENVELOPE_BYTES {
         return Err(short("envelope"));
@@ -109,7 +141,7 @@ fn decode_header(buffer: &mut Bytes, header_version: i16) -> Result<Option<Strin
             if buffer.remaining() < n {
                 return Err(short("client id"));
             }
-            let raw = buffer.split_to(n);
+            let raw = buffer.copy_to_bytes(n);
             Some(String::from_utf8_lossy(&raw).into_owned())
         }
     };
@@ -120,7 +152,7 @@ fn decode_header(buffer: &mut Bytes, header_version: i16) -> Result<Option<Strin
 }
 
 /// Skips a tagged-field section, checking Kafka's ordering rule (strictly increasing tags).
-fn skip_tagged_fields(buffer: &mut Bytes) -> Result<(), String> {
+fn skip_tagged_fields<B: Buf>(buffer: &mut B) -> Result<(), String> {
     let count = read_unsigned_varint(buffer)?;
     let mut previous: Option<u32> = None;
     for _ in 0..count {
@@ -141,7 +173,7 @@ fn skip_tagged_fields(buffer: &mut Bytes) -> Result<(), String> {
 }
 
 /// An unsigned varint of at most 5 bytes (Kafka's u32 varint).
-fn read_unsigned_varint(buffer: &mut Bytes) -> Result<u32, String> {
+pub(crate) fn read_unsigned_varint<B: Buf>(buffer: &mut B) -> Result<u32, String> {
     let mut value: u32 = 0;
     for index in 0..5 {
         if !buffer.has_remaining() {

@@ -2,7 +2,7 @@
 //! many bytes. A size that is negative or above the configured maximum is an error and the
 //! connection must be closed (Kafka's `socket.request.max.bytes`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use thiserror::Error;
 
 pub const SIZE_PREFIX_BYTES: usize = 4;
@@ -18,18 +18,20 @@ pub enum FrameError {
 /// What the buffer holds so far.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FrameStatus {
-    /// A whole frame was split off the buffer (without its size prefix).
-    Complete(Bytes),
+    /// A whole frame was split off the buffer (without its size prefix). It is its own
+    /// region of the buffer: nothing else sees these bytes, so they may be written to.
+    Complete(BytesMut),
     /// More bytes are needed; the value is the total buffered length the frame needs.
     NeedBytes(usize),
 }
 
-/// Splits the next complete frame off `buffer`, if there is one.
-pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<FrameStatus, FrameError> {
-    if buffer.len() < SIZE_PREFIX_BYTES {
-        return Ok(FrameStatus::NeedBytes(SIZE_PREFIX_BYTES));
-    }
-    let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+/// The total buffered length (size prefix included) the frame at the front of `buffered`
+/// needs: `SIZE_PREFIX_BYTES` until its prefix is there.
+pub fn frame_needs(buffered: &[u8], max_bytes: usize) -> Result<usize, FrameError> {
+    let Some(prefix) = buffered.first_chunk::<SIZE_PREFIX_BYTES>() else {
+        return Ok(SIZE_PREFIX_BYTES);
+    };
+    let size = i32::from_be_bytes(*prefix);
     if size < 0 {
         return Err(FrameError::NegativeSize { size });
     }
@@ -40,13 +42,18 @@ pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<FrameStatus
             max: max_bytes,
         });
     }
-    let needed = SIZE_PREFIX_BYTES + size;
+    Ok(SIZE_PREFIX_BYTES + size)
+}
+
+/// Splits the next complete frame off `buffer`, if there is one.
+pub fn take_frame(buffer: &mut BytesMut, max_bytes: usize) -> Result<FrameStatus, FrameError> {
+    let needed = frame_needs(buffer, max_bytes)?;
     if buffer.len() < needed {
         return Ok(FrameStatus::NeedBytes(needed));
     }
     let mut frame = buffer.split_to(needed);
     let _ = frame.split_to(SIZE_PREFIX_BYTES);
-    Ok(FrameStatus::Complete(frame.freeze()))
+    Ok(FrameStatus::Complete(frame))
 }
 
 #[cfg(test)]
@@ -63,7 +70,7 @@ mod tests {
         buffer.extend_from_slice(b"cd");
         assert_eq!(
             take_frame(&mut buffer, 100),
-            Ok(FrameStatus::Complete(Bytes::from_static(b"abc")))
+            Ok(FrameStatus::Complete(BytesMut::from(&b"abc"[..])))
         );
         assert_eq!(&buffer[..], b"d");
     }

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod fetch_response;
 pub mod frame;
 pub mod kafka_releases;
+pub mod produce_request;
 
 pub use crate::model::ErrorCode;
 pub use codec::{DecodedRequest, ProtocolError, RequestEnvelope};

@@ -7,15 +7,16 @@
 
 use super::api_table::{self, ResponseFuture};
 use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFrame};
-use super::handlers::api_versions;
+use super::handlers::{api_versions, produce};
 use super::listeners::Listener;
+use super::read_buffer::ReadBuffer;
 use super::request_memory::{FramePermit, HeldBytes};
 use super::sasl_session::{Gate, SaslSession};
 use super::socket_writer::{write_chunks, write_chunks_copied};
 use super::tls_handshake;
 use crate::protocol::ProtocolError;
-use crate::protocol::codec::{RequestEnvelope, decode_request};
-use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES, take_frame};
+use crate::protocol::codec::{RequestEnvelope, decode_produce_request, decode_request};
+use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES};
 use crate::security::SecurityContext;
 use crate::shard::Shard;
 use crate::shard::memory::Reservation;
@@ -26,14 +27,12 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
+use kafka_protocol::messages::ApiKey;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::Instrument;
-
-/// Bytes read from the socket per read call.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>>;
 
@@ -150,7 +149,11 @@ async fn serve_stream<S>(
     ))
     .detach();
     shard.metrics.connection_opened();
-    let outcome = read_requests(&shard, &mut reader, queue, client_host, &connection).await;
+    let socket = Socket {
+        reader: &mut reader,
+        fd: transport.fd(),
+    };
+    let outcome = read_requests(&shard, socket, queue, client_host, &connection).await;
     match &outcome {
         Ok(()) => tracing::debug!("client closed the connection"),
         Err(CloseReason::WriterGone) | Err(CloseReason::Shutdown) => {}
@@ -229,28 +232,47 @@ impl ReadLimits {
     }
 }
 
-/// Reads frames and dispatches them in order. Memory is reserved as bytes arrive (never for
-/// a frame's declared size; see `request_memory`): `held` covers exactly the buffered bytes
-/// between reads, and a complete frame takes its share along to its handler. A connection
-/// whose unwritten responses fill `connection_response_bytes_max` reads no further request
-/// until its client takes some.
+/// The read side of a connection, with its descriptor (to ask how many bytes are waiting).
+struct Socket<'a, R> {
+    reader: &'a mut R,
+    fd: RawFd,
+}
+
+/// Bytes waiting in the socket's receive queue (FIONREAD); 0 if unknown. Only sizes the read
+/// buffer's growth (bytes that have arrived, never a declared size).
+fn queued_bytes(fd: RawFd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to a live local.
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    if result == 0 {
+        usize::try_from(queued).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Reads frames and dispatches them in order. The socket is read straight into the request
+/// buffer (`ReadBuffer`), and each frame is its own region of it. Memory is reserved as
+/// bytes arrive (never for a frame's declared size; see `request_memory`): `held` covers
+/// exactly the buffered bytes between reads, and a complete frame takes its share along to
+/// its handler. A connection whose unwritten responses fill `connection_response_bytes_max`
+/// reads no further request until its client takes some.
 async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     shard: &Rc<Shard>,
-    reader: &mut R,
+    socket: Socket<'_, R>,
     queue: LocalSender<Queued>,
     client_host: &str,
     connection: &Rc<ConnectionState>,
 ) -> Result<(), CloseReason> {
     let limits = ReadLimits::of(&shard.config.server);
-    let mut buffer = BytesMut::new();
-    // Allocated on the first read; the kernel copies into it, then into `buffer`.
-    let mut scratch: Vec<u8> = Vec::new();
+    let Socket { reader, fd } = socket;
+    let mut buffer = ReadBuffer::new();
     let mut held = HeldBytes::new(shard);
     // Time the client has taken so far to send the frame at the front of `buffer`: only
     // time spent waiting for its bytes counts, not time the broker was not reading.
     let mut frame_waited = Duration::ZERO;
     loop {
-        match take_frame(&mut buffer, limits.frame_bytes_max)? {
+        match buffer.take_frame(limits.frame_bytes_max)? {
             FrameStatus::Complete(frame) => {
                 let frame_bytes = (frame.len() + SIZE_PREFIX_BYTES) as u64;
                 let permit = held.take_frame(frame_bytes);
@@ -273,21 +295,12 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                 }
             }
             FrameStatus::NeedBytes(needed) => {
-                if scratch.is_empty() {
-                    scratch = vec![0u8; READ_CHUNK_BYTES];
-                }
                 let frame_deadline =
                     (!buffer.is_empty()).then(|| limits.frame_timeout.saturating_sub(frame_waited));
                 let started = Instant::now();
-                let read = read_some(
-                    shard,
-                    reader,
-                    &mut scratch,
-                    frame_deadline,
-                    connection,
-                    &limits,
-                )
-                .await?;
+                let room = buffer.room(needed, || queued_bytes(fd));
+                let read =
+                    read_some(shard, reader, room, frame_deadline, connection, &limits).await?;
                 if !buffer.is_empty() {
                     frame_waited += started.elapsed();
                 }
@@ -296,30 +309,21 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                 }
                 shard.metrics.bytes_received(read);
                 connection.touch();
-                let front_frame_bytes = front_frame_size(&buffer, &scratch[..read]);
+                buffer.commit(read);
+                let front_frame_bytes = front_frame_size(buffer.buffered());
                 if !held.reserve_arrived(read, front_frame_bytes).await {
                     return Err(CloseReason::Shutdown);
                 }
-                // Grow the buffer with the data, at most doubling, never to the declared size.
-                let missing = needed.saturating_sub(buffer.len());
-                buffer.reserve(missing.min(buffer.len().max(READ_CHUNK_BYTES)).max(read));
-                buffer.extend_from_slice(&scratch[..read]);
                 debug_assert_eq!(held.bytes(), buffer.len() as u64);
             }
         }
     }
 }
 
-/// The size the frame at the front declares, once its 4-byte prefix is known (from the
-/// buffered bytes followed by the newly read ones).
-fn front_frame_size(buffer: &[u8], read: &[u8]) -> Option<usize> {
-    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
-    let mut known = 0;
-    for (slot, byte) in prefix.iter_mut().zip(buffer.iter().chain(read)) {
-        *slot = *byte;
-        known += 1;
-    }
-    (known == SIZE_PREFIX_BYTES).then(|| i32::from_be_bytes(prefix).max(0) as usize)
+/// The size the frame at the front declares, once its 4-byte prefix is known.
+fn front_frame_size(buffered: &[u8]) -> Option<usize> {
+    let prefix = buffered.first_chunk::<SIZE_PREFIX_BYTES>()?;
+    Some(i32::from_be_bytes(*prefix).max(0) as usize)
 }
 
 /// Mutes the connection while its unwritten responses fill its response budget (as Kafka
@@ -386,7 +390,7 @@ async fn read_some<R: futures_lite::AsyncRead + Unpin>(
 /// Decodes one request and starts it; returns its response-to-be.
 async fn dispatch(
     shard: &Rc<Shard>,
-    frame: Bytes,
+    frame: BytesMut,
     client_host: &str,
     permit: FramePermit,
     connection: &Rc<ConnectionState>,
@@ -398,7 +402,7 @@ async fn dispatch(
         });
     };
     if !(row.min_version..=row.max_version).contains(&envelope.api_version) {
-        if row.key == kafka_protocol::messages::ApiKey::ApiVersions {
+        if row.key == ApiKey::ApiVersions {
             shard.metrics.rejected(RejectReason::UnsupportedVersion);
             let response = api_versions::unsupported_version(envelope.correlation_id);
             drop(permit);
@@ -419,20 +423,26 @@ async fn dispatch(
         }
         Gate::SessionExpired => return Err(CloseReason::SessionExpired),
     }
-    let decoded = decode_request(row.key, frame)?;
-    let context = RequestContext {
+    let context = |client_id| RequestContext {
         api: row.key,
         version: envelope.api_version,
         correlation_id: envelope.correlation_id,
-        client_id: decoded.client_id,
+        client_id,
         client_host: client_host.to_string(),
         connection: connection.clone(),
     };
-    let span = tracing::trace_span!("request", api = ?row.key, version = context.version, correlation_id = context.correlation_id);
+    // Produce keeps its records as owned regions of the frame (stamped in place); every
+    // other API goes through kafka-protocol and the API table.
+    let stage1 = if row.key == ApiKey::Produce {
+        let decoded = decode_produce_request(frame)?;
+        produce::handle_owned(shard.clone(), context(decoded.client_id), decoded.body)
+    } else {
+        let decoded = decode_request(row.key, frame.freeze())?;
+        (row.handler)(shard.clone(), context(decoded.client_id), decoded.body)
+    };
+    let span = tracing::trace_span!("request", api = ?row.key, version = envelope.api_version, correlation_id = envelope.correlation_id);
     let started = Instant::now();
-    let completion: ResponseFuture = (row.handler)(shard.clone(), context, decoded.body)
-        .instrument(span.clone())
-        .await;
+    let completion: ResponseFuture = stage1.instrument(span.clone()).await;
     let (shard, api) = (shard.clone(), row.name);
     let timed = async move {
         let response = completion.await;

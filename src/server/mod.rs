@@ -17,6 +17,7 @@ mod gather_stream;
 pub mod handlers;
 mod ip_limit;
 mod listeners;
+mod read_buffer;
 mod request_memory;
 mod sasl_session;
 mod socket_writer;

@@ -6,7 +6,7 @@ use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncIn
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
 use crate::storage::RecordError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -309,7 +309,8 @@ impl Acks {
 
 pub struct ProducePartition {
     pub partition: TopicPartition,
-    pub records: Bytes,
+    /// The partition's region of the request frame, owned: storage stamps it in place.
+    pub records: BytesMut,
 }
 
 #[derive(Debug, Clone)]

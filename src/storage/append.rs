@@ -14,6 +14,13 @@
 //! rewritten (plus maxTimestamp, attributes and CRC for LogAppendTime topics); a duplicate
 //! is never stored twice; a batch older than its producer's epoch (raised by transaction
 //! markers) is refused.
+//!
+//! Stamping is in place when the batch is uniquely owned: a client's records arrive as their
+//! own region of the request buffer (`Records::Owned`, split off the frame by
+//! `protocol::produce_request`), so base offset and leader epoch (outside the CRC) are
+//! written into the received bytes and the same memory goes on to the write queue and the
+//! batch cache. Regions under `STAMP_IN_PLACE_BYTES_MIN` are copied instead, so a cached
+//! batch never keeps a read buffer alive that is much larger than itself.
 
 use super::StorageError;
 use super::cache::MemoryBatch;
@@ -39,20 +46,62 @@ pub(crate) enum AppendOrigin {
     Broker,
 }
 
+/// Owned regions smaller than this are stamped in a copy (see the module doc): a batch of
+/// this size keeps at most a few times its size of read buffer alive (read buffers grow in
+/// 64 KiB steps or to the frame being read).
+pub(crate) const STAMP_IN_PLACE_BYTES_MIN: usize = 16 * 1024;
+
+/// The records of an append.
+#[derive(Debug)]
+pub(crate) enum Records {
+    /// A client's records, a region nothing else can see: stamped in place.
+    Owned(BytesMut),
+    /// Bytes that may be shared (the broker's own batches): stamped in a copy unless unique.
+    Shared(Bytes),
+}
+
+impl Records {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Records::Owned(bytes) => bytes,
+            Records::Shared(bytes) => bytes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// The records as a writable buffer: the region itself when owned (and large enough), the
+    /// same allocation when shared but unique, else a copy.
+    fn into_writable(self) -> BytesMut {
+        match self {
+            Records::Owned(bytes) if bytes.len() >= STAMP_IN_PLACE_BYTES_MIN => bytes,
+            Records::Owned(bytes) => BytesMut::from(&bytes[..]),
+            Records::Shared(bytes) => bytes
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..])),
+        }
+    }
+}
+
 pub(crate) async fn append(
     state: &Rc<LogState>,
-    records: Bytes,
+    records: Records,
     leader_epoch: i32,
     now_ms: i64,
     origin: AppendOrigin,
 ) -> Result<AppendResult, StorageError> {
     state.check_writable()?;
     let config = state.config();
-    let (records, spans) = match origin {
-        AppendOrigin::Client => validate_client(records, &config)?,
-        AppendOrigin::Broker => {
-            let records = super::conform::conform(records, &config)?;
-            let spans = validate(&records, &config)?;
+    let (records, spans) = match (origin, records) {
+        (AppendOrigin::Client, records) => validate_client(records, &config)?,
+        (AppendOrigin::Broker, records) => {
+            let records = match super::conform::reencoded(records.bytes(), &config)? {
+                Some(reencoded) => Records::Shared(Bytes::from(reencoded)),
+                None => records,
+            };
+            let spans = validate(records.bytes(), &config)?;
             (records, spans)
         }
     };
@@ -147,9 +196,9 @@ fn place_replicated(
 /// Validates a client's records (one batch), then applies the topic's rules (which may
 /// re-encode the batch); returns them with the batch's (start, length).
 fn validate_client(
-    records: Bytes,
+    records: Records,
     config: &LogConfig,
-) -> Result<(Bytes, Vec<(usize, usize)>), StorageError> {
+) -> Result<(Records, Vec<(usize, usize)>), StorageError> {
     if records.len() as u64 > config.batch_bytes_max {
         return Err(StorageError::BatchTooLarge {
             size: records.len(),
@@ -160,9 +209,12 @@ fn validate_client(
         decompressed_bytes_max: usize::try_from(config.decompressed_batch_bytes_max)
             .unwrap_or(usize::MAX),
     };
-    validation::validate_client_records(&records, &limits)?;
-    let records = super::conform::conform(records, config)?;
-    let total = RecordBatchHeader::view(&records)?.total_bytes()?;
+    validation::validate_client_records(records.bytes(), &limits)?;
+    let records = match super::conform::reencoded(records.bytes(), config)? {
+        Some(reencoded) => Records::Shared(Bytes::from(reencoded)),
+        None => records,
+    };
+    let total = RecordBatchHeader::view(records.bytes())?.total_bytes()?;
     assert_eq!(
         total,
         records.len(),
@@ -172,7 +224,7 @@ fn validate_client(
 }
 
 /// Checks every batch of `records`; returns each batch's (start, length).
-fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, StorageError> {
+fn validate(records: &[u8], config: &LogConfig) -> Result<Vec<(usize, usize)>, StorageError> {
     let mut spans = Vec::new();
     let mut position = 0usize;
     while position < records.len() {
@@ -196,7 +248,7 @@ fn validate(records: &Bytes, config: &LogConfig) -> Result<Vec<(usize, usize)>, 
 
 /// The validated batches of one append.
 struct Placement<'a> {
-    records: Bytes,
+    records: Records,
     spans: &'a [(usize, usize)],
     origin: AppendOrigin,
 }
@@ -214,13 +266,13 @@ fn place(
         spans,
         origin,
     } = batches;
-    txn_state::check_append(state, &records, spans)?;
+    txn_state::check_append(state, records.bytes(), spans)?;
     if origin == AppendOrigin::Client {
-        txn_tickets::check_client_append(state, &records, spans)?;
+        txn_tickets::check_client_append(state, records.bytes(), spans)?;
     }
     let producer_batches: Vec<ProducerBatch> = spans
         .iter()
-        .filter_map(|&(start, _)| RecordBatchHeader::view(&records[start..]).ok())
+        .filter_map(|&(start, _)| RecordBatchHeader::view(&records.bytes()[start..]).ok())
         .filter_map(ProducerBatch::from_header)
         .collect();
     if !producer_batches.is_empty()
@@ -280,18 +332,17 @@ fn placed(
     }
 }
 
-/// Copies `records` only if it is shared, then stamps offsets and the leader epoch.
+/// Stamps offsets and the leader epoch (and LogAppendTime, which rewrites the CRC) into the
+/// records: in place when they are owned, else in a copy (`Records::into_writable`).
 fn stamp(
-    records: Bytes,
+    records: Records,
     spans: &[(usize, usize)],
     base_offset: i64,
     leader_epoch: i32,
     log_append_time: bool,
     now_ms: i64,
 ) -> Result<Bytes, StorageError> {
-    let mut owned = records
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let mut owned = records.into_writable();
     let mut next = base_offset;
     for &(start, len) in spans {
         let slice = &mut owned[start..start + len];
@@ -417,3 +468,7 @@ fn roll_due(active: &Segment, last_offset: i64, bytes: u64, now_ms: i64, c: &Log
         || last_offset - active.base_offset > i64::from(i32::MAX)
         || active.index.borrow().offsets.len() >= INDEX_ENTRIES_MAX
 }
+
+#[cfg(test)]
+#[path = "append_stamp_tests.rs"]
+mod stamp_tests;

@@ -3,7 +3,7 @@
 //! and with `compression.type` other than `producer` every batch is re-encoded in that
 //! codec (broker-side compression; `uncompressed` decompresses).
 //!
-//! Owns: `conform`. May import: `crate::model::compression`, storage types. Pure CPU, no
+//! Owns: `reencoded`. May import: `crate::model::compression`, storage types. Pure CPU, no
 //! I/O; runs inside `append` on the shard owning the partition, before admission.
 //! Invariants: the output holds the same batches in the same order with the same records;
 //! only the codec bits, batchLength, CRC (and nothing else) of a re-encoded batch differ;
@@ -15,13 +15,17 @@ use super::log::LogConfig;
 use super::{RecordError, StorageError};
 use crate::model::batch::{self, Compression, RecordBatchHeader};
 use crate::model::compression::{self, RawRecord};
-use bytes::Bytes;
 
-/// Applies the topic's key and codec rules to `records` (see the module doc).
-pub(crate) fn conform(records: Bytes, config: &LogConfig) -> Result<Bytes, StorageError> {
+/// Applies the topic's key and codec rules to `records` (see the module doc): the
+/// re-encoded records, or `None` when every batch stays as it is (the caller keeps its own
+/// bytes, owned or shared, uncopied).
+pub(crate) fn reencoded(
+    records: &[u8],
+    config: &LogConfig,
+) -> Result<Option<Vec<u8>>, StorageError> {
     let keys_required = config.cleanup_policy.compact;
     if !keys_required && config.compression_type.is_none() {
-        return Ok(records);
+        return Ok(None);
     }
     let max = usize::try_from(config.decompressed_batch_bytes_max).unwrap_or(usize::MAX);
     let mut out: Option<Vec<u8>> = None;
@@ -57,7 +61,7 @@ pub(crate) fn conform(records: Bytes, config: &LogConfig) -> Result<Bytes, Stora
         }
         position += total;
     }
-    Ok(out.map_or(records, Bytes::from))
+    Ok(out)
 }
 
 /// Checks keys and re-encodes one valid batch; `None` if it stays as it is.
@@ -132,6 +136,7 @@ mod tests {
     use crate::model::records::{NewRecord, encode_batch};
     use crate::storage::CleanupPolicy;
     use crate::storage::log::LogConfig;
+    use bytes::Bytes;
 
     fn config(compact: bool, codec: Option<Compression>) -> LogConfig {
         let mut config = LogConfig::from_storage(&crate::config::StorageConfig::default());
@@ -141,6 +146,11 @@ mod tests {
         };
         config.compression_type = codec;
         config
+    }
+
+    /// The records as stored: re-encoded, or the same bytes.
+    fn conform(records: Bytes, config: &LogConfig) -> Result<Bytes, StorageError> {
+        Ok(reencoded(&records, config)?.map_or(records, Bytes::from))
     }
 
     fn keyed(keys: &[Option<&str>]) -> Vec<u8> {

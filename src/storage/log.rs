@@ -19,7 +19,7 @@ use super::txn_state::{self, AbortedTransaction, ProducerInfo};
 use super::{checkpoint, flusher, reader, recovery, retention};
 use crate::config::{StorageConfig, SyncPolicy};
 use crate::model::{Compression, Offset, TimestampType};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
@@ -322,7 +322,7 @@ impl PartitionLog {
     ) -> Result<AppendResult, StorageError> {
         append::append(
             &self.state,
-            records,
+            append::Records::Shared(records),
             leader_epoch,
             now_ms,
             AppendOrigin::Broker,
@@ -332,15 +332,17 @@ impl PartitionLog {
 
     /// Appends a produce request's records for this partition: validated as Kafka's
     /// LogValidator does for a client (`model::validation`) before anything is stored.
+    /// `records` is the request's own region of the request buffer: the batch is stamped in
+    /// place (no copy) and that memory is what gets written and cached.
     pub async fn append_from_client(
         &self,
-        records: Bytes,
+        records: BytesMut,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendResult, StorageError> {
         append::append(
             &self.state,
-            records,
+            append::Records::Owned(records),
             leader_epoch,
             now_ms,
             AppendOrigin::Client,

@@ -16,11 +16,13 @@
 
 use super::{resolve_topic, topic_name};
 use crate::model::{ErrorCode, RecordBatchHeader, ShardId, TopicPartition};
+use crate::protocol::produce_request::{ProducePartitionData, ProduceRequestOwned, ProduceTopic};
 use crate::quorum::view::led_elsewhere;
 use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext};
 use crate::shard::metrics::RejectReason;
 use crate::shard::{Acks, ProducePartition, ProducePartitionResult, Shard};
+use bytes::BytesMut;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -30,20 +32,57 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+/// The API table's entry, for a request kafka-protocol decoded: its records are slices of a
+/// shared frame, so they are copied here. Connections do not come this way: they decode
+/// Produce with `protocol::produce_request` (records owned, no copy) and call
+/// `handle_owned`.
 #[allow(clippy::async_yields_async)] // stage 1 deliberately yields stage 2
 pub fn handle(
     shard: Rc<Shard>,
     context: RequestContext,
     body: RequestKind,
 ) -> LocalBoxFuture<'static, ResponseFuture> {
-    Box::pin(async move {
-        let RequestKind::Produce(request) = body else {
-            let api = context.api;
-            let failed: ResponseFuture = Box::pin(async move { Err(HandlerError::WrongBody(api)) });
-            return failed;
-        };
-        enqueue(shard, context, request).await
-    })
+    let RequestKind::Produce(request) = body else {
+        let api = context.api;
+        let failed: ResponseFuture = Box::pin(async move { Err(HandlerError::WrongBody(api)) });
+        return Box::pin(async move { failed });
+    };
+    handle_owned(shard, context, owned(request))
+}
+
+/// Stage 1 of a Produce whose records are owned regions of the request frame.
+#[allow(clippy::async_yields_async)] // stage 1 deliberately yields stage 2
+pub fn handle_owned(
+    shard: Rc<Shard>,
+    context: RequestContext,
+    request: ProduceRequestOwned,
+) -> LocalBoxFuture<'static, ResponseFuture> {
+    Box::pin(enqueue(shard, context, request))
+}
+
+/// A kafka-protocol `ProduceRequest` with its records copied out of the frame.
+fn owned(request: ProduceRequest) -> ProduceRequestOwned {
+    ProduceRequestOwned {
+        transactional_id: request.transactional_id.map(|id| id.to_string()),
+        acks: request.acks,
+        timeout_ms: request.timeout_ms,
+        topics: request
+            .topic_data
+            .into_iter()
+            .map(|topic| ProduceTopic {
+                name: topic.name.0.to_string(),
+                topic_id: topic.topic_id,
+                partitions: topic
+                    .partition_data
+                    .into_iter()
+                    .map(|data| ProducePartitionData {
+                        index: data.index,
+                        records: data.records.map(|records| BytesMut::from(&records[..])),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// The first Produce version whose response names the refused records (KIP-467).
@@ -67,19 +106,21 @@ fn rejected(partition: TopicPartition, error: ErrorCode) -> ProducePartitionResu
 async fn enqueue(
     shard: Rc<Shard>,
     context: RequestContext,
-    request: ProduceRequest,
+    mut request: ProduceRequestOwned,
 ) -> ResponseFuture {
     let acks = Acks::from_wire(request.acks);
     let catalog = shard.catalog();
     let node_id = shard.config.server.node_id;
     let mut outcomes: Outcomes = HashMap::new();
     let mut accepted: Vec<ProducePartition> = Vec::new();
-    for topic in &request.topic_data {
-        let name = topic.name.0.to_string();
+    for topic in &mut request.topics {
+        let name = topic.name.clone();
         let meta = resolve_topic(&catalog, &name, &topic.topic_id);
-        for data in &topic.partition_data {
+        for data in &mut topic.partitions {
             let partition = TopicPartition::new(name.as_str(), data.index);
-            let error = match (acks, meta, &data.records) {
+            // Moved out, not shared: storage stamps the batch in place.
+            let records = data.records.take();
+            let error = match (acks, meta, &records) {
                 (None, _, _) => Some(ErrorCode::InvalidRequiredAcks),
                 (_, None, _) => Some(ErrorCode::UnknownTopicOrPartition),
                 (_, Some(m), _) if data.index < 0 || data.index >= m.partitions => {
@@ -93,11 +134,8 @@ async fn enqueue(
                 (_, _, None) => Some(ErrorCode::CorruptMessage),
                 _ => None,
             };
-            match (error, &data.records) {
-                (None, Some(records)) => accepted.push(ProducePartition {
-                    partition,
-                    records: records.clone(),
-                }),
+            match (error, records) {
+                (None, Some(records)) => accepted.push(ProducePartition { partition, records }),
                 (error, _) => {
                     let error = error.unwrap_or(ErrorCode::CorruptMessage);
                     shard.metrics.rejected(match error {
@@ -111,7 +149,7 @@ async fn enqueue(
             }
         }
     }
-    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let transactional_id = request.transactional_id.clone();
     let per_shard =
         checked_per_shard(&shard, transactional_id.as_deref(), accepted, &mut outcomes).await;
     let acks = acks.unwrap_or(Acks::Leader);
@@ -139,18 +177,22 @@ async fn enqueue(
     })
 }
 
-fn response(request: &ProduceRequest, mut outcomes: Outcomes, version: i16) -> ProduceResponse {
+fn response(
+    request: &ProduceRequestOwned,
+    mut outcomes: Outcomes,
+    version: i16,
+) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     response.responses = request
-        .topic_data
+        .topics
         .iter()
         .map(|topic| {
-            let name = topic.name.0.to_string();
+            let name = topic.name.clone();
             let mut entry = TopicProduceResponse::default();
             entry.name = topic_name(&name);
             entry.topic_id = topic.topic_id;
             entry.partition_responses = topic
-                .partition_data
+                .partitions
                 .iter()
                 .map(|data| {
                     let outcome =

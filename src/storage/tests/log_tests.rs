@@ -121,7 +121,7 @@ fn client_batches_are_validated_before_anything_is_stored() {
         batch::recompute_crc(&mut huge_delta);
         for _ in 0..3 {
             let refused = log
-                .append_from_client(Bytes::from(huge_delta.clone()), 0, 0)
+                .append_from_client(bytes::BytesMut::from(&huge_delta[..]), 0, 0)
                 .await;
             assert!(matches!(
                 refused,
@@ -135,14 +135,14 @@ fn client_batches_are_validated_before_anything_is_stored() {
         let mut two = batch_of(1, 10, 0, b'a').to_vec();
         two.extend_from_slice(&batch_of(1, 10, 0, b'b'));
         assert!(
-            log.append_from_client(Bytes::from(two), 0, 0)
+            log.append_from_client(bytes::BytesMut::from(&two[..]), 0, 0)
                 .await
                 .is_err()
         );
         assert_eq!(log.log_end_offset(), Offset(0));
         assert_eq!(log.stats().segments, 1);
         let appended = log
-            .append_from_client(batch_of(3, 10, 0, b'y'), 0, 0)
+            .append_from_client(batch_of(3, 10, 0, b'y').into(), 0, 0)
             .await
             .unwrap();
         assert_eq!(
