@@ -91,7 +91,10 @@ def test_a_broker_only_node_holds_leads_and_follows_partitions(with_broker_only)
     wait_for("node 4 leads partition 1",
              lambda: (lambda seen: seen if seen and seen[1][0] == 4 else None)(
                  same_everywhere(survivors, topic, 2)))
-    assert read_values(node4.bootstrap, topic) == expected
+    # Metadata names node 4 a moment before its shard has taken the leadership
+    # (NOT_LEADER_OR_FOLLOWER meanwhile, which wait_for retries).
+    wait_for("node 4 serves every record",
+             lambda: read_values(node4.bootstrap, topic) == expected or None)
 
     node1.start()
     wait_for("node 1 back in both ISRs",
