@@ -390,12 +390,14 @@ impl ControllerLoop {
     }
 
     fn handle_request(&mut self, request: ControllerRequest, reply: Reply) {
-        let (hint, view) = (self.leader_hint(), self.view());
         if let ControllerRequest::FetchMetadata {
             node_id,
             after_index,
         } = request
         {
+            // Polled every few ms by each observer, which builds its own view from the
+            // chunk: no view (brokers, quorum progress) is built for the answer.
+            let (hint, view) = (self.leader_hint(), ClusterView::default());
             self.track_observer(node_id, after_index);
             let bytes_max = self.proposal_bytes_max as u64;
             let response = match crate::cluster::observation::chunk_for(
@@ -416,6 +418,7 @@ impl ControllerLoop {
             let _ = reply.try_send(response);
             return;
         }
+        let (hint, view) = (self.leader_hint(), self.view());
         let queue_max = self.request_queue_max;
         let Some(active) = self.active.as_mut() else {
             let _ = reply.try_send(not_controller(hint, view));
