@@ -438,6 +438,12 @@ pub struct GroupConfig {
     /// group cannot take a member, and clients stop with it instead of retrying). Existing
     /// groups are unaffected. Default 10000, range 1..=1000000.
     pub consumer_groups_max: usize,
+    /// Classic groups one shard coordinates at once (empty ones and offsets-only groups of
+    /// simple consumers included, until deleted or their offsets expire); a JoinGroup or a
+    /// simple consumer's OffsetCommit that would create one more gets GROUP_MAX_SIZE_REACHED
+    /// (Kafka has no such bound). Existing groups are unaffected. Default 100000, range
+    /// 1..=10000000.
+    pub classic_groups_max: usize,
     /// Consumer-protocol groups: the server-side assignors members may name (Kafka
     /// `group.consumer.assignors`); the first is the default. Known: `uniform`, `range`.
     /// Default ["uniform", "range"].
@@ -465,6 +471,7 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval_ms_max: 15_000,
             consumer_members_max: 1000,
             consumer_groups_max: 10_000,
+            classic_groups_max: 100_000,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
         }
     }
@@ -526,6 +533,12 @@ impl GroupConfig {
             self.consumer_groups_max,
             1,
             1_000_000,
+        )?;
+        check(
+            "group.classic_groups_max",
+            self.classic_groups_max,
+            1,
+            10_000_000,
         )?;
         let known = ["uniform", "range"];
         let unknown = self

@@ -145,6 +145,9 @@ struct ServeArgs {
     /// `[group] consumer_groups_max`: consumer-protocol groups per shard [default: 10000].
     #[arg(long, env = "SHARDLOG_GROUP_CONSUMER_GROUPS_MAX")]
     group_consumer_groups_max: Option<usize>,
+    /// `[group] classic_groups_max`: classic groups per shard [default: 100000].
+    #[arg(long, env = "SHARDLOG_GROUP_CLASSIC_GROUPS_MAX")]
+    group_classic_groups_max: Option<usize>,
     /// Cluster mode: the metadata quorum, ID@HOST:PORT,... (`[cluster] controller_quorum`);
     /// unset, the broker runs alone [default: unset].
     #[arg(long, env = "SHARDLOG_CONTROLLER_QUORUM")]
@@ -215,6 +218,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(groups) = args.group_consumer_groups_max {
         config.group.consumer_groups_max = groups;
+    }
+    if let Some(groups) = args.group_classic_groups_max {
+        config.group.classic_groups_max = groups;
     }
     if let Some(quorum) = &args.controller_quorum {
         config.cluster.controller_quorum = Some(quorum.clone());

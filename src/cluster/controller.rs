@@ -22,6 +22,7 @@ use super::records::{
     ProducerIdsBlockRecord, RegisterBrokerRecord, Uuid,
 };
 use crate::config::ClusterConfig;
+use crate::metadata::group_config::check_entry;
 use crate::metadata::topic_config::{TOPIC_CONFIGS, find_spec, validate_entry};
 use crate::model::ErrorCode;
 use std::collections::{BTreeSet, HashMap};
@@ -499,7 +500,8 @@ pub struct ConfigAlteration {
 
 /// IncrementalAlterConfigs (SET and DELETE) for one resource. Topic configs are checked
 /// against the topic-config table; broker configs may set the broker-level synonym of a topic
-/// config (`log.retention.ms`, ...) with the same value rules. Anything else is INVALID_CONFIG.
+/// config (`log.retention.ms`, ...) with the same value rules; group configs need a known key
+/// and a positive INT (`metadata::group_config`). Anything else is INVALID_CONFIG.
 pub fn alter_configs(
     image: &MetadataImage,
     resource: &ConfigResource,
@@ -517,6 +519,13 @@ pub fn alter_configs(
             }
         }
         ConfigResource::BrokerDefault => {}
+        ConfigResource::Group(group) => {
+            if group.is_empty() {
+                return Err(ControllerError::InvalidRequest(
+                    "Group name must not be empty".to_string(),
+                ));
+            }
+        }
     }
     let mut seen = BTreeSet::new();
     for alteration in alterations {
@@ -525,6 +534,13 @@ pub fn alter_configs(
                 "config `{}` is altered twice",
                 alteration.name
             )));
+        }
+        if matches!(resource, ConfigResource::Group(_)) {
+            // Keys and types only: the bounds are the coordinator's broker config, checked
+            // by the broker that forwarded the change (and again where a group reads them).
+            check_entry(&alteration.name, alteration.value.as_deref())
+                .map_err(|error| ControllerError::InvalidConfig(error.to_string()))?;
+            continue;
         }
         let topic_name = match resource {
             ConfigResource::Topic(_) => Some(alteration.name.as_str()),

@@ -515,3 +515,58 @@ fn a_restart_after_a_crash_leaves_the_elr_and_a_clean_one_stays_eligible() {
     register(&mut cluster, 2, Some(clean));
     assert_eq!(elr(&cluster), (vec![2], vec![1]));
 }
+
+#[test]
+fn alter_configs_records_group_overrides_and_snapshots_keep_them() {
+    let mut cluster = Cluster::new(&[None]);
+    let set = |name: &str, value: Option<&str>| ConfigAlteration {
+        name: name.into(),
+        value: value.map(str::to_string),
+    };
+    let group = ConfigResource::Group("payments".into());
+    let unknown = [set("consumer.max.size", Some("3"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &group, &unknown)),
+        40
+    );
+    let not_a_number = [set("consumer.heartbeat.interval.ms", Some("soon"))];
+    assert_eq!(
+        error_code(alter_configs(&cluster.image, &group, &not_a_number)),
+        40
+    );
+    let empty = ConfigResource::Group(String::new());
+    assert_eq!(error_code(alter_configs(&cluster.image, &empty, &[])), 42);
+    let records = alter_configs(
+        &cluster.image,
+        &group,
+        &[
+            set("consumer.heartbeat.interval.ms", Some("6000")),
+            set("consumer.session.timeout.ms", Some("50000")),
+        ],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    let groups: Vec<_> = cluster.image.group_configs().collect();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].0, "payments");
+    assert_eq!(
+        groups[0]
+            .1
+            .get("consumer.heartbeat.interval.ms")
+            .map(String::as_str),
+        Some("6000")
+    );
+    let restored = MetadataImage::from_snapshot(&cluster.image.snapshot());
+    assert_eq!(restored.as_ref(), Ok(&cluster.image));
+    let records = alter_configs(
+        &cluster.image,
+        &group,
+        &[
+            set("consumer.heartbeat.interval.ms", None),
+            set("consumer.session.timeout.ms", None),
+        ],
+    )
+    .unwrap();
+    cluster.apply(&records);
+    assert_eq!(cluster.image.group_configs().count(), 0);
+}

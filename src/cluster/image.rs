@@ -117,6 +117,8 @@ pub struct MetadataImage {
     /// The highest broker epoch ever registered (brokers are never removed, so a snapshot
     /// restores it from the registrations).
     broker_epoch_highest: i64,
+    /// Configs of every resource but topics (a topic's live in its `TopicImage`): brokers,
+    /// the broker default, groups. A resource whose last config was deleted is dropped.
     broker_configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     topics: BTreeMap<TopicId, TopicImage>,
     topic_ids_by_name: BTreeMap<String, TopicId>,
@@ -152,6 +154,15 @@ impl MetadataImage {
     }
     pub fn broker_configs(&self, resource: &ConfigResource) -> Option<&BTreeMap<String, String>> {
         self.broker_configs.get(resource)
+    }
+    /// Every group with config overrides (GROUP resource) and its overrides.
+    pub fn group_configs(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.broker_configs
+            .iter()
+            .filter_map(|(resource, configs)| match resource {
+                ConfigResource::Group(group) => Some((group.as_str(), configs)),
+                _ => None,
+            })
     }
     pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
         self.topics.values()

@@ -27,6 +27,8 @@ pub const LEADER_UNCHANGED: i32 = -2;
 const CONFIG_RESOURCE_TOPIC: i8 = 2;
 /// Resource type of a broker config, as Kafka's `ConfigResource.Type.BROKER`.
 const CONFIG_RESOURCE_BROKER: i8 = 4;
+/// Resource type of a group config, as Kafka's `ConfigResource.Type.GROUP`.
+const CONFIG_RESOURCE_GROUP: i8 = 32;
 
 /// The version this build writes for a record type with nothing of a newer version to carry.
 /// Decoding refuses versions newer than `RECORD_VERSION_MAX`.
@@ -151,6 +153,8 @@ pub enum ConfigResource {
     Broker(NodeId),
     /// The cluster-wide default for broker configs (Kafka's empty broker resource name).
     BrokerDefault,
+    /// A consumer group's overrides (Kafka's GROUP resource, KIP-848 `GroupConfig`).
+    Group(String),
 }
 
 /// Sets (`value` present) or deletes (`value` absent) one config entry.
@@ -493,6 +497,10 @@ impl Writer<'_> {
                 self.i8(CONFIG_RESOURCE_BROKER);
                 self.i32(NO_LEADER);
             }
+            ConfigResource::Group(group) => {
+                self.i8(CONFIG_RESOURCE_GROUP);
+                self.string(group);
+            }
         }
         self.string(&record.name);
         self.optional_string(&record.value);
@@ -792,6 +800,7 @@ impl<'a> Reader<'a> {
     fn config_change(&mut self) -> Result<ConfigChangeRecord, RecordDecodeError> {
         let resource = match self.i8()? {
             CONFIG_RESOURCE_TOPIC => ConfigResource::Topic(self.string("config topic")?),
+            CONFIG_RESOURCE_GROUP => ConfigResource::Group(self.string("config group")?),
             CONFIG_RESOURCE_BROKER => match self.i32()? {
                 NO_LEADER => ConfigResource::BrokerDefault,
                 node if node >= 0 => ConfigResource::Broker(node),
@@ -805,7 +814,7 @@ impl<'a> Reader<'a> {
             _ => {
                 return Err(RecordDecodeError::InvalidValue {
                     field: "config resource type",
-                    reason: "only topic (2) and broker (4) configs are stored",
+                    reason: "only topic (2), broker (4) and group (32) configs are stored",
                 });
             }
         };

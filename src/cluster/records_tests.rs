@@ -91,6 +91,11 @@ fn samples() -> Vec<MetadataRecord> {
             name: "log.retention.ms".into(),
             value: Some("5".into()),
         }),
+        MetadataRecord::ConfigChange(ConfigChangeRecord {
+            resource: ConfigResource::Group("payments".into()),
+            name: "consumer.heartbeat.interval.ms".into(),
+            value: Some("6000".into()),
+        }),
         MetadataRecord::ProducerIdsBlock(ProducerIdsBlockRecord {
             node_id: 1,
             broker_epoch: 41,

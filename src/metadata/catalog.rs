@@ -247,6 +247,25 @@ impl Catalog {
         self.group_configs.keys().map(String::as_str)
     }
 
+    /// Every group's overrides (cluster mode compares them with the metadata log's).
+    pub fn all_group_configs(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.group_configs
+    }
+
+    /// A new catalog with every group's overrides replaced by `configs` (cluster mode: the
+    /// metadata log's, which the controller checked).
+    pub fn with_all_group_configs(
+        &self,
+        configs: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Catalog {
+        let mut next = self.clone();
+        next.group_configs = configs;
+        next.group_configs
+            .retain(|_, overrides| !overrides.is_empty());
+        next.version += 1;
+        next
+    }
+
     /// A new catalog with group `group_id`'s overrides replaced (an empty set drops them).
     /// The caller validated `configs` (`group_config::validate`).
     pub fn with_group_configs(&self, group_id: &str, configs: BTreeMap<String, String>) -> Catalog {

@@ -96,6 +96,19 @@ fn bounded(
     Ok(())
 }
 
+/// Checks one override on its own: a known key with a positive INT value (`None`: a delete,
+/// which only needs a known key). The bounds depend on the broker reading it (`validate`).
+pub fn check_entry(name: &str, value: Option<&str>) -> Result<(), GroupConfigError> {
+    let Some(&known) = GROUP_CONFIG_NAMES.iter().find(|known| **known == name) else {
+        return Err(GroupConfigError::Unknown(name.to_string()));
+    };
+    if let Some(value) = value {
+        let single = BTreeMap::from([(known.to_string(), value.to_string())]);
+        parse(&single, known)?;
+    }
+    Ok(())
+}
+
 /// Checks a group's whole override set (after the request's operations) against the
 /// broker's bounds, in Kafka's order: names, types, heartbeat bounds, session bounds, then
 /// session > heartbeat (a key not overridden counts with the broker's value).
@@ -179,6 +192,27 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn one_entry_needs_a_known_key_and_a_positive_int() {
+        assert_eq!(
+            check_entry(CONSUMER_SESSION_TIMEOUT_MS, Some("50000")),
+            Ok(())
+        );
+        assert_eq!(check_entry(CONSUMER_HEARTBEAT_INTERVAL_MS, None), Ok(()));
+        assert_eq!(
+            check_entry("consumer.max.size", None),
+            Err(GroupConfigError::Unknown("consumer.max.size".into()))
+        );
+        assert!(matches!(
+            check_entry(CONSUMER_HEARTBEAT_INTERVAL_MS, Some("soon")),
+            Err(GroupConfigError::NotAnInt { .. })
+        ));
+        assert!(matches!(
+            check_entry(CONSUMER_HEARTBEAT_INTERVAL_MS, Some("0")),
+            Err(GroupConfigError::BelowOne { .. })
+        ));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! log, ticks it, steps inbound messages, persists and sends what it has ready, and — while
 //! this node is the active controller (raft leader whose term's first entry is applied) —
 //! decides broker registrations, heartbeats, session fencing, producer-id blocks, topic
-//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs), ElectLeaders,
+//! requests (CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs,
+//! AlterGroupConfigs), ElectLeaders,
 //! partition leaders' AlterPartition and, every `leader_imbalance_check_interval_ms`, auto
 //! leader rebalance with the pure functions of `cluster::{controller, isr_changes,
 //! leader_elections}` and proposes their records. A dedicated std thread, never a shard: the
@@ -28,8 +29,9 @@ use super::frame::{
     ProducerIdBlock, QuorumState, TopicResult, VoterProgress,
 };
 use super::topic_decisions::{
-    TopicDecision, decide_allocate_producer_ids, decide_alter_topic_configs,
-    decide_create_partitions, decide_create_topics, decide_delete_topics,
+    TopicDecision, decide_allocate_producer_ids, decide_alter_group_configs,
+    decide_alter_topic_configs, decide_create_partitions, decide_create_topics,
+    decide_delete_topics,
 };
 use super::topics::ClusterTopics;
 use super::transport::PeerSenders;
@@ -530,6 +532,17 @@ impl ControllerLoop {
             } => Ok(topic_answer(decide_alter_topic_configs(
                 image,
                 &topic,
+                &alterations,
+                validate_only,
+                bytes_max,
+            ))),
+            ControllerRequest::AlterGroupConfigs {
+                group,
+                alterations,
+                validate_only,
+            } => Ok(topic_answer(decide_alter_group_configs(
+                image,
+                &group,
                 &alterations,
                 validate_only,
                 bytes_max,

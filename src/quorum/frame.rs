@@ -43,6 +43,7 @@ const REQUEST_ALTER_PARTITION: u8 = 8;
 const REQUEST_ELECT_LEADERS: u8 = 9;
 const REQUEST_ALTER_REASSIGNMENTS: u8 = 10;
 const REQUEST_FETCH_METADATA: u8 = 11;
+const REQUEST_ALTER_GROUP_CONFIGS: u8 = 12;
 /// Version of the hello frame; a peer speaking another is refused. 1: Register and Response
 /// carry the cluster id. 2: CreateTopics, DeleteTopics, CreatePartitions, AllocateProducerIds
 /// and AlterTopicConfigs requests, and the Response's per-topic results and producer-id block.
@@ -51,7 +52,8 @@ const REQUEST_FETCH_METADATA: u8 = 11;
 /// request. 6: a broker endpoint carries every listener (name, host, port, security
 /// protocol) after its rack, and Register the previous broker epoch of a clean shutdown
 /// (KIP-966). 7: the FetchMetadata request and the Response's metadata chunk (observers).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// 8: the AlterGroupConfigs request.
+pub const PROTOCOL_VERSION: u16 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -173,6 +175,13 @@ pub enum ControllerRequest {
     /// Some(value))` sets, `(name, None)` deletes; `validate_only` decides without altering.
     AlterTopicConfigs {
         topic: String,
+        alterations: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
+    /// Kafka IncrementalAlterConfigs of one group's configs (GROUP resource), as
+    /// `AlterTopicConfigs`; answered with one result named after the group.
+    AlterGroupConfigs {
+        group: String,
         alterations: Vec<(String, Option<String>)>,
         validate_only: bool,
     },
@@ -504,12 +513,15 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
             validate_only,
         } => {
             out.push(REQUEST_ALTER_TOPIC_CONFIGS);
-            out.push(u8::from(*validate_only));
-            encode_string(topic, out)?;
-            encode_list(alterations, out, |(name, value), out| {
-                encode_string(name, out)?;
-                encode_optional_string(value.as_deref(), out)
-            })?;
+            encode_config_alterations(topic, alterations, *validate_only, out)?;
+        }
+        ControllerRequest::AlterGroupConfigs {
+            group,
+            alterations,
+            validate_only,
+        } => {
+            out.push(REQUEST_ALTER_GROUP_CONFIGS);
+            encode_config_alterations(group, alterations, *validate_only, out)?;
         }
         ControllerRequest::AlterPartition {
             topic_id,
@@ -576,6 +588,36 @@ fn encode_request(request: &ControllerRequest, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
+/// One resource's config alterations: the validate-only flag, the resource name, then
+/// `(name, value or null)` pairs.
+fn encode_config_alterations(
+    resource: &str,
+    alterations: &[(String, Option<String>)],
+    validate_only: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    out.push(u8::from(validate_only));
+    encode_string(resource, out)?;
+    encode_list(alterations, out, |(name, value), out| {
+        encode_string(name, out)?;
+        encode_optional_string(value.as_deref(), out)
+    })
+}
+
+type ConfigAlterations = (bool, String, Vec<(String, Option<String>)>);
+
+fn decode_config_alterations(
+    reader: &mut Reader<'_>,
+    resource: &'static str,
+) -> Result<ConfigAlterations, FrameError> {
+    let validate_only = reader.flag()?;
+    let name = reader.required_string(resource)?;
+    let alterations = reader.list(MIN_ALTERATION_BYTES, "alterations", |reader| {
+        Ok((reader.required_string("config name")?, reader.string()?))
+    })?;
+    Ok((validate_only, name, alterations))
+}
+
 fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameError> {
     match reader.u8()? {
         REQUEST_REGISTER => {
@@ -620,13 +662,22 @@ fn decode_request(reader: &mut Reader<'_>) -> Result<ControllerRequest, FrameErr
             broker_epoch: reader.i64()?,
             floor: reader.i64()?,
         }),
-        REQUEST_ALTER_TOPIC_CONFIGS => Ok(ControllerRequest::AlterTopicConfigs {
-            validate_only: reader.flag()?,
-            topic: reader.required_string("topic name")?,
-            alterations: reader.list(MIN_ALTERATION_BYTES, "alterations", |reader| {
-                Ok((reader.required_string("config name")?, reader.string()?))
-            })?,
-        }),
+        REQUEST_ALTER_TOPIC_CONFIGS => {
+            let (validate_only, topic, alterations) = decode_config_alterations(reader, "topic")?;
+            Ok(ControllerRequest::AlterTopicConfigs {
+                topic,
+                alterations,
+                validate_only,
+            })
+        }
+        REQUEST_ALTER_GROUP_CONFIGS => {
+            let (validate_only, group, alterations) = decode_config_alterations(reader, "group")?;
+            Ok(ControllerRequest::AlterGroupConfigs {
+                group,
+                alterations,
+                validate_only,
+            })
+        }
         REQUEST_ALTER_PARTITION => Ok(ControllerRequest::AlterPartition {
             topic_id: reader.array()?,
             partition: reader.i32()?,

@@ -226,6 +226,14 @@ fn topic_requests() -> Vec<ControllerRequest> {
             alterations: Vec::new(),
             validate_only: false,
         },
+        ControllerRequest::AlterGroupConfigs {
+            group: "payments".into(),
+            alterations: vec![
+                ("consumer.heartbeat.interval.ms".into(), Some("6000".into())),
+                ("consumer.session.timeout.ms".into(), None),
+            ],
+            validate_only: false,
+        },
     ]
 }
 

@@ -1,5 +1,6 @@
 //! The active controller's answers to the controller protocol's topic requests (CreateTopics,
-//! DeleteTopics, CreatePartitions, AlterTopicConfigs): every topic decided on one applied
+//! DeleteTopics, CreatePartitions, AlterTopicConfigs; AlterGroupConfigs answers the same way,
+//! its one result named after the group): every topic decided on one applied
 //! image with the pure functions of `cluster::topic_changes` and `cluster::controller`, the
 //! records of the topics that succeeded merged into one proposal, and one result per topic.
 //! Also AllocateProducerIds: the block record to propose and the block to answer once it is
@@ -123,20 +124,9 @@ pub fn decide_alter_topic_configs(
     validate_only: bool,
     bytes_max: usize,
 ) -> TopicDecision {
-    let alterations: Vec<ConfigAlteration> = alterations
-        .iter()
-        .map(|(name, value)| ConfigAlteration {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect();
     let resource = ConfigResource::Topic(topic.to_string());
-    let outcome = alter_configs(image, &resource, &alterations).map(|records| {
-        let mut records = records;
-        records.retain(|record| changes_image(image, record));
-        records
-    });
-    let mut decision = merge(std::iter::once((topic, outcome)), validate_only, bytes_max);
+    let mut decision =
+        decide_alter_configs(image, &resource, alterations, validate_only, bytes_max);
     if let (Some(result), Some(described)) =
         (decision.results.first_mut(), image.topic_by_name(topic))
         && result.error_code == ErrorCode::None.code()
@@ -150,20 +140,65 @@ pub fn decide_alter_topic_configs(
     decision
 }
 
-/// Whether a topic config change alters the image: a set to another value, or a delete of a
+/// AlterGroupConfigs of one group (GROUP resource), as `decide_alter_topic_configs`: the one
+/// result is named after the group.
+pub fn decide_alter_group_configs(
+    image: &MetadataImage,
+    group: &str,
+    alterations: &[(String, Option<String>)],
+    validate_only: bool,
+    bytes_max: usize,
+) -> TopicDecision {
+    let resource = ConfigResource::Group(group.to_string());
+    decide_alter_configs(image, &resource, alterations, validate_only, bytes_max)
+}
+
+/// The config changes of one resource that alter the image, as one result named after it.
+fn decide_alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    alterations: &[(String, Option<String>)],
+    validate_only: bool,
+    bytes_max: usize,
+) -> TopicDecision {
+    let alterations: Vec<ConfigAlteration> = alterations
+        .iter()
+        .map(|(name, value)| ConfigAlteration {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    let outcome = alter_configs(image, resource, &alterations).map(|records| {
+        let mut records = records;
+        records.retain(|record| changes_image(image, record));
+        records
+    });
+    let name = match resource {
+        ConfigResource::Topic(name) | ConfigResource::Group(name) => name.as_str(),
+        ConfigResource::Broker(_) | ConfigResource::BrokerDefault => "",
+    };
+    merge(std::iter::once((name, outcome)), validate_only, bytes_max)
+}
+
+/// Whether a config change alters the image: a set to another value, or a delete of a
 /// config that is set.
 fn changes_image(image: &MetadataImage, record: &MetadataRecord) -> bool {
     let MetadataRecord::ConfigChange(ConfigChangeRecord {
-        resource: ConfigResource::Topic(topic),
+        resource,
         name,
         value,
     }) = record
     else {
         return true;
     };
-    let current = image
-        .topic_by_name(topic)
-        .and_then(|described| described.configs.get(name));
+    let current = match resource {
+        ConfigResource::Topic(topic) => image
+            .topic_by_name(topic)
+            .and_then(|described| described.configs.get(name)),
+        other => image
+            .broker_configs(other)
+            .and_then(|configs| configs.get(name)),
+    };
     current != value.as_ref()
 }
 

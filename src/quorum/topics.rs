@@ -26,6 +26,8 @@ pub struct ClusterTopics {
     /// The cluster-wide dynamic broker defaults (IncrementalAlterConfigs on the default
     /// BROKER resource): what a topic without its own value takes, e.g. `min.insync.replicas`.
     pub default_configs: BTreeMap<String, String>,
+    /// Every group's config overrides (GROUP resource), by group id.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,10 @@ impl ClusterTopics {
                 .broker_configs(&ConfigResource::BrokerDefault)
                 .cloned()
                 .unwrap_or_default(),
+            group_configs: image
+                .group_configs()
+                .map(|(group, configs)| (group.to_string(), configs.clone()))
+                .collect(),
         }
     }
 

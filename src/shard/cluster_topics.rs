@@ -1,5 +1,6 @@
-//! Cluster mode: the local catalog follows the metadata log's topics. Shard 0 (the catalog's
-//! one writer) compares its catalog with the latest cluster view and creates, grows,
+//! Cluster mode: the local catalog follows the metadata log's topics and group config
+//! overrides. Shard 0 (the catalog's one writer) compares its catalog with the latest
+//! cluster view, replaces the group overrides with the log's, and creates, grows,
 //! re-configures and deletes the local copies (`TopicMeta::cluster`) so that every broker
 //! holds every partition of every cluster topic, with the topic id the log gave it. Only the
 //! leader named in the log serves a partition (`quorum::view::led_elsewhere`); its replicas
@@ -40,6 +41,8 @@ pub(crate) struct ReconcilePlan {
     /// Own topics with the id of the log topic of that name (a catalog rebuilt by
     /// `shardlog data-dir recover-catalog` loses the flag): marked copies again.
     pub adopt: Vec<String>,
+    /// The log's group config overrides, when the catalog's differ: they replace them all.
+    pub group_configs: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl ReconcilePlan {
@@ -49,7 +52,8 @@ impl ReconcilePlan {
             && self.adopt.is_empty()
             && self.create.is_empty()
             && self.grow.is_empty()
-            && self.configs.is_empty())
+            && self.configs.is_empty()
+            && self.group_configs.is_none())
     }
 }
 
@@ -102,6 +106,9 @@ pub(crate) fn plan(catalog: &Catalog, topics: &ClusterTopics) -> ReconcilePlan {
             }),
         }
     }
+    if catalog.all_group_configs() != &topics.group_configs {
+        plan.group_configs = Some(topics.group_configs.clone());
+    }
     plan
 }
 
@@ -125,7 +132,10 @@ fn apply_additions(catalog: &Catalog, plan: &ReconcilePlan) -> (Catalog, usize) 
         let change: Change = Box::new(move |c: &Catalog| c.with_cluster_copy(name));
         (name.as_str(), change)
     });
-    let mut next = catalog.clone();
+    let mut next = match &plan.group_configs {
+        Some(configs) => catalog.with_all_group_configs(configs.clone()),
+        None => catalog.clone(),
+    };
     let mut refused = 0;
     for (topic, change) in adoptions.chain(creates).chain(grows).chain(configs) {
         match change(&next) {
@@ -254,6 +264,7 @@ mod tests {
             producer_id_bound: 0,
             broker_epochs: BTreeMap::new(),
             default_configs: BTreeMap::new(),
+            group_configs: BTreeMap::new(),
             applied_index: index,
             topics: topics
                 .iter()
@@ -303,6 +314,22 @@ mod tests {
             vec!["a".to_string()]
         );
         assert_eq!(catalog.with_metadata_index(7).metadata_index, 40);
+    }
+
+    #[test]
+    fn the_catalog_takes_the_logs_group_configs() {
+        let own = BTreeMap::from([("consumer.heartbeat.interval.ms".to_string(), "7000".into())]);
+        let catalog = catalog(&[]).with_group_configs("stale", own);
+        let mut topics = table(3, &[]);
+        let logged = BTreeMap::from([("consumer.session.timeout.ms".to_string(), "50000".into())]);
+        topics.group_configs.insert("g".into(), logged.clone());
+        let plan = plan(&catalog, &topics);
+        assert!(plan.has_changes());
+        let (next, refused) = apply_additions(&catalog, &plan);
+        assert_eq!(refused, 0);
+        assert_eq!(next.group_configs("g"), Some(&logged));
+        assert_eq!(next.group_configs("stale"), None);
+        assert!(!super::plan(&next, &topics).has_changes());
     }
 
     #[test]

@@ -360,6 +360,9 @@ impl Shard {
         let token = input.token;
         let (reply, effects) = {
             let mut groups = coordinator.groups.borrow_mut();
+            if !self.classic_group_fits(&groups, &group_id) {
+                return JoinOutcome::error(ErrorCode::GroupMaxSizeReached, &input.member_id);
+            }
             let limits = coordinator.limits;
             let group = groups
                 .entry(group_id.clone())
@@ -384,6 +387,23 @@ impl Shard {
         receiver
             .await
             .unwrap_or_else(|_| JoinOutcome::error(ErrorCode::CoordinatorNotAvailable, ""))
+    }
+
+    /// Whether group `group_id` exists or one more classic group fits on this shard
+    /// (`group.classic_groups_max`); a refusal is logged (JoinGroup and OffsetCommit answers
+    /// carry no message) and answered GROUP_MAX_SIZE_REACHED by the caller.
+    pub(super) fn classic_group_fits(
+        &self,
+        groups: &HashMap<String, Group>,
+        group_id: &str,
+    ) -> bool {
+        let groups_max = self.config.group.classic_groups_max;
+        if groups.contains_key(group_id) || groups.len() < groups_max {
+            return true;
+        }
+        tracing::warn!(shard = %self.id, group = %group_id, groups_max,
+            "classic group refused: the shard holds group.classic_groups_max groups");
+        false
     }
 
     async fn group_sync(

@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 import kafka
-from clients import CONSUME_TIMEOUT_S, Deadline, ck_create_topic, ck_produce, ck_producer
+from clients import (CONSUME_TIMEOUT_S, Deadline, ck_admin, ck_create_topic, ck_produce,
+                     ck_producer)
 import group_members
 from group_members import GROUP_SETTLE_TIMEOUT_S, MemberProcess, started_members
 from harness import unique_topic
@@ -241,3 +242,85 @@ def test_default_initial_delay_puts_early_members_in_one_generation(broker_facto
         assert len(history[0]) == 3, f"first assignment {history[0]} is not a half share"
         assert all(len(assigned) < PARTITIONS for assigned in history), \
             f"a member got every partition at some point: {history}"
+
+
+# ---------------------------------------------------------------- groups per shard
+
+GROUP_MAX_SIZE_REACHED = 81
+REFUSAL_WAIT_S = 30
+
+
+def refusal_seen(consumer: Consumer, errors: list) -> bool:
+    """Polls `consumer` (subscribed, its JoinGroup refused) until librdkafka reports
+    GROUP_MAX_SIZE_REACHED through poll() or the error callback; fails if it gets a record."""
+    deadline = time.monotonic() + REFUSAL_WAIT_S
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None:
+            assert msg.error() is not None, "a refused group got a record"
+            errors.append(msg.error().code())
+        if GROUP_MAX_SIZE_REACHED in errors:
+            return True
+    return False
+
+
+def first_record(conf: dict, group: str, topic: str) -> bytes:
+    """A confluent-kafka member of `group` subscribes to `topic` and returns its first record."""
+    consumer = Consumer({**conf, "group.id": group})
+    consumer.subscribe([topic])
+    deadline = Deadline(CONSUME_TIMEOUT_S, f"group {group} consuming")
+    try:
+        while True:
+            deadline.check("no record yet")
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                return msg.value()
+    finally:
+        consumer.close()
+
+
+def commit_error(conf: dict, group: str, topic: str) -> int | None:
+    """A simple consumer (no subscription) commits offset 1 of partition 0 for `group`: the
+    error code librdkafka reports, for the request or the partition (None: committed)."""
+    consumer = Consumer({**conf, "group.id": group})
+    try:
+        committed = consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+    except KafkaException as error:
+        return error.args[0].code()
+    finally:
+        consumer.close()
+    codes = [tp.error.code() for tp in committed or [] if tp.error is not None]
+    return codes[0] if codes else None
+
+
+def test_classic_groups_per_shard_are_bounded(broker_factory):
+    """`group.classic_groups_max` = 1 on a one-shard broker, confluent-kafka: the first
+    group consumes; a second group's JoinGroup and a third (simple consumer) group's
+    OffsetCommit are refused GROUP_MAX_SIZE_REACHED; once the first is deleted, the second
+    consumes and takes commits, and the first (now the one too many) is refused."""
+    broker = broker_factory("classic-groups-max", shards=1, extra_args=[
+        "--group-classic-groups-max", "1"])
+    topic = unique_topic("cgmax")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    ck_produce(ck_producer(broker.bootstrap), topic, [(None, b"only", 0)])
+    first, second, third = (unique_topic(n) for n in ("cgmax-a", "cgmax-b", "cgmax-c"))
+    conf = {"bootstrap.servers": broker.bootstrap, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False}
+    assert first_record(conf, first, topic) == b"only"
+
+    errors: list = []
+    refused = Consumer({**conf, "group.id": second,
+                        "error_cb": lambda error: errors.append(error.code())})
+    refused.subscribe([topic])
+    try:
+        assert refusal_seen(refused, errors), f"no GROUP_MAX_SIZE_REACHED, errors: {errors}"
+    finally:
+        refused.close()
+    assert commit_error(conf, third, topic) == GROUP_MAX_SIZE_REACHED
+
+    admin = ck_admin(broker.bootstrap)
+    (future,) = admin.delete_consumer_groups([first], request_timeout=30).values()
+    future.result(30)
+    assert first_record(conf, second, topic) == b"only"
+    assert commit_error(conf, second, topic) is None, "an existing group takes commits"
+    assert commit_error(conf, first, topic) == GROUP_MAX_SIZE_REACHED

@@ -114,15 +114,11 @@ pub async fn alter_broker_configs(
     Ok(outcome)
 }
 
-/// Cluster mode keeps no group configs: they would live in one broker's catalog while the
-/// group's coordinator may be another broker (Kafka keeps them in the metadata log).
-const CLUSTER_GROUP_CONFIGS_REFUSED: &str = "Group configs cannot be changed in cluster mode \
-     (--controller-quorum): shardlog keeps them in a single broker's catalog, not in the \
-     metadata log; the broker-wide group.consumer.* settings apply to every group.";
-
 /// Changes group `name`'s config overrides through the controller (`update` runs there
 /// under its lock; the result is validated, saved in the catalog and broadcast before it
-/// answers). An empty name is INVALID_REQUEST, as in Kafka; cluster mode refuses.
+/// answers). An empty name is INVALID_REQUEST, as in Kafka. In cluster mode the overrides
+/// live in the metadata log: the change goes to the active controller
+/// (`cluster_forward::alter_group_configs`).
 pub async fn alter_group_configs(
     shard: &Rc<Shard>,
     name: &str,
@@ -133,8 +129,9 @@ pub async fn alter_group_configs(
         return Ok((ErrorCode::InvalidRequest, Some(message)));
     }
     if shard.config.cluster.controller_quorum.is_some() {
-        let message = CLUSTER_GROUP_CONFIGS_REFUSED.to_string();
-        return Ok((ErrorCode::InvalidRequest, Some(message)));
+        let outcome =
+            super::cluster_forward::alter_group_configs(shard, name, update, validate_only).await;
+        return Ok(outcome);
     }
     let outcome = shard
         .controller_call(|reply| ControllerOp::AlterGroupConfigs {

@@ -1,5 +1,6 @@
 //! Cluster mode: the topic requests a broker forwards to the active controller
-//! (CreateTopics, DeleteTopics, CreatePartitions and Metadata's auto-creation), and the wait
+//! (CreateTopics, DeleteTopics, CreatePartitions, Metadata's auto-creation, topic and group
+//! config changes), and the wait
 //! until this broker's own catalog shows the committed change, so a client that asks the
 //! same broker next sees it.
 //!
@@ -171,4 +172,56 @@ pub(super) async fn alter_topic_configs(
         .await;
     }
     Some(answer)
+}
+
+/// Cluster mode: changes group `group`'s config overrides (GROUP resource) through the active
+/// controller. `update` runs on the overrides the log has; the result is checked against
+/// this broker's `[group]` bounds (the controller checks keys and types only: bounds are each
+/// coordinator's, and a coordinator whose bounds do not admit a stored set runs the group on
+/// its own values, `group_config::effective`), then a SET or DELETE per key either set has is
+/// forwarded. Once committed, waits until this broker's catalog holds the new set.
+pub(super) async fn alter_group_configs(
+    shard: &Rc<Shard>,
+    group: &str,
+    update: crate::shard::BrokerConfigUpdate,
+    validate_only: bool,
+) -> (ErrorCode, Option<String>) {
+    let Some(topics) = crate::quorum::view::cluster_topics() else {
+        let message = "the cluster metadata is not loaded yet".to_string();
+        return (ErrorCode::NotController, Some(message));
+    };
+    let current = topics.group_configs.get(group).cloned().unwrap_or_default();
+    let next = match update(&current) {
+        Ok(next) => next,
+        Err(message) => return (ErrorCode::InvalidRequest, Some(message)),
+    };
+    if let Err(error) = crate::metadata::group_config::validate(&next, &shard.config.group) {
+        return (ErrorCode::InvalidConfig, Some(error.to_string()));
+    }
+    let touched: std::collections::BTreeSet<&String> = current.keys().chain(next.keys()).collect();
+    let alterations = touched
+        .into_iter()
+        .map(|key| (key.clone(), next.get(key).cloned()))
+        .collect();
+    let deadline = Instant::now() + CONFIG_CHANGE_WAIT;
+    let call = ControllerRequest::AlterGroupConfigs {
+        group: group.to_string(),
+        alterations,
+        validate_only,
+    };
+    let answer = match forward_topics(call, deadline).await {
+        Err(code) => (ErrorCode::from_code(code), None),
+        Ok(results) => match results.into_iter().next() {
+            None => (ErrorCode::UnknownServerError, None),
+            Some(result) => (ErrorCode::from_code(result.error_code), result.message),
+        },
+    };
+    if answer.0 == ErrorCode::None && !validate_only {
+        let expected = (!next.is_empty()).then_some(&next);
+        wait_for_catalog(shard, deadline, |catalog| {
+            catalog.group_configs(group) == expected
+        })
+        .await;
+    }
+    answer
 }

@@ -522,6 +522,7 @@ mod tests {
             producer_id_bound: 0,
             broker_epochs: Default::default(),
             default_configs: Default::default(),
+            group_configs: Default::default(),
         };
         let response = describe(
             &catalog(),

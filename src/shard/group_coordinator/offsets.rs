@@ -173,6 +173,9 @@ impl Shard {
         match groups.get(group_id) {
             Some(group) => group.validate_commit(member_id, instance_id, generation_id),
             None if generation_id < 0 => {
+                if !self.classic_group_fits(&groups, group_id) {
+                    return ErrorCode::GroupMaxSizeReached;
+                }
                 let limits = self.coordinator.limits;
                 groups.insert(group_id.to_string(), Group::new(group_id, limits));
                 ErrorCode::None
