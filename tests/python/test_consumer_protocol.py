@@ -9,6 +9,8 @@ stock client, confluent-kafka (librdkafka 2.16) with `group.protocol=consumer`.
   session (`group.consumer_session_timeout_ms`, short here) runs out.
 - Offsets committed by a consumer-protocol member survive a broker kill -9; a new member
   resumes exactly after them.
+- A regex subscription (`^prefix-.*`, sent as `subscribed_topic_regex`) is assigned the
+  matching topic, then a matching topic created later, whose records arrive.
 - A classic member (JoinGroup) cannot join a live consumer group: INCONSISTENT_GROUP_PROTOCOL.
 - The group survives a broker kill -9 (its records in __consumer_offsets are replayed): the
   members carry on with their partitions, none is fenced or loses a partition, and a third
@@ -234,6 +236,29 @@ def test_committed_offsets_survive_a_broker_kill(consumer_broker):
     assert [m.offset() for m in resumed] == [10, 11, 12, 13, 14]
     assert [m.value() for m in resumed] == [f"b{i}".encode() for i in range(5)]
     c.close()
+
+
+def test_a_regex_subscription_picks_up_a_new_topic(consumer_broker):
+    """librdkafka sends a `^...` subscription as the heartbeat's `subscribed_topic_regex`;
+    the broker matches topic names with it: the topic there is assigned at once, one created
+    later is assigned on a later heartbeat and its records arrive."""
+    broker = consumer_broker
+    prefix = unique_topic("cprx")
+    first, second = f"{prefix}-one", f"{prefix}-two"
+    ck_create_topic(broker.bootstrap, first, 1)
+    ck_produce(ck_producer(broker.bootstrap), first, [(None, b"one")])
+    c = consumer(broker.bootstrap, unique_topic("cgrp"))
+    c.subscribe([f"^{prefix}-.*"])
+    try:
+        got = consume(c, 1, "the record of the topic that matched from the start")
+        assert [(m.topic(), m.value()) for m in got] == [(first, b"one")]
+        ck_create_topic(broker.bootstrap, second, 1)
+        ck_produce(ck_producer(broker.bootstrap), second, [(None, b"two")])
+        got = consume(c, 1, "the record of the topic created after the subscription")
+        assert [(m.topic(), m.value()) for m in got] == [(second, b"two")]
+        assert sorted(tp.topic for tp in c.assignment()) == [first, second]
+    finally:
+        c.close()
 
 
 def test_a_classic_member_cannot_join_a_live_consumer_group(consumer_broker):
