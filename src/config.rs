@@ -46,6 +46,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub tls: TlsConfig,
     pub sasl: SaslConfig,
+    pub authorizer: AuthorizerConfig,
 }
 
 /// Network listener and request limits.
@@ -594,9 +595,11 @@ impl Default for TransactionConfig {
     }
 }
 
+mod authorizer;
 mod cluster;
 mod listeners;
 mod sasl;
+pub use authorizer::AuthorizerConfig;
 pub use cluster::{ClusterConfig, QuorumVoter, parse_controller_quorum};
 pub use listeners::{ClientAuth, ListenerSpec, SecurityProtocol, TlsConfig};
 pub use sasl::{BootstrapScramUser, SUPPORTED_MECHANISMS, SaslConfig, parse_add_scram};
@@ -676,6 +679,16 @@ impl Config {
         s.validate_listeners(&self.tls)?;
         let sasl_listener = s.listeners()?.iter().any(|l| l.protocol.uses_sasl());
         self.sasl.validate(sasl_listener)?;
+        self.authorizer.validate()?;
+        if self.authorizer.enabled() && self.cluster.cluster_mode() {
+            return Err(ConfigError::OutOfRange {
+                field: "authorizer.kind",
+                value: self.authorizer.kind.clone(),
+                reason: "the ACL authorizer runs on a single broker only for now: ACLs are kept \
+                         in the broker's catalog, not yet in the cluster's metadata log"
+                    .to_string(),
+            });
+        }
         if self.cluster.cluster_mode() {
             s.inter_broker_listener()?;
         }

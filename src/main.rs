@@ -113,6 +113,17 @@ struct ServeArgs {
     /// [default: none].
     #[arg(long, env = "SHARDLOG_ADD_SCRAM", value_delimiter = ';')]
     add_scram: Vec<String>,
+    /// `acl` checks every request against ACLs, `none` allows everything
+    /// (`[authorizer] kind`) [default: none].
+    #[arg(long, env = "SHARDLOG_AUTHORIZER")]
+    authorizer: Option<String>,
+    /// Principals allowed everything, e.g. 'User:admin;User:ops' (`[authorizer]
+    /// super_users`) [default: none].
+    #[arg(long, env = "SHARDLOG_SUPER_USERS", value_delimiter = ';')]
+    super_users: Vec<String>,
+    /// `[authorizer] allow_everyone_if_no_acl_found` [default: false].
+    #[arg(long, env = "SHARDLOG_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    allow_everyone_if_no_acl_found: Option<bool>,
     /// Directory for partition logs and the catalog [default: ./data].
     #[arg(long, env = "SHARDLOG_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -192,6 +203,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     apply_tls_args(args, &mut config.tls);
     apply_sasl_args(args, &mut config.sasl);
+    if let Some(kind) = &args.authorizer {
+        config.authorizer.kind = kind.clone();
+    }
+    if !args.super_users.is_empty() {
+        config.authorizer.super_users = args.super_users.clone();
+    }
+    if let Some(allow) = args.allow_everyone_if_no_acl_found {
+        config.authorizer.allow_everyone_if_no_acl_found = allow;
+    }
     if let Some(data_dir) = &args.data_dir {
         config.storage.data_dir = data_dir.clone();
     }

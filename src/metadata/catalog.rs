@@ -11,6 +11,7 @@
 
 use super::topic_config::{self, TopicConfigError};
 use crate::model::TopicName;
+use crate::security::acl::AclBinding;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -80,6 +81,11 @@ pub struct Catalog {
     /// overrides has no entry. Validated by `group_config::validate` before they get here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// ACL bindings (CreateAcls / DeleteAcls), checked by `AclBinding::new` before they get
+    /// here; the authorizer reads them (`security::acl`).
+    /// Sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acls: Vec<AclBinding>,
     #[serde(skip)]
     by_id: HashMap<TopicId, String>,
 }
@@ -245,6 +251,21 @@ impl Catalog {
     /// The groups that have config overrides.
     pub fn groups_with_configs(&self) -> impl Iterator<Item = &str> {
         self.group_configs.keys().map(String::as_str)
+    }
+
+    /// Every ACL binding.
+    pub fn acls(&self) -> &[AclBinding] {
+        &self.acls
+    }
+
+    /// A new catalog with the ACL set replaced (sorted, duplicates dropped).
+    pub fn with_acls(&self, mut acls: Vec<AclBinding>) -> Catalog {
+        acls.sort();
+        acls.dedup();
+        let mut next = self.clone();
+        next.acls = acls;
+        next.version += 1;
+        next
     }
 
     /// Every group's overrides (cluster mode compares them with the metadata log's).

@@ -1,6 +1,6 @@
 //! Who a connection is: the listener it came in on, its security protocol and its principal
 //! (issue 17). The principal comes from an mTLS client certificate (`tls`) or a SASL login
-//! (`sasl`); the authorizer and quotas will read it, all through `SecurityContext`.
+//! (`sasl`); the authorizer (`acl`) reads it through `SecurityContext`.
 //!
 //! Owns: `SecurityContext`, `Principal`, TLS material (`tls`: PEM files to a rustls server
 //! config, change detection for reloads, the client certificate's subject), SASL mechanisms
@@ -10,6 +10,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acl;
 pub mod sasl;
 pub mod tls;
 

@@ -6,6 +6,7 @@
 //! ones keep the vectored, copy-free write path.
 
 use super::api_table::{self, ResponseFuture};
+use super::authorize;
 use super::context::{ConnectionState, HandlerError, RequestContext, ResponseFrame};
 use super::handlers::{api_versions, produce};
 use super::listeners::Listener;
@@ -18,6 +19,7 @@ use crate::protocol::ProtocolError;
 use crate::protocol::codec::{RequestEnvelope, decode_produce_request, decode_request};
 use crate::protocol::frame::{FrameError, FrameStatus, SIZE_PREFIX_BYTES};
 use crate::security::SecurityContext;
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::shard::memory::Reservation;
 use crate::shard::metrics::{DelayReason, RejectReason};
@@ -71,6 +73,10 @@ enum CloseReason {
     SessionExpired,
     #[error("SASL login failed or out of order")]
     SaslFailed,
+    #[error(
+        "API key {api_key} has no per-resource ACL checks and the principal lacks ALTER on the cluster"
+    )]
+    Unauthorized { api_key: i16 },
 }
 
 /// Serves one accepted connection of `listener`: a PLAINTEXT one at once, an SSL one after
@@ -189,6 +195,7 @@ fn close_label(outcome: &Result<(), CloseReason>) -> &'static str {
         Err(CloseReason::NotAuthenticated { .. }) => "sasl_not_authenticated",
         Err(CloseReason::SessionExpired) => "sasl_session_expired",
         Err(CloseReason::SaslFailed) => "sasl_failed",
+        Err(CloseReason::Unauthorized { .. }) => "unauthorized",
     }
 }
 
@@ -203,6 +210,7 @@ fn reject_reason(reason: &CloseReason) -> Option<RejectReason> {
         CloseReason::FrameTimeout => Some(RejectReason::RequestReadTimeout),
         CloseReason::NotAuthenticated { .. } => Some(RejectReason::SaslNotAuthenticated),
         CloseReason::SessionExpired => Some(RejectReason::SaslSessionExpired),
+        CloseReason::Unauthorized { .. } => Some(RejectReason::Unauthorized),
         // Counted by the SASL handlers, which know why.
         CloseReason::SaslFailed => None,
         CloseReason::Shutdown
@@ -431,6 +439,16 @@ async fn dispatch(
         client_host: client_host.to_string(),
         connection: connection.clone(),
     };
+    if authorize::enabled(shard)
+        && !authorize::checks_own_acls(row.key)
+        && authorize::cluster(shard, &context(None), AclOperation::Alter).is_err()
+    {
+        tracing::info!(api = row.name, principal = %connection.security.borrow().principal,
+            "connection closed: this API has no per-resource ACL checks yet; only principals with ALTER on the cluster may call it");
+        return Err(CloseReason::Unauthorized {
+            api_key: envelope.api_key,
+        });
+    }
     // Produce keeps its records as owned regions of the frame (stamped in place); every
     // other API goes through kafka-protocol and the API table.
     let stage1 = if row.key == ApiKey::Produce {

@@ -11,6 +11,7 @@
 
 mod admin_http;
 pub mod api_table;
+pub mod authorize;
 mod connection;
 mod context;
 mod gather_stream;

@@ -149,6 +149,9 @@ impl Shard {
                     .await;
                 let _ = reply.send(outcome);
             }
+            ControllerOp::AlterAcls { update, reply } => {
+                let _ = reply.send(self.controller_alter_acls(update).await);
+            }
             ControllerOp::CreatePartitions {
                 topic,
                 count,
@@ -487,6 +490,32 @@ impl Shard {
         tracing::info!(%group, configs = ?next.group_configs(group), "group configs changed");
         self.broadcast_catalog(Arc::new(next)).await;
         (ErrorCode::None, None)
+    }
+
+    /// Applies an ACL change (see `ControllerOp::AlterAcls`): saves the catalog that holds
+    /// the new set and broadcasts it before answering with what was removed per filter.
+    async fn controller_alter_acls(
+        self: &Rc<Self>,
+        update: crate::shard::AclUpdate,
+    ) -> crate::shard::AclChangeOutcome {
+        let Ok(_permit) = self.controller().lock.acquire_permit(1).await else {
+            return Err((ErrorCode::NotController, String::new()));
+        };
+        let current = self.catalog();
+        let (mut acls, removed) = update(current.acls());
+        acls.sort();
+        acls.dedup();
+        if acls == current.acls() {
+            return Ok(removed);
+        }
+        let next = current.with_acls(acls);
+        if let Err(error) = save_catalog(&self.controller().data_dir, &next).await {
+            tracing::error!(%error, "cannot persist catalog");
+            return Err((ErrorCode::KafkaStorageError, error.to_string()));
+        }
+        tracing::info!(acls = next.acls().len(), "ACLs changed");
+        self.broadcast_catalog(Arc::new(next)).await;
+        Ok(removed)
     }
 
     async fn broadcast_dynamic_configs(self: &Rc<Self>, configs: Arc<DynamicBrokerConfigs>) {

@@ -5,6 +5,7 @@
 use crate::group::{GroupState, JoinInput, JoinOutcome, MemberDescription, SyncInput, SyncOutcome};
 use crate::metadata::{Catalog, TopicMeta};
 use crate::model::{ErrorCode, Offset, TopicPartition};
+use crate::security::acl::AclBinding;
 use crate::storage::RecordError;
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
@@ -476,6 +477,13 @@ pub struct TopicOutcome {
 pub type BrokerConfigUpdate =
     Box<dyn FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> + Send>;
 
+/// See `ControllerOp::AlterAcls`: the new ACL set, and the bindings removed per filter.
+pub type AclUpdate =
+    Box<dyn FnOnce(&[AclBinding]) -> (Vec<AclBinding>, Vec<Vec<AclBinding>>) + Send>;
+
+/// What an ACL change answers: the bindings removed per filter, or why it failed.
+pub type AclChangeOutcome = Result<Vec<Vec<AclBinding>>, (ErrorCode, String)>;
+
 pub enum ControllerOp {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -516,6 +524,13 @@ pub enum ControllerOp {
         update: BrokerConfigUpdate,
         validate_only: bool,
         reply: Reply<(ErrorCode, Option<String>)>,
+    },
+    /// Changes the ACL set (CreateAcls, DeleteAcls): `update` maps the current set to the
+    /// new one and what it removed per DeleteAcls filter; it runs under the controller lock;
+    /// the result is saved in the catalog and broadcast before the answer.
+    AlterAcls {
+        update: AclUpdate,
+        reply: Reply<AclChangeOutcome>,
     },
     /// Raises a topic's partition count (never lowers it).
     CreatePartitions {

@@ -926,6 +926,9 @@ pub(crate) const CASES: &[(ApiKey, Case)] = &[
     (ApiKey::ListGroups, list_groups),
     (ApiKey::SaslHandshake, sasl_handshake),
     (ApiKey::SaslAuthenticate, sasl_authenticate),
+    (ApiKey::DescribeAcls, describe_acls),
+    (ApiKey::CreateAcls, create_acls),
+    (ApiKey::DeleteAcls, delete_acls),
     (
         ApiKey::DescribeUserScramCredentials,
         describe_user_scram_credentials,

@@ -96,3 +96,53 @@ pub(super) fn alter_user_scram_credentials(fx: &mut Fixture, version: i16) {
     ]);
     assert_eq!(fx.send(&delete, version).results[0].error_code, NONE);
 }
+
+/// SECURITY_DISABLED, as Kafka answers the ACL APIs without an authorizer (the fixture's
+/// broker runs without one; tests/python/test_acls.py covers the authorizer).
+const SECURITY_DISABLED: i16 = 54;
+
+pub(super) fn describe_acls(fx: &mut Fixture, version: i16) {
+    let request = DescribeAclsRequest::default()
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    let response = fx.send(&request, version);
+    assert_eq!(response.error_code, SECURITY_DISABLED);
+    assert!(response.resources.is_empty());
+}
+
+pub(super) fn create_acls(fx: &mut Fixture, version: i16) {
+    let creation = kafka_protocol::messages::create_acls_request::AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(s("orders"))
+        .with_resource_pattern_type(3)
+        .with_principal(s("User:alice"))
+        .with_host(s("*"))
+        .with_operation(3)
+        .with_permission_type(3);
+    let response = fx.send(
+        &CreateAclsRequest::default().with_creations(vec![creation]),
+        version,
+    );
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [SECURITY_DISABLED]);
+}
+
+pub(super) fn delete_acls(fx: &mut Fixture, version: i16) {
+    let filter = kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    let response = fx.send(
+        &DeleteAclsRequest::default().with_filters(vec![filter]),
+        version,
+    );
+    let codes: Vec<i16> = response
+        .filter_results
+        .iter()
+        .map(|r| r.error_code)
+        .collect();
+    assert_eq!(codes, [SECURITY_DISABLED]);
+}

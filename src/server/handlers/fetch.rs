@@ -28,7 +28,9 @@ use crate::protocol::fetch_response::{
     encode_fetch_response,
 };
 use crate::quorum::view::led_elsewhere;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
+use crate::server::authorize;
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
 use crate::shard::memory::Reservation;
 use crate::shard::messages::{ReplicaFetch, WaitEnd};
@@ -257,6 +259,13 @@ fn slots_of(
             topic_id: *topic.topic_id.as_bytes(),
             partitions: Vec::new(),
         });
+        // A follower needs CLUSTER_ACTION on the cluster, a consumer READ on the topic.
+        let denied = if replica_id >= 0 {
+            authorize::cluster(shard, context, AclOperation::ClusterAction).err()
+        } else {
+            let named = meta.map_or(name.as_str(), |m| m.name.as_str());
+            authorize::topic(shard, context, AclOperation::Read, named).err()
+        };
         for partition in &topic.partitions {
             let known =
                 meta.filter(|m| partition.partition >= 0 && partition.partition < m.partitions);
@@ -267,6 +276,7 @@ fn slots_of(
             };
             let node_id = shard.config.server.node_id;
             let (known, unknown) = match known {
+                _ if denied.is_some() => (None, denied.unwrap_or(unknown)),
                 Some(m)
                     if led_elsewhere(&m.name, &m.id, partition.partition, node_id, m.cluster) =>
                 {

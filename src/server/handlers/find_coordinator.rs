@@ -10,8 +10,9 @@ use super::{cluster_forward, str_bytes};
 use crate::group::OFFSETS_TOPIC;
 use crate::model::ErrorCode;
 use crate::quorum::frame::TopicCreation;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::Shard;
 use crate::txn::TRANSACTIONS_TOPIC;
 use futures::future::LocalBoxFuture;
@@ -101,7 +102,16 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let listener = context.connection.listener_name();
-        let locate = |key: &str| locate(&shard, &listener, request.key_type, key);
+        let locate = |key: &str| {
+            let denied = match request.key_type {
+                KEY_TYPE_GROUP => authorize::group(&shard, &context, AclOperation::Describe, key),
+                KEY_TYPE_TRANSACTION => {
+                    authorize::transactional_id(&shard, &context, AclOperation::Describe, key)
+                }
+                _ => Ok(()),
+            };
+            denied.and_then(|()| locate(&shard, &listener, request.key_type, key))
+        };
         let answer = |located: &Result<Located, ErrorCode>| match located {
             Ok(found) => (
                 ErrorCode::None,

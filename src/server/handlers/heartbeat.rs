@@ -1,7 +1,8 @@
 //! Heartbeat (key 12): keeps a member's session alive; tells it when to rejoin.
 
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{GroupOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{HeartbeatResponse, RequestKind};
@@ -17,6 +18,11 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let group_id = request.group_id.0.to_string();
+        if let Err(code) = authorize::group(&shard, &context, AclOperation::Read, &group_id) {
+            let mut response = HeartbeatResponse::default();
+            response.error_code = code.code();
+            return context.respond(&response).map(Some);
+        }
         let error = shard
             .group_call(&group_id, |reply| GroupOp::Heartbeat {
                 group_id: group_id.clone(),

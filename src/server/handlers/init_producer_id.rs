@@ -7,8 +7,9 @@
 //! aborts a transaction the previous incarnation left open.
 
 use crate::model::ErrorCode;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{Shard, TxnOp};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{InitProducerIdResponse, ProducerId, RequestKind};
@@ -28,6 +29,15 @@ pub fn handle(
         response.producer_epoch = -1;
         if let Some(transactional_id) = &request.transactional_id {
             let transactional_id = transactional_id.0.to_string();
+            if let Err(code) = authorize::transactional_id(
+                &shard,
+                &context,
+                AclOperation::Write,
+                &transactional_id,
+            ) {
+                response.error_code = code.code();
+                return context.respond(&response).map(Some);
+            }
             let presented = if context.version >= 3 {
                 (request.producer_id.0, request.producer_epoch)
             } else {
@@ -52,6 +62,14 @@ pub fn handle(
                 }
                 Err(error) => response.error_code = error.code(),
             }
+            return context.respond(&response).map(Some);
+        }
+        // Idempotent producers: IDEMPOTENT_WRITE on the cluster, or (Kafka 3.0+, KIP-679)
+        // WRITE on some topic.
+        if authorize::cluster(&shard, &context, AclOperation::IdempotentWrite).is_err()
+            && !authorize::any_topic(&shard, &context, AclOperation::Write)
+        {
+            response.error_code = ErrorCode::ClusterAuthorizationFailed.code();
             return context.respond(&response).map(Some);
         }
         match shard.allocate_producer_id().await {

@@ -3,8 +3,9 @@
 
 use super::str_bytes;
 use crate::group::JoinInput;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{GroupOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -21,6 +22,11 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let group_id = request.group_id.0.to_string();
+        if let Err(code) = authorize::group(&shard, &context, AclOperation::Read, &group_id) {
+            let mut response = JoinGroupResponse::default();
+            response.error_code = code.code();
+            return context.respond(&response).map(Some);
+        }
         let input = JoinInput {
             token: 0,
             member_id: request.member_id.to_string(),

@@ -2,8 +2,9 @@
 
 use super::str_bytes;
 use crate::model::ErrorCode;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{GroupOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -20,6 +21,11 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let group_id = request.group_id.0.to_string();
+        if let Err(code) = authorize::group(&shard, &context, AclOperation::Read, &group_id) {
+            let mut response = LeaveGroupResponse::default();
+            response.error_code = code.code();
+            return context.respond(&response).map(Some);
+        }
         let members: Vec<(String, Option<String>)> = if context.version >= 3 {
             request
                 .members

@@ -9,8 +9,9 @@
 use super::{check_current_leader_epoch, topic_name};
 use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::quorum::view::led_elsewhere;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{ListOffsetsPartition, ListOffsetsResult, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::list_offsets_response::{
@@ -29,13 +30,14 @@ pub fn handle(
         let RequestKind::ListOffsets(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let response = list_offsets(&shard, request, context.version).await?;
+        let response = list_offsets(&shard, &context, request, context.version).await?;
         context.respond(&response).map(Some)
     })
 }
 
 async fn list_offsets(
     shard: &Rc<Shard>,
+    context: &RequestContext,
     request: ListOffsetsRequest,
     version: i16,
 ) -> Result<ListOffsetsResponse, HandlerError> {
@@ -48,6 +50,18 @@ async fn list_offsets(
     let node_id = shard.config.server.node_id;
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        // A follower needs CLUSTER_ACTION on the cluster, a consumer DESCRIBE on the topic.
+        let denied = if request.replica_id.0 >= 0 {
+            authorize::cluster(shard, context, AclOperation::ClusterAction).err()
+        } else {
+            authorize::topic(shard, context, AclOperation::Describe, &name).err()
+        };
+        if let Some(code) = denied {
+            for partition in &topic.partitions {
+                refused.insert((name.clone(), partition.partition_index), code);
+            }
+            continue;
+        }
         let Some(meta) = catalog.topic(&name) else {
             continue;
         };

@@ -6,8 +6,9 @@ use crate::metadata::{Catalog, TopicMeta, validate_topic_name};
 use crate::model::ErrorCode;
 use crate::quorum::frame::TopicCreation;
 use crate::quorum::topics::{ClusterTopic, ClusterTopics};
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{NewTopic, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::metadata_response::{
@@ -104,6 +105,7 @@ async fn metadata(
                 .as_ref()
                 .is_some_and(|c| c.topics.contains_key(name))
         };
+        let may_create_any = authorize::cluster(shard, context, AclOperation::Create).is_ok();
         let mut missing_names: Vec<&String> = list
             .iter()
             .filter_map(|(name, _)| name.as_ref())
@@ -111,6 +113,8 @@ async fn metadata(
                 catalog.topic(name).is_none()
                     && !in_cluster(name)
                     && validate_topic_name(name).is_ok()
+                    && (may_create_any
+                        || authorize::topic(shard, context, AclOperation::Create, name).is_ok())
             })
             .collect();
         if cluster_forward::cluster_mode() {
@@ -188,6 +192,7 @@ async fn metadata(
         cluster: cluster.as_deref(),
         node_id,
     };
+    let listed_all = matches!(wanted, Wanted::All);
     response.topics = match wanted {
         Wanted::All => topics.all(),
         Wanted::Some(list) => list
@@ -195,6 +200,24 @@ async fn metadata(
             .map(|(name, id)| topics.requested(name.as_deref(), id))
             .collect(),
     };
+    if authorize::enabled(shard) {
+        // Topics the principal may not describe: hidden from a full listing, refused
+        // (without saying whether they exist) when named, as Kafka does.
+        response.topics.retain_mut(|topic| {
+            let name = topic
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_default();
+            if authorize::topic(shard, context, AclOperation::Describe, &name).is_ok() {
+                return true;
+            }
+            topic.error_code = ErrorCode::TopicAuthorizationFailed.code();
+            topic.partitions.clear();
+            topic.is_internal = false;
+            !listed_all
+        });
+    }
     Ok(response)
 }
 

@@ -1,6 +1,7 @@
 //! One file per Kafka API. Each `handle` takes the decoded request and returns its staged
 //! response (see `api_table::Handler`).
 
+pub mod acl_wire;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
@@ -10,11 +11,14 @@ pub mod api_versions;
 pub mod cluster_forward;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;

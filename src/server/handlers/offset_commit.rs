@@ -5,8 +5,9 @@
 
 use super::topic_name;
 use crate::model::ErrorCode;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::ResponseFuture;
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{GroupOp, OffsetCommitEntry, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::offset_commit_response::{
@@ -54,7 +55,20 @@ async fn enqueue(
         })
         .collect();
     let count = entries.len();
-    let pending = if group_id.is_empty() {
+    // The authorizer: READ on the group (every partition refused otherwise), READ on each
+    // topic (its partitions refused, the others committed).
+    let group_denied = authorize::group(&shard, &context, AclOperation::Read, &group_id).err();
+    let topic_denied: Vec<Option<ErrorCode>> = entries
+        .iter()
+        .map(|entry| authorize::topic(&shard, &context, AclOperation::Read, &entry.topic).err())
+        .collect();
+    let entries: Vec<OffsetCommitEntry> = entries
+        .into_iter()
+        .zip(&topic_denied)
+        .filter(|(_, denied)| denied.is_none())
+        .map(|(entry, _)| entry)
+        .collect();
+    let pending = if group_id.is_empty() || group_denied.is_some() || entries.is_empty() {
         None
     } else {
         let op = |reply| GroupOp::CommitOffsets {
@@ -69,9 +83,24 @@ async fn enqueue(
         Some(shard.group_enqueue(&group_id, op).await)
     };
     Box::pin(async move {
-        let errors = match pending {
-            Some(reply) => reply.await?,
-            None => vec![ErrorCode::InvalidGroupId; count],
+        let errors = match (pending, group_denied) {
+            (_, Some(denied)) => vec![denied; count],
+            (Some(reply), None) => {
+                let mut committed = reply.await?.into_iter();
+                topic_denied
+                    .iter()
+                    .map(|denied| {
+                        denied.unwrap_or_else(|| {
+                            committed.next().unwrap_or(ErrorCode::UnknownServerError)
+                        })
+                    })
+                    .collect()
+            }
+            (None, None) if group_id.is_empty() => vec![ErrorCode::InvalidGroupId; count],
+            (None, None) => topic_denied
+                .iter()
+                .map(|denied| denied.unwrap_or(ErrorCode::UnknownServerError))
+                .collect(),
         };
         respond(&context, &request, errors)
     })

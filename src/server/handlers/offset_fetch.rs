@@ -5,8 +5,9 @@
 
 use super::{str_bytes, topic_name};
 use crate::model::ErrorCode;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{FetchedOffset, GroupOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -44,8 +45,15 @@ pub fn handle(
                     group.member_id.as_ref().map(|id| id.to_string()),
                     group.member_epoch,
                 );
-                let outcome =
-                    fetch(&shard, &group_id, member, wanted, request.require_stable).await?;
+                let outcome = fetch(
+                    &shard,
+                    &context,
+                    &group_id,
+                    member,
+                    wanted,
+                    request.require_stable,
+                )
+                .await?;
                 let mut entry = OffsetFetchResponseGroup::default();
                 entry.group_id = GroupId(str_bytes(&group_id));
                 match outcome {
@@ -67,6 +75,7 @@ pub fn handle(
             });
             match fetch(
                 &shard,
+                &context,
                 &request.group_id.0,
                 (None, -1),
                 wanted.clone(),
@@ -101,18 +110,27 @@ pub fn handle(
     })
 }
 
+/// One group's committed offsets. The authorizer: DESCRIBE on the group (else
+/// GROUP_AUTHORIZATION_FAILED), DESCRIBE on each topic: a named partition of a topic the
+/// principal may not describe is TOPIC_AUTHORIZATION_FAILED, and such topics are left out of
+/// an every-partition answer, as Kafka does.
 async fn fetch(
     shard: &Rc<Shard>,
+    context: &RequestContext,
     group_id: &str,
     member: (Option<String>, i32),
     partitions: Option<Vec<(String, i32)>>,
     require_stable: bool,
 ) -> Result<Result<Vec<FetchedOffset>, ErrorCode>, HandlerError> {
+    if let Err(denied) = authorize::group(shard, context, AclOperation::Describe, group_id) {
+        return Ok(Err(denied));
+    }
     if group_id.is_empty() {
         return Ok(Err(ErrorCode::InvalidGroupId));
     }
+    let named = partitions.is_some();
     let owned = group_id.to_string();
-    Ok(shard
+    let fetched = shard
         .group_call(group_id, |reply| GroupOp::FetchOffsets {
             group_id: owned,
             member,
@@ -120,7 +138,26 @@ async fn fetch(
             require_stable,
             reply,
         })
-        .await?)
+        .await?;
+    if !authorize::enabled(shard) {
+        return Ok(fetched);
+    }
+    Ok(fetched.map(|offsets| {
+        offsets
+            .into_iter()
+            .filter_map(|mut offset| {
+                if authorize::topic(shard, context, AclOperation::Describe, &offset.topic).is_ok() {
+                    return Some(offset);
+                }
+                named.then(|| {
+                    offset.offset = -1;
+                    offset.metadata = String::new();
+                    offset.error = ErrorCode::TopicAuthorizationFailed;
+                    offset
+                })
+            })
+            .collect()
+    }))
 }
 
 fn group_by_topic(offsets: Vec<FetchedOffset>) -> BTreeMap<String, Vec<FetchedOffset>> {

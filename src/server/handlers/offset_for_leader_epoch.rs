@@ -18,8 +18,9 @@ use super::{check_current_leader_epoch, topic_name};
 use crate::metadata::Catalog;
 use crate::model::{ErrorCode, ShardId, TopicPartition};
 use crate::quorum::view::led_elsewhere;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{EpochEndResult, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -44,7 +45,7 @@ pub fn handle(
         let RequestKind::OffsetForLeaderEpoch(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let response = offset_for_leader_epoch(&shard, request).await?;
+        let response = offset_for_leader_epoch(&shard, &context, request).await?;
         context.respond(&response).map(Some)
     })
 }
@@ -84,6 +85,7 @@ fn lookup(
 
 async fn offset_for_leader_epoch(
     shard: &Rc<Shard>,
+    context: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> Result<OffsetForLeaderEpochResponse, HandlerError> {
     let node_id = shard.config.server.node_id;
@@ -93,10 +95,20 @@ async fn offset_for_leader_epoch(
             .topics
             .iter()
             .map(|topic| {
+                // A follower needs CLUSTER_ACTION on the cluster, a consumer DESCRIBE on
+                // the topic.
+                let denied = if request.replica_id.0 >= 0 {
+                    authorize::cluster(shard, context, AclOperation::ClusterAction).err()
+                } else {
+                    authorize::topic(shard, context, AclOperation::Describe, &topic.topic.0).err()
+                };
                 topic
                     .partitions
                     .iter()
                     .map(|p| {
+                        if let Some(code) = denied {
+                            return Lookup::Refused(code);
+                        }
                         lookup(
                             &catalog,
                             node_id,

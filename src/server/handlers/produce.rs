@@ -18,8 +18,9 @@ use super::{resolve_topic, topic_name};
 use crate::model::{ErrorCode, RecordBatchHeader, ShardId, TopicPartition};
 use crate::protocol::produce_request::{ProducePartitionData, ProduceRequestOwned, ProduceTopic};
 use crate::quorum::view::led_elsewhere;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::ResponseFuture;
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::metrics::RejectReason;
 use crate::shard::{Acks, ProducePartition, ProducePartitionResult, Shard};
 use bytes::BytesMut;
@@ -113,14 +114,22 @@ async fn enqueue(
     let node_id = shard.config.server.node_id;
     let mut outcomes: Outcomes = HashMap::new();
     let mut accepted: Vec<ProducePartition> = Vec::new();
+    let transactional_denied = request.transactional_id.as_deref().and_then(|id| {
+        authorize::transactional_id(&shard, &context, AclOperation::Write, id).err()
+    });
     for topic in &mut request.topics {
         let name = topic.name.clone();
         let meta = resolve_topic(&catalog, &name, &topic.topic_id);
+        let denied = transactional_denied.or_else(|| {
+            let named = meta.map_or(name.as_str(), |m| m.name.as_str());
+            authorize::topic(&shard, &context, AclOperation::Write, named).err()
+        });
         for data in &mut topic.partitions {
             let partition = TopicPartition::new(name.as_str(), data.index);
             // Moved out, not shared: storage stamps the batch in place.
             let records = data.records.take();
             let error = match (acks, meta, &records) {
+                _ if denied.is_some() => denied,
                 (None, _, _) => Some(ErrorCode::InvalidRequiredAcks),
                 (_, None, _) => Some(ErrorCode::UnknownTopicOrPartition),
                 (_, Some(m), _) if data.index < 0 || data.index >= m.partitions => {
@@ -142,6 +151,10 @@ async fn enqueue(
                         ErrorCode::InvalidRequiredAcks => RejectReason::InvalidRequiredAcks,
                         ErrorCode::UnknownTopicOrPartition => RejectReason::UnknownPartition,
                         ErrorCode::NotLeaderOrFollower => RejectReason::NotLeader,
+                        ErrorCode::TopicAuthorizationFailed
+                        | ErrorCode::TransactionalIdAuthorizationFailed => {
+                            RejectReason::Unauthorized
+                        }
                         _ => RejectReason::CorruptBatch,
                     });
                     outcomes.insert((name.clone(), data.index), rejected(partition, error));

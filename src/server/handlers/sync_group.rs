@@ -3,8 +3,9 @@
 
 use super::str_bytes;
 use crate::group::SyncInput;
+use crate::security::acl::AclOperation;
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext};
+use crate::server::{HandlerError, RequestContext, authorize};
 use crate::shard::{GroupOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{RequestKind, SyncGroupResponse};
@@ -20,6 +21,11 @@ pub fn handle(
             return Err(HandlerError::WrongBody(context.api));
         };
         let group_id = request.group_id.0.to_string();
+        if let Err(code) = authorize::group(&shard, &context, AclOperation::Read, &group_id) {
+            let mut response = SyncGroupResponse::default();
+            response.error_code = code.code();
+            return context.respond(&response).map(Some);
+        }
         let input = SyncInput {
             token: 0,
             member_id: request.member_id.to_string(),

@@ -76,10 +76,14 @@ pub enum RejectReason {
     /// A request after the session ended (`sasl.connections_max_reauth_ms`) without a
     /// re-login: the connection is closed.
     SaslSessionExpired,
+    /// The authorizer denied a request or a partition of it (an *_AUTHORIZATION_FAILED
+    /// answer), or an API without its own ACL checks to a principal without ALTER on the
+    /// cluster (the connection is closed).
+    Unauthorized,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 27] = [
+    pub const ALL: [RejectReason; 28] = [
         RejectReason::RequestTooLarge,
         RejectReason::MalformedFrame,
         RejectReason::MalformedRequest,
@@ -107,6 +111,7 @@ impl RejectReason {
         RejectReason::SaslAuthenticationFailed,
         RejectReason::SaslNotAuthenticated,
         RejectReason::SaslSessionExpired,
+        RejectReason::Unauthorized,
     ];
 
     /// The `reason` label value.
@@ -139,6 +144,7 @@ impl RejectReason {
             RejectReason::SaslAuthenticationFailed => "sasl_authentication_failed",
             RejectReason::SaslNotAuthenticated => "sasl_not_authenticated",
             RejectReason::SaslSessionExpired => "sasl_session_expired",
+            RejectReason::Unauthorized => "unauthorized",
         }
     }
 
