@@ -142,6 +142,10 @@ struct RawArgs {
     /// The running broker's pid, for its CPU use and --broker-cpus.
     #[arg(long, requires = "bootstrap")]
     broker_pid: Option<u32>,
+    /// The running broker's admin address (host:port): its /metrics is scraped around each
+    /// phase for the broker-side stage times (a started broker's is known).
+    #[arg(long, requires = "bootstrap")]
+    admin_url: Option<String>,
     /// Start target/release/shardlog on a free port with a fresh data directory.
     #[arg(long)]
     start_broker: bool,
@@ -506,7 +510,11 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
         fetch_partition_max_bytes: 8 << 20,
         fetch_max_bytes: 64 << 20,
     };
-    let mut report = raw::run(&bootstrap, broker_pid, &options)?;
+    let admin_address = started
+        .as_ref()
+        .map(|b| b.admin_address.clone())
+        .or(args.admin_url);
+    let mut report = raw::run(&bootstrap, broker_pid, admin_address.as_deref(), &options)?;
     drop(started);
     // The same run's ceilings (the broker is stopped): O_DIRECT writes where its data was,
     // one loopback TCP connection.
@@ -528,6 +536,19 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
                 .broker_cpu_us_per_mb()
                 .map_or("unknown".to_string(), |us| format!("{us:.0} µs/MB")),
         );
+    }
+    if let (Some(p50), Some(p99)) = (report.produce.latency_p50_us, report.produce.latency_p99_us) {
+        println!(
+            "produce client-side latency (send to answer, pipelined): p50 {p50:.0} µs, p99 {p99:.0} µs"
+        );
+    }
+    for (phase, counts) in [("produce", &report.produce), ("fetch", &report.fetch)] {
+        if !counts.stages.is_empty() {
+            bench_harness::stages::print(
+                &format!("broker-side stages during the {phase} phase:"),
+                &counts.stages,
+            );
+        }
     }
     if let Some(baselines) = &report.baselines {
         let ratio = |value: f64, ceiling: Option<f64>| {

@@ -12,9 +12,12 @@
 
 use crate::broker::process_cpu_seconds;
 use crate::raw_wire::{self, FetchedPartition};
+use crate::stages::{StageScrape, StageSummary};
+use crate::stats::LatencyHistogram;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -49,6 +52,13 @@ pub struct PhaseReport {
     /// Produce requests answered with an error code (a fetch error stops the run).
     pub errors: u64,
     pub broker_cpu_seconds: Option<f64>,
+    /// Client-side produce latency (send of a request to its answer, pipelined), µs.
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    /// The broker's stage histograms over this phase (with an admin address).
+    pub stages: Vec<StageSummary>,
+    #[serde(skip)]
+    latency: LatencyHistogram,
 }
 
 impl PhaseReport {
@@ -73,6 +83,16 @@ impl PhaseReport {
         self.bytes += other.bytes;
         self.requests += other.requests;
         self.errors += other.errors;
+        self.latency.merge(&other.latency);
+    }
+
+    /// Fills in the latency percentiles from the merged histogram.
+    fn summarise_latency(&mut self) {
+        if self.latency.count() > 0 {
+            let summary = self.latency.summary();
+            self.latency_p50_us = Some(summary.p50);
+            self.latency_p99_us = Some(summary.p99);
+        }
     }
 }
 
@@ -84,10 +104,12 @@ pub struct RawReport {
     pub baselines: Option<crate::result::Baselines>,
 }
 
-/// Produces for `options.produce_seconds`, then reads everything back.
+/// Produces for `options.produce_seconds`, then reads everything back. With
+/// `admin_address`, the broker's /metrics is scraped around each phase for its stage times.
 pub fn run(
     bootstrap: &str,
     broker_pid: Option<u32>,
+    admin_address: Option<&str>,
     options: &RawOptions,
 ) -> anyhow::Result<RawReport> {
     anyhow::ensure!(
@@ -105,7 +127,9 @@ pub fn run(
             .collect()
     };
     let cpu = || broker_pid.and_then(process_cpu_seconds);
+    let scrape = || admin_address.map(StageScrape::scrape).transpose();
 
+    let stages_before = scrape()?;
     let cpu_before = cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(options.produce_seconds);
@@ -120,11 +144,12 @@ pub fn run(
             std::thread::spawn(move || {
                 pin_current_thread(&options.load_cpus);
                 produce_connection(&address, frames?, options.pipeline, deadline).map(
-                    |(requests, errors)| PhaseReport {
+                    |(requests, errors, latency)| PhaseReport {
                         records: requests * options.batch_records as u64,
                         bytes: requests * batch_bytes,
                         requests,
                         errors,
+                        latency,
                         ..PhaseReport::default()
                     },
                 )
@@ -134,6 +159,11 @@ pub fn run(
     let mut produce = sum_of(producers, "produce")?;
     produce.seconds = started.elapsed().as_secs_f64();
     produce.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
+    produce.summarise_latency();
+    let stages_between = scrape()?;
+    if let (Some(after), Some(before)) = (&stages_between, &stages_before) {
+        produce.stages = after.since(before);
+    }
 
     let cpu_before = cpu();
     let started = Instant::now();
@@ -151,6 +181,9 @@ pub fn run(
     fetch.seconds = started.elapsed().as_secs_f64();
     fetch.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
     fetch.records = produce.records;
+    if let (Some(after), Some(before)) = (scrape()?, &stages_between) {
+        fetch.stages = after.since(before);
+    }
     Ok(RawReport {
         produce,
         fetch,
@@ -192,27 +225,30 @@ fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
 }
 
 /// Sends `frames` round-robin with up to `pipeline` in flight until `deadline`, then drains.
-/// Returns (requests answered, answers with an error).
+/// Returns (requests answered, answers with an error, send-to-answer latency).
 fn produce_connection(
     address: &str,
     frames: Vec<Bytes>,
     pipeline: usize,
     deadline: Instant,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(u64, u64, LatencyHistogram)> {
     let mut stream = connect(address)?;
-    let (mut in_flight, mut answered, mut errors, mut next) = (0usize, 0u64, 0u64, 0usize);
+    let (mut answered, mut errors, mut next) = (0u64, 0u64, 0usize);
+    // Send times of the requests in flight, oldest first (answers come in request order).
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
+    let mut latency = LatencyHistogram::new();
     loop {
         let sending = Instant::now() < deadline;
-        while sending && in_flight < pipeline {
+        while sending && sent.len() < pipeline {
             stream.write_all(&frames[next % frames.len()])?;
+            sent.push_back(Instant::now());
             next += 1;
-            in_flight += 1;
         }
-        if in_flight == 0 {
-            return Ok((answered, errors));
-        }
+        let Some(sent_at) = sent.pop_front() else {
+            return Ok((answered, errors, latency));
+        };
         let error = raw_wire::produce_error(read_response(&mut stream)?)?;
-        in_flight -= 1;
+        latency.record_ns(sent_at.elapsed().as_nanos() as u64);
         answered += 1;
         if error != 0 {
             errors += 1;
