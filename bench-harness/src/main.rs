@@ -181,6 +181,10 @@ struct RawArgs {
     pipeline: usize,
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Produce at this fixed rate, MB/s of batches over all connections (default: as fast
+    /// as the pipeline allows); the latency then counts from each request's scheduled time.
+    #[arg(long)]
+    rate_mb: Option<f64>,
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
     /// Write the report as JSON here too.
@@ -505,6 +509,10 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
         connections: args.connections,
         pipeline: args.pipeline,
         produce_seconds: args.seconds,
+        rate_requests_per_second: args.rate_mb.map(|mb| {
+            let batch_bytes = (args.batch_records * args.record_bytes) as f64;
+            mb * 1e6 / batch_bytes
+        }),
         acks: args.acks,
         load_cpus: args.load_cpus,
         fetch_partition_max_bytes: 8 << 20,

@@ -35,6 +35,9 @@ pub struct RawOptions {
     /// Produce requests in flight per connection.
     pub pipeline: usize,
     pub produce_seconds: f64,
+    /// Fixed rate of Produce requests per second over all connections (None: as fast as the
+    /// pipeline allows).
+    pub rate_requests_per_second: Option<f64>,
     pub acks: i16,
     /// CPUs the load threads run on (empty: anywhere).
     pub load_cpus: Vec<usize>,
@@ -143,16 +146,24 @@ pub fn run(
             let batch_bytes = batch.len() as u64;
             std::thread::spawn(move || {
                 pin_current_thread(&options.load_cpus);
-                produce_connection(&address, frames?, options.pipeline, deadline).map(
-                    |(requests, errors, latency)| PhaseReport {
-                        records: requests * options.batch_records as u64,
-                        bytes: requests * batch_bytes,
-                        requests,
-                        errors,
-                        latency,
-                        ..PhaseReport::default()
-                    },
-                )
+                let frames = frames?;
+                let per_connection = options
+                    .rate_requests_per_second
+                    .map(|rate| rate / options.connections as f64);
+                match per_connection {
+                    Some(rate) => {
+                        produce_connection_paced(&address, frames, options.pipeline, rate, deadline)
+                    }
+                    None => produce_connection(&address, frames, options.pipeline, deadline),
+                }
+                .map(|(requests, errors, latency)| PhaseReport {
+                    records: requests * options.batch_records as u64,
+                    bytes: requests * batch_bytes,
+                    requests,
+                    errors,
+                    latency,
+                    ..PhaseReport::default()
+                })
             })
         })
         .collect();
@@ -257,6 +268,62 @@ fn produce_connection(
             }
         }
     }
+}
+
+/// Sends `frames` round-robin at `rate` requests per second, each at its scheduled time
+/// (t0 + k / rate), with at most `pipeline` in flight (a send that finds the pipeline full
+/// goes out late), until `deadline`, then drains. A reader thread takes the answers. The
+/// latency counts from the scheduled time, so a broker that falls behind shows it (no
+/// coordinated omission). Returns what `produce_connection` returns.
+fn produce_connection_paced(
+    address: &str,
+    frames: Vec<Bytes>,
+    pipeline: usize,
+    rate: f64,
+    deadline: Instant,
+) -> anyhow::Result<(u64, u64, LatencyHistogram)> {
+    anyhow::ensure!(rate > 0.0, "the rate must be positive");
+    let mut stream = connect(address)?;
+    let mut answers = stream.try_clone()?;
+    // Scheduled send times of the requests in flight; its capacity is the pipeline.
+    let (scheduled_tx, scheduled_rx) = std::sync::mpsc::sync_channel::<Instant>(pipeline);
+    let reader = std::thread::spawn(move || -> anyhow::Result<(u64, u64, LatencyHistogram)> {
+        let (mut answered, mut errors) = (0u64, 0u64);
+        let mut latency = LatencyHistogram::new();
+        while let Ok(scheduled) = scheduled_rx.recv() {
+            let error = raw_wire::produce_error(read_response(&mut answers)?)?;
+            latency.record_ns(scheduled.elapsed().as_nanos() as u64);
+            answered += 1;
+            if error != 0 {
+                errors += 1;
+                if errors == 1 {
+                    eprintln!("bench-harness raw: produce answered error code {error}");
+                }
+            }
+        }
+        Ok((answered, errors, latency))
+    });
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut next = 0usize;
+    loop {
+        let scheduled = started + interval.mul_f64(next as f64);
+        if scheduled >= deadline {
+            break;
+        }
+        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        stream.write_all(&frames[next % frames.len()])?;
+        if scheduled_tx.send(scheduled).is_err() {
+            break; // the reader failed; its error is returned below
+        }
+        next += 1;
+    }
+    drop(scheduled_tx);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("a produce reader thread panicked"))?
 }
 
 /// Reads `partitions` of the topic from offset 0 until each reached its high watermark.
