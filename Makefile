@@ -170,7 +170,7 @@ BENCH_CI_CPU_MAX_REGRESSION ?= 25%
 BENCH_CI_SLOWDOWN_US ?= 500
 
 .PHONY: bench-build bench bench-maintenance bench-hostile bench-ci bench-ci-selftest bench-ci-refresh-baseline \
-	bench-test bench-raw tuning-check tuning-test
+	bench-test bench-raw bench-knee tuning-check tuning-test
 
 bench-build:
 	$(CARGO) build --release --bin shardlog
@@ -250,6 +250,12 @@ bench-raw: bench-build
 	@mkdir -p $(BENCH_OUT)/raw
 	$(BENCH_HARNESS) raw --start-broker --broker-shards 1 $(BENCH_RAW_ARGS) \
 	  --output $(BENCH_OUT)/raw/raw.json
+
+# Latency against load (issue 19's knee): raw produce at full speed, then at 25/50/75% of that
+# peak (fixed rate), each on a fresh one-shard broker; prints a Markdown table.
+BENCH_KNEE_ARGS ?= --broker-cpus 0 --load-cpus 1 --acks -1 --seconds 10
+bench-knee: bench-build
+	python3 bench-harness/knee.py $(BENCH_HARNESS) $(BENCH_OUT)/knee $(BENCH_KNEE_ARGS)
 
 # Consumer-group settle time after one of 10 members leaves (issue 20): classic
 # cooperative-sticky and the KIP-848 consumer protocol alternating, 3 rounds each, 20

@@ -48,6 +48,7 @@ pub mod raw_wire;
 pub mod report;
 pub mod result;
 pub mod runner;
+pub mod stages;
 pub mod stats;
 pub mod table;
 pub mod topic_churn;

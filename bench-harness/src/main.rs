@@ -142,6 +142,10 @@ struct RawArgs {
     /// The running broker's pid, for its CPU use and --broker-cpus.
     #[arg(long, requires = "bootstrap")]
     broker_pid: Option<u32>,
+    /// The running broker's admin address (host:port): its /metrics is scraped around each
+    /// phase for the broker-side stage times (a started broker's is known).
+    #[arg(long, requires = "bootstrap")]
+    admin_url: Option<String>,
     /// Start target/release/shardlog on a free port with a fresh data directory.
     #[arg(long)]
     start_broker: bool,
@@ -177,6 +181,10 @@ struct RawArgs {
     pipeline: usize,
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Produce at this fixed rate, MB/s of batches over all connections (default: as fast
+    /// as the pipeline allows); the latency then counts from each request's scheduled time.
+    #[arg(long)]
+    rate_mb: Option<f64>,
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
     /// Write the report as JSON here too.
@@ -501,12 +509,20 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
         connections: args.connections,
         pipeline: args.pipeline,
         produce_seconds: args.seconds,
+        rate_requests_per_second: args.rate_mb.map(|mb| {
+            let batch_bytes = (args.batch_records * args.record_bytes) as f64;
+            mb * 1e6 / batch_bytes
+        }),
         acks: args.acks,
         load_cpus: args.load_cpus,
         fetch_partition_max_bytes: 8 << 20,
         fetch_max_bytes: 64 << 20,
     };
-    let mut report = raw::run(&bootstrap, broker_pid, &options)?;
+    let admin_address = started
+        .as_ref()
+        .map(|b| b.admin_address.clone())
+        .or(args.admin_url);
+    let mut report = raw::run(&bootstrap, broker_pid, admin_address.as_deref(), &options)?;
     drop(started);
     // The same run's ceilings (the broker is stopped): O_DIRECT writes where its data was,
     // one loopback TCP connection.
@@ -528,6 +544,19 @@ fn raw(args: RawArgs) -> anyhow::Result<()> {
                 .broker_cpu_us_per_mb()
                 .map_or("unknown".to_string(), |us| format!("{us:.0} µs/MB")),
         );
+    }
+    if let (Some(p50), Some(p99)) = (report.produce.latency_p50_us, report.produce.latency_p99_us) {
+        println!(
+            "produce client-side latency (send to answer, pipelined): p50 {p50:.0} µs, p99 {p99:.0} µs"
+        );
+    }
+    for (phase, counts) in [("produce", &report.produce), ("fetch", &report.fetch)] {
+        if !counts.stages.is_empty() {
+            bench_harness::stages::print(
+                &format!("broker-side stages during the {phase} phase:"),
+                &counts.stages,
+            );
+        }
     }
     if let Some(baselines) = &report.baselines {
         let ratio = |value: f64, ceiling: Option<f64>| {

@@ -111,7 +111,7 @@ impl MemoryBudget {
 }
 
 /// The body of `GET path` (status 200 only), read until the server closes.
-fn http_get_body(address: &str, path: &str) -> anyhow::Result<String> {
+pub(crate) fn http_get_body(address: &str, path: &str) -> anyhow::Result<String> {
     let target = address
         .to_socket_addrs()?
         .next()

@@ -12,9 +12,12 @@
 
 use crate::broker::process_cpu_seconds;
 use crate::raw_wire::{self, FetchedPartition};
+use crate::stages::{StageScrape, StageSummary};
+use crate::stats::LatencyHistogram;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -32,6 +35,9 @@ pub struct RawOptions {
     /// Produce requests in flight per connection.
     pub pipeline: usize,
     pub produce_seconds: f64,
+    /// Fixed rate of Produce requests per second over all connections (None: as fast as the
+    /// pipeline allows).
+    pub rate_requests_per_second: Option<f64>,
     pub acks: i16,
     /// CPUs the load threads run on (empty: anywhere).
     pub load_cpus: Vec<usize>,
@@ -49,6 +55,13 @@ pub struct PhaseReport {
     /// Produce requests answered with an error code (a fetch error stops the run).
     pub errors: u64,
     pub broker_cpu_seconds: Option<f64>,
+    /// Client-side produce latency (send of a request to its answer, pipelined), µs.
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    /// The broker's stage histograms over this phase (with an admin address).
+    pub stages: Vec<StageSummary>,
+    #[serde(skip)]
+    latency: LatencyHistogram,
 }
 
 impl PhaseReport {
@@ -73,6 +86,16 @@ impl PhaseReport {
         self.bytes += other.bytes;
         self.requests += other.requests;
         self.errors += other.errors;
+        self.latency.merge(&other.latency);
+    }
+
+    /// Fills in the latency percentiles from the merged histogram.
+    fn summarise_latency(&mut self) {
+        if self.latency.count() > 0 {
+            let summary = self.latency.summary();
+            self.latency_p50_us = Some(summary.p50);
+            self.latency_p99_us = Some(summary.p99);
+        }
     }
 }
 
@@ -84,10 +107,12 @@ pub struct RawReport {
     pub baselines: Option<crate::result::Baselines>,
 }
 
-/// Produces for `options.produce_seconds`, then reads everything back.
+/// Produces for `options.produce_seconds`, then reads everything back. With
+/// `admin_address`, the broker's /metrics is scraped around each phase for its stage times.
 pub fn run(
     bootstrap: &str,
     broker_pid: Option<u32>,
+    admin_address: Option<&str>,
     options: &RawOptions,
 ) -> anyhow::Result<RawReport> {
     anyhow::ensure!(
@@ -105,7 +130,9 @@ pub fn run(
             .collect()
     };
     let cpu = || broker_pid.and_then(process_cpu_seconds);
+    let scrape = || admin_address.map(StageScrape::scrape).transpose();
 
+    let stages_before = scrape()?;
     let cpu_before = cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(options.produce_seconds);
@@ -119,21 +146,35 @@ pub fn run(
             let batch_bytes = batch.len() as u64;
             std::thread::spawn(move || {
                 pin_current_thread(&options.load_cpus);
-                produce_connection(&address, frames?, options.pipeline, deadline).map(
-                    |(requests, errors)| PhaseReport {
-                        records: requests * options.batch_records as u64,
-                        bytes: requests * batch_bytes,
-                        requests,
-                        errors,
-                        ..PhaseReport::default()
-                    },
-                )
+                let frames = frames?;
+                let per_connection = options
+                    .rate_requests_per_second
+                    .map(|rate| rate / options.connections as f64);
+                match per_connection {
+                    Some(rate) => {
+                        produce_connection_paced(&address, frames, options.pipeline, rate, deadline)
+                    }
+                    None => produce_connection(&address, frames, options.pipeline, deadline),
+                }
+                .map(|(requests, errors, latency)| PhaseReport {
+                    records: requests * options.batch_records as u64,
+                    bytes: requests * batch_bytes,
+                    requests,
+                    errors,
+                    latency,
+                    ..PhaseReport::default()
+                })
             })
         })
         .collect();
     let mut produce = sum_of(producers, "produce")?;
     produce.seconds = started.elapsed().as_secs_f64();
     produce.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
+    produce.summarise_latency();
+    let stages_between = scrape()?;
+    if let (Some(after), Some(before)) = (&stages_between, &stages_before) {
+        produce.stages = after.since(before);
+    }
 
     let cpu_before = cpu();
     let started = Instant::now();
@@ -151,6 +192,9 @@ pub fn run(
     fetch.seconds = started.elapsed().as_secs_f64();
     fetch.broker_cpu_seconds = cpu().zip(cpu_before).map(|(after, before)| after - before);
     fetch.records = produce.records;
+    if let (Some(after), Some(before)) = (scrape()?, &stages_between) {
+        fetch.stages = after.since(before);
+    }
     Ok(RawReport {
         produce,
         fetch,
@@ -192,27 +236,30 @@ fn read_response(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
 }
 
 /// Sends `frames` round-robin with up to `pipeline` in flight until `deadline`, then drains.
-/// Returns (requests answered, answers with an error).
+/// Returns (requests answered, answers with an error, send-to-answer latency).
 fn produce_connection(
     address: &str,
     frames: Vec<Bytes>,
     pipeline: usize,
     deadline: Instant,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(u64, u64, LatencyHistogram)> {
     let mut stream = connect(address)?;
-    let (mut in_flight, mut answered, mut errors, mut next) = (0usize, 0u64, 0u64, 0usize);
+    let (mut answered, mut errors, mut next) = (0u64, 0u64, 0usize);
+    // Send times of the requests in flight, oldest first (answers come in request order).
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
+    let mut latency = LatencyHistogram::new();
     loop {
         let sending = Instant::now() < deadline;
-        while sending && in_flight < pipeline {
+        while sending && sent.len() < pipeline {
             stream.write_all(&frames[next % frames.len()])?;
+            sent.push_back(Instant::now());
             next += 1;
-            in_flight += 1;
         }
-        if in_flight == 0 {
-            return Ok((answered, errors));
-        }
+        let Some(sent_at) = sent.pop_front() else {
+            return Ok((answered, errors, latency));
+        };
         let error = raw_wire::produce_error(read_response(&mut stream)?)?;
-        in_flight -= 1;
+        latency.record_ns(sent_at.elapsed().as_nanos() as u64);
         answered += 1;
         if error != 0 {
             errors += 1;
@@ -221,6 +268,62 @@ fn produce_connection(
             }
         }
     }
+}
+
+/// Sends `frames` round-robin at `rate` requests per second, each at its scheduled time
+/// (t0 + k / rate), with at most `pipeline` in flight (a send that finds the pipeline full
+/// goes out late), until `deadline`, then drains. A reader thread takes the answers. The
+/// latency counts from the scheduled time, so a broker that falls behind shows it (no
+/// coordinated omission). Returns what `produce_connection` returns.
+fn produce_connection_paced(
+    address: &str,
+    frames: Vec<Bytes>,
+    pipeline: usize,
+    rate: f64,
+    deadline: Instant,
+) -> anyhow::Result<(u64, u64, LatencyHistogram)> {
+    anyhow::ensure!(rate > 0.0, "the rate must be positive");
+    let mut stream = connect(address)?;
+    let mut answers = stream.try_clone()?;
+    // Scheduled send times of the requests in flight; its capacity is the pipeline.
+    let (scheduled_tx, scheduled_rx) = std::sync::mpsc::sync_channel::<Instant>(pipeline);
+    let reader = std::thread::spawn(move || -> anyhow::Result<(u64, u64, LatencyHistogram)> {
+        let (mut answered, mut errors) = (0u64, 0u64);
+        let mut latency = LatencyHistogram::new();
+        while let Ok(scheduled) = scheduled_rx.recv() {
+            let error = raw_wire::produce_error(read_response(&mut answers)?)?;
+            latency.record_ns(scheduled.elapsed().as_nanos() as u64);
+            answered += 1;
+            if error != 0 {
+                errors += 1;
+                if errors == 1 {
+                    eprintln!("bench-harness raw: produce answered error code {error}");
+                }
+            }
+        }
+        Ok((answered, errors, latency))
+    });
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut next = 0usize;
+    loop {
+        let scheduled = started + interval.mul_f64(next as f64);
+        if scheduled >= deadline {
+            break;
+        }
+        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        stream.write_all(&frames[next % frames.len()])?;
+        if scheduled_tx.send(scheduled).is_err() {
+            break; // the reader failed; its error is returned below
+        }
+        next += 1;
+    }
+    drop(scheduled_tx);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("a produce reader thread panicked"))?
 }
 
 /// Reads `partitions` of the topic from offset 0 until each reached its high watermark.

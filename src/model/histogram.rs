@@ -13,6 +13,13 @@ pub const SYNC_BUCKETS_SECONDS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
 ];
 
+/// Upper bounds of the request-stage buckets, seconds: an append or a cache read takes a few
+/// µs, a sync wait or a long poll up to seconds.
+pub const STAGE_BUCKETS_SECONDS: &[f64] = &[
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyHistogram {
     /// Bucket upper bounds, seconds, strictly increasing.

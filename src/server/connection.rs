@@ -22,7 +22,7 @@ use crate::security::SecurityContext;
 use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::shard::memory::Reservation;
-use crate::shard::metrics::{DelayReason, RejectReason};
+use crate::shard::metrics::{DelayReason, FetchStage, ProduceStage, RejectReason};
 use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -45,6 +45,21 @@ type PendingResponse = glommio::Task<Result<Option<ResponseFrame>, HandlerError>
 struct Queued {
     response: PendingResponse,
     charge: Reservation,
+    /// The request's API key (times the response write of Produce and Fetch).
+    api_key: Option<i16>,
+}
+
+/// Records the socket write of a Produce or Fetch response as its `response_write` stage.
+fn record_response_write(shard: &Shard, api_key: Option<i16>, seconds: f64) {
+    match api_key {
+        Some(key) if key == ApiKey::Produce as i16 => shard
+            .metrics
+            .produce_stage(ProduceStage::ResponseWrite, seconds),
+        Some(key) if key == ApiKey::Fetch as i16 => shard
+            .metrics
+            .fetch_stage(FetchStage::ResponseWrite, seconds),
+        _ => {}
+    }
 }
 
 #[derive(Debug, Error)]
@@ -287,8 +302,13 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
                 frame_waited = Duration::ZERO;
                 wait_until_responses_taken(shard, connection).await?;
                 let charge = connection.response_memory.force(frame_bytes);
+                let api_key = RequestEnvelope::peek(&frame).ok().map(|e| e.api_key);
                 let response = dispatch(shard, frame, client_host, permit, connection).await?;
-                let pending = Queued { response, charge };
+                let pending = Queued {
+                    response,
+                    charge,
+                    api_key,
+                };
                 if queue.is_full() {
                     shard.metrics.delayed(DelayReason::InflightLimit);
                 }
@@ -499,12 +519,14 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     while let Some(Queued {
         response,
         mut charge,
+        api_key,
     }) = responses.recv().await
     {
         let closed_by = match response.await {
             Ok(Some(frame)) => {
                 let bytes: usize = frame.chunks.iter().map(Bytes::len).sum();
                 charge.force_to((bytes as u64).saturating_sub(frame.connection_bytes));
+                let write_started = Instant::now();
                 let written = match transport {
                     Transport::Plain { fd } => {
                         write_chunks(fd, &mut writer, &frame.chunks, stall_timeout).await
@@ -515,6 +537,8 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
                 };
                 match written {
                     Ok(()) => {
+                        let seconds = write_started.elapsed().as_secs_f64();
+                        record_response_write(&shard, api_key, seconds);
                         shard.metrics.bytes_sent(bytes);
                         None
                     }

@@ -329,6 +329,8 @@ pub struct ProducePartitionResult {
 pub struct ProduceOp {
     pub partitions: Vec<ProducePartition>,
     pub acks: Acks,
+    /// When the request's handling started (the produce `queue_wait` stage starts here).
+    pub received: std::time::Instant,
     pub reply: Reply<Vec<ProducePartitionResult>>,
 }
 

@@ -3,7 +3,7 @@
 
 use super::data_dir::claim_partition_dir;
 use super::messages::*;
-use super::metrics::RejectReason;
+use super::metrics::{ProduceStage, RejectReason};
 use super::{OfflineReason, Shard, now_ms};
 use crate::metadata::{Catalog, TopicMeta, topic_id_hex};
 use crate::model::compression::CompressionError;
@@ -13,7 +13,7 @@ use crate::storage::{BlockingOp, PartitionLog, ReadLimits, StorageError, run_off
 use futures::future::{LocalBoxFuture, select, select_all};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// ListOffsets special timestamps (Kafka's `ListOffsetsRequest` constants).
 const LATEST_TIMESTAMP: i64 = -1;
@@ -77,6 +77,18 @@ fn produce_error(
     }
 }
 
+/// An append whose acks level stage 2 of the produce waits for.
+struct AwaitedAppend {
+    /// Its index in the results.
+    index: usize,
+    log: Rc<PartitionLog>,
+    last_offset: Offset,
+    /// The leader role's generation in cluster mode.
+    generation: Option<u64>,
+    /// When the append ended (the flush or sync wait starts here).
+    appended: Instant,
+}
+
 impl Shard {
     /// Stage 1: appends every partition's records in order. Returns stage 2, which waits
     /// until the batches are flushed (acks=1: the O_DIRECT write completed, so they survive
@@ -85,10 +97,10 @@ impl Shard {
         self: &Rc<Self>,
         partitions: Vec<ProducePartition>,
         acks: Acks,
+        received: Instant,
     ) -> LocalBoxFuture<'static, Vec<ProducePartitionResult>> {
         let mut results = Vec::with_capacity(partitions.len());
-        // (result index, log, last offset, leader role generation in cluster mode)
-        let mut to_wait: Vec<(usize, Rc<PartitionLog>, Offset, Option<u64>)> = Vec::new();
+        let mut to_wait: Vec<AwaitedAppend> = Vec::new();
         let catalog = self.catalog();
         for ProducePartition { partition, records } in partitions {
             if self.disk.is_full() {
@@ -138,9 +150,21 @@ impl Shard {
                 }
             };
             let bytes = records.len();
+            let append_started = Instant::now();
+            self.metrics.produce_stage(
+                ProduceStage::QueueWait,
+                append_started
+                    .saturating_duration_since(received)
+                    .as_secs_f64(),
+            );
             let appended = log
                 .append_from_client(records, leader_epoch, now_ms())
                 .await;
+            let append_ended = Instant::now();
+            self.metrics.produce_stage(
+                ProduceStage::Append,
+                (append_ended - append_started).as_secs_f64(),
+            );
             self.replicas.leader_appended(&partition, &log);
             let generation = self.replicas.leader_generation(&partition);
             let reason = appended.as_ref().err().map(RejectReason::of_storage_error);
@@ -148,12 +172,13 @@ impl Shard {
             match appended {
                 Ok(appended) => {
                     if acks != Acks::None {
-                        to_wait.push((
-                            results.len(),
-                            log.clone(),
-                            appended.last_offset,
+                        to_wait.push(AwaitedAppend {
+                            index: results.len(),
+                            log: log.clone(),
+                            last_offset: appended.last_offset,
                             generation,
-                        ));
+                            appended: append_ended,
+                        });
                     }
                     results.push(ProducePartitionResult {
                         partition,
@@ -180,22 +205,39 @@ impl Shard {
         }
         let shard = self.clone();
         Box::pin(async move {
-            for (index, log, last_offset, generation) in to_wait {
-                let durable = if acks == Acks::All {
-                    log.wait_synced(last_offset).await
+            for AwaitedAppend {
+                index,
+                log,
+                last_offset,
+                generation,
+                appended,
+            } in to_wait
+            {
+                let (durable, stage) = if acks == Acks::All {
+                    (log.wait_synced(last_offset).await, ProduceStage::SyncWait)
                 } else {
-                    log.wait_flushed(last_offset).await
+                    (log.wait_flushed(last_offset).await, ProduceStage::FlushWait)
                 };
+                let durable_at = Instant::now();
+                shard
+                    .metrics
+                    .produce_stage(stage, (durable_at - appended).as_secs_f64());
                 let partition = &results[index].partition;
-                if durable.is_ok()
-                    && acks == Acks::All
-                    && let Err(code) = shard
+                if durable.is_ok() && acks == Acks::All {
+                    let replicated = shard
                         .wait_replicated(partition, &log, last_offset, generation)
-                        .await
-                {
-                    let result = &mut results[index];
-                    result.error = code;
-                    continue;
+                        .await;
+                    if generation.is_some() {
+                        shard.metrics.produce_stage(
+                            ProduceStage::ReplicationWait,
+                            durable_at.elapsed().as_secs_f64(),
+                        );
+                    }
+                    if let Err(code) = replicated {
+                        let result = &mut results[index];
+                        result.error = code;
+                        continue;
+                    }
                 }
                 if let Err(error) = durable {
                     tracing::error!(shard = %shard.id, %error, "flush or sync failed");

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -343,15 +344,17 @@ impl Shard {
         target: ShardId,
         partitions: Vec<ProducePartition>,
         acks: Acks,
+        received: Instant,
     ) -> LocalBoxFuture<'static, Result<Vec<ProducePartitionResult>, ShardError>> {
         if target == self.id {
-            let completion = self.produce_local(partitions, acks).await;
+            let completion = self.produce_local(partitions, acks, received).await;
             return Box::pin(async move { Ok(completion.await) });
         }
         let (reply, receiver) = reply_channel();
         let message = ShardMessage::Produce(ProduceOp {
             partitions,
             acks,
+            received,
             reply,
         });
         let sent = self.send(target, message).await;
@@ -508,6 +511,10 @@ impl Shard {
             snapshot.delayed.insert(reason, count);
         }
         snapshot.log_sync_latency = Some(self.storage_stats.sync_latency());
+        snapshot.produce_stages.set(
+            super::metrics::ProduceStage::Write.index(),
+            self.storage_stats.write_latency(),
+        );
         snapshot.mesh = self.mesh.counts();
         snapshot.mesh_capacity = self.config.shard.mesh_channel_capacity as u64;
         let cache = self.cache.stats();
@@ -659,7 +666,9 @@ impl Shard {
     pub(super) async fn handle_message(self: &Rc<Self>, message: ShardMessage) {
         match message {
             ShardMessage::Produce(op) => {
-                let completion = self.produce_local(op.partitions, op.acks).await;
+                let completion = self
+                    .produce_local(op.partitions, op.acks, op.received)
+                    .await;
                 let reply = op.reply;
                 glommio::spawn_local(async move {
                     let _ = reply.send(completion.await);

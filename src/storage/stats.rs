@@ -1,12 +1,12 @@
 //! `StorageStats`: counters one shard's partition logs share, so they keep growing when a
 //! log is removed (per-log numbers are in `LogStats`). The shard reads them for `/metrics`.
 //!
-//! Owns: fdatasync latency and append back-pressure counts, and the open observer (told
+//! Owns: fdatasync and O_DIRECT write latency and append back-pressure counts, and the open observer (told
 //! which partition directory `PartitionLog::open` starts on: the shard's start-up watchdog
 //! names the partition a stuck start-up is opening). May import: `crate::model`.
 //! Runs on: the shard that opened the logs (`!Send`, plain `Cell`s).
 
-use crate::model::histogram::{LatencyHistogram, SYNC_BUCKETS_SECONDS};
+use crate::model::histogram::{LatencyHistogram, STAGE_BUCKETS_SECONDS, SYNC_BUCKETS_SECONDS};
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +16,7 @@ pub type OpenObserver = Box<dyn Fn(&Path)>;
 
 pub struct StorageStats {
     sync_latency: RefCell<LatencyHistogram>,
+    write_latency: RefCell<LatencyHistogram>,
     append_waits: Cell<u64>,
     open_observer: RefCell<Option<OpenObserver>>,
 }
@@ -24,6 +25,7 @@ impl std::fmt::Debug for StorageStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageStats")
             .field("sync_latency", &self.sync_latency)
+            .field("write_latency", &self.write_latency)
             .field("append_waits", &self.append_waits)
             .field("open_observer", &self.open_observer.borrow().is_some())
             .finish()
@@ -34,6 +36,7 @@ impl Default for StorageStats {
     fn default() -> Self {
         StorageStats {
             sync_latency: RefCell::new(LatencyHistogram::new(SYNC_BUCKETS_SECONDS)),
+            write_latency: RefCell::new(LatencyHistogram::new(STAGE_BUCKETS_SECONDS)),
             append_waits: Cell::new(0),
             open_observer: RefCell::new(None),
         }
@@ -58,6 +61,13 @@ impl StorageStats {
         self.sync_latency.borrow_mut().record(elapsed.as_secs_f64());
     }
 
+    /// One O_DIRECT write of a segment chunk completed `elapsed` after it was issued.
+    pub(crate) fn record_write(&self, elapsed: Duration) {
+        self.write_latency
+            .borrow_mut()
+            .record(elapsed.as_secs_f64());
+    }
+
     /// An append found its partition's write buffer full and waited.
     pub(crate) fn append_waited(&self) {
         self.append_waits
@@ -67,6 +77,11 @@ impl StorageStats {
     /// fdatasync durations of segment files (`SYNC_BUCKETS_SECONDS` buckets).
     pub fn sync_latency(&self) -> LatencyHistogram {
         self.sync_latency.borrow().clone()
+    }
+
+    /// O_DIRECT segment write durations, issue to completion (`STAGE_BUCKETS_SECONDS`).
+    pub fn write_latency(&self) -> LatencyHistogram {
+        self.write_latency.borrow().clone()
     }
 
     /// Appends that waited for write-buffer room (`storage.write_buffer_bytes_max`).

@@ -23,6 +23,7 @@ use glommio::io::{DmaBuffer, DmaFile};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// Concurrent O_DIRECT writes of one partition.
 const WRITES_IN_FLIGHT_MAX: usize = 8;
@@ -124,9 +125,13 @@ fn issue_chunk(state: &LogState, cursor: &mut WriteCursor, burst: &mut Burst) {
         s.writes += 1;
         s.bytes_written += len as u64;
     });
-    burst
-        .in_flight
-        .push(Box::pin(write_block(file, path, buffer, start, seq)));
+    let stats = state.shard_stats.clone();
+    let issued_at = Instant::now();
+    burst.in_flight.push(Box::pin(async move {
+        let written = write_block(file, path, buffer, start, seq).await;
+        stats.record_write(issued_at.elapsed());
+        written
+    }));
 }
 
 /// Pending bytes of the cursor's segment not yet copied, counting at most up to `limit`.

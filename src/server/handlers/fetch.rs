@@ -34,7 +34,7 @@ use crate::server::authorize;
 use crate::server::{HandlerError, RequestContext, ResponseFrame};
 use crate::shard::memory::Reservation;
 use crate::shard::messages::{ReplicaFetch, WaitEnd};
-use crate::shard::metrics::DelayReason;
+use crate::shard::metrics::{DelayReason, FetchStage};
 use crate::shard::{ReadBudget, ReadPartition, ReadPartitionResult, Shard};
 use bytes::BytesMut;
 use futures::future::{LocalBoxFuture, select, select_all};
@@ -63,7 +63,12 @@ pub fn handle(
             context.version,
             context.correlation_id,
         )?;
+        let encode_started = Instant::now();
         let frame = encode_fetch_response(context.version, &header, &body);
+        let encode_seconds = encode_started.elapsed().as_secs_f64();
+        shard
+            .metrics
+            .fetch_stage(FetchStage::ResponseEncode, encode_seconds);
         Ok(Some(ResponseFrame {
             chunks: frame.chunks,
             memory: memory
@@ -118,7 +123,10 @@ async fn fetch(
             bytes: limit,
             disk_bytes: memory.bytes() as usize,
         };
+        let read_started = Instant::now();
         let results = read_all(shard, &slots, cap).await?;
+        let read_seconds = read_started.elapsed().as_secs_f64();
+        shard.metrics.fetch_stage(FetchStage::Read, read_seconds);
         let available: usize = results.values().map(ReadPartitionResult::bytes).sum();
         let disk_bytes: usize = results.values().map(|r| r.disk_bytes).sum();
         let disk_limited = results.values().any(|r| r.disk_limited);
@@ -138,9 +146,13 @@ async fn fetch(
             // Data is on disk but there is no memory to read it: wait for room, not spin.
             shard.metrics.delayed(DelayReason::ResponseBudget);
             wait_for_room(shard, context, deadline - now).await;
+            let waited = now.elapsed().as_secs_f64();
+            shard.metrics.fetch_stage(FetchStage::MemoryWait, waited);
         } else {
             remember_visible_ends(&mut slots, &results);
             wait_for_any(shard, &slots, deadline - now).await?;
+            let waited = now.elapsed().as_secs_f64();
+            shard.metrics.fetch_stage(FetchStage::Wait, waited);
         }
     }
 }

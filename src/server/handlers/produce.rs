@@ -21,7 +21,7 @@ use crate::quorum::view::led_elsewhere;
 use crate::security::acl::AclOperation;
 use crate::server::api_table::ResponseFuture;
 use crate::server::{HandlerError, RequestContext, authorize};
-use crate::shard::metrics::RejectReason;
+use crate::shard::metrics::{ProduceStage, RejectReason};
 use crate::shard::{Acks, ProducePartition, ProducePartitionResult, Shard};
 use bytes::BytesMut;
 use futures::future::LocalBoxFuture;
@@ -32,6 +32,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::time::Instant;
 
 /// The API table's entry, for a request kafka-protocol decoded: its records are slices of a
 /// shared frame, so they are copied here. Connections do not come this way: they decode
@@ -109,6 +110,7 @@ async fn enqueue(
     context: RequestContext,
     mut request: ProduceRequestOwned,
 ) -> ResponseFuture {
+    let received = Instant::now();
     let acks = Acks::from_wire(request.acks);
     let catalog = shard.catalog();
     let node_id = shard.config.server.node_id;
@@ -168,7 +170,7 @@ async fn enqueue(
     let acks = acks.unwrap_or(Acks::Leader);
     let mut completions = Vec::with_capacity(per_shard.len());
     for (target, partitions) in per_shard {
-        completions.push(shard.produce(target, partitions, acks).await);
+        completions.push(shard.produce(target, partitions, acks, received).await);
     }
     Box::pin(async move {
         for completion in futures::future::join_all(completions).await {
@@ -184,9 +186,13 @@ async fn enqueue(
             return Ok(None);
         }
         let version = context.version;
-        context
-            .respond(&response(&request, outcomes, version))
-            .map(Some)
+        let encode_started = Instant::now();
+        let frame = context.respond(&response(&request, outcomes, version));
+        let encode_seconds = encode_started.elapsed().as_secs_f64();
+        shard
+            .metrics
+            .produce_stage(ProduceStage::ResponseEncode, encode_seconds);
+        frame.map(Some)
     })
 }
 

@@ -10,10 +10,12 @@
 
 mod reasons;
 mod render;
+mod stages;
 
 pub use crate::model::histogram::{LatencyHistogram, REQUEST_BUCKETS_SECONDS};
 pub use reasons::{DelayReason, MemoryPool, RejectReason};
 pub use render::render_prometheus;
+pub use stages::{FetchStage, FetchStages, ProduceStage, ProduceStages};
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
     requests: RefCell<BTreeMap<&'static str, LatencyHistogram>>,
+    produce_stages: RefCell<ProduceStages>,
+    fetch_stages: RefCell<FetchStages>,
     connections_open: Cell<u64>,
     connections_accepted: Cell<u64>,
     connections_refused: Cell<u64>,
@@ -59,6 +63,9 @@ pub struct MeshPeerCounts {
 pub struct MetricsSnapshot {
     pub shard: usize,
     pub requests: BTreeMap<&'static str, LatencyHistogram>,
+    /// Produce stage durations (`write` is filled in from the storage stats).
+    pub produce_stages: ProduceStages,
+    pub fetch_stages: FetchStages,
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
@@ -121,6 +128,20 @@ impl ShardMetrics {
             .record(seconds);
     }
 
+    /// A produce stage that took `seconds` (per partition append or per request).
+    pub fn produce_stage(&self, stage: ProduceStage, seconds: f64) {
+        self.produce_stages
+            .borrow_mut()
+            .record(stage.index(), seconds);
+    }
+
+    /// A fetch stage that took `seconds`.
+    pub fn fetch_stage(&self, stage: FetchStage, seconds: f64) {
+        self.fetch_stages
+            .borrow_mut()
+            .record(stage.index(), seconds);
+    }
+
     pub fn connection_opened(&self) {
         add(&self.connections_accepted, 1);
         add(&self.connections_open, 1);
@@ -180,6 +201,8 @@ impl ShardMetrics {
         MetricsSnapshot {
             shard,
             requests: self.requests.borrow().clone(),
+            produce_stages: self.produce_stages.borrow().clone(),
+            fetch_stages: self.fetch_stages.borrow().clone(),
             connections_open: self.connections_open.get(),
             connections_accepted: self.connections_accepted.get(),
             connections_refused: self.connections_refused.get(),

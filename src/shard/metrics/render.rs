@@ -2,7 +2,7 @@
 //! each family's `# HELP` and `# TYPE` exactly once, then its samples; label values escaped
 //! (backslash, double quote, newline); histogram buckets cumulative with a final `+Inf`.
 
-use super::{LatencyHistogram, MetricsSnapshot};
+use super::{FetchStage, LatencyHistogram, MetricsSnapshot, ProduceStage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -220,6 +220,36 @@ fn requests(e: &mut Exposition, snapshots: &[MetricsSnapshot]) {
         "shardlog_request_duration_seconds",
         "Request handling time by API.",
         series,
+    );
+    let produce = snapshots.iter().flat_map(|s| {
+        ProduceStage::ALL.iter().filter_map(move |stage| {
+            let shard = s.shard.to_string();
+            let histogram = s.produce_stages.get(stage.index())?;
+            Some((
+                labels(&[("shard", &shard), ("stage", stage.as_str())]),
+                histogram,
+            ))
+        })
+    });
+    e.histograms(
+        "shardlog_produce_stage_duration_seconds",
+        "Time of each stage of a produce (see docs/operations.md for the boundaries).",
+        produce,
+    );
+    let fetch = snapshots.iter().flat_map(|s| {
+        FetchStage::ALL.iter().filter_map(move |stage| {
+            let shard = s.shard.to_string();
+            let histogram = s.fetch_stages.get(stage.index())?;
+            Some((
+                labels(&[("shard", &shard), ("stage", stage.as_str())]),
+                histogram,
+            ))
+        })
+    });
+    e.histograms(
+        "shardlog_fetch_stage_duration_seconds",
+        "Time of each stage of a fetch (see docs/operations.md for the boundaries).",
+        fetch,
     );
 }
 
