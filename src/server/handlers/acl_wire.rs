@@ -1,12 +1,30 @@
 //! The ACL APIs' wire structs to and from `security::acl` (CreateAcls, DescribeAcls,
 //! DeleteAcls share the binding and filter fields).
 
-use crate::security::acl::{AclBinding, AclError, AclFilter, WireAcl};
+use crate::model::ErrorCode;
+use crate::security::acl::{AclBinding, AclError, AclFilter, AclOperation, WireAcl};
+use crate::server::{RequestContext, authorize};
+use crate::shard::Shard;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 
 /// SECURITY_DISABLED's message when the authorizer is off, as Kafka words it.
 pub fn security_disabled_message() -> Option<String> {
     Some("No Authorizer is configured (start with --authorizer acl).".to_string())
+}
+
+/// Why an ACL request is refused as a whole: SECURITY_DISABLED without the authorizer, else
+/// CLUSTER_AUTHORIZATION_FAILED when the principal may not do `operation` on the cluster.
+pub fn refusal(
+    shard: &Shard,
+    context: &RequestContext,
+    operation: AclOperation,
+) -> Option<(ErrorCode, Option<String>)> {
+    if !authorize::enabled(shard) {
+        return Some((ErrorCode::SecurityDisabled, security_disabled_message()));
+    }
+    authorize::cluster(shard, context, operation)
+        .err()
+        .map(|code| (code, None))
 }
 
 pub fn wire_creation(creation: &AclCreation) -> WireAcl<'_> {

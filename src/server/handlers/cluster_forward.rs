@@ -122,6 +122,21 @@ pub fn cluster_topic_configs(topic: &str) -> Option<std::collections::BTreeMap<S
     )
 }
 
+/// Sends one resource's config change to the active controller: its one result's code and
+/// message, or the code the whole request got.
+async fn forward_config_change(
+    call: ControllerRequest,
+    deadline: Instant,
+) -> (ErrorCode, Option<String>) {
+    match forward_topics(call, deadline).await {
+        Err(code) => (ErrorCode::from_code(code), None),
+        Ok(results) => match results.into_iter().next() {
+            None => (ErrorCode::UnknownServerError, None),
+            Some(result) => (ErrorCode::from_code(result.error_code), result.message),
+        },
+    }
+}
+
 /// Cluster mode: changes the configs of a metadata-log topic through the active controller:
 /// a SET or DELETE per key the change touches (every key of the log's and the new configs
 /// for a full replacement), so keys the request does not name keep what others set. Once
@@ -154,13 +169,7 @@ pub(super) async fn alter_topic_configs(
         alterations,
         validate_only,
     };
-    let answer = match forward_topics(call, deadline).await {
-        Err(code) => (ErrorCode::from_code(code), None),
-        Ok(results) => match results.into_iter().next() {
-            None => (ErrorCode::UnknownServerError, None),
-            Some(result) => (ErrorCode::from_code(result.error_code), result.message),
-        },
-    };
+    let answer = forward_config_change(call, deadline).await;
     if answer.0 == ErrorCode::None && !validate_only {
         wait_for_catalog(shard, deadline, |catalog| {
             catalog.topic(topic).is_some_and(|t| {
@@ -209,13 +218,7 @@ pub(super) async fn alter_group_configs(
         alterations,
         validate_only,
     };
-    let answer = match forward_topics(call, deadline).await {
-        Err(code) => (ErrorCode::from_code(code), None),
-        Ok(results) => match results.into_iter().next() {
-            None => (ErrorCode::UnknownServerError, None),
-            Some(result) => (ErrorCode::from_code(result.error_code), result.message),
-        },
-    };
+    let answer = forward_config_change(call, deadline).await;
     if answer.0 == ErrorCode::None && !validate_only {
         let expected = (!next.is_empty()).then_some(&next);
         wait_for_catalog(shard, deadline, |catalog| {

@@ -4,12 +4,12 @@
 //! authorizer is off. The bindings are saved in the catalog (synced) and sent to every shard
 //! before the answer.
 
-use super::acl_wire::{security_disabled_message, wire_creation};
+use super::acl_wire::{refusal, wire_creation};
 use super::error_fields;
 use crate::model::ErrorCode;
 use crate::security::acl::{AclBinding, AclOperation};
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext, authorize};
+use crate::server::{HandlerError, RequestContext};
 use crate::shard::{ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
@@ -25,13 +25,7 @@ pub fn handle(
         let RequestKind::CreateAcls(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let refusal = if !authorize::enabled(&shard) {
-            Some((ErrorCode::SecurityDisabled, security_disabled_message()))
-        } else if let Err(code) = authorize::cluster(&shard, &context, AclOperation::Alter) {
-            Some((code, None))
-        } else {
-            None
-        };
+        let refusal = refusal(&shard, &context, AclOperation::Alter);
         let mut outcomes: Vec<(ErrorCode, Option<String>)> = Vec::new();
         let mut bindings: Vec<AclBinding> = Vec::new();
         for creation in &request.creations {

@@ -4,12 +4,12 @@
 //! filter is INVALID_REQUEST (the others still apply). The new set is saved in the catalog
 //! (synced) and sent to every shard before the answer.
 
-use super::acl_wire::{FilterFields, filter, security_disabled_message};
+use super::acl_wire::{FilterFields, filter, refusal};
 use super::{error_fields, str_bytes};
 use crate::model::ErrorCode;
 use crate::security::acl::{AclFilter, AclOperation};
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext, authorize};
+use crate::server::{HandlerError, RequestContext};
 use crate::shard::{ControllerOp, Shard};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::delete_acls_response::{
@@ -27,13 +27,7 @@ pub fn handle(
         let RequestKind::DeleteAcls(request) = body else {
             return Err(HandlerError::WrongBody(context.api));
         };
-        let refusal = if !authorize::enabled(&shard) {
-            Some((ErrorCode::SecurityDisabled, security_disabled_message()))
-        } else if let Err(code) = authorize::cluster(&shard, &context, AclOperation::Alter) {
-            Some((code, None))
-        } else {
-            None
-        };
+        let refusal = refusal(&shard, &context, AclOperation::Alter);
         // Per filter: the parsed filter, or the refusal it is answered with.
         let parsed: Vec<Result<AclFilter, (ErrorCode, Option<String>)>> = request
             .filters

@@ -2,12 +2,12 @@
 //! DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED otherwise); SECURITY_DISABLED when
 //! the authorizer is off; an invalid filter is INVALID_REQUEST.
 
-use super::acl_wire::{FilterFields, by_resource, filter, security_disabled_message};
+use super::acl_wire::{FilterFields, by_resource, filter, refusal};
 use super::{error_fields, str_bytes};
 use crate::model::ErrorCode;
 use crate::security::acl::{AclBinding, AclOperation};
 use crate::server::api_table::{ResponseFuture, single_stage};
-use crate::server::{HandlerError, RequestContext, authorize};
+use crate::server::{HandlerError, RequestContext};
 use crate::shard::Shard;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
@@ -33,12 +33,10 @@ pub fn handle(
             operation: request.operation,
             permission: request.permission_type,
         };
-        let outcome = if !authorize::enabled(&shard) {
-            Err((ErrorCode::SecurityDisabled, security_disabled_message()))
-        } else if let Err(code) = authorize::cluster(&shard, &context, AclOperation::Describe) {
-            Err((code, None))
-        } else {
-            filter(&fields).map_err(|error| (ErrorCode::InvalidRequest, Some(error.to_string())))
+        let outcome = match refusal(&shard, &context, AclOperation::Describe) {
+            Some(refused) => Err(refused),
+            None => filter(&fields)
+                .map_err(|error| (ErrorCode::InvalidRequest, Some(error.to_string()))),
         };
         match outcome {
             Err((code, message)) => {
