@@ -17,6 +17,25 @@ pub fn enabled(shard: &Shard) -> bool {
     shard.config.authorizer.enabled()
 }
 
+/// Runs `decision` with the authorizer over the catalog's ACLs and the request's principal
+/// (`User:alice`) and host (an IP address).
+fn decide(
+    shard: &Shard,
+    context: &RequestContext,
+    decision: impl FnOnce(&Authorizer<'_>, &str, &str) -> bool,
+) -> bool {
+    let principal = context.connection.security.borrow().principal.to_string();
+    let host = context.client_host.trim_start_matches('/');
+    let catalog = shard.catalog();
+    let config = &shard.config.authorizer;
+    let authorizer = Authorizer {
+        acls: catalog.acls(),
+        super_users: &config.super_users,
+        allow_if_no_acl: config.allow_everyone_if_no_acl_found,
+    };
+    decision(&authorizer, &principal, host)
+}
+
 /// Whether the request's principal may do `operation` on resource `name` of `resource_type`.
 pub fn allowed(
     shard: &Shard,
@@ -28,18 +47,12 @@ pub fn allowed(
     if !enabled(shard) {
         return true;
     }
-    let principal = context.connection.security.borrow().principal.to_string();
-    let host = context.client_host.trim_start_matches('/');
-    let catalog = shard.catalog();
-    let config = &shard.config.authorizer;
-    let authorizer = Authorizer {
-        acls: catalog.acls(),
-        super_users: &config.super_users,
-        allow_if_no_acl: config.allow_everyone_if_no_acl_found,
-    };
-    let decision = authorizer.authorize(&principal, host, operation, resource_type, name);
+    let decision = decide(shard, context, |authorizer, principal, host| {
+        authorizer.authorize(principal, host, operation, resource_type, name)
+    });
     if !decision {
-        tracing::debug!(%principal, %host, operation = operation.label(),
+        let principal = &context.connection.security.borrow().principal;
+        tracing::debug!(%principal, host = %context.client_host, operation = operation.label(),
             resource_type = resource_type.label(), resource = %name, api = ?context.api,
             "request denied by ACLs");
     }
@@ -53,15 +66,9 @@ pub fn any_topic(shard: &Shard, context: &RequestContext, operation: AclOperatio
     if !enabled(shard) {
         return true;
     }
-    let principal = context.connection.security.borrow().principal.to_string();
-    let host = context.client_host.trim_start_matches('/');
-    let catalog = shard.catalog();
-    let authorizer = Authorizer {
-        acls: catalog.acls(),
-        super_users: &shard.config.authorizer.super_users,
-        allow_if_no_acl: shard.config.authorizer.allow_everyone_if_no_acl_found,
-    };
-    authorizer.authorize_any(&principal, host, operation, ResourceType::Topic)
+    decide(shard, context, |authorizer, principal, host| {
+        authorizer.authorize_any(principal, host, operation, ResourceType::Topic)
+    })
 }
 
 /// `allowed` on the topic `name`, as TOPIC_AUTHORIZATION_FAILED when not.
